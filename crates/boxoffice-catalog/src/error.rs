@@ -1,0 +1,92 @@
+//! The catalog's errors and how each reaches a caller.
+
+use boxoffice_runtime::status;
+use tonic::{Code, Status};
+
+use crate::domain::{FieldError, LifecycleError};
+
+/// `ErrorInfo` reasons the catalog adds to the shared ones.
+pub mod reason {
+    pub const EVENT_CANCELLED: &str = "EVENT_CANCELLED";
+    pub const EVENT_NOT_DRAFT: &str = "EVENT_NOT_DRAFT";
+    pub const EVENT_HAS_NO_PRICE_TIERS: &str = "EVENT_HAS_NO_PRICE_TIERS";
+    pub const ADMIN_REQUIRED: &str = "ADMIN_REQUIRED";
+    pub const SEARCH_NOT_AVAILABLE: &str = "SEARCH_NOT_AVAILABLE";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{}: {}", .0.field, .0.description)]
+    InvalidField(FieldError),
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("event lifecycle: {0:?}")]
+    Lifecycle(LifecycleError),
+    #[error("admin role required")]
+    AdminRequired,
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<FieldError> for CatalogError {
+    fn from(error: FieldError) -> Self {
+        Self::InvalidField(error)
+    }
+}
+
+impl From<LifecycleError> for CatalogError {
+    fn from(error: LifecycleError) -> Self {
+        Self::Lifecycle(error)
+    }
+}
+
+impl From<tokio_postgres::Error> for CatalogError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        // A closed connection or a server that is going away is worth a
+        // retry; anything else is a bug or a broken schema.
+        if error.is_closed() || error.code().is_none() {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for CatalogError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Self::Unavailable(error.into())
+    }
+}
+
+impl From<CatalogError> for Status {
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::InvalidField(field) => status::invalid_field(&field.field, field.description),
+            CatalogError::NotFound { what, id } => status::not_found(what, id),
+            CatalogError::Lifecycle(LifecycleError::Cancelled) => status::with_reason(
+                Code::FailedPrecondition,
+                reason::EVENT_CANCELLED,
+                "the event is cancelled and can no longer change",
+            ),
+            CatalogError::Lifecycle(LifecycleError::NotDraft) => status::with_reason(
+                Code::FailedPrecondition,
+                reason::EVENT_NOT_DRAFT,
+                "price tiers can only change while the event is a draft",
+            ),
+            CatalogError::Lifecycle(LifecycleError::NoPriceTiers) => status::with_reason(
+                Code::FailedPrecondition,
+                reason::EVENT_HAS_NO_PRICE_TIERS,
+                "an event needs at least one price tier before it is published",
+            ),
+            CatalogError::AdminRequired => status::with_reason(
+                Code::PermissionDenied,
+                reason::ADMIN_REQUIRED,
+                "this call needs the admin role",
+            ),
+            CatalogError::Unavailable(error) => status::unavailable(&error),
+            CatalogError::Internal(error) => status::internal(&error),
+        }
+    }
+}

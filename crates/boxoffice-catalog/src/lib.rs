@@ -1,0 +1,15 @@
+//! The catalog service: venues and their seat maps, performers, events and
+//! price tiers. Reads are served from an in-process cache kept fresh by
+//! PostgreSQL LISTEN/NOTIFY; every write appends to the outbox that search
+//! and inventory consume.
+
+pub mod cache;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod seed;
+pub mod server;
+pub mod service;
+pub mod store;
+
+pub use server::CatalogComponent;

@@ -1,0 +1,14 @@
+//! The wire contracts of boxoffice: one module per protobuf package, generated
+//! from `proto/` by the workspace's `build.rs`.
+
+/// Serialized `FileDescriptorSet` of every boxoffice proto, served by gRPC
+/// reflection so `grpcurl` and `buf curl` can discover the API.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/boxoffice_descriptor.bin"));
+
+pub mod catalog {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.catalog.v1");
+    }
+}

@@ -1,0 +1,18 @@
+//! What every boxoffice service runs on: typed configuration, telemetry,
+//! the PostgreSQL pool and schema migrations, caller identity, gRPC error
+//! details, and serving with health, reflection and graceful shutdown.
+//!
+//! Small on purpose: anything that belongs to one service lives in that
+//! service's crate.
+
+pub mod config;
+pub mod identity;
+pub mod postgres;
+pub mod server;
+pub mod shutdown;
+pub mod status;
+pub mod telemetry;
+
+pub use config::{Config, ConfigError};
+pub use identity::Caller;
+pub use shutdown::Shutdown;

@@ -1,0 +1,174 @@
+//! The `boxoffice` binary: `up` runs every service in one process with demo
+//! data, `serve <service>` runs one (as Kubernetes does), `migrate` and
+//! `seed` prepare a database.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use boxoffice_catalog::CatalogComponent;
+use boxoffice_catalog::store::{CatalogStore, EventFilter};
+use boxoffice_runtime::config::EXIT_BAD_CONFIG;
+use boxoffice_runtime::server::GrpcServer;
+use boxoffice_runtime::telemetry::Telemetry;
+use boxoffice_runtime::{Config, Shutdown};
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Number of demo events `up` and `seed` create.
+const DEMO_EVENTS: usize = 520;
+
+#[derive(Parser)]
+#[command(name = "boxoffice", version, about = "Ticketing backend: catalog, inventory, checkout behind one edge")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process on one address, with demo data on first start (the default).
+    Up {
+        /// Do not load demo data into an empty database.
+        #[arg(long)]
+        no_demo_data: bool,
+    },
+    /// One service, as a Kubernetes deployment runs it.
+    Serve {
+        #[arg(value_enum)]
+        service: Service,
+    },
+    /// Create the database if needed and apply every schema migration.
+    Migrate,
+    /// Load the demo data (only into an empty catalog).
+    Seed,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Service {
+    Catalog,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("boxoffice: bad configuration: {error}");
+            return ExitCode::from(EXIT_BAD_CONFIG as u8);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("boxoffice: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let telemetry = Telemetry::init(&config)?;
+        let result = match cli.command.unwrap_or(Command::Up { no_demo_data: false }) {
+            Command::Up { no_demo_data } => up(&config, !no_demo_data).await,
+            Command::Serve { service: Service::Catalog } => serve_catalog(&config).await,
+            Command::Migrate => migrate(&config).await,
+            Command::Seed => seed(&config).await,
+        };
+        telemetry.shutdown();
+        result
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("boxoffice: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn database(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
+    boxoffice_runtime::postgres::ensure_database(&config.database_url)
+        .await
+        .context("preparing the database (is PostgreSQL running? see README)")?;
+    boxoffice_runtime::postgres::pool(&config.database_url, config.db_pool_size)
+}
+
+async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals();
+    let pool = database(config).await?;
+    let mut server = GrpcServer::bind(config.listen).await?;
+    let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;
+    if demo_data {
+        let store = CatalogStore::new(pool.clone());
+        if let Some(report) = boxoffice_catalog::seed::seed_if_empty(&store, DEMO_EVENTS).await? {
+            tracing::info!(
+                venues = report.venues,
+                performers = report.performers,
+                events = report.events,
+                seats = report.seats,
+                "loaded demo data"
+            );
+        }
+    }
+    catalog.register(&mut server);
+    print_banner(server.local_addr(), &CatalogStore::new(pool)).await;
+    server.run_until_stopped(shutdown, config.shutdown_grace).await
+}
+
+async fn serve_catalog(config: &Config) -> anyhow::Result<()> {
+    let shutdown = Shutdown::on_signals();
+    let pool = database(config).await?;
+    let mut server = GrpcServer::bind(config.listen).await?;
+    let catalog = CatalogComponent::start(config, pool, shutdown.clone()).await?;
+    catalog.register(&mut server);
+    tracing::info!(listen = %server.local_addr(), "catalog serving");
+    server.run_until_stopped(shutdown, config.shutdown_grace).await
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<()> {
+    let pool = database(config).await?;
+    boxoffice_runtime::postgres::migrate(&pool, boxoffice_catalog::store::SCHEMA, boxoffice_catalog::store::MIGRATIONS)
+        .await?;
+    println!("migrations applied");
+    Ok(())
+}
+
+async fn seed(config: &Config) -> anyhow::Result<()> {
+    let pool = database(config).await?;
+    boxoffice_runtime::postgres::migrate(&pool, boxoffice_catalog::store::SCHEMA, boxoffice_catalog::store::MIGRATIONS)
+        .await?;
+    match boxoffice_catalog::seed::seed_if_empty(&CatalogStore::new(pool), DEMO_EVENTS).await? {
+        Some(report) => println!(
+            "seeded {} venues ({} places), {} performers, {} events",
+            report.venues, report.seats, report.performers, report.events
+        ),
+        None => println!("the catalog already has data; nothing seeded"),
+    }
+    Ok(())
+}
+
+async fn print_banner(addr: std::net::SocketAddr, store: &CatalogStore) {
+    let filter = EventFilter {
+        status: boxoffice_catalog::domain::EventStatus::Published,
+        start_after: chrono::Utc::now(),
+        start_before: None,
+        venue_id: None,
+        performer_id: None,
+    };
+    let example = store
+        .list_events(&filter, None, 1)
+        .await
+        .ok()
+        .and_then(|(events, _)| events.into_iter().next());
+    println!("boxoffice is up on {addr}");
+    println!("  list the services:  grpcurl -plaintext {addr} list");
+    if let Some(event) = example {
+        println!(
+            "  look at an event:   grpcurl -plaintext -d '{{\"id\":\"{}\"}}' {addr} boxoffice.catalog.v1.CatalogService/GetEvent",
+            event.id
+        );
+        println!(
+            "  its seat map:       grpcurl -plaintext -d '{{\"event_id\":\"{}\"}}' {addr} boxoffice.catalog.v1.CatalogService/GetSeatMap",
+            event.id
+        );
+    }
+    println!("  upcoming events:    grpcurl -plaintext -d '{{\"page_size\":5}}' {addr} boxoffice.catalog.v1.CatalogService/ListEvents");
+    println!("stop with ctrl-c");
+}
