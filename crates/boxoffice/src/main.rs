@@ -42,9 +42,13 @@ enum Command {
     Seed,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Service {
     Catalog,
+}
+
+impl Service {
+    const ALL: &'static [Service] = &[Service::Catalog];
 }
 
 fn main() -> ExitCode {
@@ -67,7 +71,7 @@ fn main() -> ExitCode {
         let telemetry = Telemetry::init(&config)?;
         let result = match cli.command.unwrap_or(Command::Up { no_demo_data: false }) {
             Command::Up { no_demo_data } => up(&config, !no_demo_data).await,
-            Command::Serve { service: Service::Catalog } => serve_catalog(&config).await,
+            Command::Serve { service } => serve(&config, service).await,
             Command::Migrate => migrate(&config).await,
             Command::Seed => seed(&config).await,
         };
@@ -90,11 +94,33 @@ async fn database(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
     boxoffice_runtime::postgres::pool(&config.database_url, config.db_pool_size)
 }
 
+/// Every service `up` runs in this process, registered on one server.
+/// Each service adds itself here; `up` and `serve` both go through it.
+struct Services {
+    catalog: Option<CatalogComponent>,
+}
+
+async fn start_services(
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+    shutdown: &Shutdown,
+    server: &mut GrpcServer,
+    which: &[Service],
+) -> anyhow::Result<Services> {
+    let mut services = Services { catalog: None };
+    if which.contains(&Service::Catalog) {
+        let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;
+        catalog.register(server);
+        services.catalog = Some(catalog);
+    }
+    Ok(services)
+}
+
 async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals();
     let pool = database(config).await?;
     let mut server = GrpcServer::bind(config.listen).await?;
-    let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;
+    let _services = start_services(config, &pool, &shutdown, &mut server, Service::ALL).await?;
     if demo_data {
         let store = CatalogStore::new(pool.clone());
         if let Some(report) = boxoffice_catalog::seed::seed_if_empty(&store, DEMO_EVENTS).await? {
@@ -107,18 +133,16 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
             );
         }
     }
-    catalog.register(&mut server);
     print_banner(server.local_addr(), &CatalogStore::new(pool)).await;
     server.run_until_stopped(shutdown, config.shutdown_grace).await
 }
 
-async fn serve_catalog(config: &Config) -> anyhow::Result<()> {
+async fn serve(config: &Config, service: Service) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals();
     let pool = database(config).await?;
     let mut server = GrpcServer::bind(config.listen).await?;
-    let catalog = CatalogComponent::start(config, pool, shutdown.clone()).await?;
-    catalog.register(&mut server);
-    tracing::info!(listen = %server.local_addr(), "catalog serving");
+    let _services = start_services(config, &pool, &shutdown, &mut server, &[service]).await?;
+    tracing::info!(listen = %server.local_addr(), service = ?service, "serving");
     server.run_until_stopped(shutdown, config.shutdown_grace).await
 }
 

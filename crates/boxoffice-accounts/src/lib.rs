@@ -1,0 +1,1 @@
+//! The accounts service (under construction).
