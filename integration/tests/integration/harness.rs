@@ -13,7 +13,6 @@ use boxoffice_runtime::config::{ENV_CACHE_TTL, ENV_DATABASE_URL, ENV_LISTEN, ENV
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::{Caller, Config, Shutdown};
 use deadpool_postgres::Pool;
-use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -116,7 +115,6 @@ pub fn test_config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
 pub struct RunningServer {
     pub addr: SocketAddr,
     pub shutdown: Shutdown,
-    pub handle: JoinHandle<anyhow::Result<()>>,
 }
 
 impl RunningServer {
@@ -135,11 +133,20 @@ impl Drop for RunningServer {
     }
 }
 
+/// Serves in the background until `shutdown` fires; a serving error fails loudly.
+pub fn spawn_server(server: GrpcServer, shutdown: &Shutdown) {
+    let shutdown = shutdown.clone();
+    tokio::spawn(async move {
+        if let Err(error) = server.run_until_stopped(shutdown, Duration::from_secs(1)).await {
+            panic!("test server failed: {error:#}");
+        }
+    });
+}
+
 /// The catalog on its own, over a fresh database.
 pub struct CatalogWorld {
     pub server: RunningServer,
     pub client: CatalogServiceClient<Channel>,
-    pub component: CatalogComponent,
     // Last, so the servers stop before the database goes.
     pub db: TestDb,
 }
@@ -155,15 +162,11 @@ impl CatalogWorld {
             .expect("starting the catalog");
         component.register(&mut server);
         let addr = server.local_addr();
-        let handle = tokio::spawn(server.run_until_stopped(shutdown.clone(), Duration::from_secs(1)));
-        let server = RunningServer { addr, shutdown, handle };
+        spawn_server(server, &shutdown);
+        let server = RunningServer { addr, shutdown };
         let client = CatalogServiceClient::new(server.channel().await);
-        Self {
-            server,
-            client,
-            component,
-            db,
-        }
+        drop(component);
+        Self { server, client, db }
     }
 }
 
@@ -206,4 +209,19 @@ fn database_urls_keep_host_and_query() {
     );
     assert_eq!(database_url("postgres://u:p@h/db?sslmode=disable", "x"), "postgres://u:p@h/x?sslmode=disable");
     assert_eq!(database_url("postgres://h", "x"), "postgres://h/x");
+}
+
+/// Another catalog instance over the same database as `world` (its own cache
+/// and change listener), as a second replica would be.
+pub async fn second_catalog(world: &CatalogWorld) -> RunningServer {
+    let config = test_config(&world.db, &[]);
+    let shutdown = Shutdown::new();
+    let mut server = GrpcServer::bind(config.listen).await.expect("binding the second server");
+    let component = CatalogComponent::start(&config, world.db.pool.clone(), shutdown.clone())
+        .await
+        .expect("starting the second catalog");
+    component.register(&mut server);
+    let addr = server.local_addr();
+    spawn_server(server, &shutdown);
+    RunningServer { addr, shutdown }
 }
