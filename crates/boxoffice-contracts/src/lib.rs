@@ -12,3 +12,25 @@ pub mod catalog {
         tonic::include_proto!("boxoffice.catalog.v1");
     }
 }
+
+pub mod inventory {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.inventory.v1");
+    }
+}
+
+pub mod accounts {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.accounts.v1");
+    }
+}
+
+/// Test and benchmark support: a trivial echo service (the gRPC baseline).
+pub mod testing {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.testing.v1");
+    }
+}
