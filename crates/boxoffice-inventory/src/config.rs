@@ -1,0 +1,161 @@
+//! Inventory's own settings, read from `BOXOFFICE_*` environment variables
+//! and validated before anything starts. Every variable name lives here.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use boxoffice_runtime::ConfigError;
+
+pub const ENV_HOLD_TTL: &str = "BOXOFFICE_HOLD_TTL_SECS";
+pub const ENV_HOLD_COMMIT_MARGIN: &str = "BOXOFFICE_HOLD_COMMIT_MARGIN_MS";
+pub const ENV_MAX_SEATS_PER_HOLD: &str = "BOXOFFICE_MAX_SEATS_PER_HOLD";
+pub const ENV_MAX_HOLDS_PER_USER: &str = "BOXOFFICE_MAX_HOLDS_PER_USER";
+pub const ENV_REDIS_KEY_PREFIX: &str = "BOXOFFICE_REDIS_KEY_PREFIX";
+pub const ENV_REDIS_POOL_SIZE: &str = "BOXOFFICE_REDIS_POOL_SIZE";
+pub const ENV_SWEEP_INTERVAL: &str = "BOXOFFICE_HOLD_SWEEP_INTERVAL_MS";
+pub const ENV_FEED_INTERVAL: &str = "BOXOFFICE_INVENTORY_FEED_INTERVAL_MS";
+pub const ENV_WATCH_POLL: &str = "BOXOFFICE_WATCH_POLL_MS";
+pub const ENV_CHANGE_STREAM_LENGTH: &str = "BOXOFFICE_CHANGE_STREAM_LENGTH";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InventoryConfig {
+    /// How long a hold keeps its seats.
+    pub hold_ttl: Duration,
+    /// CommitHold is refused this long before a hold expires, by
+    /// PostgreSQL's clock: it must exceed the clock skew between Redis and
+    /// PostgreSQL plus the time a commit takes.
+    pub commit_margin: Duration,
+    pub max_seats_per_hold: u32,
+    /// Active holds one user may have on one event.
+    pub max_holds_per_user: u32,
+    /// Prepended to every Redis key; must not contain `{` or `}` (the event
+    /// id is the hash tag).
+    pub key_prefix: String,
+    pub redis_pool_size: usize,
+    /// How often the sweeper frees expired holds.
+    pub sweep_interval: Duration,
+    /// How often the catalog's outbox is read for published and cancelled events.
+    pub feed_interval: Duration,
+    /// How often an idle WatchAvailability stream looks for changes.
+    pub watch_poll: Duration,
+    /// About how many changes each event's stream keeps for resuming watchers.
+    pub change_stream_length: u32,
+}
+
+impl Default for InventoryConfig {
+    fn default() -> Self {
+        // The defaults are valid by construction (checked by a test).
+        Self {
+            hold_ttl: Duration::from_secs(600),
+            commit_margin: Duration::from_millis(5_000),
+            max_seats_per_hold: 10,
+            max_holds_per_user: 3,
+            key_prefix: "boxoffice:".to_owned(),
+            redis_pool_size: 4,
+            sweep_interval: Duration::from_millis(200),
+            feed_interval: Duration::from_millis(250),
+            watch_poll: Duration::from_millis(100),
+            change_stream_length: 10_000,
+        }
+    }
+}
+
+impl InventoryConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|value| value.trim().to_owned()).filter(|v| !v.is_empty());
+        let defaults = Self::default();
+        let hold_ttl = Duration::from_secs(number(&get, ENV_HOLD_TTL, defaults.hold_ttl.as_secs(), 1, 86_400)?);
+        let commit_margin = Duration::from_millis(number(
+            &get,
+            ENV_HOLD_COMMIT_MARGIN,
+            defaults.commit_margin.as_millis() as u64,
+            0,
+            3_600_000,
+        )?);
+        // The default margin shrinks for short TTLs set without a margin.
+        let commit_margin = if get(ENV_HOLD_COMMIT_MARGIN).is_none() {
+            commit_margin.min(hold_ttl / 4)
+        } else {
+            commit_margin
+        };
+        if commit_margin >= hold_ttl {
+            return Err(ConfigError {
+                variable: ENV_HOLD_COMMIT_MARGIN,
+                problem: format!("must be shorter than the hold TTL ({}s)", hold_ttl.as_secs()),
+            });
+        }
+        let key_prefix = get(ENV_REDIS_KEY_PREFIX).unwrap_or(defaults.key_prefix);
+        if key_prefix.contains(['{', '}']) || key_prefix.len() > 100 {
+            return Err(ConfigError {
+                variable: ENV_REDIS_KEY_PREFIX,
+                problem: "must be at most 100 characters without { or }".into(),
+            });
+        }
+        Ok(Self {
+            hold_ttl,
+            commit_margin,
+            max_seats_per_hold: number(&get, ENV_MAX_SEATS_PER_HOLD, 10, 1, 100)? as u32,
+            max_holds_per_user: number(&get, ENV_MAX_HOLDS_PER_USER, 3, 1, 1_000)? as u32,
+            key_prefix,
+            redis_pool_size: number(&get, ENV_REDIS_POOL_SIZE, 4, 1, 64)? as usize,
+            sweep_interval: Duration::from_millis(number(&get, ENV_SWEEP_INTERVAL, 200, 10, 60_000)?),
+            feed_interval: Duration::from_millis(number(&get, ENV_FEED_INTERVAL, 250, 10, 60_000)?),
+            watch_poll: Duration::from_millis(number(&get, ENV_WATCH_POLL, 100, 10, 10_000)?),
+            change_stream_length: number(&get, ENV_CHANGE_STREAM_LENGTH, 10_000, 100, 10_000_000)? as u32,
+        })
+    }
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = get(variable) else {
+        return Ok(default);
+    };
+    match raw.parse::<u64>() {
+        Ok(value) if (min..=max).contains(&value) => Ok(value),
+        _ => Err(ConfigError {
+            variable,
+            problem: format!("'{raw}' is not a whole number from {min} to {max}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(InventoryConfig::from_vars(&BTreeMap::new()).unwrap(), InventoryConfig::default());
+        assert_eq!(InventoryConfig::default().hold_ttl, Duration::from_secs(600));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = InventoryConfig::from_vars(&vars(&[(ENV_HOLD_TTL, "0")])).unwrap_err();
+        assert_eq!(err.variable, ENV_HOLD_TTL);
+        let err = InventoryConfig::from_vars(&vars(&[(ENV_REDIS_KEY_PREFIX, "a{b")])).unwrap_err();
+        assert_eq!(err.variable, ENV_REDIS_KEY_PREFIX);
+        let err = InventoryConfig::from_vars(&vars(&[(ENV_HOLD_TTL, "2"), (ENV_HOLD_COMMIT_MARGIN, "2000")])).unwrap_err();
+        assert_eq!(err.variable, ENV_HOLD_COMMIT_MARGIN);
+    }
+
+    #[test]
+    fn short_ttls_get_a_proportionate_default_margin() {
+        let config = InventoryConfig::from_vars(&vars(&[(ENV_HOLD_TTL, "2")])).unwrap();
+        assert_eq!(config.commit_margin, Duration::from_millis(500));
+    }
+}

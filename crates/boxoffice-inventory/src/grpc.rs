@@ -1,0 +1,342 @@
+//! The tonic face of inventory: wire messages are parsed into domain types
+//! here (and only here), and domain values turned back into messages.
+//! WatchAvailability runs one task per stream that polls the event's change
+//! stream and ends when the client goes away or the server shuts down.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use boxoffice_contracts::inventory::v1 as pb;
+use boxoffice_runtime::{Caller, Shutdown};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::domain::{BestAvailableQuery, FieldError, Hold, HoldRef, HoldState, SaleLayout, parse_id, optional_id};
+use crate::error::InventoryError;
+use crate::service::{Inventory, SeatRequest};
+use crate::store::redis::{ChangeKind, ChangesOutcome, Snapshot};
+
+/// Changes one poll of the change stream reads at most.
+const CHANGES_PER_POLL: u32 = 500;
+/// Updates buffered per watcher before the watcher is considered too slow.
+const WATCH_BUFFER: usize = 256;
+
+#[derive(Clone)]
+pub struct InventoryGrpc {
+    inventory: Arc<Inventory>,
+    shutdown: Shutdown,
+}
+
+impl InventoryGrpc {
+    pub fn new(inventory: Arc<Inventory>, shutdown: Shutdown) -> Self {
+        Self { inventory, shutdown }
+    }
+}
+
+fn caller<T>(request: &Request<T>) -> Caller {
+    Caller::from_metadata(request.metadata())
+}
+
+fn bad(error: FieldError) -> Status {
+    InventoryError::InvalidField(error).into()
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::AvailabilityUpdate, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::inventory_service_server::InventoryService for InventoryGrpc {
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    async fn get_availability(
+        &self,
+        request: Request<pb::GetAvailabilityRequest>,
+    ) -> Result<Response<pb::Availability>, Status> {
+        let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(bad)?;
+        // Unknown events answer NOT_FOUND without touching Redis.
+        self.inventory.layout(event_id).await?;
+        let snapshot = self.inventory.availability(event_id).await?;
+        Ok(Response::new(snapshot_to_pb(event_id, snapshot)))
+    }
+
+    type WatchAvailabilityStream = WatchStream;
+
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    async fn watch_availability(
+        &self,
+        request: Request<pb::WatchAvailabilityRequest>,
+    ) -> Result<Response<Self::WatchAvailabilityStream>, Status> {
+        let request = request.into_inner();
+        let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
+        let resume = match request.cursor.as_str() {
+            "" => None,
+            cursor => Some(
+                parse_cursor(cursor).ok_or_else(|| bad(FieldError::new("cursor", "is not a cursor this service issued")))?,
+            ),
+        };
+        self.inventory.layout(event_id).await?;
+        let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(watch(self.inventory.clone(), event_id, resume, sender, self.shutdown.clone()));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    async fn hold_seats(&self, request: Request<pb::HoldSeatsRequest>) -> Result<Response<pb::Hold>, Status> {
+        let caller = caller(&request);
+        let request = request.into_inner();
+        let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
+        let layout = self.inventory.layout(event_id).await?;
+        let seat_request = match request.selection {
+            Some(pb::hold_seats_request::Selection::Seats(seats)) => SeatRequest::Seats(seats.seat_indexes),
+            Some(pb::hold_seats_request::Selection::BestAvailable(best)) => {
+                if let Some(max_price) = &best.max_price
+                    && max_price.currency_code != layout.currency_code
+                {
+                    return Err(bad(FieldError::new(
+                        "best_available.max_price.currency_code",
+                        format!("this event sells in {}", layout.currency_code),
+                    )));
+                }
+                SeatRequest::BestAvailable(BestAvailableQuery {
+                    quantity: best.quantity,
+                    section_id: optional_id("best_available.section_id", &best.section_id).map_err(bad)?,
+                    price_tier_id: optional_id("best_available.price_tier_id", &best.price_tier_id).map_err(bad)?,
+                    max_price_minor: best.max_price.map(|price| price.amount_minor),
+                })
+            }
+            None => return Err(bad(FieldError::new("selection", "give seats or best_available"))),
+        };
+        let hold = self.inventory.hold(&caller, event_id, seat_request).await?;
+        Ok(Response::new(hold_to_pb(&hold, &layout)))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn get_hold(&self, request: Request<pb::GetHoldRequest>) -> Result<Response<pb::Hold>, Status> {
+        let caller = caller(&request);
+        let hold = HoldRef::parse("name", &request.get_ref().name).map_err(bad)?;
+        let layout = self.inventory.layout(hold.event_id).await.map_err(|_| InventoryError::HoldNotFound)?;
+        let found = self.inventory.get_hold(&caller, hold).await?;
+        Ok(Response::new(hold_to_pb(&found, &layout)))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn release_hold(&self, request: Request<pb::ReleaseHoldRequest>) -> Result<Response<pb::Hold>, Status> {
+        let caller = caller(&request);
+        let hold = HoldRef::parse("name", &request.get_ref().name).map_err(bad)?;
+        let layout = self.inventory.layout(hold.event_id).await.map_err(|_| InventoryError::HoldNotFound)?;
+        let released = self.inventory.release_hold(&caller, hold).await?;
+        Ok(Response::new(hold_to_pb(&released, &layout)))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name, booking_id = %request.get_ref().booking_id))]
+    async fn commit_hold(
+        &self,
+        request: Request<pb::CommitHoldRequest>,
+    ) -> Result<Response<pb::CommitHoldResponse>, Status> {
+        let caller = caller(&request);
+        let request = request.into_inner();
+        let hold = HoldRef::parse("name", &request.name).map_err(bad)?;
+        let booking_id = parse_id("booking_id", &request.booking_id).map_err(bad)?;
+        let user_id = parse_id("user_id", &request.user_id).map_err(bad)?;
+        let layout = self.inventory.layout(hold.event_id).await.map_err(|_| InventoryError::HoldNotFound)?;
+        let committed = self.inventory.commit_hold(&caller, hold, booking_id, user_id).await?;
+        Ok(Response::new(pb::CommitHoldResponse {
+            hold: Some(hold_to_pb(&committed.hold, &layout)),
+            newly_committed: committed.newly_committed,
+        }))
+    }
+
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id, booking_id = %request.get_ref().booking_id))]
+    async fn release_seats(
+        &self,
+        request: Request<pb::ReleaseSeatsRequest>,
+    ) -> Result<Response<pb::ReleaseSeatsResponse>, Status> {
+        let caller = caller(&request);
+        let request = request.into_inner();
+        let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
+        let booking_id = parse_id("booking_id", &request.booking_id).map_err(bad)?;
+        let seat_indexes = self.inventory.release_seats(&caller, event_id, booking_id).await?;
+        Ok(Response::new(pb::ReleaseSeatsResponse { seat_indexes }))
+    }
+}
+
+/// A cursor is `{epoch}:{stream id}`: the epoch changes whenever the
+/// event's Redis state is rebuilt, so an old cursor is never resumed across
+/// lost state.
+fn parse_cursor(cursor: &str) -> Option<(String, String)> {
+    let (epoch, id) = cursor.split_once(':')?;
+    let (ms, seq) = id.split_once('-')?;
+    let valid = !epoch.is_empty()
+        && epoch.bytes().all(|b| b.is_ascii_hexdigit())
+        && ms.parse::<u64>().is_ok()
+        && seq.parse::<u64>().is_ok();
+    valid.then(|| (epoch.to_owned(), id.to_owned()))
+}
+
+fn format_cursor(epoch: &str, id: &str) -> String {
+    format!("{epoch}:{id}")
+}
+
+fn stream_id_time(id: &str) -> Option<prost_types::Timestamp> {
+    let ms: i64 = id.split_once('-')?.0.parse().ok()?;
+    Some(prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
+}
+
+/// Sends a snapshot, then every change; starts over with a snapshot when
+/// the position cannot be resumed.
+async fn watch(
+    inventory: Arc<Inventory>,
+    event_id: Uuid,
+    resume: Option<(String, String)>,
+    sender: mpsc::Sender<Result<pb::AvailabilityUpdate, Status>>,
+    shutdown: Shutdown,
+) {
+    let poll = inventory.config().watch_poll;
+    let mut position = resume;
+    loop {
+        let (epoch, after) = match position.take() {
+            Some(position) => position,
+            None => match inventory.availability(event_id).await {
+                Ok(snapshot) => {
+                    let position = (snapshot.epoch.clone(), snapshot.last_id.clone());
+                    let update = pb::availability_update::Update::Snapshot(snapshot_to_pb(event_id, snapshot));
+                    if sender.send(Ok(pb::AvailabilityUpdate { update: Some(update) })).await.is_err() {
+                        return;
+                    }
+                    position
+                }
+                Err(error) => {
+                    let _ = sender.send(Err(error.into())).await;
+                    return;
+                }
+            },
+        };
+        let outcome = match inventory.changes(event_id, &epoch, &after, CHANGES_PER_POLL).await {
+            Ok(outcome) => outcome,
+            Err(error) => {
+                let _ = sender.send(Err(error.into())).await;
+                return;
+            }
+        };
+        match outcome {
+            ChangesOutcome::Changes(changes) => {
+                let mut last = after;
+                let idle = changes.is_empty();
+                for change in changes {
+                    let kind = match change.kind {
+                        ChangeKind::Held => pb::ChangeKind::Held,
+                        ChangeKind::Released => pb::ChangeKind::Released,
+                        ChangeKind::Expired => pb::ChangeKind::Expired,
+                        ChangeKind::Sold => pb::ChangeKind::Sold,
+                        ChangeKind::Unsold => pb::ChangeKind::Unsold,
+                        ChangeKind::Status | ChangeKind::Reset => pb::ChangeKind::Status,
+                    };
+                    let update = pb::AvailabilityChange {
+                        kind: kind as i32,
+                        seat_indexes: change.seats,
+                        cursor: format_cursor(&epoch, &change.id),
+                        change_time: stream_id_time(&change.id),
+                    };
+                    let message = pb::AvailabilityUpdate {
+                        update: Some(pb::availability_update::Update::Change(update)),
+                    };
+                    if sender.send(Ok(message)).await.is_err() {
+                        return;
+                    }
+                    last = change.id;
+                }
+                position = Some((epoch, last));
+                if idle {
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = sender.closed() => return,
+                        () = tokio::time::sleep(poll) => {}
+                    }
+                }
+            }
+            ChangesOutcome::Reset => position = None,
+            ChangesOutcome::NeedsRebuild => {
+                if let Err(error) = inventory.rebuild_if_missing(event_id).await {
+                    let _ = sender.send(Err(error.into())).await;
+                    return;
+                }
+                position = None;
+            }
+        }
+    }
+}
+
+pub fn snapshot_to_pb(event_id: Uuid, snapshot: Snapshot) -> pb::Availability {
+    let taken = snapshot.sold.union(&snapshot.held);
+    pb::Availability {
+        event_id: event_id.to_string(),
+        seat_count: snapshot.seat_count,
+        available_count: snapshot.seat_count - taken.count_below(snapshot.seat_count),
+        on_sale: snapshot.open && snapshot.now_ms >= snapshot.on_sale_ms,
+        cursor: format_cursor(&snapshot.epoch, &snapshot.last_id),
+        sold: snapshot.sold.into_bytes(),
+        held: snapshot.held.into_bytes(),
+    }
+}
+
+fn timestamp_ms(ms: i64) -> Option<prost_types::Timestamp> {
+    (ms > 0).then(|| prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    })
+}
+
+pub fn hold_to_pb(hold: &Hold, layout: &SaleLayout) -> pb::Hold {
+    let money = |amount_minor| pb::Money {
+        currency_code: hold.currency_code.clone(),
+        amount_minor,
+    };
+    pb::Hold {
+        name: hold.hold.name(),
+        event_id: hold.hold.event_id.to_string(),
+        user_id: hold.owner.to_string(),
+        seats: hold
+            .seats
+            .iter()
+            .map(|seat| {
+                let section = layout.section_of(*seat);
+                let price = section.and_then(|section| section.price.as_ref());
+                pb::HeldSeat {
+                    seat_index: *seat,
+                    section_id: section.map(|s| s.id.to_string()).unwrap_or_default(),
+                    price_tier_id: price.map(|p| p.tier_id.to_string()).unwrap_or_default(),
+                    price: price.map(|p| money(p.amount_minor)),
+                }
+            })
+            .collect(),
+        total_price: Some(money(hold.total_minor)),
+        state: match hold.state {
+            HoldState::Active => pb::HoldState::Active,
+            HoldState::Expired => pb::HoldState::Expired,
+            HoldState::Released => pb::HoldState::Released,
+            HoldState::Committed => pb::HoldState::Committed,
+        } as i32,
+        create_time: timestamp_ms(hold.created_ms),
+        expire_time: timestamp_ms(hold.expires_ms),
+        booking_id: hold.booking_id.map(|id| id.to_string()).unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_reject_junk() {
+        let cursor = format_cursor("ab12", "1700000000000-3");
+        assert_eq!(parse_cursor(&cursor), Some(("ab12".into(), "1700000000000-3".into())));
+        assert_eq!(parse_cursor("nonsense"), None);
+        assert_eq!(parse_cursor("zz:1-1"), None);
+        assert_eq!(parse_cursor("ab:1-x"), None);
+    }
+}

@@ -1,0 +1,73 @@
+//! Assembling inventory: migrations, the Redis connection and scripts, the
+//! catalog feed, the hold sweeper, and the tonic service with its limits.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use boxoffice_contracts::inventory::v1::inventory_service_server::InventoryServiceServer;
+use boxoffice_runtime::server::{GrpcServer, MAX_DECODING_MESSAGE_SIZE, MAX_ENCODING_MESSAGE_SIZE};
+use boxoffice_runtime::{Config, Shutdown};
+use deadpool_postgres::Pool;
+use tokio::task::JoinHandle;
+
+use crate::config::InventoryConfig;
+use crate::feed::CatalogFeed;
+use crate::grpc::InventoryGrpc;
+use crate::service::Inventory;
+use crate::store::{HoldStore, MIGRATIONS, SCHEMA, TicketStore};
+
+/// Largest inventory request: a hold names at most a hundred seats, so
+/// anything near this is not a real client.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// The running inventory: its service plus the background feed and sweeper.
+pub struct InventoryComponent {
+    pub inventory: Arc<Inventory>,
+    pub feed: JoinHandle<()>,
+    pub sweeper: JoinHandle<()>,
+    shutdown: Shutdown,
+}
+
+impl InventoryComponent {
+    /// Reads inventory's settings from the environment, then starts.
+    pub async fn start(config: &Config, pool: Pool, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let inventory_config =
+            InventoryConfig::from_env().map_err(|error| anyhow::anyhow!("bad inventory configuration: {error}"))?;
+        Self::start_with(config, inventory_config, pool, shutdown).await
+    }
+
+    /// Applies migrations, connects to Redis, starts the catalog feed and
+    /// the sweeper; add it to a server with [`InventoryComponent::register`].
+    pub async fn start_with(
+        config: &Config,
+        inventory_config: InventoryConfig,
+        pool: Pool,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
+        boxoffice_runtime::postgres::migrate(&pool, SCHEMA, MIGRATIONS)
+            .await
+            .context("migrating the inventory schema")?;
+        let holds = HoldStore::connect(config.redis_url.expose(), &inventory_config)
+            .await
+            .context("connecting to redis (is it running? see README)")?;
+        let feed_interval = inventory_config.feed_interval;
+        let sweep_interval = inventory_config.sweep_interval;
+        let inventory = Arc::new(Inventory::new(TicketStore::new(pool.clone()), holds, inventory_config));
+        let feed = tokio::spawn(CatalogFeed::new(inventory.clone(), pool).run(feed_interval, shutdown.clone()));
+        let sweeper = tokio::spawn(crate::sweeper::run(inventory.clone(), sweep_interval, shutdown.clone()));
+        Ok(Self {
+            inventory,
+            feed,
+            sweeper,
+            shutdown,
+        })
+    }
+
+    pub fn register(&self, server: &mut GrpcServer) {
+        server.add_service(
+            InventoryServiceServer::new(InventoryGrpc::new(self.inventory.clone(), self.shutdown.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES.min(MAX_DECODING_MESSAGE_SIZE))
+                .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
+        );
+    }
+}

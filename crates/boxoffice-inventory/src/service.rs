@@ -1,0 +1,388 @@
+//! Inventory's use cases between the wire and the stores: holding seats
+//! (explicit or best available), reading and releasing holds, committing a
+//! hold to PostgreSQL, putting sold seats back, availability, and rebuilding
+//! lost Redis state from PostgreSQL.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use boxoffice_runtime::Caller;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::config::InventoryConfig;
+use crate::domain::{
+    self, BestAvailableQuery, Hold, HoldRef, HoldState, SaleLayout, best_available, total_price,
+};
+use crate::error::InventoryError;
+use crate::store::postgres::{CommitOutcome, StoredEvent, TicketStore};
+use crate::store::redis::{ChangesOutcome, EventTruth, HoldOutcome, HoldStore, RebuildMode, ReleaseOutcome, Snapshot};
+
+type Result<T> = std::result::Result<T, InventoryError>;
+
+/// The role checkout's calls carry for CommitHold and ReleaseSeats.
+pub const SERVICE_ROLE: &str = "service";
+
+/// Best-available retries after losing the race for the chosen seats.
+const BEST_AVAILABLE_ATTEMPTS: usize = 4;
+/// Sale layouts kept in memory; the cache is cleared when it grows past this.
+const LAYOUT_CACHE_SIZE: usize = 1_000;
+
+/// What a buyer asks to hold.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SeatRequest {
+    Seats(Vec<u32>),
+    BestAvailable(BestAvailableQuery),
+}
+
+/// A committed hold and whether this call did it.
+pub struct Committed {
+    pub hold: Hold,
+    pub newly_committed: bool,
+}
+
+pub struct Inventory {
+    tickets: TicketStore,
+    holds: HoldStore,
+    config: InventoryConfig,
+    /// Sale layouts never change once an event is published.
+    layouts: Mutex<HashMap<Uuid, Arc<SaleLayout>>>,
+}
+
+fn redis_error(error: anyhow::Error) -> InventoryError {
+    InventoryError::Unavailable(error)
+}
+
+fn millis_to_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+impl Inventory {
+    pub fn new(tickets: TicketStore, holds: HoldStore, config: InventoryConfig) -> Self {
+        Self {
+            tickets,
+            holds,
+            config,
+            layouts: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &InventoryConfig {
+        &self.config
+    }
+
+    pub fn tickets(&self) -> &TicketStore {
+        &self.tickets
+    }
+
+    pub fn holds(&self) -> &HoldStore {
+        &self.holds
+    }
+
+    /// The layout of an event inventory sells (or has sold).
+    pub async fn layout(&self, event_id: Uuid) -> Result<Arc<SaleLayout>> {
+        if let Some(layout) = self.cached_layout(event_id) {
+            return Ok(layout);
+        }
+        let StoredEvent { layout, .. } = self.tickets.event(event_id).await?.ok_or(InventoryError::EventNotFound)?;
+        let layout = Arc::new(layout);
+        if let Ok(mut layouts) = self.layouts.lock() {
+            if layouts.len() >= LAYOUT_CACHE_SIZE {
+                layouts.clear();
+            }
+            layouts.insert(event_id, layout.clone());
+        }
+        Ok(layout)
+    }
+
+    fn cached_layout(&self, event_id: Uuid) -> Option<Arc<SaleLayout>> {
+        self.layouts.lock().ok().and_then(|layouts| layouts.get(&event_id).cloned())
+    }
+
+    /// Recreates an event's Redis state from PostgreSQL when it is missing.
+    pub async fn rebuild_if_missing(&self, event_id: Uuid) -> Result<()> {
+        let truth = self.tickets.truth(event_id).await?.ok_or(InventoryError::EventNotFound)?;
+        if self.holds.rebuild(event_id, RebuildMode::IfMissing, &truth).await.map_err(redis_error)? {
+            tracing::info!(%event_id, sold = truth.sold.count_below(truth.seat_count), "rebuilt redis state from postgres");
+        }
+        Ok(())
+    }
+
+    /// Pushes a status change (cancelled, new on-sale time) into Redis.
+    pub async fn refresh_status(&self, event_id: Uuid) -> Result<()> {
+        let Some(truth): Option<EventTruth> = self.tickets.truth(event_id).await? else {
+            return Ok(());
+        };
+        self.holds.rebuild(event_id, RebuildMode::Status, &truth).await.map_err(redis_error)?;
+        Ok(())
+    }
+
+    /// Both bitmaps and the cursor, in one Redis round trip (two after a
+    /// Redis restart, when the state is rebuilt first).
+    pub async fn availability(&self, event_id: Uuid) -> Result<Snapshot> {
+        for _ in 0..2 {
+            if let Some(snapshot) = self.holds.snapshot(event_id).await.map_err(redis_error)? {
+                return Ok(snapshot);
+            }
+            self.rebuild_if_missing(event_id).await?;
+        }
+        Err(InventoryError::Internal(anyhow::anyhow!("event {event_id} state vanished right after a rebuild")))
+    }
+
+    pub async fn changes(&self, event_id: Uuid, epoch: &str, after: &str, count: u32) -> Result<ChangesOutcome> {
+        self.holds.changes(event_id, epoch, after, count).await.map_err(redis_error)
+    }
+
+    pub async fn hold(&self, caller: &Caller, event_id: Uuid, request: SeatRequest) -> Result<Hold> {
+        let owner = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
+        let layout = self.layout(event_id).await?;
+        let max = self.config.max_seats_per_hold;
+        match request {
+            SeatRequest::Seats(seats) => {
+                let seats = domain::validate_seats(&layout, &seats, max)?;
+                match self.try_hold(event_id, owner, &layout, &seats).await? {
+                    HoldOutcome::Held(hold) => Ok(hold),
+                    HoldOutcome::Taken(taken) => Err(InventoryError::SeatUnavailable(taken)),
+                    other => Err(self.refusal(other)),
+                }
+            }
+            SeatRequest::BestAvailable(query) => {
+                domain::validate_query(&layout, &query, max)?;
+                for _ in 0..BEST_AVAILABLE_ATTEMPTS {
+                    let snapshot = self.availability(event_id).await?;
+                    if !snapshot.open || snapshot.now_ms < snapshot.on_sale_ms {
+                        return Err(InventoryError::EventNotOnSale);
+                    }
+                    let taken = snapshot.sold.union(&snapshot.held);
+                    let seats = best_available(&layout, &taken, &query).ok_or(InventoryError::NoSeatsMatch)?;
+                    match self.try_hold(event_id, owner, &layout, &seats).await? {
+                        HoldOutcome::Held(hold) => return Ok(hold),
+                        // Lost the race for these seats: look again.
+                        HoldOutcome::Taken(_) => continue,
+                        other => return Err(self.refusal(other)),
+                    }
+                }
+                Err(InventoryError::SeatUnavailable(Vec::new()))
+            }
+        }
+    }
+
+    /// Runs the hold script, rebuilding lost Redis state once.
+    async fn try_hold(&self, event_id: Uuid, owner: Uuid, layout: &SaleLayout, seats: &[u32]) -> Result<HoldOutcome> {
+        let total = total_price(layout, seats);
+        for _ in 0..2 {
+            let outcome = self
+                .holds
+                .hold(
+                    event_id,
+                    Uuid::now_v7(),
+                    owner,
+                    seats,
+                    self.config.hold_ttl,
+                    self.config.max_holds_per_user,
+                    total,
+                    &layout.currency_code,
+                )
+                .await
+                .map_err(redis_error)?;
+            match outcome {
+                HoldOutcome::NeedsRebuild => self.rebuild_if_missing(event_id).await?,
+                outcome => {
+                    if let HoldOutcome::Held(hold) = &outcome {
+                        tracing::info!(%event_id, hold_id = %hold.hold.hold_id, seats = seats.len(), "held seats");
+                    }
+                    return Ok(outcome);
+                }
+            }
+        }
+        Err(InventoryError::Internal(anyhow::anyhow!("event {event_id} state vanished right after a rebuild")))
+    }
+
+    fn refusal(&self, outcome: HoldOutcome) -> InventoryError {
+        match outcome {
+            HoldOutcome::Closed => InventoryError::EventNotOnSale,
+            HoldOutcome::TooManyHolds => InventoryError::TooManyHolds {
+                max: self.config.max_holds_per_user,
+            },
+            HoldOutcome::OutOfRange(seat) => InventoryError::SeatRequest(domain::SeatRequestError::SeatOutOfRange {
+                seat,
+                seat_count: 0,
+            }),
+            HoldOutcome::Taken(seats) => InventoryError::SeatUnavailable(seats),
+            HoldOutcome::Held(_) | HoldOutcome::NeedsRebuild => {
+                InventoryError::Internal(anyhow::anyhow!("unexpected hold outcome"))
+            }
+        }
+    }
+
+    /// After PostgreSQL refused a commit, copies its sold state of those
+    /// seats into Redis in case Redis missed a sale (best effort), so the
+    /// seats stop looking available.
+    async fn resync_sold(&self, event_id: Uuid, seats: &[u32]) {
+        let sold = match self.tickets.sold_among(event_id, seats).await {
+            Ok(sold) => sold,
+            Err(error) => {
+                tracing::debug!(%error, %event_id, "could not check sold seats");
+                return;
+            }
+        };
+        if !sold.is_empty()
+            && let Ok(snapshot) = self.holds.snapshot(event_id).await
+            && let Some(snapshot) = snapshot
+            && sold.iter().any(|seat| !snapshot.sold.contains(*seat))
+        {
+            tracing::warn!(%event_id, seats = ?sold, "redis missed sold seats; copying them from postgres");
+            if let Err(error) = self.holds.mark_seats_sold(event_id, &sold).await {
+                tracing::warn!(%error, %event_id, "could not copy sold seats into redis");
+            }
+        }
+    }
+
+    /// A hold the caller owns (or, for the checkout service, one owned by
+    /// `on_behalf_of`). Someone else's hold is not found.
+    async fn owned_hold(&self, hold: HoldRef, owner: Uuid) -> Result<(Hold, i64)> {
+        let found = self.holds.get_hold(hold).await.map_err(redis_error)?;
+        match found {
+            Some((record, now)) if record.owner == owner => Ok((record, now)),
+            _ => Err(InventoryError::HoldNotFound),
+        }
+    }
+
+    /// The hold as its owner sees it: an active hold past its expiry reads
+    /// as expired even before the sweeper ends it.
+    pub async fn get_hold(&self, caller: &Caller, hold: HoldRef) -> Result<Hold> {
+        let owner = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
+        let (mut record, now) = self.owned_hold(hold, owner).await?;
+        if record.state == HoldState::Active && record.expires_ms <= now {
+            record.state = HoldState::Expired;
+        }
+        Ok(record)
+    }
+
+    pub async fn release_hold(&self, caller: &Caller, hold: HoldRef) -> Result<Hold> {
+        let owner = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
+        match self.holds.release(hold, owner).await.map_err(redis_error)? {
+            ReleaseOutcome::Released(released) => {
+                tracing::info!(event_id = %hold.event_id, hold_id = %hold.hold_id, "released hold");
+                Ok(released)
+            }
+            ReleaseOutcome::Ended(ended) => match ended.state {
+                HoldState::Expired => Err(InventoryError::HoldExpired),
+                HoldState::Committed => Err(InventoryError::HoldAlreadyCommitted),
+                // Releasing twice is fine.
+                HoldState::Released | HoldState::Active => Ok(ended),
+            },
+            ReleaseOutcome::NotFound => Err(InventoryError::HoldNotFound),
+        }
+    }
+
+    /// Sells a hold's seats to a booking. PostgreSQL decides, in one
+    /// statement, with the hold's expiry (from Redis) minus the margin
+    /// compared against its own clock; Redis is told afterwards.
+    pub async fn commit_hold(&self, caller: &Caller, hold: HoldRef, booking_id: Uuid, owner: Uuid) -> Result<Committed> {
+        require_service(caller)?;
+        let found = self.holds.get_hold(hold).await.map_err(redis_error)?;
+        let record = match found {
+            Some((record, _)) if record.owner == owner => record,
+            Some(_) => return Err(InventoryError::HoldNotFound),
+            None => return self.commit_retry_without_record(hold, booking_id, owner).await,
+        };
+        match record.state {
+            HoldState::Active => {}
+            HoldState::Committed if record.booking_id == Some(booking_id) => {
+                return Ok(Committed {
+                    hold: record,
+                    newly_committed: false,
+                });
+            }
+            HoldState::Committed => return Err(InventoryError::HoldAlreadyCommitted),
+            HoldState::Expired => return Err(InventoryError::HoldExpired),
+            HoldState::Released => return Err(InventoryError::HoldReleased),
+        }
+        let outcome = self
+            .tickets
+            .commit(
+                hold.event_id,
+                hold.hold_id,
+                &record.seats,
+                booking_id,
+                millis_to_time(record.expires_ms),
+                self.config.commit_margin,
+            )
+            .await?;
+        tracing::info!(event_id = %hold.event_id, hold_id = %hold.hold_id, %booking_id, ?outcome, "commit");
+        match outcome {
+            CommitOutcome::Committed | CommitOutcome::AlreadyCommitted => {
+                if let Err(error) = self.holds.mark_hold_sold(hold, booking_id, &record.seats).await {
+                    // PostgreSQL has sold them; Redis catches up on the next
+                    // refused hold of these seats or the next rebuild.
+                    tracing::warn!(error = format!("{error:#}"), hold_id = %hold.hold_id, "could not mark seats sold in redis");
+                }
+                let mut hold_now = record;
+                hold_now.state = HoldState::Committed;
+                hold_now.booking_id = Some(booking_id);
+                Ok(Committed {
+                    hold: hold_now,
+                    newly_committed: outcome == CommitOutcome::Committed,
+                })
+            }
+            CommitOutcome::LeaseExpired => Err(InventoryError::HoldExpired),
+            CommitOutcome::NotOnSale => Err(InventoryError::EventNotOnSale),
+            CommitOutcome::Unavailable => {
+                let sold = self.tickets.sold_among(hold.event_id, &record.seats).await?;
+                self.resync_sold(hold.event_id, &sold).await;
+                Err(InventoryError::SeatUnavailable(sold))
+            }
+            CommitOutcome::UnknownSeats => Err(InventoryError::Internal(anyhow::anyhow!(
+                "hold {} names seats without tickets",
+                hold.hold_id
+            ))),
+        }
+    }
+
+    /// A retried commit after Redis forgot the hold (tombstone gone or Redis
+    /// flushed): PostgreSQL remembers which hold sold to which booking.
+    async fn commit_retry_without_record(&self, hold: HoldRef, booking_id: Uuid, owner: Uuid) -> Result<Committed> {
+        let seats = self.tickets.committed_seats(hold.event_id, hold.hold_id, booking_id).await?;
+        if seats.is_empty() {
+            return Err(InventoryError::HoldNotFound);
+        }
+        let layout = self.layout(hold.event_id).await?;
+        Ok(Committed {
+            hold: Hold {
+                hold,
+                owner,
+                total_minor: total_price(&layout, &seats),
+                currency_code: layout.currency_code.clone(),
+                seats,
+                state: HoldState::Committed,
+                created_ms: 0,
+                expires_ms: 0,
+                booking_id: Some(booking_id),
+            },
+            newly_committed: false,
+        })
+    }
+
+    /// Puts a booking's seats back on sale (idempotent).
+    pub async fn release_seats(&self, caller: &Caller, event_id: Uuid, booking_id: Uuid) -> Result<Vec<u32>> {
+        require_service(caller)?;
+        self.layout(event_id).await?;
+        let seats = self.tickets.release_booking(event_id, booking_id).await?;
+        if !seats.is_empty() {
+            tracing::info!(%event_id, %booking_id, seats = seats.len(), "seats back on sale");
+            if let Err(error) = self.holds.mark_seats_unsold(event_id, &seats).await {
+                tracing::warn!(error = format!("{error:#}"), %event_id, "could not mark seats unsold in redis");
+            }
+        }
+        Ok(seats)
+    }
+}
+
+fn require_service(caller: &Caller) -> Result<()> {
+    if caller.has_role(SERVICE_ROLE) || caller.is_admin() {
+        Ok(())
+    } else {
+        Err(InventoryError::ServiceRoleRequired)
+    }
+}

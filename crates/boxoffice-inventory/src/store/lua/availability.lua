@@ -1,0 +1,17 @@
+-- availability: both bitmaps, the event's status and the change-stream
+-- position they correspond to, read atomically in one round trip.
+-- ARGV: none
+if redis.call('EXISTS', META) == 0 then
+  return {'NOMETA'}
+end
+local meta = redis.call('HMGET', META, 'status', 'on_sale_ms', 'seat_count', 'epoch')
+local last = redis.call('XREVRANGE', CHANGES, '+', '-', 'COUNT', 1)
+local cursor = '0-0'
+if last[1] then
+  cursor = last[1][1]
+end
+return {
+  'OK', meta[1], meta[2], meta[3], meta[4],
+  redis.call('GET', SOLD) or '', redis.call('GET', HELD) or '',
+  cursor, tostring(now_ms()),
+}

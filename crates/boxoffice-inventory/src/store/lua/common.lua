@@ -1,0 +1,58 @@
+-- Shared by every inventory script (prepended in Rust). All keys of one event
+-- share its hash tag, so each script touches one Redis Cluster slot.
+--
+-- KEYS: 1 meta (hash: status, on_sale_ms, seat_count, epoch)
+--       2 held bitmap   3 sold bitmap
+--       4 holds (hash: hold id -> JSON record, kept a while after it ends)
+--       5 live holds by expiry (zset)   6 active holds per owner (hash)
+--       7 change stream   8 ended holds by forget time (zset)
+local META, HELD, SOLD, HOLDS, EXPIRY, OWNERS, CHANGES, GRAVES =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+
+-- Redis server time in milliseconds: every instance agrees on it.
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function append_change(kind, seats, maxlen)
+  return redis.call('XADD', CHANGES, 'MAXLEN', '~', maxlen, '*', 'k', kind, 's', table.concat(seats, ','))
+end
+
+-- Ends a live hold: frees its held bits (sold bits are the caller's job),
+-- keeps the record as a tombstone until `now + grave_ms`, appends `kind`.
+local function end_hold(id, record, state, kind, now, grave_ms, maxlen)
+  for _, seat in ipairs(record.s) do
+    redis.call('SETBIT', HELD, seat, 0)
+  end
+  record.st = state
+  local encoded = cjson.encode(record)
+  redis.call('HSET', HOLDS, id, encoded)
+  redis.call('ZREM', EXPIRY, id)
+  redis.call('ZADD', GRAVES, now + grave_ms, id)
+  if redis.call('HINCRBY', OWNERS, record.o, -1) <= 0 then
+    redis.call('HDEL', OWNERS, record.o)
+  end
+  local cursor = append_change(kind, record.s, maxlen)
+  return encoded, cursor
+end
+
+-- Ends holds whose time is up and forgets old tombstones; returns how many
+-- holds expired.
+local function drop_expired(now, grave_ms, maxlen, limit)
+  local ids = redis.call('ZRANGEBYSCORE', EXPIRY, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(ids) do
+    local raw = redis.call('HGET', HOLDS, id)
+    if raw then
+      end_hold(id, cjson.decode(raw), 'expired', 'x', now, grave_ms, maxlen)
+    else
+      redis.call('ZREM', EXPIRY, id)
+    end
+  end
+  local old = redis.call('ZRANGEBYSCORE', GRAVES, '-inf', now, 'LIMIT', 0, limit)
+  for _, id in ipairs(old) do
+    redis.call('HDEL', HOLDS, id)
+    redis.call('ZREM', GRAVES, id)
+  end
+  return #ids
+end

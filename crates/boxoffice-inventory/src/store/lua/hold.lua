@@ -1,0 +1,47 @@
+-- hold: all or nothing, atomically. Drops expired holds, refuses a closed
+-- event, an owner at their hold limit, a seat out of range, or any seat that
+-- is sold or held; otherwise marks the seats held, records the hold and
+-- appends to the change stream.
+-- ARGV: hold id, owner, ttl ms, max holds per owner, stream maxlen,
+--       tombstone ms, total price minor, currency, seat...
+local id, owner = ARGV[1], ARGV[2]
+local ttl, max_holds = tonumber(ARGV[3]), tonumber(ARGV[4])
+local maxlen, grave_ms = ARGV[5], tonumber(ARGV[6])
+if redis.call('EXISTS', META) == 0 then
+  return {'NOMETA'}
+end
+local now = now_ms()
+drop_expired(now, grave_ms, maxlen, 100)
+local meta = redis.call('HMGET', META, 'status', 'on_sale_ms', 'seat_count')
+if meta[1] ~= 'open' or now < tonumber(meta[2]) then
+  return {'CLOSED'}
+end
+local seat_count = tonumber(meta[3])
+if tonumber(redis.call('HGET', OWNERS, owner) or '0') >= max_holds then
+  return {'TOO_MANY_HOLDS'}
+end
+local seats, taken = {}, {}
+for i = 9, #ARGV do
+  local seat = tonumber(ARGV[i])
+  if seat >= seat_count then
+    return {'OUT_OF_RANGE', seat}
+  end
+  if redis.call('GETBIT', SOLD, seat) == 1 or redis.call('GETBIT', HELD, seat) == 1 then
+    taken[#taken + 1] = seat
+  end
+  seats[#seats + 1] = seat
+end
+if #taken > 0 then
+  return {'TAKEN', unpack(taken)}
+end
+for _, seat in ipairs(seats) do
+  redis.call('SETBIT', HELD, seat, 1)
+end
+local expires = now + ttl
+local record = {o = owner, s = seats, e = expires, c = now, t = tonumber(ARGV[7]), cur = ARGV[8], st = 'active'}
+local encoded = cjson.encode(record)
+redis.call('HSET', HOLDS, id, encoded)
+redis.call('ZADD', EXPIRY, expires, id)
+redis.call('HINCRBY', OWNERS, owner, 1)
+local cursor = append_change('h', seats, maxlen)
+return {'OK', encoded, cursor}

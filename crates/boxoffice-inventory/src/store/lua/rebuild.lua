@@ -1,0 +1,42 @@
+-- rebuild: (re)creates an event's Redis state from PostgreSQL's truth after
+-- Redis lost it (flush, restart, failover) or when the event's status
+-- changed. Sold bits come from PostgreSQL; held bits from the live holds
+-- still recorded; a fresh epoch tells watchers to start over.
+-- ARGV: mode ('if_missing' | 'full' | 'status'), status, on_sale_ms,
+--       seat_count, epoch, stream maxlen, tombstone ms, sold bitmap bytes
+local mode, status, on_sale_ms, seat_count = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local epoch, maxlen, grave_ms, sold = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
+local exists = redis.call('EXISTS', META) == 1
+if mode == 'if_missing' and exists then
+  return {'EXISTS'}
+end
+if mode == 'status' then
+  if not exists then
+    return {'NOMETA'}
+  end
+  redis.call('HSET', META, 'status', status, 'on_sale_ms', on_sale_ms)
+  return {'OK', append_change('c', {}, maxlen)}
+end
+if sold == '' then
+  redis.call('DEL', SOLD)
+else
+  redis.call('SET', SOLD, sold)
+end
+redis.call('DEL', HELD, OWNERS)
+local now = now_ms()
+drop_expired(now, grave_ms, maxlen, 100000)
+local live = redis.call('ZRANGE', EXPIRY, 0, -1)
+for _, id in ipairs(live) do
+  local raw = redis.call('HGET', HOLDS, id)
+  if raw then
+    local record = cjson.decode(raw)
+    for _, seat in ipairs(record.s) do
+      redis.call('SETBIT', HELD, seat, 1)
+    end
+    redis.call('HINCRBY', OWNERS, record.o, 1)
+  else
+    redis.call('ZREM', EXPIRY, id)
+  end
+end
+redis.call('HSET', META, 'status', status, 'on_sale_ms', on_sale_ms, 'seat_count', seat_count, 'epoch', epoch)
+return {'OK', append_change('z', {}, maxlen)}

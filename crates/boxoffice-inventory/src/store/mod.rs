@@ -1,0 +1,19 @@
+//! Where inventory keeps its state: tickets in PostgreSQL (schema
+//! `inventory`, the truth for sold seats) and holds in Redis.
+
+pub mod postgres;
+pub mod redis;
+
+pub use postgres::{CommitOutcome, TicketStore};
+pub use redis::HoldStore;
+
+use boxoffice_runtime::postgres::Migration;
+
+/// The inventory schema's migrations, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "inventory",
+    sql: include_str!("migrations/0001_inventory.sql"),
+}];
+
+pub const SCHEMA: &str = "inventory";

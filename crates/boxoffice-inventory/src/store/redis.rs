@@ -1,0 +1,533 @@
+//! Holds, bitmaps and the change stream in Redis. Every change goes through
+//! one of the Lua scripts in `lua/` (loaded once, called by SHA, reloaded on
+//! `NOSCRIPT`), each atomic and confined to one event's hash tag so it runs
+//! unchanged on Redis Cluster. Redis is for speed and fairness only: what
+//! it loses is rebuilt from PostgreSQL, which alone decides what is sold.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use fred::bytes::Bytes;
+use fred::prelude::{Builder, ClientLike, Config as RedisConfig, Pool, ReconnectPolicy, SortedSetsInterface};
+use fred::types::scripts::Script;
+use fred::types::Value;
+use fred::types::sorted_sets::Ordering;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::config::InventoryConfig;
+use crate::domain::{Hold, HoldRef, HoldState, SeatBitmap};
+
+/// How long an ended hold's record stays readable (GetHold, idempotent commits).
+const TOMBSTONE_MS: i64 = 60 * 60 * 1000;
+/// Holds one sweep call ends at most.
+const SWEEP_BATCH: i64 = 1_000;
+
+macro_rules! event_script {
+    ($file:literal) => {
+        Script::from_lua(concat!(include_str!("lua/common.lua"), "\n", include_str!($file)))
+    };
+}
+
+struct Scripts {
+    hold: Script,
+    release: Script,
+    get_hold: Script,
+    sweep: Script,
+    mark_sold: Script,
+    rebuild: Script,
+    availability: Script,
+    changes: Script,
+    due: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Self {
+            hold: event_script!("lua/hold.lua"),
+            release: event_script!("lua/release.lua"),
+            get_hold: event_script!("lua/get_hold.lua"),
+            sweep: event_script!("lua/sweep.lua"),
+            mark_sold: event_script!("lua/mark_sold.lua"),
+            rebuild: event_script!("lua/rebuild.lua"),
+            availability: event_script!("lua/availability.lua"),
+            changes: event_script!("lua/changes.lua"),
+            due: Script::from_lua(include_str!("lua/due.lua")),
+        }
+    }
+}
+
+/// The Redis side of inventory.
+pub struct HoldStore {
+    pool: Pool,
+    scripts: Scripts,
+    prefix: String,
+    stream_length: String,
+}
+
+/// What the hold script decided.
+#[derive(Debug)]
+pub enum HoldOutcome {
+    Held(Hold),
+    /// These seats are sold or held by someone else.
+    Taken(Vec<u32>),
+    OutOfRange(u32),
+    Closed,
+    TooManyHolds,
+    /// The event's Redis state is gone; rebuild and retry.
+    NeedsRebuild,
+}
+
+#[derive(Debug)]
+pub enum ReleaseOutcome {
+    Released(Hold),
+    /// The hold had already ended (expired, released, committed).
+    Ended(Hold),
+    NotFound,
+}
+
+/// Both bitmaps at one change-stream position.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub open: bool,
+    pub on_sale_ms: i64,
+    pub seat_count: u32,
+    pub epoch: String,
+    pub sold: SeatBitmap,
+    pub held: SeatBitmap,
+    pub last_id: String,
+    pub now_ms: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ChangeKind {
+    Held,
+    Released,
+    Expired,
+    Sold,
+    Unsold,
+    Status,
+    /// The state was rebuilt; only the first entry of an epoch.
+    Reset,
+}
+
+#[derive(Clone, Debug)]
+pub struct Change {
+    pub id: String,
+    pub kind: ChangeKind,
+    pub seats: Vec<u32>,
+}
+
+pub enum ChangesOutcome {
+    Changes(Vec<Change>),
+    /// The cursor cannot be resumed: start again from a snapshot.
+    Reset,
+    NeedsRebuild,
+}
+
+/// PostgreSQL's view of an event, to rebuild its Redis state from.
+#[derive(Clone, Debug)]
+pub struct EventTruth {
+    pub open: bool,
+    pub on_sale_ms: i64,
+    pub seat_count: u32,
+    pub sold: SeatBitmap,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RebuildMode {
+    /// Only when the event has no Redis state (after a flush or restart).
+    IfMissing,
+    /// Only the status fields, when the state exists.
+    Status,
+}
+
+/// The JSON record `hold.lua` writes.
+#[derive(Deserialize)]
+struct HoldRecord {
+    o: String,
+    s: Vec<u32>,
+    e: i64,
+    c: i64,
+    t: i64,
+    cur: String,
+    st: String,
+    #[serde(default)]
+    b: Option<String>,
+}
+
+impl HoldStore {
+    /// Connects (a `redis-cluster://` URL connects to a cluster) and loads
+    /// the scripts.
+    pub async fn connect(url: &str, config: &InventoryConfig) -> anyhow::Result<Self> {
+        let redis_config = RedisConfig::from_url(url).context("parsing the redis url")?;
+        let pool = Builder::from_config(redis_config)
+            .with_connection_config(|connection| {
+                connection.connection_timeout = Duration::from_secs(5);
+                connection.internal_command_timeout = Duration::from_secs(5);
+                connection.max_command_attempts = 3;
+            })
+            .with_performance_config(|performance| {
+                performance.default_command_timeout = Duration::from_secs(5);
+            })
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2))
+            .build_pool(config.redis_pool_size)
+            .context("building the redis pool")?;
+        pool.init().await.context("connecting to redis")?;
+        let store = Self {
+            pool,
+            scripts: Scripts::new(),
+            prefix: config.key_prefix.clone(),
+            stream_length: config.change_stream_length.to_string(),
+        };
+        for script in store.all_scripts() {
+            script.load(store.pool.next()).await.context("loading a lua script")?;
+        }
+        Ok(store)
+    }
+
+    fn all_scripts(&self) -> [&Script; 9] {
+        let s = &self.scripts;
+        [
+            &s.hold,
+            &s.release,
+            &s.get_hold,
+            &s.sweep,
+            &s.mark_sold,
+            &s.rebuild,
+            &s.availability,
+            &s.changes,
+            &s.due,
+        ]
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub async fn quit(&self) {
+        if let Err(error) = self.pool.quit().await {
+            tracing::debug!(%error, "closing redis connections");
+        }
+    }
+
+    /// The keys of one event, in the order `common.lua` names them. The
+    /// `{event-id}` hash tag puts them all in one cluster slot.
+    pub fn event_keys(&self, event_id: Uuid) -> Vec<String> {
+        let base = format!("{}inv:{{{event_id}}}:", self.prefix);
+        ["meta", "held", "sold", "holds", "expiry", "owners", "changes", "graves"]
+            .iter()
+            .map(|name| format!("{base}{name}"))
+            .collect()
+    }
+
+    fn sweep_index_key(&self) -> String {
+        format!("{}inv:sweep", self.prefix)
+    }
+
+    async fn run(&self, script: &Script, keys: Vec<String>, args: Vec<Value>) -> anyhow::Result<Vec<Value>> {
+        let value: Value = script
+            .evalsha_with_reload(self.pool.next(), keys, args)
+            .await
+            .context("running an inventory script")?;
+        match value {
+            Value::Array(values) => Ok(values),
+            other => bail!("script answered {other:?} instead of an array"),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn hold(
+        &self,
+        event_id: Uuid,
+        hold_id: Uuid,
+        owner: Uuid,
+        seats: &[u32],
+        ttl: Duration,
+        max_holds: u32,
+        total_minor: i64,
+        currency_code: &str,
+    ) -> anyhow::Result<HoldOutcome> {
+        let mut args: Vec<Value> = vec![
+            hold_id.to_string().into(),
+            owner.to_string().into(),
+            (ttl.as_millis() as i64).into(),
+            i64::from(max_holds).into(),
+            self.stream_length.clone().into(),
+            TOMBSTONE_MS.into(),
+            total_minor.into(),
+            currency_code.to_owned().into(),
+        ];
+        args.extend(seats.iter().map(|seat| Value::from(i64::from(*seat))));
+        let reply = self.run(&self.scripts.hold, self.event_keys(event_id), args).await?;
+        Ok(match text(&reply, 0)?.as_str() {
+            "OK" => {
+                let hold = HoldRef { event_id, hold_id };
+                let outcome = HoldOutcome::Held(decode_hold(hold, &text(&reply, 1)?)?);
+                // Best effort: the safety-net sweep finds holds this misses.
+                let expires = match &outcome {
+                    HoldOutcome::Held(hold) => hold.expires_ms,
+                    _ => 0,
+                };
+                self.schedule_sweep(event_id, expires).await;
+                outcome
+            }
+            "TAKEN" => HoldOutcome::Taken(reply[1..].iter().filter_map(|v| v.as_i64()).map(|s| s as u32).collect()),
+            "OUT_OF_RANGE" => HoldOutcome::OutOfRange(integer(&reply, 1)? as u32),
+            "CLOSED" => HoldOutcome::Closed,
+            "TOO_MANY_HOLDS" => HoldOutcome::TooManyHolds,
+            "NOMETA" => HoldOutcome::NeedsRebuild,
+            other => bail!("hold script answered {other}"),
+        })
+    }
+
+    /// Puts an event on the sweep index no later than `expires_ms`.
+    pub async fn schedule_sweep(&self, event_id: Uuid, expires_ms: i64) {
+        let result: Result<Value, _> = self
+            .pool
+            .next()
+            .zadd(
+                self.sweep_index_key(),
+                None,
+                Some(Ordering::LessThan),
+                false,
+                false,
+                (expires_ms as f64, event_id.to_string()),
+            )
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%error, %event_id, "could not schedule a sweep; the safety net will");
+        }
+    }
+
+    /// A hold's record with the Redis server's time.
+    pub async fn get_hold(&self, hold: HoldRef) -> anyhow::Result<Option<(Hold, i64)>> {
+        let reply = self
+            .run(&self.scripts.get_hold, self.event_keys(hold.event_id), vec![hold.hold_id.to_string().into()])
+            .await?;
+        match text(&reply, 0)?.as_str() {
+            "OK" => Ok(Some((decode_hold(hold, &text(&reply, 1)?)?, integer(&reply, 2)?))),
+            _ => Ok(None),
+        }
+    }
+
+    pub async fn release(&self, hold: HoldRef, owner: Uuid) -> anyhow::Result<ReleaseOutcome> {
+        let args = vec![
+            hold.hold_id.to_string().into(),
+            owner.to_string().into(),
+            self.stream_length.clone().into(),
+            TOMBSTONE_MS.into(),
+        ];
+        let reply = self.run(&self.scripts.release, self.event_keys(hold.event_id), args).await?;
+        Ok(match text(&reply, 0)?.as_str() {
+            "OK" => ReleaseOutcome::Released(decode_hold(hold, &text(&reply, 1)?)?),
+            "STATE" => ReleaseOutcome::Ended(decode_hold(hold, &text(&reply, 1)?)?),
+            _ => ReleaseOutcome::NotFound,
+        })
+    }
+
+    /// Ends an event's expired holds; answers when the next one expires.
+    pub async fn sweep(&self, event_id: Uuid) -> anyhow::Result<(i64, Option<i64>)> {
+        let args = vec![self.stream_length.clone().into(), TOMBSTONE_MS.into(), SWEEP_BATCH.into()];
+        let reply = self.run(&self.scripts.sweep, self.event_keys(event_id), args).await?;
+        let expired = integer(&reply, 0)?;
+        let next = integer(&reply, 1)?;
+        Ok((expired, (next >= 0).then_some(next)))
+    }
+
+    /// Events whose earliest hold has expired, taken off the sweep index.
+    pub async fn due_events(&self, limit: i64) -> anyhow::Result<Vec<Uuid>> {
+        let reply = self.run(&self.scripts.due, vec![self.sweep_index_key()], vec![limit.into()]).await?;
+        Ok(reply
+            .iter()
+            .filter_map(|value| value.as_str().and_then(|id| Uuid::parse_str(&id).ok()))
+            .collect())
+    }
+
+    /// Mirrors a PostgreSQL commit of a hold.
+    pub async fn mark_hold_sold(&self, hold: HoldRef, booking_id: Uuid, seats: &[u32]) -> anyhow::Result<()> {
+        self.mark(hold.event_id, "hold", &hold.hold_id.to_string(), &booking_id.to_string(), seats)
+            .await
+    }
+
+    /// Copies PostgreSQL's sold seats into Redis (after a lost race showed
+    /// Redis was behind).
+    pub async fn mark_seats_sold(&self, event_id: Uuid, seats: &[u32]) -> anyhow::Result<()> {
+        self.mark(event_id, "seats", "", "", seats).await
+    }
+
+    pub async fn mark_seats_unsold(&self, event_id: Uuid, seats: &[u32]) -> anyhow::Result<()> {
+        self.mark(event_id, "unsell", "", "", seats).await
+    }
+
+    async fn mark(&self, event_id: Uuid, mode: &str, hold_id: &str, booking_id: &str, seats: &[u32]) -> anyhow::Result<()> {
+        if seats.is_empty() {
+            return Ok(());
+        }
+        let mut args: Vec<Value> = vec![
+            mode.to_owned().into(),
+            self.stream_length.clone().into(),
+            TOMBSTONE_MS.into(),
+            hold_id.to_owned().into(),
+            booking_id.to_owned().into(),
+        ];
+        args.extend(seats.iter().map(|seat| Value::from(i64::from(*seat))));
+        self.run(&self.scripts.mark_sold, self.event_keys(event_id), args).await?;
+        Ok(())
+    }
+
+    /// Writes PostgreSQL's truth into Redis; `true` when it did.
+    pub async fn rebuild(&self, event_id: Uuid, mode: RebuildMode, truth: &EventTruth) -> anyhow::Result<bool> {
+        let epoch = Uuid::new_v4().simple().to_string();
+        let args: Vec<Value> = vec![
+            match mode {
+                RebuildMode::IfMissing => "if_missing",
+                RebuildMode::Status => "status",
+            }
+            .to_owned()
+            .into(),
+            if truth.open { "open" } else { "closed" }.to_owned().into(),
+            truth.on_sale_ms.into(),
+            i64::from(truth.seat_count).into(),
+            epoch[..12].to_owned().into(),
+            self.stream_length.clone().into(),
+            TOMBSTONE_MS.into(),
+            Value::Bytes(Bytes::from(truth.sold.as_bytes().to_vec())),
+        ];
+        let reply = self.run(&self.scripts.rebuild, self.event_keys(event_id), args).await?;
+        Ok(text(&reply, 0)? == "OK")
+    }
+
+    pub async fn snapshot(&self, event_id: Uuid) -> anyhow::Result<Option<Snapshot>> {
+        let reply = self.run(&self.scripts.availability, self.event_keys(event_id), Vec::new()).await?;
+        if text(&reply, 0)? != "OK" {
+            return Ok(None);
+        }
+        Ok(Some(Snapshot {
+            open: text(&reply, 1)? == "open",
+            on_sale_ms: text(&reply, 2)?.parse().context("on_sale_ms")?,
+            seat_count: text(&reply, 3)?.parse().context("seat_count")?,
+            epoch: text(&reply, 4)?,
+            sold: SeatBitmap::from_bytes(bytes(&reply, 5)?),
+            held: SeatBitmap::from_bytes(bytes(&reply, 6)?),
+            last_id: text(&reply, 7)?,
+            now_ms: text(&reply, 8)?.parse().context("now")?,
+        }))
+    }
+
+    pub async fn changes(&self, event_id: Uuid, epoch: &str, after: &str, count: u32) -> anyhow::Result<ChangesOutcome> {
+        let args: Vec<Value> = vec![epoch.to_owned().into(), after.to_owned().into(), i64::from(count).into()];
+        let reply = self.run(&self.scripts.changes, self.event_keys(event_id), args).await?;
+        match text(&reply, 0)?.as_str() {
+            "OK" => {
+                let mut changes = Vec::with_capacity((reply.len() - 1) / 3);
+                for entry in reply[1..].chunks(3) {
+                    let [id, kind, seats] = entry else {
+                        bail!("change stream entry with {} fields", entry.len());
+                    };
+                    let id = id.as_string().ok_or_else(|| anyhow!("change id"))?;
+                    let kind = match kind.as_str().as_deref() {
+                        Some("h") => ChangeKind::Held,
+                        Some("r") => ChangeKind::Released,
+                        Some("x") => ChangeKind::Expired,
+                        Some("s") => ChangeKind::Sold,
+                        Some("u") => ChangeKind::Unsold,
+                        Some("c") => ChangeKind::Status,
+                        Some("z") => ChangeKind::Reset,
+                        other => bail!("unknown change kind {other:?}"),
+                    };
+                    let seats = seats
+                        .as_str()
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter(|seat| !seat.is_empty())
+                        .map(|seat| seat.parse::<u32>().context("seat index in the change stream"))
+                        .collect::<anyhow::Result<Vec<u32>>>()?;
+                    changes.push(Change { id, kind, seats });
+                }
+                Ok(ChangesOutcome::Changes(changes))
+            }
+            "RESET" => Ok(ChangesOutcome::Reset),
+            "NOMETA" => Ok(ChangesOutcome::NeedsRebuild),
+            other => bail!("changes script answered {other}"),
+        }
+    }
+}
+
+fn text(reply: &[Value], index: usize) -> anyhow::Result<String> {
+    reply
+        .get(index)
+        .and_then(Value::as_string)
+        .ok_or_else(|| anyhow!("script reply has no text at {index}"))
+}
+
+fn integer(reply: &[Value], index: usize) -> anyhow::Result<i64> {
+    reply
+        .get(index)
+        .and_then(Value::as_i64)
+        .ok_or_else(|| anyhow!("script reply has no integer at {index}"))
+}
+
+fn bytes(reply: &[Value], index: usize) -> anyhow::Result<Vec<u8>> {
+    match reply.get(index) {
+        Some(Value::Null) => Ok(Vec::new()),
+        Some(value) => value
+            .as_bytes()
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| anyhow!("script reply has no bytes at {index}")),
+        None => bail!("script reply has nothing at {index}"),
+    }
+}
+
+fn decode_hold(hold: HoldRef, raw: &str) -> anyhow::Result<Hold> {
+    let record: HoldRecord = serde_json::from_str(raw).context("decoding a hold record")?;
+    let state = match record.st.as_str() {
+        "active" => HoldState::Active,
+        "expired" => HoldState::Expired,
+        "released" => HoldState::Released,
+        "committed" => HoldState::Committed,
+        other => bail!("unknown hold state {other}"),
+    };
+    Ok(Hold {
+        hold,
+        owner: Uuid::parse_str(&record.o).context("hold owner")?,
+        seats: record.s,
+        total_minor: record.t,
+        currency_code: record.cur,
+        state,
+        created_ms: record.c,
+        expires_ms: record.e,
+        booking_id: record.b.as_deref().and_then(|b| Uuid::parse_str(b).ok()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hold_records_decode() {
+        let hold = HoldRef {
+            event_id: Uuid::new_v4(),
+            hold_id: Uuid::new_v4(),
+        };
+        let owner = Uuid::new_v4();
+        let raw = format!(r#"{{"o":"{owner}","s":[3,4],"e":1700000000000,"c":1699999400000,"t":2000,"cur":"EUR","st":"active"}}"#);
+        let decoded = decode_hold(hold, &raw).unwrap();
+        assert_eq!(decoded.seats, vec![3, 4]);
+        assert_eq!(decoded.state, HoldState::Active);
+        assert_eq!(decoded.expires_ms, 1_700_000_000_000);
+        assert_eq!(decoded.booking_id, None);
+    }
+
+    #[test]
+    fn every_script_has_its_keys_under_one_hash_tag() {
+        let scripts = Scripts::new();
+        assert!(scripts.hold.lua().is_some_and(|lua| lua.contains("redis.call('TIME')")));
+        let event = Uuid::new_v4();
+        let tag = format!("{{{event}}}");
+        let base = format!("p:inv:{tag}:");
+        let keys: Vec<String> = ["meta", "held"].iter().map(|n| format!("{base}{n}")).collect();
+        assert!(keys.iter().all(|key| key.contains(&tag)));
+    }
+}
