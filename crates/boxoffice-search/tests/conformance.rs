@@ -1,0 +1,691 @@
+//! The search-index conformance suite: one set of behaviours, run against
+//! every engine. The embedded engine always runs; Meilisearch runs when
+//! `BOXOFFICE_MEILISEARCH_URL` is set (each test in an index of its own,
+//! dropped afterwards) and is reported as skipped otherwise.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use boxoffice_search::config::{ENV_MEILISEARCH_KEY, ENV_MEILISEARCH_URL};
+use boxoffice_search::embedded::EmbeddedIndex;
+use boxoffice_search::meilisearch::MeilisearchIndex;
+use boxoffice_search::{
+    GeoPoint, GeoRadius, SearchDocument, SearchFilters, SearchIndex, SearchQuery, SearchResults,
+    SearchSort, highlight_to_html,
+};
+
+const NOW: i64 = 1_900_000_000;
+const DAY: i64 = 86_400;
+
+const LONDON: GeoPoint = GeoPoint {
+    latitude: 51.5074,
+    longitude: -0.1278,
+};
+const WEMBLEY: GeoPoint = GeoPoint {
+    latitude: 51.5560,
+    longitude: -0.2796,
+};
+const PARIS: GeoPoint = GeoPoint {
+    latitude: 48.8566,
+    longitude: 2.3522,
+};
+const LISBON: GeoPoint = GeoPoint {
+    latitude: 38.7223,
+    longitude: -9.1393,
+};
+
+/// An engine under test and how to throw it away.
+struct Engine {
+    index: Arc<dyn SearchIndex>,
+    meili: Option<Arc<MeilisearchIndex>>,
+}
+
+impl Engine {
+    async fn cleanup(self) {
+        if let Some(meili) = self.meili
+            && let Err(error) = meili.drop_indexes().await
+        {
+            eprintln!("could not drop test index {}: {error:#}", meili.uid());
+        }
+    }
+}
+
+/// Says, once per run and past the test harness's output capture, that
+/// Meilisearch was not tested.
+fn say_meilisearch_skipped(test: &str) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        use std::io::Write as _;
+        let _ = writeln!(
+            std::io::stderr(),
+            "search conformance: Meilisearch SKIPPED ({ENV_MEILISEARCH_URL} is not set; first noticed by {test}); \
+             the embedded engine was tested"
+        );
+    });
+}
+
+/// Every engine this run can test. Meilisearch only with a URL, and says so.
+async fn engines(test: &str) -> Vec<Engine> {
+    let mut engines = vec![Engine {
+        index: Arc::new(EmbeddedIndex::in_memory().expect("in-memory index")),
+        meili: None,
+    }];
+    match std::env::var(ENV_MEILISEARCH_URL)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+    {
+        Some(url) => {
+            let key = std::env::var(ENV_MEILISEARCH_KEY).ok();
+            let uid = format!("boxoffice_test_{}", uuid::Uuid::new_v4().simple());
+            let meili = Arc::new(
+                MeilisearchIndex::new(url.trim(), key.as_deref(), &uid)
+                    .expect("meilisearch client"),
+            );
+            engines.push(Engine {
+                index: meili.clone(),
+                meili: Some(meili),
+            });
+        }
+        None => say_meilisearch_skipped(test),
+    }
+    for engine in &engines {
+        engine
+            .index
+            .apply_settings()
+            .await
+            .expect("applying settings");
+    }
+    engines
+}
+
+fn id(n: u32) -> String {
+    format!("00000000-0000-4000-8000-{n:012}")
+}
+
+fn event(n: u32, title: &str) -> SearchDocument {
+    SearchDocument {
+        id: id(n),
+        version: 1,
+        status: "published".into(),
+        title: title.into(),
+        description: String::new(),
+        category: "concert".into(),
+        performers: Vec::new(),
+        performer_ids: Vec::new(),
+        venue_id: id(9_000),
+        venue_name: "Royal Hall".into(),
+        city: "London".into(),
+        country_code: "GB".into(),
+        start_time: NOW + i64::from(n) * DAY,
+        end_time: NOW + i64::from(n) * DAY + 3 * 3_600,
+        location: Some(LONDON),
+        price_min_minor: Some(2_500),
+        price_max_minor: Some(9_000),
+        currency_code: "GBP".into(),
+        payload: format!("payload-{n}"),
+    }
+}
+
+fn query(text: &str) -> SearchQuery {
+    SearchQuery {
+        text: text.into(),
+        filters: SearchFilters {
+            now: NOW,
+            ..SearchFilters::default()
+        },
+        limit: 20,
+        ..SearchQuery::default()
+    }
+}
+
+fn ids(results: &SearchResults) -> Vec<String> {
+    results
+        .hits
+        .iter()
+        .map(|hit| hit.document.id.clone())
+        .collect()
+}
+
+fn set(ids: &[String]) -> HashSet<String> {
+    ids.iter().cloned().collect()
+}
+
+async fn search(engine: &Engine, query: &SearchQuery) -> SearchResults {
+    engine
+        .index
+        .search(query)
+        .await
+        .unwrap_or_else(|error| panic!("{} search failed: {error:#}", engine.index.engine()))
+}
+
+/// A small catalogue most tests share.
+fn catalogue() -> Vec<SearchDocument> {
+    let mut swift = event(1, "The Eras Tour");
+    swift.performers = vec!["Taylor Swift".into()];
+    swift.performer_ids = vec![id(101)];
+    swift.venue_name = "Wembley Stadium".into();
+    swift.venue_id = id(9_001);
+    swift.location = Some(WEMBLEY);
+
+    let mut metallica = event(2, "M72 World Tour");
+    metallica.performers = vec!["Metallica".into()];
+    metallica.performer_ids = vec![id(102)];
+    metallica.city = "Paris".into();
+    metallica.country_code = "FR".into();
+    metallica.venue_name = "Stade de France".into();
+    metallica.venue_id = id(9_002);
+    metallica.location = Some(PARIS);
+
+    let mut beyonce = event(3, "Renaissance");
+    beyonce.performers = vec!["Beyoncé".into()];
+    beyonce.performer_ids = vec![id(103)];
+    beyonce.city = "Lisbon".into();
+    beyonce.country_code = "PT".into();
+    beyonce.venue_name = "Estádio da Luz".into();
+    beyonce.venue_id = id(9_003);
+    beyonce.location = Some(LISBON);
+
+    let mut hamlet = event(4, "Hamlet");
+    hamlet.category = "theater".into();
+    hamlet.description = "Shakespeare's tragedy of the Danish prince".into();
+    hamlet.performers = vec!["Royal Shakespeare Company".into()];
+    hamlet.performer_ids = vec![id(104)];
+
+    let mut derby = event(5, "North London Derby");
+    derby.category = "sports".into();
+    derby.performers = vec!["Arsenal".into(), "Tottenham Hotspur".into()];
+    derby.performer_ids = vec![id(105), id(106)];
+    derby.location = None;
+
+    vec![swift, metallica, beyonce, hamlet, derby]
+}
+
+async fn loaded(test: &str) -> Vec<Engine> {
+    let engines = engines(test).await;
+    for engine in &engines {
+        engine
+            .index
+            .upsert(catalogue(), Some(1))
+            .await
+            .expect("indexing the catalogue");
+    }
+    engines
+}
+
+#[tokio::test]
+async fn typos_find_the_performer() {
+    for engine in loaded("typos_find_the_performer").await {
+        let results = search(&engine, &query("tayler swfit")).await;
+        assert_eq!(
+            ids(&results),
+            vec![id(1)],
+            "{}: 'tayler swfit'",
+            engine.index.engine()
+        );
+        let hit = &results.hits[0];
+        assert_eq!(
+            hit.document.payload, "payload-1",
+            "the payload comes back untouched"
+        );
+        assert!(
+            hit.highlighted_performers
+                .iter()
+                .any(|name| highlight_to_html(name).contains("<em>")),
+            "{}: the performer is highlighted: {:?}",
+            engine.index.engine(),
+            hit.highlighted_performers
+        );
+        // Short words get no typo: "rick" is not "rock".
+        assert!(
+            search(&engine, &query("hamlett")).await.hits.len() == 1,
+            "one typo at 7 letters"
+        );
+        assert!(
+            search(&engine, &query("hamxyz")).await.hits.is_empty(),
+            "three typos find nothing"
+        );
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn the_last_word_matches_as_a_prefix() {
+    for engine in loaded("the_last_word_matches_as_a_prefix").await {
+        let results = search(&engine, &query("metal")).await;
+        assert_eq!(
+            ids(&results),
+            vec![id(2)],
+            "{}: 'metal'",
+            engine.index.engine()
+        );
+        let title = &results.hits[0].highlighted_performers[0];
+        assert!(
+            highlight_to_html(title).starts_with("<em>Metal"),
+            "{}: {title}",
+            engine.index.engine()
+        );
+        let results = search(&engine, &query("north lon")).await;
+        assert_eq!(
+            ids(&results),
+            vec![id(5)],
+            "{}: 'north lon'",
+            engine.index.engine()
+        );
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn accents_and_case_are_folded() {
+    for engine in loaded("accents_and_case_are_folded").await {
+        for text in ["beyonce", "BEYONCÉ", "Beyoncé", "estadio luz"] {
+            let results = search(&engine, &query(text)).await;
+            assert_eq!(
+                ids(&results),
+                vec![id(3)],
+                "{}: '{text}'",
+                engine.index.engine()
+            );
+        }
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn every_word_must_match() {
+    for engine in loaded("every_word_must_match").await {
+        let results = search(&engine, &query("metallica london")).await;
+        assert!(
+            results.hits.is_empty(),
+            "{}: {:?}",
+            engine.index.engine(),
+            ids(&results)
+        );
+        let results = search(&engine, &query("metallica paris")).await;
+        assert_eq!(ids(&results), vec![id(2)], "{}", engine.index.engine());
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn filters_narrow_the_results() {
+    for engine in loaded("filters_narrow_the_results").await {
+        let name = engine.index.engine();
+        let mut by_city = query("");
+        by_city.filters.city = Some("London".into());
+        assert_eq!(
+            set(&ids(&search(&engine, &by_city).await)),
+            set(&[id(1), id(4), id(5)]),
+            "{name}: city"
+        );
+
+        let mut by_category = query("");
+        by_category.filters.category = Some("theater".into());
+        assert_eq!(
+            ids(&search(&engine, &by_category).await),
+            vec![id(4)],
+            "{name}: category"
+        );
+
+        let mut by_performer = query("");
+        by_performer.filters.performer_id = Some(id(106));
+        assert_eq!(
+            ids(&search(&engine, &by_performer).await),
+            vec![id(5)],
+            "{name}: second performer"
+        );
+
+        let mut by_venue = query("");
+        by_venue.filters.venue_id = Some(id(9_002));
+        assert_eq!(
+            ids(&search(&engine, &by_venue).await),
+            vec![id(2)],
+            "{name}: venue"
+        );
+
+        let mut by_dates = query("");
+        by_dates.filters.start_after = Some(NOW + 2 * DAY);
+        by_dates.filters.start_before = Some(NOW + 4 * DAY);
+        assert_eq!(
+            set(&ids(&search(&engine, &by_dates).await)),
+            set(&[id(2), id(3)]),
+            "{name}: [after, before)"
+        );
+
+        let mut combined = query("tour");
+        combined.filters.city = Some("Paris".into());
+        assert_eq!(
+            ids(&search(&engine, &combined).await),
+            vec![id(2)],
+            "{name}: text and filter"
+        );
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn geo_radius_and_distance_sort() {
+    for engine in loaded("geo_radius_and_distance_sort").await {
+        let name = engine.index.engine();
+        // Wembley is ~12 km from central London; Paris ~344 km; Lisbon ~1,585 km.
+        let mut near = query("");
+        near.filters.within = Some(GeoRadius {
+            center: LONDON,
+            radius_km: 20.0,
+        });
+        near.point = Some(LONDON);
+        assert_eq!(
+            set(&ids(&search(&engine, &near).await)),
+            set(&[id(1), id(4)]),
+            "{name}: 20 km"
+        );
+
+        near.filters.within = Some(GeoRadius {
+            center: LONDON,
+            radius_km: 5.0,
+        });
+        assert_eq!(
+            ids(&search(&engine, &near).await),
+            vec![id(4)],
+            "{name}: 5 km"
+        );
+
+        let mut by_distance = query("");
+        by_distance.point = Some(LISBON);
+        by_distance.sort = SearchSort::Distance;
+        let results = search(&engine, &by_distance).await;
+        let order = ids(&results);
+        assert_eq!(order[0], id(3), "{name}: Lisbon first");
+        assert_eq!(order[1], id(2), "{name}: then Paris");
+        assert_eq!(order.last(), Some(&id(5)), "{name}: no location sorts last");
+        let lisbon_km = results.hits[0]
+            .distance_km
+            .expect("a distance for a located event");
+        assert!(lisbon_km < 0.01, "{name}: {lisbon_km}");
+        let paris_km = results.hits[1].distance_km.expect("a distance");
+        assert!(
+            (paris_km - 1_454.0).abs() < 15.0,
+            "{name}: Lisbon-Paris is ~1,454 km, got {paris_km}"
+        );
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn facets_count_all_matches() {
+    for engine in loaded("facets_count_all_matches").await {
+        let name = engine.index.engine();
+        let mut faceted = query("");
+        faceted.facets = true;
+        faceted.limit = 1;
+        let results = search(&engine, &faceted).await;
+        assert_eq!(results.estimated_total_hits, 5, "{name}");
+        let categories: Vec<(String, u64)> = results
+            .category_facets
+            .iter()
+            .map(|f| (f.value.clone(), f.count))
+            .collect();
+        assert_eq!(
+            categories,
+            vec![
+                ("concert".into(), 3),
+                ("sports".into(), 1),
+                ("theater".into(), 1)
+            ],
+            "{name}"
+        );
+        let cities: Vec<(String, u64)> = results
+            .city_facets
+            .iter()
+            .map(|f| (f.value.clone(), f.count))
+            .collect();
+        assert_eq!(
+            cities,
+            vec![
+                ("London".into(), 3),
+                ("Lisbon".into(), 1),
+                ("Paris".into(), 1)
+            ],
+            "{name}"
+        );
+        faceted.filters.city = Some("London".into());
+        let results = search(&engine, &faceted).await;
+        assert_eq!(
+            results.city_facets.len(),
+            1,
+            "{name}: facets follow the filters"
+        );
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn paging_is_stable_and_complete() {
+    for engine in engines("paging_is_stable_and_complete").await {
+        let name = engine.index.engine();
+        // Same start time for many, so only the tie-breaker orders them.
+        let documents: Vec<SearchDocument> = (1..=45)
+            .map(|n| {
+                let mut doc = event(n, &format!("Jazz night {n}"));
+                doc.start_time = NOW + DAY + i64::from(n % 3) * 3_600;
+                doc.end_time = doc.start_time + 3_600;
+                doc
+            })
+            .collect();
+        engine
+            .index
+            .upsert(documents, None)
+            .await
+            .expect("indexing");
+        for text in ["", "jazz"] {
+            let mut seen = Vec::new();
+            let mut page = query(text);
+            page.limit = 10;
+            loop {
+                let results = search(&engine, &page).await;
+                if results.hits.is_empty() {
+                    break;
+                }
+                // Asking for the same page again answers the same.
+                assert_eq!(
+                    ids(&search(&engine, &page).await),
+                    ids(&results),
+                    "{name}: '{text}' repeatable"
+                );
+                seen.extend(ids(&results));
+                page.offset += page.limit;
+            }
+            assert_eq!(seen.len(), 45, "{name}: '{text}' every event once");
+            assert_eq!(set(&seen).len(), 45, "{name}: '{text}' no duplicates");
+            if text.is_empty() {
+                let mut whole = query("");
+                whole.limit = 45;
+                let starts: Vec<i64> = search(&engine, &whole)
+                    .await
+                    .hits
+                    .iter()
+                    .map(|h| h.document.start_time)
+                    .collect();
+                assert!(
+                    starts.windows(2).all(|w| w[0] <= w[1]),
+                    "{name}: empty query lists by date"
+                );
+            }
+        }
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn cancelled_drafts_and_ended_events_are_hidden() {
+    for engine in engines("cancelled_drafts_and_ended_events_are_hidden").await {
+        let name = engine.index.engine();
+        let mut cancelled = event(1, "Cancelled Gala");
+        cancelled.status = "cancelled".into();
+        let mut draft = event(2, "Draft Gala");
+        draft.status = "draft".into();
+        let mut ended = event(3, "Ended Gala");
+        ended.start_time = NOW - 2 * 3_600;
+        ended.end_time = NOW - 1;
+        let mut running = event(4, "Running Gala");
+        running.start_time = NOW - 3_600;
+        running.end_time = NOW + 3_600;
+        engine
+            .index
+            .upsert(vec![cancelled, draft, ended, running], None)
+            .await
+            .expect("indexing");
+        let results = search(&engine, &query("gala")).await;
+        assert_eq!(
+            ids(&results),
+            vec![id(4)],
+            "{name}: only the event still running"
+        );
+
+        // Cancelling a published event (a newer version) hides it.
+        let mut published = event(5, "Soon Cancelled Gala");
+        engine
+            .index
+            .upsert(vec![published.clone()], None)
+            .await
+            .expect("indexing");
+        assert!(
+            ids(&search(&engine, &query("gala")).await).contains(&id(5)),
+            "{name}"
+        );
+        published.version = 2;
+        published.status = "cancelled".into();
+        engine
+            .index
+            .upsert(vec![published], None)
+            .await
+            .expect("indexing");
+        assert_eq!(
+            ids(&search(&engine, &query("gala")).await),
+            vec![id(4)],
+            "{name}: cancelled is gone"
+        );
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn upserts_are_idempotent_by_version() {
+    for engine in engines("upserts_are_idempotent_by_version").await {
+        let name = engine.index.engine();
+        let mut v2 = event(1, "Second Title");
+        v2.version = 2;
+        let mut v1 = event(1, "First Title");
+        v1.version = 1;
+        engine
+            .index
+            .upsert(vec![v2.clone()], Some(10))
+            .await
+            .expect("v2");
+        // A replay of an older version, and of the same one, change nothing.
+        engine
+            .index
+            .upsert(vec![v1], Some(11))
+            .await
+            .expect("v1 replayed");
+        engine
+            .index
+            .upsert(vec![v2], Some(12))
+            .await
+            .expect("v2 replayed");
+        assert!(
+            search(&engine, &query("first")).await.hits.is_empty(),
+            "{name}: old version ignored"
+        );
+        let results = search(&engine, &query("second")).await;
+        assert_eq!(ids(&results), vec![id(1)], "{name}");
+        assert_eq!(
+            search(&engine, &query("")).await.estimated_total_hits,
+            1,
+            "{name}: one document"
+        );
+        assert_eq!(
+            engine.index.checkpoint().await.expect("checkpoint"),
+            Some(12),
+            "{name}"
+        );
+
+        // Within one batch, the newest version wins whatever the order.
+        let mut v4 = event(1, "Fourth Title");
+        v4.version = 4;
+        let mut v3 = event(1, "Third Title");
+        v3.version = 3;
+        engine
+            .index
+            .upsert(vec![v4, v3], None)
+            .await
+            .expect("batch");
+        assert_eq!(
+            ids(&search(&engine, &query("fourth")).await),
+            vec![id(1)],
+            "{name}"
+        );
+        assert_eq!(
+            engine.index.checkpoint().await.expect("checkpoint"),
+            Some(12),
+            "{name}: kept"
+        );
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn delete_and_clear() {
+    for engine in loaded("delete_and_clear").await {
+        let name = engine.index.engine();
+        engine.index.delete(&[id(1), id(77)]).await.expect("delete");
+        assert!(
+            search(&engine, &query("swift")).await.hits.is_empty(),
+            "{name}: deleted"
+        );
+        assert_eq!(
+            search(&engine, &query("")).await.estimated_total_hits,
+            4,
+            "{name}"
+        );
+        engine.index.clear().await.expect("clear");
+        assert_eq!(
+            search(&engine, &query("")).await.estimated_total_hits,
+            0,
+            "{name}: cleared"
+        );
+        assert_eq!(
+            engine.index.checkpoint().await.expect("checkpoint"),
+            None,
+            "{name}: checkpoint cleared"
+        );
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn an_embedded_index_in_a_directory_survives_a_restart() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    {
+        let index = EmbeddedIndex::open_in_dir(dir.path()).expect("opening");
+        index.upsert(catalogue(), Some(42)).await.expect("indexing");
+    }
+    let index = EmbeddedIndex::open_in_dir(dir.path()).expect("reopening");
+    assert_eq!(index.checkpoint().await.expect("checkpoint"), Some(42));
+    let mut old = catalogue().remove(0);
+    old.title = "Obsolete".into();
+    index.upsert(vec![old], None).await.expect("replay");
+    assert!(
+        index
+            .search(&query("obsolete"))
+            .await
+            .expect("search")
+            .hits
+            .is_empty(),
+        "versions survive too"
+    );
+    assert_eq!(
+        ids(&index.search(&query("swift")).await.expect("search")),
+        vec![id(1)]
+    );
+}
