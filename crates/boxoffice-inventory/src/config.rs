@@ -66,9 +66,19 @@ impl InventoryConfig {
     }
 
     pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| vars.get(name).map(|value| value.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let defaults = Self::default();
-        let hold_ttl = Duration::from_secs(number(&get, ENV_HOLD_TTL, defaults.hold_ttl.as_secs(), 1, 86_400)?);
+        let hold_ttl = Duration::from_secs(number(
+            &get,
+            ENV_HOLD_TTL,
+            defaults.hold_ttl.as_secs(),
+            1,
+            86_400,
+        )?);
         let commit_margin = Duration::from_millis(number(
             &get,
             ENV_HOLD_COMMIT_MARGIN,
@@ -85,7 +95,10 @@ impl InventoryConfig {
         if commit_margin >= hold_ttl {
             return Err(ConfigError {
                 variable: ENV_HOLD_COMMIT_MARGIN,
-                problem: format!("must be shorter than the hold TTL ({}s)", hold_ttl.as_secs()),
+                problem: format!(
+                    "must be shorter than the hold TTL ({}s)",
+                    hold_ttl.as_secs()
+                ),
             });
         }
         let key_prefix = get(ENV_REDIS_KEY_PREFIX).unwrap_or(defaults.key_prefix);
@@ -102,10 +115,17 @@ impl InventoryConfig {
             max_holds_per_user: number(&get, ENV_MAX_HOLDS_PER_USER, 3, 1, 1_000)? as u32,
             key_prefix,
             redis_pool_size: number(&get, ENV_REDIS_POOL_SIZE, 4, 1, 64)? as usize,
-            sweep_interval: Duration::from_millis(number(&get, ENV_SWEEP_INTERVAL, 200, 10, 60_000)?),
+            sweep_interval: Duration::from_millis(number(
+                &get,
+                ENV_SWEEP_INTERVAL,
+                200,
+                10,
+                60_000,
+            )?),
             feed_interval: Duration::from_millis(number(&get, ENV_FEED_INTERVAL, 250, 10, 60_000)?),
             watch_poll: Duration::from_millis(number(&get, ENV_WATCH_POLL, 100, 10, 10_000)?),
-            change_stream_length: number(&get, ENV_CHANGE_STREAM_LENGTH, 10_000, 100, 10_000_000)? as u32,
+            change_stream_length: number(&get, ENV_CHANGE_STREAM_LENGTH, 10_000, 100, 10_000_000)?
+                as u32,
         })
     }
 }
@@ -134,13 +154,22 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
     fn defaults_are_valid() {
-        assert_eq!(InventoryConfig::from_vars(&BTreeMap::new()).unwrap(), InventoryConfig::default());
-        assert_eq!(InventoryConfig::default().hold_ttl, Duration::from_secs(600));
+        assert_eq!(
+            InventoryConfig::from_vars(&BTreeMap::new()).unwrap(),
+            InventoryConfig::default()
+        );
+        assert_eq!(
+            InventoryConfig::default().hold_ttl,
+            Duration::from_secs(600)
+        );
     }
 
     #[test]
@@ -149,7 +178,11 @@ mod tests {
         assert_eq!(err.variable, ENV_HOLD_TTL);
         let err = InventoryConfig::from_vars(&vars(&[(ENV_REDIS_KEY_PREFIX, "a{b")])).unwrap_err();
         assert_eq!(err.variable, ENV_REDIS_KEY_PREFIX);
-        let err = InventoryConfig::from_vars(&vars(&[(ENV_HOLD_TTL, "2"), (ENV_HOLD_COMMIT_MARGIN, "2000")])).unwrap_err();
+        let err = InventoryConfig::from_vars(&vars(&[
+            (ENV_HOLD_TTL, "2"),
+            (ENV_HOLD_COMMIT_MARGIN, "2000"),
+        ]))
+        .unwrap_err();
         assert_eq!(err.variable, ENV_HOLD_COMMIT_MARGIN);
     }
 

@@ -99,7 +99,10 @@ fn bad_seat(reason: &str, field: &str, description: String, seat: u32) -> Status
     details.set_error_info(
         reason,
         status::ERROR_DOMAIN,
-        HashMap::from([("field".to_owned(), field.to_owned()), ("seat_index".to_owned(), seat.to_string())]),
+        HashMap::from([
+            ("field".to_owned(), field.to_owned()),
+            ("seat_index".to_owned(), seat.to_string()),
+        ]),
     );
     details.add_bad_request_violation(field, description.clone());
     Status::with_error_details(Code::InvalidArgument, description, details)
@@ -110,7 +113,9 @@ impl From<InventoryError> for Status {
         use InventoryError as E;
         match error {
             E::InvalidField(field) => status::invalid_field(&field.field, field.description),
-            E::SeatRequest(SeatRequestError::Field(field)) => status::invalid_field(&field.field, field.description),
+            E::SeatRequest(SeatRequestError::Field(field)) => {
+                status::invalid_field(&field.field, field.description)
+            }
             E::SeatRequest(SeatRequestError::DuplicateSeat { seat }) => bad_seat(
                 reason::DUPLICATE_SEAT,
                 "seats.seat_indexes",
@@ -129,19 +134,25 @@ impl From<InventoryError> for Status {
                 format!("seat {seat} is in a section this event does not sell"),
                 seat,
             ),
-            E::SeatRequest(SeatRequestError::TooManySeats { max }) => status::with_reason_and_metadata(
-                Code::ResourceExhausted,
-                reason::TOO_MANY_SEATS,
-                format!("at most {max} seats per hold"),
-                HashMap::from([("max".to_owned(), max.to_string())]),
-            ),
+            E::SeatRequest(SeatRequestError::TooManySeats { max }) => {
+                status::with_reason_and_metadata(
+                    Code::ResourceExhausted,
+                    reason::TOO_MANY_SEATS,
+                    format!("at most {max} seats per hold"),
+                    HashMap::from([("max".to_owned(), max.to_string())]),
+                )
+            }
             E::TooManyHolds { max } => status::with_reason_and_metadata(
                 Code::ResourceExhausted,
                 reason::TOO_MANY_HOLDS,
                 format!("at most {max} active holds per event; release one first"),
                 HashMap::from([("max".to_owned(), max.to_string())]),
             ),
-            E::EventNotFound => status::with_reason(Code::NotFound, reason::EVENT_NOT_FOUND, "no such event on sale"),
+            E::EventNotFound => status::with_reason(
+                Code::NotFound,
+                reason::EVENT_NOT_FOUND,
+                "no such event on sale",
+            ),
             E::EventNotOnSale => status::with_reason(
                 Code::FailedPrecondition,
                 reason::EVENT_NOT_ON_SALE,
@@ -153,7 +164,11 @@ impl From<InventoryError> for Status {
                 "some seats are no longer available; choose others",
                 HashMap::from([(
                     "seat_indexes".to_owned(),
-                    seats.iter().map(u32::to_string).collect::<Vec<_>>().join(","),
+                    seats
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
                 )]),
             ),
             E::NoSeatsMatch => status::with_reason(
@@ -161,11 +176,19 @@ impl From<InventoryError> for Status {
                 reason::NO_SEATS_MATCH,
                 "no available seats match the request",
             ),
-            E::HoldNotFound => status::with_reason(Code::NotFound, reason::HOLD_NOT_FOUND, "hold not found"),
-            E::HoldExpired => status::with_reason(Code::FailedPrecondition, reason::HOLD_EXPIRED, "the hold has expired"),
-            E::HoldReleased => {
-                status::with_reason(Code::FailedPrecondition, reason::HOLD_RELEASED, "the hold was released")
+            E::HoldNotFound => {
+                status::with_reason(Code::NotFound, reason::HOLD_NOT_FOUND, "hold not found")
             }
+            E::HoldExpired => status::with_reason(
+                Code::FailedPrecondition,
+                reason::HOLD_EXPIRED,
+                "the hold has expired",
+            ),
+            E::HoldReleased => status::with_reason(
+                Code::FailedPrecondition,
+                reason::HOLD_RELEASED,
+                "the hold was released",
+            ),
             E::HoldAlreadyCommitted => status::with_reason(
                 Code::FailedPrecondition,
                 reason::HOLD_ALREADY_COMMITTED,

@@ -55,7 +55,11 @@ impl CatalogFeed {
                 Err(error) => {
                     failures += 1;
                     if failures == 1 || failures % 100 == 0 {
-                        tracing::warn!(error = format!("{error:#}"), failures, "reading the catalog outbox failed");
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            failures,
+                            "reading the catalog outbox failed"
+                        );
                     }
                 }
             }
@@ -122,7 +126,10 @@ impl CatalogFeed {
                 )
                 .await?;
         }
-        transaction.commit().await.context("committing the feed cursor")?;
+        transaction
+            .commit()
+            .await
+            .context("committing the feed cursor")?;
         for event_id in touched {
             if let Err(error) = self.inventory.refresh_status(event_id).await {
                 tracing::warn!(%event_id, ?error, "could not push an event status to redis");
@@ -135,7 +142,10 @@ impl CatalogFeed {
         match self.gap {
             Some((id, since)) if id == missing => {
                 if since.elapsed() >= GAP_GRACE {
-                    tracing::warn!(missing_id = missing, "skipping a gap in the catalog outbox (rolled back write)");
+                    tracing::warn!(
+                        missing_id = missing,
+                        "skipping a gap in the catalog outbox (rolled back write)"
+                    );
                     self.gap = None;
                     true
                 } else {
@@ -158,7 +168,12 @@ impl CatalogFeed {
             .get_seat_layout(event.venue.id)
             .await
             .map_err(|error| anyhow::anyhow!("reading the seat layout: {error}"))?
-            .with_context(|| format!("venue {} of event {} has no layout", event.venue.id, event.id))?;
+            .with_context(|| {
+                format!(
+                    "venue {} of event {} has no layout",
+                    event.venue.id, event.id
+                )
+            })?;
         Ok(SaleLayout::build(event, &layout))
     }
 }

@@ -15,7 +15,9 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::domain::{BestAvailableQuery, FieldError, Hold, HoldRef, HoldState, SaleLayout, parse_id, optional_id};
+use crate::domain::{
+    BestAvailableQuery, FieldError, Hold, HoldRef, HoldState, SaleLayout, optional_id, parse_id,
+};
 use crate::error::InventoryError;
 use crate::service::{Inventory, SeatRequest};
 use crate::store::redis::{ChangeKind, ChangesOutcome, Snapshot};
@@ -33,7 +35,10 @@ pub struct InventoryGrpc {
 
 impl InventoryGrpc {
     pub fn new(inventory: Arc<Inventory>, shutdown: Shutdown) -> Self {
-        Self { inventory, shutdown }
+        Self {
+            inventory,
+            shutdown,
+        }
     }
 }
 
@@ -72,24 +77,38 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
         let resume = match request.cursor.as_str() {
             "" => None,
-            cursor => Some(
-                parse_cursor(cursor).ok_or_else(|| bad(FieldError::new("cursor", "is not a cursor this service issued")))?,
-            ),
+            cursor => Some(parse_cursor(cursor).ok_or_else(|| {
+                bad(FieldError::new(
+                    "cursor",
+                    "is not a cursor this service issued",
+                ))
+            })?),
         };
         self.inventory.layout(event_id).await?;
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
-        tokio::spawn(watch(self.inventory.clone(), event_id, resume, sender, self.shutdown.clone()));
+        tokio::spawn(watch(
+            self.inventory.clone(),
+            event_id,
+            resume,
+            sender,
+            self.shutdown.clone(),
+        ));
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
     #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
-    async fn hold_seats(&self, request: Request<pb::HoldSeatsRequest>) -> Result<Response<pb::Hold>, Status> {
+    async fn hold_seats(
+        &self,
+        request: Request<pb::HoldSeatsRequest>,
+    ) -> Result<Response<pb::Hold>, Status> {
         let caller = caller(&request);
         let request = request.into_inner();
         let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
         let layout = self.inventory.layout(event_id).await?;
         let seat_request = match request.selection {
-            Some(pb::hold_seats_request::Selection::Seats(seats)) => SeatRequest::Seats(seats.seat_indexes),
+            Some(pb::hold_seats_request::Selection::Seats(seats)) => {
+                SeatRequest::Seats(seats.seat_indexes)
+            }
             Some(pb::hold_seats_request::Selection::BestAvailable(best)) => {
                 if let Some(max_price) = &best.max_price
                     && max_price.currency_code != layout.currency_code
@@ -101,31 +120,52 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
                 }
                 SeatRequest::BestAvailable(BestAvailableQuery {
                     quantity: best.quantity,
-                    section_id: optional_id("best_available.section_id", &best.section_id).map_err(bad)?,
-                    price_tier_id: optional_id("best_available.price_tier_id", &best.price_tier_id).map_err(bad)?,
+                    section_id: optional_id("best_available.section_id", &best.section_id)
+                        .map_err(bad)?,
+                    price_tier_id: optional_id("best_available.price_tier_id", &best.price_tier_id)
+                        .map_err(bad)?,
                     max_price_minor: best.max_price.map(|price| price.amount_minor),
                 })
             }
-            None => return Err(bad(FieldError::new("selection", "give seats or best_available"))),
+            None => {
+                return Err(bad(FieldError::new(
+                    "selection",
+                    "give seats or best_available",
+                )));
+            }
         };
         let hold = self.inventory.hold(&caller, event_id, seat_request).await?;
         Ok(Response::new(hold_to_pb(&hold, &layout)))
     }
 
     #[instrument(skip_all, fields(name = %request.get_ref().name))]
-    async fn get_hold(&self, request: Request<pb::GetHoldRequest>) -> Result<Response<pb::Hold>, Status> {
+    async fn get_hold(
+        &self,
+        request: Request<pb::GetHoldRequest>,
+    ) -> Result<Response<pb::Hold>, Status> {
         let caller = caller(&request);
         let hold = HoldRef::parse("name", &request.get_ref().name).map_err(bad)?;
-        let layout = self.inventory.layout(hold.event_id).await.map_err(|_| InventoryError::HoldNotFound)?;
+        let layout = self
+            .inventory
+            .layout(hold.event_id)
+            .await
+            .map_err(|_| InventoryError::HoldNotFound)?;
         let found = self.inventory.get_hold(&caller, hold).await?;
         Ok(Response::new(hold_to_pb(&found, &layout)))
     }
 
     #[instrument(skip_all, fields(name = %request.get_ref().name))]
-    async fn release_hold(&self, request: Request<pb::ReleaseHoldRequest>) -> Result<Response<pb::Hold>, Status> {
+    async fn release_hold(
+        &self,
+        request: Request<pb::ReleaseHoldRequest>,
+    ) -> Result<Response<pb::Hold>, Status> {
         let caller = caller(&request);
         let hold = HoldRef::parse("name", &request.get_ref().name).map_err(bad)?;
-        let layout = self.inventory.layout(hold.event_id).await.map_err(|_| InventoryError::HoldNotFound)?;
+        let layout = self
+            .inventory
+            .layout(hold.event_id)
+            .await
+            .map_err(|_| InventoryError::HoldNotFound)?;
         let released = self.inventory.release_hold(&caller, hold).await?;
         Ok(Response::new(hold_to_pb(&released, &layout)))
     }
@@ -140,8 +180,15 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         let hold = HoldRef::parse("name", &request.name).map_err(bad)?;
         let booking_id = parse_id("booking_id", &request.booking_id).map_err(bad)?;
         let user_id = parse_id("user_id", &request.user_id).map_err(bad)?;
-        let layout = self.inventory.layout(hold.event_id).await.map_err(|_| InventoryError::HoldNotFound)?;
-        let committed = self.inventory.commit_hold(&caller, hold, booking_id, user_id).await?;
+        let layout = self
+            .inventory
+            .layout(hold.event_id)
+            .await
+            .map_err(|_| InventoryError::HoldNotFound)?;
+        let committed = self
+            .inventory
+            .commit_hold(&caller, hold, booking_id, user_id)
+            .await?;
         Ok(Response::new(pb::CommitHoldResponse {
             hold: Some(hold_to_pb(&committed.hold, &layout)),
             newly_committed: committed.newly_committed,
@@ -157,7 +204,10 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         let request = request.into_inner();
         let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
         let booking_id = parse_id("booking_id", &request.booking_id).map_err(bad)?;
-        let seat_indexes = self.inventory.release_seats(&caller, event_id, booking_id).await?;
+        let seat_indexes = self
+            .inventory
+            .release_seats(&caller, event_id, booking_id)
+            .await?;
         Ok(Response::new(pb::ReleaseSeatsResponse { seat_indexes }))
     }
 }
@@ -204,8 +254,16 @@ async fn watch(
             None => match inventory.availability(event_id).await {
                 Ok(snapshot) => {
                     let position = (snapshot.epoch.clone(), snapshot.last_id.clone());
-                    let update = pb::availability_update::Update::Snapshot(snapshot_to_pb(event_id, snapshot));
-                    if sender.send(Ok(pb::AvailabilityUpdate { update: Some(update) })).await.is_err() {
+                    let update = pb::availability_update::Update::Snapshot(snapshot_to_pb(
+                        event_id, snapshot,
+                    ));
+                    if sender
+                        .send(Ok(pb::AvailabilityUpdate {
+                            update: Some(update),
+                        }))
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     position
@@ -216,7 +274,10 @@ async fn watch(
                 }
             },
         };
-        let outcome = match inventory.changes(event_id, &epoch, &after, CHANGES_PER_POLL).await {
+        let outcome = match inventory
+            .changes(event_id, &epoch, &after, CHANGES_PER_POLL)
+            .await
+        {
             Ok(outcome) => outcome,
             Err(error) => {
                 let _ = sender.send(Err(error.into())).await;
@@ -334,7 +395,10 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_reject_junk() {
         let cursor = format_cursor("ab12", "1700000000000-3");
-        assert_eq!(parse_cursor(&cursor), Some(("ab12".into(), "1700000000000-3".into())));
+        assert_eq!(
+            parse_cursor(&cursor),
+            Some(("ab12".into(), "1700000000000-3".into()))
+        );
         assert_eq!(parse_cursor("nonsense"), None);
         assert_eq!(parse_cursor("zz:1-1"), None);
         assert_eq!(parse_cursor("ab:1-x"), None);

@@ -31,8 +31,8 @@ pub struct InventoryComponent {
 impl InventoryComponent {
     /// Reads inventory's settings from the environment, then starts.
     pub async fn start(config: &Config, pool: Pool, shutdown: Shutdown) -> anyhow::Result<Self> {
-        let inventory_config =
-            InventoryConfig::from_env().map_err(|error| anyhow::anyhow!("bad inventory configuration: {error}"))?;
+        let inventory_config = InventoryConfig::from_env()
+            .map_err(|error| anyhow::anyhow!("bad inventory configuration: {error}"))?;
         Self::start_with(config, inventory_config, pool, shutdown).await
     }
 
@@ -52,9 +52,19 @@ impl InventoryComponent {
             .context("connecting to redis (is it running? see README)")?;
         let feed_interval = inventory_config.feed_interval;
         let sweep_interval = inventory_config.sweep_interval;
-        let inventory = Arc::new(Inventory::new(TicketStore::new(pool.clone()), holds, inventory_config));
-        let feed = tokio::spawn(CatalogFeed::new(inventory.clone(), pool).run(feed_interval, shutdown.clone()));
-        let sweeper = tokio::spawn(crate::sweeper::run(inventory.clone(), sweep_interval, shutdown.clone()));
+        let inventory = Arc::new(Inventory::new(
+            TicketStore::new(pool.clone()),
+            holds,
+            inventory_config,
+        ));
+        let feed = tokio::spawn(
+            CatalogFeed::new(inventory.clone(), pool).run(feed_interval, shutdown.clone()),
+        );
+        let sweeper = tokio::spawn(crate::sweeper::run(
+            inventory.clone(),
+            sweep_interval,
+            shutdown.clone(),
+        ));
         Ok(Self {
             inventory,
             feed,
@@ -65,9 +75,12 @@ impl InventoryComponent {
 
     pub fn register(&self, server: &mut GrpcServer) {
         server.add_service(
-            InventoryServiceServer::new(InventoryGrpc::new(self.inventory.clone(), self.shutdown.clone()))
-                .max_decoding_message_size(MAX_REQUEST_BYTES.min(MAX_DECODING_MESSAGE_SIZE))
-                .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
+            InventoryServiceServer::new(InventoryGrpc::new(
+                self.inventory.clone(),
+                self.shutdown.clone(),
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES.min(MAX_DECODING_MESSAGE_SIZE))
+            .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
         );
     }
 }

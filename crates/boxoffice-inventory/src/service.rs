@@ -16,7 +16,9 @@ use crate::domain::{
 };
 use crate::error::InventoryError;
 use crate::store::postgres::{CommitOutcome, StoredEvent, TicketStore};
-use crate::store::redis::{ChangesOutcome, EventTruth, HoldOutcome, HoldStore, RebuildMode, ReleaseOutcome, Snapshot};
+use crate::store::redis::{
+    ChangesOutcome, EventTruth, HoldOutcome, HoldStore, RebuildMode, ReleaseOutcome, Snapshot,
+};
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
@@ -84,7 +86,11 @@ impl Inventory {
         if let Some(layout) = self.cached_layout(event_id) {
             return Ok(layout);
         }
-        let StoredEvent { layout, .. } = self.tickets.event(event_id).await?.ok_or(InventoryError::EventNotFound)?;
+        let StoredEvent { layout, .. } = self
+            .tickets
+            .event(event_id)
+            .await?
+            .ok_or(InventoryError::EventNotFound)?;
         let layout = Arc::new(layout);
         if let Ok(mut layouts) = self.layouts.lock() {
             if layouts.len() >= LAYOUT_CACHE_SIZE {
@@ -96,13 +102,25 @@ impl Inventory {
     }
 
     fn cached_layout(&self, event_id: Uuid) -> Option<Arc<SaleLayout>> {
-        self.layouts.lock().ok().and_then(|layouts| layouts.get(&event_id).cloned())
+        self.layouts
+            .lock()
+            .ok()
+            .and_then(|layouts| layouts.get(&event_id).cloned())
     }
 
     /// Recreates an event's Redis state from PostgreSQL when it is missing.
     pub async fn rebuild_if_missing(&self, event_id: Uuid) -> Result<()> {
-        let truth = self.tickets.truth(event_id).await?.ok_or(InventoryError::EventNotFound)?;
-        if self.holds.rebuild(event_id, RebuildMode::IfMissing, &truth).await.map_err(redis_error)? {
+        let truth = self
+            .tickets
+            .truth(event_id)
+            .await?
+            .ok_or(InventoryError::EventNotFound)?;
+        if self
+            .holds
+            .rebuild(event_id, RebuildMode::IfMissing, &truth)
+            .await
+            .map_err(redis_error)?
+        {
             tracing::info!(%event_id, sold = truth.sold.count_below(truth.seat_count), "rebuilt redis state from postgres");
         }
         Ok(())
@@ -113,7 +131,10 @@ impl Inventory {
         let Some(truth): Option<EventTruth> = self.tickets.truth(event_id).await? else {
             return Ok(());
         };
-        self.holds.rebuild(event_id, RebuildMode::Status, &truth).await.map_err(redis_error)?;
+        self.holds
+            .rebuild(event_id, RebuildMode::Status, &truth)
+            .await
+            .map_err(redis_error)?;
         Ok(())
     }
 
@@ -126,14 +147,30 @@ impl Inventory {
             }
             self.rebuild_if_missing(event_id).await?;
         }
-        Err(InventoryError::Internal(anyhow::anyhow!("event {event_id} state vanished right after a rebuild")))
+        Err(InventoryError::Internal(anyhow::anyhow!(
+            "event {event_id} state vanished right after a rebuild"
+        )))
     }
 
-    pub async fn changes(&self, event_id: Uuid, epoch: &str, after: &str, count: u32) -> Result<ChangesOutcome> {
-        self.holds.changes(event_id, epoch, after, count).await.map_err(redis_error)
+    pub async fn changes(
+        &self,
+        event_id: Uuid,
+        epoch: &str,
+        after: &str,
+        count: u32,
+    ) -> Result<ChangesOutcome> {
+        self.holds
+            .changes(event_id, epoch, after, count)
+            .await
+            .map_err(redis_error)
     }
 
-    pub async fn hold(&self, caller: &Caller, event_id: Uuid, request: SeatRequest) -> Result<Hold> {
+    pub async fn hold(
+        &self,
+        caller: &Caller,
+        event_id: Uuid,
+        request: SeatRequest,
+    ) -> Result<Hold> {
         let owner = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
         let layout = self.layout(event_id).await?;
         let max = self.config.max_seats_per_hold;
@@ -154,7 +191,8 @@ impl Inventory {
                         return Err(InventoryError::EventNotOnSale);
                     }
                     let taken = snapshot.sold.union(&snapshot.held);
-                    let seats = best_available(&layout, &taken, &query).ok_or(InventoryError::NoSeatsMatch)?;
+                    let seats = best_available(&layout, &taken, &query)
+                        .ok_or(InventoryError::NoSeatsMatch)?;
                     match self.try_hold(event_id, owner, &layout, &seats).await? {
                         HoldOutcome::Held(hold) => return Ok(hold),
                         // Lost the race for these seats: look again.
@@ -168,7 +206,13 @@ impl Inventory {
     }
 
     /// Runs the hold script, rebuilding lost Redis state once.
-    async fn try_hold(&self, event_id: Uuid, owner: Uuid, layout: &SaleLayout, seats: &[u32]) -> Result<HoldOutcome> {
+    async fn try_hold(
+        &self,
+        event_id: Uuid,
+        owner: Uuid,
+        layout: &SaleLayout,
+        seats: &[u32],
+    ) -> Result<HoldOutcome> {
         let total = total_price(layout, seats);
         for _ in 0..2 {
             let outcome = self
@@ -195,7 +239,9 @@ impl Inventory {
                 }
             }
         }
-        Err(InventoryError::Internal(anyhow::anyhow!("event {event_id} state vanished right after a rebuild")))
+        Err(InventoryError::Internal(anyhow::anyhow!(
+            "event {event_id} state vanished right after a rebuild"
+        )))
     }
 
     fn refusal(&self, outcome: HoldOutcome) -> InventoryError {
@@ -204,10 +250,12 @@ impl Inventory {
             HoldOutcome::TooManyHolds => InventoryError::TooManyHolds {
                 max: self.config.max_holds_per_user,
             },
-            HoldOutcome::OutOfRange(seat) => InventoryError::SeatRequest(domain::SeatRequestError::SeatOutOfRange {
-                seat,
-                seat_count: 0,
-            }),
+            HoldOutcome::OutOfRange(seat) => {
+                InventoryError::SeatRequest(domain::SeatRequestError::SeatOutOfRange {
+                    seat,
+                    seat_count: 0,
+                })
+            }
             HoldOutcome::Taken(seats) => InventoryError::SeatUnavailable(seats),
             HoldOutcome::Held(_) | HoldOutcome::NeedsRebuild => {
                 InventoryError::Internal(anyhow::anyhow!("unexpected hold outcome"))
@@ -279,13 +327,23 @@ impl Inventory {
     /// Sells a hold's seats to a booking. PostgreSQL decides, in one
     /// statement, with the hold's expiry (from Redis) minus the margin
     /// compared against its own clock; Redis is told afterwards.
-    pub async fn commit_hold(&self, caller: &Caller, hold: HoldRef, booking_id: Uuid, owner: Uuid) -> Result<Committed> {
+    pub async fn commit_hold(
+        &self,
+        caller: &Caller,
+        hold: HoldRef,
+        booking_id: Uuid,
+        owner: Uuid,
+    ) -> Result<Committed> {
         require_service(caller)?;
         let found = self.holds.get_hold(hold).await.map_err(redis_error)?;
         let record = match found {
             Some((record, _)) if record.owner == owner => record,
             Some(_) => return Err(InventoryError::HoldNotFound),
-            None => return self.commit_retry_without_record(hold, booking_id, owner).await,
+            None => {
+                return self
+                    .commit_retry_without_record(hold, booking_id, owner)
+                    .await;
+            }
         };
         match record.state {
             HoldState::Active => {}
@@ -313,7 +371,11 @@ impl Inventory {
         tracing::info!(event_id = %hold.event_id, hold_id = %hold.hold_id, %booking_id, ?outcome, "commit");
         match outcome {
             CommitOutcome::Committed | CommitOutcome::AlreadyCommitted => {
-                if let Err(error) = self.holds.mark_hold_sold(hold, booking_id, &record.seats).await {
+                if let Err(error) = self
+                    .holds
+                    .mark_hold_sold(hold, booking_id, &record.seats)
+                    .await
+                {
                     // PostgreSQL has sold them; Redis catches up on the next
                     // refused hold of these seats or the next rebuild.
                     tracing::warn!(error = format!("{error:#}"), hold_id = %hold.hold_id, "could not mark seats sold in redis");
@@ -327,9 +389,13 @@ impl Inventory {
                 })
             }
             CommitOutcome::LeaseExpired => Err(InventoryError::HoldExpired),
+            CommitOutcome::HoldCommittedElsewhere => Err(InventoryError::HoldAlreadyCommitted),
             CommitOutcome::NotOnSale => Err(InventoryError::EventNotOnSale),
             CommitOutcome::Unavailable => {
-                let sold = self.tickets.sold_among(hold.event_id, &record.seats).await?;
+                let sold = self
+                    .tickets
+                    .sold_among(hold.event_id, &record.seats)
+                    .await?;
                 self.resync_sold(hold.event_id, &sold).await;
                 Err(InventoryError::SeatUnavailable(sold))
             }
@@ -342,8 +408,16 @@ impl Inventory {
 
     /// A retried commit after Redis forgot the hold (tombstone gone or Redis
     /// flushed): PostgreSQL remembers which hold sold to which booking.
-    async fn commit_retry_without_record(&self, hold: HoldRef, booking_id: Uuid, owner: Uuid) -> Result<Committed> {
-        let seats = self.tickets.committed_seats(hold.event_id, hold.hold_id, booking_id).await?;
+    async fn commit_retry_without_record(
+        &self,
+        hold: HoldRef,
+        booking_id: Uuid,
+        owner: Uuid,
+    ) -> Result<Committed> {
+        let seats = self
+            .tickets
+            .committed_seats(hold.event_id, hold.hold_id, booking_id)
+            .await?;
         if seats.is_empty() {
             return Err(InventoryError::HoldNotFound);
         }
@@ -365,7 +439,12 @@ impl Inventory {
     }
 
     /// Puts a booking's seats back on sale (idempotent).
-    pub async fn release_seats(&self, caller: &Caller, event_id: Uuid, booking_id: Uuid) -> Result<Vec<u32>> {
+    pub async fn release_seats(
+        &self,
+        caller: &Caller,
+        event_id: Uuid,
+        booking_id: Uuid,
+    ) -> Result<Vec<u32>> {
         require_service(caller)?;
         self.layout(event_id).await?;
         let seats = self.tickets.release_booking(event_id, booking_id).await?;

@@ -35,7 +35,11 @@ pub async fn run(inventory: Arc<Inventory>, interval: Duration, shutdown: Shutdo
             Err(error) => {
                 failures += 1;
                 if failures == 1 || failures % 100 == 0 {
-                    tracing::warn!(error = format!("{error:#}"), failures, "sweeping expired holds failed");
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        failures,
+                        "sweeping expired holds failed"
+                    );
                 }
             }
         }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use boxoffice_catalog::CatalogComponent;
 use boxoffice_catalog::store::{CatalogStore, EventFilter};
+use boxoffice_inventory::InventoryComponent;
 use boxoffice_runtime::config::EXIT_BAD_CONFIG;
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::telemetry::Telemetry;
@@ -45,10 +46,11 @@ enum Command {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Service {
     Catalog,
+    Inventory,
 }
 
 impl Service {
-    const ALL: &'static [Service] = &[Service::Catalog];
+    const ALL: &'static [Service] = &[Service::Catalog, Service::Inventory];
 }
 
 fn main() -> ExitCode {
@@ -98,6 +100,7 @@ async fn database(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
 /// Each service adds itself here; `up` and `serve` both go through it.
 struct Services {
     catalog: Option<CatalogComponent>,
+    inventory: Option<InventoryComponent>,
 }
 
 async fn start_services(
@@ -107,11 +110,19 @@ async fn start_services(
     server: &mut GrpcServer,
     which: &[Service],
 ) -> anyhow::Result<Services> {
-    let mut services = Services { catalog: None };
+    let mut services = Services {
+        catalog: None,
+        inventory: None,
+    };
     if which.contains(&Service::Catalog) {
         let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;
         catalog.register(server);
         services.catalog = Some(catalog);
+    }
+    if which.contains(&Service::Inventory) {
+        let inventory = InventoryComponent::start(config, pool.clone(), shutdown.clone()).await?;
+        inventory.register(server);
+        services.inventory = Some(inventory);
     }
     Ok(services)
 }
@@ -149,6 +160,8 @@ async fn serve(config: &Config, service: Service) -> anyhow::Result<()> {
 async fn migrate(config: &Config) -> anyhow::Result<()> {
     let pool = database(config).await?;
     boxoffice_runtime::postgres::migrate(&pool, boxoffice_catalog::store::SCHEMA, boxoffice_catalog::store::MIGRATIONS)
+        .await?;
+    boxoffice_runtime::postgres::migrate(&pool, boxoffice_inventory::store::SCHEMA, boxoffice_inventory::store::MIGRATIONS)
         .await?;
     println!("migrations applied");
     Ok(())

@@ -225,3 +225,214 @@ pub async fn second_catalog(world: &CatalogWorld) -> RunningServer {
     spawn_server(server, &shutdown);
     RunningServer { addr, shutdown }
 }
+
+// ------------------------------------------------------------- inventory
+
+/// Deletes every Redis key under `prefix` (what a Redis flush or restart
+/// does to one test's world, without touching anyone else's keys).
+pub async fn delete_redis_keys(url: &str, prefix: &str) -> usize {
+    use fred::prelude::{ClientLike as _, KeysInterface as _};
+    use futures::StreamExt as _;
+    let config = fred::prelude::Config::from_url(url).expect("redis url");
+    let client = fred::prelude::Builder::from_config(config).build().expect("redis client");
+    client.init().await.expect("connecting to redis");
+    let keys: Vec<fred::types::Key> = client
+        .scan_buffered(format!("{prefix}*"), Some(1_000), None)
+        .filter_map(|key| async move { key.ok() })
+        .collect()
+        .await;
+    for key in &keys {
+        let _: i64 = client.del(key.clone()).await.expect("deleting a key");
+    }
+    let _ = client.quit().await;
+    keys.len()
+}
+
+/// The catalog and inventory in one server over a fresh database, with a
+/// Redis key prefix of their own (deleted when the world is dropped).
+pub struct InventoryWorld {
+    pub server: RunningServer,
+    pub catalog: CatalogServiceClient<Channel>,
+    pub inventory: boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient<Channel>,
+    pub component: boxoffice_inventory::InventoryComponent,
+    /// Kept so the catalog's cache listener lives as long as the world.
+    pub _catalog_component: CatalogComponent,
+    pub redis_url: String,
+    pub key_prefix: String,
+    // Last, so the servers stop before the database goes.
+    pub db: TestDb,
+}
+
+impl InventoryWorld {
+    pub async fn new() -> Self {
+        Self::with(&redis_url(), &[]).await
+    }
+
+    /// `settings` are inventory variables such as `BOXOFFICE_HOLD_TTL_SECS`.
+    pub async fn with(redis: &str, settings: &[(&str, &str)]) -> Self {
+        let db = TestDb::new().await;
+        let config = test_config(&db, &[(ENV_REDIS_URL, redis)]);
+        let key_prefix = format!("test-{}:", Uuid::new_v4().simple());
+        let mut vars = BTreeMap::from([(
+            boxoffice_inventory::config::ENV_REDIS_KEY_PREFIX.to_owned(),
+            key_prefix.clone(),
+        )]);
+        // Tests wait on conditions; quick background loops keep them short.
+        vars.insert(boxoffice_inventory::config::ENV_FEED_INTERVAL.to_owned(), "50".to_owned());
+        for (key, value) in settings {
+            vars.insert((*key).to_owned(), (*value).to_owned());
+        }
+        let inventory_config = boxoffice_inventory::InventoryConfig::from_vars(&vars).expect("inventory test settings");
+        let shutdown = Shutdown::new();
+        let mut server = GrpcServer::bind(config.listen).await.expect("binding the test server");
+        let catalog_component = CatalogComponent::start(&config, db.pool.clone(), shutdown.clone())
+            .await
+            .expect("starting the catalog");
+        catalog_component.register(&mut server);
+        let component = boxoffice_inventory::InventoryComponent::start_with(
+            &config,
+            inventory_config,
+            db.pool.clone(),
+            shutdown.clone(),
+        )
+        .await
+        .expect("starting inventory");
+        component.register(&mut server);
+        let addr = server.local_addr();
+        spawn_server(server, &shutdown);
+        let server = RunningServer { addr, shutdown };
+        let channel = server.channel().await;
+        Self {
+            catalog: CatalogServiceClient::new(channel.clone()),
+            inventory: boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient::new(
+                channel,
+            ),
+            server,
+            component,
+            _catalog_component: catalog_component,
+            redis_url: redis.to_owned(),
+            key_prefix,
+            db,
+        }
+    }
+
+    /// Deletes this world's Redis state, as a flush or restart would.
+    pub async fn flush_redis(&self) -> usize {
+        delete_redis_keys(&self.redis_url, &self.key_prefix).await
+    }
+}
+
+impl Drop for InventoryWorld {
+    fn drop(&mut self) {
+        self.server.shutdown.trigger();
+        if self.redis_url.starts_with("redis-cluster://") {
+            // The cluster's processes go away with the test.
+            return;
+        }
+        let url = self.redis_url.clone();
+        let prefix = self.key_prefix.clone();
+        let _ = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            runtime.block_on(async move { delete_redis_keys(&url, &prefix).await });
+            Some(())
+        })
+        .join();
+    }
+}
+
+/// A throwaway 3-node Redis Cluster started from the local `redis-server`
+/// binary on free ports; the processes are killed and their files removed
+/// when dropped (also when a test fails).
+pub struct RedisCluster {
+    pub ports: Vec<u16>,
+    children: Vec<tokio::process::Child>,
+    dir: std::path::PathBuf,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("finding a free port")
+}
+
+impl RedisCluster {
+    pub async fn start() -> Self {
+        let dir = std::env::temp_dir().join(format!("boxoffice-redis-cluster-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("creating the cluster directory");
+        let mut cluster = Self {
+            ports: Vec::new(),
+            children: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            let (port, bus_port) = (free_port(), free_port());
+            let child = tokio::process::Command::new("redis-server")
+                .args(["--port", &port.to_string()])
+                .args(["--cluster-enabled", "yes"])
+                .args(["--cluster-port", &bus_port.to_string()])
+                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                .args(["--cluster-node-timeout", "5000"])
+                .arg("--dir")
+                .arg(&cluster.dir)
+                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("starting redis-server (is it installed? see README)");
+            cluster.children.push(child);
+            cluster.ports.push(port);
+        }
+        for port in cluster.ports.clone() {
+            eventually(Duration::from_secs(10), "redis-server to accept connections", || async move {
+                tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
+            })
+            .await;
+        }
+        let nodes: Vec<String> = cluster.ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        let created = tokio::process::Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .await
+            .expect("running redis-cli --cluster create");
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        for port in cluster.ports.clone() {
+            eventually(Duration::from_secs(20), "the redis cluster to be ok", || async move {
+                let info = tokio::process::Command::new("redis-cli")
+                    .args(["-p", &port.to_string(), "cluster", "info"])
+                    .output()
+                    .await
+                    .ok()?;
+                String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok").then_some(())
+            })
+            .await;
+        }
+        cluster
+    }
+
+    pub fn url(&self) -> String {
+        let mut url = format!("redis-cluster://127.0.0.1:{}", self.ports[0]);
+        for (index, port) in self.ports.iter().enumerate().skip(1) {
+            url.push(if index == 1 { '?' } else { '&' });
+            url.push_str(&format!("node=127.0.0.1:{port}"));
+        }
+        url
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        for child in &mut self.children {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

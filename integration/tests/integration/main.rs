@@ -7,3 +7,5 @@
 
 mod catalog;
 mod harness;
+mod inventory;
+mod inventory_cluster;

@@ -38,19 +38,29 @@ fn eligible(section: &SaleSection, query: &BestAvailableQuery) -> bool {
     };
     query.section_id.is_none_or(|id| id == section.id)
         && query.price_tier_id.is_none_or(|id| id == price.tier_id)
-        && query.max_price_minor.is_none_or(|max| price.amount_minor <= max)
+        && query
+            .max_price_minor
+            .is_none_or(|max| price.amount_minor <= max)
 }
 
 /// The best seats for `query`, or `None` when no section that matches has
 /// room. Seated sections are preferred; general admission is used when the
 /// query allows it and no seated block fits.
-pub fn best_available(layout: &SaleLayout, taken: &SeatBitmap, query: &BestAvailableQuery) -> Option<Vec<u32>> {
+pub fn best_available(
+    layout: &SaleLayout,
+    taken: &SeatBitmap,
+    query: &BestAvailableQuery,
+) -> Option<Vec<u32>> {
     let quantity = query.quantity as usize;
     if quantity == 0 {
         return None;
     }
     let mut best: Option<(Score, &[u32])> = None;
-    for section in layout.sections.iter().filter(|s| !s.general_admission && eligible(s, query)) {
+    for section in layout
+        .sections
+        .iter()
+        .filter(|s| !s.general_admission && eligible(s, query))
+    {
         for row in &section.rows {
             consider_row(&row.seats, &row.distances, taken, quantity, &mut best);
         }
@@ -96,7 +106,8 @@ fn consider_row<'a>(
             let mut window: f32 = distances[start..start + quantity].iter().sum();
             for offset in 0..=(run - quantity) {
                 if offset > 0 {
-                    window += distances[start + offset + quantity - 1] - distances[start + offset - 1];
+                    window +=
+                        distances[start + offset + quantity - 1] - distances[start + offset - 1];
                 }
                 let left_gap = offset;
                 let right_gap = run - quantity - offset;
@@ -104,7 +115,10 @@ fn consider_row<'a>(
                     orphans: u8::from(left_gap == 1) + u8::from(right_gap == 1),
                     distance: window,
                 };
-                if best.as_ref().is_none_or(|(current, _)| score.better_than(current)) {
+                if best
+                    .as_ref()
+                    .is_none_or(|(current, _)| score.better_than(current))
+                {
                     let first = start + offset;
                     *best = Some((score, &seats[first..first + quantity]));
                 }
@@ -146,7 +160,10 @@ mod tests {
         // Asking for 2 in the run of 4 fits exactly without orphans only at
         // its ends; both leave a gap of 2, never 1.
         let seats = best_available(&layout, &taken, &query(2)).unwrap();
-        assert!(seats == vec![1, 2] || seats == vec![3, 4], "chose {seats:?}");
+        assert!(
+            seats == vec![1, 2] || seats == vec![3, 4],
+            "chose {seats:?}"
+        );
     }
 
     #[test]
@@ -171,26 +188,42 @@ mod tests {
             price_tier_id: Some(Uuid::from_u128(101)),
             ..BestAvailableQuery::default()
         };
-        assert!(best_available(&layout, &SeatBitmap::default(), &by_tier).unwrap().iter().all(|s| *s >= 10));
+        assert!(
+            best_available(&layout, &SeatBitmap::default(), &by_tier)
+                .unwrap()
+                .iter()
+                .all(|s| *s >= 10)
+        );
         let by_section = BestAvailableQuery {
             quantity: 2,
             section_id: Some(Uuid::from_u128(1)),
             ..BestAvailableQuery::default()
         };
-        assert!(best_available(&layout, &SeatBitmap::default(), &by_section).unwrap().iter().all(|s| *s < 10));
+        assert!(
+            best_available(&layout, &SeatBitmap::default(), &by_section)
+                .unwrap()
+                .iter()
+                .all(|s| *s < 10)
+        );
         let too_cheap = BestAvailableQuery {
             quantity: 2,
             max_price_minor: Some(10),
             ..BestAvailableQuery::default()
         };
-        assert_eq!(best_available(&layout, &SeatBitmap::default(), &too_cheap), None);
+        assert_eq!(
+            best_available(&layout, &SeatBitmap::default(), &too_cheap),
+            None
+        );
     }
 
     #[test]
     fn general_admission_is_by_quantity() {
         let layout = grid_layout(&[], Some((5, 20)));
         let taken = SeatBitmap::with_seats([0, 2]);
-        assert_eq!(best_available(&layout, &taken, &query(3)), Some(vec![1, 3, 4]));
+        assert_eq!(
+            best_available(&layout, &taken, &query(3)),
+            Some(vec![1, 3, 4])
+        );
         assert_eq!(best_available(&layout, &taken, &query(4)), None);
     }
 

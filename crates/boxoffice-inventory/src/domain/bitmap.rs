@@ -23,7 +23,9 @@ impl SeatBitmap {
 
     pub fn contains(&self, seat: u32) -> bool {
         let byte = (seat / 8) as usize;
-        self.bytes.get(byte).is_some_and(|value| value & (0x80 >> (seat % 8)) != 0)
+        self.bytes
+            .get(byte)
+            .is_some_and(|value| value & (0x80 >> (seat % 8)) != 0)
     }
 
     pub fn set(&mut self, seat: u32) {
@@ -38,7 +40,9 @@ impl SeatBitmap {
     pub fn union(&self, other: &SeatBitmap) -> SeatBitmap {
         let len = self.bytes.len().max(other.bytes.len());
         let bytes = (0..len)
-            .map(|i| self.bytes.get(i).copied().unwrap_or(0) | other.bytes.get(i).copied().unwrap_or(0))
+            .map(|i| {
+                self.bytes.get(i).copied().unwrap_or(0) | other.bytes.get(i).copied().unwrap_or(0)
+            })
             .collect();
         SeatBitmap { bytes }
     }
@@ -46,7 +50,12 @@ impl SeatBitmap {
     /// How many of the seats `0..seat_count` are set.
     pub fn count_below(&self, seat_count: u32) -> u32 {
         let full_bytes = (seat_count / 8) as usize;
-        let mut count: u32 = self.bytes.iter().take(full_bytes).map(|b| b.count_ones()).sum();
+        let mut count: u32 = self
+            .bytes
+            .iter()
+            .take(full_bytes)
+            .map(|b| b.count_ones())
+            .sum();
         for seat in (full_bytes as u32 * 8)..seat_count {
             count += u32::from(self.contains(seat));
         }

@@ -100,7 +100,9 @@ impl SaleLayout {
 
     /// The section a seat index belongs to.
     pub fn section_of(&self, seat: u32) -> Option<&SaleSection> {
-        let position = self.sections.partition_point(|section| section.first_seat_index <= seat);
+        let position = self
+            .sections
+            .partition_point(|section| section.first_seat_index <= seat);
         position
             .checked_sub(1)
             .and_then(|index| self.sections.get(index))
@@ -112,9 +114,12 @@ impl SaleLayout {
     }
 
     pub fn has_tier(&self, tier_id: Uuid) -> bool {
-        self.sections
-            .iter()
-            .any(|section| section.price.as_ref().is_some_and(|price| price.tier_id == tier_id))
+        self.sections.iter().any(|section| {
+            section
+                .price
+                .as_ref()
+                .is_some_and(|price| price.tier_id == tier_id)
+        })
     }
 }
 
@@ -125,7 +130,10 @@ pub(crate) mod tests {
     /// A test venue: seated sections of `rows × seats` in straight rows
     /// facing a stage at y = 0, each with its own tier and price, then
     /// optional general admission.
-    pub(crate) fn grid_layout(sections: &[(usize, usize, i64)], standing: Option<(u32, i64)>) -> SaleLayout {
+    pub(crate) fn grid_layout(
+        sections: &[(usize, usize, i64)],
+        standing: Option<(u32, i64)>,
+    ) -> SaleLayout {
         let mut next_index = 0u32;
         let mut out = Vec::new();
         for (section_number, &(rows, seats, price)) in sections.iter().enumerate() {
@@ -133,7 +141,9 @@ pub(crate) mod tests {
             let depth = section_number as f32 * 20.0;
             let rows: Vec<SaleRow> = (0..rows)
                 .map(|row| {
-                    let indexes: Vec<u32> = (0..seats as u32).map(|seat| first + (row * seats) as u32 + seat).collect();
+                    let indexes: Vec<u32> = (0..seats as u32)
+                        .map(|seat| first + (row * seats) as u32 + seat)
+                        .collect();
                     let distances = (0..seats)
                         .map(|seat| {
                             let x = seat as f32 - (seats as f32 - 1.0) / 2.0;
@@ -187,8 +197,14 @@ pub(crate) mod tests {
         let layout = grid_layout(&[(2, 5, 100), (3, 4, 50)], Some((10, 20)));
         assert_eq!(layout.seat_count, 32);
         assert_eq!(layout.section_of(0).map(|s| s.id), Some(Uuid::from_u128(1)));
-        assert_eq!(layout.section_of(10).map(|s| s.id), Some(Uuid::from_u128(2)));
-        assert_eq!(layout.section_of(31).map(|s| s.id), Some(Uuid::from_u128(999)));
+        assert_eq!(
+            layout.section_of(10).map(|s| s.id),
+            Some(Uuid::from_u128(2))
+        );
+        assert_eq!(
+            layout.section_of(31).map(|s| s.id),
+            Some(Uuid::from_u128(999))
+        );
         assert!(layout.section_of(32).is_none());
     }
 }

@@ -37,7 +37,11 @@ pub fn parse_id(field: &str, value: &str) -> Result<Uuid, FieldError> {
 }
 
 pub fn optional_id(field: &str, value: &str) -> Result<Option<Uuid>, FieldError> {
-    if value.is_empty() { Ok(None) } else { parse_id(field, value).map(Some) }
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        parse_id(field, value).map(Some)
+    }
 }
 
 /// Where a hold lives: `events/{event_id}/holds/{hold_id}`. The event id is
@@ -56,7 +60,13 @@ impl HoldRef {
             return Err(FieldError::new(field, "is required"));
         }
         let mut parts = name.split('/');
-        match (parts.next(), parts.next(), parts.next(), parts.next(), parts.next()) {
+        match (
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+            parts.next(),
+        ) {
             (Some("events"), Some(event), Some("holds"), Some(hold), None) => Ok(Self {
                 event_id: Uuid::parse_str(event).map_err(|_| invalid())?,
                 hold_id: Uuid::parse_str(hold).map_err(|_| invalid())?,
@@ -82,7 +92,11 @@ pub enum SeatRequestError {
 
 /// Explicitly chosen seats, checked against the layout: not empty, within
 /// the per-hold limit, no duplicates, every seat exists and is on sale.
-pub fn validate_seats(layout: &SaleLayout, seats: &[u32], max_per_hold: u32) -> Result<Vec<u32>, SeatRequestError> {
+pub fn validate_seats(
+    layout: &SaleLayout,
+    seats: &[u32],
+    max_per_hold: u32,
+) -> Result<Vec<u32>, SeatRequestError> {
     if seats.is_empty() {
         return Err(SeatRequestError::Field(FieldError::new(
             "seats.seat_indexes",
@@ -103,7 +117,11 @@ pub fn validate_seats(layout: &SaleLayout, seats: &[u32], max_per_hold: u32) -> 
                 seat_count: layout.seat_count,
             });
         }
-        if layout.section_of(seat).and_then(|section| section.price.as_ref()).is_none() {
+        if layout
+            .section_of(seat)
+            .and_then(|section| section.price.as_ref())
+            .is_none()
+        {
             return Err(SeatRequestError::SeatNotForSale { seat });
         }
     }
@@ -111,7 +129,11 @@ pub fn validate_seats(layout: &SaleLayout, seats: &[u32], max_per_hold: u32) -> 
 }
 
 /// Checks a best-available query against the limits and the layout.
-pub fn validate_query(layout: &SaleLayout, query: &BestAvailableQuery, max_per_hold: u32) -> Result<(), SeatRequestError> {
+pub fn validate_query(
+    layout: &SaleLayout,
+    query: &BestAvailableQuery,
+    max_per_hold: u32,
+) -> Result<(), SeatRequestError> {
     if query.quantity == 0 {
         return Err(SeatRequestError::Field(FieldError::new(
             "best_available.quantity",
@@ -150,7 +172,11 @@ pub fn validate_query(layout: &SaleLayout, query: &BestAvailableQuery, max_per_h
 pub fn total_price(layout: &SaleLayout, seats: &[u32]) -> i64 {
     seats
         .iter()
-        .filter_map(|seat| layout.section_of(*seat).and_then(|section| section.price.as_ref()))
+        .filter_map(|seat| {
+            layout
+                .section_of(*seat)
+                .and_then(|section| section.price.as_ref())
+        })
         .map(|price| price.amount_minor)
         .sum()
 }
@@ -193,20 +219,29 @@ mod tests {
         assert_eq!(HoldRef::parse("name", &hold.name()), Ok(hold));
         assert!(HoldRef::parse("name", "events/x/holds/y").is_err());
         assert!(HoldRef::parse("name", &format!("{}/extra", hold.name())).is_err());
-        assert_eq!(HoldRef::parse("name", "").unwrap_err().description, "is required");
+        assert_eq!(
+            HoldRef::parse("name", "").unwrap_err().description,
+            "is required"
+        );
     }
 
     #[test]
     fn seat_requests_are_checked_before_anything_happens() {
         let mut layout = grid_layout(&[(2, 5, 100)], None);
-        assert!(matches!(validate_seats(&layout, &[], 4), Err(SeatRequestError::Field(_))));
+        assert!(matches!(
+            validate_seats(&layout, &[], 4),
+            Err(SeatRequestError::Field(_))
+        ));
         assert_eq!(
             validate_seats(&layout, &[1, 2, 1], 4),
             Err(SeatRequestError::DuplicateSeat { seat: 1 })
         );
         assert_eq!(
             validate_seats(&layout, &[10], 4),
-            Err(SeatRequestError::SeatOutOfRange { seat: 10, seat_count: 10 })
+            Err(SeatRequestError::SeatOutOfRange {
+                seat: 10,
+                seat_count: 10
+            })
         );
         assert_eq!(
             validate_seats(&layout, &[0, 1, 2, 3, 4], 4),
@@ -214,7 +249,10 @@ mod tests {
         );
         assert_eq!(validate_seats(&layout, &[3, 1], 4), Ok(vec![3, 1]));
         layout.sections[0].price = None;
-        assert_eq!(validate_seats(&layout, &[3], 4), Err(SeatRequestError::SeatNotForSale { seat: 3 }));
+        assert_eq!(
+            validate_seats(&layout, &[3], 4),
+            Err(SeatRequestError::SeatNotForSale { seat: 3 })
+        );
     }
 
     #[test]
@@ -224,8 +262,14 @@ mod tests {
             quantity,
             ..BestAvailableQuery::default()
         };
-        assert!(matches!(validate_query(&layout, &query(0), 4), Err(SeatRequestError::Field(_))));
-        assert_eq!(validate_query(&layout, &query(5), 4), Err(SeatRequestError::TooManySeats { max: 4 }));
+        assert!(matches!(
+            validate_query(&layout, &query(0), 4),
+            Err(SeatRequestError::Field(_))
+        ));
+        assert_eq!(
+            validate_query(&layout, &query(5), 4),
+            Err(SeatRequestError::TooManySeats { max: 4 })
+        );
         assert_eq!(validate_query(&layout, &query(4), 4), Ok(()));
         let unknown_section = BestAvailableQuery {
             section_id: Some(Uuid::new_v4()),

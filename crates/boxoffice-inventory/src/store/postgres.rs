@@ -40,6 +40,9 @@ pub enum CommitOutcome {
     NotOnSale,
     /// Some tickets are sold to another booking.
     Unavailable,
+    /// This hold was already committed for another booking (a racing
+    /// duplicate checkout).
+    HoldCommittedElsewhere,
     /// Some seats have no ticket (a bug upstream).
     UnknownSeats,
 }
@@ -84,7 +87,8 @@ impl TicketStore {
             )
             .await?;
         row.map(|row| {
-            let Json(layout): Json<SaleLayout> = row.try_get("layout").context("decoding a sale layout")?;
+            let Json(layout): Json<SaleLayout> =
+                row.try_get("layout").context("decoding a sale layout")?;
             Ok(StoredEvent {
                 event_id,
                 on_sale: row.get::<_, &str>("status") == "on_sale",
@@ -125,7 +129,10 @@ impl TicketStore {
     pub async fn on_sale_events(&self) -> Result<Vec<Uuid>> {
         let client = self.pool.get().await?;
         let rows = client
-            .query("SELECT event_id FROM inventory.events WHERE status = 'on_sale'", &[])
+            .query(
+                "SELECT event_id FROM inventory.events WHERE status = 'on_sale'",
+                &[],
+            )
             .await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
@@ -149,7 +156,7 @@ impl TicketStore {
         let row = client
             .query_one(
                 "WITH locked AS (
-                     SELECT seat_index, status, booking_id FROM inventory.tickets
+                     SELECT seat_index, status, booking_id, hold_id FROM inventory.tickets
                      WHERE event_id = $1 AND seat_index = ANY($2::int4[])
                      ORDER BY seat_index
                      FOR UPDATE
@@ -157,6 +164,7 @@ impl TicketStore {
                  counts AS (
                      SELECT count(*) FILTER (WHERE status = 'available') AS free,
                             count(*) FILTER (WHERE status = 'sold' AND booking_id = $3) AS mine,
+                            count(*) FILTER (WHERE status = 'sold' AND hold_id = $6) AS this_hold,
                             count(*) AS total
                      FROM locked
                  ),
@@ -173,7 +181,7 @@ impl TicketStore {
                        AND counts.free = cardinality($2::int4[]) AND checks.lease_ok AND checks.on_sale
                      RETURNING t.seat_index
                  )
-                 SELECT (SELECT count(*) FROM sold) AS sold, counts.free, counts.mine, counts.total,
+                 SELECT (SELECT count(*) FROM sold) AS sold, counts.free, counts.mine, counts.this_hold, counts.total,
                         checks.lease_ok, checks.on_sale
                  FROM counts, checks",
                 &[&event_id, &seat_indexes, &booking_id, &expires_at, &margin_ms, &hold_id],
@@ -187,6 +195,8 @@ impl TicketStore {
             CommitOutcome::Committed
         } else if mine == wanted {
             CommitOutcome::AlreadyCommitted
+        } else if row.get::<_, i64>("this_hold") > 0 {
+            CommitOutcome::HoldCommittedElsewhere
         } else if total < wanted {
             CommitOutcome::UnknownSeats
         } else if !row.get::<_, bool>("on_sale") {
@@ -200,7 +210,12 @@ impl TicketStore {
 
     /// Seats this hold already sold to this booking (idempotent retries
     /// after Redis forgot the hold).
-    pub async fn committed_seats(&self, event_id: Uuid, hold_id: Uuid, booking_id: Uuid) -> Result<Vec<u32>> {
+    pub async fn committed_seats(
+        &self,
+        event_id: Uuid,
+        hold_id: Uuid,
+        booking_id: Uuid,
+    ) -> Result<Vec<u32>> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
@@ -269,11 +284,18 @@ pub async fn apply_catalog_event(
                     &[&event.id, &event.version],
                 )
                 .await?;
-            Ok(if updated > 0 { FeedEffect::StatusChanged } else { FeedEffect::None })
+            Ok(if updated > 0 {
+                FeedEffect::StatusChanged
+            } else {
+                FeedEffect::None
+            })
         }
         EventStatus::Published => {
             let Some(layout) = layout else {
-                return Err(InventoryError::Internal(anyhow::anyhow!("published event {} has no layout", event.id)));
+                return Err(InventoryError::Internal(anyhow::anyhow!(
+                    "published event {} has no layout",
+                    event.id
+                )));
             };
             let row = transaction
                 .query_opt(
@@ -304,7 +326,11 @@ pub async fn apply_catalog_event(
                 return Ok(FeedEffect::StatusChanged);
             }
             let section_ids: Vec<Uuid> = layout.sections.iter().map(|s| s.id).collect();
-            let firsts: Vec<i32> = layout.sections.iter().map(|s| s.first_seat_index as i32).collect();
+            let firsts: Vec<i32> = layout
+                .sections
+                .iter()
+                .map(|s| s.first_seat_index as i32)
+                .collect();
             let capacities: Vec<i32> = layout.sections.iter().map(|s| s.capacity as i32).collect();
             let tiers: Vec<Option<Uuid>> = layout
                 .sections

@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
 use fred::bytes::Bytes;
-use fred::prelude::{Builder, ClientLike, Config as RedisConfig, Pool, ReconnectPolicy, SortedSetsInterface};
-use fred::types::scripts::Script;
+use fred::prelude::{
+    Builder, ClientLike, Config as RedisConfig, Pool, ReconnectPolicy, SortedSetsInterface,
+};
 use fred::types::Value;
+use fred::types::scripts::Script;
 use fred::types::sorted_sets::Ordering;
 use serde::Deserialize;
 use uuid::Uuid;
@@ -25,7 +27,11 @@ const SWEEP_BATCH: i64 = 1_000;
 
 macro_rules! event_script {
     ($file:literal) => {
-        Script::from_lua(concat!(include_str!("lua/common.lua"), "\n", include_str!($file)))
+        Script::from_lua(concat!(
+            include_str!("lua/common.lua"),
+            "\n",
+            include_str!($file)
+        ))
     };
 }
 
@@ -181,7 +187,10 @@ impl HoldStore {
             stream_length: config.change_stream_length.to_string(),
         };
         for script in store.all_scripts() {
-            script.load(store.pool.next()).await.context("loading a lua script")?;
+            script
+                .load(store.pool.next())
+                .await
+                .context("loading a lua script")?;
         }
         Ok(store)
     }
@@ -215,17 +224,24 @@ impl HoldStore {
     /// `{event-id}` hash tag puts them all in one cluster slot.
     pub fn event_keys(&self, event_id: Uuid) -> Vec<String> {
         let base = format!("{}inv:{{{event_id}}}:", self.prefix);
-        ["meta", "held", "sold", "holds", "expiry", "owners", "changes", "graves"]
-            .iter()
-            .map(|name| format!("{base}{name}"))
-            .collect()
+        [
+            "meta", "held", "sold", "holds", "expiry", "owners", "changes", "graves",
+        ]
+        .iter()
+        .map(|name| format!("{base}{name}"))
+        .collect()
     }
 
     fn sweep_index_key(&self) -> String {
         format!("{}inv:sweep", self.prefix)
     }
 
-    async fn run(&self, script: &Script, keys: Vec<String>, args: Vec<Value>) -> anyhow::Result<Vec<Value>> {
+    async fn run(
+        &self,
+        script: &Script,
+        keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> anyhow::Result<Vec<Value>> {
         let value: Value = script
             .evalsha_with_reload(self.pool.next(), keys, args)
             .await
@@ -259,7 +275,9 @@ impl HoldStore {
             currency_code.to_owned().into(),
         ];
         args.extend(seats.iter().map(|seat| Value::from(i64::from(*seat))));
-        let reply = self.run(&self.scripts.hold, self.event_keys(event_id), args).await?;
+        let reply = self
+            .run(&self.scripts.hold, self.event_keys(event_id), args)
+            .await?;
         Ok(match text(&reply, 0)?.as_str() {
             "OK" => {
                 let hold = HoldRef { event_id, hold_id };
@@ -272,7 +290,13 @@ impl HoldStore {
                 self.schedule_sweep(event_id, expires).await;
                 outcome
             }
-            "TAKEN" => HoldOutcome::Taken(reply[1..].iter().filter_map(|v| v.as_i64()).map(|s| s as u32).collect()),
+            "TAKEN" => HoldOutcome::Taken(
+                reply[1..]
+                    .iter()
+                    .filter_map(|v| v.as_i64())
+                    .map(|s| s as u32)
+                    .collect(),
+            ),
             "OUT_OF_RANGE" => HoldOutcome::OutOfRange(integer(&reply, 1)? as u32),
             "CLOSED" => HoldOutcome::Closed,
             "TOO_MANY_HOLDS" => HoldOutcome::TooManyHolds,
@@ -303,10 +327,17 @@ impl HoldStore {
     /// A hold's record with the Redis server's time.
     pub async fn get_hold(&self, hold: HoldRef) -> anyhow::Result<Option<(Hold, i64)>> {
         let reply = self
-            .run(&self.scripts.get_hold, self.event_keys(hold.event_id), vec![hold.hold_id.to_string().into()])
+            .run(
+                &self.scripts.get_hold,
+                self.event_keys(hold.event_id),
+                vec![hold.hold_id.to_string().into()],
+            )
             .await?;
         match text(&reply, 0)?.as_str() {
-            "OK" => Ok(Some((decode_hold(hold, &text(&reply, 1)?)?, integer(&reply, 2)?))),
+            "OK" => Ok(Some((
+                decode_hold(hold, &text(&reply, 1)?)?,
+                integer(&reply, 2)?,
+            ))),
             _ => Ok(None),
         }
     }
@@ -318,7 +349,9 @@ impl HoldStore {
             self.stream_length.clone().into(),
             TOMBSTONE_MS.into(),
         ];
-        let reply = self.run(&self.scripts.release, self.event_keys(hold.event_id), args).await?;
+        let reply = self
+            .run(&self.scripts.release, self.event_keys(hold.event_id), args)
+            .await?;
         Ok(match text(&reply, 0)?.as_str() {
             "OK" => ReleaseOutcome::Released(decode_hold(hold, &text(&reply, 1)?)?),
             "STATE" => ReleaseOutcome::Ended(decode_hold(hold, &text(&reply, 1)?)?),
@@ -328,8 +361,14 @@ impl HoldStore {
 
     /// Ends an event's expired holds; answers when the next one expires.
     pub async fn sweep(&self, event_id: Uuid) -> anyhow::Result<(i64, Option<i64>)> {
-        let args = vec![self.stream_length.clone().into(), TOMBSTONE_MS.into(), SWEEP_BATCH.into()];
-        let reply = self.run(&self.scripts.sweep, self.event_keys(event_id), args).await?;
+        let args = vec![
+            self.stream_length.clone().into(),
+            TOMBSTONE_MS.into(),
+            SWEEP_BATCH.into(),
+        ];
+        let reply = self
+            .run(&self.scripts.sweep, self.event_keys(event_id), args)
+            .await?;
         let expired = integer(&reply, 0)?;
         let next = integer(&reply, 1)?;
         Ok((expired, (next >= 0).then_some(next)))
@@ -337,7 +376,13 @@ impl HoldStore {
 
     /// Events whose earliest hold has expired, taken off the sweep index.
     pub async fn due_events(&self, limit: i64) -> anyhow::Result<Vec<Uuid>> {
-        let reply = self.run(&self.scripts.due, vec![self.sweep_index_key()], vec![limit.into()]).await?;
+        let reply = self
+            .run(
+                &self.scripts.due,
+                vec![self.sweep_index_key()],
+                vec![limit.into()],
+            )
+            .await?;
         Ok(reply
             .iter()
             .filter_map(|value| value.as_str().and_then(|id| Uuid::parse_str(&id).ok()))
@@ -345,9 +390,20 @@ impl HoldStore {
     }
 
     /// Mirrors a PostgreSQL commit of a hold.
-    pub async fn mark_hold_sold(&self, hold: HoldRef, booking_id: Uuid, seats: &[u32]) -> anyhow::Result<()> {
-        self.mark(hold.event_id, "hold", &hold.hold_id.to_string(), &booking_id.to_string(), seats)
-            .await
+    pub async fn mark_hold_sold(
+        &self,
+        hold: HoldRef,
+        booking_id: Uuid,
+        seats: &[u32],
+    ) -> anyhow::Result<()> {
+        self.mark(
+            hold.event_id,
+            "hold",
+            &hold.hold_id.to_string(),
+            &booking_id.to_string(),
+            seats,
+        )
+        .await
     }
 
     /// Copies PostgreSQL's sold seats into Redis (after a lost race showed
@@ -360,7 +416,14 @@ impl HoldStore {
         self.mark(event_id, "unsell", "", "", seats).await
     }
 
-    async fn mark(&self, event_id: Uuid, mode: &str, hold_id: &str, booking_id: &str, seats: &[u32]) -> anyhow::Result<()> {
+    async fn mark(
+        &self,
+        event_id: Uuid,
+        mode: &str,
+        hold_id: &str,
+        booking_id: &str,
+        seats: &[u32],
+    ) -> anyhow::Result<()> {
         if seats.is_empty() {
             return Ok(());
         }
@@ -372,12 +435,18 @@ impl HoldStore {
             booking_id.to_owned().into(),
         ];
         args.extend(seats.iter().map(|seat| Value::from(i64::from(*seat))));
-        self.run(&self.scripts.mark_sold, self.event_keys(event_id), args).await?;
+        self.run(&self.scripts.mark_sold, self.event_keys(event_id), args)
+            .await?;
         Ok(())
     }
 
     /// Writes PostgreSQL's truth into Redis; `true` when it did.
-    pub async fn rebuild(&self, event_id: Uuid, mode: RebuildMode, truth: &EventTruth) -> anyhow::Result<bool> {
+    pub async fn rebuild(
+        &self,
+        event_id: Uuid,
+        mode: RebuildMode,
+        truth: &EventTruth,
+    ) -> anyhow::Result<bool> {
         let epoch = Uuid::new_v4().simple().to_string();
         let args: Vec<Value> = vec![
             match mode {
@@ -394,12 +463,20 @@ impl HoldStore {
             TOMBSTONE_MS.into(),
             Value::Bytes(Bytes::from(truth.sold.as_bytes().to_vec())),
         ];
-        let reply = self.run(&self.scripts.rebuild, self.event_keys(event_id), args).await?;
+        let reply = self
+            .run(&self.scripts.rebuild, self.event_keys(event_id), args)
+            .await?;
         Ok(text(&reply, 0)? == "OK")
     }
 
     pub async fn snapshot(&self, event_id: Uuid) -> anyhow::Result<Option<Snapshot>> {
-        let reply = self.run(&self.scripts.availability, self.event_keys(event_id), Vec::new()).await?;
+        let reply = self
+            .run(
+                &self.scripts.availability,
+                self.event_keys(event_id),
+                Vec::new(),
+            )
+            .await?;
         if text(&reply, 0)? != "OK" {
             return Ok(None);
         }
@@ -415,9 +492,21 @@ impl HoldStore {
         }))
     }
 
-    pub async fn changes(&self, event_id: Uuid, epoch: &str, after: &str, count: u32) -> anyhow::Result<ChangesOutcome> {
-        let args: Vec<Value> = vec![epoch.to_owned().into(), after.to_owned().into(), i64::from(count).into()];
-        let reply = self.run(&self.scripts.changes, self.event_keys(event_id), args).await?;
+    pub async fn changes(
+        &self,
+        event_id: Uuid,
+        epoch: &str,
+        after: &str,
+        count: u32,
+    ) -> anyhow::Result<ChangesOutcome> {
+        let args: Vec<Value> = vec![
+            epoch.to_owned().into(),
+            after.to_owned().into(),
+            i64::from(count).into(),
+        ];
+        let reply = self
+            .run(&self.scripts.changes, self.event_keys(event_id), args)
+            .await?;
         match text(&reply, 0)?.as_str() {
             "OK" => {
                 let mut changes = Vec::with_capacity((reply.len() - 1) / 3);
@@ -441,7 +530,10 @@ impl HoldStore {
                         .unwrap_or_default()
                         .split(',')
                         .filter(|seat| !seat.is_empty())
-                        .map(|seat| seat.parse::<u32>().context("seat index in the change stream"))
+                        .map(|seat| {
+                            seat.parse::<u32>()
+                                .context("seat index in the change stream")
+                        })
                         .collect::<anyhow::Result<Vec<u32>>>()?;
                     changes.push(Change { id, kind, seats });
                 }
@@ -512,7 +604,9 @@ mod tests {
             hold_id: Uuid::new_v4(),
         };
         let owner = Uuid::new_v4();
-        let raw = format!(r#"{{"o":"{owner}","s":[3,4],"e":1700000000000,"c":1699999400000,"t":2000,"cur":"EUR","st":"active"}}"#);
+        let raw = format!(
+            r#"{{"o":"{owner}","s":[3,4],"e":1700000000000,"c":1699999400000,"t":2000,"cur":"EUR","st":"active"}}"#
+        );
         let decoded = decode_hold(hold, &raw).unwrap();
         assert_eq!(decoded.seats, vec![3, 4]);
         assert_eq!(decoded.state, HoldState::Active);
@@ -523,11 +617,19 @@ mod tests {
     #[test]
     fn every_script_has_its_keys_under_one_hash_tag() {
         let scripts = Scripts::new();
-        assert!(scripts.hold.lua().is_some_and(|lua| lua.contains("redis.call('TIME')")));
+        assert!(
+            scripts
+                .hold
+                .lua()
+                .is_some_and(|lua| lua.contains("redis.call('TIME')"))
+        );
         let event = Uuid::new_v4();
         let tag = format!("{{{event}}}");
         let base = format!("p:inv:{tag}:");
-        let keys: Vec<String> = ["meta", "held"].iter().map(|n| format!("{base}{n}")).collect();
+        let keys: Vec<String> = ["meta", "held"]
+            .iter()
+            .map(|n| format!("{base}{n}"))
+            .collect();
         assert!(keys.iter().all(|key| key.contains(&tag)));
     }
 }
