@@ -1,1 +1,19 @@
-//! The accounts service (under construction).
+//! The accounts service: users with argon2 password hashes and roles, and
+//! the short-lived signed access tokens (JWT) the edge checks on every call.
+//!
+//! Token issuing and checking live together in [`token`], so the edge and
+//! accounts can never disagree about algorithm, issuer or audience.
+
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod password;
+pub mod server;
+pub mod service;
+pub mod store;
+pub mod throttle;
+pub mod token;
+
+pub use config::TokenConfig;
+pub use server::AccountsComponent;

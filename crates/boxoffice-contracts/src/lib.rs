@@ -13,6 +13,13 @@ pub mod catalog {
     }
 }
 
+pub mod accounts {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.accounts.v1");
+    }
+}
+
 pub mod inventory {
     pub mod v1 {
         #![allow(unreachable_pub, clippy::all, missing_docs)]

@@ -1,1 +1,24 @@
-//! The edge service (under construction).
+//! The edge: boxoffice's one front door. A single listener speaks gRPC over
+//! HTTP/2 and grpc-web over HTTP/1.1 (binary and text, with CORS), serves
+//! health and reflection itself, and proxies every routed gRPC method as
+//! plain HTTP/2 to balanced, health-checked upstream instances, after
+//! authentication, rate limits, admission and deadlines. A second, admin
+//! listener serves Prometheus metrics.
+//!
+//! Code map: `config` (file + env), `routes` (who may call what, where it
+//! goes), `proxy` (the request path), `upstream` (clusters, connections,
+//! balancing, health watches), `limits` (token buckets), `context` (request
+//! id, trace context, deadlines), `metrics` (Prometheus), `server` (the
+//! listeners).
+
+pub mod config;
+pub mod context;
+pub mod limits;
+pub mod metrics;
+pub mod proxy;
+pub mod routes;
+pub mod server;
+pub mod upstream;
+
+pub use config::EdgeConfig;
+pub use server::{Edge, EdgeHandle, EndpointStats};

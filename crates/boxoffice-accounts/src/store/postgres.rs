@@ -1,0 +1,96 @@
+//! The `accounts.users` table.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use crate::domain::{DisplayName, Email, Role, User};
+use crate::error::AccountsError;
+
+#[derive(Clone)]
+pub struct AccountsStore {
+    pool: Pool,
+}
+
+/// A user plus the password hash that never leaves the service.
+pub struct StoredUser {
+    pub user: User,
+    pub password_hash: String,
+}
+
+const COLUMNS: &str = "id, email, display_name, roles, created_at, password_hash";
+
+fn user_from_row(row: &Row) -> StoredUser {
+    let roles: Vec<String> = row.get("roles");
+    StoredUser {
+        user: User {
+            id: row.get("id"),
+            email: row.get("email"),
+            display_name: row.get("display_name"),
+            // The table's CHECK admits only known roles.
+            roles: roles.iter().filter_map(|role| Role::parse(role)).collect(),
+            created_at: row.get::<_, DateTime<Utc>>("created_at"),
+        },
+        password_hash: row.get("password_hash"),
+    }
+}
+
+impl AccountsStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// Inserts a user; `EmailTaken` when the email already has an account.
+    pub async fn insert(
+        &self,
+        email: &Email,
+        display_name: &DisplayName,
+        password_hash: &str,
+        roles: &[Role],
+    ) -> Result<User, AccountsError> {
+        let client = self.pool.get().await?;
+        let roles: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
+        let row = client
+            .query_one(
+                &format!(
+                    "INSERT INTO accounts.users (id, email, email_key, display_name, password_hash, roles)
+                     VALUES ($1, $2, $2, $3, $4, $5)
+                     RETURNING {COLUMNS}"
+                ),
+                &[&Uuid::now_v7(), &email.as_str(), &display_name.as_str(), &password_hash, &roles],
+            )
+            .await
+            .map_err(|error| {
+                if error.code() == Some(&SqlState::UNIQUE_VIOLATION) {
+                    AccountsError::EmailTaken
+                } else {
+                    error.into()
+                }
+            })?;
+        Ok(user_from_row(&row).user)
+    }
+
+    pub async fn by_email(&self, email: &Email) -> Result<Option<StoredUser>, AccountsError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM accounts.users WHERE email_key = $1"),
+                &[&email.as_str()],
+            )
+            .await?;
+        Ok(row.as_ref().map(user_from_row))
+    }
+
+    pub async fn by_id(&self, id: Uuid) -> Result<Option<User>, AccountsError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM accounts.users WHERE id = $1"),
+                &[&id],
+            )
+            .await?;
+        Ok(row.as_ref().map(|row| user_from_row(row).user))
+    }
+}

@@ -1,0 +1,158 @@
+//! What the edge passes along with every call: a request id (kept when the
+//! client sent a sane one) and W3C trace context (the edge's own span as
+//! the parent of the upstream's), plus `grpc-timeout` parsing and writing.
+
+use std::time::Duration;
+
+use http::HeaderValue;
+use rand::RngCore as _;
+
+pub const REQUEST_ID: &str = "x-request-id";
+pub const TRACEPARENT: &str = "traceparent";
+pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// The client's request id when it is short and plain, else a new one.
+pub fn request_id(sent: Option<&HeaderValue>) -> HeaderValue {
+    if let Some(value) = sent {
+        let bytes = value.as_bytes();
+        if !bytes.is_empty()
+            && bytes.len() <= 128
+            && bytes
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        {
+            return value.clone();
+        }
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+fn is_lower_hex(text: &str, len: usize) -> bool {
+    text.len() == len
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The `traceparent` to send upstream: the caller's trace with a new span
+/// id for this hop, or a new sampled trace when the caller sent none (or a
+/// malformed one).
+pub fn traceparent(sent: Option<&HeaderValue>) -> HeaderValue {
+    let mut rng = rand::rng();
+    let mut span = [0u8; 8];
+    rng.fill_bytes(&mut span);
+    let parsed = sent
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| {
+            let mut parts = value.trim().split('-');
+            let (version, trace, _parent, flags) =
+                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+            let valid = is_lower_hex(version, 2)
+                && version != "ff"
+                && is_lower_hex(trace, 32)
+                && trace.bytes().any(|b| b != b'0')
+                && is_lower_hex(flags, 2);
+            valid.then(|| (trace.to_owned(), flags.to_owned()))
+        });
+    let (trace, flags) = parsed.unwrap_or_else(|| {
+        let mut trace = [0u8; 16];
+        rng.fill_bytes(&mut trace);
+        (hex(&trace), "01".to_owned())
+    });
+    let value = format!("00-{trace}-{}-{flags}", hex(&span));
+    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+}
+
+/// Parses `grpc-timeout` (`<up to 8 digits><H|M|S|m|u|n>`).
+pub fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
+    let text = value.to_str().ok()?;
+    if text.len() < 2 || text.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount.saturating_mul(3600)),
+        "M" => Duration::from_secs(amount.saturating_mul(60)),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// Writes a timeout in the finest unit that fits in 8 digits.
+pub fn format_grpc_timeout(timeout: Duration) -> HeaderValue {
+    let micros = timeout.as_micros();
+    let text = if micros < 100_000_000 {
+        format!("{}u", micros.max(1))
+    } else if timeout.as_millis() < 100_000_000 {
+        format!("{}m", timeout.as_millis())
+    } else {
+        format!("{}S", timeout.as_secs().min(99_999_999))
+    };
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("1S"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_round_trip() {
+        for (text, expected) in [
+            ("1S", Duration::from_secs(1)),
+            ("250m", Duration::from_millis(250)),
+            ("5u", Duration::from_micros(5)),
+            ("2M", Duration::from_secs(120)),
+            ("1H", Duration::from_secs(3600)),
+        ] {
+            assert_eq!(
+                parse_grpc_timeout(&HeaderValue::from_static(text)),
+                Some(expected)
+            );
+        }
+        assert_eq!(
+            parse_grpc_timeout(&HeaderValue::from_static("123456789S")),
+            None
+        );
+        assert_eq!(parse_grpc_timeout(&HeaderValue::from_static("10x")), None);
+        let written = format_grpc_timeout(Duration::from_millis(1500));
+        assert_eq!(
+            parse_grpc_timeout(&written),
+            Some(Duration::from_millis(1500))
+        );
+        let long = format_grpc_timeout(Duration::from_secs(3600 * 24));
+        assert_eq!(
+            parse_grpc_timeout(&long),
+            Some(Duration::from_secs(3600 * 24))
+        );
+    }
+
+    #[test]
+    fn trace_context_keeps_the_trace_and_makes_a_new_span() {
+        let sent =
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let next = traceparent(Some(&sent));
+        let next = next.to_str().unwrap();
+        assert!(next.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"));
+        assert!(!next.contains("00f067aa0ba902b7"));
+        assert!(next.ends_with("-01"));
+        let fresh = traceparent(Some(&HeaderValue::from_static("garbage")));
+        assert_eq!(fresh.to_str().unwrap().len(), 55);
+    }
+
+    #[test]
+    fn request_ids_are_kept_only_when_plain() {
+        let sent = HeaderValue::from_static("abc-123");
+        assert_eq!(request_id(Some(&sent)), sent);
+        let odd = HeaderValue::from_static("has spaces");
+        assert_ne!(request_id(Some(&odd)), odd);
+    }
+}

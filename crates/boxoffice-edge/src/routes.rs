@@ -1,0 +1,365 @@
+//! The route table: which upstream cluster serves each gRPC service, and who
+//! may call each method.
+//!
+//! Every method has one [`Access`] class. The built-in table is deny by
+//! default: a service's `default_access` is the strictest class that fits,
+//! and the methods outsiders may call are listed. A method added to a proto
+//! is therefore unreachable from outside until someone classifies it here
+//! (or in the TOML file's `[[routes]]`).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use prost::Message as _;
+use serde::Deserialize;
+
+use crate::config::RouteConfig;
+
+/// Who may call a method through the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Anyone, token or not (a token that is sent must still be valid).
+    Public,
+    /// A caller with a valid access token.
+    User,
+    /// A caller whose token carries the `admin` role.
+    Admin,
+    /// Service-to-service only: the edge answers `UNIMPLEMENTED`, exactly as
+    /// for a method that does not exist, so outsiders learn nothing.
+    Internal,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::User => "user",
+            Access::Admin => "admin",
+            Access::Internal => "internal",
+        }
+    }
+}
+
+fn route(
+    service: &str,
+    cluster: &str,
+    default_access: Access,
+    methods: &[(&str, Access)],
+) -> RouteConfig {
+    RouteConfig {
+        service: service.to_owned(),
+        cluster: cluster.to_owned(),
+        default_access,
+        methods: methods
+            .iter()
+            .map(|(name, access)| ((*name).to_owned(), *access))
+            .collect(),
+    }
+}
+
+/// The public surface of ARCHITECTURE.md, classified.
+pub fn default_routes() -> Vec<RouteConfig> {
+    use Access::{Admin, Internal, Public, User};
+    vec![
+        route(
+            "boxoffice.catalog.v1.CatalogService",
+            "catalog",
+            // New catalog RPCs are writes more often than not: admin until opened.
+            Admin,
+            &[
+                ("GetEvent", Public),
+                ("ListEvents", Public),
+                ("SearchEvents", Public),
+                ("GetSeatMap", Public),
+                ("GetVenue", Public),
+                ("GetPerformer", Public),
+                ("CreateVenue", Admin),
+                ("CreatePerformer", Admin),
+                ("CreateEvent", Admin),
+                ("UpdateEvent", Admin),
+                ("PublishEvent", Admin),
+                ("CancelEvent", Admin),
+            ],
+        ),
+        route(
+            "boxoffice.inventory.v1.InventoryService",
+            "inventory",
+            Internal,
+            &[
+                ("GetAvailability", Public),
+                ("WatchAvailability", Public),
+                ("HoldSeats", User),
+                ("GetHold", User),
+                ("ReleaseHold", User),
+                ("CommitHold", Internal),
+                ("ReleaseSeats", Internal),
+            ],
+        ),
+        route(
+            "boxoffice.inventory.v1.WaitingRoomService",
+            "inventory",
+            Internal,
+            &[
+                ("JoinQueue", User),
+                ("WatchQueue", User),
+                ("ConfigureWaitingRoom", Admin),
+            ],
+        ),
+        route(
+            "boxoffice.checkout.v1.CheckoutService",
+            "checkout",
+            Internal,
+            &[
+                ("CreateBooking", User),
+                ("ConfirmBooking", User),
+                ("GetBooking", User),
+                ("ListBookings", User),
+                ("CancelBooking", User),
+            ],
+        ),
+        route(
+            "boxoffice.accounts.v1.AccountsService",
+            "accounts",
+            Internal,
+            &[("Register", Public), ("Login", Public), ("GetMe", User)],
+        ),
+    ]
+}
+
+/// One routable method, resolved once at start.
+#[derive(Debug)]
+pub struct MethodRoute {
+    /// `/package.Service/Method`.
+    pub path: String,
+    pub service: String,
+    pub method: String,
+    pub cluster: usize,
+    pub access: Access,
+    /// Unary requests are buffered (bounded by the message limit) so they
+    /// can be size-checked and retried on another instance.
+    pub client_streaming: bool,
+    /// Server streams get no default deadline.
+    pub server_streaming: bool,
+    /// Index into the per-method metrics.
+    pub index: usize,
+}
+
+/// Compiled routes: exact paths for every method known from the contracts,
+/// plus service-level fallbacks for services the edge has no descriptor for.
+#[derive(Debug)]
+pub struct RouteTable {
+    by_path: HashMap<String, Arc<MethodRoute>>,
+    by_service: HashMap<String, Arc<MethodRoute>>,
+    methods: Vec<Arc<MethodRoute>>,
+}
+
+/// What the contracts say about a method's shape.
+#[derive(Clone, Copy, Debug, Default)]
+struct Shape {
+    client_streaming: bool,
+    server_streaming: bool,
+}
+
+fn method_shapes(descriptor_sets: &[&[u8]]) -> BTreeMap<String, BTreeMap<String, Shape>> {
+    let mut services = BTreeMap::new();
+    for encoded in descriptor_sets {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(*encoded) else {
+            tracing::warn!("a descriptor set does not decode; its services route without shapes");
+            continue;
+        };
+        for file in set.file {
+            let package = file.package.clone().unwrap_or_default();
+            for service in &file.service {
+                let name = match package.as_str() {
+                    "" => service.name().to_owned(),
+                    package => format!("{package}.{}", service.name()),
+                };
+                let methods: &mut BTreeMap<String, Shape> = services.entry(name).or_default();
+                for method in &service.method {
+                    methods.insert(
+                        method.name().to_owned(),
+                        Shape {
+                            client_streaming: method.client_streaming(),
+                            server_streaming: method.server_streaming(),
+                        },
+                    );
+                }
+            }
+        }
+    }
+    services
+}
+
+impl RouteTable {
+    /// `cluster_index` maps cluster names to the indexes the proxy uses.
+    pub fn compile(
+        routes: &[RouteConfig],
+        descriptor_sets: &[&[u8]],
+        cluster_index: &HashMap<String, usize>,
+    ) -> anyhow::Result<Self> {
+        let shapes = method_shapes(descriptor_sets);
+        let mut table = Self {
+            by_path: HashMap::new(),
+            by_service: HashMap::new(),
+            methods: Vec::new(),
+        };
+        for route in routes {
+            let cluster = *cluster_index.get(&route.cluster).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "route {} names unknown cluster {}",
+                    route.service,
+                    route.cluster
+                )
+            })?;
+            let known = shapes.get(&route.service);
+            if let Some(known) = known {
+                for name in route.methods.keys() {
+                    if !known.contains_key(name) {
+                        tracing::warn!(service = %route.service, method = %name, "route lists a method the contracts do not have");
+                    }
+                }
+            }
+            let mut names: Vec<(String, Shape)> = known
+                .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+                .unwrap_or_default();
+            // Listed methods not (yet) in the contracts still route, as streams
+            // (never buffered, no default deadline): the safe assumption.
+            for name in route.methods.keys() {
+                if !names.iter().any(|(known, _)| known == name) {
+                    names.push((
+                        name.clone(),
+                        Shape {
+                            client_streaming: true,
+                            server_streaming: true,
+                        },
+                    ));
+                }
+            }
+            for (name, shape) in names {
+                let access = route
+                    .methods
+                    .get(&name)
+                    .copied()
+                    .unwrap_or(route.default_access);
+                let method = Arc::new(MethodRoute {
+                    path: format!("/{}/{}", route.service, name),
+                    service: route.service.clone(),
+                    method: name,
+                    cluster,
+                    access,
+                    client_streaming: shape.client_streaming,
+                    server_streaming: shape.server_streaming,
+                    index: table.methods.len(),
+                });
+                table.by_path.insert(method.path.clone(), method.clone());
+                table.methods.push(method);
+            }
+            let fallback = Arc::new(MethodRoute {
+                path: format!("/{}/*", route.service),
+                service: route.service.clone(),
+                method: "*".to_owned(),
+                cluster,
+                access: route.default_access,
+                client_streaming: true,
+                server_streaming: true,
+                index: table.methods.len(),
+            });
+            table
+                .by_service
+                .insert(route.service.clone(), fallback.clone());
+            table.methods.push(fallback);
+        }
+        Ok(table)
+    }
+
+    /// The route of a request path, if any.
+    pub fn lookup(&self, path: &str) -> Option<&Arc<MethodRoute>> {
+        if let Some(route) = self.by_path.get(path) {
+            return Some(route);
+        }
+        let service = path.strip_prefix('/')?.split_once('/')?.0;
+        self.by_service.get(service)
+    }
+
+    pub fn methods(&self) -> &[Arc<MethodRoute>] {
+        &self.methods
+    }
+
+    /// Services with at least one method outsiders may call.
+    pub fn routed_services(&self) -> Vec<(String, usize)> {
+        let mut services: Vec<(String, usize)> = self
+            .by_service
+            .values()
+            .map(|route| (route.service.clone(), route.cluster))
+            .collect();
+        services.sort();
+        services
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table() -> RouteTable {
+        let clusters: HashMap<String, usize> = crate::config::CLUSTERS
+            .iter()
+            .enumerate()
+            .map(|(i, name)| ((*name).to_owned(), i))
+            .collect();
+        RouteTable::compile(
+            &default_routes(),
+            &[boxoffice_contracts::FILE_DESCRIPTOR_SET],
+            &clusters,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn catalog_reads_are_public_and_writes_admin() {
+        let table = table();
+        let get = table
+            .lookup("/boxoffice.catalog.v1.CatalogService/GetEvent")
+            .unwrap();
+        assert_eq!(get.access, Access::Public);
+        assert!(!get.client_streaming && !get.server_streaming);
+        let create = table
+            .lookup("/boxoffice.catalog.v1.CatalogService/CreateEvent")
+            .unwrap();
+        assert_eq!(create.access, Access::Admin);
+        // Unknown methods of a routed service take the service's default.
+        let unknown = table
+            .lookup("/boxoffice.catalog.v1.CatalogService/DropEverything")
+            .unwrap();
+        assert_eq!(unknown.access, Access::Admin);
+    }
+
+    #[test]
+    fn service_to_service_methods_are_internal_and_unknown_services_unrouted() {
+        let table = table();
+        assert_eq!(
+            table
+                .lookup("/boxoffice.inventory.v1.InventoryService/CommitHold")
+                .unwrap()
+                .access,
+            Access::Internal
+        );
+        assert_eq!(
+            table
+                .lookup("/boxoffice.inventory.v1.InventoryService/HoldSeats")
+                .unwrap()
+                .access,
+            Access::User
+        );
+        assert_eq!(
+            table
+                .lookup("/boxoffice.accounts.v1.AccountsService/GetMe")
+                .unwrap()
+                .access,
+            Access::User
+        );
+        assert!(table.lookup("/grpc.health.v1.Health/Check").is_none());
+        assert!(table.lookup("/nonsense").is_none());
+    }
+}

@@ -1,0 +1,395 @@
+//! The edge's listeners: the public one (HTTP/1.1 and HTTP/2 on one port,
+//! CORS → grpc-web translation → the proxy), and the admin one (`/metrics`,
+//! `/ready`). Binding happens in [`Edge::bind`], so callers learn both
+//! addresses before serving starts; shutdown drains connections within the
+//! grace period.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use boxoffice_accounts::TokenConfig;
+use boxoffice_accounts::token::TokenVerifier;
+use boxoffice_runtime::Shutdown;
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::net::TcpListener;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use crate::config::EdgeConfig;
+use crate::limits::RateLimiter;
+use crate::metrics::Metrics;
+use crate::proxy::{self, EdgeBody, EdgeState, Limits, PeerAddr};
+use crate::routes::RouteTable;
+use crate::upstream::Cluster;
+
+/// Streams one client connection may have open at once (idle watches
+/// included); HTTP/2's usual 100–200 is too few for a browser tab that
+/// watches many seat maps through one connection.
+pub const MAX_STREAMS_PER_CONNECTION: u32 = 4096;
+
+/// A bound edge, ready to serve.
+pub struct Edge {
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    local_addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    state: Arc<EdgeState>,
+    health: HealthReporter,
+    cors: CorsLayer,
+    grace: Duration,
+}
+
+/// Read-only view of a running edge (tests, the admin listener).
+#[derive(Clone)]
+pub struct EdgeHandle {
+    state: Arc<EdgeState>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EndpointStats {
+    pub cluster: String,
+    pub endpoint: String,
+    pub healthy: bool,
+    pub requests: u64,
+    pub failures: u64,
+}
+
+impl EdgeHandle {
+    pub fn endpoints(&self) -> Vec<EndpointStats> {
+        self.state
+            .clusters
+            .iter()
+            .flat_map(|cluster| {
+                cluster.endpoints.iter().map(|endpoint| EndpointStats {
+                    cluster: cluster.name.clone(),
+                    endpoint: endpoint.authority.clone(),
+                    healthy: endpoint.is_healthy(),
+                    requests: endpoint.requests.load(Ordering::Relaxed),
+                    failures: endpoint.failures.load(Ordering::Relaxed),
+                })
+            })
+            .collect()
+    }
+
+    pub fn metrics_text(&self) -> String {
+        self.state.metrics.render(&self.state.clusters)
+    }
+}
+
+fn cors_layer(origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = origins
+        .iter()
+        .filter_map(|origin| origin.parse().ok())
+        .collect();
+    let header = HeaderName::from_static;
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([
+            http::header::CONTENT_TYPE,
+            http::header::AUTHORIZATION,
+            header("x-grpc-web"),
+            header("x-user-agent"),
+            header("grpc-timeout"),
+            header("x-request-id"),
+            header("traceparent"),
+            header("tracestate"),
+        ])
+        .expose_headers([
+            header("grpc-status"),
+            header("grpc-message"),
+            header("grpc-status-details-bin"),
+            header("x-request-id"),
+        ])
+        .max_age(Duration::from_secs(24 * 3600))
+}
+
+impl Edge {
+    /// Validates routes against the contracts and binds both listeners.
+    pub async fn bind(config: EdgeConfig, tokens: &TokenConfig) -> anyhow::Result<Self> {
+        let cluster_names: Vec<String> = config.clusters.keys().cloned().collect();
+        let cluster_index: HashMap<String, usize> = cluster_names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| (name.clone(), index))
+            .collect();
+        let clusters: Vec<Arc<Cluster>> = config
+            .clusters
+            .iter()
+            .map(|(name, cluster)| {
+                Arc::new(Cluster::new(
+                    name,
+                    cluster,
+                    config.max_concurrent_per_upstream,
+                ))
+            })
+            .collect();
+        let routes = RouteTable::compile(
+            &config.routes,
+            &[boxoffice_contracts::FILE_DESCRIPTOR_SET],
+            &cluster_index,
+        )?;
+        for (service, cluster) in routes.routed_services() {
+            if clusters[cluster].endpoints.is_empty() {
+                tracing::warn!(%service, cluster = %clusters[cluster].name, "no upstream endpoints; calls will be UNAVAILABLE");
+            }
+        }
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(boxoffice_contracts::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .context("building reflection v1")?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(boxoffice_contracts::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()
+            .context("building reflection v1alpha")?;
+        let local = tonic::service::Routes::new(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .prepare();
+
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("binding the edge to {}", config.listen))?;
+        let local_addr = listener.local_addr()?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("binding the edge admin port {addr}"))?,
+            ),
+            None => None,
+        };
+        let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
+
+        let metrics = Metrics::new(&routes);
+        let state = Arc::new(EdgeState {
+            routes,
+            clusters,
+            verifier: TokenVerifier::new(tokens),
+            by_address: RateLimiter::new(config.rate_per_address),
+            by_user: RateLimiter::new(config.rate_per_user),
+            metrics,
+            limits: Limits {
+                default_timeout: config.default_timeout,
+                max_timeout: config.max_timeout,
+                max_message_bytes: config.max_message_bytes,
+                access_log: config.access_log,
+            },
+            local,
+        });
+        Ok(Self {
+            listener,
+            admin,
+            local_addr,
+            admin_addr,
+            state,
+            health,
+            cors: cors_layer(&config.cors_origins),
+            grace: config.shutdown_grace,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    pub fn handle(&self) -> EdgeHandle {
+        EdgeHandle {
+            state: self.state.clone(),
+        }
+    }
+
+    /// Serves until `shutdown` fires, then drains for at most the grace period.
+    pub async fn run_until_stopped(self, shutdown: Shutdown) -> anyhow::Result<()> {
+        let Self {
+            listener,
+            admin,
+            local_addr,
+            admin_addr,
+            state,
+            health,
+            cors,
+            grace,
+        } = self;
+        for cluster in &state.clusters {
+            cluster.spawn_health_checks(&shutdown);
+        }
+        health.set_service_status("", ServingStatus::Serving).await;
+        tokio::spawn(publish_cluster_health(
+            state.clone(),
+            health.clone(),
+            shutdown.clone(),
+        ));
+        tokio::spawn(sweep_rate_limits(state.clone(), shutdown.clone()));
+        if let Some(admin) = admin {
+            tokio::spawn(serve_admin(
+                admin,
+                EdgeHandle {
+                    state: state.clone(),
+                },
+                shutdown.clone(),
+            ));
+        }
+        tracing::info!(listen = %local_addr, admin = ?admin_addr, "edge serving");
+
+        let mut builder = auto::Builder::new(TokioExecutor::new());
+        builder
+            .http2()
+            .timer(TokioTimer::new())
+            .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            .keep_alive_interval(Some(Duration::from_secs(30)))
+            .keep_alive_timeout(Duration::from_secs(10));
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(Duration::from_secs(10));
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+                () = shutdown.cancelled() => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let handler_state = state.clone();
+            let service = ServiceBuilder::new()
+                .map_request(move |mut request: Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(PeerAddr(peer));
+                    request
+                })
+                .layer(cors.clone())
+                .layer(tonic_web::GrpcWebLayer::new())
+                .service(tower::service_fn(move |request: Request<EdgeBody>| {
+                    let state = handler_state.clone();
+                    async move { Ok::<_, Infallible>(proxy::handle(state, request).await) }
+                }));
+            let connection = builder
+                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .into_owned();
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    tracing::debug!(%peer, %error, "client connection ended with an error");
+                }
+            });
+        }
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        for (service, _) in state.routes.routed_services() {
+            health
+                .set_service_status(&service, ServingStatus::NotServing)
+                .await;
+        }
+        tracing::info!(%local_addr, "edge draining");
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(grace) => {
+                tracing::warn!(grace_secs = grace.as_secs(), "grace period over; closing remaining connections");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The edge's health for each routed service follows its cluster: SERVING
+/// while at least one endpoint is in rotation.
+async fn publish_cluster_health(state: Arc<EdgeState>, health: HealthReporter, shutdown: Shutdown) {
+    let services = state.routes.routed_services();
+    loop {
+        for (service, cluster) in &services {
+            let status = if state.clusters[*cluster].healthy_count() > 0 {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            };
+            health.set_service_status(service, status).await;
+        }
+        let changes = futures::future::select_all(
+            state
+                .clusters
+                .iter()
+                .map(|cluster| Box::pin(cluster.on_change.notified())),
+        );
+        tokio::select! {
+            _ = changes => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn sweep_rate_limits(state: Arc<EdgeState>, shutdown: Shutdown) {
+    let mut every = tokio::time::interval(Duration::from_secs(30));
+    loop {
+        tokio::select! {
+            _ = every.tick() => {
+                let now = Instant::now();
+                state.by_address.sweep(now);
+                state.by_user.sweep(now);
+            }
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+async fn serve_admin(listener: TcpListener, handle: EdgeHandle, shutdown: Shutdown) {
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => continue,
+            },
+            () = shutdown.cancelled() => return,
+        };
+        let handle = handle.clone();
+        let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+            let handle = handle.clone();
+            async move {
+                let response = match (request.method(), request.uri().path()) {
+                    (&Method::GET, "/metrics") => Response::builder()
+                        .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+                        .body(http_body_util::Full::new(Bytes::from(
+                            handle.metrics_text(),
+                        ))),
+                    (&Method::GET, "/ready") => Response::builder()
+                        .body(http_body_util::Full::new(Bytes::from_static(b"ok\n"))),
+                    _ => Response::builder().status(StatusCode::NOT_FOUND).body(
+                        http_body_util::Full::new(Bytes::from_static(b"not found\n")),
+                    ),
+                };
+                Ok::<_, http::Error>(response?)
+            }
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

@@ -1,0 +1,412 @@
+//! Upstream clusters: each a set of endpoints reached over plain HTTP/2
+//! (h2c), balanced by power of two choices on outstanding requests, watched
+//! through `grpc.health.v1.Health/Watch` and ejected on failure.
+//!
+//! An endpoint keeps a few multiplexed HTTP/2 connections and opens another
+//! when every one carries [`STREAMS_PER_CONNECTION`] requests, so thousands
+//! of long-lived streams do not queue behind a server's stream limit.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use hyper::client::conn::http2;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rand::Rng as _;
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::config::ClusterConfig;
+use boxoffice_runtime::Shutdown;
+
+/// Opening a new connection beats queueing behind a busy one past this.
+pub const STREAMS_PER_CONNECTION: usize = 100;
+pub const MAX_CONNECTIONS_PER_ENDPOINT: usize = 256;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub type UpstreamBody = tonic::body::Body;
+
+#[derive(Clone)]
+struct Connection {
+    send: http2::SendRequest<UpstreamBody>,
+    outstanding: Arc<AtomicUsize>,
+}
+
+/// One instance of a service.
+pub struct Endpoint {
+    pub authority: String,
+    pub cluster: String,
+    healthy: AtomicBool,
+    outstanding: AtomicUsize,
+    pub requests: AtomicU64,
+    pub failures: AtomicU64,
+    connections: std::sync::Mutex<Vec<Connection>>,
+    dial_lock: tokio::sync::Mutex<()>,
+    /// Restarts the health watch (after a passive ejection).
+    recheck: Notify,
+    /// Called when health changes, so the cluster's health can be published.
+    on_change: Arc<Notify>,
+}
+
+/// A request slot on an endpoint connection, released on drop.
+pub struct Outstanding {
+    endpoint: Arc<Endpoint>,
+    connection: Arc<AtomicUsize>,
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.endpoint.outstanding.fetch_sub(1, Ordering::Relaxed);
+        self.connection.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Endpoint {
+    fn new(authority: String, cluster: String, on_change: Arc<Notify>) -> Self {
+        Self {
+            authority,
+            cluster,
+            // Optimistic until the first health answer: a failure ejects it
+            // at once, and `up` serves from its first moment.
+            healthy: AtomicBool::new(true),
+            outstanding: AtomicUsize::new(0),
+            requests: AtomicU64::new(0),
+            failures: AtomicU64::new(0),
+            connections: std::sync::Mutex::new(Vec::new()),
+            dial_lock: tokio::sync::Mutex::new(()),
+            recheck: Notify::new(),
+            on_change,
+        }
+    }
+
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+
+    fn set_healthy(&self, healthy: bool) {
+        if self.healthy.swap(healthy, Ordering::Relaxed) != healthy {
+            if healthy {
+                tracing::info!(cluster = %self.cluster, endpoint = %self.authority, "endpoint admitted");
+            } else {
+                tracing::warn!(cluster = %self.cluster, endpoint = %self.authority, "endpoint ejected");
+            }
+            self.on_change.notify_one();
+        }
+    }
+
+    /// Passive ejection: a transport failure takes the endpoint out of
+    /// rotation until its health watch says SERVING again.
+    pub fn report_transport_failure(&self) {
+        self.failures.fetch_add(1, Ordering::Relaxed);
+        self.set_healthy(false);
+        self.recheck.notify_one();
+    }
+
+    fn pick_connection(&self) -> Option<Connection> {
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        connections.retain(|connection| !connection.send.is_closed());
+        let best = connections
+            .iter()
+            .min_by_key(|c| c.outstanding.load(Ordering::Relaxed))?;
+        if best.outstanding.load(Ordering::Relaxed) >= STREAMS_PER_CONNECTION
+            && connections.len() < MAX_CONNECTIONS_PER_ENDPOINT
+        {
+            return None;
+        }
+        Some(best.clone())
+    }
+
+    /// A connection with room for one more request, dialing if needed.
+    pub async fn connection(
+        self: &Arc<Self>,
+    ) -> std::io::Result<(http2::SendRequest<UpstreamBody>, Outstanding)> {
+        let connection = match self.pick_connection() {
+            Some(connection) => connection,
+            None => {
+                let _dialing = self.dial_lock.lock().await;
+                match self.pick_connection() {
+                    Some(connection) => connection,
+                    None => {
+                        let connection = self.dial().await?;
+                        self.connections
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .push(connection.clone());
+                        connection
+                    }
+                }
+            }
+        };
+        connection.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.outstanding.fetch_add(1, Ordering::Relaxed);
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        Ok((
+            connection.send,
+            Outstanding {
+                endpoint: self.clone(),
+                connection: connection.outstanding,
+            },
+        ))
+    }
+
+    async fn dial(&self) -> std::io::Result<Connection> {
+        let stream =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(self.authority.as_str()))
+                .await
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+                })??;
+        stream.set_nodelay(true)?;
+        let (send, connection) = http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .initial_stream_window_size(1024 * 1024)
+            .initial_connection_window_size(4 * 1024 * 1024)
+            .keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10))
+            .handshake(TokioIo::new(stream))
+            .await
+            .map_err(std::io::Error::other)?;
+        let authority = self.authority.clone();
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(endpoint = %authority, %error, "upstream connection closed");
+            }
+        });
+        tracing::debug!(endpoint = %self.authority, "opened upstream connection");
+        Ok(Connection {
+            send,
+            outstanding: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+}
+
+/// A named set of endpoints with a cap on concurrent requests.
+pub struct Cluster {
+    pub name: String,
+    pub endpoints: Vec<Arc<Endpoint>>,
+    pub health_service: String,
+    pub max_concurrent: usize,
+    in_flight: AtomicUsize,
+    pub rejected: AtomicU64,
+    pub on_change: Arc<Notify>,
+}
+
+/// A slot in a cluster's concurrency cap, released on drop.
+pub struct ClusterSlot {
+    cluster: Arc<Cluster>,
+}
+
+impl Drop for ClusterSlot {
+    fn drop(&mut self) {
+        self.cluster.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Cluster {
+    pub fn new(name: &str, config: &ClusterConfig, default_max_concurrent: usize) -> Self {
+        let on_change = Arc::new(Notify::new());
+        Self {
+            name: name.to_owned(),
+            endpoints: config
+                .endpoints
+                .iter()
+                .map(|authority| {
+                    Arc::new(Endpoint::new(
+                        authority.clone(),
+                        name.to_owned(),
+                        on_change.clone(),
+                    ))
+                })
+                .collect(),
+            health_service: config.health_service.clone(),
+            max_concurrent: config
+                .max_concurrent_requests
+                .unwrap_or(default_max_concurrent),
+            in_flight: AtomicUsize::new(0),
+            rejected: AtomicU64::new(0),
+            on_change,
+        }
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Takes a slot, or `None` at the cap (answered at once, never queued).
+    pub fn try_acquire(self: &Arc<Self>) -> Option<ClusterSlot> {
+        let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
+        if previous >= self.max_concurrent {
+            self.in_flight.fetch_sub(1, Ordering::AcqRel);
+            self.rejected.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        Some(ClusterSlot {
+            cluster: self.clone(),
+        })
+    }
+
+    pub fn healthy_count(&self) -> usize {
+        self.endpoints
+            .iter()
+            .filter(|endpoint| endpoint.is_healthy())
+            .count()
+    }
+
+    /// Power of two choices among healthy endpoints not in `exclude`. When
+    /// none is healthy, every endpoint is tried ("panic mode", as Envoy
+    /// does): a health checker that is wrong must not turn a working service
+    /// off, and a dead endpoint fails fast on connect anyway.
+    pub fn pick(&self, exclude: &[usize]) -> Option<usize> {
+        let mut candidates: Vec<usize> = (0..self.endpoints.len())
+            .filter(|index| !exclude.contains(index) && self.endpoints[*index].is_healthy())
+            .collect();
+        if candidates.is_empty() && self.healthy_count() == 0 {
+            candidates = (0..self.endpoints.len())
+                .filter(|index| !exclude.contains(index))
+                .collect();
+        }
+        match candidates.len() {
+            0 => None,
+            1 => Some(candidates[0]),
+            n => {
+                let mut rng = rand::rng();
+                let first = candidates[rng.random_range(0..n)];
+                let mut second = candidates[rng.random_range(0..n - 1)];
+                if second == first {
+                    second = candidates[n - 1];
+                }
+                let load = |index: usize| self.endpoints[index].outstanding();
+                Some(if load(second) < load(first) {
+                    second
+                } else {
+                    first
+                })
+            }
+        }
+    }
+
+    /// Starts one health watch per endpoint.
+    pub fn spawn_health_checks(self: &Arc<Self>, shutdown: &Shutdown) {
+        for endpoint in &self.endpoints {
+            tokio::spawn(watch_health(
+                endpoint.clone(),
+                self.health_service.clone(),
+                shutdown.clone(),
+            ));
+        }
+    }
+}
+
+/// Keeps `endpoint.healthy` equal to what its `grpc.health.v1` Watch says;
+/// any failure to connect or a broken stream ejects it.
+async fn watch_health(endpoint: Arc<Endpoint>, service: String, shutdown: Shutdown) {
+    let mut backoff = Duration::from_millis(50);
+    let uri = format!("http://{}", endpoint.authority);
+    loop {
+        if shutdown.is_triggered() {
+            return;
+        }
+        let outcome = async {
+            let channel = tonic::transport::Endpoint::from_shared(uri.clone())
+                .map_err(|error| error.to_string())?
+                .connect_timeout(CONNECT_TIMEOUT)
+                .tcp_nodelay(true)
+                .connect()
+                .await
+                .map_err(|error| error.to_string())?;
+            let mut client = HealthClient::new(channel);
+            let mut stream = match client
+                .watch(HealthCheckRequest {
+                    service: service.clone(),
+                })
+                .await
+            {
+                Ok(response) => response.into_inner(),
+                Err(status) if status.code() == tonic::Code::Unimplemented => {
+                    // No health service: healthy while it accepts connections.
+                    endpoint.set_healthy(true);
+                    endpoint.recheck.notified().await;
+                    return Ok(());
+                }
+                Err(status) => return Err(status.to_string()),
+            };
+            loop {
+                tokio::select! {
+                    message = stream.message() => match message {
+                        Ok(Some(update)) => {
+                            let serving = update.status == ServingStatus::Serving as i32;
+                            endpoint.set_healthy(serving);
+                        }
+                        Ok(None) => return Err("health stream ended".to_owned()),
+                        Err(status) => return Err(status.to_string()),
+                    },
+                    () = endpoint.recheck.notified() => return Ok(()),
+                    () = shutdown.cancelled() => return Ok(()),
+                }
+            }
+        }
+        .await;
+        match outcome {
+            Ok(()) => backoff = Duration::from_millis(50),
+            Err(error) => {
+                tracing::debug!(endpoint = %endpoint.authority, %error, "health watch failed");
+                endpoint.set_healthy(false);
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cluster(endpoints: &[&str]) -> Arc<Cluster> {
+        Arc::new(Cluster::new(
+            "test",
+            &ClusterConfig {
+                endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+                health_service: String::new(),
+                max_concurrent_requests: Some(2),
+            },
+            10,
+        ))
+    }
+
+    #[test]
+    fn picks_only_healthy_endpoints() {
+        let cluster = cluster(&["127.0.0.1:1", "127.0.0.1:2"]);
+        cluster.endpoints[0].set_healthy(false);
+        for _ in 0..20 {
+            assert_eq!(cluster.pick(&[]), Some(1));
+        }
+        assert_eq!(cluster.pick(&[1]), None);
+        cluster.endpoints[1].set_healthy(false);
+        assert!(cluster.pick(&[]).is_some(), "panic mode tries everything");
+    }
+
+    #[test]
+    fn the_concurrency_cap_refuses_at_once() {
+        let cluster = cluster(&["127.0.0.1:1"]);
+        let first = cluster.try_acquire();
+        let second = cluster.try_acquire();
+        assert!(first.is_some() && second.is_some());
+        assert!(cluster.try_acquire().is_none());
+        drop(first);
+        assert!(cluster.try_acquire().is_some());
+    }
+}
