@@ -13,13 +13,6 @@ pub mod catalog {
     }
 }
 
-pub mod accounts {
-    pub mod v1 {
-        #![allow(unreachable_pub, clippy::all, missing_docs)]
-        tonic::include_proto!("boxoffice.accounts.v1");
-    }
-}
-
 pub mod inventory {
     pub mod v1 {
         #![allow(unreachable_pub, clippy::all, missing_docs)]
@@ -31,6 +24,13 @@ pub mod accounts {
     pub mod v1 {
         #![allow(unreachable_pub, clippy::all, missing_docs)]
         tonic::include_proto!("boxoffice.accounts.v1");
+    }
+}
+
+pub mod checkout {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.checkout.v1");
     }
 }
 

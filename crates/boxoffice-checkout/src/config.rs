@@ -1,0 +1,318 @@
+//! Checkout's own settings, read from `BOXOFFICE_*` environment variables
+//! and validated before anything starts. Every variable name lives here.
+//! Failure points are not configuration a deployment can set: tests switch
+//! them on through [`FailPoints`] in the config they build.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use boxoffice_runtime::ConfigError;
+use boxoffice_runtime::config::Secret;
+
+pub const ENV_INVENTORY_URL: &str = "BOXOFFICE_INVENTORY_URL";
+pub const ENV_CATALOG_URL: &str = "BOXOFFICE_CATALOG_URL";
+pub const ENV_WEBHOOK_LISTEN: &str = "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN";
+pub const ENV_WEBHOOK_SECRET: &str = "BOXOFFICE_CHECKOUT_WEBHOOK_SECRET";
+pub const ENV_WEBHOOK_TOLERANCE: &str = "BOXOFFICE_CHECKOUT_WEBHOOK_TOLERANCE_SECS";
+pub const ENV_TICKET_KEY: &str = "BOXOFFICE_CHECKOUT_TICKET_KEY";
+pub const ENV_FEE_PER_TICKET: &str = "BOXOFFICE_CHECKOUT_FEE_PER_TICKET_MINOR";
+pub const ENV_REFUND_CUTOFF: &str = "BOXOFFICE_CHECKOUT_REFUND_CUTOFF_HOURS";
+pub const ENV_RECONCILE_INTERVAL: &str = "BOXOFFICE_CHECKOUT_RECONCILE_INTERVAL_MS";
+pub const ENV_RECONCILE_AFTER: &str = "BOXOFFICE_CHECKOUT_RECONCILE_AFTER_SECS";
+pub const ENV_PAYMENT_LATENCY: &str = "BOXOFFICE_PAYMENT_LATENCY_MS";
+pub const ENV_PAYMENT_DECLINE_TOKENS: &str = "BOXOFFICE_PAYMENT_DECLINE_TOKENS";
+pub const ENV_PAYMENT_DUPLICATE_PERCENT: &str = "BOXOFFICE_PAYMENT_WEBHOOK_DUPLICATE_PERCENT";
+pub const ENV_PAYMENT_WEBHOOK_URL: &str = "BOXOFFICE_PAYMENT_WEBHOOK_URL";
+
+/// Development-only secrets: `up` works without configuration, and a log
+/// line warns when they are in use.
+const DEV_WEBHOOK_SECRET: &str = "whsec_boxoffice_development_only";
+const DEV_TICKET_KEY: &str = "boxoffice-ticket-key-development-only";
+
+/// Stripe's test tokens that decline.
+pub const DEFAULT_DECLINE_TOKENS: &[&str] = &[
+    "tok_chargeDeclined",
+    "tok_chargeDeclinedInsufficientFunds",
+    "tok_chargeDeclinedExpiredCard",
+    "tok_chargeDeclinedFraudulent",
+];
+
+/// The boundaries between the steps of confirming and cancelling, where a
+/// test can make checkout stop as if the process had died there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FailPoint {
+    /// The booking is claimed and the payment recorded; nothing authorized.
+    AfterClaim,
+    /// The payment is authorized; the seats are not committed.
+    AfterAuthorize,
+    /// The seats are sold; the payment is not captured.
+    AfterCommit,
+    /// The payment is captured; the booking is not marked confirmed.
+    AfterCapture,
+    /// The booking is marked cancelling; nothing refunded.
+    AfterCancelIntent,
+    /// The refund is made; the seats are not released.
+    AfterRefund,
+}
+
+impl FailPoint {
+    pub const ALL: [FailPoint; 6] = [
+        FailPoint::AfterClaim,
+        FailPoint::AfterAuthorize,
+        FailPoint::AfterCommit,
+        FailPoint::AfterCapture,
+        FailPoint::AfterCancelIntent,
+        FailPoint::AfterRefund,
+    ];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Switches tests flip at run time; all off in production.
+#[derive(Debug, Default)]
+pub struct FailPoints {
+    armed: [AtomicBool; 6],
+}
+
+impl FailPoints {
+    pub fn arm(&self, point: FailPoint) {
+        self.armed[point.index()].store(true, Ordering::SeqCst);
+    }
+
+    pub fn disarm(&self, point: FailPoint) {
+        self.armed[point.index()].store(false, Ordering::SeqCst);
+    }
+
+    pub fn is_armed(&self, point: FailPoint) -> bool {
+        self.armed[point.index()].load(Ordering::Relaxed)
+    }
+}
+
+/// How the simulated payment provider behaves.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SimulatedProviderConfig {
+    /// Added to every provider call, like a network round trip.
+    pub latency: Duration,
+    /// Payment method tokens that decline.
+    pub decline_tokens: Vec<String>,
+    /// How often a webhook is delivered twice, in percent.
+    pub duplicate_percent: u8,
+    /// Longest random delay before a delivery (so deliveries reorder).
+    pub max_delivery_delay: Duration,
+    /// Where webhooks go; `None`: to checkout's own webhook listener.
+    pub webhook_url: Option<String>,
+}
+
+impl Default for SimulatedProviderConfig {
+    fn default() -> Self {
+        Self {
+            latency: Duration::ZERO,
+            decline_tokens: DEFAULT_DECLINE_TOKENS.iter().map(|token| (*token).to_owned()).collect(),
+            duplicate_percent: 20,
+            max_delivery_delay: Duration::from_millis(50),
+            webhook_url: None,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct CheckoutConfig {
+    /// Inventory's gRPC address (CommitHold, ReleaseSeats, GetHold).
+    pub inventory_url: String,
+    /// Catalog's gRPC address (the event's start time for refunds).
+    pub catalog_url: String,
+    /// Where the payment webhook HTTP endpoint binds (port 0 allowed).
+    pub webhook_listen: SocketAddr,
+    /// Shared with the payment provider; signs webhooks.
+    pub webhook_secret: Secret,
+    /// Webhooks signed longer ago than this are refused (replays).
+    pub webhook_tolerance: Duration,
+    /// Signs ticket codes.
+    pub ticket_key: Secret,
+    /// Service fee per ticket, in the event currency's minor units.
+    pub fee_per_ticket_minor: i64,
+    /// Confirmed bookings are refunded on cancellation only until this long
+    /// before the event starts.
+    pub refund_cutoff: Duration,
+    /// How often the reconciler looks for half-done work.
+    pub reconcile_interval: Duration,
+    /// Work untouched this long counts as abandoned by a crashed process.
+    /// Longer than any request's deadline, so the reconciler never races a
+    /// live request.
+    pub reconcile_after: Duration,
+    pub provider: SimulatedProviderConfig,
+    pub fail_points: Arc<FailPoints>,
+}
+
+impl Default for CheckoutConfig {
+    fn default() -> Self {
+        Self {
+            inventory_url: "http://127.0.0.1:8080".to_owned(),
+            catalog_url: "http://127.0.0.1:8080".to_owned(),
+            webhook_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
+            webhook_secret: Secret::new(DEV_WEBHOOK_SECRET),
+            webhook_tolerance: Duration::from_secs(300),
+            ticket_key: Secret::new(DEV_TICKET_KEY),
+            fee_per_ticket_minor: 150,
+            refund_cutoff: Duration::from_secs(48 * 3600),
+            reconcile_interval: Duration::from_millis(1_000),
+            reconcile_after: Duration::from_secs(60),
+            provider: SimulatedProviderConfig::default(),
+            fail_points: Arc::new(FailPoints::default()),
+        }
+    }
+}
+
+impl CheckoutConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_vars(&std::env::vars().collect())
+    }
+
+    pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| vars.get(name).map(|value| value.trim().to_owned()).filter(|v| !v.is_empty());
+        let defaults = Self::default();
+        let url = |variable: &'static str, default: String| -> Result<String, ConfigError> {
+            let value = get(variable).unwrap_or(default);
+            if value.starts_with("http://") || value.starts_with("https://") {
+                Ok(value)
+            } else {
+                Err(ConfigError {
+                    variable,
+                    problem: format!("'{value}' is not an http:// or https:// URL"),
+                })
+            }
+        };
+        let inventory_url = url(ENV_INVENTORY_URL, defaults.inventory_url)?;
+        let catalog_url = url(ENV_CATALOG_URL, inventory_url.clone())?;
+        let webhook_listen = match get(ENV_WEBHOOK_LISTEN) {
+            None => defaults.webhook_listen,
+            Some(raw) => raw.parse().map_err(|_| ConfigError {
+                variable: ENV_WEBHOOK_LISTEN,
+                problem: format!("'{raw}' is not an address like 127.0.0.1:8081"),
+            })?,
+        };
+        let secret = |variable: &'static str, default: Secret| -> Result<Secret, ConfigError> {
+            match get(variable) {
+                None => Ok(default),
+                Some(value) if value.len() >= 16 => Ok(Secret::new(value)),
+                Some(_) => Err(ConfigError {
+                    variable,
+                    problem: "must be at least 16 characters".into(),
+                }),
+            }
+        };
+        let webhook_secret = secret(ENV_WEBHOOK_SECRET, defaults.webhook_secret)?;
+        let ticket_key = secret(ENV_TICKET_KEY, defaults.ticket_key)?;
+        let decline_tokens = match get(ENV_PAYMENT_DECLINE_TOKENS) {
+            None => defaults.provider.decline_tokens,
+            Some(list) => list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+        };
+        let webhook_url = match get(ENV_PAYMENT_WEBHOOK_URL) {
+            None => None,
+            Some(value) if value.starts_with("http://") => Some(value),
+            Some(value) => {
+                return Err(ConfigError {
+                    variable: ENV_PAYMENT_WEBHOOK_URL,
+                    problem: format!("'{value}' is not an http:// URL"),
+                });
+            }
+        };
+        Ok(Self {
+            inventory_url,
+            catalog_url,
+            webhook_listen,
+            webhook_secret,
+            webhook_tolerance: Duration::from_secs(number(&get, ENV_WEBHOOK_TOLERANCE, 300, 1, 86_400)?),
+            ticket_key,
+            fee_per_ticket_minor: number(&get, ENV_FEE_PER_TICKET, 150, 0, 1_000_000)? as i64,
+            refund_cutoff: Duration::from_secs(3600 * number(&get, ENV_REFUND_CUTOFF, 48, 0, 24 * 365)?),
+            reconcile_interval: Duration::from_millis(number(&get, ENV_RECONCILE_INTERVAL, 1_000, 10, 600_000)?),
+            reconcile_after: Duration::from_secs(number(&get, ENV_RECONCILE_AFTER, 60, 0, 86_400)?),
+            provider: SimulatedProviderConfig {
+                latency: Duration::from_millis(number(&get, ENV_PAYMENT_LATENCY, 0, 0, 60_000)?),
+                decline_tokens,
+                duplicate_percent: number(&get, ENV_PAYMENT_DUPLICATE_PERCENT, 20, 0, 100)? as u8,
+                max_delivery_delay: defaults.provider.max_delivery_delay,
+                webhook_url,
+            },
+            fail_points: Arc::new(FailPoints::default()),
+        })
+    }
+
+    /// True while a development-only secret is in use.
+    pub fn uses_development_secrets(&self) -> bool {
+        self.webhook_secret.expose() == DEV_WEBHOOK_SECRET || self.ticket_key.expose() == DEV_TICKET_KEY
+    }
+}
+
+fn number(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let Some(raw) = get(variable) else {
+        return Ok(default);
+    };
+    match raw.parse::<u64>() {
+        Ok(value) if (min..=max).contains(&value) => Ok(value),
+        _ => Err(ConfigError {
+            variable,
+            problem: format!("'{raw}' is not a whole number from {min} to {max}"),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = CheckoutConfig::from_vars(&BTreeMap::new()).unwrap();
+        assert_eq!(config.webhook_listen.to_string(), "127.0.0.1:8081");
+        assert_eq!(config.catalog_url, config.inventory_url);
+        assert!(config.uses_development_secrets());
+        assert!(config.provider.decline_tokens.iter().any(|t| t == "tok_chargeDeclined"));
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let err = CheckoutConfig::from_vars(&vars(&[(ENV_INVENTORY_URL, "localhost:1")])).unwrap_err();
+        assert_eq!(err.variable, ENV_INVENTORY_URL);
+        let err = CheckoutConfig::from_vars(&vars(&[(ENV_WEBHOOK_LISTEN, "x")])).unwrap_err();
+        assert_eq!(err.variable, ENV_WEBHOOK_LISTEN);
+        let err = CheckoutConfig::from_vars(&vars(&[(ENV_WEBHOOK_SECRET, "short")])).unwrap_err();
+        assert_eq!(err.variable, ENV_WEBHOOK_SECRET);
+        let err = CheckoutConfig::from_vars(&vars(&[(ENV_PAYMENT_DUPLICATE_PERCENT, "101")])).unwrap_err();
+        assert_eq!(err.variable, ENV_PAYMENT_DUPLICATE_PERCENT);
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let config = CheckoutConfig::from_vars(&vars(&[(ENV_WEBHOOK_SECRET, "whsec_0123456789abcdef")])).unwrap();
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn fail_points_switch() {
+        let points = FailPoints::default();
+        for point in FailPoint::ALL {
+            assert!(!points.is_armed(point));
+            points.arm(point);
+            assert!(points.is_armed(point));
+            points.disarm(point);
+            assert!(!points.is_armed(point));
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Checkout's errors and how each reaches a caller: a gRPC code chosen on
+//! purpose plus an `ErrorInfo` reason clients branch on. SQL, provider and
+//! upstream failures are logged and answered as a bare `unavailable` /
+//! `internal`.
+
+use std::collections::HashMap;
+
+use boxoffice_runtime::status;
+use tonic::{Code, Status};
+
+use crate::config::FailPoint;
+use crate::domain::FieldError;
+
+/// `ErrorInfo` reasons checkout adds to the shared ones.
+pub mod reason {
+    pub const HOLD_NOT_FOUND: &str = "HOLD_NOT_FOUND";
+    pub const HOLD_EXPIRED: &str = "HOLD_EXPIRED";
+    pub const HOLD_NOT_ACTIVE: &str = "HOLD_NOT_ACTIVE";
+    pub const SEAT_UNAVAILABLE: &str = "SEAT_UNAVAILABLE";
+    pub const BOOKING_EXPIRED: &str = "BOOKING_EXPIRED";
+    pub const BOOKING_NOT_PENDING: &str = "BOOKING_NOT_PENDING";
+    pub const CONFIRMATION_IN_PROGRESS: &str = "CONFIRMATION_IN_PROGRESS";
+    pub const CONFIRMATION_INTERRUPTED: &str = "CONFIRMATION_INTERRUPTED";
+    pub const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+    pub const REFUND_WINDOW_CLOSED: &str = "REFUND_WINDOW_CLOSED";
+    pub const BOOKING_NOT_CANCELLABLE: &str = "BOOKING_NOT_CANCELLABLE";
+    pub const SIMULATED_CRASH: &str = "SIMULATED_CRASH";
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CheckoutError {
+    #[error("{}: {}", .0.field, .0.description)]
+    InvalidField(FieldError),
+    #[error("unauthenticated")]
+    Unauthenticated,
+    #[error("booking not found")]
+    BookingNotFound(uuid::Uuid),
+    #[error("hold not found")]
+    HoldNotFound,
+    /// The hold is not active any more (expired, released, sold).
+    #[error("hold not active: {0}")]
+    HoldNotActive(&'static str),
+    #[error("booking expired")]
+    BookingExpired(String),
+    #[error("booking is {0}")]
+    BookingNotPending(&'static str),
+    #[error("a confirmation of this booking is in progress")]
+    ConfirmationInProgress,
+    #[error("payment declined: {0}")]
+    PaymentDeclined(String),
+    /// The seats could not be sold (taken, hold expired); the payment was
+    /// voided.
+    #[error("seats gone: {reason}")]
+    SeatsGone { reason: String, message: String },
+    #[error("idempotency key reused with other parameters")]
+    IdempotencyKeyReused(&'static str),
+    #[error("refund window closed")]
+    RefundWindowClosed,
+    #[error("booking cannot be cancelled: {0}")]
+    NotCancellable(&'static str),
+    /// The answer stored for an earlier attempt with the same key.
+    #[error("stored answer {reason}")]
+    Stored { code: i32, reason: String, message: String },
+    /// A test's failure point stopped the request as a crash would.
+    #[error("simulated crash at {0:?}")]
+    Crashed(FailPoint),
+    #[error("dependency unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl From<FieldError> for CheckoutError {
+    fn from(error: FieldError) -> Self {
+        Self::InvalidField(error)
+    }
+}
+
+impl From<CheckoutError> for Status {
+    fn from(error: CheckoutError) -> Self {
+        use CheckoutError::*;
+        match error {
+            InvalidField(field) => status::invalid_field(&field.field, field.description),
+            Unauthenticated => status::unauthenticated("sign in to book"),
+            BookingNotFound(id) => status::not_found("booking", id),
+            HoldNotFound => status::with_reason(Code::NotFound, reason::HOLD_NOT_FOUND, "hold not found"),
+            HoldNotActive(why) => status::with_reason_and_metadata(
+                Code::FailedPrecondition,
+                if why == "expired" { reason::HOLD_EXPIRED } else { reason::HOLD_NOT_ACTIVE },
+                format!("the hold is {why}; hold the seats again"),
+                HashMap::from([("hold_state".to_owned(), why.to_owned())]),
+            ),
+            BookingExpired(why) => status::with_reason_and_metadata(
+                Code::FailedPrecondition,
+                reason::BOOKING_EXPIRED,
+                "the booking has expired; hold the seats again",
+                HashMap::from([("cause".to_owned(), why)]),
+            ),
+            BookingNotPending(state) => status::with_reason_and_metadata(
+                Code::FailedPrecondition,
+                reason::BOOKING_NOT_PENDING,
+                format!("the booking is {state}"),
+                HashMap::from([("state".to_owned(), state.to_owned())]),
+            ),
+            ConfirmationInProgress => status::with_reason(
+                Code::Aborted,
+                reason::CONFIRMATION_IN_PROGRESS,
+                "a payment for this booking is in progress; retry shortly",
+            ),
+            PaymentDeclined(decline_code) => status::with_reason_and_metadata(
+                Code::FailedPrecondition,
+                reason::PAYMENT_DECLINED,
+                "the payment was declined; the seats stay held until the hold expires",
+                HashMap::from([("decline_code".to_owned(), decline_code)]),
+            ),
+            SeatsGone { reason, message } => status::with_reason(Code::Aborted, &reason, message),
+            IdempotencyKeyReused(what) => status::with_reason_and_metadata(
+                Code::InvalidArgument,
+                reason::IDEMPOTENCY_KEY_REUSED,
+                format!("idempotency_key was used with another {what}"),
+                HashMap::from([("field".to_owned(), "idempotency_key".to_owned())]),
+            ),
+            RefundWindowClosed => status::with_reason(
+                Code::FailedPrecondition,
+                reason::REFUND_WINDOW_CLOSED,
+                "the event is too close to cancel with a refund",
+            ),
+            NotCancellable(state) => status::with_reason(
+                Code::FailedPrecondition,
+                reason::BOOKING_NOT_CANCELLABLE,
+                format!("a booking that is {state} cannot be cancelled"),
+            ),
+            Stored { code, reason, message } => status::with_reason(Code::from(code), &reason, message),
+            Crashed(point) => status::with_reason(
+                Code::Unavailable,
+                reason::SIMULATED_CRASH,
+                format!("simulated crash at {point:?}"),
+            ),
+            Unavailable(error) => status::unavailable(&error),
+            Internal(error) => status::internal(&error),
+        }
+    }
+}
+
+impl CheckoutError {
+    /// What a retry with the same key is answered, for failures that end
+    /// an attempt.
+    pub fn stored(&self) -> Option<(i32, String, String)> {
+        let status = match self {
+            Self::PaymentDeclined(_) | Self::SeatsGone { .. } => Status::from(self.clone_for_storage()),
+            _ => return None,
+        };
+        let reason = status::reason_of(&status).unwrap_or_default();
+        Some((status.code() as i32, reason, status.message().to_owned()))
+    }
+
+    fn clone_for_storage(&self) -> Self {
+        match self {
+            Self::PaymentDeclined(code) => Self::PaymentDeclined(code.clone()),
+            Self::SeatsGone { reason, message } => Self::SeatsGone {
+                reason: reason.clone(),
+                message: message.clone(),
+            },
+            _ => Self::Internal(anyhow::anyhow!("not stored")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn declines_are_failed_preconditions_with_a_reason() {
+        let status = Status::from(CheckoutError::PaymentDeclined("generic_decline".into()));
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        assert_eq!(status::reason_of(&status).as_deref(), Some(reason::PAYMENT_DECLINED));
+    }
+
+    #[test]
+    fn internal_errors_hide_their_cause() {
+        let status = Status::from(CheckoutError::Internal(anyhow::anyhow!("relation checkout.bookings")));
+        assert_eq!(status.code(), Code::Internal);
+        assert!(!status.message().contains("relation"));
+    }
+}

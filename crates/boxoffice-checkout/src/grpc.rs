@@ -1,0 +1,235 @@
+//! The tonic face of checkout: wire messages are parsed into domain values
+//! here (and only here), and stored bookings turned back into messages,
+//! with line items and signed ticket codes.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use boxoffice_contracts::checkout::v1 as pb;
+use boxoffice_runtime::Caller;
+use chrono::{DateTime, Utc};
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::domain::ticket_code::{TicketClaims, TicketSigner};
+use crate::domain::{self, BookingState, FieldError};
+use crate::error::CheckoutError;
+use crate::service::Checkout;
+use crate::store::BookingRecord;
+
+const DEFAULT_PAGE_SIZE: i32 = 20;
+const MAX_PAGE_SIZE: i32 = 100;
+
+#[derive(Clone)]
+pub struct CheckoutGrpc {
+    checkout: Arc<Checkout>,
+    signer: TicketSigner,
+}
+
+impl CheckoutGrpc {
+    pub fn new(checkout: Arc<Checkout>, signer: TicketSigner) -> Self {
+        Self { checkout, signer }
+    }
+}
+
+fn caller<T>(request: &Request<T>) -> Caller {
+    Caller::from_metadata(request.metadata())
+}
+
+fn bad(error: FieldError) -> Status {
+    CheckoutError::InvalidField(error).into()
+}
+
+fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
+}
+
+fn encode_page_token(booking: &BookingRecord) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{}:{}", booking.created_at.timestamp_micros(), booking.id))
+}
+
+fn decode_page_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, FieldError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || FieldError::new("page_token", "is not a token this service issued");
+    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    let raw = String::from_utf8(raw).map_err(|_| bad())?;
+    let (micros, id) = raw.split_once(':').ok_or_else(bad)?;
+    let time = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    Ok(Some((time, Uuid::parse_str(id).map_err(|_| bad())?)))
+}
+
+fn state_to_pb(state: BookingState) -> pb::BookingState {
+    match state {
+        BookingState::Pending => pb::BookingState::Pending,
+        BookingState::Confirming => pb::BookingState::Confirming,
+        BookingState::Confirmed => pb::BookingState::Confirmed,
+        BookingState::Cancelling => pb::BookingState::Cancelling,
+        BookingState::Cancelled => pb::BookingState::Cancelled,
+        BookingState::Expired => pb::BookingState::Expired,
+    }
+}
+
+/// A booking as its owner sees it. Ticket codes appear only while the
+/// booking is confirmed; the payment's id is the sale's nonce.
+pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Booking {
+    let money = |amount_minor| pb::Money {
+        currency_code: booking.currency_code.clone(),
+        amount_minor,
+    };
+    let nonce = match booking.state {
+        BookingState::Confirmed => booking.payment_id,
+        _ => None,
+    };
+    let mut line_items: Vec<pb::LineItem> = booking
+        .tickets
+        .iter()
+        .map(|ticket| pb::LineItem {
+            kind: pb::LineItemKind::Ticket as i32,
+            description: format!("seat {}", ticket.seat_index),
+            seat_index: ticket.seat_index,
+            price_tier_id: ticket.price_tier_id.map(|id| id.to_string()).unwrap_or_default(),
+            amount: Some(money(ticket.price_minor)),
+        })
+        .collect();
+    line_items.push(pb::LineItem {
+        kind: pb::LineItemKind::Fee as i32,
+        description: format!("service fee ({} tickets)", booking.tickets.len()),
+        seat_index: 0,
+        price_tier_id: String::new(),
+        amount: Some(money(booking.fees_minor)),
+    });
+    pb::Booking {
+        name: domain::booking_name(booking.id),
+        user_id: booking.user_id.to_string(),
+        event_id: booking.event_id.to_string(),
+        hold: domain::hold_name(booking.event_id, booking.hold_id),
+        state: state_to_pb(booking.state) as i32,
+        line_items,
+        tickets: booking
+            .tickets
+            .iter()
+            .map(|ticket| pb::Ticket {
+                seat_index: ticket.seat_index,
+                section_id: ticket.section_id.map(|id| id.to_string()).unwrap_or_default(),
+                price_tier_id: ticket.price_tier_id.map(|id| id.to_string()).unwrap_or_default(),
+                price: Some(money(ticket.price_minor)),
+                code: nonce
+                    .map(|nonce| {
+                        signer.sign(&TicketClaims {
+                            event_id: booking.event_id,
+                            booking_id: booking.id,
+                            seat_index: ticket.seat_index,
+                            nonce,
+                        })
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        subtotal: Some(money(booking.subtotal_minor)),
+        fees: Some(money(booking.fees_minor)),
+        total: Some(money(booking.total_minor)),
+        refunded: Some(money(match booking.state {
+            BookingState::Cancelled => booking.refunded_minor,
+            _ => 0,
+        })),
+        create_time: Some(timestamp(booking.created_at)),
+        expire_time: Some(timestamp(booking.expire_time)),
+        confirm_time: booking.confirmed_at.map(timestamp),
+        cancel_time: booking.cancelled_at.map(timestamp),
+        failure_reason: booking.failure_reason.clone().unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
+    #[instrument(skip_all, fields(hold = %request.get_ref().hold))]
+    async fn create_booking(&self, request: Request<pb::CreateBookingRequest>) -> Result<Response<pb::Booking>, Status> {
+        let caller = caller(&request);
+        let request = request.into_inner();
+        let (event_id, hold_id) = domain::parse_hold_name("hold", &request.hold).map_err(bad)?;
+        let key = domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, false).map_err(bad)?;
+        let booking = self.checkout.create_booking(&caller, event_id, hold_id, key).await?;
+        Ok(Response::new(booking_to_pb(&booking, &self.signer)))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn confirm_booking(&self, request: Request<pb::ConfirmBookingRequest>) -> Result<Response<pb::Booking>, Status> {
+        let caller = caller(&request);
+        let request = request.into_inner();
+        let booking_id = domain::parse_booking_name("name", &request.name).map_err(bad)?;
+        let token = request.payment_method.map(|method| method.token).unwrap_or_default();
+        if token.is_empty() || token.len() > 255 {
+            return Err(bad(FieldError::new("payment_method.token", "must be a payment method token")));
+        }
+        let key = domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, true)
+            .map_err(bad)?
+            .unwrap_or_default();
+        let booking = self.checkout.confirm_booking(&caller, booking_id, token, key).await?;
+        Ok(Response::new(booking_to_pb(&booking, &self.signer)))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn get_booking(&self, request: Request<pb::GetBookingRequest>) -> Result<Response<pb::Booking>, Status> {
+        let caller = caller(&request);
+        let booking_id = domain::parse_booking_name("name", &request.get_ref().name).map_err(bad)?;
+        let booking = self.checkout.get_booking(&caller, booking_id).await?;
+        Ok(Response::new(booking_to_pb(&booking, &self.signer)))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_bookings(
+        &self,
+        request: Request<pb::ListBookingsRequest>,
+    ) -> Result<Response<pb::ListBookingsResponse>, Status> {
+        let caller = caller(&request);
+        let request = request.into_inner();
+        let page_size = match request.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            size if (1..=MAX_PAGE_SIZE).contains(&size) => size,
+            _ => return Err(bad(FieldError::new("page_size", "must be from 0 to 100"))),
+        };
+        let after = decode_page_token(&request.page_token).map_err(bad)?;
+        let (bookings, more) = self.checkout.list_bookings(&caller, after, page_size as i64).await?;
+        let next_page_token = match (more, bookings.last()) {
+            (true, Some(last)) => encode_page_token(last),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListBookingsResponse {
+            bookings: bookings.iter().map(|booking| booking_to_pb(booking, &self.signer)).collect(),
+            next_page_token,
+        }))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn cancel_booking(&self, request: Request<pb::CancelBookingRequest>) -> Result<Response<pb::Booking>, Status> {
+        let caller = caller(&request);
+        let request = request.into_inner();
+        let booking_id = domain::parse_booking_name("name", &request.name).map_err(bad)?;
+        domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, false).map_err(bad)?;
+        let booking = self.checkout.cancel_booking(&caller, booking_id).await?;
+        Ok(Response::new(booking_to_pb(&booking, &self.signer)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_reject_junk() {
+        let booking_id = Uuid::new_v4();
+        let time = DateTime::from_timestamp_micros(1_700_000_000_123_456).unwrap();
+        let token = URL_SAFE_NO_PAD.encode(format!("{}:{booking_id}", time.timestamp_micros()));
+        assert_eq!(decode_page_token(&token), Ok(Some((time, booking_id))));
+        assert_eq!(decode_page_token(""), Ok(None));
+        assert!(decode_page_token("!!").is_err());
+        assert!(decode_page_token(&URL_SAFE_NO_PAD.encode("1:nope")).is_err());
+    }
+}

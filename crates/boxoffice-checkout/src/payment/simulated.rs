@@ -1,0 +1,356 @@
+//! A payment provider that behaves like a real one, in memory: idempotent
+//! authorize / capture / void / refund, declines for Stripe-style test
+//! tokens, configurable latency, and webhooks signed like Stripe's that are
+//! delivered at least once, sometimes twice, in any order, retried until
+//! the endpoint accepts them.
+//!
+//! Its ledger is what tests and benchmarks count charges with.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bytes::Bytes;
+use http_body_util::Full;
+use rand::Rng as _;
+use tokio::sync::mpsc;
+use uuid::Uuid;
+
+use super::webhook::{self, SIGNATURE_HEADER, WebhookEvent, WebhookPayment};
+use super::{AuthorizeOutcome, AuthorizeRequest, PaymentProvider, ProviderError, ProviderPayment, ProviderStatus};
+use crate::config::SimulatedProviderConfig;
+
+/// Deliveries of one event are attempted this many times at most.
+const MAX_DELIVERY_ATTEMPTS: u32 = 8;
+
+#[derive(Default)]
+struct Ledger {
+    payments: HashMap<String, ProviderPayment>,
+    /// Authorization idempotency key → provider reference.
+    by_key: HashMap<String, String>,
+    /// Decisions already made for an authorization key that declined.
+    declined: HashMap<String, String>,
+    /// Idempotency keys of capture / void / refund calls already applied.
+    applied: HashMap<String, String>,
+}
+
+pub struct SimulatedProvider {
+    config: SimulatedProviderConfig,
+    secret: Vec<u8>,
+    ledger: Mutex<Ledger>,
+    webhook_url: Mutex<Option<String>>,
+    outbox: mpsc::UnboundedSender<WebhookEvent>,
+}
+
+impl SimulatedProvider {
+    /// Starts the webhook delivery task (it ends when the provider is
+    /// dropped).
+    pub fn new(config: SimulatedProviderConfig, webhook_secret: &[u8]) -> std::sync::Arc<Self> {
+        let (outbox, events) = mpsc::unbounded_channel();
+        let provider = std::sync::Arc::new(Self {
+            webhook_url: Mutex::new(config.webhook_url.clone()),
+            config,
+            secret: webhook_secret.to_vec(),
+            ledger: Mutex::new(Ledger::default()),
+            outbox,
+        });
+        tokio::spawn(deliver_all(std::sync::Arc::downgrade(&provider), events));
+        provider
+    }
+
+    /// Points webhooks at checkout's listener once it is bound.
+    pub fn set_webhook_url(&self, url: String) {
+        if let Ok(mut current) = self.webhook_url.lock()
+            && current.is_none()
+        {
+            *current = Some(url);
+        }
+    }
+
+    /// Every payment the provider knows (tests count charges with this).
+    pub fn payments(&self) -> Vec<ProviderPayment> {
+        self.lock().payments.values().cloned().collect()
+    }
+
+    pub fn payment_by_key(&self, idempotency_key: &str) -> Option<ProviderPayment> {
+        let ledger = self.lock();
+        ledger.by_key.get(idempotency_key).and_then(|reference| ledger.payments.get(reference)).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
+        // A panic while holding the lock cannot leave the ledger half
+        // written (every change is a single insert), so keep using it.
+        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    async fn latency(&self) {
+        if !self.config.latency.is_zero() {
+            tokio::time::sleep(self.config.latency).await;
+        }
+    }
+
+    fn emit(&self, kind: &str, payment: &ProviderPayment) {
+        let event = WebhookEvent {
+            id: format!("evt_{}", Uuid::new_v4().simple()),
+            kind: format!("payment.{kind}"),
+            created: chrono::Utc::now().timestamp(),
+            data: WebhookPayment {
+                provider_ref: payment.provider_ref.clone(),
+                idempotency_key: payment.idempotency_key.clone(),
+                status: payment.status.as_str().to_owned(),
+                amount_minor: payment.amount_minor,
+                refunded_minor: payment.refunded_minor,
+            },
+        };
+        let _ = self.outbox.send(event);
+    }
+
+    /// Applies a state change to a payment once per idempotency key.
+    fn transition(
+        &self,
+        provider_ref: &str,
+        idempotency_key: &str,
+        change: impl FnOnce(&mut ProviderPayment) -> Result<&'static str, ProviderError>,
+    ) -> Result<(), ProviderError> {
+        let mut ledger = self.lock();
+        let operation_key = format!("{provider_ref}/{idempotency_key}");
+        if ledger.applied.contains_key(&operation_key) {
+            return Ok(());
+        }
+        let payment = ledger
+            .payments
+            .get_mut(provider_ref)
+            .ok_or_else(|| ProviderError::Refused(format!("no such payment {provider_ref}")))?;
+        let kind = change(payment)?;
+        let snapshot = payment.clone();
+        ledger.applied.insert(operation_key, kind.to_owned());
+        drop(ledger);
+        if !kind.is_empty() {
+            self.emit(kind, &snapshot);
+        }
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl PaymentProvider for SimulatedProvider {
+    async fn authorize(&self, request: AuthorizeRequest) -> Result<AuthorizeOutcome, ProviderError> {
+        self.latency().await;
+        let mut ledger = self.lock();
+        if let Some(reference) = ledger.by_key.get(&request.idempotency_key) {
+            return Ok(AuthorizeOutcome::Authorized {
+                provider_ref: reference.clone(),
+            });
+        }
+        if let Some(decline_code) = ledger.declined.get(&request.idempotency_key) {
+            return Ok(AuthorizeOutcome::Declined {
+                decline_code: decline_code.clone(),
+            });
+        }
+        if request.amount_minor <= 0 {
+            return Err(ProviderError::Refused("amount must be positive".into()));
+        }
+        if self.config.decline_tokens.iter().any(|token| *token == request.payment_method) {
+            let decline_code = match request.payment_method.as_str() {
+                "tok_chargeDeclinedInsufficientFunds" => "insufficient_funds",
+                "tok_chargeDeclinedExpiredCard" => "expired_card",
+                "tok_chargeDeclinedFraudulent" => "fraudulent",
+                _ => "generic_decline",
+            }
+            .to_owned();
+            ledger.declined.insert(request.idempotency_key.clone(), decline_code.clone());
+            let declined = ProviderPayment {
+                provider_ref: format!("pi_{}", Uuid::new_v4().simple()),
+                idempotency_key: request.idempotency_key,
+                status: ProviderStatus::Declined,
+                amount_minor: request.amount_minor,
+                currency_code: request.currency_code,
+                refunded_minor: 0,
+            };
+            drop(ledger);
+            self.emit("declined", &declined);
+            return Ok(AuthorizeOutcome::Declined { decline_code });
+        }
+        let payment = ProviderPayment {
+            provider_ref: format!("pi_{}", Uuid::new_v4().simple()),
+            idempotency_key: request.idempotency_key.clone(),
+            status: ProviderStatus::Authorized,
+            amount_minor: request.amount_minor,
+            currency_code: request.currency_code,
+            refunded_minor: 0,
+        };
+        ledger.by_key.insert(request.idempotency_key, payment.provider_ref.clone());
+        ledger.payments.insert(payment.provider_ref.clone(), payment.clone());
+        drop(ledger);
+        self.emit("authorized", &payment);
+        Ok(AuthorizeOutcome::Authorized {
+            provider_ref: payment.provider_ref,
+        })
+    }
+
+    async fn capture(&self, provider_ref: &str, idempotency_key: &str) -> Result<(), ProviderError> {
+        self.latency().await;
+        self.transition(provider_ref, idempotency_key, |payment| match payment.status {
+            ProviderStatus::Authorized => {
+                payment.status = ProviderStatus::Captured;
+                Ok("captured")
+            }
+            ProviderStatus::Captured | ProviderStatus::Refunded => Ok(""),
+            other => Err(ProviderError::Refused(format!("cannot capture a {} payment", other.as_str()))),
+        })
+    }
+
+    async fn void(&self, provider_ref: &str, idempotency_key: &str) -> Result<(), ProviderError> {
+        self.latency().await;
+        self.transition(provider_ref, idempotency_key, |payment| match payment.status {
+            ProviderStatus::Authorized => {
+                payment.status = ProviderStatus::Voided;
+                Ok("voided")
+            }
+            ProviderStatus::Voided => Ok(""),
+            other => Err(ProviderError::Refused(format!("cannot void a {} payment", other.as_str()))),
+        })
+    }
+
+    async fn refund(&self, provider_ref: &str, amount_minor: i64, idempotency_key: &str) -> Result<(), ProviderError> {
+        self.latency().await;
+        self.transition(provider_ref, idempotency_key, |payment| match payment.status {
+            ProviderStatus::Captured | ProviderStatus::Refunded
+                if payment.refunded_minor + amount_minor <= payment.amount_minor && amount_minor >= 0 =>
+            {
+                payment.refunded_minor += amount_minor;
+                payment.status = ProviderStatus::Refunded;
+                Ok("refunded")
+            }
+            ProviderStatus::Captured | ProviderStatus::Refunded => {
+                Err(ProviderError::Refused("refund exceeds the captured amount".into()))
+            }
+            other => Err(ProviderError::Refused(format!("cannot refund a {} payment", other.as_str()))),
+        })
+    }
+
+    async fn lookup(&self, idempotency_key: &str) -> Result<Option<ProviderPayment>, ProviderError> {
+        self.latency().await;
+        Ok(self.payment_by_key(idempotency_key))
+    }
+}
+
+/// Delivers every event at least once (sometimes twice), each after a
+/// random delay so deliveries overtake each other.
+async fn deliver_all(provider: std::sync::Weak<SimulatedProvider>, mut events: mpsc::UnboundedReceiver<WebhookEvent>) {
+    while let Some(event) = events.recv().await {
+        let Some(strong) = provider.upgrade() else { return };
+        let Some(url) = strong.webhook_url.lock().ok().and_then(|url| url.clone()) else {
+            tracing::debug!(event_id = %event.id, "no webhook endpoint; event dropped");
+            continue;
+        };
+        let copies = if rand::rng().random_range(0..100u8) < strong.config.duplicate_percent { 2 } else { 1 };
+        let max_delay = strong.config.max_delivery_delay;
+        let secret = strong.secret.clone();
+        drop(strong);
+        let Ok(body) = serde_json::to_vec(&event) else { continue };
+        for _ in 0..copies {
+            let (url, secret, body, event_id) = (url.clone(), secret.clone(), body.clone(), event.id.clone());
+            tokio::spawn(async move {
+                let delay = random_delay(max_delay);
+                tokio::time::sleep(delay).await;
+                for attempt in 0..MAX_DELIVERY_ATTEMPTS {
+                    match post(&url, &secret, &body).await {
+                        Ok(status) if status.is_success() => return,
+                        Ok(status) => tracing::debug!(%event_id, %status, attempt, "webhook refused"),
+                        Err(error) => tracing::debug!(%event_id, error = format!("{error:#}"), attempt, "webhook failed"),
+                    }
+                    tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
+                }
+                tracing::warn!(%event_id, "webhook undeliverable");
+            });
+        }
+    }
+}
+
+fn random_delay(max: Duration) -> Duration {
+    let max_ms = max.as_millis() as u64;
+    if max_ms == 0 {
+        Duration::ZERO
+    } else {
+        Duration::from_millis(rand::rng().random_range(0..=max_ms))
+    }
+}
+
+/// One signed HTTP/1.1 POST, signed at send time like Stripe does.
+async fn post(url: &str, secret: &[u8], body: &[u8]) -> anyhow::Result<http::StatusCode> {
+    let uri: http::Uri = url.parse().context("webhook url")?;
+    let host = uri.host().context("webhook url has no host")?.to_owned();
+    let port = uri.port_u16().unwrap_or(80);
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await.context("connecting")?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .context("http handshake")?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let signature = webhook::sign(secret, chrono::Utc::now().timestamp(), body);
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+    let request = http::Request::post(path)
+        .header(http::header::HOST, format!("{host}:{port}"))
+        .header(http::header::CONTENT_TYPE, "application/json")
+        .header(SIGNATURE_HEADER, signature)
+        .body(Full::new(Bytes::copy_from_slice(body)))
+        .context("building the webhook request")?;
+    let response = sender.send_request(request).await.context("sending the webhook")?;
+    Ok(response.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(key: &str, token: &str) -> AuthorizeRequest {
+        AuthorizeRequest {
+            idempotency_key: key.to_owned(),
+            amount_minor: 1_000,
+            currency_code: "EUR".to_owned(),
+            payment_method: token.to_owned(),
+        }
+    }
+
+    #[tokio::test]
+    async fn operations_are_idempotent() {
+        let provider = SimulatedProvider::new(SimulatedProviderConfig::default(), b"secret");
+        let AuthorizeOutcome::Authorized { provider_ref } = provider.authorize(request("k1", "tok_visa")).await.unwrap()
+        else {
+            panic!("tok_visa authorizes")
+        };
+        let again = provider.authorize(request("k1", "tok_visa")).await.unwrap();
+        assert_eq!(again, AuthorizeOutcome::Authorized { provider_ref: provider_ref.clone() });
+        assert_eq!(provider.payments().len(), 1);
+        provider.capture(&provider_ref, "c").await.unwrap();
+        provider.capture(&provider_ref, "c").await.unwrap();
+        provider.refund(&provider_ref, 400, "r1").await.unwrap();
+        provider.refund(&provider_ref, 400, "r1").await.unwrap();
+        let payment = provider.payment_by_key("k1").unwrap();
+        assert_eq!(payment.status, ProviderStatus::Refunded);
+        assert_eq!(payment.refunded_minor, 400);
+        assert!(provider.void(&provider_ref, "v").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn test_tokens_decline() {
+        let provider = SimulatedProvider::new(SimulatedProviderConfig::default(), b"secret");
+        let outcome = provider.authorize(request("k2", "tok_chargeDeclined")).await.unwrap();
+        assert!(matches!(outcome, AuthorizeOutcome::Declined { .. }));
+        assert!(provider.lookup("k2").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn voided_payments_cannot_be_captured() {
+        let provider = SimulatedProvider::new(SimulatedProviderConfig::default(), b"secret");
+        let AuthorizeOutcome::Authorized { provider_ref } = provider.authorize(request("k3", "tok_visa")).await.unwrap()
+        else {
+            panic!("tok_visa authorizes")
+        };
+        provider.void(&provider_ref, "v").await.unwrap();
+        assert!(matches!(provider.capture(&provider_ref, "c").await, Err(ProviderError::Refused(_))));
+    }
+}

@@ -1,0 +1,66 @@
+//! The reconciler: a background task that finishes or reverses work a
+//! crashed request left half done, so every paid booking ends confirmed or
+//! refunded. It only touches work untouched for `reconcile_after` (longer
+//! than any request's deadline), and every state change it makes is a
+//! conditional update, so it never fights a live request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxoffice_runtime::Shutdown;
+
+use crate::service::Checkout;
+
+/// Rows one pass handles at most per kind (the next pass takes the rest).
+const BATCH: i64 = 200;
+
+/// What one pass did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReconcileReport {
+    pub payments_settled: usize,
+    pub cancellations_finished: usize,
+    pub bookings_expired: u64,
+    pub failures: usize,
+}
+
+/// One pass over everything older than `older_than`.
+pub async fn reconcile_once(checkout: &Checkout, older_than: Duration) -> anyhow::Result<ReconcileReport> {
+    let mut report = ReconcileReport::default();
+    for (payment, booking) in checkout.store().stale_payments(older_than, BATCH).await? {
+        match checkout.settle(&payment, &booking).await {
+            Ok(action) => {
+                report.payments_settled += 1;
+                tracing::info!(payment_id = %payment.id, booking_id = %booking.id, action, "reconciled payment");
+            }
+            Err(error) => {
+                report.failures += 1;
+                tracing::warn!(payment_id = %payment.id, error = %error, "could not reconcile payment");
+            }
+        }
+    }
+    for booking in checkout.store().stale_cancellations(older_than, BATCH).await? {
+        match checkout.finish_cancel(&booking).await {
+            Ok(()) => report.cancellations_finished += 1,
+            Err(error) => {
+                report.failures += 1;
+                tracing::warn!(booking_id = %booking.id, error = %error, "could not finish cancellation");
+            }
+        }
+    }
+    report.bookings_expired = checkout.store().expire_pending().await?;
+    Ok(report)
+}
+
+/// Runs passes every `interval` until shutdown.
+pub async fn run(checkout: Arc<Checkout>, interval: Duration, shutdown: Shutdown) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let older_than = checkout.config().reconcile_after;
+        if let Err(error) = reconcile_once(&checkout, older_than).await {
+            tracing::warn!(error = format!("{error:#}"), "reconciler pass failed");
+        }
+    }
+}

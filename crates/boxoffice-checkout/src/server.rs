@@ -1,0 +1,132 @@
+//! Assembling checkout: migrations, the payment provider, the webhook
+//! listener, the reconciler, and the tonic service with its limits.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use boxoffice_contracts::checkout::v1::checkout_service_server::CheckoutServiceServer;
+use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
+use boxoffice_runtime::Shutdown;
+use deadpool_postgres::Pool;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::config::CheckoutConfig;
+use crate::domain::ticket_code::TicketSigner;
+use crate::grpc::CheckoutGrpc;
+use crate::payment::SimulatedProvider;
+use crate::reconciler::{self, ReconcileReport};
+use crate::service::Checkout;
+use crate::store::{CheckoutStore, MIGRATIONS, SCHEMA};
+use crate::upstream::Upstream;
+use crate::webhook::WebhookServer;
+
+/// Largest checkout request: ids, a token and a key.
+pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+
+/// The running checkout: its service plus the webhook listener and the
+/// reconciler.
+pub struct CheckoutComponent {
+    pub checkout: Arc<Checkout>,
+    pub provider: Arc<SimulatedProvider>,
+    pub webhook_addr: SocketAddr,
+    pub webhook: JoinHandle<()>,
+    pub reconciler: JoinHandle<()>,
+    signer: TicketSigner,
+}
+
+fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("bad upstream url {url}"))?
+        .connect_timeout(Duration::from_secs(5))
+        .tcp_nodelay(true)
+        .connect_lazy())
+}
+
+impl CheckoutComponent {
+    /// Reads checkout's settings from the environment, then starts.
+    /// `upstream` is the channel to inventory and catalog when they run in
+    /// this process (`up`); otherwise the configured URLs are used.
+    pub async fn start(pool: Pool, shutdown: Shutdown, upstream: Option<Channel>) -> anyhow::Result<Self> {
+        let checkout_config =
+            CheckoutConfig::from_env().map_err(|error| anyhow::anyhow!("bad checkout configuration: {error}"))?;
+        Self::start_with(checkout_config, pool, shutdown, upstream).await
+    }
+
+    pub async fn start_with(
+        checkout_config: CheckoutConfig,
+        pool: Pool,
+        shutdown: Shutdown,
+        upstream: Option<Channel>,
+    ) -> anyhow::Result<Self> {
+        boxoffice_runtime::postgres::migrate(&pool, SCHEMA, MIGRATIONS)
+            .await
+            .context("migrating the checkout schema")?;
+        if checkout_config.uses_development_secrets() {
+            tracing::warn!("checkout uses development secrets for webhooks or ticket codes; set them in production");
+        }
+        let (inventory, catalog) = match upstream {
+            Some(channel) => (channel.clone(), channel),
+            None => (lazy_channel(&checkout_config.inventory_url)?, lazy_channel(&checkout_config.catalog_url)?),
+        };
+        let store = CheckoutStore::new(pool);
+        let webhook_server = WebhookServer::bind(
+            checkout_config.webhook_listen,
+            store.clone(),
+            checkout_config.webhook_secret.expose().as_bytes(),
+            checkout_config.webhook_tolerance,
+        )
+        .await?;
+        let webhook_addr = webhook_server.local_addr();
+        let provider = SimulatedProvider::new(
+            checkout_config.provider.clone(),
+            checkout_config.webhook_secret.expose().as_bytes(),
+        );
+        provider.set_webhook_url(webhook_server.url());
+        let signer = TicketSigner::new(checkout_config.ticket_key.expose().as_bytes());
+        let interval = checkout_config.reconcile_interval;
+        let checkout = Arc::new(Checkout::new(
+            store,
+            provider.clone(),
+            Upstream::new(inventory, catalog),
+            checkout_config,
+        ));
+        let webhook = tokio::spawn(webhook_server.run_until_stopped(shutdown.clone()));
+        let reconciler = tokio::spawn(reconciler::run(checkout.clone(), interval, shutdown));
+        tracing::info!(webhook = %webhook_addr, "checkout started");
+        Ok(Self {
+            checkout,
+            provider,
+            webhook_addr,
+            webhook,
+            reconciler,
+            signer,
+        })
+    }
+
+    pub fn register(&self, server: &mut GrpcServer) {
+        server.add_service(
+            CheckoutServiceServer::new(CheckoutGrpc::new(self.checkout.clone(), self.signer.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
+        );
+    }
+
+    /// One reconciler pass over work older than `older_than` (tests run it
+    /// right after a simulated crash instead of waiting for the loop).
+    pub async fn reconcile_once(&self, older_than: Duration) -> anyhow::Result<ReconcileReport> {
+        reconciler::reconcile_once(&self.checkout, older_than).await
+    }
+
+    /// Verifies ticket codes (what a scanner at the door does).
+    pub fn ticket_signer(&self) -> &TicketSigner {
+        &self.signer
+    }
+
+    /// The webhook endpoint's URL.
+    pub fn webhook_url(&self) -> String {
+        format!("http://{}{}", self.webhook_addr, crate::payment::webhook::WEBHOOK_PATH)
+    }
+}

@@ -1,0 +1,17 @@
+//! Where checkout keeps its state: PostgreSQL schema `checkout` (bookings,
+//! their tickets, payment attempts, webhook events).
+
+pub mod postgres;
+
+pub use postgres::{BookingRecord, CheckoutStore, Claim, PaymentRecord, TicketRecord};
+
+use boxoffice_runtime::postgres::Migration;
+
+/// The checkout schema's migrations, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "checkout",
+    sql: include_str!("migrations/0001_checkout.sql"),
+}];
+
+pub const SCHEMA: &str = "checkout";

@@ -1,0 +1,559 @@
+//! Bookings and payments in PostgreSQL. Each state change is one statement
+//! that names the state it expects (`... WHERE state = 'confirming'`), so
+//! a request, a retry and the reconciler racing each other can never move a
+//! row twice or backwards; the schema's triggers refuse any other edge.
+//! The confirm path costs two statements: the claim (booking to confirming
+//! plus the payment attempt, which is also the idempotency record) and the
+//! finish (payment captured plus booking confirmed).
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde::Deserialize;
+use tokio_postgres::Row;
+use tokio_postgres::error::SqlState;
+use uuid::Uuid;
+
+use crate::domain::{BookingState, PaymentState, PricedSeat};
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct TicketRecord {
+    pub seat_index: u32,
+    pub section_id: Option<Uuid>,
+    pub price_tier_id: Option<Uuid>,
+    pub price_minor: i64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct BookingRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    pub hold_id: Uuid,
+    pub state: BookingState,
+    pub currency_code: String,
+    pub subtotal_minor: i64,
+    pub fees_minor: i64,
+    pub total_minor: i64,
+    pub refunded_minor: i64,
+    pub event_start_time: Option<DateTime<Utc>>,
+    pub expire_time: DateTime<Utc>,
+    pub payment_id: Option<Uuid>,
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub confirmed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub tickets: Vec<TicketRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaymentRecord {
+    pub id: Uuid,
+    pub booking_id: Uuid,
+    pub user_id: Uuid,
+    pub idempotency_key: String,
+    pub payment_method: String,
+    pub amount_minor: i64,
+    pub currency_code: String,
+    pub state: PaymentState,
+    pub provider_ref: Option<String>,
+    pub provider_state: Option<String>,
+    pub outcome_code: Option<i32>,
+    pub outcome_reason: Option<String>,
+    pub outcome_message: Option<String>,
+}
+
+/// A new pending booking.
+#[derive(Clone, Debug)]
+pub struct NewBooking {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub event_id: Uuid,
+    pub hold_id: Uuid,
+    pub currency_code: String,
+    pub subtotal_minor: i64,
+    pub fees_minor: i64,
+    pub create_key: Option<String>,
+    pub event_start_time: Option<DateTime<Utc>>,
+    pub expire_time: DateTime<Utc>,
+    pub seats: Vec<PricedSeat>,
+}
+
+/// What claiming a booking for a payment found.
+#[derive(Debug)]
+pub enum Claim {
+    /// The booking is now confirming and the attempt recorded.
+    Claimed(Box<BookingRecord>),
+    /// Nothing changed: the key was used before, or the booking is not a
+    /// pending booking of this user.
+    NotClaimed,
+}
+
+/// A failed attempt's stored answer.
+#[derive(Clone, Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub reason: String,
+    pub message: String,
+}
+
+const BOOKING_COLUMNS: &str = "b.id, b.user_id, b.event_id, b.hold_id, b.state, b.currency_code, b.subtotal_minor,
+    b.fees_minor, b.total_minor, b.refunded_minor, b.event_start_time, b.expire_time, b.payment_id,
+    b.failure_reason, b.created_at, b.confirmed_at, b.cancelled_at,
+    (SELECT coalesce(json_agg(json_build_object('seat_index', t.seat_index, 'section_id', t.section_id,
+                'price_tier_id', t.price_tier_id, 'price_minor', t.price_minor) ORDER BY t.seat_index), '[]'::json)
+     FROM checkout.booking_tickets t WHERE t.booking_id = b.id) AS tickets";
+
+const PAYMENT_COLUMNS: &str = "p.id, p.booking_id, p.user_id, p.idempotency_key, p.payment_method, p.amount_minor,
+    p.currency_code, p.state, p.provider_ref, p.provider_state, p.outcome_code, p.outcome_reason, p.outcome_message";
+
+fn booking_from_row(row: &Row) -> anyhow::Result<BookingRecord> {
+    let state: String = row.try_get("state")?;
+    let tickets: serde_json::Value = row.try_get("tickets")?;
+    Ok(BookingRecord {
+        id: row.try_get("id")?,
+        user_id: row.try_get("user_id")?,
+        event_id: row.try_get("event_id")?,
+        hold_id: row.try_get("hold_id")?,
+        state: BookingState::parse(&state).with_context(|| format!("unknown booking state {state}"))?,
+        currency_code: row.try_get("currency_code")?,
+        subtotal_minor: row.try_get("subtotal_minor")?,
+        fees_minor: row.try_get("fees_minor")?,
+        total_minor: row.try_get("total_minor")?,
+        refunded_minor: row.try_get("refunded_minor")?,
+        event_start_time: row.try_get("event_start_time")?,
+        expire_time: row.try_get("expire_time")?,
+        payment_id: row.try_get("payment_id")?,
+        failure_reason: row.try_get("failure_reason")?,
+        created_at: row.try_get("created_at")?,
+        confirmed_at: row.try_get("confirmed_at")?,
+        cancelled_at: row.try_get("cancelled_at")?,
+        tickets: serde_json::from_value(tickets).context("reading booking tickets")?,
+    })
+}
+
+fn payment_from_row(row: &Row) -> anyhow::Result<PaymentRecord> {
+    let state: String = row.try_get("state")?;
+    Ok(PaymentRecord {
+        id: row.try_get("id")?,
+        booking_id: row.try_get("booking_id")?,
+        user_id: row.try_get("user_id")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        payment_method: row.try_get("payment_method")?,
+        amount_minor: row.try_get("amount_minor")?,
+        currency_code: row.try_get("currency_code")?,
+        state: PaymentState::parse(&state).with_context(|| format!("unknown payment state {state}"))?,
+        provider_ref: row.try_get("provider_ref")?,
+        provider_state: row.try_get("provider_state")?,
+        outcome_code: row.try_get("outcome_code")?,
+        outcome_reason: row.try_get("outcome_reason")?,
+        outcome_message: row.try_get("outcome_message")?,
+    })
+}
+
+#[derive(Clone)]
+pub struct CheckoutStore {
+    pool: Pool,
+}
+
+impl CheckoutStore {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn client(&self) -> anyhow::Result<deadpool_postgres::Client> {
+        self.pool.get().await.context("getting a database connection")
+    }
+
+    /// Inserts a pending booking with its tickets in one statement; answers
+    /// false when the hold (or the create key) already has a booking.
+    pub async fn insert_booking(&self, booking: &NewBooking) -> anyhow::Result<bool> {
+        let client = self.client().await?;
+        let seats: Vec<i32> = booking.seats.iter().map(|seat| seat.seat_index as i32).collect();
+        let sections: Vec<Option<Uuid>> = booking.seats.iter().map(|seat| seat.section_id).collect();
+        let tiers: Vec<Option<Uuid>> = booking.seats.iter().map(|seat| seat.price_tier_id).collect();
+        let prices: Vec<i64> = booking.seats.iter().map(|seat| seat.price_minor).collect();
+        let total = booking.subtotal_minor + booking.fees_minor;
+        let row = client
+            .query_one(
+                "WITH b AS (
+                     INSERT INTO checkout.bookings (id, user_id, event_id, hold_id, state, currency_code,
+                         subtotal_minor, fees_minor, total_minor, create_key, event_start_time, expire_time)
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11)
+                     ON CONFLICT DO NOTHING
+                     RETURNING id
+                 ),
+                 t AS (
+                     INSERT INTO checkout.booking_tickets (booking_id, seat_index, section_id, price_tier_id, price_minor)
+                     SELECT b.id, s.seat_index, s.section_id, s.price_tier_id, s.price_minor
+                     FROM b, unnest($12::int4[], $13::uuid[], $14::uuid[], $15::int8[])
+                         AS s(seat_index, section_id, price_tier_id, price_minor)
+                 )
+                 SELECT count(*) AS inserted FROM b",
+                &[
+                    &booking.id,
+                    &booking.user_id,
+                    &booking.event_id,
+                    &booking.hold_id,
+                    &booking.currency_code,
+                    &booking.subtotal_minor,
+                    &booking.fees_minor,
+                    &total,
+                    &booking.create_key,
+                    &booking.event_start_time,
+                    &booking.expire_time,
+                    &seats,
+                    &sections,
+                    &tiers,
+                    &prices,
+                ],
+            )
+            .await
+            .context("inserting a booking")?;
+        Ok(row.get::<_, i64>("inserted") == 1)
+    }
+
+    pub async fn booking(&self, id: Uuid) -> anyhow::Result<Option<BookingRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.id = $1"), &[&id])
+            .await
+            .context("reading a booking")?;
+        row.as_ref().map(booking_from_row).transpose()
+    }
+
+    pub async fn booking_by_hold(&self, hold_id: Uuid) -> anyhow::Result<Option<BookingRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.hold_id = $1"), &[&hold_id])
+            .await
+            .context("reading a booking by hold")?;
+        row.as_ref().map(booking_from_row).transpose()
+    }
+
+    pub async fn booking_by_create_key(&self, user_id: Uuid, key: &str) -> anyhow::Result<Option<BookingRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.user_id = $1 AND b.create_key = $2"),
+                &[&user_id, &key],
+            )
+            .await
+            .context("reading a booking by key")?;
+        row.as_ref().map(booking_from_row).transpose()
+    }
+
+    /// A user's bookings, newest first, after the `(created_at, id)` cursor.
+    pub async fn list(
+        &self,
+        user_id: Uuid,
+        after: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> anyhow::Result<Vec<BookingRecord>> {
+        let client = self.client().await?;
+        let (after_time, after_id) = match after {
+            Some((time, id)) => (Some(time), Some(id)),
+            None => (None, None),
+        };
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {BOOKING_COLUMNS} FROM checkout.bookings b
+                     WHERE b.user_id = $1
+                       AND ($2::timestamptz IS NULL OR (b.created_at, b.id) < ($2, $3::uuid))
+                     ORDER BY b.created_at DESC, b.id DESC
+                     LIMIT $4"
+                ),
+                &[&user_id, &after_time, &after_id, &limit],
+            )
+            .await
+            .context("listing bookings")?;
+        rows.iter().map(booking_from_row).collect()
+    }
+
+    /// Moves a pending, unexpired booking of `user_id` to confirming and
+    /// records the payment attempt, in one statement. A key used before
+    /// makes the whole statement fail on the unique index: nothing changes.
+    pub async fn claim(
+        &self,
+        booking_id: Uuid,
+        user_id: Uuid,
+        payment_id: Uuid,
+        idempotency_key: &str,
+        payment_method: &str,
+    ) -> anyhow::Result<Claim> {
+        let client = self.client().await?;
+        let result = client
+            .query_opt(
+                &format!(
+                    "WITH claimed AS (
+                         UPDATE checkout.bookings SET state = 'confirming', updated_at = now()
+                         WHERE id = $1 AND user_id = $2 AND state = 'pending' AND expire_time > now()
+                         RETURNING *
+                     ),
+                     p AS (
+                         INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
+                             amount_minor, currency_code, state)
+                         SELECT $3, claimed.id, $2, $4, $5, claimed.total_minor, claimed.currency_code, 'authorizing'
+                         FROM claimed
+                         RETURNING id
+                     )
+                     SELECT {BOOKING_COLUMNS} FROM claimed b, p"
+                ),
+                &[&booking_id, &user_id, &payment_id, &idempotency_key, &payment_method],
+            )
+            .await;
+        match result {
+            Ok(Some(row)) => Ok(Claim::Claimed(Box::new(booking_from_row(&row)?))),
+            Ok(None) => Ok(Claim::NotClaimed),
+            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Claim::NotClaimed),
+            Err(error) => Err(error).context("claiming a booking"),
+        }
+    }
+
+    pub async fn payment_by_key(&self, user_id: Uuid, key: &str) -> anyhow::Result<Option<PaymentRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {PAYMENT_COLUMNS} FROM checkout.payments p WHERE p.user_id = $1 AND p.idempotency_key = $2"),
+                &[&user_id, &key],
+            )
+            .await
+            .context("reading a payment by key")?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+
+    pub async fn payment(&self, id: Uuid) -> anyhow::Result<Option<PaymentRecord>> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(&format!("SELECT {PAYMENT_COLUMNS} FROM checkout.payments p WHERE p.id = $1"), &[&id])
+            .await
+            .context("reading a payment")?;
+        row.as_ref().map(payment_from_row).transpose()
+    }
+
+    /// Payment captured and booking confirmed, in one statement. False when
+    /// someone (a retry, the reconciler) got there first.
+    pub async fn finish_confirm(&self, payment_id: Uuid, provider_ref: &str) -> anyhow::Result<bool> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "WITH p AS (
+                     UPDATE checkout.payments SET state = 'captured', provider_ref = $2, updated_at = now()
+                     WHERE id = $1 AND state IN ('authorizing', 'authorized')
+                     RETURNING id, booking_id
+                 ),
+                 b AS (
+                     UPDATE checkout.bookings b SET state = 'confirmed', payment_id = p.id, confirmed_at = now(),
+                         updated_at = now()
+                     FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
+                     RETURNING b.id
+                 )
+                 SELECT (SELECT count(*) FROM p) AS payments, (SELECT count(*) FROM b) AS bookings",
+                &[&payment_id, &provider_ref],
+            )
+            .await
+            .context("finishing a confirmation")?;
+        let payments: i64 = row.get("payments");
+        let bookings: i64 = row.get("bookings");
+        anyhow::ensure!(payments == bookings, "payment {payment_id} captured without a confirming booking");
+        Ok(payments == 1)
+    }
+
+    /// Ends an attempt that took no money (declined, voided, never
+    /// authorized) with its stored answer; the booking is payable again, or
+    /// expired when its hold ran out or its seats are gone.
+    pub async fn fail_attempt(
+        &self,
+        payment_id: Uuid,
+        state: PaymentState,
+        provider_ref: Option<&str>,
+        booking_expires: bool,
+        outcome: &Outcome,
+    ) -> anyhow::Result<bool> {
+        debug_assert!(matches!(state, PaymentState::Declined | PaymentState::Voided));
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "WITH p AS (
+                     UPDATE checkout.payments SET state = $2, provider_ref = coalesce($3, provider_ref),
+                         outcome_code = $4, outcome_reason = $5, outcome_message = $6, updated_at = now()
+                     WHERE id = $1 AND state IN ('authorizing', 'authorized')
+                     RETURNING booking_id
+                 ),
+                 b AS (
+                     UPDATE checkout.bookings b
+                     SET state = CASE WHEN $7 OR b.expire_time <= now() THEN 'expired' ELSE 'pending' END,
+                         failure_reason = CASE WHEN $7 OR b.expire_time <= now() THEN $5 ELSE NULL END,
+                         updated_at = now()
+                     FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
+                     RETURNING b.id
+                 )
+                 SELECT (SELECT count(*) FROM p) AS payments",
+                &[
+                    &payment_id,
+                    &state.as_str(),
+                    &provider_ref,
+                    &outcome.code,
+                    &outcome.reason,
+                    &outcome.message,
+                    &booking_expires,
+                ],
+            )
+            .await
+            .context("failing a payment attempt")?;
+        Ok(row.get::<_, i64>("payments") == 1)
+    }
+
+    /// Attempts left unfinished longer than `older_than` (crashed requests),
+    /// with their bookings.
+    pub async fn stale_payments(
+        &self,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> anyhow::Result<Vec<(PaymentRecord, BookingRecord)>> {
+        let client = self.client().await?;
+        let seconds = older_than.as_secs_f64();
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {PAYMENT_COLUMNS}, b.id AS b_id FROM checkout.payments p
+                     WHERE p.state IN ('authorizing', 'authorized')
+                       AND p.updated_at <= now() - $1::float8 * interval '1 second'
+                     ORDER BY p.updated_at LIMIT $2"
+                ),
+                &[&seconds, &limit],
+            )
+            .await
+            .context("finding unfinished payments")?;
+        let mut found = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let payment = payment_from_row(row)?;
+            if let Some(booking) = self.booking(payment.booking_id).await? {
+                found.push((payment, booking));
+            }
+        }
+        Ok(found)
+    }
+
+    /// Pending bookings whose hold ran out end as expired.
+    pub async fn expire_pending(&self) -> anyhow::Result<u64> {
+        let client = self.client().await?;
+        client
+            .execute(
+                "UPDATE checkout.bookings SET state = 'expired', failure_reason = 'HOLD_EXPIRED', updated_at = now()
+                 WHERE state = 'pending' AND expire_time <= now()",
+                &[],
+            )
+            .await
+            .context("expiring pending bookings")
+    }
+
+    /// A pending booking is cancelled outright (nothing was paid).
+    pub async fn cancel_pending(&self, booking_id: Uuid) -> anyhow::Result<bool> {
+        let client = self.client().await?;
+        let moved = client
+            .execute(
+                "UPDATE checkout.bookings SET state = 'cancelled', cancelled_at = now(), updated_at = now()
+                 WHERE id = $1 AND state = 'pending'",
+                &[&booking_id],
+            )
+            .await
+            .context("cancelling a pending booking")?;
+        Ok(moved == 1)
+    }
+
+    /// Records the intent to cancel a confirmed booking and the refund it is
+    /// owed; the refund and the release of seats follow.
+    pub async fn begin_cancel(&self, booking_id: Uuid, refund_minor: i64) -> anyhow::Result<bool> {
+        let client = self.client().await?;
+        let moved = client
+            .execute(
+                "UPDATE checkout.bookings SET state = 'cancelling', refunded_minor = $2, updated_at = now()
+                 WHERE id = $1 AND state = 'confirmed'",
+                &[&booking_id, &refund_minor],
+            )
+            .await
+            .context("starting a cancellation")?;
+        Ok(moved == 1)
+    }
+
+    /// Booking cancelled and (when money went back) its payment refunded.
+    pub async fn finish_cancel(&self, booking_id: Uuid) -> anyhow::Result<bool> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "WITH b AS (
+                     UPDATE checkout.bookings SET state = 'cancelled', cancelled_at = now(), updated_at = now()
+                     WHERE id = $1 AND state = 'cancelling'
+                     RETURNING payment_id, refunded_minor
+                 ),
+                 p AS (
+                     UPDATE checkout.payments p SET state = 'refunded', refunded_minor = b.refunded_minor,
+                         updated_at = now()
+                     FROM b WHERE p.id = b.payment_id AND p.state = 'captured' AND b.refunded_minor > 0
+                     RETURNING p.id
+                 )
+                 SELECT (SELECT count(*) FROM b) AS bookings",
+                &[&booking_id],
+            )
+            .await
+            .context("finishing a cancellation")?;
+        Ok(row.get::<_, i64>("bookings") == 1)
+    }
+
+    pub async fn stale_cancellations(&self, older_than: std::time::Duration, limit: i64) -> anyhow::Result<Vec<BookingRecord>> {
+        let client = self.client().await?;
+        let seconds = older_than.as_secs_f64();
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT {BOOKING_COLUMNS} FROM checkout.bookings b
+                     WHERE b.state = 'cancelling' AND b.updated_at <= now() - $1::float8 * interval '1 second'
+                     ORDER BY b.updated_at LIMIT $2"
+                ),
+                &[&seconds, &limit],
+            )
+            .await
+            .context("finding unfinished cancellations")?;
+        rows.iter().map(booking_from_row).collect()
+    }
+
+    /// Records a provider event once (by its id) and raises the payment's
+    /// provider state when the event is newer than what is known. Answers
+    /// whether the event was new.
+    pub async fn record_webhook(
+        &self,
+        event_id: &str,
+        kind: &str,
+        payment_id: Option<Uuid>,
+        provider_ref: &str,
+        status: &str,
+        rank: i16,
+    ) -> anyhow::Result<bool> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "WITH e AS (
+                     INSERT INTO checkout.webhook_events (event_id, kind, payment_id, provider_ref, status)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (event_id) DO NOTHING
+                     RETURNING payment_id
+                 ),
+                 p AS (
+                     UPDATE checkout.payments p SET provider_state = $5, provider_rank = $6
+                     FROM e WHERE p.id = e.payment_id AND p.provider_rank < $6
+                     RETURNING p.id
+                 )
+                 SELECT (SELECT count(*) FROM e) AS new_events",
+                &[&event_id, &kind, &payment_id, &provider_ref, &status, &rank],
+            )
+            .await
+            .context("recording a webhook")?;
+        Ok(row.get::<_, i64>("new_events") == 1)
+    }
+}

@@ -1,0 +1,163 @@
+//! The HTTP endpoint the payment provider posts webhooks to, on its own
+//! address. A body is accepted only with a valid signature made within the
+//! tolerance window; each event is recorded once by its id, and it can
+//! only raise what checkout knows of a payment's provider state, so
+//! duplicates and late deliveries change nothing.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use boxoffice_runtime::Shutdown;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt as _, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::payment::ProviderStatus;
+use crate::payment::webhook::{self, SIGNATURE_HEADER, WEBHOOK_PATH, WebhookEvent};
+use crate::store::CheckoutStore;
+
+/// Largest webhook body accepted.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Clone)]
+struct Receiver {
+    store: CheckoutStore,
+    secret: Arc<Vec<u8>>,
+    tolerance_secs: i64,
+}
+
+pub struct WebhookServer {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    receiver: Receiver,
+}
+
+impl WebhookServer {
+    pub async fn bind(addr: SocketAddr, store: CheckoutStore, secret: &[u8], tolerance: std::time::Duration) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the webhook listener {addr}"))?;
+        let local_addr = listener.local_addr()?;
+        Ok(Self {
+            listener,
+            local_addr,
+            receiver: Receiver {
+                store,
+                secret: Arc::new(secret.to_vec()),
+                tolerance_secs: tolerance.as_secs() as i64,
+            },
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The URL the provider should post to.
+    pub fn url(&self) -> String {
+        format!("http://{}{WEBHOOK_PATH}", self.local_addr)
+    }
+
+    pub async fn run_until_stopped(self, shutdown: Shutdown) {
+        loop {
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => return,
+                accepted = self.listener.accept() => accepted,
+            };
+            let stream = match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    tracing::warn!(%error, "webhook accept failed");
+                    continue;
+                }
+            };
+            let receiver = self.receiver.clone();
+            let shutdown = shutdown.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |request| {
+                    let receiver = receiver.clone();
+                    async move { Ok::<_, Infallible>(receiver.handle(request).await) }
+                });
+                let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                tokio::pin!(connection);
+                tokio::select! {
+                    result = connection.as_mut() => {
+                        if let Err(error) = result {
+                            tracing::debug!(%error, "webhook connection ended");
+                        }
+                    }
+                    () = shutdown.cancelled() => connection.as_mut().graceful_shutdown(),
+                }
+            });
+        }
+    }
+}
+
+fn reply(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response
+}
+
+impl Receiver {
+    async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.uri().path() != WEBHOOK_PATH {
+            return reply(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#);
+        }
+        if request.method() != Method::POST {
+            return reply(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"use POST"}"#);
+        }
+        let signature = request
+            .headers()
+            .get(SIGNATURE_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned);
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"body too large"}"#),
+        };
+        let Some(signature) = signature else {
+            return reply(StatusCode::BAD_REQUEST, r#"{"error":"missing signature"}"#);
+        };
+        let now = chrono::Utc::now().timestamp();
+        if let Err(error) = webhook::verify(&self.secret, &signature, &body, now, self.tolerance_secs) {
+            tracing::warn!(%error, "webhook refused");
+            return match error {
+                webhook::SignatureError::Stale => reply(StatusCode::BAD_REQUEST, r#"{"error":"stale timestamp"}"#),
+                _ => reply(StatusCode::BAD_REQUEST, r#"{"error":"bad signature"}"#),
+            };
+        }
+        let event: WebhookEvent = match serde_json::from_slice(&body) {
+            Ok(event) => event,
+            Err(_) => return reply(StatusCode::BAD_REQUEST, r#"{"error":"malformed event"}"#),
+        };
+        let Some(status) = ProviderStatus::parse(&event.data.status) else {
+            // A signed event of a kind we do not know: acknowledge, ignore.
+            return reply(StatusCode::OK, r#"{"received":true}"#);
+        };
+        let payment_id = Uuid::parse_str(&event.data.idempotency_key).ok();
+        match self
+            .store
+            .record_webhook(&event.id, &event.kind, payment_id, &event.data.provider_ref, status.as_str(), status.rank())
+            .await
+        {
+            Ok(true) => {
+                tracing::info!(event_id = %event.id, kind = %event.kind, "webhook recorded");
+                reply(StatusCode::OK, r#"{"received":true}"#)
+            }
+            Ok(false) => reply(StatusCode::OK, r#"{"received":true,"duplicate":true}"#),
+            Err(error) => {
+                tracing::error!(error = format!("{error:#}"), "recording a webhook failed");
+                // The provider retries later.
+                reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"try again"}"#)
+            }
+        }
+    }
+}
