@@ -54,7 +54,7 @@ impl CatalogFeed {
                 Ok(false) => failures = 0,
                 Err(error) => {
                     failures += 1;
-                    if failures == 1 || failures % 100 == 0 {
+                    if failures == 1 || failures.is_multiple_of(100) {
                         tracing::warn!(
                             error = format!("{error:#}"),
                             failures,

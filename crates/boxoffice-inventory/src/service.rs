@@ -180,7 +180,7 @@ impl Inventory {
                 match self.try_hold(event_id, owner, &layout, &seats).await? {
                     HoldOutcome::Held(hold) => Ok(hold),
                     HoldOutcome::Taken(taken) => Err(InventoryError::SeatUnavailable(taken)),
-                    other => Err(self.refusal(other)),
+                    other => Err(self.refusal(other, &layout)),
                 }
             }
             SeatRequest::BestAvailable(query) => {
@@ -197,7 +197,7 @@ impl Inventory {
                         HoldOutcome::Held(hold) => return Ok(hold),
                         // Lost the race for these seats: look again.
                         HoldOutcome::Taken(_) => continue,
-                        other => return Err(self.refusal(other)),
+                        other => return Err(self.refusal(other, &layout)),
                     }
                 }
                 Err(InventoryError::SeatUnavailable(Vec::new()))
@@ -244,7 +244,7 @@ impl Inventory {
         )))
     }
 
-    fn refusal(&self, outcome: HoldOutcome) -> InventoryError {
+    fn refusal(&self, outcome: HoldOutcome, layout: &SaleLayout) -> InventoryError {
         match outcome {
             HoldOutcome::Closed => InventoryError::EventNotOnSale,
             HoldOutcome::TooManyHolds => InventoryError::TooManyHolds {
@@ -253,7 +253,7 @@ impl Inventory {
             HoldOutcome::OutOfRange(seat) => {
                 InventoryError::SeatRequest(domain::SeatRequestError::SeatOutOfRange {
                     seat,
-                    seat_count: 0,
+                    seat_count: layout.seat_count,
                 })
             }
             HoldOutcome::Taken(seats) => InventoryError::SeatUnavailable(seats),

@@ -34,7 +34,7 @@ pub async fn run(inventory: Arc<Inventory>, interval: Duration, shutdown: Shutdo
             Ok(()) => failures = 0,
             Err(error) => {
                 failures += 1;
-                if failures == 1 || failures % 100 == 0 {
+                if failures == 1 || failures.is_multiple_of(100) {
                     tracing::warn!(
                         error = format!("{error:#}"),
                         failures,

@@ -223,13 +223,7 @@ impl HoldStore {
     /// The keys of one event, in the order `common.lua` names them. The
     /// `{event-id}` hash tag puts them all in one cluster slot.
     pub fn event_keys(&self, event_id: Uuid) -> Vec<String> {
-        let base = format!("{}inv:{{{event_id}}}:", self.prefix);
-        [
-            "meta", "held", "sold", "holds", "expiry", "owners", "changes", "graves",
-        ]
-        .iter()
-        .map(|name| format!("{base}{name}"))
-        .collect()
+        event_keys(&self.prefix, event_id)
     }
 
     fn sweep_index_key(&self) -> String {
@@ -280,15 +274,10 @@ impl HoldStore {
             .await?;
         Ok(match text(&reply, 0)?.as_str() {
             "OK" => {
-                let hold = HoldRef { event_id, hold_id };
-                let outcome = HoldOutcome::Held(decode_hold(hold, &text(&reply, 1)?)?);
-                // Best effort: the safety-net sweep finds holds this misses.
-                let expires = match &outcome {
-                    HoldOutcome::Held(hold) => hold.expires_ms,
-                    _ => 0,
-                };
-                self.schedule_sweep(event_id, expires).await;
-                outcome
+                let hold = decode_hold(HoldRef { event_id, hold_id }, &text(&reply, 1)?)?;
+                // Best effort: the sweeper's safety-net pass finds holds this misses.
+                self.schedule_sweep(event_id, hold.expires_ms).await;
+                HoldOutcome::Held(hold)
             }
             "TAKEN" => HoldOutcome::Taken(
                 reply[1..]
@@ -546,6 +535,17 @@ impl HoldStore {
     }
 }
 
+/// The keys of one event, in the order `common.lua` names them.
+fn event_keys(prefix: &str, event_id: Uuid) -> Vec<String> {
+    let base = format!("{prefix}inv:{{{event_id}}}:");
+    [
+        "meta", "held", "sold", "holds", "expiry", "owners", "changes", "graves",
+    ]
+    .iter()
+    .map(|name| format!("{base}{name}"))
+    .collect()
+}
+
 fn text(reply: &[Value], index: usize) -> anyhow::Result<String> {
     reply
         .get(index)
@@ -615,21 +615,35 @@ mod tests {
     }
 
     #[test]
-    fn every_script_has_its_keys_under_one_hash_tag() {
-        let scripts = Scripts::new();
-        assert!(
-            scripts
-                .hold
-                .lua()
-                .is_some_and(|lua| lua.contains("redis.call('TIME')"))
-        );
+    fn every_key_of_an_event_lands_in_one_cluster_slot() {
         let event = Uuid::new_v4();
-        let tag = format!("{{{event}}}");
-        let base = format!("p:inv:{tag}:");
-        let keys: Vec<String> = ["meta", "held"]
-            .iter()
-            .map(|n| format!("{base}{n}"))
-            .collect();
-        assert!(keys.iter().all(|key| key.contains(&tag)));
+        let keys = event_keys("test-prefix:", event);
+        assert_eq!(keys.len(), 8);
+        let slot = fred::util::redis_keyslot(keys[0].as_bytes());
+        assert!(
+            keys.iter()
+                .all(|key| fred::util::redis_keyslot(key.as_bytes()) == slot)
+        );
+        assert_eq!(
+            slot,
+            fred::util::redis_keyslot(event.to_string().as_bytes())
+        );
+    }
+
+    #[test]
+    fn every_script_uses_redis_server_time() {
+        let scripts = Scripts::new();
+        for script in [
+            &scripts.hold,
+            &scripts.sweep,
+            &scripts.release,
+            &scripts.due,
+        ] {
+            assert!(
+                script
+                    .lua()
+                    .is_some_and(|lua| lua.contains("redis.call('TIME')"))
+            );
+        }
     }
 }
