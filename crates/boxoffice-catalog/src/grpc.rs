@@ -16,6 +16,7 @@ use crate::domain::{
     limits, optional_text, parse_id, required_text,
 };
 use crate::error::{CatalogError, reason};
+use crate::search::EventSearch;
 use crate::service::Catalog;
 use crate::store::{EventFilter, PageCursor};
 
@@ -100,13 +101,17 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
     #[instrument(skip_all)]
     async fn search_events(
         &self,
-        _request: Request<pb::SearchEventsRequest>,
+        request: Request<pb::SearchEventsRequest>,
     ) -> Result<Response<pb::SearchEventsResponse>, Status> {
-        Err(status::with_reason(
-            tonic::Code::Unimplemented,
-            reason::SEARCH_NOT_AVAILABLE,
-            "search is not available in this build; use ListEvents",
-        ))
+        // The component attaches the search (see `search::WithSearch`).
+        let Some(search) = request.extensions().get::<Arc<EventSearch>>().cloned() else {
+            return Err(status::with_reason(
+                tonic::Code::Unimplemented,
+                reason::SEARCH_NOT_AVAILABLE,
+                "search is not available in this build; use ListEvents",
+            ));
+        };
+        Ok(Response::new(search.search(request.get_ref()).await?))
     }
 
     #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]

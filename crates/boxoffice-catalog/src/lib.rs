@@ -7,6 +7,7 @@ pub mod cache;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod search;
 pub mod seed;
 pub mod server;
 pub mod service;

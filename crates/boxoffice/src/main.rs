@@ -41,6 +41,8 @@ enum Command {
     Migrate,
     /// Load the demo data (only into an empty catalog).
     Seed,
+    /// Rebuild the search index (Meilisearch, or the embedded index in BOXOFFICE_SEARCH_DIR) from PostgreSQL.
+    Reindex,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -76,6 +78,7 @@ fn main() -> ExitCode {
             Command::Serve { service } => serve(&config, service).await,
             Command::Migrate => migrate(&config).await,
             Command::Seed => seed(&config).await,
+            Command::Reindex => reindex(&config).await,
         };
         telemetry.shutdown();
         result
@@ -177,6 +180,23 @@ async fn seed(config: &Config) -> anyhow::Result<()> {
             report.venues, report.seats, report.performers, report.events
         ),
         None => println!("the catalog already has data; nothing seeded"),
+    }
+    Ok(())
+}
+
+async fn reindex(config: &Config) -> anyhow::Result<()> {
+    let pool = database(config).await?;
+    boxoffice_runtime::postgres::migrate(&pool, boxoffice_catalog::store::SCHEMA, boxoffice_catalog::store::MIGRATIONS)
+        .await?;
+    match boxoffice_catalog::search::reindex_from_env(&pool).await? {
+        Some(report) => println!(
+            "search index rebuilt: {} events, up to outbox row {}",
+            report.events, report.checkpoint
+        ),
+        None => println!(
+            "the embedded search index lives in memory and is rebuilt at every start; nothing to do \
+             (set BOXOFFICE_SEARCH_DIR or BOXOFFICE_MEILISEARCH_URL for an index that persists)"
+        ),
     }
     Ok(())
 }

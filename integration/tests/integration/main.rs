@@ -9,3 +9,4 @@ mod catalog;
 mod harness;
 mod inventory;
 mod inventory_cluster;
+mod search;
