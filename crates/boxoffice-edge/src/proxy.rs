@@ -438,6 +438,16 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
         }
     };
 
+    if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+        return reject(
+            record,
+            status_with(
+                Code::DeadlineExceeded,
+                reason::DEADLINE_EXCEEDED,
+                "deadline exceeded",
+            ),
+        );
+    }
     let forward = forward(&state, &cluster, &parts, body);
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), forward).await {
@@ -476,10 +486,20 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
     } else {
         Some(slot)
     };
+    // A trailers-only answer (every error) is complete already: HTTP/2 may
+    // never poll its empty body, so record it now.
+    let record = match header_code {
+        Some(code) if http_body::Body::is_end_stream(&incoming) => {
+            record.finish(code);
+            None
+        }
+        _ => Some(record),
+    };
     let body = ObservedBody {
         inner: incoming,
-        record: Some(record),
+        record,
         header_code,
+        broken: false,
         _slot: slot,
         _outstanding: outstanding,
     };
@@ -599,6 +619,8 @@ pin_project_lite::pin_project! {
         inner: hyper::body::Incoming,
         record: Option<CallRecord>,
         header_code: Option<i32>,
+        // Set once a broken upstream stream was closed with UNAVAILABLE trailers.
+        broken: bool,
         _slot: Option<ClusterSlot>,
         _outstanding: Outstanding,
     }
@@ -622,7 +644,7 @@ impl http_body::Body for ObservedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = self.project();
-        if this.record.is_none() {
+        if *this.broken {
             return Poll::Ready(None);
         }
         match this.inner.poll_frame(cx) {
@@ -648,6 +670,7 @@ impl http_body::Body for ObservedBody {
                     }
                     record.finish(Code::Unavailable as i32);
                 }
+                *this.broken = true;
                 let mut trailers = HeaderMap::new();
                 let status = upstream_unavailable();
                 if status.add_header(&mut trailers).is_err() {
@@ -665,7 +688,7 @@ impl http_body::Body for ObservedBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.record.is_none() || self.inner.is_end_stream()
+        self.broken || self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {

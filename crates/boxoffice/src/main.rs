@@ -5,12 +5,16 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use boxoffice_accounts::AccountsComponent;
+use boxoffice_accounts::TokenConfig;
+use boxoffice_accounts::config::MissingSecret;
 use boxoffice_catalog::CatalogComponent;
 use boxoffice_catalog::store::{CatalogStore, EventFilter};
 use boxoffice_inventory::InventoryComponent;
 use boxoffice_runtime::config::EXIT_BAD_CONFIG;
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::telemetry::Telemetry;
+use boxoffice_edge::{Edge, EdgeConfig};
 use boxoffice_runtime::{Config, Shutdown};
 use clap::{Parser, Subcommand, ValueEnum};
 
@@ -49,10 +53,13 @@ enum Command {
 enum Service {
     Catalog,
     Inventory,
+    Accounts,
+    /// The gateway; reads its upstreams from BOXOFFICE_EDGE_CONFIG / BOXOFFICE_EDGE_UPSTREAM_*.
+    Edge,
 }
 
 impl Service {
-    const ALL: &'static [Service] = &[Service::Catalog, Service::Inventory];
+    const ALL: &'static [Service] = &[Service::Catalog, Service::Inventory, Service::Accounts];
 }
 
 fn main() -> ExitCode {
@@ -104,6 +111,25 @@ async fn database(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
 struct Services {
     catalog: Option<CatalogComponent>,
     inventory: Option<InventoryComponent>,
+    accounts: Option<AccountsComponent>,
+}
+
+/// One token configuration per process, so accounts (signing) and the edge
+/// (verifying) in `up` share the same per-process key.
+static TOKENS: std::sync::OnceLock<TokenConfig> = std::sync::OnceLock::new();
+
+/// `up` may make a random per-process key (tokens die with the process);
+/// `serve` refuses to start without `BOXOFFICE_JWT_SECRET`, so no deployment
+/// ever runs on a key that is known or differs between accounts and the edge.
+fn token_config(missing: MissingSecret) -> anyhow::Result<&'static TokenConfig> {
+    if let Some(tokens) = TOKENS.get() {
+        return Ok(tokens);
+    }
+    let tokens = TokenConfig::from_env(missing).map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
+    if tokens.ephemeral_secret {
+        tracing::warn!("BOXOFFICE_JWT_SECRET is not set: signing tokens with a random per-process key (development only; tokens end with the process)");
+    }
+    Ok(TOKENS.get_or_init(|| tokens))
 }
 
 async fn start_services(
@@ -116,6 +142,7 @@ async fn start_services(
     let mut services = Services {
         catalog: None,
         inventory: None,
+        accounts: None,
     };
     if which.contains(&Service::Catalog) {
         let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;
@@ -127,14 +154,24 @@ async fn start_services(
         inventory.register(server);
         services.inventory = Some(inventory);
     }
+    if which.contains(&Service::Accounts) {
+        let accounts = AccountsComponent::start(token_config(MissingSecret::Refuse)?, pool.clone()).await?;
+        accounts.register(server);
+        services.accounts = Some(accounts);
+    }
     Ok(services)
 }
 
 async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals();
+    // Everything goes through the edge exactly as in production: the
+    // services listen on an internal loopback port, the edge on `listen`.
+    token_config(MissingSecret::GenerateEphemeral)?;
+    let mut edge_config = EdgeConfig::from_env(config.listen).map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
+    edge_config.shutdown_grace = config.shutdown_grace;
     let pool = database(config).await?;
-    let mut server = GrpcServer::bind(config.listen).await?;
-    let _services = start_services(config, &pool, &shutdown, &mut server, Service::ALL).await?;
+    let mut server = GrpcServer::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+    let services = start_services(config, &pool, &shutdown, &mut server, Service::ALL).await?;
     if demo_data {
         let store = CatalogStore::new(pool.clone());
         if let Some(report) = boxoffice_catalog::seed::seed_if_empty(&store, DEMO_EVENTS).await? {
@@ -147,11 +184,34 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
             );
         }
     }
-    print_banner(server.local_addr(), &CatalogStore::new(pool)).await;
-    server.run_until_stopped(shutdown, config.shutdown_grace).await
+    if demo_data && let Some(accounts) = &services.accounts {
+        accounts.ensure_demo_users().await?;
+    }
+    let edge = Edge::bind(edge_config.with_upstream_everywhere(server.local_addr()), token_config(MissingSecret::Refuse)?)
+        .await?;
+    print_banner(edge.local_addr(), &CatalogStore::new(pool)).await;
+    if let Some(admin) = edge.admin_addr() {
+        println!("  edge metrics:       curl http://{admin}/metrics");
+    }
+    let internal = tokio::spawn(server.run_until_stopped(shutdown.clone(), config.shutdown_grace));
+    let edge_result = edge.run_until_stopped(shutdown).await;
+    internal.await.context("the internal server task")??;
+    edge_result
+}
+
+async fn serve_edge(config: &Config) -> anyhow::Result<()> {
+    let tokens = token_config(MissingSecret::Refuse)?;
+    let edge_config = EdgeConfig::from_env(config.listen).map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
+    let shutdown = Shutdown::on_signals();
+    let edge = Edge::bind(edge_config, tokens).await?;
+    tracing::info!(listen = %edge.local_addr(), "serving the edge");
+    edge.run_until_stopped(shutdown).await
 }
 
 async fn serve(config: &Config, service: Service) -> anyhow::Result<()> {
+    if service == Service::Edge {
+        return serve_edge(config).await;
+    }
     let shutdown = Shutdown::on_signals();
     let pool = database(config).await?;
     let mut server = GrpcServer::bind(config.listen).await?;
@@ -165,6 +225,8 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     boxoffice_runtime::postgres::migrate(&pool, boxoffice_catalog::store::SCHEMA, boxoffice_catalog::store::MIGRATIONS)
         .await?;
     boxoffice_runtime::postgres::migrate(&pool, boxoffice_inventory::store::SCHEMA, boxoffice_inventory::store::MIGRATIONS)
+        .await?;
+    boxoffice_runtime::postgres::migrate(&pool, boxoffice_accounts::store::SCHEMA, boxoffice_accounts::store::MIGRATIONS)
         .await?;
     println!("migrations applied");
     Ok(())
@@ -227,5 +289,14 @@ async fn print_banner(addr: std::net::SocketAddr, store: &CatalogStore) {
         );
     }
     println!("  upcoming events:    grpcurl -plaintext -d '{{\"page_size\":5}}' {addr} boxoffice.catalog.v1.CatalogService/ListEvents");
+    println!(
+        "  log in (demo admin): grpcurl -plaintext -d '{{\"email\":\"{}\",\"password\":\"{}\"}}' {addr} boxoffice.accounts.v1.AccountsService/Login",
+        boxoffice_accounts::server::DEMO_ADMIN_EMAIL,
+        boxoffice_accounts::server::DEMO_PASSWORD
+    );
+    println!(
+        "  (demo customer: {}, same password); then add  -H 'authorization: Bearer <accessToken>'",
+        boxoffice_accounts::server::DEMO_CUSTOMER_EMAIL
+    );
     println!("stop with ctrl-c");
 }

@@ -5,7 +5,10 @@
 // test binary, so the workspace's unreachable-pub lint does not apply.
 #![allow(unreachable_pub)]
 
+mod accounts;
 mod catalog;
+mod edge;
+mod edge_world;
 mod harness;
 mod inventory;
 mod inventory_cluster;
