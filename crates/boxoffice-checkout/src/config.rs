@@ -112,7 +112,10 @@ impl Default for SimulatedProviderConfig {
     fn default() -> Self {
         Self {
             latency: Duration::ZERO,
-            decline_tokens: DEFAULT_DECLINE_TOKENS.iter().map(|token| (*token).to_owned()).collect(),
+            decline_tokens: DEFAULT_DECLINE_TOKENS
+                .iter()
+                .map(|token| (*token).to_owned())
+                .collect(),
             duplicate_percent: 20,
             max_delivery_delay: Duration::from_millis(50),
             webhook_url: None,
@@ -174,7 +177,11 @@ impl CheckoutConfig {
     }
 
     pub fn from_vars(vars: &BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| vars.get(name).map(|value| value.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
         let defaults = Self::default();
         let url = |variable: &'static str, default: String| -> Result<String, ConfigError> {
             let value = get(variable).unwrap_or(default);
@@ -210,7 +217,12 @@ impl CheckoutConfig {
         let ticket_key = secret(ENV_TICKET_KEY, defaults.ticket_key)?;
         let decline_tokens = match get(ENV_PAYMENT_DECLINE_TOKENS) {
             None => defaults.provider.decline_tokens,
-            Some(list) => list.split(',').map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned).collect(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|t| !t.is_empty())
+                .map(str::to_owned)
+                .collect(),
         };
         let webhook_url = match get(ENV_PAYMENT_WEBHOOK_URL) {
             None => None,
@@ -227,11 +239,25 @@ impl CheckoutConfig {
             catalog_url,
             webhook_listen,
             webhook_secret,
-            webhook_tolerance: Duration::from_secs(number(&get, ENV_WEBHOOK_TOLERANCE, 300, 1, 86_400)?),
+            webhook_tolerance: Duration::from_secs(number(
+                &get,
+                ENV_WEBHOOK_TOLERANCE,
+                300,
+                1,
+                86_400,
+            )?),
             ticket_key,
             fee_per_ticket_minor: number(&get, ENV_FEE_PER_TICKET, 150, 0, 1_000_000)? as i64,
-            refund_cutoff: Duration::from_secs(3600 * number(&get, ENV_REFUND_CUTOFF, 48, 0, 24 * 365)?),
-            reconcile_interval: Duration::from_millis(number(&get, ENV_RECONCILE_INTERVAL, 1_000, 10, 600_000)?),
+            refund_cutoff: Duration::from_secs(
+                3600 * number(&get, ENV_REFUND_CUTOFF, 48, 0, 24 * 365)?,
+            ),
+            reconcile_interval: Duration::from_millis(number(
+                &get,
+                ENV_RECONCILE_INTERVAL,
+                1_000,
+                10,
+                600_000,
+            )?),
             reconcile_after: Duration::from_secs(number(&get, ENV_RECONCILE_AFTER, 60, 0, 86_400)?),
             provider: SimulatedProviderConfig {
                 latency: Duration::from_millis(number(&get, ENV_PAYMENT_LATENCY, 0, 0, 60_000)?),
@@ -246,7 +272,8 @@ impl CheckoutConfig {
 
     /// True while a development-only secret is in use.
     pub fn uses_development_secrets(&self) -> bool {
-        self.webhook_secret.expose() == DEV_WEBHOOK_SECRET || self.ticket_key.expose() == DEV_TICKET_KEY
+        self.webhook_secret.expose() == DEV_WEBHOOK_SECRET
+            || self.ticket_key.expose() == DEV_TICKET_KEY
     }
 }
 
@@ -274,7 +301,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -283,24 +313,34 @@ mod tests {
         assert_eq!(config.webhook_listen.to_string(), "127.0.0.1:8081");
         assert_eq!(config.catalog_url, config.inventory_url);
         assert!(config.uses_development_secrets());
-        assert!(config.provider.decline_tokens.iter().any(|t| t == "tok_chargeDeclined"));
+        assert!(
+            config
+                .provider
+                .decline_tokens
+                .iter()
+                .any(|t| t == "tok_chargeDeclined")
+        );
     }
 
     #[test]
     fn bad_values_name_their_variable() {
-        let err = CheckoutConfig::from_vars(&vars(&[(ENV_INVENTORY_URL, "localhost:1")])).unwrap_err();
+        let err =
+            CheckoutConfig::from_vars(&vars(&[(ENV_INVENTORY_URL, "localhost:1")])).unwrap_err();
         assert_eq!(err.variable, ENV_INVENTORY_URL);
         let err = CheckoutConfig::from_vars(&vars(&[(ENV_WEBHOOK_LISTEN, "x")])).unwrap_err();
         assert_eq!(err.variable, ENV_WEBHOOK_LISTEN);
         let err = CheckoutConfig::from_vars(&vars(&[(ENV_WEBHOOK_SECRET, "short")])).unwrap_err();
         assert_eq!(err.variable, ENV_WEBHOOK_SECRET);
-        let err = CheckoutConfig::from_vars(&vars(&[(ENV_PAYMENT_DUPLICATE_PERCENT, "101")])).unwrap_err();
+        let err = CheckoutConfig::from_vars(&vars(&[(ENV_PAYMENT_DUPLICATE_PERCENT, "101")]))
+            .unwrap_err();
         assert_eq!(err.variable, ENV_PAYMENT_DUPLICATE_PERCENT);
     }
 
     #[test]
     fn secrets_never_print() {
-        let config = CheckoutConfig::from_vars(&vars(&[(ENV_WEBHOOK_SECRET, "whsec_0123456789abcdef")])).unwrap();
+        let config =
+            CheckoutConfig::from_vars(&vars(&[(ENV_WEBHOOK_SECRET, "whsec_0123456789abcdef")]))
+                .unwrap();
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
     }
 

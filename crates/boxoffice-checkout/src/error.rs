@@ -61,7 +61,11 @@ pub enum CheckoutError {
     NotCancellable(&'static str),
     /// The answer stored for an earlier attempt with the same key.
     #[error("stored answer {reason}")]
-    Stored { code: i32, reason: String, message: String },
+    Stored {
+        code: i32,
+        reason: String,
+        message: String,
+    },
     /// A test's failure point stopped the request as a crash would.
     #[error("simulated crash at {0:?}")]
     Crashed(FailPoint),
@@ -84,10 +88,16 @@ impl From<CheckoutError> for Status {
             InvalidField(field) => status::invalid_field(&field.field, field.description),
             Unauthenticated => status::unauthenticated("sign in to book"),
             BookingNotFound(id) => status::not_found("booking", id),
-            HoldNotFound => status::with_reason(Code::NotFound, reason::HOLD_NOT_FOUND, "hold not found"),
+            HoldNotFound => {
+                status::with_reason(Code::NotFound, reason::HOLD_NOT_FOUND, "hold not found")
+            }
             HoldNotActive(why) => status::with_reason_and_metadata(
                 Code::FailedPrecondition,
-                if why == "expired" { reason::HOLD_EXPIRED } else { reason::HOLD_NOT_ACTIVE },
+                if why == "expired" {
+                    reason::HOLD_EXPIRED
+                } else {
+                    reason::HOLD_NOT_ACTIVE
+                },
                 format!("the hold is {why}; hold the seats again"),
                 HashMap::from([("hold_state".to_owned(), why.to_owned())]),
             ),
@@ -131,7 +141,11 @@ impl From<CheckoutError> for Status {
                 reason::BOOKING_NOT_CANCELLABLE,
                 format!("a booking that is {state} cannot be cancelled"),
             ),
-            Stored { code, reason, message } => status::with_reason(Code::from(code), &reason, message),
+            Stored {
+                code,
+                reason,
+                message,
+            } => status::with_reason(Code::from(code), &reason, message),
             Crashed(point) => status::with_reason(
                 Code::Unavailable,
                 reason::SIMULATED_CRASH,
@@ -148,7 +162,9 @@ impl CheckoutError {
     /// an attempt.
     pub fn stored(&self) -> Option<(i32, String, String)> {
         let status = match self {
-            Self::PaymentDeclined(_) | Self::SeatsGone { .. } => Status::from(self.clone_for_storage()),
+            Self::PaymentDeclined(_) | Self::SeatsGone { .. } => {
+                Status::from(self.clone_for_storage())
+            }
             _ => return None,
         };
         let reason = status::reason_of(&status).unwrap_or_default();
@@ -175,12 +191,17 @@ mod tests {
     fn declines_are_failed_preconditions_with_a_reason() {
         let status = Status::from(CheckoutError::PaymentDeclined("generic_decline".into()));
         assert_eq!(status.code(), Code::FailedPrecondition);
-        assert_eq!(status::reason_of(&status).as_deref(), Some(reason::PAYMENT_DECLINED));
+        assert_eq!(
+            status::reason_of(&status).as_deref(),
+            Some(reason::PAYMENT_DECLINED)
+        );
     }
 
     #[test]
     fn internal_errors_hide_their_cause() {
-        let status = Status::from(CheckoutError::Internal(anyhow::anyhow!("relation checkout.bookings")));
+        let status = Status::from(CheckoutError::Internal(anyhow::anyhow!(
+            "relation checkout.bookings"
+        )));
         assert_eq!(status.code(), Code::Internal);
         assert!(!status.message().contains("relation"));
     }

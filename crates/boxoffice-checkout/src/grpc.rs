@@ -50,7 +50,11 @@ fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
 }
 
 fn encode_page_token(booking: &BookingRecord) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{}:{}", booking.created_at.timestamp_micros(), booking.id))
+    URL_SAFE_NO_PAD.encode(format!(
+        "{}:{}",
+        booking.created_at.timestamp_micros(),
+        booking.id
+    ))
 }
 
 fn decode_page_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, FieldError> {
@@ -61,7 +65,8 @@ fn decode_page_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, Field
     let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
     let raw = String::from_utf8(raw).map_err(|_| bad())?;
     let (micros, id) = raw.split_once(':').ok_or_else(bad)?;
-    let time = DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
+    let time =
+        DateTime::from_timestamp_micros(micros.parse().map_err(|_| bad())?).ok_or_else(bad)?;
     Ok(Some((time, Uuid::parse_str(id).map_err(|_| bad())?)))
 }
 
@@ -94,7 +99,10 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
             kind: pb::LineItemKind::Ticket as i32,
             description: format!("seat {}", ticket.seat_index),
             seat_index: ticket.seat_index,
-            price_tier_id: ticket.price_tier_id.map(|id| id.to_string()).unwrap_or_default(),
+            price_tier_id: ticket
+                .price_tier_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
             amount: Some(money(ticket.price_minor)),
         })
         .collect();
@@ -117,8 +125,14 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
             .iter()
             .map(|ticket| pb::Ticket {
                 seat_index: ticket.seat_index,
-                section_id: ticket.section_id.map(|id| id.to_string()).unwrap_or_default(),
-                price_tier_id: ticket.price_tier_id.map(|id| id.to_string()).unwrap_or_default(),
+                section_id: ticket
+                    .section_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+                price_tier_id: ticket
+                    .price_tier_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
                 price: Some(money(ticket.price_minor)),
                 code: nonce
                     .map(|nonce| {
@@ -150,35 +164,58 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
 #[tonic::async_trait]
 impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
     #[instrument(skip_all, fields(hold = %request.get_ref().hold))]
-    async fn create_booking(&self, request: Request<pb::CreateBookingRequest>) -> Result<Response<pb::Booking>, Status> {
+    async fn create_booking(
+        &self,
+        request: Request<pb::CreateBookingRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
         let caller = caller(&request);
         let request = request.into_inner();
         let (event_id, hold_id) = domain::parse_hold_name("hold", &request.hold).map_err(bad)?;
-        let key = domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, false).map_err(bad)?;
-        let booking = self.checkout.create_booking(&caller, event_id, hold_id, key).await?;
+        let key = domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, false)
+            .map_err(bad)?;
+        let booking = self
+            .checkout
+            .create_booking(&caller, event_id, hold_id, key)
+            .await?;
         Ok(Response::new(booking_to_pb(&booking, &self.signer)))
     }
 
     #[instrument(skip_all, fields(name = %request.get_ref().name))]
-    async fn confirm_booking(&self, request: Request<pb::ConfirmBookingRequest>) -> Result<Response<pb::Booking>, Status> {
+    async fn confirm_booking(
+        &self,
+        request: Request<pb::ConfirmBookingRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
         let caller = caller(&request);
         let request = request.into_inner();
         let booking_id = domain::parse_booking_name("name", &request.name).map_err(bad)?;
-        let token = request.payment_method.map(|method| method.token).unwrap_or_default();
+        let token = request
+            .payment_method
+            .map(|method| method.token)
+            .unwrap_or_default();
         if token.is_empty() || token.len() > 255 {
-            return Err(bad(FieldError::new("payment_method.token", "must be a payment method token")));
+            return Err(bad(FieldError::new(
+                "payment_method.token",
+                "must be a payment method token",
+            )));
         }
         let key = domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, true)
             .map_err(bad)?
             .unwrap_or_default();
-        let booking = self.checkout.confirm_booking(&caller, booking_id, token, key).await?;
+        let booking = self
+            .checkout
+            .confirm_booking(&caller, booking_id, token, key)
+            .await?;
         Ok(Response::new(booking_to_pb(&booking, &self.signer)))
     }
 
     #[instrument(skip_all, fields(name = %request.get_ref().name))]
-    async fn get_booking(&self, request: Request<pb::GetBookingRequest>) -> Result<Response<pb::Booking>, Status> {
+    async fn get_booking(
+        &self,
+        request: Request<pb::GetBookingRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
         let caller = caller(&request);
-        let booking_id = domain::parse_booking_name("name", &request.get_ref().name).map_err(bad)?;
+        let booking_id =
+            domain::parse_booking_name("name", &request.get_ref().name).map_err(bad)?;
         let booking = self.checkout.get_booking(&caller, booking_id).await?;
         Ok(Response::new(booking_to_pb(&booking, &self.signer)))
     }
@@ -196,23 +233,33 @@ impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
             _ => return Err(bad(FieldError::new("page_size", "must be from 0 to 100"))),
         };
         let after = decode_page_token(&request.page_token).map_err(bad)?;
-        let (bookings, more) = self.checkout.list_bookings(&caller, after, page_size as i64).await?;
+        let (bookings, more) = self
+            .checkout
+            .list_bookings(&caller, after, page_size as i64)
+            .await?;
         let next_page_token = match (more, bookings.last()) {
             (true, Some(last)) => encode_page_token(last),
             _ => String::new(),
         };
         Ok(Response::new(pb::ListBookingsResponse {
-            bookings: bookings.iter().map(|booking| booking_to_pb(booking, &self.signer)).collect(),
+            bookings: bookings
+                .iter()
+                .map(|booking| booking_to_pb(booking, &self.signer))
+                .collect(),
             next_page_token,
         }))
     }
 
     #[instrument(skip_all, fields(name = %request.get_ref().name))]
-    async fn cancel_booking(&self, request: Request<pb::CancelBookingRequest>) -> Result<Response<pb::Booking>, Status> {
+    async fn cancel_booking(
+        &self,
+        request: Request<pb::CancelBookingRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
         let caller = caller(&request);
         let request = request.into_inner();
         let booking_id = domain::parse_booking_name("name", &request.name).map_err(bad)?;
-        domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, false).map_err(bad)?;
+        domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, false)
+            .map_err(bad)?;
         let booking = self.checkout.cancel_booking(&caller, booking_id).await?;
         Ok(Response::new(booking_to_pb(&booking, &self.signer)))
     }

@@ -24,7 +24,10 @@ pub struct ReconcileReport {
 }
 
 /// One pass over everything older than `older_than`.
-pub async fn reconcile_once(checkout: &Checkout, older_than: Duration) -> anyhow::Result<ReconcileReport> {
+pub async fn reconcile_once(
+    checkout: &Checkout,
+    older_than: Duration,
+) -> anyhow::Result<ReconcileReport> {
     let mut report = ReconcileReport::default();
     for (payment, booking) in checkout.store().stale_payments(older_than, BATCH).await? {
         match checkout.settle(&payment, &booking).await {
@@ -38,7 +41,11 @@ pub async fn reconcile_once(checkout: &Checkout, older_than: Duration) -> anyhow
             }
         }
     }
-    for booking in checkout.store().stale_cancellations(older_than, BATCH).await? {
+    for booking in checkout
+        .store()
+        .stale_cancellations(older_than, BATCH)
+        .await?
+    {
         match checkout.finish_cancel(&booking).await {
             Ok(()) => report.cancellations_finished += 1,
             Err(error) => {

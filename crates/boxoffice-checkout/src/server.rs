@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use boxoffice_contracts::checkout::v1::checkout_service_server::CheckoutServiceServer;
-use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
 use boxoffice_runtime::Shutdown;
+use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
 use deadpool_postgres::Pool;
 use tokio::task::JoinHandle;
 use tonic::transport::{Channel, Endpoint};
@@ -49,9 +49,13 @@ impl CheckoutComponent {
     /// Reads checkout's settings from the environment, then starts.
     /// `upstream` is the channel to inventory and catalog when they run in
     /// this process (`up`); otherwise the configured URLs are used.
-    pub async fn start(pool: Pool, shutdown: Shutdown, upstream: Option<Channel>) -> anyhow::Result<Self> {
-        let checkout_config =
-            CheckoutConfig::from_env().map_err(|error| anyhow::anyhow!("bad checkout configuration: {error}"))?;
+    pub async fn start(
+        pool: Pool,
+        shutdown: Shutdown,
+        upstream: Option<Channel>,
+    ) -> anyhow::Result<Self> {
+        let checkout_config = CheckoutConfig::from_env()
+            .map_err(|error| anyhow::anyhow!("bad checkout configuration: {error}"))?;
         Self::start_with(checkout_config, pool, shutdown, upstream).await
     }
 
@@ -65,11 +69,16 @@ impl CheckoutComponent {
             .await
             .context("migrating the checkout schema")?;
         if checkout_config.uses_development_secrets() {
-            tracing::warn!("checkout uses development secrets for webhooks or ticket codes; set them in production");
+            tracing::warn!(
+                "checkout uses development secrets for webhooks or ticket codes; set them in production"
+            );
         }
         let (inventory, catalog) = match upstream {
             Some(channel) => (channel.clone(), channel),
-            None => (lazy_channel(&checkout_config.inventory_url)?, lazy_channel(&checkout_config.catalog_url)?),
+            None => (
+                lazy_channel(&checkout_config.inventory_url)?,
+                lazy_channel(&checkout_config.catalog_url)?,
+            ),
         };
         let store = CheckoutStore::new(pool);
         let webhook_server = WebhookServer::bind(
@@ -108,9 +117,12 @@ impl CheckoutComponent {
 
     pub fn register(&self, server: &mut GrpcServer) {
         server.add_service(
-            CheckoutServiceServer::new(CheckoutGrpc::new(self.checkout.clone(), self.signer.clone()))
-                .max_decoding_message_size(MAX_REQUEST_BYTES)
-                .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
+            CheckoutServiceServer::new(CheckoutGrpc::new(
+                self.checkout.clone(),
+                self.signer.clone(),
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
         );
     }
 
@@ -127,6 +139,10 @@ impl CheckoutComponent {
 
     /// The webhook endpoint's URL.
     pub fn webhook_url(&self) -> String {
-        format!("http://{}{}", self.webhook_addr, crate::payment::webhook::WEBHOOK_PATH)
+        format!(
+            "http://{}{}",
+            self.webhook_addr,
+            crate::payment::webhook::WEBHOOK_PATH
+        )
     }
 }

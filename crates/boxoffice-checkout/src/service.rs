@@ -17,7 +17,9 @@ use uuid::Uuid;
 use crate::config::{CheckoutConfig, FailPoint};
 use crate::domain::{self, BookingState, PaymentState, PricedSeat};
 use crate::error::{CheckoutError, reason};
-use crate::payment::{AuthorizeOutcome, AuthorizeRequest, PaymentProvider, ProviderError, ProviderStatus};
+use crate::payment::{
+    AuthorizeOutcome, AuthorizeRequest, PaymentProvider, ProviderError, ProviderStatus,
+};
 use crate::store::postgres::{NewBooking, Outcome};
 use crate::store::{BookingRecord, CheckoutStore, Claim, PaymentRecord};
 use crate::upstream::{Upstream, UpstreamError};
@@ -38,14 +40,20 @@ pub fn refund_key(booking_id: Uuid) -> String {
 fn provider_error(error: ProviderError) -> CheckoutError {
     match error {
         ProviderError::Unavailable(cause) => CheckoutError::Unavailable(cause),
-        ProviderError::Refused(why) => CheckoutError::Internal(anyhow::anyhow!("payment provider refused: {why}")),
+        ProviderError::Refused(why) => {
+            CheckoutError::Internal(anyhow::anyhow!("payment provider refused: {why}"))
+        }
     }
 }
 
 fn upstream_error(error: UpstreamError) -> CheckoutError {
     match error {
         UpstreamError::Unavailable(cause) => CheckoutError::Unavailable(cause),
-        UpstreamError::Refused { code, reason, message } => CheckoutError::Internal(anyhow::anyhow!(
+        UpstreamError::Refused {
+            code,
+            reason,
+            message,
+        } => CheckoutError::Internal(anyhow::anyhow!(
             "inventory refused ({code:?} {reason}): {message}"
         )),
     }
@@ -62,14 +70,20 @@ struct SingleFlight {
 impl SingleFlight {
     async fn run<T>(&self, key: Uuid, work: impl Future<Output = T>) -> T {
         let lock = {
-            let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut locks = self
+                .locks
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             locks.entry(key).or_default().clone()
         };
         let result = {
             let _guard = lock.lock().await;
             work.await
         };
-        let mut locks = self.locks.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut locks = self
+            .locks
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // The map's copy plus ours: nobody else waits, forget the key.
         if Arc::strong_count(&lock) == 2 {
             locks.remove(&key);
@@ -87,7 +101,12 @@ pub struct Checkout {
 }
 
 impl Checkout {
-    pub fn new(store: CheckoutStore, provider: Arc<dyn PaymentProvider>, upstream: Upstream, config: CheckoutConfig) -> Self {
+    pub fn new(
+        store: CheckoutStore,
+        provider: Arc<dyn PaymentProvider>,
+        upstream: Upstream,
+        config: CheckoutConfig,
+    ) -> Self {
         Self {
             store,
             provider,
@@ -155,7 +174,10 @@ impl Checkout {
         let name = domain::hold_name(event_id, hold_id);
         let hold = match self.upstream.hold(user, &name).await {
             Ok(hold) => hold,
-            Err(UpstreamError::Refused { code: Code::NotFound, .. }) => return Err(CheckoutError::HoldNotFound),
+            Err(UpstreamError::Refused {
+                code: Code::NotFound,
+                ..
+            }) => return Err(CheckoutError::HoldNotFound),
             Err(error) => return Err(upstream_error(error)),
         };
         use boxoffice_contracts::inventory::v1::HoldState;
@@ -179,12 +201,14 @@ impl Checkout {
         for seat in &hold.seats {
             // Prices come from inventory's copy of the event's price tiers,
             // never from the client.
-            let price = seat
-                .price
-                .as_ref()
-                .ok_or_else(|| anyhow::anyhow!("seat {} of hold {hold_id} has no price", seat.seat_index))?;
+            let price = seat.price.as_ref().ok_or_else(|| {
+                anyhow::anyhow!("seat {} of hold {hold_id} has no price", seat.seat_index)
+            })?;
             if price.currency_code != currency_code || price.amount_minor < 0 {
-                return Err(anyhow::anyhow!("hold {hold_id} mixes currencies or has a negative price").into());
+                return Err(anyhow::anyhow!(
+                    "hold {hold_id} mixes currencies or has a negative price"
+                )
+                .into());
             }
             seats.push(PricedSeat {
                 seat_index: seat.seat_index,
@@ -216,11 +240,9 @@ impl Checkout {
         };
         if self.store.insert_booking(&booking).await? {
             tracing::info!(booking_id = %booking.id, %event_id, %hold_id, total_minor = price.total_minor, "booking created");
-            return self
-                .store
-                .booking(booking.id)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("booking {} vanished after insert", booking.id).into());
+            return self.store.booking(booking.id).await?.ok_or_else(|| {
+                anyhow::anyhow!("booking {} vanished after insert", booking.id).into()
+            });
         }
         // Lost a race with a retry of this request (same hold or same key).
         match self.store.booking_by_hold(hold_id).await? {
@@ -259,8 +281,14 @@ impl Checkout {
         self.confirmations
             .run(booking_id, async {
                 let payment_id = Uuid::now_v7();
-                match self.store.claim(booking_id, user, payment_id, &key, &payment_method).await? {
-                    Claim::Claimed(booking) => self.drive(*booking, payment_id, &payment_method).await,
+                match self
+                    .store
+                    .claim(booking_id, user, payment_id, &key, &payment_method)
+                    .await?
+                {
+                    Claim::Claimed(booking) => {
+                        self.drive(*booking, payment_id, &payment_method).await
+                    }
                     Claim::NotClaimed => self.replay(user, booking_id, &key, &payment_method).await,
                 }
             })
@@ -268,7 +296,13 @@ impl Checkout {
     }
 
     /// The answer for a confirmation that did not start a new attempt.
-    async fn replay(&self, user: Uuid, booking_id: Uuid, key: &str, payment_method: &str) -> Result<BookingRecord> {
+    async fn replay(
+        &self,
+        user: Uuid,
+        booking_id: Uuid,
+        key: &str,
+        payment_method: &str,
+    ) -> Result<BookingRecord> {
         if let Some(attempt) = self.store.payment_by_key(user, key).await? {
             if attempt.booking_id != booking_id {
                 return Err(CheckoutError::IdempotencyKeyReused("booking"));
@@ -284,10 +318,16 @@ impl Checkout {
                     .ok_or(CheckoutError::BookingNotFound(booking_id)),
                 PaymentState::Declined | PaymentState::Voided => Err(CheckoutError::Stored {
                     code: attempt.outcome_code.unwrap_or(Code::Aborted as i32),
-                    reason: attempt.outcome_reason.unwrap_or_else(|| reason::CONFIRMATION_INTERRUPTED.to_owned()),
-                    message: attempt.outcome_message.unwrap_or_else(|| "the payment did not go through".to_owned()),
+                    reason: attempt
+                        .outcome_reason
+                        .unwrap_or_else(|| reason::CONFIRMATION_INTERRUPTED.to_owned()),
+                    message: attempt
+                        .outcome_message
+                        .unwrap_or_else(|| "the payment did not go through".to_owned()),
                 }),
-                PaymentState::Authorizing | PaymentState::Authorized => Err(CheckoutError::ConfirmationInProgress),
+                PaymentState::Authorizing | PaymentState::Authorized => {
+                    Err(CheckoutError::ConfirmationInProgress)
+                }
             };
         }
         let booking = match self.store.booking(booking_id).await? {
@@ -298,16 +338,25 @@ impl Checkout {
             BookingState::Pending if booking.expire_time <= Utc::now() => {
                 CheckoutError::BookingExpired(reason::HOLD_EXPIRED.to_owned())
             }
-            BookingState::Pending | BookingState::Confirming => CheckoutError::ConfirmationInProgress,
-            BookingState::Expired => {
-                CheckoutError::BookingExpired(booking.failure_reason.unwrap_or_else(|| reason::HOLD_EXPIRED.to_owned()))
+            BookingState::Pending | BookingState::Confirming => {
+                CheckoutError::ConfirmationInProgress
             }
+            BookingState::Expired => CheckoutError::BookingExpired(
+                booking
+                    .failure_reason
+                    .unwrap_or_else(|| reason::HOLD_EXPIRED.to_owned()),
+            ),
             state => CheckoutError::BookingNotPending(state.as_str()),
         })
     }
 
     /// Authorize, commit, capture, finish: the steps after a claim.
-    async fn drive(&self, booking: BookingRecord, payment_id: Uuid, payment_method: &str) -> Result<BookingRecord> {
+    async fn drive(
+        &self,
+        booking: BookingRecord,
+        payment_id: Uuid,
+        payment_method: &str,
+    ) -> Result<BookingRecord> {
         self.fail_point(FailPoint::AfterClaim)?;
         let authorized = self
             .provider
@@ -323,32 +372,53 @@ impl Checkout {
             AuthorizeOutcome::Authorized { provider_ref } => provider_ref,
             AuthorizeOutcome::Declined { decline_code } => {
                 let error = CheckoutError::PaymentDeclined(decline_code);
-                self.end_attempt(payment_id, PaymentState::Declined, None, false, &error).await?;
+                self.end_attempt(payment_id, PaymentState::Declined, None, false, &error)
+                    .await?;
                 tracing::info!(booking_id = %booking.id, %payment_id, "payment declined");
                 return Err(error);
             }
         };
         self.fail_point(FailPoint::AfterAuthorize)?;
         let hold_name = domain::hold_name(booking.event_id, booking.hold_id);
-        match self.upstream.commit_hold(booking.user_id, &hold_name, booking.id).await {
+        match self
+            .upstream
+            .commit_hold(booking.user_id, &hold_name, booking.id)
+            .await
+        {
             Ok(_) => {}
-            Err(UpstreamError::Refused { reason, message, .. }) => {
-                self.provider.void(&provider_ref, &void_key(payment_id)).await.map_err(provider_error)?;
+            Err(UpstreamError::Refused {
+                reason, message, ..
+            }) => {
+                self.provider
+                    .void(&provider_ref, &void_key(payment_id))
+                    .await
+                    .map_err(provider_error)?;
                 let reason = match reason.as_str() {
                     "" => reason::SEAT_UNAVAILABLE.to_owned(),
                     _ => reason,
                 };
                 let error = CheckoutError::SeatsGone {
-                    message: format!("the seats could not be sold ({message}); the payment was voided"),
+                    message: format!(
+                        "the seats could not be sold ({message}); the payment was voided"
+                    ),
                     reason,
                 };
-                self.end_attempt(payment_id, PaymentState::Voided, Some(&provider_ref), true, &error).await?;
+                self.end_attempt(
+                    payment_id,
+                    PaymentState::Voided,
+                    Some(&provider_ref),
+                    true,
+                    &error,
+                )
+                .await?;
                 tracing::info!(booking_id = %booking.id, %payment_id, "seats gone; payment voided");
                 return Err(error);
             }
             // Unknown outcome: the reconciler finds out and finishes or
             // reverses it.
-            Err(UpstreamError::Unavailable(cause)) => return Err(CheckoutError::Unavailable(cause)),
+            Err(UpstreamError::Unavailable(cause)) => {
+                return Err(CheckoutError::Unavailable(cause));
+            }
         }
         self.fail_point(FailPoint::AfterCommit)?;
         self.provider
@@ -382,11 +452,25 @@ impl Checkout {
         booking_expires: bool,
         error: &CheckoutError,
     ) -> Result<()> {
-        let (code, reason, message) = error
-            .stored()
-            .unwrap_or_else(|| (Code::Aborted as i32, reason::CONFIRMATION_INTERRUPTED.to_owned(), String::new()));
+        let (code, reason, message) = error.stored().unwrap_or_else(|| {
+            (
+                Code::Aborted as i32,
+                reason::CONFIRMATION_INTERRUPTED.to_owned(),
+                String::new(),
+            )
+        });
         self.store
-            .fail_attempt(payment_id, state, provider_ref, booking_expires, &Outcome { code, reason, message })
+            .fail_attempt(
+                payment_id,
+                state,
+                provider_ref,
+                booking_expires,
+                &Outcome {
+                    code,
+                    reason,
+                    message,
+                },
+            )
             .await?;
         Ok(())
     }
@@ -398,7 +482,11 @@ impl Checkout {
                 if self.store.cancel_pending(booking_id).await? {
                     // Unpaid seats come back now rather than at hold expiry.
                     let hold_name = domain::hold_name(booking.event_id, booking.hold_id);
-                    if let Err(error) = self.upstream.release_hold(booking.user_id, &hold_name).await {
+                    if let Err(error) = self
+                        .upstream
+                        .release_hold(booking.user_id, &hold_name)
+                        .await
+                    {
                         tracing::debug!(?error, %booking_id, "could not release the hold of a cancelled booking");
                     }
                 } else {
@@ -440,11 +528,15 @@ impl Checkout {
     pub(crate) async fn finish_cancel(&self, booking: &BookingRecord) -> Result<()> {
         if booking.refunded_minor > 0 {
             let payment = self.paid_with(booking).await?;
-            let provider_ref = payment
-                .provider_ref
-                .ok_or_else(|| anyhow::anyhow!("captured payment {} has no provider reference", payment.id))?;
+            let provider_ref = payment.provider_ref.ok_or_else(|| {
+                anyhow::anyhow!("captured payment {} has no provider reference", payment.id)
+            })?;
             self.provider
-                .refund(&provider_ref, booking.refunded_minor, &refund_key(booking.id))
+                .refund(
+                    &provider_ref,
+                    booking.refunded_minor,
+                    &refund_key(booking.id),
+                )
                 .await
                 .map_err(provider_error)?;
         }
@@ -473,7 +565,11 @@ impl Checkout {
     /// provider and inventory what really happened: captured → confirm;
     /// authorized and seats sold → capture, confirm; authorized and seats
     /// not sold → void; never authorized → end the attempt.
-    pub(crate) async fn settle(&self, payment: &PaymentRecord, booking: &BookingRecord) -> Result<&'static str> {
+    pub(crate) async fn settle(
+        &self,
+        payment: &PaymentRecord,
+        booking: &BookingRecord,
+    ) -> Result<&'static str> {
         let found = self
             .provider
             .lookup(&payment.id.to_string())
@@ -482,20 +578,30 @@ impl Checkout {
         let interrupted = CheckoutError::Stored {
             code: Code::Aborted as i32,
             reason: reason::CONFIRMATION_INTERRUPTED.to_owned(),
-            message: "the payment was interrupted and nothing was charged; confirm again with a new key".to_owned(),
+            message:
+                "the payment was interrupted and nothing was charged; confirm again with a new key"
+                    .to_owned(),
         };
         let Some(found) = found else {
-            self.store_interrupted(payment.id, PaymentState::Voided, None, &interrupted).await?;
+            self.store_interrupted(payment.id, PaymentState::Voided, None, &interrupted)
+                .await?;
             return Ok("never authorized");
         };
         match found.status {
             ProviderStatus::Captured | ProviderStatus::Refunded => {
-                self.store.finish_confirm(payment.id, &found.provider_ref).await?;
+                self.store
+                    .finish_confirm(payment.id, &found.provider_ref)
+                    .await?;
                 Ok("marked confirmed")
             }
             ProviderStatus::Declined | ProviderStatus::Voided => {
-                self.store_interrupted(payment.id, PaymentState::Voided, Some(&found.provider_ref), &interrupted)
-                    .await?;
+                self.store_interrupted(
+                    payment.id,
+                    PaymentState::Voided,
+                    Some(&found.provider_ref),
+                    &interrupted,
+                )
+                .await?;
                 Ok("ended")
             }
             ProviderStatus::Authorized => {
@@ -510,15 +616,22 @@ impl Checkout {
                         .capture(&found.provider_ref, &capture_key(payment.id))
                         .await
                         .map_err(provider_error)?;
-                    self.store.finish_confirm(payment.id, &found.provider_ref).await?;
+                    self.store
+                        .finish_confirm(payment.id, &found.provider_ref)
+                        .await?;
                     Ok("captured")
                 } else {
                     self.provider
                         .void(&found.provider_ref, &void_key(payment.id))
                         .await
                         .map_err(provider_error)?;
-                    self.store_interrupted(payment.id, PaymentState::Voided, Some(&found.provider_ref), &interrupted)
-                        .await?;
+                    self.store_interrupted(
+                        payment.id,
+                        PaymentState::Voided,
+                        Some(&found.provider_ref),
+                        &interrupted,
+                    )
+                    .await?;
                     Ok("voided")
                 }
             }
@@ -532,7 +645,12 @@ impl Checkout {
         provider_ref: Option<&str>,
         answer: &CheckoutError,
     ) -> Result<()> {
-        let CheckoutError::Stored { code, reason, message } = answer else {
+        let CheckoutError::Stored {
+            code,
+            reason,
+            message,
+        } = answer
+        else {
             return Err(anyhow::anyhow!("not a stored answer").into());
         };
         self.store

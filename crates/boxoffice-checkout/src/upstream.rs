@@ -21,7 +21,11 @@ pub const SERVICE_ROLE: &str = "service";
 pub enum UpstreamError {
     /// Inventory answered with a decision (seat taken, hold expired, not
     /// found): `reason` is its `ErrorInfo` reason.
-    Refused { code: Code, reason: String, message: String },
+    Refused {
+        code: Code,
+        reason: String,
+        message: String,
+    },
     /// Inventory could not be reached or failed: the outcome is unknown.
     Unavailable(anyhow::Error),
 }
@@ -29,14 +33,20 @@ pub enum UpstreamError {
 impl From<Status> for UpstreamError {
     fn from(status: Status) -> Self {
         match status.code() {
-            Code::NotFound | Code::FailedPrecondition | Code::Aborted | Code::InvalidArgument | Code::PermissionDenied => {
-                Self::Refused {
-                    code: status.code(),
-                    reason: boxoffice_runtime::status::reason_of(&status).unwrap_or_default(),
-                    message: status.message().to_owned(),
-                }
-            }
-            _ => Self::Unavailable(anyhow::anyhow!("inventory answered {:?}: {}", status.code(), status.message())),
+            Code::NotFound
+            | Code::FailedPrecondition
+            | Code::Aborted
+            | Code::InvalidArgument
+            | Code::PermissionDenied => Self::Refused {
+                code: status.code(),
+                reason: boxoffice_runtime::status::reason_of(&status).unwrap_or_default(),
+                message: status.message().to_owned(),
+            },
+            _ => Self::Unavailable(anyhow::anyhow!(
+                "inventory answered {:?}: {}",
+                status.code(),
+                status.message()
+            )),
         }
     }
 }
@@ -63,8 +73,17 @@ impl Upstream {
     }
 
     /// The hold as its owner sees it (someone else's hold is not found).
-    pub async fn hold(&self, owner: Uuid, hold_name: &str) -> Result<inventory_pb::Hold, UpstreamError> {
-        let request = acting_for(owner, inventory_pb::GetHoldRequest { name: hold_name.to_owned() });
+    pub async fn hold(
+        &self,
+        owner: Uuid,
+        hold_name: &str,
+    ) -> Result<inventory_pb::Hold, UpstreamError> {
+        let request = acting_for(
+            owner,
+            inventory_pb::GetHoldRequest {
+                name: hold_name.to_owned(),
+            },
+        );
         Ok(self.inventory.clone().get_hold(request).await?.into_inner())
     }
 
@@ -82,10 +101,20 @@ impl Upstream {
                 user_id: owner.to_string(),
             },
         );
-        Ok(self.inventory.clone().commit_hold(request).await?.into_inner())
+        Ok(self
+            .inventory
+            .clone()
+            .commit_hold(request)
+            .await?
+            .into_inner())
     }
 
-    pub async fn release_seats(&self, owner: Uuid, event_id: Uuid, booking_id: Uuid) -> Result<Vec<u32>, UpstreamError> {
+    pub async fn release_seats(
+        &self,
+        owner: Uuid,
+        event_id: Uuid,
+        booking_id: Uuid,
+    ) -> Result<Vec<u32>, UpstreamError> {
         let request = acting_for(
             owner,
             inventory_pb::ReleaseSeatsRequest {
@@ -93,13 +122,24 @@ impl Upstream {
                 booking_id: booking_id.to_string(),
             },
         );
-        Ok(self.inventory.clone().release_seats(request).await?.into_inner().seat_indexes)
+        Ok(self
+            .inventory
+            .clone()
+            .release_seats(request)
+            .await?
+            .into_inner()
+            .seat_indexes)
     }
 
     /// Gives an unpaid hold's seats back at once (cancelling a pending
     /// booking).
     pub async fn release_hold(&self, owner: Uuid, hold_name: &str) -> Result<(), UpstreamError> {
-        let request = acting_for(owner, inventory_pb::ReleaseHoldRequest { name: hold_name.to_owned() });
+        let request = acting_for(
+            owner,
+            inventory_pb::ReleaseHoldRequest {
+                name: hold_name.to_owned(),
+            },
+        );
         self.inventory.clone().release_hold(request).await?;
         Ok(())
     }
@@ -107,24 +147,35 @@ impl Upstream {
     /// Whether the seats of `hold_name` are sold to `booking_id`, without
     /// selling anything: the hold's record says so, and when Redis has
     /// forgotten the hold, CommitHold only looks up what PostgreSQL sold.
-    pub async fn is_committed(&self, owner: Uuid, hold_name: &str, booking_id: Uuid) -> Result<bool, UpstreamError> {
+    pub async fn is_committed(
+        &self,
+        owner: Uuid,
+        hold_name: &str,
+        booking_id: Uuid,
+    ) -> Result<bool, UpstreamError> {
         match self.hold(owner, hold_name).await {
             Ok(hold) => Ok(hold.state == inventory_pb::HoldState::Committed as i32
                 && hold.booking_id == booking_id.to_string()),
-            Err(UpstreamError::Refused { code: Code::NotFound, .. }) => {
-                match self.commit_hold(owner, hold_name, booking_id).await {
-                    Ok(_) => Ok(true),
-                    Err(UpstreamError::Refused { .. }) => Ok(false),
-                    Err(other) => Err(other),
-                }
-            }
+            Err(UpstreamError::Refused {
+                code: Code::NotFound,
+                ..
+            }) => match self.commit_hold(owner, hold_name, booking_id).await {
+                Ok(_) => Ok(true),
+                Err(UpstreamError::Refused { .. }) => Ok(false),
+                Err(other) => Err(other),
+            },
             Err(other) => Err(other),
         }
     }
 
     /// The event's start time; `None` when the catalog does not know it.
-    pub async fn event_start(&self, event_id: Uuid) -> Result<Option<DateTime<Utc>>, UpstreamError> {
-        let request = tonic::Request::new(catalog_pb::GetEventRequest { id: event_id.to_string() });
+    pub async fn event_start(
+        &self,
+        event_id: Uuid,
+    ) -> Result<Option<DateTime<Utc>>, UpstreamError> {
+        let request = tonic::Request::new(catalog_pb::GetEventRequest {
+            id: event_id.to_string(),
+        });
         match self.catalog.clone().get_event(request).await {
             Ok(event) => Ok(event
                 .into_inner()

@@ -39,8 +39,15 @@ pub struct WebhookServer {
 }
 
 impl WebhookServer {
-    pub async fn bind(addr: SocketAddr, store: CheckoutStore, secret: &[u8], tolerance: std::time::Duration) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding the webhook listener {addr}"))?;
+    pub async fn bind(
+        addr: SocketAddr,
+        store: CheckoutStore,
+        secret: &[u8],
+        tolerance: std::time::Duration,
+    ) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the webhook listener {addr}"))?;
         let local_addr = listener.local_addr()?;
         Ok(Self {
             listener,
@@ -82,7 +89,8 @@ impl WebhookServer {
                     let receiver = receiver.clone();
                     async move { Ok::<_, Infallible>(receiver.handle(request).await) }
                 });
-                let connection = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service);
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service);
                 tokio::pin!(connection);
                 tokio::select! {
                     result = connection.as_mut() => {
@@ -100,9 +108,10 @@ impl WebhookServer {
 fn reply(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("application/json"));
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     response
 }
 
@@ -119,18 +128,30 @@ impl Receiver {
             .get(SIGNATURE_HEADER)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
-        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES).collect().await {
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
             Ok(collected) => collected.to_bytes(),
-            Err(_) => return reply(StatusCode::PAYLOAD_TOO_LARGE, r#"{"error":"body too large"}"#),
+            Err(_) => {
+                return reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    r#"{"error":"body too large"}"#,
+                );
+            }
         };
         let Some(signature) = signature else {
             return reply(StatusCode::BAD_REQUEST, r#"{"error":"missing signature"}"#);
         };
         let now = chrono::Utc::now().timestamp();
-        if let Err(error) = webhook::verify(&self.secret, &signature, &body, now, self.tolerance_secs) {
+        if let Err(error) =
+            webhook::verify(&self.secret, &signature, &body, now, self.tolerance_secs)
+        {
             tracing::warn!(%error, "webhook refused");
             return match error {
-                webhook::SignatureError::Stale => reply(StatusCode::BAD_REQUEST, r#"{"error":"stale timestamp"}"#),
+                webhook::SignatureError::Stale => {
+                    reply(StatusCode::BAD_REQUEST, r#"{"error":"stale timestamp"}"#)
+                }
                 _ => reply(StatusCode::BAD_REQUEST, r#"{"error":"bad signature"}"#),
             };
         }
@@ -145,7 +166,14 @@ impl Receiver {
         let payment_id = Uuid::parse_str(&event.data.idempotency_key).ok();
         match self
             .store
-            .record_webhook(&event.id, &event.kind, payment_id, &event.data.provider_ref, status.as_str(), status.rank())
+            .record_webhook(
+                &event.id,
+                &event.kind,
+                payment_id,
+                &event.data.provider_ref,
+                status.as_str(),
+                status.rank(),
+            )
             .await
         {
             Ok(true) => {

@@ -132,7 +132,10 @@ impl PaymentState {
 
     /// No further step happens to it.
     pub fn is_final(self) -> bool {
-        matches!(self, Self::Captured | Self::Refunded | Self::Declined | Self::Voided)
+        matches!(
+            self,
+            Self::Captured | Self::Refunded | Self::Declined | Self::Voided
+        )
     }
 }
 
@@ -196,7 +199,10 @@ pub fn parse_hold_name(field: &str, name: &str) -> Result<(Uuid, Uuid), FieldErr
     let bad = || FieldError::new(field, "must look like events/{event_id}/holds/{hold_id}");
     let rest = name.strip_prefix("events/").ok_or_else(bad)?;
     let (event, hold) = rest.split_once("/holds/").ok_or_else(bad)?;
-    Ok((Uuid::parse_str(event).map_err(|_| bad())?, Uuid::parse_str(hold).map_err(|_| bad())?))
+    Ok((
+        Uuid::parse_str(event).map_err(|_| bad())?,
+        Uuid::parse_str(hold).map_err(|_| bad())?,
+    ))
 }
 
 pub fn hold_name(event_id: Uuid, hold_id: Uuid) -> String {
@@ -204,7 +210,11 @@ pub fn hold_name(event_id: Uuid, hold_id: Uuid) -> String {
 }
 
 /// An optional idempotency key: printable, at most 255 bytes.
-pub fn parse_idempotency_key(field: &str, key: &str, required: bool) -> Result<Option<String>, FieldError> {
+pub fn parse_idempotency_key(
+    field: &str,
+    key: &str,
+    required: bool,
+) -> Result<Option<String>, FieldError> {
     if key.is_empty() {
         return if required {
             Err(FieldError::new(field, "is required"))
@@ -213,7 +223,10 @@ pub fn parse_idempotency_key(field: &str, key: &str, required: bool) -> Result<O
         };
     }
     if key.len() > MAX_IDEMPOTENCY_KEY || key.chars().any(char::is_control) {
-        return Err(FieldError::new(field, "must be 1..255 printable characters"));
+        return Err(FieldError::new(
+            field,
+            "must be 1..255 printable characters",
+        ));
     }
     Ok(Some(key.to_owned()))
 }
@@ -230,8 +243,18 @@ mod tests {
         assert!(!Confirmed.may_become(Pending));
         assert!(!Cancelled.may_become(Confirmed));
         assert!(!Expired.may_become(Pending));
-        for state in ["pending", "confirming", "confirmed", "cancelling", "cancelled", "expired"] {
-            assert_eq!(BookingState::parse(state).map(BookingState::as_str), Some(state));
+        for state in [
+            "pending",
+            "confirming",
+            "confirmed",
+            "cancelling",
+            "cancelled",
+            "expired",
+        ] {
+            assert_eq!(
+                BookingState::parse(state).map(BookingState::as_str),
+                Some(state)
+            );
         }
     }
 
@@ -254,15 +277,28 @@ mod tests {
             price_minor,
         };
         let price = price(&[seat(5_000), seat(7_500)], 150);
-        assert_eq!(price, Price { subtotal_minor: 12_500, fees_minor: 300, total_minor: 12_800 });
+        assert_eq!(
+            price,
+            Price {
+                subtotal_minor: 12_500,
+                fees_minor: 300,
+                total_minor: 12_800
+            }
+        );
     }
 
     #[test]
     fn refunds_close_before_the_event() {
         let now = Utc::now();
         let cutoff = std::time::Duration::from_secs(48 * 3600);
-        assert_eq!(refund_due(100, Some(now + chrono::Duration::days(3)), now, cutoff), Some(100));
-        assert_eq!(refund_due(100, Some(now + chrono::Duration::hours(47)), now, cutoff), None);
+        assert_eq!(
+            refund_due(100, Some(now + chrono::Duration::days(3)), now, cutoff),
+            Some(100)
+        );
+        assert_eq!(
+            refund_due(100, Some(now + chrono::Duration::hours(47)), now, cutoff),
+            None
+        );
         assert_eq!(refund_due(100, None, now, cutoff), Some(100));
     }
 
@@ -272,7 +308,10 @@ mod tests {
         assert_eq!(parse_booking_name("name", &booking_name(id)), Ok(id));
         assert!(parse_booking_name("name", &id.to_string()).is_err());
         let event = Uuid::new_v4();
-        assert_eq!(parse_hold_name("hold", &hold_name(event, id)), Ok((event, id)));
+        assert_eq!(
+            parse_hold_name("hold", &hold_name(event, id)),
+            Ok((event, id))
+        );
         assert!(parse_hold_name("hold", "events/x/holds/y").is_err());
         assert!(parse_idempotency_key("k", "", true).is_err());
         assert_eq!(parse_idempotency_key("k", "", false), Ok(None));

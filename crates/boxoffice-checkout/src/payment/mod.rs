@@ -97,11 +97,19 @@ pub enum ProviderError {
 
 #[async_trait::async_trait]
 pub trait PaymentProvider: Send + Sync + 'static {
-    async fn authorize(&self, request: AuthorizeRequest) -> Result<AuthorizeOutcome, ProviderError>;
-    async fn capture(&self, provider_ref: &str, idempotency_key: &str) -> Result<(), ProviderError>;
+    async fn authorize(&self, request: AuthorizeRequest)
+    -> Result<AuthorizeOutcome, ProviderError>;
+    async fn capture(&self, provider_ref: &str, idempotency_key: &str)
+    -> Result<(), ProviderError>;
     async fn void(&self, provider_ref: &str, idempotency_key: &str) -> Result<(), ProviderError>;
-    async fn refund(&self, provider_ref: &str, amount_minor: i64, idempotency_key: &str) -> Result<(), ProviderError>;
+    async fn refund(
+        &self,
+        provider_ref: &str,
+        amount_minor: i64,
+        idempotency_key: &str,
+    ) -> Result<(), ProviderError>;
     /// The payment an authorization with this idempotency key created, if
     /// any (how the reconciler learns what a crashed process did).
-    async fn lookup(&self, idempotency_key: &str) -> Result<Option<ProviderPayment>, ProviderError>;
+    async fn lookup(&self, idempotency_key: &str)
+    -> Result<Option<ProviderPayment>, ProviderError>;
 }

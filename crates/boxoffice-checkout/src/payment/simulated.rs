@@ -18,7 +18,10 @@ use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::webhook::{self, SIGNATURE_HEADER, WebhookEvent, WebhookPayment};
-use super::{AuthorizeOutcome, AuthorizeRequest, PaymentProvider, ProviderError, ProviderPayment, ProviderStatus};
+use super::{
+    AuthorizeOutcome, AuthorizeRequest, PaymentProvider, ProviderError, ProviderPayment,
+    ProviderStatus,
+};
 use crate::config::SimulatedProviderConfig;
 
 /// Deliveries of one event are attempted this many times at most.
@@ -75,13 +78,19 @@ impl SimulatedProvider {
 
     pub fn payment_by_key(&self, idempotency_key: &str) -> Option<ProviderPayment> {
         let ledger = self.lock();
-        ledger.by_key.get(idempotency_key).and_then(|reference| ledger.payments.get(reference)).cloned()
+        ledger
+            .by_key
+            .get(idempotency_key)
+            .and_then(|reference| ledger.payments.get(reference))
+            .cloned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Ledger> {
         // A panic while holding the lock cannot leave the ledger half
         // written (every change is a single insert), so keep using it.
-        self.ledger.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.ledger
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn latency(&self) {
@@ -135,7 +144,10 @@ impl SimulatedProvider {
 
 #[async_trait::async_trait]
 impl PaymentProvider for SimulatedProvider {
-    async fn authorize(&self, request: AuthorizeRequest) -> Result<AuthorizeOutcome, ProviderError> {
+    async fn authorize(
+        &self,
+        request: AuthorizeRequest,
+    ) -> Result<AuthorizeOutcome, ProviderError> {
         self.latency().await;
         let mut ledger = self.lock();
         if let Some(reference) = ledger.by_key.get(&request.idempotency_key) {
@@ -151,7 +163,7 @@ impl PaymentProvider for SimulatedProvider {
         if request.amount_minor <= 0 {
             return Err(ProviderError::Refused("amount must be positive".into()));
         }
-        if self.config.decline_tokens.iter().any(|token| *token == request.payment_method) {
+        if self.config.decline_tokens.contains(&request.payment_method) {
             let decline_code = match request.payment_method.as_str() {
                 "tok_chargeDeclinedInsufficientFunds" => "insufficient_funds",
                 "tok_chargeDeclinedExpiredCard" => "expired_card",
@@ -159,7 +171,9 @@ impl PaymentProvider for SimulatedProvider {
                 _ => "generic_decline",
             }
             .to_owned();
-            ledger.declined.insert(request.idempotency_key.clone(), decline_code.clone());
+            ledger
+                .declined
+                .insert(request.idempotency_key.clone(), decline_code.clone());
             let declined = ProviderPayment {
                 provider_ref: format!("pi_{}", Uuid::new_v4().simple()),
                 idempotency_key: request.idempotency_key,
@@ -180,8 +194,12 @@ impl PaymentProvider for SimulatedProvider {
             currency_code: request.currency_code,
             refunded_minor: 0,
         };
-        ledger.by_key.insert(request.idempotency_key, payment.provider_ref.clone());
-        ledger.payments.insert(payment.provider_ref.clone(), payment.clone());
+        ledger
+            .by_key
+            .insert(request.idempotency_key, payment.provider_ref.clone());
+        ledger
+            .payments
+            .insert(payment.provider_ref.clone(), payment.clone());
         drop(ledger);
         self.emit("authorized", &payment);
         Ok(AuthorizeOutcome::Authorized {
@@ -189,48 +207,76 @@ impl PaymentProvider for SimulatedProvider {
         })
     }
 
-    async fn capture(&self, provider_ref: &str, idempotency_key: &str) -> Result<(), ProviderError> {
+    async fn capture(
+        &self,
+        provider_ref: &str,
+        idempotency_key: &str,
+    ) -> Result<(), ProviderError> {
         self.latency().await;
-        self.transition(provider_ref, idempotency_key, |payment| match payment.status {
-            ProviderStatus::Authorized => {
-                payment.status = ProviderStatus::Captured;
-                Ok("captured")
+        self.transition(provider_ref, idempotency_key, |payment| {
+            match payment.status {
+                ProviderStatus::Authorized => {
+                    payment.status = ProviderStatus::Captured;
+                    Ok("captured")
+                }
+                ProviderStatus::Captured | ProviderStatus::Refunded => Ok(""),
+                other => Err(ProviderError::Refused(format!(
+                    "cannot capture a {} payment",
+                    other.as_str()
+                ))),
             }
-            ProviderStatus::Captured | ProviderStatus::Refunded => Ok(""),
-            other => Err(ProviderError::Refused(format!("cannot capture a {} payment", other.as_str()))),
         })
     }
 
     async fn void(&self, provider_ref: &str, idempotency_key: &str) -> Result<(), ProviderError> {
         self.latency().await;
-        self.transition(provider_ref, idempotency_key, |payment| match payment.status {
-            ProviderStatus::Authorized => {
-                payment.status = ProviderStatus::Voided;
-                Ok("voided")
+        self.transition(provider_ref, idempotency_key, |payment| {
+            match payment.status {
+                ProviderStatus::Authorized => {
+                    payment.status = ProviderStatus::Voided;
+                    Ok("voided")
+                }
+                ProviderStatus::Voided => Ok(""),
+                other => Err(ProviderError::Refused(format!(
+                    "cannot void a {} payment",
+                    other.as_str()
+                ))),
             }
-            ProviderStatus::Voided => Ok(""),
-            other => Err(ProviderError::Refused(format!("cannot void a {} payment", other.as_str()))),
         })
     }
 
-    async fn refund(&self, provider_ref: &str, amount_minor: i64, idempotency_key: &str) -> Result<(), ProviderError> {
+    async fn refund(
+        &self,
+        provider_ref: &str,
+        amount_minor: i64,
+        idempotency_key: &str,
+    ) -> Result<(), ProviderError> {
         self.latency().await;
-        self.transition(provider_ref, idempotency_key, |payment| match payment.status {
-            ProviderStatus::Captured | ProviderStatus::Refunded
-                if payment.refunded_minor + amount_minor <= payment.amount_minor && amount_minor >= 0 =>
-            {
-                payment.refunded_minor += amount_minor;
-                payment.status = ProviderStatus::Refunded;
-                Ok("refunded")
+        self.transition(provider_ref, idempotency_key, |payment| {
+            match payment.status {
+                ProviderStatus::Captured | ProviderStatus::Refunded
+                    if payment.refunded_minor + amount_minor <= payment.amount_minor
+                        && amount_minor >= 0 =>
+                {
+                    payment.refunded_minor += amount_minor;
+                    payment.status = ProviderStatus::Refunded;
+                    Ok("refunded")
+                }
+                ProviderStatus::Captured | ProviderStatus::Refunded => Err(ProviderError::Refused(
+                    "refund exceeds the captured amount".into(),
+                )),
+                other => Err(ProviderError::Refused(format!(
+                    "cannot refund a {} payment",
+                    other.as_str()
+                ))),
             }
-            ProviderStatus::Captured | ProviderStatus::Refunded => {
-                Err(ProviderError::Refused("refund exceeds the captured amount".into()))
-            }
-            other => Err(ProviderError::Refused(format!("cannot refund a {} payment", other.as_str()))),
         })
     }
 
-    async fn lookup(&self, idempotency_key: &str) -> Result<Option<ProviderPayment>, ProviderError> {
+    async fn lookup(
+        &self,
+        idempotency_key: &str,
+    ) -> Result<Option<ProviderPayment>, ProviderError> {
         self.latency().await;
         Ok(self.payment_by_key(idempotency_key))
     }
@@ -238,28 +284,44 @@ impl PaymentProvider for SimulatedProvider {
 
 /// Delivers every event at least once (sometimes twice), each after a
 /// random delay so deliveries overtake each other.
-async fn deliver_all(provider: std::sync::Weak<SimulatedProvider>, mut events: mpsc::UnboundedReceiver<WebhookEvent>) {
+async fn deliver_all(
+    provider: std::sync::Weak<SimulatedProvider>,
+    mut events: mpsc::UnboundedReceiver<WebhookEvent>,
+) {
     while let Some(event) = events.recv().await {
-        let Some(strong) = provider.upgrade() else { return };
+        let Some(strong) = provider.upgrade() else {
+            return;
+        };
         let Some(url) = strong.webhook_url.lock().ok().and_then(|url| url.clone()) else {
             tracing::debug!(event_id = %event.id, "no webhook endpoint; event dropped");
             continue;
         };
-        let copies = if rand::rng().random_range(0..100u8) < strong.config.duplicate_percent { 2 } else { 1 };
+        let copies = if rand::rng().random_range(0..100u8) < strong.config.duplicate_percent {
+            2
+        } else {
+            1
+        };
         let max_delay = strong.config.max_delivery_delay;
         let secret = strong.secret.clone();
         drop(strong);
-        let Ok(body) = serde_json::to_vec(&event) else { continue };
+        let Ok(body) = serde_json::to_vec(&event) else {
+            continue;
+        };
         for _ in 0..copies {
-            let (url, secret, body, event_id) = (url.clone(), secret.clone(), body.clone(), event.id.clone());
+            let (url, secret, body, event_id) =
+                (url.clone(), secret.clone(), body.clone(), event.id.clone());
             tokio::spawn(async move {
                 let delay = random_delay(max_delay);
                 tokio::time::sleep(delay).await;
                 for attempt in 0..MAX_DELIVERY_ATTEMPTS {
                     match post(&url, &secret, &body).await {
                         Ok(status) if status.is_success() => return,
-                        Ok(status) => tracing::debug!(%event_id, %status, attempt, "webhook refused"),
-                        Err(error) => tracing::debug!(%event_id, error = format!("{error:#}"), attempt, "webhook failed"),
+                        Ok(status) => {
+                            tracing::debug!(%event_id, %status, attempt, "webhook refused")
+                        }
+                        Err(error) => {
+                            tracing::debug!(%event_id, error = format!("{error:#}"), attempt, "webhook failed")
+                        }
                     }
                     tokio::time::sleep(Duration::from_millis(50 << attempt.min(6))).await;
                 }
@@ -283,22 +345,32 @@ async fn post(url: &str, secret: &[u8], body: &[u8]) -> anyhow::Result<http::Sta
     let uri: http::Uri = url.parse().context("webhook url")?;
     let host = uri.host().context("webhook url has no host")?.to_owned();
     let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port)).await.context("connecting")?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
         .await
-        .context("http handshake")?;
+        .context("connecting")?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .context("http handshake")?;
     tokio::spawn(async move {
         let _ = connection.await;
     });
     let signature = webhook::sign(secret, chrono::Utc::now().timestamp(), body);
-    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/").to_owned();
+    let path = uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/")
+        .to_owned();
     let request = http::Request::post(path)
         .header(http::header::HOST, format!("{host}:{port}"))
         .header(http::header::CONTENT_TYPE, "application/json")
         .header(SIGNATURE_HEADER, signature)
         .body(Full::new(Bytes::copy_from_slice(body)))
         .context("building the webhook request")?;
-    let response = sender.send_request(request).await.context("sending the webhook")?;
+    let response = sender
+        .send_request(request)
+        .await
+        .context("sending the webhook")?;
     Ok(response.status())
 }
 
@@ -318,12 +390,18 @@ mod tests {
     #[tokio::test]
     async fn operations_are_idempotent() {
         let provider = SimulatedProvider::new(SimulatedProviderConfig::default(), b"secret");
-        let AuthorizeOutcome::Authorized { provider_ref } = provider.authorize(request("k1", "tok_visa")).await.unwrap()
+        let AuthorizeOutcome::Authorized { provider_ref } =
+            provider.authorize(request("k1", "tok_visa")).await.unwrap()
         else {
             panic!("tok_visa authorizes")
         };
         let again = provider.authorize(request("k1", "tok_visa")).await.unwrap();
-        assert_eq!(again, AuthorizeOutcome::Authorized { provider_ref: provider_ref.clone() });
+        assert_eq!(
+            again,
+            AuthorizeOutcome::Authorized {
+                provider_ref: provider_ref.clone()
+            }
+        );
         assert_eq!(provider.payments().len(), 1);
         provider.capture(&provider_ref, "c").await.unwrap();
         provider.capture(&provider_ref, "c").await.unwrap();
@@ -338,7 +416,10 @@ mod tests {
     #[tokio::test]
     async fn test_tokens_decline() {
         let provider = SimulatedProvider::new(SimulatedProviderConfig::default(), b"secret");
-        let outcome = provider.authorize(request("k2", "tok_chargeDeclined")).await.unwrap();
+        let outcome = provider
+            .authorize(request("k2", "tok_chargeDeclined"))
+            .await
+            .unwrap();
         assert!(matches!(outcome, AuthorizeOutcome::Declined { .. }));
         assert!(provider.lookup("k2").await.unwrap().is_none());
     }
@@ -346,11 +427,15 @@ mod tests {
     #[tokio::test]
     async fn voided_payments_cannot_be_captured() {
         let provider = SimulatedProvider::new(SimulatedProviderConfig::default(), b"secret");
-        let AuthorizeOutcome::Authorized { provider_ref } = provider.authorize(request("k3", "tok_visa")).await.unwrap()
+        let AuthorizeOutcome::Authorized { provider_ref } =
+            provider.authorize(request("k3", "tok_visa")).await.unwrap()
         else {
             panic!("tok_visa authorizes")
         };
         provider.void(&provider_ref, "v").await.unwrap();
-        assert!(matches!(provider.capture(&provider_ref, "c").await, Err(ProviderError::Refused(_))));
+        assert!(matches!(
+            provider.capture(&provider_ref, "c").await,
+            Err(ProviderError::Refused(_))
+        ));
     }
 }

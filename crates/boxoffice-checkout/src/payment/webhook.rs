@@ -70,7 +70,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -87,7 +87,13 @@ pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
 
 /// Checks a signature header against the raw body. Any `v1` entry may match
 /// (the provider sends several while rotating secrets).
-pub fn verify(secret: &[u8], header: &str, body: &[u8], now: i64, tolerance_secs: i64) -> Result<(), SignatureError> {
+pub fn verify(
+    secret: &[u8],
+    header: &str,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<(), SignatureError> {
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for part in header.split(',') {
@@ -121,20 +127,41 @@ mod tests {
     fn signed_bodies_verify() {
         let header = sign(b"whsec_test", 1_700_000_000, b"{\"a\":1}");
         assert!(header.starts_with("t=1700000000,v1="));
-        assert_eq!(verify(b"whsec_test", &header, b"{\"a\":1}", 1_700_000_010, 300), Ok(()));
+        assert_eq!(
+            verify(b"whsec_test", &header, b"{\"a\":1}", 1_700_000_010, 300),
+            Ok(())
+        );
     }
 
     #[test]
     fn forged_stale_and_malformed_are_refused() {
         let header = sign(b"whsec_test", 1_700_000_000, b"body");
-        assert_eq!(verify(b"whsec_other", &header, b"body", 1_700_000_000, 300), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"whsec_test", &header, b"body!", 1_700_000_000, 300), Err(SignatureError::Mismatch));
-        assert_eq!(verify(b"whsec_test", &header, b"body", 1_700_000_301, 300), Err(SignatureError::Stale));
-        assert_eq!(verify(b"whsec_test", "v1=00", b"body", 0, 300), Err(SignatureError::Malformed));
-        assert_eq!(verify(b"whsec_test", "t=1", b"body", 0, 300), Err(SignatureError::Malformed));
+        assert_eq!(
+            verify(b"whsec_other", &header, b"body", 1_700_000_000, 300),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"whsec_test", &header, b"body!", 1_700_000_000, 300),
+            Err(SignatureError::Mismatch)
+        );
+        assert_eq!(
+            verify(b"whsec_test", &header, b"body", 1_700_000_301, 300),
+            Err(SignatureError::Stale)
+        );
+        assert_eq!(
+            verify(b"whsec_test", "v1=00", b"body", 0, 300),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(b"whsec_test", "t=1", b"body", 0, 300),
+            Err(SignatureError::Malformed)
+        );
         // A forged timestamp breaks the signature rather than passing as fresh.
         let moved = header.replace("t=1700000000", "t=1700000500");
-        assert_eq!(verify(b"whsec_test", &moved, b"body", 1_700_000_500, 300), Err(SignatureError::Mismatch));
+        assert_eq!(
+            verify(b"whsec_test", &moved, b"body", 1_700_000_500, 300),
+            Err(SignatureError::Mismatch)
+        );
     }
 
     #[test]

@@ -115,7 +115,8 @@ fn booking_from_row(row: &Row) -> anyhow::Result<BookingRecord> {
         user_id: row.try_get("user_id")?,
         event_id: row.try_get("event_id")?,
         hold_id: row.try_get("hold_id")?,
-        state: BookingState::parse(&state).with_context(|| format!("unknown booking state {state}"))?,
+        state: BookingState::parse(&state)
+            .with_context(|| format!("unknown booking state {state}"))?,
         currency_code: row.try_get("currency_code")?,
         subtotal_minor: row.try_get("subtotal_minor")?,
         fees_minor: row.try_get("fees_minor")?,
@@ -142,7 +143,8 @@ fn payment_from_row(row: &Row) -> anyhow::Result<PaymentRecord> {
         payment_method: row.try_get("payment_method")?,
         amount_minor: row.try_get("amount_minor")?,
         currency_code: row.try_get("currency_code")?,
-        state: PaymentState::parse(&state).with_context(|| format!("unknown payment state {state}"))?,
+        state: PaymentState::parse(&state)
+            .with_context(|| format!("unknown payment state {state}"))?,
         provider_ref: row.try_get("provider_ref")?,
         provider_state: row.try_get("provider_state")?,
         outcome_code: row.try_get("outcome_code")?,
@@ -166,16 +168,28 @@ impl CheckoutStore {
     }
 
     async fn client(&self) -> anyhow::Result<deadpool_postgres::Client> {
-        self.pool.get().await.context("getting a database connection")
+        self.pool
+            .get()
+            .await
+            .context("getting a database connection")
     }
 
     /// Inserts a pending booking with its tickets in one statement; answers
     /// false when the hold (or the create key) already has a booking.
     pub async fn insert_booking(&self, booking: &NewBooking) -> anyhow::Result<bool> {
         let client = self.client().await?;
-        let seats: Vec<i32> = booking.seats.iter().map(|seat| seat.seat_index as i32).collect();
-        let sections: Vec<Option<Uuid>> = booking.seats.iter().map(|seat| seat.section_id).collect();
-        let tiers: Vec<Option<Uuid>> = booking.seats.iter().map(|seat| seat.price_tier_id).collect();
+        let seats: Vec<i32> = booking
+            .seats
+            .iter()
+            .map(|seat| seat.seat_index as i32)
+            .collect();
+        let sections: Vec<Option<Uuid>> =
+            booking.seats.iter().map(|seat| seat.section_id).collect();
+        let tiers: Vec<Option<Uuid>> = booking
+            .seats
+            .iter()
+            .map(|seat| seat.price_tier_id)
+            .collect();
         let prices: Vec<i64> = booking.seats.iter().map(|seat| seat.price_minor).collect();
         let total = booking.subtotal_minor + booking.fees_minor;
         let row = client
@@ -220,7 +234,10 @@ impl CheckoutStore {
     pub async fn booking(&self, id: Uuid) -> anyhow::Result<Option<BookingRecord>> {
         let client = self.client().await?;
         let row = client
-            .query_opt(&format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.id = $1"), &[&id])
+            .query_opt(
+                &format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.id = $1"),
+                &[&id],
+            )
             .await
             .context("reading a booking")?;
         row.as_ref().map(booking_from_row).transpose()
@@ -229,13 +246,20 @@ impl CheckoutStore {
     pub async fn booking_by_hold(&self, hold_id: Uuid) -> anyhow::Result<Option<BookingRecord>> {
         let client = self.client().await?;
         let row = client
-            .query_opt(&format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.hold_id = $1"), &[&hold_id])
+            .query_opt(
+                &format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.hold_id = $1"),
+                &[&hold_id],
+            )
             .await
             .context("reading a booking by hold")?;
         row.as_ref().map(booking_from_row).transpose()
     }
 
-    pub async fn booking_by_create_key(&self, user_id: Uuid, key: &str) -> anyhow::Result<Option<BookingRecord>> {
+    pub async fn booking_by_create_key(
+        &self,
+        user_id: Uuid,
+        key: &str,
+    ) -> anyhow::Result<Option<BookingRecord>> {
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -310,12 +334,18 @@ impl CheckoutStore {
         match result {
             Ok(Some(row)) => Ok(Claim::Claimed(Box::new(booking_from_row(&row)?))),
             Ok(None) => Ok(Claim::NotClaimed),
-            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => Ok(Claim::NotClaimed),
+            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                Ok(Claim::NotClaimed)
+            }
             Err(error) => Err(error).context("claiming a booking"),
         }
     }
 
-    pub async fn payment_by_key(&self, user_id: Uuid, key: &str) -> anyhow::Result<Option<PaymentRecord>> {
+    pub async fn payment_by_key(
+        &self,
+        user_id: Uuid,
+        key: &str,
+    ) -> anyhow::Result<Option<PaymentRecord>> {
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -330,7 +360,10 @@ impl CheckoutStore {
     pub async fn payment(&self, id: Uuid) -> anyhow::Result<Option<PaymentRecord>> {
         let client = self.client().await?;
         let row = client
-            .query_opt(&format!("SELECT {PAYMENT_COLUMNS} FROM checkout.payments p WHERE p.id = $1"), &[&id])
+            .query_opt(
+                &format!("SELECT {PAYMENT_COLUMNS} FROM checkout.payments p WHERE p.id = $1"),
+                &[&id],
+            )
             .await
             .context("reading a payment")?;
         row.as_ref().map(payment_from_row).transpose()
@@ -338,7 +371,11 @@ impl CheckoutStore {
 
     /// Payment captured and booking confirmed, in one statement. False when
     /// someone (a retry, the reconciler) got there first.
-    pub async fn finish_confirm(&self, payment_id: Uuid, provider_ref: &str) -> anyhow::Result<bool> {
+    pub async fn finish_confirm(
+        &self,
+        payment_id: Uuid,
+        provider_ref: &str,
+    ) -> anyhow::Result<bool> {
         let client = self.client().await?;
         let row = client
             .query_one(
@@ -360,7 +397,10 @@ impl CheckoutStore {
             .context("finishing a confirmation")?;
         let payments: i64 = row.get("payments");
         let bookings: i64 = row.get("bookings");
-        anyhow::ensure!(payments == bookings, "payment {payment_id} captured without a confirming booking");
+        anyhow::ensure!(
+            payments == bookings,
+            "payment {payment_id} captured without a confirming booking"
+        );
         Ok(payments == 1)
     }
 
@@ -375,7 +415,10 @@ impl CheckoutStore {
         booking_expires: bool,
         outcome: &Outcome,
     ) -> anyhow::Result<bool> {
-        debug_assert!(matches!(state, PaymentState::Declined | PaymentState::Voided));
+        debug_assert!(matches!(
+            state,
+            PaymentState::Declined | PaymentState::Voided
+        ));
         let client = self.client().await?;
         let row = client
             .query_one(
@@ -421,7 +464,7 @@ impl CheckoutStore {
         let rows = client
             .query(
                 &format!(
-                    "SELECT {PAYMENT_COLUMNS}, b.id AS b_id FROM checkout.payments p
+                    "SELECT {PAYMENT_COLUMNS} FROM checkout.payments p
                      WHERE p.state IN ('authorizing', 'authorized')
                        AND p.updated_at <= now() - $1::float8 * interval '1 second'
                      ORDER BY p.updated_at LIMIT $2"
@@ -506,7 +549,11 @@ impl CheckoutStore {
         Ok(row.get::<_, i64>("bookings") == 1)
     }
 
-    pub async fn stale_cancellations(&self, older_than: std::time::Duration, limit: i64) -> anyhow::Result<Vec<BookingRecord>> {
+    pub async fn stale_cancellations(
+        &self,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> anyhow::Result<Vec<BookingRecord>> {
         let client = self.client().await?;
         let seconds = older_than.as_secs_f64();
         let rows = client
