@@ -441,7 +441,6 @@ mod tests {
         let config = EdgeConfig::from_vars(
             listen(),
             &vars(&[
-                (ENV_UPSTREAM_PREFIX.to_owned().as_str(), "ignored"),
                 (
                     "BOXOFFICE_EDGE_UPSTREAM_CATALOG",
                     "10.0.0.1:50051, 10.0.0.2:50051",

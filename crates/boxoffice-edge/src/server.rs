@@ -371,7 +371,7 @@ async fn serve_admin(listener: TcpListener, handle: EdgeHandle, shutdown: Shutdo
         let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
             let handle = handle.clone();
             async move {
-                let response = match (request.method(), request.uri().path()) {
+                match (request.method(), request.uri().path()) {
                     (&Method::GET, "/metrics") => Response::builder()
                         .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
                         .body(http_body_util::Full::new(Bytes::from(
@@ -382,8 +382,7 @@ async fn serve_admin(listener: TcpListener, handle: EdgeHandle, shutdown: Shutdo
                     _ => Response::builder().status(StatusCode::NOT_FOUND).body(
                         http_body_util::Full::new(Bytes::from_static(b"not found\n")),
                     ),
-                };
-                Ok::<_, http::Error>(response?)
+                }
             }
         });
         tokio::spawn(async move {
