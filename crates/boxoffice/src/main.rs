@@ -11,6 +11,7 @@ use boxoffice_accounts::config::MissingSecret;
 use boxoffice_catalog::CatalogComponent;
 use boxoffice_catalog::store::{CatalogStore, EventFilter};
 use boxoffice_inventory::InventoryComponent;
+use boxoffice_checkout::CheckoutComponent;
 use boxoffice_runtime::config::EXIT_BAD_CONFIG;
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::telemetry::Telemetry;
@@ -54,12 +55,13 @@ enum Service {
     Catalog,
     Inventory,
     Accounts,
+    Checkout,
     /// The gateway; reads its upstreams from BOXOFFICE_EDGE_CONFIG / BOXOFFICE_EDGE_UPSTREAM_*.
     Edge,
 }
 
 impl Service {
-    const ALL: &'static [Service] = &[Service::Catalog, Service::Inventory, Service::Accounts];
+    const ALL: &'static [Service] = &[Service::Catalog, Service::Inventory, Service::Accounts, Service::Checkout];
 }
 
 fn main() -> ExitCode {
@@ -112,6 +114,7 @@ struct Services {
     catalog: Option<CatalogComponent>,
     inventory: Option<InventoryComponent>,
     accounts: Option<AccountsComponent>,
+    checkout: Option<CheckoutComponent>,
 }
 
 /// One token configuration per process, so accounts (signing) and the edge
@@ -143,6 +146,7 @@ async fn start_services(
         catalog: None,
         inventory: None,
         accounts: None,
+        checkout: None,
     };
     if which.contains(&Service::Catalog) {
         let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;
@@ -158,6 +162,18 @@ async fn start_services(
         let accounts = AccountsComponent::start(token_config(MissingSecret::Refuse)?, pool.clone()).await?;
         accounts.register(server);
         services.accounts = Some(accounts);
+    }
+    if which.contains(&Service::Checkout) {
+        // With inventory in this process it is on this same server: a lazy
+        // channel to the server's own address reaches it once serving
+        // starts. Alone, checkout uses BOXOFFICE_INVENTORY_URL / _CATALOG_URL.
+        let local = match which.contains(&Service::Inventory) {
+            true => Some(tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr()))?.connect_lazy()),
+            false => None,
+        };
+        let checkout = CheckoutComponent::start(pool.clone(), shutdown.clone(), local).await?;
+        checkout.register(server);
+        services.checkout = Some(checkout);
     }
     Ok(services)
 }
@@ -227,6 +243,8 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     boxoffice_runtime::postgres::migrate(&pool, boxoffice_inventory::store::SCHEMA, boxoffice_inventory::store::MIGRATIONS)
         .await?;
     boxoffice_runtime::postgres::migrate(&pool, boxoffice_accounts::store::SCHEMA, boxoffice_accounts::store::MIGRATIONS)
+        .await?;
+    boxoffice_runtime::postgres::migrate(&pool, boxoffice_checkout::store::SCHEMA, boxoffice_checkout::store::MIGRATIONS)
         .await?;
     println!("migrations applied");
     Ok(())

@@ -7,6 +7,9 @@
 
 mod accounts;
 mod catalog;
+mod checkout;
+mod checkout_crash;
+mod checkout_webhooks;
 mod edge;
 mod edge_world;
 mod harness;
