@@ -23,8 +23,8 @@ use boxoffice_contracts::catalog::v1 as pb;
 use boxoffice_runtime::{Shutdown, status};
 use boxoffice_search::query::MAX_OFFSET;
 use boxoffice_search::{
-    GeoPoint, GeoRadius, SearchConfig, SearchDocument, SearchFilters, SearchIndex, SearchQuery,
-    SearchSort, highlight_to_html,
+    GeoPoint, GeoRadius, SearchConfig, SearchDocument, SearchError, SearchFilters, SearchIndex,
+    SearchQuery, SearchSort, highlight_to_html,
 };
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -272,16 +272,22 @@ impl EventSearch {
         let parsed =
             parse_search_request(request, Utc::now()).map_err(CatalogError::InvalidField)?;
         let query = &parsed.query;
-        let results = self.index.search(query).await.map_err(|error| {
-            let error = anyhow::Error::new(error)
-                .context(format!("searching with {}", self.index.engine()));
-            tracing::warn!(error = format!("{error:#}"), "search failed");
-            status::with_reason(
-                Code::Unavailable,
-                reason::SEARCH_NOT_AVAILABLE,
-                "search is temporarily unavailable, retry shortly",
-            )
-        })?;
+        let results = self
+            .index
+            .search(query)
+            .await
+            .map_err(|error| match error {
+                SearchError::Unavailable(error) => {
+                    let error = error.context(format!("searching with {}", self.index.engine()));
+                    tracing::warn!(error = format!("{error:#}"), "search unavailable");
+                    status::with_reason(
+                        Code::Unavailable,
+                        reason::SEARCH_NOT_AVAILABLE,
+                        "search is temporarily unavailable, retry shortly",
+                    )
+                }
+                SearchError::Internal(error) => status::internal(&error.context("searching")),
+            })?;
         let returned = results.hits.len();
         let mut hits = Vec::with_capacity(returned);
         for hit in results.hits {

@@ -406,7 +406,6 @@ impl EmbeddedIndex {
         let tantivy_query = self.build_query(query, &query_words);
         let keep = query.offset.saturating_add(query.limit);
         let collector = EventCollector {
-            fields,
             keep,
             sort: match sort {
                 SearchSort::Relevance => SortBy::Relevance,
@@ -729,7 +728,6 @@ struct Candidate {
 }
 
 struct EventCollector {
-    fields: Fields,
     keep: usize,
     sort: SortBy,
     within: Option<(GeoPoint, f64)>,
@@ -795,7 +793,6 @@ impl Collector for EventCollector {
         } else {
             None
         };
-        let _ = self.fields;
         Ok(EventSegmentCollector {
             segment: segment_ord,
             keep: self.keep,
