@@ -4,12 +4,12 @@
 //! version). One instance works at a time (the cursor row is locked with
 //! SKIP LOCKED); the others skip the tick.
 //!
-//! Outbox ids come from a sequence, so a transaction that took an id may
-//! commit after a later one: a gap in the ids is waited out for a while
-//! before it is treated as a rolled-back write and skipped.
+//! Reading `id > cursor` in id order never skips a row because the catalog
+//! hands out outbox ids in commit order (its `0002_outbox_order.sql`); ids
+//! may have gaps, which mean nothing.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use boxoffice_catalog::domain::{Event, EventStatus};
@@ -23,15 +23,11 @@ use crate::store::postgres::{FeedEffect, apply_catalog_event};
 
 const CURSOR_NAME: &str = "catalog.outbox";
 const BATCH: i64 = 100;
-/// How long a gap in outbox ids may be an uncommitted write.
-const GAP_GRACE: Duration = Duration::from_secs(10);
 
 pub struct CatalogFeed {
     inventory: Arc<Inventory>,
     pool: Pool,
     catalog: CatalogStore,
-    /// The first missing id and when it was first seen missing.
-    gap: Option<(i64, Instant)>,
 }
 
 impl CatalogFeed {
@@ -40,12 +36,11 @@ impl CatalogFeed {
             inventory,
             catalog: CatalogStore::new(pool.clone()),
             pool,
-            gap: None,
         }
     }
 
     /// Reads the outbox every `interval` until shutdown.
-    pub async fn run(mut self, interval: Duration, shutdown: Shutdown) {
+    pub async fn run(self, interval: Duration, shutdown: Shutdown) {
         let mut failures = 0u32;
         loop {
             match self.tick().await {
@@ -71,7 +66,7 @@ impl CatalogFeed {
     }
 
     /// Applies one batch; `true` when a full batch was applied.
-    pub async fn tick(&mut self) -> anyhow::Result<bool> {
+    pub async fn tick(&self) -> anyhow::Result<bool> {
         let mut client = self.pool.get().await.context("getting a connection")?;
         let transaction = client.transaction().await?;
         let Some(cursor) = transaction
@@ -97,9 +92,6 @@ impl CatalogFeed {
         let mut touched = Vec::new();
         for row in &rows {
             let id: i64 = row.get("id");
-            if id != applied_up_to + 1 && !self.gap_is_over(applied_up_to + 1) {
-                break;
-            }
             let aggregate_type: &str = row.get("aggregate_type");
             if aggregate_type == "event" {
                 let tokio_postgres::types::Json(event): tokio_postgres::types::Json<Event> =
@@ -136,27 +128,6 @@ impl CatalogFeed {
             }
         }
         Ok(rows.len() as i64 == BATCH && applied_up_to > last_id)
-    }
-
-    fn gap_is_over(&mut self, missing: i64) -> bool {
-        match self.gap {
-            Some((id, since)) if id == missing => {
-                if since.elapsed() >= GAP_GRACE {
-                    tracing::warn!(
-                        missing_id = missing,
-                        "skipping a gap in the catalog outbox (rolled back write)"
-                    );
-                    self.gap = None;
-                    true
-                } else {
-                    false
-                }
-            }
-            _ => {
-                self.gap = Some((missing, Instant::now()));
-                false
-            }
-        }
     }
 
     /// The venue layout comes from the catalog's own store code: the layout
