@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use boxoffice_runtime::ConfigError;
+use boxoffice_runtime::config::Secret;
 
 pub const ENV_HOLD_TTL: &str = "BOXOFFICE_HOLD_TTL_SECS";
 pub const ENV_HOLD_COMMIT_MARGIN: &str = "BOXOFFICE_HOLD_COMMIT_MARGIN_MS";
@@ -16,6 +17,12 @@ pub const ENV_SWEEP_INTERVAL: &str = "BOXOFFICE_HOLD_SWEEP_INTERVAL_MS";
 pub const ENV_FEED_INTERVAL: &str = "BOXOFFICE_INVENTORY_FEED_INTERVAL_MS";
 pub const ENV_WATCH_POLL: &str = "BOXOFFICE_WATCH_POLL_MS";
 pub const ENV_CHANGE_STREAM_LENGTH: &str = "BOXOFFICE_CHANGE_STREAM_LENGTH";
+pub const ENV_WAITING_ROOM_KEY: &str = "BOXOFFICE_WAITING_ROOM_KEY";
+pub const ENV_ADMISSION_TOKEN_TTL: &str = "BOXOFFICE_ADMISSION_TOKEN_TTL_SECS";
+
+/// Signs admission tokens when no key is configured: fine on one machine,
+/// useless in production (anyone reading the source can forge tokens).
+const DEV_WAITING_ROOM_KEY: &str = "boxoffice-waiting-room-key-development-only";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InventoryConfig {
@@ -40,6 +47,11 @@ pub struct InventoryConfig {
     pub watch_poll: Duration,
     /// About how many changes each event's stream keeps for resuming watchers.
     pub change_stream_length: u32,
+    /// HMAC key of the waiting room's admission tokens; every inventory
+    /// instance must share it.
+    pub waiting_room_key: Secret,
+    /// How long an admission token lets its holder start holding seats.
+    pub admission_token_ttl: Duration,
 }
 
 impl Default for InventoryConfig {
@@ -56,6 +68,8 @@ impl Default for InventoryConfig {
             feed_interval: Duration::from_millis(250),
             watch_poll: Duration::from_millis(100),
             change_stream_length: 10_000,
+            waiting_room_key: Secret::new(DEV_WAITING_ROOM_KEY),
+            admission_token_ttl: Duration::from_secs(300),
         }
     }
 }
@@ -108,7 +122,25 @@ impl InventoryConfig {
                 problem: "must be at most 100 characters without { or }".into(),
             });
         }
+        let waiting_room_key = match get(ENV_WAITING_ROOM_KEY) {
+            None => defaults.waiting_room_key,
+            Some(key) if key.len() >= 16 => Secret::new(key),
+            Some(_) => {
+                return Err(ConfigError {
+                    variable: ENV_WAITING_ROOM_KEY,
+                    problem: "must be at least 16 characters".into(),
+                });
+            }
+        };
         Ok(Self {
+            waiting_room_key,
+            admission_token_ttl: Duration::from_secs(number(
+                &get,
+                ENV_ADMISSION_TOKEN_TTL,
+                300,
+                1,
+                86_400,
+            )?),
             hold_ttl,
             commit_margin,
             max_seats_per_hold: number(&get, ENV_MAX_SEATS_PER_HOLD, 10, 1, 100)? as u32,
@@ -127,6 +159,13 @@ impl InventoryConfig {
             change_stream_length: number(&get, ENV_CHANGE_STREAM_LENGTH, 10_000, 100, 10_000_000)?
                 as u32,
         })
+    }
+}
+
+impl InventoryConfig {
+    /// True while admission tokens are signed with the development key.
+    pub fn uses_development_waiting_room_key(&self) -> bool {
+        self.waiting_room_key.expose() == DEV_WAITING_ROOM_KEY
     }
 }
 
@@ -184,6 +223,19 @@ mod tests {
         ]))
         .unwrap_err();
         assert_eq!(err.variable, ENV_HOLD_COMMIT_MARGIN);
+    }
+
+    #[test]
+    fn the_waiting_room_key_is_checked_and_never_printed() {
+        assert!(InventoryConfig::default().uses_development_waiting_room_key());
+        let err =
+            InventoryConfig::from_vars(&vars(&[(ENV_WAITING_ROOM_KEY, "short")])).unwrap_err();
+        assert_eq!(err.variable, ENV_WAITING_ROOM_KEY);
+        let config =
+            InventoryConfig::from_vars(&vars(&[(ENV_WAITING_ROOM_KEY, "0123456789abcdef-secret")]))
+                .unwrap();
+        assert!(!config.uses_development_waiting_room_key());
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
     }
 
     #[test]

@@ -26,6 +26,11 @@ pub mod reason {
     pub const HOLD_RELEASED: &str = "HOLD_RELEASED";
     pub const HOLD_ALREADY_COMMITTED: &str = "HOLD_ALREADY_COMMITTED";
     pub const SERVICE_ROLE_REQUIRED: &str = "SERVICE_ROLE_REQUIRED";
+    pub const ADMISSION_REQUIRED: &str = "ADMISSION_REQUIRED";
+    pub const ADMISSION_TOKEN_INVALID: &str = "ADMISSION_TOKEN_INVALID";
+    pub const ADMISSION_TOKEN_EXPIRED: &str = "ADMISSION_TOKEN_EXPIRED";
+    pub const WAITING_ROOM_OFF: &str = "WAITING_ROOM_OFF";
+    pub const NOT_IN_QUEUE: &str = "NOT_IN_QUEUE";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +61,18 @@ pub enum InventoryError {
     Unauthenticated,
     #[error("service role required")]
     ServiceRoleRequired,
+    #[error("admin role required")]
+    AdminRequired,
+    #[error("admission token required")]
+    AdmissionRequired,
+    #[error("admission token invalid")]
+    AdmissionTokenInvalid,
+    #[error("admission token expired")]
+    AdmissionTokenExpired,
+    #[error("waiting room off")]
+    WaitingRoomOff,
+    #[error("not in queue")]
+    NotInQueue,
     #[error("dependency unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -199,6 +216,34 @@ impl From<InventoryError> for Status {
                 Code::PermissionDenied,
                 reason::SERVICE_ROLE_REQUIRED,
                 "only the checkout service may call this",
+            ),
+            E::AdminRequired => {
+                status::permission_denied("only an admin may configure the waiting room")
+            }
+            E::AdmissionRequired => status::with_reason(
+                Code::FailedPrecondition,
+                reason::ADMISSION_REQUIRED,
+                "this event has a waiting room: join the queue and hold with its admission token",
+            ),
+            E::AdmissionTokenInvalid => status::with_reason(
+                Code::FailedPrecondition,
+                reason::ADMISSION_TOKEN_INVALID,
+                "the admission token is not valid for this user and event",
+            ),
+            E::AdmissionTokenExpired => status::with_reason(
+                Code::FailedPrecondition,
+                reason::ADMISSION_TOKEN_EXPIRED,
+                "the admission token has expired; watch the queue for a new one",
+            ),
+            E::WaitingRoomOff => status::with_reason(
+                Code::FailedPrecondition,
+                reason::WAITING_ROOM_OFF,
+                "this event has no waiting room on; hold seats directly",
+            ),
+            E::NotInQueue => status::with_reason(
+                Code::FailedPrecondition,
+                reason::NOT_IN_QUEUE,
+                "join the queue first",
             ),
             E::Unavailable(error) => status::unavailable(&error),
             E::Internal(error) => status::internal(&error),

@@ -134,7 +134,10 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
                 )));
             }
         };
-        let hold = self.inventory.hold(&caller, event_id, seat_request).await?;
+        let hold = self
+            .inventory
+            .hold(&caller, event_id, seat_request, &request.admission_token)
+            .await?;
         Ok(Response::new(hold_to_pb(&hold, &layout)))
     }
 

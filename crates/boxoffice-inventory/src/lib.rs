@@ -3,7 +3,8 @@
 //! and the change stream live in Redis, changed only by the Lua scripts in
 //! `store/lua`. A feed tails the catalog's outbox to create tickets when an
 //! event is published and stop sales when it is cancelled; a sweeper frees
-//! expired holds on time.
+//! expired holds on time. The waiting room lines buyers up for hot events
+//! and admits them at a set rate with signed admission tokens.
 
 pub mod config;
 pub mod domain;
@@ -14,6 +15,8 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod sweeper;
+pub mod waiting_room;
+pub mod waiting_room_grpc;
 
 pub use config::InventoryConfig;
 pub use server::InventoryComponent;

@@ -1,10 +1,12 @@
 //! Assembling inventory: migrations, the Redis connection and scripts, the
-//! catalog feed, the hold sweeper, and the tonic service with its limits.
+//! catalog feed, the hold sweeper, and the tonic services (inventory and
+//! the waiting room) with their limits.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use boxoffice_contracts::inventory::v1::inventory_service_server::InventoryServiceServer;
+use boxoffice_contracts::inventory::v1::waiting_room_service_server::WaitingRoomServiceServer;
 use boxoffice_runtime::server::{GrpcServer, MAX_DECODING_MESSAGE_SIZE, MAX_ENCODING_MESSAGE_SIZE};
 use boxoffice_runtime::{Config, Shutdown};
 use deadpool_postgres::Pool;
@@ -15,6 +17,7 @@ use crate::feed::CatalogFeed;
 use crate::grpc::InventoryGrpc;
 use crate::service::Inventory;
 use crate::store::{HoldStore, MIGRATIONS, SCHEMA, TicketStore};
+use crate::waiting_room_grpc::WaitingRoomGrpc;
 
 /// Largest inventory request: a hold names at most a hundred seats, so
 /// anything near this is not a real client.
@@ -50,6 +53,11 @@ impl InventoryComponent {
         let holds = HoldStore::connect(config.redis_url.expose(), &inventory_config)
             .await
             .context("connecting to redis (is it running? see README)")?;
+        if inventory_config.uses_development_waiting_room_key() {
+            tracing::warn!(
+                "BOXOFFICE_WAITING_ROOM_KEY is not set: admission tokens are signed with the development key (development only; anyone can forge them)"
+            );
+        }
         let feed_interval = inventory_config.feed_interval;
         let sweep_interval = inventory_config.sweep_interval;
         let inventory = Arc::new(Inventory::new(
@@ -76,6 +84,14 @@ impl InventoryComponent {
     pub fn register(&self, server: &mut GrpcServer) {
         server.add_service(
             InventoryServiceServer::new(InventoryGrpc::new(
+                self.inventory.clone(),
+                self.shutdown.clone(),
+            ))
+            .max_decoding_message_size(MAX_REQUEST_BYTES.min(MAX_DECODING_MESSAGE_SIZE))
+            .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
+        );
+        server.add_service(
+            WaitingRoomServiceServer::new(WaitingRoomGrpc::new(
                 self.inventory.clone(),
                 self.shutdown.clone(),
             ))

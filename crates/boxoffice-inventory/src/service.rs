@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::InventoryConfig;
+use crate::domain::admission::AdmissionSigner;
 use crate::domain::{
     self, BestAvailableQuery, Hold, HoldRef, HoldState, SaleLayout, best_available, total_price,
 };
@@ -19,6 +20,7 @@ use crate::store::postgres::{CommitOutcome, StoredEvent, TicketStore};
 use crate::store::redis::{
     ChangesOutcome, EventTruth, HoldOutcome, HoldStore, RebuildMode, ReleaseOutcome, Snapshot,
 };
+use crate::store::waiting_room::WaitingRoomStore;
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
@@ -46,6 +48,8 @@ pub struct Committed {
 pub struct Inventory {
     tickets: TicketStore,
     holds: HoldStore,
+    rooms: WaitingRoomStore,
+    admission: AdmissionSigner,
     config: InventoryConfig,
     /// Sale layouts never change once an event is published.
     layouts: Mutex<HashMap<Uuid, Arc<SaleLayout>>>,
@@ -61,12 +65,24 @@ fn millis_to_time(ms: i64) -> DateTime<Utc> {
 
 impl Inventory {
     pub fn new(tickets: TicketStore, holds: HoldStore, config: InventoryConfig) -> Self {
+        let rooms = WaitingRoomStore::new(holds.pool().clone(), &config.key_prefix);
+        let admission = AdmissionSigner::new(config.waiting_room_key.expose().as_bytes());
         Self {
             tickets,
             holds,
+            rooms,
+            admission,
             config,
             layouts: Mutex::new(HashMap::new()),
         }
+    }
+
+    pub fn rooms(&self) -> &WaitingRoomStore {
+        &self.rooms
+    }
+
+    pub fn admission(&self) -> &AdmissionSigner {
+        &self.admission
     }
 
     pub fn config(&self) -> &InventoryConfig {
@@ -165,14 +181,19 @@ impl Inventory {
             .map_err(redis_error)
     }
 
+    /// `admission_token` is only looked at while the event's waiting room
+    /// is on (empty when the client has none).
     pub async fn hold(
         &self,
         caller: &Caller,
         event_id: Uuid,
         request: SeatRequest,
+        admission_token: &str,
     ) -> Result<Hold> {
         let owner = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
         let layout = self.layout(event_id).await?;
+        self.check_admission(owner, event_id, admission_token)
+            .await?;
         let max = self.config.max_seats_per_hold;
         match request {
             SeatRequest::Seats(seats) => {

@@ -172,6 +172,7 @@ pub async fn hold_seats(
                         seat_indexes: seats.to_vec(),
                     },
                 )),
+                admission_token: String::new(),
             },
         ))
         .await
@@ -190,6 +191,7 @@ pub async fn hold_best(
             pb::HoldSeatsRequest {
                 event_id: event_id.to_owned(),
                 selection: Some(pb::hold_seats_request::Selection::BestAvailable(best)),
+                admission_token: String::new(),
             },
         ))
         .await

@@ -16,3 +16,4 @@ mod harness;
 mod inventory;
 mod inventory_cluster;
 mod search;
+mod waiting_room;

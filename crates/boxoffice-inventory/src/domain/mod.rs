@@ -1,6 +1,7 @@
 //! Inventory's rules, free of I/O: seat bitmaps, the sale layout of an event,
 //! what a valid hold request is, and best-available selection.
 
+pub mod admission;
 pub mod best_available;
 pub mod bitmap;
 pub mod layout;

@@ -3,9 +3,11 @@
 
 pub mod postgres;
 pub mod redis;
+pub mod waiting_room;
 
 pub use postgres::{CommitOutcome, TicketStore};
 pub use redis::HoldStore;
+pub use waiting_room::WaitingRoomStore;
 
 use boxoffice_runtime::postgres::Migration;
 

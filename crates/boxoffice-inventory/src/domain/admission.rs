@@ -1,0 +1,196 @@
+//! Admission tokens of the waiting room and the arithmetic of a place in
+//! line. A token is the claims (user, event, expiry) plus an HMAC-SHA256 over
+//! them, so any inventory instance holding the key checks it without asking
+//! Redis who was let through.
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use uuid::Uuid;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Format version, first in every token.
+const VERSION: &str = "wr1";
+
+/// Why a token was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdmissionRefusal {
+    /// Garbled, forged, or issued to another user or for another event.
+    Invalid,
+    Expired,
+}
+
+/// Signs and checks admission tokens with one key.
+#[derive(Clone)]
+pub struct AdmissionSigner {
+    key: Vec<u8>,
+}
+
+impl std::fmt::Debug for AdmissionSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdmissionSigner(***)")
+    }
+}
+
+fn payload(user_id: Uuid, event_id: Uuid, expires_ms: i64) -> String {
+    format!(
+        "{VERSION}.{}.{}.{expires_ms}",
+        user_id.simple(),
+        event_id.simple()
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(64), |mut out, byte| {
+            let _ = write!(out, "{byte:02x}");
+            out
+        })
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
+
+impl AdmissionSigner {
+    pub fn new(key: &[u8]) -> Self {
+        Self { key: key.to_vec() }
+    }
+
+    fn mac(&self) -> HmacSha256 {
+        match HmacSha256::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            Err(_) => unreachable!("hmac takes keys of any length"),
+        }
+    }
+
+    /// `wr1.{user}.{event}.{expires_ms}.{hex signature}`.
+    pub fn sign(&self, user_id: Uuid, event_id: Uuid, expires_ms: i64) -> String {
+        let payload = payload(user_id, event_id, expires_ms);
+        let mut mac = self.mac();
+        mac.update(payload.as_bytes());
+        format!("{payload}.{}", hex(&mac.finalize().into_bytes()))
+    }
+
+    /// Accepts a genuine token for exactly this user and event that has not
+    /// expired by `now_ms` (the Redis server's clock).
+    pub fn verify(
+        &self,
+        token: &str,
+        user_id: Uuid,
+        event_id: Uuid,
+        now_ms: i64,
+    ) -> Result<(), AdmissionRefusal> {
+        let (signed, signature) = token.rsplit_once('.').ok_or(AdmissionRefusal::Invalid)?;
+        let signature = unhex(signature).ok_or(AdmissionRefusal::Invalid)?;
+        let mut mac = self.mac();
+        mac.update(signed.as_bytes());
+        mac.verify_slice(&signature)
+            .map_err(|_| AdmissionRefusal::Invalid)?;
+        let expires_ms: i64 = signed
+            .rsplit_once('.')
+            .and_then(|(_, expiry)| expiry.parse().ok())
+            .ok_or(AdmissionRefusal::Invalid)?;
+        if signed != payload(user_id, event_id, expires_ms) {
+            return Err(AdmissionRefusal::Invalid);
+        }
+        if expires_ms <= now_ms {
+            return Err(AdmissionRefusal::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// Where someone stands, from their join number and the room's counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Standing {
+    pub join_number: u64,
+    /// People still to be let through before this one, themselves included;
+    /// 0 once admitted.
+    pub position: u64,
+    pub estimated_wait_ms: i64,
+}
+
+impl Standing {
+    /// `rate` is people per second (at least 1 while the room is on).
+    pub fn new(join_number: u64, admitted: u64, rate: u64, opens_ms: i64, now_ms: i64) -> Self {
+        let position = join_number.saturating_sub(admitted);
+        let until_open = (opens_ms - now_ms).max(0);
+        let queued_ms = position.saturating_mul(1_000) / rate.max(1);
+        Self {
+            join_number,
+            position,
+            estimated_wait_ms: if position == 0 {
+                0
+            } else {
+                until_open.saturating_add(i64::try_from(queued_ms).unwrap_or(i64::MAX))
+            },
+        }
+    }
+
+    pub fn admitted(&self) -> bool {
+        self.position == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_verify_only_for_their_user_event_and_time() {
+        let signer = AdmissionSigner::new(b"a key of sixteen bytes");
+        let (user, event) = (Uuid::new_v4(), Uuid::new_v4());
+        let token = signer.sign(user, event, 2_000);
+        assert_eq!(signer.verify(&token, user, event, 1_000), Ok(()));
+        assert_eq!(
+            signer.verify(&token, user, event, 2_000),
+            Err(AdmissionRefusal::Expired)
+        );
+        assert_eq!(
+            signer.verify(&token, Uuid::new_v4(), event, 1_000),
+            Err(AdmissionRefusal::Invalid)
+        );
+        assert_eq!(
+            signer.verify(&token, user, Uuid::new_v4(), 1_000),
+            Err(AdmissionRefusal::Invalid)
+        );
+        let other = AdmissionSigner::new(b"another key entirely");
+        assert_eq!(
+            other.verify(&token, user, event, 1_000),
+            Err(AdmissionRefusal::Invalid)
+        );
+        let forged = token.replace(".2000.", ".9000.");
+        assert_eq!(
+            signer.verify(&forged, user, event, 1_000),
+            Err(AdmissionRefusal::Invalid)
+        );
+        for junk in ["", "wr1", "wr1.x.y.z.zz", "é.é"] {
+            assert_eq!(
+                signer.verify(junk, user, event, 1_000),
+                Err(AdmissionRefusal::Invalid)
+            );
+        }
+    }
+
+    #[test]
+    fn standings_count_down_to_admission() {
+        let waiting = Standing::new(10, 4, 2, 0, 1_000);
+        assert_eq!(waiting.position, 6);
+        assert_eq!(waiting.estimated_wait_ms, 3_000);
+        assert!(!waiting.admitted());
+        let before_opening = Standing::new(1, 0, 10, 5_000, 1_000);
+        assert_eq!(before_opening.estimated_wait_ms, 4_100);
+        let through = Standing::new(3, 7, 2, 0, 1_000);
+        assert!(through.admitted());
+        assert_eq!(through.estimated_wait_ms, 0);
+    }
+}

@@ -1,0 +1,154 @@
+//! The waiting room's use cases: configuring an event's room (admins),
+//! joining the line, reading where a user stands, issuing admission tokens,
+//! and the check HoldSeats makes on events whose room is on.
+
+use boxoffice_runtime::Caller;
+use uuid::Uuid;
+
+use crate::domain::admission::{AdmissionRefusal, Standing};
+use crate::error::InventoryError;
+use crate::service::Inventory;
+use crate::store::waiting_room::{InLine, LineStanding};
+
+type Result<T> = std::result::Result<T, InventoryError>;
+
+/// Highest admission rate an admin may set (people per second).
+pub const MAX_ADMISSION_RATE: u32 = 100_000;
+
+/// A room's settings, valid by construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomSettings {
+    pub enabled: bool,
+    /// 1..=MAX_ADMISSION_RATE when enabled.
+    pub rate: u32,
+    /// 0: admission starts when the room is turned on.
+    pub opens_ms: i64,
+}
+
+/// A room right after it was configured.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConfiguredRoom {
+    pub settings: RoomSettings,
+    pub joined: u64,
+    pub admitted: u64,
+}
+
+/// What a watcher learns on each look at the line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum QueueView {
+    Off,
+    Waiting(Standing),
+    Admitted {
+        join_number: u64,
+        token: String,
+        expires_ms: i64,
+    },
+}
+
+fn redis_error(error: anyhow::Error) -> InventoryError {
+    InventoryError::Unavailable(error)
+}
+
+fn standing(line: &InLine) -> Standing {
+    Standing::new(
+        line.join_number,
+        line.admitted,
+        line.rate,
+        line.opens_ms,
+        line.now_ms,
+    )
+}
+
+impl Inventory {
+    /// Refuses a hold on an event whose waiting room is on unless the token
+    /// was issued to this user for this event and has not expired by the
+    /// Redis server's clock.
+    pub(crate) async fn check_admission(
+        &self,
+        owner: Uuid,
+        event_id: Uuid,
+        token: &str,
+    ) -> Result<()> {
+        let (enabled, now_ms) = self.rooms().enabled(event_id).await.map_err(redis_error)?;
+        if !enabled {
+            return Ok(());
+        }
+        if token.is_empty() {
+            return Err(InventoryError::AdmissionRequired);
+        }
+        self.admission()
+            .verify(token, owner, event_id, now_ms)
+            .map_err(|refusal| match refusal {
+                AdmissionRefusal::Invalid => InventoryError::AdmissionTokenInvalid,
+                AdmissionRefusal::Expired => InventoryError::AdmissionTokenExpired,
+            })
+    }
+
+    /// Turns an event's room on or off (admins only).
+    pub async fn configure_room(
+        &self,
+        caller: &Caller,
+        event_id: Uuid,
+        settings: RoomSettings,
+    ) -> Result<ConfiguredRoom> {
+        if caller.user_id.is_none() {
+            return Err(InventoryError::Unauthenticated);
+        }
+        if !caller.is_admin() {
+            return Err(InventoryError::AdminRequired);
+        }
+        self.layout(event_id).await?;
+        let counters = self
+            .rooms()
+            .configure(event_id, settings.enabled, settings.rate, settings.opens_ms)
+            .await
+            .map_err(redis_error)?;
+        tracing::info!(%event_id, enabled = settings.enabled, rate = settings.rate, opens_ms = settings.opens_ms, joined = counters.joined, "waiting room configured");
+        Ok(ConfiguredRoom {
+            settings,
+            joined: counters.joined,
+            admitted: counters.admitted,
+        })
+    }
+
+    /// The caller's place in line (the first one they got, if they joined
+    /// before).
+    pub async fn join_queue(&self, caller: &Caller, event_id: Uuid) -> Result<Standing> {
+        let user_id = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
+        self.layout(event_id).await?;
+        let line = self
+            .rooms()
+            .join(event_id, user_id)
+            .await
+            .map_err(redis_error)?
+            .ok_or(InventoryError::WaitingRoomOff)?;
+        Ok(standing(&line))
+    }
+
+    /// Where the user stands now, with a fresh token once they are through.
+    pub async fn queue_view(&self, user_id: Uuid, event_id: Uuid) -> Result<QueueView> {
+        match self
+            .rooms()
+            .standing(event_id, user_id)
+            .await
+            .map_err(redis_error)?
+        {
+            LineStanding::Off { .. } => Ok(QueueView::Off),
+            LineStanding::NotInLine { .. } => Err(InventoryError::NotInQueue),
+            LineStanding::InLine(line) => {
+                let standing = standing(&line);
+                if !standing.admitted() {
+                    return Ok(QueueView::Waiting(standing));
+                }
+                let ttl_ms = i64::try_from(self.config().admission_token_ttl.as_millis())
+                    .unwrap_or(i64::MAX);
+                let expires_ms = line.now_ms.saturating_add(ttl_ms);
+                Ok(QueueView::Admitted {
+                    join_number: line.join_number,
+                    token: self.admission().sign(user_id, event_id, expires_ms),
+                    expires_ms,
+                })
+            }
+        }
+    }
+}

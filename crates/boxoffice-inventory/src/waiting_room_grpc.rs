@@ -1,0 +1,262 @@
+//! The tonic face of the waiting room. WatchQueue runs one task per stream
+//! that looks at the line every `watch_poll`, sends an update whenever the
+//! caller's position changes, and ends after the update with the admission
+//! token (or when the room is turned off, the client goes away, or the server
+//! shuts down).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use boxoffice_contracts::inventory::v1 as pb;
+use boxoffice_runtime::{Caller, Shutdown};
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::instrument;
+use uuid::Uuid;
+
+use crate::domain::admission::Standing;
+use crate::domain::{FieldError, parse_id};
+use crate::error::InventoryError;
+use crate::service::Inventory;
+use crate::waiting_room::{MAX_ADMISSION_RATE, QueueView, RoomSettings};
+
+/// Updates buffered per watcher; a watcher only needs the latest.
+const WATCH_BUFFER: usize = 8;
+/// Even with an unchanged position a watcher hears something this often,
+/// so proxies do not close an idle stream.
+const KEEPALIVE: Duration = Duration::from_secs(10);
+
+#[derive(Clone)]
+pub struct WaitingRoomGrpc {
+    inventory: Arc<Inventory>,
+    shutdown: Shutdown,
+}
+
+impl WaitingRoomGrpc {
+    pub fn new(inventory: Arc<Inventory>, shutdown: Shutdown) -> Self {
+        Self {
+            inventory,
+            shutdown,
+        }
+    }
+}
+
+fn bad(error: FieldError) -> Status {
+    InventoryError::InvalidField(error).into()
+}
+
+fn duration_ms(ms: i64) -> prost_types::Duration {
+    prost_types::Duration {
+        seconds: ms.max(0) / 1000,
+        nanos: ((ms.max(0) % 1000) * 1_000_000) as i32,
+    }
+}
+
+fn timestamp_ms(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// Milliseconds since the epoch of a wire timestamp, if it is a real one.
+fn timestamp_to_ms(field: &str, time: &prost_types::Timestamp) -> Result<i64, FieldError> {
+    if !(0..1_000_000_000).contains(&time.nanos) || time.seconds < 0 {
+        return Err(FieldError::new(field, "is not a valid timestamp"));
+    }
+    time.seconds
+        .checked_mul(1000)
+        .and_then(|ms| ms.checked_add(i64::from(time.nanos / 1_000_000)))
+        .filter(|ms| *ms < 253_402_300_800_000)
+        .ok_or_else(|| FieldError::new(field, "is not a valid timestamp"))
+}
+
+fn waiting(event_id: Uuid, standing: &Standing) -> pb::QueueStatus {
+    pb::QueueStatus {
+        event_id: event_id.to_string(),
+        state: if standing.admitted() {
+            pb::WaitingRoomState::Admitted
+        } else {
+            pb::WaitingRoomState::Waiting
+        } as i32,
+        join_number: standing.join_number,
+        position: standing.position,
+        estimated_wait: Some(duration_ms(standing.estimated_wait_ms)),
+        admission_token: String::new(),
+        admission_expire_time: None,
+    }
+}
+
+fn view_to_pb(event_id: Uuid, view: &QueueView) -> pb::QueueStatus {
+    match view {
+        QueueView::Off => pb::QueueStatus {
+            event_id: event_id.to_string(),
+            state: pb::WaitingRoomState::Off as i32,
+            ..Default::default()
+        },
+        QueueView::Waiting(standing) => waiting(event_id, standing),
+        QueueView::Admitted {
+            join_number,
+            token,
+            expires_ms,
+        } => pb::QueueStatus {
+            event_id: event_id.to_string(),
+            state: pb::WaitingRoomState::Admitted as i32,
+            join_number: *join_number,
+            position: 0,
+            estimated_wait: Some(duration_ms(0)),
+            admission_token: token.clone(),
+            admission_expire_time: Some(timestamp_ms(*expires_ms)),
+        },
+    }
+}
+
+type QueueStream = Pin<Box<dyn Stream<Item = Result<pb::QueueStatus, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    async fn join_queue(
+        &self,
+        request: Request<pb::JoinQueueRequest>,
+    ) -> Result<Response<pb::QueueStatus>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(bad)?;
+        let standing = self.inventory.join_queue(&caller, event_id).await?;
+        Ok(Response::new(waiting(event_id, &standing)))
+    }
+
+    type WatchQueueStream = QueueStream;
+
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    async fn watch_queue(
+        &self,
+        request: Request<pb::WatchQueueRequest>,
+    ) -> Result<Response<Self::WatchQueueStream>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let user_id = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
+        let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(bad)?;
+        self.inventory.layout(event_id).await?;
+        // The first look answers NOT_IN_QUEUE as the call's status.
+        let first = self.inventory.queue_view(user_id, event_id).await?;
+        let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
+        tokio::spawn(watch(
+            self.inventory.clone(),
+            user_id,
+            event_id,
+            first,
+            sender,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    async fn configure_waiting_room(
+        &self,
+        request: Request<pb::ConfigureWaitingRoomRequest>,
+    ) -> Result<Response<pb::WaitingRoom>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
+        if request.enabled && !(1..=MAX_ADMISSION_RATE).contains(&request.admission_rate_per_second)
+        {
+            return Err(bad(FieldError::new(
+                "admission_rate_per_second",
+                format!("must be from 1 to {MAX_ADMISSION_RATE} while the room is on"),
+            )));
+        }
+        let opens_ms = match &request.open_time {
+            Some(time) => timestamp_to_ms("open_time", time).map_err(bad)?,
+            None => 0,
+        };
+        let settings = RoomSettings {
+            enabled: request.enabled,
+            rate: request.admission_rate_per_second,
+            opens_ms,
+        };
+        let room = self
+            .inventory
+            .configure_room(&caller, event_id, settings)
+            .await?;
+        Ok(Response::new(pb::WaitingRoom {
+            event_id: event_id.to_string(),
+            enabled: room.settings.enabled,
+            admission_rate_per_second: room.settings.rate,
+            open_time: (room.settings.opens_ms > 0).then(|| timestamp_ms(room.settings.opens_ms)),
+            joined_count: room.joined,
+            admitted_count: room.admitted,
+        }))
+    }
+}
+
+/// Sends `first`, then every change of position, until the caller is
+/// admitted (the last update carries the token) or the room is turned off.
+async fn watch(
+    inventory: Arc<Inventory>,
+    user_id: Uuid,
+    event_id: Uuid,
+    first: QueueView,
+    sender: mpsc::Sender<Result<pb::QueueStatus, Status>>,
+    shutdown: Shutdown,
+) {
+    let poll = inventory.config().watch_poll;
+    let mut view = first;
+    let mut last_sent: Option<(u64, tokio::time::Instant)> = None;
+    loop {
+        let finished = !matches!(view, QueueView::Waiting(_));
+        let send = match (&view, last_sent) {
+            (QueueView::Waiting(standing), Some((position, at))) => {
+                standing.position != position || at.elapsed() >= KEEPALIVE
+            }
+            _ => true,
+        };
+        if send {
+            if let QueueView::Waiting(standing) = &view {
+                last_sent = Some((standing.position, tokio::time::Instant::now()));
+            }
+            if sender.send(Ok(view_to_pb(event_id, &view))).await.is_err() {
+                return;
+            }
+        }
+        if finished {
+            return;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = sender.closed() => return,
+            () = tokio::time::sleep(poll) => {}
+        }
+        view = match inventory.queue_view(user_id, event_id).await {
+            Ok(view) => view,
+            Err(error) => {
+                let _ = sender.send(Err(error.into())).await;
+                return;
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn open_times_must_be_real_timestamps() {
+        let ok = prost_types::Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5_000_000,
+        };
+        assert_eq!(timestamp_to_ms("t", &ok), Ok(1_700_000_000_005));
+        for bad in [(1, -1), (1, 1_000_000_000), (-5, 0), (i64::MAX, 0)] {
+            let time = prost_types::Timestamp {
+                seconds: bad.0,
+                nanos: bad.1,
+            };
+            assert!(timestamp_to_ms("t", &time).is_err());
+        }
+    }
+}
