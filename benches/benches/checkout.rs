@@ -333,6 +333,7 @@ async fn main() -> anyhow::Result<()> {
                                     },
                                 ),
                             ),
+                            admission_token: String::new(),
                         },
                     ))
                     .await?
