@@ -1,21 +1,29 @@
-//! A whole boxoffice started inside the load generator, on a database of its
-//! own (dropped afterwards), so one command reproduces every number. Also the
-//! trivial echo server that serves as the gRPC baseline.
+//! A whole boxoffice started inside the load generator — the same
+//! [`boxoffice::System`] that `boxoffice up` runs, edge in front — on a
+//! database and Redis key prefix of its own (both removed afterwards), so
+//! one command reproduces every number. Also the trivial echo server that
+//! serves as the gRPC baseline, and tokens for as many virtual users as a
+//! scenario needs.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::Context as _;
-use boxoffice_catalog::CatalogComponent;
-use boxoffice_catalog::store::CatalogStore;
+use boxoffice::{System, SystemOptions};
+use boxoffice_accounts::config::{MissingSecret, TokenConfig};
+use boxoffice_accounts::token::TokenIssuer;
+use boxoffice_checkout::config::CheckoutConfig;
 use boxoffice_contracts::testing::v1 as echo_pb;
-use boxoffice_runtime::config::{ENV_DATABASE_URL, ENV_LISTEN, Secret};
+use boxoffice_edge::config::{EdgeConfig, RateLimit};
+use boxoffice_inventory::config::InventoryConfig;
+use boxoffice_runtime::config::{ENV_DATABASE_URL, ENV_DB_POOL_SIZE, ENV_LISTEN, ENV_LOG};
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::{Config, Shutdown};
 use tonic::transport::Channel;
+use uuid::Uuid;
 
 pub const ENV_BENCH_POSTGRES: &str = "BOXOFFICE_BENCH_POSTGRES_URL";
+pub const ENV_BENCH_REDIS: &str = "BOXOFFICE_BENCH_REDIS_URL";
 
 /// The trivial tonic service: answers what it is sent.
 #[derive(Clone, Copy, Default)]
@@ -33,22 +41,31 @@ impl echo_pb::echo_service_server::EchoService for Echo {
     }
 }
 
-pub struct System {
-    pub catalog_addr: SocketAddr,
+pub struct BenchSystem {
+    pub system: System,
     pub echo_addr: SocketAddr,
-    pub pool: deadpool_postgres::Pool,
+    pub issuer: TokenIssuer,
+    pub redis_prefix: String,
+    pub database: String,
     shutdown: Shutdown,
     server_url: String,
-    database: String,
 }
 
-fn server_url() -> String {
+pub fn postgres_server_url() -> String {
     std::env::var(ENV_BENCH_POSTGRES).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
-impl System {
+pub fn redis_url() -> String {
+    std::env::var(ENV_BENCH_REDIS).unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+fn vars(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+}
+
+impl BenchSystem {
     pub async fn start() -> anyhow::Result<Self> {
-        let server_url = server_url();
+        let server_url = postgres_server_url();
         let database = format!("boxoffice_bench_{}", std::process::id());
         let (client, connection) = tokio_postgres::connect(&server_url, tokio_postgres::NoTls)
             .await
@@ -63,53 +80,101 @@ impl System {
             .batch_execute(&format!("CREATE DATABASE {database}"))
             .await
             .context("creating the benchmark database")?;
-        let mut pg: tokio_postgres::Config = server_url.parse()?;
-        pg.dbname(&database);
         let url = url_with_database(&server_url, &database);
-        let config = Config::from_vars(BTreeMap::from([
-            (ENV_DATABASE_URL.to_owned(), url.clone()),
-            (ENV_LISTEN.to_owned(), "127.0.0.1:0".to_owned()),
+        let config = Config::from_vars(vars(&[
+            (ENV_DATABASE_URL, url),
+            (ENV_LISTEN, "127.0.0.1:0".to_owned()),
+            (ENV_DB_POOL_SIZE, "32".to_owned()),
+            (ENV_LOG, "warn".to_owned()),
+            ("BOXOFFICE_REDIS_URL", redis_url()),
         ]))?;
-        let pool = boxoffice_runtime::postgres::pool(&Secret::new(url), 32)?;
+        let redis_prefix = format!("bench{}:", std::process::id());
+        let tokens = TokenConfig::from_vars(&BTreeMap::new(), MissingSecret::GenerateEphemeral)
+            .map_err(|error| anyhow::anyhow!("token configuration: {error}"))?;
+        let inventory = InventoryConfig::from_vars(&vars(&[
+            ("BOXOFFICE_REDIS_KEY_PREFIX", redis_prefix.clone()),
+            // Virtual users hold many times over a run.
+            ("BOXOFFICE_MAX_HOLDS_PER_USER", "1000".to_owned()),
+            ("BOXOFFICE_REDIS_POOL_SIZE", "8".to_owned()),
+        ]))
+        .map_err(|error| anyhow::anyhow!("inventory configuration: {error}"))?;
+        let checkout = CheckoutConfig::from_vars(&vars(&[("BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN", "127.0.0.1:0".to_owned())]))
+            .map_err(|error| anyhow::anyhow!("checkout configuration: {error}"))?;
+        let mut edge = EdgeConfig::defaults(SocketAddr::from(([127, 0, 0, 1], 0)));
+        // Measure the gateway's work, not its protections: limits off (their
+        // own tests prove them), no access log on the terminal.
+        edge.admin_listen = None;
+        edge.access_log = false;
+        edge.rate_per_address = RateLimit {
+            per_second: 0.0,
+            burst: 0.0,
+        };
+        edge.rate_per_user = RateLimit {
+            per_second: 0.0,
+            burst: 0.0,
+        };
+        edge.max_concurrent_per_upstream = 100_000;
         let shutdown = Shutdown::new();
+        eprintln!("starting boxoffice on database {database} and loading demo data ...");
+        let system = System::start(
+            &config,
+            SystemOptions {
+                edge,
+                tokens: tokens.clone(),
+                inventory,
+                checkout,
+                demo_data: true,
+            },
+            shutdown.clone(),
+        )
+        .await?;
 
-        let mut catalog_server = GrpcServer::bind(config.listen).await?;
-        let catalog = CatalogComponent::start(&config, pool.clone(), shutdown.clone()).await?;
-        catalog.register(&mut catalog_server);
-        eprintln!("loading demo data into {database} ...");
-        boxoffice_catalog::seed::seed(&CatalogStore::new(pool.clone()), 520).await?;
-        let catalog_addr = catalog_server.local_addr();
-        tokio::spawn(catalog_server.run_until_stopped(shutdown.clone(), Duration::from_secs(1)));
-
-        let mut echo_server = GrpcServer::bind(config.listen).await?;
+        let mut echo_server = GrpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         echo_server.add_service(echo_pb::echo_service_server::EchoServiceServer::new(Echo));
         let echo_addr = echo_server.local_addr();
-        tokio::spawn(echo_server.run_until_stopped(shutdown.clone(), Duration::from_secs(1)));
+        tokio::spawn(echo_server.run_until_stopped(shutdown.clone(), std::time::Duration::from_secs(1)));
 
         Ok(Self {
-            catalog_addr,
+            system,
             echo_addr,
-            pool,
+            issuer: TokenIssuer::new(&tokens),
+            redis_prefix,
+            database,
             shutdown,
             server_url,
-            database,
         })
     }
 
-    /// Stops the servers and drops the benchmark database.
+    /// A bearer token for a user with the given roles.
+    pub fn token(&self, user_id: Uuid, roles: &[&str]) -> anyhow::Result<String> {
+        let roles: Vec<String> = roles.iter().map(|role| (*role).to_owned()).collect();
+        Ok(self.issuer.issue(user_id, &roles)?.0)
+    }
+
+    /// Stops everything, drops the database and deletes the Redis keys.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.trigger();
-        self.pool.close();
+        self.system.pool.close();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(15), self.system.wait()).await;
         let (client, connection) = tokio_postgres::connect(&self.server_url, tokio_postgres::NoTls).await?;
         tokio::spawn(connection);
         client
             .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database))
             .await?;
+        let pattern = format!("{}*", self.redis_prefix);
+        let _ = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "redis-cli -u '{}' --scan --pattern '{pattern}' | xargs -r -n 500 redis-cli -u '{}' del >/dev/null",
+                redis_url(),
+                redis_url()
+            ))
+            .status();
         Ok(())
     }
 }
 
-fn url_with_database(server_url: &str, database: &str) -> String {
+pub fn url_with_database(server_url: &str, database: &str) -> String {
     let (base, query) = match server_url.split_once('?') {
         Some((base, query)) => (base, format!("?{query}")),
         None => (server_url, String::new()),

@@ -647,3 +647,14 @@ mod tests {
         }
     }
 }
+
+/// The hold script exactly as inventory loads it, and the keys of an event,
+/// so a baseline (`redis-benchmark` running the same script by `EVALSHA`)
+/// measures the very code HoldSeats runs.
+pub mod baseline {
+    pub const HOLD_SCRIPT: &str = concat!(include_str!("lua/common.lua"), "\n", include_str!("lua/hold.lua"));
+
+    pub fn event_keys(prefix: &str, event_id: uuid::Uuid) -> Vec<String> {
+        super::event_keys(prefix, event_id)
+    }
+}

@@ -1,0 +1,111 @@
+//! The whole boxoffice in one process, as `boxoffice up` runs it: every
+//! service on an internal loopback listener and the edge in front, exactly as
+//! in production. The binary, the load generator and end-to-end tests all
+//! start it through [`System::start`], so what is measured is what runs.
+
+use std::net::SocketAddr;
+
+use boxoffice_accounts::config::TokenConfig;
+use boxoffice_accounts::server::AccountsComponent;
+use boxoffice_catalog::CatalogComponent;
+use boxoffice_catalog::store::CatalogStore;
+use boxoffice_checkout::config::CheckoutConfig;
+use boxoffice_checkout::server::CheckoutComponent;
+use boxoffice_edge::config::EdgeConfig;
+use boxoffice_edge::server::Edge;
+use boxoffice_inventory::InventoryComponent;
+use boxoffice_inventory::config::InventoryConfig;
+use boxoffice_runtime::server::GrpcServer;
+use boxoffice_runtime::{Config, Shutdown};
+use tokio::task::JoinHandle;
+
+/// Number of demo events a fresh system gets.
+pub const DEMO_EVENTS: usize = 520;
+
+pub struct SystemOptions {
+    /// The edge's settings; its upstreams are pointed at the internal listener.
+    pub edge: EdgeConfig,
+    pub tokens: TokenConfig,
+    pub inventory: InventoryConfig,
+    pub checkout: CheckoutConfig,
+    /// Load demo data (and demo users) into an empty database.
+    pub demo_data: bool,
+}
+
+/// A running system. Stop it with the [`Shutdown`] it was started with.
+pub struct System {
+    pub edge_addr: SocketAddr,
+    pub edge_admin_addr: Option<SocketAddr>,
+    /// Where the services listen behind the edge (loopback).
+    pub internal_addr: SocketAddr,
+    pub pool: deadpool_postgres::Pool,
+    pub catalog: CatalogComponent,
+    pub inventory: InventoryComponent,
+    pub accounts: AccountsComponent,
+    pub checkout: CheckoutComponent,
+    internal: JoinHandle<anyhow::Result<()>>,
+    edge: JoinHandle<anyhow::Result<()>>,
+}
+
+impl System {
+    pub async fn start(config: &Config, options: SystemOptions, shutdown: Shutdown) -> anyhow::Result<Self> {
+        let pool = boxoffice_runtime::postgres::pool(&config.database_url, config.db_pool_size)?;
+        let mut server = GrpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let internal_addr = server.local_addr();
+        let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;
+        catalog.register(&mut server);
+        let inventory =
+            InventoryComponent::start_with(config, options.inventory, pool.clone(), shutdown.clone()).await?;
+        inventory.register(&mut server);
+        let accounts = AccountsComponent::start(&options.tokens, pool.clone()).await?;
+        accounts.register(&mut server);
+        // Inventory is on this same server: a lazy channel to its address
+        // reaches it once serving starts.
+        let local = tonic::transport::Endpoint::from_shared(format!("http://{internal_addr}"))?.connect_lazy();
+        let checkout =
+            CheckoutComponent::start_with(options.checkout, pool.clone(), shutdown.clone(), Some(local)).await?;
+        checkout.register(&mut server);
+        if options.demo_data {
+            if let Some(report) =
+                boxoffice_catalog::seed::seed_if_empty(&CatalogStore::new(pool.clone()), DEMO_EVENTS).await?
+            {
+                tracing::info!(
+                    venues = report.venues,
+                    performers = report.performers,
+                    events = report.events,
+                    seats = report.seats,
+                    "loaded demo data"
+                );
+            }
+            accounts.ensure_demo_users().await?;
+        }
+        let mut edge_config = options.edge.with_upstream_everywhere(internal_addr);
+        edge_config.shutdown_grace = config.shutdown_grace;
+        let edge = Edge::bind(edge_config, &options.tokens).await?;
+        let edge_addr = edge.local_addr();
+        let edge_admin_addr = edge.admin_addr();
+        let internal = tokio::spawn(server.run_until_stopped(shutdown.clone(), config.shutdown_grace));
+        let edge = tokio::spawn(edge.run_until_stopped(shutdown));
+        Ok(Self {
+            edge_addr,
+            edge_admin_addr,
+            internal_addr,
+            pool,
+            catalog,
+            inventory,
+            accounts,
+            checkout,
+            internal,
+            edge,
+        })
+    }
+
+    /// Waits until both listeners have stopped (after shutdown).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        let edge = self.edge.await;
+        let internal = self.internal.await;
+        edge??;
+        internal??;
+        Ok(())
+    }
+}
