@@ -83,7 +83,7 @@ impl SearchConfig {
             if !(url.starts_with("http://") || url.starts_with("https://")) {
                 return Err(SearchConfigError {
                     variable: ENV_MEILISEARCH_URL,
-                    problem: "must be an http:// or https:// URL".into(),
+                    problem: "must be an http:// URL such as http://127.0.0.1:7700".into(),
                 });
             }
             if url.starts_with("https://") {

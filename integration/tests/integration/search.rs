@@ -981,3 +981,40 @@ async fn reindex_rebuilds_a_directory_index_from_postgres() {
     );
     world.finish().await;
 }
+
+#[tokio::test]
+async fn concurrent_catalog_writes_are_all_indexed() {
+    let mut world =
+        SearchWorld::new(Arc::new(EmbeddedIndex::in_memory().expect("index")), None).await;
+    let venue = create_venue(&mut world.client, &O2).await;
+    let band = create_performer(&mut world.client, "Parallel Players").await;
+    // Many writers at once: outbox ids are taken in commit order, so the
+    // indexer (reading `id > checkpoint`) can never step over a late commit.
+    let writers = (0..24).map(|n| {
+        let mut client = world.client.clone();
+        let (venue, band) = (venue.clone(), band.clone());
+        tokio::spawn(async move {
+            let title = format!("Parallel Concert {n}");
+            let event = NewEvent {
+                title: &title,
+                category: pb::Category::Concert,
+                venue: &venue,
+                performers: &[&band],
+                start: days(7),
+                end: days(7) + chrono::Duration::hours(2),
+                publish: true,
+            };
+            create_event(&mut client, event).await;
+            title
+        })
+    });
+    let mut titles = Vec::new();
+    for writer in writers.collect::<Vec<_>>() {
+        titles.push(writer.await.expect("a writer"));
+    }
+    let expected: Vec<&str> = titles.iter().map(String::as_str).collect();
+    world
+        .wait_for_titles(query("parallel"), &expected, Duration::from_secs(5))
+        .await;
+    world.finish().await;
+}
