@@ -17,10 +17,9 @@ use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::telemetry::Telemetry;
 use boxoffice_edge::{Edge, EdgeConfig};
 use boxoffice_runtime::{Config, Shutdown};
+use boxoffice::DEMO_EVENTS;
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Number of demo events `up` and `seed` create.
-const DEMO_EVENTS: usize = 520;
 
 #[derive(Parser)]
 #[command(name = "boxoffice", version, about = "Ticketing backend: catalog, inventory, checkout behind one edge")]
@@ -60,9 +59,6 @@ enum Service {
     Edge,
 }
 
-impl Service {
-    const ALL: &'static [Service] = &[Service::Catalog, Service::Inventory, Service::Accounts, Service::Checkout];
-}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -182,37 +178,32 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     let shutdown = Shutdown::on_signals();
     // Everything goes through the edge exactly as in production: the
     // services listen on an internal loopback port, the edge on `listen`.
-    token_config(MissingSecret::GenerateEphemeral)?;
-    let mut edge_config = EdgeConfig::from_env(config.listen).map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
-    edge_config.shutdown_grace = config.shutdown_grace;
-    let pool = database(config).await?;
-    let mut server = GrpcServer::bind(std::net::SocketAddr::from(([127, 0, 0, 1], 0))).await?;
-    let services = start_services(config, &pool, &shutdown, &mut server, Service::ALL).await?;
-    if demo_data {
-        let store = CatalogStore::new(pool.clone());
-        if let Some(report) = boxoffice_catalog::seed::seed_if_empty(&store, DEMO_EVENTS).await? {
-            tracing::info!(
-                venues = report.venues,
-                performers = report.performers,
-                events = report.events,
-                seats = report.seats,
-                "loaded demo data"
-            );
-        }
-    }
-    if demo_data && let Some(accounts) = &services.accounts {
-        accounts.ensure_demo_users().await?;
-    }
-    let edge = Edge::bind(edge_config.with_upstream_everywhere(server.local_addr()), token_config(MissingSecret::Refuse)?)
-        .await?;
-    print_banner(edge.local_addr(), &CatalogStore::new(pool)).await;
-    if let Some(admin) = edge.admin_addr() {
+    let tokens = token_config(MissingSecret::GenerateEphemeral)?.clone();
+    let edge = EdgeConfig::from_env(config.listen).map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
+    let inventory = boxoffice_inventory::config::InventoryConfig::from_env()
+        .map_err(|error| anyhow::anyhow!("bad inventory configuration: {error}"))?;
+    let checkout = boxoffice_checkout::config::CheckoutConfig::from_env()
+        .map_err(|error| anyhow::anyhow!("bad checkout configuration: {error}"))?;
+    boxoffice_runtime::postgres::ensure_database(&config.database_url)
+        .await
+        .context("preparing the database (is PostgreSQL running? see README)")?;
+    let system = boxoffice::System::start(
+        config,
+        boxoffice::SystemOptions {
+            edge,
+            tokens,
+            inventory,
+            checkout,
+            demo_data,
+        },
+        shutdown,
+    )
+    .await?;
+    print_banner(system.edge_addr, &CatalogStore::new(system.pool.clone())).await;
+    if let Some(admin) = system.edge_admin_addr {
         println!("  edge metrics:       curl http://{admin}/metrics");
     }
-    let internal = tokio::spawn(server.run_until_stopped(shutdown.clone(), config.shutdown_grace));
-    let edge_result = edge.run_until_stopped(shutdown).await;
-    internal.await.context("the internal server task")??;
-    edge_result
+    system.wait().await
 }
 
 async fn serve_edge(config: &Config) -> anyhow::Result<()> {
