@@ -25,7 +25,11 @@ fn redis_cli(redis_url: &str, args: &[&str]) -> anyhow::Result<String> {
         .args(args)
         .output()
         .context("running redis-cli (install redis-tools)")?;
-    anyhow::ensure!(output.status.success(), "redis-cli failed: {}", String::from_utf8_lossy(&output.stderr));
+    anyhow::ensure!(
+        output.status.success(),
+        "redis-cli failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
 }
 
@@ -33,12 +37,28 @@ fn redis_cli(redis_url: &str, args: &[&str]) -> anyhow::Result<String> {
 /// script directly (no gRPC, no service): the ceiling HoldSeats is compared
 /// with. Seats are drawn from a huge range so holds succeed, as HoldSeats'
 /// successful holds do.
-pub fn redis_hold_script(redis_url: &str, prefix: &str, requests: u64, clients: u32) -> anyhow::Result<BaselineResult> {
+pub fn redis_hold_script(
+    redis_url: &str,
+    prefix: &str,
+    requests: u64,
+    clients: u32,
+) -> anyhow::Result<BaselineResult> {
     let sha = redis_cli(redis_url, &["SCRIPT", "LOAD", HOLD_SCRIPT])?;
     let keys = event_keys(prefix, Uuid::new_v4());
     redis_cli(
         redis_url,
-        &["HSET", &keys[0], "status", "open", "on_sale_ms", "0", "seat_count", "1000000000", "epoch", "1"],
+        &[
+            "HSET",
+            &keys[0],
+            "status",
+            "open",
+            "on_sale_ms",
+            "0",
+            "seat_count",
+            "1000000000",
+            "epoch",
+            "1",
+        ],
     )?;
     let host_port = redis_url
         .trim_start_matches("redis://")
@@ -49,12 +69,37 @@ pub fn redis_hold_script(redis_url: &str, prefix: &str, requests: u64, clients: 
     let (host, port) = host_port.rsplit_once(':').unwrap_or(("127.0.0.1", "6379"));
     let mut command = Command::new("redis-benchmark");
     command
-        .args(["-h", host, "-p", port, "-c", &clients.to_string(), "-n", &requests.to_string()])
+        .args([
+            "-h",
+            host,
+            "-p",
+            port,
+            "-c",
+            &clients.to_string(),
+            "-n",
+            &requests.to_string(),
+        ])
         .args(["-r", "1000000000", "--csv", "EVALSHA", &sha, "8"])
         .args(&keys)
-        .args(["h__rand_int__", "o__rand_int__", "600000", "1000000", "1000", "60000", "0", "EUR"])
-        .args(["__rand_int__", "__rand_int__", "__rand_int__", "__rand_int__"]);
-    let output = command.output().context("running redis-benchmark (install redis-tools)")?;
+        .args([
+            "h__rand_int__",
+            "o__rand_int__",
+            "600000",
+            "1000000",
+            "1000",
+            "60000",
+            "0",
+            "EUR",
+        ])
+        .args([
+            "__rand_int__",
+            "__rand_int__",
+            "__rand_int__",
+            "__rand_int__",
+        ]);
+    let output = command
+        .output()
+        .context("running redis-benchmark (install redis-tools)")?;
     anyhow::ensure!(
         output.status.success(),
         "redis-benchmark failed: {}",
@@ -66,7 +111,9 @@ pub fn redis_hold_script(redis_url: &str, prefix: &str, requests: u64, clients: 
 
 fn parse_redis_benchmark_csv(csv: &str) -> Option<BaselineResult> {
     // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
-    let line = csv.lines().find(|line| !line.starts_with("\"test\"") && line.contains(','))?;
+    let line = csv
+        .lines()
+        .find(|line| !line.starts_with("\"test\"") && line.contains(','))?;
     let fields: Vec<f64> = line
         .rsplitn(8, ',')
         .map(|field| field.trim_matches('"').parse::<f64>().unwrap_or(f64::NAN))
@@ -83,7 +130,12 @@ fn parse_redis_benchmark_csv(csv: &str) -> Option<BaselineResult> {
 /// against PostgreSQL (synchronous commit on): lock the tickets, check they
 /// are all available and the lease is valid, flip them all or none. A fresh
 /// event of `seats` tickets is made for it so every sale succeeds.
-pub fn pgbench_sale(database: &str, seats: u32, clients: u32, duration: Duration) -> anyhow::Result<BaselineResult> {
+pub fn pgbench_sale(
+    database: &str,
+    seats: u32,
+    clients: u32,
+    duration: Duration,
+) -> anyhow::Result<BaselineResult> {
     let event_id = Uuid::new_v4();
     let setup = format!(
         "INSERT INTO inventory.events (event_id, venue_id, status, seat_count, currency_code, layout, catalog_version)
@@ -93,7 +145,16 @@ pub fn pgbench_sale(database: &str, seats: u32, clients: u32, duration: Duration
          DROP SEQUENCE IF EXISTS public.bench_sales; CREATE SEQUENCE public.bench_sales;"
     );
     let status = Command::new("psql")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-d", database, "-qc", &setup])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-qc",
+            &setup,
+        ])
         .status()
         .context("running psql")?;
     anyhow::ensure!(status.success(), "preparing the pgbench event failed");
@@ -124,13 +185,33 @@ pub fn pgbench_sale(database: &str, seats: u32, clients: u32, duration: Duration
         + "\n";
     let path = std::env::temp_dir().join(format!("boxoffice-sale-{}.sql", Uuid::new_v4().simple()));
     std::fs::write(&path, script)?;
-    let binary = ["pgbench", "/usr/lib/postgresql/15/bin/pgbench", "/usr/lib/postgresql/16/bin/pgbench"]
-        .into_iter()
-        .find(|binary| Command::new(binary).arg("--version").output().is_ok())
-        .context("pgbench is not installed (it comes with PostgreSQL's server packages)")?;
+    let binary = [
+        "pgbench",
+        "/usr/lib/postgresql/15/bin/pgbench",
+        "/usr/lib/postgresql/16/bin/pgbench",
+    ]
+    .into_iter()
+    .find(|binary| Command::new(binary).arg("--version").output().is_ok())
+    .context("pgbench is not installed (it comes with PostgreSQL's server packages)")?;
     let output = Command::new(binary)
-        .args(["-h", "127.0.0.1", "-U", "postgres", "-n", "-M", "prepared", "-r"])
-        .args(["-c", &clients.to_string(), "-j", "2", "-T", &duration.as_secs().max(1).to_string()])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-n",
+            "-M",
+            "prepared",
+            "-r",
+        ])
+        .args([
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &duration.as_secs().max(1).to_string(),
+        ])
         .arg("-f")
         .arg(&path)
         .arg(database)
@@ -138,7 +219,11 @@ pub fn pgbench_sale(database: &str, seats: u32, clients: u32, duration: Duration
         .context("running pgbench")?;
     let _ = std::fs::remove_file(&path);
     let stdout = String::from_utf8_lossy(&output.stdout);
-    anyhow::ensure!(output.status.success(), "pgbench failed: {}", String::from_utf8_lossy(&output.stderr));
+    anyhow::ensure!(
+        output.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     let number_after = |label: &str| {
         stdout
             .lines()

@@ -70,7 +70,9 @@ pub struct Summary {
 
 fn new_histogram() -> Histogram<u64> {
     // Microseconds from 1 µs to 60 s with 3 significant digits.
-    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures are valid")))
+    Histogram::new_with_bounds(1, 60_000_000, 3).unwrap_or_else(|_| {
+        Histogram::new(3).unwrap_or_else(|_| unreachable!("3 significant figures are valid"))
+    })
 }
 
 struct Recorder {
@@ -125,7 +127,11 @@ pub fn code_name(code: tonic::Code) -> String {
         .enumerate()
         .flat_map(|(i, c)| {
             let upper = c.to_ascii_uppercase();
-            if i > 0 && c.is_ascii_uppercase() { vec!['_', upper] } else { vec![upper] }
+            if i > 0 && c.is_ascii_uppercase() {
+                vec!['_', upper]
+            } else {
+                vec![upper]
+            }
         })
         .collect()
 }
@@ -143,7 +149,13 @@ where
     let begin = Instant::now();
     let measure_from = begin + spec.warmup;
     let deadline = measure_from + spec.duration;
-    let progress = spawn_progress(spec.name.clone(), measured.clone(), stop.clone(), measure_from, spec.duration);
+    let progress = spawn_progress(
+        spec.name.clone(),
+        measured.clone(),
+        stop.clone(),
+        measure_from,
+        spec.duration,
+    );
 
     let recorder = match spec.mode {
         Mode::Closed { concurrency } => {
@@ -157,7 +169,9 @@ where
                     let mut recorder = Recorder::new(measure_from);
                     loop {
                         let now = Instant::now();
-                        if now >= deadline || max.is_some_and(|max| measured.load(Ordering::Relaxed) >= max) {
+                        if now >= deadline
+                            || max.is_some_and(|max| measured.load(Ordering::Relaxed) >= max)
+                        {
                             break;
                         }
                         let n = counter.fetch_add(1, Ordering::Relaxed);
@@ -179,14 +193,21 @@ where
             }
             total
         }
-        Mode::Open { rate, max_in_flight } => {
+        Mode::Open {
+            rate,
+            max_in_flight,
+        } => {
             let shared = Arc::new(Mutex::new(Recorder::new(measure_from)));
             let slots = Arc::new(tokio::sync::Semaphore::new(max_in_flight.max(1)));
             let interval = Duration::from_secs_f64(1.0 / rate.max(0.001));
             let mut due = begin;
             let mut tasks = tokio::task::JoinSet::new();
             loop {
-                if due >= deadline || spec.max_requests.is_some_and(|max| measured.load(Ordering::Relaxed) >= max) {
+                if due >= deadline
+                    || spec
+                        .max_requests
+                        .is_some_and(|max| measured.load(Ordering::Relaxed) >= max)
+                {
                     break;
                 }
                 tokio::time::sleep_until(due.into()).await;
@@ -212,7 +233,10 @@ where
                         if due >= measure_from
                             && let Ok(mut recorder) = shared.lock()
                         {
-                            *recorder.outcomes.entry("CLIENT_OVERLOAD".to_owned()).or_default() += 1;
+                            *recorder
+                                .outcomes
+                                .entry("CLIENT_OVERLOAD".to_owned())
+                                .or_default() += 1;
                         }
                     }
                 }
@@ -228,11 +252,17 @@ where
     };
     stop.store(true, Ordering::Relaxed);
     let _ = progress.await;
-    let elapsed = Instant::now().saturating_duration_since(measure_from).min(spec.duration.max(Duration::from_millis(1)));
+    let elapsed = Instant::now()
+        .saturating_duration_since(measure_from)
+        .min(spec.duration.max(Duration::from_millis(1)));
     Recording {
         name: spec.name.clone(),
         mode: spec.mode,
-        elapsed: if spec.max_requests.is_some() { Instant::now().saturating_duration_since(measure_from) } else { elapsed },
+        elapsed: if spec.max_requests.is_some() {
+            Instant::now().saturating_duration_since(measure_from)
+        } else {
+            elapsed
+        },
         latency: recorder.latency,
         per_second: recorder.per_second,
         outcomes: recorder.outcomes,
@@ -251,10 +281,16 @@ fn spawn_progress(
         while !stop.load(Ordering::Relaxed) {
             tokio::time::sleep(Duration::from_secs(1)).await;
             let now = measured.load(Ordering::Relaxed);
-            let phase = if Instant::now() < measure_from { "warm-up" } else { "measuring" };
+            let phase = if Instant::now() < measure_from {
+                "warm-up"
+            } else {
+                "measuring"
+            };
             eprint!(
                 "\r  {name:<28} {phase:<9} {:>5.0}s/{:>3}s  {:>9} requests  {:>8} req/s   ",
-                Instant::now().saturating_duration_since(measure_from).as_secs_f64(),
+                Instant::now()
+                    .saturating_duration_since(measure_from)
+                    .as_secs_f64(),
                 duration.as_secs(),
                 now,
                 now - last
@@ -303,7 +339,14 @@ impl Recording {
                 .per_second
                 .iter()
                 .enumerate()
-                .map(|(second, h)| (second as u64, h.len(), ms(h.value_at_quantile(0.5)), ms(h.value_at_quantile(0.99))))
+                .map(|(second, h)| {
+                    (
+                        second as u64,
+                        h.len(),
+                        ms(h.value_at_quantile(0.5)),
+                        ms(h.value_at_quantile(0.99)),
+                    )
+                })
                 .collect(),
             distribution,
         }
@@ -316,7 +359,10 @@ mod tests {
 
     #[test]
     fn code_names_are_screaming_snake_case() {
-        assert_eq!(code_name(tonic::Code::ResourceExhausted), "RESOURCE_EXHAUSTED");
+        assert_eq!(
+            code_name(tonic::Code::ResourceExhausted),
+            "RESOURCE_EXHAUSTED"
+        );
         assert_eq!(code_name(tonic::Code::Ok), "OK");
     }
 
@@ -330,12 +376,19 @@ mod tests {
             max_requests: Some(200),
         };
         let recording = run(&spec, |n| async move {
-            if n % 10 == 0 { Err(tonic::Code::Unavailable) } else { Ok(()) }
+            if n % 10 == 0 {
+                Err(tonic::Code::Unavailable)
+            } else {
+                Ok(())
+            }
         })
         .await;
         let summary = recording.summary();
         assert!(summary.requests >= 200);
-        assert_eq!(summary.requests, summary.ok + summary.errors.values().sum::<u64>());
+        assert_eq!(
+            summary.requests,
+            summary.ok + summary.errors.values().sum::<u64>()
+        );
         assert!(summary.errors.get("UNAVAILABLE").copied().unwrap_or(0) > 0);
     }
 }

@@ -28,7 +28,10 @@ use tonic::transport::Channel;
 use uuid::Uuid;
 
 #[derive(Parser)]
-#[command(name = "boxoffice-load", about = "Load generator and benchmark report for boxoffice")]
+#[command(
+    name = "boxoffice-load",
+    about = "Load generator and benchmark report for boxoffice"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -123,6 +126,9 @@ fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
     request
 }
 
+/// A hold the rush won: its name, its owner and its seats.
+type WonHold = (String, String, Vec<u32>);
+
 fn pick<T: Clone>(items: &[T], n: u64) -> T {
     items[n as usize % items.len()].clone()
 }
@@ -141,7 +147,10 @@ impl World {
         catalog_pb::catalog_service_client::CatalogServiceClient::new(pick(&self.edge, n))
     }
 
-    fn inventory(&self, n: u64) -> inventory_pb::inventory_service_client::InventoryServiceClient<Channel> {
+    fn inventory(
+        &self,
+        n: u64,
+    ) -> inventory_pb::inventory_service_client::InventoryServiceClient<Channel> {
         inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(&self.edge, n))
     }
 
@@ -180,7 +189,11 @@ impl World {
             .await
             .context("creating the 20,000-seat venue")?
             .into_inner();
-        anyhow::ensure!(venue.capacity == 20_000, "the stadium has {} seats", venue.capacity);
+        anyhow::ensure!(
+            venue.capacity == 20_000,
+            "the stadium has {} seats",
+            venue.capacity
+        );
         let start = chrono_timestamp(30);
         let end = chrono_timestamp(31);
         let event = catalog
@@ -210,7 +223,12 @@ impl World {
             .context("creating the stadium event")?
             .into_inner();
         catalog
-            .publish_event(authed(&self.admin_token, catalog_pb::PublishEventRequest { id: event.id.clone() }))
+            .publish_event(authed(
+                &self.admin_token,
+                catalog_pb::PublishEventRequest {
+                    id: event.id.clone(),
+                },
+            ))
             .await
             .context("publishing the stadium event")?;
         let started = Instant::now();
@@ -224,7 +242,10 @@ impl World {
             if availability.as_ref().is_ok_and(|a| a.get_ref().on_sale) {
                 return Ok(event.id);
             }
-            anyhow::ensure!(started.elapsed() < Duration::from_secs(60), "inventory never put {title} on sale");
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(60),
+                "inventory never put {title} on sale"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -246,7 +267,8 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     let user_tokens: Vec<String> = (0..5_000)
         .map(|_| bench.token(Uuid::new_v4(), &["customer"]))
         .collect::<anyhow::Result<_>>()?;
-    let mut catalog = catalog_pb::catalog_service_client::CatalogServiceClient::new(edge[0].clone());
+    let mut catalog =
+        catalog_pb::catalog_service_client::CatalogServiceClient::new(edge[0].clone());
     let demo_events: Vec<String> = catalog
         .list_events(catalog_pb::ListEventsRequest {
             page_size: 100,
@@ -258,7 +280,10 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
         .into_iter()
         .map(|event| event.id)
         .collect();
-    anyhow::ensure!(!demo_events.is_empty(), "the demo data has no published events");
+    anyhow::ensure!(
+        !demo_events.is_empty(),
+        "the demo data has no published events"
+    );
     let world = World {
         bench,
         edge,
@@ -277,7 +302,15 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     recordings.push(
         load::run(&settings.closed("echo (baseline)"), move |n| {
             let mut client = echo_pb::echo_service_client::EchoServiceClient::new(pick(&echo, n));
-            async move { outcome(client.echo(echo_pb::EchoRequest { message: "ping".into() }).await) }
+            async move {
+                outcome(
+                    client
+                        .echo(echo_pb::EchoRequest {
+                            message: "ping".into(),
+                        })
+                        .await,
+                )
+            }
         })
         .await,
     );
@@ -287,7 +320,8 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     let ids = world.demo_events.clone();
     recordings.push(
         load::run(&settings.closed("GetEvent direct"), move |n| {
-            let mut client = catalog_pb::catalog_service_client::CatalogServiceClient::new(pick(&direct, n));
+            let mut client =
+                catalog_pb::catalog_service_client::CatalogServiceClient::new(pick(&direct, n));
             let id = pick(&ids, n);
             async move { outcome(client.get_event(catalog_pb::GetEventRequest { id }).await) }
         })
@@ -296,7 +330,8 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     let (edge, ids) = (world.edge.clone(), world.demo_events.clone());
     recordings.push(
         load::run(&settings.closed("GetEvent via edge"), move |n| {
-            let mut client = catalog_pb::catalog_service_client::CatalogServiceClient::new(pick(&edge, n));
+            let mut client =
+                catalog_pb::catalog_service_client::CatalogServiceClient::new(pick(&edge, n));
             let id = pick(&ids, n);
             async move { outcome(client.get_event(catalog_pb::GetEventRequest { id }).await) }
         })
@@ -316,7 +351,8 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                 max_requests: None,
             },
             move |n| {
-                let mut client = catalog_pb::catalog_service_client::CatalogServiceClient::new(pick(&edge, n));
+                let mut client =
+                    catalog_pb::catalog_service_client::CatalogServiceClient::new(pick(&edge, n));
                 let id = pick(&ids, n);
                 async move { outcome(client.get_event(catalog_pb::GetEventRequest { id }).await) }
             },
@@ -325,7 +361,11 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     );
 
     // 3. Browse: an event page is the event, its seat map and live availability.
-    let (edge, ids, event) = (world.edge.clone(), world.demo_events.clone(), stadium.clone());
+    let (edge, ids, event) = (
+        world.edge.clone(),
+        world.demo_events.clone(),
+        stadium.clone(),
+    );
     recordings.push(
         load::run(&settings.closed("browse mix via edge"), move |n| {
             let channel = pick(&edge, n);
@@ -344,9 +384,11 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                             .await,
                     ),
                     _ => outcome(
-                        inventory_pb::inventory_service_client::InventoryServiceClient::new(channel)
-                            .get_availability(inventory_pb::GetAvailabilityRequest { event_id: event })
-                            .await,
+                        inventory_pb::inventory_service_client::InventoryServiceClient::new(
+                            channel,
+                        )
+                        .get_availability(inventory_pb::GetAvailabilityRequest { event_id: event })
+                        .await,
                     ),
                 }
             }
@@ -355,11 +397,23 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     );
     let (edge, event) = (world.edge.clone(), stadium.clone());
     recordings.push(
-        load::run(&settings.closed("GetAvailability 20k seats via edge"), move |n| {
-            let mut client = inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(&edge, n));
-            let event_id = event.clone();
-            async move { outcome(client.get_availability(inventory_pb::GetAvailabilityRequest { event_id }).await) }
-        })
+        load::run(
+            &settings.closed("GetAvailability 20k seats via edge"),
+            move |n| {
+                let mut client =
+                    inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(
+                        &edge, n,
+                    ));
+                let event_id = event.clone();
+                async move {
+                    outcome(
+                        client
+                            .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
+                            .await,
+                    )
+                }
+            },
+        )
         .await,
     );
 
@@ -379,7 +433,8 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     let edge = world.edge.clone();
     recordings.push(
         load::run(&settings.closed("SearchEvents via edge"), move |n| {
-            let mut client = catalog_pb::catalog_service_client::CatalogServiceClient::new(pick(&edge, n));
+            let mut client =
+                catalog_pb::catalog_service_client::CatalogServiceClient::new(pick(&edge, n));
             let query = QUERIES[n as usize % QUERIES.len()].to_owned();
             async move {
                 outcome(
@@ -397,50 +452,76 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     );
 
     // 5. Hold four seats (best available) and give them back.
-    let (edge, tokens, event) = (world.edge.clone(), world.user_tokens.clone(), stadium.clone());
+    let (edge, tokens, event) = (
+        world.edge.clone(),
+        world.user_tokens.clone(),
+        stadium.clone(),
+    );
     recordings.push(
-        load::run(&settings.closed("HoldSeats(4)+ReleaseHold via edge"), move |n| {
-            let mut client = inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(&edge, n));
-            let token = pick(&tokens, n);
-            let event_id = event.clone();
-            async move {
-                let hold = client
-                    .hold_seats(authed(
-                        &token,
-                        inventory_pb::HoldSeatsRequest {
-                            event_id,
-                            selection: Some(inventory_pb::hold_seats_request::Selection::BestAvailable(
-                                inventory_pb::BestAvailable {
-                                    quantity: 4,
-                                    ..Default::default()
-                                },
-                            )),
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-                    .map_err(|status| status.code())?
-                    .into_inner();
-                outcome(client.release_hold(authed(&token, inventory_pb::ReleaseHoldRequest { name: hold.name })).await)
-            }
-        })
+        load::run(
+            &settings.closed("HoldSeats(4)+ReleaseHold via edge"),
+            move |n| {
+                let mut client =
+                    inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(
+                        &edge, n,
+                    ));
+                let token = pick(&tokens, n);
+                let event_id = event.clone();
+                async move {
+                    let hold = client
+                        .hold_seats(authed(
+                            &token,
+                            inventory_pb::HoldSeatsRequest {
+                                event_id,
+                                selection: Some(
+                                    inventory_pb::hold_seats_request::Selection::BestAvailable(
+                                        inventory_pb::BestAvailable {
+                                            quantity: 4,
+                                            ..Default::default()
+                                        },
+                                    ),
+                                ),
+                                ..Default::default()
+                            },
+                        ))
+                        .await
+                        .map_err(|status| status.code())?
+                        .into_inner();
+                    outcome(
+                        client
+                            .release_hold(authed(
+                                &token,
+                                inventory_pb::ReleaseHoldRequest { name: hold.name },
+                            ))
+                            .await,
+                    )
+                }
+            },
+        )
         .await,
     );
 
     // 6. A full purchase: hold two seats, create a booking, pay.
-    let (edge, tokens, event) = (world.edge.clone(), world.user_tokens.clone(), stadium.clone());
+    let (edge, tokens, event) = (
+        world.edge.clone(),
+        world.user_tokens.clone(),
+        stadium.clone(),
+    );
     recordings.push(
-        load::run(&settings.closed("purchase (hold→book→pay) via edge"), move |n| {
-            let channel = pick(&edge, n);
-            let token = pick(&tokens, n);
-            let event_id = event.clone();
-            async move { purchase(channel, &token, event_id, n).await }
-        })
+        load::run(
+            &settings.closed("purchase (hold→book→pay) via edge"),
+            move |n| {
+                let channel = pick(&edge, n);
+                let token = pick(&tokens, n);
+                let event_id = event.clone();
+                async move { purchase(channel, &token, event_id, n).await }
+            },
+        )
         .await,
     );
 
     // 7. The on-sale rush: far more buyers than seats, arriving at a fixed rate.
-    let rush_holds: Arc<Mutex<Vec<(String, String, Vec<u32>)>>> = Arc::new(Mutex::new(Vec::new()));
+    let rush_holds: Arc<Mutex<Vec<WonHold>>> = Arc::new(Mutex::new(Vec::new()));
     let rush_started = Instant::now();
     let (edge, tokens, event, holds) = (
         world.edge.clone(),
@@ -461,7 +542,10 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                 max_requests: Some(settings.rush_requests),
             },
             move |n| {
-                let mut client = inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(&edge, n));
+                let mut client =
+                    inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(
+                        &edge, n,
+                    ));
                 let user = n as usize % tokens.len();
                 let token = tokens[user].clone();
                 let event_id = event.clone();
@@ -472,12 +556,14 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                             &token,
                             inventory_pb::HoldSeatsRequest {
                                 event_id,
-                                selection: Some(inventory_pb::hold_seats_request::Selection::BestAvailable(
-                                    inventory_pb::BestAvailable {
-                                        quantity: 2,
-                                        ..Default::default()
-                                    },
-                                )),
+                                selection: Some(
+                                    inventory_pb::hold_seats_request::Selection::BestAvailable(
+                                        inventory_pb::BestAvailable {
+                                            quantity: 2,
+                                            ..Default::default()
+                                        },
+                                    ),
+                                ),
                                 ..Default::default()
                             },
                         ))
@@ -485,7 +571,11 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                         .map_err(|status| status.code())?
                         .into_inner();
                     if let Ok(mut holds) = holds.lock() {
-                        holds.push((hold.name, hold.user_id, hold.seats.iter().map(|s| s.seat_index).collect()));
+                        holds.push((
+                            hold.name,
+                            hold.user_id,
+                            hold.seats.iter().map(|s| s.seat_index).collect(),
+                        ));
                     }
                     Ok(())
                 }
@@ -496,24 +586,43 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     let rush_elapsed = rush_started.elapsed();
 
     // Sell every hold the rush won, as checkout would, then count in PostgreSQL.
-    let rush_holds = rush_holds.lock().map(|holds| holds.clone()).unwrap_or_default();
+    let rush_holds = rush_holds
+        .lock()
+        .map(|holds| holds.clone())
+        .unwrap_or_default();
     checks.extend(sell_rush_holds(&world, &rush_event, &rush_holds).await?);
     let rush_summary = recordings.last().map(Recording::summary);
     if let Some(rush) = &rush_summary {
         let meaningless: u64 = rush
             .errors
             .iter()
-            .filter(|(code, _)| matches!(code.as_str(), "UNKNOWN" | "INTERNAL" | "UNAVAILABLE" | "DEADLINE_EXCEEDED" | "CLIENT_OVERLOAD"))
+            .filter(|(code, _)| {
+                matches!(
+                    code.as_str(),
+                    "UNKNOWN"
+                        | "INTERNAL"
+                        | "UNAVAILABLE"
+                        | "DEADLINE_EXCEEDED"
+                        | "CLIENT_OVERLOAD"
+                )
+            })
             .map(|(_, count)| *count)
             .sum();
         checks.push(Check {
             name: "rush: every request answered with a meaningful status".into(),
-            value: format!("{meaningless} answers were errors of the system itself; statuses {:?}", rush.errors),
+            value: format!(
+                "{meaningless} answers were errors of the system itself; statuses {:?}",
+                rush.errors
+            ),
             ok: meaningless == 0,
         });
         checks.push(Check {
             name: "rush: time for every request".into(),
-            value: format!("{:.1} s for {} requests (target for 1,000,000: ≤ 120 s)", rush_elapsed.as_secs_f64(), rush.requests),
+            value: format!(
+                "{:.1} s for {} requests (target for 1,000,000: ≤ 120 s)",
+                rush_elapsed.as_secs_f64(),
+                rush.requests
+            ),
             ok: true,
         });
     }
@@ -521,15 +630,23 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
 
     // Baselines that need the machine to themselves.
     eprintln!("baseline: redis-benchmark running the hold script ...");
-    let redis_baseline = baselines::redis_hold_script(&redis_url(), &world.bench.redis_prefix, 60_000, 32)?;
+    let redis_baseline =
+        baselines::redis_hold_script(&redis_url(), &world.bench.redis_prefix, 60_000, 32)?;
     eprintln!("baseline: pgbench running the sale statement ...");
-    let pg_baseline = baselines::pgbench_sale(&world.bench.database, 400_000, 16, settings.duration)?;
+    let pg_baseline =
+        baselines::pgbench_sale(&world.bench.database, 400_000, 16, settings.duration)?;
 
     let scenarios: Vec<Summary> = recordings.iter().map(Recording::summary).collect();
     let ratios = ratios(&scenarios, &redis_baseline, &pg_baseline);
     let mut scenarios = scenarios;
-    scenarios.push(baseline_summary("redis-benchmark: hold.lua by EVALSHA", &redis_baseline));
-    scenarios.push(baseline_summary("pgbench: 2-seat sale statement", &pg_baseline));
+    scenarios.push(baseline_summary(
+        "redis-benchmark: hold.lua by EVALSHA",
+        &redis_baseline,
+    ));
+    scenarios.push(baseline_summary(
+        "pgbench: 2-seat sale statement",
+        &pg_baseline,
+    ));
     let report = Report {
         machine: Machine::detect(),
         scenarios,
@@ -543,7 +660,8 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
 }
 
 async fn purchase(channel: Channel, token: &str, event_id: String, n: u64) -> Outcome {
-    let mut inventory = inventory_pb::inventory_service_client::InventoryServiceClient::new(channel.clone());
+    let mut inventory =
+        inventory_pb::inventory_service_client::InventoryServiceClient::new(channel.clone());
     let mut checkout = checkout_pb::checkout_service_client::CheckoutServiceClient::new(channel);
     let hold = inventory
         .hold_seats(authed(
@@ -579,7 +697,9 @@ async fn purchase(channel: Channel, token: &str, event_id: String, n: u64) -> Ou
                 token,
                 checkout_pb::ConfirmBookingRequest {
                     name: booking.name,
-                    payment_method: Some(checkout_pb::PaymentMethod { token: "tok_visa".into() }),
+                    payment_method: Some(checkout_pb::PaymentMethod {
+                        token: "tok_visa".into(),
+                    }),
                     idempotency_key: format!("pay-{n}"),
                 },
             ))
@@ -589,9 +709,16 @@ async fn purchase(channel: Channel, token: &str, event_id: String, n: u64) -> Ou
 
 /// Commits every hold the rush won (service to service, as checkout does)
 /// and checks that inventory sold exactly those seats, each once.
-async fn sell_rush_holds(world: &World, event_id: &str, holds: &[(String, String, Vec<u32>)]) -> anyhow::Result<Vec<Check>> {
+async fn sell_rush_holds(
+    world: &World,
+    event_id: &str,
+    holds: &[(String, String, Vec<u32>)],
+) -> anyhow::Result<Vec<Check>> {
     let held_seats: usize = holds.iter().map(|(_, _, seats)| seats.len()).sum();
-    let mut distinct: Vec<u32> = holds.iter().flat_map(|(_, _, seats)| seats.iter().copied()).collect();
+    let mut distinct: Vec<u32> = holds
+        .iter()
+        .flat_map(|(_, _, seats)| seats.iter().copied())
+        .collect();
     distinct.sort_unstable();
     distinct.dedup();
     let internal = channels(world.bench.system.internal_addr, 2).await?;
@@ -602,9 +729,12 @@ async fn sell_rush_holds(world: &World, event_id: &str, holds: &[(String, String
         let channel = internal[index % internal.len()].clone();
         let committed = committed.clone();
         tasks.spawn(async move {
-            let mut client = inventory_pb::inventory_service_client::InventoryServiceClient::new(channel);
+            let mut client =
+                inventory_pb::inventory_service_client::InventoryServiceClient::new(channel);
             for (name, user_id, seats) in chunk {
-                let Ok(user) = Uuid::parse_str(&user_id) else { continue };
+                let Ok(user) = Uuid::parse_str(&user_id) else {
+                    continue;
+                };
                 let mut request = tonic::Request::new(inventory_pb::CommitHoldRequest {
                     name,
                     booking_id: Uuid::new_v4().to_string(),
@@ -631,7 +761,11 @@ async fn sell_rush_holds(world: &World, event_id: &str, holds: &[(String, String
     Ok(vec![
         Check {
             name: "rush: seats in two winning holds".into(),
-            value: format!("{} ({} holds, {held_seats} seats)", held_seats - distinct.len(), holds.len()),
+            value: format!(
+                "{} ({} holds, {held_seats} seats)",
+                held_seats - distinct.len(),
+                holds.len()
+            ),
             ok: held_seats == distinct.len(),
         },
         Check {
@@ -657,11 +791,17 @@ async fn sale_checks(world: &World) -> anyhow::Result<Vec<Check>> {
         .await?
         .get(0);
     let confirmed: i64 = client
-        .query_one("SELECT count(*) FROM checkout.bookings WHERE state = 'confirmed'", &[])
+        .query_one(
+            "SELECT count(*) FROM checkout.bookings WHERE state = 'confirmed'",
+            &[],
+        )
         .await?
         .get(0);
     let captured: i64 = client
-        .query_one("SELECT count(*) FROM checkout.payments WHERE state = 'captured'", &[])
+        .query_one(
+            "SELECT count(*) FROM checkout.payments WHERE state = 'captured'",
+            &[],
+        )
         .await?
         .get(0);
     let confirmed_seats: i64 = client

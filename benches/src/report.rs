@@ -69,7 +69,11 @@ impl Machine {
             .and_then(|info| {
                 info.lines()
                     .find(|line| line.starts_with("MemTotal"))
-                    .and_then(|line| line.split_whitespace().nth(1).and_then(|kb| kb.parse::<f64>().ok()))
+                    .and_then(|line| {
+                        line.split_whitespace()
+                            .nth(1)
+                            .and_then(|kb| kb.parse::<f64>().ok())
+                    })
             })
             .map(|kb| kb / 1024.0 / 1024.0)
             .unwrap_or(0.0);
@@ -81,7 +85,9 @@ impl Machine {
             .map(|output| String::from_utf8_lossy(&output.stdout).trim().to_owned())
             .unwrap_or_else(|| "unknown".to_owned());
         Self {
-            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cpus: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             cpu_model,
             memory_gib,
             git_commit,
@@ -104,7 +110,10 @@ impl Report {
         let _ = writeln!(
             out,
             "machine: {} CPUs ({}), {:.0} GiB, commit {}",
-            self.machine.cpus, self.machine.cpu_model, self.machine.memory_gib, self.machine.git_commit
+            self.machine.cpus,
+            self.machine.cpu_model,
+            self.machine.memory_gib,
+            self.machine.git_commit
         );
         let _ = writeln!(out);
         let _ = writeln!(
@@ -117,20 +126,39 @@ impl Report {
             let errors = if s.errors.is_empty() {
                 "-".to_owned()
             } else {
-                s.errors.iter().map(|(code, n)| format!("{code}={n}")).collect::<Vec<_>>().join(" ")
+                s.errors
+                    .iter()
+                    .map(|(code, n)| format!("{code}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(" ")
             };
             let _ = writeln!(
                 out,
                 "{:<34} {:<22} {:>10} {:>11.0} {:>8.3} {:>8.3} {:>8.3} {:>8.3}  {}",
-                s.name, s.mode, s.requests, s.requests_per_sec, s.p50_ms, s.p90_ms, s.p99_ms, s.p999_ms, errors
+                s.name,
+                s.mode,
+                s.requests,
+                s.requests_per_sec,
+                s.p50_ms,
+                s.p90_ms,
+                s.p99_ms,
+                s.p999_ms,
+                errors
             );
         }
         if !self.ratios.is_empty() {
             let _ = writeln!(out);
-            let _ = writeln!(out, "{:<34} {:<28} {:>7}  {:>7}  verdict", "ratio", "baseline", "value", "target");
+            let _ = writeln!(
+                out,
+                "{:<34} {:<28} {:>7}  {:>7}  verdict",
+                "ratio", "baseline", "value", "target"
+            );
             let _ = writeln!(out, "{}", "-".repeat(96));
             for ratio in &self.ratios {
-                let target = ratio.target.map(|t| format!("≥ {t:.2}")).unwrap_or_default();
+                let target = ratio
+                    .target
+                    .map(|t| format!("≥ {t:.2}"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "{:<34} {:<28} {:>7.2}  {:>7}  {}",
@@ -159,7 +187,10 @@ impl Report {
         std::fs::write(dir.join("report.txt"), self.table())?;
         std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(self)?)?;
         std::fs::write(dir.join("latency-over-time.svg"), self.timeline_svg())?;
-        std::fs::write(dir.join("latency-distribution.svg"), self.distribution_svg())?;
+        std::fs::write(
+            dir.join("latency-distribution.svg"),
+            self.distribution_svg(),
+        )?;
         Ok(())
     }
 
@@ -170,11 +201,20 @@ impl Report {
             .map(|s| {
                 (
                     format!("{} p99", s.name),
-                    s.timeline.iter().map(|(second, _, _, p99)| (*second as f64, *p99)).collect(),
+                    s.timeline
+                        .iter()
+                        .map(|(second, _, _, p99)| (*second as f64, *p99))
+                        .collect(),
                 )
             })
             .collect();
-        line_chart("p99 latency per second of the run", "second", "ms", &series, false)
+        line_chart(
+            "p99 latency per second of the run",
+            "second",
+            "ms",
+            &series,
+            false,
+        )
     }
 
     fn distribution_svg(&self) -> String {
@@ -203,9 +243,17 @@ impl Report {
     }
 }
 
-const COLORS: &[&str] = &["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"];
+const COLORS: &[&str] = &[
+    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
 
-fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<(f64, f64)>)], log_y: bool) -> String {
+fn line_chart(
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    log_y: bool,
+) -> String {
     let (width, height, left, right, top, bottom) = (900.0, 500.0, 70.0, 260.0, 40.0, 50.0);
     let points = series.iter().flat_map(|(_, p)| p.iter());
     let max_x = points.clone().map(|(x, _)| *x).fold(1.0_f64, f64::max);
@@ -213,12 +261,19 @@ fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<
     let min_y = points.map(|(_, y)| *y).fold(f64::MAX, f64::min).max(0.001);
     let transform_y = |y: f64| if log_y { y.max(0.001).log10() } else { y };
     let (y_low, y_high) = if log_y {
-        (transform_y(min_y).floor(), transform_y(max_y).ceil().max(transform_y(min_y).floor() + 1.0))
+        (
+            transform_y(min_y).floor(),
+            transform_y(max_y)
+                .ceil()
+                .max(transform_y(min_y).floor() + 1.0),
+        )
     } else {
         (0.0, max_y * 1.1)
     };
     let px = |x: f64| left + (x / max_x) * (width - left - right);
-    let py = |y: f64| top + (1.0 - (transform_y(y) - y_low) / (y_high - y_low)) * (height - top - bottom);
+    let py = |y: f64| {
+        top + (1.0 - (transform_y(y) - y_low) / (y_high - y_low)) * (height - top - bottom)
+    };
     let mut svg = String::new();
     let _ = write!(
         svg,
@@ -266,7 +321,10 @@ fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<
     );
     for (index, (name, points)) in series.iter().enumerate() {
         let color = COLORS[index % COLORS.len()];
-        let path: Vec<String> = points.iter().map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y))).collect();
+        let path: Vec<String> = points
+            .iter()
+            .map(|(x, y)| format!("{:.1},{:.1}", px(*x), py(*y)))
+            .collect();
         let _ = write!(
             svg,
             r#"<polyline fill="none" stroke="{color}" stroke-width="2" points="{}"/>"#,
@@ -288,5 +346,7 @@ fn line_chart(title: &str, x_label: &str, y_label: &str, series: &[(String, Vec<
 }
 
 fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }

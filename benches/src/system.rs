@@ -52,7 +52,8 @@ pub struct BenchSystem {
 }
 
 pub fn postgres_server_url() -> String {
-    std::env::var(ENV_BENCH_POSTGRES).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var(ENV_BENCH_POSTGRES)
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 pub fn redis_url() -> String {
@@ -60,7 +61,10 @@ pub fn redis_url() -> String {
 }
 
 fn vars(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
-    pairs.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.clone()))
+        .collect()
 }
 
 impl BenchSystem {
@@ -98,8 +102,11 @@ impl BenchSystem {
             ("BOXOFFICE_REDIS_POOL_SIZE", "8".to_owned()),
         ]))
         .map_err(|error| anyhow::anyhow!("inventory configuration: {error}"))?;
-        let checkout = CheckoutConfig::from_vars(&vars(&[("BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN", "127.0.0.1:0".to_owned())]))
-            .map_err(|error| anyhow::anyhow!("checkout configuration: {error}"))?;
+        let checkout = CheckoutConfig::from_vars(&vars(&[(
+            "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN",
+            "127.0.0.1:0".to_owned(),
+        )]))
+        .map_err(|error| anyhow::anyhow!("checkout configuration: {error}"))?;
         let mut edge = EdgeConfig::defaults(SocketAddr::from(([127, 0, 0, 1], 0)));
         // Measure the gateway's work, not its protections: limits off (their
         // own tests prove them), no access log on the terminal.
@@ -132,7 +139,9 @@ impl BenchSystem {
         let mut echo_server = GrpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         echo_server.add_service(echo_pb::echo_service_server::EchoServiceServer::new(Echo));
         let echo_addr = echo_server.local_addr();
-        tokio::spawn(echo_server.run_until_stopped(shutdown.clone(), std::time::Duration::from_secs(1)));
+        tokio::spawn(
+            echo_server.run_until_stopped(shutdown.clone(), std::time::Duration::from_secs(1)),
+        );
 
         Ok(Self {
             system,
@@ -156,10 +165,14 @@ impl BenchSystem {
         self.shutdown.trigger();
         self.system.pool.close();
         let _ = tokio::time::timeout(std::time::Duration::from_secs(15), self.system.wait()).await;
-        let (client, connection) = tokio_postgres::connect(&self.server_url, tokio_postgres::NoTls).await?;
+        let (client, connection) =
+            tokio_postgres::connect(&self.server_url, tokio_postgres::NoTls).await?;
         tokio::spawn(connection);
         client
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.database))
+            .batch_execute(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.database
+            ))
             .await?;
         let pattern = format!("{}*", self.redis_prefix);
         let _ = std::process::Command::new("sh")
@@ -180,7 +193,10 @@ pub fn url_with_database(server_url: &str, database: &str) -> String {
         None => (server_url, String::new()),
     };
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
     format!("{}/{database}{query}", &base[..host_end])
 }
 

@@ -27,7 +27,10 @@ const MAX_ENTRIES: usize = 100_000;
 type Loaded<V> = Option<Arc<V>>;
 
 enum Slot<V> {
-    Ready { value: Loaded<V>, loaded_at: Instant },
+    Ready {
+        value: Loaded<V>,
+        loaded_at: Instant,
+    },
     Loading(Arc<OnceCell<Loaded<V>>>),
 }
 
@@ -55,9 +58,14 @@ impl<K: Eq + Hash + Clone, V> ReadThroughCache<K, V> {
             if let Some(hit) = self.fresh(key) {
                 return Ok(hit);
             }
-            let mut slots = self.slots.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut slots = self
+                .slots
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             match slots.get(key) {
-                Some(Slot::Ready { value, loaded_at }) if loaded_at.elapsed() < self.ttl => return Ok(value.clone()),
+                Some(Slot::Ready { value, loaded_at }) if loaded_at.elapsed() < self.ttl => {
+                    return Ok(value.clone());
+                }
                 Some(Slot::Loading(cell)) => cell.clone(),
                 _ => {
                     if slots.len() >= MAX_ENTRIES {
@@ -74,7 +82,10 @@ impl<K: Eq + Hash + Clone, V> ReadThroughCache<K, V> {
             .get_or_try_init(|| async { load().await.map(|loaded| loaded.map(Arc::new)) })
             .await?
             .clone();
-        let mut slots = self.slots.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut slots = self
+            .slots
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         // Store only if no invalidation removed our slot while we loaded: an
         // invalidated load may have read the old row.
         if let Some(Slot::Loading(current)) = slots.get(key)
@@ -92,9 +103,14 @@ impl<K: Eq + Hash + Clone, V> ReadThroughCache<K, V> {
     }
 
     fn fresh(&self, key: &K) -> Option<Loaded<V>> {
-        let slots = self.slots.read().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let slots = self
+            .slots
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         match slots.get(key) {
-            Some(Slot::Ready { value, loaded_at }) if loaded_at.elapsed() < self.ttl => Some(value.clone()),
+            Some(Slot::Ready { value, loaded_at }) if loaded_at.elapsed() < self.ttl => {
+                Some(value.clone())
+            }
             _ => None,
         }
     }
@@ -107,7 +123,10 @@ impl<K: Eq + Hash + Clone, V> ReadThroughCache<K, V> {
     }
 
     pub fn clear(&self) {
-        self.slots.write().unwrap_or_else(|poisoned| poisoned.into_inner()).clear();
+        self.slots
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clear();
     }
 }
 
@@ -164,10 +183,15 @@ pub async fn listen_for_changes(
             tracing::debug!("listening for catalog changes");
             while let Some(message) = messages.next().await {
                 match message.context("connection")? {
-                    AsyncMessage::Notification(notification) => match Change::parse(notification.payload()) {
-                        Some(change) => on_change(change),
-                        None => tracing::warn!(payload = notification.payload(), "unknown catalog change"),
-                    },
+                    AsyncMessage::Notification(notification) => {
+                        match Change::parse(notification.payload()) {
+                            Some(change) => on_change(change),
+                            None => tracing::warn!(
+                                payload = notification.payload(),
+                                "unknown catalog change"
+                            ),
+                        }
+                    }
                     AsyncMessage::Notice(_) => {}
                     _ => {}
                 }
@@ -179,7 +203,11 @@ pub async fn listen_for_changes(
             () = shutdown.cancelled() => return,
         };
         if let Err(error) = result {
-            tracing::warn!(error = format!("{error:#}"), retry_in_ms = backoff.as_millis() as u64, "catalog change listener lost");
+            tracing::warn!(
+                error = format!("{error:#}"),
+                retry_in_ms = backoff.as_millis() as u64,
+                "catalog change listener lost"
+            );
         }
         on_reset();
         tokio::select! {
@@ -197,7 +225,8 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_misses_share_one_load() {
-        let cache: Arc<ReadThroughCache<u32, String>> = Arc::new(ReadThroughCache::new(Duration::from_secs(60)));
+        let cache: Arc<ReadThroughCache<u32, String>> =
+            Arc::new(ReadThroughCache::new(Duration::from_secs(60)));
         let loads = Arc::new(AtomicUsize::new(0));
         let mut tasks = Vec::new();
         for _ in 0..32 {
@@ -214,7 +243,10 @@ mod tests {
             }));
         }
         for task in tasks {
-            assert_eq!(task.await.unwrap().unwrap().as_deref().map(String::as_str), Some("one"));
+            assert_eq!(
+                task.await.unwrap().unwrap().as_deref().map(String::as_str),
+                Some("one")
+            );
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
     }
@@ -231,31 +263,58 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(value.as_deref(), Some(&1));
-        let next = cache.get_or_load(&7, || async { Ok::<_, ()>(Some(2)) }).await.unwrap();
-        assert_eq!(next.as_deref(), Some(&2), "the stale value must not have been cached");
+        let next = cache
+            .get_or_load(&7, || async { Ok::<_, ()>(Some(2)) })
+            .await
+            .unwrap();
+        assert_eq!(
+            next.as_deref(),
+            Some(&2),
+            "the stale value must not have been cached"
+        );
     }
 
     #[tokio::test]
     async fn failed_loads_are_not_cached() {
         let cache: ReadThroughCache<u32, u32> = ReadThroughCache::new(Duration::from_secs(60));
-        assert!(cache.get_or_load(&1, || async { Err::<Option<u32>, _>("down") }).await.is_err());
-        let value = cache.get_or_load(&1, || async { Ok::<_, &str>(Some(5)) }).await.unwrap();
+        assert!(
+            cache
+                .get_or_load(&1, || async { Err::<Option<u32>, _>("down") })
+                .await
+                .is_err()
+        );
+        let value = cache
+            .get_or_load(&1, || async { Ok::<_, &str>(Some(5)) })
+            .await
+            .unwrap();
         assert_eq!(value.as_deref(), Some(&5));
     }
 
     #[tokio::test]
     async fn entries_expire_after_the_ttl() {
         let cache: ReadThroughCache<u32, u32> = ReadThroughCache::new(Duration::from_millis(0));
-        cache.get_or_load(&1, || async { Ok::<_, ()>(Some(1)) }).await.unwrap();
-        let value = cache.get_or_load(&1, || async { Ok::<_, ()>(Some(2)) }).await.unwrap();
+        cache
+            .get_or_load(&1, || async { Ok::<_, ()>(Some(1)) })
+            .await
+            .unwrap();
+        let value = cache
+            .get_or_load(&1, || async { Ok::<_, ()>(Some(2)) })
+            .await
+            .unwrap();
         assert_eq!(value.as_deref(), Some(&2));
     }
 
     #[test]
     fn change_payloads() {
         let id = Uuid::new_v4();
-        assert_eq!(Change::parse(&format!("event:{id}")), Some(Change::Event(id)));
-        assert_eq!(Change::parse(&format!("venue:{id}")), Some(Change::Venue(id)));
+        assert_eq!(
+            Change::parse(&format!("event:{id}")),
+            Some(Change::Event(id))
+        );
+        assert_eq!(
+            Change::parse(&format!("venue:{id}")),
+            Some(Change::Venue(id))
+        );
         assert_eq!(Change::parse("event:nope"), None);
         assert_eq!(Change::parse("other"), None);
     }

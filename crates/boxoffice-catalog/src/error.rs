@@ -63,7 +63,9 @@ impl From<deadpool_postgres::PoolError> for CatalogError {
 impl From<CatalogError> for Status {
     fn from(error: CatalogError) -> Self {
         match error {
-            CatalogError::InvalidField(field) => status::invalid_field(&field.field, field.description),
+            CatalogError::InvalidField(field) => {
+                status::invalid_field(&field.field, field.description)
+            }
             CatalogError::NotFound { what, id } => status::not_found(what, id),
             CatalogError::Lifecycle(LifecycleError::Cancelled) => status::with_reason(
                 Code::FailedPrecondition,

@@ -11,9 +11,9 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::domain::{
-    self, Address, Category, Event, EventPatch, EventStatus, FieldError, LatLng, Money, NewEvent, NewPerformer,
-    NewPriceTier, NewRow, NewSeat, NewSection, NewVenue, Performer, PriceTier, Schedule, SectionKind, Venue,
-    limits, optional_text, parse_id, required_text,
+    self, Address, Category, Event, EventPatch, EventStatus, FieldError, LatLng, Money, NewEvent,
+    NewPerformer, NewPriceTier, NewRow, NewSeat, NewSection, NewVenue, Performer, PriceTier,
+    Schedule, SectionKind, Venue, limits, optional_text, parse_id, required_text,
 };
 use crate::error::{CatalogError, reason};
 use crate::search::EventSearch;
@@ -45,7 +45,10 @@ fn bad(error: FieldError) -> Status {
 #[tonic::async_trait]
 impl pb::catalog_service_server::CatalogService for CatalogGrpc {
     #[instrument(skip_all, fields(event_id = %request.get_ref().id))]
-    async fn get_event(&self, request: Request<pb::GetEventRequest>) -> Result<Response<pb::Event>, Status> {
+    async fn get_event(
+        &self,
+        request: Request<pb::GetEventRequest>,
+    ) -> Result<Response<pb::Event>, Status> {
         let caller = caller(&request);
         let id = parse_id("id", &request.get_ref().id).map_err(bad)?;
         let event = self.catalog.event(&caller, id).await?;
@@ -62,10 +65,12 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         let page_size = parse_page_size(request.page_size).map_err(bad)?;
         let after = match request.page_token.as_str() {
             "" => None,
-            token => Some(
-                PageCursor::decode(token)
-                    .ok_or_else(|| bad(FieldError::new("page_token", "is not a token this service issued")))?,
-            ),
+            token => Some(PageCursor::decode(token).ok_or_else(|| {
+                bad(FieldError::new(
+                    "page_token",
+                    "is not a token this service issued",
+                ))
+            })?),
         };
         let status = match parse_enum::<pb::EventStatus>("status", request.status).map_err(bad)? {
             pb::EventStatus::Unspecified | pb::EventStatus::Published => EventStatus::Published,
@@ -82,7 +87,10 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
             .transpose()
             .map_err(bad)?;
         if start_before.is_some_and(|before| before <= start_after) {
-            return Err(bad(FieldError::new("start_before", "must be after start_after")));
+            return Err(bad(FieldError::new(
+                "start_before",
+                "must be after start_after",
+            )));
         }
         let filter = EventFilter {
             status,
@@ -91,7 +99,10 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
             venue_id: optional_id("venue_id", &request.venue_id).map_err(bad)?,
             performer_id: optional_id("performer_id", &request.performer_id).map_err(bad)?,
         };
-        let (events, next) = self.catalog.list_events(&caller, &filter, after, page_size).await?;
+        let (events, next) = self
+            .catalog
+            .list_events(&caller, &filter, after, page_size)
+            .await?;
         Ok(Response::new(pb::ListEventsResponse {
             events: events.iter().map(event_to_pb).collect(),
             next_page_token: next.map(|cursor| cursor.encode()).unwrap_or_default(),
@@ -115,7 +126,10 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
     }
 
     #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
-    async fn get_seat_map(&self, request: Request<pb::GetSeatMapRequest>) -> Result<Response<pb::SeatMap>, Status> {
+    async fn get_seat_map(
+        &self,
+        request: Request<pb::GetSeatMapRequest>,
+    ) -> Result<Response<pb::SeatMap>, Status> {
         let caller = caller(&request);
         let id = parse_id("event_id", &request.get_ref().event_id).map_err(bad)?;
         let map = self.catalog.seat_map(&caller, id).await?;
@@ -166,7 +180,10 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
     }
 
     #[instrument(skip_all, fields(venue_id = %request.get_ref().id))]
-    async fn get_venue(&self, request: Request<pb::GetVenueRequest>) -> Result<Response<pb::Venue>, Status> {
+    async fn get_venue(
+        &self,
+        request: Request<pb::GetVenueRequest>,
+    ) -> Result<Response<pb::Venue>, Status> {
         let id = parse_id("id", &request.get_ref().id).map_err(bad)?;
         let venue = self.catalog.venue(id).await?;
         Ok(Response::new(venue_to_pb(&venue)))
@@ -183,7 +200,10 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
     }
 
     #[instrument(skip_all)]
-    async fn create_venue(&self, request: Request<pb::CreateVenueRequest>) -> Result<Response<pb::Venue>, Status> {
+    async fn create_venue(
+        &self,
+        request: Request<pb::CreateVenueRequest>,
+    ) -> Result<Response<pb::Venue>, Status> {
         let caller = caller(&request);
         let venue = parse_new_venue(request.into_inner()).map_err(bad)?;
         let created = self.catalog.create_venue(&caller, &venue).await?;
@@ -202,17 +222,26 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
             .performer
             .ok_or_else(|| bad(FieldError::new("performer", "is required")))?;
         let performer = NewPerformer {
-            name: required_text("performer.name", &performer.name, limits::NAME_MAX_CHARS).map_err(bad)?,
-            description: optional_text("performer.description", &performer.description, limits::DESCRIPTION_MAX_CHARS)
+            name: required_text("performer.name", &performer.name, limits::NAME_MAX_CHARS)
                 .map_err(bad)?,
-            genre: optional_text("performer.genre", &performer.genre, limits::NAME_MAX_CHARS).map_err(bad)?,
+            description: optional_text(
+                "performer.description",
+                &performer.description,
+                limits::DESCRIPTION_MAX_CHARS,
+            )
+            .map_err(bad)?,
+            genre: optional_text("performer.genre", &performer.genre, limits::NAME_MAX_CHARS)
+                .map_err(bad)?,
         };
         let created = self.catalog.create_performer(&caller, &performer).await?;
         Ok(Response::new(performer_to_pb(&created)))
     }
 
     #[instrument(skip_all)]
-    async fn create_event(&self, request: Request<pb::CreateEventRequest>) -> Result<Response<pb::Event>, Status> {
+    async fn create_event(
+        &self,
+        request: Request<pb::CreateEventRequest>,
+    ) -> Result<Response<pb::Event>, Status> {
         let caller = caller(&request);
         let event = request
             .into_inner()
@@ -225,10 +254,15 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
     }
 
     #[instrument(skip_all)]
-    async fn update_event(&self, request: Request<pb::UpdateEventRequest>) -> Result<Response<pb::Event>, Status> {
+    async fn update_event(
+        &self,
+        request: Request<pb::UpdateEventRequest>,
+    ) -> Result<Response<pb::Event>, Status> {
         let caller = caller(&request);
         let request = request.into_inner();
-        let event = request.event.ok_or_else(|| bad(FieldError::new("event", "is required")))?;
+        let event = request
+            .event
+            .ok_or_else(|| bad(FieldError::new("event", "is required")))?;
         let id = parse_id("event.id", &event.id).map_err(bad)?;
         let mask = request
             .update_mask
@@ -240,7 +274,10 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
     }
 
     #[instrument(skip_all, fields(event_id = %request.get_ref().id))]
-    async fn publish_event(&self, request: Request<pb::PublishEventRequest>) -> Result<Response<pb::Event>, Status> {
+    async fn publish_event(
+        &self,
+        request: Request<pb::PublishEventRequest>,
+    ) -> Result<Response<pb::Event>, Status> {
         let caller = caller(&request);
         let id = parse_id("id", &request.get_ref().id).map_err(bad)?;
         let published = self.catalog.publish_event(&caller, id).await?;
@@ -248,11 +285,15 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
     }
 
     #[instrument(skip_all, fields(event_id = %request.get_ref().id))]
-    async fn cancel_event(&self, request: Request<pb::CancelEventRequest>) -> Result<Response<pb::Event>, Status> {
+    async fn cancel_event(
+        &self,
+        request: Request<pb::CancelEventRequest>,
+    ) -> Result<Response<pb::Event>, Status> {
         let caller = caller(&request);
         let request = request.into_inner();
         let id = parse_id("id", &request.id).map_err(bad)?;
-        let reason = optional_text("reason", &request.reason, limits::CANCEL_REASON_MAX_CHARS).map_err(bad)?;
+        let reason = optional_text("reason", &request.reason, limits::CANCEL_REASON_MAX_CHARS)
+            .map_err(bad)?;
         let cancelled = self.catalog.cancel_event(&caller, id, &reason).await?;
         Ok(Response::new(event_to_pb(&cancelled)))
     }
@@ -277,7 +318,11 @@ fn parse_enum<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, FieldError>
 }
 
 fn optional_id(field: &str, value: &str) -> Result<Option<Uuid>, FieldError> {
-    if value.is_empty() { Ok(None) } else { parse_id(field, value).map(Some) }
+    if value.is_empty() {
+        Ok(None)
+    } else {
+        parse_id(field, value).map(Some)
+    }
 }
 
 fn timestamp(field: &str, time: &prost_types::Timestamp) -> Result<DateTime<Utc>, FieldError> {
@@ -289,8 +334,14 @@ fn timestamp(field: &str, time: &prost_types::Timestamp) -> Result<DateTime<Utc>
         .ok_or_else(|| FieldError::new(field, "must be between the years 2000 and 2200"))
 }
 
-fn required_timestamp(field: &str, time: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, FieldError> {
-    timestamp(field, time.ok_or_else(|| FieldError::new(field, "is required"))?)
+fn required_timestamp(
+    field: &str,
+    time: Option<&prost_types::Timestamp>,
+) -> Result<DateTime<Utc>, FieldError> {
+    timestamp(
+        field,
+        time.ok_or_else(|| FieldError::new(field, "is required"))?,
+    )
 }
 
 fn parse_category(field: &str, value: i32) -> Result<Category, FieldError> {
@@ -316,24 +367,39 @@ fn parse_new_venue(request: pb::CreateVenueRequest) -> Result<NewVenue, FieldErr
     let address = request.address.unwrap_or_default();
     let country_code = address.country_code.trim().to_uppercase();
     if country_code.len() != 2 || !country_code.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(FieldError::new("address.country_code", "must be an ISO 3166-1 alpha-2 code such as GB"));
+        return Err(FieldError::new(
+            "address.country_code",
+            "must be an ISO 3166-1 alpha-2 code such as GB",
+        ));
     }
     let mut sections = Vec::with_capacity(request.sections.len());
     for (index, section) in request.sections.into_iter().enumerate() {
         let field = format!("sections[{index}]");
-        let name = required_text(&format!("{field}.name"), &section.name, limits::NAME_MAX_CHARS)?;
+        let name = required_text(
+            &format!("{field}.name"),
+            &section.name,
+            limits::NAME_MAX_CHARS,
+        )?;
         let kind = match parse_enum::<pb::SectionKind>(&format!("{field}.kind"), section.kind)? {
-            pb::SectionKind::Unspecified => return Err(FieldError::new(format!("{field}.kind"), "is required")),
+            pb::SectionKind::Unspecified => {
+                return Err(FieldError::new(format!("{field}.kind"), "is required"));
+            }
             pb::SectionKind::Seated => SectionKind::Seated,
             pb::SectionKind::GeneralAdmission => SectionKind::GeneralAdmission,
         };
         let (capacity, rows) = match kind {
             SectionKind::GeneralAdmission => {
                 if !section.rows.is_empty() {
-                    return Err(FieldError::new(format!("{field}.rows"), "a general-admission section has no rows"));
+                    return Err(FieldError::new(
+                        format!("{field}.rows"),
+                        "a general-admission section has no rows",
+                    ));
                 }
                 if section.capacity == 0 {
-                    return Err(FieldError::new(format!("{field}.capacity"), "must be at least 1"));
+                    return Err(FieldError::new(
+                        format!("{field}.capacity"),
+                        "must be at least 1",
+                    ));
                 }
                 if u64::from(section.capacity) > limits::PLACES_PER_VENUE {
                     return Err(FieldError::new(
@@ -345,7 +411,10 @@ fn parse_new_venue(request: pb::CreateVenueRequest) -> Result<NewVenue, FieldErr
             }
             SectionKind::Seated => {
                 if section.rows.is_empty() {
-                    return Err(FieldError::new(format!("{field}.rows"), "a seated section needs rows"));
+                    return Err(FieldError::new(
+                        format!("{field}.rows"),
+                        "a seated section needs rows",
+                    ));
                 }
                 if section.rows.len() > limits::ROWS_PER_SECTION {
                     return Err(FieldError::new(
@@ -357,7 +426,9 @@ fn parse_new_venue(request: pb::CreateVenueRequest) -> Result<NewVenue, FieldErr
                     .rows
                     .into_iter()
                     .enumerate()
-                    .map(|(row_index, row)| parse_row(&format!("{field}.rows[{row_index}]"), row_index, row))
+                    .map(|(row_index, row)| {
+                        parse_row(&format!("{field}.rows[{row_index}]"), row_index, row)
+                    })
                     .collect::<Result<Vec<_>, _>>()?;
                 let capacity: usize = rows.iter().map(|row| row.seats.len()).sum();
                 (capacity as u32, rows)
@@ -391,7 +462,10 @@ fn parse_row(field: &str, row_index: usize, row: pb::RowSpec) -> Result<NewRow, 
     let label = required_text(&format!("{field}.label"), &row.label, 20)?;
     let seats = if row.seats.is_empty() {
         if row.seat_count == 0 {
-            return Err(FieldError::new(format!("{field}.seat_count"), "a row needs at least one seat"));
+            return Err(FieldError::new(
+                format!("{field}.seat_count"),
+                "a row needs at least one seat",
+            ));
         }
         if row.seat_count as usize > limits::SEATS_PER_ROW {
             return Err(FieldError::new(
@@ -419,7 +493,10 @@ fn parse_row(field: &str, row_index: usize, row: pb::RowSpec) -> Result<NewRow, 
             .map(|(seat_index, seat)| {
                 let seat_field = format!("{field}.seats[{seat_index}]");
                 if !seat.x.is_finite() || !seat.y.is_finite() {
-                    return Err(FieldError::new(format!("{seat_field}.x"), "coordinates must be finite numbers"));
+                    return Err(FieldError::new(
+                        format!("{seat_field}.x"),
+                        "coordinates must be finite numbers",
+                    ));
                 }
                 Ok(NewSeat {
                     number: required_text(&format!("{seat_field}.number"), &seat.number, 20)?,
@@ -440,7 +517,10 @@ fn parse_ids(field: &str, ids: &[String], max: usize) -> Result<Vec<Uuid>, Field
     for (index, id) in ids.iter().enumerate() {
         let id = parse_id(&format!("{field}[{index}]"), id)?;
         if parsed.contains(&id) {
-            return Err(FieldError::new(format!("{field}[{index}]"), "is listed twice"));
+            return Err(FieldError::new(
+                format!("{field}[{index}]"),
+                "is listed twice",
+            ));
         }
         parsed.push(id);
     }
@@ -458,8 +538,16 @@ fn parse_price_tiers(tiers: Vec<pb::PriceTier>) -> Result<Vec<NewPriceTier>, Fie
                 .ok_or_else(|| FieldError::new(format!("{field}.price"), "is required"))?;
             Ok(NewPriceTier {
                 name: required_text(&format!("{field}.name"), &tier.name, limits::NAME_MAX_CHARS)?,
-                price: Money::parse(&format!("{field}.price"), &price.currency_code, price.amount_minor)?,
-                section_ids: parse_ids(&format!("{field}.section_ids"), &tier.section_ids, limits::SECTIONS_PER_VENUE)?,
+                price: Money::parse(
+                    &format!("{field}.price"),
+                    &price.currency_code,
+                    price.amount_minor,
+                )?,
+                section_ids: parse_ids(
+                    &format!("{field}.section_ids"),
+                    &tier.section_ids,
+                    limits::SECTIONS_PER_VENUE,
+                )?,
             })
         })
         .collect::<Result<Vec<_>, FieldError>>()?;
@@ -479,10 +567,18 @@ fn parse_new_event(event: pb::Event) -> Result<NewEvent, FieldError> {
     schedule.validate()?;
     Ok(NewEvent {
         title: required_text("event.title", &event.title, limits::NAME_MAX_CHARS)?,
-        description: optional_text("event.description", &event.description, limits::DESCRIPTION_MAX_CHARS)?,
+        description: optional_text(
+            "event.description",
+            &event.description,
+            limits::DESCRIPTION_MAX_CHARS,
+        )?,
         category: parse_category("event.category", event.category)?,
         venue_id: parse_id("event.venue_id", &event.venue_id)?,
-        performer_ids: parse_ids("event.performer_ids", &event.performer_ids, limits::PERFORMERS_PER_EVENT)?,
+        performer_ids: parse_ids(
+            "event.performer_ids",
+            &event.performer_ids,
+            limits::PERFORMERS_PER_EVENT,
+        )?,
         schedule,
         price_tiers: parse_price_tiers(event.price_tiers)?,
     })
@@ -492,13 +588,22 @@ fn parse_new_event(event: pb::Event) -> Result<NewEvent, FieldError> {
 /// and a path that cannot be updated is an error rather than silently dropped.
 fn parse_patch(event: pb::Event, paths: &[String]) -> Result<EventPatch, FieldError> {
     if paths.is_empty() {
-        return Err(FieldError::new("update_mask", "must name at least one field"));
+        return Err(FieldError::new(
+            "update_mask",
+            "must name at least one field",
+        ));
     }
     let mut patch = EventPatch::default();
     let mut event = event;
     for path in paths {
         match path.as_str() {
-            "title" => patch.title = Some(required_text("event.title", &event.title, limits::NAME_MAX_CHARS)?),
+            "title" => {
+                patch.title = Some(required_text(
+                    "event.title",
+                    &event.title,
+                    limits::NAME_MAX_CHARS,
+                )?)
+            }
             "description" => {
                 patch.description = Some(optional_text(
                     "event.description",
@@ -514,8 +619,18 @@ fn parse_patch(event: pb::Event, paths: &[String]) -> Result<EventPatch, FieldEr
                     limits::PERFORMERS_PER_EVENT,
                 )?)
             }
-            "start_time" => patch.start_time = Some(required_timestamp("event.start_time", event.start_time.as_ref())?),
-            "end_time" => patch.end_time = Some(required_timestamp("event.end_time", event.end_time.as_ref())?),
+            "start_time" => {
+                patch.start_time = Some(required_timestamp(
+                    "event.start_time",
+                    event.start_time.as_ref(),
+                )?)
+            }
+            "end_time" => {
+                patch.end_time = Some(required_timestamp(
+                    "event.end_time",
+                    event.end_time.as_ref(),
+                )?)
+            }
             "on_sale_time" => {
                 patch.on_sale_time = Some(
                     event
@@ -524,11 +639,15 @@ fn parse_patch(event: pb::Event, paths: &[String]) -> Result<EventPatch, FieldEr
                         .transpose()?,
                 )
             }
-            "price_tiers" => patch.price_tiers = Some(parse_price_tiers(std::mem::take(&mut event.price_tiers))?),
+            "price_tiers" => {
+                patch.price_tiers = Some(parse_price_tiers(std::mem::take(&mut event.price_tiers))?)
+            }
             other => {
                 return Err(FieldError::new(
                     "update_mask",
-                    format!("'{other}' cannot be updated (title, description, category, performer_ids, start_time, end_time, on_sale_time, price_tiers)"),
+                    format!(
+                        "'{other}' cannot be updated (title, description, category, performer_ids, start_time, end_time, on_sale_time, price_tiers)"
+                    ),
                 ));
             }
         }
@@ -668,7 +787,10 @@ mod tests {
         assert_eq!(parse_page_size(0), Ok(DEFAULT_PAGE_SIZE));
         assert_eq!(parse_page_size(7), Ok(7));
         assert_eq!(parse_page_size(-1).unwrap_err().field, "page_size");
-        assert_eq!(parse_page_size(MAX_PAGE_SIZE as i32 + 1).unwrap_err().field, "page_size");
+        assert_eq!(
+            parse_page_size(MAX_PAGE_SIZE as i32 + 1).unwrap_err().field,
+            "page_size"
+        );
     }
 
     #[test]
@@ -681,7 +803,13 @@ mod tests {
 
     #[test]
     fn unknown_enum_values_are_refused() {
-        assert_eq!(parse_category("event.category", 99).unwrap_err().field, "event.category");
-        assert_eq!(parse_category("event.category", 0).unwrap_err().field, "event.category");
+        assert_eq!(
+            parse_category("event.category", 99).unwrap_err().field,
+            "event.category"
+        );
+        assert_eq!(
+            parse_category("event.category", 0).unwrap_err().field,
+            "event.category"
+        );
     }
 }

@@ -11,8 +11,8 @@ use rand::{Rng as _, SeedableRng as _};
 use uuid::Uuid;
 
 use crate::domain::{
-    Address, Category, LatLng, Money, NewEvent, NewPerformer, NewPriceTier, NewRow, NewSeat, NewSection, NewVenue,
-    Schedule, SectionKind, Venue,
+    Address, Category, LatLng, Money, NewEvent, NewPerformer, NewPriceTier, NewRow, NewSeat,
+    NewSection, NewVenue, Schedule, SectionKind, Venue,
 };
 use crate::error::CatalogError;
 use crate::store::CatalogStore;
@@ -27,7 +27,10 @@ pub struct SeedReport {
 }
 
 /// Seeds only an empty catalog; returns `None` when data already exists.
-pub async fn seed_if_empty(store: &CatalogStore, event_count: usize) -> anyhow::Result<Option<SeedReport>> {
+pub async fn seed_if_empty(
+    store: &CatalogStore,
+    event_count: usize,
+) -> anyhow::Result<Option<SeedReport>> {
     let client = store.pool().get().await.context("connecting")?;
     let existing: i64 = client
         .query_one("SELECT count(*) FROM catalog.venues", &[])
@@ -45,10 +48,13 @@ pub async fn seed(store: &CatalogStore, event_count: usize) -> anyhow::Result<Se
     let mut rng = StdRng::seed_from_u64(0x0b0c_5eed);
     let mut report = SeedReport::default();
 
-    let venues = vec![
+    let venues = [
         store.create_venue(&arena()).await.map_err(anyhow_from)?,
         store.create_venue(&theatre()).await.map_err(anyhow_from)?,
-        store.create_venue(&amphitheatre()).await.map_err(anyhow_from)?,
+        store
+            .create_venue(&amphitheatre())
+            .await
+            .map_err(anyhow_from)?,
         store.create_venue(&cinema()).await.map_err(anyhow_from)?,
         store.create_venue(&club()).await.map_err(anyhow_from)?,
     ];
@@ -69,27 +75,40 @@ pub async fn seed(store: &CatalogStore, event_count: usize) -> anyhow::Result<Se
     }
     report.performers = performers.len();
 
-    let now = Utc::now().duration_trunc(Duration::hours(1)).unwrap_or_else(|_| Utc::now());
+    let now = Utc::now()
+        .duration_trunc(Duration::hours(1))
+        .unwrap_or_else(|_| Utc::now());
     for index in 0..event_count {
         let venue = &venues[index % venues.len()];
         let categories = venue_categories(&venue.name);
         let category = *categories.choose(&mut rng).unwrap_or(&Category::Concert);
-        let candidates: Vec<&(Uuid, Category, &str)> = performers.iter().filter(|(_, c, _)| *c == category).collect();
-        let headliner = candidates.choose(&mut rng).copied().unwrap_or(&performers[0]);
+        let candidates: Vec<&(Uuid, Category, &str)> = performers
+            .iter()
+            .filter(|(_, c, _)| *c == category)
+            .collect();
+        let headliner = candidates
+            .choose(&mut rng)
+            .copied()
+            .unwrap_or(&performers[0]);
         let mut performer_ids = vec![headliner.0];
-        if category == Category::Concert && rng.random_bool(0.5) {
-            if let Some(support) = candidates.choose(&mut rng)
-                && support.0 != headliner.0
-            {
-                performer_ids.push(support.0);
-            }
+        if category == Category::Concert
+            && rng.random_bool(0.5)
+            && let Some(support) = candidates.choose(&mut rng)
+            && support.0 != headliner.0
+        {
+            performer_ids.push(support.0);
         }
         let days_ahead = 1 + (index as i64 * 365 / event_count.max(1) as i64);
-        let start_time: DateTime<Utc> = now + Duration::days(days_ahead) + Duration::hours(rng.random_range(0..6));
+        let start_time: DateTime<Utc> =
+            now + Duration::days(days_ahead) + Duration::hours(rng.random_range(0..6));
         let title = match category {
             Category::Sports => headliner.2.to_owned(),
             Category::Film => format!("{} — Screening", headliner.2),
-            _ => format!("{} — {}", headliner.2, TOUR_NAMES.choose(&mut rng).unwrap_or(&"Live")),
+            _ => format!(
+                "{} — {}",
+                headliner.2,
+                TOUR_NAMES.choose(&mut rng).unwrap_or(&"Live")
+            ),
         };
         let event = store
             .create_event(&NewEvent {
@@ -129,7 +148,12 @@ fn anyhow_from(error: CatalogError) -> anyhow::Error {
 
 fn venue_categories(name: &str) -> &'static [Category] {
     match name {
-        "Riverside Arena" => &[Category::Concert, Category::Concert, Category::Sports, Category::Family],
+        "Riverside Arena" => &[
+            Category::Concert,
+            Category::Concert,
+            Category::Sports,
+            Category::Family,
+        ],
         "Lyric Hall Theatre" => &[Category::Theater, Category::Comedy],
         "Lakeside Amphitheater" => &[Category::Concert, Category::Festival],
         "Salle Lumière" => &[Category::Film, Category::Comedy],
@@ -148,7 +172,11 @@ fn price_tiers(venue: &Venue, rng: &mut StdRng) -> Vec<NewPriceTier> {
     let mut groups: [Vec<Uuid>; 3] = [Vec::new(), Vec::new(), Vec::new()];
     let count = venue.sections.len();
     for (position, section) in venue.sections.iter().enumerate() {
-        let group = if count < 3 { position.min(2) } else { position * 3 / count };
+        let group = if count < 3 {
+            position.min(2)
+        } else {
+            position * 3 / count
+        };
         groups[group].push(section.id);
     }
     groups
@@ -167,7 +195,14 @@ fn price_tiers(venue: &Venue, rng: &mut StdRng) -> Vec<NewPriceTier> {
 }
 
 /// Rows of seats on an arc around the stage at (0, 0), facing it.
-fn arc_section(name: &str, from_degrees: f32, to_degrees: f32, first_radius: f32, rows: usize, seats: usize) -> NewSection {
+fn arc_section(
+    name: &str,
+    from_degrees: f32,
+    to_degrees: f32,
+    first_radius: f32,
+    rows: usize,
+    seats: usize,
+) -> NewSection {
     let rows = (0..rows)
         .map(|row| {
             let radius = first_radius + row as f32 * 1.2;
@@ -196,7 +231,13 @@ fn arc_section(name: &str, from_degrees: f32, to_degrees: f32, first_radius: f32
 }
 
 /// Straight rows facing a stage at y = 0.
-fn block_section(name: &str, x_offset: f32, y_offset: f32, rows: usize, seats: usize) -> NewSection {
+fn block_section(
+    name: &str,
+    x_offset: f32,
+    y_offset: f32,
+    rows: usize,
+    seats: usize,
+) -> NewSection {
     let rows = (0..rows)
         .map(|row| NewRow {
             label: row_label(row),
@@ -245,11 +286,25 @@ fn arena() -> NewVenue {
     // Lower bowl: 12 sections of 22 rows x 28 seats; upper bowl: 12 of 26 x 30.
     for index in 0..12 {
         let from = 200.0 + index as f32 * 11.7;
-        sections.push(arc_section(&format!("Lower {}", 101 + index), from, from + 11.0, 30.0, 22, 28));
+        sections.push(arc_section(
+            &format!("Lower {}", 101 + index),
+            from,
+            from + 11.0,
+            30.0,
+            22,
+            28,
+        ));
     }
     for index in 0..12 {
         let from = 200.0 + index as f32 * 11.7;
-        sections.push(arc_section(&format!("Upper {}", 201 + index), from, from + 11.0, 60.0, 26, 30));
+        sections.push(arc_section(
+            &format!("Upper {}", 201 + index),
+            from,
+            from + 11.0,
+            60.0,
+            26,
+            30,
+        ));
     }
     NewVenue {
         name: "Riverside Arena".into(),
@@ -296,7 +351,14 @@ fn amphitheatre() -> NewVenue {
     let mut sections = Vec::new();
     for index in 0..6 {
         let from = 200.0 + index as f32 * 23.0;
-        sections.push(arc_section(&format!("Pavilion {}", index + 1), from, from + 22.0, 15.0, 20, 30));
+        sections.push(arc_section(
+            &format!("Pavilion {}", index + 1),
+            from,
+            from + 22.0,
+            15.0,
+            20,
+            30,
+        ));
     }
     sections.push(standing("Lawn", 5_000));
     NewVenue {
@@ -332,7 +394,10 @@ fn cinema() -> NewVenue {
             longitude: 2.3318,
         }),
         time_zone: "Europe/Paris".into(),
-        sections: vec![block_section("Parterre", 0.0, 4.0, 18, 22), block_section("Balcon", 0.0, 25.0, 6, 20)],
+        sections: vec![
+            block_section("Parterre", 0.0, 4.0, 18, 22),
+            block_section("Balcon", 0.0, 25.0, 6, 20),
+        ],
     }
 }
 
@@ -391,13 +456,29 @@ const PERFORMERS: &[(&str, &str, Category)] = &[
     ("Blue Lantern Festival", "multi-genre", Category::Festival),
     ("Summer Sonic Weekender", "multi-genre", Category::Festival),
     ("Lakeside Jazz Days", "jazz", Category::Festival),
-    ("London Lions vs Manchester Storm", "basketball", Category::Sports),
-    ("London Lions vs Glasgow Rocks", "basketball", Category::Sports),
-    ("Thames Knights vs Cardiff Devils", "ice hockey", Category::Sports),
+    (
+        "London Lions vs Manchester Storm",
+        "basketball",
+        Category::Sports,
+    ),
+    (
+        "London Lions vs Glasgow Rocks",
+        "basketball",
+        Category::Sports,
+    ),
+    (
+        "Thames Knights vs Cardiff Devils",
+        "ice hockey",
+        Category::Sports,
+    ),
     ("World Darts Masters", "darts", Category::Sports),
     ("Championship Boxing Night", "boxing", Category::Sports),
     ("Premier Padel Finals", "padel", Category::Sports),
-    ("Disney on Ice: Frozen Adventures", "family show", Category::Family),
+    (
+        "Disney on Ice: Frozen Adventures",
+        "family show",
+        Category::Family,
+    ),
     ("Paw Patrol Live", "family show", Category::Family),
     ("Cirque Étoile", "circus", Category::Family),
     ("Hamlet", "Shakespeare", Category::Theater),
@@ -426,7 +507,11 @@ mod tests {
     fn the_arena_is_big_enough() {
         let arena = arena();
         arena.validate_layout().expect("the demo arena is valid");
-        assert!(arena.capacity() >= 15_000, "arena capacity {}", arena.capacity());
+        assert!(
+            arena.capacity() >= 15_000,
+            "arena capacity {}",
+            arena.capacity()
+        );
         for venue in [theatre(), amphitheatre(), cinema(), club()] {
             venue.validate_layout().expect("demo venues are valid");
         }

@@ -90,7 +90,9 @@ impl Catalog {
             .layouts
             .get_or_load(&venue_id, || self.store.get_seat_layout(venue_id))
             .await?
-            .ok_or_else(|| CatalogError::Internal(anyhow::anyhow!("event {event_id} has no venue layout")))?;
+            .ok_or_else(|| {
+                CatalogError::Internal(anyhow::anyhow!("event {event_id} has no venue layout"))
+            })?;
         Ok(EventSeatMap { event, layout })
     }
 
@@ -132,7 +134,11 @@ impl Catalog {
         self.store.create_venue(venue).await
     }
 
-    pub async fn create_performer(&self, caller: &Caller, performer: &NewPerformer) -> Result<Performer> {
+    pub async fn create_performer(
+        &self,
+        caller: &Caller,
+        performer: &NewPerformer,
+    ) -> Result<Performer> {
         require_admin(caller)?;
         self.store.create_performer(performer).await
     }
@@ -144,7 +150,12 @@ impl Catalog {
 
     /// Writes invalidate this instance's cache at once (read-your-writes);
     /// other instances hear it from NOTIFY.
-    pub async fn update_event(&self, caller: &Caller, id: Uuid, patch: &EventPatch) -> Result<Event> {
+    pub async fn update_event(
+        &self,
+        caller: &Caller,
+        id: Uuid,
+        patch: &EventPatch,
+    ) -> Result<Event> {
         require_admin(caller)?;
         let updated = self.store.update_event(id, patch).await?;
         self.events.invalidate(&id);

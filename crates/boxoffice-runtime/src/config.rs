@@ -82,7 +82,11 @@ impl Config {
     /// Reads the given variables; the environment is not consulted. Tests use
     /// this to build configurations without touching process state.
     pub fn from_vars(vars: BTreeMap<String, String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| vars.get(name).map(|value| value.trim().to_owned()).filter(|v| !v.is_empty());
+        let get = |name: &str| {
+            vars.get(name)
+                .map(|value| value.trim().to_owned())
+                .filter(|v| !v.is_empty())
+        };
 
         let database_url = get(ENV_DATABASE_URL)
             .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/boxoffice".to_owned());
@@ -100,7 +104,10 @@ impl Config {
             })?;
 
         let redis_url = get(ENV_REDIS_URL).unwrap_or_else(|| "redis://127.0.0.1:6379".to_owned());
-        if !(redis_url.starts_with("redis://") || redis_url.starts_with("rediss://") || redis_url.starts_with("redis-cluster://")) {
+        if !(redis_url.starts_with("redis://")
+            || redis_url.starts_with("rediss://")
+            || redis_url.starts_with("redis-cluster://"))
+        {
             return Err(ConfigError {
                 variable: ENV_REDIS_URL,
                 problem: "must be a redis://, rediss:// or redis-cluster:// URL".into(),
@@ -114,7 +121,8 @@ impl Config {
         })?;
 
         let db_pool_size = parse_number(&get, ENV_DB_POOL_SIZE, 16, 1, 1_000)? as usize;
-        let shutdown_grace = Duration::from_secs(parse_number(&get, ENV_SHUTDOWN_GRACE, 10, 0, 3_600)?);
+        let shutdown_grace =
+            Duration::from_secs(parse_number(&get, ENV_SHUTDOWN_GRACE, 10, 0, 3_600)?);
         let cache_ttl = Duration::from_secs(parse_number(&get, ENV_CACHE_TTL, 30, 1, 86_400)?);
 
         let log_format = match get(ENV_LOG_FORMAT).as_deref() {
@@ -167,7 +175,10 @@ mod tests {
     use super::*;
 
     fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
     }
 
     #[test]
@@ -193,7 +204,8 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let config = Config::from_vars(vars(&[(ENV_DATABASE_URL, "postgres://u:hunter2@db/x")])).unwrap();
+        let config =
+            Config::from_vars(vars(&[(ENV_DATABASE_URL, "postgres://u:hunter2@db/x")])).unwrap();
         assert!(!format!("{config:?}").contains("hunter2"));
     }
 }

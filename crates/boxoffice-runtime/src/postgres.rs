@@ -20,7 +20,9 @@ pub struct Migration {
 }
 
 pub fn parse_url(url: &Secret) -> anyhow::Result<tokio_postgres::Config> {
-    url.expose().parse::<tokio_postgres::Config>().context("parsing the database url")
+    url.expose()
+        .parse::<tokio_postgres::Config>()
+        .context("parsing the database url")
 }
 
 /// Creates the configured database when it does not exist yet, by way of the
@@ -35,7 +37,9 @@ pub async fn ensure_database(url: &Secret) -> anyhow::Result<()> {
     }
     let mut admin = config.clone();
     admin.dbname("postgres");
-    let client = connect(&admin).await.context("connecting to the postgres maintenance database")?;
+    let client = connect(&admin)
+        .await
+        .context("connecting to the postgres maintenance database")?;
     let exists = client
         .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
         .await
@@ -43,10 +47,14 @@ pub async fn ensure_database(url: &Secret) -> anyhow::Result<()> {
         .is_some();
     if !exists {
         let quoted = name.replace('"', "\"\"");
-        match client.batch_execute(&format!("CREATE DATABASE \"{quoted}\"")).await {
+        match client
+            .batch_execute(&format!("CREATE DATABASE \"{quoted}\""))
+            .await
+        {
             Ok(()) => tracing::info!(database = %name, "created database"),
             // Another process created it between our check and our create.
-            Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(error)
+                if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
             Err(error) => return Err(error).context("creating the database"),
         }
     }
@@ -94,11 +102,17 @@ pub async fn migrate(pool: &Pool, schema: &str, migrations: &[Migration]) -> any
         !schema.is_empty() && schema.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
         "schema names are lowercase letters and underscores"
     );
-    let mut client = pool.get().await.context("getting a connection for migrations")?;
+    let mut client = pool
+        .get()
+        .await
+        .context("getting a connection for migrations")?;
     let transaction = client.transaction().await?;
     // Held until commit: concurrent starters wait here instead of racing.
     transaction
-        .execute("SELECT pg_advisory_xact_lock(hashtext('boxoffice.migrate.' || $1::text))", &[&schema])
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('boxoffice.migrate.' || $1::text))",
+            &[&schema],
+        )
         .await
         .context("taking the migration lock")?;
     transaction
@@ -113,26 +127,45 @@ pub async fn migrate(pool: &Pool, schema: &str, migrations: &[Migration]) -> any
         .await
         .context("creating the migrations table")?;
     let applied: Vec<i32> = transaction
-        .query(&format!("SELECT version FROM {schema}.schema_migrations"), &[])
+        .query(
+            &format!("SELECT version FROM {schema}.schema_migrations"),
+            &[],
+        )
         .await?
         .iter()
         .map(|row| row.get(0))
         .collect();
-    let mut pending: Vec<&Migration> = migrations.iter().filter(|m| !applied.contains(&m.version)).collect();
+    let mut pending: Vec<&Migration> = migrations
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .collect();
     pending.sort_by_key(|m| m.version);
     for migration in pending {
         transaction
             .batch_execute(migration.sql)
             .await
-            .with_context(|| format!("applying migration {schema}/{}_{}", migration.version, migration.name))?;
+            .with_context(|| {
+                format!(
+                    "applying migration {schema}/{}_{}",
+                    migration.version, migration.name
+                )
+            })?;
         transaction
             .execute(
                 &format!("INSERT INTO {schema}.schema_migrations (version, name) VALUES ($1, $2)"),
                 &[&migration.version, &migration.name],
             )
             .await?;
-        tracing::info!(schema, version = migration.version, name = migration.name, "applied migration");
+        tracing::info!(
+            schema,
+            version = migration.version,
+            name = migration.name,
+            "applied migration"
+        );
     }
-    transaction.commit().await.context("committing migrations")?;
+    transaction
+        .commit()
+        .await
+        .context("committing migrations")?;
     Ok(())
 }

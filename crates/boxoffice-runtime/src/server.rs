@@ -35,7 +35,9 @@ impl GrpcServer {
     /// Binds now (port 0 picks a free port), so callers learn the address
     /// before serving starts.
     pub async fn bind(addr: SocketAddr) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding {addr}"))?;
         let local_addr = listener.local_addr()?;
         let (health, health_service) = tonic_health::server::health_reporter();
         let mut routes = RoutesBuilder::default();
@@ -89,7 +91,11 @@ impl GrpcServer {
     }
 
     /// Serves until `shutdown` fires, then drains for at most `grace`.
-    pub async fn run_until_stopped(self, shutdown: Shutdown, grace: Duration) -> anyhow::Result<()> {
+    pub async fn run_until_stopped(
+        self,
+        shutdown: Shutdown,
+        grace: Duration,
+    ) -> anyhow::Result<()> {
         let Self {
             listener,
             local_addr,
@@ -98,7 +104,9 @@ impl GrpcServer {
             service_names,
         } = self;
         for name in service_names.iter().copied().chain([""]) {
-            health.set_service_status(name, ServingStatus::Serving).await;
+            health
+                .set_service_status(name, ServingStatus::Serving)
+                .await;
         }
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
         let stop_signal = {
@@ -108,7 +116,9 @@ impl GrpcServer {
             async move {
                 shutdown.cancelled().await;
                 for name in service_names.iter().copied().chain([""]) {
-                    health.set_service_status(name, ServingStatus::NotServing).await;
+                    health
+                        .set_service_status(name, ServingStatus::NotServing)
+                        .await;
                 }
                 tracing::info!(%local_addr, "draining");
             }

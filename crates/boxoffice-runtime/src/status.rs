@@ -49,7 +49,11 @@ pub fn invalid_field(field: &str, description: impl Into<String>) -> Status {
         HashMap::from([("field".to_owned(), field.to_owned())]),
     );
     details.add_bad_request_violation(field, description.clone());
-    Status::with_error_details(Code::InvalidArgument, format!("{field}: {description}"), details)
+    Status::with_error_details(
+        Code::InvalidArgument,
+        format!("{field}: {description}"),
+        details,
+    )
 }
 
 pub fn not_found(what: &str, id: impl std::fmt::Display) -> Status {
@@ -79,7 +83,11 @@ pub fn internal(error: &anyhow::Error) -> Status {
 /// A dependency is down or overloaded: callers may retry.
 pub fn unavailable(error: &anyhow::Error) -> Status {
     tracing::warn!(error = format!("{error:#}"), "dependency unavailable");
-    with_reason(Code::Unavailable, reason::UNAVAILABLE, "temporarily unavailable, retry shortly")
+    with_reason(
+        Code::Unavailable,
+        reason::UNAVAILABLE,
+        "temporarily unavailable, retry shortly",
+    )
 }
 
 /// The `ErrorInfo` reason of a status, if it carries one (clients and tests).

@@ -44,16 +44,20 @@ impl Telemetry {
             }
             None => None,
         };
-        let otel_layer = provider
-            .as_ref()
-            .map(|provider| tracing_opentelemetry::layer().with_tracer(provider.tracer("boxoffice")));
+        let otel_layer = provider.as_ref().map(|provider| {
+            tracing_opentelemetry::layer().with_tracer(provider.tracer("boxoffice"))
+        });
         let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
         let result = match config.log_format {
             LogFormat::Text => registry
                 .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
                 .try_init(),
             LogFormat::Json => registry
-                .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .json()
+                        .with_writer(std::io::stderr),
+                )
                 .try_init(),
         };
         // A second init (tests, embedded use) keeps the first subscriber.
@@ -62,7 +66,10 @@ impl Telemetry {
         }
         if let Some(provider) = &provider {
             opentelemetry::global::set_tracer_provider(provider.clone());
-            tracing::info!(endpoint = config.otlp_endpoint.as_deref().unwrap_or_default(), "exporting traces over OTLP");
+            tracing::info!(
+                endpoint = config.otlp_endpoint.as_deref().unwrap_or_default(),
+                "exporting traces over OTLP"
+            );
         }
         Ok(Self { provider })
     }

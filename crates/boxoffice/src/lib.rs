@@ -48,26 +48,44 @@ pub struct System {
 }
 
 impl System {
-    pub async fn start(config: &Config, options: SystemOptions, shutdown: Shutdown) -> anyhow::Result<Self> {
+    pub async fn start(
+        config: &Config,
+        options: SystemOptions,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
         let pool = boxoffice_runtime::postgres::pool(&config.database_url, config.db_pool_size)?;
         let mut server = GrpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let internal_addr = server.local_addr();
         let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;
         catalog.register(&mut server);
-        let inventory =
-            InventoryComponent::start_with(config, options.inventory, pool.clone(), shutdown.clone()).await?;
+        let inventory = InventoryComponent::start_with(
+            config,
+            options.inventory,
+            pool.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         inventory.register(&mut server);
         let accounts = AccountsComponent::start(&options.tokens, pool.clone()).await?;
         accounts.register(&mut server);
         // Inventory is on this same server: a lazy channel to its address
         // reaches it once serving starts.
-        let local = tonic::transport::Endpoint::from_shared(format!("http://{internal_addr}"))?.connect_lazy();
-        let checkout =
-            CheckoutComponent::start_with(options.checkout, pool.clone(), shutdown.clone(), Some(local)).await?;
+        let local = tonic::transport::Endpoint::from_shared(format!("http://{internal_addr}"))?
+            .connect_lazy();
+        let checkout = CheckoutComponent::start_with(
+            options.checkout,
+            pool.clone(),
+            shutdown.clone(),
+            Some(local),
+        )
+        .await?;
         checkout.register(&mut server);
         if options.demo_data {
-            if let Some(report) =
-                boxoffice_catalog::seed::seed_if_empty(&CatalogStore::new(pool.clone()), DEMO_EVENTS).await?
+            if let Some(report) = boxoffice_catalog::seed::seed_if_empty(
+                &CatalogStore::new(pool.clone()),
+                DEMO_EVENTS,
+            )
+            .await?
             {
                 tracing::info!(
                     venues = report.venues,
@@ -84,7 +102,8 @@ impl System {
         let edge = Edge::bind(edge_config, &options.tokens).await?;
         let edge_addr = edge.local_addr();
         let edge_admin_addr = edge.admin_addr();
-        let internal = tokio::spawn(server.run_until_stopped(shutdown.clone(), config.shutdown_grace));
+        let internal =
+            tokio::spawn(server.run_until_stopped(shutdown.clone(), config.shutdown_grace));
         let edge = tokio::spawn(edge.run_until_stopped(shutdown));
         Ok(Self {
             edge_addr,

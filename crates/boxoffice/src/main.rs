@@ -5,24 +5,27 @@
 use std::process::ExitCode;
 
 use anyhow::Context as _;
+use boxoffice::DEMO_EVENTS;
 use boxoffice_accounts::AccountsComponent;
 use boxoffice_accounts::TokenConfig;
 use boxoffice_accounts::config::MissingSecret;
 use boxoffice_catalog::CatalogComponent;
 use boxoffice_catalog::store::{CatalogStore, EventFilter};
-use boxoffice_inventory::InventoryComponent;
 use boxoffice_checkout::CheckoutComponent;
+use boxoffice_edge::{Edge, EdgeConfig};
+use boxoffice_inventory::InventoryComponent;
 use boxoffice_runtime::config::EXIT_BAD_CONFIG;
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::telemetry::Telemetry;
-use boxoffice_edge::{Edge, EdgeConfig};
 use boxoffice_runtime::{Config, Shutdown};
-use boxoffice::DEMO_EVENTS;
 use clap::{Parser, Subcommand, ValueEnum};
 
-
 #[derive(Parser)]
-#[command(name = "boxoffice", version, about = "Ticketing backend: catalog, inventory, checkout behind one edge")]
+#[command(
+    name = "boxoffice",
+    version,
+    about = "Ticketing backend: catalog, inventory, checkout behind one edge"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -59,7 +62,6 @@ enum Service {
     Edge,
 }
 
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match Config::from_env() {
@@ -69,7 +71,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_BAD_CONFIG as u8);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("boxoffice: cannot start the async runtime: {error}");
@@ -78,7 +83,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         let telemetry = Telemetry::init(&config)?;
-        let result = match cli.command.unwrap_or(Command::Up { no_demo_data: false }) {
+        let result = match cli.command.unwrap_or(Command::Up {
+            no_demo_data: false,
+        }) {
             Command::Up { no_demo_data } => up(&config, !no_demo_data).await,
             Command::Serve { service } => serve(&config, service).await,
             Command::Migrate => migrate(&config).await,
@@ -124,9 +131,12 @@ fn token_config(missing: MissingSecret) -> anyhow::Result<&'static TokenConfig> 
     if let Some(tokens) = TOKENS.get() {
         return Ok(tokens);
     }
-    let tokens = TokenConfig::from_env(missing).map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
+    let tokens = TokenConfig::from_env(missing)
+        .map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
     if tokens.ephemeral_secret {
-        tracing::warn!("BOXOFFICE_JWT_SECRET is not set: signing tokens with a random per-process key (development only; tokens end with the process)");
+        tracing::warn!(
+            "BOXOFFICE_JWT_SECRET is not set: signing tokens with a random per-process key (development only; tokens end with the process)"
+        );
     }
     Ok(TOKENS.get_or_init(|| tokens))
 }
@@ -155,7 +165,8 @@ async fn start_services(
         services.inventory = Some(inventory);
     }
     if which.contains(&Service::Accounts) {
-        let accounts = AccountsComponent::start(token_config(MissingSecret::Refuse)?, pool.clone()).await?;
+        let accounts =
+            AccountsComponent::start(token_config(MissingSecret::Refuse)?, pool.clone()).await?;
         accounts.register(server);
         services.accounts = Some(accounts);
     }
@@ -164,7 +175,10 @@ async fn start_services(
         // channel to the server's own address reaches it once serving
         // starts. Alone, checkout uses BOXOFFICE_INVENTORY_URL / _CATALOG_URL.
         let local = match which.contains(&Service::Inventory) {
-            true => Some(tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr()))?.connect_lazy()),
+            true => Some(
+                tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr()))?
+                    .connect_lazy(),
+            ),
             false => None,
         };
         let checkout = CheckoutComponent::start(pool.clone(), shutdown.clone(), local).await?;
@@ -179,7 +193,8 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     // Everything goes through the edge exactly as in production: the
     // services listen on an internal loopback port, the edge on `listen`.
     let tokens = token_config(MissingSecret::GenerateEphemeral)?.clone();
-    let edge = EdgeConfig::from_env(config.listen).map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
+    let edge = EdgeConfig::from_env(config.listen)
+        .map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
     let inventory = boxoffice_inventory::config::InventoryConfig::from_env()
         .map_err(|error| anyhow::anyhow!("bad inventory configuration: {error}"))?;
     let checkout = boxoffice_checkout::config::CheckoutConfig::from_env()
@@ -208,7 +223,8 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
 
 async fn serve_edge(config: &Config) -> anyhow::Result<()> {
     let tokens = token_config(MissingSecret::Refuse)?;
-    let edge_config = EdgeConfig::from_env(config.listen).map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
+    let edge_config = EdgeConfig::from_env(config.listen)
+        .map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
     let shutdown = Shutdown::on_signals();
     let edge = Edge::bind(edge_config, tokens).await?;
     tracing::info!(listen = %edge.local_addr(), "serving the edge");
@@ -224,27 +240,49 @@ async fn serve(config: &Config, service: Service) -> anyhow::Result<()> {
     let mut server = GrpcServer::bind(config.listen).await?;
     let _services = start_services(config, &pool, &shutdown, &mut server, &[service]).await?;
     tracing::info!(listen = %server.local_addr(), service = ?service, "serving");
-    server.run_until_stopped(shutdown, config.shutdown_grace).await
+    server
+        .run_until_stopped(shutdown, config.shutdown_grace)
+        .await
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
     let pool = database(config).await?;
-    boxoffice_runtime::postgres::migrate(&pool, boxoffice_catalog::store::SCHEMA, boxoffice_catalog::store::MIGRATIONS)
-        .await?;
-    boxoffice_runtime::postgres::migrate(&pool, boxoffice_inventory::store::SCHEMA, boxoffice_inventory::store::MIGRATIONS)
-        .await?;
-    boxoffice_runtime::postgres::migrate(&pool, boxoffice_accounts::store::SCHEMA, boxoffice_accounts::store::MIGRATIONS)
-        .await?;
-    boxoffice_runtime::postgres::migrate(&pool, boxoffice_checkout::store::SCHEMA, boxoffice_checkout::store::MIGRATIONS)
-        .await?;
+    boxoffice_runtime::postgres::migrate(
+        &pool,
+        boxoffice_catalog::store::SCHEMA,
+        boxoffice_catalog::store::MIGRATIONS,
+    )
+    .await?;
+    boxoffice_runtime::postgres::migrate(
+        &pool,
+        boxoffice_inventory::store::SCHEMA,
+        boxoffice_inventory::store::MIGRATIONS,
+    )
+    .await?;
+    boxoffice_runtime::postgres::migrate(
+        &pool,
+        boxoffice_accounts::store::SCHEMA,
+        boxoffice_accounts::store::MIGRATIONS,
+    )
+    .await?;
+    boxoffice_runtime::postgres::migrate(
+        &pool,
+        boxoffice_checkout::store::SCHEMA,
+        boxoffice_checkout::store::MIGRATIONS,
+    )
+    .await?;
     println!("migrations applied");
     Ok(())
 }
 
 async fn seed(config: &Config) -> anyhow::Result<()> {
     let pool = database(config).await?;
-    boxoffice_runtime::postgres::migrate(&pool, boxoffice_catalog::store::SCHEMA, boxoffice_catalog::store::MIGRATIONS)
-        .await?;
+    boxoffice_runtime::postgres::migrate(
+        &pool,
+        boxoffice_catalog::store::SCHEMA,
+        boxoffice_catalog::store::MIGRATIONS,
+    )
+    .await?;
     match boxoffice_catalog::seed::seed_if_empty(&CatalogStore::new(pool), DEMO_EVENTS).await? {
         Some(report) => println!(
             "seeded {} venues ({} places), {} performers, {} events",
@@ -257,8 +295,12 @@ async fn seed(config: &Config) -> anyhow::Result<()> {
 
 async fn reindex(config: &Config) -> anyhow::Result<()> {
     let pool = database(config).await?;
-    boxoffice_runtime::postgres::migrate(&pool, boxoffice_catalog::store::SCHEMA, boxoffice_catalog::store::MIGRATIONS)
-        .await?;
+    boxoffice_runtime::postgres::migrate(
+        &pool,
+        boxoffice_catalog::store::SCHEMA,
+        boxoffice_catalog::store::MIGRATIONS,
+    )
+    .await?;
     match boxoffice_catalog::search::reindex_from_env(&pool).await? {
         Some(report) => println!(
             "search index rebuilt: {} events, up to outbox row {}",
@@ -297,7 +339,9 @@ async fn print_banner(addr: std::net::SocketAddr, store: &CatalogStore) {
             event.id
         );
     }
-    println!("  upcoming events:    grpcurl -plaintext -d '{{\"page_size\":5}}' {addr} boxoffice.catalog.v1.CatalogService/ListEvents");
+    println!(
+        "  upcoming events:    grpcurl -plaintext -d '{{\"page_size\":5}}' {addr} boxoffice.catalog.v1.CatalogService/ListEvents"
+    );
     println!(
         "  log in (demo admin): grpcurl -plaintext -d '{{\"email\":\"{}\",\"password\":\"{}\"}}' {addr} boxoffice.accounts.v1.AccountsService/Login",
         boxoffice_accounts::server::DEMO_ADMIN_EMAIL,

@@ -127,7 +127,10 @@ fn event_input(venue: &pb::Venue, performer: &pb::Performer, title: &str, day: i
 
 async fn create_event(client: &mut Client, event: pb::Event) -> pb::Event {
     client
-        .create_event(as_caller(&admin(), pb::CreateEventRequest { event: Some(event) }))
+        .create_event(as_caller(
+            &admin(),
+            pb::CreateEventRequest { event: Some(event) },
+        ))
         .await
         .expect("creating an event")
         .into_inner()
@@ -143,13 +146,20 @@ async fn draft_event(client: &mut Client) -> (pb::Venue, pb::Performer, pb::Even
 
 async fn publish(client: &mut Client, id: &str) -> pb::Event {
     client
-        .publish_event(as_caller(&admin(), pb::PublishEventRequest { id: id.into() }))
+        .publish_event(as_caller(
+            &admin(),
+            pb::PublishEventRequest { id: id.into() },
+        ))
         .await
         .expect("publishing")
         .into_inner()
 }
 
-async fn get_event(client: &mut Client, caller: &Caller, id: &str) -> Result<pb::Event, tonic::Status> {
+async fn get_event(
+    client: &mut Client,
+    caller: &Caller,
+    id: &str,
+) -> Result<pb::Event, tonic::Status> {
     client
         .get_event(as_caller(caller, pb::GetEventRequest { id: id.into() }))
         .await
@@ -178,7 +188,9 @@ async fn an_event_shows_venue_performers_and_price_tiers() {
     let mut world = CatalogWorld::new().await;
     let (venue, performer, event) = draft_event(&mut world.client).await;
     publish(&mut world.client, &event.id).await;
-    let shown = get_event(&mut world.client, &Caller::anonymous(), &event.id).await.unwrap();
+    let shown = get_event(&mut world.client, &Caller::anonymous(), &event.id)
+        .await
+        .unwrap();
     assert_eq!(shown.title, "Launch Night");
     assert_eq!(shown.status, pb::EventStatus::Published as i32);
     assert_eq!(shown.venue.as_ref().unwrap().name, "Town Hall");
@@ -187,8 +199,14 @@ async fn an_event_shows_venue_performers_and_price_tiers() {
     assert_eq!(shown.performers.len(), 1);
     assert_eq!(shown.performers[0].id, performer.id);
     assert_eq!(shown.price_tiers.len(), 2);
-    assert_eq!(shown.price_tiers[0].price.as_ref().unwrap().amount_minor, 4500);
-    assert_eq!(shown.price_tiers[0].section_ids, vec![venue.sections[0].id.clone()]);
+    assert_eq!(
+        shown.price_tiers[0].price.as_ref().unwrap().amount_minor,
+        4500
+    );
+    assert_eq!(
+        shown.price_tiers[0].section_ids,
+        vec![venue.sections[0].id.clone()]
+    );
 }
 
 #[tokio::test]
@@ -197,11 +215,22 @@ async fn drafts_are_hidden_from_buyers() {
     let (_, _, event) = draft_event(&mut world.client).await;
 
     for buyer in [Caller::anonymous(), customer()] {
-        let status = get_event(&mut world.client, &buyer, &event.id).await.unwrap_err();
-        assert_eq!(status.code(), Code::NotFound, "a draft must not exist for a buyer");
+        let status = get_event(&mut world.client, &buyer, &event.id)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            status.code(),
+            Code::NotFound,
+            "a draft must not exist for a buyer"
+        );
         let status = world
             .client
-            .get_seat_map(as_caller(&buyer, pb::GetSeatMapRequest { event_id: event.id.clone() }))
+            .get_seat_map(as_caller(
+                &buyer,
+                pb::GetSeatMapRequest {
+                    event_id: event.id.clone(),
+                },
+            ))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::NotFound);
@@ -225,10 +254,17 @@ async fn drafts_are_hidden_from_buyers() {
             .unwrap_err();
         assert_eq!(status.code(), Code::PermissionDenied);
     }
-    assert!(get_event(&mut world.client, &admin(), &event.id).await.is_ok(), "admins see drafts");
+    assert!(
+        get_event(&mut world.client, &admin(), &event.id)
+            .await
+            .is_ok(),
+        "admins see drafts"
+    );
 
     publish(&mut world.client, &event.id).await;
-    let shown = get_event(&mut world.client, &Caller::anonymous(), &event.id).await.unwrap();
+    let shown = get_event(&mut world.client, &Caller::anonymous(), &event.id)
+        .await
+        .unwrap();
     assert_eq!(shown.status, pb::EventStatus::Published as i32);
 }
 
@@ -275,7 +311,9 @@ async fn a_cancelled_event_stays_visible_but_can_no_longer_change() {
     assert_eq!(cancelled.status, pb::EventStatus::Cancelled as i32);
     assert_eq!(cancelled.cancel_reason, "storm warning");
 
-    let shown = get_event(&mut world.client, &Caller::anonymous(), &event.id).await.unwrap();
+    let shown = get_event(&mut world.client, &Caller::anonymous(), &event.id)
+        .await
+        .unwrap();
     assert_eq!(shown.status, pb::EventStatus::Cancelled as i32);
 
     let status = world
@@ -299,14 +337,24 @@ async fn a_cancelled_event_stays_visible_but_can_no_longer_change() {
     assert_eq!(reason_of(&status).as_deref(), Some("EVENT_CANCELLED"));
     let status = world
         .client
-        .publish_event(as_caller(&admin(), pb::PublishEventRequest { id: event.id.clone() }))
+        .publish_event(as_caller(
+            &admin(),
+            pb::PublishEventRequest {
+                id: event.id.clone(),
+            },
+        ))
         .await
         .unwrap_err();
     assert_eq!(reason_of(&status).as_deref(), Some("EVENT_CANCELLED"));
 
-    let after = get_event(&mut world.client, &admin(), &event.id).await.unwrap();
+    let after = get_event(&mut world.client, &admin(), &event.id)
+        .await
+        .unwrap();
     assert_eq!(after.title, "Launch Night");
-    assert_eq!(after.version, cancelled.version, "refused updates change nothing");
+    assert_eq!(
+        after.version, cancelled.version,
+        "refused updates change nothing"
+    );
 }
 
 #[tokio::test]
@@ -365,30 +413,40 @@ async fn a_field_mask_update_changes_only_the_named_fields() {
 #[tokio::test]
 async fn bad_and_unknown_ids() {
     let mut world = CatalogWorld::new().await;
-    let status = get_event(&mut world.client, &Caller::anonymous(), "not-a-uuid").await.unwrap_err();
+    let status = get_event(&mut world.client, &Caller::anonymous(), "not-a-uuid")
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
     assert_eq!(field_of(&status).as_deref(), Some("id"));
     assert_eq!(reason_of(&status).as_deref(), Some("INVALID_FIELD"));
 
     let unknown = uuid::Uuid::new_v4().to_string();
-    let status = get_event(&mut world.client, &Caller::anonymous(), &unknown).await.unwrap_err();
+    let status = get_event(&mut world.client, &Caller::anonymous(), &unknown)
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(reason_of(&status).as_deref(), Some("NOT_FOUND"));
     let status = world
         .client
-        .get_venue(pb::GetVenueRequest { id: unknown.clone() })
+        .get_venue(pb::GetVenueRequest {
+            id: unknown.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     let status = world
         .client
-        .get_performer(pb::GetPerformerRequest { id: unknown.clone() })
+        .get_performer(pb::GetPerformerRequest {
+            id: unknown.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     let status = world
         .client
-        .get_seat_map(pb::GetSeatMapRequest { event_id: String::new() })
+        .get_seat_map(pb::GetSeatMapRequest {
+            event_id: String::new(),
+        })
         .await
         .unwrap_err();
     assert_eq!(field_of(&status).as_deref(), Some("event_id"));
@@ -406,7 +464,11 @@ async fn bad_input_says_why_and_changes_nothing() {
     unknown_category.category = 42;
     cases.push(("event.category", unknown_category));
     let mut negative_price = event_input(&venue, &performer, "x", 5);
-    negative_price.price_tiers[0].price.as_mut().unwrap().amount_minor = -100;
+    negative_price.price_tiers[0]
+        .price
+        .as_mut()
+        .unwrap()
+        .amount_minor = -100;
     cases.push(("event.price_tiers[0].price.amount_minor", negative_price));
     let mut foreign_section = event_input(&venue, &performer, "x", 5);
     foreign_section.price_tiers[1].section_ids = vec![other_venue.sections[1].id.clone()];
@@ -424,7 +486,10 @@ async fn bad_input_says_why_and_changes_nothing() {
     for (field, event) in cases {
         let status = world
             .client
-            .create_event(as_caller(&admin(), pb::CreateEventRequest { event: Some(event) }))
+            .create_event(as_caller(
+                &admin(),
+                pb::CreateEventRequest { event: Some(event) },
+            ))
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::InvalidArgument, "{field}: {status:?}");
@@ -449,13 +514,21 @@ async fn bad_input_says_why_and_changes_nothing() {
     assert_eq!(field_of(&status).as_deref(), Some("sections[0].kind"));
     let mut bad_zone = venue_request("Timeless Room");
     bad_zone.time_zone = "Europe/Atlantis".into();
-    let status = world.client.create_venue(as_caller(&admin(), bad_zone)).await.unwrap_err();
+    let status = world
+        .client
+        .create_venue(as_caller(&admin(), bad_zone))
+        .await
+        .unwrap_err();
     assert_eq!(field_of(&status).as_deref(), Some("time_zone"));
 
     // An oversized message is refused by the explicit decode limit.
     let mut huge = venue_request("Huge Hall");
     huge.name = "x".repeat(5 * 1024 * 1024);
-    let status = world.client.create_venue(as_caller(&admin(), huge)).await.unwrap_err();
+    let status = world
+        .client
+        .create_venue(as_caller(&admin(), huge))
+        .await
+        .unwrap_err();
     assert!(
         matches!(status.code(), Code::OutOfRange | Code::ResourceExhausted),
         "oversized: {status:?}"
@@ -482,7 +555,10 @@ async fn outbox_rows_are_written_with_their_changes_and_only_then() {
     publish(&mut world.client, &event.id).await;
     assert_eq!(
         outbox(&world, &event.id).await,
-        vec![("event.created".to_owned(), 1), ("event.published".to_owned(), 2)]
+        vec![
+            ("event.created".to_owned(), 1),
+            ("event.published".to_owned(), 2)
+        ]
     );
 
     // An update that fails half-way (an unknown performer is found inside the
@@ -507,7 +583,9 @@ async fn outbox_rows_are_written_with_their_changes_and_only_then() {
         .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(outbox(&world, &event.id).await.len(), 2);
-    let after = get_event(&mut world.client, &admin(), &event.id).await.unwrap();
+    let after = get_event(&mut world.client, &admin(), &event.id)
+        .await
+        .unwrap();
     assert_eq!(after.title, "Launch Night");
     assert_eq!(after.version, 2);
 }
@@ -521,7 +599,9 @@ async fn an_update_shows_on_every_instance_within_a_second() {
     // A second catalog instance on the same database, with a warm cache.
     let second = crate::harness::second_catalog(&world).await;
     let mut second_client = CatalogServiceClient::new(second.channel().await);
-    let cached = get_event(&mut second_client, &Caller::anonymous(), &event.id).await.unwrap();
+    let cached = get_event(&mut second_client, &Caller::anonymous(), &event.id)
+        .await
+        .unwrap();
     assert_eq!(cached.title, "Launch Night");
 
     world
@@ -541,14 +621,20 @@ async fn an_update_shows_on_every_instance_within_a_second() {
         ))
         .await
         .unwrap();
-    eventually(Duration::from_secs(1), "the other instance to see the update", || {
-        let mut client = second_client.clone();
-        let id = event.id.clone();
-        async move {
-            let shown = get_event(&mut client, &Caller::anonymous(), &id).await.ok()?;
-            (shown.title == "Launch Night — moved upstairs").then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(1),
+        "the other instance to see the update",
+        || {
+            let mut client = second_client.clone();
+            let id = event.id.clone();
+            async move {
+                let shown = get_event(&mut client, &Caller::anonymous(), &id)
+                    .await
+                    .ok()?;
+                (shown.title == "Launch Night — moved upstairs").then_some(())
+            }
+        },
+    )
     .await;
 
     // A change made straight in PostgreSQL (an operator's fix) is seen too:
@@ -558,19 +644,30 @@ async fn an_update_shows_on_every_instance_within_a_second() {
         .db
         .client()
         .await
-        .execute("UPDATE catalog.events SET description = 'fixed by hand' WHERE id = $1", &[&id])
+        .execute(
+            "UPDATE catalog.events SET description = 'fixed by hand' WHERE id = $1",
+            &[&id],
+        )
         .await
         .unwrap();
-    eventually(Duration::from_secs(1), "both instances to see the manual fix", || {
-        let mut first = world.client.clone();
-        let mut second = second_client.clone();
-        let id = event.id.clone();
-        async move {
-            let a = get_event(&mut first, &Caller::anonymous(), &id).await.ok()?;
-            let b = get_event(&mut second, &Caller::anonymous(), &id).await.ok()?;
-            (a.description == "fixed by hand" && b.description == "fixed by hand").then_some(())
-        }
-    })
+    eventually(
+        Duration::from_secs(1),
+        "both instances to see the manual fix",
+        || {
+            let mut first = world.client.clone();
+            let mut second = second_client.clone();
+            let id = event.id.clone();
+            async move {
+                let a = get_event(&mut first, &Caller::anonymous(), &id)
+                    .await
+                    .ok()?;
+                let b = get_event(&mut second, &Caller::anonymous(), &id)
+                    .await
+                    .ok()?;
+                (a.description == "fixed by hand" && b.description == "fixed by hand").then_some(())
+            }
+        },
+    )
     .await;
 }
 
@@ -581,7 +678,11 @@ async fn list_events_pages_in_start_order_without_gaps_or_repeats() {
     let performer = create_performer(&mut world.client, "Pagers").await;
     let mut expected = Vec::new();
     for day in [9, 3, 5, 7, 1] {
-        let event = create_event(&mut world.client, event_input(&venue, &performer, &format!("Day {day}"), day)).await;
+        let event = create_event(
+            &mut world.client,
+            event_input(&venue, &performer, &format!("Day {day}"), day),
+        )
+        .await;
         publish(&mut world.client, &event.id).await;
         expected.push((day, event.id));
     }
@@ -609,7 +710,10 @@ async fn list_events_pages_in_start_order_without_gaps_or_repeats() {
         token = page.next_page_token;
     }
     assert_eq!(pages, 3);
-    assert_eq!(seen, expected.into_iter().map(|(_, id)| id).collect::<Vec<_>>());
+    assert_eq!(
+        seen,
+        expected.into_iter().map(|(_, id)| id).collect::<Vec<_>>()
+    );
 
     let status = world
         .client
@@ -650,8 +754,16 @@ async fn the_seat_map_has_every_seat_with_its_section_and_price() {
     assert_eq!(stalls.rows.len(), 2);
     assert_eq!(stalls.rows[1].label, "B");
     assert_eq!(stalls.rows[1].seats.len(), 12);
-    let indexes: Vec<u32> = stalls.rows.iter().flat_map(|r| r.seats.iter().map(|s| s.seat_index)).collect();
-    assert_eq!(indexes, (0..22).collect::<Vec<_>>(), "seat indexes are dense from 0");
+    let indexes: Vec<u32> = stalls
+        .rows
+        .iter()
+        .flat_map(|r| r.seats.iter().map(|s| s.seat_index))
+        .collect();
+    assert_eq!(
+        indexes,
+        (0..22).collect::<Vec<_>>(),
+        "seat indexes are dense from 0"
+    );
     let standing = &map.sections[1];
     assert_eq!(standing.kind, pb::SectionKind::GeneralAdmission as i32);
     assert_eq!((standing.first_seat_index, standing.capacity), (22, 100));
@@ -663,7 +775,8 @@ async fn the_seat_map_has_every_seat_with_its_section_and_price() {
 #[tokio::test]
 async fn health_reports_serving() {
     let world = CatalogWorld::new().await;
-    let mut health = tonic_health::pb::health_client::HealthClient::new(world.server.channel().await);
+    let mut health =
+        tonic_health::pb::health_client::HealthClient::new(world.server.channel().await);
     let response = health
         .check(tonic_health::pb::HealthCheckRequest {
             service: "boxoffice.catalog.v1.CatalogService".into(),
@@ -671,16 +784,28 @@ async fn health_reports_serving() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(response.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
+    assert_eq!(
+        response.status,
+        tonic_health::pb::health_check_response::ServingStatus::Serving as i32
+    );
 }
 
 #[tokio::test]
 async fn demo_data_has_an_arena_and_a_year_of_events() {
     let world = CatalogWorld::new().await;
     let store = CatalogStore::new(world.db.pool.clone());
-    let report = boxoffice_catalog::seed::seed_if_empty(&store, 500).await.unwrap().expect("seeded");
+    let report = boxoffice_catalog::seed::seed_if_empty(&store, 500)
+        .await
+        .unwrap()
+        .expect("seeded");
     assert_eq!(report.events, 500);
-    assert!(boxoffice_catalog::seed::seed_if_empty(&store, 500).await.unwrap().is_none(), "seeds once");
+    assert!(
+        boxoffice_catalog::seed::seed_if_empty(&store, 500)
+            .await
+            .unwrap()
+            .is_none(),
+        "seeds once"
+    );
     let client = world.db.client().await;
     let arena: i32 = client
         .query_one("SELECT max(capacity) FROM catalog.venues", &[])
@@ -708,5 +833,8 @@ async fn demo_data_has_an_arena_and_a_year_of_events() {
         .await
         .unwrap()
         .get::<_, f64>(0);
-    assert!(span_days > 300.0, "events span the next year ({span_days} days)");
+    assert!(
+        span_days > 300.0,
+        "events span the next year ({span_days} days)"
+    );
 }

@@ -34,7 +34,8 @@ pub const FEE: i64 = 150;
 /// webhook listener, all over one fresh database.
 pub struct CheckoutWorld {
     // Servers first: they stop before the database goes (last field).
-    pub checkout_server: RunningServer,
+    // Held only to stop checkout's server when the world is dropped.
+    pub _checkout_server: RunningServer,
     pub client: Checkout,
     pub component: CheckoutComponent,
     pub fail_points: Arc<FailPoints>,
@@ -79,7 +80,7 @@ impl CheckoutWorld {
         let checkout_server = RunningServer { addr, shutdown };
         let client = CheckoutServiceClient::new(checkout_server.channel().await);
         Self {
-            checkout_server,
+            _checkout_server: checkout_server,
             client,
             component,
             fail_points,

@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use boxoffice_catalog::CatalogComponent;
 use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
-use boxoffice_runtime::config::{ENV_CACHE_TTL, ENV_DATABASE_URL, ENV_LISTEN, ENV_REDIS_URL, Secret};
+use boxoffice_runtime::config::{
+    ENV_CACHE_TTL, ENV_DATABASE_URL, ENV_LISTEN, ENV_REDIS_URL, Secret,
+};
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::{Caller, Config, Shutdown};
 use deadpool_postgres::Pool;
@@ -21,7 +23,8 @@ pub const ENV_TEST_POSTGRES: &str = "BOXOFFICE_TEST_POSTGRES_URL";
 pub const ENV_TEST_REDIS: &str = "BOXOFFICE_TEST_REDIS_URL";
 
 pub fn postgres_server_url() -> String {
-    std::env::var(ENV_TEST_POSTGRES).unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var(ENV_TEST_POSTGRES)
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 pub fn redis_url() -> String {
@@ -67,7 +70,10 @@ fn database_url(server_url: &str, name: &str) -> String {
         None => (server_url, String::new()),
     };
     let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..].find('/').map(|i| i + scheme_end).unwrap_or(base.len());
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
     format!("{}/{name}{query}", &base[..host_end])
 }
 
@@ -78,11 +84,15 @@ impl Drop for TestDb {
         // Drop runs inside the test's runtime, which cannot block on itself:
         // drop the database from a thread with a runtime of its own.
         let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async move {
-                let (client, connection) = tokio_postgres::connect(&postgres_server_url(), tokio_postgres::NoTls)
-                    .await
-                    .ok()?;
+                let (client, connection) =
+                    tokio_postgres::connect(&postgres_server_url(), tokio_postgres::NoTls)
+                        .await
+                        .ok()?;
                 tokio::spawn(connection);
                 client
                     .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
@@ -137,7 +147,10 @@ impl Drop for RunningServer {
 pub fn spawn_server(server: GrpcServer, shutdown: &Shutdown) {
     let shutdown = shutdown.clone();
     tokio::spawn(async move {
-        if let Err(error) = server.run_until_stopped(shutdown, Duration::from_secs(1)).await {
+        if let Err(error) = server
+            .run_until_stopped(shutdown, Duration::from_secs(1))
+            .await
+        {
             panic!("test server failed: {error:#}");
         }
     });
@@ -156,7 +169,9 @@ impl CatalogWorld {
         let db = TestDb::new().await;
         let config = test_config(&db, &[]);
         let shutdown = Shutdown::new();
-        let mut server = GrpcServer::bind(config.listen).await.expect("binding the test server");
+        let mut server = GrpcServer::bind(config.listen)
+            .await
+            .expect("binding the test server");
         let component = CatalogComponent::start(&config, db.pool.clone(), shutdown.clone())
             .await
             .expect("starting the catalog");
@@ -196,7 +211,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(start.elapsed() < deadline, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            start.elapsed() < deadline,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -207,7 +225,10 @@ fn database_urls_keep_host_and_query() {
         database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
         "postgres://postgres@127.0.0.1:5432/x"
     );
-    assert_eq!(database_url("postgres://u:p@h/db?sslmode=disable", "x"), "postgres://u:p@h/x?sslmode=disable");
+    assert_eq!(
+        database_url("postgres://u:p@h/db?sslmode=disable", "x"),
+        "postgres://u:p@h/x?sslmode=disable"
+    );
     assert_eq!(database_url("postgres://h", "x"), "postgres://h/x");
 }
 
@@ -216,7 +237,9 @@ fn database_urls_keep_host_and_query() {
 pub async fn second_catalog(world: &CatalogWorld) -> RunningServer {
     let config = test_config(&world.db, &[]);
     let shutdown = Shutdown::new();
-    let mut server = GrpcServer::bind(config.listen).await.expect("binding the second server");
+    let mut server = GrpcServer::bind(config.listen)
+        .await
+        .expect("binding the second server");
     let component = CatalogComponent::start(&config, world.db.pool.clone(), shutdown.clone())
         .await
         .expect("starting the second catalog");
@@ -234,7 +257,9 @@ pub async fn delete_redis_keys(url: &str, prefix: &str) -> usize {
     use fred::prelude::{ClientLike as _, KeysInterface as _};
     use futures::StreamExt as _;
     let config = fred::prelude::Config::from_url(url).expect("redis url");
-    let client = fred::prelude::Builder::from_config(config).build().expect("redis client");
+    let client = fred::prelude::Builder::from_config(config)
+        .build()
+        .expect("redis client");
     client.init().await.expect("connecting to redis");
     let keys: Vec<fred::types::Key> = client
         .scan_buffered(format!("{prefix}*"), Some(1_000), None)
@@ -253,7 +278,10 @@ pub async fn delete_redis_keys(url: &str, prefix: &str) -> usize {
 pub struct InventoryWorld {
     pub server: RunningServer,
     pub catalog: CatalogServiceClient<Channel>,
-    pub inventory: boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient<Channel>,
+    pub inventory:
+        boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient<
+            Channel,
+        >,
     pub component: boxoffice_inventory::InventoryComponent,
     /// Kept so the catalog's cache listener lives as long as the world.
     pub _catalog_component: CatalogComponent,
@@ -278,13 +306,19 @@ impl InventoryWorld {
             key_prefix.clone(),
         )]);
         // Tests wait on conditions; quick background loops keep them short.
-        vars.insert(boxoffice_inventory::config::ENV_FEED_INTERVAL.to_owned(), "50".to_owned());
+        vars.insert(
+            boxoffice_inventory::config::ENV_FEED_INTERVAL.to_owned(),
+            "50".to_owned(),
+        );
         for (key, value) in settings {
             vars.insert((*key).to_owned(), (*value).to_owned());
         }
-        let inventory_config = boxoffice_inventory::InventoryConfig::from_vars(&vars).expect("inventory test settings");
+        let inventory_config = boxoffice_inventory::InventoryConfig::from_vars(&vars)
+            .expect("inventory test settings");
         let shutdown = Shutdown::new();
-        let mut server = GrpcServer::bind(config.listen).await.expect("binding the test server");
+        let mut server = GrpcServer::bind(config.listen)
+            .await
+            .expect("binding the test server");
         let catalog_component = CatalogComponent::start(&config, db.pool.clone(), shutdown.clone())
             .await
             .expect("starting the catalog");
@@ -332,7 +366,10 @@ impl Drop for InventoryWorld {
         let url = self.redis_url.clone();
         let prefix = self.key_prefix.clone();
         let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
             runtime.block_on(async move { delete_redis_keys(&url, &prefix).await });
             Some(())
         })
@@ -358,7 +395,10 @@ fn free_port() -> u16 {
 
 impl RedisCluster {
     pub async fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("boxoffice-redis-cluster-{}", Uuid::new_v4().simple()));
+        let dir = std::env::temp_dir().join(format!(
+            "boxoffice-redis-cluster-{}",
+            Uuid::new_v4().simple()
+        ));
         std::fs::create_dir_all(&dir).expect("creating the cluster directory");
         let mut cluster = Self {
             ports: Vec::new(),
@@ -375,7 +415,16 @@ impl RedisCluster {
                 .args(["--cluster-node-timeout", "5000"])
                 .arg("--dir")
                 .arg(&cluster.dir)
-                .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no"])
+                .args([
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                ])
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::null())
                 .kill_on_drop(true)
@@ -385,12 +434,23 @@ impl RedisCluster {
             cluster.ports.push(port);
         }
         for port in cluster.ports.clone() {
-            eventually(Duration::from_secs(10), "redis-server to accept connections", || async move {
-                tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok().map(|_| ())
-            })
+            eventually(
+                Duration::from_secs(10),
+                "redis-server to accept connections",
+                || async move {
+                    tokio::net::TcpStream::connect(("127.0.0.1", port))
+                        .await
+                        .ok()
+                        .map(|_| ())
+                },
+            )
             .await;
         }
-        let nodes: Vec<String> = cluster.ports.iter().map(|port| format!("127.0.0.1:{port}")).collect();
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
         let created = tokio::process::Command::new("redis-cli")
             .arg("--cluster")
             .arg("create")
@@ -405,14 +465,20 @@ impl RedisCluster {
             String::from_utf8_lossy(&created.stdout)
         );
         for port in cluster.ports.clone() {
-            eventually(Duration::from_secs(20), "the redis cluster to be ok", || async move {
-                let info = tokio::process::Command::new("redis-cli")
-                    .args(["-p", &port.to_string(), "cluster", "info"])
-                    .output()
-                    .await
-                    .ok()?;
-                String::from_utf8_lossy(&info.stdout).contains("cluster_state:ok").then_some(())
-            })
+            eventually(
+                Duration::from_secs(20),
+                "the redis cluster to be ok",
+                || async move {
+                    let info = tokio::process::Command::new("redis-cli")
+                        .args(["-p", &port.to_string(), "cluster", "info"])
+                        .output()
+                        .await
+                        .ok()?;
+                    String::from_utf8_lossy(&info.stdout)
+                        .contains("cluster_state:ok")
+                        .then_some(())
+                },
+            )
             .await;
         }
         cluster

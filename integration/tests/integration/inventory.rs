@@ -691,7 +691,7 @@ async fn an_expired_hold_frees_its_seats_within_a_second_and_watchers_see_it() {
     let hold = hold_seats(&mut inventory, &customer(), &sale.event_id, &[7, 8])
         .await
         .unwrap();
-    let expire = hold.expire_time.clone().unwrap();
+    let expire = hold.expire_time.unwrap();
     let expire_ms = expire.seconds * 1000 + i64::from(expire.nanos) / 1_000_000;
     let mut kinds = Vec::new();
     let received_expiry_at = tokio::time::timeout(Duration::from_secs(10), async {
@@ -773,7 +773,7 @@ async fn postgres_refuses_a_commit_inside_the_safety_margin_even_while_redis_sti
     let hold = hold_seats(&mut inventory, &buyer, &sale.event_id, &[0])
         .await
         .unwrap();
-    let expire = hold.expire_time.clone().unwrap();
+    let expire = hold.expire_time.unwrap();
     let lease_end_ms = expire.seconds * 1000 + i64::from(expire.nanos) / 1_000_000 - 2_500;
     eventually(
         Duration::from_secs(5),

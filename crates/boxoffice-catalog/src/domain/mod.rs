@@ -114,12 +114,21 @@ pub struct LatLng {
 impl LatLng {
     pub fn parse(field: &str, latitude: f64, longitude: f64) -> Result<Self, FieldError> {
         if !(-90.0..=90.0).contains(&latitude) {
-            return Err(FieldError::new(format!("{field}.latitude"), "must be from -90 to 90"));
+            return Err(FieldError::new(
+                format!("{field}.latitude"),
+                "must be from -90 to 90",
+            ));
         }
         if !(-180.0..=180.0).contains(&longitude) {
-            return Err(FieldError::new(format!("{field}.longitude"), "must be from -180 to 180"));
+            return Err(FieldError::new(
+                format!("{field}.longitude"),
+                "must be from -180 to 180",
+            ));
         }
-        Ok(Self { latitude, longitude })
+        Ok(Self {
+            latitude,
+            longitude,
+        })
     }
 }
 
@@ -144,10 +153,19 @@ pub fn required_text(field: &str, value: &str, max_chars: usize) -> Result<Strin
 pub fn optional_text(field: &str, value: &str, max_chars: usize) -> Result<String, FieldError> {
     let value = value.trim();
     if value.chars().count() > max_chars {
-        return Err(FieldError::new(field, format!("must be at most {max_chars} characters")));
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {max_chars} characters"),
+        ));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(FieldError::new(field, "must not contain control characters"));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(FieldError::new(
+            field,
+            "must not contain control characters",
+        ));
     }
     Ok(value.to_owned())
 }
@@ -223,14 +241,20 @@ pub struct NewVenue {
 
 impl NewVenue {
     pub fn capacity(&self) -> u64 {
-        self.sections.iter().map(|section| u64::from(section.capacity)).sum()
+        self.sections
+            .iter()
+            .map(|section| u64::from(section.capacity))
+            .sum()
     }
 
     /// Checks the layout as a whole: unique section names, unique row labels
     /// in a section and seat numbers in a row, and the size limits.
     pub fn validate_layout(&self) -> Result<(), FieldError> {
         if self.sections.is_empty() {
-            return Err(FieldError::new("sections", "a venue needs at least one section"));
+            return Err(FieldError::new(
+                "sections",
+                "a venue needs at least one section",
+            ));
         }
         if self.sections.len() > limits::SECTIONS_PER_VENUE {
             return Err(FieldError::new(
@@ -241,7 +265,10 @@ impl NewVenue {
         let mut names = std::collections::HashSet::new();
         for (index, section) in self.sections.iter().enumerate() {
             if !names.insert(section.name.to_lowercase()) {
-                return Err(FieldError::new(format!("sections[{index}].name"), "section names must be unique"));
+                return Err(FieldError::new(
+                    format!("sections[{index}].name"),
+                    "section names must be unique",
+                ));
             }
             let mut labels = std::collections::HashSet::new();
             for (row_index, row) in section.rows.iter().enumerate() {
@@ -255,7 +282,9 @@ impl NewVenue {
                 for (seat_index, seat) in row.seats.iter().enumerate() {
                     if !numbers.insert(seat.number.as_str()) {
                         return Err(FieldError::new(
-                            format!("sections[{index}].rows[{row_index}].seats[{seat_index}].number"),
+                            format!(
+                                "sections[{index}].rows[{row_index}].seats[{seat_index}].number"
+                            ),
                             "seat numbers must be unique within a row",
                         ));
                     }
@@ -421,15 +450,24 @@ pub struct Schedule {
 impl Schedule {
     pub fn validate(&self) -> Result<(), FieldError> {
         if self.end_time <= self.start_time {
-            return Err(FieldError::new("event.end_time", "must be after start_time"));
+            return Err(FieldError::new(
+                "event.end_time",
+                "must be after start_time",
+            ));
         }
         if self.end_time - self.start_time > chrono::Duration::days(31) {
-            return Err(FieldError::new("event.end_time", "an event lasts at most 31 days"));
+            return Err(FieldError::new(
+                "event.end_time",
+                "an event lasts at most 31 days",
+            ));
         }
         if let Some(on_sale) = self.on_sale_time
             && on_sale >= self.end_time
         {
-            return Err(FieldError::new("event.on_sale_time", "must be before end_time"));
+            return Err(FieldError::new(
+                "event.on_sale_time",
+                "must be before end_time",
+            ));
         }
         Ok(())
     }
@@ -558,7 +596,9 @@ mod tests {
     #[test]
     fn a_section_belongs_to_one_tier() {
         let section = Uuid::new_v4();
-        let err = validate_price_tiers(&[tier("a", "EUR", &[section]), tier("b", "EUR", &[section])]).unwrap_err();
+        let err =
+            validate_price_tiers(&[tier("a", "EUR", &[section]), tier("b", "EUR", &[section])])
+                .unwrap_err();
         assert_eq!(err.field, "event.price_tiers[1].section_ids");
     }
 
@@ -575,7 +615,10 @@ mod tests {
     #[test]
     fn money_rejects_bad_currency_and_negative_amounts() {
         assert!(Money::parse("p", "eur", 1).is_err());
-        assert_eq!(Money::parse("p", "EUR", -1).unwrap_err().field, "p.amount_minor");
+        assert_eq!(
+            Money::parse("p", "EUR", -1).unwrap_err().field,
+            "p.amount_minor"
+        );
     }
 
     #[test]
@@ -593,8 +636,14 @@ mod tests {
     fn lifecycle() {
         assert_eq!(check_publish(&event(EventStatus::Draft, 1)), Ok(true));
         assert_eq!(check_publish(&event(EventStatus::Published, 1)), Ok(false));
-        assert_eq!(check_publish(&event(EventStatus::Draft, 0)), Err(LifecycleError::NoPriceTiers));
-        assert_eq!(check_publish(&event(EventStatus::Cancelled, 1)), Err(LifecycleError::Cancelled));
+        assert_eq!(
+            check_publish(&event(EventStatus::Draft, 0)),
+            Err(LifecycleError::NoPriceTiers)
+        );
+        assert_eq!(
+            check_publish(&event(EventStatus::Cancelled, 1)),
+            Err(LifecycleError::Cancelled)
+        );
         let tiers_patch = EventPatch {
             price_tiers: Some(vec![]),
             ..EventPatch::default()
@@ -626,7 +675,10 @@ mod tests {
             time_zone: "UTC".into(),
             sections: vec![section("Floor"), section("floor")],
         };
-        assert_eq!(venue.validate_layout().unwrap_err().field, "sections[1].name");
+        assert_eq!(
+            venue.validate_layout().unwrap_err().field,
+            "sections[1].name"
+        );
     }
 
     #[test]
@@ -635,6 +687,9 @@ mod tests {
         assert!(required_text("f", "abc\u{0}", 10).is_err());
         assert_eq!(required_text("f", "  ok ", 10).unwrap(), "ok");
         assert!(parse_time_zone("tz", "Mars/Olympus").is_err());
-        assert_eq!(parse_time_zone("tz", "Europe/London").unwrap(), "Europe/London");
+        assert_eq!(
+            parse_time_zone("tz", "Europe/London").unwrap(),
+            "Europe/London"
+        );
     }
 }

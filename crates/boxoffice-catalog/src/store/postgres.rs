@@ -13,9 +13,10 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::domain::{
-    Address, Category, Event, EventPatch, EventStatus, EventVenue, FieldError, LatLng, Money, NewEvent,
-    NewPerformer, NewPriceTier, NewVenue, Performer, PriceTier, RowLayout, SeatLayout, SeatPosition,
-    SectionKind, SectionLayout, SectionSummary, Venue, check_cancel, check_patch, check_publish,
+    Address, Category, Event, EventPatch, EventStatus, EventVenue, FieldError, LatLng, Money,
+    NewEvent, NewPerformer, NewPriceTier, NewVenue, Performer, PriceTier, RowLayout, SeatLayout,
+    SeatPosition, SectionKind, SectionLayout, SectionSummary, Venue, check_cancel, check_patch,
+    check_publish,
 };
 use crate::error::CatalogError;
 
@@ -50,7 +51,9 @@ impl PageCursor {
     }
 
     pub fn decode(token: &str) -> Option<Self> {
-        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token)
+            .ok()?;
         let raw = String::from_utf8(raw).ok()?;
         let (micros, id) = raw.split_once('|')?;
         Some(Self {
@@ -261,8 +264,18 @@ impl CatalogStore {
             )
             .await?;
         }
-        let created = load_venue(&tx, venue_id).await?.context("venue vanished inside its transaction")?;
-        append_outbox(&tx, "venue", venue_id, "venue.created", 1, to_json(&created)?).await?;
+        let created = load_venue(&tx, venue_id)
+            .await?
+            .context("venue vanished inside its transaction")?;
+        append_outbox(
+            &tx,
+            "venue",
+            venue_id,
+            "venue.created",
+            1,
+            to_json(&created)?,
+        )
+        .await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -308,7 +321,8 @@ impl CatalogStore {
             }
             if let Some(last_row) = section.rows.last_mut() {
                 last_row.seats.push(SeatPosition {
-                    seat_index: u32::try_from(row.get::<_, i32>("seat_index")).context("seat index")?,
+                    seat_index: u32::try_from(row.get::<_, i32>("seat_index"))
+                        .context("seat index")?,
                     number: row.get("number"),
                     x: row.get("x"),
                     y: row.get("y"),
@@ -335,7 +349,15 @@ impl CatalogStore {
             )
             .await?;
         let created = performer_from_row(&row)?;
-        append_outbox(&tx, "performer", created.id, "performer.created", 1, to_json(&created)?).await?;
+        append_outbox(
+            &tx,
+            "performer",
+            created.id,
+            "performer.created",
+            1,
+            to_json(&created)?,
+        )
+        .await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -358,7 +380,10 @@ impl CatalogStore {
         let tx = client.transaction().await?;
         // FOR SHARE: the venue cannot vanish under the new event.
         let venue = tx
-            .query_opt("SELECT id FROM catalog.venues WHERE id = $1 FOR SHARE", &[&event.venue_id])
+            .query_opt(
+                "SELECT id FROM catalog.venues WHERE id = $1 FOR SHARE",
+                &[&event.venue_id],
+            )
             .await?;
         if venue.is_none() {
             return Err(CatalogError::NotFound {
@@ -386,8 +411,18 @@ impl CatalogStore {
         .await?;
         write_performers(&tx, event_id, &event.performer_ids).await?;
         write_price_tiers(&tx, event_id, &event.price_tiers).await?;
-        let created = load_event(&tx, event_id).await?.context("event vanished inside its transaction")?;
-        append_outbox(&tx, "event", event_id, "event.created", created.version, to_json(&created)?).await?;
+        let created = load_event(&tx, event_id)
+            .await?
+            .context("event vanished inside its transaction")?;
+        append_outbox(
+            &tx,
+            "event",
+            event_id,
+            "event.created",
+            created.version,
+            to_json(&created)?,
+        )
+        .await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -406,13 +441,20 @@ impl CatalogStore {
         schedule.validate()?;
         if let Some(performer_ids) = &patch.performer_ids {
             check_performers_exist(&tx, performer_ids).await?;
-            tx.execute("DELETE FROM catalog.event_performers WHERE event_id = $1", &[&id])
-                .await?;
+            tx.execute(
+                "DELETE FROM catalog.event_performers WHERE event_id = $1",
+                &[&id],
+            )
+            .await?;
             write_performers(&tx, id, performer_ids).await?;
         }
         if let Some(tiers) = &patch.price_tiers {
             check_tier_sections(&tx, current.venue.id, tiers).await?;
-            tx.execute("DELETE FROM catalog.price_tiers WHERE event_id = $1", &[&id]).await?;
+            tx.execute(
+                "DELETE FROM catalog.price_tiers WHERE event_id = $1",
+                &[&id],
+            )
+            .await?;
             write_price_tiers(&tx, id, tiers).await?;
         }
         tx.execute(
@@ -431,8 +473,18 @@ impl CatalogStore {
             ],
         )
         .await?;
-        let updated = load_event(&tx, id).await?.context("event vanished inside its transaction")?;
-        append_outbox(&tx, "event", id, "event.updated", updated.version, to_json(&updated)?).await?;
+        let updated = load_event(&tx, id)
+            .await?
+            .context("event vanished inside its transaction")?;
+        append_outbox(
+            &tx,
+            "event",
+            id,
+            "event.updated",
+            updated.version,
+            to_json(&updated)?,
+        )
+        .await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -449,8 +501,18 @@ impl CatalogStore {
             &[&id],
         )
         .await?;
-        let published = load_event(&tx, id).await?.context("event vanished inside its transaction")?;
-        append_outbox(&tx, "event", id, "event.published", published.version, to_json(&published)?).await?;
+        let published = load_event(&tx, id)
+            .await?
+            .context("event vanished inside its transaction")?;
+        append_outbox(
+            &tx,
+            "event",
+            id,
+            "event.published",
+            published.version,
+            to_json(&published)?,
+        )
+        .await?;
         tx.commit().await?;
         Ok(published)
     }
@@ -469,8 +531,18 @@ impl CatalogStore {
             &[&id, &reason],
         )
         .await?;
-        let cancelled = load_event(&tx, id).await?.context("event vanished inside its transaction")?;
-        append_outbox(&tx, "event", id, "event.cancelled", cancelled.version, to_json(&cancelled)?).await?;
+        let cancelled = load_event(&tx, id)
+            .await?
+            .context("event vanished inside its transaction")?;
+        append_outbox(
+            &tx,
+            "event",
+            id,
+            "event.cancelled",
+            cancelled.version,
+            to_json(&cancelled)?,
+        )
+        .await?;
         tx.commit().await?;
         Ok(cancelled)
     }
@@ -511,7 +583,10 @@ impl CatalogStore {
                 ],
             )
             .await?;
-        let mut events = rows.iter().map(event_from_row).collect::<anyhow::Result<Vec<_>>>()?;
+        let mut events = rows
+            .iter()
+            .map(event_from_row)
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let next = if events.len() > page_size {
             events.truncate(page_size);
             events.last().map(|event| PageCursor {
@@ -526,14 +601,19 @@ impl CatalogStore {
 }
 
 async fn load_event(client: &impl GenericClient, id: Uuid) -> Result<Option<Event>> {
-    let row = client.query_opt(&format!("{EVENT_SELECT} WHERE e.id = $1"), &[&id]).await?;
+    let row = client
+        .query_opt(&format!("{EVENT_SELECT} WHERE e.id = $1"), &[&id])
+        .await?;
     Ok(row.as_ref().map(event_from_row).transpose()?)
 }
 
 /// Locks the event row for the rest of the transaction and loads it.
 async fn lock_event(client: &impl GenericClient, id: Uuid) -> Result<Event> {
     let locked = client
-        .query_opt("SELECT 1 FROM catalog.events WHERE id = $1 FOR UPDATE", &[&id])
+        .query_opt(
+            "SELECT 1 FROM catalog.events WHERE id = $1 FOR UPDATE",
+            &[&id],
+        )
         .await?;
     if locked.is_none() {
         return Err(CatalogError::NotFound {
@@ -541,10 +621,12 @@ async fn lock_event(client: &impl GenericClient, id: Uuid) -> Result<Event> {
             id: id.to_string(),
         });
     }
-    load_event(client, id).await?.ok_or_else(|| CatalogError::NotFound {
-        what: "event",
-        id: id.to_string(),
-    })
+    load_event(client, id)
+        .await?
+        .ok_or_else(|| CatalogError::NotFound {
+            what: "event",
+            id: id.to_string(),
+        })
 }
 
 async fn load_venue(client: &impl GenericClient, id: Uuid) -> Result<Option<Venue>> {
@@ -592,7 +674,10 @@ async fn check_performers_exist(client: &impl GenericClient, performer_ids: &[Uu
         return Ok(());
     }
     let found: HashSet<Uuid> = client
-        .query("SELECT id FROM catalog.performers WHERE id = ANY($1)", &[&performer_ids])
+        .query(
+            "SELECT id FROM catalog.performers WHERE id = ANY($1)",
+            &[&performer_ids],
+        )
         .await?
         .iter()
         .map(|row| row.get(0))
@@ -607,9 +692,16 @@ async fn check_performers_exist(client: &impl GenericClient, performer_ids: &[Uu
 }
 
 /// Every section a tier names must belong to the event's venue.
-async fn check_tier_sections(client: &impl GenericClient, venue_id: Uuid, tiers: &[NewPriceTier]) -> Result<()> {
+async fn check_tier_sections(
+    client: &impl GenericClient,
+    venue_id: Uuid,
+    tiers: &[NewPriceTier],
+) -> Result<()> {
     let sections: HashSet<Uuid> = client
-        .query("SELECT id FROM catalog.sections WHERE venue_id = $1", &[&venue_id])
+        .query(
+            "SELECT id FROM catalog.sections WHERE venue_id = $1",
+            &[&venue_id],
+        )
         .await?
         .iter()
         .map(|row| row.get(0))
@@ -626,7 +718,11 @@ async fn check_tier_sections(client: &impl GenericClient, venue_id: Uuid, tiers:
     Ok(())
 }
 
-async fn write_performers(client: &impl GenericClient, event_id: Uuid, performer_ids: &[Uuid]) -> Result<()> {
+async fn write_performers(
+    client: &impl GenericClient,
+    event_id: Uuid,
+    performer_ids: &[Uuid],
+) -> Result<()> {
     if performer_ids.is_empty() {
         return Ok(());
     }
@@ -641,7 +737,11 @@ async fn write_performers(client: &impl GenericClient, event_id: Uuid, performer
     Ok(())
 }
 
-async fn write_price_tiers(client: &impl GenericClient, event_id: Uuid, tiers: &[NewPriceTier]) -> Result<()> {
+async fn write_price_tiers(
+    client: &impl GenericClient,
+    event_id: Uuid,
+    tiers: &[NewPriceTier],
+) -> Result<()> {
     for (position, tier) in tiers.iter().enumerate() {
         client
             .execute(

@@ -652,7 +652,11 @@ mod tests {
 /// so a baseline (`redis-benchmark` running the same script by `EVALSHA`)
 /// measures the very code HoldSeats runs.
 pub mod baseline {
-    pub const HOLD_SCRIPT: &str = concat!(include_str!("lua/common.lua"), "\n", include_str!("lua/hold.lua"));
+    pub const HOLD_SCRIPT: &str = concat!(
+        include_str!("lua/common.lua"),
+        "\n",
+        include_str!("lua/hold.lua")
+    );
 
     pub fn event_keys(prefix: &str, event_id: uuid::Uuid) -> Vec<String> {
         super::event_keys(prefix, event_id)
