@@ -13,7 +13,8 @@ use uuid::Uuid;
 use crate::config::InventoryConfig;
 use crate::domain::admission::AdmissionSigner;
 use crate::domain::{
-    self, BestAvailableQuery, Hold, HoldRef, HoldState, SaleLayout, best_available, total_price,
+    self, BestAvailableQuery, Hold, HoldRef, HoldState, SaleLayout, best_available_ranked,
+    total_price,
 };
 use crate::error::InventoryError;
 use crate::store::postgres::{CommitOutcome, StoredEvent, TicketStore};
@@ -28,7 +29,12 @@ type Result<T> = std::result::Result<T, InventoryError>;
 pub const SERVICE_ROLE: &str = "service";
 
 /// Best-available retries after losing the race for the chosen seats.
-const BEST_AVAILABLE_ATTEMPTS: usize = 4;
+const BEST_AVAILABLE_ATTEMPTS: u32 = 6;
+/// After losing the race for the best block, a buyer picks at random among
+/// the best `4^attempt` blocks (capped): little contention costs nothing in
+/// seat quality, a rush spreads buyers over the house instead of letting
+/// them all fight for the same seats.
+const MAX_SPREAD: usize = 256;
 /// Sale layouts kept in memory; the cache is cleared when it grows past this.
 const LAYOUT_CACHE_SIZE: usize = 1_000;
 
@@ -206,14 +212,19 @@ impl Inventory {
             }
             SeatRequest::BestAvailable(query) => {
                 domain::validate_query(&layout, &query, max)?;
-                for _ in 0..BEST_AVAILABLE_ATTEMPTS {
+                for attempt in 0..BEST_AVAILABLE_ATTEMPTS {
                     let snapshot = self.availability(event_id).await?;
                     if !snapshot.open || snapshot.now_ms < snapshot.on_sale_ms {
                         return Err(InventoryError::EventNotOnSale);
                     }
                     let taken = snapshot.sold.union(&snapshot.held);
-                    let seats = best_available(&layout, &taken, &query)
-                        .ok_or(InventoryError::NoSeatsMatch)?;
+                    let spread = 4usize.pow(attempt).min(MAX_SPREAD);
+                    let mut choices = best_available_ranked(&layout, &taken, &query, spread);
+                    if choices.is_empty() {
+                        return Err(InventoryError::NoSeatsMatch);
+                    }
+                    let pick = (Uuid::new_v4().as_u128() % choices.len() as u128) as usize;
+                    let seats = choices.swap_remove(pick);
                     match self.try_hold(event_id, owner, &layout, &seats).await? {
                         HoldOutcome::Held(hold) => return Ok(hold),
                         // Lost the race for these seats: look again.

@@ -51,22 +51,48 @@ pub fn best_available(
     taken: &SeatBitmap,
     query: &BestAvailableQuery,
 ) -> Option<Vec<u32>> {
+    best_available_ranked(layout, taken, query, 1)
+        .into_iter()
+        .next()
+}
+
+/// Up to `limit` choices for `query`, best first, no two overlapping (the
+/// best block of each row, ranked). Under a rush every buyer sees the same
+/// snapshot: a caller that lost the race for the best block picks among
+/// the next ones instead of fighting for it again.
+pub fn best_available_ranked(
+    layout: &SaleLayout,
+    taken: &SeatBitmap,
+    query: &BestAvailableQuery,
+    limit: usize,
+) -> Vec<Vec<u32>> {
     let quantity = query.quantity as usize;
-    if quantity == 0 {
-        return None;
+    if quantity == 0 || limit == 0 {
+        return Vec::new();
     }
-    let mut best: Option<(Score, &[u32])> = None;
+    let mut per_row: Vec<(Score, &[u32])> = Vec::new();
     for section in layout
         .sections
         .iter()
         .filter(|s| !s.general_admission && eligible(s, query))
     {
         for row in &section.rows {
+            let mut best = None;
             consider_row(&row.seats, &row.distances, taken, quantity, &mut best);
+            per_row.extend(best);
         }
     }
-    if let Some((_, seats)) = best {
-        return Some(seats.to_vec());
+    if !per_row.is_empty() {
+        per_row.sort_by(|a, b| {
+            (a.0.orphans, a.0.distance)
+                .partial_cmp(&(b.0.orphans, b.0.distance))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        return per_row
+            .into_iter()
+            .take(limit)
+            .map(|(_, seats)| seats.to_vec())
+            .collect();
     }
     layout
         .sections
@@ -80,6 +106,8 @@ pub fn best_available(
                 .collect();
             (free.len() == quantity).then_some(free)
         })
+        .into_iter()
+        .collect()
 }
 
 /// Walks the runs of free seats in one row and keeps the best window.
@@ -164,6 +192,19 @@ mod tests {
             seats == vec![1, 2] || seats == vec![3, 4],
             "chose {seats:?}"
         );
+    }
+
+    #[test]
+    fn ranked_choices_are_best_first_and_never_overlap() {
+        let layout = grid_layout(&[(3, 9, 100)], None);
+        let ranked = best_available_ranked(&layout, &SeatBitmap::default(), &query(3), 10);
+        assert_eq!(ranked.len(), 3, "one block per row");
+        assert_eq!(ranked[0], vec![3, 4, 5], "the best block comes first");
+        let mut all: Vec<u32> = ranked.iter().flatten().copied().collect();
+        let before = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), before, "choices never overlap");
     }
 
     #[test]

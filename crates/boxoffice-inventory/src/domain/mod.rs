@@ -10,7 +10,7 @@ use std::collections::HashSet;
 
 use uuid::Uuid;
 
-pub use best_available::{BestAvailableQuery, best_available};
+pub use best_available::{BestAvailableQuery, best_available, best_available_ranked};
 pub use bitmap::SeatBitmap;
 pub use layout::{SaleLayout, SaleSection, TierPrice};
 
