@@ -417,6 +417,75 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
         .await,
     );
 
+    // Inventory on its own (no edge), as the targets are stated.
+    let (direct, event) = (
+        channels(world.bench.system.internal_addr, 4).await?,
+        stadium.clone(),
+    );
+    recordings.push(
+        load::run(
+            &settings.closed("GetAvailability 20k seats direct"),
+            move |n| {
+                let mut client =
+                    inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(
+                        &direct, n,
+                    ));
+                let event_id = event.clone();
+                async move {
+                    outcome(
+                        client
+                            .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
+                            .await,
+                    )
+                }
+            },
+        )
+        .await,
+    );
+    let users: Arc<Vec<Uuid>> = Arc::new((0..5_000).map(|_| Uuid::new_v4()).collect());
+    let (direct, event) = (
+        channels(world.bench.system.internal_addr, 4).await?,
+        stadium.clone(),
+    );
+    recordings.push(
+        load::run(
+            &settings.closed("HoldSeats(4)+ReleaseHold direct"),
+            move |n| {
+                let mut client =
+                    inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(
+                        &direct, n,
+                    ));
+                let caller = Caller::user(pick(&users, n), &["customer"]);
+                let event_id = event.clone();
+                async move {
+                    let mut request = tonic::Request::new(inventory_pb::HoldSeatsRequest {
+                        event_id,
+                        selection: Some(
+                            inventory_pb::hold_seats_request::Selection::BestAvailable(
+                                inventory_pb::BestAvailable {
+                                    quantity: 4,
+                                    ..Default::default()
+                                },
+                            ),
+                        ),
+                        ..Default::default()
+                    });
+                    caller.write_to(request.metadata_mut());
+                    let hold = client
+                        .hold_seats(request)
+                        .await
+                        .map_err(|status| status.code())?
+                        .into_inner();
+                    let mut release =
+                        tonic::Request::new(inventory_pb::ReleaseHoldRequest { name: hold.name });
+                    caller.write_to(release.metadata_mut());
+                    outcome(client.release_hold(release).await)
+                }
+            },
+        )
+        .await,
+    );
+
     // 4. Search: typos, prefixes, filters.
     const QUERIES: &[&str] = &[
         "midnight echos",
@@ -892,10 +961,16 @@ fn ratios(scenarios: &[Summary], redis: &BaselineResult, pg: &BaselineResult) ->
             None,
         ),
         ratio(
+            "HoldSeats(4)+ReleaseHold direct",
+            "redis-benchmark hold.lua",
+            rate("HoldSeats(4)+ReleaseHold direct") / redis.per_second.max(1e-9),
+            Some(0.4),
+        ),
+        ratio(
             "HoldSeats(4)+ReleaseHold via edge",
             "redis-benchmark hold.lua",
             rate("HoldSeats(4)+ReleaseHold via edge") / redis.per_second.max(1e-9),
-            Some(0.4),
+            None,
         ),
         ratio(
             "purchase (hold→book→pay) via edge",
