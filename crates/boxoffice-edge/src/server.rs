@@ -147,14 +147,32 @@ impl Edge {
         }
 
         let (health, health_service) = tonic_health::server::health_reporter();
-        let reflection_v1 = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(boxoffice_contracts::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .build_v1()
-            .context("building reflection v1")?;
-        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(boxoffice_contracts::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Reflection advertises what the edge routes (plus health and
+        // reflection themselves), not every contract compiled in: the
+        // testing echo service, for one, is nobody's business here.
+        let mut advertised: Vec<String> = routes
+            .routed_services()
+            .into_iter()
+            .map(|(service, _)| service)
+            .collect();
+        advertised.extend(
+            [
+                "grpc.health.v1.Health",
+                "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection",
+            ]
+            .map(str::to_owned),
+        );
+        let reflection = || {
+            advertised.iter().fold(
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(boxoffice_contracts::FILE_DESCRIPTOR_SET)
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET),
+                |builder, name| builder.with_service_name(name.clone()),
+            )
+        };
+        let reflection_v1 = reflection().build_v1().context("building reflection v1")?;
+        let reflection_v1alpha = reflection()
             .build_v1alpha()
             .context("building reflection v1alpha")?;
         let local = tonic::service::Routes::new(health_service)

@@ -218,6 +218,7 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     if let Some(admin) = system.edge_admin_addr {
         println!("  edge metrics:       curl http://{admin}/metrics");
     }
+    println!("stop with ctrl-c");
     system.wait().await
 }
 
@@ -351,5 +352,4 @@ async fn print_banner(addr: std::net::SocketAddr, store: &CatalogStore) {
         "  (demo customer: {}, same password); then add  -H 'authorization: Bearer <accessToken>'",
         boxoffice_accounts::server::DEMO_CUSTOMER_EMAIL
     );
-    println!("stop with ctrl-c");
 }
