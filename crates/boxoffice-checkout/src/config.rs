@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use boxoffice_runtime::ConfigError;
 use boxoffice_runtime::config::Secret;
+use boxoffice_runtime::config::parse_number as number;
 
 pub const ENV_INVENTORY_URL: &str = "BOXOFFICE_INVENTORY_URL";
 pub const ENV_CATALOG_URL: &str = "BOXOFFICE_CATALOG_URL";
@@ -274,25 +275,6 @@ impl CheckoutConfig {
     pub fn uses_development_secrets(&self) -> bool {
         self.webhook_secret.expose() == DEV_WEBHOOK_SECRET
             || self.ticket_key.expose() == DEV_TICKET_KEY
-    }
-}
-
-fn number(
-    get: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    let Some(raw) = get(variable) else {
-        return Ok(default);
-    };
-    match raw.parse::<u64>() {
-        Ok(value) if (min..=max).contains(&value) => Ok(value),
-        _ => Err(ConfigError {
-            variable,
-            problem: format!("'{raw}' is not a whole number from {min} to {max}"),
-        }),
     }
 }
 

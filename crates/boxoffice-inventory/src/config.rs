@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use boxoffice_runtime::ConfigError;
 use boxoffice_runtime::config::Secret;
+use boxoffice_runtime::config::parse_number as number;
 
 pub const ENV_HOLD_TTL: &str = "BOXOFFICE_HOLD_TTL_SECS";
 pub const ENV_HOLD_COMMIT_MARGIN: &str = "BOXOFFICE_HOLD_COMMIT_MARGIN_MS";
@@ -166,25 +167,6 @@ impl InventoryConfig {
     /// True while admission tokens are signed with the development key.
     pub fn uses_development_waiting_room_key(&self) -> bool {
         self.waiting_room_key.expose() == DEV_WAITING_ROOM_KEY
-    }
-}
-
-fn number(
-    get: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-    default: u64,
-    min: u64,
-    max: u64,
-) -> Result<u64, ConfigError> {
-    let Some(raw) = get(variable) else {
-        return Ok(default);
-    };
-    match raw.parse::<u64>() {
-        Ok(value) if (min..=max).contains(&value) => Ok(value),
-        _ => Err(ConfigError {
-            variable,
-            problem: format!("'{raw}' is not a whole number from {min} to {max}"),
-        }),
     }
 }
 

@@ -151,7 +151,9 @@ impl Config {
     }
 }
 
-fn parse_number(
+/// Reads a whole number from `variable` within `min..=max`, or `default`
+/// when unset; every service's configuration uses it so the messages agree.
+pub fn parse_number(
     get: &impl Fn(&str) -> Option<String>,
     variable: &'static str,
     default: u64,
