@@ -6,7 +6,7 @@
 //! indexer surviving an engine outage and a restart.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use boxoffice_catalog::CatalogComponent;
@@ -796,9 +796,18 @@ async fn bad_search_input_is_invalid_argument_naming_the_field() {
 struct Flaky {
     inner: EmbeddedIndex,
     down: AtomicBool,
+    /// Writes refused while down: proof the indexer met the outage.
+    refused_writes: AtomicUsize,
 }
 
 impl Flaky {
+    /// Every call but `search` comes from the indexer.
+    fn check_indexer(&self) -> Result<(), SearchError> {
+        self.check().inspect_err(|_| {
+            self.refused_writes.fetch_add(1, Ordering::SeqCst);
+        })
+    }
+
     fn check(&self) -> Result<(), SearchError> {
         if self.down.load(Ordering::SeqCst) {
             Err(SearchError::Unavailable(anyhow::anyhow!(
@@ -819,7 +828,7 @@ impl SearchIndex for Flaky {
         false
     }
     async fn apply_settings(&self) -> Result<(), SearchError> {
-        self.check()?;
+        self.check_indexer()?;
         self.inner.apply_settings().await
     }
     async fn upsert(
@@ -827,19 +836,19 @@ impl SearchIndex for Flaky {
         documents: Vec<SearchDocument>,
         checkpoint: Option<Checkpoint>,
     ) -> Result<(), SearchError> {
-        self.check()?;
+        self.check_indexer()?;
         self.inner.upsert(documents, checkpoint).await
     }
     async fn delete(&self, ids: &[String]) -> Result<(), SearchError> {
-        self.check()?;
+        self.check_indexer()?;
         self.inner.delete(ids).await
     }
     async fn clear(&self) -> Result<(), SearchError> {
-        self.check()?;
+        self.check_indexer()?;
         self.inner.clear().await
     }
     async fn checkpoint(&self) -> Result<Option<Checkpoint>, SearchError> {
-        self.check()?;
+        self.check_indexer()?;
         self.inner.checkpoint().await
     }
     async fn search(&self, query: &SearchQuery) -> Result<SearchResults, SearchError> {
@@ -853,6 +862,7 @@ async fn the_indexer_catches_up_after_an_outage_and_a_restart() {
     let flaky = Arc::new(Flaky {
         inner: EmbeddedIndex::in_memory().expect("index"),
         down: AtomicBool::new(false),
+        refused_writes: AtomicUsize::new(0),
     });
     let mut world = SearchWorld::new(flaky.clone(), None).await;
     let venue = create_venue(&mut world.client, &WEMBLEY).await;
@@ -886,7 +896,15 @@ async fn the_indexer_catches_up_after_an_outage_and_a_restart() {
     for title in ["During The Outage One", "During The Outage Two"] {
         create_event(&mut world.client, event(title)).await;
     }
-    tokio::time::sleep(Duration::from_millis(300)).await; // let the indexer fail at least once
+    eventually(
+        Duration::from_secs(10),
+        "the indexer to run into the outage",
+        || {
+            let flaky = flaky.clone();
+            async move { (flaky.refused_writes.load(Ordering::SeqCst) > 0).then_some(()) }
+        },
+    )
+    .await;
     flaky.down.store(false, Ordering::SeqCst);
     let all = [
         "Before The Outage",
