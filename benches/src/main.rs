@@ -126,6 +126,20 @@ fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
     request
 }
 
+/// A best-available hold request for `quantity` seats.
+fn best_available(event_id: String, quantity: u32) -> inventory_pb::HoldSeatsRequest {
+    inventory_pb::HoldSeatsRequest {
+        event_id,
+        selection: Some(inventory_pb::hold_seats_request::Selection::BestAvailable(
+            inventory_pb::BestAvailable {
+                quantity,
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
 /// A hold the rush won: its name, its owner and its seats.
 type WonHold = (String, String, Vec<u32>);
 
@@ -458,18 +472,7 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                 let caller = Caller::user(pick(&users, n), &["customer"]);
                 let event_id = event.clone();
                 async move {
-                    let mut request = tonic::Request::new(inventory_pb::HoldSeatsRequest {
-                        event_id,
-                        selection: Some(
-                            inventory_pb::hold_seats_request::Selection::BestAvailable(
-                                inventory_pb::BestAvailable {
-                                    quantity: 4,
-                                    ..Default::default()
-                                },
-                            ),
-                        ),
-                        ..Default::default()
-                    });
+                    let mut request = tonic::Request::new(best_available(event_id, 4));
                     caller.write_to(request.metadata_mut());
                     let hold = client
                         .hold_seats(request)
@@ -538,21 +541,7 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                 let event_id = event.clone();
                 async move {
                     let hold = client
-                        .hold_seats(authed(
-                            &token,
-                            inventory_pb::HoldSeatsRequest {
-                                event_id,
-                                selection: Some(
-                                    inventory_pb::hold_seats_request::Selection::BestAvailable(
-                                        inventory_pb::BestAvailable {
-                                            quantity: 4,
-                                            ..Default::default()
-                                        },
-                                    ),
-                                ),
-                                ..Default::default()
-                            },
-                        ))
+                        .hold_seats(authed(&token, best_available(event_id, 4)))
                         .await
                         .map_err(|status| status.code())?
                         .into_inner();
@@ -621,21 +610,7 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                 let holds = holds.clone();
                 async move {
                     let hold = client
-                        .hold_seats(authed(
-                            &token,
-                            inventory_pb::HoldSeatsRequest {
-                                event_id,
-                                selection: Some(
-                                    inventory_pb::hold_seats_request::Selection::BestAvailable(
-                                        inventory_pb::BestAvailable {
-                                            quantity: 2,
-                                            ..Default::default()
-                                        },
-                                    ),
-                                ),
-                                ..Default::default()
-                            },
-                        ))
+                        .hold_seats(authed(&token, best_available(event_id, 2)))
                         .await
                         .map_err(|status| status.code())?
                         .into_inner();
@@ -733,19 +708,7 @@ async fn purchase(channel: Channel, token: &str, event_id: String, n: u64) -> Ou
         inventory_pb::inventory_service_client::InventoryServiceClient::new(channel.clone());
     let mut checkout = checkout_pb::checkout_service_client::CheckoutServiceClient::new(channel);
     let hold = inventory
-        .hold_seats(authed(
-            token,
-            inventory_pb::HoldSeatsRequest {
-                event_id,
-                selection: Some(inventory_pb::hold_seats_request::Selection::BestAvailable(
-                    inventory_pb::BestAvailable {
-                        quantity: 2,
-                        ..Default::default()
-                    },
-                )),
-                ..Default::default()
-            },
-        ))
+        .hold_seats(authed(token, best_available(event_id, 2)))
         .await
         .map_err(|status| status.code())?
         .into_inner();
