@@ -117,12 +117,22 @@ fn outcome<T>(result: Result<T, tonic::Status>) -> Outcome {
     result.map(|_| ()).map_err(|status| status.code())
 }
 
+/// An `authorization` header value, parsed once and shared by every
+/// request of its user.
+type Bearer = tonic::metadata::AsciiMetadataValue;
+
+fn bearer(token: &str) -> anyhow::Result<Bearer> {
+    format!("Bearer {token}")
+        .parse()
+        .context("a token that is not a header value")
+}
+
 /// A request with a bearer token, as a client of the edge sends it.
-fn authed<T>(token: &str, message: T) -> tonic::Request<T> {
+fn authed<T>(bearer: &Bearer, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    if let Ok(value) = format!("Bearer {token}").parse() {
-        request.metadata_mut().insert("authorization", value);
-    }
+    request
+        .metadata_mut()
+        .insert("authorization", bearer.clone());
     request
 }
 
@@ -140,6 +150,33 @@ fn best_available(event_id: String, quantity: u32) -> inventory_pb::HoldSeatsReq
     }
 }
 
+/// The successful-hold scenario's name, arena size and concurrency (as
+/// many in flight as redis-benchmark has clients).
+const HOLD_DIRECT: &str = "HoldSeats(4 seats by number) direct";
+const HOLD_ARENA_BLOCKS: u32 = 200;
+const HOLD_CONCURRENCY: usize = 32;
+/// The ConfirmBooking scenario: bookings made beforehand, arena size, and
+/// requests in flight.
+const CONFIRM_VIA_EDGE: &str = "ConfirmBooking via edge";
+const CONFIRMABLE: usize = 20_000;
+const CONFIRM_ARENA_BLOCKS: u32 = 40;
+const CONFIRM_CONCURRENCY: usize = 32;
+/// Rejected holds: best available on an event with nothing left.
+const SOLD_OUT_DIRECT: &str = "HoldSeats on a sold-out event direct";
+
+/// A hold of the seats numbered `seats`.
+fn seats_request(event_id: String, seats: Vec<u32>) -> inventory_pb::HoldSeatsRequest {
+    inventory_pb::HoldSeatsRequest {
+        event_id,
+        selection: Some(inventory_pb::hold_seats_request::Selection::Seats(
+            inventory_pb::SeatSelection {
+                seat_indexes: seats,
+            },
+        )),
+        ..Default::default()
+    }
+}
+
 /// A hold the rush won: its name, its owner and its seats.
 type WonHold = (String, String, Vec<u32>);
 
@@ -151,8 +188,10 @@ fn pick<T: Clone>(items: &[T], n: u64) -> T {
 struct World {
     bench: BenchSystem,
     edge: Vec<Channel>,
-    admin_token: String,
-    user_tokens: Arc<Vec<String>>,
+    admin_token: Bearer,
+    /// Virtual users, and a bearer token for each (same index).
+    users: Arc<Vec<Uuid>>,
+    user_tokens: Arc<Vec<Bearer>>,
     demo_events: Arc<Vec<String>>,
 }
 
@@ -170,8 +209,14 @@ impl World {
 
     /// A published event at a 20,000-seat venue, on sale in inventory.
     async fn stadium_event(&self, title: &str) -> anyhow::Result<String> {
+        self.arena_event(title, 20).await
+    }
+
+    /// A published event at a venue of `blocks` blocks of 1,000 seats (40
+    /// rows of 25), on sale in inventory.
+    async fn arena_event(&self, title: &str, blocks: u32) -> anyhow::Result<String> {
         let mut catalog = self.catalog(0);
-        let sections = (0..20)
+        let sections = (0..blocks)
             .map(|section| catalog_pb::SectionSpec {
                 name: format!("Block {}", section + 1),
                 kind: catalog_pb::SectionKind::Seated as i32,
@@ -201,10 +246,10 @@ impl World {
                 },
             ))
             .await
-            .context("creating the 20,000-seat venue")?
+            .context("creating the venue")?
             .into_inner();
         anyhow::ensure!(
-            venue.capacity == 20_000,
+            venue.capacity == blocks * 1_000,
             "the stadium has {} seats",
             venue.capacity
         );
@@ -277,9 +322,11 @@ fn chrono_timestamp(days: i64) -> prost_types::Timestamp {
 async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()> {
     let bench = BenchSystem::start().await?;
     let edge = channels(bench.system.edge_addr, 4).await?;
-    let admin_token = bench.token(Uuid::new_v4(), &["admin"])?;
-    let user_tokens: Vec<String> = (0..5_000)
-        .map(|_| bench.token(Uuid::new_v4(), &["customer"]))
+    let admin_token = bearer(&bench.token(Uuid::new_v4(), &["admin"])?)?;
+    let users: Vec<Uuid> = (0..5_000).map(|_| Uuid::new_v4()).collect();
+    let user_tokens: Vec<Bearer> = users
+        .iter()
+        .map(|user| bearer(&bench.token(*user, &["customer"])?))
         .collect::<anyhow::Result<_>>()?;
     let mut catalog =
         catalog_pb::catalog_service_client::CatalogServiceClient::new(edge[0].clone());
@@ -302,6 +349,7 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
         bench,
         edge,
         admin_token,
+        users: Arc::new(users),
         user_tokens: Arc::new(user_tokens),
         demo_events: Arc::new(demo_events),
     };
@@ -489,6 +537,91 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
         .await,
     );
 
+    // Successful 4-seat holds of seats named by number, as redis-benchmark
+    // runs the hold script: every request a new block of four seats, with
+    // as many in flight as redis-benchmark has clients.
+    let hold_event = world.arena_event("Hold Night", HOLD_ARENA_BLOCKS).await?;
+    let (direct, event) = (
+        channels(world.bench.system.internal_addr, 4).await?,
+        hold_event.clone(),
+    );
+    recordings.push(
+        load::run(
+            &LoadSpec {
+                name: HOLD_DIRECT.to_owned(),
+                mode: Mode::Closed {
+                    concurrency: HOLD_CONCURRENCY,
+                },
+                warmup: Duration::ZERO,
+                duration: settings.duration,
+                max_requests: Some(
+                    u64::from(HOLD_ARENA_BLOCKS) * 1_000 / 4 - HOLD_CONCURRENCY as u64,
+                ),
+            },
+            move |n| {
+                let mut client =
+                    inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(
+                        &direct, n,
+                    ));
+                // A new buyer each time, so no per-user limit is in play.
+                let caller = Caller::user(Uuid::from_u128(u128::from(n) + 1), &["customer"]);
+                let first = (n * 4) as u32;
+                let request = seats_request(event.clone(), (first..first + 4).collect());
+                async move {
+                    let mut request = tonic::Request::new(request);
+                    caller.write_to(request.metadata_mut());
+                    outcome(client.hold_seats(request).await)
+                }
+            },
+        )
+        .await,
+    );
+
+    // ConfirmBooking alone: pending bookings are made first (not timed),
+    // then paid for through the edge as a browser would.
+    let confirm_event = world
+        .arena_event("Confirm Night", CONFIRM_ARENA_BLOCKS)
+        .await?;
+    let bookings = Arc::new(prepare_bookings(&world, &confirm_event, CONFIRMABLE).await?);
+    let (edge, tokens) = (world.edge.clone(), world.user_tokens.clone());
+    recordings.push(
+        load::run(
+            &LoadSpec {
+                name: CONFIRM_VIA_EDGE.to_owned(),
+                mode: Mode::Closed {
+                    concurrency: CONFIRM_CONCURRENCY,
+                },
+                warmup: Duration::ZERO,
+                duration: settings.duration,
+                max_requests: Some(bookings.len() as u64 - CONFIRM_CONCURRENCY as u64),
+            },
+            move |n| {
+                let mut client = checkout_pb::checkout_service_client::CheckoutServiceClient::new(
+                    pick(&edge, n),
+                );
+                let (booking, user) = bookings[n as usize % bookings.len()].clone();
+                let token = tokens[user].clone();
+                async move {
+                    outcome(
+                        client
+                            .confirm_booking(authed(
+                                &token,
+                                checkout_pb::ConfirmBookingRequest {
+                                    name: booking,
+                                    payment_method: Some(checkout_pb::PaymentMethod {
+                                        token: "tok_visa".into(),
+                                    }),
+                                    idempotency_key: format!("confirm-{n}"),
+                                },
+                            ))
+                            .await,
+                    )
+                }
+            },
+        )
+        .await,
+    );
+
     // 4. Search: typos, prefixes, filters.
     const QUERIES: &[&str] = &[
         "midnight echos",
@@ -660,17 +793,60 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
             ),
             ok: meaningless == 0,
         });
+        // The target: 1,000,000 requests answered within 120 s. A shorter
+        // run is judged by the rate it sustained.
+        let per_second = rush.requests as f64 / rush_elapsed.as_secs_f64().max(1e-9);
+        let million_secs = 1_000_000.0 / per_second.max(1e-9);
         checks.push(Check {
             name: "rush: time for every request".into(),
             value: format!(
-                "{:.1} s for {} requests (target for 1,000,000: ≤ 120 s)",
+                "{:.1} s for {} requests, {per_second:.0}/s: 1,000,000 would take {million_secs:.0} s (target ≤ 120 s)",
                 rush_elapsed.as_secs_f64(),
                 rush.requests
             ),
-            ok: true,
+            ok: million_secs <= 120.0,
         });
     }
     checks.extend(sale_checks(&world).await?);
+
+    // Rejected holds: the rush event, every seat sold, still asked for seats.
+    let sold_out = sell_out(&world, &rush_event).await?;
+    checks.push(Check {
+        name: "rush event sold out before the rejected-hold scenario".into(),
+        value: format!("{sold_out} of 20000 seats sold"),
+        ok: sold_out == 20_000,
+    });
+    let (direct, event) = (
+        channels(world.bench.system.internal_addr, 4).await?,
+        rush_event.clone(),
+    );
+    recordings.push(
+        load::run(
+            &LoadSpec {
+                name: SOLD_OUT_DIRECT.to_owned(),
+                mode: Mode::Closed {
+                    concurrency: HOLD_CONCURRENCY,
+                },
+                warmup: settings.warmup,
+                duration: settings.duration,
+                max_requests: None,
+            },
+            move |n| {
+                let mut client =
+                    inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(
+                        &direct, n,
+                    ));
+                let caller = Caller::user(Uuid::from_u128(u128::from(n) + 1), &["customer"]);
+                let request = best_available(event.clone(), 2);
+                async move {
+                    let mut request = tonic::Request::new(request);
+                    caller.write_to(request.metadata_mut());
+                    outcome(client.hold_seats(request).await)
+                }
+            },
+        )
+        .await,
+    );
 
     // Baselines that need the machine to themselves.
     eprintln!("baseline: redis-benchmark running the hold script ...");
@@ -682,6 +858,7 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
 
     let scenarios: Vec<Summary> = recordings.iter().map(Recording::summary).collect();
     let ratios = ratios(&scenarios, &redis_baseline, &pg_baseline);
+    checks.extend(absolute_targets(&scenarios));
     let mut scenarios = scenarios;
     scenarios.push(baseline_summary(
         "redis-benchmark: hold.lua by EVALSHA",
@@ -703,7 +880,7 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     world.bench.stop().await
 }
 
-async fn purchase(channel: Channel, token: &str, event_id: String, n: u64) -> Outcome {
+async fn purchase(channel: Channel, token: &Bearer, event_id: String, n: u64) -> Outcome {
     let mut inventory =
         inventory_pb::inventory_service_client::InventoryServiceClient::new(channel.clone());
     let mut checkout = checkout_pb::checkout_service_client::CheckoutServiceClient::new(channel);
@@ -737,6 +914,57 @@ async fn purchase(channel: Channel, token: &str, event_id: String, n: u64) -> Ou
             ))
             .await,
     )
+}
+
+/// `count` pending bookings of two seats each at `event_id`, made straight
+/// to the services (holds by seat number, then CreateBooking), spread over
+/// the virtual users: (booking name, index of its user).
+async fn prepare_bookings(
+    world: &World,
+    event_id: &str,
+    count: usize,
+) -> anyhow::Result<Vec<(String, usize)>> {
+    eprintln!("preparing {count} pending bookings ...");
+    let internal = channels(world.bench.system.internal_addr, 4).await?;
+    let mut tasks = tokio::task::JoinSet::new();
+    const WORKERS: usize = 64;
+    for worker in 0..WORKERS {
+        let channel = internal[worker % internal.len()].clone();
+        let users = world.users.clone();
+        let event_id = event_id.to_owned();
+        tasks.spawn(async move {
+            let mut inventory = inventory_pb::inventory_service_client::InventoryServiceClient::new(
+                channel.clone(),
+            );
+            let mut checkout =
+                checkout_pb::checkout_service_client::CheckoutServiceClient::new(channel);
+            let mut made = Vec::new();
+            for index in (worker..count).step_by(WORKERS) {
+                let user = index % users.len();
+                let caller = Caller::user(users[user], &["customer"]);
+                let first = (index * 2) as u32;
+                let mut hold =
+                    tonic::Request::new(seats_request(event_id.clone(), vec![first, first + 1]));
+                caller.write_to(hold.metadata_mut());
+                let hold = inventory.hold_seats(hold).await?.into_inner();
+                let mut create = tonic::Request::new(checkout_pb::CreateBookingRequest {
+                    hold: hold.name,
+                    idempotency_key: format!("prepare-{index}"),
+                });
+                caller.write_to(create.metadata_mut());
+                let booking = checkout.create_booking(create).await?.into_inner();
+                made.push((booking.name, user));
+            }
+            Ok::<_, tonic::Status>(made)
+        });
+    }
+    let mut bookings = Vec::with_capacity(count);
+    while let Some(joined) = tasks.join_next().await {
+        bookings.extend(joined?.map_err(|status| {
+            anyhow::anyhow!("preparing bookings: {} {}", status.code(), status.message())
+        })?);
+    }
+    Ok(bookings)
 }
 
 /// Commits every hold the rush won (service to service, as checkout does)
@@ -806,6 +1034,44 @@ async fn sell_rush_holds(
             ok: sold as usize == committed && sold <= 20_000,
         },
     ])
+}
+
+/// Sells every seat of `event_id` still for sale (best available, ten at a
+/// time and then one by one, committed as checkout would) and answers how
+/// many of its tickets PostgreSQL has sold.
+async fn sell_out(world: &World, event_id: &str) -> anyhow::Result<i64> {
+    let internal = channels(world.bench.system.internal_addr, 1).await?;
+    let mut client =
+        inventory_pb::inventory_service_client::InventoryServiceClient::new(internal[0].clone());
+    for quantity in [10, 1] {
+        loop {
+            let buyer = Uuid::new_v4();
+            let mut hold = tonic::Request::new(best_available(event_id.to_owned(), quantity));
+            Caller::user(buyer, &["customer"]).write_to(hold.metadata_mut());
+            let Ok(hold) = client.hold_seats(hold).await else {
+                break;
+            };
+            let mut commit = tonic::Request::new(inventory_pb::CommitHoldRequest {
+                name: hold.into_inner().name,
+                booking_id: Uuid::new_v4().to_string(),
+                user_id: buyer.to_string(),
+            });
+            Caller::user(buyer, &["service"]).write_to(commit.metadata_mut());
+            client
+                .commit_hold(commit)
+                .await
+                .context("selling out the rush event")?;
+        }
+    }
+    let event = Uuid::parse_str(event_id)?;
+    let client = world.bench.system.pool.get().await?;
+    Ok(client
+        .query_one(
+            "SELECT count(*) FROM inventory.tickets WHERE event_id = $1 AND status = 'sold'",
+            &[&event],
+        )
+        .await?
+        .get(0))
 }
 
 /// What the purchase scenario left behind, read from PostgreSQL.
@@ -890,6 +1156,34 @@ fn baseline_summary(name: &str, result: &BaselineResult) -> Summary {
     }
 }
 
+/// The targets stated as absolute figures rather than ratios.
+fn absolute_targets(scenarios: &[Summary]) -> Vec<Check> {
+    let find = |name: &str| scenarios.iter().find(|s| s.name == name);
+    let mut checks = Vec::new();
+    if let Some(s) = find("GetAvailability 20k seats direct") {
+        checks.push(Check {
+            name: "GetAvailability 20k seats direct ≥ 10,000/s".into(),
+            value: format!("{:.0}/s", s.requests_per_sec),
+            ok: s.requests_per_sec >= 10_000.0,
+        });
+    }
+    if let Some(s) = find(HOLD_DIRECT) {
+        checks.push(Check {
+            name: "successful HoldSeats(4) p99 ≤ 10 ms".into(),
+            value: format!("{:.2} ms", s.p99_ms),
+            ok: s.p99_ms <= 10.0,
+        });
+    }
+    if let Some(s) = find(CONFIRM_VIA_EDGE) {
+        checks.push(Check {
+            name: "ConfirmBooking p99 ≤ 25 ms".into(),
+            value: format!("{:.2} ms ({} errors)", s.p99_ms, s.requests - s.ok),
+            ok: s.p99_ms <= 25.0 && s.ok == s.requests,
+        });
+    }
+    checks
+}
+
 fn ratios(scenarios: &[Summary], redis: &BaselineResult, pg: &BaselineResult) -> Vec<Ratio> {
     let rate = |name: &str| {
         scenarios
@@ -924,10 +1218,22 @@ fn ratios(scenarios: &[Summary], redis: &BaselineResult, pg: &BaselineResult) ->
             None,
         ),
         ratio(
+            HOLD_DIRECT,
+            "redis-benchmark hold.lua",
+            rate(HOLD_DIRECT) / redis.per_second.max(1e-9),
+            Some(0.4),
+        ),
+        ratio(
+            SOLD_OUT_DIRECT,
+            HOLD_DIRECT,
+            rate(SOLD_OUT_DIRECT) / rate(HOLD_DIRECT).max(1e-9),
+            Some(1.0),
+        ),
+        ratio(
             "HoldSeats(4)+ReleaseHold direct",
             "redis-benchmark hold.lua",
             rate("HoldSeats(4)+ReleaseHold direct") / redis.per_second.max(1e-9),
-            Some(0.4),
+            None,
         ),
         ratio(
             "HoldSeats(4)+ReleaseHold via edge",
@@ -936,10 +1242,16 @@ fn ratios(scenarios: &[Summary], redis: &BaselineResult, pg: &BaselineResult) ->
             None,
         ),
         ratio(
+            CONFIRM_VIA_EDGE,
+            "pgbench sale statement",
+            rate(CONFIRM_VIA_EDGE) / pg.per_second.max(1e-9),
+            Some(0.5),
+        ),
+        ratio(
             "purchase (hold→book→pay) via edge",
             "pgbench sale statement",
             rate("purchase (hold→book→pay) via edge") / pg.per_second.max(1e-9),
-            Some(0.5),
+            None,
         ),
     ]
 }
