@@ -1,7 +1,8 @@
 //! The tonic face of inventory: wire messages are parsed into domain types
 //! here (and only here), and domain values turned back into messages.
-//! WatchAvailability runs one task per stream that polls the event's change
-//! stream and ends when the client goes away or the server shuts down.
+//! WatchAvailability runs one task per stream that forwards the batches of
+//! the event's shared poller (`watch_hub.rs`) and ends when the client goes
+//! away or the server shuts down.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use boxoffice_contracts::inventory::v1 as pb;
 use boxoffice_runtime::{Caller, Shutdown};
 use futures::Stream;
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -20,10 +21,10 @@ use crate::domain::{
 };
 use crate::error::InventoryError;
 use crate::service::{Inventory, SeatRequest};
-use crate::store::redis::{ChangeKind, ChangesOutcome, Snapshot};
+use crate::snapshots::Fetched;
+use crate::store::redis::{Change, ChangeKind, ChangesOutcome};
+use crate::watch_hub::{CHANGES_PER_READ, unseen};
 
-/// Changes one poll of the change stream reads at most.
-const CHANGES_PER_POLL: u32 = 500;
 /// Updates buffered per watcher before the watcher is considered too slow.
 const WATCH_BUFFER: usize = 256;
 
@@ -54,7 +55,8 @@ type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::AvailabilityUpdate, Stat
 
 #[tonic::async_trait]
 impl pb::inventory_service_server::InventoryService for InventoryGrpc {
-    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    // Hot paths trace at debug: an info span per request costs at 10k/s.
+    #[instrument(level = "debug", skip_all, fields(event_id = %request.get_ref().event_id))]
     async fn get_availability(
         &self,
         request: Request<pb::GetAvailabilityRequest>,
@@ -63,7 +65,7 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         // Unknown events answer NOT_FOUND without touching Redis.
         self.inventory.layout(event_id).await?;
         let snapshot = self.inventory.availability(event_id).await?;
-        Ok(Response::new(snapshot_to_pb(event_id, snapshot)))
+        Ok(Response::new(snapshot_to_pb(event_id, &snapshot)))
     }
 
     type WatchAvailabilityStream = WatchStream;
@@ -96,7 +98,7 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 
-    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    #[instrument(level = "debug", skip_all, fields(event_id = %request.get_ref().event_id))]
     async fn hold_seats(
         &self,
         request: Request<pb::HoldSeatsRequest>,
@@ -157,7 +159,7 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         Ok(Response::new(hold_to_pb(&found, &layout)))
     }
 
-    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    #[instrument(level = "debug", skip_all, fields(name = %request.get_ref().name))]
     async fn release_hold(
         &self,
         request: Request<pb::ReleaseHoldRequest>,
@@ -240,8 +242,10 @@ fn stream_id_time(id: &str) -> Option<prost_types::Timestamp> {
     })
 }
 
-/// Sends a snapshot, then every change; starts over with a snapshot when
-/// the position cannot be resumed.
+/// Sends a snapshot (unless resuming), then every change, from the event's
+/// shared poller; catches up from Redis itself whenever its cursor is not
+/// where a batch starts, and starts over with a snapshot when the cursor
+/// cannot be resumed.
 async fn watch(
     inventory: Arc<Inventory>,
     event_id: Uuid,
@@ -249,16 +253,23 @@ async fn watch(
     sender: mpsc::Sender<Result<pb::AvailabilityUpdate, Status>>,
     shutdown: Shutdown,
 ) {
-    let poll = inventory.config().watch_poll;
+    // Subscribed before the first snapshot is read, so every batch after
+    // it starts at or before the snapshot's cursor.
+    let mut batches = inventory.watch_hub().subscribe(&inventory, event_id);
     let mut position = resume;
+    let mut caught_up = false;
     loop {
-        let (epoch, after) = match position.take() {
+        let (epoch, mut last) = match position.take() {
             Some(position) => position,
             None => match inventory.availability(event_id).await {
-                Ok(snapshot) => {
-                    let position = (snapshot.epoch.clone(), snapshot.last_id.clone());
+                Ok(fetched) => {
+                    caught_up = true;
+                    let position = (
+                        fetched.snapshot.epoch.clone(),
+                        fetched.snapshot.last_id.clone(),
+                    );
                     let update = pb::availability_update::Update::Snapshot(snapshot_to_pb(
-                        event_id, snapshot,
+                        event_id, &fetched,
                     ));
                     if sender
                         .send(Ok(pb::AvailabilityUpdate {
@@ -277,74 +288,130 @@ async fn watch(
                 }
             },
         };
+        if !caught_up {
+            match catch_up(&inventory, event_id, &epoch, &mut last, &sender).await {
+                CatchUp::Done => caught_up = true,
+                CatchUp::Restart => continue,
+                CatchUp::Stop => return,
+            }
+        }
+        let batch = tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = sender.closed() => return,
+            batch = batches.recv() => batch,
+        };
+        match batch {
+            Ok(batch) => {
+                if let Some(changes) = unseen(&batch, &epoch, &last) {
+                    for change in changes {
+                        if sender
+                            .send(Ok(change_to_pb(&epoch, change.clone())))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        last.clone_from(&change.id);
+                    }
+                } else {
+                    caught_up = false;
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(_)) => caught_up = false,
+            Err(broadcast::error::RecvError::Closed) => {
+                batches = inventory.watch_hub().subscribe(&inventory, event_id);
+                caught_up = false;
+            }
+        }
+        position = Some((epoch, last));
+    }
+}
+
+enum CatchUp {
+    Done,
+    /// The cursor cannot be resumed: start again from a snapshot.
+    Restart,
+    Stop,
+}
+
+/// Reads and sends every change after `last` straight from Redis.
+async fn catch_up(
+    inventory: &Inventory,
+    event_id: Uuid,
+    epoch: &str,
+    last: &mut String,
+    sender: &mpsc::Sender<Result<pb::AvailabilityUpdate, Status>>,
+) -> CatchUp {
+    loop {
         let outcome = match inventory
-            .changes(event_id, &epoch, &after, CHANGES_PER_POLL)
+            .changes(event_id, epoch, last, CHANGES_PER_READ)
             .await
         {
             Ok(outcome) => outcome,
             Err(error) => {
                 let _ = sender.send(Err(error.into())).await;
-                return;
+                return CatchUp::Stop;
             }
         };
         match outcome {
             ChangesOutcome::Changes(changes) => {
-                let mut last = after;
-                let idle = changes.is_empty();
+                let full = changes.len() as u32 >= CHANGES_PER_READ;
                 for change in changes {
-                    let kind = match change.kind {
-                        ChangeKind::Held => pb::ChangeKind::Held,
-                        ChangeKind::Released => pb::ChangeKind::Released,
-                        ChangeKind::Expired => pb::ChangeKind::Expired,
-                        ChangeKind::Sold => pb::ChangeKind::Sold,
-                        ChangeKind::Unsold => pb::ChangeKind::Unsold,
-                        ChangeKind::Status | ChangeKind::Reset => pb::ChangeKind::Status,
-                    };
-                    let update = pb::AvailabilityChange {
-                        kind: kind as i32,
-                        seat_indexes: change.seats,
-                        cursor: format_cursor(&epoch, &change.id),
-                        change_time: stream_id_time(&change.id),
-                    };
-                    let message = pb::AvailabilityUpdate {
-                        update: Some(pb::availability_update::Update::Change(update)),
-                    };
-                    if sender.send(Ok(message)).await.is_err() {
-                        return;
+                    let id = change.id.clone();
+                    if sender.send(Ok(change_to_pb(epoch, change))).await.is_err() {
+                        return CatchUp::Stop;
                     }
-                    last = change.id;
+                    *last = id;
                 }
-                position = Some((epoch, last));
-                if idle {
-                    tokio::select! {
-                        () = shutdown.cancelled() => return,
-                        () = sender.closed() => return,
-                        () = tokio::time::sleep(poll) => {}
-                    }
+                if !full {
+                    return CatchUp::Done;
                 }
             }
-            ChangesOutcome::Reset => position = None,
+            ChangesOutcome::Reset => return CatchUp::Restart,
             ChangesOutcome::NeedsRebuild => {
                 if let Err(error) = inventory.rebuild_if_missing(event_id).await {
                     let _ = sender.send(Err(error.into())).await;
-                    return;
+                    return CatchUp::Stop;
                 }
-                position = None;
+                return CatchUp::Restart;
             }
         }
     }
 }
 
-pub fn snapshot_to_pb(event_id: Uuid, snapshot: Snapshot) -> pb::Availability {
-    let taken = snapshot.sold.union(&snapshot.held);
+fn change_to_pb(epoch: &str, change: Change) -> pb::AvailabilityUpdate {
+    let kind = match change.kind {
+        ChangeKind::Held => pb::ChangeKind::Held,
+        ChangeKind::Released => pb::ChangeKind::Released,
+        ChangeKind::Expired => pb::ChangeKind::Expired,
+        ChangeKind::Sold => pb::ChangeKind::Sold,
+        ChangeKind::Unsold => pb::ChangeKind::Unsold,
+        ChangeKind::Status | ChangeKind::Reset => pb::ChangeKind::Status,
+    };
+    pb::AvailabilityUpdate {
+        update: Some(pb::availability_update::Update::Change(
+            pb::AvailabilityChange {
+                kind: kind as i32,
+                cursor: format_cursor(epoch, &change.id),
+                change_time: stream_id_time(&change.id),
+                seat_indexes: change.seats,
+            },
+        )),
+    }
+}
+
+/// A shared read as a message: the counts were made once per read, so this
+/// only copies the two bitmaps.
+pub fn snapshot_to_pb(event_id: Uuid, fetched: &Fetched) -> pb::Availability {
+    let snapshot = &fetched.snapshot;
     pb::Availability {
         event_id: event_id.to_string(),
         seat_count: snapshot.seat_count,
-        available_count: snapshot.seat_count - taken.count_below(snapshot.seat_count),
+        available_count: fetched.available_count,
         on_sale: snapshot.open && snapshot.now_ms >= snapshot.on_sale_ms,
         cursor: format_cursor(&snapshot.epoch, &snapshot.last_id),
-        sold: snapshot.sold.into_bytes(),
-        held: snapshot.held.into_bytes(),
+        sold: snapshot.sold.as_bytes().to_vec(),
+        held: snapshot.held.as_bytes().to_vec(),
     }
 }
 

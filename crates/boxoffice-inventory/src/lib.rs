@@ -13,10 +13,12 @@ pub mod feed;
 pub mod grpc;
 pub mod server;
 pub mod service;
+pub mod snapshots;
 pub mod store;
 pub mod sweeper;
 pub mod waiting_room;
 pub mod waiting_room_grpc;
+pub mod watch_hub;
 
 pub use config::InventoryConfig;
 pub use server::InventoryComponent;

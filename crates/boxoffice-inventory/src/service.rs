@@ -1,27 +1,33 @@
 //! Inventory's use cases between the wire and the stores: holding seats
 //! (explicit or best available), reading and releasing holds, committing a
 //! hold to PostgreSQL, putting sold seats back, availability, and rebuilding
-//! lost Redis state from PostgreSQL.
+//! lost Redis state from PostgreSQL. A hold is one round trip to Redis
+//! (`hold.lua`, the waiting room's check included); choosing seats and
+//! refusing hopeless requests use the process's shared snapshots.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use boxoffice_runtime::Caller;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::config::InventoryConfig;
-use crate::domain::admission::AdmissionSigner;
+use crate::domain::admission::{AdmissionClaim, AdmissionSigner};
 use crate::domain::{
     self, BestAvailableQuery, Hold, HoldRef, HoldState, SaleLayout, best_available_ranked,
     total_price,
 };
 use crate::error::InventoryError;
+use crate::snapshots::{Fetched, HOLD_VIEW_MAX_AGE, SnapshotCache, View};
 use crate::store::postgres::{CommitOutcome, StoredEvent, TicketStore};
 use crate::store::redis::{
     ChangesOutcome, EventTruth, HoldOutcome, HoldStore, RebuildMode, ReleaseOutcome, Snapshot,
 };
 use crate::store::waiting_room::WaitingRoomStore;
+use crate::waiting_room::admission_error;
+use crate::watch_hub::WatchHub;
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
@@ -35,6 +41,9 @@ const BEST_AVAILABLE_ATTEMPTS: u32 = 6;
 /// seat quality, a rush spreads buyers over the house instead of letting
 /// them all fight for the same seats.
 const MAX_SPREAD: usize = 256;
+/// Times a best-available request chooses again because another request of
+/// this process claimed its seats first, before that counts as an attempt.
+const LOCAL_CONFLICTS: u32 = 8;
 /// Sale layouts kept in memory; the cache is cleared when it grows past this.
 const LAYOUT_CACHE_SIZE: usize = 1_000;
 
@@ -59,6 +68,8 @@ pub struct Inventory {
     config: InventoryConfig,
     /// Sale layouts never change once an event is published.
     layouts: Mutex<HashMap<Uuid, Arc<SaleLayout>>>,
+    snapshots: SnapshotCache,
+    watch_hub: WatchHub,
 }
 
 fn redis_error(error: anyhow::Error) -> InventoryError {
@@ -80,7 +91,20 @@ impl Inventory {
             admission,
             config,
             layouts: Mutex::new(HashMap::new()),
+            snapshots: SnapshotCache::default(),
+            watch_hub: WatchHub::default(),
         }
+    }
+
+    /// The pollers behind WatchAvailability.
+    pub fn watch_hub(&self) -> &WatchHub {
+        &self.watch_hub
+    }
+
+    /// The shared snapshots; whatever changes an event's Redis state behind
+    /// the overlay's back invalidates them.
+    pub(crate) fn snapshots(&self) -> &SnapshotCache {
+        &self.snapshots
     }
 
     pub fn rooms(&self) -> &WaitingRoomStore {
@@ -143,6 +167,7 @@ impl Inventory {
             .await
             .map_err(redis_error)?
         {
+            self.snapshots.invalidate(event_id);
             tracing::info!(%event_id, sold = truth.sold.count_below(truth.seat_count), "rebuilt redis state from postgres");
         }
         Ok(())
@@ -157,12 +182,33 @@ impl Inventory {
             .rebuild(event_id, RebuildMode::Status, &truth)
             .await
             .map_err(redis_error)?;
+        self.snapshots.invalidate(event_id);
         Ok(())
     }
 
-    /// Both bitmaps and the cursor, in one Redis round trip (two after a
-    /// Redis restart, when the state is rebuilt first).
-    pub async fn availability(&self, event_id: Uuid) -> Result<Snapshot> {
+    /// Both bitmaps and the cursor from a read of Redis that started after
+    /// this call: every change answered before it is in (whichever process
+    /// made it). Callers arriving together share one read.
+    pub async fn availability(&self, event_id: Uuid) -> Result<Arc<Fetched>> {
+        let view = self
+            .snapshots
+            .read(event_id, Instant::now(), || self.read_snapshot(event_id))
+            .await?;
+        Ok(view.base.clone())
+    }
+
+    /// A view at most `HOLD_VIEW_MAX_AGE` old, or read since `since`.
+    async fn hold_view(&self, event_id: Uuid, since: Option<Instant>) -> Result<Arc<View>> {
+        let now = Instant::now();
+        let since = since.unwrap_or_else(|| now.checked_sub(HOLD_VIEW_MAX_AGE).unwrap_or(now));
+        self.snapshots
+            .read(event_id, since, || self.read_snapshot(event_id))
+            .await
+    }
+
+    /// One read of Redis (two after a Redis restart, when the state is
+    /// rebuilt first).
+    async fn read_snapshot(&self, event_id: Uuid) -> Result<Snapshot> {
         for _ in 0..2 {
             if let Some(snapshot) = self.holds.snapshot(event_id).await.map_err(redis_error)? {
                 return Ok(snapshot);
@@ -198,13 +244,21 @@ impl Inventory {
     ) -> Result<Hold> {
         let owner = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
         let layout = self.layout(event_id).await?;
-        self.check_admission(owner, event_id, admission_token)
-            .await?;
+        let admission = self.admission.claim(admission_token, owner, event_id);
         let max = self.config.max_seats_per_hold;
         match request {
             SeatRequest::Seats(seats) => {
                 let seats = domain::validate_seats(&layout, &seats, max)?;
-                match self.try_hold(event_id, owner, &layout, &seats).await? {
+                let view = self.hold_view(event_id, None).await?;
+                refuse_from_view(&view, admission)?;
+                let taken = view.surely_taken(&seats);
+                if !taken.is_empty() {
+                    return Err(InventoryError::SeatUnavailable(taken));
+                }
+                match self
+                    .try_hold(event_id, owner, &layout, &seats, admission)
+                    .await?
+                {
                     HoldOutcome::Held(hold) => Ok(hold),
                     HoldOutcome::Taken(taken) => Err(InventoryError::SeatUnavailable(taken)),
                     other => Err(self.refusal(other, &layout)),
@@ -212,24 +266,56 @@ impl Inventory {
             }
             SeatRequest::BestAvailable(query) => {
                 domain::validate_query(&layout, &query, max)?;
-                for attempt in 0..BEST_AVAILABLE_ATTEMPTS {
-                    let snapshot = self.availability(event_id).await?;
-                    if !snapshot.open || snapshot.now_ms < snapshot.on_sale_ms {
-                        return Err(InventoryError::EventNotOnSale);
+                let mut since = None;
+                let (mut attempt, mut conflicts) = (0, 0);
+                while attempt < BEST_AVAILABLE_ATTEMPTS {
+                    let view = self.hold_view(event_id, since).await?;
+                    refuse_from_view(&view, admission)?;
+                    // Sold out (the rush's usual answer): no Redis, no search.
+                    if view.free < query.quantity
+                        || self.snapshots.known_no_match(event_id, &view, &query)
+                    {
+                        return Err(InventoryError::NoSeatsMatch);
                     }
-                    let taken = snapshot.sold.union(&snapshot.held);
                     let spread = 4usize.pow(attempt).min(MAX_SPREAD);
-                    let mut choices = best_available_ranked(&layout, &taken, &query, spread);
+                    let mut choices = best_available_ranked(&layout, &view.taken, &query, spread);
                     if choices.is_empty() {
+                        self.snapshots.remember_no_match(event_id, &view, &query);
                         return Err(InventoryError::NoSeatsMatch);
                     }
                     let pick = (Uuid::new_v4().as_u128() % choices.len() as u128) as usize;
                     let seats = choices.swap_remove(pick);
-                    match self.try_hold(event_id, owner, &layout, &seats).await? {
-                        HoldOutcome::Held(hold) => return Ok(hold),
-                        // Lost the race for these seats: look again.
-                        HoldOutcome::Taken(_) => continue,
-                        other => return Err(self.refusal(other, &layout)),
+                    let Some(claim) = self.snapshots.claim(event_id, &seats) else {
+                        // Another request here claimed them since: choose again.
+                        conflicts += 1;
+                        if conflicts % LOCAL_CONFLICTS == 0 {
+                            attempt += 1;
+                        }
+                        continue;
+                    };
+                    match self
+                        .try_hold(event_id, owner, &layout, &seats, admission)
+                        .await
+                    {
+                        Ok(HoldOutcome::Held(hold)) => {
+                            claim.kept();
+                            return Ok(hold);
+                        }
+                        Ok(HoldOutcome::Taken(_)) => {
+                            // Lost the race to another process: look again
+                            // at a read from after it.
+                            claim.kept();
+                            since = Some(Instant::now());
+                            attempt += 1;
+                        }
+                        Ok(other) => {
+                            claim.dropped();
+                            return Err(self.refusal(other, &layout));
+                        }
+                        Err(error) => {
+                            claim.dropped();
+                            return Err(error);
+                        }
                     }
                 }
                 Err(InventoryError::SeatUnavailable(Vec::new()))
@@ -244,6 +330,7 @@ impl Inventory {
         owner: Uuid,
         layout: &SaleLayout,
         seats: &[u32],
+        admission: AdmissionClaim,
     ) -> Result<HoldOutcome> {
         let total = total_price(layout, seats);
         for _ in 0..2 {
@@ -258,6 +345,7 @@ impl Inventory {
                     self.config.max_holds_per_user,
                     total,
                     &layout.currency_code,
+                    admission,
                 )
                 .await
                 .map_err(redis_error)?;
@@ -265,7 +353,7 @@ impl Inventory {
                 HoldOutcome::NeedsRebuild => self.rebuild_if_missing(event_id).await?,
                 outcome => {
                     if let HoldOutcome::Held(hold) = &outcome {
-                        tracing::info!(%event_id, hold_id = %hold.hold.hold_id, seats = seats.len(), "held seats");
+                        tracing::debug!(%event_id, hold_id = %hold.hold.hold_id, seats = seats.len(), "held seats");
                     }
                     return Ok(outcome);
                 }
@@ -289,6 +377,7 @@ impl Inventory {
                 })
             }
             HoldOutcome::Taken(seats) => InventoryError::SeatUnavailable(seats),
+            HoldOutcome::NotAdmitted(refusal) => admission_error(refusal),
             HoldOutcome::Held(_) | HoldOutcome::NeedsRebuild => {
                 InventoryError::Internal(anyhow::anyhow!("unexpected hold outcome"))
             }
@@ -343,7 +432,8 @@ impl Inventory {
         let owner = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
         match self.holds.release(hold, owner).await.map_err(redis_error)? {
             ReleaseOutcome::Released(released) => {
-                tracing::info!(event_id = %hold.event_id, hold_id = %hold.hold_id, "released hold");
+                self.snapshots.released(hold.event_id, &released.seats);
+                tracing::debug!(event_id = %hold.event_id, hold_id = %hold.hold_id, "released hold");
                 Ok(released)
             }
             ReleaseOutcome::Ended(ended) => match ended.state {
@@ -485,9 +575,25 @@ impl Inventory {
             if let Err(error) = self.holds.mark_seats_unsold(event_id, &seats).await {
                 tracing::warn!(error = format!("{error:#}"), %event_id, "could not mark seats unsold in redis");
             }
+            self.snapshots.invalidate(event_id);
         }
         Ok(seats)
     }
+}
+
+/// What a view can refuse on its own, in the order `hold.lua` refuses: the
+/// waiting room first, then an event not on sale.
+fn refuse_from_view(view: &View, admission: AdmissionClaim) -> Result<()> {
+    let now_ms = view.base.server_now_ms();
+    if view.base.snapshot.room_enabled
+        && let Some(refusal) = admission.refusal(now_ms)
+    {
+        return Err(admission_error(refusal));
+    }
+    if !view.base.on_sale_at(now_ms) {
+        return Err(InventoryError::EventNotOnSale);
+    }
+    Ok(())
 }
 
 fn require_service(caller: &Caller) -> Result<()> {

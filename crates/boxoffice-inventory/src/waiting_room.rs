@@ -1,6 +1,7 @@
 //! The waiting room's use cases: configuring an event's room (admins),
-//! joining the line, reading where a user stands, issuing admission tokens,
-//! and the check HoldSeats makes on events whose room is on.
+//! joining the line, reading where a user stands, issuing admission tokens.
+//! HoldSeats' check on events whose room is on runs inside `hold.lua` (the
+//! token's signature is checked in Rust, its expiry by Redis time there).
 
 use boxoffice_runtime::Caller;
 use uuid::Uuid;
@@ -59,31 +60,16 @@ fn standing(line: &InLine) -> Standing {
     )
 }
 
-impl Inventory {
-    /// Refuses a hold on an event whose waiting room is on unless the token
-    /// was issued to this user for this event and has not expired by the
-    /// Redis server's clock.
-    pub(crate) async fn check_admission(
-        &self,
-        owner: Uuid,
-        event_id: Uuid,
-        token: &str,
-    ) -> Result<()> {
-        let (enabled, now_ms) = self.rooms().enabled(event_id).await.map_err(redis_error)?;
-        if !enabled {
-            return Ok(());
-        }
-        if token.is_empty() {
-            return Err(InventoryError::AdmissionRequired);
-        }
-        self.admission()
-            .verify(token, owner, event_id, now_ms)
-            .map_err(|refusal| match refusal {
-                AdmissionRefusal::Invalid => InventoryError::AdmissionTokenInvalid,
-                AdmissionRefusal::Expired => InventoryError::AdmissionTokenExpired,
-            })
+/// How a hold the waiting room did not admit is answered.
+pub(crate) fn admission_error(refusal: AdmissionRefusal) -> InventoryError {
+    match refusal {
+        AdmissionRefusal::Missing => InventoryError::AdmissionRequired,
+        AdmissionRefusal::Invalid => InventoryError::AdmissionTokenInvalid,
+        AdmissionRefusal::Expired => InventoryError::AdmissionTokenExpired,
     }
+}
 
+impl Inventory {
     /// Turns an event's room on or off (admins only).
     pub async fn configure_room(
         &self,
@@ -103,6 +89,7 @@ impl Inventory {
             .configure(event_id, settings.enabled, settings.rate, settings.opens_ms)
             .await
             .map_err(redis_error)?;
+        self.snapshots().invalidate(event_id);
         tracing::info!(%event_id, enabled = settings.enabled, rate = settings.rate, opens_ms = settings.opens_ms, joined = counters.joined, "waiting room configured");
         Ok(ConfiguredRoom {
             settings,

@@ -720,6 +720,62 @@ async fn an_expired_hold_frees_its_seats_within_a_second_and_watchers_see_it() {
     );
 }
 
+/// Only a hold that expires first among its event's live holds puts the
+/// event on the sweep index; the sweeper puts it back with the next expiry
+/// after each sweep. Holds made while others are live, before and after a
+/// sweep, are still freed on time.
+#[tokio::test]
+async fn later_holds_on_an_event_are_swept_on_time_after_the_first() {
+    let world = InventoryWorld::with(&crate::harness::redis_url(), &[(ENV_HOLD_TTL, "1")]).await;
+    let sale = event_on_sale(&world).await;
+    let mut inventory = world.inventory.clone();
+    let mut watch = inventory
+        .watch_availability(pb::WatchAvailabilityRequest {
+            event_id: sale.event_id.clone(),
+            cursor: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(matches!(
+        watch.message().await.unwrap().unwrap().update,
+        Some(pb::availability_update::Update::Snapshot(_))
+    ));
+    let expiry_ms = |hold: &pb::Hold| {
+        let expire = hold.expire_time.unwrap();
+        expire.seconds * 1000 + i64::from(expire.nanos) / 1_000_000
+    };
+    let mut expiries: HashMap<u32, i64> = HashMap::new();
+    // 0 expires first; 1 and 2 are made while an earlier hold is live, 2
+    // after 0 was swept.
+    for (seat, pause_ms) in [(0u32, 500u64), (1, 700), (2, 0)] {
+        let hold = hold_seats(&mut inventory, &customer(), &sale.event_id, &[seat])
+            .await
+            .unwrap();
+        expiries.insert(seat, expiry_ms(&hold));
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+    }
+    let mut late: HashMap<u32, i64> = HashMap::new();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while late.len() < 3 {
+            let update = watch.message().await.unwrap().unwrap();
+            if let Some(pb::availability_update::Update::Change(change)) = update.update
+                && change.kind == pb::ChangeKind::Expired as i32
+            {
+                let now = chrono::Utc::now().timestamp_millis();
+                for seat in change.seat_indexes {
+                    late.insert(seat, now - expiries[&seat]);
+                }
+            }
+        }
+    })
+    .await
+    .expect("every hold expires");
+    for (seat, late) in &late {
+        assert!(*late < 1_000, "seat {seat} came back {late} ms after expiry");
+    }
+}
+
 #[tokio::test]
 async fn an_expired_holder_cannot_commit_but_the_newer_holder_can() {
     let world = InventoryWorld::with(

@@ -1,7 +1,8 @@
 //! Admission tokens of the waiting room and the arithmetic of a place in
 //! line. A token is the claims (user, event, expiry) plus an HMAC-SHA256 over
 //! them, so any inventory instance holding the key checks it without asking
-//! Redis who was let through.
+//! Redis who was let through. The signature is checked here, without a
+//! clock; the expiry is compared with Redis server time by `hold.lua`.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -15,9 +16,33 @@ const VERSION: &str = "wr1";
 /// Why a token was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AdmissionRefusal {
+    /// No token at all.
+    Missing,
     /// Garbled, forged, or issued to another user or for another event.
     Invalid,
     Expired,
+}
+
+/// What a hold request's token proves once its signature is checked: the
+/// room (if on) still has to compare `Until` with its own clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdmissionClaim {
+    Missing,
+    Invalid,
+    /// A genuine token for this user and event, good until this Redis time.
+    Until(i64),
+}
+
+impl AdmissionClaim {
+    /// Why a hold is refused while the room is on, at `now_ms`.
+    pub fn refusal(self, now_ms: i64) -> Option<AdmissionRefusal> {
+        match self {
+            Self::Missing => Some(AdmissionRefusal::Missing),
+            Self::Invalid => Some(AdmissionRefusal::Invalid),
+            Self::Until(expires_ms) if expires_ms <= now_ms => Some(AdmissionRefusal::Expired),
+            Self::Until(_) => None,
+        }
+    }
 }
 
 /// Signs and checks admission tokens with one key.
@@ -80,6 +105,30 @@ impl AdmissionSigner {
         format!("{payload}.{}", hex(&mac.finalize().into_bytes()))
     }
 
+    /// Checks the signature, user and event of a hold's token (an empty
+    /// token is `Missing`); the expiry is left to whoever has the clock.
+    pub fn claim(&self, token: &str, user_id: Uuid, event_id: Uuid) -> AdmissionClaim {
+        if token.is_empty() {
+            return AdmissionClaim::Missing;
+        }
+        match self.expiry_of(token, user_id, event_id) {
+            Some(expires_ms) => AdmissionClaim::Until(expires_ms),
+            None => AdmissionClaim::Invalid,
+        }
+    }
+
+    fn expiry_of(&self, token: &str, user_id: Uuid, event_id: Uuid) -> Option<i64> {
+        let (signed, signature) = token.rsplit_once('.')?;
+        let signature = unhex(signature)?;
+        let mut mac = self.mac();
+        mac.update(signed.as_bytes());
+        mac.verify_slice(&signature).ok()?;
+        let expires_ms: i64 = signed
+            .rsplit_once('.')
+            .and_then(|(_, expiry)| expiry.parse().ok())?;
+        (signed == payload(user_id, event_id, expires_ms)).then_some(expires_ms)
+    }
+
     /// Accepts a genuine token for exactly this user and event that has not
     /// expired by `now_ms` (the Redis server's clock).
     pub fn verify(
@@ -89,23 +138,12 @@ impl AdmissionSigner {
         event_id: Uuid,
         now_ms: i64,
     ) -> Result<(), AdmissionRefusal> {
-        let (signed, signature) = token.rsplit_once('.').ok_or(AdmissionRefusal::Invalid)?;
-        let signature = unhex(signature).ok_or(AdmissionRefusal::Invalid)?;
-        let mut mac = self.mac();
-        mac.update(signed.as_bytes());
-        mac.verify_slice(&signature)
-            .map_err(|_| AdmissionRefusal::Invalid)?;
-        let expires_ms: i64 = signed
-            .rsplit_once('.')
-            .and_then(|(_, expiry)| expiry.parse().ok())
-            .ok_or(AdmissionRefusal::Invalid)?;
-        if signed != payload(user_id, event_id, expires_ms) {
-            return Err(AdmissionRefusal::Invalid);
+        match self.claim(token, user_id, event_id).refusal(now_ms) {
+            // An empty token is simply not a valid one here.
+            Some(AdmissionRefusal::Missing) => Err(AdmissionRefusal::Invalid),
+            Some(refusal) => Err(refusal),
+            None => Ok(()),
         }
-        if expires_ms <= now_ms {
-            return Err(AdmissionRefusal::Expired);
-        }
-        Ok(())
     }
 }
 
@@ -179,6 +217,31 @@ mod tests {
                 Err(AdmissionRefusal::Invalid)
             );
         }
+    }
+
+    #[test]
+    fn claims_leave_the_expiry_to_the_clock_holder() {
+        let signer = AdmissionSigner::new(b"a key of sixteen bytes");
+        let (user, event) = (Uuid::new_v4(), Uuid::new_v4());
+        let token = signer.sign(user, event, 2_000);
+        assert_eq!(
+            signer.claim(&token, user, event),
+            AdmissionClaim::Until(2_000)
+        );
+        assert_eq!(signer.claim("", user, event), AdmissionClaim::Missing);
+        assert_eq!(
+            signer.claim(&token, user, Uuid::new_v4()),
+            AdmissionClaim::Invalid
+        );
+        assert_eq!(AdmissionClaim::Until(2_000).refusal(1_999), None);
+        assert_eq!(
+            AdmissionClaim::Until(2_000).refusal(2_000),
+            Some(AdmissionRefusal::Expired)
+        );
+        assert_eq!(
+            AdmissionClaim::Missing.refusal(0),
+            Some(AdmissionRefusal::Missing)
+        );
     }
 
     #[test]

@@ -36,6 +36,12 @@ impl SeatBitmap {
         self.bytes[byte] |= 0x80 >> (seat % 8);
     }
 
+    pub fn clear(&mut self, seat: u32) {
+        if let Some(byte) = self.bytes.get_mut((seat / 8) as usize) {
+            *byte &= !(0x80 >> (seat % 8));
+        }
+    }
+
     /// Seats in either bitmap.
     pub fn union(&self, other: &SeatBitmap) -> SeatBitmap {
         let len = self.bytes.len().max(other.bytes.len());
@@ -83,6 +89,10 @@ mod tests {
         assert!(bitmap.contains(9));
         assert!(!bitmap.contains(8));
         assert!(!bitmap.contains(1_000));
+        let mut cleared = bitmap.clone();
+        cleared.clear(9);
+        cleared.clear(1_000);
+        assert_eq!(cleared.as_bytes(), &[0x80, 0x00]);
     }
 
     #[test]

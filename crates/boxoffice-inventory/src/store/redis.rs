@@ -18,7 +18,9 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::config::InventoryConfig;
+use crate::domain::admission::{AdmissionClaim, AdmissionRefusal};
 use crate::domain::{Hold, HoldRef, HoldState, SeatBitmap};
+use crate::store::waiting_room::room_key;
 
 /// How long an ended hold's record stays readable (GetHold, idempotent commits).
 const TOMBSTONE_MS: i64 = 60 * 60 * 1000;
@@ -80,6 +82,8 @@ pub enum HoldOutcome {
     OutOfRange(u32),
     Closed,
     TooManyHolds,
+    /// The event's waiting room is on and did not admit this hold.
+    NotAdmitted(AdmissionRefusal),
     /// The event's Redis state is gone; rebuild and retry.
     NeedsRebuild,
 }
@@ -103,6 +107,11 @@ pub struct Snapshot {
     pub held: SeatBitmap,
     pub last_id: String,
     pub now_ms: i64,
+    /// Whether holds need an admission token.
+    pub room_enabled: bool,
+    /// When the earliest live hold expires: until then every held bit is
+    /// a live hold (after it, some may be expired holds not yet swept).
+    pub next_expiry_ms: Option<i64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,6 +235,14 @@ impl HoldStore {
         event_keys(&self.prefix, event_id)
     }
 
+    /// The event's keys and then its waiting room's, for the scripts that
+    /// look at the room (`hold.lua`, `availability.lua`).
+    fn event_and_room_keys(&self, event_id: Uuid) -> Vec<String> {
+        let mut keys = event_keys(&self.prefix, event_id);
+        keys.push(room_key(&self.prefix, event_id));
+        keys
+    }
+
     fn sweep_index_key(&self) -> String {
         format!("{}inv:sweep", self.prefix)
     }
@@ -246,6 +263,9 @@ impl HoldStore {
         }
     }
 
+    /// The hold script, with the waiting room's check folded in: one round
+    /// trip (two when this hold is the event's earliest to expire and the
+    /// event must go on the sweep index).
     #[allow(clippy::too_many_arguments)]
     pub async fn hold(
         &self,
@@ -257,6 +277,7 @@ impl HoldStore {
         max_holds: u32,
         total_minor: i64,
         currency_code: &str,
+        admission: AdmissionClaim,
     ) -> anyhow::Result<HoldOutcome> {
         let mut args: Vec<Value> = vec![
             hold_id.to_string().into(),
@@ -269,14 +290,24 @@ impl HoldStore {
             currency_code.to_owned().into(),
         ];
         args.extend(seats.iter().map(|seat| Value::from(i64::from(*seat))));
+        args.push(match admission {
+            AdmissionClaim::Missing => Value::from_static_str("none"),
+            AdmissionClaim::Invalid => Value::from_static_str("invalid"),
+            AdmissionClaim::Until(expires_ms) => expires_ms.into(),
+        });
         let reply = self
-            .run(&self.scripts.hold, self.event_keys(event_id), args)
+            .run(&self.scripts.hold, self.event_and_room_keys(event_id), args)
             .await?;
         Ok(match text(&reply, 0)?.as_str() {
             "OK" => {
                 let hold = decode_hold(HoldRef { event_id, hold_id }, &text(&reply, 1)?)?;
-                // Best effort: the sweeper's safety-net pass finds holds this misses.
-                self.schedule_sweep(event_id, hold.expires_ms).await;
+                // Every other live hold of the event expires no later, so the
+                // event is on the sweep index already; only the first needs
+                // putting there. Best effort: the sweeper's safety-net pass
+                // finds holds this misses.
+                if integer(&reply, 3)? == 1 {
+                    self.schedule_sweep(event_id, hold.expires_ms).await;
+                }
                 HoldOutcome::Held(hold)
             }
             "TAKEN" => HoldOutcome::Taken(
@@ -289,6 +320,9 @@ impl HoldStore {
             "OUT_OF_RANGE" => HoldOutcome::OutOfRange(integer(&reply, 1)? as u32),
             "CLOSED" => HoldOutcome::Closed,
             "TOO_MANY_HOLDS" => HoldOutcome::TooManyHolds,
+            "ADMISSION_REQUIRED" => HoldOutcome::NotAdmitted(AdmissionRefusal::Missing),
+            "ADMISSION_INVALID" => HoldOutcome::NotAdmitted(AdmissionRefusal::Invalid),
+            "ADMISSION_EXPIRED" => HoldOutcome::NotAdmitted(AdmissionRefusal::Expired),
             "NOMETA" => HoldOutcome::NeedsRebuild,
             other => bail!("hold script answered {other}"),
         })
@@ -458,26 +492,35 @@ impl HoldStore {
         Ok(text(&reply, 0)? == "OK")
     }
 
+    /// Both bitmaps at one change-stream position, the event's status, the
+    /// room's switch and the earliest live hold's expiry, in one round trip;
+    /// `None` when the event's state is gone.
     pub async fn snapshot(&self, event_id: Uuid) -> anyhow::Result<Option<Snapshot>> {
         let reply = self
             .run(
                 &self.scripts.availability,
-                self.event_keys(event_id),
+                self.event_and_room_keys(event_id),
                 Vec::new(),
             )
             .await?;
         if text(&reply, 0)? != "OK" {
             return Ok(None);
         }
+        let mut reply = reply;
+        let held = SeatBitmap::from_bytes(take_bytes(&mut reply, 6)?);
+        let sold = SeatBitmap::from_bytes(take_bytes(&mut reply, 5)?);
+        let next_expiry: f64 = text(&reply, 10)?.parse().context("next expiry")?;
         Ok(Some(Snapshot {
             open: text(&reply, 1)? == "open",
             on_sale_ms: text(&reply, 2)?.parse().context("on_sale_ms")?,
             seat_count: text(&reply, 3)?.parse().context("seat_count")?,
             epoch: text(&reply, 4)?,
-            sold: SeatBitmap::from_bytes(bytes(&reply, 5)?),
-            held: SeatBitmap::from_bytes(bytes(&reply, 6)?),
+            sold,
+            held,
             last_id: text(&reply, 7)?,
             now_ms: text(&reply, 8)?.parse().context("now")?,
+            room_enabled: text(&reply, 9)? == "1",
+            next_expiry_ms: (next_expiry >= 0.0).then_some(next_expiry as i64),
         }))
     }
 
@@ -560,13 +603,13 @@ fn integer(reply: &[Value], index: usize) -> anyhow::Result<i64> {
         .ok_or_else(|| anyhow!("script reply has no integer at {index}"))
 }
 
-fn bytes(reply: &[Value], index: usize) -> anyhow::Result<Vec<u8>> {
-    match reply.get(index) {
+/// Moves a bulk string out of a reply (no copy when the reply owns it alone).
+fn take_bytes(reply: &mut [Value], index: usize) -> anyhow::Result<Vec<u8>> {
+    match reply.get_mut(index).map(Value::take) {
         Some(Value::Null) => Ok(Vec::new()),
-        Some(value) => value
-            .as_bytes()
-            .map(<[u8]>::to_vec)
-            .ok_or_else(|| anyhow!("script reply has no bytes at {index}")),
+        Some(Value::Bytes(bytes)) => Ok(Vec::from(bytes)),
+        Some(Value::String(text)) => Ok(text.as_bytes().to_vec()),
+        Some(other) => bail!("script reply has {other:?} instead of bytes at {index}"),
         None => bail!("script reply has nothing at {index}"),
     }
 }
@@ -617,8 +660,9 @@ mod tests {
     #[test]
     fn every_key_of_an_event_lands_in_one_cluster_slot() {
         let event = Uuid::new_v4();
-        let keys = event_keys("test-prefix:", event);
+        let mut keys = event_keys("test-prefix:", event);
         assert_eq!(keys.len(), 8);
+        keys.push(room_key("test-prefix:", event));
         let slot = fred::util::redis_keyslot(keys[0].as_bytes());
         assert!(
             keys.iter()

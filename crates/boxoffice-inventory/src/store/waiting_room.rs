@@ -24,7 +24,6 @@ struct RoomScripts {
     join: Script,
     status: Script,
     configure: Script,
-    enabled: Script,
 }
 
 /// Where a user stands in an event's line, with the Redis server time.
@@ -75,7 +74,6 @@ impl WaitingRoomStore {
                 join: room_script!("lua/room_join.lua"),
                 status: room_script!("lua/room_status.lua"),
                 configure: room_script!("lua/room_configure.lua"),
-                enabled: room_script!("lua/room_enabled.lua"),
             },
             prefix: prefix.to_owned(),
         }
@@ -158,14 +156,6 @@ impl WaitingRoomStore {
             now_ms: integer(&reply, 2)?,
         })
     }
-
-    /// Whether holds on the event need a token, and the Redis server time.
-    pub async fn enabled(&self, event_id: Uuid) -> anyhow::Result<(bool, i64)> {
-        let reply = self
-            .run(&self.scripts.enabled, event_id, Vec::new())
-            .await?;
-        Ok((integer(&reply, 0)? == 1, integer(&reply, 1)?))
-    }
 }
 
 /// The room's keys, under the same `{event-id}` hash tag as the event's
@@ -173,6 +163,12 @@ impl WaitingRoomStore {
 fn room_keys(prefix: &str, event_id: Uuid) -> Vec<String> {
     let base = format!("{prefix}inv:{{{event_id}}}:");
     vec![format!("{base}room"), format!("{base}line")]
+}
+
+/// The room's settings hash alone: `hold.lua` and `availability.lua` read
+/// whether the room is on from it, in the same slot as the event's keys.
+pub(crate) fn room_key(prefix: &str, event_id: Uuid) -> String {
+    format!("{prefix}inv:{{{event_id}}}:room")
 }
 
 fn in_line(reply: &[Value]) -> anyhow::Result<InLine> {
@@ -214,6 +210,7 @@ mod tests {
         for key in room_keys("p:", event) {
             assert_eq!(fred::util::redis_keyslot(key.as_bytes()), slot);
         }
+        assert_eq!(room_key("p:", event), room_keys("p:", event)[0]);
     }
 
     #[test]
@@ -222,7 +219,6 @@ mod tests {
             room_script!("lua/room_join.lua"),
             room_script!("lua/room_status.lua"),
             room_script!("lua/room_configure.lua"),
-            room_script!("lua/room_enabled.lua"),
         ];
         for script in &store_scripts {
             assert!(

@@ -1,5 +1,7 @@
 -- availability: both bitmaps, the event's status and the change-stream
--- position they correspond to, read atomically in one round trip.
+-- position they correspond to, read atomically in one round trip, with
+-- whether the waiting room is on and when the earliest live hold expires
+-- (until then every held bit is a live hold).
 -- ARGV: none
 if redis.call('EXISTS', META) == 0 then
   return {'NOMETA'}
@@ -10,8 +12,9 @@ local cursor = '0-0'
 if last[1] then
   cursor = last[1][1]
 end
+local head = redis.call('ZRANGE', EXPIRY, 0, 0, 'WITHSCORES')
 return {
   'OK', meta[1], meta[2], meta[3], meta[4],
   redis.call('GET', SOLD) or '', redis.call('GET', HELD) or '',
-  cursor, tostring(now_ms()),
+  cursor, tostring(now_ms()), room_enabled() and '1' or '0', head[2] or '-1',
 }

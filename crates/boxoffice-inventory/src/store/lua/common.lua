@@ -6,8 +6,10 @@
 --       4 holds (hash: hold id -> JSON record, kept a while after it ends)
 --       5 live holds by expiry (zset)   6 active holds per owner (hash)
 --       7 change stream   8 ended holds by forget time (zset)
-local META, HELD, SOLD, HOLDS, EXPIRY, OWNERS, CHANGES, GRAVES =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+--       9 (hold and availability only, optional) the waiting room (hash,
+--         see room_common.lua), under the same hash tag
+local META, HELD, SOLD, HOLDS, EXPIRY, OWNERS, CHANGES, GRAVES, ROOM =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
 
 -- Redis server time in milliseconds: every instance agrees on it.
 local function now_ms()
@@ -17,6 +19,11 @@ end
 
 local function append_change(kind, seats, maxlen)
   return redis.call('XADD', CHANGES, 'MAXLEN', '~', maxlen, '*', 'k', kind, 's', table.concat(seats, ','))
+end
+
+-- Whether holds on this event need an admission token right now.
+local function room_enabled()
+  return ROOM ~= nil and redis.call('HGET', ROOM, 'enabled') == '1'
 end
 
 -- Ends a live hold: frees its held bits (sold bits are the caller's job),

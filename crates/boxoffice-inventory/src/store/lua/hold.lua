@@ -1,16 +1,39 @@
--- hold: all or nothing, atomically. Drops expired holds, refuses a closed
--- event, an owner at their hold limit, a seat out of range, or any seat that
--- is sold or held; otherwise marks the seats held, records the hold and
--- appends to the change stream.
+-- hold: all or nothing, atomically. Refuses a hold the waiting room does not
+-- admit, then drops expired holds, refuses a closed event, an owner at their
+-- hold limit, a seat out of range, or any seat that is sold or held;
+-- otherwise marks the seats held, records the hold and appends to the change
+-- stream. Answers whether this hold now expires first among the event's live
+-- holds: only then must the caller put the event on the global sweep index
+-- (another slot, so not here); otherwise it is already there no later than
+-- this expiry.
 -- ARGV: hold id, owner, ttl ms, max holds per owner, stream maxlen,
---       tombstone ms, total price minor, currency, seat...
+--       tombstone ms, total price minor, currency, seat..., and last, when
+--       the room key (KEYS[9]) is given, the admission token as Rust found
+--       it: 'none', 'invalid' or its expiry in ms (the signature is checked).
 local id, owner = ARGV[1], ARGV[2]
 local ttl, max_holds = tonumber(ARGV[3]), tonumber(ARGV[4])
 local maxlen, grave_ms = ARGV[5], tonumber(ARGV[6])
+local last_seat = #ARGV
+if ROOM then
+  last_seat = #ARGV - 1
+end
 if redis.call('EXISTS', META) == 0 then
   return {'NOMETA'}
 end
 local now = now_ms()
+if room_enabled() then
+  local admission = ARGV[#ARGV]
+  if admission == 'none' then
+    return {'ADMISSION_REQUIRED'}
+  end
+  local expires_ms = tonumber(admission)
+  if not expires_ms then
+    return {'ADMISSION_INVALID'}
+  end
+  if expires_ms <= now then
+    return {'ADMISSION_EXPIRED'}
+  end
+end
 drop_expired(now, grave_ms, maxlen, 100)
 local meta = redis.call('HMGET', META, 'status', 'on_sale_ms', 'seat_count')
 if meta[1] ~= 'open' or now < tonumber(meta[2]) then
@@ -21,7 +44,7 @@ if tonumber(redis.call('HGET', OWNERS, owner) or '0') >= max_holds then
   return {'TOO_MANY_HOLDS'}
 end
 local seats, taken = {}, {}
-for i = 9, #ARGV do
+for i = 9, last_seat do
   local seat = tonumber(ARGV[i])
   if seat >= seat_count then
     return {'OUT_OF_RANGE', seat}
@@ -38,10 +61,15 @@ for _, seat in ipairs(seats) do
   redis.call('SETBIT', HELD, seat, 1)
 end
 local expires = now + ttl
+local head = redis.call('ZRANGE', EXPIRY, 0, 0, 'WITHSCORES')
+local first = 0
+if not head[2] or expires < tonumber(head[2]) then
+  first = 1
+end
 local record = {o = owner, s = seats, e = expires, c = now, t = tonumber(ARGV[7]), cur = ARGV[8], st = 'active'}
 local encoded = cjson.encode(record)
 redis.call('HSET', HOLDS, id, encoded)
 redis.call('ZADD', EXPIRY, expires, id)
 redis.call('HINCRBY', OWNERS, owner, 1)
 local cursor = append_change('h', seats, maxlen)
-return {'OK', encoded, cursor}
+return {'OK', encoded, cursor, first}
