@@ -772,7 +772,10 @@ async fn later_holds_on_an_event_are_swept_on_time_after_the_first() {
     .await
     .expect("every hold expires");
     for (seat, late) in &late {
-        assert!(*late < 1_000, "seat {seat} came back {late} ms after expiry");
+        assert!(
+            *late < 1_000,
+            "seat {seat} came back {late} ms after expiry"
+        );
     }
 }
 
