@@ -1,22 +1,46 @@
-//! The edge's cost, measured in one run: cached `GetEvent` straight to the
-//! catalog and through the edge, next to a trivial tonic echo server (also
-//! straight and through the edge), each with the same number of requests in
-//! flight. Prints requests/s, p50/p99, and the ratios the edge is held to
-//! (≥ 0.6× the direct rate, ≤ 1 ms added at p99 with 8 in flight).
+//! The edge's cost, measured in one run.
+//!
+//! **Throughput and latency**: cached `GetEvent` straight to the catalog and
+//! through the edge, a trivial tonic echo server (also straight and through
+//! the edge), and `HoldSeats` with a bearer token against an inventory stub
+//! (the on-sale rush's path through auth, routing and proxying, without
+//! Redis), each with the same number of requests in flight. Prints
+//! requests/s, p50/p99, and the ratios the edge is held to (≥ 0.6× the
+//! direct rate, ≤ 1 ms added at p99 with 8 in flight).
+//!
+//! **Idle streams**: the edge's memory with 10,000 open `WatchAvailability`
+//! streams. The edge runs alone in a child process (this same binary,
+//! re-executed), so its `/proc/<pid>/status` `VmRSS` counts nothing but the
+//! edge; the clients and an inventory stub (one snapshot, then silence) stay
+//! in this process. Measured over a few client connections (one HTTP/2
+//! connection multiplexing many watches) and over one connection per stream
+//! (10,000 browsers).
 //!
 //! `cargo bench -p boxoffice-benches --bench edge` (PostgreSQL on
-//! 127.0.0.1:5432 or `BOXOFFICE_BENCH_POSTGRES_URL`; `EDGE_BENCH_SECS`,
-//! `EDGE_BENCH_IN_FLIGHT` tune it).
+//! 127.0.0.1:5432 or `BOXOFFICE_BENCH_POSTGRES_URL`). Tuning:
+//! `EDGE_BENCH_SECS` (5) and `EDGE_BENCH_IN_FLIGHT` (8); `EDGE_BENCH_REQUESTS`
+//! runs a fixed number of requests per scenario instead of a duration (for
+//! `valgrind --tool=callgrind`: instructions per request are reproducible on
+//! a busy machine); `EDGE_BENCH_ONLY` is a comma-separated list of words
+//! picking scenarios (`echo`, `GetEvent`, `HoldSeats`, `direct`, `edge`,
+//! `streams`, `throughput`); `EDGE_BENCH_STREAMS` (10000) and
+//! `EDGE_BENCH_STREAM_CONNECTIONS` ("100,10000") shape the memory test.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead as _, BufReader, Write as _};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use boxoffice_accounts::TokenConfig;
+use boxoffice_accounts::token::TokenIssuer;
 use boxoffice_catalog::CatalogComponent;
 use boxoffice_contracts::catalog::v1 as pb;
+use boxoffice_contracts::inventory::v1 as inventory_pb;
 use boxoffice_contracts::testing::v1 as echo_pb;
 use boxoffice_edge::config::{ClusterConfig, RateLimit, RouteConfig};
 use boxoffice_edge::routes::Access;
@@ -24,8 +48,14 @@ use boxoffice_edge::{Edge, EdgeConfig};
 use boxoffice_runtime::config::{ENV_DATABASE_URL, ENV_LISTEN, Secret};
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::{Config, Shutdown};
+use futures::{Stream, StreamExt as _};
 use hdrhistogram::Histogram;
 use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+/// Set in the child process: run only an edge in front of this upstream.
+const ENV_CHILD_UPSTREAM: &str = "EDGE_BENCH_CHILD_UPSTREAM";
+const WATCH_SEATS: u32 = 20_000;
 
 #[derive(Clone, Copy, Default)]
 struct Echo;
@@ -34,28 +64,136 @@ struct Echo;
 impl echo_pb::echo_service_server::EchoService for Echo {
     async fn echo(
         &self,
-        request: tonic::Request<echo_pb::EchoRequest>,
-    ) -> Result<tonic::Response<echo_pb::EchoResponse>, tonic::Status> {
-        Ok(tonic::Response::new(echo_pb::EchoResponse {
+        request: Request<echo_pb::EchoRequest>,
+    ) -> Result<Response<echo_pb::EchoResponse>, Status> {
+        Ok(Response::new(echo_pb::EchoResponse {
             message: request.into_inner().message,
         }))
     }
 }
 
+/// Inventory as the edge sees it, with nothing behind it: `HoldSeats`
+/// answers a fixed hold, `WatchAvailability` sends one snapshot and then
+/// stays open and silent (an idle watch), counting the watches open.
+#[derive(Clone, Default)]
+struct InventoryStub {
+    open_watches: Arc<AtomicUsize>,
+}
+
+struct OpenWatch(Arc<AtomicUsize>);
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type WatchStream =
+    Pin<Box<dyn Stream<Item = Result<inventory_pb::AvailabilityUpdate, Status>> + Send>>;
+
+fn unimplemented<T>() -> Result<Response<T>, Status> {
+    Err(Status::unimplemented("not in the stub"))
+}
+
+#[tonic::async_trait]
+impl inventory_pb::inventory_service_server::InventoryService for InventoryStub {
+    async fn get_availability(
+        &self,
+        _: Request<inventory_pb::GetAvailabilityRequest>,
+    ) -> Result<Response<inventory_pb::Availability>, Status> {
+        unimplemented()
+    }
+
+    type WatchAvailabilityStream = WatchStream;
+
+    async fn watch_availability(
+        &self,
+        request: Request<inventory_pb::WatchAvailabilityRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        self.open_watches.fetch_add(1, Ordering::Relaxed);
+        let open = OpenWatch(self.open_watches.clone());
+        let bitmap = vec![0u8; WATCH_SEATS.div_ceil(8) as usize];
+        let snapshot = inventory_pb::AvailabilityUpdate {
+            update: Some(inventory_pb::availability_update::Update::Snapshot(
+                inventory_pb::Availability {
+                    event_id: request.into_inner().event_id,
+                    seat_count: WATCH_SEATS,
+                    sold: bitmap.clone(),
+                    held: bitmap,
+                    available_count: WATCH_SEATS,
+                    on_sale: true,
+                    cursor: "0-0".to_owned(),
+                },
+            )),
+        };
+        let stream = futures::stream::once(async move { Ok(snapshot) })
+            .chain(futures::stream::pending())
+            .inspect(move |_| {
+                let _ = &open;
+            });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn hold_seats(
+        &self,
+        request: Request<inventory_pb::HoldSeatsRequest>,
+    ) -> Result<Response<inventory_pb::Hold>, Status> {
+        let request = request.into_inner();
+        Ok(Response::new(inventory_pb::Hold {
+            name: format!("holds/{}", uuid::Uuid::new_v4()),
+            event_id: request.event_id,
+            state: inventory_pb::HoldState::Active as i32,
+            ..Default::default()
+        }))
+    }
+
+    async fn get_hold(
+        &self,
+        _: Request<inventory_pb::GetHoldRequest>,
+    ) -> Result<Response<inventory_pb::Hold>, Status> {
+        unimplemented()
+    }
+
+    async fn release_hold(
+        &self,
+        _: Request<inventory_pb::ReleaseHoldRequest>,
+    ) -> Result<Response<inventory_pb::Hold>, Status> {
+        unimplemented()
+    }
+
+    async fn commit_hold(
+        &self,
+        _: Request<inventory_pb::CommitHoldRequest>,
+    ) -> Result<Response<inventory_pb::CommitHoldResponse>, Status> {
+        unimplemented()
+    }
+
+    async fn release_seats(
+        &self,
+        _: Request<inventory_pb::ReleaseSeatsRequest>,
+    ) -> Result<Response<inventory_pb::ReleaseSeatsResponse>, Status> {
+        unimplemented()
+    }
+}
+
 struct Outcome {
     name: &'static str,
+    requests: u64,
     per_second: f64,
     p50: Duration,
     p99: Duration,
     errors: u64,
 }
 
-async fn measure<F, Fut>(
-    name: &'static str,
-    in_flight: usize,
-    duration: Duration,
-    call: F,
-) -> Outcome
+/// How long a scenario runs.
+#[derive(Clone, Copy)]
+enum Amount {
+    Duration(Duration),
+    /// Requests in total, split over the workers.
+    Requests(u64),
+}
+
+async fn measure<F, Fut>(name: &'static str, in_flight: usize, amount: Amount, call: F) -> Outcome
 where
     F: Fn() -> Fut + Clone + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
@@ -66,17 +204,31 @@ where
     }
     let start = Instant::now();
     let mut workers = Vec::new();
-    for _ in 0..in_flight {
+    for worker in 0..in_flight {
         let call = call.clone();
+        let quota = match amount {
+            Amount::Requests(total) => {
+                let share = total / in_flight as u64;
+                share + u64::from((worker as u64) < total % in_flight as u64)
+            }
+            Amount::Duration(_) => u64::MAX,
+        };
         workers.push(tokio::spawn(async move {
             let mut histogram = Histogram::<u64>::new(3).expect("histogram bounds are constants");
             let mut errors = 0u64;
-            while start.elapsed() < duration {
+            let mut done = 0u64;
+            while done < quota
+                && match amount {
+                    Amount::Duration(duration) => start.elapsed() < duration,
+                    Amount::Requests(_) => true,
+                }
+            {
                 let sent = Instant::now();
                 if !call().await {
                     errors += 1;
                 }
                 let _ = histogram.record(sent.elapsed().as_micros() as u64);
+                done += 1;
             }
             (histogram, errors)
         }));
@@ -91,6 +243,7 @@ where
     let elapsed = start.elapsed().as_secs_f64();
     Outcome {
         name,
+        requests: histogram.len(),
         per_second: histogram.len() as f64 / elapsed,
         p50: Duration::from_micros(histogram.value_at_quantile(0.5)),
         p99: Duration::from_micros(histogram.value_at_quantile(0.99)),
@@ -105,17 +258,57 @@ async fn channel(addr: SocketAddr) -> anyhow::Result<Channel> {
         .await?)
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let seconds: u64 = std::env::var("EDGE_BENCH_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(5);
-    let in_flight: usize = std::env::var("EDGE_BENCH_IN_FLIGHT")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(8);
-    let duration = Duration::from_secs(seconds);
+fn env_number<T: std::str::FromStr>(name: &str) -> Option<T> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+/// `EDGE_BENCH_ONLY=echo,edge` runs the scenarios whose name (or group)
+/// contains every listed word; unset runs everything.
+fn selected(name: &str) -> bool {
+    match std::env::var("EDGE_BENCH_ONLY") {
+        Ok(words) if !words.trim().is_empty() => words
+            .split(',')
+            .map(str::trim)
+            .filter(|word| !word.is_empty())
+            .all(|word| name.to_lowercase().contains(&word.to_lowercase())),
+        _ => true,
+    }
+}
+
+fn unlimited(config: &mut EdgeConfig) {
+    let off = RateLimit {
+        per_second: 0.0,
+        burst: 0.0,
+    };
+    config.rate_per_address = off;
+    config.rate_per_user = off;
+    config.admin_listen = None;
+    config.access_log = false;
+}
+
+fn main() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    if let Ok(upstream) = std::env::var(ENV_CHILD_UPSTREAM) {
+        return runtime.block_on(child_edge(upstream.parse()?));
+    }
+    runtime.block_on(async {
+        if selected("throughput echo GetEvent HoldSeats direct edge") {
+            throughput().await?;
+        }
+        if selected("streams memory") {
+            idle_streams().await?;
+        }
+        anyhow::Ok(())
+    })
+}
+
+async fn throughput() -> anyhow::Result<()> {
+    let seconds: u64 = env_number("EDGE_BENCH_SECS").unwrap_or(5);
+    let in_flight: usize = env_number("EDGE_BENCH_IN_FLIGHT").unwrap_or(8);
+    let amount = match env_number::<u64>("EDGE_BENCH_REQUESTS") {
+        Some(requests) => Amount::Requests(requests),
+        None => Amount::Duration(Duration::from_secs(seconds)),
+    };
 
     // A database of its own.
     let server_url = std::env::var("BOXOFFICE_BENCH_POSTGRES_URL")
@@ -154,15 +347,18 @@ async fn main() -> anyhow::Result<()> {
         let echo_addr = echo_server.local_addr();
         tokio::spawn(echo_server.run_until_stopped(shutdown.clone(), Duration::from_secs(1)));
 
+        let mut inventory_server = GrpcServer::bind(config.listen).await?;
+        inventory_server.add_service(
+            inventory_pb::inventory_service_server::InventoryServiceServer::new(InventoryStub::default()),
+        );
+        let inventory_addr = inventory_server.local_addr();
+        tokio::spawn(inventory_server.run_until_stopped(shutdown.clone(), Duration::from_secs(1)));
+
         let mut edge_config = EdgeConfig::defaults("127.0.0.1:0".parse()?).with_upstream_everywhere(catalog_addr);
-        edge_config.admin_listen = None;
-        edge_config.access_log = false;
-        let unlimited = RateLimit {
-            per_second: 0.0,
-            burst: 0.0,
-        };
-        edge_config.rate_per_address = unlimited;
-        edge_config.rate_per_user = unlimited;
+        unlimited(&mut edge_config);
+        if let Some(inventory) = edge_config.clusters.get_mut("inventory") {
+            inventory.endpoints = vec![inventory_addr.to_string()];
+        }
         edge_config.clusters.insert(
             "echo".to_owned(),
             ClusterConfig {
@@ -177,7 +373,8 @@ async fn main() -> anyhow::Result<()> {
             default_access: Access::Public,
             methods: BTreeMap::new(),
         });
-        let edge = Edge::bind(edge_config, &TokenConfig::ephemeral()).await?;
+        let tokens = TokenConfig::ephemeral();
+        let edge = Edge::bind(edge_config, &tokens).await?;
         let edge_addr = edge.local_addr();
         tokio::spawn(edge.run_until_stopped(shutdown.clone()));
 
@@ -194,6 +391,8 @@ async fn main() -> anyhow::Result<()> {
             .next()
             .context("a seeded event")?;
         let id = Arc::new(event.id);
+        let (token, _) = TokenIssuer::new(&tokens).issue(uuid::Uuid::new_v4(), &["customer".to_owned()])?;
+        let bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = format!("Bearer {token}").parse()?;
 
         let get_event = |channel: Channel, id: Arc<String>| {
             move || {
@@ -215,34 +414,75 @@ async fn main() -> anyhow::Result<()> {
                 }
             }
         };
+        let hold_seats = |channel: Channel, id: Arc<String>, bearer: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>| {
+            move || {
+                let mut client = inventory_pb::inventory_service_client::InventoryServiceClient::new(channel.clone());
+                let mut request = Request::new(inventory_pb::HoldSeatsRequest {
+                    event_id: (*id).clone(),
+                    selection: Some(inventory_pb::hold_seats_request::Selection::BestAvailable(
+                        inventory_pb::BestAvailable {
+                            quantity: 2,
+                            ..Default::default()
+                        },
+                    )),
+                    admission_token: String::new(),
+                });
+                if let Some(bearer) = &bearer {
+                    request.metadata_mut().insert("authorization", bearer.clone());
+                }
+                async move { client.hold_seats(request).await.is_ok() }
+            }
+        };
         let through_edge = channel(edge_addr).await?;
         let echo_direct = channel(echo_addr).await?;
-        println!("edge benchmark: {in_flight} in flight, {seconds} s per scenario (same process, same machine)");
-        let outcomes = vec![
-            measure("echo, direct", in_flight, duration, echo(echo_direct)).await,
-            measure("echo, through the edge", in_flight, duration, echo(through_edge.clone())).await,
-            measure("GetEvent, direct", in_flight, duration, get_event(direct, id.clone())).await,
-            measure("GetEvent, through the edge", in_flight, duration, get_event(through_edge, id)).await,
+        let inventory_direct = channel(inventory_addr).await?;
+        match amount {
+            Amount::Duration(_) => println!("edge benchmark: {in_flight} in flight, {seconds} s per scenario (same process, same machine)"),
+            Amount::Requests(requests) => println!("edge benchmark: {in_flight} in flight, {requests} requests per scenario (same process, same machine)"),
+        }
+        let mut outcomes = Vec::new();
+        let scenarios: [&'static str; 6] = [
+            "echo, direct",
+            "echo, through the edge",
+            "GetEvent, direct",
+            "GetEvent, through the edge",
+            "HoldSeats stub, direct",
+            "HoldSeats stub, edge + JWT",
         ];
-        println!("{:<28} {:>10} {:>10} {:>10} {:>7}", "scenario", "req/s", "p50", "p99", "errors");
+        for name in scenarios {
+            if !selected(name) {
+                continue;
+            }
+            let outcome = match name {
+                "echo, direct" => measure(name, in_flight, amount, echo(echo_direct.clone())).await,
+                "echo, through the edge" => measure(name, in_flight, amount, echo(through_edge.clone())).await,
+                "GetEvent, direct" => measure(name, in_flight, amount, get_event(direct.clone(), id.clone())).await,
+                "GetEvent, through the edge" => measure(name, in_flight, amount, get_event(through_edge.clone(), id.clone())).await,
+                "HoldSeats stub, direct" => measure(name, in_flight, amount, hold_seats(inventory_direct.clone(), id.clone(), None)).await,
+                _ => measure(name, in_flight, amount, hold_seats(through_edge.clone(), id.clone(), Some(bearer.clone()))).await,
+            };
+            outcomes.push(outcome);
+        }
+        println!("{:<28} {:>9} {:>10} {:>10} {:>10} {:>7}", "scenario", "requests", "req/s", "p50", "p99", "errors");
         for outcome in &outcomes {
             println!(
-                "{:<28} {:>10.0} {:>10.2?} {:>10.2?} {:>7}",
-                outcome.name, outcome.per_second, outcome.p50, outcome.p99, outcome.errors
+                "{:<28} {:>9} {:>10.0} {:>10.2?} {:>10.2?} {:>7}",
+                outcome.name, outcome.requests, outcome.per_second, outcome.p50, outcome.p99, outcome.errors
             );
         }
-        let (echo_direct, echo_edge, catalog_direct, catalog_edge) =
-            (&outcomes[0], &outcomes[1], &outcomes[2], &outcomes[3]);
-        println!(
-            "GetEvent through the edge / direct: {:.2}x requests/s (target >= 0.60x); p99 added {:.3} ms (target <= 1 ms)",
-            catalog_edge.per_second / catalog_direct.per_second,
-            (catalog_edge.p99.as_secs_f64() - catalog_direct.p99.as_secs_f64()) * 1000.0
-        );
-        println!(
-            "echo through the edge / direct: {:.2}x; GetEvent direct / echo direct: {:.2}x",
-            echo_edge.per_second / echo_direct.per_second,
-            catalog_direct.per_second / echo_direct.per_second
-        );
+        let find = |name: &str| outcomes.iter().find(|outcome| outcome.name == name);
+        let compare = |label: &str, direct: &str, edge: &str| {
+            if let (Some(direct), Some(edge)) = (find(direct), find(edge)) {
+                println!(
+                    "{label} through the edge / direct: {:.2}x requests/s (target >= 0.60x); p99 added {:.3} ms (target <= 1 ms)",
+                    edge.per_second / direct.per_second,
+                    (edge.p99.as_secs_f64() - direct.p99.as_secs_f64()) * 1000.0
+                );
+            }
+        };
+        compare("GetEvent", "GetEvent, direct", "GetEvent, through the edge");
+        compare("echo", "echo, direct", "echo, through the edge");
+        compare("HoldSeats stub (with JWT)", "HoldSeats stub, direct", "HoldSeats stub, edge + JWT");
         anyhow::Ok(())
     }
     .await;
@@ -252,4 +492,232 @@ async fn main() -> anyhow::Result<()> {
         .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
         .await;
     result
+}
+
+/// The child process: an edge alone, every cluster pointed at `upstream`.
+/// Prints its address, then serves until its stdin closes (the parent
+/// exiting, even by a crash, ends it).
+async fn child_edge(upstream: SocketAddr) -> anyhow::Result<()> {
+    let mut config =
+        EdgeConfig::defaults("127.0.0.1:0".parse()?).with_upstream_everywhere(upstream);
+    unlimited(&mut config);
+    let edge = Edge::bind(config, &TokenConfig::ephemeral()).await?;
+    println!("EDGE_LISTENING {}", edge.local_addr());
+    std::io::stdout().flush()?;
+    let shutdown = Shutdown::new();
+    let serving = tokio::spawn(edge.run_until_stopped(shutdown.clone()));
+    tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+    })
+    .await?;
+    shutdown.trigger();
+    let _ = tokio::time::timeout(Duration::from_secs(2), serving).await;
+    Ok(())
+}
+
+/// `VmRSS` and `RssAnon` of a process, in KiB.
+fn resident_kib(pid: u32) -> anyhow::Result<(u64, u64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(name))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .with_context(|| format!("no {name} in /proc/{pid}/status"))
+    };
+    Ok((field("VmRSS:")?, field("RssAnon:")?))
+}
+
+struct ChildEdge {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl ChildEdge {
+    fn spawn(upstream: SocketAddr) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .env(ENV_CHILD_UPSTREAM, upstream.to_string())
+            .env_remove("RUST_LOG")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("starting the edge process")?;
+        let stdout = child.stdout.take().context("child stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line
+            .trim()
+            .strip_prefix("EDGE_LISTENING ")
+            .with_context(|| format!("the edge process said {line:?}"))?
+            .parse()?;
+        Ok(Self { child, addr })
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for ChildEdge {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_for(
+    what: &str,
+    deadline: Duration,
+    condition: impl Fn() -> bool,
+) -> anyhow::Result<()> {
+    let until = Instant::now() + deadline;
+    while !condition() {
+        anyhow::ensure!(Instant::now() < until, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+/// Opens `streams` watches through the edge over `connections` client
+/// connections; returns them (open) once each has its snapshot.
+async fn open_watches(
+    edge: SocketAddr,
+    streams: usize,
+    connections: usize,
+) -> anyhow::Result<(
+    Vec<Channel>,
+    Vec<tonic::Streaming<inventory_pb::AvailabilityUpdate>>,
+)> {
+    let channels: Vec<Channel> = futures::stream::iter(0..connections)
+        .map(|_| channel(edge))
+        .buffer_unordered(128)
+        .collect::<Vec<_>>()
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<_>>()?;
+    let event_id = uuid::Uuid::new_v4().to_string();
+    let opened: Vec<_> = futures::stream::iter(0..streams)
+        .map(|index| {
+            let mut client = inventory_pb::inventory_service_client::InventoryServiceClient::new(
+                channels[index % connections].clone(),
+            );
+            let event_id = event_id.clone();
+            async move {
+                let mut stream = client
+                    .watch_availability(inventory_pb::WatchAvailabilityRequest {
+                        event_id,
+                        cursor: String::new(),
+                    })
+                    .await?
+                    .into_inner();
+                let first = stream.message().await?;
+                anyhow::ensure!(first.is_some(), "the watch ended before its snapshot");
+                anyhow::Ok(stream)
+            }
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    let opened = opened.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((channels, opened))
+}
+
+async fn idle_streams() -> anyhow::Result<()> {
+    let streams: usize = env_number("EDGE_BENCH_STREAMS").unwrap_or(10_000);
+    let layouts: Vec<usize> = std::env::var("EDGE_BENCH_STREAM_CONNECTIONS")
+        .unwrap_or_else(|_| "100,10000".to_owned())
+        .split(',')
+        .filter_map(|n| n.trim().parse().ok())
+        .filter(|n| *n > 0)
+        .collect();
+    if streams == 0 {
+        return Ok(());
+    }
+    let shutdown = Shutdown::new();
+    let stub = InventoryStub::default();
+    let mut server = GrpcServer::bind("127.0.0.1:0".parse()?).await?;
+    server.add_service(
+        inventory_pb::inventory_service_server::InventoryServiceServer::new(stub.clone()),
+    );
+    let upstream = server.local_addr();
+    tokio::spawn(server.run_until_stopped(shutdown.clone(), Duration::from_secs(1)));
+
+    println!();
+    println!(
+        "edge memory with {streams} idle WatchAvailability streams (the edge alone in a child process; VmRSS)"
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>10} {:>12} {:>10}",
+        "clients", "idle MiB", "open MiB", "added MiB", "per stream", "closed MiB"
+    );
+    for connections in layouts {
+        let connections = connections.min(streams);
+        let edge = ChildEdge::spawn(upstream)?;
+        // Warm up: one watch opened and closed, so the upstream connection
+        // and the runtime's first allocations are part of the baseline.
+        {
+            let (_channels, _open) = open_watches(edge.addr, 1, 1).await?;
+        }
+        wait_for(
+            "the warm-up watch to close",
+            Duration::from_secs(10),
+            || stub.open_watches.load(Ordering::Relaxed) == 0,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (idle, _) = resident_kib(edge.pid())?;
+        let started = Instant::now();
+        let (channels, open) = open_watches(edge.addr, streams, connections).await?;
+        let opening = started.elapsed();
+        wait_for(
+            "every watch to reach the upstream",
+            Duration::from_secs(30),
+            || stub.open_watches.load(Ordering::Relaxed) == streams,
+        )
+        .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (with_streams, anon) = resident_kib(edge.pid())?;
+        drop(open);
+        drop(channels);
+        wait_for("every watch to close", Duration::from_secs(30), || {
+            stub.open_watches.load(Ordering::Relaxed) == 0
+        })
+        .await?;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (closed, _) = resident_kib(edge.pid())?;
+        let added = with_streams.saturating_sub(idle);
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "{:<34} {:>10.1} {:>10.1} {:>10.1} {:>10.2} KiB {:>10.1}",
+            format!("{streams} streams / {connections} connections"),
+            mib(idle),
+            mib(with_streams),
+            mib(added),
+            added as f64 / streams as f64,
+            mib(closed),
+        );
+        println!(
+            "    (opened in {:.1} s; anonymous memory with the streams open {:.1} MiB; target < 200 MiB for 10,000 streams)",
+            opening.as_secs_f64(),
+            mib(anon)
+        );
+    }
+    shutdown.trigger();
+    Ok(())
 }

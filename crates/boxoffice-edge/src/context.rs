@@ -24,48 +24,69 @@ pub fn request_id(sent: Option<&HeaderValue>) -> HeaderValue {
             return value.clone();
         }
     }
-    let id = uuid::Uuid::new_v4().simple().to_string();
-    HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    // A v4 UUID from the thread-local generator: no system call per
+    // request, and written without an intermediate string.
+    let mut random = [0u8; 16];
+    rand::rng().fill_bytes(&mut random);
+    let id = uuid::Builder::from_random_bytes(random).into_uuid();
+    let mut text = uuid::Uuid::encode_buffer();
+    let text = id.simple().encode_lower(&mut text);
+    HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn write_hex(out: &mut [u8], bytes: &[u8]) {
+    for (pair, byte) in out.chunks_exact_mut(2).zip(bytes) {
+        pair[0] = HEX[usize::from(byte >> 4)];
+        pair[1] = HEX[usize::from(byte & 0x0f)];
+    }
 }
 
-fn is_lower_hex(text: &str, len: usize) -> bool {
+fn is_lower_hex(text: &[u8], len: usize) -> bool {
     text.len() == len
         && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            .iter()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
+
+/// `00-<32 hex trace id>-<16 hex span id>-<2 hex flags>`.
+const TRACEPARENT_LEN: usize = 55;
 
 /// The `traceparent` to send upstream: the caller's trace with a new span
 /// id for this hop, or a new sampled trace when the caller sent none (or a
 /// malformed one).
 pub fn traceparent(sent: Option<&HeaderValue>) -> HeaderValue {
     let mut rng = rand::rng();
+    let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
+    let parsed = sent.and_then(|value| {
+        let text = value.as_bytes().trim_ascii();
+        let mut parts = text.split(|b| *b == b'-');
+        let (version, trace, _parent, flags) =
+            (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+        let valid = is_lower_hex(version, 2)
+            && version != b"ff"
+            && is_lower_hex(trace, 32)
+            && trace.iter().any(|b| *b != b'0')
+            && is_lower_hex(flags, 2);
+        valid.then_some((trace, flags))
+    });
+    match parsed {
+        Some((trace, flags)) => {
+            out[3..35].copy_from_slice(trace);
+            out[53..55].copy_from_slice(flags);
+        }
+        None => {
+            let mut trace = [0u8; 16];
+            rng.fill_bytes(&mut trace);
+            write_hex(&mut out[3..35], &trace);
+        }
+    }
     let mut span = [0u8; 8];
     rng.fill_bytes(&mut span);
-    let parsed = sent
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| {
-            let mut parts = value.trim().split('-');
-            let (version, trace, _parent, flags) =
-                (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-            let valid = is_lower_hex(version, 2)
-                && version != "ff"
-                && is_lower_hex(trace, 32)
-                && trace.bytes().any(|b| b != b'0')
-                && is_lower_hex(flags, 2);
-            valid.then(|| (trace.to_owned(), flags.to_owned()))
-        });
-    let (trace, flags) = parsed.unwrap_or_else(|| {
-        let mut trace = [0u8; 16];
-        rng.fill_bytes(&mut trace);
-        (hex(&trace), "01".to_owned())
-    });
-    let value = format!("00-{trace}-{}-{flags}", hex(&span));
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
+    write_hex(&mut out[36..52], &span);
+    debug_assert_eq!(out.len(), TRACEPARENT_LEN);
+    HeaderValue::from_bytes(&out).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 /// Parses `grpc-timeout` (`<up to 8 digits><H|M|S|m|u|n>`).
@@ -90,14 +111,31 @@ pub fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
 /// Writes a timeout in the finest unit that fits in 8 digits.
 pub fn format_grpc_timeout(timeout: Duration) -> HeaderValue {
     let micros = timeout.as_micros();
-    let text = if micros < 100_000_000 {
-        format!("{}u", micros.max(1))
+    let (amount, unit) = if micros < 100_000_000 {
+        (micros.max(1), b'u')
     } else if timeout.as_millis() < 100_000_000 {
-        format!("{}m", timeout.as_millis())
+        (timeout.as_millis(), b'm')
     } else {
-        format!("{}S", timeout.as_secs().min(99_999_999))
+        (u128::from(timeout.as_secs().min(99_999_999)), b'S')
     };
-    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("1S"))
+    // At most 8 digits and the unit, on the stack.
+    let mut text = [0u8; 9];
+    let mut digits = 0;
+    let mut rest = amount;
+    loop {
+        digits += 1;
+        rest /= 10;
+        if rest == 0 {
+            break;
+        }
+    }
+    let mut rest = amount;
+    for slot in text[..digits].iter_mut().rev() {
+        *slot = b'0' + (rest % 10) as u8;
+        rest /= 10;
+    }
+    text[digits] = unit;
+    HeaderValue::from_bytes(&text[..=digits]).unwrap_or_else(|_| HeaderValue::from_static("1S"))
 }
 
 #[cfg(test)]

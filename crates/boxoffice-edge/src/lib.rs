@@ -6,11 +6,13 @@
 //! listener serves Prometheus metrics.
 //!
 //! Code map: `config` (file + env), `routes` (who may call what, where it
-//! goes), `proxy` (the request path), `upstream` (clusters, connections,
+//! goes), `proxy` (the request path), `auth` (bearer tokens, with a bounded
+//! cache of verified ones), `upstream` (clusters, HTTP/2 connections,
 //! balancing, health watches), `limits` (token buckets), `context` (request
 //! id, trace context, deadlines), `metrics` (Prometheus), `server` (the
-//! listeners).
+//! listeners; plain gRPC skips the browser layers).
 
+pub mod auth;
 pub mod config;
 pub mod context;
 pub mod limits;

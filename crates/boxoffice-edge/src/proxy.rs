@@ -3,8 +3,17 @@
 //! HTTP/2 request as-is to a balanced upstream endpoint, streaming the
 //! response back. Messages are never decoded, so every service and every
 //! streaming shape works without per-RPC code.
+//!
+//! Built for the cost per call: the request's own header map travels
+//! upstream (scrubbed in place), the route, identity headers and metrics
+//! slots are resolved once (at start, or once per token), response frames
+//! are handed from the upstream's HTTP/2 stream to the client's untouched,
+//! and nothing on the path formats strings unless an access log line is
+//! actually written.
 
 use std::collections::HashMap;
+use std::fmt;
+use std::future::poll_fn;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,23 +21,24 @@ use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use boxoffice_accounts::token::{TokenError, TokenVerifier};
+use boxoffice_accounts::token::{TokenError, unix_now};
 use boxoffice_runtime::identity::{ROLES_HEADER, USER_ID_HEADER};
 use boxoffice_runtime::status::{self as status_details, ERROR_DOMAIN};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName};
-use http::{HeaderMap, HeaderValue, Request, Response, Uri, Version};
-use http_body::{Frame, SizeHint};
-use http_body_util::BodyExt as _;
+use http::uri::{PathAndQuery, Scheme};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, Uri, Version};
+use http_body::{Body, Frame, SizeHint};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 use tower::ServiceExt as _;
 use uuid::Uuid;
 
+use crate::auth::{Authenticator, Identity};
 use crate::context;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
-use crate::routes::{Access, MethodRoute, RouteTable};
+use crate::routes::{Access, RouteTable};
 use crate::upstream::{Cluster, ClusterSlot, Endpoint, Outstanding};
 
 /// `ErrorInfo` reasons the edge answers with.
@@ -52,11 +62,21 @@ const MESH_HEADER_PREFIX: &str = "x-boxoffice-";
 /// Attempts per call when an endpoint refuses or never receives a request.
 const MAX_ATTEMPTS: usize = 3;
 
-/// The client's TCP peer, set per connection.
+const REQUEST_ID: HeaderName = HeaderName::from_static(context::REQUEST_ID);
+const TRACEPARENT: HeaderName = HeaderName::from_static(context::TRACEPARENT);
+const GRPC_TIMEOUT: HeaderName = HeaderName::from_static(context::GRPC_TIMEOUT);
+const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
+const USER_ID: HeaderName = HeaderName::from_static(USER_ID_HEADER);
+const ROLES: HeaderName = HeaderName::from_static(ROLES_HEADER);
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// The client's TCP peer, set per connection (grpc-web requests carry it
+/// through the CORS and translation layers as an extension).
 #[derive(Clone, Copy, Debug)]
 pub struct PeerAddr(pub SocketAddr);
 
-pub type EdgeBody = tonic::body::Body;
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 pub struct Limits {
     pub default_timeout: Duration,
@@ -68,7 +88,7 @@ pub struct Limits {
 pub struct EdgeState {
     pub routes: RouteTable,
     pub clusters: Vec<Arc<Cluster>>,
-    pub verifier: TokenVerifier,
+    pub auth: Authenticator,
     pub by_address: RateLimiter<IpAddr>,
     pub by_user: RateLimiter<Uuid>,
     pub metrics: Metrics,
@@ -83,13 +103,27 @@ fn is_local(path: &str) -> bool {
         || path.starts_with("/grpc.reflection.v1alpha.ServerReflection/")
 }
 
+/// `Display` of an optional value: nothing when absent (access log fields
+/// without allocating a string).
+struct Shown<T>(Option<T>);
+
+impl<T: fmt::Display> fmt::Display for Shown<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => Ok(()),
+        }
+    }
+}
+
 /// One call's record: becomes the access log line and the metrics when the
 /// response ends (or is abandoned).
 struct CallRecord {
     state: Arc<EdgeState>,
     start: Instant,
-    route: Option<Arc<MethodRoute>>,
-    path: String,
+    /// Index of the method's route (and metrics slot).
+    route: Option<usize>,
+    path: Option<PathAndQuery>,
     peer: Option<SocketAddr>,
     request_id: HeaderValue,
     user: Option<Uuid>,
@@ -99,18 +133,16 @@ struct CallRecord {
 impl CallRecord {
     fn finish(self, code: i32) {
         let duration = self.start.elapsed();
-        self.state
-            .metrics
-            .record(self.route.as_ref().map(|route| route.index), code, duration);
+        self.state.metrics.record(self.route, code, duration);
         if self.state.limits.access_log {
             tracing::info!(
                 target: "boxoffice_edge::access",
-                method = %self.path,
+                method = self.path.as_ref().map(PathAndQuery::path).unwrap_or(""),
                 status = crate::metrics::code_name(usize::try_from(code).unwrap_or(2)),
                 duration_ms = duration.as_secs_f64() * 1000.0,
-                user = self.user.map(|user| user.to_string()).unwrap_or_default(),
+                user = %Shown(self.user),
                 upstream = self.upstream.as_ref().map(|endpoint| endpoint.authority.as_str()).unwrap_or(""),
-                peer = self.peer.map(|peer| peer.to_string()).unwrap_or_default(),
+                peer = %Shown(self.peer),
                 request_id = self.request_id.to_str().unwrap_or(""),
                 "request"
             );
@@ -130,14 +162,12 @@ fn retry_status(code: Code, reason: &str, message: &str, wait: Duration) -> Stat
 }
 
 /// A finished call that never reached an upstream.
-fn reject(record: CallRecord, status: Status) -> Response<EdgeBody> {
+fn reject(record: CallRecord, status: Status) -> Response<ResponseBody> {
     let code = status.code() as i32;
     let request_id = record.request_id.clone();
     record.finish(code);
-    let mut response = status.into_http::<EdgeBody>();
-    response
-        .headers_mut()
-        .insert(context::REQUEST_ID, request_id);
+    let mut response = status.into_http::<ResponseBody>();
+    response.headers_mut().insert(REQUEST_ID, request_id);
     response
 }
 
@@ -169,11 +199,11 @@ fn scrub(headers: &mut HeaderMap) {
         header::AUTHORIZATION,
         header::CONTENT_LENGTH,
         header::PROXY_AUTHORIZATION,
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
     ] {
         headers.remove(name);
     }
-    headers.remove("keep-alive");
-    headers.remove("proxy-connection");
     let forged: Vec<HeaderName> = headers
         .keys()
         .filter(|name| name.as_str().starts_with(MESH_HEADER_PREFIX))
@@ -184,23 +214,47 @@ fn scrub(headers: &mut HeaderMap) {
     }
 }
 
-pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Response<EdgeBody> {
+fn grpc_status(headers: &HeaderMap) -> Option<i32> {
+    std::str::from_utf8(headers.get(GRPC_STATUS)?.as_bytes())
+        .ok()?
+        .parse()
+        .ok()
+}
+
+fn deadline_exceeded() -> Status {
+    status_with(
+        Code::DeadlineExceeded,
+        reason::DEADLINE_EXCEEDED,
+        "deadline exceeded",
+    )
+}
+
+/// Serves one call. `B` is the client's request body: hyper's own for
+/// plain gRPC, or the grpc-web translation's.
+pub async fn handle<B>(
+    state: Arc<EdgeState>,
+    peer: Option<SocketAddr>,
+    request: Request<B>,
+) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let start = Instant::now();
-    let path = request.uri().path().to_owned();
-    if is_local(&path) {
+    if is_local(request.uri().path()) {
+        let request = request.map(tonic::body::Body::new);
         return match state.local.clone().oneshot(request).await {
-            Ok(response) => response,
+            Ok(response) => response.map(ResponseBody::Local),
             Err(never) => match never {},
         };
     }
-    let peer = request.extensions().get::<PeerAddr>().map(|peer| peer.0);
-    let request_id = context::request_id(request.headers().get(context::REQUEST_ID));
-    let route = state.routes.lookup(&path).cloned();
+    let request_id = context::request_id(request.headers().get(REQUEST_ID));
+    let route = state.routes.lookup(request.uri().path());
     let mut record = CallRecord {
         state: state.clone(),
         start,
-        route: route.clone(),
-        path,
+        route: route.map(|route| route.index),
+        path: request.uri().path_and_query().cloned(),
         peer,
         request_id,
         user: None,
@@ -210,8 +264,7 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
     let is_grpc = request
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/grpc"));
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
     if !is_grpc {
         return reject(
             record,
@@ -239,7 +292,7 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
 
     // Authentication: a token that is sent must be valid, even on public
     // methods, so a client never silently runs as anonymous.
-    let caller = match bearer_token(request.headers()) {
+    let caller: Option<Arc<Identity>> = match bearer_token(request.headers()) {
         None => None,
         Some(Err(())) => {
             state
@@ -255,8 +308,8 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
                 ),
             );
         }
-        Some(Ok(token)) => match state.verifier.verify(token) {
-            Ok(verified) => Some(verified),
+        Some(Ok(token)) => match state.auth.authenticate(token, unix_now()) {
+            Ok(identity) => Some(identity),
             Err(error) => {
                 state
                     .metrics
@@ -285,7 +338,7 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
                 ),
             );
         }
-        (Access::Admin, Some(caller)) if !caller.roles.iter().any(|role| role == "admin") => {
+        (Access::Admin, Some(caller)) if !caller.is_admin => {
             return reject(
                 record,
                 status_with(
@@ -299,9 +352,8 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
     }
 
     // Rate limits: per address always, per user when there is one.
-    let now = Instant::now();
     if let Some(peer) = peer
-        && let Err(wait) = state.by_address.take(&peer.ip(), now)
+        && let Err(wait) = state.by_address.take(&peer.ip(), start)
     {
         state
             .metrics
@@ -318,7 +370,7 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
         );
     }
     if let Some(caller) = &caller
-        && let Err(wait) = state.by_user.take(&caller.user_id, now)
+        && let Err(wait) = state.by_user.take(&caller.user_id, start)
     {
         state
             .metrics
@@ -339,7 +391,7 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
     // the maximum. Streams without a deadline may stay open indefinitely.
     let asked = request
         .headers()
-        .get(context::GRPC_TIMEOUT)
+        .get(GRPC_TIMEOUT)
         .and_then(context::parse_grpc_timeout);
     let timeout = match (asked, route.server_streaming || route.client_streaming) {
         (Some(asked), _) => Some(asked.min(state.limits.max_timeout)),
@@ -348,7 +400,7 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
     };
     let deadline = timeout.map(|timeout| start + timeout);
 
-    let cluster = state.clusters[route.cluster].clone();
+    let cluster = &state.clusters[route.cluster];
     let Some(slot) = cluster.try_acquire() else {
         return reject(
             record,
@@ -364,59 +416,45 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
     let (mut parts, body) = request.into_parts();
     scrub(&mut parts.headers);
     if let Some(caller) = &caller {
-        if let Ok(value) = HeaderValue::from_str(&caller.user_id.to_string()) {
-            parts.headers.insert(USER_ID_HEADER, value);
+        if let Some(value) = &caller.user_header {
+            parts.headers.insert(USER_ID, value.clone());
         }
-        if let Ok(value) = HeaderValue::from_str(&caller.roles.join(",")) {
-            parts.headers.insert(ROLES_HEADER, value);
+        if let Some(value) = &caller.roles_header {
+            parts.headers.insert(ROLES, value.clone());
         }
     }
-    let traceparent = context::traceparent(parts.headers.get(context::TRACEPARENT));
-    parts.headers.insert(context::TRACEPARENT, traceparent);
-    parts
-        .headers
-        .insert(context::REQUEST_ID, record.request_id.clone());
+    let traceparent = context::traceparent(parts.headers.get(TRACEPARENT));
+    parts.headers.insert(TRACEPARENT, traceparent);
+    parts.headers.insert(REQUEST_ID, record.request_id.clone());
     parts
         .headers
         .insert(header::TE, HeaderValue::from_static("trailers"));
     if let Some(deadline) = deadline {
         parts.headers.insert(
-            context::GRPC_TIMEOUT,
+            GRPC_TIMEOUT,
             context::format_grpc_timeout(deadline.saturating_duration_since(Instant::now())),
         );
     }
-    parts.version = Version::HTTP_2;
 
     // Unary requests are read whole (bounded by the message limit and the
-    // deadline), which checks their size and makes them safe to resend.
+    // deadline), which checks their size and makes them safe to resend. A
+    // unary request is almost always one DATA frame already received, so
+    // this takes that frame's bytes as they are.
     let body = if route.client_streaming {
         RequestBody::Streaming(Some(body))
     } else {
         let limit = state.limits.max_message_bytes + 5;
-        let collect = http_body_util::Limited::new(body, limit).collect();
-        let collected = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), collect).await {
-                Ok(result) => result,
-                Err(_) => {
-                    return reject(
-                        record,
-                        status_with(
-                            Code::DeadlineExceeded,
-                            reason::DEADLINE_EXCEEDED,
-                            "deadline exceeded",
-                        ),
-                    );
-                }
+        let read = read_whole(body, limit);
+        let read = match deadline {
+            Some(deadline) => match tokio::time::timeout_at(deadline.into(), read).await {
+                Ok(read) => read,
+                Err(_) => return reject(record, deadline_exceeded()),
             },
-            None => collect.await,
+            None => read.await,
         };
-        match collected {
-            Ok(collected) => RequestBody::Buffered(collected.to_bytes()),
-            Err(error)
-                if error
-                    .downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some() =>
-            {
+        match read {
+            Ok(bytes) => RequestBody::Buffered(bytes),
+            Err(ReadError::TooLarge) => {
                 return reject(
                     record,
                     status_with(
@@ -429,7 +467,7 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
                     ),
                 );
             }
-            Err(_) => {
+            Err(ReadError::Broken) => {
                 return reject(
                     record,
                     status_with(Code::Cancelled, "CANCELLED", "the client stopped sending"),
@@ -439,46 +477,25 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
     };
 
     if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
-        return reject(
-            record,
-            status_with(
-                Code::DeadlineExceeded,
-                reason::DEADLINE_EXCEEDED,
-                "deadline exceeded",
-            ),
-        );
+        return reject(record, deadline_exceeded());
     }
-    let forward = forward(&state, &cluster, &parts, body);
+    let forward = forward(&state, cluster, parts, body);
     let outcome = match deadline {
         Some(deadline) => match tokio::time::timeout_at(deadline.into(), forward).await {
             Ok(outcome) => outcome,
-            Err(_) => {
-                return reject(
-                    record,
-                    status_with(
-                        Code::DeadlineExceeded,
-                        reason::DEADLINE_EXCEEDED,
-                        "deadline exceeded",
-                    ),
-                );
-            }
+            Err(_) => return reject(record, deadline_exceeded()),
         },
         None => forward.await,
     };
-    let (response, endpoint, outstanding) = match outcome {
+    let (response, outstanding) = match outcome {
         Ok(forwarded) => forwarded,
         Err(status) => return reject(record, status),
     };
-    record.upstream = Some(endpoint);
+    record.upstream = Some(outstanding.endpoint().clone());
 
     let (mut head, incoming) = response.into_parts();
-    head.headers
-        .insert(context::REQUEST_ID, record.request_id.clone());
-    let header_code = head
-        .headers
-        .get("grpc-status")
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.parse::<i32>().ok());
+    head.headers.insert(REQUEST_ID, record.request_id.clone());
+    let header_code = grpc_status(&head.headers);
     // A stream holds its concurrency slot only until it is established:
     // long-lived watches must not starve short calls of the cap.
     let slot = if route.server_streaming {
@@ -489,7 +506,7 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
     // A trailers-only answer (every error) is complete already: HTTP/2 may
     // never poll its empty body, so record it now.
     let record = match header_code {
-        Some(code) if http_body::Body::is_end_stream(&incoming) => {
+        Some(code) if incoming.is_end_stream() => {
             record.finish(code);
             None
         }
@@ -497,32 +514,67 @@ pub async fn handle(state: Arc<EdgeState>, request: Request<EdgeBody>) -> Respon
     };
     let body = ObservedBody {
         inner: incoming,
+        data_done: false,
+        finished: false,
         record,
         header_code,
-        broken: false,
         _slot: slot,
         _outstanding: outstanding,
     };
-    Response::from_parts(head, EdgeBody::new(body))
+    Response::from_parts(head, ResponseBody::Proxied(body))
 }
 
-enum RequestBody {
-    Buffered(Bytes),
-    Streaming(Option<EdgeBody>),
+enum ReadError {
+    TooLarge,
+    Broken,
 }
 
-type Forwarded = (Response<hyper::body::Incoming>, Arc<Endpoint>, Outstanding);
-
-fn is_refused_stream(error: &hyper::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = source {
-        if let Some(h2_error) = current.downcast_ref::<h2::Error>() {
-            return h2_error.reason() == Some(h2::Reason::REFUSED_STREAM);
+/// Reads a whole request body of at most `limit` bytes. One frame (the
+/// usual unary request) is returned as is, without copying.
+async fn read_whole<B>(mut body: B, limit: usize) -> Result<Bytes, ReadError>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    let mut whole = Bytes::new();
+    let mut joined: Option<BytesMut> = None;
+    let mut total = 0usize;
+    loop {
+        if body.is_end_stream() {
+            break;
         }
-        source = current.source();
+        let frame = match poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+            None => break,
+            Some(Err(_)) => return Err(ReadError::Broken),
+            Some(Ok(frame)) => frame,
+        };
+        // Request trailers mean nothing to gRPC; only data counts.
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        total += data.len();
+        if total > limit {
+            return Err(ReadError::TooLarge);
+        }
+        if let Some(joined) = &mut joined {
+            joined.extend_from_slice(&data);
+        } else if whole.is_empty() {
+            whole = data;
+        } else {
+            let mut buffer = BytesMut::with_capacity(total);
+            buffer.extend_from_slice(&whole);
+            buffer.extend_from_slice(&data);
+            joined = Some(buffer);
+        }
     }
-    false
+    Ok(joined.map_or(whole, BytesMut::freeze))
 }
+
+enum RequestBody<B> {
+    Buffered(Bytes),
+    Streaming(Option<B>),
+}
+
+type Forwarded = (Response<h2::RecvStream>, Outstanding);
 
 fn upstream_unavailable() -> Status {
     status_with(
@@ -532,172 +584,332 @@ fn upstream_unavailable() -> Status {
     )
 }
 
+/// Whether an upstream stream error proves the request was never processed:
+/// refused by HTTP/2, or above the last stream a GOAWAY said it would serve.
+fn never_processed(error: &h2::Error) -> bool {
+    error.reason() == Some(h2::Reason::REFUSED_STREAM)
+        || (error.is_go_away() && error.is_remote() && error.reason() == Some(h2::Reason::NO_ERROR))
+}
+
 /// Sends to a balanced endpoint; resends only what provably never reached
 /// an application (never sent, refused by HTTP/2, or no connection).
-async fn forward(
+async fn forward<B>(
     state: &EdgeState,
     cluster: &Cluster,
-    parts: &http::request::Parts,
-    mut body: RequestBody,
-) -> Result<Forwarded, Status> {
+    mut parts: http::request::Parts,
+    mut body: RequestBody<B>,
+) -> Result<Forwarded, Status>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
     let path_and_query = parts
         .uri
         .path_and_query()
         .cloned()
-        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-    let mut excluded: Vec<usize> = Vec::new();
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // At most one endpoint per attempt is excluded; no allocation.
+    let mut excluded = [usize::MAX; MAX_ATTEMPTS];
+    let mut excluded_count = 0;
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
             state.metrics.retries.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(index) = cluster.pick(&excluded) else {
+        let Some(index) = cluster.pick(&excluded[..excluded_count]) else {
             return Err(upstream_unavailable());
         };
-        let endpoint = cluster.endpoints[index].clone();
-        let (mut send, outstanding) = match endpoint.connection().await {
+        let endpoint = &cluster.endpoints[index];
+        let (send, outstanding) = match endpoint.connection().await {
             Ok(connection) => connection,
             Err(error) => {
                 tracing::debug!(endpoint = %endpoint.authority, %error, "cannot connect upstream");
                 endpoint.report_transport_failure();
-                excluded.push(index);
+                excluded[excluded_count] = index;
+                excluded_count += 1;
                 continue;
             }
         };
-        let upstream_body = match &mut body {
-            RequestBody::Buffered(bytes) => EdgeBody::new(http_body_util::Full::new(bytes.clone())),
+        // A connection that has failed or been told to go away refuses new
+        // streams before anything is sent: take it out and try again.
+        let mut send = match send.ready().await {
+            Ok(send) => send,
+            Err(error) => {
+                tracing::debug!(endpoint = %endpoint.authority, %error, "upstream connection not ready");
+                outstanding.retire_connection();
+                continue;
+            }
+        };
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(endpoint.uri_authority.clone());
+        uri.path_and_query = Some(path_and_query.clone());
+        let mut request = Request::new(());
+        *request.method_mut() = parts.method.clone();
+        *request.uri_mut() = Uri::from_parts(uri).map_err(|_| upstream_unavailable())?;
+        *request.version_mut() = Version::HTTP_2;
+        // The last attempt may give the headers away; earlier ones keep
+        // them for a resend.
+        *request.headers_mut() = if attempt + 1 == MAX_ATTEMPTS {
+            std::mem::take(&mut parts.headers)
+        } else {
+            parts.headers.clone()
+        };
+        let empty = matches!(&body, RequestBody::Buffered(bytes) if bytes.is_empty());
+        let (response, mut stream) = match send.send_request(request, empty) {
+            Ok(sent) => sent,
+            Err(error) => {
+                tracing::debug!(endpoint = %endpoint.authority, %error, "upstream refused a new stream");
+                outstanding.retire_connection();
+                continue;
+            }
+        };
+        match &mut body {
+            RequestBody::Buffered(bytes) => {
+                if !empty {
+                    // Errors surface on the response.
+                    let _ = stream.send_data(bytes.clone(), true);
+                }
+            }
             RequestBody::Streaming(streaming) => match streaming.take() {
-                Some(streaming) => streaming,
+                Some(streaming) => {
+                    tokio::spawn(pipe_request_body(streaming, stream));
+                }
                 None => return Err(upstream_unavailable()),
             },
-        };
-        let uri = Uri::builder()
-            .scheme("http")
-            .authority(endpoint.authority.as_str())
-            .path_and_query(path_and_query.clone())
-            .build()
-            .map_err(|_| upstream_unavailable())?;
-        let mut request = Request::new(upstream_body);
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = uri;
-        *request.version_mut() = Version::HTTP_2;
-        *request.headers_mut() = parts.headers.clone();
-        match send.try_send_request(request).await {
-            Ok(response) => return Ok((response, endpoint, outstanding)),
-            Err(mut error) => {
-                let unsent = error.take_message();
-                let refused = is_refused_stream(error.error());
-                tracing::debug!(endpoint = %endpoint.authority, error = %error.error(), "upstream request failed");
-                match unsent {
-                    // The connection was closing; the endpoint may be fine.
-                    Some(request) => {
-                        if let RequestBody::Streaming(slot) = &mut body {
-                            *slot = Some(request.into_body());
-                        }
-                    }
-                    None if refused && matches!(body, RequestBody::Buffered(_)) => {
+        }
+        match response.await {
+            Ok(response) => return Ok((response, outstanding)),
+            Err(error) => {
+                tracing::debug!(endpoint = %endpoint.authority, %error, "upstream request failed");
+                let resendable = matches!(body, RequestBody::Buffered(_));
+                if resendable && never_processed(&error) {
+                    if error.is_go_away() {
+                        // Shutting down gracefully: not a failure.
+                        outstanding.retire_connection();
+                    } else {
                         endpoint.report_transport_failure();
-                        excluded.push(index);
                     }
-                    None => {
-                        endpoint.report_transport_failure();
-                        return Err(upstream_unavailable());
-                    }
+                    excluded[excluded_count] = index;
+                    excluded_count += 1;
+                    continue;
                 }
+                endpoint.report_transport_failure();
+                return Err(upstream_unavailable());
             }
         }
     }
     Err(upstream_unavailable())
 }
 
-pin_project_lite::pin_project! {
-    /// The upstream's response body on its way to the client: watches for
-    /// the status in the trailers, turns an upstream that dies mid-stream
-    /// into a clean `UNAVAILABLE` instead of a reset, and finishes the call
-    /// record when the body ends or the client goes away.
-    struct ObservedBody {
-        #[pin]
-        inner: hyper::body::Incoming,
-        record: Option<CallRecord>,
-        header_code: Option<i32>,
-        // Set once a broken upstream stream was closed with UNAVAILABLE trailers.
-        broken: bool,
-        _slot: Option<ClusterSlot>,
-        _outstanding: Outstanding,
-    }
-
-    impl PinnedDrop for ObservedBody {
-        fn drop(this: Pin<&mut Self>) {
-            let this = this.project();
-            if let Some(record) = this.record.take() {
-                record.finish(Code::Cancelled as i32);
+/// Streams a client-streaming call's request body upstream, within the
+/// stream's flow-control window, until it ends or either side gives up.
+async fn pipe_request_body<B>(mut body: B, mut stream: h2::SendStream<Bytes>)
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    loop {
+        let frame = poll_fn(|cx| {
+            if stream.poll_reset(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Pin::new(&mut body)
+                .poll_frame(cx)
+                .map(|frame| Some(frame.map(|frame| frame.map_err(|_| ()))))
+        })
+        .await;
+        let frame = match frame {
+            // The upstream reset the stream: stop reading.
+            None => return,
+            Some(None) => {
+                let _ = stream.send_data(Bytes::new(), true);
+                return;
+            }
+            Some(Some(Err(_))) => {
+                stream.send_reset(h2::Reason::CANCEL);
+                return;
+            }
+            Some(Some(Ok(frame))) => frame,
+        };
+        match frame.into_data() {
+            Ok(mut data) => {
+                while !data.is_empty() {
+                    stream.reserve_capacity(data.len());
+                    match poll_fn(|cx| stream.poll_capacity(cx)).await {
+                        Some(Ok(0)) => {}
+                        Some(Ok(capacity)) => {
+                            let chunk = data.split_to(capacity.min(data.len()));
+                            if stream.send_data(chunk, false).is_err() {
+                                return;
+                            }
+                        }
+                        _ => return,
+                    }
+                }
+            }
+            Err(frame) => {
+                if let Ok(trailers) = frame.into_trailers() {
+                    let _ = stream.send_trailers(trailers);
+                    return;
+                }
             }
         }
     }
 }
 
-impl http_body::Body for ObservedBody {
+/// What the edge answers with.
+// The proxied variant is the one that matters and it lives inline in
+// hyper's per-stream task; boxing it would cost an allocation per call.
+#[allow(clippy::large_enum_variant)]
+#[derive(Default)]
+pub enum ResponseBody {
+    /// Nothing: trailers-only answers (every rejection).
+    #[default]
+    Empty,
+    /// An upstream's answer, streamed through.
+    Proxied(ObservedBody),
+    /// The edge's own services, and anything through the grpc-web layers.
+    Local(tonic::body::Body),
+}
+
+impl Body for ResponseBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = self.project();
-        if *this.broken {
-            return Poll::Ready(None);
-        }
-        match this.inner.poll_frame(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(trailers) = frame.trailers_ref() {
-                    let code = trailers
-                        .get("grpc-status")
-                        .and_then(|value| value.to_str().ok())
-                        .and_then(|value| value.parse::<i32>().ok())
-                        .unwrap_or(Code::Unknown as i32);
-                    if let Some(record) = this.record.take() {
-                        record.finish(code);
-                    }
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(Some(Err(error))) => {
-                tracing::debug!(%error, "upstream response broke off");
-                if let Some(record) = this.record.take() {
-                    if let Some(endpoint) = &record.upstream {
-                        endpoint.report_transport_failure();
-                    }
-                    record.finish(Code::Unavailable as i32);
-                }
-                *this.broken = true;
-                let mut trailers = HeaderMap::new();
-                let status = upstream_unavailable();
-                if status.add_header(&mut trailers).is_err() {
-                    trailers.insert("grpc-status", HeaderValue::from_static("14"));
-                }
-                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
-            }
-            Poll::Ready(None) => {
-                if let Some(record) = this.record.take() {
-                    record.finish(this.header_code.unwrap_or(Code::Unknown as i32));
-                }
-                Poll::Ready(None)
-            }
+        match self.get_mut() {
+            Self::Empty => Poll::Ready(None),
+            Self::Proxied(body) => body.poll_frame(cx).map(|frame| frame.map(Ok)),
+            Self::Local(body) => Pin::new(body)
+                .poll_frame(cx)
+                .map(|frame| frame.map(|frame| frame.map_err(Into::into))),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        self.broken || self.inner.is_end_stream()
+        match self {
+            Self::Empty => true,
+            Self::Proxied(body) => body.is_end_stream(),
+            Self::Local(body) => body.is_end_stream(),
+        }
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        match self {
+            Self::Empty => SizeHint::with_exact(0),
+            Self::Proxied(_) => SizeHint::default(),
+            Self::Local(body) => body.size_hint(),
+        }
     }
+}
+
+/// The upstream's response body on its way to the client: frames pass
+/// through untouched (flow-control credit is returned upstream as each one
+/// is handed on, so a slow client slows its upstream stream, not the
+/// edge's memory); watches for the status in the trailers, turns an
+/// upstream that dies mid-stream into a clean `UNAVAILABLE` instead of a
+/// reset, and finishes the call record when the body ends or the client
+/// goes away.
+pub struct ObservedBody {
+    inner: h2::RecvStream,
+    data_done: bool,
+    /// Set once the last frame (trailers, or the closing `UNAVAILABLE`) went out.
+    finished: bool,
+    record: Option<CallRecord>,
+    header_code: Option<i32>,
+    _slot: Option<ClusterSlot>,
+    _outstanding: Outstanding,
+}
+
+impl Drop for ObservedBody {
+    fn drop(&mut self) {
+        if let Some(record) = self.record.take() {
+            record.finish(Code::Cancelled as i32);
+        }
+    }
+}
+
+impl ObservedBody {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Frame<Bytes>>> {
+        if self.finished {
+            return Poll::Ready(None);
+        }
+        if !self.data_done {
+            match self.inner.poll_data(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(data))) => {
+                    let _ = self.inner.flow_control().release_capacity(data.len());
+                    return Poll::Ready(Some(Frame::data(data)));
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(self.break_off(&error))),
+                Poll::Ready(None) => self.data_done = true,
+            }
+        }
+        match self.inner.poll_trailers(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(Some(trailers))) => {
+                let code = grpc_status(&trailers).unwrap_or(Code::Unknown as i32);
+                if let Some(record) = self.record.take() {
+                    record.finish(code);
+                }
+                self.finished = true;
+                Poll::Ready(Some(Frame::trailers(trailers)))
+            }
+            Poll::Ready(Ok(None)) => {
+                if let Some(record) = self.record.take() {
+                    record.finish(self.header_code.unwrap_or(Code::Unknown as i32));
+                }
+                self.finished = true;
+                Poll::Ready(None)
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Some(self.break_off(&error))),
+        }
+    }
+
+    /// The upstream stream broke: the client gets `UNAVAILABLE` trailers.
+    fn break_off(&mut self, error: &h2::Error) -> Frame<Bytes> {
+        tracing::debug!(%error, "upstream response broke off");
+        if let Some(record) = self.record.take() {
+            if let Some(endpoint) = &record.upstream {
+                endpoint.report_transport_failure();
+            }
+            record.finish(Code::Unavailable as i32);
+        }
+        self.finished = true;
+        let mut trailers = HeaderMap::new();
+        if upstream_unavailable().add_header(&mut trailers).is_err() {
+            trailers.insert(GRPC_STATUS, HeaderValue::from_static("14"));
+        }
+        Frame::trailers(trailers)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.finished || self.inner.is_end_stream()
+    }
+}
+
+/// Whether a request can take the direct path (no CORS, no grpc-web
+/// translation): plain gRPC over HTTP/2 from a non-browser client.
+pub fn is_plain_grpc<B>(request: &Request<B>) -> bool {
+    request.version() == Version::HTTP_2
+        && request.method() == Method::POST
+        && !request.headers().contains_key(header::ORIGIN)
+        && request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(|value| {
+                let value = value.as_bytes();
+                value.starts_with(b"application/grpc")
+                    && !value.starts_with(b"application/grpc-web")
+            })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::convert::Infallible;
+
     use super::*;
 
     #[test]
@@ -711,6 +923,7 @@ mod tests {
         headers.insert("x-boxoffice-anything", HeaderValue::from_static("x"));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
         headers.insert("x-request-id", HeaderValue::from_static("keep-me"));
         scrub(&mut headers);
         assert_eq!(headers.len(), 1);
@@ -728,5 +941,75 @@ mod tests {
         assert_eq!(bearer_token(&headers), Some(Ok("abc")));
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
         assert_eq!(bearer_token(&headers), Some(Err(())));
+    }
+
+    #[test]
+    fn only_plain_grpc_over_http2_skips_the_browser_layers() {
+        let request = |version, content_type: &str, origin: Option<&str>| {
+            let mut builder = Request::post("/a.B/C")
+                .version(version)
+                .header(header::CONTENT_TYPE, content_type);
+            if let Some(origin) = origin {
+                builder = builder.header(header::ORIGIN, origin);
+            }
+            builder.body(()).unwrap()
+        };
+        assert!(is_plain_grpc(&request(
+            Version::HTTP_2,
+            "application/grpc",
+            None
+        )));
+        assert!(is_plain_grpc(&request(
+            Version::HTTP_2,
+            "application/grpc+proto",
+            None
+        )));
+        assert!(!is_plain_grpc(&request(
+            Version::HTTP_2,
+            "application/grpc-web",
+            None
+        )));
+        assert!(!is_plain_grpc(&request(
+            Version::HTTP_2,
+            "application/grpc-web-text+proto",
+            None
+        )));
+        assert!(!is_plain_grpc(&request(
+            Version::HTTP_11,
+            "application/grpc",
+            None
+        )));
+        assert!(!is_plain_grpc(&request(
+            Version::HTTP_2,
+            "application/grpc",
+            Some("http://localhost:3000")
+        )));
+        assert!(!is_plain_grpc(&request(
+            Version::HTTP_2,
+            "application/json",
+            None
+        )));
+    }
+
+    #[tokio::test]
+    async fn a_unary_body_is_read_whole_and_bounded() {
+        let one = http_body_util::Full::new(Bytes::from_static(b"hello"));
+        assert_eq!(
+            read_whole(one, 16).await.ok(),
+            Some(Bytes::from_static(b"hello"))
+        );
+        let chunks =
+            http_body_util::StreamBody::new(futures::stream::iter(["ab", "cd", "ef"].map(
+                |chunk| Ok::<_, Infallible>(Frame::data(Bytes::from_static(chunk.as_bytes()))),
+            )));
+        assert_eq!(
+            read_whole(chunks, 16).await.ok(),
+            Some(Bytes::from_static(b"abcdef"))
+        );
+        let big = http_body_util::Full::new(Bytes::from(vec![0u8; 17]));
+        assert!(matches!(
+            read_whole(big, 16).await,
+            Err(ReadError::TooLarge)
+        ));
     }
 }

@@ -1,12 +1,19 @@
-//! The edge's listeners: the public one (HTTP/1.1 and HTTP/2 on one port,
-//! CORS → grpc-web translation → the proxy), and the admin one (`/metrics`,
-//! `/ready`). Binding happens in [`Edge::bind`], so callers learn both
-//! addresses before serving starts; shutdown drains connections within the
-//! grace period.
+//! The edge's listeners: the public one (HTTP/1.1 and HTTP/2 on one port),
+//! and the admin one (`/metrics`, `/ready`). Binding happens in
+//! [`Edge::bind`], so callers learn both addresses before serving starts;
+//! shutdown drains connections within the grace period.
+//!
+//! Each public connection is served by [`ConnectionService`]: plain gRPC
+//! over HTTP/2 without an `Origin` (services, grpcurl, the load generator)
+//! goes straight to the proxy with hyper's own body types; everything else
+//! (grpc-web, CORS preflights, browsers, HTTP/1.1) goes through the CORS →
+//! grpc-web translation layers first, built once per edge.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -17,19 +24,21 @@ use boxoffice_accounts::token::TokenVerifier;
 use boxoffice_runtime::Shutdown;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-use tower::ServiceBuilder;
+use tower::util::BoxCloneSyncService;
+use tower::{ServiceBuilder, ServiceExt as _};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
-use crate::proxy::{self, EdgeBody, EdgeState, Limits, PeerAddr};
+use crate::proxy::{self, EdgeState, Limits, PeerAddr, ResponseBody};
 use crate::routes::RouteTable;
 use crate::upstream::Cluster;
 
@@ -198,7 +207,7 @@ impl Edge {
         let state = Arc::new(EdgeState {
             routes,
             clusters,
-            verifier: TokenVerifier::new(tokens),
+            auth: Authenticator::new(TokenVerifier::new(tokens)),
             by_address: RateLimiter::new(config.rate_per_address),
             by_user: RateLimiter::new(config.rate_per_user),
             metrics,
@@ -280,6 +289,7 @@ impl Edge {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10));
+        let browser = browser_stack(state.clone(), cors);
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -295,20 +305,13 @@ impl Edge {
                 () = shutdown.cancelled() => break,
             };
             let _ = stream.set_nodelay(true);
-            let handler_state = state.clone();
-            let service = ServiceBuilder::new()
-                .map_request(move |mut request: Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(PeerAddr(peer));
-                    request
-                })
-                .layer(cors.clone())
-                .layer(tonic_web::GrpcWebLayer::new())
-                .service(tower::service_fn(move |request: Request<EdgeBody>| {
-                    let state = handler_state.clone();
-                    async move { Ok::<_, Infallible>(proxy::handle(state, request).await) }
-                }));
+            let service = ConnectionService {
+                state: state.clone(),
+                peer,
+                browser: browser.clone(),
+            };
             let connection = builder
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
+                .serve_connection(TokioIo::new(stream), service)
                 .into_owned();
             let connection = graceful.watch(connection);
             tokio::spawn(async move {
@@ -333,6 +336,54 @@ impl Edge {
             }
         }
         Ok(())
+    }
+}
+
+/// The CORS → grpc-web → proxy stack for browsers and HTTP/1.1, built once
+/// and cloned per request that needs it.
+type BrowserStack = BoxCloneSyncService<Request<Incoming>, Response<ResponseBody>, Infallible>;
+
+fn browser_stack(state: Arc<EdgeState>, cors: CorsLayer) -> BrowserStack {
+    let stack = ServiceBuilder::new()
+        .map_response(|response: Response<tonic::body::Body>| response.map(ResponseBody::Local))
+        .layer(cors)
+        .layer(tonic_web::GrpcWebLayer::new())
+        .service(tower::service_fn(
+            move |request: Request<tonic::body::Body>| {
+                let state = state.clone();
+                async move {
+                    let peer = request.extensions().get::<PeerAddr>().map(|peer| peer.0);
+                    Ok::<_, Infallible>(proxy::handle(state, peer, request).await)
+                }
+            },
+        ));
+    BoxCloneSyncService::new(stack)
+}
+
+/// Serves one client connection's requests.
+struct ConnectionService {
+    state: Arc<EdgeState>,
+    peer: SocketAddr,
+    browser: BrowserStack,
+}
+
+type ResponseFuture =
+    Pin<Box<dyn Future<Output = Result<Response<ResponseBody>, Infallible>> + Send>>;
+
+impl hyper::service::Service<Request<Incoming>> for ConnectionService {
+    type Response = Response<ResponseBody>;
+    type Error = Infallible;
+    type Future = ResponseFuture;
+
+    fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        if proxy::is_plain_grpc(&request) {
+            let state = self.state.clone();
+            let peer = self.peer;
+            Box::pin(async move { Ok(proxy::handle(state, Some(peer), request).await) })
+        } else {
+            request.extensions_mut().insert(PeerAddr(self.peer));
+            Box::pin(self.browser.clone().oneshot(request))
+        }
     }
 }
 

@@ -2,16 +2,22 @@
 //! (h2c), balanced by power of two choices on outstanding requests, watched
 //! through `grpc.health.v1.Health/Watch` and ejected on failure.
 //!
-//! An endpoint keeps a few multiplexed HTTP/2 connections and opens another
-//! when every one carries [`STREAMS_PER_CONNECTION`] requests, so thousands
-//! of long-lived streams do not queue behind a server's stream limit.
+//! The client is the `h2` crate used directly: a request is opened on the
+//! connection from the calling task and its response is polled there too, so
+//! a call costs no task hand-offs besides the connection's own I/O task
+//! (hyper's client adds a dispatch channel, a spawned task per request and a
+//! oneshot back). Each endpoint keeps [`MIN_CONNECTIONS_PER_ENDPOINT`]
+//! connections so both cores can drive upstream I/O at once, and opens
+//! another when every one carries [`STREAMS_PER_CONNECTION`] requests, so
+//! thousands of long-lived streams do not queue behind a server's stream
+//! limit.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hyper::client::conn::http2;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use bytes::Bytes;
+use http::uri::Authority;
 use rand::Rng as _;
 use tokio::net::TcpStream;
 use tokio::sync::Notify;
@@ -22,28 +28,45 @@ use tonic_health::pb::health_client::HealthClient;
 use crate::config::ClusterConfig;
 use boxoffice_runtime::Shutdown;
 
-/// Opening a new connection beats queueing behind a busy one past this.
+/// Opening a new connection beats queueing behind a busy one past this
+/// (servers usually allow 100–200 concurrent streams per connection).
 pub const STREAMS_PER_CONNECTION: usize = 100;
 pub const MAX_CONNECTIONS_PER_ENDPOINT: usize = 256;
+/// Connections kept per endpoint even when lightly loaded: one connection's
+/// I/O runs on one task, which would make a single core the ceiling.
+pub const MIN_CONNECTIONS_PER_ENDPOINT: usize = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
+const STREAM_WINDOW: u32 = 1024 * 1024;
+const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 
-pub type UpstreamBody = tonic::body::Body;
-
-#[derive(Clone)]
+/// One HTTP/2 connection to an endpoint.
 struct Connection {
-    send: http2::SendRequest<UpstreamBody>,
-    outstanding: Arc<AtomicUsize>,
+    send: h2::client::SendRequest<Bytes>,
+    outstanding: AtomicUsize,
+    /// Set when the connection task ends or the peer said GOAWAY.
+    closed: Arc<AtomicBool>,
+}
+
+impl Connection {
+    fn is_usable(&self) -> bool {
+        !self.closed.load(Ordering::Relaxed)
+    }
 }
 
 /// One instance of a service.
 pub struct Endpoint {
     pub authority: String,
+    /// `authority`, parsed once for every request's URI.
+    pub uri_authority: Authority,
     pub cluster: String,
     healthy: AtomicBool,
     outstanding: AtomicUsize,
     pub requests: AtomicU64,
     pub failures: AtomicU64,
-    connections: std::sync::Mutex<Vec<Connection>>,
+    connections: Mutex<Vec<Arc<Connection>>>,
+    next_connection: AtomicUsize,
     dial_lock: tokio::sync::Mutex<()>,
     /// Restarts the health watch (after a passive ejection).
     recheck: Notify,
@@ -54,20 +77,34 @@ pub struct Endpoint {
 /// A request slot on an endpoint connection, released on drop.
 pub struct Outstanding {
     endpoint: Arc<Endpoint>,
-    connection: Arc<AtomicUsize>,
+    connection: Arc<Connection>,
+}
+
+impl Outstanding {
+    pub fn endpoint(&self) -> &Arc<Endpoint> {
+        &self.endpoint
+    }
+
+    /// Takes this connection out of rotation (it refused new streams).
+    pub fn retire_connection(&self) {
+        self.connection.closed.store(true, Ordering::Relaxed);
+    }
 }
 
 impl Drop for Outstanding {
     fn drop(&mut self) {
         self.endpoint.outstanding.fetch_sub(1, Ordering::Relaxed);
-        self.connection.fetch_sub(1, Ordering::Relaxed);
+        self.connection.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
 impl Endpoint {
     fn new(authority: String, cluster: String, on_change: Arc<Notify>) -> Self {
+        let uri_authority = Authority::try_from(authority.as_str())
+            .unwrap_or_else(|_| Authority::from_static("invalid.invalid"));
         Self {
             authority,
+            uri_authority,
             cluster,
             // Optimistic until the first health answer: a failure ejects it
             // at once, and `up` serves from its first moment.
@@ -75,7 +112,8 @@ impl Endpoint {
             outstanding: AtomicUsize::new(0),
             requests: AtomicU64::new(0),
             failures: AtomicU64::new(0),
-            connections: std::sync::Mutex::new(Vec::new()),
+            connections: Mutex::new(Vec::new()),
+            next_connection: AtomicUsize::new(0),
             dial_lock: tokio::sync::Mutex::new(()),
             recheck: Notify::new(),
             on_change,
@@ -109,15 +147,27 @@ impl Endpoint {
         self.recheck.notify_one();
     }
 
-    fn pick_connection(&self) -> Option<Connection> {
+    /// The least loaded usable connection, unless a new one should be
+    /// dialed (too few, or every one is full).
+    fn pick_connection(&self) -> Option<Arc<Connection>> {
         let mut connections = self
             .connections
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        connections.retain(|connection| !connection.send.is_closed());
-        let best = connections
+        if connections.iter().any(|connection| !connection.is_usable()) {
+            connections.retain(|connection| connection.is_usable());
+        }
+        if connections.len() < MIN_CONNECTIONS_PER_ENDPOINT {
+            return None;
+        }
+        // Start the scan at a rotating position so equally loaded
+        // connections take turns.
+        let start = self.next_connection.fetch_add(1, Ordering::Relaxed) % connections.len();
+        let (first, rest) = connections.split_at(start);
+        let best = rest
             .iter()
-            .min_by_key(|c| c.outstanding.load(Ordering::Relaxed))?;
+            .chain(first)
+            .min_by_key(|connection| connection.outstanding.load(Ordering::Relaxed))?;
         if best.outstanding.load(Ordering::Relaxed) >= STREAMS_PER_CONNECTION
             && connections.len() < MAX_CONNECTIONS_PER_ENDPOINT
         {
@@ -129,7 +179,7 @@ impl Endpoint {
     /// A connection with room for one more request, dialing if needed.
     pub async fn connection(
         self: &Arc<Self>,
-    ) -> std::io::Result<(http2::SendRequest<UpstreamBody>, Outstanding)> {
+    ) -> std::io::Result<(h2::client::SendRequest<Bytes>, Outstanding)> {
         let connection = match self.pick_connection() {
             Some(connection) => connection,
             None => {
@@ -137,7 +187,7 @@ impl Endpoint {
                 match self.pick_connection() {
                     Some(connection) => connection,
                     None => {
-                        let connection = self.dial().await?;
+                        let connection = Arc::new(self.dial().await?);
                         self.connections
                             .lock()
                             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -151,10 +201,10 @@ impl Endpoint {
         self.outstanding.fetch_add(1, Ordering::Relaxed);
         self.requests.fetch_add(1, Ordering::Relaxed);
         Ok((
-            connection.send,
+            connection.send.clone(),
             Outstanding {
                 endpoint: self.clone(),
-                connection: connection.outstanding,
+                connection,
             },
         ))
     }
@@ -167,25 +217,58 @@ impl Endpoint {
                     std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
                 })??;
         stream.set_nodelay(true)?;
-        let (send, connection) = http2::Builder::new(TokioExecutor::new())
-            .timer(TokioTimer::new())
-            .initial_stream_window_size(1024 * 1024)
-            .initial_connection_window_size(4 * 1024 * 1024)
-            .keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10))
-            .handshake(TokioIo::new(stream))
-            .await
-            .map_err(std::io::Error::other)?;
+        let (send, mut connection) = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            h2::client::Builder::new()
+                .enable_push(false)
+                .initial_window_size(STREAM_WINDOW)
+                .initial_connection_window_size(CONNECTION_WINDOW)
+                .handshake::<_, Bytes>(stream),
+        )
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "handshake timed out"))?
+        .map_err(std::io::Error::other)?;
+        let closed = Arc::new(AtomicBool::new(false));
+        let ping_pong = connection.ping_pong();
         let authority = self.authority.clone();
+        let task_closed = closed.clone();
         tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(endpoint = %authority, %error, "upstream connection closed");
+            let keepalive = async move {
+                let Some(mut ping_pong) = ping_pong else {
+                    return std::future::pending().await;
+                };
+                loop {
+                    tokio::time::sleep(KEEPALIVE_INTERVAL).await;
+                    match tokio::time::timeout(
+                        KEEPALIVE_TIMEOUT,
+                        ping_pong.ping(h2::Ping::opaque()),
+                    )
+                    .await
+                    {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(_)) => return,
+                        Err(_) => {
+                            tracing::debug!(endpoint = %authority, "upstream keepalive timed out");
+                            return;
+                        }
+                    }
+                }
+            };
+            tokio::select! {
+                result = &mut connection => {
+                    if let Err(error) = result {
+                        tracing::debug!(%error, "upstream connection closed");
+                    }
+                }
+                () = keepalive => {}
             }
+            task_closed.store(true, Ordering::Relaxed);
         });
         tracing::debug!(endpoint = %self.authority, "opened upstream connection");
         Ok(Connection {
             send,
-            outstanding: Arc::new(AtomicUsize::new(0)),
+            outstanding: AtomicUsize::new(0),
+            closed,
         })
     }
 }
@@ -267,24 +350,31 @@ impl Cluster {
     /// does): a health checker that is wrong must not turn a working service
     /// off, and a dead endpoint fails fast on connect anyway.
     pub fn pick(&self, exclude: &[usize]) -> Option<usize> {
-        let mut candidates: Vec<usize> = (0..self.endpoints.len())
-            .filter(|index| !exclude.contains(index) && self.endpoints[*index].is_healthy())
-            .collect();
-        if candidates.is_empty() && self.healthy_count() == 0 {
-            candidates = (0..self.endpoints.len())
-                .filter(|index| !exclude.contains(index))
-                .collect();
+        let allowed = |index: usize| !exclude.contains(&index);
+        let healthy = |index: usize| allowed(index) && self.endpoints[index].is_healthy();
+        let mut count = (0..self.endpoints.len()).filter(|i| healthy(*i)).count();
+        let panic_mode = count == 0 && self.healthy_count() == 0;
+        if panic_mode {
+            count = (0..self.endpoints.len()).filter(|i| allowed(*i)).count();
         }
-        match candidates.len() {
+        // The n-th candidate, without collecting them (no allocation on
+        // the request path).
+        let nth = |n: usize| {
+            (0..self.endpoints.len())
+                .filter(|i| if panic_mode { allowed(*i) } else { healthy(*i) })
+                .nth(n)
+        };
+        match count {
             0 => None,
-            1 => Some(candidates[0]),
+            1 => nth(0),
             n => {
                 let mut rng = rand::rng();
-                let first = candidates[rng.random_range(0..n)];
-                let mut second = candidates[rng.random_range(0..n - 1)];
+                let first = rng.random_range(0..n);
+                let mut second = rng.random_range(0..n - 1);
                 if second == first {
-                    second = candidates[n - 1];
+                    second = n - 1;
                 }
+                let (first, second) = (nth(first)?, nth(second)?);
                 let load = |index: usize| self.endpoints[index].outstanding();
                 Some(if load(second) < load(first) {
                     second
@@ -397,6 +487,23 @@ mod tests {
         assert_eq!(cluster.pick(&[1]), None);
         cluster.endpoints[1].set_healthy(false);
         assert!(cluster.pick(&[]).is_some(), "panic mode tries everything");
+    }
+
+    #[test]
+    fn two_choices_prefer_the_less_loaded_and_reach_every_endpoint() {
+        let cluster = cluster(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
+        cluster.endpoints[0]
+            .outstanding
+            .store(50, Ordering::Relaxed);
+        let mut seen = [0usize; 3];
+        for _ in 0..600 {
+            seen[cluster.pick(&[]).unwrap()] += 1;
+        }
+        assert!(seen[1] > 0 && seen[2] > 0, "{seen:?}");
+        assert!(seen[0] < seen[1] && seen[0] < seen[2], "{seen:?}");
+        for _ in 0..50 {
+            assert_ne!(cluster.pick(&[2]), Some(2));
+        }
     }
 
     #[test]

@@ -1,0 +1,250 @@
+//! Bearer-token authentication with a bounded cache of verified tokens.
+//!
+//! An on-sale rush sends every buyer's token thousands of times; verifying
+//! the HMAC and parsing the claims each time costs more than the rest of
+//! the edge's per-request work. A token that verified once stays valid
+//! until its `exp` (its signature, issuer, audience and `nbf` cannot change),
+//! so successful verifications are cached, keyed by the full token string,
+//! with the identity headers the upstream needs already rendered. Every hit
+//! still checks `exp` against the clock, with the verifier's own leeway.
+//! Failures are never cached: a bad token costs a verification every time,
+//! exactly as before, and cannot push good ones out.
+//!
+//! The cache is an approximate LRU in two generations per shard: lookups
+//! hit the young generation or promote from the old one; when the young one
+//! is full it becomes the old one and the previous old one is dropped. So
+//! at most `capacity` tokens are held, recently used ones survive, and every
+//! operation is O(1) under one short shard lock.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::{Arc, Mutex};
+
+use boxoffice_accounts::token::{LEEWAY_SECS, TokenError, TokenVerifier, VerifiedToken};
+use http::HeaderValue;
+use uuid::Uuid;
+
+/// Verified tokens kept, edge-wide (a few hundred bytes each).
+pub const TOKEN_CACHE_CAPACITY: usize = 32 * 1024;
+const SHARDS: usize = 16;
+
+/// A verified caller, as the proxy needs it.
+#[derive(Debug)]
+pub struct Identity {
+    pub user_id: Uuid,
+    pub is_admin: bool,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// `x-boxoffice-user-id`, rendered once.
+    pub user_header: Option<HeaderValue>,
+    /// `x-boxoffice-roles` (comma-separated), rendered once.
+    pub roles_header: Option<HeaderValue>,
+}
+
+impl Identity {
+    fn new(verified: VerifiedToken) -> Self {
+        let mut text = Uuid::encode_buffer();
+        let user = verified.user_id.hyphenated().encode_lower(&mut text);
+        Self {
+            user_id: verified.user_id,
+            is_admin: verified.roles.iter().any(|role| role == "admin"),
+            expires_at: verified.expires_at,
+            user_header: HeaderValue::from_str(user).ok(),
+            roles_header: HeaderValue::from_str(&verified.roles.join(",")).ok(),
+        }
+    }
+
+    /// Whether the token has expired by `now` (unix seconds), with the same
+    /// leeway the verifier grants.
+    pub fn is_expired(&self, now: u64) -> bool {
+        self.expires_at.saturating_add(LEEWAY_SECS) < now
+    }
+}
+
+#[derive(Default)]
+struct Shard {
+    young: HashMap<Box<str>, Arc<Identity>>,
+    old: HashMap<Box<str>, Arc<Identity>>,
+}
+
+pub struct Authenticator {
+    verifier: TokenVerifier,
+    shards: Box<[Mutex<Shard>]>,
+    generation_size: usize,
+    hasher: RandomState,
+}
+
+impl Authenticator {
+    pub fn new(verifier: TokenVerifier) -> Self {
+        Self::with_capacity(verifier, TOKEN_CACHE_CAPACITY)
+    }
+
+    pub fn with_capacity(verifier: TokenVerifier, capacity: usize) -> Self {
+        Self {
+            verifier,
+            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            // Two generations per shard share the capacity.
+            generation_size: (capacity / SHARDS / 2).max(1),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// The caller a bearer token proves, from the cache when it verified
+    /// before. `now` is unix seconds.
+    pub fn authenticate(&self, token: &str, now: u64) -> Result<Arc<Identity>, TokenError> {
+        let shard = &self.shards[(self.hasher.hash_one(token) as usize) % SHARDS];
+        {
+            let mut shard = shard
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let cached = match shard.young.get(token) {
+                Some(identity) => Some(identity.clone()),
+                None => match shard.old.remove_entry(token) {
+                    Some((key, identity)) => {
+                        self.insert(&mut shard, key, identity.clone());
+                        Some(identity)
+                    }
+                    None => None,
+                },
+            };
+            if let Some(identity) = cached {
+                if identity.is_expired(now) {
+                    shard.young.remove(token);
+                    return Err(TokenError::Expired);
+                }
+                return Ok(identity);
+            }
+        }
+        // Verified outside the lock: HMAC and JSON take microseconds.
+        let identity = Arc::new(Identity::new(self.verifier.verify(token)?));
+        if identity.is_expired(now) {
+            return Err(TokenError::Expired);
+        }
+        let mut shard = shard
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.insert(&mut shard, token.into(), identity.clone());
+        Ok(identity)
+    }
+
+    fn insert(&self, shard: &mut Shard, token: Box<str>, identity: Arc<Identity>) {
+        if shard.young.len() >= self.generation_size {
+            shard.old = std::mem::take(&mut shard.young);
+            shard.young.reserve(self.generation_size);
+        }
+        shard.young.insert(token, identity);
+    }
+
+    /// Tokens held (tests).
+    pub fn cached(&self) -> usize {
+        self.shards
+            .iter()
+            .map(|shard| {
+                let shard = shard
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                shard.young.len() + shard.old.len()
+            })
+            .sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use boxoffice_accounts::TokenConfig;
+    use boxoffice_accounts::token::{AccessClaims, TokenIssuer, unix_now};
+
+    use super::*;
+
+    fn claims(config: &TokenConfig, exp: u64, roles: &[&str]) -> AccessClaims {
+        let now = unix_now();
+        AccessClaims {
+            sub: Uuid::new_v4().to_string(),
+            iss: config.issuer.clone(),
+            aud: config.audience.clone(),
+            iat: now,
+            nbf: now,
+            exp,
+            jti: Uuid::new_v4().to_string(),
+            roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn a_verified_token_is_served_from_the_cache_until_it_expires() {
+        let config = TokenConfig::ephemeral();
+        let issuer = TokenIssuer::new(&config);
+        let auth = Authenticator::new(TokenVerifier::new(&config));
+        let now = unix_now();
+        let token = issuer
+            .sign_claims(&claims(&config, now + 60, &["customer", "admin"]))
+            .unwrap();
+        let first = auth.authenticate(&token, now).unwrap();
+        assert!(first.is_admin);
+        assert_eq!(first.roles_header.as_ref().unwrap(), "customer,admin");
+        assert_eq!(
+            first.user_header.as_ref().unwrap(),
+            first.user_id.to_string().as_str()
+        );
+        let second = auth.authenticate(&token, now).unwrap();
+        assert!(
+            Arc::ptr_eq(&first, &second),
+            "the second call is a cache hit"
+        );
+        // Past exp (and the leeway), the cached entry no longer counts.
+        assert!(matches!(
+            auth.authenticate(&token, now + 60 + LEEWAY_SECS + 1),
+            Err(TokenError::Expired)
+        ));
+        assert_eq!(auth.cached(), 0);
+    }
+
+    #[test]
+    fn failures_are_not_cached_and_a_tampered_token_never_hits() {
+        let config = TokenConfig::ephemeral();
+        let issuer = TokenIssuer::new(&config);
+        let auth = Authenticator::new(TokenVerifier::new(&config));
+        let now = unix_now();
+        let token = issuer
+            .sign_claims(&claims(&config, now + 60, &["customer"]))
+            .unwrap();
+        auth.authenticate(&token, now).unwrap();
+        let mut tampered = token.clone();
+        tampered.pop();
+        tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
+        assert!(matches!(
+            auth.authenticate(&tampered, now),
+            Err(TokenError::Invalid)
+        ));
+        let foreign = TokenIssuer::new(&TokenConfig::ephemeral())
+            .sign_claims(&claims(&config, now + 60, &["admin"]))
+            .unwrap();
+        assert!(auth.authenticate(&foreign, now).is_err());
+        assert_eq!(auth.cached(), 1);
+    }
+
+    #[test]
+    fn the_cache_stays_bounded_and_keeps_recent_tokens() {
+        let config = TokenConfig::ephemeral();
+        let issuer = TokenIssuer::new(&config);
+        let capacity = 64;
+        let auth = Authenticator::with_capacity(TokenVerifier::new(&config), capacity);
+        let now = unix_now();
+        let hot = issuer
+            .sign_claims(&claims(&config, now + 600, &["customer"]))
+            .unwrap();
+        let hot_identity = auth.authenticate(&hot, now).unwrap();
+        for _ in 0..10 * capacity {
+            let token = issuer
+                .sign_claims(&claims(&config, now + 600, &["customer"]))
+                .unwrap();
+            auth.authenticate(&token, now).unwrap();
+            // The hot token keeps being used, so it is never evicted.
+            assert!(Arc::ptr_eq(
+                &auth.authenticate(&hot, now).unwrap(),
+                &hot_identity
+            ));
+        }
+        assert!(auth.cached() <= capacity, "{} cached", auth.cached());
+    }
+}
