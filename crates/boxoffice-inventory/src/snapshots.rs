@@ -1,7 +1,7 @@
 //! The availability snapshots one process shares between its requests. Per
 //! event: the last consistent read of Redis (both bitmaps at one cursor, the
-//! status, the room's switch), read by one request at a time for everyone
-//! waiting (single flight), plus an overlay of this process's own holds and
+//! status, the room's switch), read once for everyone who can use that read
+//! (single flight), plus an overlay of this process's own holds and
 //! releases since that read started. Holds choose seats, and refuse hopeless
 //! requests without a round trip, from that view; a stale view can only cost
 //! a lost race (`hold.lua` answers TAKEN and the caller looks again at a
@@ -126,8 +126,8 @@ struct State {
     /// Reads started before this are not used any more: something changed
     /// here that the overlay does not describe (status, room, seats unsold).
     stale_before: Option<Instant>,
-    /// A read is in flight.
-    reading: bool,
+    /// When each read in flight started.
+    reading: Vec<Instant>,
     /// The last read that failed: when it started and why.
     failure: Option<(Instant, String)>,
     /// This process's holds and releases, oldest first, until a read that
@@ -204,8 +204,8 @@ impl SnapshotCache {
     }
 
     /// A view whose read started at or after `since` (and after the last
-    /// invalidation): the current one, the one being read, or a new read
-    /// by `fetch`, which at most one request per event runs at a time.
+    /// invalidation): the current one, one being read, or a new read by
+    /// `fetch` when no read in flight started late enough.
     pub async fn read<F, Fut>(
         &self,
         event_id: Uuid,
@@ -235,26 +235,29 @@ impl SnapshotCache {
                         "reading availability: {why}"
                     )));
                 }
-                if state.reading {
+                if state.reading.iter().any(|started| *started >= since) {
                     None
                 } else {
-                    state.reading = true;
-                    Some(Instant::now())
+                    // Reads in flight started too early for this caller:
+                    // start one beside them rather than wait for them.
+                    let started = Instant::now();
+                    state.reading.push(started);
+                    Some(started)
                 }
             };
             let Some(started) = started else {
-                // Someone is reading: wait for it, then look again (its read
-                // may have started too early for us).
+                // A read that will do is in flight: wait, then look again.
                 let _ = reads.changed().await;
                 continue;
             };
             let mut reading = ReadInFlight {
                 entry: &entry,
+                started,
                 abandoned: true,
             };
             let result = fetch().await;
             let mut state = lock(&entry.state);
-            state.reading = false;
+            state.reading.retain(|other| *other != started);
             let outcome = match result {
                 Ok(snapshot) => {
                     let fetched = Arc::new(Fetched::new(snapshot, started));
@@ -376,14 +379,17 @@ impl SnapshotCache {
 /// whoever waits looks again.
 struct ReadInFlight<'a> {
     entry: &'a EventSnapshots,
-    /// The reader went away mid-read: the state still says it reads.
+    started: Instant,
+    /// The reader went away mid-read: the state still lists its read.
     abandoned: bool,
 }
 
 impl Drop for ReadInFlight<'_> {
     fn drop(&mut self) {
         if self.abandoned {
-            lock(&self.entry.state).reading = false;
+            lock(&self.entry.state)
+                .reading
+                .retain(|other| *other != self.started);
         }
         self.entry.reads.send_modify(|reads| *reads += 1);
     }
