@@ -289,7 +289,7 @@ impl Edge {
             .http1()
             .timer(TokioTimer::new())
             .header_read_timeout(Duration::from_secs(10));
-        let browser = browser_stack(state.clone(), cors);
+        let browser = Arc::new(browser_stack(state.clone(), cors));
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -364,7 +364,8 @@ fn browser_stack(state: Arc<EdgeState>, cors: CorsLayer) -> BrowserStack {
 struct ConnectionService {
     state: Arc<EdgeState>,
     peer: SocketAddr,
-    browser: BrowserStack,
+    /// Shared by every connection; cloned only for a request that uses it.
+    browser: Arc<BrowserStack>,
 }
 
 type ResponseFuture =
@@ -382,7 +383,7 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             Box::pin(async move { Ok(proxy::handle(state, Some(peer), request).await) })
         } else {
             request.extensions_mut().insert(PeerAddr(self.peer));
-            Box::pin(self.browser.clone().oneshot(request))
+            Box::pin(BrowserStack::clone(&self.browser).oneshot(request))
         }
     }
 }
