@@ -1,12 +1,17 @@
 //! Checkout's calls to other services: inventory (holds, selling and
 //! releasing seats) and catalog (an event's start time). Calls to inventory
 //! carry the `service` role plus the user they act for, as mesh metadata,
-//! since inventory checks both.
+//! since inventory checks both. Event start times are cached briefly, so a
+//! run of bookings for one event asks the catalog once.
 
 use boxoffice_contracts::catalog::v1 as catalog_pb;
 use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
 use boxoffice_contracts::inventory::v1 as inventory_pb;
 use boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use boxoffice_runtime::Caller;
 use chrono::{DateTime, Utc};
 use tonic::transport::Channel;
@@ -15,6 +20,15 @@ use uuid::Uuid;
 
 /// The role inventory requires for CommitHold and ReleaseSeats.
 pub const SERVICE_ROLE: &str = "service";
+
+/// How long an event's start time is reused. A booking keeps the start time
+/// it was created with anyway (it sets the refund window), so a reschedule
+/// reaching new bookings up to this much later changes nothing in kind.
+const EVENT_START_TTL: Duration = Duration::from_secs(30);
+/// Events remembered at most; past that the cache starts over.
+const EVENT_START_ENTRIES: usize = 10_000;
+
+type EventStarts = HashMap<Uuid, (Instant, Option<DateTime<Utc>>)>;
 
 /// How an inventory call failed, as checkout acts on it.
 #[derive(Debug)]
@@ -55,6 +69,7 @@ impl From<Status> for UpstreamError {
 pub struct Upstream {
     inventory: InventoryServiceClient<Channel>,
     catalog: CatalogServiceClient<Channel>,
+    event_starts: Arc<Mutex<EventStarts>>,
 }
 
 fn acting_for<T>(user_id: Uuid, message: T) -> tonic::Request<T> {
@@ -69,6 +84,7 @@ impl Upstream {
         Self {
             inventory: InventoryServiceClient::new(inventory),
             catalog: CatalogServiceClient::new(catalog),
+            event_starts: Arc::default(),
         }
     }
 
@@ -169,20 +185,40 @@ impl Upstream {
     }
 
     /// The event's start time; `None` when the catalog does not know it.
+    /// Answers from the cache for [`EVENT_START_TTL`].
     pub async fn event_start(
         &self,
         event_id: Uuid,
     ) -> Result<Option<DateTime<Utc>>, UpstreamError> {
+        if let Some((fetched, start)) = self.starts().get(&event_id)
+            && fetched.elapsed() < EVENT_START_TTL
+        {
+            return Ok(*start);
+        }
         let request = tonic::Request::new(catalog_pb::GetEventRequest {
             id: event_id.to_string(),
         });
-        match self.catalog.clone().get_event(request).await {
-            Ok(event) => Ok(event
+        let fetched = Instant::now();
+        let start = match self.catalog.clone().get_event(request).await {
+            Ok(event) => event
                 .into_inner()
                 .start_time
-                .and_then(|time| DateTime::from_timestamp(time.seconds, time.nanos.max(0) as u32))),
-            Err(status) if status.code() == Code::NotFound => Ok(None),
-            Err(status) => Err(status.into()),
+                .and_then(|time| DateTime::from_timestamp(time.seconds, time.nanos.max(0) as u32)),
+            Err(status) if status.code() == Code::NotFound => None,
+            Err(status) => return Err(status.into()),
+        };
+        let mut starts = self.starts();
+        if starts.len() >= EVENT_START_ENTRIES {
+            starts.clear();
         }
+        starts.insert(event_id, (fetched, start));
+        Ok(start)
+    }
+
+    fn starts(&self) -> std::sync::MutexGuard<'_, EventStarts> {
+        // Each change is one insert or a clear: a panic cannot leave it torn.
+        self.event_starts
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -3,6 +3,12 @@
 //! tolerance window; each event is recorded once by its id, and it can
 //! only raise what checkout knows of a payment's provider state, so
 //! duplicates and late deliveries change nothing.
+//!
+//! Recording is advisory bookkeeping (the reconciler asks the provider what
+//! happened, never these rows), so it stays off the confirmation's path:
+//! deliveries arriving together are written by one task in one statement
+//! that commits asynchronously, and each delivery is answered once its
+//! batch is written.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,20 +22,50 @@ use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::payment::ProviderStatus;
 use crate::payment::webhook::{self, SIGNATURE_HEADER, WEBHOOK_PATH, WebhookEvent};
 use crate::store::CheckoutStore;
+use crate::store::postgres::WebhookRecord;
 
 /// Largest webhook body accepted.
 const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Most events written by one statement.
+const MAX_BATCH: usize = 128;
+
+type Recorded = oneshot::Sender<anyhow::Result<bool>>;
 
 #[derive(Clone)]
 struct Receiver {
-    store: CheckoutStore,
+    recorder: mpsc::Sender<(WebhookRecord, Recorded)>,
     secret: Arc<Vec<u8>>,
     tolerance_secs: i64,
+}
+
+/// Writes what is queued, a batch at a time, until every sender is gone.
+async fn record_batches(
+    store: CheckoutStore,
+    mut queue: mpsc::Receiver<(WebhookRecord, Recorded)>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let (events, replies): (Vec<WebhookRecord>, Vec<Recorded>) = batch.drain(..).unzip();
+        match store.record_webhooks(&events).await {
+            Ok(new) => {
+                for (reply, new) in replies.into_iter().zip(new) {
+                    let _ = reply.send(Ok(new));
+                }
+            }
+            Err(error) => {
+                let error = format!("{error:#}");
+                for reply in replies {
+                    let _ = reply.send(Err(anyhow::anyhow!("{error}")));
+                }
+            }
+        }
+    }
 }
 
 pub struct WebhookServer {
@@ -53,7 +89,11 @@ impl WebhookServer {
             listener,
             local_addr,
             receiver: Receiver {
-                store,
+                recorder: {
+                    let (sender, queue) = mpsc::channel(4 * MAX_BATCH);
+                    tokio::spawn(record_batches(store, queue));
+                    sender
+                },
                 secret: Arc::new(secret.to_vec()),
                 tolerance_secs: tolerance.as_secs() as i64,
             },
@@ -164,18 +204,22 @@ impl Receiver {
             return reply(StatusCode::OK, r#"{"received":true}"#);
         };
         let payment_id = Uuid::parse_str(&event.data.idempotency_key).ok();
-        match self
-            .store
-            .record_webhook(
-                &event.id,
-                &event.kind,
-                payment_id,
-                &event.data.provider_ref,
-                status.as_str(),
-                status.rank(),
-            )
-            .await
-        {
+        let record = WebhookRecord {
+            event_id: event.id.clone(),
+            kind: event.kind.clone(),
+            payment_id,
+            provider_ref: event.data.provider_ref.clone(),
+            status: status.as_str().to_owned(),
+            rank: status.rank(),
+        };
+        let (answer, recorded) = oneshot::channel();
+        let outcome = match self.recorder.send((record, answer)).await {
+            Ok(()) => recorded
+                .await
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the webhook recorder stopped"))),
+            Err(_) => Err(anyhow::anyhow!("the webhook recorder stopped")),
+        };
+        match outcome {
             Ok(true) => {
                 tracing::info!(event_id = %event.id, kind = %event.kind, "webhook recorded");
                 reply(StatusCode::OK, r#"{"received":true}"#)

@@ -1,7 +1,8 @@
 //! Checkout stopped at every step boundary, as if the process died there
 //! (failure points switched on through its config), then the reconciler:
 //! captured payments = confirmed bookings (plus refunds), no seat sold
-//! twice, and no booking left pending past its hold.
+//! twice, and no booking left pending past its hold. Also the database
+//! losing the finish of a confirmation (it commits asynchronously).
 
 use std::time::Duration;
 
@@ -94,6 +95,73 @@ async fn a_confirmation_crashed_at_any_step_is_finished_or_reversed() {
         .unwrap();
     assert_eq!(report.payments_settled + report.cancellations_finished, 0);
     world.assert_money_and_seats_agree().await;
+}
+
+/// The finish of a confirmation commits asynchronously, so a database crash
+/// can lose it after the buyer was told "confirmed". Losing it leaves what
+/// `FailPoint::AfterCapture` leaves; this rolls a confirmed booking back to
+/// exactly that and checks the reconciler restores it, with the very ticket
+/// codes the buyer already holds.
+#[tokio::test]
+async fn a_confirmation_whose_finish_the_database_lost_is_restored() {
+    let world = CheckoutWorld::new().await;
+    let mut client = world.client.clone();
+    let alice = customer();
+    let (_, booking) = world.booking_for(&alice, &[7, 8]).await;
+    let paid = confirm(&mut client, &alice, &booking.name, "tok_visa", "key")
+        .await
+        .unwrap();
+    assert_eq!(state(&paid), pb::BookingState::Confirmed);
+    let codes: Vec<String> = paid.tickets.iter().map(|t| t.code.clone()).collect();
+    assert!(codes.iter().all(|code| !code.is_empty()));
+
+    // What the rows were before the lost commit (the state triggers would
+    // refuse these backward edges, so they are switched off for this one
+    // connection, as crash recovery would bypass them too).
+    let db = world.world.db.client().await;
+    db.batch_execute("SET session_replication_role = replica")
+        .await
+        .unwrap();
+    let booking_uuid = crate::checkout::booking_id(&paid);
+    let lost = db
+        .execute(
+            "UPDATE checkout.payments SET state = 'authorizing', provider_ref = NULL
+             WHERE booking_id = $1 AND state = 'captured'",
+            &[&booking_uuid],
+        )
+        .await
+        .unwrap();
+    assert_eq!(lost, 1);
+    db.execute(
+        "UPDATE checkout.bookings SET state = 'confirming', payment_id = NULL, confirmed_at = NULL
+         WHERE id = $1",
+        &[&booking_uuid],
+    )
+    .await
+    .unwrap();
+    drop(db);
+    let meanwhile = get(&mut client, &alice, &booking.name).await.unwrap();
+    assert_eq!(state(&meanwhile), pb::BookingState::Confirming);
+    let retry = confirm(&mut client, &alice, &booking.name, "tok_visa", "key").await;
+    assert_reason(retry, Code::Aborted, "CONFIRMATION_IN_PROGRESS");
+
+    let report = world
+        .component
+        .reconcile_once(Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!((report.payments_settled, report.failures), (1, 0));
+    let restored = get(&mut client, &alice, &booking.name).await.unwrap();
+    assert_eq!(state(&restored), pb::BookingState::Confirmed);
+    let restored_codes: Vec<String> = restored.tickets.iter().map(|t| t.code.clone()).collect();
+    assert_eq!(restored_codes, codes, "the buyer's tickets stay valid");
+    assert_eq!(world.provider_count(ProviderStatus::Captured), 1);
+    world.assert_money_and_seats_agree().await;
+    // The retry with the same key answers the confirmed booking.
+    let replay = confirm(&mut client, &alice, &booking.name, "tok_visa", "key")
+        .await
+        .unwrap();
+    assert_eq!(state(&replay), pb::BookingState::Confirmed);
 }
 
 #[tokio::test]

@@ -247,3 +247,50 @@ async fn forged_stale_replayed_and_late_webhooks_change_nothing() {
         404
     );
 }
+
+#[tokio::test]
+async fn a_burst_of_deliveries_records_each_event_once() {
+    // Deliveries arriving together are written in batches: copies of one
+    // event in the same batch, and events out of order, must still count
+    // once and leave the newest state.
+    let world = CheckoutWorld::with(&[], |config| {
+        config.provider.webhook_url = Some("http://127.0.0.1:9/none".into())
+    })
+    .await;
+    let url = world.component.webhook_url();
+    let secret = secret(&world);
+    let payment_id = paid_booking(&world).await;
+    let now = chrono::Utc::now().timestamp();
+    let events: Vec<Vec<u8>> = ["authorized", "captured", "refunded"]
+        .iter()
+        .map(|status| serde_json::to_vec(&event(payment_id, status)).unwrap())
+        .collect();
+    let mut deliveries = tokio::task::JoinSet::new();
+    for copy in 0..4 {
+        // Newest first on even rounds, oldest first on odd ones.
+        for index in 0..events.len() {
+            let index = if copy % 2 == 0 {
+                events.len() - 1 - index
+            } else {
+                index
+            };
+            let (url, body) = (url.clone(), events[index].clone());
+            let signature = sign(&secret, now, &body);
+            deliveries.spawn(async move { post(&url, Some(&signature), &body).await });
+        }
+    }
+    let mut new = 0;
+    while let Some(answer) = deliveries.join_next().await {
+        let (status, body) = answer.unwrap();
+        assert_eq!(status, 200, "{body}");
+        if !body.contains("duplicate") {
+            new += 1;
+        }
+    }
+    assert_eq!(new, events.len(), "each event is new exactly once");
+    assert_eq!(webhook_rows(&world).await, events.len() as i64);
+    assert_eq!(
+        provider_state(&world, payment_id).await.as_deref(),
+        Some("refunded")
+    );
+}

@@ -288,6 +288,7 @@ async fn deliver_all(
     provider: std::sync::Weak<SimulatedProvider>,
     mut events: mpsc::UnboundedReceiver<WebhookEvent>,
 ) {
+    let connections = std::sync::Arc::new(Connections::default());
     while let Some(event) = events.recv().await {
         let Some(strong) = provider.upgrade() else {
             return;
@@ -310,11 +311,12 @@ async fn deliver_all(
         for _ in 0..copies {
             let (url, secret, body, event_id) =
                 (url.clone(), secret.clone(), body.clone(), event.id.clone());
+            let connections = connections.clone();
             tokio::spawn(async move {
                 let delay = random_delay(max_delay);
                 tokio::time::sleep(delay).await;
                 for attempt in 0..MAX_DELIVERY_ATTEMPTS {
-                    match post(&url, &secret, &body).await {
+                    match connections.post(&url, &secret, &body).await {
                         Ok(status) if status.is_success() => return,
                         Ok(status) => {
                             tracing::debug!(%event_id, %status, attempt, "webhook refused")
@@ -340,38 +342,97 @@ fn random_delay(max: Duration) -> Duration {
     }
 }
 
-/// One signed HTTP/1.1 POST, signed at send time like Stripe does.
-async fn post(url: &str, secret: &[u8], body: &[u8]) -> anyhow::Result<http::StatusCode> {
-    let uri: http::Uri = url.parse().context("webhook url")?;
-    let host = uri.host().context("webhook url has no host")?.to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .context("connecting")?;
-    let (mut sender, connection) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+/// Idle keep-alive connections kept for the next deliveries.
+const MAX_IDLE_CONNECTIONS: usize = 32;
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+/// Keep-alive HTTP/1.1 connections to webhook endpoints, reused from one
+/// delivery to the next as a real provider's client does, so a delivery
+/// costs the receiver a request rather than a TCP handshake and a task.
+#[derive(Default)]
+struct Connections {
+    /// (host:port, connection), most recently used last.
+    idle: Mutex<Vec<(String, Sender)>>,
+}
+
+impl Connections {
+    fn take_idle(&self, authority: &str) -> Option<Sender> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|(_, sender)| !sender.is_closed());
+        let position = idle.iter().rposition(|(to, _)| to == authority)?;
+        Some(idle.swap_remove(position).1)
+    }
+
+    fn put_idle(&self, authority: String, sender: Sender) {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        if idle.len() < MAX_IDLE_CONNECTIONS && !sender.is_closed() {
+            idle.push((authority, sender));
+        }
+    }
+
+    async fn connect(host: &str, port: u16) -> anyhow::Result<Sender> {
+        let stream = tokio::net::TcpStream::connect((host, port))
             .await
-            .context("http handshake")?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
-    let signature = webhook::sign(secret, chrono::Utc::now().timestamp(), body);
-    let path = uri
-        .path_and_query()
-        .map(|p| p.as_str())
-        .unwrap_or("/")
-        .to_owned();
-    let request = http::Request::post(path)
-        .header(http::header::HOST, format!("{host}:{port}"))
-        .header(http::header::CONTENT_TYPE, "application/json")
-        .header(SIGNATURE_HEADER, signature)
-        .body(Full::new(Bytes::copy_from_slice(body)))
-        .context("building the webhook request")?;
-    let response = sender
-        .send_request(request)
-        .await
-        .context("sending the webhook")?;
-    Ok(response.status())
+            .context("connecting")?;
+        let _ = stream.set_nodelay(true);
+        let (sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .context("http handshake")?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(sender)
+    }
+
+    /// One signed HTTP/1.1 POST, signed at send time like Stripe does.
+    async fn post(
+        &self,
+        url: &str,
+        secret: &[u8],
+        body: &[u8],
+    ) -> anyhow::Result<http::StatusCode> {
+        let uri: http::Uri = url.parse().context("webhook url")?;
+        let host = uri.host().context("webhook url has no host")?.to_owned();
+        let port = uri.port_u16().unwrap_or(80);
+        let authority = format!("{host}:{port}");
+        let path = uri
+            .path_and_query()
+            .map(|p| p.as_str())
+            .unwrap_or("/")
+            .to_owned();
+        let signature = webhook::sign(secret, chrono::Utc::now().timestamp(), body);
+        let request = || {
+            http::Request::post(path.as_str())
+                .header(http::header::HOST, authority.as_str())
+                .header(http::header::CONTENT_TYPE, "application/json")
+                .header(SIGNATURE_HEADER, signature.as_str())
+                .body(Full::new(Bytes::copy_from_slice(body)))
+                .context("building the webhook request")
+        };
+        // A reused connection the receiver closed meanwhile fails before
+        // anything was read: try once more on a fresh one.
+        if let Some(mut sender) = self.take_idle(&authority)
+            && sender.ready().await.is_ok()
+            && let Ok(response) = sender.send_request(request()?).await
+        {
+            let status = response.status();
+            // The body is tiny; reading it frees the connection for reuse.
+            let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+            self.put_idle(authority, sender);
+            return Ok(status);
+        }
+        let mut sender = Self::connect(&host, port).await?;
+        let response = sender
+            .send_request(request()?)
+            .await
+            .context("sending the webhook")?;
+        let status = response.status();
+        let _ = http_body_util::BodyExt::collect(response.into_body()).await;
+        self.put_idle(authority, sender);
+        Ok(status)
+    }
 }
 
 #[cfg(test)]

@@ -3,15 +3,18 @@
 //! a request, a retry and the reconciler racing each other can never move a
 //! row twice or backwards; the schema's triggers refuse any other edge.
 //! The confirm path costs two statements: the claim (booking to confirming
-//! plus the payment attempt, which is also the idempotency record) and the
-//! finish (payment captured plus booking confirmed).
+//! plus the payment attempt, which is also the idempotency record; it
+//! commits durably before the provider is called) and the finish (payment
+//! captured plus booking confirmed; it commits asynchronously, see
+//! [`CheckoutStore::finish_confirm`]). Every statement is prepared once per
+//! connection, so each costs one round trip.
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Deserialize;
-use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
+use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use crate::domain::{BookingState, PaymentState, PricedSeat};
@@ -153,6 +156,15 @@ fn payment_from_row(row: &Row) -> anyhow::Result<PaymentRecord> {
     })
 }
 
+/// Prepares `sql` once per connection (deadpool keeps each connection's
+/// statement cache), so every later run is one round trip, not two.
+async fn prepared(client: &deadpool_postgres::Client, sql: &str) -> anyhow::Result<Statement> {
+    client
+        .prepare_cached(sql)
+        .await
+        .context("preparing a statement")
+}
+
 #[derive(Clone)]
 pub struct CheckoutStore {
     pool: Pool,
@@ -194,7 +206,7 @@ impl CheckoutStore {
         let total = booking.subtotal_minor + booking.fees_minor;
         let row = client
             .query_one(
-                "WITH b AS (
+                &prepared(&client, "WITH b AS (
                      INSERT INTO checkout.bookings (id, user_id, event_id, hold_id, state, currency_code,
                          subtotal_minor, fees_minor, total_minor, create_key, event_start_time, expire_time)
                      VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11)
@@ -207,7 +219,7 @@ impl CheckoutStore {
                      FROM b, unnest($12::int4[], $13::uuid[], $14::uuid[], $15::int8[])
                          AS s(seat_index, section_id, price_tier_id, price_minor)
                  )
-                 SELECT count(*) AS inserted FROM b",
+                 SELECT count(*) AS inserted FROM b").await?,
                 &[
                     &booking.id,
                     &booking.user_id,
@@ -235,7 +247,11 @@ impl CheckoutStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                &format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.id = $1"),
+                &prepared(
+                    &client,
+                    &format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.id = $1"),
+                )
+                .await?,
                 &[&id],
             )
             .await
@@ -247,7 +263,13 @@ impl CheckoutStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                &format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.hold_id = $1"),
+                &prepared(
+                    &client,
+                    &format!(
+                        "SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.hold_id = $1"
+                    ),
+                )
+                .await?,
                 &[&hold_id],
             )
             .await
@@ -263,7 +285,7 @@ impl CheckoutStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                &format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.user_id = $1 AND b.create_key = $2"),
+                &prepared(&client, &format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.user_id = $1 AND b.create_key = $2")).await?,
                 &[&user_id, &key],
             )
             .await
@@ -285,13 +307,17 @@ impl CheckoutStore {
         };
         let rows = client
             .query(
-                &format!(
-                    "SELECT {BOOKING_COLUMNS} FROM checkout.bookings b
+                &prepared(
+                    &client,
+                    &format!(
+                        "SELECT {BOOKING_COLUMNS} FROM checkout.bookings b
                      WHERE b.user_id = $1
                        AND ($2::timestamptz IS NULL OR (b.created_at, b.id) < ($2, $3::uuid))
                      ORDER BY b.created_at DESC, b.id DESC
                      LIMIT $4"
-                ),
+                    ),
+                )
+                .await?,
                 &[&user_id, &after_time, &after_id, &limit],
             )
             .await
@@ -313,7 +339,7 @@ impl CheckoutStore {
         let client = self.client().await?;
         let result = client
             .query_opt(
-                &format!(
+                &prepared(&client, &format!(
                     "WITH claimed AS (
                          UPDATE checkout.bookings SET state = 'confirming', updated_at = now()
                          WHERE id = $1 AND user_id = $2 AND state = 'pending' AND expire_time > now()
@@ -327,7 +353,7 @@ impl CheckoutStore {
                          RETURNING id
                      )
                      SELECT {BOOKING_COLUMNS} FROM claimed b, p"
-                ),
+                )).await?,
                 &[&booking_id, &user_id, &payment_id, &idempotency_key, &payment_method],
             )
             .await;
@@ -349,7 +375,7 @@ impl CheckoutStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                &format!("SELECT {PAYMENT_COLUMNS} FROM checkout.payments p WHERE p.user_id = $1 AND p.idempotency_key = $2"),
+                &prepared(&client, &format!("SELECT {PAYMENT_COLUMNS} FROM checkout.payments p WHERE p.user_id = $1 AND p.idempotency_key = $2")).await?,
                 &[&user_id, &key],
             )
             .await
@@ -361,7 +387,11 @@ impl CheckoutStore {
         let client = self.client().await?;
         let row = client
             .query_opt(
-                &format!("SELECT {PAYMENT_COLUMNS} FROM checkout.payments p WHERE p.id = $1"),
+                &prepared(
+                    &client,
+                    &format!("SELECT {PAYMENT_COLUMNS} FROM checkout.payments p WHERE p.id = $1"),
+                )
+                .await?,
                 &[&id],
             )
             .await
@@ -371,6 +401,15 @@ impl CheckoutStore {
 
     /// Payment captured and booking confirmed, in one statement. False when
     /// someone (a retry, the reconciler) got there first.
+    ///
+    /// It commits asynchronously (`synchronous_commit = off` for this
+    /// transaction only): the money has moved by now, and if a database crash
+    /// loses this commit the rows are back to "authorizing / confirming",
+    /// exactly what a process crash after the capture leaves
+    /// (`FailPoint::AfterCapture`). The reconciler repairs that case: the
+    /// provider says captured, so it marks the booking confirmed, with the
+    /// same payment id and so the same ticket codes. Any later synchronous
+    /// commit flushes this one too.
     pub async fn finish_confirm(
         &self,
         payment_id: Uuid,
@@ -379,7 +418,7 @@ impl CheckoutStore {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "WITH p AS (
+                &prepared(&client, "WITH p AS (
                      UPDATE checkout.payments SET state = 'captured', provider_ref = $2, updated_at = now()
                      WHERE id = $1 AND state IN ('authorizing', 'authorized')
                      RETURNING id, booking_id
@@ -390,7 +429,8 @@ impl CheckoutStore {
                      FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
                      RETURNING b.id
                  )
-                 SELECT (SELECT count(*) FROM p) AS payments, (SELECT count(*) FROM b) AS bookings",
+                 SELECT (SELECT count(*) FROM p) AS payments, (SELECT count(*) FROM b) AS bookings,
+                     set_config('synchronous_commit', 'off', true) AS asynchronous_commit").await?,
                 &[&payment_id, &provider_ref],
             )
             .await
@@ -422,7 +462,7 @@ impl CheckoutStore {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "WITH p AS (
+                &prepared(&client, "WITH p AS (
                      UPDATE checkout.payments SET state = $2, provider_ref = coalesce($3, provider_ref),
                          outcome_code = $4, outcome_reason = $5, outcome_message = $6, updated_at = now()
                      WHERE id = $1 AND state IN ('authorizing', 'authorized')
@@ -436,7 +476,7 @@ impl CheckoutStore {
                      FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
                      RETURNING b.id
                  )
-                 SELECT (SELECT count(*) FROM p) AS payments",
+                 SELECT (SELECT count(*) FROM p) AS payments").await?,
                 &[
                     &payment_id,
                     &state.as_str(),
@@ -463,12 +503,16 @@ impl CheckoutStore {
         let seconds = older_than.as_secs_f64();
         let rows = client
             .query(
-                &format!(
-                    "SELECT {PAYMENT_COLUMNS} FROM checkout.payments p
+                &prepared(
+                    &client,
+                    &format!(
+                        "SELECT {PAYMENT_COLUMNS} FROM checkout.payments p
                      WHERE p.state IN ('authorizing', 'authorized')
                        AND p.updated_at <= now() - $1::float8 * interval '1 second'
                      ORDER BY p.updated_at LIMIT $2"
-                ),
+                    ),
+                )
+                .await?,
                 &[&seconds, &limit],
             )
             .await
@@ -488,8 +532,8 @@ impl CheckoutStore {
         let client = self.client().await?;
         client
             .execute(
-                "UPDATE checkout.bookings SET state = 'expired', failure_reason = 'HOLD_EXPIRED', updated_at = now()
-                 WHERE state = 'pending' AND expire_time <= now()",
+                &prepared(&client, "UPDATE checkout.bookings SET state = 'expired', failure_reason = 'HOLD_EXPIRED', updated_at = now()
+                 WHERE state = 'pending' AND expire_time <= now()").await?,
                 &[],
             )
             .await
@@ -501,8 +545,8 @@ impl CheckoutStore {
         let client = self.client().await?;
         let moved = client
             .execute(
-                "UPDATE checkout.bookings SET state = 'cancelled', cancelled_at = now(), updated_at = now()
-                 WHERE id = $1 AND state = 'pending'",
+                &prepared(&client, "UPDATE checkout.bookings SET state = 'cancelled', cancelled_at = now(), updated_at = now()
+                 WHERE id = $1 AND state = 'pending'").await?,
                 &[&booking_id],
             )
             .await
@@ -516,8 +560,8 @@ impl CheckoutStore {
         let client = self.client().await?;
         let moved = client
             .execute(
-                "UPDATE checkout.bookings SET state = 'cancelling', refunded_minor = $2, updated_at = now()
-                 WHERE id = $1 AND state = 'confirmed'",
+                &prepared(&client, "UPDATE checkout.bookings SET state = 'cancelling', refunded_minor = $2, updated_at = now()
+                 WHERE id = $1 AND state = 'confirmed'").await?,
                 &[&booking_id, &refund_minor],
             )
             .await
@@ -530,7 +574,7 @@ impl CheckoutStore {
         let client = self.client().await?;
         let row = client
             .query_one(
-                "WITH b AS (
+                &prepared(&client, "WITH b AS (
                      UPDATE checkout.bookings SET state = 'cancelled', cancelled_at = now(), updated_at = now()
                      WHERE id = $1 AND state = 'cancelling'
                      RETURNING payment_id, refunded_minor
@@ -541,7 +585,7 @@ impl CheckoutStore {
                      FROM b WHERE p.id = b.payment_id AND p.state = 'captured' AND b.refunded_minor > 0
                      RETURNING p.id
                  )
-                 SELECT (SELECT count(*) FROM b) AS bookings",
+                 SELECT (SELECT count(*) FROM b) AS bookings").await?,
                 &[&booking_id],
             )
             .await
@@ -558,11 +602,11 @@ impl CheckoutStore {
         let seconds = older_than.as_secs_f64();
         let rows = client
             .query(
-                &format!(
+                &prepared(&client, &format!(
                     "SELECT {BOOKING_COLUMNS} FROM checkout.bookings b
                      WHERE b.state = 'cancelling' AND b.updated_at <= now() - $1::float8 * interval '1 second'
                      ORDER BY b.updated_at LIMIT $2"
-                ),
+                )).await?,
                 &[&seconds, &limit],
             )
             .await
@@ -570,37 +614,75 @@ impl CheckoutStore {
         rows.iter().map(booking_from_row).collect()
     }
 
-    /// Records a provider event once (by its id) and raises the payment's
-    /// provider state when the event is newer than what is known. Answers
-    /// whether the event was new.
-    pub async fn record_webhook(
-        &self,
-        event_id: &str,
-        kind: &str,
-        payment_id: Option<Uuid>,
-        provider_ref: &str,
-        status: &str,
-        rank: i16,
-    ) -> anyhow::Result<bool> {
+    /// Records provider events, each once (by its id), in one statement,
+    /// and raises each payment's provider state to the newest of its new
+    /// events when that is newer than what is known. Answers, per event in
+    /// order, whether it was new (the first of two copies in one batch is).
+    ///
+    /// Commits asynchronously: webhooks are advisory (the reconciler asks
+    /// the provider itself), and a record lost to a database crash only
+    /// means the provider's retry, or nothing, fills it in.
+    pub async fn record_webhooks(&self, events: &[WebhookRecord]) -> anyhow::Result<Vec<bool>> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let payments: Vec<Option<Uuid>> = events.iter().map(|e| e.payment_id).collect();
+        let references: Vec<&str> = events.iter().map(|e| e.provider_ref.as_str()).collect();
+        let statuses: Vec<&str> = events.iter().map(|e| e.status.as_str()).collect();
+        let ranks: Vec<i16> = events.iter().map(|e| e.rank).collect();
         let client = self.client().await?;
         let row = client
             .query_one(
-                "WITH e AS (
-                     INSERT INTO checkout.webhook_events (event_id, kind, payment_id, provider_ref, status)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (event_id) DO NOTHING
-                     RETURNING payment_id
-                 ),
-                 p AS (
-                     UPDATE checkout.payments p SET provider_state = $5, provider_rank = $6
-                     FROM e WHERE p.id = e.payment_id AND p.provider_rank < $6
-                     RETURNING p.id
-                 )
-                 SELECT (SELECT count(*) FROM e) AS new_events",
-                &[&event_id, &kind, &payment_id, &provider_ref, &status, &rank],
+                &prepared(
+                    &client,
+                    "WITH incoming AS (
+                         SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::int2[])
+                             AS i(event_id, kind, payment_id, provider_ref, status, rank)
+                     ),
+                     e AS (
+                         INSERT INTO checkout.webhook_events (event_id, kind, payment_id, provider_ref, status)
+                         SELECT event_id, kind, payment_id, provider_ref, status FROM incoming
+                         ON CONFLICT (event_id) DO NOTHING
+                         RETURNING event_id
+                     ),
+                     newest AS (
+                         SELECT DISTINCT ON (i.payment_id) i.payment_id, i.status, i.rank
+                         FROM incoming i JOIN e ON e.event_id = i.event_id
+                         WHERE i.payment_id IS NOT NULL
+                         ORDER BY i.payment_id, i.rank DESC
+                     ),
+                     p AS (
+                         UPDATE checkout.payments p SET provider_state = n.status, provider_rank = n.rank
+                         FROM newest n WHERE p.id = n.payment_id AND p.provider_rank < n.rank
+                         RETURNING p.id
+                     )
+                     SELECT ARRAY(SELECT event_id FROM e) AS new_events,
+                         set_config('synchronous_commit', 'off', true) AS asynchronous_commit",
+                )
+                .await?,
+                &[&ids, &kinds, &payments, &references, &statuses, &ranks],
             )
             .await
-            .context("recording a webhook")?;
-        Ok(row.get::<_, i64>("new_events") == 1)
+            .context("recording webhooks")?;
+        let mut new: std::collections::HashSet<String> = row
+            .get::<_, Vec<String>>("new_events")
+            .into_iter()
+            .collect();
+        // `remove` makes only the first copy of an id in the batch count as new.
+        Ok(events.iter().map(|e| new.remove(&e.event_id)).collect())
     }
+}
+
+/// One provider event as recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WebhookRecord {
+    pub event_id: String,
+    pub kind: String,
+    pub payment_id: Option<Uuid>,
+    pub provider_ref: String,
+    pub status: String,
+    /// [`crate::payment::ProviderStatus::rank`]: a lower one arrived late.
+    pub rank: i16,
 }
