@@ -3,7 +3,9 @@
 //! metadata a client forges is stripped; expired, forged and unsigned tokens
 //! are refused; admin and service-to-service RPCs are closed to outsiders;
 //! rate limits answer RESOURCE_EXHAUSTED with RetryInfo; a killed upstream
-//! instance costs at most the requests that were in flight on it.
+//! instance costs at most the requests that were in flight on it; hundreds
+//! of server streams pass through without holding the concurrency cap, and
+//! a client that leaves closes its upstream stream.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use boxoffice_accounts::TokenConfig;
 use boxoffice_accounts::token::{AccessClaims, TokenIssuer, unix_now};
 use boxoffice_contracts::catalog::v1 as pb;
+use boxoffice_contracts::inventory::v1 as inventory_pb;
 use boxoffice_edge::config::RateLimit;
 use boxoffice_runtime::status::reason_of;
 use bytes::Bytes;
@@ -795,4 +798,173 @@ async fn a_killed_upstream_instance_moves_traffic_to_the_other() {
         "no traffic goes to the dead instance"
     );
     assert!(stats(survivor.server.addr).healthy);
+}
+
+/// Inventory as the edge sees it, with nothing behind it: `WatchAvailability`
+/// sends one snapshot and then stays open and silent (counting the watches
+/// open), `GetAvailability` answers at once.
+#[derive(Clone, Default)]
+struct WatchStub {
+    open: Arc<AtomicU64>,
+}
+
+struct OpenWatch(Arc<AtomicU64>);
+
+impl Drop for OpenWatch {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+type StubStream = std::pin::Pin<
+    Box<dyn futures::Stream<Item = Result<inventory_pb::AvailabilityUpdate, tonic::Status>> + Send>,
+>;
+
+fn not_in_stub<T>() -> Result<tonic::Response<T>, tonic::Status> {
+    Err(tonic::Status::unimplemented("not in the stub"))
+}
+
+#[tonic::async_trait]
+impl inventory_pb::inventory_service_server::InventoryService for WatchStub {
+    async fn get_availability(
+        &self,
+        request: tonic::Request<inventory_pb::GetAvailabilityRequest>,
+    ) -> Result<tonic::Response<inventory_pb::Availability>, tonic::Status> {
+        Ok(tonic::Response::new(inventory_pb::Availability {
+            event_id: request.into_inner().event_id,
+            ..Default::default()
+        }))
+    }
+
+    type WatchAvailabilityStream = StubStream;
+
+    async fn watch_availability(
+        &self,
+        request: tonic::Request<inventory_pb::WatchAvailabilityRequest>,
+    ) -> Result<tonic::Response<StubStream>, tonic::Status> {
+        use futures::StreamExt as _;
+        self.open.fetch_add(1, Ordering::Relaxed);
+        let open = OpenWatch(self.open.clone());
+        let snapshot = inventory_pb::AvailabilityUpdate {
+            update: Some(inventory_pb::availability_update::Update::Snapshot(
+                inventory_pb::Availability {
+                    event_id: request.into_inner().event_id,
+                    seat_count: 8,
+                    ..Default::default()
+                },
+            )),
+        };
+        let stream = futures::stream::once(async move { Ok(snapshot) })
+            .chain(futures::stream::pending())
+            .inspect(move |_| {
+                let _ = &open;
+            });
+        Ok(tonic::Response::new(Box::pin(stream)))
+    }
+
+    async fn hold_seats(
+        &self,
+        _: tonic::Request<inventory_pb::HoldSeatsRequest>,
+    ) -> Result<tonic::Response<inventory_pb::Hold>, tonic::Status> {
+        not_in_stub()
+    }
+
+    async fn get_hold(
+        &self,
+        _: tonic::Request<inventory_pb::GetHoldRequest>,
+    ) -> Result<tonic::Response<inventory_pb::Hold>, tonic::Status> {
+        not_in_stub()
+    }
+
+    async fn release_hold(
+        &self,
+        _: tonic::Request<inventory_pb::ReleaseHoldRequest>,
+    ) -> Result<tonic::Response<inventory_pb::Hold>, tonic::Status> {
+        not_in_stub()
+    }
+
+    async fn commit_hold(
+        &self,
+        _: tonic::Request<inventory_pb::CommitHoldRequest>,
+    ) -> Result<tonic::Response<inventory_pb::CommitHoldResponse>, tonic::Status> {
+        not_in_stub()
+    }
+
+    async fn release_seats(
+        &self,
+        _: tonic::Request<inventory_pb::ReleaseSeatsRequest>,
+    ) -> Result<tonic::Response<inventory_pb::ReleaseSeatsResponse>, tonic::Status> {
+        not_in_stub()
+    }
+}
+
+#[tokio::test]
+async fn many_watches_stream_through_without_holding_the_concurrency_cap_and_close_upstream() {
+    let stub = WatchStub::default();
+    let mut server = boxoffice_runtime::server::GrpcServer::bind("127.0.0.1:0".parse().unwrap())
+        .await
+        .expect("binding the stub");
+    server.add_service(
+        inventory_pb::inventory_service_server::InventoryServiceServer::new(stub.clone()),
+    );
+    let upstream = server.local_addr();
+    let stop = boxoffice_runtime::Shutdown::new();
+    tokio::spawn(server.run_until_stopped(stop.clone(), Duration::from_secs(1)));
+    let mut config = edge_config(&[upstream]);
+    // More watches than one upstream connection carries, and than the cap.
+    const WATCHES: usize = 250;
+    if let Some(inventory) = config.clusters.get_mut("inventory") {
+        inventory.max_concurrent_requests = Some(16);
+    }
+    let edge = start_edge(config, &TokenConfig::ephemeral()).await;
+    let channel = connect(edge.addr).await;
+    let client = inventory_pb::inventory_service_client::InventoryServiceClient::new(channel);
+
+    let mut watches = Vec::new();
+    for index in 0..WATCHES {
+        let mut stream = client
+            .clone()
+            .watch_availability(inventory_pb::WatchAvailabilityRequest {
+                event_id: format!("event-{index}"),
+                cursor: String::new(),
+            })
+            .await
+            .expect("a watch through the edge")
+            .into_inner();
+        let first = stream
+            .message()
+            .await
+            .expect("the snapshot")
+            .expect("a message");
+        assert!(matches!(
+            first.update,
+            Some(inventory_pb::availability_update::Update::Snapshot(ref snapshot))
+                if snapshot.event_id == format!("event-{index}")
+        ));
+        watches.push(stream);
+    }
+    assert_eq!(stub.open.load(Ordering::Relaxed), WATCHES as u64);
+    // Open watches do not count against the cap: unary calls still pass.
+    let availability = client
+        .clone()
+        .get_availability(inventory_pb::GetAvailabilityRequest {
+            event_id: "after-the-watches".into(),
+        })
+        .await
+        .expect("a unary call beside the watches")
+        .into_inner();
+    assert_eq!(availability.event_id, "after-the-watches");
+
+    // A client that goes away cancels its upstream stream.
+    watches.truncate(WATCHES / 2);
+    eventually(WAIT, "cancelled watches to close upstream", || async {
+        (stub.open.load(Ordering::Relaxed) == (WATCHES / 2) as u64).then_some(())
+    })
+    .await;
+    drop(watches);
+    eventually(WAIT, "every watch to close upstream", || async {
+        (stub.open.load(Ordering::Relaxed) == 0).then_some(())
+    })
+    .await;
+    stop.trigger();
 }
