@@ -83,15 +83,23 @@ pub fn best_available_ranked(
         }
     }
     if !per_row.is_empty() {
-        per_row.sort_by(|a, b| {
-            (a.0.orphans, a.0.distance)
-                .partial_cmp(&(b.0.orphans, b.0.distance))
+        // Ties go to the earlier row, as a stable sort would; only the
+        // `limit` best are ordered (a rush asks for one of ~800 rows).
+        let order = |a: &(usize, (Score, &[u32])), b: &(usize, (Score, &[u32]))| {
+            (a.1.0.orphans, a.1.0.distance)
+                .partial_cmp(&(b.1.0.orphans, b.1.0.distance))
                 .unwrap_or(std::cmp::Ordering::Equal)
-        });
-        return per_row
+                .then(a.0.cmp(&b.0))
+        };
+        let mut ranked: Vec<(usize, (Score, &[u32]))> = per_row.into_iter().enumerate().collect();
+        if limit < ranked.len() {
+            ranked.select_nth_unstable_by(limit - 1, order);
+            ranked.truncate(limit);
+        }
+        ranked.sort_unstable_by(order);
+        return ranked
             .into_iter()
-            .take(limit)
-            .map(|(_, seats)| seats.to_vec())
+            .map(|(_, (_, seats))| seats.to_vec())
             .collect();
     }
     layout
