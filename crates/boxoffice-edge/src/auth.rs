@@ -14,11 +14,14 @@
 //! hit the young generation or promote from the old one; when the young one
 //! is full it becomes the old one and the previous old one is dropped. So
 //! at most `capacity` tokens are held, recently used ones survive, and every
-//! operation is O(1) under one short shard lock.
+//! operation is O(1). A hit in the young generation (the steady state:
+//! a buyer's token used again within the generation) takes only the
+//! shard's read lock, so many requests carrying one token never wait on
+//! each other; inserts and promotions take the write lock briefly.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
 
 use boxoffice_accounts::token::{LEEWAY_SECS, TokenError, TokenVerifier, VerifiedToken};
 use http::HeaderValue;
@@ -69,7 +72,7 @@ struct Shard {
 
 pub struct Authenticator {
     verifier: TokenVerifier,
-    shards: Box<[Mutex<Shard>]>,
+    shards: Box<[RwLock<Shard>]>,
     generation_size: usize,
     hasher: RandomState,
 }
@@ -82,7 +85,7 @@ impl Authenticator {
     pub fn with_capacity(verifier: TokenVerifier, capacity: usize) -> Self {
         Self {
             verifier,
-            shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             // Two generations per shard share the capacity.
             generation_size: (capacity / SHARDS / 2).max(1),
             hasher: RandomState::new(),
@@ -93,27 +96,40 @@ impl Authenticator {
     /// before. `now` is unix seconds.
     pub fn authenticate(&self, token: &str, now: u64) -> Result<Arc<Identity>, TokenError> {
         let shard = &self.shards[(self.hasher.hash_one(token) as usize) % SHARDS];
-        {
-            let mut shard = shard
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            let cached = match shard.young.get(token) {
-                Some(identity) => Some(identity.clone()),
-                None => match shard.old.remove_entry(token) {
-                    Some((key, identity)) => {
-                        self.insert(&mut shard, key, identity.clone());
-                        Some(identity)
-                    }
-                    None => None,
-                },
-            };
-            if let Some(identity) = cached {
-                if identity.is_expired(now) {
-                    shard.young.remove(token);
-                    return Err(TokenError::Expired);
+        let young = shard
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .young
+            .get(token)
+            .cloned();
+        let cached = match young {
+            Some(identity) => Some(identity),
+            None => {
+                let mut shard = shard
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                match shard.young.get(token).cloned() {
+                    Some(identity) => Some(identity),
+                    None => match shard.old.remove_entry(token) {
+                        Some((key, identity)) => {
+                            self.insert(&mut shard, key, identity.clone());
+                            Some(identity)
+                        }
+                        None => None,
+                    },
                 }
-                return Ok(identity);
             }
+        };
+        if let Some(identity) = cached {
+            if identity.is_expired(now) {
+                shard
+                    .write()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .young
+                    .remove(token);
+                return Err(TokenError::Expired);
+            }
+            return Ok(identity);
         }
         // Verified outside the lock: HMAC and JSON take microseconds.
         let identity = Arc::new(Identity::new(self.verifier.verify(token)?));
@@ -121,7 +137,7 @@ impl Authenticator {
             return Err(TokenError::Expired);
         }
         let mut shard = shard
-            .lock()
+            .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.insert(&mut shard, token.into(), identity.clone());
         Ok(identity)
@@ -141,7 +157,7 @@ impl Authenticator {
             .iter()
             .map(|shard| {
                 let shard = shard
-                    .lock()
+                    .read()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
                 shard.young.len() + shard.old.len()
             })
