@@ -24,6 +24,10 @@ use crate::store::redis::Snapshot;
 
 /// How old a read a hold may decide from.
 pub const HOLD_VIEW_MAX_AGE: Duration = Duration::from_millis(50);
+/// Reads of one event in flight at once. One more than a single flight, so a
+/// caller rarely waits for a read that started before it arrived, yet under
+/// load every read serves everyone who arrived while the others ran.
+const PARALLEL_READS: usize = 2;
 /// Events whose snapshots are kept; the map is cleared past this.
 const MAX_EVENTS: usize = 10_000;
 /// Queries remembered per view as matching nothing.
@@ -235,7 +239,9 @@ impl SnapshotCache {
                         "reading availability: {why}"
                     )));
                 }
-                if state.reading.iter().any(|started| *started >= since) {
+                if state.reading.iter().any(|started| *started >= since)
+                    || state.reading.len() >= PARALLEL_READS
+                {
                     None
                 } else {
                     // Reads in flight started too early for this caller:
@@ -246,7 +252,8 @@ impl SnapshotCache {
                 }
             };
             let Some(started) = started else {
-                // A read that will do is in flight: wait, then look again.
+                // A read that will do is in flight, or enough reads are:
+                // wait, then look again.
                 let _ = reads.changed().await;
                 continue;
             };
