@@ -351,6 +351,7 @@ async fn run(
             });
         }
         while warmers.join_next().await.is_some() {}
+        bench.analyze().await?;
 
         let queue = Arc::new(measured.to_vec());
         let clients: Arc<Vec<CheckoutServiceClient<Channel>>> = Arc::new(

@@ -160,6 +160,21 @@ impl BenchSystem {
         Ok(self.issuer.issue(user_id, &roles)?.0)
     }
 
+    /// Gathers planner statistics for every table, as autovacuum would have
+    /// done on a database in service. A benchmark fills tables from empty in
+    /// seconds, and plans made while a table looked empty (sequential scans
+    /// of "ten rows") would otherwise stay cached on every pooled connection
+    /// long after it grew; ANALYZE makes them plan again.
+    pub async fn analyze(&self) -> anyhow::Result<()> {
+        self.system
+            .pool
+            .get()
+            .await?
+            .batch_execute("ANALYZE")
+            .await
+            .context("analyzing the benchmark database")
+    }
+
     /// Stops everything, drops the database and deletes the Redis keys.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.trigger();

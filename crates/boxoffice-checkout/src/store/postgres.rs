@@ -655,7 +655,10 @@ impl CheckoutStore {
                      ),
                      p AS (
                          UPDATE checkout.payments p SET provider_state = n.status, provider_rank = n.rank
-                         FROM newest n WHERE p.id = n.payment_id AND p.provider_rank < n.rank
+                         FROM newest n
+                         -- The ANY lets the primary key find the rows however
+                         -- many the planner guesses the batch holds.
+                         WHERE p.id = ANY($3::uuid[]) AND p.id = n.payment_id AND p.provider_rank < n.rank
                          RETURNING p.id
                      )
                      SELECT ARRAY(SELECT event_id FROM e) AS new_events,
