@@ -53,8 +53,8 @@ enum Command {
         /// Arrival rate (requests/s) of the open-loop GetEvent scenario.
         #[arg(long, default_value_t = 5000.0)]
         open_rate: f64,
-        /// Requests in the on-sale rush (the target run uses 1000000).
-        #[arg(long, default_value_t = 200_000)]
+        /// Requests in the on-sale rush (the target: 1,000,000 in 120 s).
+        #[arg(long, default_value_t = 1_000_000)]
         rush_requests: u64,
         /// Arrival rate of the rush (requests/s); 1,000,000 in 120 s needs
         /// at least 8,334.
@@ -63,6 +63,17 @@ enum Command {
         /// Where the report goes.
         #[arg(long, default_value = "target/bench-report")]
         out: PathBuf,
+    },
+    /// Inventory under steady load for a long time — best-available holds
+    /// and releases, availability reads, watchers coming and going — with
+    /// the process's memory sampled every minute, to show it stays flat.
+    Soak {
+        /// Minutes of load.
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
+        /// Requests in flight.
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
     },
 }
 
@@ -111,6 +122,10 @@ async fn main() -> anyhow::Result<()> {
             };
             suite(&settings, &out).await
         }
+        Command::Soak {
+            minutes,
+            concurrency,
+        } => soak(minutes, concurrency).await,
     }
 }
 
@@ -320,7 +335,8 @@ fn chrono_timestamp(days: i64) -> prost_types::Timestamp {
     prost_types::Timestamp { seconds, nanos: 0 }
 }
 
-async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()> {
+/// The system with demo data, virtual users and a client of the edge.
+async fn world() -> anyhow::Result<World> {
     let bench = BenchSystem::start().await?;
     let edge = channels(bench.system.edge_addr, 4).await?;
     let admin_token = bearer(&bench.token(Uuid::new_v4(), &["admin"])?)?;
@@ -346,14 +362,18 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
         !demo_events.is_empty(),
         "the demo data has no published events"
     );
-    let world = World {
+    Ok(World {
         bench,
         edge,
         admin_token,
         users: Arc::new(users),
         user_tokens: Arc::new(user_tokens),
         demo_events: Arc::new(demo_events),
-    };
+    })
+}
+
+async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()> {
+    let world = world().await?;
     let stadium = world.stadium_event("Benchmark Night").await?;
     let rush_event = world.stadium_event("Rush Hour").await?;
     // Start measuring once start-up work (indexing the demo data, making
@@ -733,7 +753,7 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                     rate: settings.rush_rate,
                     // A crowd does not stop arriving while answers are slow:
                     // room for seconds of backlog before the generator drops.
-                    max_in_flight: 16_384,
+                    max_in_flight: 65_536,
                 },
                 warmup: Duration::ZERO,
                 duration: Duration::from_secs(600),
@@ -921,6 +941,137 @@ async fn purchase(channel: Channel, token: &Bearer, event_id: String, n: u64) ->
             ))
             .await,
     )
+}
+
+/// This process's resident memory in KiB.
+fn resident_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|line| line.starts_with("VmRSS:"))
+                .and_then(|line| line.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Steady inventory load for `minutes`, straight to the service (the whole
+/// system runs in this process, so a leak anywhere in it shows): every
+/// request a best-available hold and its release, an availability read, or
+/// a watcher that reads its snapshot and goes away. Memory is
+/// sampled every minute; the check is that the last minute is within 10% of
+/// the first (after one minute of warm-up, when caches and pools are full).
+async fn soak(minutes: u64, concurrency: usize) -> anyhow::Result<()> {
+    let world = world().await?;
+    let event = world.stadium_event("Soak Night").await?;
+    settle().await;
+    let direct = channels(world.bench.system.internal_addr, 4).await?;
+    let users: Arc<Vec<Uuid>> = world.users.clone();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let failed = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let mut workers = tokio::task::JoinSet::new();
+    for worker in 0..concurrency.max(1) {
+        let (direct, users, event) = (direct.clone(), users.clone(), event.clone());
+        let (stop, done, failed) = (stop.clone(), done.clone(), failed.clone());
+        workers.spawn(async move {
+            let mut n = worker as u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut client =
+                    inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(
+                        &direct, n,
+                    ));
+                let caller = Caller::user(pick(&users, n), &["customer"]);
+                let result: Outcome = match n % 4 {
+                    0 | 1 => {
+                        async {
+                            let mut hold = tonic::Request::new(best_available(event.clone(), 2));
+                            caller.write_to(hold.metadata_mut());
+                            let hold = client
+                                .hold_seats(hold)
+                                .await
+                                .map_err(|status| status.code())?
+                                .into_inner();
+                            let mut release =
+                                tonic::Request::new(inventory_pb::ReleaseHoldRequest {
+                                    name: hold.name,
+                                });
+                            caller.write_to(release.metadata_mut());
+                            outcome(client.release_hold(release).await)
+                        }
+                        .await
+                    }
+                    2 => outcome(
+                        client
+                            .get_availability(inventory_pb::GetAvailabilityRequest {
+                                event_id: event.clone(),
+                            })
+                            .await,
+                    ),
+                    _ => {
+                        async {
+                            let mut stream = client
+                                .watch_availability(inventory_pb::WatchAvailabilityRequest {
+                                    event_id: event.clone(),
+                                    ..Default::default()
+                                })
+                                .await
+                                .map_err(|status| status.code())?
+                                .into_inner();
+                            // The snapshot; then the watcher leaves.
+                            stream.message().await.map_err(|status| status.code())?;
+                            Ok(())
+                        }
+                        .await
+                    }
+                };
+                done.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if result.is_err() {
+                    failed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                n += concurrency as u64;
+            }
+        });
+    }
+    let mut samples: Vec<(u64, u64, u64)> = Vec::new();
+    let started = Instant::now();
+    for minute in 1..=minutes.max(2) {
+        tokio::time::sleep_until((started + Duration::from_secs(60 * minute)).into()).await;
+        let sample = (
+            minute,
+            resident_kib(),
+            done.load(std::sync::atomic::Ordering::Relaxed),
+        );
+        eprintln!(
+            "  minute {:>3}: {:>8} KiB resident, {:>9} requests",
+            sample.0, sample.1, sample.2
+        );
+        samples.push(sample);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    while workers.join_next().await.is_some() {}
+    let first = samples.first().map(|s| s.1).unwrap_or(0);
+    let last = samples.last().map(|s| s.1).unwrap_or(0);
+    let requests = done.load(std::sync::atomic::Ordering::Relaxed);
+    let errors = failed.load(std::sync::atomic::Ordering::Relaxed);
+    println!("\nsoak: {minutes} minutes of inventory load, {concurrency} in flight");
+    println!("minute  resident MiB  requests so far");
+    for (minute, kib, count) in &samples {
+        println!("{minute:>6}  {:>12.1}  {count:>15}", *kib as f64 / 1024.0);
+    }
+    let flat = last as f64 <= first as f64 * 1.10;
+    println!(
+        "[{}] memory after minute 1: {:.1} MiB, at the end: {:.1} MiB (flat = within 10%); {requests} requests, {errors} errors",
+        if flat && errors == 0 { "ok  " } else { "FAIL" },
+        first as f64 / 1024.0,
+        last as f64 / 1024.0
+    );
+    world.bench.stop().await?;
+    anyhow::ensure!(flat, "memory grew during the soak");
+    anyhow::ensure!(errors == 0, "{errors} requests failed during the soak");
+    Ok(())
 }
 
 /// Waits (at most a minute) until this process has used less than a fifth
