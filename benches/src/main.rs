@@ -481,14 +481,19 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
         })
         .await,
     );
-    let (edge, event) = (world.edge.clone(), stadium.clone());
-    recordings.push(
-        load::run(
-            &settings.closed("GetAvailability 20k seats via edge"),
-            move |n| {
+    // GetAvailability through the edge, then inventory on its own (no
+    // edge), as the targets are stated.
+    let direct = channels(world.bench.system.internal_addr, 4).await?;
+    for (name, targets) in [
+        ("GetAvailability 20k seats via edge", world.edge.clone()),
+        ("GetAvailability 20k seats direct", direct),
+    ] {
+        let event = stadium.clone();
+        recordings.push(
+            load::run(&settings.closed(name), move |n| {
                 let mut client =
                     inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(
-                        &edge, n,
+                        &targets, n,
                     ));
                 let event_id = event.clone();
                 async move {
@@ -498,36 +503,10 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                             .await,
                     )
                 }
-            },
-        )
-        .await,
-    );
-
-    // Inventory on its own (no edge), as the targets are stated.
-    let (direct, event) = (
-        channels(world.bench.system.internal_addr, 4).await?,
-        stadium.clone(),
-    );
-    recordings.push(
-        load::run(
-            &settings.closed("GetAvailability 20k seats direct"),
-            move |n| {
-                let mut client =
-                    inventory_pb::inventory_service_client::InventoryServiceClient::new(pick(
-                        &direct, n,
-                    ));
-                let event_id = event.clone();
-                async move {
-                    outcome(
-                        client
-                            .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
-                            .await,
-                    )
-                }
-            },
-        )
-        .await,
-    );
+            })
+            .await,
+        );
+    }
     let users: Arc<Vec<Uuid>> = Arc::new((0..5_000).map(|_| Uuid::new_v4()).collect());
     let (direct, event) = (
         channels(world.bench.system.internal_addr, 4).await?,
