@@ -576,6 +576,91 @@ async fn fifty_concurrent_confirmations_with_different_keys_charge_once() {
     world.assert_money_and_seats_agree().await;
 }
 
+/// Many buyers paying at the same moment: their claims and finishes are
+/// written together (group commit), yet each buyer gets their own answer:
+/// paid, declined, or refused for reusing their key on a second booking.
+#[tokio::test]
+async fn many_buyers_confirming_at_once_each_get_their_own_answer() {
+    let world = CheckoutWorld::new().await;
+    let mut buyers = Vec::new();
+    for index in 0..40u32 {
+        let buyer = customer();
+        let (_, booking) = world.booking_for(&buyer, &[60 + index]).await;
+        buyers.push((index, buyer, booking.name));
+    }
+    // One more buyer with two bookings, paying both with one key at once.
+    let carol = customer();
+    let (_, first) = world.booking_for(&carol, &[110]).await;
+    let (_, second) = world.booking_for(&carol, &[111]).await;
+    let mut calls = tokio::task::JoinSet::new();
+    for (index, buyer, name) in buyers {
+        let mut client = world.client.clone();
+        let token = if index % 5 == 0 {
+            "tok_chargeDeclinedInsufficientFunds"
+        } else {
+            "tok_visa"
+        };
+        calls.spawn(async move {
+            let answer = confirm(&mut client, &buyer, &name, token, "pay").await;
+            (Some(index), answer)
+        });
+    }
+    for name in [first.name.clone(), second.name.clone()] {
+        let mut client = world.client.clone();
+        let carol = carol.clone();
+        calls.spawn(async move {
+            (
+                None,
+                confirm(&mut client, &carol, &name, "tok_visa", "carol-key").await,
+            )
+        });
+    }
+    let (mut paid, mut declined, mut carol_paid, mut carol_refused) = (0, 0, 0, 0);
+    while let Some(joined) = calls.join_next().await {
+        match joined.expect("task") {
+            (Some(index), answer) if index % 5 == 0 => {
+                assert_reason(answer, Code::FailedPrecondition, "PAYMENT_DECLINED");
+                declined += 1;
+            }
+            (Some(index), answer) => {
+                let booking = answer.unwrap_or_else(|status| panic!("buyer {index}: {status:?}"));
+                assert_eq!(state(&booking), pb::BookingState::Confirmed);
+                assert_eq!(booking.tickets.len(), 1);
+                paid += 1;
+            }
+            (None, Ok(booking)) => {
+                assert_eq!(state(&booking), pb::BookingState::Confirmed);
+                carol_paid += 1;
+            }
+            (None, Err(status)) => {
+                assert_eq!(
+                    reason_of(&status).as_deref(),
+                    Some("IDEMPOTENCY_KEY_REUSED"),
+                    "{status:?}"
+                );
+                carol_refused += 1;
+            }
+        }
+    }
+    assert_eq!((paid, declined), (32, 8));
+    assert_eq!(
+        (carol_paid, carol_refused),
+        (1, 1),
+        "one key pays one booking"
+    );
+    // Exactly the paying buyers' seats are sold, plus one of Carol's two.
+    let sold = world.sold_seats().await;
+    let buyers_seats: Vec<u32> = sold.iter().copied().filter(|seat| *seat < 100).collect();
+    let expected: Vec<u32> = (0..40)
+        .filter(|index| index % 5 != 0)
+        .map(|index| 60 + index)
+        .collect();
+    assert_eq!(buyers_seats, expected);
+    let carols: Vec<u32> = sold.iter().copied().filter(|seat| *seat >= 100).collect();
+    assert!(carols == [110] || carols == [111], "{carols:?}");
+    world.assert_money_and_seats_agree().await;
+}
+
 #[tokio::test]
 async fn nobody_else_can_see_pay_or_cancel_a_booking() {
     let world = CheckoutWorld::new().await;

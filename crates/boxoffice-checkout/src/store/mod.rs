@@ -1,6 +1,7 @@
 //! Where checkout keeps its state: PostgreSQL schema `checkout` (bookings,
 //! their tickets, payment attempts, webhook events).
 
+pub mod batch;
 pub mod postgres;
 
 pub use postgres::{BookingRecord, CheckoutStore, Claim, PaymentRecord, TicketRecord};

@@ -6,8 +6,13 @@
 //! plus the payment attempt, which is also the idempotency record; it
 //! commits durably before the provider is called) and the finish (payment
 //! captured plus booking confirmed; it commits asynchronously, see
-//! [`CheckoutStore::finish_confirm`]). Every statement is prepared once per
+//! [`CheckoutStore::finish_confirm`]). Both are group-committed: the claims
+//! (and the finishes) of confirmations arriving together share one
+//! statement (see [`super::batch`]). Every statement is prepared once per
 //! connection, so each costs one round trip.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
@@ -17,6 +22,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
+use super::batch::Batcher;
 use crate::domain::{BookingState, PaymentState, PricedSeat};
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -165,14 +171,46 @@ async fn prepared(client: &deadpool_postgres::Client, sql: &str) -> anyhow::Resu
         .context("preparing a statement")
 }
 
+/// One confirmation's claim, as queued for a batch.
+struct ClaimItem {
+    booking_id: Uuid,
+    user_id: Uuid,
+    payment_id: Uuid,
+    key: String,
+    method: String,
+}
+
+/// One confirmation's finish, as queued for a batch.
+struct FinishItem {
+    payment_id: Uuid,
+    provider_ref: String,
+}
+
+/// The batch writers, started on first use (each holds an unbatched copy
+/// of the store, so it ends once every handle to this one is gone).
+#[derive(Default)]
+struct Batches {
+    claims: OnceLock<Batcher<ClaimItem, Claim>>,
+    finishes: OnceLock<Batcher<FinishItem, bool>>,
+}
+
 #[derive(Clone)]
 pub struct CheckoutStore {
     pool: Pool,
+    batches: Arc<Batches>,
 }
 
 impl CheckoutStore {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            batches: Arc::default(),
+        }
+    }
+
+    /// This store without batch writers: what the writers themselves use.
+    fn unbatched(&self) -> Self {
+        Self::new(self.pool.clone())
     }
 
     pub fn pool(&self) -> &Pool {
@@ -326,9 +364,127 @@ impl CheckoutStore {
     }
 
     /// Moves a pending, unexpired booking of `user_id` to confirming and
-    /// records the payment attempt, in one statement. A key used before
-    /// makes the whole statement fail on the unique index: nothing changes.
+    /// records the payment attempt, in one durable statement shared with the
+    /// claims arriving at the same time. A key used before claims nothing.
     pub async fn claim(
+        &self,
+        booking_id: Uuid,
+        user_id: Uuid,
+        payment_id: Uuid,
+        idempotency_key: &str,
+        payment_method: &str,
+    ) -> anyhow::Result<Claim> {
+        let writer = self.batches.claims.get_or_init(|| {
+            let store = self.unbatched();
+            Batcher::spawn(move |items| {
+                let store = store.clone();
+                async move { store.claim_batch(items).await }
+            })
+        });
+        writer
+            .submit(ClaimItem {
+                booking_id,
+                user_id,
+                payment_id,
+                key: idempotency_key.to_owned(),
+                method: payment_method.to_owned(),
+            })
+            .await
+    }
+
+    /// Claims a batch in one statement: bookings locked in id order (so two
+    /// instances' batches never deadlock on them), attempts inserted where
+    /// the key is new (`ON CONFLICT DO NOTHING` covers every unique index,
+    /// also between items of one batch), and only those bookings moved.
+    async fn claim_batch(&self, items: Vec<ClaimItem>) -> Vec<anyhow::Result<Claim>> {
+        if items.len() > 1 {
+            match self.claim_together(&items).await {
+                Ok(results) => return results.into_iter().map(Ok).collect(),
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        items = items.len(),
+                        "a batch of claims failed; claiming one at a time"
+                    );
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(items.len());
+        for item in &items {
+            results.push(
+                self.claim_one(
+                    item.booking_id,
+                    item.user_id,
+                    item.payment_id,
+                    &item.key,
+                    &item.method,
+                )
+                .await,
+            );
+        }
+        results
+    }
+
+    async fn claim_together(&self, items: &[ClaimItem]) -> anyhow::Result<Vec<Claim>> {
+        let bookings: Vec<Uuid> = items.iter().map(|item| item.booking_id).collect();
+        let users: Vec<Uuid> = items.iter().map(|item| item.user_id).collect();
+        let payments: Vec<Uuid> = items.iter().map(|item| item.payment_id).collect();
+        let keys: Vec<&str> = items.iter().map(|item| item.key.as_str()).collect();
+        let methods: Vec<&str> = items.iter().map(|item| item.method.as_str()).collect();
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &prepared(&client, &format!(
+                    "WITH input AS (
+                         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
+                             AS i(booking_id, user_id, payment_id, idempotency_key, payment_method)
+                     ),
+                     candidates AS (
+                         SELECT b.id, b.total_minor, b.currency_code, i.user_id, i.payment_id,
+                             i.idempotency_key, i.payment_method
+                         FROM checkout.bookings b JOIN input i ON i.booking_id = b.id AND i.user_id = b.user_id
+                         WHERE b.id = ANY($1::uuid[]) AND b.state = 'pending' AND b.expire_time > now()
+                         ORDER BY b.id
+                         FOR UPDATE OF b
+                     ),
+                     p AS (
+                         INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
+                             amount_minor, currency_code, state)
+                         SELECT payment_id, id, user_id, idempotency_key, payment_method, total_minor, currency_code,
+                             'authorizing'
+                         FROM candidates
+                         ON CONFLICT DO NOTHING
+                         RETURNING id, booking_id
+                     ),
+                     claimed AS (
+                         UPDATE checkout.bookings b SET state = 'confirming', updated_at = now()
+                         FROM p WHERE b.id = p.booking_id
+                         RETURNING b.*, p.id AS claimed_payment_id
+                     )
+                     SELECT {BOOKING_COLUMNS}, b.claimed_payment_id FROM claimed b"
+                )).await?,
+                &[&bookings, &users, &payments, &keys, &methods],
+            )
+            .await
+            .context("claiming a batch of bookings")?;
+        let mut claimed = HashMap::with_capacity(rows.len());
+        for row in &rows {
+            let payment_id: Uuid = row.try_get("claimed_payment_id")?;
+            claimed.insert(payment_id, booking_from_row(row)?);
+        }
+        Ok(items
+            .iter()
+            .map(|item| match claimed.remove(&item.payment_id) {
+                Some(booking) => Claim::Claimed(Box::new(booking)),
+                None => Claim::NotClaimed,
+            })
+            .collect())
+    }
+
+    /// [`Self::claim`] for one attempt, in its own statement. A key used
+    /// before makes the whole statement fail on the unique index: nothing
+    /// changes.
+    async fn claim_one(
         &self,
         booking_id: Uuid,
         user_id: Uuid,
@@ -410,11 +566,117 @@ impl CheckoutStore {
     /// provider says captured, so it marks the booking confirmed, with the
     /// same payment id and so the same ticket codes. Any later synchronous
     /// commit flushes this one too.
+    ///
+    /// Finishes arriving together share one statement.
     pub async fn finish_confirm(
         &self,
         payment_id: Uuid,
         provider_ref: &str,
     ) -> anyhow::Result<bool> {
+        let writer = self.batches.finishes.get_or_init(|| {
+            let store = self.unbatched();
+            Batcher::spawn(move |items| {
+                let store = store.clone();
+                async move { store.finish_batch(items).await }
+            })
+        });
+        writer
+            .submit(FinishItem {
+                payment_id,
+                provider_ref: provider_ref.to_owned(),
+            })
+            .await
+    }
+
+    async fn finish_batch(&self, items: Vec<FinishItem>) -> Vec<anyhow::Result<bool>> {
+        if items.len() > 1 {
+            match self.finish_together(&items).await {
+                Ok(results) => return results,
+                Err(error) => {
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        items = items.len(),
+                        "a batch of finishes failed; finishing one at a time"
+                    );
+                }
+            }
+        }
+        let mut results = Vec::with_capacity(items.len());
+        for item in &items {
+            results.push(self.finish_one(item.payment_id, &item.provider_ref).await);
+        }
+        results
+    }
+
+    /// Finishes a batch in one statement; payments are locked in id order
+    /// first (as the webhook batch does), so the two never deadlock.
+    async fn finish_together(
+        &self,
+        items: &[FinishItem],
+    ) -> anyhow::Result<Vec<anyhow::Result<bool>>> {
+        let payments: Vec<Uuid> = items.iter().map(|item| item.payment_id).collect();
+        let references: Vec<&str> = items
+            .iter()
+            .map(|item| item.provider_ref.as_str())
+            .collect();
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                &prepared(&client, "WITH input AS (
+                     SELECT * FROM unnest($1::uuid[], $2::text[]) AS i(payment_id, provider_ref)
+                 ),
+                 locked AS (
+                     SELECT p.id FROM checkout.payments p
+                     WHERE p.id = ANY($1::uuid[]) AND p.state IN ('authorizing', 'authorized')
+                     ORDER BY p.id
+                     FOR UPDATE
+                 ),
+                 p AS (
+                     UPDATE checkout.payments p SET state = 'captured', provider_ref = i.provider_ref, updated_at = now()
+                     FROM locked l, input i
+                     WHERE p.id = ANY($1::uuid[]) AND p.id = l.id AND i.payment_id = p.id
+                     RETURNING p.id, p.booking_id
+                 ),
+                 b AS (
+                     UPDATE checkout.bookings b SET state = 'confirmed', payment_id = p.id, confirmed_at = now(),
+                         updated_at = now()
+                     FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
+                     RETURNING b.payment_id
+                 )
+                 SELECT ARRAY(SELECT id FROM p) AS payments, ARRAY(SELECT payment_id FROM b) AS bookings,
+                     set_config('synchronous_commit', 'off', true) AS asynchronous_commit").await?,
+                &[&payments, &references],
+            )
+            .await
+            .context("finishing a batch of confirmations")?;
+        let captured: std::collections::HashSet<Uuid> = row
+            .try_get::<_, Vec<Uuid>>("payments")?
+            .into_iter()
+            .collect();
+        let confirmed: std::collections::HashSet<Uuid> = row
+            .try_get::<_, Vec<Uuid>>("bookings")?
+            .into_iter()
+            .collect();
+        Ok(items
+            .iter()
+            .map(|item| {
+                match (
+                    captured.contains(&item.payment_id),
+                    confirmed.contains(&item.payment_id),
+                ) {
+                    (true, true) => Ok(true),
+                    (false, _) => Ok(false),
+                    (true, false) => Err(anyhow::anyhow!(
+                        "payment {} captured without a confirming booking",
+                        item.payment_id
+                    )),
+                }
+            })
+            .collect())
+    }
+
+    /// [`Self::finish_confirm`] for one payment, in its own statement.
+    async fn finish_one(&self, payment_id: Uuid, provider_ref: &str) -> anyhow::Result<bool> {
         let client = self.client().await?;
         let row = client
             .query_one(
@@ -653,12 +915,21 @@ impl CheckoutStore {
                          WHERE i.payment_id IS NOT NULL
                          ORDER BY i.payment_id, i.rank DESC
                      ),
+                     -- Rows are locked in id order, as the batched finish
+                     -- locks them, so the two never deadlock.
+                     locked AS (
+                         SELECT p.id FROM checkout.payments p JOIN newest n ON n.payment_id = p.id
+                         WHERE p.id = ANY($3::uuid[]) AND p.provider_rank < n.rank
+                         ORDER BY p.id
+                         FOR UPDATE OF p
+                     ),
                      p AS (
                          UPDATE checkout.payments p SET provider_state = n.status, provider_rank = n.rank
-                         FROM newest n
+                         FROM newest n, locked l
                          -- The ANY lets the primary key find the rows however
                          -- many the planner guesses the batch holds.
-                         WHERE p.id = ANY($3::uuid[]) AND p.id = n.payment_id AND p.provider_rank < n.rank
+                         WHERE p.id = ANY($3::uuid[]) AND p.id = n.payment_id AND p.id = l.id
+                             AND p.provider_rank < n.rank
                          RETURNING p.id
                      )
                      SELECT ARRAY(SELECT event_id FROM e) AS new_events,

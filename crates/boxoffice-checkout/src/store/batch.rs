@@ -1,0 +1,112 @@
+//! Group commit for the confirm path. Every PostgreSQL statement costs a
+//! round trip, a snapshot, a commit record and (for a durable commit) a WAL
+//! flush, whatever it writes; on the confirm path that fixed cost, not the
+//! rows, is what PostgreSQL spends its time on. So the claims (and the
+//! finishes) of confirmations arriving together are written by one task in
+//! one statement, and each caller is answered from that statement's result.
+//!
+//! While one batch runs the next one gathers, so under load a batch holds
+//! whatever arrived during the previous statement and a lone request pays
+//! nothing extra. A batch is all one transaction: a failed batch (say, a
+//! deadlock with another instance's batch) is retried one item at a time,
+//! so one caller's trouble never becomes everyone's.
+
+use std::future::Future;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most items written by one statement.
+pub const MAX_BATCH: usize = 64;
+
+type Reply<O> = oneshot::Sender<anyhow::Result<O>>;
+
+pub struct Batcher<I, O> {
+    queue: mpsc::Sender<(I, Reply<O>)>,
+}
+
+impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
+    /// Starts the task that runs `write` over each batch; it must answer
+    /// one result per item, in order. The task ends with the last handle.
+    pub fn spawn<F, Fut>(write: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<anyhow::Result<O>>> + Send,
+    {
+        let (queue, mut incoming) = mpsc::channel::<(I, Reply<O>)>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let (items, replies): (Vec<I>, Vec<Reply<O>>) = batch.drain(..).unzip();
+                let wanted = items.len();
+                let mut results = write(items).await.into_iter();
+                for reply in replies {
+                    let result = results.next().unwrap_or_else(|| {
+                        Err(anyhow::anyhow!("a batch of {wanted} answered fewer items"))
+                    });
+                    // The caller may have gone (its request was cancelled).
+                    let _ = reply.send(result);
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Queues `item` for the next batch and waits for its result.
+    pub async fn submit(&self, item: I) -> anyhow::Result<O> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((item, reply))
+            .await
+            .map_err(|_| anyhow::anyhow!("the batch writer has stopped"))?;
+        answer.await.context("the batch writer dropped a request")?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[tokio::test]
+    async fn callers_arriving_together_share_a_batch_and_get_their_own_answers() {
+        let batches = Arc::new(AtomicUsize::new(0));
+        let counted = batches.clone();
+        let batcher = Arc::new(Batcher::spawn(move |items: Vec<u32>| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                items
+                    .into_iter()
+                    .map(|item| {
+                        if item % 7 == 0 {
+                            Err(anyhow::anyhow!("no sevens"))
+                        } else {
+                            Ok(item * 2)
+                        }
+                    })
+                    .collect()
+            }
+        }));
+        let mut callers = tokio::task::JoinSet::new();
+        for item in 1..=200u32 {
+            let batcher = batcher.clone();
+            callers.spawn(async move { (item, batcher.submit(item).await) });
+        }
+        while let Some(joined) = callers.join_next().await {
+            let (item, result) = joined.unwrap();
+            match result {
+                Ok(doubled) => assert_eq!(doubled, item * 2),
+                Err(error) => {
+                    assert_eq!(item % 7, 0, "{error}");
+                }
+            }
+        }
+        let batches = batches.load(Ordering::SeqCst);
+        assert!(
+            (200usize.div_ceil(MAX_BATCH)..200).contains(&batches),
+            "200 callers in {batches} batches"
+        );
+    }
+}
