@@ -108,15 +108,19 @@ pub fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
     })
 }
 
-/// Writes a timeout in the finest unit that fits in 8 digits.
+/// Writes the timeout to send upstream. Under a second, in microseconds;
+/// from a second up, in whole milliseconds, rounded down (so the upstream's
+/// budget is never longer than the edge's, and at most 1 ms shorter): calls
+/// made around the same time then send the same value, which HPACK encodes
+/// as a one-byte index into its table instead of a fresh literal per call.
 pub fn format_grpc_timeout(timeout: Duration) -> HeaderValue {
-    let micros = timeout.as_micros();
-    let (amount, unit) = if micros < 100_000_000 {
-        (micros.max(1), b'u')
+    let (amount, unit) = if timeout < Duration::from_secs(1) {
+        // Under 1,000,000: fits in 8 digits.
+        (timeout.subsec_micros().max(1), b'u')
     } else if timeout.as_millis() < 100_000_000 {
-        (timeout.as_millis(), b'm')
+        (timeout.as_millis() as u32, b'm')
     } else {
-        (u128::from(timeout.as_secs().min(99_999_999)), b'S')
+        (timeout.as_secs().min(99_999_999) as u32, b'S')
     };
     // At most 8 digits and the unit, on the stack.
     let mut text = [0u8; 9];
@@ -171,6 +175,33 @@ mod tests {
             parse_grpc_timeout(&long),
             Some(Duration::from_secs(3600 * 24))
         );
+        let longest = format_grpc_timeout(Duration::from_secs(u64::MAX));
+        assert_eq!(longest, "99999999S");
+    }
+
+    #[test]
+    fn timeouts_are_written_finely_below_a_second_and_never_longer() {
+        for (timeout, text) in [
+            (Duration::ZERO, "1u"),
+            (Duration::from_nanos(1500), "1u"),
+            (Duration::from_micros(999_999), "999999u"),
+            (Duration::from_secs(1), "1000m"),
+            // The default deadline, a few microseconds after the call
+            // arrived: the same text for every call in that millisecond.
+            (Duration::from_secs(10) - Duration::from_micros(37), "9999m"),
+            (
+                Duration::from_secs(10) - Duration::from_micros(940),
+                "9999m",
+            ),
+            (Duration::from_secs(99_999), "99999000m"),
+            (Duration::from_secs(100_000), "100000S"),
+        ] {
+            assert_eq!(format_grpc_timeout(timeout), text, "{timeout:?}");
+            assert!(
+                parse_grpc_timeout(&format_grpc_timeout(timeout)).unwrap()
+                    <= timeout.max(Duration::from_micros(1))
+            );
+        }
     }
 
     #[test]

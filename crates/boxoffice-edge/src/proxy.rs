@@ -68,8 +68,6 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static(context::GRPC_TIMEOUT);
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const USER_ID: HeaderName = HeaderName::from_static(USER_ID_HEADER);
 const ROLES: HeaderName = HeaderName::from_static(ROLES_HEADER);
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// The client's TCP peer, set per connection (grpc-web requests carry it
 /// through the CORS and translation layers as an extension).
@@ -187,29 +185,37 @@ fn bearer_token(headers: &HeaderMap) -> Option<Result<&str, ()>> {
     }
 }
 
-/// Removes what must not travel upstream: HTTP/1 connection headers (HTTP/2
-/// forbids them), the bearer token (services trust metadata, not tokens) and
-/// any identity metadata the client forged.
+/// Whether a header must not travel upstream: HTTP/1 connection headers
+/// (HTTP/2 forbids them), the bearer token (services trust metadata, not
+/// tokens) and any identity metadata the client forged.
+fn must_scrub(name: &HeaderName) -> bool {
+    let name = name.as_str();
+    matches!(
+        name,
+        "connection"
+            | "transfer-encoding"
+            | "upgrade"
+            | "host"
+            | "authorization"
+            | "content-length"
+            | "proxy-authorization"
+            | "keep-alive"
+            | "proxy-connection"
+    ) || name.starts_with(MESH_HEADER_PREFIX)
+}
+
+/// Removes what must not travel upstream (see [`must_scrub`]). One pass
+/// over the few names a call carries finds them; only names actually
+/// present are looked up to be removed (usually none, or the token).
 fn scrub(headers: &mut HeaderMap) {
-    for name in [
-        header::CONNECTION,
-        header::TRANSFER_ENCODING,
-        header::UPGRADE,
-        header::HOST,
-        header::AUTHORIZATION,
-        header::CONTENT_LENGTH,
-        header::PROXY_AUTHORIZATION,
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-    ] {
-        headers.remove(name);
-    }
-    let forged: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with(MESH_HEADER_PREFIX))
-        .cloned()
-        .collect();
-    for name in forged {
+    let mut doomed = headers.keys().filter(|name| must_scrub(name));
+    let Some(first) = doomed.next().cloned() else {
+        return;
+    };
+    // Empty, and so never allocated, unless a client sent several.
+    let rest: Vec<HeaderName> = doomed.cloned().collect();
+    headers.remove(first);
+    for name in rest {
         headers.remove(name);
     }
 }
@@ -439,53 +445,43 @@ where
     // Unary requests are read whole (bounded by the message limit and the
     // deadline), which checks their size and makes them safe to resend. A
     // unary request is almost always one DATA frame already received, so
-    // this takes that frame's bytes as they are.
-    let body = if route.client_streaming {
-        RequestBody::Streaming(Some(body))
-    } else {
-        let limit = state.limits.max_message_bytes + 5;
-        let read = read_whole(body, limit);
-        let read = match deadline {
-            Some(deadline) => match tokio::time::timeout_at(deadline.into(), read).await {
-                Ok(read) => read,
-                Err(_) => return reject(record, deadline_exceeded()),
-            },
-            None => read.await,
-        };
-        match read {
-            Ok(bytes) => RequestBody::Buffered(bytes),
-            Err(ReadError::TooLarge) => {
-                return reject(
-                    record,
-                    status_with(
+    // this takes that frame's bytes as they are. Reading and forwarding
+    // share one deadline timer.
+    let exchange = async {
+        let body = if route.client_streaming {
+            RequestBody::Streaming(Some(body))
+        } else {
+            match read_whole(body, state.limits.max_message_bytes + 5).await {
+                Ok(bytes) => RequestBody::Buffered(bytes),
+                Err(ReadError::TooLarge) => {
+                    return Err(status_with(
                         Code::ResourceExhausted,
                         reason::MESSAGE_TOO_LARGE,
                         &format!(
                             "request message larger than {} bytes",
                             state.limits.max_message_bytes
                         ),
-                    ),
-                );
+                    ));
+                }
+                Err(ReadError::Broken) => {
+                    return Err(status_with(
+                        Code::Cancelled,
+                        "CANCELLED",
+                        "the client stopped sending",
+                    ));
+                }
             }
-            Err(ReadError::Broken) => {
-                return reject(
-                    record,
-                    status_with(Code::Cancelled, "CANCELLED", "the client stopped sending"),
-                );
-            }
+        };
+        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            return Err(deadline_exceeded());
         }
+        forward(&state, cluster, parts, body).await
     };
-
-    if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
-        return reject(record, deadline_exceeded());
-    }
-    let forward = forward(&state, cluster, parts, body);
     let outcome = match deadline {
-        Some(deadline) => match tokio::time::timeout_at(deadline.into(), forward).await {
-            Ok(outcome) => outcome,
-            Err(_) => return reject(record, deadline_exceeded()),
-        },
-        None => forward.await,
+        Some(deadline) => tokio::time::timeout_at(deadline.into(), exchange)
+            .await
+            .unwrap_or_else(|_| Err(deadline_exceeded())),
+        None => exchange.await,
     };
     let (response, outstanding) = match outcome {
         Ok(forwarded) => forwarded,
@@ -928,6 +924,15 @@ mod tests {
         scrub(&mut headers);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("x-request-id"));
+
+        // Just the token (an ordinary authenticated call), and nothing.
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer t"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        scrub(&mut headers);
+        assert_eq!(headers.len(), 2);
+        assert!(!headers.contains_key(header::AUTHORIZATION));
+        scrub(&mut headers);
+        assert_eq!(headers.len(), 2);
     }
 
     #[test]

@@ -255,6 +255,9 @@ impl Endpoint {
                 }
             };
             tokio::select! {
+                // The connection first, and no random pick per wake-up: it
+                // is polled for every frame, the keepalive twice a minute.
+                biased;
                 result = &mut connection => {
                     if let Err(error) = result {
                         tracing::debug!(%error, "upstream connection closed");
