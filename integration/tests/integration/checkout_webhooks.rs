@@ -80,7 +80,7 @@ async fn provider_state(world: &CheckoutWorld, payment_id: Uuid) -> Option<Strin
         .client()
         .await
         .query_one(
-            "SELECT provider_state FROM checkout.payments WHERE id = $1",
+            "SELECT (SELECT provider_state FROM checkout.payment_provider_states WHERE payment_id = $1)",
             &[&payment_id],
         )
         .await

@@ -9,10 +9,17 @@ pub use postgres::{BookingRecord, CheckoutStore, Claim, PaymentRecord, TicketRec
 use boxoffice_runtime::postgres::Migration;
 
 /// The checkout schema's migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "checkout",
-    sql: include_str!("migrations/0001_checkout.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "checkout",
+        sql: include_str!("migrations/0001_checkout.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "webhook_log",
+        sql: include_str!("migrations/0002_webhook_log.sql"),
+    },
+];
 
 pub const SCHEMA: &str = "checkout";

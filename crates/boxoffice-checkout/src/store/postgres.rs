@@ -66,7 +66,6 @@ pub struct PaymentRecord {
     pub currency_code: String,
     pub state: PaymentState,
     pub provider_ref: Option<String>,
-    pub provider_state: Option<String>,
     pub outcome_code: Option<i32>,
     pub outcome_reason: Option<String>,
     pub outcome_message: Option<String>,
@@ -113,8 +112,9 @@ const BOOKING_COLUMNS: &str = "b.id, b.user_id, b.event_id, b.hold_id, b.state, 
                 'price_tier_id', t.price_tier_id, 'price_minor', t.price_minor) ORDER BY t.seat_index), '[]'::json)
      FROM checkout.booking_tickets t WHERE t.booking_id = b.id) AS tickets";
 
-const PAYMENT_COLUMNS: &str = "p.id, p.booking_id, p.user_id, p.idempotency_key, p.payment_method, p.amount_minor,
-    p.currency_code, p.state, p.provider_ref, p.provider_state, p.outcome_code, p.outcome_reason, p.outcome_message";
+const PAYMENT_COLUMNS: &str =
+    "p.id, p.booking_id, p.user_id, p.idempotency_key, p.payment_method, p.amount_minor,
+    p.currency_code, p.state, p.provider_ref, p.outcome_code, p.outcome_reason, p.outcome_message";
 
 fn booking_from_row(row: &Row) -> anyhow::Result<BookingRecord> {
     let state: String = row.try_get("state")?;
@@ -155,7 +155,6 @@ fn payment_from_row(row: &Row) -> anyhow::Result<PaymentRecord> {
         state: PaymentState::parse(&state)
             .with_context(|| format!("unknown payment state {state}"))?,
         provider_ref: row.try_get("provider_ref")?,
-        provider_state: row.try_get("provider_state")?,
         outcome_code: row.try_get("outcome_code")?,
         outcome_reason: row.try_get("outcome_reason")?,
         outcome_message: row.try_get("outcome_message")?,
@@ -608,8 +607,8 @@ impl CheckoutStore {
         results
     }
 
-    /// Finishes a batch in one statement; payments are locked in id order
-    /// first (as the webhook batch does), so the two never deadlock.
+    /// Finishes a batch in one statement. Nothing else updates several
+    /// payments at once (webhooks only append), so it cannot deadlock.
     async fn finish_together(
         &self,
         items: &[FinishItem],
@@ -625,16 +624,12 @@ impl CheckoutStore {
                 &prepared(&client, "WITH input AS (
                      SELECT * FROM unnest($1::uuid[], $2::text[]) AS i(payment_id, provider_ref)
                  ),
-                 locked AS (
-                     SELECT p.id FROM checkout.payments p
-                     WHERE p.id = ANY($1::uuid[]) AND p.state IN ('authorizing', 'authorized')
-                     ORDER BY p.id
-                     FOR UPDATE
-                 ),
                  p AS (
                      UPDATE checkout.payments p SET state = 'captured', provider_ref = i.provider_ref, updated_at = now()
-                     FROM locked l, input i
-                     WHERE p.id = ANY($1::uuid[]) AND p.id = l.id AND i.payment_id = p.id
+                     FROM input i
+                     -- The ANY lets the primary key find the rows however
+                     -- many the planner guesses the batch holds.
+                     WHERE p.id = ANY($1::uuid[]) AND i.payment_id = p.id AND p.state IN ('authorizing', 'authorized')
                      RETURNING p.id, p.booking_id
                  ),
                  b AS (
@@ -876,10 +871,11 @@ impl CheckoutStore {
         rows.iter().map(booking_from_row).collect()
     }
 
-    /// Records provider events, each once (by its id), in one statement,
-    /// and raises each payment's provider state to the newest of its new
-    /// events when that is newer than what is known. Answers, per event in
-    /// order, whether it was new (the first of two copies in one batch is).
+    /// Records provider events, each once (by its id), in one insert-only
+    /// statement; a payment's provider state is its highest-ranked event
+    /// (view `checkout.payment_provider_states`), so a late or repeated
+    /// delivery changes nothing. Answers, per event in order, whether it was
+    /// new (the first of two copies in one batch is).
     ///
     /// Commits asynchronously: webhooks are advisory (the reconciler asks
     /// the provider itself), and a record lost to a database crash only
@@ -899,38 +895,11 @@ impl CheckoutStore {
             .query_one(
                 &prepared(
                     &client,
-                    "WITH incoming AS (
+                    "WITH e AS (
+                         INSERT INTO checkout.webhook_events (event_id, kind, payment_id, provider_ref, status, rank)
                          SELECT * FROM unnest($1::text[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::int2[])
-                             AS i(event_id, kind, payment_id, provider_ref, status, rank)
-                     ),
-                     e AS (
-                         INSERT INTO checkout.webhook_events (event_id, kind, payment_id, provider_ref, status)
-                         SELECT event_id, kind, payment_id, provider_ref, status FROM incoming
                          ON CONFLICT (event_id) DO NOTHING
                          RETURNING event_id
-                     ),
-                     newest AS (
-                         SELECT DISTINCT ON (i.payment_id) i.payment_id, i.status, i.rank
-                         FROM incoming i JOIN e ON e.event_id = i.event_id
-                         WHERE i.payment_id IS NOT NULL
-                         ORDER BY i.payment_id, i.rank DESC
-                     ),
-                     -- Rows are locked in id order, as the batched finish
-                     -- locks them, so the two never deadlock.
-                     locked AS (
-                         SELECT p.id FROM checkout.payments p JOIN newest n ON n.payment_id = p.id
-                         WHERE p.id = ANY($3::uuid[]) AND p.provider_rank < n.rank
-                         ORDER BY p.id
-                         FOR UPDATE OF p
-                     ),
-                     p AS (
-                         UPDATE checkout.payments p SET provider_state = n.status, provider_rank = n.rank
-                         FROM newest n, locked l
-                         -- The ANY lets the primary key find the rows however
-                         -- many the planner guesses the batch holds.
-                         WHERE p.id = ANY($3::uuid[]) AND p.id = n.payment_id AND p.id = l.id
-                             AND p.provider_rank < n.rank
-                         RETURNING p.id
                      )
                      SELECT ARRAY(SELECT event_id FROM e) AS new_events,
                          set_config('synchronous_commit', 'off', true) AS asynchronous_commit",
