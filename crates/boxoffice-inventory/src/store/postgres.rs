@@ -153,11 +153,13 @@ impl TicketStore {
         let client = self.pool.get().await?;
         let seat_indexes = seat_array(seats);
         let margin_ms = margin.as_millis() as f64;
-        let row = client
-            .query_one(
+        // Prepared once per connection: planning this statement costs more
+        // than running it, and it runs once per sale.
+        let statement = client
+            .prepare_cached(
                 "WITH locked AS (
                      SELECT seat_index, status, booking_id, hold_id FROM inventory.tickets
-                     WHERE event_id = $1 AND seat_index = ANY($2::int4[])
+                     WHERE event_id = $1 AND seat_index = ANY((SELECT $2::int4[])::int4[])
                      ORDER BY seat_index
                      FOR UPDATE
                  ),
@@ -177,14 +179,26 @@ impl TicketStore {
                      UPDATE inventory.tickets t
                      SET status = 'sold', booking_id = $3, hold_id = $6, version = t.version + 1, sold_at = now()
                      FROM counts, checks
-                     WHERE t.event_id = $1 AND t.seat_index = ANY($2::int4[]) AND t.status = 'available'
+                     WHERE t.event_id = $1 AND t.seat_index = ANY((SELECT $2::int4[])::int4[]) AND t.status = 'available'
                        AND counts.free = cardinality($2::int4[]) AND checks.lease_ok AND checks.on_sale
                      RETURNING t.seat_index
                  )
                  SELECT (SELECT count(*) FROM sold) AS sold, counts.free, counts.mine, counts.this_hold, counts.total,
                         checks.lease_ok, checks.on_sale
                  FROM counts, checks",
-                &[&event_id, &seat_indexes, &booking_id, &expires_at, &margin_ms, &hold_id],
+            )
+            .await?;
+        let row = client
+            .query_one(
+                &statement,
+                &[
+                    &event_id,
+                    &seat_indexes,
+                    &booking_id,
+                    &expires_at,
+                    &margin_ms,
+                    &hold_id,
+                ],
             )
             .await?;
         let wanted = seats.len() as i64;
