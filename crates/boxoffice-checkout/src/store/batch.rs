@@ -63,6 +63,37 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     }
 }
 
+/// Writes several `items` with `together` (one statement); a lone item, or
+/// every item of a batch whose statement failed, with `one` each.
+pub async fn together_or_one_at_a_time<'a, I, O, T, F>(
+    items: &'a [I],
+    kind: &str,
+    together: T,
+    one: impl Fn(&'a I) -> F,
+) -> Vec<anyhow::Result<O>>
+where
+    T: Future<Output = anyhow::Result<Vec<anyhow::Result<O>>>>,
+    F: Future<Output = anyhow::Result<O>>,
+{
+    if items.len() > 1 {
+        match together.await {
+            Ok(results) => return results,
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    items = items.len(),
+                    "a batch of {kind} failed; writing them one at a time"
+                );
+            }
+        }
+    }
+    let mut results = Vec::with_capacity(items.len());
+    for item in items {
+        results.push(one(item).await);
+    }
+    results
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,7 +22,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
-use super::batch::Batcher;
+use super::batch::{Batcher, together_or_one_at_a_time};
 use crate::domain::{BookingState, PaymentState, PricedSeat};
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -212,6 +212,24 @@ impl CheckoutStore {
         Self::new(self.pool.clone())
     }
 
+    /// The batch writer in `cell`, started on first use with `write`.
+    fn writer<'a, I, O, F, Fut>(
+        &self,
+        cell: &'a OnceLock<Batcher<I, O>>,
+        write: F,
+    ) -> &'a Batcher<I, O>
+    where
+        I: Send + 'static,
+        O: Send + 'static,
+        F: Fn(CheckoutStore, Vec<I>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Vec<anyhow::Result<O>>> + Send,
+    {
+        cell.get_or_init(|| {
+            let store = self.unbatched();
+            Batcher::spawn(move |items| write(store.clone(), items))
+        })
+    }
+
     pub fn pool(&self) -> &Pool {
         &self.pool
     }
@@ -373,22 +391,17 @@ impl CheckoutStore {
         idempotency_key: &str,
         payment_method: &str,
     ) -> anyhow::Result<Claim> {
-        let writer = self.batches.claims.get_or_init(|| {
-            let store = self.unbatched();
-            Batcher::spawn(move |items| {
-                let store = store.clone();
-                async move { store.claim_batch(items).await }
-            })
-        });
-        writer
-            .submit(ClaimItem {
-                booking_id,
-                user_id,
-                payment_id,
-                key: idempotency_key.to_owned(),
-                method: payment_method.to_owned(),
-            })
-            .await
+        self.writer(&self.batches.claims, |store, items| async move {
+            store.claim_batch(items).await
+        })
+        .submit(ClaimItem {
+            booking_id,
+            user_id,
+            payment_id,
+            key: idempotency_key.to_owned(),
+            method: payment_method.to_owned(),
+        })
+        .await
     }
 
     /// Claims a batch in one statement: bookings locked in id order (so two
@@ -396,35 +409,22 @@ impl CheckoutStore {
     /// the key is new (`ON CONFLICT DO NOTHING` covers every unique index,
     /// also between items of one batch), and only those bookings moved.
     async fn claim_batch(&self, items: Vec<ClaimItem>) -> Vec<anyhow::Result<Claim>> {
-        if items.len() > 1 {
-            match self.claim_together(&items).await {
-                Ok(results) => return results.into_iter().map(Ok).collect(),
-                Err(error) => {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        items = items.len(),
-                        "a batch of claims failed; claiming one at a time"
-                    );
-                }
-            }
-        }
-        let mut results = Vec::with_capacity(items.len());
-        for item in &items {
-            results.push(
-                self.claim_one(
-                    item.booking_id,
-                    item.user_id,
-                    item.payment_id,
-                    &item.key,
-                    &item.method,
-                )
-                .await,
-            );
-        }
-        results
+        together_or_one_at_a_time(&items, "claims", self.claim_together(&items), |item| {
+            self.claim_one(
+                item.booking_id,
+                item.user_id,
+                item.payment_id,
+                &item.key,
+                &item.method,
+            )
+        })
+        .await
     }
 
-    async fn claim_together(&self, items: &[ClaimItem]) -> anyhow::Result<Vec<Claim>> {
+    async fn claim_together(
+        &self,
+        items: &[ClaimItem],
+    ) -> anyhow::Result<Vec<anyhow::Result<Claim>>> {
         let bookings: Vec<Uuid> = items.iter().map(|item| item.booking_id).collect();
         let users: Vec<Uuid> = items.iter().map(|item| item.user_id).collect();
         let payments: Vec<Uuid> = items.iter().map(|item| item.payment_id).collect();
@@ -473,9 +473,11 @@ impl CheckoutStore {
         }
         Ok(items
             .iter()
-            .map(|item| match claimed.remove(&item.payment_id) {
-                Some(booking) => Claim::Claimed(Box::new(booking)),
-                None => Claim::NotClaimed,
+            .map(|item| {
+                Ok(match claimed.remove(&item.payment_id) {
+                    Some(booking) => Claim::Claimed(Box::new(booking)),
+                    None => Claim::NotClaimed,
+                })
             })
             .collect())
     }
@@ -572,39 +574,21 @@ impl CheckoutStore {
         payment_id: Uuid,
         provider_ref: &str,
     ) -> anyhow::Result<bool> {
-        let writer = self.batches.finishes.get_or_init(|| {
-            let store = self.unbatched();
-            Batcher::spawn(move |items| {
-                let store = store.clone();
-                async move { store.finish_batch(items).await }
-            })
-        });
-        writer
-            .submit(FinishItem {
-                payment_id,
-                provider_ref: provider_ref.to_owned(),
-            })
-            .await
+        self.writer(&self.batches.finishes, |store, items| async move {
+            store.finish_batch(items).await
+        })
+        .submit(FinishItem {
+            payment_id,
+            provider_ref: provider_ref.to_owned(),
+        })
+        .await
     }
 
     async fn finish_batch(&self, items: Vec<FinishItem>) -> Vec<anyhow::Result<bool>> {
-        if items.len() > 1 {
-            match self.finish_together(&items).await {
-                Ok(results) => return results,
-                Err(error) => {
-                    tracing::warn!(
-                        error = format!("{error:#}"),
-                        items = items.len(),
-                        "a batch of finishes failed; finishing one at a time"
-                    );
-                }
-            }
-        }
-        let mut results = Vec::with_capacity(items.len());
-        for item in &items {
-            results.push(self.finish_one(item.payment_id, &item.provider_ref).await);
-        }
-        results
+        together_or_one_at_a_time(&items, "finishes", self.finish_together(&items), |item| {
+            self.finish_one(item.payment_id, &item.provider_ref)
+        })
+        .await
     }
 
     /// Finishes a batch in one statement. Nothing else updates several
