@@ -6,3 +6,8 @@ pub mod baselines;
 pub mod load;
 pub mod report;
 pub mod system;
+
+/// The same allocator as the `boxoffice` binary, so the load generator and
+/// benches measure the system as it is shipped.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
