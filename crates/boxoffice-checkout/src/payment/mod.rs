@@ -90,7 +90,8 @@ pub enum ProviderError {
     #[error("payment provider unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// The provider refused the operation for the payment's state, e.g.
-    /// capturing a voided authorization.
+    /// capturing a voided authorization, or an idempotency key sent again
+    /// with different parameters (as real providers refuse it).
     #[error("payment provider refused: {0}")]
     Refused(String),
 }

@@ -34,8 +34,20 @@ struct Ledger {
     by_key: HashMap<String, String>,
     /// Decisions already made for an authorization key that declined.
     declined: HashMap<String, String>,
-    /// Idempotency keys of capture / void / refund calls already applied.
+    /// The first request made with each authorization key: a later one
+    /// with the same key must ask for the same thing.
+    authorize_requests: HashMap<String, AuthorizeRequest>,
+    /// Capture / void / refund calls already applied, by payment and
+    /// idempotency key, with the parameters they were made with.
     applied: HashMap<String, String>,
+}
+
+/// What a real provider answers (Stripe: HTTP 400, `idempotency_error`) when
+/// a key comes back with different parameters: nothing happens.
+fn key_reused() -> ProviderError {
+    ProviderError::Refused(
+        "idempotency key reused with different parameters; nothing was done".into(),
+    )
 }
 
 pub struct SimulatedProvider {
@@ -115,17 +127,24 @@ impl SimulatedProvider {
         let _ = self.outbox.send(event);
     }
 
-    /// Applies a state change to a payment once per idempotency key.
+    /// Applies a state change to a payment once per idempotency key; the
+    /// key repeated with other `parameters` (another operation or amount)
+    /// is refused.
     fn transition(
         &self,
         provider_ref: &str,
         idempotency_key: &str,
+        parameters: String,
         change: impl FnOnce(&mut ProviderPayment) -> Result<&'static str, ProviderError>,
     ) -> Result<(), ProviderError> {
         let mut ledger = self.lock();
         let operation_key = format!("{provider_ref}/{idempotency_key}");
-        if ledger.applied.contains_key(&operation_key) {
-            return Ok(());
+        if let Some(applied) = ledger.applied.get(&operation_key) {
+            return if *applied == parameters {
+                Ok(())
+            } else {
+                Err(key_reused())
+            };
         }
         let payment = ledger
             .payments
@@ -133,7 +152,7 @@ impl SimulatedProvider {
             .ok_or_else(|| ProviderError::Refused(format!("no such payment {provider_ref}")))?;
         let kind = change(payment)?;
         let snapshot = payment.clone();
-        ledger.applied.insert(operation_key, kind.to_owned());
+        ledger.applied.insert(operation_key, parameters);
         drop(ledger);
         if !kind.is_empty() {
             self.emit(kind, &snapshot);
@@ -150,6 +169,16 @@ impl PaymentProvider for SimulatedProvider {
     ) -> Result<AuthorizeOutcome, ProviderError> {
         self.latency().await;
         let mut ledger = self.lock();
+        match ledger.authorize_requests.get(&request.idempotency_key) {
+            Some(first) if *first != request => return Err(key_reused()),
+            Some(_) => {}
+            None if request.amount_minor > 0 => {
+                ledger
+                    .authorize_requests
+                    .insert(request.idempotency_key.clone(), request.clone());
+            }
+            None => {}
+        }
         if let Some(reference) = ledger.by_key.get(&request.idempotency_key) {
             return Ok(AuthorizeOutcome::Authorized {
                 provider_ref: reference.clone(),
@@ -213,8 +242,11 @@ impl PaymentProvider for SimulatedProvider {
         idempotency_key: &str,
     ) -> Result<(), ProviderError> {
         self.latency().await;
-        self.transition(provider_ref, idempotency_key, |payment| {
-            match payment.status {
+        self.transition(
+            provider_ref,
+            idempotency_key,
+            "capture".into(),
+            |payment| match payment.status {
                 ProviderStatus::Authorized => {
                     payment.status = ProviderStatus::Captured;
                     Ok("captured")
@@ -224,14 +256,17 @@ impl PaymentProvider for SimulatedProvider {
                     "cannot capture a {} payment",
                     other.as_str()
                 ))),
-            }
-        })
+            },
+        )
     }
 
     async fn void(&self, provider_ref: &str, idempotency_key: &str) -> Result<(), ProviderError> {
         self.latency().await;
-        self.transition(provider_ref, idempotency_key, |payment| {
-            match payment.status {
+        self.transition(
+            provider_ref,
+            idempotency_key,
+            "void".into(),
+            |payment| match payment.status {
                 ProviderStatus::Authorized => {
                     payment.status = ProviderStatus::Voided;
                     Ok("voided")
@@ -241,8 +276,8 @@ impl PaymentProvider for SimulatedProvider {
                     "cannot void a {} payment",
                     other.as_str()
                 ))),
-            }
-        })
+            },
+        )
     }
 
     async fn refund(
@@ -252,8 +287,12 @@ impl PaymentProvider for SimulatedProvider {
         idempotency_key: &str,
     ) -> Result<(), ProviderError> {
         self.latency().await;
-        self.transition(provider_ref, idempotency_key, |payment| {
-            match payment.status {
+        let parameters = format!("refund {amount_minor}");
+        self.transition(
+            provider_ref,
+            idempotency_key,
+            parameters,
+            |payment| match payment.status {
                 ProviderStatus::Captured | ProviderStatus::Refunded
                     if payment.refunded_minor + amount_minor <= payment.amount_minor
                         && amount_minor >= 0 =>
@@ -269,8 +308,8 @@ impl PaymentProvider for SimulatedProvider {
                     "cannot refund a {} payment",
                     other.as_str()
                 ))),
-            }
-        })
+            },
+        )
     }
 
     async fn lookup(
@@ -472,6 +511,56 @@ mod tests {
         assert_eq!(payment.status, ProviderStatus::Refunded);
         assert_eq!(payment.refunded_minor, 400);
         assert!(provider.void(&provider_ref, "v").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_key_reused_with_other_parameters_is_refused_and_changes_nothing() {
+        let provider = SimulatedProvider::new(SimulatedProviderConfig::default(), b"secret");
+        let AuthorizeOutcome::Authorized { provider_ref } =
+            provider.authorize(request("k4", "tok_visa")).await.unwrap()
+        else {
+            panic!("tok_visa authorizes")
+        };
+        let more = AuthorizeRequest {
+            amount_minor: 2_000,
+            ..request("k4", "tok_visa")
+        };
+        assert!(matches!(
+            provider.authorize(more).await,
+            Err(ProviderError::Refused(_))
+        ));
+        assert!(matches!(
+            provider.authorize(request("k4", "tok_mastercard")).await,
+            Err(ProviderError::Refused(_))
+        ));
+        // A declined key is bound to its first request too.
+        provider
+            .authorize(request("k5", "tok_chargeDeclined"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            provider.authorize(request("k5", "tok_visa")).await,
+            Err(ProviderError::Refused(_))
+        ));
+        assert_eq!(provider.payments().len(), 1);
+        let payment = provider.payment_by_key("k4").unwrap();
+        assert_eq!(payment.amount_minor, 1_000);
+        assert_eq!(payment.status, ProviderStatus::Authorized);
+
+        provider.capture(&provider_ref, "c").await.unwrap();
+        provider.refund(&provider_ref, 300, "r").await.unwrap();
+        assert!(matches!(
+            provider.refund(&provider_ref, 500, "r").await,
+            Err(ProviderError::Refused(_))
+        ));
+        // The capture key cannot be replayed as a void either.
+        assert!(matches!(
+            provider.void(&provider_ref, "c").await,
+            Err(ProviderError::Refused(_))
+        ));
+        let payment = provider.payment_by_key("k4").unwrap();
+        assert_eq!(payment.refunded_minor, 300);
+        assert_eq!(payment.status, ProviderStatus::Refunded);
     }
 
     #[tokio::test]
