@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::domain::admission::{AdmissionRefusal, Standing};
 use crate::error::InventoryError;
 use crate::service::Inventory;
+use crate::store::redis::RoomTruth;
 use crate::store::waiting_room::{InLine, LineStanding};
 
 type Result<T> = std::result::Result<T, InventoryError>;
@@ -84,6 +85,18 @@ impl Inventory {
             return Err(InventoryError::AdminRequired);
         }
         self.layout(event_id).await?;
+        // PostgreSQL first: what Redis is told is always what a rebuild
+        // would restore.
+        self.tickets()
+            .save_room(
+                event_id,
+                RoomTruth {
+                    enabled: settings.enabled,
+                    rate: settings.rate,
+                    opens_ms: settings.opens_ms,
+                },
+            )
+            .await?;
         let counters = self
             .rooms()
             .configure(event_id, settings.enabled, settings.rate, settings.opens_ms)
@@ -103,23 +116,52 @@ impl Inventory {
     pub async fn join_queue(&self, caller: &Caller, event_id: Uuid) -> Result<Standing> {
         let user_id = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
         self.layout(event_id).await?;
-        let line = self
+        let mut line = self
             .rooms()
             .join(event_id, user_id)
             .await
-            .map_err(redis_error)?
-            .ok_or(InventoryError::WaitingRoomOff)?;
-        Ok(standing(&line))
+            .map_err(redis_error)?;
+        if line.is_none() && self.restore_room(event_id).await? {
+            line = self
+                .rooms()
+                .join(event_id, user_id)
+                .await
+                .map_err(redis_error)?;
+        }
+        Ok(standing(&line.ok_or(InventoryError::WaitingRoomOff)?))
+    }
+
+    /// After Redis lost an event's state (flush, restart, failover) its room
+    /// looks off; rebuilding the state restores a room PostgreSQL says is
+    /// on. True when there was anything to restore.
+    async fn restore_room(&self, event_id: Uuid) -> Result<bool> {
+        let room_on = self
+            .tickets()
+            .room(event_id)
+            .await?
+            .is_some_and(|room| room.enabled);
+        if room_on {
+            self.rebuild_if_missing(event_id).await?;
+        }
+        Ok(room_on)
     }
 
     /// Where the user stands now, with a fresh token once they are through.
     pub async fn queue_view(&self, user_id: Uuid, event_id: Uuid) -> Result<QueueView> {
-        match self
+        let mut standing_now = self
             .rooms()
             .standing(event_id, user_id)
             .await
-            .map_err(redis_error)?
-        {
+            .map_err(redis_error)?;
+        if matches!(standing_now, LineStanding::Off { .. }) && self.restore_room(event_id).await? {
+            // The line went with Redis: the caller is told to join again.
+            standing_now = self
+                .rooms()
+                .standing(event_id, user_id)
+                .await
+                .map_err(redis_error)?;
+        }
+        match standing_now {
             LineStanding::Off { .. } => Ok(QueueView::Off),
             LineStanding::NotInLine { .. } => Err(InventoryError::NotInQueue),
             LineStanding::InLine(line) => {

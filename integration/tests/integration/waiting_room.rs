@@ -407,6 +407,72 @@ async fn nobody_is_let_through_before_the_opening_time() {
 }
 
 #[tokio::test]
+async fn a_room_that_is_on_survives_redis_losing_its_state() {
+    let (world, mut room) = world().await;
+    let sale = event_on_sale(&world).await;
+    let reopened = event_on_sale(&world).await;
+    let mut inventory = world.inventory.clone();
+    configure(&mut room, &sale.event_id, true, 1_000, None)
+        .await
+        .expect("turning the room on");
+    configure(&mut room, &reopened.event_id, true, 1_000, None)
+        .await
+        .expect("turning the other room on");
+    configure(&mut room, &reopened.event_id, false, 1_000, None)
+        .await
+        .expect("and off again");
+    let (alice, bob) = (customer(), customer());
+    join(&mut room, &alice, &sale.event_id)
+        .await
+        .expect("alice joins");
+
+    assert!(world.flush_redis().await > 0);
+
+    // The first hold after the flush rebuilds the event's state, room
+    // included: still no way in without a token.
+    let refused = hold(&mut inventory, &bob, &sale.event_id, &[0], "")
+        .await
+        .expect_err("the room is still on");
+    assert_reason(&refused, Code::FailedPrecondition, "ADMISSION_REQUIRED");
+    // The line went with Redis: a watcher is told to join again, and the
+    // new line admits at the room's rate.
+    let gone = room
+        .watch_queue(as_caller(
+            &alice,
+            pb::WatchQueueRequest {
+                event_id: sale.event_id.clone(),
+            },
+        ))
+        .await
+        .expect_err("alice's place went with the flush");
+    assert_reason(&gone, Code::FailedPrecondition, "NOT_IN_QUEUE");
+    let again = join(&mut room, &alice, &sale.event_id)
+        .await
+        .expect("alice joins again");
+    assert_eq!(again.join_number, 1);
+    let token = watch_until_admitted(&mut room, &alice, &sale.event_id, Duration::from_secs(10))
+        .await
+        .pop()
+        .expect("the admitted update")
+        .admission_token;
+    hold(&mut inventory, &alice, &sale.event_id, &[0], &token)
+        .await
+        .expect("alice holds with her new token");
+    // A room turned off stays off.
+    hold(&mut inventory, &bob, &reopened.event_id, &[1], "")
+        .await
+        .expect("no room, no token");
+
+    // Joining first after a flush (no hold has rebuilt anything yet) finds
+    // the room too, instead of being told to go straight to the seats.
+    assert!(world.flush_redis().await > 0);
+    let first = join(&mut room, &bob, &sale.event_id)
+        .await
+        .expect("the room is back for joiners");
+    assert_eq!(first.join_number, 1);
+}
+
+#[tokio::test]
 async fn bad_input_unknown_events_and_non_admins_are_refused() {
     let (world, mut room) = world().await;
     let sale = event_on_sale(&world).await;

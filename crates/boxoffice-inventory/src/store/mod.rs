@@ -12,10 +12,17 @@ pub use waiting_room::WaitingRoomStore;
 use boxoffice_runtime::postgres::Migration;
 
 /// The inventory schema's migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "inventory",
-    sql: include_str!("migrations/0001_inventory.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "inventory",
+        sql: include_str!("migrations/0001_inventory.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "waiting_rooms",
+        sql: include_str!("migrations/0002_waiting_rooms.sql"),
+    },
+];
 
 pub const SCHEMA: &str = "inventory";

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::domain::{SaleLayout, SeatBitmap};
 use crate::error::InventoryError;
-use crate::store::redis::EventTruth;
+use crate::store::redis::{EventTruth, RoomTruth};
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
@@ -117,13 +117,52 @@ impl TicketStore {
                 &[&event_id],
             )
             .await?;
+        let room = self.room(event_id).await?;
         let on_sale_time: Option<DateTime<Utc>> = event.get("on_sale_time");
         Ok(Some(EventTruth {
             open: event.get::<_, &str>("status") == "on_sale",
             on_sale_ms: on_sale_time.map_or(0, |time| time.timestamp_millis()),
             seat_count: event.get::<_, i32>("seat_count") as u32,
             sold: SeatBitmap::with_seats(seats_of(&sold)),
+            room,
         }))
+    }
+
+    /// An event's waiting-room settings, if an admin ever set any.
+    pub async fn room(&self, event_id: Uuid) -> Result<Option<RoomTruth>> {
+        Ok(self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT enabled, rate, opens_ms FROM inventory.waiting_rooms WHERE event_id = $1",
+                &[&event_id],
+            )
+            .await?
+            .map(|row| RoomTruth {
+                enabled: row.get("enabled"),
+                rate: row.get::<_, i32>("rate").max(0) as u32,
+                opens_ms: row.get("opens_ms"),
+            }))
+    }
+
+    /// Records an event's waiting-room settings (the truth Redis's room is
+    /// recreated from after it loses it).
+    pub async fn save_room(&self, event_id: Uuid, room: RoomTruth) -> Result<()> {
+        let rate = i32::try_from(room.rate).unwrap_or(i32::MAX);
+        self.pool
+            .get()
+            .await?
+            .execute(
+                "INSERT INTO inventory.waiting_rooms (event_id, enabled, rate, opens_ms)
+                 VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (event_id) DO UPDATE
+                 SET enabled = EXCLUDED.enabled, rate = EXCLUDED.rate, opens_ms = EXCLUDED.opens_ms,
+                     updated_at = now()",
+                &[&event_id, &room.enabled, &rate, &room.opens_ms.max(0)],
+            )
+            .await?;
+        Ok(())
     }
 
     pub async fn on_sale_events(&self) -> Result<Vec<Uuid>> {

@@ -147,6 +147,17 @@ pub struct EventTruth {
     pub on_sale_ms: i64,
     pub seat_count: u32,
     pub sold: SeatBitmap,
+    /// The waiting room's settings, if an admin ever configured one.
+    pub room: Option<RoomTruth>,
+}
+
+/// A waiting room's settings as PostgreSQL keeps them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomTruth {
+    pub enabled: bool,
+    pub rate: u32,
+    /// 0: admission starts when the room is (re)created.
+    pub opens_ms: i64,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -485,9 +496,21 @@ impl HoldStore {
             self.stream_length.clone().into(),
             TOMBSTONE_MS.into(),
             Value::Bytes(Bytes::from(truth.sold.as_bytes().to_vec())),
+            match truth.room {
+                Some(room) if room.enabled => "1",
+                _ => "0",
+            }
+            .to_owned()
+            .into(),
+            i64::from(truth.room.map_or(0, |room| room.rate)).into(),
+            truth.room.map_or(0, |room| room.opens_ms).into(),
         ];
         let reply = self
-            .run(&self.scripts.rebuild, self.event_keys(event_id), args)
+            .run(
+                &self.scripts.rebuild,
+                self.event_and_room_keys(event_id),
+                args,
+            )
             .await?;
         Ok(text(&reply, 0)? == "OK")
     }
