@@ -9,7 +9,6 @@ use uuid::Uuid;
 use crate::domain::admission::{AdmissionRefusal, Standing};
 use crate::error::InventoryError;
 use crate::service::Inventory;
-use crate::store::redis::RoomTruth;
 use crate::store::waiting_room::{InLine, LineStanding};
 
 type Result<T> = std::result::Result<T, InventoryError>;
@@ -87,16 +86,7 @@ impl Inventory {
         self.layout(event_id).await?;
         // PostgreSQL first: what Redis is told is always what a rebuild
         // would restore.
-        self.tickets()
-            .save_room(
-                event_id,
-                RoomTruth {
-                    enabled: settings.enabled,
-                    rate: settings.rate,
-                    opens_ms: settings.opens_ms,
-                },
-            )
-            .await?;
+        self.tickets().save_room(event_id, settings).await?;
         let counters = self
             .rooms()
             .configure(event_id, settings.enabled, settings.rate, settings.opens_ms)

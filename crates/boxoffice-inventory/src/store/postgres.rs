@@ -14,7 +14,8 @@ use uuid::Uuid;
 
 use crate::domain::{SaleLayout, SeatBitmap};
 use crate::error::InventoryError;
-use crate::store::redis::{EventTruth, RoomTruth};
+use crate::store::redis::EventTruth;
+use crate::waiting_room::RoomSettings;
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
@@ -58,6 +59,23 @@ pub enum FeedEffect {
 #[derive(Clone)]
 pub struct TicketStore {
     pool: Pool,
+}
+
+async fn room_of(
+    client: &deadpool_postgres::Client,
+    event_id: Uuid,
+) -> Result<Option<RoomSettings>> {
+    Ok(client
+        .query_opt(
+            "SELECT enabled, rate, opens_ms FROM inventory.waiting_rooms WHERE event_id = $1",
+            &[&event_id],
+        )
+        .await?
+        .map(|row| RoomSettings {
+            enabled: row.get("enabled"),
+            rate: row.get::<_, i32>("rate").max(0) as u32,
+            opens_ms: row.get("opens_ms"),
+        }))
 }
 
 fn seat_array(seats: &[u32]) -> Vec<i32> {
@@ -117,7 +135,7 @@ impl TicketStore {
                 &[&event_id],
             )
             .await?;
-        let room = self.room(event_id).await?;
+        let room = room_of(&client, event_id).await?;
         let on_sale_time: Option<DateTime<Utc>> = event.get("on_sale_time");
         Ok(Some(EventTruth {
             open: event.get::<_, &str>("status") == "on_sale",
@@ -129,26 +147,13 @@ impl TicketStore {
     }
 
     /// An event's waiting-room settings, if an admin ever set any.
-    pub async fn room(&self, event_id: Uuid) -> Result<Option<RoomTruth>> {
-        Ok(self
-            .pool
-            .get()
-            .await?
-            .query_opt(
-                "SELECT enabled, rate, opens_ms FROM inventory.waiting_rooms WHERE event_id = $1",
-                &[&event_id],
-            )
-            .await?
-            .map(|row| RoomTruth {
-                enabled: row.get("enabled"),
-                rate: row.get::<_, i32>("rate").max(0) as u32,
-                opens_ms: row.get("opens_ms"),
-            }))
+    pub async fn room(&self, event_id: Uuid) -> Result<Option<RoomSettings>> {
+        room_of(&self.pool.get().await?, event_id).await
     }
 
     /// Records an event's waiting-room settings (the truth Redis's room is
     /// recreated from after it loses it).
-    pub async fn save_room(&self, event_id: Uuid, room: RoomTruth) -> Result<()> {
+    pub async fn save_room(&self, event_id: Uuid, room: RoomSettings) -> Result<()> {
         let rate = i32::try_from(room.rate).unwrap_or(i32::MAX);
         self.pool
             .get()

@@ -21,6 +21,7 @@ use crate::config::InventoryConfig;
 use crate::domain::admission::{AdmissionClaim, AdmissionRefusal};
 use crate::domain::{Hold, HoldRef, HoldState, SeatBitmap};
 use crate::store::waiting_room::room_key;
+use crate::waiting_room::RoomSettings;
 
 /// How long an ended hold's record stays readable (GetHold, idempotent commits).
 const TOMBSTONE_MS: i64 = 60 * 60 * 1000;
@@ -148,16 +149,7 @@ pub struct EventTruth {
     pub seat_count: u32,
     pub sold: SeatBitmap,
     /// The waiting room's settings, if an admin ever configured one.
-    pub room: Option<RoomTruth>,
-}
-
-/// A waiting room's settings as PostgreSQL keeps them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RoomTruth {
-    pub enabled: bool,
-    pub rate: u32,
-    /// 0: admission starts when the room is (re)created.
-    pub opens_ms: i64,
+    pub room: Option<RoomSettings>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
