@@ -1157,6 +1157,7 @@ async fn sell_rush_holds(
                     name,
                     booking_id: Uuid::new_v4().to_string(),
                     user_id,
+                    sale_id: String::new(),
                 });
                 Caller::user(user, &["service"]).write_to(request.metadata_mut());
                 if client.commit_hold(request).await.is_ok() {
@@ -1213,6 +1214,7 @@ async fn sell_out(world: &World, event_id: &str) -> anyhow::Result<i64> {
                 name: hold.into_inner().name,
                 booking_id: Uuid::new_v4().to_string(),
                 user_id: buyer.to_string(),
+                sale_id: String::new(),
             });
             Caller::user(buyer, &["service"]).write_to(commit.metadata_mut());
             client

@@ -45,8 +45,6 @@ pub const DEFAULT_DECLINE_TOKENS: &[&str] = &[
 /// test can make checkout stop as if the process had died there.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum FailPoint {
-    /// The booking is claimed and the payment recorded; nothing authorized.
-    AfterClaim,
     /// The payment is authorized; the seats are not committed.
     AfterAuthorize,
     /// The seats are sold; the payment is not captured.
@@ -60,8 +58,7 @@ pub enum FailPoint {
 }
 
 impl FailPoint {
-    pub const ALL: [FailPoint; 6] = [
-        FailPoint::AfterClaim,
+    pub const ALL: [FailPoint; 5] = [
         FailPoint::AfterAuthorize,
         FailPoint::AfterCommit,
         FailPoint::AfterCapture,
@@ -77,7 +74,7 @@ impl FailPoint {
 /// Switches tests flip at run time; all off in production.
 #[derive(Debug, Default)]
 pub struct FailPoints {
-    armed: [AtomicBool; 6],
+    armed: [AtomicBool; FailPoint::ALL.len()],
 }
 
 impl FailPoints {

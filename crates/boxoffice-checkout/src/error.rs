@@ -26,6 +26,9 @@ pub mod reason {
     pub const REFUND_WINDOW_CLOSED: &str = "REFUND_WINDOW_CLOSED";
     pub const BOOKING_NOT_CANCELLABLE: &str = "BOOKING_NOT_CANCELLABLE";
     pub const SIMULATED_CRASH: &str = "SIMULATED_CRASH";
+    /// Inventory's answer to a commit of a hold already sold under another
+    /// sale id (another payment attempt of the same booking).
+    pub const HOLD_ALREADY_COMMITTED: &str = "HOLD_ALREADY_COMMITTED";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,15 +1,19 @@
 //! The reconciler: a background task that finishes or reverses work a
 //! crashed request left half done, so every paid booking ends confirmed or
-//! refunded. It only touches work untouched for `reconcile_after` (longer
-//! than any request's deadline), and every state change it makes is a
-//! conditional update, so it never fights a live request.
+//! refunded and none stays pending past its hold. A pending booking is
+//! settled once its hold has run out (plus `reconcile_after`, longer than
+//! any request's deadline): no sale of it can happen any more, so what
+//! inventory and the provider say is final. Cancellations (and attempts an
+//! earlier version claimed) are taken up once untouched for
+//! `reconcile_after`. Every state change it makes is a conditional update,
+//! so it never fights a live request.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use boxoffice_runtime::Shutdown;
 
-use crate::service::Checkout;
+use crate::service::{Checkout, Settled};
 
 /// Rows one pass handles at most per kind (the next pass takes the rest).
 const BATCH: i64 = 200;
@@ -54,7 +58,24 @@ pub async fn reconcile_once(
             }
         }
     }
-    report.bookings_expired = checkout.store().expire_pending().await?;
+    for booking in checkout
+        .store()
+        .pending_past_hold(older_than, BATCH)
+        .await?
+    {
+        match checkout.settle_pending(&booking).await {
+            Ok(Settled::Confirmed) => {
+                report.payments_settled += 1;
+                tracing::info!(booking_id = %booking.id, "reconciled a paid booking");
+            }
+            Ok(Settled::Expired) => report.bookings_expired += 1,
+            Ok(Settled::AlreadySettled) => {}
+            Err(error) => {
+                report.failures += 1;
+                tracing::warn!(booking_id = %booking.id, error = %error, "could not settle a pending booking");
+            }
+        }
+    }
     Ok(report)
 }
 

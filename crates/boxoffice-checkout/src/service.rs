@@ -1,10 +1,13 @@
 //! Checkout's use cases: create, confirm, read, list and cancel bookings.
 //!
-//! Confirming is authorize → inventory.CommitHold → capture → confirmed.
-//! The attempt is written down before the provider is called (the claim),
-//! so a crash at any later step leaves a row the reconciler finishes or
-//! reverses; every provider call carries an idempotency key derived from
-//! the attempt, so repeating a step never moves money twice.
+//! Confirming is authorize → inventory.CommitHold → capture → confirmed,
+//! and writes once, at the end. The attempt's payment id is derived from
+//! the user and the idempotency key and every provider call's key from it,
+//! so a retry resumes the same attempt and repeating a step never moves
+//! money twice. A crash in between leaves what the provider (authorizations
+//! are searchable by booking) and inventory (the sale names the attempt)
+//! know; a retry with the same key finishes it, and the reconciler settles
+//! it once the hold has run out.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -21,10 +24,39 @@ use crate::payment::{
     AuthorizeOutcome, AuthorizeRequest, PaymentProvider, ProviderError, ProviderStatus,
 };
 use crate::store::postgres::{NewBooking, Outcome};
-use crate::store::{BookingRecord, CheckoutStore, Claim, PaymentRecord};
+use crate::store::{Attempt, BookingRecord, CheckoutStore, PaymentRecord};
 use crate::upstream::{Upstream, UpstreamError};
 
 type Result<T, E = CheckoutError> = std::result::Result<T, E>;
+
+/// What settling a pending booking past its hold did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settled {
+    /// An attempt had sold the seats: captured, recorded, confirmed.
+    Confirmed,
+    /// Nothing was sold: every authorization voided, the booking expired.
+    Expired,
+    /// Someone (a retry, another reconciler) settled it meanwhile.
+    AlreadySettled,
+}
+
+/// Domain separation of attempt ids from any other hash of user and key.
+const ATTEMPT_NAMESPACE: &[u8] = b"boxoffice.checkout.attempt.v1";
+
+/// The payment id of the ConfirmBooking attempt `user` makes with `key`:
+/// the same for every retry, different for every other key or user (a
+/// name-based UUID, version 8: SHA-256 of namespace, user and key).
+pub fn attempt_id(user: Uuid, key: &str) -> Uuid {
+    use sha2::Digest as _;
+    let digest = sha2::Sha256::new()
+        .chain_update(ATTEMPT_NAMESPACE)
+        .chain_update(user.as_bytes())
+        .chain_update(key.as_bytes())
+        .finalize();
+    let mut bytes = [0u8; 16];
+    bytes.copy_from_slice(&digest[..16]);
+    uuid::Builder::from_custom_bytes(bytes).into_uuid()
+}
 
 /// Provider idempotency keys of the steps after authorization.
 pub fn capture_key(payment_id: Uuid) -> String {
@@ -43,6 +75,9 @@ fn provider_error(error: ProviderError) -> CheckoutError {
         ProviderError::Refused(why) => {
             CheckoutError::Internal(anyhow::anyhow!("payment provider refused: {why}"))
         }
+        ProviderError::KeyReused => CheckoutError::Internal(anyhow::anyhow!(
+            "payment provider refused a reused idempotency key"
+        )),
     }
 }
 
@@ -269,7 +304,10 @@ impl Checkout {
         Ok((bookings, more))
     }
 
-    /// Pays for a pending booking. Idempotent per (user, key).
+    /// Pays for a pending booking. Idempotent per (user, key): the attempt's
+    /// payment id is derived from them, so a retry (after a timeout or a
+    /// crash) resumes the same attempt at the provider and in inventory
+    /// instead of starting another one.
     pub async fn confirm_booking(
         &self,
         caller: &Caller,
@@ -278,119 +316,150 @@ impl Checkout {
         key: String,
     ) -> Result<BookingRecord> {
         let user = Self::user(caller)?;
+        let attempt = Attempt {
+            payment_id: attempt_id(user, &key),
+            booking_id,
+            user_id: user,
+            key,
+            method: payment_method,
+        };
         self.confirmations
             .run(booking_id, async {
-                let payment_id = Uuid::now_v7();
-                match self
-                    .store
-                    .claim(booking_id, user, payment_id, &key, &payment_method)
-                    .await?
-                {
-                    Claim::Claimed(booking) => {
-                        self.drive(*booking, payment_id, &payment_method).await
+                let context = self.store.confirm_context(&attempt).await?;
+                if let Some(recorded) = context.recorded_attempt {
+                    let recorded = self.store.payment(recorded).await?.ok_or_else(|| {
+                        anyhow::anyhow!("payment {recorded} vanished while being read")
+                    })?;
+                    return self.replay(&attempt, recorded).await;
+                }
+                let booking = match context.booking {
+                    Some(booking) if booking.user_id == user => booking,
+                    _ => return Err(CheckoutError::BookingNotFound(booking_id)),
+                };
+                match booking.state {
+                    BookingState::Pending if booking.expire_time > Utc::now() => {
+                        self.pay(booking, &attempt).await
                     }
-                    Claim::NotClaimed => self.replay(user, booking_id, &key, &payment_method).await,
+                    // Past its hold: only an attempt already under way (a
+                    // retry after a crash) may still have sold it; finish
+                    // that one, start none.
+                    BookingState::Pending => {
+                        let started = self
+                            .provider
+                            .lookup(&attempt.payment_id.to_string())
+                            .await
+                            .map_err(provider_error)?;
+                        match started {
+                            Some(_) => self.pay(booking, &attempt).await,
+                            None => Err(CheckoutError::BookingExpired(
+                                reason::HOLD_EXPIRED.to_owned(),
+                            )),
+                        }
+                    }
+                    BookingState::Confirming => Err(CheckoutError::ConfirmationInProgress),
+                    BookingState::Expired => Err(CheckoutError::BookingExpired(
+                        booking
+                            .failure_reason
+                            .unwrap_or_else(|| reason::HOLD_EXPIRED.to_owned()),
+                    )),
+                    state => Err(CheckoutError::BookingNotPending(state.as_str())),
                 }
             })
             .await
     }
 
-    /// The answer for a confirmation that did not start a new attempt.
-    async fn replay(
-        &self,
-        user: Uuid,
-        booking_id: Uuid,
-        key: &str,
-        payment_method: &str,
-    ) -> Result<BookingRecord> {
-        if let Some(attempt) = self.store.payment_by_key(user, key).await? {
-            if attempt.booking_id != booking_id {
-                return Err(CheckoutError::IdempotencyKeyReused("booking"));
-            }
-            if attempt.payment_method != payment_method {
-                return Err(CheckoutError::IdempotencyKeyReused("payment method"));
-            }
-            return match attempt.state {
-                PaymentState::Captured | PaymentState::Refunded => self
-                    .store
-                    .booking(booking_id)
-                    .await?
-                    .ok_or(CheckoutError::BookingNotFound(booking_id)),
-                PaymentState::Declined | PaymentState::Voided => Err(CheckoutError::Stored {
-                    code: attempt.outcome_code.unwrap_or(Code::Aborted as i32),
-                    reason: attempt
-                        .outcome_reason
-                        .unwrap_or_else(|| reason::CONFIRMATION_INTERRUPTED.to_owned()),
-                    message: attempt
-                        .outcome_message
-                        .unwrap_or_else(|| "the payment did not go through".to_owned()),
-                }),
-                PaymentState::Authorizing | PaymentState::Authorized => {
-                    Err(CheckoutError::ConfirmationInProgress)
-                }
-            };
+    /// The answer recorded for an attempt made before with this key.
+    async fn replay(&self, attempt: &Attempt, recorded: PaymentRecord) -> Result<BookingRecord> {
+        if recorded.booking_id != attempt.booking_id {
+            return Err(CheckoutError::IdempotencyKeyReused("booking"));
         }
-        let booking = match self.store.booking(booking_id).await? {
-            Some(booking) if booking.user_id == user => booking,
-            _ => return Err(CheckoutError::BookingNotFound(booking_id)),
-        };
-        Err(match booking.state {
-            BookingState::Pending if booking.expire_time <= Utc::now() => {
-                CheckoutError::BookingExpired(reason::HOLD_EXPIRED.to_owned())
+        if recorded.payment_method != attempt.method {
+            return Err(CheckoutError::IdempotencyKeyReused("payment method"));
+        }
+        match recorded.state {
+            PaymentState::Captured | PaymentState::Refunded => self
+                .store
+                .booking(attempt.booking_id)
+                .await?
+                .ok_or(CheckoutError::BookingNotFound(attempt.booking_id)),
+            PaymentState::Declined | PaymentState::Voided => Err(CheckoutError::Stored {
+                code: recorded.outcome_code.unwrap_or(Code::Aborted as i32),
+                reason: recorded
+                    .outcome_reason
+                    .unwrap_or_else(|| reason::CONFIRMATION_INTERRUPTED.to_owned()),
+                message: recorded
+                    .outcome_message
+                    .unwrap_or_else(|| "the payment did not go through".to_owned()),
+            }),
+            // Claimed by an earlier version; the reconciler finishes it.
+            PaymentState::Authorizing | PaymentState::Authorized => {
+                Err(CheckoutError::ConfirmationInProgress)
             }
-            BookingState::Pending | BookingState::Confirming => {
-                CheckoutError::ConfirmationInProgress
-            }
-            BookingState::Expired => CheckoutError::BookingExpired(
-                booking
-                    .failure_reason
-                    .unwrap_or_else(|| reason::HOLD_EXPIRED.to_owned()),
-            ),
-            state => CheckoutError::BookingNotPending(state.as_str()),
-        })
+        }
     }
 
-    /// Authorize, commit, capture, finish: the steps after a claim.
-    async fn drive(
-        &self,
-        booking: BookingRecord,
-        payment_id: Uuid,
-        payment_method: &str,
-    ) -> Result<BookingRecord> {
-        self.fail_point(FailPoint::AfterClaim)?;
+    /// Authorize, sell, capture, record: nothing is written before the
+    /// end. Each step repeats safely with the same attempt, so a crash
+    /// anywhere leaves something a retry with the same key, or the
+    /// reconciler once the hold has run out, finishes or reverses.
+    async fn pay(&self, booking: BookingRecord, attempt: &Attempt) -> Result<BookingRecord> {
         let authorized = self
             .provider
             .authorize(AuthorizeRequest {
-                idempotency_key: payment_id.to_string(),
+                idempotency_key: attempt.payment_id.to_string(),
+                reference: booking.id.to_string(),
+                client_key: attempt.key.clone(),
                 amount_minor: booking.total_minor,
                 currency_code: booking.currency_code.clone(),
-                payment_method: payment_method.to_owned(),
+                payment_method: attempt.method.clone(),
             })
-            .await
-            .map_err(provider_error)?;
+            .await;
         let provider_ref = match authorized {
-            AuthorizeOutcome::Authorized { provider_ref } => provider_ref,
-            AuthorizeOutcome::Declined { decline_code } => {
+            Ok(AuthorizeOutcome::Authorized { provider_ref }) => provider_ref,
+            Ok(AuthorizeOutcome::Declined { decline_code }) => {
                 let error = CheckoutError::PaymentDeclined(decline_code);
-                self.end_attempt(payment_id, PaymentState::Declined, None, false, &error)
+                self.record_unpaid(attempt, PaymentState::Declined, None, false, &error)
                     .await?;
-                tracing::info!(booking_id = %booking.id, %payment_id, "payment declined");
+                tracing::info!(booking_id = %booking.id, payment_id = %attempt.payment_id, "payment declined");
                 return Err(error);
             }
+            // The key (user and key) was used for another booking, amount
+            // or payment method in an attempt not recorded yet.
+            Err(ProviderError::KeyReused) => {
+                return Err(CheckoutError::IdempotencyKeyReused("booking"));
+            }
+            Err(error) => return Err(provider_error(error)),
         };
         self.fail_point(FailPoint::AfterAuthorize)?;
         let hold_name = domain::hold_name(booking.event_id, booking.hold_id);
         match self
             .upstream
-            .commit_hold(booking.user_id, &hold_name, booking.id)
+            .commit_hold(
+                booking.user_id,
+                &hold_name,
+                booking.id,
+                Some(attempt.payment_id),
+            )
             .await
         {
             Ok(_) => {}
+            Err(UpstreamError::Refused { reason, .. })
+                if reason == reason::HOLD_ALREADY_COMMITTED =>
+            {
+                // Another attempt (another key) sold this booking's seats
+                // and pays for them; this one takes nothing.
+                self.provider
+                    .void(&provider_ref, &void_key(attempt.payment_id))
+                    .await
+                    .map_err(provider_error)?;
+                tracing::info!(booking_id = %booking.id, payment_id = %attempt.payment_id, "another attempt sold the seats; payment voided");
+                return Err(CheckoutError::ConfirmationInProgress);
+            }
             Err(UpstreamError::Refused {
                 reason, message, ..
             }) => {
                 self.provider
-                    .void(&provider_ref, &void_key(payment_id))
+                    .void(&provider_ref, &void_key(attempt.payment_id))
                     .await
                     .map_err(provider_error)?;
                 let reason = match reason.as_str() {
@@ -403,50 +472,75 @@ impl Checkout {
                     ),
                     reason,
                 };
-                self.end_attempt(
-                    payment_id,
+                self.record_unpaid(
+                    attempt,
                     PaymentState::Voided,
                     Some(&provider_ref),
                     true,
                     &error,
                 )
                 .await?;
-                tracing::info!(booking_id = %booking.id, %payment_id, "seats gone; payment voided");
+                tracing::info!(booking_id = %booking.id, payment_id = %attempt.payment_id, "seats gone; payment voided");
                 return Err(error);
             }
-            // Unknown outcome: the reconciler finds out and finishes or
-            // reverses it.
+            // Unknown outcome: a retry with the same key, or the
+            // reconciler, finds out and finishes or reverses it.
             Err(UpstreamError::Unavailable(cause)) => {
                 return Err(CheckoutError::Unavailable(cause));
             }
         }
         self.fail_point(FailPoint::AfterCommit)?;
         self.provider
-            .capture(&provider_ref, &capture_key(payment_id))
+            .capture(&provider_ref, &capture_key(attempt.payment_id))
             .await
             .map_err(provider_error)?;
         self.fail_point(FailPoint::AfterCapture)?;
-        if !self.store.finish_confirm(payment_id, &provider_ref).await? {
-            // A reconciler finished it first; answer what is stored.
-            return self
-                .store
-                .booking(booking.id)
-                .await?
-                .ok_or(CheckoutError::BookingNotFound(booking.id));
-        }
-        tracing::info!(booking_id = %booking.id, %payment_id, "booking confirmed");
-        let now = Utc::now();
-        Ok(BookingRecord {
-            state: BookingState::Confirmed,
-            payment_id: Some(payment_id),
-            confirmed_at: Some(now),
-            ..booking
-        })
+        self.record_paid(&booking, attempt, &provider_ref).await
     }
 
-    async fn end_attempt(
+    /// Writes a paid attempt and answers the booking as it now stands.
+    async fn record_paid(
         &self,
-        payment_id: Uuid,
+        booking: &BookingRecord,
+        attempt: &Attempt,
+        provider_ref: &str,
+    ) -> Result<BookingRecord> {
+        if self.store.record_paid(attempt, provider_ref).await? {
+            tracing::info!(booking_id = %booking.id, payment_id = %attempt.payment_id, "booking confirmed");
+            return Ok(BookingRecord {
+                state: BookingState::Confirmed,
+                payment_id: Some(attempt.payment_id),
+                confirmed_at: Some(Utc::now()),
+                ..booking.clone()
+            });
+        }
+        let now = self
+            .store
+            .booking(booking.id)
+            .await?
+            .ok_or(CheckoutError::BookingNotFound(booking.id))?;
+        if now.payment_id == Some(attempt.payment_id) {
+            // A retry or the reconciler recorded this very attempt first.
+            return Ok(now);
+        }
+        // The booking ended (say, cancelled through a path that could not
+        // see the sale) while its seats were sold to this attempt and paid:
+        // give both back.
+        tracing::warn!(booking_id = %booking.id, payment_id = %attempt.payment_id, state = now.state.as_str(), "paid for a booking that is no longer pending; refunding");
+        self.provider
+            .refund(provider_ref, booking.total_minor, &refund_key(booking.id))
+            .await
+            .map_err(provider_error)?;
+        self.upstream
+            .release_seats(booking.user_id, booking.event_id, booking.id)
+            .await
+            .map_err(upstream_error)?;
+        Err(CheckoutError::BookingNotPending(now.state.as_str()))
+    }
+
+    async fn record_unpaid(
+        &self,
+        attempt: &Attempt,
         state: PaymentState,
         provider_ref: Option<&str>,
         booking_expires: bool,
@@ -460,8 +554,8 @@ impl Checkout {
             )
         });
         self.store
-            .fail_attempt(
-                payment_id,
+            .record_unpaid(
+                attempt,
                 state,
                 provider_ref,
                 booking_expires,
@@ -479,17 +573,40 @@ impl Checkout {
         let booking = self.visible_booking(caller, booking_id).await?;
         match booking.state {
             BookingState::Pending => {
-                if self.store.cancel_pending(booking_id).await? {
-                    // Unpaid seats come back now rather than at hold expiry.
-                    let hold_name = domain::hold_name(booking.event_id, booking.hold_id);
-                    if let Err(error) = self
-                        .upstream
-                        .release_hold(booking.user_id, &hold_name)
-                        .await
+                // The hold goes first: once it is released no payment
+                // attempt can sell it, and if one already has, inventory
+                // refuses and the booking is being paid for.
+                let hold_name = domain::hold_name(booking.event_id, booking.hold_id);
+                match self
+                    .upstream
+                    .release_hold(booking.user_id, &hold_name)
+                    .await
+                {
+                    Ok(()) => {}
+                    Err(UpstreamError::Refused { reason, .. })
+                        if reason == reason::HOLD_ALREADY_COMMITTED =>
                     {
-                        tracing::debug!(?error, %booking_id, "could not release the hold of a cancelled booking");
+                        return Err(CheckoutError::ConfirmationInProgress);
                     }
-                } else {
+                    // Redis forgot the hold: PostgreSQL knows whether it sold.
+                    Err(UpstreamError::Refused {
+                        code: Code::NotFound,
+                        ..
+                    }) => {
+                        if self
+                            .upstream
+                            .is_committed(booking.user_id, &hold_name, booking.id, None)
+                            .await
+                            .map_err(upstream_error)?
+                        {
+                            return Err(CheckoutError::ConfirmationInProgress);
+                        }
+                    }
+                    // Expired: nothing is held any more.
+                    Err(UpstreamError::Refused { .. }) => {}
+                    Err(error) => return Err(upstream_error(error)),
+                }
+                if !self.store.cancel_pending(booking_id).await? {
                     return Err(CheckoutError::ConfirmationInProgress);
                 }
             }
@@ -561,10 +678,101 @@ impl Checkout {
             .ok_or_else(|| anyhow::anyhow!("payment {payment_id} missing"))?)
     }
 
-    /// Settles one attempt a crashed request left behind, by asking the
-    /// provider and inventory what really happened: captured → confirm;
-    /// authorized and seats sold → capture, confirm; authorized and seats
-    /// not sold → void; never authorized → end the attempt.
+    /// Settles a pending booking whose hold has run out, by asking the
+    /// provider and inventory what its attempts did (no sale can happen
+    /// any more, so their answers are final): the attempt whose sale went
+    /// through is captured and recorded, and the booking confirmed; every
+    /// other authorization is voided; with nothing sold the booking
+    /// expires.
+    pub(crate) async fn settle_pending(&self, booking: &BookingRecord) -> Result<Settled> {
+        let payments = self
+            .provider
+            .search(&booking.id.to_string())
+            .await
+            .map_err(provider_error)?;
+        let hold_name = domain::hold_name(booking.event_id, booking.hold_id);
+        let mut paid = None;
+        for payment in &payments {
+            let Ok(payment_id) = Uuid::parse_str(&payment.idempotency_key) else {
+                continue;
+            };
+            if matches!(
+                payment.status,
+                ProviderStatus::Voided | ProviderStatus::Declined
+            ) {
+                continue;
+            }
+            // One sale id sells a booking; the first one found is it.
+            let sold = paid.is_none()
+                && self
+                    .upstream
+                    .is_committed(booking.user_id, &hold_name, booking.id, Some(payment_id))
+                    .await
+                    .map_err(upstream_error)?;
+            match (sold, payment.status) {
+                (true, ProviderStatus::Authorized) => {
+                    self.provider
+                        .capture(&payment.provider_ref, &capture_key(payment_id))
+                        .await
+                        .map_err(provider_error)?;
+                    paid = Some((payment_id, payment));
+                }
+                (true, _) => paid = Some((payment_id, payment)),
+                (false, ProviderStatus::Authorized) => {
+                    self.provider
+                        .void(&payment.provider_ref, &void_key(payment_id))
+                        .await
+                        .map_err(provider_error)?;
+                }
+                (false, ProviderStatus::Captured) => {
+                    // Captures follow sales, so this is never expected;
+                    // money taken for nothing goes back.
+                    tracing::error!(booking_id = %booking.id, %payment_id, "captured payment without a sale; refunding");
+                    self.provider
+                        .refund(
+                            &payment.provider_ref,
+                            payment.amount_minor,
+                            &format!("refund-unsold:{payment_id}"),
+                        )
+                        .await
+                        .map_err(provider_error)?;
+                }
+                (false, _) => {}
+            }
+        }
+        let Some((payment_id, payment)) = paid else {
+            return Ok(if self.store.expire_booking(booking.id).await? {
+                Settled::Expired
+            } else {
+                Settled::AlreadySettled
+            });
+        };
+        let attempt = Attempt {
+            payment_id,
+            booking_id: booking.id,
+            user_id: booking.user_id,
+            key: payment.client_key.clone(),
+            method: payment.payment_method.clone(),
+        };
+        Ok(
+            if self
+                .store
+                .record_paid(&attempt, &payment.provider_ref)
+                .await?
+            {
+                Settled::Confirmed
+            } else {
+                Settled::AlreadySettled
+            },
+        )
+    }
+
+    /// Settles one attempt an earlier version claimed (booking
+    /// `confirming`, payment recorded before the provider was called) and a
+    /// crashed request left behind, by asking the provider and inventory
+    /// what really happened: captured → confirm; authorized and seats sold →
+    /// capture, confirm; authorized and seats not sold → void; never
+    /// authorized → end the attempt.
     pub(crate) async fn settle(
         &self,
         payment: &PaymentRecord,
@@ -590,7 +798,7 @@ impl Checkout {
         match found.status {
             ProviderStatus::Captured | ProviderStatus::Refunded => {
                 self.store
-                    .finish_confirm(payment.id, &found.provider_ref)
+                    .finish_claimed(payment.id, &found.provider_ref)
                     .await?;
                 Ok("marked confirmed")
             }
@@ -608,7 +816,7 @@ impl Checkout {
                 let hold_name = domain::hold_name(booking.event_id, booking.hold_id);
                 let committed = self
                     .upstream
-                    .is_committed(booking.user_id, &hold_name, booking.id)
+                    .is_committed(booking.user_id, &hold_name, booking.id, None)
                     .await
                     .map_err(upstream_error)?;
                 if committed {
@@ -617,7 +825,7 @@ impl Checkout {
                         .await
                         .map_err(provider_error)?;
                     self.store
-                        .finish_confirm(payment.id, &found.provider_ref)
+                        .finish_claimed(payment.id, &found.provider_ref)
                         .await?;
                     Ok("captured")
                 } else {
@@ -667,5 +875,20 @@ impl Checkout {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_attempt_id_is_the_same_for_a_retry_and_differs_otherwise() {
+        let (alice, bob) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = attempt_id(alice, "key-1");
+        assert_eq!(first, attempt_id(alice, "key-1"));
+        assert_ne!(first, attempt_id(alice, "key-2"));
+        assert_ne!(first, attempt_id(bob, "key-1"));
+        assert_eq!(first.get_version_num(), 8);
     }
 }

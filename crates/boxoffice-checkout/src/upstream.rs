@@ -108,6 +108,7 @@ impl Upstream {
         owner: Uuid,
         hold_name: &str,
         booking_id: Uuid,
+        sale_id: Option<Uuid>,
     ) -> Result<inventory_pb::CommitHoldResponse, UpstreamError> {
         let request = acting_for(
             owner,
@@ -115,6 +116,7 @@ impl Upstream {
                 name: hold_name.to_owned(),
                 booking_id: booking_id.to_string(),
                 user_id: owner.to_string(),
+                sale_id: sale_id.map(|id| id.to_string()).unwrap_or_default(),
             },
         );
         Ok(self
@@ -168,14 +170,21 @@ impl Upstream {
         owner: Uuid,
         hold_name: &str,
         booking_id: Uuid,
+        sale_id: Option<Uuid>,
     ) -> Result<bool, UpstreamError> {
         match self.hold(owner, hold_name).await {
             Ok(hold) => Ok(hold.state == inventory_pb::HoldState::Committed as i32
-                && hold.booking_id == booking_id.to_string()),
+                && hold.booking_id == booking_id.to_string()
+                && sale_id.is_none_or(|sale| {
+                    hold.sale_id.is_empty() || hold.sale_id == sale.to_string()
+                })),
             Err(UpstreamError::Refused {
                 code: Code::NotFound,
                 ..
-            }) => match self.commit_hold(owner, hold_name, booking_id).await {
+            }) => match self
+                .commit_hold(owner, hold_name, booking_id, sale_id)
+                .await
+            {
                 Ok(_) => Ok(true),
                 Err(UpstreamError::Refused { .. }) => Ok(false),
                 Err(other) => Err(other),

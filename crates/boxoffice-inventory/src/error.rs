@@ -209,7 +209,7 @@ impl From<InventoryError> for Status {
             E::HoldAlreadyCommitted => status::with_reason(
                 Code::FailedPrecondition,
                 reason::HOLD_ALREADY_COMMITTED,
-                "the hold was committed for another booking",
+                "the hold was committed for another booking or another sale of it",
             ),
             E::Unauthenticated => status::unauthenticated("sign in to hold seats"),
             E::ServiceRoleRequired => status::with_reason(

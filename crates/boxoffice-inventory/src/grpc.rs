@@ -185,6 +185,7 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         let hold = HoldRef::parse("name", &request.name).map_err(bad)?;
         let booking_id = parse_id("booking_id", &request.booking_id).map_err(bad)?;
         let user_id = parse_id("user_id", &request.user_id).map_err(bad)?;
+        let sale_id = optional_id("sale_id", &request.sale_id).map_err(bad)?;
         let layout = self
             .inventory
             .layout(hold.event_id)
@@ -192,7 +193,7 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
             .map_err(|_| InventoryError::HoldNotFound)?;
         let committed = self
             .inventory
-            .commit_hold(&caller, hold, booking_id, user_id)
+            .commit_hold(&caller, hold, booking_id, sale_id, user_id)
             .await?;
         Ok(Response::new(pb::CommitHoldResponse {
             hold: Some(hold_to_pb(&committed.hold, &layout)),
@@ -455,6 +456,7 @@ pub fn hold_to_pb(hold: &Hold, layout: &SaleLayout) -> pb::Hold {
         create_time: timestamp_ms(hold.created_ms),
         expire_time: timestamp_ms(hold.expires_ms),
         booking_id: hold.booking_id.map(|id| id.to_string()).unwrap_or_default(),
+        sale_id: hold.sale_id.map(|id| id.to_string()).unwrap_or_default(),
     }
 }
 

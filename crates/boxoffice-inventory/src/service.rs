@@ -454,6 +454,7 @@ impl Inventory {
         caller: &Caller,
         hold: HoldRef,
         booking_id: Uuid,
+        sale_id: Option<Uuid>,
         owner: Uuid,
     ) -> Result<Committed> {
         require_service(caller)?;
@@ -463,13 +464,15 @@ impl Inventory {
             Some(_) => return Err(InventoryError::HoldNotFound),
             None => {
                 return self
-                    .commit_retry_without_record(hold, booking_id, owner)
+                    .commit_retry_without_record(hold, booking_id, sale_id, owner)
                     .await;
             }
         };
+        // A commit without a sale id (or one recorded without) matches any.
+        let same_sale = sale_id.is_none() || record.sale_id.is_none() || record.sale_id == sale_id;
         match record.state {
             HoldState::Active => {}
-            HoldState::Committed if record.booking_id == Some(booking_id) => {
+            HoldState::Committed if record.booking_id == Some(booking_id) && same_sale => {
                 return Ok(Committed {
                     hold: record,
                     newly_committed: false,
@@ -482,10 +485,10 @@ impl Inventory {
         let outcome = self
             .tickets
             .commit(
-                hold.event_id,
-                hold.hold_id,
+                hold,
                 &record.seats,
                 booking_id,
+                sale_id,
                 millis_to_time(record.expires_ms),
                 self.config.commit_margin,
             )
@@ -495,7 +498,7 @@ impl Inventory {
             CommitOutcome::Committed | CommitOutcome::AlreadyCommitted => {
                 if let Err(error) = self
                     .holds
-                    .mark_hold_sold(hold, booking_id, &record.seats)
+                    .mark_hold_sold(hold, booking_id, sale_id, &record.seats)
                     .await
                 {
                     // PostgreSQL has sold them; Redis catches up on the next
@@ -505,6 +508,7 @@ impl Inventory {
                 let mut hold_now = record;
                 hold_now.state = HoldState::Committed;
                 hold_now.booking_id = Some(booking_id);
+                hold_now.sale_id = sale_id.or(hold_now.sale_id);
                 Ok(Committed {
                     hold: hold_now,
                     newly_committed: outcome == CommitOutcome::Committed,
@@ -534,14 +538,18 @@ impl Inventory {
         &self,
         hold: HoldRef,
         booking_id: Uuid,
+        sale_id: Option<Uuid>,
         owner: Uuid,
     ) -> Result<Committed> {
-        let seats = self
+        let (seats, sold_as) = self
             .tickets
             .committed_seats(hold.event_id, hold.hold_id, booking_id)
             .await?;
         if seats.is_empty() {
             return Err(InventoryError::HoldNotFound);
+        }
+        if sale_id.is_some() && sold_as.is_some() && sale_id != sold_as {
+            return Err(InventoryError::HoldAlreadyCommitted);
         }
         let layout = self.layout(hold.event_id).await?;
         Ok(Committed {
@@ -555,6 +563,7 @@ impl Inventory {
                 created_ms: 0,
                 expires_ms: 0,
                 booking_id: Some(booking_id),
+                sale_id: sold_as.or(sale_id),
             },
             newly_committed: false,
         })

@@ -576,6 +576,73 @@ async fn fifty_concurrent_confirmations_with_different_keys_charge_once() {
     world.assert_money_and_seats_agree().await;
 }
 
+/// Two checkout instances (no shared in-process lock between them) paying
+/// one booking at once with different keys: inventory sells the hold under
+/// one attempt only, so exactly one charge goes through and every other
+/// authorization is voided.
+#[tokio::test]
+async fn two_instances_paying_one_booking_with_different_keys_charge_once() {
+    // Provider calls take a while, as over a network, so the two instances'
+    // attempts overlap.
+    let world = CheckoutWorld::with(&[], |config| {
+        config.provider.latency = Duration::from_millis(20);
+    })
+    .await;
+    let first = world.component.checkout.clone();
+    let upstream =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", world.world.server.addr))
+            .expect("url")
+            .connect_lazy();
+    let second = Arc::new(boxoffice_checkout::service::Checkout::new(
+        first.store().clone(),
+        world.component.provider.clone(),
+        boxoffice_checkout::upstream::Upstream::new(upstream.clone(), upstream),
+        first.config().clone(),
+    ));
+    for round in 0..6u32 {
+        let alice = customer();
+        let (_, booking) = world.booking_for(&alice, &[20 + round]).await;
+        let id = booking_id(&booking);
+        let calls = (0..8).map(|attempt| {
+            let instance = if attempt % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            let alice = alice.clone();
+            tokio::spawn(async move {
+                instance
+                    .confirm_booking(&alice, id, "tok_visa".into(), format!("key-{attempt}"))
+                    .await
+            })
+        });
+        let mut paid = 0;
+        for result in futures::future::join_all(calls).await {
+            match result.expect("task") {
+                Ok(booking) => {
+                    assert_eq!(booking.state.as_str(), "confirmed");
+                    paid += 1;
+                }
+                Err(error) => {
+                    let status = tonic::Status::from(error);
+                    let reason = reason_of(&status).unwrap_or_default();
+                    assert!(
+                        reason == "BOOKING_NOT_PENDING" || reason == "CONFIRMATION_IN_PROGRESS",
+                        "{status:?}"
+                    );
+                }
+            }
+        }
+        assert_eq!(paid, 1, "round {round}: one attempt pays");
+        assert_eq!(
+            world.provider_count(ProviderStatus::Captured),
+            round as usize + 1,
+            "round {round}: one charge per booking"
+        );
+        world.assert_money_and_seats_agree().await;
+    }
+}
+
 /// Many buyers paying at the same moment: their claims and finishes are
 /// written together (group commit), yet each buyer gets their own answer:
 /// paid, declined, or refused for reusing their key on a second booking.

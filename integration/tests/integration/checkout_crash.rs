@@ -1,48 +1,59 @@
 //! Checkout stopped at every step boundary, as if the process died there
-//! (failure points switched on through its config), then the reconciler:
-//! captured payments = confirmed bookings (plus refunds), no seat sold
-//! twice, and no booking left pending past its hold. Also the database
-//! losing the finish of a confirmation (it commits asynchronously).
+//! (failure points switched on through its config). A retry with the same
+//! key resumes the very attempt and finishes it; left alone, the reconciler
+//! settles the booking once its hold has run out: captured payments =
+//! confirmed bookings (plus refunds), no seat sold twice, and no booking
+//! left pending past its hold. Also the database losing the record of a
+//! confirmation (it commits asynchronously), and an attempt an earlier
+//! version claimed before calling the provider.
 
 use std::time::Duration;
 
 use boxoffice_checkout::FailPoint;
-use boxoffice_checkout::payment::ProviderStatus;
+use boxoffice_checkout::payment::{
+    AuthorizeOutcome, AuthorizeRequest, PaymentProvider, ProviderStatus,
+};
 use boxoffice_contracts::checkout::v1 as pb;
+use boxoffice_contracts::inventory::v1 as inventory_pb;
 use tonic::Code;
+use uuid::Uuid;
 
 use crate::checkout::{
-    CheckoutWorld, SEAT_PRICE, assert_reason, cancel, confirm, create, get, state,
+    CheckoutWorld, SEAT_PRICE, assert_reason, booking_id, cancel, confirm, create, get, state,
 };
-use crate::harness::{customer, eventually};
+use crate::harness::{as_caller, customer, eventually};
 use crate::inventory::hold_seats;
 
-/// What a confirmation interrupted at `point` ends as once reconciled.
-fn settles_to(point: FailPoint) -> pb::BookingState {
-    match point {
-        // Nothing was committed: the authorization (if any) is voided and
-        // the booking is payable again while its hold lasts.
-        FailPoint::AfterClaim | FailPoint::AfterAuthorize => pb::BookingState::Pending,
-        // The seats are sold: the payment is captured and the booking marked.
-        _ => pb::BookingState::Confirmed,
-    }
+/// The steps a confirmation can stop after.
+const CONFIRM_STEPS: [FailPoint; 3] = [
+    FailPoint::AfterAuthorize,
+    FailPoint::AfterCommit,
+    FailPoint::AfterCapture,
+];
+
+/// Holds short enough to wait out, with a commit margin that still lets
+/// the sale go through right after holding.
+async fn short_hold_world() -> CheckoutWorld {
+    CheckoutWorld::with(
+        &[
+            (boxoffice_inventory::config::ENV_HOLD_TTL, "3"),
+            (boxoffice_inventory::config::ENV_HOLD_COMMIT_MARGIN, "500"),
+            (boxoffice_inventory::config::ENV_MAX_HOLDS_PER_USER, "10"),
+        ],
+        |_| {},
+    )
+    .await
 }
 
 #[tokio::test]
-async fn a_confirmation_crashed_at_any_step_is_finished_or_reversed() {
+async fn a_retry_with_the_same_key_finishes_a_confirmation_crashed_at_any_step() {
     let world = CheckoutWorld::with(
         &[(boxoffice_inventory::config::ENV_MAX_HOLDS_PER_USER, "10")],
         |_| {},
     )
     .await;
     let mut client = world.client.clone();
-    let points = [
-        FailPoint::AfterClaim,
-        FailPoint::AfterAuthorize,
-        FailPoint::AfterCommit,
-        FailPoint::AfterCapture,
-    ];
-    for (index, point) in points.into_iter().enumerate() {
+    for (index, point) in CONFIRM_STEPS.into_iter().enumerate() {
         let alice = customer();
         let seat = index as u32;
         let (_, booking) = world.booking_for(&alice, &[seat]).await;
@@ -50,60 +61,162 @@ async fn a_confirmation_crashed_at_any_step_is_finished_or_reversed() {
         let crashed = confirm(&mut client, &alice, &booking.name, "tok_visa", "key").await;
         world.fail_points.disarm(point);
         assert_reason(crashed, Code::Unavailable, "SIMULATED_CRASH");
-        // Half done: a retry meanwhile is told to wait, and charges nothing more.
-        let meanwhile = confirm(&mut client, &alice, &booking.name, "tok_visa", "key").await;
-        assert_reason(meanwhile, Code::Aborted, "CONFIRMATION_IN_PROGRESS");
+        // Nothing is recorded yet: the booking still looks pending.
+        let meanwhile = get(&mut client, &alice, &booking.name).await.unwrap();
+        assert_eq!(state(&meanwhile), pb::BookingState::Pending, "{point:?}");
 
-        let report = world
-            .component
-            .reconcile_once(Duration::ZERO)
+        // The retry resumes the same attempt: one authorization, one sale,
+        // one capture.
+        let paid = confirm(&mut client, &alice, &booking.name, "tok_visa", "key")
             .await
-            .expect("reconciling");
-        assert_eq!(report.failures, 0, "{point:?}: {report:?}");
-        let after = get(&mut client, &alice, &booking.name).await.unwrap();
-        assert_eq!(state(&after), settles_to(point), "{point:?}");
-        world.assert_money_and_seats_agree().await;
-
-        match settles_to(point) {
-            pb::BookingState::Confirmed => {
-                assert!(world.sold_seats().await.contains(&seat), "{point:?}");
-                // The retry with the same key now answers the confirmed booking.
-                let replay = confirm(&mut client, &alice, &booking.name, "tok_visa", "key")
-                    .await
-                    .unwrap();
-                assert_eq!(state(&replay), pb::BookingState::Confirmed);
-                assert!(!replay.tickets[0].code.is_empty());
-            }
-            _ => {
-                assert!(!world.sold_seats().await.contains(&seat), "{point:?}");
-                let replay = confirm(&mut client, &alice, &booking.name, "tok_visa", "key").await;
-                assert_reason(replay, Code::Aborted, "CONFIRMATION_INTERRUPTED");
-                // A new attempt goes through.
-                let paid = confirm(&mut client, &alice, &booking.name, "tok_visa", "key-2")
-                    .await
-                    .unwrap();
-                assert_eq!(state(&paid), pb::BookingState::Confirmed, "{point:?}");
-            }
-        }
+            .unwrap_or_else(|status| panic!("{point:?}: {status:?}"));
+        assert_eq!(state(&paid), pb::BookingState::Confirmed, "{point:?}");
+        assert!(!paid.tickets[0].code.is_empty());
+        assert_eq!(
+            world.provider_count(ProviderStatus::Captured),
+            index + 1,
+            "{point:?}: one charge per booking"
+        );
+        assert_eq!(world.component.provider.payments().len(), index + 1);
+        assert!(world.sold_seats().await.contains(&seat), "{point:?}");
+        let replay = confirm(&mut client, &alice, &booking.name, "tok_visa", "key")
+            .await
+            .unwrap();
+        assert_eq!(replay.tickets, paid.tickets);
         world.assert_money_and_seats_agree().await;
     }
+    // Nothing is left for the reconciler.
+    let report = world
+        .component
+        .reconcile_once(Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.payments_settled + report.failures, 0, "{report:?}");
+    world.assert_money_and_seats_agree().await;
+}
+
+#[tokio::test]
+async fn a_confirmation_crashed_at_any_step_is_settled_once_its_hold_runs_out() {
+    let world = short_hold_world().await;
+    let mut client = world.client.clone();
+    let mut crashed = Vec::new();
+    for (index, point) in CONFIRM_STEPS.into_iter().enumerate() {
+        let alice = customer();
+        let seat = 40 + index as u32;
+        let (_, booking) = world.booking_for(&alice, &[seat]).await;
+        world.fail_points.arm(point);
+        let answer = confirm(&mut client, &alice, &booking.name, "tok_visa", "key").await;
+        world.fail_points.disarm(point);
+        assert_reason(answer, Code::Unavailable, "SIMULATED_CRASH");
+        crashed.push((point, seat, alice, booking));
+    }
+    // Before the holds run out the reconciler leaves them alone: a live
+    // request could still be finishing them.
+    let early = world
+        .component
+        .reconcile_once(Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            early.payments_settled,
+            early.bookings_expired,
+            early.failures
+        ),
+        (0, 0, 0)
+    );
+
+    // One more crashed after its capture, whose buyer retries only after
+    // the hold has run out: the attempt under way still finishes.
+    let late_buyer = customer();
+    let (_, late) = world.booking_for(&late_buyer, &[50]).await;
+    world.fail_points.arm(FailPoint::AfterCapture);
+    let answer = confirm(&mut client, &late_buyer, &late.name, "tok_visa", "late").await;
+    world.fail_points.disarm(FailPoint::AfterCapture);
+    assert_reason(answer, Code::Unavailable, "SIMULATED_CRASH");
+    let expires = late.expire_time.expect("an expiry");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let until = Duration::new(expires.seconds as u64, expires.nanos as u32);
+    tokio::time::sleep(until.saturating_sub(now) + Duration::from_millis(200)).await;
+    let resumed = confirm(&mut client, &late_buyer, &late.name, "tok_visa", "late")
+        .await
+        .unwrap();
+    assert_eq!(state(&resumed), pb::BookingState::Confirmed);
+    assert!(world.sold_seats().await.contains(&50));
+    // A new attempt on it now starts nothing.
+    assert_reason(
+        confirm(&mut client, &late_buyer, &late.name, "tok_visa", "other").await,
+        Code::FailedPrecondition,
+        "BOOKING_NOT_PENDING",
+    );
+
+    let component = &world.component;
+    eventually(
+        Duration::from_secs(20),
+        "every crashed booking settled",
+        || {
+            let mut client = client.clone();
+            let crashed = &crashed;
+            async move {
+                component.reconcile_once(Duration::ZERO).await.ok()?;
+                for (_, _, alice, booking) in crashed {
+                    let now = get(&mut client, alice, &booking.name).await.ok()?;
+                    if state(&now) == pb::BookingState::Pending {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+    for (point, seat, alice, booking) in &crashed {
+        let settled = get(&mut client, alice, &booking.name).await.unwrap();
+        let sold = world.sold_seats().await.contains(seat);
+        if *point == FailPoint::AfterAuthorize {
+            // Nothing was sold: the authorization is voided and the
+            // booking expired with its hold.
+            assert_eq!(state(&settled), pb::BookingState::Expired, "{point:?}");
+            assert!(!sold, "{point:?}");
+            assert_reason(
+                confirm(&mut client, alice, &booking.name, "tok_visa", "key").await,
+                Code::FailedPrecondition,
+                "BOOKING_EXPIRED",
+            );
+        } else {
+            // The seats were sold to this attempt: captured and confirmed,
+            // recorded under the buyer's own key.
+            assert_eq!(state(&settled), pb::BookingState::Confirmed, "{point:?}");
+            assert!(sold, "{point:?}");
+            assert!(!settled.tickets[0].code.is_empty());
+            let replay = confirm(&mut client, alice, &booking.name, "tok_visa", "key")
+                .await
+                .unwrap();
+            assert_eq!(replay.tickets, settled.tickets, "{point:?}");
+        }
+    }
+    assert_eq!(world.provider_count(ProviderStatus::Captured), 3);
+    assert_eq!(world.provider_count(ProviderStatus::Voided), 1);
+    world.assert_money_and_seats_agree().await;
     // Reconciling again changes nothing.
     let report = world
         .component
         .reconcile_once(Duration::ZERO)
         .await
         .unwrap();
-    assert_eq!(report.payments_settled + report.cancellations_finished, 0);
+    assert_eq!(report, Default::default());
     world.assert_money_and_seats_agree().await;
 }
 
-/// The finish of a confirmation commits asynchronously, so a database crash
-/// can lose it after the buyer was told "confirmed". Losing it leaves what
-/// `FailPoint::AfterCapture` leaves; this rolls a confirmed booking back to
-/// exactly that and checks the reconciler restores it, with the very ticket
-/// codes the buyer already holds.
+/// The record of a confirmation commits asynchronously, so a database
+/// crash can lose it after the buyer was told "confirmed". Losing it leaves
+/// what a crash right after the capture leaves: this rolls a confirmed
+/// booking back to exactly that and checks a retry restores it, with the
+/// very ticket codes the buyer already holds and no second charge.
 #[tokio::test]
-async fn a_confirmation_whose_finish_the_database_lost_is_restored() {
+async fn a_confirmation_whose_record_the_database_lost_is_restored() {
     let world = CheckoutWorld::new().await;
     let mut client = world.client.clone();
     let alice = customer();
@@ -116,24 +229,23 @@ async fn a_confirmation_whose_finish_the_database_lost_is_restored() {
     assert!(codes.iter().all(|code| !code.is_empty()));
 
     // What the rows were before the lost commit (the state triggers would
-    // refuse these backward edges, so they are switched off for this one
+    // refuse this backward edge, so they are switched off for this one
     // connection, as crash recovery would bypass them too).
     let db = world.world.db.client().await;
     db.batch_execute("SET session_replication_role = replica")
         .await
         .unwrap();
-    let booking_uuid = crate::checkout::booking_id(&paid);
+    let booking_uuid = booking_id(&paid);
     let lost = db
         .execute(
-            "UPDATE checkout.payments SET state = 'authorizing', provider_ref = NULL
-             WHERE booking_id = $1 AND state = 'captured'",
+            "DELETE FROM checkout.payments WHERE booking_id = $1",
             &[&booking_uuid],
         )
         .await
         .unwrap();
     assert_eq!(lost, 1);
     db.execute(
-        "UPDATE checkout.bookings SET state = 'confirming', payment_id = NULL, confirmed_at = NULL
+        "UPDATE checkout.bookings SET state = 'pending', payment_id = NULL, confirmed_at = NULL
          WHERE id = $1",
         &[&booking_uuid],
     )
@@ -141,8 +253,73 @@ async fn a_confirmation_whose_finish_the_database_lost_is_restored() {
     .unwrap();
     drop(db);
     let meanwhile = get(&mut client, &alice, &booking.name).await.unwrap();
-    assert_eq!(state(&meanwhile), pb::BookingState::Confirming);
-    let retry = confirm(&mut client, &alice, &booking.name, "tok_visa", "key").await;
+    assert_eq!(state(&meanwhile), pb::BookingState::Pending);
+
+    let restored = confirm(&mut client, &alice, &booking.name, "tok_visa", "key")
+        .await
+        .unwrap();
+    assert_eq!(state(&restored), pb::BookingState::Confirmed);
+    let restored_codes: Vec<String> = restored.tickets.iter().map(|t| t.code.clone()).collect();
+    assert_eq!(restored_codes, codes, "the buyer's tickets stay valid");
+    assert_eq!(world.provider_count(ProviderStatus::Captured), 1);
+    assert_eq!(world.component.provider.payments().len(), 1);
+    world.assert_money_and_seats_agree().await;
+}
+
+/// An attempt claimed by an earlier version (booking `confirming`, payment
+/// row written before the provider was called), authorized and sold, when
+/// that process died: the reconciler still captures and confirms it.
+#[tokio::test]
+async fn an_attempt_claimed_by_an_earlier_version_is_still_finished() {
+    let world = CheckoutWorld::new().await;
+    let mut client = world.client.clone();
+    let alice = customer();
+    let (hold, booking) = world.booking_for(&alice, &[9]).await;
+    let booking_uuid = booking_id(&booking);
+    let total = booking.total.clone().expect("a total");
+    let payment_id = Uuid::now_v7();
+    let db = world.world.db.client().await;
+    db.execute(
+        "WITH b AS (
+             UPDATE checkout.bookings SET state = 'confirming' WHERE id = $1 AND state = 'pending'
+             RETURNING id, user_id, total_minor, currency_code
+         )
+         INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
+             amount_minor, currency_code, state)
+         SELECT $2, id, user_id, 'old-key', 'tok_visa', total_minor, currency_code, 'authorizing' FROM b",
+        &[&booking_uuid, &payment_id],
+    )
+    .await
+    .unwrap();
+    drop(db);
+    let authorized = world
+        .component
+        .provider
+        .authorize(AuthorizeRequest {
+            idempotency_key: payment_id.to_string(),
+            reference: String::new(),
+            client_key: String::new(),
+            amount_minor: total.amount_minor,
+            currency_code: total.currency_code.clone(),
+            payment_method: "tok_visa".into(),
+        })
+        .await
+        .unwrap();
+    assert!(matches!(authorized, AuthorizeOutcome::Authorized { .. }));
+    world
+        .inventory()
+        .commit_hold(as_caller(
+            &crate::inventory::checkout(),
+            inventory_pb::CommitHoldRequest {
+                name: hold.name.clone(),
+                booking_id: booking_uuid.to_string(),
+                user_id: crate::inventory::user_of(&alice),
+                sale_id: String::new(),
+            },
+        ))
+        .await
+        .unwrap();
+    let retry = confirm(&mut client, &alice, &booking.name, "tok_visa", "old-key").await;
     assert_reason(retry, Code::Aborted, "CONFIRMATION_IN_PROGRESS");
 
     let report = world
@@ -151,17 +328,10 @@ async fn a_confirmation_whose_finish_the_database_lost_is_restored() {
         .await
         .unwrap();
     assert_eq!((report.payments_settled, report.failures), (1, 0));
-    let restored = get(&mut client, &alice, &booking.name).await.unwrap();
-    assert_eq!(state(&restored), pb::BookingState::Confirmed);
-    let restored_codes: Vec<String> = restored.tickets.iter().map(|t| t.code.clone()).collect();
-    assert_eq!(restored_codes, codes, "the buyer's tickets stay valid");
+    let finished = get(&mut client, &alice, &booking.name).await.unwrap();
+    assert_eq!(state(&finished), pb::BookingState::Confirmed);
     assert_eq!(world.provider_count(ProviderStatus::Captured), 1);
     world.assert_money_and_seats_agree().await;
-    // The retry with the same key answers the confirmed booking.
-    let replay = confirm(&mut client, &alice, &booking.name, "tok_visa", "key")
-        .await
-        .unwrap();
-    assert_eq!(state(&replay), pb::BookingState::Confirmed);
 }
 
 #[tokio::test]

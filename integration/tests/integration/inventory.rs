@@ -204,6 +204,17 @@ pub async fn commit(
     user_id: &str,
     booking_id: Uuid,
 ) -> Result<pb::CommitHoldResponse, Status> {
+    commit_sale(inventory, hold, user_id, booking_id, None).await
+}
+
+/// CommitHold naming the sale (as checkout names its payment attempt).
+pub async fn commit_sale(
+    inventory: &mut Inventory,
+    hold: &pb::Hold,
+    user_id: &str,
+    booking_id: Uuid,
+    sale_id: Option<Uuid>,
+) -> Result<pb::CommitHoldResponse, Status> {
     inventory
         .commit_hold(as_caller(
             &checkout(),
@@ -211,6 +222,7 @@ pub async fn commit(
                 name: hold.name.clone(),
                 booking_id: booking_id.to_string(),
                 user_id: user_id.to_owned(),
+                sale_id: sale_id.map(|id| id.to_string()).unwrap_or_default(),
             },
         ))
         .await
@@ -634,10 +646,13 @@ async fn the_commit_statement_alone_never_sells_a_seat_twice() {
             let booking = Uuid::new_v4();
             let outcome = tickets
                 .commit(
-                    event_id,
-                    Uuid::new_v4(),
+                    boxoffice_inventory::domain::HoldRef {
+                        event_id,
+                        hold_id: Uuid::new_v4(),
+                    },
                     &seats,
                     booking,
+                    None,
                     expires,
                     Duration::from_secs(1),
                 )
@@ -925,6 +940,53 @@ async fn redis_losing_its_state_mid_test_is_rebuilt_from_postgres_without_double
 }
 
 #[tokio::test]
+async fn a_booking_is_sold_under_one_sale_id_only_even_after_redis_forgets() {
+    let world = InventoryWorld::new().await;
+    let sale = event_on_sale(&world).await;
+    let mut inventory = world.inventory.clone();
+    let buyer = customer();
+    let owner = user_of(&buyer);
+    let hold = hold_seats(&mut inventory, &buyer, &sale.event_id, &[3, 4])
+        .await
+        .unwrap();
+    let booking = Uuid::new_v4();
+    let (first, second) = (Uuid::new_v4(), Uuid::new_v4());
+    let sold = commit_sale(&mut inventory, &hold, &owner, booking, Some(first))
+        .await
+        .unwrap();
+    assert!(sold.newly_committed);
+    assert_eq!(sold.hold.unwrap().sale_id, first.to_string());
+    for _ in 0..2 {
+        // The same sale again succeeds and sells nothing more; another sale
+        // of the same booking is refused; a commit naming no sale matches.
+        let again = commit_sale(&mut inventory, &hold, &owner, booking, Some(first))
+            .await
+            .unwrap();
+        assert!(!again.newly_committed);
+        let other = commit_sale(&mut inventory, &hold, &owner, booking, Some(second))
+            .await
+            .unwrap_err();
+        assert_reason(&other, Code::FailedPrecondition, "HOLD_ALREADY_COMMITTED");
+        commit(&mut inventory, &hold, &owner, booking)
+            .await
+            .unwrap();
+        // Then again with the hold's Redis record gone: PostgreSQL knows.
+        world.flush_redis().await;
+    }
+    let got = inventory
+        .get_hold(as_caller(
+            &buyer,
+            pb::GetHoldRequest {
+                name: hold.name.clone(),
+            },
+        ))
+        .await;
+    assert!(got.is_err(), "the flushed hold record is gone");
+    let sold = sold_tickets(&world, &sale.event_id).await;
+    assert_eq!(sold, vec![(3, booking), (4, booking)]);
+}
+
+#[tokio::test]
 async fn watchers_resume_from_a_cursor_without_gaps_or_duplicates() {
     let world = InventoryWorld::new().await;
     let sale = event_on_sale(&world).await;
@@ -1060,6 +1122,7 @@ async fn bad_input_is_refused_with_a_reason_and_changes_nothing() {
                 name: hold.name.clone(),
                 booking_id: Uuid::new_v4().to_string(),
                 user_id: user_of(&intruder),
+                sale_id: String::new(),
             },
         ))
         .await

@@ -17,6 +17,13 @@ pub struct AuthorizeRequest {
     /// The provider idempotency key; checkout uses the payment's id, which
     /// is also how it later finds the authorization again.
     pub idempotency_key: String,
+    /// What the payment is for (checkout: the booking id); authorizations
+    /// can be searched by it, as Stripe searches by metadata.
+    pub reference: String,
+    /// Metadata kept with the payment (checkout: the caller's
+    /// ConfirmBooking idempotency key), so the payment can be recorded
+    /// exactly as its request would have been.
+    pub client_key: String,
     pub amount_minor: i64,
     pub currency_code: String,
     /// A token from the provider's client library, e.g. `tok_visa`.
@@ -77,6 +84,11 @@ pub struct ProviderPayment {
     pub provider_ref: String,
     /// The idempotency key of its authorization (checkout's payment id).
     pub idempotency_key: String,
+    /// [`AuthorizeRequest::reference`].
+    pub reference: String,
+    /// [`AuthorizeRequest::client_key`].
+    pub client_key: String,
+    pub payment_method: String,
     pub status: ProviderStatus,
     pub amount_minor: i64,
     pub currency_code: String,
@@ -94,6 +106,10 @@ pub enum ProviderError {
     /// with different parameters (as real providers refuse it).
     #[error("payment provider refused: {0}")]
     Refused(String),
+    /// The idempotency key was used before with different parameters
+    /// (Stripe: `idempotency_error`); nothing was done.
+    #[error("payment provider refused a reused idempotency key")]
+    KeyReused,
 }
 
 #[async_trait::async_trait]
@@ -113,4 +129,7 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// any (how the reconciler learns what a crashed process did).
     async fn lookup(&self, idempotency_key: &str)
     -> Result<Option<ProviderPayment>, ProviderError>;
+    /// Every payment authorized for `reference` (declined ones are not
+    /// payments), however it ended.
+    async fn search(&self, reference: &str) -> Result<Vec<ProviderPayment>, ProviderError>;
 }

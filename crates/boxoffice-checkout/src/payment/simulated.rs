@@ -45,9 +45,7 @@ struct Ledger {
 /// What a real provider answers (Stripe: HTTP 400, `idempotency_error`) when
 /// a key comes back with different parameters: nothing happens.
 fn key_reused() -> ProviderError {
-    ProviderError::Refused(
-        "idempotency key reused with different parameters; nothing was done".into(),
-    )
+    ProviderError::KeyReused
 }
 
 pub struct SimulatedProvider {
@@ -206,6 +204,9 @@ impl PaymentProvider for SimulatedProvider {
             let declined = ProviderPayment {
                 provider_ref: format!("pi_{}", Uuid::new_v4().simple()),
                 idempotency_key: request.idempotency_key,
+                reference: request.reference,
+                client_key: request.client_key,
+                payment_method: request.payment_method,
                 status: ProviderStatus::Declined,
                 amount_minor: request.amount_minor,
                 currency_code: request.currency_code,
@@ -218,6 +219,9 @@ impl PaymentProvider for SimulatedProvider {
         let payment = ProviderPayment {
             provider_ref: format!("pi_{}", Uuid::new_v4().simple()),
             idempotency_key: request.idempotency_key.clone(),
+            reference: request.reference,
+            client_key: request.client_key,
+            payment_method: request.payment_method,
             status: ProviderStatus::Authorized,
             amount_minor: request.amount_minor,
             currency_code: request.currency_code,
@@ -318,6 +322,17 @@ impl PaymentProvider for SimulatedProvider {
     ) -> Result<Option<ProviderPayment>, ProviderError> {
         self.latency().await;
         Ok(self.payment_by_key(idempotency_key))
+    }
+
+    async fn search(&self, reference: &str) -> Result<Vec<ProviderPayment>, ProviderError> {
+        self.latency().await;
+        Ok(self
+            .lock()
+            .payments
+            .values()
+            .filter(|payment| payment.reference == reference)
+            .cloned()
+            .collect())
     }
 }
 
@@ -481,6 +496,8 @@ mod tests {
     fn request(key: &str, token: &str) -> AuthorizeRequest {
         AuthorizeRequest {
             idempotency_key: key.to_owned(),
+            reference: format!("booking-of-{key}"),
+            client_key: format!("client-{key}"),
             amount_minor: 1_000,
             currency_code: "EUR".to_owned(),
             payment_method: token.to_owned(),
@@ -527,11 +544,20 @@ mod tests {
         };
         assert!(matches!(
             provider.authorize(more).await,
-            Err(ProviderError::Refused(_))
+            Err(ProviderError::KeyReused)
         ));
         assert!(matches!(
             provider.authorize(request("k4", "tok_mastercard")).await,
-            Err(ProviderError::Refused(_))
+            Err(ProviderError::KeyReused)
+        ));
+        // The same key for something else (another booking) is refused too.
+        let elsewhere = AuthorizeRequest {
+            reference: "another-booking".to_owned(),
+            ..request("k4", "tok_visa")
+        };
+        assert!(matches!(
+            provider.authorize(elsewhere).await,
+            Err(ProviderError::KeyReused)
         ));
         // A declined key is bound to its first request too.
         provider
@@ -540,7 +566,7 @@ mod tests {
             .unwrap();
         assert!(matches!(
             provider.authorize(request("k5", "tok_visa")).await,
-            Err(ProviderError::Refused(_))
+            Err(ProviderError::KeyReused)
         ));
         assert_eq!(provider.payments().len(), 1);
         let payment = provider.payment_by_key("k4").unwrap();
@@ -551,12 +577,12 @@ mod tests {
         provider.refund(&provider_ref, 300, "r").await.unwrap();
         assert!(matches!(
             provider.refund(&provider_ref, 500, "r").await,
-            Err(ProviderError::Refused(_))
+            Err(ProviderError::KeyReused)
         ));
         // The capture key cannot be replayed as a void either.
         assert!(matches!(
             provider.void(&provider_ref, "c").await,
-            Err(ProviderError::Refused(_))
+            Err(ProviderError::KeyReused)
         ));
         let payment = provider.payment_by_key("k4").unwrap();
         assert_eq!(payment.refunded_minor, 300);
@@ -572,6 +598,38 @@ mod tests {
             .unwrap();
         assert!(matches!(outcome, AuthorizeOutcome::Declined { .. }));
         assert!(provider.lookup("k2").await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn authorizations_are_found_by_reference() {
+        let provider = SimulatedProvider::new(SimulatedProviderConfig::default(), b"secret");
+        let for_booking = |key: &str, token: &str| AuthorizeRequest {
+            reference: "b1".to_owned(),
+            ..request(key, token)
+        };
+        provider
+            .authorize(for_booking("a", "tok_visa"))
+            .await
+            .unwrap();
+        provider
+            .authorize(for_booking("b", "tok_chargeDeclined"))
+            .await
+            .unwrap();
+        provider
+            .authorize(for_booking("c", "tok_visa"))
+            .await
+            .unwrap();
+        provider.authorize(request("d", "tok_visa")).await.unwrap();
+        let mut keys: Vec<String> = provider
+            .search("b1")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|payment| payment.idempotency_key)
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["a", "c"], "declines are not payments");
+        assert!(provider.search("nobody").await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -4,7 +4,7 @@
 pub mod batch;
 pub mod postgres;
 
-pub use postgres::{BookingRecord, CheckoutStore, Claim, PaymentRecord, TicketRecord};
+pub use postgres::{Attempt, BookingRecord, CheckoutStore, PaymentRecord, TicketRecord};
 
 use boxoffice_runtime::postgres::Migration;
 
@@ -19,6 +19,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "webhook_log",
         sql: include_str!("migrations/0002_webhook_log.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "paid_once",
+        sql: include_str!("migrations/0003_paid_once.sql"),
     },
 ];
 

@@ -2,23 +2,18 @@
 //! that names the state it expects (`... WHERE state = 'confirming'`), so
 //! a request, a retry and the reconciler racing each other can never move a
 //! row twice or backwards; the schema's triggers refuse any other edge.
-//! The confirm path costs two statements: the claim (booking to confirming
-//! plus the payment attempt, which is also the idempotency record; it
-//! commits durably before the provider is called) and the finish (payment
-//! captured plus booking confirmed; it commits asynchronously, see
-//! [`CheckoutStore::finish_confirm`]). Both are group-committed: the claims
-//! (and the finishes) of confirmations arriving together share one
-//! statement (see [`super::batch`]). Every statement is prepared once per
-//! connection, so each costs one round trip.
+//! The confirm path writes once: a paid attempt is recorded at its end
+//! (payment captured plus booking confirmed, committed asynchronously and
+//! shared with the confirmations finishing at the same time, see
+//! [`CheckoutStore::record_paid`]); before that it only reads. Every
+//! statement is prepared once per connection, so each costs one round trip.
 
-use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Deserialize;
-use tokio_postgres::error::SqlState;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
@@ -87,14 +82,24 @@ pub struct NewBooking {
     pub seats: Vec<PricedSeat>,
 }
 
-/// What claiming a booking for a payment found.
-#[derive(Debug)]
-pub enum Claim {
-    /// The booking is now confirming and the attempt recorded.
-    Claimed(Box<BookingRecord>),
-    /// Nothing changed: the key was used before, or the booking is not a
-    /// pending booking of this user.
-    NotClaimed,
+/// One ConfirmBooking attempt: its payment id is derived from the user and
+/// the idempotency key, so a retry after a crash is the same attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub payment_id: Uuid,
+    pub booking_id: Uuid,
+    pub user_id: Uuid,
+    pub key: String,
+    pub method: String,
+}
+
+/// What a confirmation starts from.
+#[derive(Clone, Debug, Default)]
+pub struct ConfirmContext {
+    /// The booking, whoever it belongs to.
+    pub booking: Option<BookingRecord>,
+    /// The payment an earlier attempt with the same key recorded.
+    pub recorded_attempt: Option<Uuid>,
 }
 
 /// A failed attempt's stored answer.
@@ -170,18 +175,9 @@ async fn prepared(client: &deadpool_postgres::Client, sql: &str) -> anyhow::Resu
         .context("preparing a statement")
 }
 
-/// One confirmation's claim, as queued for a batch.
-struct ClaimItem {
-    booking_id: Uuid,
-    user_id: Uuid,
-    payment_id: Uuid,
-    key: String,
-    method: String,
-}
-
-/// One confirmation's finish, as queued for a batch.
-struct FinishItem {
-    payment_id: Uuid,
+/// One paid attempt, as queued for a batch.
+struct PaidItem {
+    attempt: Attempt,
     provider_ref: String,
 }
 
@@ -189,8 +185,8 @@ struct FinishItem {
 /// of the store, so it ends once every handle to this one is gone).
 #[derive(Default)]
 struct Batches {
-    claims: OnceLock<Batcher<ClaimItem, Claim>>,
-    finishes: OnceLock<Batcher<FinishItem, bool>>,
+    contexts: OnceLock<Batcher<Attempt, ConfirmContext>>,
+    paid: OnceLock<Batcher<PaidItem, bool>>,
 }
 
 #[derive(Clone)]
@@ -380,164 +376,269 @@ impl CheckoutStore {
         rows.iter().map(booking_from_row).collect()
     }
 
-    /// Moves a pending, unexpired booking of `user_id` to confirming and
-    /// records the payment attempt, in one durable statement shared with the
-    /// claims arriving at the same time. A key used before claims nothing.
-    pub async fn claim(
-        &self,
-        booking_id: Uuid,
-        user_id: Uuid,
-        payment_id: Uuid,
-        idempotency_key: &str,
-        payment_method: &str,
-    ) -> anyhow::Result<Claim> {
-        self.writer(&self.batches.claims, |store, items| async move {
-            store.claim_batch(items).await
+    /// What a confirmation starts from: its booking, and whether its key
+    /// was used before (the attempt's id, derived from user and key, or for
+    /// attempts an earlier version recorded, the key itself). The reads of
+    /// confirmations arriving together share one statement.
+    pub async fn confirm_context(&self, attempt: &Attempt) -> anyhow::Result<ConfirmContext> {
+        self.writer(&self.batches.contexts, |store, items| async move {
+            store.contexts(items).await
         })
-        .submit(ClaimItem {
-            booking_id,
-            user_id,
-            payment_id,
-            key: idempotency_key.to_owned(),
-            method: payment_method.to_owned(),
-        })
+        .submit(attempt.clone())
         .await
     }
 
-    /// Claims a batch in one statement: bookings locked in id order (so two
-    /// instances' batches never deadlock on them), attempts inserted where
-    /// the key is new (`ON CONFLICT DO NOTHING` covers every unique index,
-    /// also between items of one batch), and only those bookings moved.
-    async fn claim_batch(&self, items: Vec<ClaimItem>) -> Vec<anyhow::Result<Claim>> {
-        together_or_one_at_a_time(&items, "claims", self.claim_together(&items), |item| {
-            self.claim_one(
-                item.booking_id,
-                item.user_id,
-                item.payment_id,
-                &item.key,
-                &item.method,
-            )
-        })
-        .await
+    async fn contexts(&self, items: Vec<Attempt>) -> Vec<anyhow::Result<ConfirmContext>> {
+        match self.contexts_together(&items).await {
+            Ok(contexts) => contexts.into_iter().map(Ok).collect(),
+            Err(error) => {
+                let message = format!("{error:#}");
+                items
+                    .iter()
+                    .map(|_| Err(anyhow::anyhow!("{message}")))
+                    .collect()
+            }
+        }
     }
 
-    async fn claim_together(
-        &self,
-        items: &[ClaimItem],
-    ) -> anyhow::Result<Vec<anyhow::Result<Claim>>> {
-        let bookings: Vec<Uuid> = items.iter().map(|item| item.booking_id).collect();
-        let users: Vec<Uuid> = items.iter().map(|item| item.user_id).collect();
-        let payments: Vec<Uuid> = items.iter().map(|item| item.payment_id).collect();
-        let keys: Vec<&str> = items.iter().map(|item| item.key.as_str()).collect();
-        let methods: Vec<&str> = items.iter().map(|item| item.method.as_str()).collect();
+    async fn contexts_together(&self, items: &[Attempt]) -> anyhow::Result<Vec<ConfirmContext>> {
+        let bookings: Vec<Uuid> = items.iter().map(|i| i.booking_id).collect();
+        let payments: Vec<Uuid> = items.iter().map(|i| i.payment_id).collect();
+        let users: Vec<Uuid> = items.iter().map(|i| i.user_id).collect();
+        let keys: Vec<&str> = items.iter().map(|i| i.key.as_str()).collect();
         let client = self.client().await?;
         let rows = client
             .query(
                 &prepared(&client, &format!(
+                    "SELECT i.n, b.id IS NOT NULL AS found, {BOOKING_COLUMNS},
+                         (SELECT p.id FROM checkout.payments p
+                          WHERE p.id = i.payment_id OR (p.user_id = i.user_id AND p.idempotency_key = i.idempotency_key)
+                          LIMIT 1) AS attempt_id
+                     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[]) WITH ORDINALITY
+                         AS i(booking_id, payment_id, user_id, idempotency_key, n)
+                     -- The ANY lets the primary key find the rows however
+                     -- many the planner guesses the batch holds.
+                     LEFT JOIN checkout.bookings b ON b.id = i.booking_id AND b.id = ANY($1::uuid[])"
+                )).await?,
+                &[&bookings, &payments, &users, &keys],
+            )
+            .await
+            .context("reading what confirmations start from")?;
+        let mut contexts: Vec<ConfirmContext> = vec![ConfirmContext::default(); items.len()];
+        for row in &rows {
+            let n: i64 = row.try_get("n")?;
+            let Some(context) = usize::try_from(n - 1)
+                .ok()
+                .and_then(|i| contexts.get_mut(i))
+            else {
+                anyhow::bail!("a confirmation read answered an item it was not asked");
+            };
+            context.recorded_attempt = row.try_get("attempt_id")?;
+            if row.try_get::<_, bool>("found")? {
+                context.booking = Some(booking_from_row(row)?);
+            }
+        }
+        Ok(contexts)
+    }
+
+    /// Records a paid attempt: the payment, captured, and its booking
+    /// `pending -> confirmed`, in one statement shared with the other
+    /// confirmations finishing at the same time (see [`super::batch`]).
+    /// False when the booking was no longer pending (a retry or the
+    /// reconciler recorded this attempt first, or the booking ended).
+    ///
+    /// It commits asynchronously (`synchronous_commit = off` for this
+    /// transaction only; visible at once, on disk within the WAL writer's
+    /// cycle or with any later synchronous commit). Losing it to a database
+    /// crash leaves the booking pending with no payment row, exactly what a
+    /// process crash right after the capture leaves: the sale (committed
+    /// durably by inventory under this payment's id) and the provider still
+    /// say what happened, a retry with the same key resumes the same
+    /// attempt, and the reconciler settles it once the hold has run out.
+    pub async fn record_paid(&self, attempt: &Attempt, provider_ref: &str) -> anyhow::Result<bool> {
+        self.writer(&self.batches.paid, |store, items| async move {
+            store.paid_batch(items).await
+        })
+        .submit(PaidItem {
+            attempt: attempt.clone(),
+            provider_ref: provider_ref.to_owned(),
+        })
+        .await
+    }
+
+    async fn paid_batch(&self, items: Vec<PaidItem>) -> Vec<anyhow::Result<bool>> {
+        together_or_one_at_a_time(
+            &items,
+            "paid attempts",
+            self.paid_together(&items),
+            |item| self.paid_together_one(item),
+        )
+        .await
+    }
+
+    async fn paid_together_one(&self, item: &PaidItem) -> anyhow::Result<bool> {
+        self.paid_together(std::slice::from_ref(item))
+            .await?
+            .pop()
+            .unwrap_or_else(|| Err(anyhow::anyhow!("a paid attempt got no answer")))
+    }
+
+    /// Bookings are locked in id order (two instances' batches never
+    /// deadlock on them); only a pending booking of the attempt's user is
+    /// confirmed, and only by a payment not recorded before
+    /// (`ON CONFLICT DO NOTHING` covers every unique index, so a payment id,
+    /// a user's key or a second live payment for the booking each refuse
+    /// only their own item).
+    async fn paid_together(&self, items: &[PaidItem]) -> anyhow::Result<Vec<anyhow::Result<bool>>> {
+        let payments: Vec<Uuid> = items.iter().map(|i| i.attempt.payment_id).collect();
+        let bookings: Vec<Uuid> = items.iter().map(|i| i.attempt.booking_id).collect();
+        let users: Vec<Uuid> = items.iter().map(|i| i.attempt.user_id).collect();
+        let keys: Vec<&str> = items.iter().map(|i| i.attempt.key.as_str()).collect();
+        let methods: Vec<&str> = items.iter().map(|i| i.attempt.method.as_str()).collect();
+        let references: Vec<&str> = items.iter().map(|i| i.provider_ref.as_str()).collect();
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                &prepared(
+                    &client,
                     "WITH input AS (
-                         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[])
-                             AS i(booking_id, user_id, payment_id, idempotency_key, payment_method)
+                         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[])
+                             AS i(payment_id, booking_id, user_id, idempotency_key, payment_method, provider_ref)
                      ),
                      candidates AS (
-                         SELECT b.id, b.total_minor, b.currency_code, i.user_id, i.payment_id,
-                             i.idempotency_key, i.payment_method
+                         SELECT b.id, b.total_minor, b.currency_code, i.payment_id, i.user_id, i.idempotency_key,
+                             i.payment_method, i.provider_ref
                          FROM checkout.bookings b JOIN input i ON i.booking_id = b.id AND i.user_id = b.user_id
-                         WHERE b.id = ANY($1::uuid[]) AND b.state = 'pending' AND b.expire_time > now()
+                         -- The ANY lets the primary key find the rows however
+                         -- many the planner guesses the batch holds.
+                         WHERE b.id = ANY($2::uuid[]) AND b.state = 'pending'
                          ORDER BY b.id
                          FOR UPDATE OF b
                      ),
                      p AS (
                          INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
-                             amount_minor, currency_code, state)
+                             amount_minor, currency_code, state, provider_ref)
                          SELECT payment_id, id, user_id, idempotency_key, payment_method, total_minor, currency_code,
-                             'authorizing'
+                             'captured', provider_ref
                          FROM candidates
                          ON CONFLICT DO NOTHING
                          RETURNING id, booking_id
                      ),
-                     claimed AS (
-                         UPDATE checkout.bookings b SET state = 'confirming', updated_at = now()
+                     b AS (
+                         UPDATE checkout.bookings b SET state = 'confirmed', payment_id = p.id, confirmed_at = now(),
+                             updated_at = now()
                          FROM p WHERE b.id = p.booking_id
-                         RETURNING b.*, p.id AS claimed_payment_id
+                         RETURNING b.payment_id
                      )
-                     SELECT {BOOKING_COLUMNS}, b.claimed_payment_id FROM claimed b"
-                )).await?,
-                &[&bookings, &users, &payments, &keys, &methods],
+                     SELECT ARRAY(SELECT payment_id FROM b) AS confirmed,
+                         set_config('synchronous_commit', 'off', true) AS asynchronous_commit",
+                )
+                .await?,
+                &[&payments, &bookings, &users, &keys, &methods, &references],
             )
             .await
-            .context("claiming a batch of bookings")?;
-        let mut claimed = HashMap::with_capacity(rows.len());
-        for row in &rows {
-            let payment_id: Uuid = row.try_get("claimed_payment_id")?;
-            claimed.insert(payment_id, booking_from_row(row)?);
-        }
+            .context("recording paid attempts")?;
+        let confirmed: std::collections::HashSet<Uuid> = row
+            .try_get::<_, Vec<Uuid>>("confirmed")?
+            .into_iter()
+            .collect();
         Ok(items
             .iter()
-            .map(|item| {
-                Ok(match claimed.remove(&item.payment_id) {
-                    Some(booking) => Claim::Claimed(Box::new(booking)),
-                    None => Claim::NotClaimed,
-                })
-            })
+            .map(|item| Ok(confirmed.contains(&item.attempt.payment_id)))
             .collect())
     }
 
-    /// [`Self::claim`] for one attempt, in its own statement. A key used
-    /// before makes the whole statement fail on the unique index: nothing
-    /// changes.
-    async fn claim_one(
+    /// Records an attempt that took no money (declined, or voided because
+    /// the seats could not be sold) with the answer its retries get; the
+    /// booking stays payable, or expires when `booking_expires` (its seats
+    /// are gone). False when the attempt was recorded before.
+    pub async fn record_unpaid(
         &self,
-        booking_id: Uuid,
-        user_id: Uuid,
-        payment_id: Uuid,
-        idempotency_key: &str,
-        payment_method: &str,
-    ) -> anyhow::Result<Claim> {
-        let client = self.client().await?;
-        let result = client
-            .query_opt(
-                &prepared(&client, &format!(
-                    "WITH claimed AS (
-                         UPDATE checkout.bookings SET state = 'confirming', updated_at = now()
-                         WHERE id = $1 AND user_id = $2 AND state = 'pending' AND expire_time > now()
-                         RETURNING *
-                     ),
-                     p AS (
-                         INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
-                             amount_minor, currency_code, state)
-                         SELECT $3, claimed.id, $2, $4, $5, claimed.total_minor, claimed.currency_code, 'authorizing'
-                         FROM claimed
-                         RETURNING id
-                     )
-                     SELECT {BOOKING_COLUMNS} FROM claimed b, p"
-                )).await?,
-                &[&booking_id, &user_id, &payment_id, &idempotency_key, &payment_method],
-            )
-            .await;
-        match result {
-            Ok(Some(row)) => Ok(Claim::Claimed(Box::new(booking_from_row(&row)?))),
-            Ok(None) => Ok(Claim::NotClaimed),
-            Err(error) if error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
-                Ok(Claim::NotClaimed)
-            }
-            Err(error) => Err(error).context("claiming a booking"),
-        }
-    }
-
-    pub async fn payment_by_key(
-        &self,
-        user_id: Uuid,
-        key: &str,
-    ) -> anyhow::Result<Option<PaymentRecord>> {
+        attempt: &Attempt,
+        state: PaymentState,
+        provider_ref: Option<&str>,
+        booking_expires: bool,
+        outcome: &Outcome,
+    ) -> anyhow::Result<bool> {
+        debug_assert!(matches!(
+            state,
+            PaymentState::Declined | PaymentState::Voided
+        ));
         let client = self.client().await?;
         let row = client
-            .query_opt(
-                &prepared(&client, &format!("SELECT {PAYMENT_COLUMNS} FROM checkout.payments p WHERE p.user_id = $1 AND p.idempotency_key = $2")).await?,
-                &[&user_id, &key],
+            .query_one(
+                &prepared(
+                    &client,
+                    "WITH p AS (
+                         INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
+                             amount_minor, currency_code, state, provider_ref, outcome_code, outcome_reason,
+                             outcome_message)
+                         SELECT $1, b.id, b.user_id, $4, $5, b.total_minor, b.currency_code, $6, $7, $8, $9, $10
+                         FROM checkout.bookings b WHERE b.id = $2 AND b.user_id = $3
+                         ON CONFLICT DO NOTHING
+                         RETURNING booking_id
+                     ),
+                     b AS (
+                         UPDATE checkout.bookings b SET state = 'expired', failure_reason = $9, updated_at = now()
+                         FROM p WHERE b.id = p.booking_id AND $11 AND b.state = 'pending'
+                         RETURNING b.id
+                     )
+                     SELECT (SELECT count(*) FROM p) AS payments",
+                )
+                .await?,
+                &[
+                    &attempt.payment_id,
+                    &attempt.booking_id,
+                    &attempt.user_id,
+                    &attempt.key,
+                    &attempt.method,
+                    &state.as_str(),
+                    &provider_ref,
+                    &outcome.code,
+                    &outcome.reason,
+                    &outcome.message,
+                    &booking_expires,
+                ],
             )
             .await
-            .context("reading a payment by key")?;
-        row.as_ref().map(payment_from_row).transpose()
+            .context("recording an unpaid attempt")?;
+        Ok(row.get::<_, i64>("payments") == 1)
+    }
+
+    /// Payment captured and booking confirmed for an attempt claimed by an
+    /// earlier version (booking `confirming`, payment row written before the
+    /// provider was called). Only the reconciler still finishes those.
+    pub async fn finish_claimed(
+        &self,
+        payment_id: Uuid,
+        provider_ref: &str,
+    ) -> anyhow::Result<bool> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                &prepared(&client, "WITH p AS (
+                     UPDATE checkout.payments SET state = 'captured', provider_ref = $2, updated_at = now()
+                     WHERE id = $1 AND state IN ('authorizing', 'authorized')
+                     RETURNING id, booking_id
+                 ),
+                 b AS (
+                     UPDATE checkout.bookings b SET state = 'confirmed', payment_id = p.id, confirmed_at = now(),
+                         updated_at = now()
+                     FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
+                     RETURNING b.id
+                 )
+                 SELECT (SELECT count(*) FROM p) AS payments, (SELECT count(*) FROM b) AS bookings").await?,
+                &[&payment_id, &provider_ref],
+            )
+            .await
+            .context("finishing a claimed confirmation")?;
+        let payments: i64 = row.get("payments");
+        let bookings: i64 = row.get("bookings");
+        anyhow::ensure!(
+            payments == bookings,
+            "payment {payment_id} captured without a confirming booking"
+        );
+        Ok(payments == 1)
     }
 
     pub async fn payment(&self, id: Uuid) -> anyhow::Result<Option<PaymentRecord>> {
@@ -554,135 +655,6 @@ impl CheckoutStore {
             .await
             .context("reading a payment")?;
         row.as_ref().map(payment_from_row).transpose()
-    }
-
-    /// Payment captured and booking confirmed, in one statement. False when
-    /// someone (a retry, the reconciler) got there first.
-    ///
-    /// It commits asynchronously (`synchronous_commit = off` for this
-    /// transaction only): the money has moved by now, and if a database crash
-    /// loses this commit the rows are back to "authorizing / confirming",
-    /// exactly what a process crash after the capture leaves
-    /// (`FailPoint::AfterCapture`). The reconciler repairs that case: the
-    /// provider says captured, so it marks the booking confirmed, with the
-    /// same payment id and so the same ticket codes. Any later synchronous
-    /// commit flushes this one too.
-    ///
-    /// Finishes arriving together share one statement.
-    pub async fn finish_confirm(
-        &self,
-        payment_id: Uuid,
-        provider_ref: &str,
-    ) -> anyhow::Result<bool> {
-        self.writer(&self.batches.finishes, |store, items| async move {
-            store.finish_batch(items).await
-        })
-        .submit(FinishItem {
-            payment_id,
-            provider_ref: provider_ref.to_owned(),
-        })
-        .await
-    }
-
-    async fn finish_batch(&self, items: Vec<FinishItem>) -> Vec<anyhow::Result<bool>> {
-        together_or_one_at_a_time(&items, "finishes", self.finish_together(&items), |item| {
-            self.finish_one(item.payment_id, &item.provider_ref)
-        })
-        .await
-    }
-
-    /// Finishes a batch in one statement. Nothing else updates several
-    /// payments at once (webhooks only append), so it cannot deadlock.
-    async fn finish_together(
-        &self,
-        items: &[FinishItem],
-    ) -> anyhow::Result<Vec<anyhow::Result<bool>>> {
-        let payments: Vec<Uuid> = items.iter().map(|item| item.payment_id).collect();
-        let references: Vec<&str> = items
-            .iter()
-            .map(|item| item.provider_ref.as_str())
-            .collect();
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                &prepared(&client, "WITH input AS (
-                     SELECT * FROM unnest($1::uuid[], $2::text[]) AS i(payment_id, provider_ref)
-                 ),
-                 p AS (
-                     UPDATE checkout.payments p SET state = 'captured', provider_ref = i.provider_ref, updated_at = now()
-                     FROM input i
-                     -- The ANY lets the primary key find the rows however
-                     -- many the planner guesses the batch holds.
-                     WHERE p.id = ANY($1::uuid[]) AND i.payment_id = p.id AND p.state IN ('authorizing', 'authorized')
-                     RETURNING p.id, p.booking_id
-                 ),
-                 b AS (
-                     UPDATE checkout.bookings b SET state = 'confirmed', payment_id = p.id, confirmed_at = now(),
-                         updated_at = now()
-                     FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
-                     RETURNING b.payment_id
-                 )
-                 SELECT ARRAY(SELECT id FROM p) AS payments, ARRAY(SELECT payment_id FROM b) AS bookings,
-                     set_config('synchronous_commit', 'off', true) AS asynchronous_commit").await?,
-                &[&payments, &references],
-            )
-            .await
-            .context("finishing a batch of confirmations")?;
-        let captured: std::collections::HashSet<Uuid> = row
-            .try_get::<_, Vec<Uuid>>("payments")?
-            .into_iter()
-            .collect();
-        let confirmed: std::collections::HashSet<Uuid> = row
-            .try_get::<_, Vec<Uuid>>("bookings")?
-            .into_iter()
-            .collect();
-        Ok(items
-            .iter()
-            .map(|item| {
-                match (
-                    captured.contains(&item.payment_id),
-                    confirmed.contains(&item.payment_id),
-                ) {
-                    (true, true) => Ok(true),
-                    (false, _) => Ok(false),
-                    (true, false) => Err(anyhow::anyhow!(
-                        "payment {} captured without a confirming booking",
-                        item.payment_id
-                    )),
-                }
-            })
-            .collect())
-    }
-
-    /// [`Self::finish_confirm`] for one payment, in its own statement.
-    async fn finish_one(&self, payment_id: Uuid, provider_ref: &str) -> anyhow::Result<bool> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                &prepared(&client, "WITH p AS (
-                     UPDATE checkout.payments SET state = 'captured', provider_ref = $2, updated_at = now()
-                     WHERE id = $1 AND state IN ('authorizing', 'authorized')
-                     RETURNING id, booking_id
-                 ),
-                 b AS (
-                     UPDATE checkout.bookings b SET state = 'confirmed', payment_id = p.id, confirmed_at = now(),
-                         updated_at = now()
-                     FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
-                     RETURNING b.id
-                 )
-                 SELECT (SELECT count(*) FROM p) AS payments, (SELECT count(*) FROM b) AS bookings,
-                     set_config('synchronous_commit', 'off', true) AS asynchronous_commit").await?,
-                &[&payment_id, &provider_ref],
-            )
-            .await
-            .context("finishing a confirmation")?;
-        let payments: i64 = row.get("payments");
-        let bookings: i64 = row.get("bookings");
-        anyhow::ensure!(
-            payments == bookings,
-            "payment {payment_id} captured without a confirming booking"
-        );
-        Ok(payments == 1)
     }
 
     /// Ends an attempt that took no money (declined, voided, never
@@ -768,17 +740,42 @@ impl CheckoutStore {
         Ok(found)
     }
 
-    /// Pending bookings whose hold ran out end as expired.
-    pub async fn expire_pending(&self) -> anyhow::Result<u64> {
+    /// Pending bookings whose hold ran out at least `older_than` ago: no
+    /// sale of them can happen any more (inventory refuses commits before
+    /// the hold's expiry), so what the sale and the provider say is final.
+    pub async fn pending_past_hold(
+        &self,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> anyhow::Result<Vec<BookingRecord>> {
         let client = self.client().await?;
-        client
-            .execute(
-                &prepared(&client, "UPDATE checkout.bookings SET state = 'expired', failure_reason = 'HOLD_EXPIRED', updated_at = now()
-                 WHERE state = 'pending' AND expire_time <= now()").await?,
-                &[],
+        let seconds = older_than.as_secs_f64();
+        let rows = client
+            .query(
+                &prepared(&client, &format!(
+                    "SELECT {BOOKING_COLUMNS} FROM checkout.bookings b
+                     WHERE b.state = 'pending' AND b.expire_time <= now() - $1::float8 * interval '1 second'
+                     ORDER BY b.updated_at LIMIT $2"
+                )).await?,
+                &[&seconds, &limit],
             )
             .await
-            .context("expiring pending bookings")
+            .context("finding pending bookings past their hold")?;
+        rows.iter().map(booking_from_row).collect()
+    }
+
+    /// A pending booking nothing paid for ends as expired.
+    pub async fn expire_booking(&self, booking_id: Uuid) -> anyhow::Result<bool> {
+        let client = self.client().await?;
+        let moved = client
+            .execute(
+                &prepared(&client, "UPDATE checkout.bookings SET state = 'expired', failure_reason = 'HOLD_EXPIRED', updated_at = now()
+                 WHERE id = $1 AND state = 'pending'").await?,
+                &[&booking_id],
+            )
+            .await
+            .context("expiring a pending booking")?;
+        Ok(moved == 1)
     }
 
     /// A pending booking is cancelled outright (nothing was paid).

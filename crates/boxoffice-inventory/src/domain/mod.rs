@@ -204,6 +204,8 @@ pub struct Hold {
     pub created_ms: i64,
     pub expires_ms: i64,
     pub booking_id: Option<Uuid>,
+    /// The sale id its commit carried (see `CommitHoldRequest.sale_id`).
+    pub sale_id: Option<Uuid>,
 }
 
 #[cfg(test)]

@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "waiting_rooms",
         sql: include_str!("migrations/0002_waiting_rooms.sql"),
     },
+    Migration {
+        version: 3,
+        name: "sale_ids",
+        sql: include_str!("migrations/0003_sale_ids.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "inventory";

@@ -12,7 +12,7 @@ use deadpool_postgres::{Pool, Transaction};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use crate::domain::{SaleLayout, SeatBitmap};
+use crate::domain::{HoldRef, SaleLayout, SeatBitmap};
 use crate::error::InventoryError;
 use crate::store::redis::EventTruth;
 use crate::waiting_room::RoomSettings;
@@ -187,13 +187,14 @@ impl TicketStore {
     /// and a waiting commit re-reads the rows after the winner's commit.
     pub async fn commit(
         &self,
-        event_id: Uuid,
-        hold_id: Uuid,
+        hold: HoldRef,
         seats: &[u32],
         booking_id: Uuid,
+        sale_id: Option<Uuid>,
         expires_at: DateTime<Utc>,
         margin: Duration,
     ) -> Result<CommitOutcome> {
+        let HoldRef { event_id, hold_id } = hold;
         let client = self.pool.get().await?;
         let seat_indexes = seat_array(seats);
         let margin_ms = margin.as_millis() as f64;
@@ -202,14 +203,15 @@ impl TicketStore {
         let statement = client
             .prepare_cached(
                 "WITH locked AS (
-                     SELECT seat_index, status, booking_id, hold_id FROM inventory.tickets
+                     SELECT seat_index, status, booking_id, hold_id, sale_id FROM inventory.tickets
                      WHERE event_id = $1 AND seat_index = ANY((SELECT $2::int4[])::int4[])
                      ORDER BY seat_index
                      FOR UPDATE
                  ),
                  counts AS (
                      SELECT count(*) FILTER (WHERE status = 'available') AS free,
-                            count(*) FILTER (WHERE status = 'sold' AND booking_id = $3) AS mine,
+                            count(*) FILTER (WHERE status = 'sold' AND booking_id = $3
+                                AND ($7::uuid IS NULL OR sale_id IS NULL OR sale_id = $7)) AS mine,
                             count(*) FILTER (WHERE status = 'sold' AND hold_id = $6) AS this_hold,
                             count(*) AS total
                      FROM locked
@@ -221,7 +223,8 @@ impl TicketStore {
                  ),
                  sold AS (
                      UPDATE inventory.tickets t
-                     SET status = 'sold', booking_id = $3, hold_id = $6, version = t.version + 1, sold_at = now()
+                     SET status = 'sold', booking_id = $3, hold_id = $6, sale_id = $7, version = t.version + 1,
+                         sold_at = now()
                      FROM counts, checks
                      WHERE t.event_id = $1 AND t.seat_index = ANY((SELECT $2::int4[])::int4[]) AND t.status = 'available'
                        AND counts.free = cardinality($2::int4[]) AND checks.lease_ok AND checks.on_sale
@@ -242,6 +245,7 @@ impl TicketStore {
                     &expires_at,
                     &margin_ms,
                     &hold_id,
+                    &sale_id,
                 ],
             )
             .await?;
@@ -273,17 +277,18 @@ impl TicketStore {
         event_id: Uuid,
         hold_id: Uuid,
         booking_id: Uuid,
-    ) -> Result<Vec<u32>> {
+    ) -> Result<(Vec<u32>, Option<Uuid>)> {
         let client = self.pool.get().await?;
         let rows = client
             .query(
-                "SELECT seat_index FROM inventory.tickets
+                "SELECT seat_index, sale_id FROM inventory.tickets
                  WHERE event_id = $1 AND hold_id = $2 AND booking_id = $3 AND status = 'sold'
                  ORDER BY seat_index",
                 &[&event_id, &hold_id, &booking_id],
             )
             .await?;
-        Ok(seats_of(&rows))
+        let sale_id = rows.iter().find_map(|row| row.get::<_, Option<Uuid>>(1));
+        Ok((seats_of(&rows), sale_id))
     }
 
     /// Which of `seats` are sold.
@@ -312,7 +317,8 @@ impl TicketStore {
                      FOR UPDATE
                  )
                  UPDATE inventory.tickets t
-                 SET status = 'available', booking_id = NULL, hold_id = NULL, version = t.version + 1, sold_at = NULL
+                 SET status = 'available', booking_id = NULL, hold_id = NULL, sale_id = NULL, version = t.version + 1,
+                     sold_at = NULL
                  FROM target
                  WHERE t.event_id = $1 AND t.seat_index = target.seat_index AND t.booking_id = $2
                  RETURNING t.seat_index",

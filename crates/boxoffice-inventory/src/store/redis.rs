@@ -172,6 +172,9 @@ struct HoldRecord {
     st: String,
     #[serde(default)]
     b: Option<String>,
+    /// The commit's sale id.
+    #[serde(default)]
+    x: Option<String>,
 }
 
 impl HoldStore {
@@ -420,6 +423,7 @@ impl HoldStore {
         &self,
         hold: HoldRef,
         booking_id: Uuid,
+        sale_id: Option<Uuid>,
         seats: &[u32],
     ) -> anyhow::Result<()> {
         self.mark(
@@ -427,6 +431,7 @@ impl HoldStore {
             "hold",
             &hold.hold_id.to_string(),
             &booking_id.to_string(),
+            &sale_id.map(|id| id.to_string()).unwrap_or_default(),
             seats,
         )
         .await
@@ -435,11 +440,11 @@ impl HoldStore {
     /// Copies PostgreSQL's sold seats into Redis (after a lost race showed
     /// Redis was behind).
     pub async fn mark_seats_sold(&self, event_id: Uuid, seats: &[u32]) -> anyhow::Result<()> {
-        self.mark(event_id, "seats", "", "", seats).await
+        self.mark(event_id, "seats", "", "", "", seats).await
     }
 
     pub async fn mark_seats_unsold(&self, event_id: Uuid, seats: &[u32]) -> anyhow::Result<()> {
-        self.mark(event_id, "unsell", "", "", seats).await
+        self.mark(event_id, "unsell", "", "", "", seats).await
     }
 
     async fn mark(
@@ -448,6 +453,7 @@ impl HoldStore {
         mode: &str,
         hold_id: &str,
         booking_id: &str,
+        sale_id: &str,
         seats: &[u32],
     ) -> anyhow::Result<()> {
         if seats.is_empty() {
@@ -459,6 +465,7 @@ impl HoldStore {
             TOMBSTONE_MS.into(),
             hold_id.to_owned().into(),
             booking_id.to_owned().into(),
+            sale_id.to_owned().into(),
         ];
         args.extend(seats.iter().map(|seat| Value::from(i64::from(*seat))));
         self.run(&self.scripts.mark_sold, self.event_keys(event_id), args)
@@ -648,6 +655,7 @@ fn decode_hold(hold: HoldRef, raw: &str) -> anyhow::Result<Hold> {
         created_ms: record.c,
         expires_ms: record.e,
         booking_id: record.b.as_deref().and_then(|b| Uuid::parse_str(b).ok()),
+        sale_id: record.x.as_deref().and_then(|x| Uuid::parse_str(x).ok()),
     })
 }
 

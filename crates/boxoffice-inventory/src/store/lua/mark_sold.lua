@@ -3,14 +3,14 @@
 -- appends to the change stream. With mode 'unsell' it clears sold bits
 -- instead (seats back on sale). Never decides anything: PostgreSQL did.
 -- ARGV: mode ('hold' | 'seats' | 'unsell'), stream maxlen, tombstone ms,
---       hold id (or ''), booking id (or ''), seat...
-local mode, maxlen, grave_ms, id, booking = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5]
+--       hold id (or ''), booking id (or ''), sale id (or ''), seat...
+local mode, maxlen, grave_ms, id, booking, sale = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 if redis.call('EXISTS', META) == 0 then
   -- Lost state: the next request rebuilds it from PostgreSQL.
   return {'NOMETA'}
 end
 local seats = {}
-for i = 6, #ARGV do
+for i = 7, #ARGV do
   seats[#seats + 1] = tonumber(ARGV[i])
 end
 if mode == 'unsell' then
@@ -27,6 +27,9 @@ if mode == 'hold' then
   if raw then
     local record = cjson.decode(raw)
     record.b = booking
+    if sale ~= '' then
+      record.x = sale
+    end
     if record.st == 'active' then
       end_hold(id, record, 'committed', 's', now_ms(), grave_ms, maxlen)
       return {'OK'}
