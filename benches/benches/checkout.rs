@@ -6,8 +6,8 @@
 //!
 //! Holds and pending bookings are made before the timed part (2 seats each,
 //! like the pgbench sale), so only confirmations are measured: each one is
-//! authorize, inventory's CommitHold, capture and the finish, plus the
-//! provider's webhooks arriving meanwhile.
+//! checkout's read, authorize, inventory's CommitHold (the sale), capture
+//! and checkout's one write, plus the provider's webhooks arriving meanwhile.
 //!
 //! `cargo bench -p boxoffice-benches --bench checkout` (PostgreSQL and Redis
 //! on 127.0.0.1). Knobs: `BOXOFFICE_BENCH_CONCURRENCY` (comma-separated

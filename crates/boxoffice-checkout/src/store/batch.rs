@@ -1,9 +1,9 @@
 //! Group commit for the confirm path. Every PostgreSQL statement costs a
 //! round trip, a snapshot, a commit record and (for a durable commit) a WAL
 //! flush, whatever it writes; on the confirm path that fixed cost, not the
-//! rows, is what PostgreSQL spends its time on. So the claims (and the
-//! finishes) of confirmations arriving together are written by one task in
-//! one statement, and each caller is answered from that statement's result.
+//! rows, is what PostgreSQL spends its time on. So the reads (and the
+//! records) of confirmations arriving together are made by one task in one
+//! statement, and each caller is answered from that statement's result.
 //!
 //! While one batch runs the next one gathers, so under load a batch holds
 //! whatever arrived during the previous statement and a lone request pays
