@@ -250,18 +250,20 @@ where
                 .unwrap_or_else(|| Recorder::new(measure_from))
         }
     };
+    // Taken before waiting for the progress line, which ticks once a
+    // second: read after it, a run that stops on its request count would
+    // be rounded up to whole seconds (and its rate understated by up to
+    // one second's worth).
+    let finished = Instant::now().saturating_duration_since(measure_from);
     stop.store(true, Ordering::Relaxed);
     let _ = progress.await;
-    let elapsed = Instant::now()
-        .saturating_duration_since(measure_from)
-        .min(spec.duration.max(Duration::from_millis(1)));
     Recording {
         name: spec.name.clone(),
         mode: spec.mode,
         elapsed: if spec.max_requests.is_some() {
-            Instant::now().saturating_duration_since(measure_from)
+            finished
         } else {
-            elapsed
+            finished.min(spec.duration.max(Duration::from_millis(1)))
         },
         latency: recorder.latency,
         per_second: recorder.per_second,
@@ -390,5 +392,30 @@ mod tests {
             summary.ok + summary.errors.values().sum::<u64>()
         );
         assert!(summary.errors.get("UNAVAILABLE").copied().unwrap_or(0) > 0);
+    }
+
+    #[tokio::test]
+    async fn a_run_ending_on_its_request_count_is_timed_to_its_last_answer() {
+        // 4 workers x 65 requests of 20 ms: about 1.3 s, not 2 s (the
+        // progress line's next tick).
+        let spec = LoadSpec {
+            name: "t".into(),
+            mode: Mode::Closed { concurrency: 4 },
+            warmup: Duration::ZERO,
+            duration: Duration::from_secs(30),
+            max_requests: Some(260),
+        };
+        let recording = run(&spec, |_| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(())
+        })
+        .await;
+        let elapsed = recording.elapsed.as_secs_f64();
+        assert!(
+            (1.25..1.9).contains(&elapsed),
+            "260 requests of 20 ms, 4 at a time, timed as {elapsed:.3} s"
+        );
+        let rate = recording.summary().requests_per_sec;
+        assert!(rate > 140.0, "{rate:.0} requests/s");
     }
 }
