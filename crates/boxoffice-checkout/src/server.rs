@@ -9,9 +9,10 @@ use anyhow::Context as _;
 use boxoffice_contracts::checkout::v1::checkout_service_server::CheckoutServiceServer;
 use boxoffice_runtime::Shutdown;
 use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
+use boxoffice_runtime::transport::{self, Transport};
 use deadpool_postgres::Pool;
 use tokio::task::JoinHandle;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
 use crate::config::CheckoutConfig;
 use crate::domain::ticket_code::TicketSigner;
@@ -37,22 +38,25 @@ pub struct CheckoutComponent {
     signer: TicketSigner,
 }
 
-fn lazy_channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("bad upstream url {url}"))?
-        .connect_timeout(Duration::from_secs(5))
-        .tcp_nodelay(true)
-        .connect_lazy())
+fn lazy_channel(url: &str) -> anyhow::Result<Transport> {
+    Ok(transport::over_channel(
+        Endpoint::from_shared(url.to_owned())
+            .with_context(|| format!("bad upstream url {url}"))?
+            .connect_timeout(Duration::from_secs(5))
+            .tcp_nodelay(true)
+            .connect_lazy(),
+    ))
 }
 
 impl CheckoutComponent {
     /// Reads checkout's settings from the environment, then starts.
-    /// `upstream` is the channel to inventory and catalog when they run in
-    /// this process (`up`); otherwise the configured URLs are used.
+    /// `upstream` reaches inventory and catalog when they run in this
+    /// process (`up`: [`GrpcServer::in_process`]); otherwise the configured
+    /// URLs are used.
     pub async fn start(
         pool: Pool,
         shutdown: Shutdown,
-        upstream: Option<Channel>,
+        upstream: Option<Transport>,
     ) -> anyhow::Result<Self> {
         let checkout_config = CheckoutConfig::from_env()
             .map_err(|error| anyhow::anyhow!("bad checkout configuration: {error}"))?;
@@ -63,7 +67,7 @@ impl CheckoutComponent {
         checkout_config: CheckoutConfig,
         pool: Pool,
         shutdown: Shutdown,
-        upstream: Option<Channel>,
+        upstream: Option<Transport>,
     ) -> anyhow::Result<Self> {
         boxoffice_runtime::postgres::migrate(&pool, SCHEMA, MIGRATIONS)
             .await
@@ -74,7 +78,7 @@ impl CheckoutComponent {
             );
         }
         let (inventory, catalog) = match upstream {
-            Some(channel) => (channel.clone(), channel),
+            Some(local) => (local.clone(), local),
             None => (
                 lazy_channel(&checkout_config.inventory_url)?,
                 lazy_channel(&checkout_config.catalog_url)?,

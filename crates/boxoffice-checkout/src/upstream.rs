@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use boxoffice_runtime::Caller;
+use boxoffice_runtime::transport::Transport;
 use chrono::{DateTime, Utc};
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
@@ -67,8 +67,8 @@ impl From<Status> for UpstreamError {
 
 #[derive(Clone)]
 pub struct Upstream {
-    inventory: InventoryServiceClient<Channel>,
-    catalog: CatalogServiceClient<Channel>,
+    inventory: InventoryServiceClient<Transport>,
+    catalog: CatalogServiceClient<Transport>,
     event_starts: Arc<Mutex<EventStarts>>,
 }
 
@@ -80,7 +80,7 @@ fn acting_for<T>(user_id: Uuid, message: T) -> tonic::Request<T> {
 }
 
 impl Upstream {
-    pub fn new(inventory: Channel, catalog: Channel) -> Self {
+    pub fn new(inventory: Transport, catalog: Transport) -> Self {
         Self {
             inventory: InventoryServiceClient::new(inventory),
             catalog: CatalogServiceClient::new(catalog),

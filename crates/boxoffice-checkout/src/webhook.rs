@@ -6,9 +6,9 @@
 //!
 //! Recording is advisory bookkeeping (the reconciler asks the provider what
 //! happened, never these rows), so it stays off the confirmation's path:
-//! deliveries arriving together are written by one task in one statement
-//! that commits asynchronously, and each delivery is answered once its
-//! batch is written.
+//! deliveries arriving within a few milliseconds of each other are written
+//! by one task in one statement that commits asynchronously, and each
+//! delivery is answered once its batch is written.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -34,6 +34,8 @@ use crate::store::postgres::WebhookRecord;
 const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Most events written by one statement.
 const MAX_BATCH: usize = 128;
+/// How long the first event of a batch waits for others to join it.
+const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
 type Recorded = oneshot::Sender<anyhow::Result<bool>>;
 
@@ -51,6 +53,22 @@ async fn record_batches(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // Nobody waits on an acknowledgement in a hurry (the provider
+        // retries), so gather a little longer: one statement then carries
+        // a few dozen events instead of a handful.
+        let gathered = tokio::time::sleep(LINGER);
+        tokio::pin!(gathered);
+        while batch.len() < MAX_BATCH {
+            let room = MAX_BATCH - batch.len();
+            tokio::select! {
+                () = &mut gathered => break,
+                received = queue.recv_many(&mut batch, room) => {
+                    if received == 0 {
+                        break;
+                    }
+                }
+            }
+        }
         let (events, replies): (Vec<WebhookRecord>, Vec<Recorded>) = batch.drain(..).unzip();
         match store.record_webhooks(&events).await {
             Ok(new) => {

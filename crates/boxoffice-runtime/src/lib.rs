@@ -12,6 +12,7 @@ pub mod server;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+pub mod transport;
 
 pub use config::{Config, ConfigError};
 pub use identity::Caller;

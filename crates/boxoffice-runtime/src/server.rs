@@ -15,6 +15,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::shutdown::Shutdown;
+use crate::transport::Transport;
 
 /// Largest request any boxoffice service decodes (a stadium venue with every
 /// seat spelled out fits comfortably).
@@ -84,6 +85,12 @@ impl GrpcServer {
         self.service_names.push(S::NAME);
         self.routes.add_service(service);
         self
+    }
+
+    /// A transport straight into the services added so far, for a service
+    /// of this process that calls them (see [`crate::transport`]).
+    pub fn in_process(&self) -> Transport {
+        crate::transport::in_process(self.routes.clone().routes())
     }
 
     pub fn health(&self) -> HealthReporter {

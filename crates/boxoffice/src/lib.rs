@@ -68,10 +68,9 @@ impl System {
         inventory.register(&mut server);
         let accounts = AccountsComponent::start(&options.tokens, pool.clone()).await?;
         accounts.register(&mut server);
-        // Inventory is on this same server: a lazy channel to its address
-        // reaches it once serving starts.
-        let local = tonic::transport::Endpoint::from_shared(format!("http://{internal_addr}"))?
-            .connect_lazy();
+        // Inventory and catalog are on this same server: checkout calls
+        // their services directly, not through the loopback listener.
+        let local = server.in_process();
         let checkout = CheckoutComponent::start_with(
             options.checkout,
             pool.clone(),

@@ -176,14 +176,11 @@ async fn start_services(
         services.accounts = Some(accounts);
     }
     if which.contains(&Service::Checkout) {
-        // With inventory in this process it is on this same server: a lazy
-        // channel to the server's own address reaches it once serving
-        // starts. Alone, checkout uses BOXOFFICE_INVENTORY_URL / _CATALOG_URL.
+        // With inventory in this process it is on this same server, and
+        // checkout calls it directly. Alone, checkout uses
+        // BOXOFFICE_INVENTORY_URL / _CATALOG_URL.
         let local = match which.contains(&Service::Inventory) {
-            true => Some(
-                tonic::transport::Endpoint::from_shared(format!("http://{}", server.local_addr()))?
-                    .connect_lazy(),
-            ),
+            true => Some(server.in_process()),
             false => None,
         };
         let checkout = CheckoutComponent::start(pool.clone(), shutdown.clone(), local).await?;

@@ -589,10 +589,11 @@ async fn two_instances_paying_one_booking_with_different_keys_charge_once() {
     })
     .await;
     let first = world.component.checkout.clone();
-    let upstream =
+    let upstream = boxoffice_runtime::transport::over_channel(
         tonic::transport::Endpoint::from_shared(format!("http://{}", world.world.server.addr))
             .expect("url")
-            .connect_lazy();
+            .connect_lazy(),
+    );
     let second = Arc::new(boxoffice_checkout::service::Checkout::new(
         first.store().clone(),
         world.component.provider.clone(),

@@ -414,11 +414,18 @@ impl CheckoutStore {
                          (SELECT p.id FROM checkout.payments p
                           WHERE p.id = i.payment_id OR (p.user_id = i.user_id AND p.idempotency_key = i.idempotency_key)
                           LIMIT 1) AS attempt_id
-                     FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[]) WITH ORDINALITY
+                     -- The arrays go through sub-selects so that no plan
+                     -- sees their length: every plan then costs the same,
+                     -- and the cached generic one is used instead of
+                     -- planning each batch again (which cost as much as
+                     -- running it).
+                     FROM unnest((SELECT $1::uuid[]), (SELECT $2::uuid[]), (SELECT $3::uuid[]),
+                                 (SELECT $4::text[])) WITH ORDINALITY
                          AS i(booking_id, payment_id, user_id, idempotency_key, n)
                      -- The ANY lets the primary key find the rows however
                      -- many the planner guesses the batch holds.
-                     LEFT JOIN checkout.bookings b ON b.id = i.booking_id AND b.id = ANY($1::uuid[])"
+                     LEFT JOIN checkout.bookings b
+                         ON b.id = i.booking_id AND b.id = ANY((SELECT $1::uuid[])::uuid[])"
                 )).await?,
                 &[&bookings, &payments, &users, &keys],
             )
