@@ -87,3 +87,35 @@ where
             .map_err(TransportError),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_health::pb::HealthCheckRequest;
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::health_client::HealthClient;
+
+    #[tokio::test]
+    async fn an_in_process_call_answers_what_the_service_answers() {
+        let (reporter, service) = tonic_health::server::health_reporter();
+        reporter
+            .set_service_status("boxoffice.Test", tonic_health::ServingStatus::Serving)
+            .await;
+        let mut client = HealthClient::new(in_process(service));
+        let answer = client
+            .check(HealthCheckRequest {
+                service: "boxoffice.Test".into(),
+            })
+            .await
+            .expect("a known service")
+            .into_inner();
+        assert_eq!(answer.status, ServingStatus::Serving as i32);
+        let refused = client
+            .check(HealthCheckRequest {
+                service: "boxoffice.Nobody".into(),
+            })
+            .await
+            .expect_err("an unknown service");
+        assert_eq!(refused.code(), tonic::Code::NotFound);
+    }
+}

@@ -67,10 +67,23 @@ impl CheckoutWorld {
         adjust(&mut config);
         let fail_points = config.fail_points.clone();
         let shutdown = Shutdown::new();
-        let component =
-            CheckoutComponent::start_with(config, world.db.pool.clone(), shutdown.clone(), None)
-                .await
-                .expect("starting checkout");
+        // Inventory and catalog are reached in-process, as `boxoffice up`
+        // does (the second instance in
+        // `two_instances_paying_one_booking_with_different_keys_charge_once`
+        // goes over the network, as `serve checkout` alone does).
+        let mut local = GrpcServer::bind("127.0.0.1:0".parse().expect("address"))
+            .await
+            .expect("binding");
+        world.component.register(&mut local);
+        world._catalog_component.register(&mut local);
+        let component = CheckoutComponent::start_with(
+            config,
+            world.db.pool.clone(),
+            shutdown.clone(),
+            Some(local.in_process()),
+        )
+        .await
+        .expect("starting checkout");
         let mut server = GrpcServer::bind("127.0.0.1:0".parse().expect("address"))
             .await
             .expect("binding the checkout server");

@@ -32,6 +32,9 @@ struct Ledger {
     payments: HashMap<String, ProviderPayment>,
     /// Authorization idempotency key → provider reference.
     by_key: HashMap<String, String>,
+    /// The caller's reference (a booking) → its payments' provider
+    /// references, so a search does not scan the whole ledger.
+    by_reference: HashMap<String, Vec<String>>,
     /// Decisions already made for an authorization key that declined.
     declined: HashMap<String, String>,
     /// The first request made with each authorization key: a later one
@@ -231,6 +234,11 @@ impl PaymentProvider for SimulatedProvider {
             .by_key
             .insert(request.idempotency_key, payment.provider_ref.clone());
         ledger
+            .by_reference
+            .entry(payment.reference.clone())
+            .or_default()
+            .push(payment.provider_ref.clone());
+        ledger
             .payments
             .insert(payment.provider_ref.clone(), payment.clone());
         drop(ledger);
@@ -326,11 +334,13 @@ impl PaymentProvider for SimulatedProvider {
 
     async fn search(&self, reference: &str) -> Result<Vec<ProviderPayment>, ProviderError> {
         self.latency().await;
-        Ok(self
-            .lock()
-            .payments
-            .values()
-            .filter(|payment| payment.reference == reference)
+        let ledger = self.lock();
+        Ok(ledger
+            .by_reference
+            .get(reference)
+            .into_iter()
+            .flatten()
+            .filter_map(|provider_ref| ledger.payments.get(provider_ref))
             .cloned()
             .collect())
     }
@@ -607,10 +617,15 @@ mod tests {
             reference: "b1".to_owned(),
             ..request(key, token)
         };
-        provider
+        let AuthorizeOutcome::Authorized {
+            provider_ref: first,
+        } = provider
             .authorize(for_booking("a", "tok_visa"))
             .await
-            .unwrap();
+            .unwrap()
+        else {
+            panic!("tok_visa authorizes");
+        };
         provider
             .authorize(for_booking("b", "tok_chargeDeclined"))
             .await
@@ -630,6 +645,15 @@ mod tests {
         keys.sort();
         assert_eq!(keys, ["a", "c"], "declines are not payments");
         assert!(provider.search("nobody").await.unwrap().is_empty());
+        // A search answers each payment as it stands now.
+        provider.capture(&first, "cap-a").await.unwrap();
+        let found = provider.search("b1").await.unwrap();
+        let captured: Vec<&str> = found
+            .iter()
+            .filter(|payment| payment.status == ProviderStatus::Captured)
+            .map(|payment| payment.idempotency_key.as_str())
+            .collect();
+        assert_eq!(captured, ["a"]);
     }
 
     #[tokio::test]
