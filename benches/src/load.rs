@@ -368,15 +368,20 @@ mod tests {
         assert_eq!(code_name(tonic::Code::Ok), "OK");
     }
 
-    #[tokio::test]
-    async fn closed_loop_counts_every_measured_request() {
-        let spec = LoadSpec {
+    /// A closed loop of 4 workers that stops after `requests` (or `duration`).
+    fn four_at_a_time(duration: Duration, requests: u64) -> LoadSpec {
+        LoadSpec {
             name: "t".into(),
             mode: Mode::Closed { concurrency: 4 },
             warmup: Duration::ZERO,
-            duration: Duration::from_secs(5),
-            max_requests: Some(200),
-        };
+            duration,
+            max_requests: Some(requests),
+        }
+    }
+
+    #[tokio::test]
+    async fn closed_loop_counts_every_measured_request() {
+        let spec = four_at_a_time(Duration::from_secs(5), 200);
         let recording = run(&spec, |n| async move {
             if n % 10 == 0 {
                 Err(tonic::Code::Unavailable)
@@ -398,13 +403,7 @@ mod tests {
     async fn a_run_ending_on_its_request_count_is_timed_to_its_last_answer() {
         // 4 workers x 65 requests of 20 ms: about 1.3 s, not 2 s (the
         // progress line's next tick).
-        let spec = LoadSpec {
-            name: "t".into(),
-            mode: Mode::Closed { concurrency: 4 },
-            warmup: Duration::ZERO,
-            duration: Duration::from_secs(30),
-            max_requests: Some(260),
-        };
+        let spec = four_at_a_time(Duration::from_secs(30), 260);
         let recording = run(&spec, |_| async {
             tokio::time::sleep(Duration::from_millis(20)).await;
             Ok(())

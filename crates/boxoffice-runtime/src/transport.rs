@@ -4,8 +4,9 @@
 //! several services, the load generator), it is the callee's own tonic
 //! service, called directly: the same protobuf messages, metadata (the
 //! caller's identity) and status codes, without HTTP/2 framing, a loopback
-//! socket, and the wake-ups on both of its ends. On the confirm path that
-//! is one network round trip of the three a confirmation makes in-process.
+//! socket, and the wake-ups on both of its ends. Under `boxoffice up` a
+//! confirmation's CommitHold takes this path; the caller's hop to checkout
+//! (through the edge) stays on the network.
 
 use std::convert::Infallible;
 use std::future::Future;
