@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use boxoffice_runtime::Shutdown;
+use boxoffice_runtime::batch::Batcher;
 use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::payment::ProviderStatus;
@@ -37,51 +37,30 @@ const MAX_BATCH: usize = 128;
 /// How long the first event of a batch waits for others to join it.
 const LINGER: std::time::Duration = std::time::Duration::from_millis(10);
 
-type Recorded = oneshot::Sender<anyhow::Result<bool>>;
-
 #[derive(Clone)]
 struct Receiver {
-    recorder: mpsc::Sender<(WebhookRecord, Recorded)>,
+    /// Records events a batch at a time. Nobody waits on an
+    /// acknowledgement in a hurry (the provider retries), so a batch
+    /// gathers for up to `LINGER`: one statement then carries a few dozen
+    /// events instead of a handful.
+    recorder: Arc<Batcher<WebhookRecord, bool>>,
     secret: Arc<Vec<u8>>,
     tolerance_secs: i64,
 }
 
-/// Writes what is queued, a batch at a time, until every sender is gone.
-async fn record_batches(
+/// Writes a batch of events in one statement, answering whether each was new.
+async fn record_batch(
     store: CheckoutStore,
-    mut queue: mpsc::Receiver<(WebhookRecord, Recorded)>,
-) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        // Nobody waits on an acknowledgement in a hurry (the provider
-        // retries), so gather a little longer: one statement then carries
-        // a few dozen events instead of a handful.
-        let gathered = tokio::time::sleep(LINGER);
-        tokio::pin!(gathered);
-        while batch.len() < MAX_BATCH {
-            let room = MAX_BATCH - batch.len();
-            tokio::select! {
-                () = &mut gathered => break,
-                received = queue.recv_many(&mut batch, room) => {
-                    if received == 0 {
-                        break;
-                    }
-                }
-            }
-        }
-        let (events, replies): (Vec<WebhookRecord>, Vec<Recorded>) = batch.drain(..).unzip();
-        match store.record_webhooks(&events).await {
-            Ok(new) => {
-                for (reply, new) in replies.into_iter().zip(new) {
-                    let _ = reply.send(Ok(new));
-                }
-            }
-            Err(error) => {
-                let error = format!("{error:#}");
-                for reply in replies {
-                    let _ = reply.send(Err(anyhow::anyhow!("{error}")));
-                }
-            }
+    events: Vec<WebhookRecord>,
+) -> Vec<anyhow::Result<bool>> {
+    match store.record_webhooks(&events).await {
+        Ok(new) => new.into_iter().map(Ok).collect(),
+        Err(error) => {
+            let error = format!("{error:#}");
+            events
+                .iter()
+                .map(|_| Err(anyhow::anyhow!("{error}")))
+                .collect()
         }
     }
 }
@@ -107,11 +86,9 @@ impl WebhookServer {
             listener,
             local_addr,
             receiver: Receiver {
-                recorder: {
-                    let (sender, queue) = mpsc::channel(4 * MAX_BATCH);
-                    tokio::spawn(record_batches(store, queue));
-                    sender
-                },
+                recorder: Arc::new(Batcher::spawn_lingering(MAX_BATCH, LINGER, move |events| {
+                    record_batch(store.clone(), events)
+                })),
                 secret: Arc::new(secret.to_vec()),
                 tolerance_secs: tolerance.as_secs() as i64,
             },
@@ -230,14 +207,7 @@ impl Receiver {
             status: status.as_str().to_owned(),
             rank: status.rank(),
         };
-        let (answer, recorded) = oneshot::channel();
-        let outcome = match self.recorder.send((record, answer)).await {
-            Ok(()) => recorded
-                .await
-                .unwrap_or_else(|_| Err(anyhow::anyhow!("the webhook recorder stopped"))),
-            Err(_) => Err(anyhow::anyhow!("the webhook recorder stopped")),
-        };
-        match outcome {
+        match self.recorder.submit(record).await {
             Ok(true) => {
                 tracing::info!(event_id = %event.id, kind = %event.kind, "webhook recorded");
                 reply(StatusCode::OK, r#"{"received":true}"#)

@@ -5,6 +5,7 @@
 //! Small on purpose: anything that belongs to one service lives in that
 //! service's crate.
 
+pub mod batch;
 pub mod config;
 pub mod identity;
 pub mod postgres;

@@ -685,6 +685,119 @@ async fn the_commit_statement_alone_never_sells_a_seat_twice() {
 }
 
 #[tokio::test]
+async fn sales_arriving_together_each_get_their_own_answer() {
+    // Commits arriving at once share one sale statement; each must still
+    // be decided on its own: good ones sold, a lapsed lease, seats that do
+    // not exist and seats already sold refused, a retry answered as such,
+    // and nothing of a refused sale written.
+    use boxoffice_inventory::domain::HoldRef;
+    use boxoffice_inventory::store::CommitOutcome;
+    let world = InventoryWorld::new().await;
+    let sale = event_on_sale(&world).await;
+    let event_id = Uuid::parse_str(&sale.event_id).unwrap();
+    let tickets = world.component.inventory.tickets().clone();
+    let margin = Duration::from_secs(1);
+    let valid = chrono::Utc::now() + chrono::Duration::minutes(5);
+    // Seats 0-1 sold beforehand, to be retried and to be wanted by another.
+    let earlier = Uuid::new_v4();
+    let earlier_hold = HoldRef {
+        event_id,
+        hold_id: Uuid::new_v4(),
+    };
+    let first = tickets
+        .commit(earlier_hold, &[0, 1], earlier, None, valid, margin)
+        .await
+        .unwrap();
+    assert_eq!(first, CommitOutcome::Committed);
+
+    struct Case {
+        hold: HoldRef,
+        seats: Vec<u32>,
+        booking: Uuid,
+        expires: chrono::DateTime<chrono::Utc>,
+        expected: CommitOutcome,
+    }
+    let hold = || HoldRef {
+        event_id,
+        hold_id: Uuid::new_v4(),
+    };
+    let mut cases = Vec::new();
+    // Ten good sales of two seats each: 2-3, 4-5, ... 20-21.
+    for pair in 1..=10u32 {
+        cases.push(Case {
+            hold: hold(),
+            seats: vec![pair * 2, pair * 2 + 1],
+            booking: Uuid::new_v4(),
+            expires: valid,
+            expected: CommitOutcome::Committed,
+        });
+    }
+    cases.push(Case {
+        hold: earlier_hold,
+        seats: vec![0, 1],
+        booking: earlier,
+        expires: valid,
+        expected: CommitOutcome::AlreadyCommitted,
+    });
+    cases.push(Case {
+        hold: hold(),
+        seats: vec![1],
+        booking: Uuid::new_v4(),
+        expires: valid,
+        expected: CommitOutcome::Unavailable,
+    });
+    // Free seats, but the lease is inside the margin.
+    cases.push(Case {
+        hold: hold(),
+        seats: vec![30, 31],
+        booking: Uuid::new_v4(),
+        expires: chrono::Utc::now() + chrono::Duration::milliseconds(500),
+        expected: CommitOutcome::LeaseExpired,
+    });
+    // One real seat beside one the venue does not have.
+    cases.push(Case {
+        hold: hold(),
+        seats: vec![40, 100_000],
+        booking: Uuid::new_v4(),
+        expires: valid,
+        expected: CommitOutcome::UnknownSeats,
+    });
+    let mut tasks = Vec::new();
+    for case in cases {
+        let tickets = tickets.clone();
+        tasks.push(tokio::spawn(async move {
+            let outcome = tickets
+                .commit(
+                    case.hold,
+                    &case.seats,
+                    case.booking,
+                    None,
+                    case.expires,
+                    margin,
+                )
+                .await
+                .expect("commit");
+            (case, outcome)
+        }));
+    }
+    let mut expected_sold: HashMap<i32, Uuid> = [(0, earlier), (1, earlier)].into();
+    for task in tasks {
+        let (case, outcome) = task.await.unwrap();
+        assert_eq!(outcome, case.expected, "seats {:?}", case.seats);
+        if outcome == CommitOutcome::Committed {
+            for seat in &case.seats {
+                expected_sold.insert(*seat as i32, case.booking);
+            }
+        }
+    }
+    let sold: HashMap<i32, Uuid> = sold_tickets(&world, &sale.event_id)
+        .await
+        .into_iter()
+        .collect();
+    assert_eq!(sold, expected_sold);
+}
+
+#[tokio::test]
 async fn an_expired_hold_frees_its_seats_within_a_second_and_watchers_see_it() {
     let world = InventoryWorld::with(&crate::harness::redis_url(), &[(ENV_HOLD_TTL, "2")]).await;
     let sale = event_on_sale(&world).await;

@@ -1,7 +1,6 @@
 //! Where checkout keeps its state: PostgreSQL schema `checkout` (bookings,
 //! their tickets, payment attempts, webhook events).
 
-pub mod batch;
 pub mod postgres;
 
 pub use postgres::{Attempt, BookingRecord, CheckoutStore, PaymentRecord, TicketRecord};

@@ -17,8 +17,8 @@ use serde::Deserialize;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
-use super::batch::{Batcher, together_or_one_at_a_time};
 use crate::domain::{BookingState, PaymentState, PricedSeat};
+use boxoffice_runtime::batch::{Batcher, together_or_one_at_a_time};
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct TicketRecord {

@@ -1,12 +1,17 @@
 //! Tickets in PostgreSQL, the truth for what is sold. The commit is one
 //! conditional statement: every seat of the hold flips from available to
 //! sold, or none does, and only while the hold's lease is still valid by
-//! PostgreSQL's own clock. No other code path sells a ticket.
+//! PostgreSQL's own clock. Commits arriving together share that statement
+//! (group commit), each still all or none on its own. No other code path
+//! sells a ticket.
 
+use std::collections::HashSet;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
 use boxoffice_catalog::domain::{Event, EventStatus};
+use boxoffice_runtime::batch::Batcher;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, Transaction};
 use tokio_postgres::types::Json;
@@ -59,6 +64,9 @@ pub enum FeedEffect {
 #[derive(Clone)]
 pub struct TicketStore {
     pool: Pool,
+    /// The sale batch writer, started on first use; it holds only the
+    /// pool, so it ends once every handle to this store is gone.
+    sales: Arc<OnceLock<Batcher<Sale, Result<CommitOutcome>>>>,
 }
 
 async fn room_of(
@@ -89,7 +97,10 @@ fn seats_of(rows: &[tokio_postgres::Row]) -> Vec<u32> {
 
 impl TicketStore {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            sales: Arc::default(),
+        }
     }
 
     pub fn pool(&self) -> &Pool {
@@ -181,10 +192,12 @@ impl TicketStore {
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
-    /// Sells exactly `seats` to `booking_id` in one statement: all or none,
-    /// refused once `expires_at - margin` has passed by PostgreSQL's clock.
-    /// Rows are locked in seat order, so concurrent commits never deadlock,
-    /// and a waiting commit re-reads the rows after the winner's commit.
+    /// Sells exactly `seats` to `booking_id`: all or none, refused once
+    /// `expires_at - margin` has passed by PostgreSQL's clock.
+    ///
+    /// Commits arriving together are sold by one statement (see
+    /// [`sell_together`](Self::sell_together)); each still succeeds or
+    /// fails on its own.
     pub async fn commit(
         &self,
         hold: HoldRef,
@@ -194,80 +207,21 @@ impl TicketStore {
         expires_at: DateTime<Utc>,
         margin: Duration,
     ) -> Result<CommitOutcome> {
-        let HoldRef { event_id, hold_id } = hold;
-        let client = self.pool.get().await?;
-        let seat_indexes = seat_array(seats);
-        let margin_ms = margin.as_millis() as f64;
-        // Prepared once per connection: planning this statement costs more
-        // than running it, and it runs once per sale.
-        let statement = client
-            .prepare_cached(
-                "WITH locked AS (
-                     SELECT seat_index, status, booking_id, hold_id, sale_id FROM inventory.tickets
-                     WHERE event_id = $1 AND seat_index = ANY((SELECT $2::int4[])::int4[])
-                     ORDER BY seat_index
-                     FOR UPDATE
-                 ),
-                 counts AS (
-                     SELECT count(*) FILTER (WHERE status = 'available') AS free,
-                            count(*) FILTER (WHERE status = 'sold' AND booking_id = $3
-                                AND ($7::uuid IS NULL OR sale_id IS NULL OR sale_id = $7)) AS mine,
-                            count(*) FILTER (WHERE status = 'sold' AND hold_id = $6) AS this_hold,
-                            count(*) AS total
-                     FROM locked
-                 ),
-                 checks AS (
-                     SELECT ($4::timestamptz - $5::float8 * interval '1 millisecond') > now() AS lease_ok,
-                            coalesce((SELECT status = 'on_sale' FROM inventory.events WHERE event_id = $1), false)
-                                AS on_sale
-                 ),
-                 sold AS (
-                     UPDATE inventory.tickets t
-                     SET status = 'sold', booking_id = $3, hold_id = $6, sale_id = $7, version = t.version + 1,
-                         sold_at = now()
-                     FROM counts, checks
-                     WHERE t.event_id = $1 AND t.seat_index = ANY((SELECT $2::int4[])::int4[]) AND t.status = 'available'
-                       AND counts.free = cardinality($2::int4[]) AND checks.lease_ok AND checks.on_sale
-                     RETURNING t.seat_index
-                 )
-                 SELECT (SELECT count(*) FROM sold) AS sold, counts.free, counts.mine, counts.this_hold, counts.total,
-                        checks.lease_ok, checks.on_sale
-                 FROM counts, checks",
-            )
-            .await?;
-        let row = client
-            .query_one(
-                &statement,
-                &[
-                    &event_id,
-                    &seat_indexes,
-                    &booking_id,
-                    &expires_at,
-                    &margin_ms,
-                    &hold_id,
-                    &sale_id,
-                ],
-            )
-            .await?;
-        let wanted = seats.len() as i64;
-        let sold: i64 = row.get("sold");
-        let mine: i64 = row.get("mine");
-        let total: i64 = row.get("total");
-        Ok(if sold == wanted {
-            CommitOutcome::Committed
-        } else if mine == wanted {
-            CommitOutcome::AlreadyCommitted
-        } else if row.get::<_, i64>("this_hold") > 0 {
-            CommitOutcome::HoldCommittedElsewhere
-        } else if total < wanted {
-            CommitOutcome::UnknownSeats
-        } else if !row.get::<_, bool>("on_sale") {
-            CommitOutcome::NotOnSale
-        } else if !row.get::<_, bool>("lease_ok") {
-            CommitOutcome::LeaseExpired
-        } else {
-            CommitOutcome::Unavailable
-        })
+        let margin = chrono::Duration::from_std(margin)
+            .map_err(|_| InventoryError::Internal(anyhow::anyhow!("commit margin out of range")))?;
+        let sale = Sale {
+            hold,
+            seats: seat_array(seats),
+            booking_id,
+            sale_id,
+            deadline: expires_at - margin,
+        };
+        let pool = self.pool.clone();
+        self.sales
+            .get_or_init(|| Batcher::spawn(move |sales| sell_batch(pool.clone(), sales)))
+            .submit(sale)
+            .await
+            .map_err(InventoryError::Unavailable)?
     }
 
     /// Seats this hold already sold to this booking (idempotent retries
@@ -326,6 +280,215 @@ impl TicketStore {
             )
             .await?;
         Ok(seats_of(&rows))
+    }
+}
+
+/// One commit waiting for the sale statement.
+#[derive(Clone, Debug)]
+struct Sale {
+    hold: HoldRef,
+    seats: Vec<i32>,
+    booking_id: Uuid,
+    sale_id: Option<Uuid>,
+    /// The hold's expiry minus the safety margin.
+    deadline: DateTime<Utc>,
+}
+
+/// Sales sold by one statement, each with its place in the batch.
+type Round = Vec<(usize, Sale)>;
+
+/// Splits a batch into rounds in which no two sales name the same ticket,
+/// keeping arrival order: one statement updates a ticket row at most once,
+/// so two commits racing for one seat (which Redis normally prevents) are
+/// decided by successive statements, the later one seeing the earlier
+/// one's sale. Each sale keeps its place in the batch.
+fn rounds(sales: Vec<Sale>) -> Vec<Round> {
+    let mut rounds: Vec<(HashSet<(Uuid, i32)>, Round)> = Vec::new();
+    for (place, sale) in sales.into_iter().enumerate() {
+        let tickets: Vec<(Uuid, i32)> = sale
+            .seats
+            .iter()
+            .map(|seat| (sale.hold.event_id, *seat))
+            .collect();
+        // After the last round holding any of its tickets, so a later
+        // arrival never overtakes an earlier one for the same seat.
+        let after = rounds
+            .iter()
+            .rposition(|(taken, _)| tickets.iter().any(|ticket| taken.contains(ticket)))
+            .map_or(0, |last| last + 1);
+        if after == rounds.len() {
+            rounds.push((HashSet::new(), Vec::new()));
+        }
+        let (taken, round) = &mut rounds[after];
+        taken.extend(tickets);
+        round.push((place, sale));
+    }
+    rounds.into_iter().map(|(_, round)| round).collect()
+}
+
+/// The batch writer: each round is one statement; a round whose statement
+/// failed is retried one sale at a time, so one sale's trouble never
+/// becomes every caller's. Answers come back in arrival order.
+async fn sell_batch(pool: Pool, sales: Vec<Sale>) -> Vec<anyhow::Result<Result<CommitOutcome>>> {
+    let mut answers: Vec<Option<Result<CommitOutcome>>> = sales.iter().map(|_| None).collect();
+    for round in rounds(sales) {
+        let together: Vec<&Sale> = round.iter().map(|(_, sale)| sale).collect();
+        if together.len() > 1 {
+            match sell_together(&pool, &together).await {
+                Ok(outcomes) => {
+                    for ((place, _), outcome) in round.iter().zip(outcomes) {
+                        answers[*place] = Some(Ok(outcome));
+                    }
+                    continue;
+                }
+                Err(error) => {
+                    let error = anyhow::Error::new(error);
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        sales = together.len(),
+                        "a batch of sales failed; selling them one at a time"
+                    );
+                }
+            }
+        }
+        for (place, sale) in &round {
+            answers[*place] = Some(
+                sell_together(&pool, &[sale])
+                    .await
+                    .and_then(|mut outcomes| {
+                        outcomes.pop().ok_or_else(|| {
+                            InventoryError::Internal(anyhow::anyhow!("a sale got no answer"))
+                        })
+                    }),
+            );
+        }
+    }
+    answers
+        .into_iter()
+        .map(|answer| {
+            Ok(answer.unwrap_or_else(|| {
+                Err(InventoryError::Internal(anyhow::anyhow!(
+                    "a sale got no answer"
+                )))
+            }))
+        })
+        .collect()
+}
+
+/// Sells each of `sales` (no two naming the same ticket) in one
+/// statement: every seat of a sale flips from available to sold, or none
+/// does, and only while its hold's lease is valid by PostgreSQL's own
+/// clock. Rows are locked in (event, seat) order, so concurrent statements
+/// never deadlock, and a statement that waited re-reads the rows after the
+/// winner's commit. A batch costs one round trip, one commit and one WAL
+/// flush, which is what a lone sale spends most of its time on.
+async fn sell_together(pool: &Pool, sales: &[&Sale]) -> Result<Vec<CommitOutcome>> {
+    let events: Vec<Uuid> = sales.iter().map(|sale| sale.hold.event_id).collect();
+    let holds: Vec<Uuid> = sales.iter().map(|sale| sale.hold.hold_id).collect();
+    let bookings: Vec<Uuid> = sales.iter().map(|sale| sale.booking_id).collect();
+    let sale_ids: Vec<Option<Uuid>> = sales.iter().map(|sale| sale.sale_id).collect();
+    let deadlines: Vec<DateTime<Utc>> = sales.iter().map(|sale| sale.deadline).collect();
+    let (items, seats): (Vec<i32>, Vec<i32>) = sales
+        .iter()
+        .zip(1..)
+        .flat_map(|(sale, item)| sale.seats.iter().map(move |seat| (item, *seat)))
+        .unzip();
+    let client = pool.get().await?;
+    // Prepared once per connection, its arrays read through sub-selects so
+    // the plan is made once, not per call: planning it costs more than
+    // running it.
+    let statement = client
+        .prepare_cached(
+            "WITH items AS (
+                 SELECT u.item::int4 AS item, u.event_id, u.hold_id, u.booking_id, u.sale_id, u.deadline
+                 FROM unnest((SELECT $1::uuid[]), (SELECT $2::uuid[]), (SELECT $3::uuid[]),
+                             (SELECT $4::uuid[]), (SELECT $5::timestamptz[]))
+                      WITH ORDINALITY AS u(event_id, hold_id, booking_id, sale_id, deadline, item)
+             ),
+             wanted AS (
+                 SELECT w.item, i.event_id, w.seat_index
+                 FROM unnest((SELECT $6::int4[]), (SELECT $7::int4[])) AS w(item, seat_index)
+                 JOIN items i ON i.item = w.item
+             ),
+             locked AS (
+                 SELECT t.event_id, t.seat_index, t.status, t.booking_id, t.hold_id, t.sale_id
+                 FROM inventory.tickets t
+                 JOIN wanted w ON w.event_id = t.event_id AND w.seat_index = t.seat_index
+                 ORDER BY t.event_id, t.seat_index
+                 FOR UPDATE OF t
+             ),
+             counts AS (
+                 SELECT i.item,
+                        count(w.seat_index) AS wanted,
+                        count(l.seat_index) AS total,
+                        count(*) FILTER (WHERE l.status = 'available') AS free,
+                        count(*) FILTER (WHERE l.status = 'sold' AND l.booking_id = i.booking_id
+                            AND (i.sale_id IS NULL OR l.sale_id IS NULL OR l.sale_id = i.sale_id)) AS mine,
+                        count(*) FILTER (WHERE l.status = 'sold' AND l.hold_id = i.hold_id) AS this_hold
+                 FROM items i
+                 LEFT JOIN wanted w ON w.item = i.item
+                 LEFT JOIN locked l ON l.event_id = w.event_id AND l.seat_index = w.seat_index
+                 GROUP BY i.item
+             ),
+             checks AS (
+                 SELECT i.item, i.deadline > now() AS lease_ok, coalesce(e.status = 'on_sale', false) AS on_sale
+                 FROM items i LEFT JOIN inventory.events e ON e.event_id = i.event_id
+             ),
+             eligible AS (
+                 SELECT c.item FROM counts c JOIN checks k ON k.item = c.item
+                 WHERE c.free = c.wanted AND k.lease_ok AND k.on_sale
+             ),
+             sold AS (
+                 UPDATE inventory.tickets t
+                 SET status = 'sold', booking_id = i.booking_id, hold_id = i.hold_id, sale_id = i.sale_id,
+                     version = t.version + 1, sold_at = now()
+                 FROM wanted w
+                 JOIN items i ON i.item = w.item
+                 JOIN eligible e ON e.item = w.item
+                 WHERE t.event_id = w.event_id AND t.seat_index = w.seat_index AND t.status = 'available'
+                 RETURNING w.item
+             )
+             SELECT c.item, c.wanted, (SELECT count(*) FROM sold s WHERE s.item = c.item) AS sold,
+                    c.mine, c.this_hold, c.total, k.lease_ok, k.on_sale
+             FROM counts c JOIN checks k ON k.item = c.item
+             ORDER BY c.item",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &events, &holds, &bookings, &sale_ids, &deadlines, &items, &seats,
+            ],
+        )
+        .await?;
+    if rows.len() != sales.len() {
+        return Err(InventoryError::Internal(anyhow::anyhow!(
+            "a sale statement for {} sales answered {} rows",
+            sales.len(),
+            rows.len()
+        )));
+    }
+    Ok(rows.iter().map(outcome_of).collect())
+}
+
+/// What the sale statement's row for one sale means.
+fn outcome_of(row: &tokio_postgres::Row) -> CommitOutcome {
+    let wanted: i64 = row.get("wanted");
+    if row.get::<_, i64>("sold") == wanted {
+        CommitOutcome::Committed
+    } else if row.get::<_, i64>("mine") == wanted {
+        CommitOutcome::AlreadyCommitted
+    } else if row.get::<_, i64>("this_hold") > 0 {
+        CommitOutcome::HoldCommittedElsewhere
+    } else if row.get::<_, i64>("total") < wanted {
+        CommitOutcome::UnknownSeats
+    } else if !row.get::<_, bool>("on_sale") {
+        CommitOutcome::NotOnSale
+    } else if !row.get::<_, bool>("lease_ok") {
+        CommitOutcome::LeaseExpired
+    } else {
+        CommitOutcome::Unavailable
     }
 }
 
@@ -415,5 +578,45 @@ pub async fn apply_catalog_event(
             tracing::info!(event_id = %event.id, tickets = created, "created tickets");
             Ok(FeedEffect::Created)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sale(event_id: Uuid, seats: &[i32]) -> Sale {
+        Sale {
+            hold: HoldRef {
+                event_id,
+                hold_id: Uuid::new_v4(),
+            },
+            seats: seats.to_vec(),
+            booking_id: Uuid::new_v4(),
+            sale_id: None,
+            deadline: Utc::now(),
+        }
+    }
+
+    #[test]
+    fn no_round_names_a_ticket_twice_and_later_arrivals_never_overtake() {
+        let concert = Uuid::new_v4();
+        let film = Uuid::new_v4();
+        let sales = vec![
+            sale(concert, &[1, 2]),
+            sale(concert, &[3]),
+            sale(concert, &[2, 4]),
+            // The same seat number at another event does not collide.
+            sale(film, &[1, 2]),
+            sale(concert, &[4]),
+            sale(concert, &[5]),
+        ];
+        let rounds: Vec<Vec<usize>> = rounds(sales)
+            .into_iter()
+            .map(|round| round.into_iter().map(|(place, _)| place).collect())
+            .collect();
+        // Seat 2 puts the third sale after the first; seat 4 the fifth
+        // after the third; the rest go first.
+        assert_eq!(rounds, vec![vec![0, 1, 3, 5], vec![2], vec![4]]);
     }
 }

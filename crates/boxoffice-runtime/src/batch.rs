@@ -1,4 +1,4 @@
-//! Group commit for the confirm path. Every PostgreSQL statement costs a
+//! Group commit (for checkout's confirm path and inventory's sales). Every PostgreSQL statement costs a
 //! round trip, a snapshot, a commit record and (for a durable commit) a WAL
 //! flush, whatever it writes; on the confirm path that fixed cost, not the
 //! rows, is what PostgreSQL spends its time on. So the reads (and the
@@ -12,6 +12,7 @@
 //! so one caller's trouble never becomes everyone's.
 
 use std::future::Future;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio::sync::{mpsc, oneshot};
@@ -33,10 +34,38 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         F: Fn(Vec<I>) -> Fut + Send + 'static,
         Fut: Future<Output = Vec<anyhow::Result<O>>> + Send,
     {
-        let (queue, mut incoming) = mpsc::channel::<(I, Reply<O>)>(4 * MAX_BATCH);
+        Self::spawn_lingering(MAX_BATCH, Duration::ZERO, write)
+    }
+
+    /// Like [`spawn`](Self::spawn), with at most `max` items a batch, and a
+    /// batch's first item waiting up to `linger` for others to join it:
+    /// fewer, fuller statements, for work whose callers are not in a hurry
+    /// (nothing on a buyer's path lingers).
+    pub fn spawn_lingering<F, Fut>(max: usize, linger: Duration, write: F) -> Self
+    where
+        F: Fn(Vec<I>) -> Fut + Send + 'static,
+        Fut: Future<Output = Vec<anyhow::Result<O>>> + Send,
+    {
+        let max = max.max(1);
+        let (queue, mut incoming) = mpsc::channel::<(I, Reply<O>)>(4 * max);
         tokio::spawn(async move {
-            let mut batch = Vec::with_capacity(MAX_BATCH);
-            while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
+            let mut batch = Vec::with_capacity(max);
+            while incoming.recv_many(&mut batch, max).await > 0 {
+                if !linger.is_zero() {
+                    let gathered = tokio::time::sleep(linger);
+                    tokio::pin!(gathered);
+                    while batch.len() < max {
+                        let room = max - batch.len();
+                        tokio::select! {
+                            () = &mut gathered => break,
+                            received = incoming.recv_many(&mut batch, room) => {
+                                if received == 0 {
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                }
                 let (items, replies): (Vec<I>, Vec<Reply<O>>) = batch.drain(..).unzip();
                 let wanted = items.len();
                 let mut results = write(items).await.into_iter();
@@ -139,5 +168,32 @@ mod tests {
             (200usize.div_ceil(MAX_BATCH)..200).contains(&batches),
             "200 callers in {batches} batches"
         );
+    }
+
+    #[tokio::test]
+    async fn a_lingering_batch_waits_for_stragglers_up_to_its_size() {
+        let sizes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = sizes.clone();
+        let batcher = Arc::new(Batcher::spawn_lingering(
+            4,
+            std::time::Duration::from_millis(200),
+            move |items: Vec<u32>| {
+                seen.lock().unwrap().push(items.len());
+                async move { items.into_iter().map(Ok).collect() }
+            },
+        ));
+        // Five callers 10 ms apart: the first four share a batch (it fills
+        // before the linger ends), the fifth starts the next one.
+        let mut callers = tokio::task::JoinSet::new();
+        for item in 0..5u32 {
+            let batcher = batcher.clone();
+            callers.spawn(async move { (item, batcher.submit(item).await.unwrap()) });
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        while let Some(joined) = callers.join_next().await {
+            let (item, answer) = joined.unwrap();
+            assert_eq!(answer, item);
+        }
+        assert_eq!(*sizes.lock().unwrap(), vec![4, 1]);
     }
 }
