@@ -16,4 +16,5 @@ mod harness;
 mod inventory;
 mod inventory_cluster;
 mod search;
+mod system;
 mod waiting_room;

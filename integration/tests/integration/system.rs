@@ -1,0 +1,335 @@
+//! The whole system as `boxoffice up` runs it ([`boxoffice::System`]: one
+//! internal server, checkout reaching inventory and the catalog in process,
+//! the edge in front), used only through the edge, the way its users do:
+//! the demo admin puts an event on sale, a new customer registers, logs in,
+//! holds, books, pays, finds the booking in their list and cancels it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use boxoffice::{System, SystemOptions};
+use boxoffice_accounts::config::{MissingSecret, TokenConfig};
+use boxoffice_accounts::server::{DEMO_ADMIN_EMAIL, DEMO_PASSWORD};
+use boxoffice_checkout::config::CheckoutConfig;
+use boxoffice_contracts::accounts::v1 as accounts_pb;
+use boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient;
+use boxoffice_contracts::catalog::v1 as catalog_pb;
+use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
+use boxoffice_contracts::checkout::v1 as checkout_pb;
+use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
+use boxoffice_contracts::inventory::v1 as inventory_pb;
+use boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient;
+use boxoffice_edge::EdgeConfig;
+use boxoffice_inventory::config::InventoryConfig;
+use boxoffice_runtime::Shutdown;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::harness::{TestDb, delete_redis_keys, eventually, redis_url, test_config};
+
+fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
+fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("a header value"),
+    );
+    request
+}
+
+fn days_from_now(days: i64) -> prost_types::Timestamp {
+    let time = chrono::Utc::now() + chrono::Duration::days(days);
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: 0,
+    }
+}
+
+async fn log_in(edge: &Channel, email: &str, password: &str) -> String {
+    AccountsServiceClient::new(edge.clone())
+        .login(accounts_pb::LoginRequest {
+            email: email.into(),
+            password: password.into(),
+        })
+        .await
+        .expect("logging in through the edge")
+        .into_inner()
+        .access_token
+}
+
+#[tokio::test]
+async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
+    let db = TestDb::new().await;
+    let config = test_config(&db, &[]);
+    let prefix = format!("system{}:", Uuid::new_v4().simple());
+    let tokens = TokenConfig::from_vars(&BTreeMap::new(), MissingSecret::GenerateEphemeral)
+        .expect("token configuration");
+    let inventory = InventoryConfig::from_vars(&vars(&[("BOXOFFICE_REDIS_KEY_PREFIX", &prefix)]))
+        .expect("inventory configuration");
+    let checkout = CheckoutConfig::from_vars(&vars(&[(
+        "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN",
+        "127.0.0.1:0",
+    )]))
+    .expect("checkout configuration");
+    let mut edge = EdgeConfig::defaults(SocketAddr::from(([127, 0, 0, 1], 0)));
+    edge.admin_listen = None;
+    edge.access_log = false;
+    let shutdown = Shutdown::new();
+    // The demo catalog (520 events, millions of tickets) is not what this
+    // test is about; the demo users are.
+    let system = System::start(
+        &config,
+        SystemOptions {
+            edge,
+            tokens,
+            inventory,
+            checkout,
+            demo_data: false,
+        },
+        shutdown.clone(),
+    )
+    .await
+    .expect("starting the system");
+    system
+        .accounts
+        .ensure_demo_users()
+        .await
+        .expect("demo users");
+    let edge = Channel::from_shared(format!("http://{}", system.edge_addr))
+        .expect("edge url")
+        .connect()
+        .await
+        .expect("connecting to the edge");
+
+    // The admin puts a small general-admission event on sale.
+    let admin = log_in(&edge, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let mut catalog = CatalogServiceClient::new(edge.clone());
+    let venue = catalog
+        .create_venue(bearer(
+            &admin,
+            catalog_pb::CreateVenueRequest {
+                name: "Brudenell".into(),
+                address: Some(catalog_pb::PostalAddress {
+                    street: "33 Queen's Road".into(),
+                    city: "Leeds".into(),
+                    region: String::new(),
+                    postal_code: "LS6 1NY".into(),
+                    country_code: "GB".into(),
+                }),
+                location: None,
+                time_zone: "Europe/London".into(),
+                sections: vec![catalog_pb::SectionSpec {
+                    name: "Floor".into(),
+                    kind: catalog_pb::SectionKind::GeneralAdmission as i32,
+                    capacity: 10,
+                    rows: vec![],
+                }],
+            },
+        ))
+        .await
+        .expect("creating a venue")
+        .into_inner();
+    let event = catalog
+        .create_event(bearer(
+            &admin,
+            catalog_pb::CreateEventRequest {
+                event: Some(catalog_pb::Event {
+                    title: "Whole System Night".into(),
+                    category: catalog_pb::Category::Concert as i32,
+                    venue_id: venue.id.clone(),
+                    start_time: Some(days_from_now(30)),
+                    end_time: Some(days_from_now(31)),
+                    price_tiers: vec![catalog_pb::PriceTier {
+                        name: "Floor".into(),
+                        price: Some(catalog_pb::Money {
+                            currency_code: "GBP".into(),
+                            amount_minor: 2_500,
+                        }),
+                        section_ids: vec![venue.sections[0].id.clone()],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("creating an event")
+        .into_inner();
+    catalog
+        .publish_event(bearer(
+            &admin,
+            catalog_pb::PublishEventRequest {
+                id: event.id.clone(),
+            },
+        ))
+        .await
+        .expect("publishing the event");
+    let mut inventory = InventoryServiceClient::new(edge.clone());
+    eventually(Duration::from_secs(20), "the event goes on sale", || {
+        let mut inventory = inventory.clone();
+        let event_id = event.id.clone();
+        async move {
+            inventory
+                .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
+                .await
+                .ok()
+                .filter(|availability| availability.get_ref().on_sale)
+        }
+    })
+    .await;
+
+    // A customer of their own: register, log in.
+    let email = format!("buyer-{}@example.com", Uuid::new_v4().simple());
+    AccountsServiceClient::new(edge.clone())
+        .register(accounts_pb::RegisterRequest {
+            email: email.clone(),
+            password: "correct horse battery".into(),
+            display_name: "Buyer".into(),
+        })
+        .await
+        .expect("registering through the edge");
+    let buyer = log_in(&edge, &email, "correct horse battery").await;
+
+    // Hold the best two, book, pay.
+    let hold = inventory
+        .hold_seats(bearer(
+            &buyer,
+            inventory_pb::HoldSeatsRequest {
+                event_id: event.id.clone(),
+                selection: Some(inventory_pb::hold_seats_request::Selection::BestAvailable(
+                    inventory_pb::BestAvailable {
+                        quantity: 2,
+                        ..Default::default()
+                    },
+                )),
+                admission_token: String::new(),
+            },
+        ))
+        .await
+        .expect("holding two places")
+        .into_inner();
+    assert_eq!(hold.seats.len(), 2);
+    let mut checkout = CheckoutServiceClient::new(edge.clone());
+    let booking = checkout
+        .create_booking(bearer(
+            &buyer,
+            checkout_pb::CreateBookingRequest {
+                hold: hold.name.clone(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("creating a booking")
+        .into_inner();
+    assert_eq!(booking.state, checkout_pb::BookingState::Pending as i32);
+    let confirmed = checkout
+        .confirm_booking(bearer(
+            &buyer,
+            checkout_pb::ConfirmBookingRequest {
+                name: booking.name.clone(),
+                payment_method: Some(checkout_pb::PaymentMethod {
+                    token: "tok_visa".into(),
+                }),
+                idempotency_key: "whole-system-1".into(),
+            },
+        ))
+        .await
+        .expect("paying")
+        .into_inner();
+    assert_eq!(confirmed.state, checkout_pb::BookingState::Confirmed as i32);
+    assert_eq!(confirmed.tickets.len(), 2);
+    assert!(
+        confirmed
+            .tickets
+            .iter()
+            .all(|ticket| !ticket.code.is_empty())
+    );
+    let availability = inventory
+        .get_availability(inventory_pb::GetAvailabilityRequest {
+            event_id: event.id.clone(),
+        })
+        .await
+        .expect("availability")
+        .into_inner();
+    assert_eq!(availability.available_count, 8, "two of ten sold");
+
+    // Their list shows it; the admin's does not.
+    let listed = checkout
+        .list_bookings(bearer(
+            &buyer,
+            checkout_pb::ListBookingsRequest {
+                page_size: 10,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .expect("listing")
+        .into_inner();
+    assert_eq!(listed.bookings.len(), 1);
+    assert_eq!(listed.bookings[0].name, booking.name);
+    assert_eq!(listed.bookings[0].tickets.len(), 2);
+    let theirs = checkout
+        .list_bookings(bearer(
+            &admin,
+            checkout_pb::ListBookingsRequest {
+                page_size: 10,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .expect("listing as the admin")
+        .into_inner();
+    assert!(theirs.bookings.is_empty());
+
+    // Cancel: refunded, and the places are on sale again.
+    let cancelled = checkout
+        .cancel_booking(bearer(
+            &buyer,
+            checkout_pb::CancelBookingRequest {
+                name: booking.name.clone(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("cancelling")
+        .into_inner();
+    assert_eq!(cancelled.state, checkout_pb::BookingState::Cancelled as i32);
+    assert!(
+        cancelled
+            .refunded
+            .as_ref()
+            .is_some_and(|refunded| refunded.amount_minor > 0),
+        "a refund: {:?}",
+        cancelled.refunded
+    );
+    eventually(
+        Duration::from_secs(10),
+        "the places are back on sale",
+        || {
+            let mut inventory = inventory.clone();
+            let event_id = event.id.clone();
+            async move {
+                inventory
+                    .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
+                    .await
+                    .ok()
+                    .filter(|availability| availability.get_ref().available_count == 10)
+            }
+        },
+    )
+    .await;
+
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), system.wait())
+        .await
+        .expect("the system stops within its grace period")
+        .expect("the system stops cleanly");
+    delete_redis_keys(&redis_url(), &prefix).await;
+}
