@@ -196,8 +196,7 @@ impl TicketStore {
     /// `expires_at - margin` has passed by PostgreSQL's clock.
     ///
     /// Commits arriving together are sold by one statement (see
-    /// [`sell_together`](Self::sell_together)); each still succeeds or
-    /// fails on its own.
+    /// [`sell_together`]); each still succeeds or fails on its own.
     pub async fn commit(
         &self,
         hold: HoldRef,
