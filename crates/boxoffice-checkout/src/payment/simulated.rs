@@ -406,8 +406,12 @@ fn random_delay(max: Duration) -> Duration {
     }
 }
 
-/// Idle keep-alive connections kept for the next deliveries.
-const MAX_IDLE_CONNECTIONS: usize = 32;
+/// Idle keep-alive connections kept for the next deliveries. A receiver
+/// that answers after a few milliseconds (checkout's gathers its records
+/// for 10 ms) keeps dozens of deliveries in flight at a few thousand
+/// events a second; a pool smaller than that working set closed and
+/// reopened about one TCP connection per confirmation.
+const MAX_IDLE_CONNECTIONS: usize = 256;
 
 type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
 
@@ -502,6 +506,62 @@ impl Connections {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An HTTP/1.1 endpoint that answers every request after `delay`;
+    /// answers its address and how many connections it has accepted.
+    async fn slow_endpoint(
+        delay: Duration,
+    ) -> (
+        std::net::SocketAddr,
+        std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    ) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_request| async move {
+                        tokio::time::sleep(delay).await;
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            Bytes::from_static(b"{}"),
+                        )))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (addr, accepted)
+    }
+
+    #[tokio::test]
+    async fn deliveries_reuse_their_connections_across_waves() {
+        // Waves of 64 concurrent deliveries to a receiver that takes 10 ms
+        // to answer: the first wave opens its connections, later waves
+        // find them idle instead of opening new ones.
+        let (addr, accepted) = slow_endpoint(Duration::from_millis(10)).await;
+        let connections = std::sync::Arc::new(Connections::default());
+        let url = format!("http://{addr}/webhooks/payments");
+        for _ in 0..4 {
+            let mut wave = tokio::task::JoinSet::new();
+            for _ in 0..64 {
+                let (connections, url) = (connections.clone(), url.clone());
+                wave.spawn(async move { connections.post(&url, b"secret", b"{}").await });
+            }
+            while let Some(delivered) = wave.join_next().await {
+                assert!(delivered.unwrap().unwrap().is_success());
+            }
+        }
+        let accepted = accepted.load(std::sync::atomic::Ordering::SeqCst);
+        assert!(
+            accepted <= 64,
+            "256 deliveries in waves of 64 opened {accepted} connections"
+        );
+    }
 
     fn request(key: &str, token: &str) -> AuthorizeRequest {
         AuthorizeRequest {
