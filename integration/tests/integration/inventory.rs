@@ -32,7 +32,7 @@ pub struct OnSale {
     pub standing_section: String,
 }
 
-fn timestamp(days: i64) -> prost_types::Timestamp {
+pub fn timestamp(days: i64) -> prost_types::Timestamp {
     let time = chrono::Utc::now() + chrono::Duration::days(days);
     prost_types::Timestamp {
         seconds: time.timestamp(),

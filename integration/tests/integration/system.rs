@@ -23,10 +23,11 @@ use boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServi
 use boxoffice_edge::EdgeConfig;
 use boxoffice_inventory::config::InventoryConfig;
 use boxoffice_runtime::Shutdown;
-use tonic::transport::Channel;
 use uuid::Uuid;
 
+use crate::edge_world::{connect, login, with_token};
 use crate::harness::{TestDb, delete_redis_keys, eventually, redis_url, test_config};
+use crate::inventory::timestamp;
 
 fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
     pairs
@@ -35,33 +36,28 @@ fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn bearer<T>(token: &str, message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    request.metadata_mut().insert(
-        "authorization",
-        format!("Bearer {token}").parse().expect("a header value"),
-    );
-    request
-}
-
-fn days_from_now(days: i64) -> prost_types::Timestamp {
-    let time = chrono::Utc::now() + chrono::Duration::days(days);
-    prost_types::Timestamp {
-        seconds: time.timestamp(),
-        nanos: 0,
-    }
-}
-
-async fn log_in(edge: &Channel, email: &str, password: &str) -> String {
-    AccountsServiceClient::new(edge.clone())
-        .login(accounts_pb::LoginRequest {
-            email: email.into(),
-            password: password.into(),
-        })
-        .await
-        .expect("logging in through the edge")
-        .into_inner()
-        .access_token
+/// The event's availability once `wanted` holds (within `deadline`).
+async fn availability_once(
+    inventory: &InventoryServiceClient<tonic::transport::Channel>,
+    event_id: &str,
+    deadline: Duration,
+    what: &str,
+    wanted: impl Fn(&inventory_pb::Availability) -> bool,
+) -> inventory_pb::Availability {
+    eventually(deadline, what, || {
+        let mut inventory = inventory.clone();
+        let event_id = event_id.to_owned();
+        let wanted = &wanted;
+        async move {
+            inventory
+                .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
+                .await
+                .ok()
+                .map(tonic::Response::into_inner)
+                .filter(|availability| wanted(availability))
+        }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -102,17 +98,14 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         .ensure_demo_users()
         .await
         .expect("demo users");
-    let edge = Channel::from_shared(format!("http://{}", system.edge_addr))
-        .expect("edge url")
-        .connect()
-        .await
-        .expect("connecting to the edge");
+    let edge = connect(system.edge_addr).await;
+    let mut accounts = AccountsServiceClient::new(edge.clone());
 
     // The admin puts a small general-admission event on sale.
-    let admin = log_in(&edge, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
     let mut catalog = CatalogServiceClient::new(edge.clone());
     let venue = catalog
-        .create_venue(bearer(
+        .create_venue(with_token(
             &admin,
             catalog_pb::CreateVenueRequest {
                 name: "Brudenell".into(),
@@ -137,15 +130,15 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         .expect("creating a venue")
         .into_inner();
     let event = catalog
-        .create_event(bearer(
+        .create_event(with_token(
             &admin,
             catalog_pb::CreateEventRequest {
                 event: Some(catalog_pb::Event {
                     title: "Whole System Night".into(),
                     category: catalog_pb::Category::Concert as i32,
                     venue_id: venue.id.clone(),
-                    start_time: Some(days_from_now(30)),
-                    end_time: Some(days_from_now(31)),
+                    start_time: Some(timestamp(30)),
+                    end_time: Some(timestamp(31)),
                     price_tiers: vec![catalog_pb::PriceTier {
                         name: "Floor".into(),
                         price: Some(catalog_pb::Money {
@@ -163,7 +156,7 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         .expect("creating an event")
         .into_inner();
     catalog
-        .publish_event(bearer(
+        .publish_event(with_token(
             &admin,
             catalog_pb::PublishEventRequest {
                 id: event.id.clone(),
@@ -172,22 +165,18 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         .await
         .expect("publishing the event");
     let mut inventory = InventoryServiceClient::new(edge.clone());
-    eventually(Duration::from_secs(20), "the event goes on sale", || {
-        let mut inventory = inventory.clone();
-        let event_id = event.id.clone();
-        async move {
-            inventory
-                .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
-                .await
-                .ok()
-                .filter(|availability| availability.get_ref().on_sale)
-        }
-    })
+    availability_once(
+        &inventory,
+        &event.id,
+        Duration::from_secs(20),
+        "the event goes on sale",
+        |availability| availability.on_sale,
+    )
     .await;
 
     // A customer of their own: register, log in.
     let email = format!("buyer-{}@example.com", Uuid::new_v4().simple());
-    AccountsServiceClient::new(edge.clone())
+    accounts
         .register(accounts_pb::RegisterRequest {
             email: email.clone(),
             password: "correct horse battery".into(),
@@ -195,11 +184,11 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         })
         .await
         .expect("registering through the edge");
-    let buyer = log_in(&edge, &email, "correct horse battery").await;
+    let buyer = login(&mut accounts, &email, "correct horse battery").await;
 
     // Hold the best two, book, pay.
     let hold = inventory
-        .hold_seats(bearer(
+        .hold_seats(with_token(
             &buyer,
             inventory_pb::HoldSeatsRequest {
                 event_id: event.id.clone(),
@@ -218,7 +207,7 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
     assert_eq!(hold.seats.len(), 2);
     let mut checkout = CheckoutServiceClient::new(edge.clone());
     let booking = checkout
-        .create_booking(bearer(
+        .create_booking(with_token(
             &buyer,
             checkout_pb::CreateBookingRequest {
                 hold: hold.name.clone(),
@@ -230,7 +219,7 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         .into_inner();
     assert_eq!(booking.state, checkout_pb::BookingState::Pending as i32);
     let confirmed = checkout
-        .confirm_booking(bearer(
+        .confirm_booking(with_token(
             &buyer,
             checkout_pb::ConfirmBookingRequest {
                 name: booking.name.clone(),
@@ -262,7 +251,7 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
 
     // Their list shows it; the admin's does not.
     let listed = checkout
-        .list_bookings(bearer(
+        .list_bookings(with_token(
             &buyer,
             checkout_pb::ListBookingsRequest {
                 page_size: 10,
@@ -276,7 +265,7 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
     assert_eq!(listed.bookings[0].name, booking.name);
     assert_eq!(listed.bookings[0].tickets.len(), 2);
     let theirs = checkout
-        .list_bookings(bearer(
+        .list_bookings(with_token(
             &admin,
             checkout_pb::ListBookingsRequest {
                 page_size: 10,
@@ -290,7 +279,7 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
 
     // Cancel: refunded, and the places are on sale again.
     let cancelled = checkout
-        .cancel_booking(bearer(
+        .cancel_booking(with_token(
             &buyer,
             checkout_pb::CancelBookingRequest {
                 name: booking.name.clone(),
@@ -309,20 +298,12 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         "a refund: {:?}",
         cancelled.refunded
     );
-    eventually(
+    availability_once(
+        &inventory,
+        &event.id,
         Duration::from_secs(10),
         "the places are back on sale",
-        || {
-            let mut inventory = inventory.clone();
-            let event_id = event.id.clone();
-            async move {
-                inventory
-                    .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
-                    .await
-                    .ok()
-                    .filter(|availability| availability.get_ref().available_count == 10)
-            }
-        },
+        |availability| availability.available_count == 10,
     )
     .await;
 
