@@ -21,9 +21,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use boxoffice_benches::baselines;
 use boxoffice_benches::load::{self, LoadSpec, Mode, Outcome};
 use boxoffice_benches::system::{BenchSystem, channels};
+use boxoffice_benches::{baselines, cpu};
 use boxoffice_checkout::payment::ProviderStatus;
 use boxoffice_contracts::catalog::v1 as catalog_pb;
 use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
@@ -368,6 +368,7 @@ async fn run(
             max_requests: Some(per_level as u64),
         };
         let route_for_run = route.clone();
+        let busy_before = cpu::busy();
         let recording = load::run(&spec, move |n| {
             let booking = queue.get(n as usize).cloned();
             let mut client = clients[n as usize % clients.len()].clone();
@@ -384,7 +385,10 @@ async fn run(
             }
         })
         .await;
-        results.push((concurrency, recording.summary()));
+        let busy_after = cpu::busy();
+        let summary = recording.summary();
+        let cpu_ms = cpu::ms_per_operation(busy_before, busy_after, summary.ok);
+        results.push((concurrency, summary, cpu_ms));
     }
 
     // The money must add up before the numbers mean anything.
@@ -429,38 +433,55 @@ async fn run(
             "checkout's internal listener"
         }
     );
+    let cpu_cell = |ms: Option<f64>| ms.map_or_else(|| "-".to_owned(), |ms| format!("{ms:.3}"));
     println!(
-        "  {:<40} {:>9} {:>8} {:>8} {:>8} {:>7} {:>8}",
-        "scenario", "per sec", "p50 ms", "p90 ms", "p99 ms", "errors", "ratio"
+        "  {:<40} {:>9} {:>8} {:>8} {:>8} {:>7} {:>8} {:>10}",
+        "scenario", "per sec", "p50 ms", "p90 ms", "p99 ms", "errors", "ratio", "cpu ms/op"
     );
-    for (concurrency, summary) in &results {
+    for (concurrency, summary, cpu_ms) in &results {
         let errors: u64 = summary.errors.values().sum();
         let ratio = summary.requests_per_sec / pg.per_second;
         println!(
-            "  {:<40} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>8.2}",
+            "  {:<40} {:>9.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>8.2} {:>10}",
             format!("ConfirmBooking, {concurrency} in flight"),
             summary.requests_per_sec,
             summary.p50_ms,
             summary.p90_ms,
             summary.p99_ms,
             errors,
-            ratio
+            ratio,
+            cpu_cell(*cpu_ms)
         );
         if errors > 0 {
             println!("    errors: {:?}", summary.errors);
         }
     }
     println!(
-        "  {:<40} {:>9.0} {:>8.2} {:>8} {:>8} {:>7} {:>8}",
+        "  {:<40} {:>9.0} {:>8.2} {:>8} {:>8} {:>7} {:>8} {:>10}",
         format!("pgbench: 2-seat sale, {pgbench_clients} clients"),
         pg.per_second,
         pg.p50_ms,
         "-",
         "-",
         0,
-        "1.00"
+        "1.00",
+        cpu_cell(pg.cpu_ms_per_op)
     );
-    if let Some((concurrency, best)) = results.iter().max_by(|a, b| {
+    // CPU per operation drifts less than throughput on a shared machine:
+    // how many pgbench sales one confirmation costs, all processes counted.
+    if let (Some(sale_ms), Some(confirm_ms)) = (
+        pg.cpu_ms_per_op,
+        results
+            .iter()
+            .filter_map(|(_, _, cpu_ms)| *cpu_ms)
+            .reduce(f64::min),
+    ) {
+        println!(
+            "  machine CPU: {confirm_ms:.3} ms per confirmation (cheapest level) against {sale_ms:.3} ms per pgbench sale: {:.2} sales' worth (0.5x throughput needs at most 2.00)",
+            confirm_ms / sale_ms
+        );
+    }
+    if let Some((concurrency, best, _)) = results.iter().max_by(|a, b| {
         a.1.requests_per_sec
             .partial_cmp(&b.1.requests_per_sec)
             .unwrap_or(std::cmp::Ordering::Equal)
@@ -477,13 +498,13 @@ async fn run(
     // p99 is within 25 ms, if any.
     match results
         .iter()
-        .filter(|(_, summary)| summary.p99_ms <= 25.0)
+        .filter(|(_, summary, _)| summary.p99_ms <= 25.0)
         .max_by(|a, b| {
             a.1.requests_per_sec
                 .partial_cmp(&b.1.requests_per_sec)
                 .unwrap_or(std::cmp::Ordering::Equal)
         }) {
-        Some((concurrency, within)) => println!(
+        Some((concurrency, within, _)) => println!(
             "  fastest within p99 ≤ 25 ms: {concurrency} in flight, {:.0}/s, ratio {:.2}",
             within.requests_per_sec,
             within.requests_per_sec / pg.per_second

@@ -16,6 +16,9 @@ pub struct BaselineResult {
     pub per_second: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    /// CPU milliseconds the whole machine spent per operation during the
+    /// run (every process: the tool itself and the server it drives).
+    pub cpu_ms_per_op: Option<f64>,
 }
 
 fn redis_cli(redis_url: &str, args: &[&str]) -> anyhow::Result<String> {
@@ -97,16 +100,20 @@ pub fn redis_hold_script(
             "__rand_int__",
             "__rand_int__",
         ]);
+    let busy_before = crate::cpu::busy();
     let output = command
         .output()
         .context("running redis-benchmark (install redis-tools)")?;
+    let busy_after = crate::cpu::busy();
     anyhow::ensure!(
         output.status.success(),
         "redis-benchmark failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
-    parse_redis_benchmark_csv(&stdout).context("reading redis-benchmark's csv")
+    let mut result = parse_redis_benchmark_csv(&stdout).context("reading redis-benchmark's csv")?;
+    result.cpu_ms_per_op = crate::cpu::ms_per_operation(busy_before, busy_after, requests);
+    Ok(result)
 }
 
 fn parse_redis_benchmark_csv(csv: &str) -> Option<BaselineResult> {
@@ -123,6 +130,7 @@ fn parse_redis_benchmark_csv(csv: &str) -> Option<BaselineResult> {
         per_second: *fields.get(6)?,
         p50_ms: *fields.get(3)?,
         p99_ms: *fields.get(1)?,
+        cpu_ms_per_op: None,
     })
 }
 
@@ -193,6 +201,7 @@ pub fn pgbench_sale(
     .into_iter()
     .find(|binary| Command::new(binary).arg("--version").output().is_ok())
     .context("pgbench is not installed (it comes with PostgreSQL's server packages)")?;
+    let busy_before = crate::cpu::busy();
     let output = Command::new(binary)
         .args([
             "-h",
@@ -217,6 +226,7 @@ pub fn pgbench_sale(
         .arg(database)
         .output()
         .context("running pgbench")?;
+    let busy_after = crate::cpu::busy();
     let _ = std::fs::remove_file(&path);
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(
@@ -234,10 +244,19 @@ pub fn pgbench_sale(
     };
     let tps = number_after("tps").context("no tps in pgbench output")?;
     let average = number_after("latency average").unwrap_or(0.0);
+    // "number of transactions actually processed: 81234" (or "81234/100000").
+    let processed = stdout
+        .lines()
+        .find(|line| line.contains("actually processed"))
+        .and_then(|line| line.rsplit(':').next())
+        .and_then(|value| value.trim().split('/').next())
+        .and_then(|value| value.parse::<u64>().ok())
+        .unwrap_or(0);
     Ok(BaselineResult {
         per_second: tps,
         p50_ms: average,
         p99_ms: f64::NAN,
+        cpu_ms_per_op: crate::cpu::ms_per_operation(busy_before, busy_after, processed),
     })
 }
 

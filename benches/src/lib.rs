@@ -3,6 +3,7 @@
 //! in-process system to aim at, and the baselines measured beside it.
 
 pub mod baselines;
+pub mod cpu;
 pub mod load;
 pub mod report;
 pub mod system;
