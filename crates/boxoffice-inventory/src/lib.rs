@@ -6,6 +6,7 @@
 //! expired holds on time. The waiting room lines buyers up for hot events
 //! and admits them at a set rate with signed admission tokens.
 
+mod commit;
 pub mod config;
 pub mod domain;
 pub mod error;

@@ -6,13 +6,15 @@
 //! refusing hopeless requests use the process's shared snapshots.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use boxoffice_runtime::Caller;
+use boxoffice_runtime::batch::Batcher;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::commit::{CommitAnswer, CommitRequest, commit_batch};
 use crate::config::InventoryConfig;
 use crate::domain::admission::{AdmissionClaim, AdmissionSigner};
 use crate::domain::{
@@ -62,7 +64,9 @@ pub struct Committed {
 
 pub struct Inventory {
     tickets: TicketStore,
-    holds: HoldStore,
+    holds: Arc<HoldStore>,
+    /// CommitHold's batch writer, started on first use.
+    commits: OnceLock<Batcher<CommitRequest, CommitAnswer>>,
     rooms: WaitingRoomStore,
     admission: AdmissionSigner,
     config: InventoryConfig,
@@ -76,7 +80,7 @@ fn redis_error(error: anyhow::Error) -> InventoryError {
     InventoryError::Unavailable(error)
 }
 
-fn millis_to_time(ms: i64) -> DateTime<Utc> {
+pub(crate) fn millis_to_time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
@@ -86,7 +90,8 @@ impl Inventory {
         let admission = AdmissionSigner::new(config.waiting_room_key.expose().as_bytes());
         Self {
             tickets,
-            holds,
+            holds: Arc::new(holds),
+            commits: OnceLock::new(),
             rooms,
             admission,
             config,
@@ -448,7 +453,8 @@ impl Inventory {
 
     /// Sells a hold's seats to a booking. PostgreSQL decides, in one
     /// statement, with the hold's expiry (from Redis) minus the margin
-    /// compared against its own clock; Redis is told afterwards.
+    /// compared against its own clock; Redis is told afterwards. Commits
+    /// arriving together are decided as one batch (see [`crate::commit`]).
     pub async fn commit_hold(
         &self,
         caller: &Caller,
@@ -458,53 +464,44 @@ impl Inventory {
         owner: Uuid,
     ) -> Result<Committed> {
         require_service(caller)?;
-        let found = self.holds.get_hold(hold).await.map_err(redis_error)?;
-        let record = match found {
-            Some((record, _)) if record.owner == owner => record,
-            Some(_) => return Err(InventoryError::HoldNotFound),
-            None => {
+        let answer = self
+            .commits
+            .get_or_init(|| {
+                let (holds, tickets, margin) = (
+                    self.holds.clone(),
+                    self.tickets.clone(),
+                    self.config.commit_margin,
+                );
+                Batcher::spawn(move |requests| {
+                    let (holds, tickets) = (holds.clone(), tickets.clone());
+                    async move { commit_batch(&holds, &tickets, margin, requests).await }
+                })
+            })
+            .submit(CommitRequest {
+                hold,
+                booking_id,
+                sale_id,
+                owner,
+            })
+            .await
+            .map_err(InventoryError::Unavailable)?;
+        let (record, outcome) = match answer {
+            CommitAnswer::NoRecord => {
                 return self
                     .commit_retry_without_record(hold, booking_id, sale_id, owner)
                     .await;
             }
-        };
-        // A commit without a sale id (or one recorded without) matches any.
-        let same_sale = sale_id.is_none() || record.sale_id.is_none() || record.sale_id == sale_id;
-        match record.state {
-            HoldState::Active => {}
-            HoldState::Committed if record.booking_id == Some(booking_id) && same_sale => {
-                return Ok(Committed {
+            CommitAnswer::Decided(decided) => {
+                return decided.map(|record| Committed {
                     hold: record,
                     newly_committed: false,
                 });
             }
-            HoldState::Committed => return Err(InventoryError::HoldAlreadyCommitted),
-            HoldState::Expired => return Err(InventoryError::HoldExpired),
-            HoldState::Released => return Err(InventoryError::HoldReleased),
-        }
-        let outcome = self
-            .tickets
-            .commit(
-                hold,
-                &record.seats,
-                booking_id,
-                sale_id,
-                millis_to_time(record.expires_ms),
-                self.config.commit_margin,
-            )
-            .await?;
+            CommitAnswer::Sold { record, outcome } => (record, outcome),
+        };
         tracing::info!(event_id = %hold.event_id, hold_id = %hold.hold_id, %booking_id, ?outcome, "commit");
         match outcome {
             CommitOutcome::Committed | CommitOutcome::AlreadyCommitted => {
-                if let Err(error) = self
-                    .holds
-                    .mark_hold_sold(hold, booking_id, sale_id, &record.seats)
-                    .await
-                {
-                    // PostgreSQL has sold them; Redis catches up on the next
-                    // refused hold of these seats or the next rebuild.
-                    tracing::warn!(error = format!("{error:#}"), hold_id = %hold.hold_id, "could not mark seats sold in redis");
-                }
                 let mut hold_now = record;
                 hold_now.state = HoldState::Committed;
                 hold_now.booking_id = Some(booking_id);

@@ -206,21 +206,25 @@ impl TicketStore {
         expires_at: DateTime<Utc>,
         margin: Duration,
     ) -> Result<CommitOutcome> {
-        let margin = chrono::Duration::from_std(margin)
-            .map_err(|_| InventoryError::Internal(anyhow::anyhow!("commit margin out of range")))?;
-        let sale = Sale {
-            hold,
-            seats: seat_array(seats),
-            booking_id,
-            sale_id,
-            deadline: expires_at - margin,
-        };
+        let sale = Sale::new(hold, seats, booking_id, sale_id, expires_at, margin)?;
         let pool = self.pool.clone();
         self.sales
             .get_or_init(|| Batcher::spawn(move |sales| sell_batch(pool.clone(), sales)))
             .submit(sale)
             .await
             .map_err(InventoryError::Unavailable)?
+    }
+
+    /// Sells `sales`, which arrived together, as [`commit`](Self::commit)
+    /// sells those it gathers: one statement for as many as can share it.
+    /// For a caller that batches commits itself (the service's CommitHold
+    /// batch, which also reads and marks the holds in Redis together).
+    pub(crate) async fn sell(&self, sales: Vec<Sale>) -> Vec<Result<CommitOutcome>> {
+        sell_batch(self.pool.clone(), sales)
+            .await
+            .into_iter()
+            .map(|answer| answer.unwrap_or_else(|error| Err(InventoryError::Unavailable(error))))
+            .collect()
     }
 
     /// Seats this hold already sold to this booking (idempotent retries
@@ -284,13 +288,36 @@ impl TicketStore {
 
 /// One commit waiting for the sale statement.
 #[derive(Clone, Debug)]
-struct Sale {
+pub(crate) struct Sale {
     hold: HoldRef,
     seats: Vec<i32>,
     booking_id: Uuid,
     sale_id: Option<Uuid>,
     /// The hold's expiry minus the safety margin.
     deadline: DateTime<Utc>,
+}
+
+impl Sale {
+    /// Sells exactly `seats` of `hold` to `booking_id`, refused once
+    /// `expires_at - margin` has passed by PostgreSQL's clock.
+    pub(crate) fn new(
+        hold: HoldRef,
+        seats: &[u32],
+        booking_id: Uuid,
+        sale_id: Option<Uuid>,
+        expires_at: DateTime<Utc>,
+        margin: Duration,
+    ) -> Result<Self> {
+        let margin = chrono::Duration::from_std(margin)
+            .map_err(|_| InventoryError::Internal(anyhow::anyhow!("commit margin out of range")))?;
+        Ok(Self {
+            hold,
+            seats: seat_array(seats),
+            booking_id,
+            sale_id,
+            deadline: expires_at - margin,
+        })
+    }
 }
 
 /// Sales sold by one statement, each with its place in the batch.

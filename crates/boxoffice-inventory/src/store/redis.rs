@@ -160,6 +160,15 @@ pub enum RebuildMode {
     Status,
 }
 
+/// A hold PostgreSQL has just sold, for [`HoldStore::mark_holds_sold`].
+#[derive(Clone, Copy, Debug)]
+pub struct SoldHold<'a> {
+    pub hold_id: Uuid,
+    pub booking_id: Uuid,
+    pub sale_id: Option<Uuid>,
+    pub seats: &'a [u32],
+}
+
 /// The JSON record `hold.lua` writes.
 #[derive(Deserialize)]
 struct HoldRecord {
@@ -355,20 +364,50 @@ impl HoldStore {
 
     /// A hold's record with the Redis server's time.
     pub async fn get_hold(&self, hold: HoldRef) -> anyhow::Result<Option<(Hold, i64)>> {
+        let (mut found, now) = self.get_holds(hold.event_id, &[hold.hold_id]).await?;
+        Ok(found.pop().flatten().map(|record| (record, now)))
+    }
+
+    /// Several holds of one event and the Redis server's time, in one
+    /// round trip: a record per id asked, `None` where there is none.
+    pub async fn get_holds(
+        &self,
+        event_id: Uuid,
+        hold_ids: &[Uuid],
+    ) -> anyhow::Result<(Vec<Option<Hold>>, i64)> {
         let reply = self
             .run(
                 &self.scripts.get_hold,
-                self.event_keys(hold.event_id),
-                vec![hold.hold_id.to_string().into()],
+                self.event_keys(event_id),
+                hold_ids.iter().map(|id| id.to_string().into()).collect(),
             )
             .await?;
-        match text(&reply, 0)?.as_str() {
-            "OK" => Ok(Some((
-                decode_hold(hold, &text(&reply, 1)?)?,
-                integer(&reply, 2)?,
-            ))),
-            _ => Ok(None),
+        let now = integer(&reply, 0)?;
+        anyhow::ensure!(
+            reply.len() == hold_ids.len() + 1,
+            "get_hold answered {} records for {} holds",
+            reply.len() - 1,
+            hold_ids.len()
+        );
+        let mut found = Vec::with_capacity(hold_ids.len());
+        for (i, hold_id) in hold_ids.iter().enumerate() {
+            let raw = reply
+                .get(i + 1)
+                .and_then(Value::as_string)
+                .unwrap_or_default();
+            found.push(if raw.is_empty() {
+                None
+            } else {
+                Some(decode_hold(
+                    HoldRef {
+                        event_id,
+                        hold_id: *hold_id,
+                    },
+                    &raw,
+                )?)
+            });
         }
+        Ok((found, now))
     }
 
     pub async fn release(&self, hold: HoldRef, owner: Uuid) -> anyhow::Result<ReleaseOutcome> {
@@ -418,44 +457,49 @@ impl HoldStore {
             .collect())
     }
 
-    /// Mirrors a PostgreSQL commit of a hold.
-    pub async fn mark_hold_sold(
+    /// Mirrors PostgreSQL's commits of several holds of one event, in one
+    /// round trip.
+    pub async fn mark_holds_sold(
         &self,
-        hold: HoldRef,
-        booking_id: Uuid,
-        sale_id: Option<Uuid>,
-        seats: &[u32],
+        event_id: Uuid,
+        sold: &[SoldHold<'_>],
     ) -> anyhow::Result<()> {
-        self.mark(
-            hold.event_id,
-            "hold",
-            &hold.hold_id.to_string(),
-            &booking_id.to_string(),
-            &sale_id.map(|id| id.to_string()).unwrap_or_default(),
-            seats,
-        )
-        .await
+        if sold.is_empty() {
+            return Ok(());
+        }
+        let mut args: Vec<Value> = vec![
+            Value::from_static_str("holds"),
+            self.stream_length.clone().into(),
+            TOMBSTONE_MS.into(),
+        ];
+        for hold in sold {
+            args.push(hold.hold_id.to_string().into());
+            args.push(hold.booking_id.to_string().into());
+            args.push(
+                hold.sale_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_default()
+                    .into(),
+            );
+            args.push((hold.seats.len() as i64).into());
+            args.extend(hold.seats.iter().map(|seat| Value::from(i64::from(*seat))));
+        }
+        self.run(&self.scripts.mark_sold, self.event_keys(event_id), args)
+            .await?;
+        Ok(())
     }
 
     /// Copies PostgreSQL's sold seats into Redis (after a lost race showed
     /// Redis was behind).
     pub async fn mark_seats_sold(&self, event_id: Uuid, seats: &[u32]) -> anyhow::Result<()> {
-        self.mark(event_id, "seats", "", "", "", seats).await
+        self.mark_seats(event_id, "seats", seats).await
     }
 
     pub async fn mark_seats_unsold(&self, event_id: Uuid, seats: &[u32]) -> anyhow::Result<()> {
-        self.mark(event_id, "unsell", "", "", "", seats).await
+        self.mark_seats(event_id, "unsell", seats).await
     }
 
-    async fn mark(
-        &self,
-        event_id: Uuid,
-        mode: &str,
-        hold_id: &str,
-        booking_id: &str,
-        sale_id: &str,
-        seats: &[u32],
-    ) -> anyhow::Result<()> {
+    async fn mark_seats(&self, event_id: Uuid, mode: &str, seats: &[u32]) -> anyhow::Result<()> {
         if seats.is_empty() {
             return Ok(());
         }
@@ -463,9 +507,6 @@ impl HoldStore {
             mode.to_owned().into(),
             self.stream_length.clone().into(),
             TOMBSTONE_MS.into(),
-            hold_id.to_owned().into(),
-            booking_id.to_owned().into(),
-            sale_id.to_owned().into(),
         ];
         args.extend(seats.iter().map(|seat| Value::from(i64::from(*seat))));
         self.run(&self.scripts.mark_sold, self.event_keys(event_id), args)

@@ -1,29 +1,41 @@
--- mark_sold: mirrors a PostgreSQL commit into Redis after it happened. Sets
--- the sold bits, ends the hold as committed (when it is still recorded) and
+-- mark_sold: mirrors PostgreSQL commits into Redis after they happened. Sets
+-- the sold bits, ends each hold as committed (when it is still recorded) and
 -- appends to the change stream. With mode 'unsell' it clears sold bits
 -- instead (seats back on sale). Never decides anything: PostgreSQL did.
--- ARGV: mode ('hold' | 'seats' | 'unsell'), stream maxlen, tombstone ms,
---       hold id (or ''), booking id (or ''), sale id (or ''), seat...
-local mode, maxlen, grave_ms, id, booking, sale = ARGV[1], ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+-- ARGV: mode ('holds' | 'seats' | 'unsell'), stream maxlen, tombstone ms,
+--   then for 'holds', per hold: hold id, booking id, sale id (or ''), seat
+--   count, that many seats (every hold committed in one sale statement);
+--   for 'seats' and 'unsell': seat...
+local mode, maxlen, grave_ms = ARGV[1], ARGV[2], tonumber(ARGV[3])
 if redis.call('EXISTS', META) == 0 then
   -- Lost state: the next request rebuilds it from PostgreSQL.
   return {'NOMETA'}
 end
-local seats = {}
-for i = 7, #ARGV do
-  seats[#seats + 1] = tonumber(ARGV[i])
-end
-if mode == 'unsell' then
-  for _, seat in ipairs(seats) do
-    redis.call('SETBIT', SOLD, seat, 0)
+if mode ~= 'holds' then
+  local seats = {}
+  for i = 4, #ARGV do
+    seats[#seats + 1] = tonumber(ARGV[i])
   end
-  return {'OK', append_change('u', seats, maxlen)}
+  local bit = mode == 'unsell' and 0 or 1
+  for _, seat in ipairs(seats) do
+    redis.call('SETBIT', SOLD, seat, bit)
+  end
+  return {'OK', append_change(mode == 'unsell' and 'u' or 's', seats, maxlen)}
 end
-for _, seat in ipairs(seats) do
-  redis.call('SETBIT', SOLD, seat, 1)
-end
-if mode == 'hold' then
+local now = nil
+local i = 4
+while i <= #ARGV do
+  local id, booking, sale, count = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  local seats = {}
+  for j = i + 4, i + 3 + count do
+    seats[#seats + 1] = tonumber(ARGV[j])
+  end
+  i = i + 4 + count
+  for _, seat in ipairs(seats) do
+    redis.call('SETBIT', SOLD, seat, 1)
+  end
   local raw = redis.call('HGET', HOLDS, id)
+  local ended = false
   if raw then
     local record = cjson.decode(raw)
     record.b = booking
@@ -31,12 +43,17 @@ if mode == 'hold' then
       record.x = sale
     end
     if record.st == 'active' then
-      end_hold(id, record, 'committed', 's', now_ms(), grave_ms, maxlen)
-      return {'OK'}
+      now = now or now_ms()
+      end_hold(id, record, 'committed', 's', now, grave_ms, maxlen)
+      ended = true
+    else
+      -- Swept after the commit: keep the tombstone, say it sold.
+      record.st = 'committed'
+      redis.call('HSET', HOLDS, id, cjson.encode(record))
     end
-    -- Swept after the commit: keep the tombstone, say it sold.
-    record.st = 'committed'
-    redis.call('HSET', HOLDS, id, cjson.encode(record))
+  end
+  if not ended then
+    append_change('s', seats, maxlen)
   end
 end
-return {'OK', append_change('s', seats, maxlen)}
+return {'OK'}
