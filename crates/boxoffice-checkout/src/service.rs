@@ -94,6 +94,36 @@ fn upstream_error(error: UpstreamError) -> CheckoutError {
     }
 }
 
+/// How a confirmation knows the booking is pending.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    /// Read from the database just now, with any attempt under the key.
+    Read,
+    /// Remembered from creating it: probably still pending, and no attempt
+    /// recorded under the key, but not checked.
+    Optimistic,
+}
+
+/// How paying went.
+enum Paid {
+    Done(Box<BookingRecord>),
+    /// An optimistic attempt left the happy path (a decline, a reused key,
+    /// seats inventory would not sell) without recording or answering
+    /// anything: decide it again from the database.
+    Recheck,
+}
+
+impl Paid {
+    fn done(self) -> Result<BookingRecord> {
+        match self {
+            Self::Done(booking) => Ok(*booking),
+            Self::Recheck => {
+                Err(anyhow::anyhow!("a checked confirmation asked to be checked").into())
+            }
+        }
+    }
+}
+
 /// Concurrent confirmations of one booking in this process wait for each
 /// other, so duplicates see the first one's answer instead of an
 /// in-progress error. Across processes the database decides.
@@ -275,9 +305,12 @@ impl Checkout {
         };
         if self.store.insert_booking(&booking).await? {
             tracing::info!(booking_id = %booking.id, %event_id, %hold_id, total_minor = price.total_minor, "booking created");
-            return self.store.booking(booking.id).await?.ok_or_else(|| {
-                anyhow::anyhow!("booking {} vanished after insert", booking.id).into()
-            });
+            let created =
+                self.store.booking(booking.id).await?.ok_or_else(|| {
+                    anyhow::anyhow!("booking {} vanished after insert", booking.id)
+                })?;
+            self.store.remember_created(&created);
+            return Ok(created);
         }
         // Lost a race with a retry of this request (same hold or same key).
         match self.store.booking_by_hold(hold_id).await? {
@@ -325,6 +358,15 @@ impl Checkout {
         };
         self.confirmations
             .run(booking_id, async {
+                // A booking this process made and has not seen change:
+                // pay at once; anything but the happy path is decided
+                // again from the database below.
+                if let Some(booking) = self.store.recent_pending(booking_id, user)
+                    && let Paid::Done(booking) =
+                        self.pay(booking, &attempt, Check::Optimistic).await?
+                {
+                    return Ok(*booking);
+                }
                 let context = self.store.confirm_context(&attempt).await?;
                 if let Some(recorded) = context.recorded_attempt {
                     let recorded = self.store.payment(recorded).await?.ok_or_else(|| {
@@ -338,7 +380,7 @@ impl Checkout {
                 };
                 match booking.state {
                     BookingState::Pending if booking.expire_time > Utc::now() => {
-                        self.pay(booking, &attempt).await
+                        self.pay(booking, &attempt, Check::Read).await?.done()
                     }
                     // Past its hold: only an attempt already under way (a
                     // retry after a crash) may still have sold it; finish
@@ -350,7 +392,7 @@ impl Checkout {
                             .await
                             .map_err(provider_error)?;
                         match started {
-                            Some(_) => self.pay(booking, &attempt).await,
+                            Some(_) => self.pay(booking, &attempt, Check::Read).await?.done(),
                             None => Err(CheckoutError::BookingExpired(
                                 reason::HOLD_EXPIRED.to_owned(),
                             )),
@@ -402,7 +444,8 @@ impl Checkout {
     /// end. Each step repeats safely with the same attempt, so a crash
     /// anywhere leaves something a retry with the same key, or the
     /// reconciler once the hold has run out, finishes or reverses.
-    async fn pay(&self, booking: BookingRecord, attempt: &Attempt) -> Result<BookingRecord> {
+    async fn pay(&self, booking: BookingRecord, attempt: &Attempt, check: Check) -> Result<Paid> {
+        let optimistic = check == Check::Optimistic;
         let authorized = self
             .provider
             .authorize(AuthorizeRequest {
@@ -416,6 +459,7 @@ impl Checkout {
             .await;
         let provider_ref = match authorized {
             Ok(AuthorizeOutcome::Authorized { provider_ref }) => provider_ref,
+            Ok(AuthorizeOutcome::Declined { .. }) if optimistic => return Ok(Paid::Recheck),
             Ok(AuthorizeOutcome::Declined { decline_code }) => {
                 let error = CheckoutError::PaymentDeclined(decline_code);
                 self.record_unpaid(attempt, PaymentState::Declined, None, false, &error)
@@ -425,6 +469,7 @@ impl Checkout {
             }
             // The key (user and key) was used for another booking, amount
             // or payment method in an attempt not recorded yet.
+            Err(ProviderError::KeyReused) if optimistic => return Ok(Paid::Recheck),
             Err(ProviderError::KeyReused) => {
                 return Err(CheckoutError::IdempotencyKeyReused("booking"));
             }
@@ -442,7 +487,33 @@ impl Checkout {
             )
             .await
         {
+            // Sold by this call, or by this very attempt before (a retry).
+            Ok(sold)
+                if sold.newly_committed
+                    || sold
+                        .hold
+                        .as_ref()
+                        .is_some_and(|hold| hold.sale_id == attempt.payment_id.to_string()) => {}
+            // Sold, but not provably by this attempt (say, by one an
+            // earlier version made without a sale id, which any commit
+            // matches): the booking may not be pending at all.
+            Ok(_) if optimistic => {
+                self.provider
+                    .void(&provider_ref, &void_key(attempt.payment_id))
+                    .await
+                    .map_err(provider_error)?;
+                return Ok(Paid::Recheck);
+            }
             Ok(_) => {}
+            // Not what a pending booking's hold answers: give the money
+            // back and find out from the database what happened.
+            Err(UpstreamError::Refused { .. }) if optimistic => {
+                self.provider
+                    .void(&provider_ref, &void_key(attempt.payment_id))
+                    .await
+                    .map_err(provider_error)?;
+                return Ok(Paid::Recheck);
+            }
             Err(UpstreamError::Refused { reason, .. })
                 if reason == reason::HOLD_ALREADY_COMMITTED =>
             {
@@ -495,7 +566,9 @@ impl Checkout {
             .await
             .map_err(provider_error)?;
         self.fail_point(FailPoint::AfterCapture)?;
-        self.record_paid(&booking, attempt, &provider_ref).await
+        self.record_paid(&booking, attempt, &provider_ref)
+            .await
+            .map(|booking| Paid::Done(Box::new(booking)))
     }
 
     /// Writes a paid attempt and answers the booking as it now stands.

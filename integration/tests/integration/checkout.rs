@@ -657,6 +657,85 @@ async fn two_instances_paying_one_booking_with_different_keys_charge_once() {
     }
 }
 
+/// The instance that made a booking starts paying for it without reading it
+/// back, trusting that it is still pending. When another instance (which
+/// shares none of its memory) has paid for it or cancelled it meanwhile,
+/// the answer is still the database's, nothing is charged twice, and no
+/// authorization is left standing.
+#[tokio::test]
+async fn a_booking_changed_by_another_instance_is_answered_as_it_now_stands() {
+    let world = CheckoutWorld::new().await;
+    let first = world.component.checkout.clone();
+    let upstream = boxoffice_runtime::transport::over_channel(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", world.world.server.addr))
+            .expect("url")
+            .connect_lazy(),
+    );
+    let second = boxoffice_checkout::service::Checkout::new(
+        boxoffice_checkout::store::CheckoutStore::new(first.store().pool().clone()),
+        world.component.provider.clone(),
+        boxoffice_checkout::upstream::Upstream::new(upstream.clone(), upstream),
+        first.config().clone(),
+    );
+    let alice = customer();
+
+    // Paid through the other instance, then again here with another key.
+    let (_, paid) = world.booking_for(&alice, &[116]).await;
+    let paid_id = booking_id(&paid);
+    let elsewhere = second
+        .confirm_booking(&alice, paid_id, "tok_visa".into(), "key-elsewhere".into())
+        .await
+        .expect("paid through the other instance");
+    assert_eq!(elsewhere.state.as_str(), "confirmed");
+    let again = first
+        .confirm_booking(&alice, paid_id, "tok_visa".into(), "key-here".into())
+        .await
+        .expect_err("a confirmed booking is not paid twice");
+    let status = tonic::Status::from(again);
+    assert_eq!(
+        reason_of(&status).as_deref(),
+        Some("BOOKING_NOT_PENDING"),
+        "{status:?}"
+    );
+    // The same key as the other instance used answers what it did.
+    let retried = first
+        .confirm_booking(&alice, paid_id, "tok_visa".into(), "key-elsewhere".into())
+        .await
+        .expect("a retry with the paying key");
+    assert_eq!(retried.state.as_str(), "confirmed");
+    assert_eq!(retried.payment_id, elsewhere.payment_id);
+
+    // Cancelled through the other instance, then paid for here.
+    let (_, cancelled) = world.booking_for(&alice, &[117]).await;
+    let cancelled_id = booking_id(&cancelled);
+    second
+        .cancel_booking(&alice, cancelled_id)
+        .await
+        .expect("cancelled through the other instance");
+    let late = first
+        .confirm_booking(&alice, cancelled_id, "tok_visa".into(), "key-late".into())
+        .await
+        .expect_err("a cancelled booking is not paid for");
+    let status = tonic::Status::from(late);
+    assert_eq!(
+        reason_of(&status).as_deref(),
+        Some("BOOKING_NOT_PENDING"),
+        "{status:?}"
+    );
+
+    assert_eq!(
+        world.provider_count(ProviderStatus::Captured),
+        1,
+        "one charge"
+    );
+    assert_eq!(
+        world.provider_count(ProviderStatus::Authorized),
+        0,
+        "every authorization that did not pay was voided"
+    );
+    world.assert_money_and_seats_agree().await;
+}
+
 /// Many buyers paying at the same moment: their claims and finishes are
 /// written together (group commit), yet each buyer gets their own answer:
 /// paid, declined, or refused for reusing their key on a second booking.

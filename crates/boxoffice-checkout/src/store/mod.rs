@@ -2,6 +2,7 @@
 //! their tickets, payment attempts, webhook events).
 
 pub mod postgres;
+pub mod recent;
 
 pub use postgres::{Attempt, BookingRecord, CheckoutStore, PaymentRecord, TicketRecord};
 

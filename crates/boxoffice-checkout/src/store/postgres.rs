@@ -17,6 +17,7 @@ use serde::Deserialize;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
+use super::recent::RecentBookings;
 use crate::domain::{BookingState, PaymentState, PricedSeat};
 use boxoffice_runtime::batch::{Batcher, together_or_one_at_a_time};
 
@@ -193,6 +194,7 @@ struct Batches {
 pub struct CheckoutStore {
     pool: Pool,
     batches: Arc<Batches>,
+    recent: Arc<RecentBookings>,
 }
 
 impl CheckoutStore {
@@ -200,12 +202,30 @@ impl CheckoutStore {
         Self {
             pool,
             batches: Arc::default(),
+            recent: Arc::default(),
         }
     }
 
-    /// This store without batch writers: what the writers themselves use.
+    /// This store without batch writers: what the writers themselves use
+    /// (sharing what this process remembers of recent bookings).
     fn unbatched(&self) -> Self {
-        Self::new(self.pool.clone())
+        Self {
+            pool: self.pool.clone(),
+            batches: Arc::default(),
+            recent: self.recent.clone(),
+        }
+    }
+
+    /// A booking this process created, while as far as it knows it is
+    /// still pending and its hold runs: where a confirmation may start
+    /// without reading it (see [`RecentBookings`]).
+    pub fn recent_pending(&self, id: Uuid, user: Uuid) -> Option<BookingRecord> {
+        self.recent.pending(id, user, Utc::now())
+    }
+
+    /// Remembers a booking this process has just created.
+    pub fn remember_created(&self, booking: &BookingRecord) {
+        self.recent.remember(booking);
     }
 
     /// The batch writer in `cell`, started on first use with `write`.
@@ -463,6 +483,7 @@ impl CheckoutStore {
     /// say what happened, a retry with the same key resumes the same
     /// attempt, and the reconciler settles it once the hold has run out.
     pub async fn record_paid(&self, attempt: &Attempt, provider_ref: &str) -> anyhow::Result<bool> {
+        self.recent.forget(attempt.booking_id);
         self.writer(&self.batches.paid, |store, items| async move {
             store.paid_batch(items).await
         })
@@ -571,6 +592,9 @@ impl CheckoutStore {
             state,
             PaymentState::Declined | PaymentState::Voided
         ));
+        if booking_expires {
+            self.recent.forget(attempt.booking_id);
+        }
         let client = self.client().await?;
         let row = client
             .query_one(
@@ -773,6 +797,7 @@ impl CheckoutStore {
 
     /// A pending booking nothing paid for ends as expired.
     pub async fn expire_booking(&self, booking_id: Uuid) -> anyhow::Result<bool> {
+        self.recent.forget(booking_id);
         let client = self.client().await?;
         let moved = client
             .execute(
@@ -787,6 +812,7 @@ impl CheckoutStore {
 
     /// A pending booking is cancelled outright (nothing was paid).
     pub async fn cancel_pending(&self, booking_id: Uuid) -> anyhow::Result<bool> {
+        self.recent.forget(booking_id);
         let client = self.client().await?;
         let moved = client
             .execute(
@@ -802,6 +828,7 @@ impl CheckoutStore {
     /// Records the intent to cancel a confirmed booking and the refund it is
     /// owed; the refund and the release of seats follow.
     pub async fn begin_cancel(&self, booking_id: Uuid, refund_minor: i64) -> anyhow::Result<bool> {
+        self.recent.forget(booking_id);
         let client = self.client().await?;
         let moved = client
             .execute(
@@ -816,6 +843,7 @@ impl CheckoutStore {
 
     /// Booking cancelled and (when money went back) its payment refunded.
     pub async fn finish_cancel(&self, booking_id: Uuid) -> anyhow::Result<bool> {
+        self.recent.forget(booking_id);
         let client = self.client().await?;
         let row = client
             .query_one(
