@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::payment::ProviderStatus;
 use boxoffice_runtime::ConfigError;
 use boxoffice_runtime::config::Secret;
 use boxoffice_runtime::config::parse_number as number;
@@ -104,7 +105,23 @@ pub struct SimulatedProviderConfig {
     pub max_delivery_delay: Duration,
     /// Where webhooks go; `None`: to checkout's own webhook listener.
     pub webhook_url: Option<String>,
+    /// The payment states whose events the webhook endpoint is subscribed
+    /// to, like a Stripe endpoint's `enabled_events`; others are not sent.
+    pub subscribed_events: Vec<ProviderStatus>,
 }
+
+/// What checkout's endpoint subscribes to: every change that ends a
+/// payment attempt or comes after it (a capture, a void, a decline, a
+/// refund). Not authorizations: checkout authorizes and captures in the
+/// same request, so an authorization's event only ever tells it what it
+/// already knows, and, as Stripe advises, an endpoint takes only the events
+/// its integration acts on.
+pub const CHECKOUT_SUBSCRIBED_EVENTS: &[ProviderStatus] = &[
+    ProviderStatus::Captured,
+    ProviderStatus::Voided,
+    ProviderStatus::Declined,
+    ProviderStatus::Refunded,
+];
 
 impl Default for SimulatedProviderConfig {
     fn default() -> Self {
@@ -117,6 +134,7 @@ impl Default for SimulatedProviderConfig {
             duplicate_percent: 20,
             max_delivery_delay: Duration::from_millis(50),
             webhook_url: None,
+            subscribed_events: CHECKOUT_SUBSCRIBED_EVENTS.to_vec(),
         }
     }
 }
@@ -263,6 +281,7 @@ impl CheckoutConfig {
                 duplicate_percent: number(&get, ENV_PAYMENT_DUPLICATE_PERCENT, 20, 0, 100)? as u8,
                 max_delivery_delay: defaults.provider.max_delivery_delay,
                 webhook_url,
+                subscribed_events: defaults.provider.subscribed_events,
             },
             fail_points: Arc::new(FailPoints::default()),
         })

@@ -113,6 +113,9 @@ impl SimulatedProvider {
     }
 
     fn emit(&self, kind: &str, payment: &ProviderPayment) {
+        if !self.config.subscribed_events.contains(&payment.status) {
+            return;
+        }
         let event = WebhookEvent {
             id: format!("evt_{}", Uuid::new_v4().simple()),
             kind: format!("payment.{kind}"),
@@ -560,6 +563,110 @@ mod tests {
         assert!(
             accepted <= 64,
             "256 deliveries in waves of 64 opened {accepted} connections"
+        );
+    }
+
+    /// An endpoint that keeps the `type` of every event posted to it.
+    async fn recording_endpoint() -> (String, std::sync::Arc<Mutex<Vec<String>>>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/webhooks/payments",
+            listener.local_addr().unwrap()
+        );
+        let kinds = std::sync::Arc::new(Mutex::new(Vec::new()));
+        let seen = kinds.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: http::Request<hyper::body::Incoming>| {
+                            let seen = seen.clone();
+                            async move {
+                                let body = http_body_util::BodyExt::collect(request.into_body())
+                                    .await
+                                    .map(|body| body.to_bytes())
+                                    .unwrap_or_default();
+                                if let Ok(event) = serde_json::from_slice::<WebhookEvent>(&body) {
+                                    seen.lock().unwrap().push(event.kind);
+                                }
+                                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                    Bytes::from_static(b"{}"),
+                                )))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        (url, kinds)
+    }
+
+    /// Authorizes, captures and refunds one payment and waits until the
+    /// endpoint has heard of the refund, the last of them (and, when
+    /// `both` is subscribed to, of the authorization too); answers the kinds
+    /// it received, in order.
+    async fn kinds_delivered(subscribed: Vec<ProviderStatus>, expected: usize) -> Vec<String> {
+        let (url, kinds) = recording_endpoint().await;
+        let provider = SimulatedProvider::new(
+            SimulatedProviderConfig {
+                duplicate_percent: 0,
+                max_delivery_delay: Duration::ZERO,
+                webhook_url: Some(url),
+                subscribed_events: subscribed,
+                ..SimulatedProviderConfig::default()
+            },
+            b"secret",
+        );
+        let AuthorizeOutcome::Authorized { provider_ref } = provider
+            .authorize(request("sub", "tok_visa"))
+            .await
+            .unwrap()
+        else {
+            panic!("tok_visa authorizes")
+        };
+        provider.capture(&provider_ref, "c").await.unwrap();
+        provider.refund(&provider_ref, 100, "r").await.unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = kinds.lock().unwrap().clone();
+            if seen.iter().any(|kind| kind == "payment.refunded") && seen.len() >= expected {
+                return seen;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "deliveries missing: {seen:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn only_the_events_the_endpoint_subscribed_to_are_sent() {
+        // Checkout's subscription: the capture and the refund, not the
+        // authorization (queued first, it would have arrived by the time
+        // the refund, queued last, did).
+        let mut kinds =
+            kinds_delivered(SimulatedProviderConfig::default().subscribed_events, 2).await;
+        kinds.sort();
+        assert_eq!(kinds, ["payment.captured", "payment.refunded"]);
+        // Subscribed to everything, it hears of all three.
+        let mut kinds = kinds_delivered(
+            vec![
+                ProviderStatus::Authorized,
+                ProviderStatus::Captured,
+                ProviderStatus::Refunded,
+            ],
+            3,
+        )
+        .await;
+        kinds.sort();
+        assert_eq!(
+            kinds,
+            ["payment.authorized", "payment.captured", "payment.refunded"]
         );
     }
 
