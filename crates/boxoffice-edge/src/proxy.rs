@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use boxoffice_accounts::token::{TokenError, unix_now};
 use boxoffice_runtime::identity::{ROLES_HEADER, USER_ID_HEADER};
 use boxoffice_runtime::status::{self as status_details, ERROR_DOMAIN};
+use boxoffice_runtime::transport::Transport;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::uri::{PathAndQuery, Scheme};
@@ -125,7 +126,26 @@ struct CallRecord {
     peer: Option<SocketAddr>,
     request_id: HeaderValue,
     user: Option<Uuid>,
-    upstream: Option<Arc<Endpoint>>,
+    upstream: Upstream,
+}
+
+/// Where a call went.
+enum Upstream {
+    /// Nowhere (refused at the edge).
+    None,
+    Endpoint(Arc<Endpoint>),
+    /// Into the cluster's services in this process.
+    InProcess,
+}
+
+impl Upstream {
+    fn name(&self) -> &str {
+        match self {
+            Self::None => "",
+            Self::Endpoint(endpoint) => endpoint.authority.as_str(),
+            Self::InProcess => "in-process",
+        }
+    }
 }
 
 impl CallRecord {
@@ -139,7 +159,7 @@ impl CallRecord {
                 status = crate::metrics::code_name(usize::try_from(code).unwrap_or(2)),
                 duration_ms = duration.as_secs_f64() * 1000.0,
                 user = %Shown(self.user),
-                upstream = self.upstream.as_ref().map(|endpoint| endpoint.authority.as_str()).unwrap_or(""),
+                upstream = self.upstream.name(),
                 peer = %Shown(self.peer),
                 request_id = self.request_id.to_str().unwrap_or(""),
                 "request"
@@ -264,7 +284,7 @@ where
         peer,
         request_id,
         user: None,
-        upstream: None,
+        upstream: Upstream::None,
     };
 
     let is_grpc = request
@@ -475,7 +495,10 @@ where
         if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
             return Err(deadline_exceeded());
         }
-        forward(&state, cluster, parts, body).await
+        match &cluster.in_process {
+            Some(services) => forward_in_process(services, parts, body).await,
+            None => forward(&state, cluster, parts, body).await,
+        }
     };
     let outcome = match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline.into(), exchange)
@@ -483,13 +506,27 @@ where
             .unwrap_or_else(|_| Err(deadline_exceeded())),
         None => exchange.await,
     };
-    let (response, outstanding) = match outcome {
-        Ok(forwarded) => forwarded,
+    let (head, answer) = match outcome {
+        Ok(Forwarded::Network(response, outstanding)) => {
+            record.upstream = Upstream::Endpoint(outstanding.endpoint().clone());
+            let (head, stream) = response.into_parts();
+            (
+                head,
+                Answer::Network {
+                    stream,
+                    data_done: false,
+                    _outstanding: outstanding,
+                },
+            )
+        }
+        Ok(Forwarded::InProcess(response)) => {
+            record.upstream = Upstream::InProcess;
+            let (head, body) = response.into_parts();
+            (head, Answer::InProcess(body))
+        }
         Err(status) => return reject(record, status),
     };
-    record.upstream = Some(outstanding.endpoint().clone());
-
-    let (mut head, incoming) = response.into_parts();
+    let mut head = head;
     head.headers.insert(REQUEST_ID, record.request_id.clone());
     let header_code = grpc_status(&head.headers);
     // A stream holds its concurrency slot only until it is established:
@@ -502,20 +539,18 @@ where
     // A trailers-only answer (every error) is complete already: HTTP/2 may
     // never poll its empty body, so record it now.
     let record = match header_code {
-        Some(code) if incoming.is_end_stream() => {
+        Some(code) if answer.is_end_stream() => {
             record.finish(code);
             None
         }
         _ => Some(record),
     };
     let body = ObservedBody {
-        inner: incoming,
-        data_done: false,
+        inner: answer,
         finished: false,
         record,
         header_code,
         _slot: slot,
-        _outstanding: outstanding,
     };
     Response::from_parts(head, ResponseBody::Proxied(body))
 }
@@ -570,7 +605,41 @@ enum RequestBody<B> {
     Streaming(Option<B>),
 }
 
-type Forwarded = (Response<h2::RecvStream>, Outstanding);
+/// An upstream's answer, before its body is streamed back.
+enum Forwarded {
+    Network(Response<h2::RecvStream>, Outstanding),
+    InProcess(Response<tonic::body::Body>),
+}
+
+/// Calls the cluster's services in this process. What reaches them is what
+/// an endpoint would have received (the scrubbed headers, identity,
+/// deadline), only not over a socket.
+async fn forward_in_process<B>(
+    services: &Transport,
+    parts: http::request::Parts,
+    body: RequestBody<B>,
+) -> Result<Forwarded, Status>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let body = match body {
+        RequestBody::Buffered(bytes) => tonic::body::Body::new(http_body_util::Full::new(bytes)),
+        RequestBody::Streaming(Some(streaming)) => tonic::body::Body::new(streaming),
+        RequestBody::Streaming(None) => return Err(upstream_unavailable()),
+    };
+    match services
+        .clone()
+        .oneshot(Request::from_parts(parts, body))
+        .await
+    {
+        Ok(response) => Ok(Forwarded::InProcess(response)),
+        Err(error) => {
+            tracing::debug!(%error, "in-process call failed");
+            Err(upstream_unavailable())
+        }
+    }
+}
 
 fn upstream_unavailable() -> Status {
     status_with(
@@ -674,7 +743,7 @@ where
             },
         }
         match response.await {
-            Ok(response) => return Ok((response, outstanding)),
+            Ok(response) => return Ok(Forwarded::Network(response, outstanding)),
             Err(error) => {
                 tracing::debug!(endpoint = %endpoint.authority, %error, "upstream request failed");
                 let resendable = matches!(body, RequestBody::Buffered(_));
@@ -809,14 +878,31 @@ impl Body for ResponseBody {
 /// reset, and finishes the call record when the body ends or the client
 /// goes away.
 pub struct ObservedBody {
-    inner: h2::RecvStream,
-    data_done: bool,
+    inner: Answer,
     /// Set once the last frame (trailers, or the closing `UNAVAILABLE`) went out.
     finished: bool,
     record: Option<CallRecord>,
     header_code: Option<i32>,
     _slot: Option<ClusterSlot>,
-    _outstanding: Outstanding,
+}
+
+/// The body an upstream answers with.
+enum Answer {
+    Network {
+        stream: h2::RecvStream,
+        data_done: bool,
+        _outstanding: Outstanding,
+    },
+    InProcess(tonic::body::Body),
+}
+
+impl Answer {
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Network { stream, .. } => stream.is_end_stream(),
+            Self::InProcess(body) => body.is_end_stream(),
+        }
+    }
 }
 
 impl Drop for ObservedBody {
@@ -832,43 +918,62 @@ impl ObservedBody {
         if self.finished {
             return Poll::Ready(None);
         }
-        if !self.data_done {
-            match self.inner.poll_data(cx) {
+        let trailers = match &mut self.inner {
+            Answer::Network {
+                stream, data_done, ..
+            } => {
+                if !*data_done {
+                    match stream.poll_data(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(Some(Ok(data))) => {
+                            let _ = stream.flow_control().release_capacity(data.len());
+                            return Poll::Ready(Some(Frame::data(data)));
+                        }
+                        Poll::Ready(Some(Err(error))) => {
+                            tracing::debug!(%error, "upstream response broke off");
+                            return Poll::Ready(Some(self.break_off()));
+                        }
+                        Poll::Ready(None) => *data_done = true,
+                    }
+                }
+                match stream.poll_trailers(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(trailers)) => trailers,
+                    Poll::Ready(Err(error)) => {
+                        tracing::debug!(%error, "upstream response broke off");
+                        return Poll::Ready(Some(self.break_off()));
+                    }
+                }
+            }
+            Answer::InProcess(body) => match Pin::new(body).poll_frame(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(data))) => {
-                    let _ = self.inner.flow_control().release_capacity(data.len());
-                    return Poll::Ready(Some(Frame::data(data)));
+                Poll::Ready(Some(Ok(frame))) => match frame.into_trailers() {
+                    Ok(trailers) => Some(trailers),
+                    Err(frame) => return Poll::Ready(Some(frame)),
+                },
+                Poll::Ready(Some(Err(status))) => {
+                    tracing::debug!(%status, "in-process response broke off");
+                    return Poll::Ready(Some(self.break_off()));
                 }
-                Poll::Ready(Some(Err(error))) => return Poll::Ready(Some(self.break_off(&error))),
-                Poll::Ready(None) => self.data_done = true,
-            }
+                Poll::Ready(None) => None,
+            },
+        };
+        let code = match &trailers {
+            Some(trailers) => grpc_status(trailers).unwrap_or(Code::Unknown as i32),
+            None => self.header_code.unwrap_or(Code::Unknown as i32),
+        };
+        if let Some(record) = self.record.take() {
+            record.finish(code);
         }
-        match self.inner.poll_trailers(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(Some(trailers))) => {
-                let code = grpc_status(&trailers).unwrap_or(Code::Unknown as i32);
-                if let Some(record) = self.record.take() {
-                    record.finish(code);
-                }
-                self.finished = true;
-                Poll::Ready(Some(Frame::trailers(trailers)))
-            }
-            Poll::Ready(Ok(None)) => {
-                if let Some(record) = self.record.take() {
-                    record.finish(self.header_code.unwrap_or(Code::Unknown as i32));
-                }
-                self.finished = true;
-                Poll::Ready(None)
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Some(self.break_off(&error))),
-        }
+        self.finished = true;
+        Poll::Ready(trailers.map(Frame::trailers))
     }
 
-    /// The upstream stream broke: the client gets `UNAVAILABLE` trailers.
-    fn break_off(&mut self, error: &h2::Error) -> Frame<Bytes> {
-        tracing::debug!(%error, "upstream response broke off");
+    /// The upstream's answer broke off: the client gets `UNAVAILABLE`
+    /// trailers.
+    fn break_off(&mut self) -> Frame<Bytes> {
         if let Some(record) = self.record.take() {
-            if let Some(endpoint) = &record.upstream {
+            if let Upstream::Endpoint(endpoint) = &record.upstream {
                 endpoint.report_transport_failure();
             }
             record.finish(Code::Unavailable as i32);

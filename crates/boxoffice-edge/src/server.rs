@@ -22,6 +22,7 @@ use anyhow::Context as _;
 use boxoffice_accounts::TokenConfig;
 use boxoffice_accounts::token::TokenVerifier;
 use boxoffice_runtime::Shutdown;
+use boxoffice_runtime::transport::Transport;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -127,6 +128,30 @@ fn cors_layer(origins: &[String]) -> CorsLayer {
 impl Edge {
     /// Validates routes against the contracts and binds both listeners.
     pub async fn bind(config: EdgeConfig, tokens: &TokenConfig) -> anyhow::Result<Self> {
+        Self::bind_serving(config, tokens, None).await
+    }
+
+    /// An edge in the same process as the services it routes to (`boxoffice
+    /// up`): every call goes straight into `services` (the process's own
+    /// gRPC services, see [`GrpcServer::in_process`]) instead of over a
+    /// loopback connection, saving an HTTP/2 hop each way. Everything else
+    /// (auth, limits, deadlines, metrics, access log) is as over the
+    /// network, and the configured endpoints are still health-checked.
+    ///
+    /// [`GrpcServer::in_process`]: boxoffice_runtime::server::GrpcServer::in_process
+    pub async fn bind_in_process(
+        config: EdgeConfig,
+        tokens: &TokenConfig,
+        services: Transport,
+    ) -> anyhow::Result<Self> {
+        Self::bind_serving(config, tokens, Some(services)).await
+    }
+
+    async fn bind_serving(
+        config: EdgeConfig,
+        tokens: &TokenConfig,
+        services: Option<Transport>,
+    ) -> anyhow::Result<Self> {
         let cluster_names: Vec<String> = config.clusters.keys().cloned().collect();
         let cluster_index: HashMap<String, usize> = cluster_names
             .iter()
@@ -137,11 +162,9 @@ impl Edge {
             .clusters
             .iter()
             .map(|(name, cluster)| {
-                Arc::new(Cluster::new(
-                    name,
-                    cluster,
-                    config.max_concurrent_per_upstream,
-                ))
+                let mut cluster = Cluster::new(name, cluster, config.max_concurrent_per_upstream);
+                cluster.in_process = services.clone();
+                Arc::new(cluster)
             })
             .collect();
         let routes = RouteTable::compile(
@@ -150,7 +173,7 @@ impl Edge {
             &cluster_index,
         )?;
         for (service, cluster) in routes.routed_services() {
-            if clusters[cluster].endpoints.is_empty() {
+            if clusters[cluster].endpoints.is_empty() && clusters[cluster].in_process.is_none() {
                 tracing::warn!(%service, cluster = %clusters[cluster].name, "no upstream endpoints; calls will be UNAVAILABLE");
             }
         }

@@ -27,6 +27,7 @@ use tonic_health::pb::health_client::HealthClient;
 
 use crate::config::ClusterConfig;
 use boxoffice_runtime::Shutdown;
+use boxoffice_runtime::transport::Transport;
 
 /// Opening a new connection beats queueing behind a busy one past this
 /// (servers usually allow 100–200 concurrent streams per connection).
@@ -280,6 +281,11 @@ impl Endpoint {
 pub struct Cluster {
     pub name: String,
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// The cluster's services running in this very process (`boxoffice
+    /// up`): calls go straight into them instead of over HTTP/2 to an
+    /// endpoint. The endpoints are still watched, so the edge's health
+    /// follows theirs.
+    pub in_process: Option<Transport>,
     pub health_service: String,
     pub max_concurrent: usize,
     in_flight: AtomicUsize,
@@ -315,6 +321,7 @@ impl Cluster {
                 })
                 .collect(),
             health_service: config.health_service.clone(),
+            in_process: None,
             max_concurrent: config
                 .max_concurrent_requests
                 .unwrap_or(default_max_concurrent),

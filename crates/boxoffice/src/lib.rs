@@ -1,7 +1,10 @@
 //! The whole boxoffice in one process, as `boxoffice up` runs it: every
-//! service on an internal loopback listener and the edge in front, exactly as
-//! in production. The binary, the load generator and end-to-end tests all
-//! start it through [`System::start`], so what is measured is what runs.
+//! service on an internal loopback listener and the edge in front, as in
+//! production, except that calls between parts of this process (the edge's
+//! to every service, checkout's to inventory and catalog) go straight into
+//! the callee's gRPC service rather than through the loopback socket. The
+//! binary, the load generator and end-to-end tests all start it through
+//! [`System::start`], so what is measured is what runs.
 
 use std::net::SocketAddr;
 
@@ -96,9 +99,12 @@ impl System {
             }
             accounts.ensure_demo_users().await?;
         }
+        // The edge, too, calls the services in this process directly; the
+        // internal listener stays for its health checks (and anything else
+        // that dials it).
         let mut edge_config = options.edge.with_upstream_everywhere(internal_addr);
         edge_config.shutdown_grace = config.shutdown_grace;
-        let edge = Edge::bind(edge_config, &options.tokens).await?;
+        let edge = Edge::bind_in_process(edge_config, &options.tokens, server.in_process()).await?;
         let edge_addr = edge.local_addr();
         let edge_admin_addr = edge.admin_addr();
         let internal =

@@ -16,13 +16,28 @@ use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClie
 use boxoffice_edge::{Edge, EdgeConfig, EdgeHandle};
 use boxoffice_runtime::Shutdown;
 use boxoffice_runtime::server::GrpcServer;
+use boxoffice_runtime::transport::Transport;
 use tonic::transport::Channel;
 
 use crate::harness::{RunningServer, TestDb, test_config};
 
+/// How the edge reaches the services: over the network (as `serve edge`
+/// in front of other processes), or straight into them in its own process
+/// (as `boxoffice up`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reach {
+    Network,
+    InProcess,
+}
+
+/// Both ways, for tests that hold for either.
+pub const BOTH_WAYS: [Reach; 2] = [Reach::Network, Reach::InProcess];
+
 /// The catalog and accounts on one internal server.
 pub struct Upstream {
     pub server: RunningServer,
+    /// The same services, for an edge in this process to call directly.
+    pub services: Transport,
     pub accounts: AccountsComponent,
     /// Held so the catalog's cache listener lives as long as the world.
     #[allow(dead_code)]
@@ -44,9 +59,11 @@ pub async fn start_upstream(db: &TestDb, tokens: &TokenConfig) -> Upstream {
         .expect("starting accounts");
     accounts.register(&mut server);
     let addr = server.local_addr();
+    let services = server.in_process();
     tokio::spawn(server.run_until_stopped(shutdown.clone(), Duration::from_secs(1)));
     Upstream {
         server: RunningServer { addr, shutdown },
+        services,
         accounts,
         catalog,
     }
@@ -79,7 +96,20 @@ pub fn edge_config(upstreams: &[SocketAddr]) -> EdgeConfig {
 }
 
 pub async fn start_edge(config: EdgeConfig, tokens: &TokenConfig) -> RunningEdge {
-    let edge = Edge::bind(config, tokens).await.expect("binding the edge");
+    start_edge_reaching(config, tokens, None).await
+}
+
+/// An edge that calls `services` in this process, when given.
+pub async fn start_edge_reaching(
+    config: EdgeConfig,
+    tokens: &TokenConfig,
+    services: Option<Transport>,
+) -> RunningEdge {
+    let edge = match services {
+        Some(services) => Edge::bind_in_process(config, tokens, services).await,
+        None => Edge::bind(config, tokens).await,
+    }
+    .expect("binding the edge");
     let shutdown = Shutdown::new();
     let running = RunningEdge {
         addr: edge.local_addr(),
@@ -108,12 +138,18 @@ impl EdgeWorld {
 
     /// A world whose edge configuration `adjust` may change first.
     pub async fn with(adjust: impl FnOnce(&mut EdgeConfig)) -> Self {
+        Self::reaching(Reach::Network, adjust).await
+    }
+
+    /// A world whose edge reaches the services as `reach` says.
+    pub async fn reaching(reach: Reach, adjust: impl FnOnce(&mut EdgeConfig)) -> Self {
         let db = TestDb::new().await;
         let tokens = TokenConfig::ephemeral();
         let upstream = start_upstream(&db, &tokens).await;
         let mut config = edge_config(&[upstream.server.addr]);
         adjust(&mut config);
-        let edge = start_edge(config, &tokens).await;
+        let services = (reach == Reach::InProcess).then(|| upstream.services.clone());
+        let edge = start_edge_reaching(config, &tokens, services).await;
         let channel = connect(edge.addr).await;
         Self {
             edge,

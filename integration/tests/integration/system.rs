@@ -2,7 +2,8 @@
 //! internal server, checkout reaching inventory and the catalog in process,
 //! the edge in front), used only through the edge, the way its users do:
 //! the demo admin puts an event on sale, a new customer registers, logs in,
-//! holds, books, pays, finds the booking in their list and cancels it.
+//! watches the seat map, holds, books, pays, finds the booking in their list
+//! and cancels it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -186,6 +187,28 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         .expect("registering through the edge");
     let buyer = login(&mut accounts, &email, "correct horse battery").await;
 
+    // The live seat map, streamed through the edge as a browser watches it.
+    let mut watch = inventory
+        .watch_availability(inventory_pb::WatchAvailabilityRequest {
+            event_id: event.id.clone(),
+            cursor: String::new(),
+        })
+        .await
+        .expect("watching availability through the edge")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("the watch's first update in time")
+        .expect("a well-formed update")
+        .expect("an open stream");
+    assert!(
+        matches!(
+            first.update,
+            Some(inventory_pb::availability_update::Update::Snapshot(_))
+        ),
+        "a watch starts with a snapshot: {first:?}"
+    );
+
     // Hold the best two, book, pay.
     let hold = inventory
         .hold_seats(with_token(
@@ -205,6 +228,24 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         .expect("holding two places")
         .into_inner();
     assert_eq!(hold.seats.len(), 2);
+    let held: Vec<u32> = hold.seats.iter().map(|seat| seat.seat_index).collect();
+    let change = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let update = watch
+                .message()
+                .await
+                .expect("a well-formed update")
+                .expect("the stream stays open");
+            if let Some(inventory_pb::availability_update::Update::Change(change)) = update.update {
+                return change;
+            }
+        }
+    })
+    .await
+    .expect("the hold streamed to the watcher in time");
+    assert_eq!(change.kind, inventory_pb::ChangeKind::Held as i32);
+    assert_eq!(change.seat_indexes, held, "the watcher sees the seats held");
+    drop(watch);
     let mut checkout = CheckoutServiceClient::new(edge.clone());
     let booking = checkout
         .create_booking(with_token(
