@@ -279,6 +279,8 @@ async fn main() -> anyhow::Result<()> {
     let via_edge = std::env::var("BOXOFFICE_BENCH_VIA").map_or(true, |via| via != "internal");
 
     let bench = BenchSystem::start().await?;
+    eprintln!("waiting for start-up work (the demo data's tickets) to finish ...");
+    bench.settle(Duration::from_secs(600)).await?;
     let result = run(&bench, &levels, per_level, pgbench_secs, via_edge).await;
     bench.stop().await?;
     result
@@ -352,6 +354,7 @@ async fn run(
         }
         while warmers.join_next().await.is_some() {}
         bench.analyze().await?;
+        bench.checkpoint().await?;
 
         let queue = Arc::new(measured.to_vec());
         let clients: Arc<Vec<CheckoutServiceClient<Channel>>> = Arc::new(

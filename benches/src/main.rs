@@ -378,7 +378,8 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
     let rush_event = world.stadium_event("Rush Hour").await?;
     // Start measuring once start-up work (indexing the demo data, making
     // tickets) is done, so the first scenarios do not pay for it.
-    settle().await;
+    world.bench.settle(Duration::from_secs(600)).await?;
+    world.bench.checkpoint().await?;
 
     let mut recordings: Vec<Recording> = Vec::new();
     let mut checks: Vec<Check> = Vec::new();
@@ -945,7 +946,7 @@ fn resident_kib() -> u64 {
 async fn soak(minutes: u64, concurrency: usize) -> anyhow::Result<()> {
     let world = world().await?;
     let event = world.stadium_event("Soak Night").await?;
-    settle().await;
+    world.bench.settle(Duration::from_secs(600)).await?;
     let direct = channels(world.bench.system.internal_addr, 4).await?;
     let users: Arc<Vec<Uuid>> = world.users.clone();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -1051,27 +1052,6 @@ async fn soak(minutes: u64, concurrency: usize) -> anyhow::Result<()> {
     anyhow::ensure!(flat, "memory grew during the soak");
     anyhow::ensure!(errors == 0, "{errors} requests failed during the soak");
     Ok(())
-}
-
-/// Waits (at most a minute) until this process has used less than a fifth
-/// of one core for a whole second.
-async fn settle() {
-    fn cpu_ticks() -> Option<u64> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
-        Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
-    }
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(60) {
-        let Some(before) = cpu_ticks() else { return };
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let Some(after) = cpu_ticks() else { return };
-        // Clock ticks are 1/100 s on Linux.
-        if after.saturating_sub(before) < 20 {
-            return;
-        }
-    }
-    eprintln!("the system did not settle within a minute; measuring anyway");
 }
 
 /// `count` pending bookings of two seats each at `event_id`, made straight

@@ -175,6 +175,65 @@ impl BenchSystem {
             .context("analyzing the benchmark database")
     }
 
+    /// Waits until start-up work is done, so a measured window pays only for
+    /// its own work: inventory has turned every catalog change into tickets
+    /// (the demo data alone is about three million rows, minutes of
+    /// PostgreSQL's time), and then the whole machine (the search indexer,
+    /// autovacuum behind the inserts) has been quiet for a second. Gives up
+    /// waiting after `limit`, saying so.
+    pub async fn settle(&self, limit: std::time::Duration) -> anyhow::Result<()> {
+        let started = std::time::Instant::now();
+        let client = self.system.pool.get().await?;
+        loop {
+            let caught_up: bool = client
+                .query_one(
+                    "SELECT coalesce((SELECT max(id) FROM catalog.outbox), 0)
+                         <= coalesce((SELECT last_id FROM inventory.feed_cursors WHERE name = 'catalog.outbox'), 0)",
+                    &[],
+                )
+                .await
+                .context("comparing inventory's feed with the catalog outbox")?
+                .get(0);
+            if caught_up {
+                break;
+            }
+            if started.elapsed() > limit {
+                eprintln!(
+                    "inventory had not caught up with the catalog after {limit:?}; measuring anyway"
+                );
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        drop(client);
+        while started.elapsed() < limit {
+            let before = crate::cpu::busy();
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            match crate::cpu::ms_per_operation(before, crate::cpu::busy(), 1) {
+                // Under a fifth of one core over the last second.
+                Some(busy_ms) if busy_ms < 200.0 => return Ok(()),
+                None => return Ok(()),
+                Some(_) => {}
+            }
+        }
+        eprintln!("the machine did not quiet down within {limit:?}; measuring anyway");
+        Ok(())
+    }
+
+    /// Writes every dirty page now (`CHECKPOINT`), so the next measured
+    /// window does not pay for a checkpoint, and the full-page images after
+    /// it, that earlier work made due. Each measurement, pgbench's
+    /// included, starts from one.
+    pub async fn checkpoint(&self) -> anyhow::Result<()> {
+        self.system
+            .pool
+            .get()
+            .await?
+            .batch_execute("CHECKPOINT")
+            .await
+            .context("checkpointing the benchmark database")
+    }
+
     /// Stops everything, drops the database and deletes the Redis keys.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.shutdown.trigger();
