@@ -9,7 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use uuid::Uuid;
 
-use crate::checkout::{CheckoutWorld, booking_id, confirm};
+use crate::checkout::{CheckoutWorld, booking_id, cancel, confirm};
 use crate::harness::{customer, eventually};
 
 /// The development secret the test world runs with.
@@ -113,6 +113,11 @@ async fn paid_booking(world: &CheckoutWorld) -> Uuid {
     )
     .await
     .unwrap();
+    payment_of(world, booking_id(&paid)).await
+}
+
+/// The payment that paid for a booking.
+async fn payment_of(world: &CheckoutWorld, booking: Uuid) -> Uuid {
     world
         .world
         .db
@@ -120,7 +125,7 @@ async fn paid_booking(world: &CheckoutWorld) -> Uuid {
         .await
         .query_one(
             "SELECT payment_id FROM checkout.bookings WHERE id = $1",
-            &[&booking_id(&paid)],
+            &[&booking],
         )
         .await
         .unwrap()
@@ -130,27 +135,39 @@ async fn paid_booking(world: &CheckoutWorld) -> Uuid {
 #[tokio::test]
 async fn the_providers_deliveries_arrive() {
     let world = CheckoutWorld::new().await;
-    let payment_id = paid_booking(&world).await;
-    // The capture's event, delivered once or twice (checkout does not
-    // subscribe to authorizations): the payment ends knowing it was
-    // captured, from one event.
-    eventually(Duration::from_secs(10), "the capture webhook", || async {
-        (provider_state(&world, payment_id).await.as_deref() == Some("captured")).then_some(())
+    let alice = customer();
+    let (_, booking) = world.booking_for(&alice, &[0]).await;
+    let mut client = world.client.clone();
+    let paid = confirm(&mut client, &alice, &booking.name, "tok_visa", "k")
+        .await
+        .unwrap();
+    let payment_id = payment_of(&world, booking_id(&paid)).await;
+    // Cancelled well before the event: refunded, which checkout subscribes
+    // to (the authorization and the capture it made itself it does not).
+    cancel(&mut client, &alice, &paid.name).await.unwrap();
+    eventually(Duration::from_secs(10), "the refund webhook", || async {
+        (provider_state(&world, payment_id).await.as_deref() == Some("refunded")).then_some(())
     })
     .await;
-    let events: i64 = world
+    let kinds: Vec<String> = world
         .world
         .db
         .client()
         .await
-        .query_one(
-            "SELECT count(DISTINCT event_id) FROM checkout.webhook_events WHERE payment_id = $1",
+        .query(
+            "SELECT DISTINCT kind FROM checkout.webhook_events WHERE payment_id = $1",
             &[&payment_id],
         )
         .await
         .unwrap()
-        .get(0);
-    assert_eq!(events, 1, "only the capture's event is delivered");
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(
+        kinds,
+        ["payment.refunded"],
+        "only the refund's event is delivered (once or twice, recorded once)"
+    );
 }
 
 #[tokio::test]
