@@ -10,11 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use boxoffice_runtime::Caller;
-use boxoffice_runtime::batch::Batcher;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::commit::{CommitAnswer, CommitRequest, commit_batch};
+use crate::commit::{CommitAnswer, CommitRequest, CommitStages};
 use crate::config::InventoryConfig;
 use crate::domain::admission::{AdmissionClaim, AdmissionSigner};
 use crate::domain::{
@@ -65,8 +64,8 @@ pub struct Committed {
 pub struct Inventory {
     tickets: TicketStore,
     holds: Arc<HoldStore>,
-    /// CommitHold's batch writer, started on first use.
-    commits: OnceLock<Batcher<CommitRequest, CommitAnswer>>,
+    /// CommitHold's batched stages, started on first use.
+    commits: OnceLock<CommitStages>,
     rooms: WaitingRoomStore,
     admission: AdmissionSigner,
     config: InventoryConfig,
@@ -466,25 +465,18 @@ impl Inventory {
         require_service(caller)?;
         let answer = self
             .commits
-            .get_or_init(|| {
-                let (holds, tickets, margin) = (
-                    self.holds.clone(),
-                    self.tickets.clone(),
-                    self.config.commit_margin,
-                );
-                Batcher::spawn(move |requests| {
-                    let (holds, tickets) = (holds.clone(), tickets.clone());
-                    async move { commit_batch(&holds, &tickets, margin, requests).await }
-                })
-            })
-            .submit(CommitRequest {
-                hold,
-                booking_id,
-                sale_id,
-                owner,
-            })
-            .await
-            .map_err(InventoryError::Unavailable)?;
+            .get_or_init(|| CommitStages::start(self.holds.clone()))
+            .commit(
+                &self.tickets,
+                self.config.commit_margin,
+                CommitRequest {
+                    hold,
+                    booking_id,
+                    sale_id,
+                    owner,
+                },
+            )
+            .await;
         let (record, outcome) = match answer {
             CommitAnswer::NoRecord => {
                 return self

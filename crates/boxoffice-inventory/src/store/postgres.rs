@@ -215,18 +215,6 @@ impl TicketStore {
             .map_err(InventoryError::Unavailable)?
     }
 
-    /// Sells `sales`, which arrived together, as [`commit`](Self::commit)
-    /// sells those it gathers: one statement for as many as can share it.
-    /// For a caller that batches commits itself (the service's CommitHold
-    /// batch, which also reads and marks the holds in Redis together).
-    pub(crate) async fn sell(&self, sales: Vec<Sale>) -> Vec<Result<CommitOutcome>> {
-        sell_batch(self.pool.clone(), sales)
-            .await
-            .into_iter()
-            .map(|answer| answer.unwrap_or_else(|error| Err(InventoryError::Unavailable(error))))
-            .collect()
-    }
-
     /// Seats this hold already sold to this booking (idempotent retries
     /// after Redis forgot the hold).
     pub async fn committed_seats(

@@ -161,12 +161,13 @@ pub enum RebuildMode {
 }
 
 /// A hold PostgreSQL has just sold, for [`HoldStore::mark_holds_sold`].
-#[derive(Clone, Copy, Debug)]
-pub struct SoldHold<'a> {
+#[derive(Clone, Debug)]
+pub struct SoldHold {
+    pub event_id: Uuid,
     pub hold_id: Uuid,
     pub booking_id: Uuid,
     pub sale_id: Option<Uuid>,
-    pub seats: &'a [u32],
+    pub seats: Vec<u32>,
 }
 
 /// The JSON record `hold.lua` writes.
@@ -459,11 +460,7 @@ impl HoldStore {
 
     /// Mirrors PostgreSQL's commits of several holds of one event, in one
     /// round trip.
-    pub async fn mark_holds_sold(
-        &self,
-        event_id: Uuid,
-        sold: &[SoldHold<'_>],
-    ) -> anyhow::Result<()> {
+    pub async fn mark_holds_sold(&self, event_id: Uuid, sold: &[&SoldHold]) -> anyhow::Result<()> {
         if sold.is_empty() {
             return Ok(());
         }
