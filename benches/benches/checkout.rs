@@ -1,7 +1,8 @@
 //! ConfirmBooking alone, over gRPC through the real system
 //! ([`boxoffice::System`], edge in front, as `boxoffice up` runs it), next to
 //! `pgbench` running the same kind of sale statement (synchronous commit on)
-//! in the same process run, with the ratio printed. Target: ≥ 0.5× the
+//! in the same process run, before and after the confirmations, with the
+//! ratio to the mean of the two printed. Target: ≥ 0.5× the
 //! pgbench rate, p99 ≤ 25 ms.
 //!
 //! Holds and pending bookings are made before the timed part (2 seats each,
@@ -11,8 +12,8 @@
 //!
 //! `cargo bench -p boxoffice-benches --bench checkout` (PostgreSQL and Redis
 //! on 127.0.0.1). Knobs: `BOXOFFICE_BENCH_CONCURRENCY` (comma-separated
-//! levels, default `8,16,32`), `BOXOFFICE_BENCH_BOOKINGS` (measured
-//! confirmations per level, default 6000), `BOXOFFICE_BENCH_VIA` (`edge`,
+//! levels, default `16,32,64,96,128`), `BOXOFFICE_BENCH_BOOKINGS` (measured
+//! confirmations per level, default 20000, about three seconds' worth), `BOXOFFICE_BENCH_VIA` (`edge`,
 //! the default, or `internal` to skip the gateway), and
 //! `BOXOFFICE_BENCH_PGBENCH_SECS` (default 10).
 
@@ -51,14 +52,15 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 fn concurrency_levels() -> Vec<usize> {
-    let raw = std::env::var("BOXOFFICE_BENCH_CONCURRENCY").unwrap_or_else(|_| "8,16,32".into());
+    let raw =
+        std::env::var("BOXOFFICE_BENCH_CONCURRENCY").unwrap_or_else(|_| "16,32,64,96,128".into());
     let levels: Vec<usize> = raw
         .split(',')
         .filter_map(|level| level.trim().parse().ok())
         .filter(|level| *level > 0)
         .collect();
     if levels.is_empty() {
-        vec![8, 16, 32]
+        vec![16, 32, 64, 96, 128]
     } else {
         levels
     }
@@ -274,7 +276,12 @@ fn confirm_request(
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let levels = concurrency_levels();
-    let per_level = env_number("BOXOFFICE_BENCH_BOOKINGS", 6_000);
+    let per_level = env_number("BOXOFFICE_BENCH_BOOKINGS", 20_000);
+    // A level's bookings are places of one venue section (at most 120,000).
+    anyhow::ensure!(
+        per_level <= 50_000,
+        "BOXOFFICE_BENCH_BOOKINGS is at most 50000 (one event's section per level)"
+    );
     let pgbench_secs = env_number("BOXOFFICE_BENCH_PGBENCH_SECS", 10) as u64;
     let via_edge = std::env::var("BOXOFFICE_BENCH_VIA").map_or(true, |via| via != "internal");
 
@@ -316,19 +323,35 @@ async fn run(
         .iter()
         .map(|concurrency| WARMUP_CONFIRMATIONS + per_level + concurrency)
         .collect();
-    let total: usize = batches.iter().sum();
     let admin_token = bench.token(Uuid::new_v4(), &["admin"])?;
-    let (event_id, section_id) = event_on_sale(
-        edge[0].clone(),
-        &admin_token,
-        total as u32 * SEATS_PER_BOOKING,
-    )
-    .await?;
+
+    // pgbench runs before and after the confirmations and they are compared
+    // with the mean: a shared machine's speed drifts by a tenth or more
+    // between one minute and the next.
+    let pgbench_clients = 16;
+    let pgbench = || {
+        eprintln!("baseline: pgbench running the sale statement for {pgbench_secs} s ...");
+        baselines::pgbench_sale(
+            &bench.database,
+            400_000,
+            pgbench_clients,
+            Duration::from_secs(pgbench_secs),
+        )
+    };
+    let pg_before = pgbench()?;
 
     let mut results = Vec::new();
     for (&concurrency, &count) in levels.iter().zip(&batches) {
         eprintln!("preparing {count} pending bookings for {concurrency} in flight ...");
         let prepared = Instant::now();
+        // An event of its own per level: the same table sizes for every
+        // level, within a venue section's size limit.
+        let (event_id, section_id) = event_on_sale(
+            edge[0].clone(),
+            &admin_token,
+            count as u32 * SEATS_PER_BOOKING,
+        )
+        .await?;
         let bookings = prepare_bookings(&edge, &by_edge, &event_id, &section_id, count).await?;
         eprintln!("  prepared in {:.1} s", prepared.elapsed().as_secs_f64());
         let (warmup, measured) = bookings.split_at(WARMUP_CONFIRMATIONS.min(bookings.len()));
@@ -415,14 +438,8 @@ async fn run(
         .await?
         .get(0);
 
-    eprintln!("baseline: pgbench running the sale statement for {pgbench_secs} s ...");
-    let pgbench_clients = 16;
-    let pg = baselines::pgbench_sale(
-        &bench.database,
-        400_000,
-        pgbench_clients,
-        Duration::from_secs(pgbench_secs),
-    )?;
+    let pg_after = pgbench()?;
+    let pg = baselines::BaselineResult::mean(&pg_before, &pg_after);
 
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -459,17 +476,19 @@ async fn run(
             println!("    errors: {:?}", summary.errors);
         }
     }
-    println!(
-        "  {:<40} {:>9.0} {:>8.2} {:>8} {:>8} {:>7} {:>8} {:>10}",
-        format!("pgbench: 2-seat sale, {pgbench_clients} clients"),
-        pg.per_second,
-        pg.p50_ms,
-        "-",
-        "-",
-        0,
-        "1.00",
-        cpu_cell(pg.cpu_ms_per_op)
-    );
+    for (when, run) in [("before", &pg_before), ("after", &pg_after), ("mean", &pg)] {
+        println!(
+            "  {:<40} {:>9.0} {:>8.2} {:>8} {:>8} {:>7} {:>8} {:>10}",
+            format!("pgbench: 2-seat sale, {pgbench_clients} clients, {when}"),
+            run.per_second,
+            run.p50_ms,
+            "-",
+            "-",
+            0,
+            format!("{:.2}", run.per_second / pg.per_second),
+            cpu_cell(run.cpu_ms_per_op)
+        );
+    }
     // CPU per operation drifts less than throughput on a shared machine:
     // how many pgbench sales one confirmation costs, all processes counted.
     if let (Some(sale_ms), Some(confirm_ms)) = (

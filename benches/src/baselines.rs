@@ -21,6 +21,22 @@ pub struct BaselineResult {
     pub cpu_ms_per_op: Option<f64>,
 }
 
+impl BaselineResult {
+    /// The mean of two runs of one baseline (say, one before and one after
+    /// the scenarios it is compared with).
+    pub fn mean(first: &Self, second: &Self) -> Self {
+        Self {
+            per_second: (first.per_second + second.per_second) / 2.0,
+            p50_ms: (first.p50_ms + second.p50_ms) / 2.0,
+            p99_ms: (first.p99_ms + second.p99_ms) / 2.0,
+            cpu_ms_per_op: first
+                .cpu_ms_per_op
+                .zip(second.cpu_ms_per_op)
+                .map(|(a, b)| (a + b) / 2.0),
+        }
+    }
+}
+
 fn redis_cli(redis_url: &str, args: &[&str]) -> anyhow::Result<String> {
     let output = Command::new("redis-cli")
         .arg("-u")
@@ -244,6 +260,20 @@ pub fn pgbench_sale(
         .context("running pgbench")?;
     let busy_after = crate::cpu::busy();
     let _ = std::fs::remove_file(&path);
+    // Clean up after itself now, so autovacuum does not do it during
+    // whatever is measured next.
+    let _ = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-qc",
+            "VACUUM inventory.tickets",
+        ])
+        .status();
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(
         output.status.success(),
