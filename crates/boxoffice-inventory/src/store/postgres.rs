@@ -420,7 +420,7 @@ async fn sell_together(pool: &Pool, sales: &[&Sale]) -> Result<Vec<CommitOutcome
                       WITH ORDINALITY AS u(event_id, hold_id, booking_id, sale_id, deadline, item)
              ),
              wanted AS (
-                 SELECT w.item, i.event_id, w.seat_index
+                 SELECT w.item, i.event_id, w.seat_index, i.booking_id, i.hold_id, i.sale_id
                  FROM unnest((SELECT $6::int4[]), (SELECT $7::int4[])) AS w(item, seat_index)
                  JOIN items i ON i.item = w.item
              ),
@@ -454,17 +454,17 @@ async fn sell_together(pool: &Pool, sales: &[&Sale]) -> Result<Vec<CommitOutcome
              ),
              sold AS (
                  UPDATE inventory.tickets t
-                 SET status = 'sold', booking_id = i.booking_id, hold_id = i.hold_id, sale_id = i.sale_id,
+                 SET status = 'sold', booking_id = w.booking_id, hold_id = w.hold_id, sale_id = w.sale_id,
                      version = t.version + 1, sold_at = now()
                  FROM wanted w
-                 JOIN items i ON i.item = w.item
                  JOIN eligible e ON e.item = w.item
                  WHERE t.event_id = w.event_id AND t.seat_index = w.seat_index AND t.status = 'available'
                  RETURNING w.item
-             )
-             SELECT c.item, c.wanted, (SELECT count(*) FROM sold s WHERE s.item = c.item) AS sold,
+             ),
+             sold_counts AS (SELECT s.item, count(*) AS sold FROM sold s GROUP BY s.item)
+             SELECT c.item, c.wanted, coalesce(sc.sold, 0) AS sold,
                     c.mine, c.this_hold, c.total, k.lease_ok, k.on_sale
-             FROM counts c JOIN checks k ON k.item = c.item
+             FROM counts c JOIN checks k ON k.item = c.item LEFT JOIN sold_counts sc ON sc.item = c.item
              ORDER BY c.item",
         )
         .await?;
