@@ -150,6 +150,25 @@ fn parse_redis_benchmark_csv(csv: &str) -> Option<BaselineResult> {
     })
 }
 
+/// Runs `sql` with `psql` on `database` (local PostgreSQL, user postgres).
+fn psql(database: &str, sql: &str) -> anyhow::Result<()> {
+    let status = Command::new("psql")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            database,
+            "-qc",
+            sql,
+        ])
+        .status()
+        .context("running psql")?;
+    anyhow::ensure!(status.success(), "psql failed");
+    Ok(())
+}
+
 /// Two-seat sales per second when `pgbench` runs a conditional sale straight
 /// against PostgreSQL (synchronous commit on): lock the tickets, check they
 /// are all available and the lease is valid, flip them all or none. A fresh
@@ -168,36 +187,10 @@ pub fn pgbench_sale(
          SELECT '{event_id}', s, '{event_id}' FROM generate_series(0, {seats} - 1) s;
          DROP SEQUENCE IF EXISTS public.bench_sales; CREATE SEQUENCE public.bench_sales;"
     );
-    let status = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-qc",
-            &setup,
-        ])
-        .status()
-        .context("running psql")?;
-    anyhow::ensure!(status.success(), "preparing the pgbench event failed");
+    psql(database, &setup).context("preparing the pgbench event")?;
     // Start from a checkpoint, as the scenarios it is compared with do, so
     // neither pays for one that writing the setup's rows made due.
-    let status = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-qc",
-            "CHECKPOINT",
-        ])
-        .status()
-        .context("running psql")?;
-    anyhow::ensure!(status.success(), "checkpointing before pgbench failed");
+    psql(database, "CHECKPOINT").context("checkpointing before pgbench")?;
     let script = format!(
         "WITH params AS (
              SELECT ARRAY[((n * 2) % {seats})::int4, ((n * 2 + 1) % {seats})::int4] AS seats,
@@ -262,18 +255,7 @@ pub fn pgbench_sale(
     let _ = std::fs::remove_file(&path);
     // Clean up after itself now, so autovacuum does not do it during
     // whatever is measured next.
-    let _ = Command::new("psql")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "postgres",
-            "-d",
-            database,
-            "-qc",
-            "VACUUM inventory.tickets",
-        ])
-        .status();
+    psql(database, "VACUUM inventory.tickets").context("vacuuming after pgbench")?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     anyhow::ensure!(
         output.status.success(),
