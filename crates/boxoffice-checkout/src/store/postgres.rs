@@ -474,14 +474,10 @@ impl CheckoutStore {
     /// False when the booking was no longer pending (a retry or the
     /// reconciler recorded this attempt first, or the booking ended).
     ///
-    /// It commits asynchronously (`synchronous_commit = off` for this
-    /// transaction only; visible at once, on disk within the WAL writer's
-    /// cycle or with any later synchronous commit). Losing it to a database
-    /// crash leaves the booking pending with no payment row, exactly what a
-    /// process crash right after the capture leaves: the sale (committed
-    /// durably by inventory under this payment's id) and the provider still
-    /// say what happened, a retry with the same key resumes the same
-    /// attempt, and the reconciler settles it once the hold has run out.
+    /// It commits synchronously: the caller is answered `CONFIRMED` from
+    /// this result, and an answer must never outlive a database crash
+    /// (acknowledged means durable). Group commit keeps it cheap: one WAL
+    /// flush covers every confirmation in the batch.
     pub async fn record_paid(&self, attempt: &Attempt, provider_ref: &str) -> anyhow::Result<bool> {
         self.recent.forget(attempt.booking_id);
         self.writer(&self.batches.paid, |store, items| async move {
@@ -558,8 +554,7 @@ impl CheckoutStore {
                          FROM p WHERE b.id = p.booking_id
                          RETURNING b.payment_id
                      )
-                     SELECT ARRAY(SELECT payment_id FROM b) AS confirmed,
-                         set_config('synchronous_commit', 'off', true) AS asynchronous_commit",
+                     SELECT ARRAY(SELECT payment_id FROM b) AS confirmed",
                 )
                 .await?,
                 &[&payments, &bookings, &users, &keys, &methods, &references],
@@ -893,9 +888,10 @@ impl CheckoutStore {
     /// delivery changes nothing. Answers, per event in order, whether it was
     /// new (the first of two copies in one batch is).
     ///
-    /// Commits asynchronously: webhooks are advisory (the reconciler asks
-    /// the provider itself), and a record lost to a database crash only
-    /// means the provider's retry, or nothing, fills it in.
+    /// Commits synchronously: the provider is answered 2xx from this result
+    /// and will not deliver the event again, so the record must be durable
+    /// before that answer. Several deliveries share one statement and so
+    /// one WAL flush.
     pub async fn record_webhooks(&self, events: &[WebhookRecord]) -> anyhow::Result<Vec<bool>> {
         if events.is_empty() {
             return Ok(Vec::new());
@@ -917,8 +913,7 @@ impl CheckoutStore {
                          ON CONFLICT (event_id) DO NOTHING
                          RETURNING event_id
                      )
-                     SELECT ARRAY(SELECT event_id FROM e) AS new_events,
-                         set_config('synchronous_commit', 'off', true) AS asynchronous_commit",
+                     SELECT ARRAY(SELECT event_id FROM e) AS new_events",
                 )
                 .await?,
                 &[&ids, &kinds, &payments, &references, &statuses, &ranks],
