@@ -3,7 +3,9 @@
 //! refunded and none stays pending past its hold. A pending booking is
 //! settled once its hold has run out (plus `reconcile_after`, longer than
 //! any request's deadline): no sale of it can happen any more, so what
-//! inventory and the provider say is final. Cancellations (and attempts an
+//! inventory and the provider say is final. A booking it gives up on never
+//! strands seats: it is expired, then whatever inventory sold to it is
+//! released, and the release is owed (and retried) until it succeeds. Cancellations (and attempts an
 //! earlier version claimed) are taken up once untouched for
 //! `reconcile_after`. Every state change it makes is a conditional update,
 //! so it never fights a live request.
@@ -24,6 +26,8 @@ pub struct ReconcileReport {
     pub payments_settled: usize,
     pub cancellations_finished: usize,
     pub bookings_expired: u64,
+    /// Expired bookings whose seats an earlier pass could not release.
+    pub releases_finished: usize,
     pub failures: usize,
 }
 
@@ -73,6 +77,18 @@ pub async fn reconcile_once(
             Err(error) => {
                 report.failures += 1;
                 tracing::warn!(booking_id = %booking.id, error = %error, "could not settle a pending booking");
+            }
+        }
+    }
+    for booking in checkout.store().releases_owed(BATCH).await? {
+        match checkout.release_expired(&booking).await {
+            Ok(seats) => {
+                report.releases_finished += 1;
+                tracing::info!(booking_id = %booking.id, seats, "finished an expired booking's release");
+            }
+            Err(error) => {
+                report.failures += 1;
+                tracing::warn!(booking_id = %booking.id, error = %error, "could not release an expired booking's seats");
             }
         }
     }

@@ -814,11 +814,26 @@ impl Checkout {
             }
         }
         let Some((payment_id, payment)) = paid else {
-            return Ok(if self.store.expire_booking(booking.id).await? {
-                Settled::Expired
-            } else {
-                Settled::AlreadySettled
-            });
+            // Nothing the provider knows of paid for it. Expire it first, so
+            // a late retry can no longer confirm it (its record would find
+            // the booking not pending and put the seats back itself), then
+            // give back whatever inventory sold to it: an attempt whose
+            // payment the provider has no record of may still have sold
+            // the seats. The booking owes the release until inventory
+            // confirms it, so a crash in between is finished by the next
+            // pass.
+            if !self.store.expire_booking(booking.id).await? {
+                return Ok(Settled::AlreadySettled);
+            }
+            let released = self.release_expired(booking).await?;
+            tracing::info!(
+                booking_id = %booking.id,
+                provider_payments = payments.len(),
+                provider_statuses = ?payments.iter().map(|p| p.status).collect::<Vec<_>>(),
+                seats_released = released,
+                "expired a pending booking nothing paid for"
+            );
+            return Ok(Settled::Expired);
         };
         let attempt = Attempt {
             payment_id,
@@ -838,6 +853,27 @@ impl Checkout {
                 Settled::AlreadySettled
             },
         )
+    }
+
+    /// Puts back on sale whatever inventory sold to an expired booking
+    /// (idempotent: nothing sold, nothing released) and clears the release
+    /// it owed. Answers how many seats went back.
+    pub(crate) async fn release_expired(&self, booking: &BookingRecord) -> Result<usize> {
+        let released = self
+            .upstream
+            .release_seats(booking.user_id, booking.event_id, booking.id)
+            .await
+            .map_err(upstream_error)?;
+        if !released.is_empty() {
+            tracing::warn!(
+                booking_id = %booking.id,
+                event_id = %booking.event_id,
+                seats = released.len(),
+                "an expired booking had sold seats with no payment to show; they are back on sale"
+            );
+        }
+        self.store.seats_released(booking.id).await?;
+        Ok(released.len())
     }
 
     /// Settles one attempt an earlier version claimed (booking

@@ -3,9 +3,9 @@
 //! key resumes the very attempt and finishes it; left alone, the reconciler
 //! settles the booking once its hold has run out: captured payments =
 //! confirmed bookings (plus refunds), no seat sold twice, and no booking
-//! left pending past its hold. Also the database losing the record of a
-//! confirmation (it commits asynchronously), and an attempt an earlier
-//! version claimed before calling the provider.
+//! left pending past its hold. Also a confirmation's record lost after
+//! the fact, a restarted process whose provider forgot its payments, and an
+//! attempt an earlier version claimed before calling the provider.
 
 use std::time::Duration;
 
@@ -135,11 +135,23 @@ async fn a_confirmation_crashed_at_any_step_is_settled_once_its_hold_runs_out() 
     world.fail_points.disarm(FailPoint::AfterCapture);
     assert_reason(answer, Code::Unavailable, "SIMULATED_CRASH");
     let expires = late.expire_time.expect("an expiry");
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap();
-    let until = Duration::new(expires.seconds as u64, expires.nanos as u32);
-    tokio::time::sleep(until.saturating_sub(now) + Duration::from_millis(200)).await;
+    let expires = chrono::DateTime::from_timestamp(expires.seconds, expires.nanos as u32)
+        .expect("a valid expiry");
+    let db = &world.world.db;
+    eventually(
+        Duration::from_secs(20),
+        "the hold has run out by the database's clock",
+        || async move {
+            let row = db
+                .client()
+                .await
+                .query_one("SELECT now() > $1", &[&expires])
+                .await
+                .ok()?;
+            row.get::<_, bool>(0).then_some(())
+        },
+    )
+    .await;
     let resumed = confirm(&mut client, &late_buyer, &late.name, "tok_visa", "late")
         .await
         .unwrap();
@@ -210,11 +222,12 @@ async fn a_confirmation_crashed_at_any_step_is_settled_once_its_hold_runs_out() 
     world.assert_money_and_seats_agree().await;
 }
 
-/// The record of a confirmation commits asynchronously, so a database
-/// crash can lose it after the buyer was told "confirmed". Losing it leaves
-/// what a crash right after the capture leaves: this rolls a confirmed
-/// booking back to exactly that and checks a retry restores it, with the
-/// very ticket codes the buyer already holds and no second charge.
+/// The record of a confirmation commits synchronously, so no database
+/// crash loses it; a record lost all the same (a restore from an older
+/// backup, an operator's mistake) leaves what a process crash right after
+/// the capture leaves. This rolls a confirmed booking back to exactly that
+/// and checks a retry restores it, with the very ticket codes the buyer
+/// already holds and no second charge.
 #[tokio::test]
 async fn a_confirmation_whose_record_the_database_lost_is_restored() {
     let world = CheckoutWorld::new().await;
@@ -454,4 +467,92 @@ async fn no_booking_stays_pending_past_its_hold() {
         .unwrap();
     assert_eq!(state(&paid), pb::BookingState::Confirmed);
     world.assert_money_and_seats_agree().await;
+}
+
+/// A restarted process has forgotten what its in-memory provider knew (the
+/// simulated provider lives in checkout's process). A booking whose seats
+/// were sold to an attempt whose payment nobody remembers is expired by the
+/// reconciler and its seats go back on sale, instead of staying sold to a
+/// booking that will never be confirmed.
+#[tokio::test]
+async fn a_booking_whose_payment_the_provider_forgot_gives_its_seats_back() {
+    let world = short_hold_world().await;
+    let mut client = world.client.clone();
+    let mut crashed = Vec::new();
+    for (index, point) in [FailPoint::AfterCommit, FailPoint::AfterCapture]
+        .into_iter()
+        .enumerate()
+    {
+        let alice = customer();
+        let seats = [60 + 2 * index as u32, 61 + 2 * index as u32];
+        let (_, booking) = world.booking_for(&alice, &seats).await;
+        world.fail_points.arm(point);
+        let answer = confirm(&mut client, &alice, &booking.name, "tok_visa", "key").await;
+        world.fail_points.disarm(point);
+        assert_reason(answer, Code::Unavailable, "SIMULATED_CRASH");
+        let sold = world.sold_seats().await;
+        assert!(seats.iter().all(|seat| sold.contains(seat)), "{point:?}");
+        crashed.push((seats, alice, booking));
+    }
+
+    // The process after a restart: the same database and inventory, a
+    // provider that remembers nothing.
+    let first = world.component.checkout.clone();
+    let upstream = boxoffice_runtime::transport::over_channel(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", world.world.server.addr))
+            .expect("url")
+            .connect_lazy(),
+    );
+    let restarted = boxoffice_checkout::service::Checkout::new(
+        first.store().clone(),
+        boxoffice_checkout::payment::simulated::SimulatedProvider::new(
+            first.config().provider.clone(),
+            b"another process",
+        ),
+        boxoffice_checkout::upstream::Upstream::new(upstream.clone(), upstream),
+        first.config().clone(),
+    );
+    let restarted = &restarted;
+    eventually(
+        Duration::from_secs(20),
+        "every crashed booking settled by the restarted process",
+        || {
+            let mut client = client.clone();
+            let crashed = &crashed;
+            async move {
+                boxoffice_checkout::reconciler::reconcile_once(restarted, Duration::ZERO)
+                    .await
+                    .ok()?;
+                for (_, alice, booking) in crashed {
+                    let now = get(&mut client, alice, &booking.name).await.ok()?;
+                    if state(&now) == pb::BookingState::Pending {
+                        return None;
+                    }
+                }
+                Some(())
+            }
+        },
+    )
+    .await;
+
+    let sold = world.sold_seats().await;
+    for (seats, alice, booking) in &crashed {
+        let settled = get(&mut client, alice, &booking.name).await.unwrap();
+        assert_eq!(state(&settled), pb::BookingState::Expired);
+        assert!(
+            seats.iter().all(|seat| !sold.contains(seat)),
+            "seats {seats:?} of an expired booking are still sold: {sold:?}"
+        );
+        // And someone else can buy them.
+        let bob = customer();
+        let hold = hold_seats(&mut world.inventory(), &bob, &world.event.event_id, seats)
+            .await
+            .expect("the released seats can be held again");
+        assert_eq!(hold.seats.len(), seats.len());
+    }
+    // Nothing is owed any more: another pass changes nothing.
+    let report = boxoffice_checkout::reconciler::reconcile_once(restarted, Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report, Default::default());
 }

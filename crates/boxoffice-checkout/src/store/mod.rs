@@ -25,6 +25,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "paid_once",
         sql: include_str!("migrations/0003_paid_once.sql"),
     },
+    Migration {
+        version: 4,
+        name: "expired_releases",
+        sql: include_str!("migrations/0004_expired_releases.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "checkout";

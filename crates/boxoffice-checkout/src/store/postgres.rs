@@ -790,19 +790,61 @@ impl CheckoutStore {
         rows.iter().map(booking_from_row).collect()
     }
 
-    /// A pending booking nothing paid for ends as expired.
+    /// A pending booking nothing paid for ends as expired, flagged as owing
+    /// the release of whatever seats inventory may have sold to it; the
+    /// flag stays until [`Self::seats_released`]. False when it was no
+    /// longer pending.
     pub async fn expire_booking(&self, booking_id: Uuid) -> anyhow::Result<bool> {
         self.recent.forget(booking_id);
         let client = self.client().await?;
         let moved = client
             .execute(
-                &prepared(&client, "UPDATE checkout.bookings SET state = 'expired', failure_reason = 'HOLD_EXPIRED', updated_at = now()
+                &prepared(&client, "UPDATE checkout.bookings SET state = 'expired', failure_reason = 'HOLD_EXPIRED',
+                     seats_release_owed = true, updated_at = now()
                  WHERE id = $1 AND state = 'pending'").await?,
                 &[&booking_id],
             )
             .await
             .context("expiring a pending booking")?;
         Ok(moved == 1)
+    }
+
+    /// Inventory has put an expired booking's seats back on sale.
+    pub async fn seats_released(&self, booking_id: Uuid) -> anyhow::Result<()> {
+        let client = self.client().await?;
+        client
+            .execute(
+                &prepared(
+                    &client,
+                    "UPDATE checkout.bookings SET seats_release_owed = false WHERE id = $1 AND seats_release_owed",
+                )
+                .await?,
+                &[&booking_id],
+            )
+            .await
+            .context("clearing a release owed")?;
+        Ok(())
+    }
+
+    /// Expired bookings whose seats have not been confirmed released (a
+    /// crash or an inventory outage came between the expiry and the release).
+    pub async fn releases_owed(&self, limit: i64) -> anyhow::Result<Vec<BookingRecord>> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                &prepared(
+                    &client,
+                    &format!(
+                        "SELECT {BOOKING_COLUMNS} FROM checkout.bookings b
+                         WHERE b.seats_release_owed ORDER BY b.updated_at LIMIT $1"
+                    ),
+                )
+                .await?,
+                &[&limit],
+            )
+            .await
+            .context("finding releases owed")?;
+        rows.iter().map(booking_from_row).collect()
     }
 
     /// A pending booking is cancelled outright (nothing was paid).
