@@ -102,11 +102,56 @@ fn main() -> ExitCode {
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.downcast_ref::<BadConfig>().is_some() => {
+            eprintln!("boxoffice: {error:#}");
+            ExitCode::from(EXIT_BAD_CONFIG as u8)
+        }
         Err(error) => {
             eprintln!("boxoffice: {error:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// A configuration value that cannot be used: the process stops before it
+/// binds anything, with [`EXIT_BAD_CONFIG`] and the variable named.
+#[derive(Debug)]
+struct BadConfig(String);
+
+impl std::fmt::Display for BadConfig {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "bad configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for BadConfig {}
+
+fn bad_config(error: impl std::fmt::Display) -> anyhow::Error {
+    BadConfig(error.to_string()).into()
+}
+
+/// Reads and validates everything `service` will read from the
+/// environment, so a bad value stops `serve` before it binds a port.
+fn check_config(config: &Config, service: Service) -> anyhow::Result<()> {
+    match service {
+        Service::Catalog => {
+            boxoffice_search::SearchConfig::from_env().map_err(bad_config)?;
+        }
+        Service::Inventory => {
+            boxoffice_inventory::config::InventoryConfig::from_env().map_err(bad_config)?;
+        }
+        Service::Accounts => {
+            token_config(MissingSecret::Refuse)?;
+        }
+        Service::Checkout => {
+            boxoffice_checkout::config::CheckoutConfig::from_env().map_err(bad_config)?;
+        }
+        Service::Edge => {
+            token_config(MissingSecret::Refuse)?;
+            EdgeConfig::from_env(config.listen).map_err(bad_config)?;
+        }
+    }
+    Ok(())
 }
 
 async fn database(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
@@ -136,8 +181,7 @@ fn token_config(missing: MissingSecret) -> anyhow::Result<&'static TokenConfig> 
     if let Some(tokens) = TOKENS.get() {
         return Ok(tokens);
     }
-    let tokens = TokenConfig::from_env(missing)
-        .map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
+    let tokens = TokenConfig::from_env(missing).map_err(bad_config)?;
     if tokens.ephemeral_secret {
         tracing::warn!(
             "BOXOFFICE_JWT_SECRET is not set: signing tokens with a random per-process key (development only; tokens end with the process)"
@@ -195,12 +239,10 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     // Everything goes through the edge exactly as in production: the
     // services listen on an internal loopback port, the edge on `listen`.
     let tokens = token_config(MissingSecret::GenerateEphemeral)?.clone();
-    let edge = EdgeConfig::from_env(config.listen)
-        .map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
-    let inventory = boxoffice_inventory::config::InventoryConfig::from_env()
-        .map_err(|error| anyhow::anyhow!("bad inventory configuration: {error}"))?;
-    let checkout = boxoffice_checkout::config::CheckoutConfig::from_env()
-        .map_err(|error| anyhow::anyhow!("bad checkout configuration: {error}"))?;
+    let edge = EdgeConfig::from_env(config.listen).map_err(bad_config)?;
+    let inventory = boxoffice_inventory::config::InventoryConfig::from_env().map_err(bad_config)?;
+    let checkout = boxoffice_checkout::config::CheckoutConfig::from_env().map_err(bad_config)?;
+    boxoffice_search::SearchConfig::from_env().map_err(bad_config)?;
     boxoffice_runtime::postgres::ensure_database(&config.database_url)
         .await
         .context("preparing the database (is PostgreSQL running? see README)")?;
@@ -226,8 +268,7 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
 
 async fn serve_edge(config: &Config) -> anyhow::Result<()> {
     let tokens = token_config(MissingSecret::Refuse)?;
-    let edge_config = EdgeConfig::from_env(config.listen)
-        .map_err(|error| anyhow::anyhow!("bad configuration: {error}"))?;
+    let edge_config = EdgeConfig::from_env(config.listen).map_err(bad_config)?;
     let shutdown = Shutdown::on_signals();
     let edge = Edge::bind(edge_config, tokens).await?;
     tracing::info!(listen = %edge.local_addr(), "serving the edge");
@@ -235,6 +276,7 @@ async fn serve_edge(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: &Config, service: Service) -> anyhow::Result<()> {
+    check_config(config, service)?;
     if service == Service::Edge {
         return serve_edge(config).await;
     }
