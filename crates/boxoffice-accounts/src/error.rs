@@ -64,7 +64,7 @@ impl From<AccountsError> for Status {
     fn from(error: AccountsError) -> Self {
         match error {
             AccountsError::InvalidField(field) => {
-                status::invalid_field(field.field, field.description)
+                status::invalid_field(&field.field, field.description)
             }
             AccountsError::EmailTaken => status::with_reason(
                 Code::AlreadyExists,

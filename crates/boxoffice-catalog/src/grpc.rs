@@ -13,9 +13,9 @@ use uuid::Uuid;
 use crate::domain::{
     self, Address, Category, Event, EventPatch, EventStatus, FieldError, LatLng, Money, NewEvent,
     NewPerformer, NewPriceTier, NewRow, NewSeat, NewSection, NewVenue, Performer, PriceTier,
-    Schedule, SectionKind, Venue, limits, optional_text, parse_id, required_text,
+    Schedule, SectionKind, Venue, limits, optional_id, optional_text, parse_id, required_text,
 };
-use crate::error::{CatalogError, reason};
+use crate::error::reason;
 use crate::search::EventSearch;
 use crate::service::Catalog;
 use crate::store::{EventFilter, PageCursor};
@@ -34,14 +34,6 @@ impl CatalogGrpc {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Caller {
-    Caller::from_metadata(request.metadata())
-}
-
-fn bad(error: FieldError) -> Status {
-    CatalogError::InvalidField(error).into()
-}
-
 #[tonic::async_trait]
 impl pb::catalog_service_server::CatalogService for CatalogGrpc {
     #[instrument(skip_all, fields(event_id = %request.get_ref().id))]
@@ -49,8 +41,8 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::GetEventRequest>,
     ) -> Result<Response<pb::Event>, Status> {
-        let caller = caller(&request);
-        let id = parse_id("id", &request.get_ref().id).map_err(bad)?;
+        let caller = Caller::of(&request);
+        let id = parse_id("id", &request.get_ref().id).map_err(Status::from)?;
         let event = self.catalog.event(&caller, id).await?;
         Ok(Response::new(event_to_pb(&event)))
     }
@@ -60,34 +52,35 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::ListEventsRequest>,
     ) -> Result<Response<pb::ListEventsResponse>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let page_size = parse_page_size(request.page_size).map_err(bad)?;
+        let page_size = parse_page_size(request.page_size).map_err(Status::from)?;
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(PageCursor::decode(token).ok_or_else(|| {
-                bad(FieldError::new(
+                Status::from(FieldError::new(
                     "page_token",
                     "is not a token this service issued",
                 ))
             })?),
         };
-        let status = match parse_enum::<pb::EventStatus>("status", request.status).map_err(bad)? {
-            pb::EventStatus::Unspecified | pb::EventStatus::Published => EventStatus::Published,
-            pb::EventStatus::Draft => EventStatus::Draft,
-            pb::EventStatus::Cancelled => EventStatus::Cancelled,
-        };
+        let status =
+            match parse_enum::<pb::EventStatus>("status", request.status).map_err(Status::from)? {
+                pb::EventStatus::Unspecified | pb::EventStatus::Published => EventStatus::Published,
+                pb::EventStatus::Draft => EventStatus::Draft,
+                pb::EventStatus::Cancelled => EventStatus::Cancelled,
+            };
         let start_after = match request.start_after {
-            Some(time) => timestamp("start_after", &time).map_err(bad)?,
+            Some(time) => timestamp("start_after", &time).map_err(Status::from)?,
             None => Utc::now(),
         };
         let start_before = request
             .start_before
             .map(|time| timestamp("start_before", &time))
             .transpose()
-            .map_err(bad)?;
+            .map_err(Status::from)?;
         if start_before.is_some_and(|before| before <= start_after) {
-            return Err(bad(FieldError::new(
+            return Err(Status::from(FieldError::new(
                 "start_before",
                 "must be after start_after",
             )));
@@ -96,8 +89,9 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
             status,
             start_after,
             start_before,
-            venue_id: optional_id("venue_id", &request.venue_id).map_err(bad)?,
-            performer_id: optional_id("performer_id", &request.performer_id).map_err(bad)?,
+            venue_id: optional_id("venue_id", &request.venue_id).map_err(Status::from)?,
+            performer_id: optional_id("performer_id", &request.performer_id)
+                .map_err(Status::from)?,
         };
         let (events, next) = self
             .catalog
@@ -130,8 +124,8 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::GetSeatMapRequest>,
     ) -> Result<Response<pb::SeatMap>, Status> {
-        let caller = caller(&request);
-        let id = parse_id("event_id", &request.get_ref().event_id).map_err(bad)?;
+        let caller = Caller::of(&request);
+        let id = parse_id("event_id", &request.get_ref().event_id).map_err(Status::from)?;
         let map = self.catalog.seat_map(&caller, id).await?;
         let tier_of = |section_id: Uuid| {
             map.event
@@ -184,7 +178,7 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::GetVenueRequest>,
     ) -> Result<Response<pb::Venue>, Status> {
-        let id = parse_id("id", &request.get_ref().id).map_err(bad)?;
+        let id = parse_id("id", &request.get_ref().id).map_err(Status::from)?;
         let venue = self.catalog.venue(id).await?;
         Ok(Response::new(venue_to_pb(&venue)))
     }
@@ -194,7 +188,7 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::GetPerformerRequest>,
     ) -> Result<Response<pb::Performer>, Status> {
-        let id = parse_id("id", &request.get_ref().id).map_err(bad)?;
+        let id = parse_id("id", &request.get_ref().id).map_err(Status::from)?;
         let performer = self.catalog.performer(id).await?;
         Ok(Response::new(performer_to_pb(&performer)))
     }
@@ -204,8 +198,8 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::CreateVenueRequest>,
     ) -> Result<Response<pb::Venue>, Status> {
-        let caller = caller(&request);
-        let venue = parse_new_venue(request.into_inner()).map_err(bad)?;
+        let caller = Caller::of(&request);
+        let venue = parse_new_venue(request.into_inner()).map_err(Status::from)?;
         let created = self.catalog.create_venue(&caller, &venue).await?;
         tracing::info!(venue_id = %created.id, capacity = created.capacity, "venue created");
         Ok(Response::new(venue_to_pb(&created)))
@@ -216,22 +210,22 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::CreatePerformerRequest>,
     ) -> Result<Response<pb::Performer>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let performer = request
             .into_inner()
             .performer
-            .ok_or_else(|| bad(FieldError::new("performer", "is required")))?;
+            .ok_or_else(|| Status::from(FieldError::new("performer", "is required")))?;
         let performer = NewPerformer {
             name: required_text("performer.name", &performer.name, limits::NAME_MAX_CHARS)
-                .map_err(bad)?,
+                .map_err(Status::from)?,
             description: optional_text(
                 "performer.description",
                 &performer.description,
                 limits::DESCRIPTION_MAX_CHARS,
             )
-            .map_err(bad)?,
+            .map_err(Status::from)?,
             genre: optional_text("performer.genre", &performer.genre, limits::NAME_MAX_CHARS)
-                .map_err(bad)?,
+                .map_err(Status::from)?,
         };
         let created = self.catalog.create_performer(&caller, &performer).await?;
         Ok(Response::new(performer_to_pb(&created)))
@@ -242,12 +236,12 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::CreateEventRequest>,
     ) -> Result<Response<pb::Event>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let event = request
             .into_inner()
             .event
-            .ok_or_else(|| bad(FieldError::new("event", "is required")))?;
-        let event = parse_new_event(event).map_err(bad)?;
+            .ok_or_else(|| Status::from(FieldError::new("event", "is required")))?;
+        let event = parse_new_event(event).map_err(Status::from)?;
         let created = self.catalog.create_event(&caller, &event).await?;
         tracing::info!(event_id = %created.id, "event created");
         Ok(Response::new(event_to_pb(&created)))
@@ -258,16 +252,16 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::UpdateEventRequest>,
     ) -> Result<Response<pb::Event>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let event = request
             .event
-            .ok_or_else(|| bad(FieldError::new("event", "is required")))?;
-        let id = parse_id("event.id", &event.id).map_err(bad)?;
+            .ok_or_else(|| Status::from(FieldError::new("event", "is required")))?;
+        let id = parse_id("event.id", &event.id).map_err(Status::from)?;
         let mask = request
             .update_mask
-            .ok_or_else(|| bad(FieldError::new("update_mask", "is required")))?;
-        let patch = parse_patch(event, &mask.paths).map_err(bad)?;
+            .ok_or_else(|| Status::from(FieldError::new("update_mask", "is required")))?;
+        let patch = parse_patch(event, &mask.paths).map_err(Status::from)?;
         let updated = self.catalog.update_event(&caller, id, &patch).await?;
         tracing::info!(event_id = %id, version = updated.version, "event updated");
         Ok(Response::new(event_to_pb(&updated)))
@@ -278,8 +272,8 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::PublishEventRequest>,
     ) -> Result<Response<pb::Event>, Status> {
-        let caller = caller(&request);
-        let id = parse_id("id", &request.get_ref().id).map_err(bad)?;
+        let caller = Caller::of(&request);
+        let id = parse_id("id", &request.get_ref().id).map_err(Status::from)?;
         let published = self.catalog.publish_event(&caller, id).await?;
         Ok(Response::new(event_to_pb(&published)))
     }
@@ -289,11 +283,11 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::CancelEventRequest>,
     ) -> Result<Response<pb::Event>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let id = parse_id("id", &request.id).map_err(bad)?;
+        let id = parse_id("id", &request.id).map_err(Status::from)?;
         let reason = optional_text("reason", &request.reason, limits::CANCEL_REASON_MAX_CHARS)
-            .map_err(bad)?;
+            .map_err(Status::from)?;
         let cancelled = self.catalog.cancel_event(&caller, id, &reason).await?;
         Ok(Response::new(event_to_pb(&cancelled)))
     }
@@ -315,14 +309,6 @@ fn parse_page_size(page_size: i32) -> Result<usize, FieldError> {
 
 fn parse_enum<E: TryFrom<i32>>(field: &str, value: i32) -> Result<E, FieldError> {
     E::try_from(value).map_err(|_| FieldError::new(field, format!("{value} is not a known value")))
-}
-
-fn optional_id(field: &str, value: &str) -> Result<Option<Uuid>, FieldError> {
-    if value.is_empty() {
-        Ok(None)
-    } else {
-        parse_id(field, value).map(Some)
-    }
 }
 
 fn timestamp(field: &str, time: &prost_types::Timestamp) -> Result<DateTime<Utc>, FieldError> {

@@ -15,7 +15,6 @@ use uuid::Uuid;
 
 use crate::domain::ticket_code::{TicketClaims, TicketSigner};
 use crate::domain::{self, BookingState, FieldError};
-use crate::error::CheckoutError;
 use crate::service::Checkout;
 use crate::store::BookingRecord;
 
@@ -32,14 +31,6 @@ impl CheckoutGrpc {
     pub fn new(checkout: Arc<Checkout>, signer: TicketSigner) -> Self {
         Self { checkout, signer }
     }
-}
-
-fn caller<T>(request: &Request<T>) -> Caller {
-    Caller::from_metadata(request.metadata())
-}
-
-fn bad(error: FieldError) -> Status {
-    CheckoutError::InvalidField(error).into()
 }
 
 fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
@@ -168,11 +159,12 @@ impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
         &self,
         request: Request<pb::CreateBookingRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let (event_id, hold_id) = domain::parse_hold_name("hold", &request.hold).map_err(bad)?;
+        let (event_id, hold_id) =
+            domain::parse_hold_name("hold", &request.hold).map_err(Status::from)?;
         let key = domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, false)
-            .map_err(bad)?;
+            .map_err(Status::from)?;
         let booking = self
             .checkout
             .create_booking(&caller, event_id, hold_id, key)
@@ -185,21 +177,21 @@ impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
         &self,
         request: Request<pb::ConfirmBookingRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let booking_id = domain::parse_booking_name("name", &request.name).map_err(bad)?;
+        let booking_id = domain::parse_booking_name("name", &request.name).map_err(Status::from)?;
         let token = request
             .payment_method
             .map(|method| method.token)
             .unwrap_or_default();
         if token.is_empty() || token.len() > 255 {
-            return Err(bad(FieldError::new(
+            return Err(Status::from(FieldError::new(
                 "payment_method.token",
                 "must be a payment method token",
             )));
         }
         let key = domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, true)
-            .map_err(bad)?
+            .map_err(Status::from)?
             .unwrap_or_default();
         let booking = self
             .checkout
@@ -213,9 +205,9 @@ impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
         &self,
         request: Request<pb::GetBookingRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let booking_id =
-            domain::parse_booking_name("name", &request.get_ref().name).map_err(bad)?;
+            domain::parse_booking_name("name", &request.get_ref().name).map_err(Status::from)?;
         let booking = self.checkout.get_booking(&caller, booking_id).await?;
         Ok(Response::new(booking_to_pb(&booking, &self.signer)))
     }
@@ -225,14 +217,19 @@ impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
         &self,
         request: Request<pb::ListBookingsRequest>,
     ) -> Result<Response<pb::ListBookingsResponse>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
         let page_size = match request.page_size {
             0 => DEFAULT_PAGE_SIZE,
             size if (1..=MAX_PAGE_SIZE).contains(&size) => size,
-            _ => return Err(bad(FieldError::new("page_size", "must be from 0 to 100"))),
+            _ => {
+                return Err(Status::from(FieldError::new(
+                    "page_size",
+                    "must be from 0 to 100",
+                )));
+            }
         };
-        let after = decode_page_token(&request.page_token).map_err(bad)?;
+        let after = decode_page_token(&request.page_token).map_err(Status::from)?;
         let (bookings, more) = self
             .checkout
             .list_bookings(&caller, after, page_size as i64)
@@ -255,11 +252,11 @@ impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
         &self,
         request: Request<pb::CancelBookingRequest>,
     ) -> Result<Response<pb::Booking>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let booking_id = domain::parse_booking_name("name", &request.name).map_err(bad)?;
+        let booking_id = domain::parse_booking_name("name", &request.name).map_err(Status::from)?;
         domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, false)
-            .map_err(bad)?;
+            .map_err(Status::from)?;
         let booking = self.checkout.cancel_booking(&caller, booking_id).await?;
         Ok(Response::new(booking_to_pb(&booking, &self.signer)))
     }

@@ -18,9 +18,6 @@ use chrono::{DateTime, Utc};
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-/// The role inventory requires for CommitHold and ReleaseSeats.
-pub const SERVICE_ROLE: &str = "service";
-
 /// How long an event's start time is reused. A booking keeps the start time
 /// it was created with anyway (it sets the refund window), so a reschedule
 /// reaching new bookings up to this much later changes nothing in kind.
@@ -74,7 +71,7 @@ pub struct Upstream {
 
 fn acting_for<T>(user_id: Uuid, message: T) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
-    Caller::user(user_id, &[SERVICE_ROLE]).write_to(request.metadata_mut());
+    Caller::user(user_id, &[Caller::SERVICE]).write_to(request.metadata_mut());
     request.set_timeout(std::time::Duration::from_secs(10));
     request
 }

@@ -43,14 +43,6 @@ impl InventoryGrpc {
     }
 }
 
-fn caller<T>(request: &Request<T>) -> Caller {
-    Caller::from_metadata(request.metadata())
-}
-
-fn bad(error: FieldError) -> Status {
-    InventoryError::InvalidField(error).into()
-}
-
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::AvailabilityUpdate, Status>> + Send>>;
 
 #[tonic::async_trait]
@@ -61,7 +53,7 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         &self,
         request: Request<pb::GetAvailabilityRequest>,
     ) -> Result<Response<pb::Availability>, Status> {
-        let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(bad)?;
+        let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(Status::from)?;
         // Unknown events answer NOT_FOUND without touching Redis.
         self.inventory.layout(event_id).await?;
         let snapshot = self.inventory.availability(event_id).await?;
@@ -76,11 +68,11 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         request: Request<pb::WatchAvailabilityRequest>,
     ) -> Result<Response<Self::WatchAvailabilityStream>, Status> {
         let request = request.into_inner();
-        let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
+        let event_id = parse_id("event_id", &request.event_id).map_err(Status::from)?;
         let resume = match request.cursor.as_str() {
             "" => None,
             cursor => Some(parse_cursor(cursor).ok_or_else(|| {
-                bad(FieldError::new(
+                Status::from(FieldError::new(
                     "cursor",
                     "is not a cursor this service issued",
                 ))
@@ -103,9 +95,9 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         &self,
         request: Request<pb::HoldSeatsRequest>,
     ) -> Result<Response<pb::Hold>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
+        let event_id = parse_id("event_id", &request.event_id).map_err(Status::from)?;
         let layout = self.inventory.layout(event_id).await?;
         let seat_request = match request.selection {
             Some(pb::hold_seats_request::Selection::Seats(seats)) => {
@@ -115,7 +107,7 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
                 if let Some(max_price) = &best.max_price
                     && max_price.currency_code != layout.currency_code
                 {
-                    return Err(bad(FieldError::new(
+                    return Err(Status::from(FieldError::new(
                         "best_available.max_price.currency_code",
                         format!("this event sells in {}", layout.currency_code),
                     )));
@@ -123,14 +115,14 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
                 SeatRequest::BestAvailable(BestAvailableQuery {
                     quantity: best.quantity,
                     section_id: optional_id("best_available.section_id", &best.section_id)
-                        .map_err(bad)?,
+                        .map_err(Status::from)?,
                     price_tier_id: optional_id("best_available.price_tier_id", &best.price_tier_id)
-                        .map_err(bad)?,
+                        .map_err(Status::from)?,
                     max_price_minor: best.max_price.map(|price| price.amount_minor),
                 })
             }
             None => {
-                return Err(bad(FieldError::new(
+                return Err(Status::from(FieldError::new(
                     "selection",
                     "give seats or best_available",
                 )));
@@ -148,8 +140,8 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         &self,
         request: Request<pb::GetHoldRequest>,
     ) -> Result<Response<pb::Hold>, Status> {
-        let caller = caller(&request);
-        let hold = HoldRef::parse("name", &request.get_ref().name).map_err(bad)?;
+        let caller = Caller::of(&request);
+        let hold = HoldRef::parse("name", &request.get_ref().name).map_err(Status::from)?;
         let layout = self
             .inventory
             .layout(hold.event_id)
@@ -164,8 +156,8 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         &self,
         request: Request<pb::ReleaseHoldRequest>,
     ) -> Result<Response<pb::Hold>, Status> {
-        let caller = caller(&request);
-        let hold = HoldRef::parse("name", &request.get_ref().name).map_err(bad)?;
+        let caller = Caller::of(&request);
+        let hold = HoldRef::parse("name", &request.get_ref().name).map_err(Status::from)?;
         let layout = self
             .inventory
             .layout(hold.event_id)
@@ -180,12 +172,12 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         &self,
         request: Request<pb::CommitHoldRequest>,
     ) -> Result<Response<pb::CommitHoldResponse>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let hold = HoldRef::parse("name", &request.name).map_err(bad)?;
-        let booking_id = parse_id("booking_id", &request.booking_id).map_err(bad)?;
-        let user_id = parse_id("user_id", &request.user_id).map_err(bad)?;
-        let sale_id = optional_id("sale_id", &request.sale_id).map_err(bad)?;
+        let hold = HoldRef::parse("name", &request.name).map_err(Status::from)?;
+        let booking_id = parse_id("booking_id", &request.booking_id).map_err(Status::from)?;
+        let user_id = parse_id("user_id", &request.user_id).map_err(Status::from)?;
+        let sale_id = optional_id("sale_id", &request.sale_id).map_err(Status::from)?;
         let layout = self
             .inventory
             .layout(hold.event_id)
@@ -206,10 +198,10 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         &self,
         request: Request<pb::ReleaseSeatsRequest>,
     ) -> Result<Response<pb::ReleaseSeatsResponse>, Status> {
-        let caller = caller(&request);
+        let caller = Caller::of(&request);
         let request = request.into_inner();
-        let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
-        let booking_id = parse_id("booking_id", &request.booking_id).map_err(bad)?;
+        let event_id = parse_id("event_id", &request.event_id).map_err(Status::from)?;
+        let booking_id = parse_id("booking_id", &request.booking_id).map_err(Status::from)?;
         let seat_indexes = self
             .inventory
             .release_seats(&caller, event_id, booking_id)

@@ -23,4 +23,3 @@ pub mod watch_hub;
 
 pub use config::InventoryConfig;
 pub use server::InventoryComponent;
-pub use service::SERVICE_ROLE;

@@ -32,9 +32,6 @@ use crate::watch_hub::WatchHub;
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
-/// The role checkout's calls carry for CommitHold and ReleaseSeats.
-pub const SERVICE_ROLE: &str = "service";
-
 /// Best-available retries after losing the race for the chosen seats.
 const BEST_AVAILABLE_ATTEMPTS: u32 = 6;
 /// After losing the race for the best block, a buyer picks at random among
@@ -595,7 +592,7 @@ fn refuse_from_view(view: &View, admission: AdmissionClaim) -> Result<()> {
 }
 
 fn require_service(caller: &Caller) -> Result<()> {
-    if caller.has_role(SERVICE_ROLE) || caller.is_admin() {
+    if caller.has_role(Caller::SERVICE) || caller.is_admin() {
         Ok(())
     } else {
         Err(InventoryError::ServiceRoleRequired)

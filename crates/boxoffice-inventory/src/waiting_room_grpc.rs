@@ -44,10 +44,6 @@ impl WaitingRoomGrpc {
     }
 }
 
-fn bad(error: FieldError) -> Status {
-    InventoryError::InvalidField(error).into()
-}
-
 fn duration_ms(ms: i64) -> prost_types::Duration {
     prost_types::Duration {
         seconds: ms.max(0) / 1000,
@@ -124,7 +120,7 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
         request: Request<pb::JoinQueueRequest>,
     ) -> Result<Response<pb::QueueStatus>, Status> {
         let caller = Caller::from_metadata(request.metadata());
-        let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(bad)?;
+        let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(Status::from)?;
         let standing = self.inventory.join_queue(&caller, event_id).await?;
         Ok(Response::new(waiting(event_id, &standing)))
     }
@@ -138,7 +134,7 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
     ) -> Result<Response<Self::WatchQueueStream>, Status> {
         let caller = Caller::from_metadata(request.metadata());
         let user_id = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
-        let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(bad)?;
+        let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(Status::from)?;
         self.inventory.layout(event_id).await?;
         // The first look answers NOT_IN_QUEUE as the call's status.
         let first = self.inventory.queue_view(user_id, event_id).await?;
@@ -161,16 +157,16 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
     ) -> Result<Response<pb::WaitingRoom>, Status> {
         let caller = Caller::from_metadata(request.metadata());
         let request = request.into_inner();
-        let event_id = parse_id("event_id", &request.event_id).map_err(bad)?;
+        let event_id = parse_id("event_id", &request.event_id).map_err(Status::from)?;
         if request.enabled && !(1..=MAX_ADMISSION_RATE).contains(&request.admission_rate_per_second)
         {
-            return Err(bad(FieldError::new(
+            return Err(Status::from(FieldError::new(
                 "admission_rate_per_second",
                 format!("must be from 1 to {MAX_ADMISSION_RATE} while the room is on"),
             )));
         }
         let opens_ms = match &request.open_time {
-            Some(time) => timestamp_to_ms("open_time", time).map_err(bad)?,
+            Some(time) => timestamp_to_ms("open_time", time).map_err(Status::from)?,
             None => 0,
         };
         let settings = RoomSettings {

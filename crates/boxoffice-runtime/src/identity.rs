@@ -19,6 +19,9 @@ pub struct Caller {
 
 impl Caller {
     pub const ADMIN: &'static str = "admin";
+    /// The role services carry when they call each other's
+    /// service-to-service RPCs (inventory's `CommitHold`, `ReleaseSeats`).
+    pub const SERVICE: &'static str = "service";
 
     pub fn anonymous() -> Self {
         Self::default()
@@ -29,6 +32,11 @@ impl Caller {
             user_id: Some(user_id),
             roles: roles.iter().map(|role| (*role).to_owned()).collect(),
         }
+    }
+
+    /// The caller of a request, from its mesh-set identity headers.
+    pub fn of<T>(request: &tonic::Request<T>) -> Self {
+        Self::from_metadata(request.metadata())
     }
 
     /// Reads the mesh-set identity headers. Malformed values count as absent:

@@ -7,6 +7,7 @@
 
 pub mod batch;
 pub mod config;
+pub mod field;
 pub mod identity;
 pub mod postgres;
 pub mod server;
@@ -16,5 +17,6 @@ pub mod telemetry;
 pub mod transport;
 
 pub use config::{Config, ConfigError};
+pub use field::FieldError;
 pub use identity::Caller;
 pub use shutdown::Shutdown;

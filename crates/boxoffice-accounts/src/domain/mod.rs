@@ -3,21 +3,7 @@
 
 use std::fmt;
 
-/// A field that failed its rule; `grpc.rs` turns it into `INVALID_ARGUMENT`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: &'static str,
-    pub description: String,
-}
-
-impl FieldError {
-    pub fn new(field: &'static str, description: impl Into<String>) -> Self {
-        Self {
-            field,
-            description: description.into(),
-        }
-    }
-}
+pub use boxoffice_runtime::field::FieldError;
 
 /// An email address, trimmed and lowercased: the account's unique key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

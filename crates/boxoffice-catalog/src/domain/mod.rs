@@ -21,21 +21,7 @@ pub mod limits {
     pub const CANCEL_REASON_MAX_CHARS: usize = 1_000;
 }
 
-/// A field that failed validation, named by its path in the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub description: String,
-}
-
-impl FieldError {
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-}
+pub use boxoffice_runtime::field::{FieldError, optional_id, parse_id};
 
 macro_rules! text_enum {
     ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
@@ -168,13 +154,6 @@ pub fn optional_text(field: &str, value: &str, max_chars: usize) -> Result<Strin
         ));
     }
     Ok(value.to_owned())
-}
-
-pub fn parse_id(field: &str, value: &str) -> Result<Uuid, FieldError> {
-    if value.is_empty() {
-        return Err(FieldError::new(field, "is required"));
-    }
-    Uuid::parse_str(value).map_err(|_| FieldError::new(field, "must be a UUID"))
 }
 
 pub fn parse_time_zone(field: &str, value: &str) -> Result<String, FieldError> {

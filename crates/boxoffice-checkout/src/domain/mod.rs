@@ -6,21 +6,7 @@ pub mod ticket_code;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// A bad field of a request, named the way the wire names it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub description: String,
-}
-
-impl FieldError {
-    pub fn new(field: &str, description: impl Into<String>) -> Self {
-        Self {
-            field: field.to_owned(),
-            description: description.into(),
-        }
-    }
-}
+pub use boxoffice_runtime::field::FieldError;
 
 /// Longest idempotency key accepted.
 pub const MAX_IDEMPOTENCY_KEY: usize = 255;

@@ -14,36 +14,9 @@ pub use best_available::{BestAvailableQuery, best_available, best_available_rank
 pub use bitmap::SeatBitmap;
 pub use layout::{SaleLayout, SaleSection, TierPrice};
 
-/// A field that failed validation, named by its path in the request.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub field: String,
-    pub description: String,
-}
+pub use boxoffice_runtime::field::FieldError;
 
-impl FieldError {
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-}
-
-pub fn parse_id(field: &str, value: &str) -> Result<Uuid, FieldError> {
-    if value.is_empty() {
-        return Err(FieldError::new(field, "is required"));
-    }
-    Uuid::parse_str(value).map_err(|_| FieldError::new(field, "must be a UUID"))
-}
-
-pub fn optional_id(field: &str, value: &str) -> Result<Option<Uuid>, FieldError> {
-    if value.is_empty() {
-        Ok(None)
-    } else {
-        parse_id(field, value).map(Some)
-    }
-}
+pub use boxoffice_runtime::field::{optional_id, parse_id};
 
 /// Where a hold lives: `events/{event_id}/holds/{hold_id}`. The event id is
 /// in the name because every Redis key of a hold sits under its event's hash
