@@ -48,9 +48,10 @@
 //!   so the indexer rebuilds it on its own.
 //!
 //! Upgrading from a version that kept the checkpoint in a companion index
-//! `<uid>_meta`: that index is no longer read; the first start finds no
-//! checkpoint and replays the outbox over the index (a no-op for documents
-//! already there). Delete `<uid>_meta` once no old process runs.
+//! `<uid>_meta`: that index is no longer read. The first start finds no
+//! checkpoint in the events index and rebuilds it from PostgreSQL, which
+//! writes only the checkpoint when the documents are already there. Delete
+//! `<uid>_meta` once no process of the old version runs.
 
 use std::collections::HashMap;
 use std::time::Duration;
