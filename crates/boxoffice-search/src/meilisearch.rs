@@ -598,4 +598,92 @@ mod tests {
              AND _geoRadius(51.5, -0.12, 2500)"
         );
     }
+
+    #[test]
+    fn sort_is_the_first_ranking_rule() {
+        let settings = serde_json::to_value(settings()).expect("settings as json");
+        assert_eq!(settings["rankingRules"][0], "sort");
+        assert_eq!(
+            settings["rankingRules"]
+                .as_array()
+                .map(|rules| rules.iter().filter(|rule| *rule == "sort").count()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn the_checkpoint_is_a_document_without_status_beside_the_events() {
+        let document = SearchDocument {
+            id: "00000000-0000-4000-8000-000000000001".into(),
+            version: 3,
+            status: STATUS_PUBLISHED.into(),
+            title: "Hamlet".into(),
+            description: String::new(),
+            category: "theater".into(),
+            performers: Vec::new(),
+            performer_ids: Vec::new(),
+            venue_id: "v".into(),
+            venue_name: "Royal Hall".into(),
+            city: "London".into(),
+            country_code: "GB".into(),
+            start_time: 10,
+            end_time: 20,
+            location: Some(GeoPoint {
+                latitude: 51.5,
+                longitude: -0.12,
+            }),
+            price_min_minor: None,
+            price_max_minor: None,
+            currency_code: "GBP".into(),
+            payload: "p".into(),
+        };
+        let batch = [
+            Entry::Event(Box::new(MeiliDocument {
+                document,
+                geo: Some(MeiliGeo {
+                    lat: 51.5,
+                    lng: -0.12,
+                }),
+            })),
+            Entry::Checkpoint(CheckpointDocument {
+                id: CHECKPOINT_ID.to_owned(),
+                position: 42,
+            }),
+        ];
+        let json = serde_json::to_value(batch).expect("batch as json");
+        assert_eq!(json[0]["id"], "00000000-0000-4000-8000-000000000001");
+        assert_eq!(json[0]["status"], STATUS_PUBLISHED);
+        assert_eq!(json[0]["_geo"]["lat"], 51.5);
+        assert_eq!(
+            json[1],
+            serde_json::json!({ "id": CHECKPOINT_ID, "position": 42_i64 }),
+            "no status and no end time: no search filter lets it through"
+        );
+        assert!(
+            !CHECKPOINT_ID
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == '-'),
+            "no UUID can take the checkpoint's id"
+        );
+    }
+
+    #[test]
+    fn formatted_fields_come_back_highlighted_by_whole_words() {
+        let formatted = serde_json::json!({
+            "title": format!("North {HIGHLIGHT_START}Lon{HIGHLIGHT_END}don Derby"),
+            "performers": [format!("{HIGHLIGHT_START}Metal{HIGHLIGHT_END}lica"), "Arsenal"],
+        });
+        let formatted = formatted.as_object();
+        assert_eq!(
+            formatted_text(formatted, "title").map(|title| crate::highlight_to_html(&title)),
+            Some("North <em>London</em> Derby".to_owned())
+        );
+        assert_eq!(
+            formatted_list(formatted, "performers").map(|names| names
+                .iter()
+                .map(|name| crate::highlight_to_html(name))
+                .collect::<Vec<_>>()),
+            Some(vec!["<em>Metallica</em>".to_owned(), "Arsenal".to_owned()])
+        );
+    }
 }
