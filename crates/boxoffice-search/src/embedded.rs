@@ -44,10 +44,14 @@ use crate::document::{GeoPoint, STATUS_PUBLISHED, SearchDocument, haversine_km};
 use crate::query::{
     FacetCount, MAX_QUERY_WORDS, SearchHit, SearchQuery, SearchResults, SearchSort, sort_facets,
 };
-use crate::text::{HIGHLIGHT_END, HIGHLIGHT_START, strip_markers, typo_budget, word_matches};
+use crate::text::{
+    HIGHLIGHT_END, HIGHLIGHT_START, MAX_WORD_BYTES, strip_markers, typo_budget, word_matches,
+};
 use crate::{Checkpoint, Result, SearchError, SearchIndex};
 
-/// Words folded to lowercase ASCII; very long tokens (noise) dropped.
+/// Words folded to lowercase ASCII; very long tokens (noise) dropped. Its
+/// words are the shared ones (see [`crate::text::query_words`]): tantivy's
+/// simple tokenizer splits on the same characters.
 const TEXT_ANALYZER: &str = "boxoffice_text";
 /// A whole value as one folded token (cities).
 const KEYWORD_ANALYZER: &str = "boxoffice_keyword";
@@ -132,7 +136,7 @@ fn schema() -> (Schema, Fields) {
 
 fn text_analyzer() -> TextAnalyzer {
     TextAnalyzer::builder(SimpleTokenizer::default())
-        .filter(RemoveLongFilter::limit(40))
+        .filter(RemoveLongFilter::limit(MAX_WORD_BYTES))
         .filter(LowerCaser)
         .filter(AsciiFoldingFilter)
         .build()
@@ -397,8 +401,11 @@ impl EmbeddedIndex {
     pub fn search_blocking(&self, query: &SearchQuery) -> Result<SearchResults> {
         let fields = self.inner.fields;
         let mut analyzer = text_analyzer();
-        let query_words: Vec<String> = words(&mut analyzer, &query.text)
+        // The shared reading of the text, then folded as documents are.
+        let query_words: Vec<String> = query
+            .words()
             .into_iter()
+            .flat_map(|word| words(&mut analyzer, word))
             .map(|(word, _, _)| word)
             .take(MAX_QUERY_WORDS)
             .collect();
@@ -959,6 +966,28 @@ mod tests {
             highlight(&mut analyzer, "Nothing here", &["zzz".into()]),
             "Nothing here"
         );
+    }
+
+    #[test]
+    fn the_analyzer_splits_words_like_the_shared_rule() {
+        let mut analyzer = text_analyzer();
+        for text in [
+            "\"tanabe yuki\"",
+            "tour -live",
+            "Jay-Z & Beyoncé's M72_tour",
+            "l'été – 2026!",
+        ] {
+            let analyzed: Vec<String> = words(&mut analyzer, text)
+                .into_iter()
+                .map(|(word, _, _)| word)
+                .collect();
+            let shared: Vec<String> = crate::text::query_words(text)
+                .into_iter()
+                .flat_map(|word| words(&mut analyzer, word))
+                .map(|(word, _, _)| word)
+                .collect();
+            assert_eq!(analyzed, shared, "{text}");
+        }
     }
 
     #[test]

@@ -1,11 +1,57 @@
 //! The Meilisearch engine, through `meilisearch-sdk`: what production runs.
 //!
-//! One index of events (primary key `id`) and a small companion index,
-//! `<uid>_meta`, that holds the indexer's checkpoint, so wiping the events
-//! index along with its companion makes the indexer rebuild it. Writes wait
-//! for their Meilisearch task, so a returned `upsert` is searchable. Version
-//! checks read the held versions first; several indexers writing at once
-//! converge, because each one replays the same ordered feed to its end.
+//! One index of events (primary key `id`). The indexer's checkpoint is one
+//! more document in that index under a reserved id, written in the same
+//! `add_or_replace` task as the batch it follows: Meilisearch applies a task
+//! whole or not at all, so the checkpoint never runs ahead of the documents,
+//! each batch costs one task (a task is the slow part of a write: it commits
+//! to disk and recomputes the word and prefix databases), and wiping the index
+//! wipes the checkpoint with it, so the indexer rebuilds. The checkpoint
+//! document has no status, so the published-only filter every search carries
+//! keeps it out of hits, totals and facets.
+//!
+//! Writes wait for their Meilisearch task, so a returned `upsert` is
+//! searchable. Version checks read the held versions first; several indexers
+//! writing at once converge, because each one replays the same ordered feed
+//! to its end.
+//!
+//! Reading the text the way the embedded engine does: the query sent is the
+//! shared words of [`crate::text::query_words`] joined by spaces (no quotes or
+//! `-` reach Meilisearch's phrase and negative syntax), highlights are widened
+//! to whole words ([`crate::text::whole_word_highlights`]: Meilisearch marks
+//! only the typed part of a prefix), and `sort` is the first ranking rule, so
+//! an explicit order orders every match while a search without one keeps the
+//! text rules' relevance order.
+//!
+//! # Running Meilisearch for boxoffice
+//!
+//! - `--max-indexing-memory` (`MEILI_MAX_INDEXING_MEMORY`): set it, below
+//!   the memory limit of Meilisearch's container. Left alone, Meilisearch
+//!   takes two thirds of the RAM it detects, which inside a container may be
+//!   the host's, and is killed mid-batch.
+//! - `--max-indexing-threads` (`MEILI_MAX_INDEXING_THREADS`): at most half
+//!   the cores (the default), so searches stay fast while a batch indexes.
+//! - Storage: local SSD. Every task ends in a disk sync, and the indexer
+//!   waits for each batch's task, so sync latency is freshness latency.
+//! - Index setting `facetSearch: false` (Meilisearch 1.12 and later;
+//!   `PUT /indexes/<uid>/settings/facet-search` with body `false`): boxoffice
+//!   never calls `/facet-search`, and without it every write does less.
+//!   [`SearchIndex::apply_settings`] only sends the settings it names, so the
+//!   operator's choice stays.
+//! - Leave `prefixSearch` (`indexingTime`: the last query word is a prefix)
+//!   and `proximityPrecision` (`byWord`: relevance weighs word proximity) at
+//!   their defaults; both are part of the matching rules.
+//! - `--env production` with a master key; give boxoffice
+//!   (`BOXOFFICE_MEILISEARCH_KEY`) a key limited to its index.
+//! - No snapshots or dumps needed: `boxoffice reindex` rebuilds the index from
+//!   PostgreSQL, and an index that lost its data lost its checkpoint with it,
+//!   so the indexer rebuilds it on its own.
+//!
+//! Upgrading from a version that kept the checkpoint in a companion index
+//! `<uid>_meta`: that index is no longer read. The first start finds no
+//! checkpoint in the events index and rebuilds it from PostgreSQL, which
+//! writes only the checkpoint when the documents are already there. Delete
+//! `<uid>_meta` once no process of the old version runs.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -27,7 +73,7 @@ use crate::document::{GeoPoint, STATUS_PUBLISHED, SearchDocument, haversine_km};
 use crate::query::{
     FacetCount, MAX_OFFSET, SearchHit, SearchQuery, SearchResults, SearchSort, sort_facets,
 };
-use crate::text::{HIGHLIGHT_END, HIGHLIGHT_START, strip_markers};
+use crate::text::{HIGHLIGHT_END, HIGHLIGHT_START, strip_markers, whole_word_highlights};
 use crate::{Checkpoint, Result, SearchError, SearchIndex};
 
 /// Largest page the index serves, on top of [`MAX_OFFSET`].
@@ -35,7 +81,9 @@ const MAX_LIMIT: usize = 200;
 /// How long a write waits for its task.
 const TASK_TIMEOUT: Duration = Duration::from_secs(30);
 const TASK_POLL: Duration = Duration::from_millis(10);
-const CHECKPOINT_ID: &str = "outbox";
+/// The id of the checkpoint document. Event ids are UUIDs (hex digits and
+/// dashes), so none can be this; documents that try are refused.
+const CHECKPOINT_ID: &str = "boxoffice_checkpoint";
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize)]
 struct MeiliGeo {
@@ -65,10 +113,17 @@ struct CheckpointDocument {
     position: Checkpoint,
 }
 
+/// One document of a write: an event or the checkpoint, sent together.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Entry {
+    Event(Box<MeiliDocument>),
+    Checkpoint(CheckpointDocument),
+}
+
 pub struct MeilisearchIndex {
     client: Client,
     events: Index,
-    meta: Index,
     uid: String,
 }
 
@@ -95,11 +150,9 @@ impl MeilisearchIndex {
         let client = Client::new(url, key)
             .map_err(|error| classify("creating the meilisearch client", error))?;
         let events = client.index(uid);
-        let meta = client.index(format!("{uid}_meta"));
         Ok(Self {
             client,
             events,
-            meta,
             uid: uid.to_owned(),
         })
     }
@@ -109,17 +162,14 @@ impl MeilisearchIndex {
         &self.uid
     }
 
-    /// Deletes both indexes (tests clean up with this).
+    /// Deletes the index, checkpoint included (tests clean up with this).
     pub async fn drop_indexes(&self) -> Result<()> {
-        for uid in [self.uid.clone(), format!("{}_meta", self.uid)] {
-            let task = self
-                .client
-                .delete_index(&uid)
-                .await
-                .map_err(|error| classify("deleting an index", error))?;
-            self.wait(task, "deleting an index", true).await?;
-        }
-        Ok(())
+        let task = self
+            .client
+            .delete_index(&self.uid)
+            .await
+            .map_err(|error| classify("deleting an index", error))?;
+        self.wait(task, "deleting an index", true).await
     }
 
     async fn wait(
@@ -171,6 +221,47 @@ impl MeilisearchIndex {
         Ok(held)
     }
 
+    /// The documents worth writing: the newest version of each id in the
+    /// batch, unless the index already holds that version or a later one.
+    async fn fresh(&self, documents: Vec<SearchDocument>) -> Result<Vec<MeiliDocument>> {
+        if documents.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut newest: HashMap<String, SearchDocument> = HashMap::new();
+        for document in documents {
+            match newest.get(&document.id) {
+                Some(held) if held.version >= document.version => {}
+                _ => {
+                    newest.insert(document.id.clone(), document);
+                }
+            }
+        }
+        let ids: Vec<&str> = newest.keys().map(String::as_str).collect();
+        let held = self.held_versions(&ids).await?;
+        Ok(newest
+            .into_values()
+            .filter(|document| {
+                held.get(&document.id)
+                    .is_none_or(|version| *version < document.version)
+            })
+            .map(|mut document| {
+                document.title = strip_markers(&document.title);
+                document.performers = document
+                    .performers
+                    .iter()
+                    .map(|name| strip_markers(name))
+                    .collect();
+                let geo = document.location.map(|point| MeiliGeo {
+                    lat: point.latitude,
+                    lng: point.longitude,
+                });
+                MeiliDocument { document, geo }
+            })
+            .collect())
+    }
+
+    /// Every search's filter. Its first part also keeps the checkpoint
+    /// document out: it has no status.
     fn filter(query: &SearchQuery) -> String {
         let filters = &query.filters;
         let mut parts = vec![
@@ -207,6 +298,11 @@ impl MeilisearchIndex {
     }
 }
 
+/// The index settings. `sort` comes first: a search that asks for an order
+/// (start time, distance) gets every match in that order, whatever the text
+/// rules would say; a search without one skips the rule (Meilisearch ignores
+/// `sort` when the request has no `sort` parameter), so relevance orders it
+/// by the text rules, then by start time.
 fn settings() -> Settings {
     Settings::new()
         .with_searchable_attributes([
@@ -231,11 +327,11 @@ fn settings() -> Settings {
         ])
         .with_sortable_attributes(["start_time", "id", "_geo"])
         .with_ranking_rules([
+            "sort",
             "words",
             "typo",
             "proximity",
             "attribute",
-            "sort",
             "exactness",
             "start_time:asc",
         ])
@@ -254,12 +350,13 @@ fn settings() -> Settings {
         })
 }
 
-/// Meilisearch's `_formatted` value of a field, as text.
+/// Meilisearch's `_formatted` value of a field, as text highlighted by
+/// whole words.
 fn formatted_text(
     formatted: Option<&serde_json::Map<String, serde_json::Value>>,
     field: &str,
 ) -> Option<String> {
-    formatted?.get(field)?.as_str().map(str::to_owned)
+    formatted?.get(field)?.as_str().map(whole_word_highlights)
 }
 
 fn formatted_list(
@@ -270,7 +367,7 @@ fn formatted_list(
         .get(field)?
         .as_array()?
         .iter()
-        .map(|value| value.as_str().map(str::to_owned))
+        .map(|value| value.as_str().map(whole_word_highlights))
         .collect()
 }
 
@@ -305,14 +402,12 @@ impl SearchIndex for MeilisearchIndex {
     }
 
     async fn apply_settings(&self) -> Result<()> {
-        for uid in [self.uid.clone(), format!("{}_meta", self.uid)] {
-            let task = self
-                .client
-                .create_index(&uid, Some("id"))
-                .await
-                .map_err(|error| classify("creating an index", error))?;
-            self.wait(task, "creating an index", false).await?;
-        }
+        let task = self
+            .client
+            .create_index(&self.uid, Some("id"))
+            .await
+            .map_err(|error| classify("creating an index", error))?;
+        self.wait(task, "creating an index", false).await?;
         let task = self
             .events
             .set_settings(&settings())
@@ -326,91 +421,64 @@ impl SearchIndex for MeilisearchIndex {
         documents: Vec<SearchDocument>,
         checkpoint: Option<Checkpoint>,
     ) -> Result<()> {
-        if !documents.is_empty() {
-            // Within the batch, the highest version of each id wins.
-            let mut newest: HashMap<String, SearchDocument> = HashMap::new();
-            for document in documents {
-                match newest.get(&document.id) {
-                    Some(held) if held.version >= document.version => {}
-                    _ => {
-                        newest.insert(document.id.clone(), document);
-                    }
-                }
-            }
-            let ids: Vec<&str> = newest.keys().map(String::as_str).collect();
-            let held = self.held_versions(&ids).await?;
-            let fresh: Vec<MeiliDocument> = newest
-                .into_values()
-                .filter(|document| {
-                    held.get(&document.id)
-                        .is_none_or(|version| *version < document.version)
-                })
-                .map(|mut document| {
-                    document.title = strip_markers(&document.title);
-                    document.performers = document
-                        .performers
-                        .iter()
-                        .map(|name| strip_markers(name))
-                        .collect();
-                    let geo = document.location.map(|point| MeiliGeo {
-                        lat: point.latitude,
-                        lng: point.longitude,
-                    });
-                    MeiliDocument { document, geo }
-                })
-                .collect();
-            if !fresh.is_empty() {
-                let task = self
-                    .events
-                    .add_or_replace(&fresh, Some("id"))
-                    .await
-                    .map_err(|error| classify("adding documents", error))?;
-                self.wait(task, "adding documents", false).await?;
-            }
+        if documents
+            .iter()
+            .any(|document| document.id == CHECKPOINT_ID)
+        {
+            return Err(SearchError::Internal(anyhow!(
+                "the document id {CHECKPOINT_ID} is reserved for the checkpoint"
+            )));
         }
+        let mut entries: Vec<Entry> = self
+            .fresh(documents)
+            .await?
+            .into_iter()
+            .map(|document| Entry::Event(Box::new(document)))
+            .collect();
         if let Some(position) = checkpoint {
-            let task = self
-                .meta
-                .add_or_replace(
-                    &[CheckpointDocument {
-                        id: CHECKPOINT_ID.to_owned(),
-                        position,
-                    }],
-                    Some("id"),
-                )
-                .await
-                .map_err(|error| classify("recording the checkpoint", error))?;
-            self.wait(task, "recording the checkpoint", false).await?;
+            // In the same task as the documents: one write, and the
+            // checkpoint lands with them or not at all.
+            entries.push(Entry::Checkpoint(CheckpointDocument {
+                id: CHECKPOINT_ID.to_owned(),
+                position,
+            }));
         }
-        Ok(())
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let task = self
+            .events
+            .add_or_replace(&entries, Some("id"))
+            .await
+            .map_err(|error| classify("adding documents", error))?;
+        self.wait(task, "adding documents", false).await
     }
 
     async fn delete(&self, ids: &[String]) -> Result<()> {
+        let ids: Vec<&String> = ids.iter().filter(|id| *id != CHECKPOINT_ID).collect();
         if ids.is_empty() {
             return Ok(());
         }
         let task = self
             .events
-            .delete_documents(ids)
+            .delete_documents(&ids)
             .await
             .map_err(|error| classify("deleting documents", error))?;
         self.wait(task, "deleting documents", true).await
     }
 
     async fn clear(&self) -> Result<()> {
-        for index in [&self.events, &self.meta] {
-            let task = index
-                .delete_all_documents()
-                .await
-                .map_err(|error| classify("clearing an index", error))?;
-            self.wait(task, "clearing an index", true).await?;
-        }
-        Ok(())
+        let task = self
+            .events
+            .delete_all_documents()
+            .await
+            .map_err(|error| classify("clearing the index", error))?;
+        self.wait(task, "clearing the index", true).await
     }
 
     async fn checkpoint(&self) -> Result<Option<Checkpoint>> {
         match self
-            .meta
+            .events
             .get_document::<CheckpointDocument>(CHECKPOINT_ID)
             .await
         {
@@ -443,9 +511,10 @@ impl SearchIndex for MeilisearchIndex {
         let highlight_start = HIGHLIGHT_START.to_string();
         let highlight_end = HIGHLIGHT_END.to_string();
         let facets = ["category", "city"];
+        let text = query.words().join(" ");
         let mut search = self.events.search();
         search
-            .with_query(query.text.trim())
+            .with_query(&text)
             .with_filter(&filter)
             .with_offset(query.offset.min(MAX_OFFSET))
             .with_limit(query.limit.min(MAX_LIMIT))
@@ -527,6 +596,94 @@ mod tests {
             MeilisearchIndex::filter(&query),
             "status = \"published\" AND end_time > 1700000000 AND city = \"Say \\\"hi\\\"\" \
              AND _geoRadius(51.5, -0.12, 2500)"
+        );
+    }
+
+    #[test]
+    fn sort_is_the_first_ranking_rule() {
+        let settings = serde_json::to_value(settings()).expect("settings as json");
+        assert_eq!(settings["rankingRules"][0], "sort");
+        assert_eq!(
+            settings["rankingRules"]
+                .as_array()
+                .map(|rules| rules.iter().filter(|rule| *rule == "sort").count()),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn the_checkpoint_is_a_document_without_status_beside_the_events() {
+        let document = SearchDocument {
+            id: "00000000-0000-4000-8000-000000000001".into(),
+            version: 3,
+            status: STATUS_PUBLISHED.into(),
+            title: "Hamlet".into(),
+            description: String::new(),
+            category: "theater".into(),
+            performers: Vec::new(),
+            performer_ids: Vec::new(),
+            venue_id: "v".into(),
+            venue_name: "Royal Hall".into(),
+            city: "London".into(),
+            country_code: "GB".into(),
+            start_time: 10,
+            end_time: 20,
+            location: Some(GeoPoint {
+                latitude: 51.5,
+                longitude: -0.12,
+            }),
+            price_min_minor: None,
+            price_max_minor: None,
+            currency_code: "GBP".into(),
+            payload: "p".into(),
+        };
+        let batch = [
+            Entry::Event(Box::new(MeiliDocument {
+                document,
+                geo: Some(MeiliGeo {
+                    lat: 51.5,
+                    lng: -0.12,
+                }),
+            })),
+            Entry::Checkpoint(CheckpointDocument {
+                id: CHECKPOINT_ID.to_owned(),
+                position: 42,
+            }),
+        ];
+        let json = serde_json::to_value(batch).expect("batch as json");
+        assert_eq!(json[0]["id"], "00000000-0000-4000-8000-000000000001");
+        assert_eq!(json[0]["status"], STATUS_PUBLISHED);
+        assert_eq!(json[0]["_geo"]["lat"], 51.5);
+        assert_eq!(
+            json[1],
+            serde_json::json!({ "id": CHECKPOINT_ID, "position": 42_i64 }),
+            "no status and no end time: no search filter lets it through"
+        );
+        assert!(
+            !CHECKPOINT_ID
+                .chars()
+                .all(|c| c.is_ascii_hexdigit() || c == '-'),
+            "no UUID can take the checkpoint's id"
+        );
+    }
+
+    #[test]
+    fn formatted_fields_come_back_highlighted_by_whole_words() {
+        let formatted = serde_json::json!({
+            "title": format!("North {HIGHLIGHT_START}Lon{HIGHLIGHT_END}don Derby"),
+            "performers": [format!("{HIGHLIGHT_START}Metal{HIGHLIGHT_END}lica"), "Arsenal"],
+        });
+        let formatted = formatted.as_object();
+        assert_eq!(
+            formatted_text(formatted, "title").map(|title| crate::highlight_to_html(&title)),
+            Some("North <em>London</em> Derby".to_owned())
+        );
+        assert_eq!(
+            formatted_list(formatted, "performers").map(|names| names
+                .iter()
+                .map(|name| crate::highlight_to_html(name))
+                .collect::<Vec<_>>()),
+            Some(vec!["<em>Metallica</em>".to_owned(), "Arsenal".to_owned()])
         );
     }
 }

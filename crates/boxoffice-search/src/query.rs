@@ -1,11 +1,8 @@
 //! What a search asks and what it answers, engine-neutral.
 
 use crate::document::{GeoPoint, SearchDocument};
-use crate::text::{HIGHLIGHT_END, HIGHLIGHT_START};
-
-/// Most words of a query that are searched; later ones are ignored
-/// (Meilisearch's own limit is ten).
-pub const MAX_QUERY_WORDS: usize = 10;
+pub use crate::text::MAX_QUERY_WORDS;
+use crate::text::{HIGHLIGHT_END, HIGHLIGHT_START, query_words};
 
 /// Deepest position a page may start at (Meilisearch's default
 /// `maxTotalHits`); beyond it, narrow the query.
@@ -60,11 +57,17 @@ pub struct SearchQuery {
 }
 
 impl SearchQuery {
+    /// The words searched for, read the same way by every engine (see
+    /// [`query_words`]).
+    pub fn words(&self) -> Vec<&str> {
+        query_words(&self.text)
+    }
+
     /// The order actually used: relevance means nothing without words, and
     /// distance nothing without a point; both then fall back to start time.
     pub fn effective_sort(&self) -> SearchSort {
         match self.sort {
-            SearchSort::Relevance if self.text.trim().is_empty() => SearchSort::StartTime,
+            SearchSort::Relevance if self.words().is_empty() => SearchSort::StartTime,
             SearchSort::Distance if self.point.is_none() => SearchSort::StartTime,
             sort => sort,
         }
@@ -140,6 +143,15 @@ mod tests {
     fn sorts_fall_back_when_they_mean_nothing() {
         let query = SearchQuery::default();
         assert_eq!(query.effective_sort(), SearchSort::StartTime);
+        let query = SearchQuery {
+            text: " \"-\" ".into(),
+            ..SearchQuery::default()
+        };
+        assert_eq!(
+            query.effective_sort(),
+            SearchSort::StartTime,
+            "punctuation alone is no words"
+        );
         let query = SearchQuery {
             text: "rock".into(),
             sort: SearchSort::Distance,

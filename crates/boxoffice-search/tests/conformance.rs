@@ -13,6 +13,8 @@ use boxoffice_search::{
     GeoPoint, GeoRadius, SearchDocument, SearchFilters, SearchIndex, SearchQuery, SearchResults,
     SearchSort, highlight_to_html,
 };
+use meilisearch_sdk::client::Client;
+use meilisearch_sdk::tasks::TasksSearchQuery;
 
 const NOW: i64 = 1_900_000_000;
 const DAY: i64 = 86_400;
@@ -33,11 +35,25 @@ const LISBON: GeoPoint = GeoPoint {
     latitude: 38.7223,
     longitude: -9.1393,
 };
+const BERLIN: GeoPoint = GeoPoint {
+    latitude: 52.5200,
+    longitude: 13.4050,
+};
+const HAMBURG: GeoPoint = GeoPoint {
+    latitude: 53.5511,
+    longitude: 9.9937,
+};
+const NEW_YORK: GeoPoint = GeoPoint {
+    latitude: 40.7128,
+    longitude: -74.0060,
+};
 
 /// An engine under test and how to throw it away.
 struct Engine {
     index: Arc<dyn SearchIndex>,
     meili: Option<Arc<MeilisearchIndex>>,
+    /// A client of the same Meilisearch server, to look at its task queue.
+    meili_client: Option<Client>,
 }
 
 impl Engine {
@@ -69,6 +85,7 @@ async fn engines(test: &str) -> Vec<Engine> {
     let mut engines = vec![Engine {
         index: Arc::new(EmbeddedIndex::in_memory().expect("in-memory index")),
         meili: None,
+        meili_client: None,
     }];
     match std::env::var(ENV_MEILISEARCH_URL)
         .ok()
@@ -81,9 +98,11 @@ async fn engines(test: &str) -> Vec<Engine> {
                 MeilisearchIndex::new(url.trim(), key.as_deref(), &uid)
                     .expect("meilisearch client"),
             );
+            let client = Client::new(url.trim(), key.as_deref()).expect("meilisearch client");
             engines.push(Engine {
                 index: meili.clone(),
                 meili: Some(meili),
+                meili_client: Some(client),
             });
         }
         None => say_meilisearch_skipped(test),
@@ -688,4 +707,254 @@ async fn an_embedded_index_in_a_directory_survives_a_restart() {
         ids(&index.search(&query("swift")).await.expect("search")),
         vec![id(1)]
     );
+}
+
+/// Three events that all match "live" where the text rules and the asked
+/// orders disagree: the title match is farthest from Berlin and starts last,
+/// the venue match is in between and starts first, the description match is
+/// in Berlin and starts second.
+fn live_events() -> Vec<SearchDocument> {
+    let at = |n: u32, title: &str, city: &str, country: &str, point: GeoPoint, day: i64| {
+        let mut doc = event(n, title);
+        doc.city = city.into();
+        doc.country_code = country.into();
+        doc.location = Some(point);
+        doc.start_time = NOW + day * DAY;
+        doc.end_time = doc.start_time + 3 * 3_600;
+        doc
+    };
+    let mut new_york = at(1, "Live Forever", "New York", "US", NEW_YORK, 3);
+    new_york.venue_name = "Madison Square Garden".into();
+    let mut berlin = at(2, "Summer Nights", "Berlin", "DE", BERLIN, 2);
+    berlin.description = "Live music all night".into();
+    let mut hamburg = at(3, "Harbour Sessions", "Hamburg", "DE", HAMBURG, 1);
+    hamburg.venue_name = "Live Hall".into();
+    vec![new_york, berlin, hamburg]
+}
+
+#[tokio::test]
+async fn an_explicit_sort_orders_every_match_even_with_text() {
+    for engine in engines("an_explicit_sort_orders_every_match_even_with_text").await {
+        let name = engine.index.engine();
+        engine
+            .index
+            .upsert(live_events(), Some(1))
+            .await
+            .expect("indexing");
+        let (new_york, berlin, hamburg) = (id(1), id(2), id(3));
+
+        let mut nearest = query("live");
+        nearest.point = Some(BERLIN);
+        nearest.sort = SearchSort::Distance;
+        let results = search(&engine, &nearest).await;
+        assert_eq!(
+            ids(&results),
+            vec![berlin.clone(), hamburg.clone(), new_york.clone()],
+            "{name}: 'live' nearest Berlin first, whatever field matched"
+        );
+        let km: Vec<f64> = results
+            .hits
+            .iter()
+            .map(|hit| hit.distance_km.expect("a distance"))
+            .collect();
+        assert!(km.windows(2).all(|w| w[0] <= w[1]), "{name}: {km:?}");
+
+        let mut soonest = query("live");
+        soonest.point = Some(BERLIN);
+        soonest.sort = SearchSort::StartTime;
+        assert_eq!(
+            ids(&search(&engine, &soonest).await),
+            vec![hamburg.clone(), berlin.clone(), new_york.clone()],
+            "{name}: 'live' soonest first, whatever field matched"
+        );
+
+        // Without an asked order, relevance stays: a title match above a
+        // venue match above a description match.
+        let mut relevant = query("live");
+        relevant.point = Some(BERLIN);
+        assert_eq!(
+            ids(&search(&engine, &relevant).await),
+            vec![new_york, hamburg, berlin],
+            "{name}: 'live' by relevance"
+        );
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn quotes_and_minus_signs_are_plain_punctuation() {
+    for engine in loaded("quotes_and_minus_signs_are_plain_punctuation").await {
+        let name = engine.index.engine();
+        // Every word must match, in any order: no phrases, no exclusions.
+        for (text, expected) in [
+            ("\"swift taylor\"", vec![id(1)]),
+            ("\"taylor swift\"", vec![id(1)]),
+            ("taylor-swift", vec![id(1)]),
+            ("tour -metallica", vec![id(2)]),
+            ("metallica -tour", vec![id(2)]),
+            ("-hamlet", vec![id(4)]),
+            ("\"royal\" -\"shakespeare\"", vec![id(4)]),
+        ] {
+            assert_eq!(
+                ids(&search(&engine, &query(text)).await),
+                expected,
+                "{name}: {text}"
+            );
+        }
+        // Punctuation alone asks for nothing: every event, by date.
+        for text in ["\"", "-", "\" - \""] {
+            assert_eq!(
+                ids(&search(&engine, &query(text)).await),
+                (1..=5).map(id).collect::<Vec<_>>(),
+                "{name}: {text}"
+            );
+        }
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn highlights_mark_whole_words() {
+    for engine in loaded("highlights_mark_whole_words").await {
+        let name = engine.index.engine();
+        let first = |results: SearchResults| {
+            assert_eq!(results.hits.len(), 1, "{name}: one hit");
+            let hit = results.hits.into_iter().next().expect("one hit");
+            (
+                highlight_to_html(&hit.highlighted_title),
+                hit.highlighted_performers
+                    .iter()
+                    .map(|performer| highlight_to_html(performer))
+                    .collect::<Vec<_>>(),
+            )
+        };
+        // A prefix marks the word it begins, not the letters typed.
+        let (_, performers) = first(search(&engine, &query("metal")).await);
+        assert_eq!(performers, vec!["<em>Metallica</em>"], "{name}: 'metal'");
+        let (title, _) = first(search(&engine, &query("north lon")).await);
+        assert_eq!(
+            title, "<em>North</em> <em>London</em> Derby",
+            "{name}: 'north lon'"
+        );
+        // A typo marks the word it matched.
+        let (_, performers) = first(search(&engine, &query("tayler swfit")).await);
+        assert_eq!(
+            performers,
+            vec!["<em>Taylor</em> <em>Swift</em>"],
+            "{name}: 'tayler swfit'"
+        );
+        let (title, _) = first(search(&engine, &query("hamlett")).await);
+        assert_eq!(title, "<em>Hamlet</em>", "{name}: 'hamlett'");
+        engine.cleanup().await;
+    }
+}
+
+/// How many tasks Meilisearch has recorded for the engine's index; `None`
+/// for an engine without a task queue.
+async fn meilisearch_tasks(engine: &Engine) -> Option<u64> {
+    let (Some(client), Some(meili)) = (&engine.meili_client, &engine.meili) else {
+        return None;
+    };
+    let mut tasks = TasksSearchQuery::new(client);
+    tasks.with_index_uids([meili.uid()]).with_limit(1);
+    Some(tasks.execute().await.expect("listing tasks").total)
+}
+
+/// Tasks recorded between two counts (`None` without a task queue).
+fn written(before: Option<u64>, after: Option<u64>) -> Option<u64> {
+    before.zip(after).map(|(before, after)| after - before)
+}
+
+#[tokio::test]
+async fn the_checkpoint_travels_with_its_batch() {
+    for engine in engines("the_checkpoint_travels_with_its_batch").await {
+        let name = engine.index.engine();
+        // Meilisearch: each write is one task, the checkpoint included.
+        let before = meilisearch_tasks(&engine).await;
+        engine
+            .index
+            .upsert(catalogue(), Some(7))
+            .await
+            .expect("indexing");
+        assert_eq!(
+            written(before, meilisearch_tasks(&engine).await).unwrap_or(1),
+            1,
+            "{name}: documents and checkpoint in one write"
+        );
+        assert_eq!(
+            engine.index.checkpoint().await.expect("checkpoint"),
+            Some(7),
+            "{name}"
+        );
+
+        // The checkpoint is never found.
+        let mut everything = query("");
+        everything.facets = true;
+        let results = search(&engine, &everything).await;
+        assert_eq!(results.estimated_total_hits, 5, "{name}: five events");
+        assert_eq!(
+            results.category_facets.iter().map(|f| f.count).sum::<u64>(),
+            5,
+            "{name}: facets count events only"
+        );
+        let mut late = query("");
+        late.filters.now = 0;
+        assert_eq!(
+            search(&engine, &late).await.estimated_total_hits,
+            5,
+            "{name}: not even long ago"
+        );
+
+        // A replayed batch writes only the checkpoint; a checkpoint alone too.
+        let before = meilisearch_tasks(&engine).await;
+        engine
+            .index
+            .upsert(catalogue(), Some(8))
+            .await
+            .expect("replaying");
+        assert_eq!(
+            written(before, meilisearch_tasks(&engine).await).unwrap_or(1),
+            1,
+            "{name}"
+        );
+        assert_eq!(
+            engine.index.checkpoint().await.expect("checkpoint"),
+            Some(8),
+            "{name}"
+        );
+        engine
+            .index
+            .upsert(Vec::new(), Some(9))
+            .await
+            .expect("checkpoint only");
+        assert_eq!(
+            engine.index.checkpoint().await.expect("checkpoint"),
+            Some(9),
+            "{name}"
+        );
+
+        // Nothing new and no checkpoint: nothing written.
+        let before = meilisearch_tasks(&engine).await;
+        engine
+            .index
+            .upsert(catalogue(), None)
+            .await
+            .expect("replaying");
+        assert_eq!(
+            written(before, meilisearch_tasks(&engine).await).unwrap_or(0),
+            0,
+            "{name}"
+        );
+        assert_eq!(
+            engine.index.checkpoint().await.expect("checkpoint"),
+            Some(9),
+            "{name}"
+        );
+        assert_eq!(
+            search(&engine, &query("")).await.estimated_total_hits,
+            5,
+            "{name}"
+        );
+        engine.cleanup().await;
+    }
 }
