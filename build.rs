@@ -25,6 +25,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
+        // prost's codec, with decode failures marked so a server can answer
+        // them INVALID_ARGUMENT (see the contracts crate's `codec` module).
+        .codec_path("crate::codec::ProstCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(file_descriptors)?;
