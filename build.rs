@@ -13,6 +13,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     collect_protos(&proto_root, &mut protos)?;
     protos.sort();
     println!("cargo:rerun-if-changed={}", proto_root.display());
+    // This script too: it lives outside the crate, and what it generates
+    // (the codec, for one) changes with it.
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../../build.rs").display()
+    );
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
     }
