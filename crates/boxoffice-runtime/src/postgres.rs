@@ -322,3 +322,66 @@ pub async fn migrate(pool: &Pool, schema: &str, migrations: &[Migration]) -> any
         .context("committing migrations")?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The machine's PostgreSQL (tests elsewhere use the same default).
+    fn server_url() -> String {
+        std::env::var("BOXOFFICE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_answer_is_unavailable() {
+        // Nothing listens on port 1.
+        let error = tokio_postgres::connect("host=127.0.0.1 port=1 user=postgres", NoTls)
+            .await
+            .err()
+            .expect("nothing listens there");
+        assert!(DbError::from(error).is_unavailable());
+        let pool = pool(&Secret::new("host=127.0.0.1 port=1 user=postgres"), 1).expect("a pool");
+        let error = pool.get().await.err().expect("no connection");
+        assert!(DbError::from(error).is_unavailable());
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_is_unavailable_and_a_bad_statement_internal() {
+        let (client, connection) = tokio_postgres::connect(&server_url(), NoTls)
+            .await
+            .expect("PostgreSQL must be running for the tests");
+        let running = tokio::spawn(connection);
+        let refused = client
+            .simple_query("SELEC 1")
+            .await
+            .err()
+            .expect("a syntax error");
+        let refused = DbError::from(refused);
+        assert!(!refused.is_unavailable(), "{refused:?}");
+        // A value of the wrong type is a bug too, though no server code says so.
+        let row = client
+            .query_one("SELECT 'text'::text AS t", &[])
+            .await
+            .expect("a row");
+        let wrong = row.try_get::<_, i64>("t").err().expect("not an integer");
+        assert!(!DbError::from(wrong).is_unavailable());
+        // Through anyhow (a batch writer, a retry) the kind survives.
+        let through = DbError::from(anyhow::Error::from(DbError::from(
+            client.simple_query("SELEC 1").await.err().expect("error"),
+        )));
+        assert!(!through.is_unavailable());
+
+        running.abort();
+        let _ = running.await;
+        let lost = client
+            .simple_query("SELECT 1")
+            .await
+            .err()
+            .expect("the connection is gone");
+        let lost = DbError::from(lost);
+        assert!(lost.is_unavailable(), "{lost:?}");
+        let wrapped = DbError::from(anyhow::Error::from(lost).context("reading a booking"));
+        assert!(wrapped.is_unavailable());
+    }
+}
