@@ -342,7 +342,7 @@ mod tests {
             .expect("nothing listens there");
         assert!(DbError::from(error).is_unavailable());
         let pool = pool(&Secret::new("host=127.0.0.1 port=1 user=postgres"), 1).expect("a pool");
-        let error = pool.get().await.err().expect("no connection");
+        let error = pool.get().await.expect_err("no connection");
         assert!(DbError::from(error).is_unavailable());
     }
 
@@ -355,8 +355,7 @@ mod tests {
         let refused = client
             .simple_query("SELEC 1")
             .await
-            .err()
-            .expect("a syntax error");
+            .expect_err("a syntax error");
         let refused = DbError::from(refused);
         assert!(!refused.is_unavailable(), "{refused:?}");
         // A value of the wrong type is a bug too, though no server code says so.
@@ -364,11 +363,11 @@ mod tests {
             .query_one("SELECT 'text'::text AS t", &[])
             .await
             .expect("a row");
-        let wrong = row.try_get::<_, i64>("t").err().expect("not an integer");
+        let wrong = row.try_get::<_, i64>("t").expect_err("not an integer");
         assert!(!DbError::from(wrong).is_unavailable());
         // Through anyhow (a batch writer, a retry) the kind survives.
         let through = DbError::from(anyhow::Error::from(DbError::from(
-            client.simple_query("SELEC 1").await.err().expect("error"),
+            client.simple_query("SELEC 1").await.expect_err("error"),
         )));
         assert!(!through.is_unavailable());
 
@@ -377,8 +376,7 @@ mod tests {
         let lost = client
             .simple_query("SELECT 1")
             .await
-            .err()
-            .expect("the connection is gone");
+            .expect_err("the connection is gone");
         let lost = DbError::from(lost);
         assert!(lost.is_unavailable(), "{lost:?}");
         let wrapped = DbError::from(anyhow::Error::from(lost).context("reading a booking"));
