@@ -13,6 +13,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     collect_protos(&proto_root, &mut protos)?;
     protos.sort();
     println!("cargo:rerun-if-changed={}", proto_root.display());
+    // This script too: it lives outside the crate, and what it generates
+    // (the codec, for one) changes with it.
+    println!(
+        "cargo:rerun-if-changed={}",
+        manifest_dir.join("../../build.rs").display()
+    );
     for proto in &protos {
         println!("cargo:rerun-if-changed={}", proto.display());
     }
@@ -25,6 +31,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     )?;
 
     tonic_prost_build::configure()
+        // prost's codec, with decode failures marked so a server can answer
+        // them INVALID_ARGUMENT (see the contracts crate's `codec` module).
+        .codec_path("crate::codec::ProstCodec")
         .build_client(true)
         .build_server(true)
         .compile_fds(file_descriptors)?;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use boxoffice_contracts::accounts::v1::accounts_service_server::AccountsServiceServer;
-use boxoffice_runtime::server::{GrpcServer, MAX_DECODING_MESSAGE_SIZE, MAX_ENCODING_MESSAGE_SIZE};
+use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
 use deadpool_postgres::Pool;
 
 use crate::config::TokenConfig;
@@ -39,7 +39,7 @@ impl AccountsComponent {
     pub fn register(&self, server: &mut GrpcServer) {
         server.add_service(
             AccountsServiceServer::new(AccountsGrpc::new(self.accounts.clone()))
-                .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+                .max_decoding_message_size(boxoffice_runtime::limits::ACCOUNTS_MAX_REQUEST_BYTES)
                 .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
         );
     }

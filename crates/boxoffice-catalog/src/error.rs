@@ -1,5 +1,6 @@
 //! The catalog's errors and how each reaches a caller.
 
+use boxoffice_runtime::postgres::DbError;
 use boxoffice_runtime::status;
 use tonic::{Code, Status};
 
@@ -42,21 +43,24 @@ impl From<LifecycleError> for CatalogError {
     }
 }
 
+impl From<DbError> for CatalogError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(cause) => Self::Unavailable(cause),
+            DbError::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for CatalogError {
     fn from(error: tokio_postgres::Error) -> Self {
-        // A closed connection or a server that is going away is worth a
-        // retry; anything else is a bug or a broken schema.
-        if error.is_closed() || error.code().is_none() {
-            Self::Unavailable(error.into())
-        } else {
-            Self::Internal(error.into())
-        }
+        DbError::from(error).into()
     }
 }
 
 impl From<deadpool_postgres::PoolError> for CatalogError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        Self::Unavailable(error.into())
+        DbError::from(error).into()
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use boxoffice_contracts::catalog::v1::catalog_service_server::CatalogServiceServer;
-use boxoffice_runtime::server::{GrpcServer, MAX_DECODING_MESSAGE_SIZE, MAX_ENCODING_MESSAGE_SIZE};
+use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
 use boxoffice_runtime::{Config, Shutdown};
 use boxoffice_search::SearchIndex;
 use deadpool_postgres::Pool;
@@ -89,7 +89,7 @@ impl CatalogComponent {
 
     pub fn register(&self, server: &mut GrpcServer) {
         let service = CatalogServiceServer::new(CatalogGrpc::new(self.catalog.clone()))
-            .max_decoding_message_size(MAX_DECODING_MESSAGE_SIZE)
+            .max_decoding_message_size(boxoffice_runtime::limits::CATALOG_MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE);
         server.add_service(WithSearch::new(service, self.search.clone()));
     }

@@ -1,10 +1,12 @@
 //! Checkout's errors and how each reaches a caller: a gRPC code chosen on
 //! purpose plus an `ErrorInfo` reason clients branch on. SQL, provider and
-//! upstream failures are logged and answered as a bare `unavailable` /
-//! `internal`.
+//! upstream failures are logged and answered as a bare `unavailable` (the
+//! database, the provider or inventory cannot be reached: retry) or
+//! `internal` (a bug).
 
 use std::collections::HashMap;
 
+use boxoffice_runtime::postgres::{self, DbError};
 use boxoffice_runtime::status;
 use tonic::{Code, Status};
 
@@ -75,7 +77,28 @@ pub enum CheckoutError {
     #[error("dependency unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
-    Internal(#[from] anyhow::Error),
+    Internal(anyhow::Error),
+}
+
+impl From<DbError> for CheckoutError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(cause) => Self::Unavailable(cause),
+            DbError::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
+/// An unexpected failure is internal, unless a database error in its cause
+/// chain says the database is down (a store error that went through
+/// `anyhow` on its way here is still an outage).
+impl From<anyhow::Error> for CheckoutError {
+    fn from(error: anyhow::Error) -> Self {
+        match postgres::cause_is_unavailable(&error) {
+            Some(true) => Self::Unavailable(error),
+            _ => Self::Internal(error),
+        }
+    }
 }
 
 impl From<FieldError> for CheckoutError {

@@ -24,8 +24,9 @@ use crate::store::{CheckoutStore, MIGRATIONS, SCHEMA};
 use crate::upstream::Upstream;
 use crate::webhook::WebhookServer;
 
-/// Largest checkout request: ids, a token and a key.
-pub const MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// Largest checkout request (see [`boxoffice_runtime::limits`], where the
+/// edge reads it too).
+pub const MAX_REQUEST_BYTES: usize = boxoffice_runtime::limits::CHECKOUT_MAX_REQUEST_BYTES;
 
 /// The running checkout: its service plus the webhook listener and the
 /// reconciler.

@@ -56,7 +56,7 @@ async fn record_batch(
     match store.record_webhooks(&events).await {
         Ok(new) => new.into_iter().map(Ok).collect(),
         Err(error) => {
-            let error = format!("{error:#}");
+            let error = format!("{:#}", anyhow::Error::from(error));
             events
                 .iter()
                 .map(|_| Err(anyhow::anyhow!("{error}")))

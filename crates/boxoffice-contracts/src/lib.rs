@@ -1,6 +1,8 @@
 //! The wire contracts of boxoffice: one module per protobuf package, generated
 //! from `proto/` by the workspace's `build.rs`.
 
+pub mod codec;
+
 /// Serialized `FileDescriptorSet` of every boxoffice proto, served by gRPC
 /// reflection so `grpcurl` and `buf curl` can discover the API.
 pub const FILE_DESCRIPTOR_SET: &[u8] =

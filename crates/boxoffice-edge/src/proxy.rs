@@ -23,8 +23,10 @@ use std::time::{Duration, Instant};
 
 use boxoffice_accounts::token::{TokenError, unix_now};
 use boxoffice_runtime::identity::{ROLES_HEADER, USER_ID_HEADER};
+use boxoffice_runtime::limits::{MAX_REQUEST_HEADER_BYTES, header_list_bytes};
 use boxoffice_runtime::status::{self as status_details, ERROR_DOMAIN};
 use boxoffice_runtime::transport::Transport;
+use boxoffice_runtime::wire;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderName};
 use http::uri::{PathAndQuery, Scheme};
@@ -53,7 +55,8 @@ pub mod reason {
     pub const UPSTREAM_OVERLOADED: &str = "UPSTREAM_OVERLOADED";
     pub const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
     pub const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
-    pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+    pub const MESSAGE_TOO_LARGE: &str = boxoffice_runtime::status::reason::MESSAGE_TOO_LARGE;
+    pub const HEADERS_TOO_LARGE: &str = boxoffice_runtime::status::reason::HEADERS_TOO_LARGE;
     pub const NOT_GRPC: &str = "NOT_GRPC";
 }
 
@@ -287,6 +290,13 @@ where
         upstream: Upstream::None,
     };
 
+    // Oversized headers fail this request alone (the HTTP/2 layer lets
+    // them through so that the connection's other calls carry on).
+    let header_bytes = header_list_bytes(request.uri(), request.headers());
+    if header_bytes > MAX_REQUEST_HEADER_BYTES {
+        return reject(record, wire::headers_too_large(header_bytes));
+    }
+
     let is_grpc = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -471,17 +481,14 @@ where
         let body = if route.client_streaming {
             RequestBody::Streaming(Some(body))
         } else {
-            match read_whole(body, state.limits.max_message_bytes + 5).await {
+            // The service's own limit (read from the same constant it
+            // decodes with), or the edge's if that is lower; 5 bytes of
+            // gRPC frame header come on top.
+            let limit = route.max_request_bytes.min(state.limits.max_message_bytes);
+            match read_whole(body, limit + 5).await {
                 Ok(bytes) => RequestBody::Buffered(bytes),
                 Err(ReadError::TooLarge) => {
-                    return Err(status_with(
-                        Code::ResourceExhausted,
-                        reason::MESSAGE_TOO_LARGE,
-                        &format!(
-                            "request message larger than {} bytes",
-                            state.limits.max_message_bytes
-                        ),
-                    ));
+                    return Err(wire::message_too_large(limit));
                 }
                 Err(ReadError::Broken) => {
                     return Err(status_with(

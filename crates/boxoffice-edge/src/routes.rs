@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use boxoffice_runtime::limits::max_request_bytes;
 use prost::Message as _;
 use serde::Deserialize;
 
@@ -141,6 +142,9 @@ pub struct MethodRoute {
     pub client_streaming: bool,
     /// Server streams get no default deadline.
     pub server_streaming: bool,
+    /// The largest request message the service decodes
+    /// ([`boxoffice_runtime::limits`]): the edge refuses larger ones itself.
+    pub max_request_bytes: usize,
     /// Index into the per-method metrics.
     pub index: usize,
 }
@@ -250,6 +254,7 @@ impl RouteTable {
                     access,
                     client_streaming: shape.client_streaming,
                     server_streaming: shape.server_streaming,
+                    max_request_bytes: max_request_bytes(&route.service),
                     index: table.methods.len(),
                 });
                 table.by_path.insert(method.path.clone(), method.clone());
@@ -263,6 +268,7 @@ impl RouteTable {
                 access: route.default_access,
                 client_streaming: true,
                 server_streaming: true,
+                max_request_bytes: max_request_bytes(&route.service),
                 index: table.methods.len(),
             });
             table

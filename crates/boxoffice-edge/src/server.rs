@@ -306,6 +306,9 @@ impl Edge {
             .http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(MAX_STREAMS_PER_CONNECTION)
+            // Oversized headers must reach the proxy, which refuses that one
+            // request, instead of closing the connection (see the constant).
+            .max_header_list_size(boxoffice_runtime::limits::TRANSPORT_MAX_HEADER_LIST_BYTES)
             .keep_alive_interval(Some(Duration::from_secs(30)))
             .keep_alive_timeout(Duration::from_secs(10));
         builder

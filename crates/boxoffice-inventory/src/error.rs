@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 
+use boxoffice_runtime::postgres::DbError;
 use boxoffice_runtime::status;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
@@ -94,19 +95,24 @@ impl From<SeatRequestError> for InventoryError {
     }
 }
 
+impl From<DbError> for InventoryError {
+    fn from(error: DbError) -> Self {
+        match error {
+            DbError::Unavailable(cause) => Self::Unavailable(cause),
+            DbError::Internal(cause) => Self::Internal(cause),
+        }
+    }
+}
+
 impl From<tokio_postgres::Error> for InventoryError {
     fn from(error: tokio_postgres::Error) -> Self {
-        if error.is_closed() || error.code().is_none() {
-            Self::Unavailable(error.into())
-        } else {
-            Self::Internal(error.into())
-        }
+        DbError::from(error).into()
     }
 }
 
 impl From<deadpool_postgres::PoolError> for InventoryError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        Self::Unavailable(error.into())
+        DbError::from(error).into()
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use boxoffice_contracts::inventory::v1::inventory_service_server::InventoryServiceServer;
 use boxoffice_contracts::inventory::v1::waiting_room_service_server::WaitingRoomServiceServer;
-use boxoffice_runtime::server::{GrpcServer, MAX_DECODING_MESSAGE_SIZE, MAX_ENCODING_MESSAGE_SIZE};
+use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
 use boxoffice_runtime::{Config, Shutdown};
 use deadpool_postgres::Pool;
 use tokio::task::JoinHandle;
@@ -19,9 +19,9 @@ use crate::service::Inventory;
 use crate::store::{HoldStore, MIGRATIONS, SCHEMA, TicketStore};
 use crate::waiting_room_grpc::WaitingRoomGrpc;
 
-/// Largest inventory request: a hold names at most a hundred seats, so
-/// anything near this is not a real client.
-pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+/// Largest inventory request (see [`boxoffice_runtime::limits`], where the
+/// edge reads it too).
+pub const MAX_REQUEST_BYTES: usize = boxoffice_runtime::limits::INVENTORY_MAX_REQUEST_BYTES;
 
 /// The running inventory: its service plus the background feed and sweeper.
 pub struct InventoryComponent {
@@ -87,7 +87,7 @@ impl InventoryComponent {
                 self.inventory.clone(),
                 self.shutdown.clone(),
             ))
-            .max_decoding_message_size(MAX_REQUEST_BYTES.min(MAX_DECODING_MESSAGE_SIZE))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
         );
         server.add_service(
@@ -95,7 +95,7 @@ impl InventoryComponent {
                 self.inventory.clone(),
                 self.shutdown.clone(),
             ))
-            .max_decoding_message_size(MAX_REQUEST_BYTES.min(MAX_DECODING_MESSAGE_SIZE))
+            .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
         );
     }

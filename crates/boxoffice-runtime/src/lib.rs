@@ -1,6 +1,7 @@
 //! What every boxoffice service runs on: typed configuration, telemetry,
 //! the PostgreSQL pool and schema migrations, caller identity, gRPC error
-//! details, and serving with health, reflection and graceful shutdown.
+//! details, the API's size limits, and serving with health, reflection,
+//! request checks ([`wire`]) and graceful shutdown.
 //!
 //! Small on purpose: anything that belongs to one service lives in that
 //! service's crate.
@@ -9,12 +10,14 @@ pub mod batch;
 pub mod config;
 pub mod field;
 pub mod identity;
+pub mod limits;
 pub mod postgres;
 pub mod server;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
 pub mod transport;
+pub mod wire;
 
 pub use config::{Config, ConfigError};
 pub use field::FieldError;

@@ -1,6 +1,8 @@
 //! The PostgreSQL side every service shares: creating the database on a
-//! fresh machine, the connection pool, and per-schema migrations that run at
-//! start under an advisory lock (so replicas starting together do not race).
+//! fresh machine, the connection pool, per-schema migrations that run at
+//! start under an advisory lock (so replicas starting together do not race),
+//! and the one rule that tells a database that is down ([`DbError::Unavailable`],
+//! answered `UNAVAILABLE`) from a failure that is a bug ([`DbError::Internal`]).
 
 use std::time::Duration;
 
@@ -9,6 +11,152 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 use crate::config::Secret;
+
+/// A failed database call, sorted by what a caller can do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The database cannot be reached, is shutting down, or is out of
+    /// connections or resources: a retry may well succeed.
+    #[error("database unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// The database answered, and the answer says something is wrong with
+    /// the statement, the schema or the data: a bug, not an outage.
+    #[error("database error")]
+    Internal(#[source] anyhow::Error),
+}
+
+/// What most store functions return.
+pub type DbResult<T> = Result<T, DbError>;
+
+impl DbError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+
+    /// Adds `context` to the cause, keeping the kind.
+    pub fn context(self, context: &'static str) -> Self {
+        match self {
+            Self::Unavailable(cause) => Self::Unavailable(cause.context(context)),
+            Self::Internal(cause) => Self::Internal(cause.context(context)),
+        }
+    }
+
+    /// An error of the same kind carrying only this one's text: for the
+    /// callers of a batch that failed together, each of whom gets its own.
+    pub fn duplicate(&self) -> Self {
+        match self {
+            Self::Unavailable(cause) => Self::Unavailable(anyhow::anyhow!("{cause:#}")),
+            Self::Internal(cause) => Self::Internal(anyhow::anyhow!("{cause:#}")),
+        }
+    }
+}
+
+/// Whether a PostgreSQL client error means the database is out of reach
+/// (or going away, or out of room) rather than that a statement is wrong.
+pub fn is_unavailable(error: &tokio_postgres::Error) -> bool {
+    if error.is_closed() {
+        return true;
+    }
+    if let Some(code) = error.code() {
+        let code = code.code();
+        // 08: connection exception; 53: insufficient resources (too many
+        // connections, disk full, out of memory); 57P: the server is
+        // shutting down, crashed or still starting; 25006: a read-only
+        // standby answered (a failover in progress).
+        return code.starts_with("08")
+            || code.starts_with("53")
+            || code.starts_with("57P")
+            || code == "25006";
+    }
+    // Without a server code the kind shows only in the message (the cause
+    // is not part of it): connecting, the socket, TLS and the connect
+    // timeout are the network's; converting values or reading a column that
+    // is not there are bugs.
+    let message = error.to_string();
+    [
+        "error connecting to server",
+        "error communicating with the server",
+        "timeout waiting for server",
+        "error performing TLS handshake",
+    ]
+    .iter()
+    .any(|prefix| message.starts_with(prefix))
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        if is_unavailable(&error) {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for DbError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        use deadpool_postgres::PoolError;
+        match error {
+            PoolError::Backend(error) => error.into(),
+            // Waiting for a connection, or making one, took too long; or
+            // the pool is shutting down with the process.
+            PoolError::Timeout(_) | PoolError::Closed => Self::Unavailable(error.into()),
+            PoolError::NoRuntimeSpecified | PoolError::PostCreateHook(_) => {
+                Self::Internal(error.into())
+            }
+        }
+    }
+}
+
+/// Sorts an error whose cause chain may hold a database error (one that went
+/// through `anyhow`, a batch writer or a retry): unavailable when the first
+/// database error in the chain is; anything else is internal.
+impl From<anyhow::Error> for DbError {
+    fn from(error: anyhow::Error) -> Self {
+        let error = match error.downcast::<DbError>() {
+            Ok(db) => return db,
+            Err(error) => error,
+        };
+        if cause_is_unavailable(&error).unwrap_or(false) {
+            Self::Unavailable(error)
+        } else {
+            Self::Internal(error)
+        }
+    }
+}
+
+/// Whether the first database error in `error`'s chain means unavailable;
+/// `None` when the chain holds none.
+pub fn cause_is_unavailable(error: &anyhow::Error) -> Option<bool> {
+    error.chain().find_map(|cause| {
+        if let Some(db) = cause.downcast_ref::<DbError>() {
+            Some(db.is_unavailable())
+        } else if let Some(error) = cause.downcast_ref::<tokio_postgres::Error>() {
+            Some(is_unavailable(error))
+        } else {
+            cause
+                .downcast_ref::<deadpool_postgres::PoolError>()
+                .map(|error| match error {
+                    deadpool_postgres::PoolError::Backend(error) => is_unavailable(error),
+                    deadpool_postgres::PoolError::Timeout(_)
+                    | deadpool_postgres::PoolError::Closed => true,
+                    _ => false,
+                })
+        }
+    })
+}
+
+/// Adds context to a database call's error while keeping whether it is an
+/// outage: `client.query(..).await.db_context("listing bookings")?`.
+pub trait DbContext<T> {
+    fn db_context(self, context: &'static str) -> DbResult<T>;
+}
+
+impl<T, E: Into<DbError>> DbContext<T> for Result<T, E> {
+    fn db_context(self, context: &'static str) -> DbResult<T> {
+        self.map_err(|error| error.into().context(context))
+    }
+}
 
 /// One schema change; `version`s of a schema are applied in ascending order,
 /// each exactly once.
@@ -173,4 +321,65 @@ pub async fn migrate(pool: &Pool, schema: &str, migrations: &[Migration]) -> any
         .await
         .context("committing migrations")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The machine's PostgreSQL (tests elsewhere use the same default).
+    fn server_url() -> String {
+        std::env::var("BOXOFFICE_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_answer_is_unavailable() {
+        // Nothing listens on port 1.
+        let error = tokio_postgres::connect("host=127.0.0.1 port=1 user=postgres", NoTls)
+            .await
+            .err()
+            .expect("nothing listens there");
+        assert!(DbError::from(error).is_unavailable());
+        let pool = pool(&Secret::new("host=127.0.0.1 port=1 user=postgres"), 1).expect("a pool");
+        let error = pool.get().await.expect_err("no connection");
+        assert!(DbError::from(error).is_unavailable());
+    }
+
+    #[tokio::test]
+    async fn a_lost_connection_is_unavailable_and_a_bad_statement_internal() {
+        let (client, connection) = tokio_postgres::connect(&server_url(), NoTls)
+            .await
+            .expect("PostgreSQL must be running for the tests");
+        let running = tokio::spawn(connection);
+        let refused = client
+            .simple_query("SELEC 1")
+            .await
+            .expect_err("a syntax error");
+        let refused = DbError::from(refused);
+        assert!(!refused.is_unavailable(), "{refused:?}");
+        // A value of the wrong type is a bug too, though no server code says so.
+        let row = client
+            .query_one("SELECT 'text'::text AS t", &[])
+            .await
+            .expect("a row");
+        let wrong = row.try_get::<_, i64>("t").expect_err("not an integer");
+        assert!(!DbError::from(wrong).is_unavailable());
+        // Through anyhow (a batch writer, a retry) the kind survives.
+        let through = DbError::from(anyhow::Error::from(DbError::from(
+            client.simple_query("SELEC 1").await.expect_err("error"),
+        )));
+        assert!(!through.is_unavailable());
+
+        running.abort();
+        let _ = running.await;
+        let lost = client
+            .simple_query("SELECT 1")
+            .await
+            .expect_err("the connection is gone");
+        let lost = DbError::from(lost);
+        assert!(lost.is_unavailable(), "{lost:?}");
+        let wrapped = DbError::from(anyhow::Error::from(lost).context("reading a booking"));
+        assert!(wrapped.is_unavailable());
+    }
 }

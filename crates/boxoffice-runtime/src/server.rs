@@ -1,7 +1,9 @@
 //! Serving gRPC: one listener with the given services plus `grpc.health.v1`
 //! and reflection (v1 and v1alpha, so both `grpcurl` and `buf curl` work),
-//! explicit message limits, and graceful shutdown: health turns NOT_SERVING,
-//! the listener stops accepting, in-flight calls get the grace period.
+//! explicit message limits, the request checks of [`crate::wire`] (over the
+//! network and in-process alike), and graceful shutdown: health turns
+//! NOT_SERVING, the listener stops accepting, in-flight calls get the grace
+//! period.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -14,14 +16,16 @@ use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
+use crate::limits::TRANSPORT_MAX_HEADER_LIST_BYTES;
 use crate::shutdown::Shutdown;
 use crate::transport::Transport;
+use crate::wire::WireGuardLayer;
 
-/// Largest request any boxoffice service decodes (a stadium venue with every
-/// seat spelled out fits comfortably).
-pub const MAX_DECODING_MESSAGE_SIZE: usize = 4 * 1024 * 1024;
+/// Largest request a service decodes unless it says otherwise (each
+/// boxoffice service does: see [`crate::limits`]).
+pub const MAX_DECODING_MESSAGE_SIZE: usize = crate::limits::DEFAULT_MAX_REQUEST_BYTES;
 /// Largest response any boxoffice service encodes.
-pub const MAX_ENCODING_MESSAGE_SIZE: usize = 16 * 1024 * 1024;
+pub const MAX_ENCODING_MESSAGE_SIZE: usize = crate::limits::MAX_RESPONSE_BYTES;
 
 /// A bound listener plus everything it will serve.
 pub struct GrpcServer {
@@ -90,7 +94,10 @@ impl GrpcServer {
     /// A transport straight into the services added so far, for a service
     /// of this process that calls them (see [`crate::transport`]).
     pub fn in_process(&self) -> Transport {
-        crate::transport::in_process(self.routes.clone().routes())
+        crate::transport::in_process(tower::Layer::layer(
+            &WireGuardLayer,
+            self.routes.clone().routes(),
+        ))
     }
 
     pub fn health(&self) -> HealthReporter {
@@ -133,6 +140,8 @@ impl GrpcServer {
         let server = Server::builder()
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .http2_max_header_list_size(TRANSPORT_MAX_HEADER_LIST_BYTES)
+            .layer(WireGuardLayer)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, stop_signal);
         tokio::pin!(server);

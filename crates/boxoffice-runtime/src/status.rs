@@ -10,7 +10,7 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// `ErrorInfo.domain` of every boxoffice error.
-pub const ERROR_DOMAIN: &str = "boxoffice.dev";
+pub const ERROR_DOMAIN: &str = boxoffice_contracts::codec::ERROR_DOMAIN;
 
 /// Reasons shared by every service; each service adds its own.
 pub mod reason {
@@ -20,6 +20,12 @@ pub mod reason {
     pub const UNAUTHENTICATED: &str = "UNAUTHENTICATED";
     pub const INTERNAL: &str = "INTERNAL";
     pub const UNAVAILABLE: &str = "UNAVAILABLE";
+    /// The request's body could not be decoded (`INVALID_ARGUMENT`).
+    pub const MALFORMED_MESSAGE: &str = boxoffice_contracts::codec::MALFORMED_MESSAGE;
+    /// The request message is over the service's limit (`RESOURCE_EXHAUSTED`).
+    pub const MESSAGE_TOO_LARGE: &str = "MESSAGE_TOO_LARGE";
+    /// The request's headers are over the limit (`RESOURCE_EXHAUSTED`).
+    pub const HEADERS_TOO_LARGE: &str = "HEADERS_TOO_LARGE";
 }
 
 /// A status with an `ErrorInfo` reason and optional metadata.

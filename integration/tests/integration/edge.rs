@@ -23,15 +23,14 @@ use boxoffice_runtime::status::reason_of;
 use bytes::Bytes;
 use http_body_util::BodyExt as _;
 use prost::Message as _;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
+use tokio::net::TcpStream;
 use tonic::Code;
 use tonic_types::StatusExt as _;
 
 use crate::edge_world::{
     BOTH_WAYS, EdgeWorld, connect, edge_config, run_grpcurl, start_edge, start_upstream, with_token,
 };
-use crate::harness::{TestDb, eventually};
+use crate::harness::{KillableProxy, TestDb, eventually};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -670,47 +669,6 @@ async fn health_metrics_and_request_ids() {
             text.contains("boxoffice_edge_upstream_healthy{cluster=\"catalog\""),
             "{text}"
         );
-    }
-}
-
-/// A TCP forwarder in front of an upstream that can be killed like a crashed
-/// machine: the listener closes and every open connection drops at once.
-struct KillableProxy {
-    addr: SocketAddr,
-    accept: JoinHandle<()>,
-    connections: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
-}
-
-impl KillableProxy {
-    async fn start(target: SocketAddr) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("binding the proxy");
-        let addr = listener.local_addr().expect("proxy address");
-        let connections: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let tracked = connections.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let task = tokio::spawn(async move {
-                    if let Ok(mut outbound) = TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tracked.lock().unwrap().push(task);
-            }
-        });
-        Self {
-            addr,
-            accept,
-            connections,
-        }
-    }
-
-    fn kill(&self) {
-        self.accept.abort();
-        for connection in self.connections.lock().unwrap().drain(..) {
-            connection.abort();
-        }
     }
 }
 

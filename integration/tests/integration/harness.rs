@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use boxoffice_catalog::CatalogComponent;
@@ -15,6 +16,8 @@ use boxoffice_runtime::config::{
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::{Caller, Config, Shutdown};
 use deadpool_postgres::Pool;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
@@ -500,5 +503,47 @@ impl Drop for RedisCluster {
             let _ = child.start_kill();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A TCP forwarder in front of a server (an upstream, PostgreSQL) that can be
+/// killed like a crashed machine: the listener closes and every open
+/// connection drops at once.
+pub struct KillableProxy {
+    pub addr: SocketAddr,
+    accept: JoinHandle<()>,
+    connections: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl KillableProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("binding the proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let connections: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let tracked = connections.clone();
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let task = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tracked.lock().unwrap().push(task);
+            }
+        });
+        Self {
+            addr,
+            accept,
+            connections,
+        }
+    }
+
+    pub fn kill(&self) {
+        self.accept.abort();
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
     }
 }

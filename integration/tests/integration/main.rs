@@ -16,5 +16,6 @@ mod harness;
 mod inventory;
 mod inventory_cluster;
 mod search;
+mod statuses;
 mod system;
 mod waiting_room;

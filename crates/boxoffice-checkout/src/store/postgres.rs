@@ -7,10 +7,12 @@
 //! shared with the confirmations finishing at the same time, see
 //! [`CheckoutStore::record_paid`]); before that it only reads. Every
 //! statement is prepared once per connection, so each costs one round trip.
+//! Every function answers a [`DbError`], which tells a database that is
+//! down (the caller is told `UNAVAILABLE`) from one that refused a
+//! statement (a bug, `INTERNAL`).
 
 use std::sync::{Arc, OnceLock};
 
-use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Deserialize;
@@ -20,6 +22,7 @@ use uuid::Uuid;
 use super::recent::RecentBookings;
 use crate::domain::{BookingState, PaymentState, PricedSeat};
 use boxoffice_runtime::batch::{Batcher, together_or_one_at_a_time};
+use boxoffice_runtime::postgres::{DbContext as _, DbError, DbResult};
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct TicketRecord {
@@ -122,7 +125,7 @@ const PAYMENT_COLUMNS: &str =
     "p.id, p.booking_id, p.user_id, p.idempotency_key, p.payment_method, p.amount_minor,
     p.currency_code, p.state, p.provider_ref, p.outcome_code, p.outcome_reason, p.outcome_message";
 
-fn booking_from_row(row: &Row) -> anyhow::Result<BookingRecord> {
+fn booking_from_row(row: &Row) -> DbResult<BookingRecord> {
     let state: String = row.try_get("state")?;
     let tickets: serde_json::Value = row.try_get("tickets")?;
     Ok(BookingRecord {
@@ -131,7 +134,7 @@ fn booking_from_row(row: &Row) -> anyhow::Result<BookingRecord> {
         event_id: row.try_get("event_id")?,
         hold_id: row.try_get("hold_id")?,
         state: BookingState::parse(&state)
-            .with_context(|| format!("unknown booking state {state}"))?,
+            .ok_or_else(|| DbError::Internal(anyhow::anyhow!("unknown booking state {state}")))?,
         currency_code: row.try_get("currency_code")?,
         subtotal_minor: row.try_get("subtotal_minor")?,
         fees_minor: row.try_get("fees_minor")?,
@@ -144,11 +147,13 @@ fn booking_from_row(row: &Row) -> anyhow::Result<BookingRecord> {
         created_at: row.try_get("created_at")?,
         confirmed_at: row.try_get("confirmed_at")?,
         cancelled_at: row.try_get("cancelled_at")?,
-        tickets: serde_json::from_value(tickets).context("reading booking tickets")?,
+        tickets: serde_json::from_value(tickets).map_err(|error| {
+            DbError::Internal(anyhow::Error::new(error).context("reading booking tickets"))
+        })?,
     })
 }
 
-fn payment_from_row(row: &Row) -> anyhow::Result<PaymentRecord> {
+fn payment_from_row(row: &Row) -> DbResult<PaymentRecord> {
     let state: String = row.try_get("state")?;
     Ok(PaymentRecord {
         id: row.try_get("id")?,
@@ -159,7 +164,7 @@ fn payment_from_row(row: &Row) -> anyhow::Result<PaymentRecord> {
         amount_minor: row.try_get("amount_minor")?,
         currency_code: row.try_get("currency_code")?,
         state: PaymentState::parse(&state)
-            .with_context(|| format!("unknown payment state {state}"))?,
+            .ok_or_else(|| DbError::Internal(anyhow::anyhow!("unknown payment state {state}")))?,
         provider_ref: row.try_get("provider_ref")?,
         outcome_code: row.try_get("outcome_code")?,
         outcome_reason: row.try_get("outcome_reason")?,
@@ -169,11 +174,11 @@ fn payment_from_row(row: &Row) -> anyhow::Result<PaymentRecord> {
 
 /// Prepares `sql` once per connection (deadpool keeps each connection's
 /// statement cache), so every later run is one round trip, not two.
-async fn prepared(client: &deadpool_postgres::Client, sql: &str) -> anyhow::Result<Statement> {
+async fn prepared(client: &deadpool_postgres::Client, sql: &str) -> DbResult<Statement> {
     client
         .prepare_cached(sql)
         .await
-        .context("preparing a statement")
+        .db_context("preparing a statement")
 }
 
 /// One paid attempt, as queued for a batch.
@@ -250,16 +255,16 @@ impl CheckoutStore {
         &self.pool
     }
 
-    async fn client(&self) -> anyhow::Result<deadpool_postgres::Client> {
+    async fn client(&self) -> DbResult<deadpool_postgres::Client> {
         self.pool
             .get()
             .await
-            .context("getting a database connection")
+            .db_context("getting a database connection")
     }
 
     /// Inserts a pending booking with its tickets in one statement; answers
     /// false when the hold (or the create key) already has a booking.
-    pub async fn insert_booking(&self, booking: &NewBooking) -> anyhow::Result<bool> {
+    pub async fn insert_booking(&self, booking: &NewBooking) -> DbResult<bool> {
         let client = self.client().await?;
         let seats: Vec<i32> = booking
             .seats
@@ -310,11 +315,11 @@ impl CheckoutStore {
                 ],
             )
             .await
-            .context("inserting a booking")?;
+            .db_context("inserting a booking")?;
         Ok(row.get::<_, i64>("inserted") == 1)
     }
 
-    pub async fn booking(&self, id: Uuid) -> anyhow::Result<Option<BookingRecord>> {
+    pub async fn booking(&self, id: Uuid) -> DbResult<Option<BookingRecord>> {
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -326,11 +331,11 @@ impl CheckoutStore {
                 &[&id],
             )
             .await
-            .context("reading a booking")?;
+            .db_context("reading a booking")?;
         row.as_ref().map(booking_from_row).transpose()
     }
 
-    pub async fn booking_by_hold(&self, hold_id: Uuid) -> anyhow::Result<Option<BookingRecord>> {
+    pub async fn booking_by_hold(&self, hold_id: Uuid) -> DbResult<Option<BookingRecord>> {
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -344,7 +349,7 @@ impl CheckoutStore {
                 &[&hold_id],
             )
             .await
-            .context("reading a booking by hold")?;
+            .db_context("reading a booking by hold")?;
         row.as_ref().map(booking_from_row).transpose()
     }
 
@@ -352,7 +357,7 @@ impl CheckoutStore {
         &self,
         user_id: Uuid,
         key: &str,
-    ) -> anyhow::Result<Option<BookingRecord>> {
+    ) -> DbResult<Option<BookingRecord>> {
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -360,7 +365,7 @@ impl CheckoutStore {
                 &[&user_id, &key],
             )
             .await
-            .context("reading a booking by key")?;
+            .db_context("reading a booking by key")?;
         row.as_ref().map(booking_from_row).transpose()
     }
 
@@ -370,7 +375,7 @@ impl CheckoutStore {
         user_id: Uuid,
         after: Option<(DateTime<Utc>, Uuid)>,
         limit: i64,
-    ) -> anyhow::Result<Vec<BookingRecord>> {
+    ) -> DbResult<Vec<BookingRecord>> {
         let client = self.client().await?;
         let (after_time, after_id) = match after {
             Some((time, id)) => (Some(time), Some(id)),
@@ -392,7 +397,7 @@ impl CheckoutStore {
                 &[&user_id, &after_time, &after_id, &limit],
             )
             .await
-            .context("listing bookings")?;
+            .db_context("listing bookings")?;
         rows.iter().map(booking_from_row).collect()
     }
 
@@ -400,28 +405,28 @@ impl CheckoutStore {
     /// was used before (the attempt's id, derived from user and key, or for
     /// attempts an earlier version recorded, the key itself). The reads of
     /// confirmations arriving together share one statement.
-    pub async fn confirm_context(&self, attempt: &Attempt) -> anyhow::Result<ConfirmContext> {
+    pub async fn confirm_context(&self, attempt: &Attempt) -> DbResult<ConfirmContext> {
         self.writer(&self.batches.contexts, |store, items| async move {
             store.contexts(items).await
         })
         .submit(attempt.clone())
         .await
+        .map_err(DbError::from)
     }
 
     async fn contexts(&self, items: Vec<Attempt>) -> Vec<anyhow::Result<ConfirmContext>> {
         match self.contexts_together(&items).await {
             Ok(contexts) => contexts.into_iter().map(Ok).collect(),
-            Err(error) => {
-                let message = format!("{error:#}");
-                items
-                    .iter()
-                    .map(|_| Err(anyhow::anyhow!("{message}")))
-                    .collect()
-            }
+            // Every caller gets its own copy, of the same kind (an outage
+            // stays an outage).
+            Err(error) => items
+                .iter()
+                .map(|_| Err(error.duplicate().into()))
+                .collect(),
         }
     }
 
-    async fn contexts_together(&self, items: &[Attempt]) -> anyhow::Result<Vec<ConfirmContext>> {
+    async fn contexts_together(&self, items: &[Attempt]) -> DbResult<Vec<ConfirmContext>> {
         let bookings: Vec<Uuid> = items.iter().map(|i| i.booking_id).collect();
         let payments: Vec<Uuid> = items.iter().map(|i| i.payment_id).collect();
         let users: Vec<Uuid> = items.iter().map(|i| i.user_id).collect();
@@ -450,7 +455,7 @@ impl CheckoutStore {
                 &[&bookings, &payments, &users, &keys],
             )
             .await
-            .context("reading what confirmations start from")?;
+            .db_context("reading what confirmations start from")?;
         let mut contexts: Vec<ConfirmContext> = vec![ConfirmContext::default(); items.len()];
         for row in &rows {
             let n: i64 = row.try_get("n")?;
@@ -458,7 +463,9 @@ impl CheckoutStore {
                 .ok()
                 .and_then(|i| contexts.get_mut(i))
             else {
-                anyhow::bail!("a confirmation read answered an item it was not asked");
+                return Err(DbError::Internal(anyhow::anyhow!(
+                    "a confirmation read answered an item it was not asked"
+                )));
             };
             context.recorded_attempt = row.try_get("attempt_id")?;
             if row.try_get::<_, bool>("found")? {
@@ -478,7 +485,7 @@ impl CheckoutStore {
     /// this result, and an answer must never outlive a database crash
     /// (acknowledged means durable). Group commit keeps it cheap: one WAL
     /// flush covers every confirmation in the batch.
-    pub async fn record_paid(&self, attempt: &Attempt, provider_ref: &str) -> anyhow::Result<bool> {
+    pub async fn record_paid(&self, attempt: &Attempt, provider_ref: &str) -> DbResult<bool> {
         self.recent.forget(attempt.booking_id);
         self.writer(&self.batches.paid, |store, items| async move {
             store.paid_batch(items).await
@@ -488,23 +495,27 @@ impl CheckoutStore {
             provider_ref: provider_ref.to_owned(),
         })
         .await
+        .map_err(DbError::from)
     }
 
     async fn paid_batch(&self, items: Vec<PaidItem>) -> Vec<anyhow::Result<bool>> {
         together_or_one_at_a_time(
             &items,
             "paid attempts",
-            self.paid_together(&items),
-            |item| self.paid_together_one(item),
+            async {
+                let confirmed = self.paid_together(&items).await?;
+                Ok(confirmed.into_iter().map(Ok).collect())
+            },
+            |item| async { Ok(self.paid_together_one(item).await?) },
         )
         .await
     }
 
-    async fn paid_together_one(&self, item: &PaidItem) -> anyhow::Result<bool> {
+    async fn paid_together_one(&self, item: &PaidItem) -> DbResult<bool> {
         self.paid_together(std::slice::from_ref(item))
             .await?
             .pop()
-            .unwrap_or_else(|| Err(anyhow::anyhow!("a paid attempt got no answer")))
+            .ok_or_else(|| DbError::Internal(anyhow::anyhow!("a paid attempt got no answer")))
     }
 
     /// Bookings are locked in id order (two instances' batches never
@@ -513,7 +524,7 @@ impl CheckoutStore {
     /// (`ON CONFLICT DO NOTHING` covers every unique index, so a payment id,
     /// a user's key or a second live payment for the booking each refuse
     /// only their own item).
-    async fn paid_together(&self, items: &[PaidItem]) -> anyhow::Result<Vec<anyhow::Result<bool>>> {
+    async fn paid_together(&self, items: &[PaidItem]) -> DbResult<Vec<bool>> {
         let payments: Vec<Uuid> = items.iter().map(|i| i.attempt.payment_id).collect();
         let bookings: Vec<Uuid> = items.iter().map(|i| i.attempt.booking_id).collect();
         let users: Vec<Uuid> = items.iter().map(|i| i.attempt.user_id).collect();
@@ -560,14 +571,14 @@ impl CheckoutStore {
                 &[&payments, &bookings, &users, &keys, &methods, &references],
             )
             .await
-            .context("recording paid attempts")?;
+            .db_context("recording paid attempts")?;
         let confirmed: std::collections::HashSet<Uuid> = row
             .try_get::<_, Vec<Uuid>>("confirmed")?
             .into_iter()
             .collect();
         Ok(items
             .iter()
-            .map(|item| Ok(confirmed.contains(&item.attempt.payment_id)))
+            .map(|item| confirmed.contains(&item.attempt.payment_id))
             .collect())
     }
 
@@ -582,7 +593,7 @@ impl CheckoutStore {
         provider_ref: Option<&str>,
         booking_expires: bool,
         outcome: &Outcome,
-    ) -> anyhow::Result<bool> {
+    ) -> DbResult<bool> {
         debug_assert!(matches!(
             state,
             PaymentState::Declined | PaymentState::Voided
@@ -627,18 +638,14 @@ impl CheckoutStore {
                 ],
             )
             .await
-            .context("recording an unpaid attempt")?;
+            .db_context("recording an unpaid attempt")?;
         Ok(row.get::<_, i64>("payments") == 1)
     }
 
     /// Payment captured and booking confirmed for an attempt claimed by an
     /// earlier version (booking `confirming`, payment row written before the
     /// provider was called). Only the reconciler still finishes those.
-    pub async fn finish_claimed(
-        &self,
-        payment_id: Uuid,
-        provider_ref: &str,
-    ) -> anyhow::Result<bool> {
+    pub async fn finish_claimed(&self, payment_id: Uuid, provider_ref: &str) -> DbResult<bool> {
         let client = self.client().await?;
         let row = client
             .query_one(
@@ -657,17 +664,18 @@ impl CheckoutStore {
                 &[&payment_id, &provider_ref],
             )
             .await
-            .context("finishing a claimed confirmation")?;
+            .db_context("finishing a claimed confirmation")?;
         let payments: i64 = row.get("payments");
         let bookings: i64 = row.get("bookings");
-        anyhow::ensure!(
-            payments == bookings,
-            "payment {payment_id} captured without a confirming booking"
-        );
+        if payments != bookings {
+            return Err(DbError::Internal(anyhow::anyhow!(
+                "payment {payment_id} captured without a confirming booking"
+            )));
+        }
         Ok(payments == 1)
     }
 
-    pub async fn payment(&self, id: Uuid) -> anyhow::Result<Option<PaymentRecord>> {
+    pub async fn payment(&self, id: Uuid) -> DbResult<Option<PaymentRecord>> {
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -679,7 +687,7 @@ impl CheckoutStore {
                 &[&id],
             )
             .await
-            .context("reading a payment")?;
+            .db_context("reading a payment")?;
         row.as_ref().map(payment_from_row).transpose()
     }
 
@@ -693,7 +701,7 @@ impl CheckoutStore {
         provider_ref: Option<&str>,
         booking_expires: bool,
         outcome: &Outcome,
-    ) -> anyhow::Result<bool> {
+    ) -> DbResult<bool> {
         debug_assert!(matches!(
             state,
             PaymentState::Declined | PaymentState::Voided
@@ -727,7 +735,7 @@ impl CheckoutStore {
                 ],
             )
             .await
-            .context("failing a payment attempt")?;
+            .db_context("failing a payment attempt")?;
         Ok(row.get::<_, i64>("payments") == 1)
     }
 
@@ -737,7 +745,7 @@ impl CheckoutStore {
         &self,
         older_than: std::time::Duration,
         limit: i64,
-    ) -> anyhow::Result<Vec<(PaymentRecord, BookingRecord)>> {
+    ) -> DbResult<Vec<(PaymentRecord, BookingRecord)>> {
         let client = self.client().await?;
         let seconds = older_than.as_secs_f64();
         let rows = client
@@ -755,7 +763,7 @@ impl CheckoutStore {
                 &[&seconds, &limit],
             )
             .await
-            .context("finding unfinished payments")?;
+            .db_context("finding unfinished payments")?;
         let mut found = Vec::with_capacity(rows.len());
         for row in &rows {
             let payment = payment_from_row(row)?;
@@ -773,7 +781,7 @@ impl CheckoutStore {
         &self,
         older_than: std::time::Duration,
         limit: i64,
-    ) -> anyhow::Result<Vec<BookingRecord>> {
+    ) -> DbResult<Vec<BookingRecord>> {
         let client = self.client().await?;
         let seconds = older_than.as_secs_f64();
         let rows = client
@@ -786,7 +794,7 @@ impl CheckoutStore {
                 &[&seconds, &limit],
             )
             .await
-            .context("finding pending bookings past their hold")?;
+            .db_context("finding pending bookings past their hold")?;
         rows.iter().map(booking_from_row).collect()
     }
 
@@ -794,7 +802,7 @@ impl CheckoutStore {
     /// the release of whatever seats inventory may have sold to it; the
     /// flag stays until [`Self::seats_released`]. False when it was no
     /// longer pending.
-    pub async fn expire_booking(&self, booking_id: Uuid) -> anyhow::Result<bool> {
+    pub async fn expire_booking(&self, booking_id: Uuid) -> DbResult<bool> {
         self.recent.forget(booking_id);
         let client = self.client().await?;
         let moved = client
@@ -805,12 +813,12 @@ impl CheckoutStore {
                 &[&booking_id],
             )
             .await
-            .context("expiring a pending booking")?;
+            .db_context("expiring a pending booking")?;
         Ok(moved == 1)
     }
 
     /// Inventory has put an expired booking's seats back on sale.
-    pub async fn seats_released(&self, booking_id: Uuid) -> anyhow::Result<()> {
+    pub async fn seats_released(&self, booking_id: Uuid) -> DbResult<()> {
         let client = self.client().await?;
         client
             .execute(
@@ -822,13 +830,13 @@ impl CheckoutStore {
                 &[&booking_id],
             )
             .await
-            .context("clearing a release owed")?;
+            .db_context("clearing a release owed")?;
         Ok(())
     }
 
     /// Expired bookings whose seats have not been confirmed released (a
     /// crash or an inventory outage came between the expiry and the release).
-    pub async fn releases_owed(&self, limit: i64) -> anyhow::Result<Vec<BookingRecord>> {
+    pub async fn releases_owed(&self, limit: i64) -> DbResult<Vec<BookingRecord>> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -843,12 +851,12 @@ impl CheckoutStore {
                 &[&limit],
             )
             .await
-            .context("finding releases owed")?;
+            .db_context("finding releases owed")?;
         rows.iter().map(booking_from_row).collect()
     }
 
     /// A pending booking is cancelled outright (nothing was paid).
-    pub async fn cancel_pending(&self, booking_id: Uuid) -> anyhow::Result<bool> {
+    pub async fn cancel_pending(&self, booking_id: Uuid) -> DbResult<bool> {
         self.recent.forget(booking_id);
         let client = self.client().await?;
         let moved = client
@@ -858,13 +866,13 @@ impl CheckoutStore {
                 &[&booking_id],
             )
             .await
-            .context("cancelling a pending booking")?;
+            .db_context("cancelling a pending booking")?;
         Ok(moved == 1)
     }
 
     /// Records the intent to cancel a confirmed booking and the refund it is
     /// owed; the refund and the release of seats follow.
-    pub async fn begin_cancel(&self, booking_id: Uuid, refund_minor: i64) -> anyhow::Result<bool> {
+    pub async fn begin_cancel(&self, booking_id: Uuid, refund_minor: i64) -> DbResult<bool> {
         self.recent.forget(booking_id);
         let client = self.client().await?;
         let moved = client
@@ -874,12 +882,12 @@ impl CheckoutStore {
                 &[&booking_id, &refund_minor],
             )
             .await
-            .context("starting a cancellation")?;
+            .db_context("starting a cancellation")?;
         Ok(moved == 1)
     }
 
     /// Booking cancelled and (when money went back) its payment refunded.
-    pub async fn finish_cancel(&self, booking_id: Uuid) -> anyhow::Result<bool> {
+    pub async fn finish_cancel(&self, booking_id: Uuid) -> DbResult<bool> {
         self.recent.forget(booking_id);
         let client = self.client().await?;
         let row = client
@@ -899,7 +907,7 @@ impl CheckoutStore {
                 &[&booking_id],
             )
             .await
-            .context("finishing a cancellation")?;
+            .db_context("finishing a cancellation")?;
         Ok(row.get::<_, i64>("bookings") == 1)
     }
 
@@ -907,7 +915,7 @@ impl CheckoutStore {
         &self,
         older_than: std::time::Duration,
         limit: i64,
-    ) -> anyhow::Result<Vec<BookingRecord>> {
+    ) -> DbResult<Vec<BookingRecord>> {
         let client = self.client().await?;
         let seconds = older_than.as_secs_f64();
         let rows = client
@@ -920,7 +928,7 @@ impl CheckoutStore {
                 &[&seconds, &limit],
             )
             .await
-            .context("finding unfinished cancellations")?;
+            .db_context("finding unfinished cancellations")?;
         rows.iter().map(booking_from_row).collect()
     }
 
@@ -934,7 +942,7 @@ impl CheckoutStore {
     /// and will not deliver the event again, so the record must be durable
     /// before that answer. Several deliveries share one statement and so
     /// one WAL flush.
-    pub async fn record_webhooks(&self, events: &[WebhookRecord]) -> anyhow::Result<Vec<bool>> {
+    pub async fn record_webhooks(&self, events: &[WebhookRecord]) -> DbResult<Vec<bool>> {
         if events.is_empty() {
             return Ok(Vec::new());
         }
@@ -961,7 +969,7 @@ impl CheckoutStore {
                 &[&ids, &kinds, &payments, &references, &statuses, &ranks],
             )
             .await
-            .context("recording webhooks")?;
+            .db_context("recording webhooks")?;
         let mut new: std::collections::HashSet<String> = row
             .get::<_, Vec<String>>("new_events")
             .into_iter()
