@@ -18,3 +18,4 @@ mod inventory_cluster;
 mod search;
 mod system;
 mod waiting_room;
+mod web;
