@@ -20,6 +20,32 @@ export interface SeatInfo {
   tierId: string;
 }
 
+/** "Lower 101 · Row A · Seat 5" for a seat index of a seat map. */
+export function seatLabel(map: SeatMap | undefined, index: number): string {
+  for (const section of map?.sections ?? []) {
+    if (index < section.firstSeatIndex || index >= section.firstSeatIndex + section.capacity) continue;
+    for (const row of section.rows) {
+      const seat = row.seats.find((s) => s.seatIndex === index);
+      if (seat) return `${section.name} · Row ${row.label} · Seat ${seat.number}`;
+    }
+    return section.name;
+  }
+  return `Seat ${index}`;
+}
+
+/** Half the closest spacing of neighbouring seats, so seats never overlap. */
+function seatRadius(rows: SeatMap["sections"][number]["rows"]): number {
+  let closest = Infinity;
+  for (const row of rows) {
+    for (let i = 1; i < row.seats.length; i++) {
+      const a = row.seats[i - 1];
+      const b = row.seats[i];
+      closest = Math.min(closest, Math.hypot(a.x - b.x, a.y - b.y));
+    }
+  }
+  return Number.isFinite(closest) ? Math.min(0.42, Math.max(0.04, closest * 0.45)) : 0.42;
+}
+
 /** Seat i is bit (7 - i % 8) of byte i / 8. */
 export function bit(bitmap: Uint8Array, index: number): boolean {
   const byte = bitmap[index >> 3] ?? 0;
@@ -49,12 +75,13 @@ export class SeatMapView {
       const group = document.createElementNS(SVG, "g");
       group.setAttribute("class", `section ${section.priceTierId ? tierClass(section.priceTierId) : "off-sale"}`);
       group.dataset.section = section.name;
+      const radius = String(seatRadius(section.rows));
       for (const row of section.rows) {
         for (const seat of row.seats) {
           const circle = document.createElementNS(SVG, "circle");
           circle.setAttribute("cx", String(seat.x));
           circle.setAttribute("cy", String(seat.y));
-          circle.setAttribute("r", "0.42");
+          circle.setAttribute("r", radius);
           circle.dataset.i = String(seat.seatIndex);
           group.append(circle);
           this.circles[seat.seatIndex] = circle;

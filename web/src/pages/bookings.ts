@@ -4,6 +4,7 @@ import { catalog, checkout, describe, isUnauthenticated, money, when } from "../
 import { h, link, navigate, statusLine } from "../dom";
 import { BookingState } from "../gen/boxoffice/checkout/v1/checkout_pb";
 import type { Event, SeatMap } from "../gen/boxoffice/catalog/v1/catalog_pb";
+import { seatLabel } from "../seatmap";
 
 const STATE_NAMES: Record<number, string> = {
   [BookingState.PENDING]: "Awaiting payment",
@@ -13,18 +14,6 @@ const STATE_NAMES: Record<number, string> = {
   [BookingState.CANCELLED]: "Cancelled",
   [BookingState.EXPIRED]: "Expired",
 };
-
-function seatLabel(map: SeatMap | undefined, index: number): string {
-  for (const section of map?.sections ?? []) {
-    if (index < section.firstSeatIndex || index >= section.firstSeatIndex + section.capacity) continue;
-    for (const row of section.rows) {
-      const seat = row.seats.find((s) => s.seatIndex === index);
-      if (seat) return `${section.name} · Row ${row.label} · Seat ${seat.number}`;
-    }
-    return section.name;
-  }
-  return `Seat ${index}`;
-}
 
 export async function bookingsPage(root: HTMLElement, signal: AbortSignal): Promise<void> {
   document.title = "My bookings · boxoffice";

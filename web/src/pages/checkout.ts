@@ -3,6 +3,7 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { catalog, checkout, describe, isUnauthenticated, money, when } from "../api";
 import { h, link, navigate, statusLine, uuid } from "../dom";
+import { seatLabel } from "../seatmap";
 import { BookingState, LineItemKind, type Booking } from "../gen/boxoffice/checkout/v1/checkout_pb";
 
 const TEST_CARDS: [string, string][] = [
@@ -29,7 +30,10 @@ export async function checkoutPage(root: HTMLElement, signal: AbortSignal, id: s
     status.error(describe(error));
     return;
   }
-  const event = await catalog.getEvent({ id: booking.eventId }, { signal }).catch(() => undefined);
+  const [event, map] = await Promise.all([
+    catalog.getEvent({ id: booking.eventId }, { signal }).catch(() => undefined),
+    catalog.getSeatMap({ eventId: booking.eventId }, { signal }).catch(() => undefined),
+  ]);
 
   const body = h("div", { class: "checkout" });
   root.append(body);
@@ -60,7 +64,7 @@ export async function checkoutPage(root: HTMLElement, signal: AbortSignal, id: s
       h("p", {}, event ? `${event.title} — ${when(event.startTime, event.timeZone)}` : ""),
       renderSummary(current),
       h("h2", {}, "Your tickets"),
-      h("ul", { class: "tickets" }, ...current.tickets.map((ticket) => h("li", {}, `Seat ${ticket.seatIndex} · ${money(ticket.price)}`, h("code", {}, ticket.code)))),
+      h("ul", { class: "tickets" }, ...current.tickets.map((ticket) => h("li", {}, `${seatLabel(map, ticket.seatIndex)} · ${money(ticket.price)}`, h("code", {}, ticket.code)))),
       h("p", {}, link("/bookings", "See all my bookings")),
     );
   };

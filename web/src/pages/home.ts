@@ -24,14 +24,17 @@ function highlighted(html: string): HTMLElement {
     if (part === "<em>") inside = true;
     else if (part === "</em>") inside = false;
     else if (part) {
-      const text = new DOMParser().parseFromString(part, "text/html").documentElement.textContent ?? "";
+      // A textarea's content is plain text: entities decode, nothing runs.
+      const decoder = document.createElement("textarea");
+      decoder.innerHTML = part;
+      const text = decoder.value;
       span.append(inside ? h("mark", {}, text) : text);
     }
   }
   return span;
 }
 
-function card(event: Event, title?: string): HTMLElement {
+function card(event: Event, title?: string, performers?: string[]): HTMLElement {
   return h(
     "li",
     { class: "card" },
@@ -39,6 +42,7 @@ function card(event: Event, title?: string): HTMLElement {
     h("h3", {}, link(`/events/${event.id}`, title ? highlighted(title) : event.title)),
     h("p", { class: "when" }, when(event.startTime, event.timeZone)),
     h("p", { class: "where" }, event.venue ? `${event.venue.name}, ${event.venue.city}` : ""),
+    performers?.length ? h("p", { class: "with" }, "With ", ...performers.flatMap((p, i) => [i ? ", " : "", highlighted(p)])) : null,
   );
 }
 
@@ -80,7 +84,7 @@ export async function homePage(root: HTMLElement, signal: AbortSignal): Promise<
         if (mine !== generation) return;
         heading.textContent = `${answer.estimatedTotalHits} result${answer.estimatedTotalHits === 1n ? "" : "s"} for “${query}”`;
         list.replaceChildren(
-          ...answer.hits.flatMap((hit) => (hit.event ? [card(hit.event, hit.highlightedTitle)] : [])),
+          ...answer.hits.flatMap((hit) => (hit.event ? [card(hit.event, hit.highlightedTitle, hit.highlightedPerformers)] : [])),
         );
       }
       if (list.childElementCount === 0) list.append(h("li", { class: "empty" }, "Nothing found."));
