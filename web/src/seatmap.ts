@@ -112,6 +112,7 @@ export class SeatMapView {
     const pad = 3;
     this.home = { x: minX - pad, y: minY - pad, w: maxX - minX + 2 * pad, h: maxY - minY + 2 * pad };
     this.view = { ...this.home };
+    this.svg.style.aspectRatio = `${this.home.w} / ${this.home.h}`;
     this.apply();
 
     this.svg.addEventListener("click", (event) => {

@@ -329,7 +329,9 @@ impl EdgeConfig {
                 if !dir.join("index.html").is_file() {
                     return Err(bad(
                         ENV_WEB_DIR,
-                        format!("'{raw}' holds no index.html (build the app: npm run build in web/)"),
+                        format!(
+                            "'{raw}' holds no index.html (build the app: npm run build in web/)"
+                        ),
                     ));
                 }
                 Some(dir)

@@ -178,7 +178,9 @@ fn looks_like_rpc(path: &str) -> bool {
 }
 
 fn last_segment_has_extension(path: &str) -> bool {
-    path.rsplit('/').next().is_some_and(|last| last.contains('.'))
+    path.rsplit('/')
+        .next()
+        .is_some_and(|last| last.contains('.'))
 }
 
 fn content_type(path: &str) -> &'static str {
@@ -210,7 +212,9 @@ mod tests {
 
     #[test]
     fn rpc_paths_are_recognised() {
-        assert!(looks_like_rpc("/boxoffice.catalog.v1.CatalogService/GetEvent"));
+        assert!(looks_like_rpc(
+            "/boxoffice.catalog.v1.CatalogService/GetEvent"
+        ));
         assert!(looks_like_rpc("/grpc.health.v1.Health/Check"));
         assert!(!looks_like_rpc("/"));
         assert!(!looks_like_rpc("/events/123"));

@@ -132,7 +132,11 @@ async fn the_edge_serves_the_app_with_content_types_cache_headers_and_a_fallback
     );
 
     // The app's own routes get index.html, so a reload or a shared link works.
-    for path in ["/events/0b0c5eed-0000-4000-8000-000000000000", "/bookings", "/login?next=/"] {
+    for path in [
+        "/events/0b0c5eed-0000-4000-8000-000000000000",
+        "/bookings",
+        "/login?next=/",
+    ] {
         let page = get(addr, path).await;
         assert_eq!(page.status(), http::StatusCode::OK, "{path}");
         assert_eq!(header(&page, "content-type"), "text/html; charset=utf-8");
@@ -144,7 +148,11 @@ async fn the_edge_serves_the_app_with_content_types_cache_headers_and_a_fallback
     let missing = get(addr, "/assets/index-gone.js").await;
     assert_eq!(missing.status(), http::StatusCode::NOT_FOUND);
     let outside = get(addr, "/../../etc/passwd").await;
-    assert_ne!(outside.body().as_ref(), b"root", "nothing outside the build");
+    assert_ne!(
+        outside.body().as_ref(),
+        b"root",
+        "nothing outside the build"
+    );
     assert!(!String::from_utf8_lossy(outside.body()).contains("root:"));
 
     let head = send(addr, "HEAD", "/assets/index-AbC123.js", &[], Vec::new()).await;
@@ -152,12 +160,15 @@ async fn the_edge_serves_the_app_with_content_types_cache_headers_and_a_fallback
     assert_eq!(header(&head, "content-length"), SCRIPT.len().to_string());
     assert!(head.body().is_empty());
 
-    // A GET on an RPC path is still the proxy's: a gRPC answer, not the app.
+    // A GET on an RPC path is still the API's (which refuses it), not the app.
     let rpc_get = get(addr, "/boxoffice.catalog.v1.CatalogService/GetEvent").await;
     assert_ne!(rpc_get.body().as_ref(), INDEX.as_bytes());
     assert!(
-        header(&rpc_get, "grpc-status") == (tonic::Code::Unimplemented as i32).to_string(),
-        "a GET on an RPC path gets the proxy's answer: {:?}",
+        !header(&rpc_get, "content-type").starts_with("text/html")
+            && header(&rpc_get, "cache-control").is_empty()
+            && header(&rpc_get, "etag").is_empty(),
+        "a GET on an RPC path is left to the API: {} {:?}",
+        rpc_get.status(),
         rpc_get.headers()
     );
 

@@ -40,7 +40,7 @@ export async function checkoutPage(root: HTMLElement, signal: AbortSignal, id: s
 
   const renderSummary = (current: Booking) => {
     const rows = current.lineItems.map((item) =>
-      h("tr", {}, h("td", {}, item.description || (item.kind === LineItemKind.FEE ? "Fees" : "Ticket")), h("td", { class: "num" }, money(item.amount))),
+      h("tr", {}, h("td", {}, item.kind === LineItemKind.TICKET ? seatLabel(map, item.seatIndex) : item.description || "Fees"), h("td", { class: "num" }, money(item.amount))),
     );
     return h(
       "table",

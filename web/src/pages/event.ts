@@ -208,7 +208,19 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
       h(
         "section",
         { class: "seating", "aria-label": "Seats" },
-        h("div", { class: "map-column" }, h("h2", {}, "Pick your seats"), legend, view.element, h("p", { class: "availability" }, live, " ", availableCount)),
+        h(
+          "div",
+          { class: "map-column" },
+          h("h2", {}, "Pick your seats"),
+          legend,
+          view.element,
+          h("p", { class: "availability" }, live, " ", availableCount),
+          ...map.sections
+            .filter((section) => section.kind === SectionKind.GENERAL_ADMISSION && section.priceTierId)
+            .map((section) =>
+              h("p", { class: "standing" }, `${section.name}: standing, ${section.capacity.toLocaleString()} places at ${money(tierOf.get(section.priceTierId)?.price)}. Choose it under “Or let us choose”.`),
+            ),
+        ),
         h(
           "aside",
           { class: "order", "aria-label": "Your order" },
