@@ -51,6 +51,9 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
   const live = h("p", { class: "live", "aria-live": "polite" }, "Connecting to live availability…");
   const availableCount = h("span", { id: "available-count" });
 
+  // Measured from here to the first frame painted after the map is in the
+  // page (the browser test reports it as "seatmap-draw").
+  performance.mark("seatmap-start");
   const view = new SeatMapView(map, tierClass, (seat) => toggle(seat));
 
   function refreshPicked(): void {
@@ -233,6 +236,8 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
       ),
     ),
   );
+
+  requestAnimationFrame(() => window.setTimeout(() => performance.measure("seatmap-draw", "seatmap-start"), 0));
 
   try {
     const saved = JSON.parse(sessionStorage.getItem(storageKey) ?? "[]") as number[];
