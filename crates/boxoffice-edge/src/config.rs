@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use boxoffice_runtime::ConfigError;
@@ -26,6 +26,11 @@ pub const ENV_RATE_PER_USER: &str = "BOXOFFICE_EDGE_RATE_PER_USER";
 pub const ENV_BURST_PER_USER: &str = "BOXOFFICE_EDGE_BURST_PER_USER";
 pub const ENV_MAX_CONCURRENT_PER_UPSTREAM: &str = "BOXOFFICE_EDGE_MAX_CONCURRENT_PER_UPSTREAM";
 pub const ENV_ACCESS_LOG: &str = "BOXOFFICE_EDGE_ACCESS_LOG";
+/// The web app's built files; `off` serves none.
+pub const ENV_WEB_DIR: &str = "BOXOFFICE_WEB_DIR";
+/// Served when it holds a build and `BOXOFFICE_WEB_DIR` is unset (relative
+/// to the working directory: `scripts/up` runs from the checkout).
+pub const DEFAULT_WEB_DIR: &str = "web/dist";
 /// `BOXOFFICE_EDGE_UPSTREAM_<CLUSTER>=host:port,host:port`, e.g.
 /// `BOXOFFICE_EDGE_UPSTREAM_CATALOG`.
 pub const ENV_UPSTREAM_PREFIX: &str = "BOXOFFICE_EDGE_UPSTREAM_";
@@ -94,6 +99,9 @@ pub struct EdgeConfig {
     pub clusters: BTreeMap<String, ClusterConfig>,
     pub routes: Vec<RouteConfig>,
     pub shutdown_grace: Duration,
+    /// The web app's built files, served for GET/HEAD on the public
+    /// listener; `None` serves none.
+    pub web_dir: Option<PathBuf>,
 }
 
 /// The TOML file: every key optional, overriding the defaults.
@@ -157,6 +165,7 @@ impl EdgeConfig {
                 .collect(),
             routes: crate::routes::default_routes(),
             shutdown_grace: Duration::from_secs(10),
+            web_dir: None,
         }
     }
 
@@ -313,6 +322,25 @@ impl EdgeConfig {
                 }
             };
         }
+        self.web_dir = match get(ENV_WEB_DIR) {
+            Some(raw) if raw == "off" => None,
+            Some(raw) => {
+                let dir = PathBuf::from(&raw);
+                if !dir.join("index.html").is_file() {
+                    return Err(bad(
+                        ENV_WEB_DIR,
+                        format!(
+                            "'{raw}' holds no index.html (build the app: npm run build in web/)"
+                        ),
+                    ));
+                }
+                Some(dir)
+            }
+            None => Path::new(DEFAULT_WEB_DIR)
+                .join("index.html")
+                .is_file()
+                .then(|| PathBuf::from(DEFAULT_WEB_DIR)),
+        };
         for (name, value) in vars {
             let Some(cluster) = name.strip_prefix(ENV_UPSTREAM_PREFIX) else {
                 continue;

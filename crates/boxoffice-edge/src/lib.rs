@@ -10,7 +10,8 @@
 //! cache of verified ones), `upstream` (clusters, HTTP/2 connections,
 //! balancing, health watches), `limits` (token buckets), `context` (request
 //! id, trace context, deadlines), `metrics` (Prometheus), `server` (the
-//! listeners; plain gRPC skips the browser layers).
+//! listeners; plain gRPC skips the browser layers), `web` (the web app's
+//! files for GET/HEAD).
 
 pub mod auth;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod proxy;
 pub mod routes;
 pub mod server;
 pub mod upstream;
+pub mod web;
 
 pub use config::EdgeConfig;
 pub use server::{Edge, EdgeHandle, EndpointStats};

@@ -42,6 +42,7 @@ use crate::metrics::Metrics;
 use crate::proxy::{self, EdgeState, Limits, PeerAddr, ResponseBody};
 use crate::routes::RouteTable;
 use crate::upstream::Cluster;
+use crate::web::WebFiles;
 
 /// Streams one client connection may have open at once (idle watches
 /// included); HTTP/2's usual 100–200 is too few for a browser tab that
@@ -58,6 +59,7 @@ pub struct Edge {
     health: HealthReporter,
     cors: CorsLayer,
     grace: Duration,
+    web: Option<Arc<WebFiles>>,
 }
 
 /// Read-only view of a running edge (tests, the admin listener).
@@ -226,6 +228,10 @@ impl Edge {
         };
         let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
 
+        let web = match &config.web_dir {
+            Some(dir) => Some(Arc::new(WebFiles::load(dir)?)),
+            None => None,
+        };
         let metrics = Metrics::new(&routes);
         let state = Arc::new(EdgeState {
             routes,
@@ -251,6 +257,7 @@ impl Edge {
             health,
             cors: cors_layer(&config.cors_origins),
             grace: config.shutdown_grace,
+            web,
         })
     }
 
@@ -279,6 +286,7 @@ impl Edge {
             health,
             cors,
             grace,
+            web,
         } = self;
         for cluster in &state.clusters {
             cluster.spawn_health_checks(&shutdown);
@@ -335,6 +343,7 @@ impl Edge {
                 state: state.clone(),
                 peer,
                 browser: browser.clone(),
+                web: web.clone(),
             };
             let connection = builder
                 .serve_connection(TokioIo::new(stream), service)
@@ -392,6 +401,8 @@ struct ConnectionService {
     peer: SocketAddr,
     /// Shared by every connection; cloned only for a request that uses it.
     browser: Arc<BrowserStack>,
+    /// The web app, for GET/HEAD requests that are not RPC paths.
+    web: Option<Arc<WebFiles>>,
 }
 
 type ResponseFuture =
@@ -403,6 +414,11 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
     type Future = ResponseFuture;
 
     fn call(&self, mut request: Request<Incoming>) -> Self::Future {
+        if let Some(web) = &self.web
+            && WebFiles::wants(&request)
+        {
+            return Box::pin(std::future::ready(Ok(web.respond(&request))));
+        }
         if proxy::is_plain_grpc(&request) {
             let state = self.state.clone();
             let peer = self.peer;

@@ -240,6 +240,7 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     // services listen on an internal loopback port, the edge on `listen`.
     let tokens = token_config(MissingSecret::GenerateEphemeral)?.clone();
     let edge = EdgeConfig::from_env(config.listen).map_err(bad_config)?;
+    let serves_web = edge.web_dir.is_some();
     let inventory = boxoffice_inventory::config::InventoryConfig::from_env().map_err(bad_config)?;
     let checkout = boxoffice_checkout::config::CheckoutConfig::from_env().map_err(bad_config)?;
     boxoffice_search::SearchConfig::from_env().map_err(bad_config)?;
@@ -258,7 +259,12 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
         shutdown,
     )
     .await?;
-    print_banner(system.edge_addr, &CatalogStore::new(system.pool.clone())).await;
+    print_banner(
+        system.edge_addr,
+        &CatalogStore::new(system.pool.clone()),
+        serves_web,
+    )
+    .await;
     if let Some(admin) = system.edge_admin_addr {
         println!("  edge metrics:       curl http://{admin}/metrics");
     }
@@ -359,7 +365,7 @@ async fn reindex(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn print_banner(addr: std::net::SocketAddr, store: &CatalogStore) {
+async fn print_banner(addr: std::net::SocketAddr, store: &CatalogStore, serves_web: bool) {
     let filter = EventFilter {
         status: boxoffice_catalog::domain::EventStatus::Published,
         start_after: chrono::Utc::now(),
@@ -373,6 +379,9 @@ async fn print_banner(addr: std::net::SocketAddr, store: &CatalogStore) {
         .ok()
         .and_then(|(events, _)| events.into_iter().next());
     println!("boxoffice is up on {addr}");
+    if serves_web {
+        println!("  open the web app:   http://{addr}/");
+    }
     println!("  list the services:  grpcurl -plaintext {addr} list");
     if let Some(event) = example {
         println!(

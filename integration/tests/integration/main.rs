@@ -19,3 +19,4 @@ mod search;
 mod statuses;
 mod system;
 mod waiting_room;
+mod web;

@@ -1,0 +1,143 @@
+// The API clients (grpc-web through the edge on the page's own origin), the
+// signed-in session, and readable messages from google.rpc.ErrorInfo reasons.
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
+import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
+import { CatalogService } from "./gen/boxoffice/catalog/v1/catalog_pb";
+import { InventoryService } from "./gen/boxoffice/inventory/v1/inventory_pb";
+import { CheckoutService } from "./gen/boxoffice/checkout/v1/checkout_pb";
+import { AccountsService } from "./gen/boxoffice/accounts/v1/accounts_pb";
+import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
+
+const SESSION_KEY = "boxoffice.session";
+
+export interface Session {
+  token: string;
+  email: string;
+  expiresAt: number;
+}
+
+export function session(): Session | null {
+  try {
+    const raw = localStorage.getItem(SESSION_KEY);
+    if (!raw) return null;
+    const parsed = JSON.parse(raw) as Session;
+    if (typeof parsed.token !== "string" || parsed.expiresAt <= Date.now()) {
+      localStorage.removeItem(SESSION_KEY);
+      return null;
+    }
+    return parsed;
+  } catch {
+    return null;
+  }
+}
+
+export function setSession(value: Session | null): void {
+  if (value) localStorage.setItem(SESSION_KEY, JSON.stringify(value));
+  else localStorage.removeItem(SESSION_KEY);
+  window.dispatchEvent(new Event("session"));
+}
+
+const withToken: Interceptor = (next) => async (request) => {
+  const current = session();
+  if (current) request.header.set("authorization", `Bearer ${current.token}`);
+  return next(request);
+};
+
+const transport = createGrpcWebTransport({
+  baseUrl: import.meta.env.VITE_API_URL ?? window.location.origin,
+  interceptors: [withToken],
+});
+
+export const catalog = createClient(CatalogService, transport);
+export const inventory = createClient(InventoryService, transport);
+export const checkout = createClient(CheckoutService, transport);
+export const accounts = createClient(AccountsService, transport);
+
+/** What a buyer should read for each ErrorInfo reason the services send. */
+const REASONS: Record<string, string> = {
+  SEAT_UNAVAILABLE: "Some of those seats were just taken. Pick others.",
+  HOLD_EXPIRED: "Your hold ran out and the seats went back on sale.",
+  HOLD_NOT_FOUND: "That hold no longer exists.",
+  HOLD_RELEASED: "That hold was released.",
+  HOLD_ALREADY_COMMITTED: "Those seats are already paid for.",
+  EVENT_NOT_ON_SALE: "This event is not on sale.",
+  EVENT_NOT_FOUND: "There is no such event.",
+  SEAT_OUT_OF_RANGE: "That seat is not in this venue.",
+  SEAT_NOT_FOR_SALE: "That seat is not for sale.",
+  DUPLICATE_SEAT: "A seat was picked twice.",
+  TOO_MANY_SEATS: "That is more seats than one order may hold.",
+  TOO_MANY_HOLDS: "You already hold seats for this event. Finish or release that order first.",
+  NO_SEATS_MATCH: "No seats are left that match.",
+  ADMISSION_REQUIRED: "This event has a waiting room: join the queue first.",
+  ADMISSION_TOKEN_INVALID: "Your place in the queue is not valid any more.",
+  ADMISSION_TOKEN_EXPIRED: "Your turn from the queue ran out.",
+  BAD_CREDENTIALS: "Wrong email or password.",
+  TOO_MANY_ATTEMPTS: "Too many attempts. Wait a minute and try again.",
+  LOGIN_REQUIRED: "Please log in.",
+  TOKEN_INVALID: "Your session is not valid. Please log in again.",
+  HOLD_NOT_ACTIVE: "Your hold is no longer active. Pick seats again.",
+  EVENT_CANCELLED: "This event was cancelled.",
+  BOOKING_NOT_PENDING: "This booking is already being paid or was closed.",
+  BOOKING_NOT_CANCELLABLE: "This booking can no longer be cancelled.",
+  REFUND_WINDOW_CLOSED: "It is too close to the event to cancel with a refund.",
+  CONFIRMATION_IN_PROGRESS: "Your payment is still being processed.",
+  UPSTREAM_UNAVAILABLE: "The service is unavailable. Try again in a moment.",
+  UPSTREAM_OVERLOADED: "We are very busy right now. Try again in a moment.",
+  EMAIL_TAKEN: "An account with that email exists already.",
+  UNAUTHENTICATED: "Please log in.",
+  TOKEN_EXPIRED: "Your session ended. Please log in again.",
+  PERMISSION_DENIED: "You are not allowed to do that.",
+  RATE_LIMITED: "Too many requests. Wait a moment and try again.",
+  PAYMENT_DECLINED: "The card was declined.",
+  BOOKING_EXPIRED: "This booking ran out before it was paid.",
+  BOOKING_NOT_FOUND: "There is no such booking.",
+};
+
+/** The ErrorInfo reason of a failed call, if it carried one. */
+export function reasonOf(error: unknown): string | undefined {
+  if (!(error instanceof ConnectError)) return undefined;
+  return error.findDetails(ErrorInfoSchema)[0]?.reason || undefined;
+}
+
+/** A sentence for the person in front of the screen; never a code alone. */
+export function describe(error: unknown): string {
+  const reason = reasonOf(error);
+  if (reason && REASONS[reason]) return REASONS[reason];
+  if (error instanceof ConnectError) {
+    if (error.code === Code.Unauthenticated) return REASONS.UNAUTHENTICATED;
+    if (error.code === Code.Unavailable) return "The service is unavailable. Try again in a moment.";
+    const text = error.rawMessage || "Something went wrong.";
+    const sentence = text.charAt(0).toUpperCase() + text.slice(1);
+    return reason ? `${sentence} (${reason.toLowerCase().replaceAll("_", " ")})` : sentence;
+  }
+  return "Something went wrong. Check your connection and try again.";
+}
+
+export function isUnauthenticated(error: unknown): boolean {
+  return error instanceof ConnectError && error.code === Code.Unauthenticated;
+}
+
+export function money(value: { currencyCode: string; amountMinor: bigint } | undefined): string {
+  if (!value) return "";
+  try {
+    return new Intl.NumberFormat(undefined, { style: "currency", currency: value.currencyCode }).format(
+      Number(value.amountMinor) / 100,
+    );
+  } catch {
+    return `${(Number(value.amountMinor) / 100).toFixed(2)} ${value.currencyCode}`;
+  }
+}
+
+export function when(time: Timestamp | undefined, timeZone?: string): string {
+  if (!time) return "";
+  try {
+    return new Intl.DateTimeFormat(undefined, {
+      dateStyle: "medium",
+      timeStyle: "short",
+      timeZone: timeZone || undefined,
+    }).format(timestampDate(time));
+  } catch {
+    return timestampDate(time).toLocaleString();
+  }
+}
