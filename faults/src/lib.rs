@@ -135,7 +135,11 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     let postgres = Postgres::start(options.out.join("postgres.log")).await?;
     let redis = Redis::start(options.out.join("redis.log")).await?;
     let edge = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
-    let jwt_secret = format!("faults-{}-{}", Uuid::new_v4().simple(), Uuid::new_v4().simple());
+    let jwt_secret = format!(
+        "faults-{}-{}",
+        Uuid::new_v4().simple(),
+        Uuid::new_v4().simple()
+    );
     let hold_ttl = options.workload.hold_ttl;
     let env: Vec<(String, String)> = [
         ("BOXOFFICE_DATABASE_URL", postgres.url("boxoffice")),
@@ -147,7 +151,10 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
         ("BOXOFFICE_EDGE_ACCESS_LOG", "off".to_owned()),
         ("BOXOFFICE_EDGE_RATE_PER_ADDRESS", "0".to_owned()),
         ("BOXOFFICE_EDGE_RATE_PER_USER", "0".to_owned()),
-        ("BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN", "127.0.0.1:0".to_owned()),
+        (
+            "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN",
+            "127.0.0.1:0".to_owned(),
+        ),
         ("BOXOFFICE_HOLD_TTL_SECS", hold_ttl.as_secs().to_string()),
         ("BOXOFFICE_MAX_HOLDS_PER_USER", "20".to_owned()),
         (
@@ -188,7 +195,10 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     let tokens = boxoffice_accounts::TokenConfig::from_vars(
         &[
             ("BOXOFFICE_JWT_SECRET".to_owned(), jwt_secret),
-            ("BOXOFFICE_ACCESS_TOKEN_TTL_SECS".to_owned(), "86400".to_owned()),
+            (
+                "BOXOFFICE_ACCESS_TOKEN_TTL_SECS".to_owned(),
+                "86400".to_owned(),
+            ),
         ]
         .into_iter()
         .collect(),
@@ -242,8 +252,14 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
         clients.spawn(async move { workload.event_keeper(channel, &stop).await });
     }
 
-    let nemesis_result =
-        nemesis::run(&mut cluster, &recorder, &options.nemesis, started, options.duration).await;
+    let nemesis_result = nemesis::run(
+        &mut cluster,
+        &recorder,
+        &options.nemesis,
+        started,
+        options.duration,
+    )
+    .await;
     if let Err(error) = &nemesis_result {
         recorder.notice(format!("the nemesis stopped early: {error:#}"));
     }
@@ -294,7 +310,9 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     };
     if let Err(error) = &nemesis_result {
         schedule.violation_count += 1;
-        schedule.violations.push(format!("the nemesis failed: {error:#}"));
+        schedule
+            .violations
+            .push(format!("the nemesis failed: {error:#}"));
     }
     let mut counts: BTreeMap<FaultKind, usize> = BTreeMap::new();
     for fault in &faults {
@@ -303,9 +321,11 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     for kind in FaultKind::ALL {
         if counts.get(&kind).copied().unwrap_or(0) < options.nemesis.min_cycles {
             schedule.violation_count += 1;
-            schedule
-                .violations
-                .push(format!("{} ran fewer than {} times", kind.label(), options.nemesis.min_cycles));
+            schedule.violations.push(format!(
+                "{} ran fewer than {} times",
+                kind.label(),
+                options.nemesis.min_cycles
+            ));
         }
     }
     checks.push(schedule);

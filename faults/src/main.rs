@@ -40,9 +40,7 @@ struct Cli {
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let split = raw
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(raw.len());
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
     let number: u64 = number
         .parse()
@@ -142,7 +140,10 @@ async fn main() -> ExitCode {
     match result {
         Ok(report) => {
             println!("{}", report.text);
-            println!("history, logs, report.txt and timeline.svg: {}", out.display());
+            println!(
+                "history, logs, report.txt and timeline.svg: {}",
+                out.display()
+            );
             if report.passed() {
                 ExitCode::SUCCESS
             } else {

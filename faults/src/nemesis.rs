@@ -107,11 +107,16 @@ impl Cluster {
     /// that died by itself is reported as a notice).
     pub async fn ensure_up(&mut self, recorder: &Recorder) -> anyhow::Result<()> {
         self.postgres.signal_all(Signal::CONT);
-        for pid in [self.redis.pid(), self.boxoffice.pid()].into_iter().flatten() {
+        for pid in [self.redis.pid(), self.boxoffice.pid()]
+            .into_iter()
+            .flatten()
+        {
             send_signal(pid, Signal::CONT)?;
         }
         if let Some(status) = self.postgres.exited() {
-            recorder.notice(format!("postgres exited by itself ({status}); restarting it"));
+            recorder.notice(format!(
+                "postgres exited by itself ({status}); restarting it"
+            ));
         }
         if self.postgres.postmaster_pid().is_none() {
             self.postgres.start_server().await?;

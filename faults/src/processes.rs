@@ -154,10 +154,7 @@ impl Postgres {
             .status()
             .context("running initdb")?;
         if !status.success() {
-            bail!(
-                "initdb failed ({status}); see {}",
-                postgres.log.display()
-            );
+            bail!("initdb failed ({status}); see {}", postgres.log.display());
         }
         postgres.start_server().await?;
         Ok(postgres)
@@ -224,11 +221,13 @@ impl Postgres {
             if self.accepts_connections().await {
                 return Ok(());
             }
-            if let Some(child) = self.postmaster.as_mut() {
-                if let Ok(Some(_)) = child.try_wait() {
-                    // It refused to start (shared memory still in use).
-                    self.postmaster = None;
-                }
+            // It may have refused to start (shared memory still in use).
+            let exited = self
+                .postmaster
+                .as_mut()
+                .is_some_and(|child| matches!(child.try_wait(), Ok(Some(_))));
+            if exited {
+                self.postmaster = None;
             }
             if started.elapsed() > deadline {
                 bail!(

@@ -65,7 +65,10 @@ pub fn text(input: &ReportInput<'_>) -> String {
         .count();
     let _ = writeln!(out, "bookings answered CONFIRMED: {confirmed}");
 
-    let _ = writeln!(out, "\nfaults (recovery = heal → first success invoked after it):");
+    let _ = writeln!(
+        out,
+        "\nfaults (recovery = heal → first success invoked after it):"
+    );
     let _ = writeln!(
         out,
         "  {:<36} {:>8} {:>8} {:>10} {:>12}",
@@ -145,7 +148,11 @@ pub fn text(input: &ReportInput<'_>) -> String {
         }
     }
     for check in input.checks.iter().filter(|check| !check.passed()) {
-        let _ = writeln!(out, "\n{} — {} violation(s):", check.name, check.violation_count);
+        let _ = writeln!(
+            out,
+            "\n{} — {} violation(s):",
+            check.name, check.violation_count
+        );
         for violation in &check.violations {
             let _ = writeln!(out, "  - {violation}");
         }

@@ -446,8 +446,7 @@ impl Workload {
             if rng.random_bool(0.04) {
                 continue; // walks away from the hold; it expires
             }
-            let Some(booking) = self.create_booking(&process, &mut client, &hold.name).await
-            else {
+            let Some(booking) = self.create_booking(&process, &mut client, &hold.name).await else {
                 continue;
             };
             if rng.random_bool(0.04) {
@@ -500,14 +499,16 @@ impl Workload {
             let Some(event) = self.events.newest() else {
                 continue;
             };
-            let selection =
-                inventory_pb::hold_seats_request::Selection::BestAvailable(
-                    inventory_pb::BestAvailable {
-                        quantity: 2,
-                        ..Default::default()
-                    },
-                );
-            let Ok(hold) = self.hold(&holder_name, &mut holder, &event, selection).await else {
+            let selection = inventory_pb::hold_seats_request::Selection::BestAvailable(
+                inventory_pb::BestAvailable {
+                    quantity: 2,
+                    ..Default::default()
+                },
+            );
+            let Ok(hold) = self
+                .hold(&holder_name, &mut holder, &event, selection)
+                .await
+            else {
                 continue;
             };
             let Some(booking) = self
@@ -541,12 +542,8 @@ impl Workload {
                 self.confirm(&holder_name, &mut holder, &booking.name, PAYMENT_TOKEN);
             match rival_booking {
                 Some(rival_booking) => {
-                    let rival_confirm = self.confirm(
-                        &rival_name,
-                        &mut rival,
-                        &rival_booking.name,
-                        PAYMENT_TOKEN,
-                    );
+                    let rival_confirm =
+                        self.confirm(&rival_name, &mut rival, &rival_booking.name, PAYMENT_TOKEN);
                     tokio::join!(holder_confirm, rival_confirm);
                 }
                 None => {
@@ -560,7 +557,8 @@ impl Workload {
     /// the newest sold out or it runs below a quarter (at most `max_events`).
     pub async fn event_keeper(&self, catalog: Channel, stop: &AtomicBool) {
         let mut availability = Clients::inventory_client(catalog.clone());
-        let mut catalog_client = catalog_pb::catalog_service_client::CatalogServiceClient::new(catalog);
+        let mut catalog_client =
+            catalog_pb::catalog_service_client::CatalogServiceClient::new(catalog);
         let mut created = self.events.all().len();
         let mut failures = 0_u32;
         while !stop.load(Ordering::SeqCst) {
@@ -805,5 +803,8 @@ pub async fn create_event(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    anyhow::bail!("inventory did not put event {} on sale within 30 s", event.id)
+    anyhow::bail!(
+        "inventory did not put event {} on sale within 30 s",
+        event.id
+    )
 }
