@@ -134,6 +134,11 @@ impl FaultKind {
         }
     }
 
+    /// The kind named by its short name (`redis-kill`, `box-pause`, …).
+    pub fn from_short(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.short() == name)
+    }
+
     pub fn short(self) -> &'static str {
         match self {
             FaultKind::RedisKill => "redis-kill",

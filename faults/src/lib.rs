@@ -80,6 +80,7 @@ impl Options {
                 gap: (Duration::from_millis(1_000), Duration::from_millis(1_500)),
                 min_cycles: 1,
                 recovery_deadline: Duration::from_secs(60),
+                kinds: FaultKind::ALL.to_vec(),
             },
             reconcile_interval: Duration::from_millis(500),
             reconcile_after: Duration::from_secs(10),
@@ -105,6 +106,7 @@ impl Options {
                 gap: (Duration::from_secs(5), Duration::from_secs(20)),
                 min_cycles: 2,
                 recovery_deadline: Duration::from_secs(90),
+                kinds: FaultKind::ALL.to_vec(),
             },
             ..short
         }
@@ -301,7 +303,7 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     .await?;
     let mut schedule = Check {
         name: "every fault injected",
-        checked: FaultKind::ALL.len() as u64,
+        checked: options.nemesis.kinds.len() as u64,
         violations: Vec::new(),
         violation_count: 0,
         skipped: None,
@@ -318,7 +320,7 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     for fault in &faults {
         *counts.entry(fault.kind).or_default() += 1;
     }
-    for kind in FaultKind::ALL {
+    for kind in options.nemesis.kinds.iter().copied() {
         if counts.get(&kind).copied().unwrap_or(0) < options.nemesis.min_cycles {
             schedule.violation_count += 1;
             schedule.violations.push(format!(

@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use boxoffice_faults::history::FaultKind;
 use boxoffice_faults::{Options, run};
 use clap::Parser;
 
@@ -36,6 +37,20 @@ struct Cli {
     /// Where the history, logs and report go; default target/faults/<time>.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Only these faults, comma-separated: redis-kill, redis-pause,
+    /// pg-stop-imm, pg-kill, pg-pause, box-kill, box-pause; "none" for a
+    /// run without faults (default: all).
+    #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
+    faults: Option<Vec<Option<FaultKind>>>,
+}
+
+fn parse_fault(raw: &str) -> Result<Option<FaultKind>, String> {
+    if raw == "none" {
+        return Ok(None);
+    }
+    FaultKind::from_short(raw)
+        .map(Some)
+        .ok_or_else(|| format!("'{raw}' is not a fault (see --help)"))
 }
 
 fn parse_duration(raw: &str) -> Result<Duration, String> {
@@ -123,6 +138,9 @@ async fn main() -> ExitCode {
     };
     if let Some(buyers) = cli.buyers {
         options.workload.buyers = buyers;
+    }
+    if let Some(faults) = cli.faults {
+        options.nemesis.kinds = faults.into_iter().flatten().collect();
     }
     eprintln!(
         "boxoffice-faults: running {} s of clients; history and logs in {}",

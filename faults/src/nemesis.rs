@@ -35,6 +35,8 @@ pub struct NemesisSettings {
     pub min_cycles: usize,
     /// Longest wait for the first successful operation after a heal.
     pub recovery_deadline: Duration,
+    /// The kinds of fault to inject (all of them unless narrowed).
+    pub kinds: Vec<FaultKind>,
 }
 
 /// Waits until boxoffice answers a public call through the edge.
@@ -152,8 +154,12 @@ pub async fn run(
     let mut rng = StdRng::from_os_rng();
     tokio::time::sleep(settings.quiet_start).await;
     let mut cycle = 0;
+    if settings.kinds.is_empty() {
+        tokio::time::sleep(duration.saturating_sub(started.elapsed())).await;
+        return Ok(());
+    }
     'cycles: loop {
-        let mut kinds = FaultKind::ALL.to_vec();
+        let mut kinds = settings.kinds.clone();
         if cycle > 0 {
             kinds.shuffle(&mut rng);
         }

@@ -463,6 +463,14 @@ impl Boxoffice {
 
     fn command(&self) -> anyhow::Result<Command> {
         let mut command = Command::new(&self.exe);
+        // Only the run's own settings: nothing of the caller's BOXOFFICE_*
+        // or OTEL_* environment (a Meilisearch or a collector elsewhere).
+        for (name, _) in std::env::vars_os() {
+            let name_text = name.to_string_lossy();
+            if name_text.starts_with("BOXOFFICE_") || name_text.starts_with("OTEL_") {
+                command.env_remove(&name);
+            }
+        }
         command.envs(self.env.iter().map(|(k, v)| (k, v)));
         let (stdout, stderr) = log_sink(&self.log)?;
         command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
