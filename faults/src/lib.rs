@@ -168,7 +168,11 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
             options.reconcile_after.as_secs().to_string(),
         ),
         ("BOXOFFICE_SHUTDOWN_GRACE_SECS", "1".to_owned()),
-        ("BOXOFFICE_LOG", "info".to_owned()),
+        // Warnings, and the reconciler's decisions with their evidence.
+        (
+            "BOXOFFICE_LOG",
+            "warn,boxoffice_checkout::reconciler=info".to_owned(),
+        ),
         ("NO_COLOR", "1".to_owned()),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", String::new()),
     ]

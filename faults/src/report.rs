@@ -54,6 +54,17 @@ pub fn text(input: &ReportInput<'_>) -> String {
     for (kind, [ok, fail, unknown]) in &by_kind {
         let _ = writeln!(out, "  {kind:<16} {ok:>8} {fail:>8} {unknown:>8}");
     }
+    let mut codes: BTreeMap<&str, usize> = BTreeMap::new();
+    for op in input.ops {
+        if let Some(code) = &op.code {
+            *codes.entry(code.as_str()).or_default() += 1;
+        }
+    }
+    let codes: Vec<String> = codes
+        .iter()
+        .map(|(code, count)| format!("{code} {count}"))
+        .collect();
+    let _ = writeln!(out, "error answers by gRPC code: {}", codes.join(", "));
     let confirmed = input
         .ops
         .iter()

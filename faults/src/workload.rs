@@ -434,6 +434,10 @@ impl Workload {
             let hold = match self.hold(&process, &mut client, &event, selection).await {
                 Ok(hold) => hold,
                 Err(status) => {
+                    if outcome_of(status.code()) == Outcome::Unknown {
+                        // Down or paused: back off rather than spin.
+                        tokio::time::sleep(Duration::from_millis(rng.random_range(100..300))).await;
+                    }
                     if !named
                         && status.code() == tonic::Code::FailedPrecondition
                         && status.message().contains("no available seats")
