@@ -125,10 +125,15 @@ impl Postgres {
     pub async fn start(log: PathBuf) -> anyhow::Result<Self> {
         let bin = postgres_bin_dir()?;
         let run_as = postgres_user()?;
-        let dir = tempfile::Builder::new()
-            .prefix("boxoffice-faults-pg-")
-            .tempdir()
-            .context("making PostgreSQL's directory")?;
+        // As root the server runs as postgres, which must reach the
+        // directory: under /tmp, not a TMPDIR that may be root's own.
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("boxoffice-faults-pg-");
+        let dir = match run_as {
+            Some(_) => builder.tempdir_in("/tmp"),
+            None => builder.tempdir(),
+        }
+        .context("making PostgreSQL's directory")?;
         if let Some((uid, gid)) = run_as {
             std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
                 .context("giving PostgreSQL's directory to the postgres user")?;
