@@ -24,7 +24,10 @@ fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     }
 }
 
-fn time(field: &str, value: Option<&prost_types::Timestamp>) -> anyhow::Result<Option<DateTime<Utc>>> {
+fn time(
+    field: &str,
+    value: Option<&prost_types::Timestamp>,
+) -> anyhow::Result<Option<DateTime<Utc>>> {
     value
         .map(|t| {
             DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
@@ -33,7 +36,10 @@ fn time(field: &str, value: Option<&prost_types::Timestamp>) -> anyhow::Result<O
         .transpose()
 }
 
-fn required_time(field: &str, value: Option<&prost_types::Timestamp>) -> anyhow::Result<DateTime<Utc>> {
+fn required_time(
+    field: &str,
+    value: Option<&prost_types::Timestamp>,
+) -> anyhow::Result<DateTime<Utc>> {
     time(field, value)?.with_context(|| format!("{field} missing"))
 }
 

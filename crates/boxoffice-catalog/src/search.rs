@@ -23,6 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use base64::Engine as _;
 use boxoffice_contracts::catalog::v1 as pb;
+use boxoffice_events::{ConsumerConfig, ConsumerGroup, HandleError, Handler, Received, Transport};
 use boxoffice_runtime::{Shutdown, status};
 use boxoffice_search::query::MAX_OFFSET;
 use boxoffice_search::{
@@ -30,9 +31,6 @@ use boxoffice_search::{
     SearchQuery, SearchSort, highlight_to_html,
 };
 use chrono::{DateTime, Utc};
-use boxoffice_events::{
-    ConsumerConfig, ConsumerGroup, HandleError, Handler, Received, Transport,
-};
 use deadpool_postgres::Pool;
 use futures::{StreamExt as _, pin_mut};
 use prost::Message as _;
@@ -556,11 +554,8 @@ impl Indexer {
         } else {
             format!("search-local-{}", Uuid::new_v4().simple())
         };
-        let mut config = ConsumerConfig::new(
-            &group,
-            crate::store::SCHEMA,
-            &[crate::events::PRODUCER],
-        );
+        let mut config =
+            ConsumerConfig::new(&group, crate::store::SCHEMA, &[crate::events::PRODUCER]);
         config.batch_size = self.settings.batch_size;
         config.idle_poll = self.settings.idle_poll;
         config.first_backoff = self.settings.first_backoff;

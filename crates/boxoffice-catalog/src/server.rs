@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use boxoffice_contracts::catalog::v1::catalog_service_server::CatalogServiceServer;
+use boxoffice_events::{Relay, Transport};
 use boxoffice_runtime::server::{GrpcServer, MAX_DECODING_MESSAGE_SIZE, MAX_ENCODING_MESSAGE_SIZE};
 use boxoffice_runtime::{Config, Shutdown};
 use boxoffice_search::SearchIndex;
-use boxoffice_events::{Relay, Transport};
 use deadpool_postgres::Pool;
 use tokio::task::JoinHandle;
 
@@ -55,7 +55,10 @@ impl CatalogComponent {
             .await
             .map_err(|error| anyhow::anyhow!("publishing the existing catalog: {error}"))?;
         if backfilled > 0 {
-            tracing::info!(events = backfilled, "published the existing catalog as events");
+            tracing::info!(
+                events = backfilled,
+                "published the existing catalog as events"
+            );
         }
         let catalog = Arc::new(Catalog::new(store, config.cache_ttl));
         let pg_config = boxoffice_runtime::postgres::parse_url(&config.database_url)?;

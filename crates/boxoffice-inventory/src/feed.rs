@@ -139,7 +139,9 @@ impl Handler for CatalogFeed {
         for (index, received) in events.iter().enumerate() {
             match self.apply(received).await {
                 Ok(()) => {}
-                Err(FeedError::Poison(reason)) => return Err(HandleError::Poison { index, reason }),
+                Err(FeedError::Poison(reason)) => {
+                    return Err(HandleError::Poison { index, reason });
+                }
                 Err(FeedError::Failed(error)) => return Err(HandleError::Failed { index, error }),
                 // Events before it are applied and committed; it and the
                 // rest come again.

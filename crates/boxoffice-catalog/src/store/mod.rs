@@ -46,4 +46,3 @@ mod tests {
         assert_eq!(&created[..expected.len()], &expected[..]);
     }
 }
-

@@ -426,7 +426,12 @@ impl CatalogStore {
         let created = load_event(&tx, event_id)
             .await?
             .context("event vanished inside its transaction")?;
-        publish(&self.outbox, &tx, event_changed(&created, EventChange::Created)).await?;
+        publish(
+            &self.outbox,
+            &tx,
+            event_changed(&created, EventChange::Created),
+        )
+        .await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -480,7 +485,12 @@ impl CatalogStore {
         let updated = load_event(&tx, id)
             .await?
             .context("event vanished inside its transaction")?;
-        publish(&self.outbox, &tx, event_changed(&updated, EventChange::Changed)).await?;
+        publish(
+            &self.outbox,
+            &tx,
+            event_changed(&updated, EventChange::Changed),
+        )
+        .await?;
         tx.commit().await?;
         Ok(updated)
     }
@@ -500,7 +510,12 @@ impl CatalogStore {
         let published = load_event(&tx, id)
             .await?
             .context("event vanished inside its transaction")?;
-        publish(&self.outbox, &tx, event_changed(&published, EventChange::Published)).await?;
+        publish(
+            &self.outbox,
+            &tx,
+            event_changed(&published, EventChange::Published),
+        )
+        .await?;
         tx.commit().await?;
         Ok(published)
     }
@@ -522,7 +537,12 @@ impl CatalogStore {
         let cancelled = load_event(&tx, id)
             .await?
             .context("event vanished inside its transaction")?;
-        publish(&self.outbox, &tx, event_changed(&cancelled, EventChange::Cancelled)).await?;
+        publish(
+            &self.outbox,
+            &tx,
+            event_changed(&cancelled, EventChange::Cancelled),
+        )
+        .await?;
         tx.commit().await?;
         Ok(cancelled)
     }
