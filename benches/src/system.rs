@@ -189,8 +189,9 @@ impl BenchSystem {
         loop {
             let caught_up: bool = client
                 .query_one(
-                    "SELECT coalesce((SELECT max(id) FROM catalog.outbox), 0)
-                         <= coalesce((SELECT last_id FROM inventory.feed_cursors WHERE name = 'catalog.outbox'), 0)",
+                    "SELECT coalesce((SELECT max(id) FROM catalog.event_outbox), 0)
+                         <= coalesce((SELECT position FROM inventory.event_checkpoints
+                                      WHERE consumer_group = 'inventory-tickets' AND stream = 'catalog'), 0)",
                     &[],
                 )
                 .await

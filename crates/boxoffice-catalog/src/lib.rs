@@ -1,11 +1,13 @@
 //! The catalog service: venues and their seat maps, performers, events and
 //! price tiers. Reads are served from an in-process cache kept fresh by
-//! PostgreSQL LISTEN/NOTIFY; every write appends to the outbox that search
-//! and inventory consume.
+//! PostgreSQL LISTEN/NOTIFY; every write publishes its event
+//! (`boxoffice.events.v1`) through the outbox that search and inventory
+//! consume.
 
 pub mod cache;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod search;
 pub mod seed;

@@ -1,14 +1,17 @@
 //! Event search for the catalog: `SearchEvents` requests parsed and answered
 //! from the search index, and the indexer that keeps that index in step with
-//! PostgreSQL by tailing `catalog.outbox`.
+//! the catalog's published events.
 //!
-//! The indexer reads the outbox in id order (ids commit in order, see
-//! migration 0002), in batches, and hands each batch to the index together
-//! with the id of its last row as the checkpoint. Delivery is at least once:
-//! after a crash or an engine outage the same rows come again, and the index
-//! keeps only the highest version per event, so replays change nothing. An
-//! index without a checkpoint (new, wiped, or in memory after a restart) is
-//! first rebuilt from the newest outbox row of every event.
+//! The indexer is a consumer group of `boxoffice-events` on the catalog's
+//! stream: batches in order, at least once, whatever the transport. Each
+//! batch's event snapshots become documents (the newest version of each
+//! event in the batch) written in one upsert; the index keeps only the
+//! highest version per event, so replays change nothing. A shared index
+//! (Meilisearch) is fed by one group for all catalog instances, started over
+//! from the beginning of the stream when the index has no checkpoint (new or
+//! wiped); an index of this process alone (the embedded engine) gets a group
+//! of its own, which reads the whole stream at every start. An event whose
+//! snapshot cannot be read goes to the dead letters and the stream goes on.
 //!
 //! A search never touches PostgreSQL: each document carries the serialized
 //! event it was built from, so hits come back whole from the index.
@@ -20,6 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use base64::Engine as _;
 use boxoffice_contracts::catalog::v1 as pb;
+use boxoffice_events::{ConsumerConfig, ConsumerGroup, HandleError, Handler, Received, Transport};
 use boxoffice_runtime::{Shutdown, status};
 use boxoffice_search::query::MAX_OFFSET;
 use boxoffice_search::{
@@ -29,7 +33,7 @@ use boxoffice_search::{
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use futures::{StreamExt as _, pin_mut};
-use tokio::sync::Notify;
+use prost::Message as _;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
@@ -424,11 +428,15 @@ pub async fn open_index(config: &SearchConfig) -> anyhow::Result<Arc<dyn SearchI
         .context("opening the search index")
 }
 
+/// The consumer group feeding a shared index (one for every catalog
+/// instance); an index of one process alone gets `search-local-<uuid>`.
+pub const SHARED_INDEXER_GROUP: &str = "search-indexer";
+
 #[derive(Debug, Clone, Copy)]
 pub struct IndexerSettings {
-    /// Outbox rows per read and per index write.
-    pub batch_size: i64,
-    /// Looks at the outbox this often even without a change notification.
+    /// Events per batch and per index write.
+    pub batch_size: usize,
+    /// Looks for events this often even without a change notification.
     pub idle_poll: Duration,
     pub first_backoff: Duration,
     pub max_backoff: Duration,
@@ -452,109 +460,162 @@ pub struct RebuildReport {
     pub checkpoint: i64,
 }
 
-/// Tails `catalog.outbox` into the search index.
+/// Writes batches of catalog events into the index.
+pub struct IndexHandler {
+    index: Arc<dyn SearchIndex>,
+}
+
+impl IndexHandler {
+    pub fn new(index: Arc<dyn SearchIndex>) -> Self {
+        Self { index }
+    }
+
+    async fn write(
+        &self,
+        documents: HashMap<Uuid, SearchDocument>,
+        last: Option<&Received>,
+    ) -> Result<(), HandleError> {
+        let Some(last) = last else {
+            return Ok(());
+        };
+        let checkpoint = i64::try_from(last.position).unwrap_or(i64::MAX);
+        self.index
+            .upsert(documents.into_values().collect(), Some(checkpoint))
+            .await
+            .map_err(|error| {
+                let error = match error {
+                    SearchError::Unavailable(error) | SearchError::Internal(error) => error,
+                };
+                HandleError::Unavailable(error.context("writing to the search index"))
+            })
+    }
+}
+
+impl Handler for IndexHandler {
+    async fn handle(&self, events: &[Received]) -> Result<(), HandleError> {
+        let mut newest: HashMap<Uuid, SearchDocument> = HashMap::new();
+        for (position, received) in events.iter().enumerate() {
+            let Some(snapshot) = received.payload().and_then(crate::events::snapshot_of) else {
+                continue;
+            };
+            match crate::events::event_from_snapshot(snapshot).and_then(|e| {
+                let document = document_from_event(&e)?;
+                Ok((e.id, document))
+            }) {
+                Ok((id, document)) => {
+                    if newest
+                        .get(&id)
+                        .is_none_or(|held| held.version < document.version)
+                    {
+                        newest.insert(id, document);
+                    }
+                }
+                Err(error) => {
+                    // Write what came before it, then set it aside.
+                    self.write(newest, position.checked_sub(1).and_then(|p| events.get(p)))
+                        .await?;
+                    return Err(HandleError::Poison {
+                        index: position,
+                        reason: format!("unreadable event snapshot: {error:#}"),
+                    });
+                }
+            }
+        }
+        self.write(newest, events.last()).await
+    }
+}
+
+/// Keeps a search index in step with the catalog's events.
 pub struct Indexer {
     pool: Pool,
+    transport: Transport,
     index: Arc<dyn SearchIndex>,
-    wake: Arc<Notify>,
     settings: IndexerSettings,
 }
 
 impl Indexer {
     pub fn new(
         pool: Pool,
+        transport: Transport,
         index: Arc<dyn SearchIndex>,
-        wake: Arc<Notify>,
         settings: IndexerSettings,
     ) -> Self {
         Self {
             pool,
+            transport,
             index,
-            wake,
             settings,
         }
     }
 
-    /// Runs until `shutdown`: settings, a rebuild when the index has no
-    /// checkpoint, then batches as they come. Every failure backs off and
-    /// retries from the last checkpoint, so nothing is lost.
+    fn consumer_config(&self) -> ConsumerConfig {
+        let group = if self.index.is_shared() {
+            SHARED_INDEXER_GROUP.to_owned()
+        } else {
+            format!("search-local-{}", Uuid::new_v4().simple())
+        };
+        let mut config =
+            ConsumerConfig::new(&group, crate::store::SCHEMA, &[crate::events::PRODUCER]);
+        config.batch_size = self.settings.batch_size;
+        config.idle_poll = self.settings.idle_poll;
+        config.first_backoff = self.settings.first_backoff;
+        config.max_backoff = self.settings.max_backoff;
+        config.ephemeral = !self.index.is_shared();
+        config
+    }
+
+    /// Runs until `shutdown`: settings, a fresh start for a shared index
+    /// without a checkpoint, then the consumer group. Every failure before
+    /// the group runs backs off and retries.
     pub async fn run(self, shutdown: Shutdown) {
         let engine = self.index.engine();
+        let config = self.consumer_config();
         let mut backoff = self.settings.first_backoff;
-        let mut ready = false;
-        while !shutdown.is_triggered() {
+        let group = loop {
+            if shutdown.is_triggered() {
+                return;
+            }
             let step = async {
-                if !ready {
-                    self.index
-                        .apply_settings()
-                        .await
-                        .context("applying search settings")?;
-                    if self
-                        .index
-                        .checkpoint()
-                        .await
-                        .context("reading the checkpoint")?
-                        .is_none()
-                    {
-                        let report = rebuild(&self.pool, self.index.as_ref(), false).await?;
-                        tracing::info!(
-                            engine,
-                            events = report.events,
-                            checkpoint = report.checkpoint,
-                            "search index rebuilt"
-                        );
-                    }
-                    ready = true;
+                self.index
+                    .apply_settings()
+                    .await
+                    .context("applying search settings")?;
+                let checkpoint = self
+                    .index
+                    .checkpoint()
+                    .await
+                    .context("reading the checkpoint")?;
+                if checkpoint.is_none() && self.index.is_shared() {
+                    ConsumerGroup::reset(&self.transport, &self.pool, &config).await?;
+                    tracing::info!(engine, "search index empty: reading every catalog event");
                 }
-                self.catch_up().await
+                ConsumerGroup::start(
+                    &self.transport,
+                    self.pool.clone(),
+                    config.clone(),
+                    Arc::new(IndexHandler::new(self.index.clone())),
+                    shutdown.clone(),
+                )
+                .await
             };
             match step.await {
-                Ok(()) => {
-                    backoff = self.settings.first_backoff;
-                    tokio::select! {
-                        () = self.wake.notified() => {}
-                        () = tokio::time::sleep(self.settings.idle_poll) => {}
-                        () = shutdown.cancelled() => {}
-                    }
-                }
+                Ok(group) => break group,
                 Err(error) => {
                     tracing::warn!(
                         engine,
                         error = format!("{error:#}"),
                         retry_in_ms = backoff.as_millis() as u64,
-                        "search indexing failed"
+                        "starting the search indexer failed"
                     );
                     tokio::select! {
                         () = tokio::time::sleep(jitter(backoff)) => {}
-                        () = shutdown.cancelled() => {}
+                        () = shutdown.cancelled() => return,
                     }
                     backoff = (backoff * 2).min(self.settings.max_backoff);
                 }
             }
-        }
-    }
-
-    /// Applies every outbox row after the checkpoint, batch by batch.
-    pub async fn catch_up(&self) -> anyhow::Result<()> {
-        loop {
-            let checkpoint = self
-                .index
-                .checkpoint()
-                .await
-                .context("reading the checkpoint")?
-                .unwrap_or(0);
-            let (documents, last) =
-                read_batch(&self.pool, checkpoint, self.settings.batch_size).await?;
-            let Some(last) = last else {
-                return Ok(());
-            };
-            let count = documents.len();
-            self.index
-                .upsert(documents, Some(last))
-                .await
-                .context("writing to the search index")?;
-            tracing::debug!(count, checkpoint = last, "search index caught up a batch");
-        }
+        };
+        group.join().await;
     }
 }
 
@@ -563,53 +624,10 @@ fn jitter(backoff: Duration) -> Duration {
     backoff + backoff.mul_f64(rand::random::<f64>() / 4.0)
 }
 
-/// The documents of the outbox rows after `after` (newest version of each
-/// event in the batch) and the id of the last row read, if any.
-async fn read_batch(
-    pool: &Pool,
-    after: i64,
-    limit: i64,
-) -> anyhow::Result<(Vec<SearchDocument>, Option<i64>)> {
-    let client = pool.get().await.context("connecting to read the outbox")?;
-    let rows = client
-        .query(
-            "SELECT id, aggregate_type, aggregate_id, version, payload FROM catalog.outbox
-             WHERE id > $1 ORDER BY id LIMIT $2",
-            &[&after, &limit],
-        )
-        .await
-        .context("reading the outbox")?;
-    let last = rows.last().map(|row| row.get::<_, i64>("id"));
-    let mut newest: HashMap<Uuid, (i64, serde_json::Value)> = HashMap::new();
-    for row in &rows {
-        if row.get::<_, &str>("aggregate_type") != "event" {
-            continue;
-        }
-        let id: Uuid = row.get("aggregate_id");
-        let version: i64 = row.get("version");
-        if newest.get(&id).is_none_or(|(held, _)| *held < version) {
-            newest.insert(id, (version, row.get("payload")));
-        }
-    }
-    let mut documents = Vec::with_capacity(newest.len());
-    for (id, (version, payload)) in newest {
-        match serde_json::from_value::<Event>(payload)
-            .map_err(anyhow::Error::from)
-            .and_then(|e| document_from_event(&e))
-        {
-            Ok(document) => documents.push(document),
-            // A row we cannot read would block the feed for ever: skip it
-            // loudly; `boxoffice reindex` repairs the index once fixed.
-            Err(error) => {
-                tracing::error!(event_id = %id, version, error = format!("{error:#}"), "unreadable outbox row skipped")
-            }
-        }
-    }
-    Ok((documents, last))
-}
-
-/// Fills the index from PostgreSQL: the newest outbox row of every event,
-/// then the checkpoint. With `clear`, the index is emptied first.
+/// Fills the index from the catalog's own outbox: the newest event of every
+/// catalog event, then the outbox's high-water mark as the checkpoint. With
+/// `clear`, the index is emptied first. A running indexer goes on from its
+/// own position (replays are harmless).
 pub async fn rebuild(
     pool: &Pool,
     index: &dyn SearchIndex,
@@ -617,10 +635,8 @@ pub async fn rebuild(
 ) -> anyhow::Result<RebuildReport> {
     const BATCH: usize = 1_000;
     let client = pool.get().await.context("connecting for a rebuild")?;
-    // Read the high-water mark first: changes after it are replayed by the
-    // tail, which is harmless (idempotent) rather than lost.
     let high: i64 = client
-        .query_one("SELECT COALESCE(max(id), 0) FROM catalog.outbox", &[])
+        .query_one("SELECT COALESCE(max(id), 0) FROM catalog.event_outbox", &[])
         .await
         .context("reading the outbox high-water mark")?
         .get(0);
@@ -629,9 +645,9 @@ pub async fn rebuild(
     }
     let rows = client
         .query_raw(
-            "SELECT DISTINCT ON (aggregate_id) aggregate_id, payload FROM catalog.outbox
+            "SELECT DISTINCT ON (aggregate_id) aggregate_id, envelope FROM catalog.event_outbox
              WHERE aggregate_type = 'event' AND id <= $1
-             ORDER BY aggregate_id, id DESC",
+             ORDER BY aggregate_id, sequence DESC",
             &[&high],
         )
         .await
@@ -641,12 +657,17 @@ pub async fn rebuild(
     let mut events = 0u64;
     while let Some(row) = rows.next().await {
         let row = row.context("reading events for a rebuild")?;
-        let id: Uuid = row.get("aggregate_id");
-        let payload: serde_json::Value = row.get("payload");
-        match serde_json::from_value::<Event>(payload)
+        let id: String = row.get("aggregate_id");
+        let bytes: Vec<u8> = row.get("envelope");
+        let document = boxoffice_events::Envelope::decode(bytes.as_slice())
             .map_err(anyhow::Error::from)
-            .and_then(|e| document_from_event(&e))
-        {
+            .and_then(|envelope| {
+                let payload = envelope.payload.context("no payload")?;
+                let snapshot =
+                    crate::events::snapshot_of(&payload).context("not an event snapshot")?;
+                document_from_event(&crate::events::event_from_snapshot(snapshot)?)
+            });
+        match document {
             Ok(document) => batch.push(document),
             Err(error) => {
                 tracing::error!(event_id = %id, error = format!("{error:#}"), "unreadable event skipped in rebuild")

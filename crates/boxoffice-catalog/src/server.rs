@@ -1,19 +1,19 @@
 //! Assembling the catalog: migrations, the cache and its change listener,
-//! the search index and its indexer, and the tonic service with its message
-//! limits.
+//! the search index and its indexer, the events relay (when the events go
+//! through NATS), and the tonic service with its message limits.
 
 use std::sync::Arc;
 
 use anyhow::Context as _;
 use boxoffice_contracts::catalog::v1::catalog_service_server::CatalogServiceServer;
+use boxoffice_events::{Relay, Transport};
 use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
 use boxoffice_runtime::{Config, Shutdown};
 use boxoffice_search::SearchIndex;
 use deadpool_postgres::Pool;
-use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use crate::cache::{Change, listen_for_changes};
+use crate::cache::listen_for_changes;
 use crate::grpc::CatalogGrpc;
 use crate::search::{EventSearch, Indexer, IndexerSettings, WithSearch};
 use crate::service::Catalog;
@@ -26,6 +26,8 @@ pub struct CatalogComponent {
     pub listener: JoinHandle<()>,
     pub search: Arc<EventSearch>,
     pub indexer: JoinHandle<()>,
+    /// Publishes the catalog's outbox to JetStream (NATS transport only).
+    pub relay: Option<JoinHandle<()>>,
 }
 
 impl CatalogComponent {
@@ -48,42 +50,54 @@ impl CatalogComponent {
             .await
             .context("migrating the catalog schema")?;
         let store = CatalogStore::new(pool.clone());
+        let backfilled = store
+            .publish_existing_catalog()
+            .await
+            .map_err(|error| anyhow::anyhow!("publishing the existing catalog: {error}"))?;
+        if backfilled > 0 {
+            tracing::info!(
+                events = backfilled,
+                "published the existing catalog as events"
+            );
+        }
         let catalog = Arc::new(Catalog::new(store, config.cache_ttl));
         let pg_config = boxoffice_runtime::postgres::parse_url(&config.database_url)?;
-        // Event changes wake the indexer at once; it also polls, so a lost
-        // notification only delays search by a poll interval.
-        let wake_indexer = Arc::new(Notify::new());
+        let transport = Transport::from_env(pg_config.clone()).await?;
         let listener = tokio::spawn({
             let on_change = catalog.clone();
             let on_reset = catalog.clone();
-            let (wake_on_change, wake_on_reset) = (wake_indexer.clone(), wake_indexer.clone());
             let shutdown = shutdown.clone();
             async move {
                 listen_for_changes(
                     pg_config,
                     shutdown,
-                    move |change| {
-                        if matches!(change, Change::Event(_)) {
-                            wake_on_change.notify_one();
-                        }
-                        on_change.apply_change(change)
-                    },
-                    move || {
-                        wake_on_reset.notify_one();
-                        on_reset.reset()
-                    },
+                    move |change| on_change.apply_change(change),
+                    move || on_reset.reset(),
                 )
                 .await;
             }
         });
+        let relay = match &transport {
+            Transport::Nats(nats) => Some(tokio::spawn(
+                Relay::new(
+                    pool.clone(),
+                    boxoffice_runtime::postgres::parse_url(&config.database_url)?,
+                    crate::events::PRODUCER,
+                    nats.clone(),
+                )?
+                .run(shutdown.clone()),
+            )),
+            Transport::Postgres { .. } => None,
+        };
         let search = Arc::new(EventSearch::new(index.clone()));
-        let indexer = Indexer::new(pool, index, wake_indexer, IndexerSettings::default());
+        let indexer = Indexer::new(pool, transport, index, IndexerSettings::default());
         let indexer = tokio::spawn(indexer.run(shutdown));
         Ok(Self {
             catalog,
             listener,
             search,
             indexer,
+            relay,
         })
     }
 

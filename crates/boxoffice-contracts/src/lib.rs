@@ -36,6 +36,15 @@ pub mod checkout {
     }
 }
 
+/// Domain events every service publishes, in one envelope
+/// (`proto/boxoffice/events/v1/envelope.proto` states the compatibility rule).
+pub mod events {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.events.v1");
+    }
+}
+
 /// Test and benchmark support: a trivial echo service (the gRPC baseline).
 pub mod testing {
     pub mod v1 {

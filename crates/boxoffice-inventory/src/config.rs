@@ -42,7 +42,7 @@ pub struct InventoryConfig {
     pub redis_pool_size: usize,
     /// How often the sweeper frees expired holds.
     pub sweep_interval: Duration,
-    /// How often the catalog's outbox is read for published and cancelled events.
+    /// How often the catalog's events are looked for without a notification.
     pub feed_interval: Duration,
     /// How often an idle WatchAvailability stream looks for changes.
     pub watch_poll: Duration,

@@ -1,9 +1,9 @@
 //! The inventory service: what is for sale and its state. Tickets live in
 //! PostgreSQL (the only truth for sold seats); holds, availability bitmaps
 //! and the change stream live in Redis, changed only by the Lua scripts in
-//! `store/lua`. A feed tails the catalog's outbox to create tickets when an
-//! event is published and stop sales when it is cancelled; a sweeper frees
-//! expired holds on time. The waiting room lines buyers up for hot events
+//! `store/lua`. A consumer of the catalog's events (`feed.rs`) creates
+//! tickets when an event is published and stops sales when it is
+//! cancelled; a sweeper frees expired holds on time. The waiting room lines buyers up for hot events
 //! and admits them at a set rate with signed admission tokens.
 
 mod commit;

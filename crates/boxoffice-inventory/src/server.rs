@@ -1,5 +1,5 @@
 //! Assembling inventory: migrations, the Redis connection and scripts, the
-//! catalog feed, the hold sweeper, and the tonic services (inventory and
+//! consumer of the catalog's events, the hold sweeper, and the tonic services (inventory and
 //! the waiting room) with their limits.
 
 use std::sync::Arc;
@@ -13,7 +13,7 @@ use deadpool_postgres::Pool;
 use tokio::task::JoinHandle;
 
 use crate::config::InventoryConfig;
-use crate::feed::CatalogFeed;
+use crate::feed::{CATALOG, CatalogFeed, GROUP};
 use crate::grpc::InventoryGrpc;
 use crate::service::Inventory;
 use crate::store::{HoldStore, MIGRATIONS, SCHEMA, TicketStore};
@@ -65,9 +65,23 @@ impl InventoryComponent {
             holds,
             inventory_config,
         ));
-        let feed = tokio::spawn(
-            CatalogFeed::new(inventory.clone(), pool).run(feed_interval, shutdown.clone()),
-        );
+        let transport = boxoffice_events::Transport::from_env(
+            boxoffice_runtime::postgres::parse_url(&config.database_url)?,
+        )
+        .await?;
+        let mut feed_config = boxoffice_events::ConsumerConfig::new(GROUP, SCHEMA, &[CATALOG]);
+        feed_config.idle_poll = feed_interval;
+        feed_config.batch_size = 100;
+        let feed = boxoffice_events::ConsumerGroup::start(
+            &transport,
+            pool.clone(),
+            feed_config,
+            Arc::new(CatalogFeed::new(inventory.clone(), pool)),
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the catalog feed")?;
+        let feed = tokio::spawn(feed.join());
         let sweeper = tokio::spawn(crate::sweeper::run(
             inventory.clone(),
             sweep_interval,

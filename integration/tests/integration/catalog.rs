@@ -167,13 +167,13 @@ async fn get_event(
 }
 
 async fn outbox(world: &CatalogWorld, aggregate_id: &str) -> Vec<(String, i64)> {
-    let id = uuid::Uuid::parse_str(aggregate_id).unwrap();
+    let id = aggregate_id.to_owned();
     world
         .db
         .client()
         .await
         .query(
-            "SELECT event_type, version FROM catalog.outbox WHERE aggregate_id = $1 ORDER BY id",
+            "SELECT event_type, sequence FROM catalog.event_outbox WHERE aggregate_id = $1 ORDER BY id",
             &[&id],
         )
         .await
@@ -556,8 +556,8 @@ async fn outbox_rows_are_written_with_their_changes_and_only_then() {
     assert_eq!(
         outbox(&world, &event.id).await,
         vec![
-            ("event.created".to_owned(), 1),
-            ("event.published".to_owned(), 2)
+            ("boxoffice.events.v1.EventCreated".to_owned(), 1),
+            ("boxoffice.events.v1.EventPublished".to_owned(), 2)
         ]
     );
 

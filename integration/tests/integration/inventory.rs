@@ -449,7 +449,10 @@ async fn tickets_are_created_once_per_place_when_the_event_is_published() {
         .db
         .client()
         .await
-        .execute("UPDATE inventory.feed_cursors SET last_id = 0", &[])
+        .execute(
+            "UPDATE inventory.event_checkpoints SET position = 0 WHERE consumer_group = 'inventory-tickets'",
+            &[],
+        )
         .await
         .unwrap();
     let db = &world.db;
@@ -460,7 +463,10 @@ async fn tickets_are_created_once_per_place_when_the_event_is_published() {
             let row = db
                 .client()
                 .await
-                .query_one("SELECT last_id FROM inventory.feed_cursors", &[])
+                .query_one(
+                    "SELECT position FROM inventory.event_checkpoints WHERE consumer_group = 'inventory-tickets'",
+                    &[],
+                )
                 .await
                 .ok()?;
             (row.get::<_, i64>(0) > 0).then_some(())

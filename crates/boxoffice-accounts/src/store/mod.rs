@@ -9,8 +9,33 @@ use boxoffice_runtime::postgres::Migration;
 pub const SCHEMA: &str = "accounts";
 
 /// The accounts schema's migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "accounts",
-    sql: include_str!("migrations/0001_accounts.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "accounts",
+        sql: include_str!("migrations/0001_accounts.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "event_outbox",
+        sql: include_str!("migrations/0002_event_outbox.sql"),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    /// The migration creates exactly the events library's producer tables.
+    #[test]
+    fn the_outbox_migration_matches_the_events_library() {
+        let words = |sql: &str| -> Vec<String> {
+            sql.lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .flat_map(|line| line.split_whitespace())
+                .map(str::to_owned)
+                .collect()
+        };
+        let migration = include_str!("migrations/0002_event_outbox.sql");
+        let library = boxoffice_events::outbox::outbox_ddl(super::SCHEMA).unwrap();
+        assert_eq!(words(migration), words(&library));
+    }
+}

@@ -1,4 +1,5 @@
-//! The `accounts.users` table.
+//! The `accounts.users` table; a registration also publishes its
+//! `UserRegistered` event (`boxoffice.events.v1`) in the same transaction.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
@@ -12,6 +13,7 @@ use crate::error::AccountsError;
 #[derive(Clone)]
 pub struct AccountsStore {
     pool: Pool,
+    outbox: boxoffice_events::Outbox,
 }
 
 /// A user plus the password hash that never leaves the service.
@@ -39,7 +41,10 @@ fn user_from_row(row: &Row) -> StoredUser {
 
 impl AccountsStore {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            outbox: boxoffice_events::Outbox::new(super::SCHEMA),
+        }
     }
 
     /// Inserts a user; `EmailTaken` when the email already has an account.
@@ -50,9 +55,10 @@ impl AccountsStore {
         password_hash: &str,
         roles: &[Role],
     ) -> Result<User, AccountsError> {
-        let client = self.pool.get().await?;
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
         let roles: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
-        let row = client
+        let row = transaction
             .query_one(
                 &format!(
                     "INSERT INTO accounts.users (id, email, email_key, display_name, password_hash, roles)
@@ -69,7 +75,24 @@ impl AccountsStore {
                     error.into()
                 }
             })?;
-        Ok(user_from_row(&row).user)
+        let user = user_from_row(&row).user;
+        let registered = boxoffice_events::NewEvent::new(
+            "user",
+            user.id,
+            boxoffice_events::Payload::UserRegistered(
+                boxoffice_contracts::events::v1::UserRegistered {
+                    user_id: user.id.to_string(),
+                    email: user.email.clone(),
+                    display_name: user.display_name.clone(),
+                },
+            ),
+        );
+        self.outbox
+            .append(&transaction, vec![registered])
+            .await
+            .map_err(|error| AccountsError::Internal(error.context("publishing UserRegistered")))?;
+        transaction.commit().await?;
+        Ok(user)
     }
 
     pub async fn by_email(&self, email: &Email) -> Result<Option<StoredUser>, AccountsError> {

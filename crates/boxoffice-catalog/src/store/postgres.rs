@@ -1,6 +1,7 @@
 //! The catalog's PostgreSQL queries. Every write runs in one transaction
-//! that also appends to `catalog.outbox`, so consumers never miss a change
-//! and never see one that was rolled back.
+//! that also appends its event to `catalog.event_outbox` (through
+//! `boxoffice_events::Outbox`, as its last statement), so consumers never
+//! miss a change and never see one that was rolled back.
 
 use std::collections::HashSet;
 
@@ -19,12 +20,14 @@ use crate::domain::{
     check_publish,
 };
 use crate::error::CatalogError;
+use crate::events::{EventChange, event_changed, performer_created, venue_created};
 
 type Result<T> = std::result::Result<T, CatalogError>;
 
 #[derive(Clone)]
 pub struct CatalogStore {
     pool: Pool,
+    outbox: boxoffice_events::Outbox,
 }
 
 /// Which events `list_events` returns.
@@ -158,33 +161,30 @@ fn section_from_row(row: &Row) -> anyhow::Result<SectionSummary> {
     })
 }
 
-async fn append_outbox(
-    client: &impl GenericClient,
-    aggregate_type: &str,
-    aggregate_id: Uuid,
-    event_type: &str,
-    version: i64,
-    payload: serde_json::Value,
+/// Appends the change's event as the transaction's last statement (it takes
+/// the outbox's append lock until commit).
+async fn publish(
+    outbox: &boxoffice_events::Outbox,
+    transaction: &deadpool_postgres::Transaction<'_>,
+    event: boxoffice_events::NewEvent,
 ) -> Result<()> {
-    client
-        .execute(
-            "INSERT INTO catalog.outbox (aggregate_type, aggregate_id, event_type, version, payload)
-             VALUES ($1, $2, $3, $4, $5)",
-            &[&aggregate_type, &aggregate_id, &event_type, &version, &payload],
-        )
-        .await?;
+    outbox
+        .append(transaction, vec![event])
+        .await
+        .context("publishing a catalog event")?;
     Ok(())
-}
-
-fn to_json<T: serde::Serialize>(value: &T) -> Result<serde_json::Value> {
-    serde_json::to_value(value)
-        .context("encoding outbox payload")
-        .map_err(CatalogError::Internal)
 }
 
 impl CatalogStore {
     pub fn new(pool: Pool) -> Self {
-        Self { pool }
+        Self {
+            pool,
+            outbox: boxoffice_events::Outbox::new(crate::events::PRODUCER),
+        }
+    }
+
+    pub fn outbox(&self) -> &boxoffice_events::Outbox {
+        &self.outbox
     }
 
     pub fn pool(&self) -> &Pool {
@@ -267,15 +267,8 @@ impl CatalogStore {
         let created = load_venue(&tx, venue_id)
             .await?
             .context("venue vanished inside its transaction")?;
-        append_outbox(
-            &tx,
-            "venue",
-            venue_id,
-            "venue.created",
-            1,
-            to_json(&created)?,
-        )
-        .await?;
+        let layout = load_seat_layout(&tx, &created).await?;
+        publish(&self.outbox, &tx, venue_created(&created, &layout)).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -290,50 +283,77 @@ impl CatalogStore {
         let Some(venue) = load_venue(&client, venue_id).await? else {
             return Ok(None);
         };
-        let rows = client
+        load_seat_layout(&client, &venue).await.map(Some)
+    }
+
+    /// Publishes the whole catalog once, for a database whose changes
+    /// were written before the catalog had an event outbox: a
+    /// `VenueCreated` per venue, a `PerformerCreated` per performer, an
+    /// `EventCreated` per event, then its `EventPublished` or
+    /// `EventCancelled`. Does nothing once the outbox has any event (it
+    /// checks under the outbox's append lock, so replicas starting
+    /// together publish it once). Answers the number of events written.
+    pub async fn publish_existing_catalog(&self) -> Result<usize> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        self.outbox
+            .lock(&tx)
+            .await
+            .context("locking the outbox for the backfill")?;
+        let published: bool = tx
+            .query_one("SELECT EXISTS (SELECT 1 FROM catalog.event_outbox)", &[])
+            .await?
+            .get(0);
+        if published {
+            return Ok(0);
+        }
+        let mut events = Vec::new();
+        for row in tx
+            .query("SELECT id FROM catalog.venues ORDER BY created_at, id", &[])
+            .await?
+        {
+            let venue = load_venue(&tx, row.get(0))
+                .await?
+                .context("venue vanished inside its transaction")?;
+            let layout = load_seat_layout(&tx, &venue).await?;
+            events.push(venue_created(&venue, &layout));
+        }
+        for row in tx
             .query(
-                "SELECT seat_index, section_id, row_label, row_position, number, x, y
-                 FROM catalog.seats WHERE venue_id = $1 ORDER BY seat_index",
-                &[&venue_id],
+                "SELECT id, name, description, genre, created_at FROM catalog.performers ORDER BY created_at, id",
+                &[],
             )
-            .await?;
-        let mut sections: Vec<SectionLayout> = venue
-            .sections
-            .iter()
-            .map(|section| SectionLayout {
-                section: section.clone(),
-                rows: Vec::new(),
-            })
-            .collect();
-        let mut current: Option<(Uuid, i32)> = None;
-        for row in &rows {
-            let section_id: Uuid = row.get("section_id");
-            let row_position: i32 = row.get("row_position");
-            let Some(section) = sections.iter_mut().find(|s| s.section.id == section_id) else {
-                continue;
-            };
-            if current != Some((section_id, row_position)) {
-                section.rows.push(RowLayout {
-                    label: row.get("row_label"),
-                    seats: Vec::new(),
-                });
-                current = Some((section_id, row_position));
-            }
-            if let Some(last_row) = section.rows.last_mut() {
-                last_row.seats.push(SeatPosition {
-                    seat_index: u32::try_from(row.get::<_, i32>("seat_index"))
-                        .context("seat index")?,
-                    number: row.get("number"),
-                    x: row.get("x"),
-                    y: row.get("y"),
-                });
+            .await?
+        {
+            events.push(performer_created(&performer_from_row(&row)?));
+        }
+        for row in tx
+            .query("SELECT id FROM catalog.events ORDER BY created_at, id", &[])
+            .await?
+        {
+            let event = load_event(&tx, row.get(0))
+                .await?
+                .context("event vanished inside its transaction")?;
+            events.push(event_changed(&event, EventChange::Created));
+            match event.status {
+                EventStatus::Draft => {}
+                EventStatus::Published => {
+                    events.push(event_changed(&event, EventChange::Published))
+                }
+                EventStatus::Cancelled => {
+                    events.push(event_changed(&event, EventChange::Cancelled))
+                }
             }
         }
-        Ok(Some(SeatLayout {
-            venue_id,
-            seat_count: venue.capacity,
-            sections,
-        }))
+        let count = events.len();
+        for chunk in events.chunks(500) {
+            self.outbox
+                .append(&tx, chunk.to_vec())
+                .await
+                .context("publishing the existing catalog")?;
+        }
+        tx.commit().await?;
+        Ok(count)
     }
 
     // -------------------------------------------------------- performers
@@ -349,15 +369,7 @@ impl CatalogStore {
             )
             .await?;
         let created = performer_from_row(&row)?;
-        append_outbox(
-            &tx,
-            "performer",
-            created.id,
-            "performer.created",
-            1,
-            to_json(&created)?,
-        )
-        .await?;
+        publish(&self.outbox, &tx, performer_created(&created)).await?;
         tx.commit().await?;
         Ok(created)
     }
@@ -414,13 +426,10 @@ impl CatalogStore {
         let created = load_event(&tx, event_id)
             .await?
             .context("event vanished inside its transaction")?;
-        append_outbox(
+        publish(
+            &self.outbox,
             &tx,
-            "event",
-            event_id,
-            "event.created",
-            created.version,
-            to_json(&created)?,
+            event_changed(&created, EventChange::Created),
         )
         .await?;
         tx.commit().await?;
@@ -476,13 +485,10 @@ impl CatalogStore {
         let updated = load_event(&tx, id)
             .await?
             .context("event vanished inside its transaction")?;
-        append_outbox(
+        publish(
+            &self.outbox,
             &tx,
-            "event",
-            id,
-            "event.updated",
-            updated.version,
-            to_json(&updated)?,
+            event_changed(&updated, EventChange::Changed),
         )
         .await?;
         tx.commit().await?;
@@ -504,13 +510,10 @@ impl CatalogStore {
         let published = load_event(&tx, id)
             .await?
             .context("event vanished inside its transaction")?;
-        append_outbox(
+        publish(
+            &self.outbox,
             &tx,
-            "event",
-            id,
-            "event.published",
-            published.version,
-            to_json(&published)?,
+            event_changed(&published, EventChange::Published),
         )
         .await?;
         tx.commit().await?;
@@ -534,13 +537,10 @@ impl CatalogStore {
         let cancelled = load_event(&tx, id)
             .await?
             .context("event vanished inside its transaction")?;
-        append_outbox(
+        publish(
+            &self.outbox,
             &tx,
-            "event",
-            id,
-            "event.cancelled",
-            cancelled.version,
-            to_json(&cancelled)?,
+            event_changed(&cancelled, EventChange::Cancelled),
         )
         .await?;
         tx.commit().await?;
@@ -627,6 +627,54 @@ async fn lock_event(client: &impl GenericClient, id: Uuid) -> Result<Event> {
             what: "event",
             id: id.to_string(),
         })
+}
+
+/// A venue's seats, section by section and row by row.
+async fn load_seat_layout(client: &impl GenericClient, venue: &Venue) -> Result<SeatLayout> {
+    let venue_id = venue.id;
+    let rows = client
+        .query(
+            "SELECT seat_index, section_id, row_label, row_position, number, x, y
+             FROM catalog.seats WHERE venue_id = $1 ORDER BY seat_index",
+            &[&venue_id],
+        )
+        .await?;
+    let mut sections: Vec<SectionLayout> = venue
+        .sections
+        .iter()
+        .map(|section| SectionLayout {
+            section: section.clone(),
+            rows: Vec::new(),
+        })
+        .collect();
+    let mut current: Option<(Uuid, i32)> = None;
+    for row in &rows {
+        let section_id: Uuid = row.get("section_id");
+        let row_position: i32 = row.get("row_position");
+        let Some(section) = sections.iter_mut().find(|s| s.section.id == section_id) else {
+            continue;
+        };
+        if current != Some((section_id, row_position)) {
+            section.rows.push(RowLayout {
+                label: row.get("row_label"),
+                seats: Vec::new(),
+            });
+            current = Some((section_id, row_position));
+        }
+        if let Some(last_row) = section.rows.last_mut() {
+            last_row.seats.push(SeatPosition {
+                seat_index: u32::try_from(row.get::<_, i32>("seat_index")).context("seat index")?,
+                number: row.get("number"),
+                x: row.get("x"),
+                y: row.get("y"),
+            });
+        }
+    }
+    Ok(SeatLayout {
+        venue_id,
+        seat_count: venue.capacity,
+        sections,
+    })
 }
 
 async fn load_venue(client: &impl GenericClient, id: Uuid) -> Result<Option<Venue>> {

@@ -3,11 +3,62 @@
 //! and how far each seat is from the stage. Built once when the event is
 //! published (venue layouts and a published event's price tiers never change)
 //! and stored with the event, so holds never call the catalog.
+//!
+//! Its inputs are inventory's own types, made from the catalog's published
+//! events (`feed.rs` parses them): a venue's layout ([`VenueLayout`], kept
+//! in `inventory.venue_layouts`) and the part of an event snapshot that
+//! selling needs ([`EventForSale`]).
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use boxoffice_catalog::domain::{Event, SeatLayout, SectionKind};
+/// A venue's sections and rows, as the catalog published it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VenueLayout {
+    pub venue_id: Uuid,
+    pub seat_count: u32,
+    pub sections: Vec<VenueSection>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VenueSection {
+    pub id: Uuid,
+    pub general_admission: bool,
+    pub first_seat_index: u32,
+    pub capacity: u32,
+    /// Seats in order along each row, with their distance from the stage.
+    pub rows: Vec<SaleRow>,
+}
+
+/// Where an event stands in the catalog.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatalogStatus {
+    Draft,
+    Published,
+    Cancelled,
+}
+
+/// A price tier and the sections it sells.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tier {
+    pub id: Uuid,
+    pub currency_code: String,
+    pub amount_minor: i64,
+    pub section_ids: Vec<Uuid>,
+}
+
+/// What selling an event needs from the catalog's snapshot of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EventForSale {
+    pub id: Uuid,
+    pub venue_id: Uuid,
+    pub status: CatalogStatus,
+    pub on_sale_time: Option<DateTime<Utc>>,
+    /// The catalog's version: a replayed or older snapshot changes nothing.
+    pub version: i64,
+    pub tiers: Vec<Tier>,
+}
 
 /// The price of the seats of one section.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,48 +102,38 @@ pub struct SaleLayout {
 }
 
 impl SaleLayout {
-    /// Combines the venue's layout with the event's price tiers. The catalog
-    /// draws venues with the stage at (0, 0), so a seat's distance from the
-    /// origin ranks it.
-    pub fn build(event: &Event, layout: &SeatLayout) -> Self {
-        let mut sections: Vec<SaleSection> = layout
+    /// Combines the venue's layout with the event's price tiers.
+    pub fn build(event: &EventForSale, venue: &VenueLayout) -> Self {
+        let mut sections: Vec<SaleSection> = venue
             .sections
             .iter()
             .map(|section| {
-                let summary = &section.section;
                 let price = event
-                    .price_tiers
+                    .tiers
                     .iter()
-                    .find(|tier| tier.section_ids.contains(&summary.id))
+                    .find(|tier| tier.section_ids.contains(&section.id))
                     .map(|tier| TierPrice {
                         tier_id: tier.id,
-                        amount_minor: tier.price.amount_minor,
+                        amount_minor: tier.amount_minor,
                     });
                 SaleSection {
-                    id: summary.id,
-                    general_admission: summary.kind == SectionKind::GeneralAdmission,
-                    first_seat_index: summary.first_seat_index,
-                    capacity: summary.capacity,
+                    id: section.id,
+                    general_admission: section.general_admission,
+                    first_seat_index: section.first_seat_index,
+                    capacity: section.capacity,
                     price,
-                    rows: section
-                        .rows
-                        .iter()
-                        .map(|row| SaleRow {
-                            seats: row.seats.iter().map(|seat| seat.seat_index).collect(),
-                            distances: row.seats.iter().map(|seat| seat.x.hypot(seat.y)).collect(),
-                        })
-                        .collect(),
+                    rows: section.rows.clone(),
                 }
             })
             .collect();
         sections.sort_by_key(|section| section.first_seat_index);
         let currency_code = event
-            .price_tiers
+            .tiers
             .first()
-            .map(|tier| tier.price.currency_code.clone())
+            .map(|tier| tier.currency_code.clone())
             .unwrap_or_default();
         Self {
-            seat_count: layout.seat_count,
+            seat_count: venue.seat_count,
             currency_code,
             sections,
         }

@@ -12,7 +12,10 @@ use uuid::Uuid;
 
 pub use best_available::{BestAvailableQuery, best_available, best_available_ranked};
 pub use bitmap::SeatBitmap;
-pub use layout::{SaleLayout, SaleSection, TierPrice};
+pub use layout::{
+    CatalogStatus, EventForSale, SaleLayout, SaleRow, SaleSection, Tier, TierPrice, VenueLayout,
+    VenueSection,
+};
 
 pub use boxoffice_runtime::field::FieldError;
 

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sale_ids",
         sql: include_str!("migrations/0003_sale_ids.sql"),
     },
+    Migration {
+        version: 4,
+        name: "venue_layouts",
+        sql: include_str!("migrations/0004_venue_layouts.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "inventory";

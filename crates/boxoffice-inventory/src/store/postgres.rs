@@ -10,14 +10,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use boxoffice_catalog::domain::{Event, EventStatus};
 use boxoffice_runtime::batch::Batcher;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, Transaction};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use crate::domain::{HoldRef, SaleLayout, SeatBitmap};
+use crate::domain::{CatalogStatus, EventForSale, HoldRef, SaleLayout, SeatBitmap, VenueLayout};
 use crate::error::InventoryError;
 use crate::store::redis::EventTruth;
 use crate::waiting_room::RoomSettings;
@@ -506,17 +505,49 @@ fn outcome_of(row: &tokio_postgres::Row) -> CommitOutcome {
     }
 }
 
+/// Keeps a venue's layout (from the catalog's `VenueCreated`); venues are
+/// immutable, so a replay changes nothing.
+pub async fn save_venue_layout(transaction: &Transaction<'_>, venue: &VenueLayout) -> Result<()> {
+    transaction
+        .execute(
+            "INSERT INTO inventory.venue_layouts (venue_id, layout) VALUES ($1, $2)
+             ON CONFLICT (venue_id) DO NOTHING",
+            &[&venue.venue_id, &Json(venue)],
+        )
+        .await?;
+    Ok(())
+}
+
+/// A venue's layout, once the catalog has published it.
+pub async fn venue_layout(
+    transaction: &Transaction<'_>,
+    venue_id: Uuid,
+) -> Result<Option<VenueLayout>> {
+    transaction
+        .query_opt(
+            "SELECT layout FROM inventory.venue_layouts WHERE venue_id = $1",
+            &[&venue_id],
+        )
+        .await?
+        .map(|row| {
+            let Json(layout): Json<VenueLayout> =
+                row.try_get("layout").context("decoding a venue layout")?;
+            Ok(layout)
+        })
+        .transpose()
+}
+
 /// Applies one catalog event to inventory inside the feed's transaction:
 /// a published event gets its tickets (idempotently), a cancelled one stops
 /// selling. Older versions than what is stored change nothing.
 pub async fn apply_catalog_event(
     transaction: &Transaction<'_>,
-    event: &Event,
+    event: &EventForSale,
     layout: Option<&SaleLayout>,
 ) -> Result<FeedEffect> {
     match event.status {
-        EventStatus::Draft => Ok(FeedEffect::None),
-        EventStatus::Cancelled => {
+        CatalogStatus::Draft => Ok(FeedEffect::None),
+        CatalogStatus::Cancelled => {
             let updated = transaction
                 .execute(
                     "UPDATE inventory.events
@@ -531,7 +562,7 @@ pub async fn apply_catalog_event(
                 FeedEffect::None
             })
         }
-        EventStatus::Published => {
+        CatalogStatus::Published => {
             let Some(layout) = layout else {
                 return Err(InventoryError::Internal(anyhow::anyhow!(
                     "published event {} has no layout",
@@ -551,7 +582,7 @@ pub async fn apply_catalog_event(
                      RETURNING (xmax = 0) AS inserted",
                     &[
                         &event.id,
-                        &event.venue.id,
+                        &event.venue_id,
                         &event.on_sale_time,
                         &(layout.seat_count as i32),
                         &layout.currency_code,

@@ -1,0 +1,70 @@
+//! A dedicated PostgreSQL connection that LISTENs for a producer's appends
+//! and holds a session advisory lock: the lease that makes one instance of
+//! a consumer group (or of a relay) the active one per stream. When the
+//! process dies the connection drops and PostgreSQL frees the lock, so
+//! another instance takes over.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::Context as _;
+use futures::StreamExt as _;
+use tokio::sync::Notify;
+use tokio_postgres::{AsyncMessage, NoTls};
+
+pub(crate) struct Lease {
+    // Kept: dropping the client closes the connection and frees the lock.
+    _client: tokio_postgres::Client,
+    alive: Arc<AtomicBool>,
+}
+
+impl Lease {
+    /// Connects, LISTENs on `channel` (each notification wakes `wake`) and
+    /// tries to take `key`. `None` when another session holds it.
+    pub(crate) async fn try_acquire(
+        config: &tokio_postgres::Config,
+        channel: &str,
+        key: &str,
+        wake: Arc<Notify>,
+    ) -> anyhow::Result<Option<Self>> {
+        let (client, mut connection) = config
+            .connect(NoTls)
+            .await
+            .context("connecting for the lease")?;
+        let alive = Arc::new(AtomicBool::new(true));
+        let driver_alive = alive.clone();
+        tokio::spawn(async move {
+            let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
+            while let Some(message) = messages.next().await {
+                match message {
+                    Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::debug!(%error, "event lease connection failed");
+                        break;
+                    }
+                }
+            }
+            driver_alive.store(false, Ordering::Release);
+            // Whoever waits for work must notice the loss at once.
+            wake.notify_one();
+        });
+        client
+            .batch_execute(&format!("LISTEN {channel}"))
+            .await
+            .context("LISTEN")?;
+        let taken: bool = client
+            .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
+            .await
+            .context("taking the lease")?
+            .get(0);
+        Ok(taken.then_some(Self {
+            _client: client,
+            alive,
+        }))
+    }
+
+    pub(crate) fn is_alive(&self) -> bool {
+        self.alive.load(Ordering::Acquire)
+    }
+}

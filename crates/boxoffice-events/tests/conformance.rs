@@ -1,0 +1,638 @@
+//! The events conformance suite: one set of behaviours, run against both
+//! transports, PostgreSQL (consumers read the outbox) and NATS JetStream
+//! (a relay publishes the outbox; durable pull consumers). Every test gets
+//! a database of its own and, on NATS, a stream and subject prefix of its
+//! own. NATS is not optional: the suite fails when it is not running
+//! (`scripts/services` starts it; `BOXOFFICE_NATS_URL` points elsewhere).
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use boxoffice_contracts::events::v1 as pb;
+use boxoffice_events::postgres::dead_letters;
+use boxoffice_events::{
+    ConsumerConfig, ConsumerGroup, HandleError, Handler, NatsTransport, NewEvent, Outbox, Payload,
+    Received, Relay, Transport,
+};
+use boxoffice_runtime::Shutdown;
+use boxoffice_runtime::config::Secret;
+use prost::Message as _;
+use uuid::Uuid;
+
+const PRODUCER: &str = "shop";
+const CONSUMER: &str = "reader";
+
+fn postgres_server_url() -> String {
+    std::env::var("BOXOFFICE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn nats_url() -> String {
+    std::env::var(boxoffice_events::ENV_NATS_URL)
+        .ok()
+        .filter(|url| !url.trim().is_empty())
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned())
+}
+
+/// A database of its own for one test, dropped at the end (even on panic).
+struct TestDb {
+    name: String,
+    pool: deadpool_postgres::Pool,
+    config: tokio_postgres::Config,
+}
+
+impl TestDb {
+    async fn new() -> Self {
+        let server_url = postgres_server_url();
+        let name = format!("boxoffice_events_test_{}", Uuid::new_v4().simple());
+        let (client, connection) = tokio_postgres::connect(&server_url, tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL must be running for the tests (scripts/services)");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("creating a test database");
+        let mut config: tokio_postgres::Config = server_url.parse().expect("test server url");
+        config.dbname(&name);
+        let url = match server_url.rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("the test server url names no database"),
+        };
+        let pool = boxoffice_runtime::postgres::pool(&Secret::new(url), 16).expect("test pool");
+        boxoffice_events::outbox::install(&pool, PRODUCER)
+            .await
+            .expect("installing the outbox");
+        Self { name, pool, config }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.pool.close();
+        let name = self.name.clone();
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            runtime.block_on(async move {
+                let (client, connection) =
+                    tokio_postgres::connect(&postgres_server_url(), tokio_postgres::NoTls)
+                        .await
+                        .ok()?;
+                tokio::spawn(connection);
+                client
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await
+                    .ok()
+            })
+        })
+        .join();
+        if !matches!(dropped, Ok(Some(()))) {
+            eprintln!("could not drop test database {}", self.name);
+        }
+    }
+}
+
+/// One transport under test, over its own database.
+struct World {
+    db: TestDb,
+    transport: Transport,
+    /// Stops the relay (NATS) when the world ends.
+    shutdown: Shutdown,
+    nats: Option<NatsTransport>,
+}
+
+impl World {
+    async fn postgres() -> Self {
+        let db = TestDb::new().await;
+        let transport = Transport::Postgres {
+            listen: db.config.clone(),
+        };
+        Self {
+            db,
+            transport,
+            shutdown: Shutdown::new(),
+            nats: None,
+        }
+    }
+
+    async fn nats() -> Self {
+        let db = TestDb::new().await;
+        let client = async_nats::connect(nats_url())
+            .await
+            .expect("NATS with JetStream must be running for the tests (scripts/services)");
+        let unique = Uuid::new_v4().simple().to_string();
+        let nats = NatsTransport::new(
+            client,
+            &format!("BOXOFFICE_TEST_{unique}"),
+            &format!("test_{unique}"),
+        );
+        nats.ensure_stream()
+            .await
+            .expect("creating the test stream");
+        let shutdown = Shutdown::new();
+        let mut relay =
+            Relay::new(db.pool.clone(), db.config.clone(), PRODUCER, nats.clone()).expect("relay");
+        relay.idle_poll = Duration::from_millis(200);
+        tokio::spawn(relay.run(shutdown.clone()));
+        Self {
+            db,
+            transport: Transport::Nats(nats.clone()),
+            shutdown,
+            nats: Some(nats),
+        }
+    }
+
+    async fn both() -> Vec<Self> {
+        vec![Self::postgres().await, Self::nats().await]
+    }
+
+    fn name(&self) -> &'static str {
+        self.transport.name()
+    }
+
+    fn config(&self, group: &str) -> ConsumerConfig {
+        let mut config = ConsumerConfig::new(group, CONSUMER, &[PRODUCER]);
+        config.batch_size = 100;
+        config.idle_poll = Duration::from_millis(200);
+        config.first_backoff = Duration::from_millis(10);
+        config.max_backoff = Duration::from_millis(100);
+        config.max_attempts = 3;
+        config.ack_wait = Duration::from_secs(1);
+        config
+    }
+
+    async fn start<H: Handler>(
+        &self,
+        config: ConsumerConfig,
+        handler: Arc<H>,
+        shutdown: &Shutdown,
+    ) -> ConsumerGroup {
+        ConsumerGroup::start(
+            &self.transport,
+            self.db.pool.clone(),
+            config,
+            handler,
+            shutdown.clone(),
+        )
+        .await
+        .expect("starting a consumer group")
+    }
+
+    /// Publishes `events` in one transaction.
+    async fn publish(&self, events: Vec<NewEvent>) {
+        let outbox = Outbox::new(PRODUCER);
+        let mut client = self.db.pool.get().await.expect("connection");
+        let transaction = client.transaction().await.expect("transaction");
+        outbox.append(&transaction, events).await.expect("append");
+        transaction.commit().await.expect("commit");
+    }
+
+    /// Publishes `count` events spread over `aggregates`, `per_transaction`
+    /// at a time.
+    async fn publish_many(&self, count: usize, aggregates: &[Uuid], per_transaction: usize) {
+        let mut events = Vec::with_capacity(per_transaction);
+        for n in 0..count {
+            events.push(sale(aggregates[n % aggregates.len()], "ok"));
+            if events.len() == per_transaction {
+                self.publish(std::mem::take(&mut events)).await;
+            }
+        }
+        if !events.is_empty() {
+            self.publish(events).await;
+        }
+    }
+
+    /// Writes raw bytes as an outbox row, the way a buggy or newer producer
+    /// could (under the producer's append lock, as `Outbox::append` does).
+    async fn publish_raw(&self, event_id: Uuid, bytes: Vec<u8>) {
+        let mut client = self.db.pool.get().await.expect("connection");
+        let transaction = client.transaction().await.expect("transaction");
+        transaction
+            .execute(
+                "SELECT pg_advisory_xact_lock(hashtext('boxoffice.events.outbox.shop'))",
+                &[],
+            )
+            .await
+            .expect("lock");
+        transaction
+            .execute(
+                "INSERT INTO shop.event_outbox (id, event_id, aggregate_type, aggregate_id, sequence, event_type, envelope)
+                 VALUES (nextval('shop.event_outbox_id'), $1, 'raw', $2, 1, 'raw', $3)",
+                &[&event_id, &event_id.to_string(), &bytes],
+            )
+            .await
+            .expect("raw insert");
+        transaction.commit().await.expect("commit");
+    }
+
+    async fn cleanup(self) {
+        self.shutdown.trigger();
+        if let Some(nats) = &self.nats
+            && let Err(error) = nats.delete_stream().await
+        {
+            eprintln!("could not delete test stream {}: {error:#}", nats.stream);
+        }
+    }
+}
+
+fn sale(event_id: Uuid, marker: &str) -> NewEvent {
+    NewEvent::new(
+        "event",
+        event_id,
+        Payload::SeatsSold(pb::SeatsSold {
+            event_id: event_id.to_string(),
+            booking_id: marker.to_owned(),
+            sale_id: String::new(),
+            seat_indexes: vec![1, 2, 3],
+        }),
+    )
+}
+
+fn marker(event: &Received) -> &str {
+    match event.payload() {
+        Some(Payload::SeatsSold(sold)) => &sold.booking_id,
+        _ => "",
+    }
+}
+
+/// Records what it is given, in order.
+#[derive(Default)]
+struct Recorder {
+    seen: Mutex<Vec<Received>>,
+    /// While set, every call answers "unavailable".
+    down: AtomicBool,
+    /// Marker of events the handler rejects as poison.
+    poison: Option<&'static str>,
+    /// Marker of events the handler fails on every time.
+    failing: Option<&'static str>,
+    /// After this many events, the next call never returns.
+    hang_after: Option<usize>,
+    calls: AtomicUsize,
+}
+
+impl Recorder {
+    fn count(&self) -> usize {
+        self.seen.lock().expect("recorder").len()
+    }
+
+    fn ids(&self) -> HashSet<String> {
+        self.seen
+            .lock()
+            .expect("recorder")
+            .iter()
+            .map(|e| e.envelope.event_id.clone())
+            .collect()
+    }
+}
+
+impl Handler for Recorder {
+    async fn handle(&self, events: &[Received]) -> Result<(), HandleError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        if self.down.load(Ordering::Relaxed) {
+            return Err(HandleError::Unavailable(anyhow::anyhow!(
+                "down for the test"
+            )));
+        }
+        if let Some(limit) = self.hang_after
+            && self.count() >= limit
+        {
+            // Record half the batch, then never finish: the consumer is
+            // killed in the middle of it.
+            let half = &events[..events.len() / 2];
+            self.seen.lock().expect("recorder").extend_from_slice(half);
+            std::future::pending::<()>().await;
+        }
+        for (index, event) in events.iter().enumerate() {
+            if Some(marker(event)) == self.poison {
+                return Err(HandleError::Poison {
+                    index,
+                    reason: "poison for the test".into(),
+                });
+            }
+            if Some(marker(event)) == self.failing {
+                return Err(HandleError::Failed {
+                    index,
+                    error: anyhow::anyhow!("always fails"),
+                });
+            }
+            self.seen.lock().expect("recorder").push(event.clone());
+        }
+        Ok(())
+    }
+}
+
+/// Waits (polling) until `done` holds, failing after `limit`.
+async fn wait_until(what: &str, limit: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Per aggregate, the sequences in the order the handler first saw each
+/// event: must be 1, 2, 3, ... without gaps.
+fn assert_in_order_per_aggregate(transport: &str, seen: &[Received], expected: usize) {
+    let mut first_seen = HashSet::new();
+    let mut per_aggregate: HashMap<String, Vec<u64>> = HashMap::new();
+    for event in seen {
+        if first_seen.insert(event.envelope.event_id.clone()) {
+            per_aggregate
+                .entry(event.envelope.aggregate_id.clone())
+                .or_default()
+                .push(event.envelope.sequence);
+        }
+    }
+    assert_eq!(first_seen.len(), expected, "{transport}: events delivered");
+    for (aggregate, sequences) in per_aggregate {
+        let wanted: Vec<u64> = (1..=sequences.len() as u64).collect();
+        assert_eq!(
+            sequences, wanted,
+            "{transport}: order of aggregate {aggregate}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn events_arrive_in_order_per_aggregate_under_concurrent_producers() {
+    for world in World::both().await {
+        let shutdown = Shutdown::new();
+        let recorder = Arc::new(Recorder::default());
+        let group = world
+            .start(world.config("ordered"), recorder.clone(), &shutdown)
+            .await;
+        let aggregates: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
+        let world = Arc::new(world);
+        let mut producers = Vec::new();
+        for producer in 0..8 {
+            let world = world.clone();
+            let aggregates = aggregates.clone();
+            producers.push(tokio::spawn(async move {
+                // Transactions of 1 to 4 events, all producers at once.
+                world.publish_many(150, &aggregates, 1 + producer % 4).await;
+            }));
+        }
+        for producer in producers {
+            producer.await.expect("producer");
+        }
+        let total = 8 * 150;
+        wait_until("every event", Duration::from_secs(60), || {
+            recorder.count() >= total
+        })
+        .await;
+        shutdown.trigger();
+        group.join().await;
+        let seen = recorder.seen.lock().expect("recorder").clone();
+        assert_in_order_per_aggregate(world.name(), &seen, total);
+        if let Ok(world) = Arc::try_unwrap(world) {
+            world.cleanup().await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn no_event_is_lost_when_a_consumer_dies_mid_batch() {
+    for world in World::both().await {
+        let aggregates: Vec<Uuid> = (0..5).map(|_| Uuid::new_v4()).collect();
+        world.publish_many(1_000, &aggregates, 50).await;
+
+        // The first instance dies in the middle of a batch, with half of
+        // it applied.
+        let dying = Arc::new(Recorder {
+            hang_after: Some(300),
+            ..Default::default()
+        });
+        let first_shutdown = Shutdown::new();
+        let first = world
+            .start(world.config("survivor"), dying.clone(), &first_shutdown)
+            .await;
+        wait_until(
+            "the first instance to hang",
+            Duration::from_secs(30),
+            || dying.count() > 300,
+        )
+        .await;
+        first.abort();
+
+        // Another instance of the same group takes over.
+        let recorder = Arc::new(Recorder::default());
+        let shutdown = Shutdown::new();
+        let second = world
+            .start(world.config("survivor"), recorder.clone(), &shutdown)
+            .await;
+        let before: HashSet<String> = dying.ids();
+        wait_until(
+            "every event after the crash",
+            Duration::from_secs(60),
+            || {
+                let mut all = recorder.ids();
+                all.extend(before.iter().cloned());
+                all.len() >= 1_000
+            },
+        )
+        .await;
+        shutdown.trigger();
+        second.join().await;
+        // Nothing lost; the half-applied batch came again (a duplicate
+        // is harmless for an idempotent handler), and the second instance
+        // saw its events in order.
+        let seen = recorder.seen.lock().expect("recorder").clone();
+        let redelivered = seen
+            .iter()
+            .filter(|event| before.contains(&event.envelope.event_id))
+            .count();
+        assert!(
+            redelivered > 0,
+            "{}: the unfinished batch came again",
+            world.name()
+        );
+        let mut per_aggregate: HashMap<String, u64> = HashMap::new();
+        for event in &seen {
+            let last = per_aggregate
+                .entry(event.envelope.aggregate_id.clone())
+                .or_default();
+            assert!(
+                event.envelope.sequence > *last,
+                "{}: order after takeover",
+                world.name()
+            );
+            *last = event.envelope.sequence;
+        }
+        world.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_groups_progress_independently() {
+    for world in World::both().await {
+        let shutdown = Shutdown::new();
+        let fast = Arc::new(Recorder::default());
+        let stuck = Arc::new(Recorder::default());
+        stuck.down.store(true, Ordering::Relaxed);
+        let fast_group = world
+            .start(world.config("fast"), fast.clone(), &shutdown)
+            .await;
+        let stuck_group = world
+            .start(world.config("stuck"), stuck.clone(), &shutdown)
+            .await;
+        let aggregates = [Uuid::new_v4(), Uuid::new_v4()];
+        world.publish_many(400, &aggregates, 20).await;
+        wait_until("the healthy group", Duration::from_secs(30), || {
+            fast.count() >= 400
+        })
+        .await;
+        wait_until("the stuck group to try", Duration::from_secs(30), || {
+            stuck.calls.load(Ordering::Relaxed) > 0
+        })
+        .await;
+        assert_eq!(
+            stuck.count(),
+            0,
+            "{}: the stuck group saw nothing",
+            world.name()
+        );
+        assert_eq!(stuck_group.stats.snapshot().dead_lettered, 0);
+        stuck.down.store(false, Ordering::Relaxed);
+        wait_until(
+            "the stuck group to recover",
+            Duration::from_secs(30),
+            || stuck.count() >= 400,
+        )
+        .await;
+        shutdown.trigger();
+        fast_group.join().await;
+        stuck_group.join().await;
+        assert_in_order_per_aggregate(world.name(), &fast.seen.lock().expect("fast"), 400);
+        assert_in_order_per_aggregate(world.name(), &stuck.seen.lock().expect("stuck"), 400);
+        world.cleanup().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn poison_unreadable_and_newer_events_are_set_aside_and_the_stream_goes_on() {
+    for world in World::both().await {
+        let shutdown = Shutdown::new();
+        let recorder = Arc::new(Recorder {
+            poison: Some("poison"),
+            failing: Some("failing"),
+            ..Default::default()
+        });
+        let group = world
+            .start(world.config("careful"), recorder.clone(), &shutdown)
+            .await;
+        let aggregate = Uuid::new_v4();
+        world
+            .publish(vec![
+                sale(aggregate, "ok"),
+                sale(aggregate, "poison"),
+                sale(aggregate, "ok"),
+            ])
+            .await;
+        world
+            .publish(vec![sale(aggregate, "failing"), sale(aggregate, "ok")])
+            .await;
+        // Not an envelope at all.
+        world
+            .publish_raw(Uuid::new_v4(), b"\xff\xfe not protobuf".to_vec())
+            .await;
+        // An envelope under a newer contract.
+        let newer = pb::Envelope {
+            event_id: Uuid::now_v7().to_string(),
+            producer: PRODUCER.into(),
+            contract_version: 2,
+            event_type: "boxoffice.events.v2.Something".into(),
+            ..Default::default()
+        };
+        world
+            .publish_raw(Uuid::new_v4(), newer.encode_to_vec())
+            .await;
+        // A payload type this build does not know (field 999).
+        let mut unknown = pb::Envelope {
+            event_id: Uuid::now_v7().to_string(),
+            producer: PRODUCER.into(),
+            contract_version: 1,
+            event_type: "boxoffice.events.v1.FromTheFuture".into(),
+            ..Default::default()
+        }
+        .encode_to_vec();
+        unknown.extend_from_slice(&[0xba, 0x3e, 0x02, 0x08, 0x01]);
+        world.publish_raw(Uuid::new_v4(), unknown).await;
+        world
+            .publish(vec![sale(aggregate, "ok"), sale(aggregate, "ok")])
+            .await;
+
+        wait_until(
+            "the events after the bad ones",
+            Duration::from_secs(30),
+            || recorder.count() >= 5 && group.stats.snapshot().dead_lettered >= 4,
+        )
+        .await;
+        shutdown.trigger();
+        let stats = group.stats.snapshot();
+        group.join().await;
+        assert_eq!(recorder.count(), 5, "{}: every good event", world.name());
+        assert!(
+            recorder
+                .seen
+                .lock()
+                .expect("recorder")
+                .iter()
+                .all(|e| marker(e) == "ok")
+        );
+        assert_eq!(
+            stats.skipped_unknown,
+            1,
+            "{}: the unknown type is skipped",
+            world.name()
+        );
+        let letters = dead_letters(&world.db.pool, CONSUMER, "careful")
+            .await
+            .expect("dead letters");
+        let reasons: Vec<&str> = letters.iter().map(|l| l.reason.as_str()).collect();
+        assert_eq!(
+            letters.len(),
+            4,
+            "{}: dead letters {reasons:?}",
+            world.name()
+        );
+        assert!(reasons[0].contains("poison for the test"), "{reasons:?}");
+        assert!(reasons[1].contains("failed 3 times"), "{reasons:?}");
+        assert!(reasons[2].contains("not an envelope"), "{reasons:?}");
+        assert!(reasons[3].contains("newer"), "{reasons:?}");
+        assert_eq!(letters[0].event_type, "boxoffice.events.v1.SeatsSold");
+        world.cleanup().await;
+    }
+}
+
+/// Events in the backlog a late consumer must catch up on.
+const BACKLOG: usize = 100_000;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_late_consumer_catches_up_on_a_backlog() {
+    for world in World::both().await {
+        let aggregates: Vec<Uuid> = (0..100).map(|_| Uuid::new_v4()).collect();
+        world.publish_many(BACKLOG, &aggregates, 2_000).await;
+        let shutdown = Shutdown::new();
+        let recorder = Arc::new(Recorder::default());
+        let mut config = world.config("late");
+        config.batch_size = 1_000;
+        let group = world.start(config, recorder.clone(), &shutdown).await;
+        wait_until("the backlog", Duration::from_secs(240), || {
+            recorder.count() >= BACKLOG
+        })
+        .await;
+        shutdown.trigger();
+        group.join().await;
+        let seen = recorder.seen.lock().expect("recorder").clone();
+        assert_in_order_per_aggregate(world.name(), &seen, BACKLOG);
+        world.cleanup().await;
+    }
+}
