@@ -30,7 +30,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(name: &'static str) -> Self {
+    pub(crate) fn new(name: &'static str) -> Self {
         Self {
             name,
             checked: 0,
@@ -49,7 +49,7 @@ impl Check {
         }
     }
 
-    fn violation(&mut self, text: String) {
+    pub(crate) fn violation(&mut self, text: String) {
         self.violation_count += 1;
         if self.violations.len() < 10 {
             self.violations.push(text);
@@ -576,6 +576,13 @@ pub async fn check_all(
         }
     }
     checks.push(check);
+
+    // 8. Events: what checkout and inventory published, replayed, is what
+    //    they store (an event is committed with its change, crash or not).
+    checks.push(crate::events::checkout_events_match(&client).await?);
+    checks.push(crate::events::inventory_events_match(&client).await?);
+    // And a consumer of those events, killed with the rest, caught up.
+    checks.push(crate::events::stats_match(&client, recovery_deadline).await?);
 
     Ok(checks)
 }

@@ -19,6 +19,7 @@
 //! `report.txt` and `timeline.svg` are written to the output directory.
 
 pub mod checker;
+pub mod events;
 pub mod history;
 pub mod nemesis;
 pub mod processes;

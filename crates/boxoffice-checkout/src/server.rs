@@ -37,6 +37,7 @@ pub struct CheckoutComponent {
     pub webhook: JoinHandle<()>,
     pub reconciler: JoinHandle<()>,
     signer: TicketSigner,
+    inventory: Transport,
 }
 
 fn lazy_channel(url: &str) -> anyhow::Result<Transport> {
@@ -85,6 +86,7 @@ impl CheckoutComponent {
                 lazy_channel(&checkout_config.catalog_url)?,
             ),
         };
+        let inventory_transport = inventory.clone();
         let store = CheckoutStore::new(pool);
         let webhook_server = WebhookServer::bind(
             checkout_config.webhook_listen,
@@ -117,6 +119,7 @@ impl CheckoutComponent {
             webhook,
             reconciler,
             signer,
+            inventory: inventory_transport,
         })
     }
 
@@ -135,6 +138,12 @@ impl CheckoutComponent {
     /// right after a simulated crash instead of waiting for the loop).
     pub async fn reconcile_once(&self, older_than: Duration) -> anyhow::Result<ReconcileReport> {
         reconciler::reconcile_once(&self.checkout, older_than).await
+    }
+
+    /// How this checkout reaches inventory (in this process, or over the
+    /// network): for what runs beside it (the sales statistics).
+    pub fn inventory(&self) -> Transport {
+        self.inventory.clone()
     }
 
     /// Verifies ticket codes (what a scanner at the door does).

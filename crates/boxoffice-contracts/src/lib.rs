@@ -36,6 +36,14 @@ pub mod checkout {
     }
 }
 
+/// Sales statistics for organisers.
+pub mod stats {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.stats.v1");
+    }
+}
+
 /// Domain events every service publishes, in one envelope
 /// (`proto/boxoffice/events/v1/envelope.proto` states the compatibility rule).
 pub mod events {

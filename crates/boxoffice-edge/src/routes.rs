@@ -120,6 +120,17 @@ pub fn default_routes() -> Vec<RouteConfig> {
             ],
         ),
         route(
+            // Served beside checkout (it reads checkout's events).
+            "boxoffice.stats.v1.StatsService",
+            "checkout",
+            Admin,
+            &[
+                ("GetEventStats", Admin),
+                ("WatchEventStats", Admin),
+                ("ListEventStats", Admin),
+            ],
+        ),
+        route(
             "boxoffice.accounts.v1.AccountsService",
             "accounts",
             Internal,

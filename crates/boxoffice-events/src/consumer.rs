@@ -249,6 +249,7 @@ impl ConsumerGroup {
         config.validate()?;
         crate::postgres::install_consumer(&pool, &config.schema).await?;
         let stats = Arc::new(ConsumerStats::default());
+        crate::metrics::register(&config.schema, &config.group, &stats);
         let mut tasks = Vec::new();
         for stream in &config.streams {
             let source = match transport {

@@ -17,11 +17,14 @@
 //!   JetStream (`Nats-Msg-Id` = event id, so a replayed row is dropped as a
 //!   duplicate) and groups are durable pull consumers.
 //!
+//! - [`metrics`]: every group of this process as Prometheus metrics.
+//!
 //! No service-specific code lives here.
 
 pub mod consumer;
 pub mod envelope;
 mod lease;
+pub mod metrics;
 pub mod nats;
 pub mod outbox;
 pub mod postgres;

@@ -33,6 +33,8 @@ pub const CHECKOUT_MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// email, a password and a name.
 pub const ACCOUNTS_MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// Largest request of any other service (health, reflection, testing).
+/// Largest stats request (ids, a date range, a page token).
+pub const STATS_MAX_REQUEST_BYTES: usize = 16 * 1024;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Largest response any boxoffice service encodes.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -47,6 +49,7 @@ pub fn max_request_bytes(service: &str) -> usize {
         }
         "boxoffice.checkout.v1.CheckoutService" => CHECKOUT_MAX_REQUEST_BYTES,
         "boxoffice.accounts.v1.AccountsService" => ACCOUNTS_MAX_REQUEST_BYTES,
+        "boxoffice.stats.v1.StatsService" => STATS_MAX_REQUEST_BYTES,
         _ => DEFAULT_MAX_REQUEST_BYTES,
     }
 }

@@ -18,9 +18,35 @@ use boxoffice_edge::config::EdgeConfig;
 use boxoffice_edge::server::Edge;
 use boxoffice_inventory::InventoryComponent;
 use boxoffice_inventory::config::InventoryConfig;
+use boxoffice_events::{Relay, Transport};
 use boxoffice_runtime::server::GrpcServer;
+use boxoffice_stats::StatsComponent;
 use boxoffice_runtime::{Config, Shutdown};
 use tokio::task::JoinHandle;
+
+/// When `BOXOFFICE_NATS_URL` is set, relays the outboxes of `producers`
+/// (service schemas) to NATS JetStream until shutdown; with the default
+/// transport consumers read the outboxes themselves and nothing runs.
+/// Relays of one producer in many processes take turns by a lease, so
+/// every process relays the producers it runs. (Catalog starts its own.)
+pub async fn start_relays(
+    config: &Config,
+    pool: &deadpool_postgres::Pool,
+    producers: &[&str],
+    shutdown: &Shutdown,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let listen = boxoffice_runtime::postgres::parse_url(&config.database_url)?;
+    let Transport::Nats(nats) = Transport::from_env(listen.clone()).await? else {
+        return Ok(Vec::new());
+    };
+    producers
+        .iter()
+        .map(|producer| {
+            let relay = Relay::new(pool.clone(), listen.clone(), producer, nats.clone())?;
+            Ok(tokio::spawn(relay.run(shutdown.clone())))
+        })
+        .collect()
+}
 
 /// Number of demo events a fresh system gets.
 pub const DEMO_EVENTS: usize = 520;
@@ -46,8 +72,10 @@ pub struct System {
     pub inventory: InventoryComponent,
     pub accounts: AccountsComponent,
     pub checkout: CheckoutComponent,
+    pub stats: StatsComponent,
     internal: JoinHandle<anyhow::Result<()>>,
     edge: JoinHandle<anyhow::Result<()>>,
+    relays: Vec<JoinHandle<()>>,
 }
 
 impl System {
@@ -82,6 +110,23 @@ impl System {
         )
         .await?;
         checkout.register(&mut server);
+        // Sales statistics run beside checkout and read its events (and
+        // inventory's and the catalog's), so they start once those exist.
+        let stats =
+            StatsComponent::start(config, pool.clone(), checkout.inventory(), shutdown.clone())
+                .await?;
+        stats.register(&mut server);
+        let relays = start_relays(
+            config,
+            &pool,
+            &[
+                boxoffice_inventory::store::SCHEMA,
+                boxoffice_accounts::store::SCHEMA,
+                boxoffice_checkout::store::SCHEMA,
+            ],
+            &shutdown,
+        )
+        .await?;
         if options.demo_data {
             if let Some(report) = boxoffice_catalog::seed::seed_if_empty(
                 &CatalogStore::new(pool.clone()),
@@ -119,8 +164,10 @@ impl System {
             inventory,
             accounts,
             checkout,
+            stats,
             internal,
             edge,
+            relays,
         })
     }
 
@@ -128,6 +175,11 @@ impl System {
     pub async fn wait(self) -> anyhow::Result<()> {
         let edge = self.edge.await;
         let internal = self.internal.await;
+        for relay in self.relays {
+            // A relay ends at shutdown; one that panicked lost nothing (the
+            // next start resumes from its checkpoint).
+            let _ = relay.await;
+        }
         edge??;
         internal??;
         Ok(())

@@ -168,6 +168,9 @@ struct Services {
     inventory: Option<InventoryComponent>,
     accounts: Option<AccountsComponent>,
     checkout: Option<CheckoutComponent>,
+    stats: Option<boxoffice_stats::StatsComponent>,
+    /// Relays of this process's outboxes to NATS (with `BOXOFFICE_NATS_URL`).
+    relays: Vec<tokio::task::JoinHandle<()>>,
 }
 
 /// One token configuration per process, so accounts (signing) and the edge
@@ -202,7 +205,10 @@ async fn start_services(
         inventory: None,
         accounts: None,
         checkout: None,
+        stats: None,
+        relays: Vec::new(),
     };
+    let mut producers = Vec::new();
     if which.contains(&Service::Catalog) {
         let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;
         catalog.register(server);
@@ -212,12 +218,14 @@ async fn start_services(
         let inventory = InventoryComponent::start(config, pool.clone(), shutdown.clone()).await?;
         inventory.register(server);
         services.inventory = Some(inventory);
+        producers.push(boxoffice_inventory::store::SCHEMA);
     }
     if which.contains(&Service::Accounts) {
         let accounts =
             AccountsComponent::start(token_config(MissingSecret::Refuse)?, pool.clone()).await?;
         accounts.register(server);
         services.accounts = Some(accounts);
+        producers.push(boxoffice_accounts::store::SCHEMA);
     }
     if which.contains(&Service::Checkout) {
         // With inventory in this process it is on this same server, and
@@ -229,8 +237,20 @@ async fn start_services(
         };
         let checkout = CheckoutComponent::start(pool.clone(), shutdown.clone(), local).await?;
         checkout.register(server);
+        // The sales statistics run beside checkout (see ARCHITECTURE.md).
+        let stats = boxoffice_stats::StatsComponent::start(
+            config,
+            pool.clone(),
+            checkout.inventory(),
+            shutdown.clone(),
+        )
+        .await?;
+        stats.register(server);
         services.checkout = Some(checkout);
+        services.stats = Some(stats);
+        producers.push(boxoffice_checkout::store::SCHEMA);
     }
+    services.relays = boxoffice::start_relays(config, pool, &producers, shutdown).await?;
     Ok(services)
 }
 

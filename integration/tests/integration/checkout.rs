@@ -210,6 +210,7 @@ impl CheckoutWorld {
                 "seat {seat} is sold to {booking}, which is not confirmed"
             );
         }
+        crate::events::assert_events_match_tables(&self.world.db).await;
     }
 }
 

@@ -264,6 +264,15 @@ async fn a_confirmation_whose_record_the_database_lost_is_restored() {
     )
     .await
     .unwrap();
+    // The lost transaction held the confirmation's event, too.
+    let events = db
+        .execute(
+            "DELETE FROM checkout.event_outbox WHERE aggregate_id = $1",
+            &[&booking_uuid.to_string()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(events, 1);
     drop(db);
     let meanwhile = get(&mut client, &alice, &booking.name).await.unwrap();
     assert_eq!(state(&meanwhile), pb::BookingState::Pending);

@@ -12,6 +12,7 @@ mod checkout_crash;
 mod checkout_webhooks;
 mod edge;
 mod edge_world;
+mod events;
 mod harness;
 mod inventory;
 mod inventory_cluster;

@@ -21,6 +21,8 @@ use boxoffice_contracts::checkout::v1 as checkout_pb;
 use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use boxoffice_contracts::inventory::v1 as inventory_pb;
 use boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient;
+use boxoffice_contracts::stats::v1 as stats_pb;
+use boxoffice_contracts::stats::v1::stats_service_client::StatsServiceClient;
 use boxoffice_edge::EdgeConfig;
 use boxoffice_inventory::config::InventoryConfig;
 use boxoffice_runtime::Shutdown;
@@ -290,6 +292,48 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         .into_inner();
     assert_eq!(availability.available_count, 8, "two of ten sold");
 
+    // The organiser's figures follow the sale (kept from the events); the
+    // buyer and strangers may not read them.
+    let mut stats = StatsServiceClient::new(edge.clone());
+    let stats_request = || stats_pb::GetEventStatsRequest {
+        event_id: event.id.clone(),
+    };
+    let figures = eventually(Duration::from_secs(10), "the sale in the figures", || {
+        let mut stats = stats.clone();
+        let request = with_token(&admin, stats_request());
+        async move {
+            stats
+                .get_event_stats(request)
+                .await
+                .ok()
+                .map(tonic::Response::into_inner)
+                .filter(|figures| figures.bookings_confirmed == 1)
+        }
+    })
+    .await;
+    let seats = figures.seats.expect("seat counts");
+    assert_eq!((seats.capacity, seats.sold), (10, 2));
+    assert_eq!(figures.title, "Whole System Night");
+    assert_eq!(figures.sections.len(), 1);
+    assert_eq!(figures.tiers[0].seats.map(|s| s.sold), Some(2));
+    let revenue = figures.revenue.expect("revenue");
+    assert_eq!(
+        revenue.gross.map(|money| money.amount_minor),
+        confirmed.total.as_ref().map(|money| money.amount_minor)
+    );
+    assert_eq!(figures.sales_by_hour.len(), 1);
+    assert_eq!(figures.sales_by_hour[0].tickets, 2);
+    let refused = stats
+        .get_event_stats(with_token(&buyer, stats_request()))
+        .await
+        .expect_err("a buyer may not read the figures");
+    assert_eq!(refused.code(), tonic::Code::PermissionDenied);
+    let anonymous = stats
+        .get_event_stats(stats_request())
+        .await
+        .expect_err("nor may anyone unnamed");
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+
     // Their list shows it; the admin's does not.
     let listed = checkout
         .list_bookings(with_token(
@@ -347,6 +391,42 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         |availability| availability.available_count == 10,
     )
     .await;
+    let after = eventually(Duration::from_secs(10), "the refund in the figures", || {
+        let mut stats = stats.clone();
+        let request = with_token(&admin, stats_request());
+        async move {
+            stats
+                .get_event_stats(request)
+                .await
+                .ok()
+                .map(tonic::Response::into_inner)
+                .filter(|figures| figures.bookings_cancelled == 1)
+        }
+    })
+    .await;
+    assert_eq!(after.seats.map(|s| s.sold), Some(0));
+    let revenue = after.revenue.expect("revenue");
+    assert_eq!(
+        revenue.refunds.map(|money| money.amount_minor),
+        cancelled.refunded.as_ref().map(|money| money.amount_minor)
+    );
+    // Across events: the range holding this one.
+    let range = stats
+        .list_event_stats(with_token(
+            &admin,
+            stats_pb::ListEventStatsRequest {
+                start_from: Some(timestamp(29)),
+                start_to: Some(timestamp(32)),
+                page_size: 10,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .expect("listing figures")
+        .into_inner();
+    assert_eq!(range.events.len(), 1);
+    assert_eq!(range.events[0].event_id, event.id);
+    assert_eq!(range.capacity, 10);
 
     shutdown.trigger();
     tokio::time::timeout(Duration::from_secs(30), system.wait())

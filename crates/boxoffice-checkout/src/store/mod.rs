@@ -30,6 +30,29 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "expired_releases",
         sql: include_str!("migrations/0004_expired_releases.sql"),
     },
+    Migration {
+        version: 5,
+        name: "event_outbox",
+        sql: include_str!("migrations/0005_event_outbox.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "checkout";
+
+#[cfg(test)]
+mod tests {
+    /// The migration creates exactly the events library's producer tables.
+    #[test]
+    fn the_outbox_migration_matches_the_events_library() {
+        let words = |sql: &str| -> Vec<String> {
+            sql.lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .flat_map(|line| line.split_whitespace())
+                .map(str::to_owned)
+                .collect()
+        };
+        let migration = include_str!("migrations/0005_event_outbox.sql");
+        let library = boxoffice_events::outbox::outbox_ddl(super::SCHEMA).unwrap();
+        assert_eq!(words(migration), words(&library));
+    }
+}

@@ -3,10 +3,16 @@
 //! a request, a retry and the reconciler racing each other can never move a
 //! row twice or backwards; the schema's triggers refuse any other edge.
 //! The confirm path writes once: a paid attempt is recorded at its end
-//! (payment captured plus booking confirmed, committed asynchronously and
+//! (payment captured plus booking confirmed, committed synchronously and
 //! shared with the confirmations finishing at the same time, see
 //! [`CheckoutStore::record_paid`]); before that it only reads. Every
 //! statement is prepared once per connection, so each costs one round trip.
+//!
+//! Every change a consumer may care about (a booking confirmed, cancelled
+//! or expired, a refund, a declined payment) appends its
+//! `boxoffice.events.v1` event to `checkout.event_outbox` in the same
+//! transaction as the statement that makes it ([`CheckoutStore::publishing`]),
+//! so a booking answered `CONFIRMED` always has its `BookingConfirmed`.
 //! Every function answers a [`DbError`], which tells a database that is
 //! down (the caller is told `UNAVAILABLE`) from one that refused a
 //! statement (a bug, `INTERNAL`).
@@ -21,8 +27,11 @@ use uuid::Uuid;
 
 use super::recent::RecentBookings;
 use crate::domain::{BookingState, PaymentState, PricedSeat};
+use boxoffice_contracts::events::v1 as events;
+use boxoffice_events::{NewEvent, Outbox, Payload};
 use boxoffice_runtime::batch::{Batcher, together_or_one_at_a_time};
 use boxoffice_runtime::postgres::{DbContext as _, DbError, DbResult};
+use tokio_postgres::types::ToSql;
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 pub struct TicketRecord {
@@ -200,6 +209,114 @@ pub struct CheckoutStore {
     pool: Pool,
     batches: Arc<Batches>,
     recent: Arc<RecentBookings>,
+    outbox: Outbox,
+}
+
+/// The aggregate checkout's events are about.
+const BOOKING: &str = "booking";
+
+/// Why a booking ended without being used, as `BookingCancelled.reason`.
+pub mod cancel_reason {
+    /// The buyer cancelled it.
+    pub const USER: &str = "user";
+    /// Nothing paid for it before its hold ran out, or its seats were gone.
+    pub const EXPIRED: &str = "expired";
+}
+
+fn money(currency_code: String, amount_minor: i64) -> Option<events::Money> {
+    Some(events::Money {
+        currency_code,
+        amount_minor,
+    })
+}
+
+fn cancelled(row: &Row, reason: &str) -> DbResult<NewEvent> {
+    let id: Uuid = row.try_get("id")?;
+    Ok(NewEvent::new(
+        BOOKING,
+        id,
+        Payload::BookingCancelled(events::BookingCancelled {
+            booking_id: id.to_string(),
+            user_id: row.try_get::<_, Uuid>("user_id")?.to_string(),
+            event_id: row.try_get::<_, Uuid>("event_id")?.to_string(),
+            reason: reason.to_owned(),
+        }),
+    ))
+}
+
+fn confirmed(row: &Row) -> DbResult<NewEvent> {
+    let id: Uuid = row.try_get("id")?;
+    let seats: Vec<i32> = row.try_get("seats")?;
+    Ok(NewEvent::new(
+        BOOKING,
+        id,
+        Payload::BookingConfirmed(events::BookingConfirmed {
+            booking_id: id.to_string(),
+            user_id: row.try_get::<_, Uuid>("user_id")?.to_string(),
+            event_id: row.try_get::<_, Uuid>("event_id")?.to_string(),
+            seat_indexes: seats.into_iter().map(|seat| seat as u32).collect(),
+            total: money(row.try_get("currency_code")?, row.try_get("total_minor")?),
+            payment_id: row.try_get::<_, Uuid>("payment_id")?.to_string(),
+            fees: money(row.try_get("currency_code")?, row.try_get("fees_minor")?),
+        }),
+    ))
+}
+
+fn payment_failed(row: &Row) -> DbResult<NewEvent> {
+    let booking: Uuid = row.try_get("booking_id")?;
+    Ok(NewEvent::new(
+        BOOKING,
+        booking,
+        Payload::PaymentFailed(events::PaymentFailed {
+            booking_id: booking.to_string(),
+            payment_id: row.try_get::<_, Uuid>("payment_id")?.to_string(),
+            reason: row
+                .try_get::<_, Option<String>>("reason")?
+                .unwrap_or_default(),
+        }),
+    ))
+}
+
+/// What an attempt that took no money publishes: `PaymentFailed` when the
+/// provider declined it, and `BookingCancelled` when its booking expired
+/// with it (rows: payment_id, booking_id, payment_state, reason and the
+/// expired booking's id, user_id, event_id, null when it did not).
+fn attempt_ended(rows: &[Row]) -> DbResult<Vec<NewEvent>> {
+    let mut events = Vec::new();
+    for row in rows {
+        if row.try_get::<_, &str>("payment_state")? == PaymentState::Declined.as_str() {
+            events.push(payment_failed(row)?);
+        }
+        if row.try_get::<_, Option<Uuid>>("id")?.is_some() {
+            events.push(cancelled(row, cancel_reason::EXPIRED)?);
+        }
+    }
+    Ok(events)
+}
+
+fn refund_issued(row: &Row) -> DbResult<NewEvent> {
+    let id: Uuid = row.try_get("id")?;
+    Ok(NewEvent::new(
+        BOOKING,
+        id,
+        Payload::RefundIssued(events::RefundIssued {
+            booking_id: id.to_string(),
+            payment_id: row
+                .try_get::<_, Option<Uuid>>("payment_id")?
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
+            amount: money(row.try_get("currency_code")?, row.try_get("refunded_minor")?),
+        }),
+    ))
+}
+
+/// The seats of booking `b` in a statement's result, as `BookingConfirmed`
+/// wants them (a macro, for `concat!`).
+macro_rules! seats_of_b {
+    () => {
+        "ARRAY(SELECT t.seat_index FROM checkout.booking_tickets t WHERE t.booking_id = b.id
+             ORDER BY t.seat_index) AS seats"
+    };
 }
 
 impl CheckoutStore {
@@ -208,7 +325,34 @@ impl CheckoutStore {
             pool,
             batches: Arc::default(),
             recent: Arc::default(),
+            outbox: Outbox::new(super::SCHEMA),
         }
+    }
+
+    /// Runs one state-changing statement and appends the events `publish`
+    /// makes of its rows, in one transaction: the events exist if and only
+    /// if the change committed. Answers the statement's rows.
+    async fn publishing(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        context: &'static str,
+        publish: impl FnOnce(&[Row]) -> DbResult<Vec<NewEvent>>,
+    ) -> DbResult<Vec<Row>> {
+        let mut client = self.client().await?;
+        let statement = prepared(&client, sql).await?;
+        let transaction = client.transaction().await.db_context(context)?;
+        let rows = transaction
+            .query(&statement, params)
+            .await
+            .db_context(context)?;
+        let events = publish(&rows)?;
+        self.outbox
+            .append(&transaction, events)
+            .await
+            .map_err(|error| DbError::from(error).context(context))?;
+        transaction.commit().await.db_context(context)?;
+        Ok(rows)
     }
 
     /// This store without batch writers: what the writers themselves use
@@ -218,6 +362,7 @@ impl CheckoutStore {
             pool: self.pool.clone(),
             batches: Arc::default(),
             recent: self.recent.clone(),
+            outbox: self.outbox.clone(),
         }
     }
 
@@ -531,51 +676,47 @@ impl CheckoutStore {
         let keys: Vec<&str> = items.iter().map(|i| i.attempt.key.as_str()).collect();
         let methods: Vec<&str> = items.iter().map(|i| i.attempt.method.as_str()).collect();
         let references: Vec<&str> = items.iter().map(|i| i.provider_ref.as_str()).collect();
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                &prepared(
-                    &client,
-                    "WITH input AS (
-                         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[])
-                             AS i(payment_id, booking_id, user_id, idempotency_key, payment_method, provider_ref)
-                     ),
-                     candidates AS (
-                         SELECT b.id, b.total_minor, b.currency_code, i.payment_id, i.user_id, i.idempotency_key,
-                             i.payment_method, i.provider_ref
-                         FROM checkout.bookings b JOIN input i ON i.booking_id = b.id AND i.user_id = b.user_id
-                         -- The ANY lets the primary key find the rows however
-                         -- many the planner guesses the batch holds.
-                         WHERE b.id = ANY($2::uuid[]) AND b.state = 'pending'
-                         ORDER BY b.id
-                         FOR UPDATE OF b
-                     ),
-                     p AS (
-                         INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
-                             amount_minor, currency_code, state, provider_ref)
-                         SELECT payment_id, id, user_id, idempotency_key, payment_method, total_minor, currency_code,
-                             'captured', provider_ref
-                         FROM candidates
-                         ON CONFLICT DO NOTHING
-                         RETURNING id, booking_id
-                     ),
-                     b AS (
-                         UPDATE checkout.bookings b SET state = 'confirmed', payment_id = p.id, confirmed_at = now(),
-                             updated_at = now()
-                         FROM p WHERE b.id = p.booking_id
-                         RETURNING b.payment_id
-                     )
-                     SELECT ARRAY(SELECT payment_id FROM b) AS confirmed",
-                )
-                .await?,
+        let rows = self
+            .publishing(
+                concat!("WITH input AS (
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[])
+                         AS i(payment_id, booking_id, user_id, idempotency_key, payment_method, provider_ref)
+                 ),
+                 candidates AS (
+                     SELECT b.id, b.total_minor, b.currency_code, i.payment_id, i.user_id, i.idempotency_key,
+                         i.payment_method, i.provider_ref
+                     FROM checkout.bookings b JOIN input i ON i.booking_id = b.id AND i.user_id = b.user_id
+                     -- The ANY lets the primary key find the rows however
+                     -- many the planner guesses the batch holds.
+                     WHERE b.id = ANY($2::uuid[]) AND b.state = 'pending'
+                     ORDER BY b.id
+                     FOR UPDATE OF b
+                 ),
+                 p AS (
+                     INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
+                         amount_minor, currency_code, state, provider_ref)
+                     SELECT payment_id, id, user_id, idempotency_key, payment_method, total_minor, currency_code,
+                         'captured', provider_ref
+                     FROM candidates
+                     ON CONFLICT DO NOTHING
+                     RETURNING id, booking_id
+                 ),
+                 b AS (
+                     UPDATE checkout.bookings b SET state = 'confirmed', payment_id = p.id, confirmed_at = now(),
+                         updated_at = now()
+                     FROM p WHERE b.id = p.booking_id
+                     RETURNING b.id, b.user_id, b.event_id, b.payment_id, b.total_minor, b.fees_minor, b.currency_code
+                 )
+                 SELECT b.*, ", seats_of_b!(), " FROM b ORDER BY b.id"),
                 &[&payments, &bookings, &users, &keys, &methods, &references],
+                "recording paid attempts",
+                |rows| rows.iter().map(confirmed).collect(),
             )
-            .await
-            .db_context("recording paid attempts")?;
-        let confirmed: std::collections::HashSet<Uuid> = row
-            .try_get::<_, Vec<Uuid>>("confirmed")?
-            .into_iter()
-            .collect();
+            .await?;
+        let confirmed = rows
+            .iter()
+            .map(|row| row.try_get::<_, Uuid>("payment_id"))
+            .collect::<Result<std::collections::HashSet<Uuid>, _>>()?;
         Ok(items
             .iter()
             .map(|item| confirmed.contains(&item.attempt.payment_id))
@@ -601,28 +742,25 @@ impl CheckoutStore {
         if booking_expires {
             self.recent.forget(attempt.booking_id);
         }
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                &prepared(
-                    &client,
-                    "WITH p AS (
-                         INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
-                             amount_minor, currency_code, state, provider_ref, outcome_code, outcome_reason,
-                             outcome_message)
-                         SELECT $1, b.id, b.user_id, $4, $5, b.total_minor, b.currency_code, $6, $7, $8, $9, $10
-                         FROM checkout.bookings b WHERE b.id = $2 AND b.user_id = $3
-                         ON CONFLICT DO NOTHING
-                         RETURNING booking_id
-                     ),
-                     b AS (
-                         UPDATE checkout.bookings b SET state = 'expired', failure_reason = $9, updated_at = now()
-                         FROM p WHERE b.id = p.booking_id AND $11 AND b.state = 'pending'
-                         RETURNING b.id
-                     )
-                     SELECT (SELECT count(*) FROM p) AS payments",
-                )
-                .await?,
+        let rows = self
+            .publishing(
+                "WITH p AS (
+                     INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
+                         amount_minor, currency_code, state, provider_ref, outcome_code, outcome_reason,
+                         outcome_message)
+                     SELECT $1, b.id, b.user_id, $4, $5, b.total_minor, b.currency_code, $6, $7, $8, $9, $10
+                     FROM checkout.bookings b WHERE b.id = $2 AND b.user_id = $3
+                     ON CONFLICT DO NOTHING
+                     RETURNING id, booking_id, state, outcome_reason
+                 ),
+                 b AS (
+                     UPDATE checkout.bookings b SET state = 'expired', failure_reason = $9, updated_at = now()
+                     FROM p WHERE b.id = p.booking_id AND $11 AND b.state = 'pending'
+                     RETURNING b.id, b.user_id, b.event_id
+                 )
+                 SELECT p.id AS payment_id, p.booking_id, p.state AS payment_state, p.outcome_reason AS reason,
+                     b.id, b.user_id, b.event_id
+                 FROM p LEFT JOIN b ON b.id = p.booking_id",
                 &[
                     &attempt.payment_id,
                     &attempt.booking_id,
@@ -636,37 +774,50 @@ impl CheckoutStore {
                     &outcome.message,
                     &booking_expires,
                 ],
+                "recording an unpaid attempt",
+                attempt_ended,
             )
-            .await
-            .db_context("recording an unpaid attempt")?;
-        Ok(row.get::<_, i64>("payments") == 1)
+            .await?;
+        Ok(rows.len() == 1)
     }
 
     /// Payment captured and booking confirmed for an attempt claimed by an
     /// earlier version (booking `confirming`, payment row written before the
     /// provider was called). Only the reconciler still finishes those.
     pub async fn finish_claimed(&self, payment_id: Uuid, provider_ref: &str) -> DbResult<bool> {
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                &prepared(&client, "WITH p AS (
-                     UPDATE checkout.payments SET state = 'captured', provider_ref = $2, updated_at = now()
-                     WHERE id = $1 AND state IN ('authorizing', 'authorized')
-                     RETURNING id, booking_id
-                 ),
-                 b AS (
-                     UPDATE checkout.bookings b SET state = 'confirmed', payment_id = p.id, confirmed_at = now(),
-                         updated_at = now()
-                     FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
-                     RETURNING b.id
-                 )
-                 SELECT (SELECT count(*) FROM p) AS payments, (SELECT count(*) FROM b) AS bookings").await?,
+        let rows = self
+            .publishing(
+                concat!(
+                    "WITH p AS (
+                         UPDATE checkout.payments SET state = 'captured', provider_ref = $2, updated_at = now()
+                         WHERE id = $1 AND state IN ('authorizing', 'authorized')
+                         RETURNING id, booking_id
+                     ),
+                     b AS (
+                         UPDATE checkout.bookings b SET state = 'confirmed', payment_id = p.id, confirmed_at = now(),
+                             updated_at = now()
+                         FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
+                         RETURNING b.id, b.user_id, b.event_id, b.payment_id, b.total_minor, b.fees_minor, b.currency_code
+                     )
+                     SELECT (SELECT count(*) FROM p) AS payments, b.*, ",
+                    seats_of_b!(),
+                    " FROM (SELECT 1) AS one LEFT JOIN b ON true"
+                ),
                 &[&payment_id, &provider_ref],
+                "finishing a claimed confirmation",
+                |rows| {
+                    rows.iter()
+                        .filter(|row| matches!(row.try_get::<_, Option<Uuid>>("id"), Ok(Some(_))))
+                        .map(confirmed)
+                        .collect()
+                },
             )
-            .await
-            .db_context("finishing a claimed confirmation")?;
-        let payments: i64 = row.get("payments");
-        let bookings: i64 = row.get("bookings");
+            .await?;
+        let row = rows
+            .first()
+            .ok_or_else(|| DbError::Internal(anyhow::anyhow!("a claimed confirmation got no answer")))?;
+        let payments: i64 = row.try_get("payments")?;
+        let bookings = i64::from(row.try_get::<_, Option<Uuid>>("id")?.is_some());
         if payments != bookings {
             return Err(DbError::Internal(anyhow::anyhow!(
                 "payment {payment_id} captured without a confirming booking"
@@ -706,14 +857,13 @@ impl CheckoutStore {
             state,
             PaymentState::Declined | PaymentState::Voided
         ));
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                &prepared(&client, "WITH p AS (
+        let rows = self
+            .publishing(
+                "WITH p AS (
                      UPDATE checkout.payments SET state = $2, provider_ref = coalesce($3, provider_ref),
                          outcome_code = $4, outcome_reason = $5, outcome_message = $6, updated_at = now()
                      WHERE id = $1 AND state IN ('authorizing', 'authorized')
-                     RETURNING booking_id
+                     RETURNING id, booking_id, state, outcome_reason
                  ),
                  b AS (
                      UPDATE checkout.bookings b
@@ -721,9 +871,11 @@ impl CheckoutStore {
                          failure_reason = CASE WHEN $7 OR b.expire_time <= now() THEN $5 ELSE NULL END,
                          updated_at = now()
                      FROM p WHERE b.id = p.booking_id AND b.state = 'confirming'
-                     RETURNING b.id
+                     RETURNING b.id, b.user_id, b.event_id, b.state
                  )
-                 SELECT (SELECT count(*) FROM p) AS payments").await?,
+                 SELECT p.id AS payment_id, p.booking_id, p.state AS payment_state, p.outcome_reason AS reason,
+                     e.id, e.user_id, e.event_id
+                 FROM p LEFT JOIN (SELECT * FROM b WHERE b.state = 'expired') e ON e.id = p.booking_id",
                 &[
                     &payment_id,
                     &state.as_str(),
@@ -733,10 +885,11 @@ impl CheckoutStore {
                     &outcome.message,
                     &booking_expires,
                 ],
+                "failing a payment attempt",
+                attempt_ended,
             )
-            .await
-            .db_context("failing a payment attempt")?;
-        Ok(row.get::<_, i64>("payments") == 1)
+            .await?;
+        Ok(rows.len() == 1)
     }
 
     /// Attempts left unfinished longer than `older_than` (crashed requests),
@@ -804,17 +957,22 @@ impl CheckoutStore {
     /// longer pending.
     pub async fn expire_booking(&self, booking_id: Uuid) -> DbResult<bool> {
         self.recent.forget(booking_id);
-        let client = self.client().await?;
-        let moved = client
-            .execute(
-                &prepared(&client, "UPDATE checkout.bookings SET state = 'expired', failure_reason = 'HOLD_EXPIRED',
+        let rows = self
+            .publishing(
+                "UPDATE checkout.bookings SET state = 'expired', failure_reason = 'HOLD_EXPIRED',
                      seats_release_owed = true, updated_at = now()
-                 WHERE id = $1 AND state = 'pending'").await?,
+                 WHERE id = $1 AND state = 'pending'
+                 RETURNING id, user_id, event_id",
                 &[&booking_id],
+                "expiring a pending booking",
+                |rows| {
+                    rows.iter()
+                        .map(|row| cancelled(row, cancel_reason::EXPIRED))
+                        .collect()
+                },
             )
-            .await
-            .db_context("expiring a pending booking")?;
-        Ok(moved == 1)
+            .await?;
+        Ok(rows.len() == 1)
     }
 
     /// Inventory has put an expired booking's seats back on sale.
@@ -858,16 +1016,21 @@ impl CheckoutStore {
     /// A pending booking is cancelled outright (nothing was paid).
     pub async fn cancel_pending(&self, booking_id: Uuid) -> DbResult<bool> {
         self.recent.forget(booking_id);
-        let client = self.client().await?;
-        let moved = client
-            .execute(
-                &prepared(&client, "UPDATE checkout.bookings SET state = 'cancelled', cancelled_at = now(), updated_at = now()
-                 WHERE id = $1 AND state = 'pending'").await?,
+        let rows = self
+            .publishing(
+                "UPDATE checkout.bookings SET state = 'cancelled', cancelled_at = now(), updated_at = now()
+                 WHERE id = $1 AND state = 'pending'
+                 RETURNING id, user_id, event_id",
                 &[&booking_id],
+                "cancelling a pending booking",
+                |rows| {
+                    rows.iter()
+                        .map(|row| cancelled(row, cancel_reason::USER))
+                        .collect()
+                },
             )
-            .await
-            .db_context("cancelling a pending booking")?;
-        Ok(moved == 1)
+            .await?;
+        Ok(rows.len() == 1)
     }
 
     /// Records the intent to cancel a confirmed booking and the refund it is
@@ -889,13 +1052,12 @@ impl CheckoutStore {
     /// Booking cancelled and (when money went back) its payment refunded.
     pub async fn finish_cancel(&self, booking_id: Uuid) -> DbResult<bool> {
         self.recent.forget(booking_id);
-        let client = self.client().await?;
-        let row = client
-            .query_one(
-                &prepared(&client, "WITH b AS (
+        let rows = self
+            .publishing(
+                "WITH b AS (
                      UPDATE checkout.bookings SET state = 'cancelled', cancelled_at = now(), updated_at = now()
                      WHERE id = $1 AND state = 'cancelling'
-                     RETURNING payment_id, refunded_minor
+                     RETURNING id, user_id, event_id, payment_id, refunded_minor, currency_code
                  ),
                  p AS (
                      UPDATE checkout.payments p SET state = 'refunded', refunded_minor = b.refunded_minor,
@@ -903,12 +1065,22 @@ impl CheckoutStore {
                      FROM b WHERE p.id = b.payment_id AND p.state = 'captured' AND b.refunded_minor > 0
                      RETURNING p.id
                  )
-                 SELECT (SELECT count(*) FROM b) AS bookings").await?,
+                 SELECT b.*, (SELECT count(*) FROM p) AS refunds FROM b",
                 &[&booking_id],
+                "finishing a cancellation",
+                |rows| {
+                    let mut events = Vec::new();
+                    for row in rows {
+                        events.push(cancelled(row, cancel_reason::USER)?);
+                        if row.try_get::<_, i64>("refunds")? > 0 {
+                            events.push(refund_issued(row)?);
+                        }
+                    }
+                    Ok(events)
+                },
             )
-            .await
-            .db_context("finishing a cancellation")?;
-        Ok(row.get::<_, i64>("bookings") == 1)
+            .await?;
+        Ok(rows.len() == 1)
     }
 
     pub async fn stale_cancellations(

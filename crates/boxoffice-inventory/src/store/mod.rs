@@ -33,6 +33,34 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "venue_layouts",
         sql: include_str!("migrations/0004_venue_layouts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "event_outbox",
+        sql: include_str!("migrations/0005_event_outbox.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "available_tickets",
+        sql: include_str!("migrations/0006_available_tickets.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "inventory";
+
+#[cfg(test)]
+mod tests {
+    /// The migration creates exactly the events library's producer tables.
+    #[test]
+    fn the_outbox_migration_matches_the_events_library() {
+        let words = |sql: &str| -> Vec<String> {
+            sql.lines()
+                .filter(|line| !line.trim_start().starts_with("--"))
+                .flat_map(|line| line.split_whitespace())
+                .map(str::to_owned)
+                .collect()
+        };
+        let migration = include_str!("migrations/0005_event_outbox.sql");
+        let library = boxoffice_events::outbox::outbox_ddl(super::SCHEMA).unwrap();
+        assert_eq!(words(migration), words(&library));
+    }
+}

@@ -4,12 +4,23 @@
 //! PostgreSQL's own clock. Commits arriving together share that statement
 //! (group commit), each still all or none on its own. No other code path
 //! sells a ticket.
+//!
+//! Sales and releases publish their `boxoffice.events.v1` events
+//! (`SeatsSold`, `SeatsReleased`, `SoldOut`, `BackOnSale`; aggregate: the
+//! event) to `inventory.event_outbox` in the same transaction. Sold out
+//! means no ticket of the event is left available in PostgreSQL (seats only
+//! held in Redis still count as available). Whether an event just sold out
+//! or came back is decided after taking the outbox's append lock, which
+//! every sale and release takes until its commit: so the last of two
+//! concurrent sales sees the other's, and exactly one `SoldOut` is written.
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
+use boxoffice_contracts::events::v1 as events;
+use boxoffice_events::{NewEvent, Outbox, Payload};
 use boxoffice_runtime::batch::Batcher;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, Transaction};
@@ -66,7 +77,12 @@ pub struct TicketStore {
     /// The sale batch writer, started on first use; it holds only the
     /// pool, so it ends once every handle to this store is gone.
     sales: Arc<OnceLock<Batcher<Sale, Result<CommitOutcome>>>>,
+    outbox: Outbox,
 }
+
+/// The aggregate inventory's events are about: the catalog event whose
+/// tickets they are.
+const EVENT: &str = "event";
 
 async fn room_of(
     client: &deadpool_postgres::Client,
@@ -99,6 +115,7 @@ impl TicketStore {
         Self {
             pool,
             sales: Arc::default(),
+            outbox: Outbox::new(super::SCHEMA),
         }
     }
 
@@ -207,8 +224,11 @@ impl TicketStore {
     ) -> Result<CommitOutcome> {
         let sale = Sale::new(hold, seats, booking_id, sale_id, expires_at, margin)?;
         let pool = self.pool.clone();
+        let outbox = self.outbox.clone();
         self.sales
-            .get_or_init(|| Batcher::spawn(move |sales| sell_batch(pool.clone(), sales)))
+            .get_or_init(|| {
+                Batcher::spawn(move |sales| sell_batch(pool.clone(), outbox.clone(), sales))
+            })
             .submit(sale)
             .await
             .map_err(InventoryError::Unavailable)?
@@ -251,8 +271,9 @@ impl TicketStore {
     /// Puts a booking's seats back on sale; answers the seats it released
     /// (none on a retry).
     pub async fn release_booking(&self, event_id: Uuid, booking_id: Uuid) -> Result<Vec<u32>> {
-        let client = self.pool.get().await?;
-        let rows = client
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let rows = transaction
             .query(
                 "WITH target AS (
                      SELECT seat_index FROM inventory.tickets
@@ -269,7 +290,43 @@ impl TicketStore {
                 &[&event_id, &booking_id],
             )
             .await?;
-        Ok(seats_of(&rows))
+        let mut released = seats_of(&rows);
+        released.sort_unstable();
+        if released.is_empty() {
+            return Ok(released);
+        }
+        // Under the append lock (see the module docs): if the released
+        // seats are all that is available now, the event was sold out.
+        self.outbox.lock(&transaction).await?;
+        let available: i64 = transaction
+            .query_one(
+                "SELECT count(*) FROM inventory.tickets WHERE event_id = $1 AND status = 'available'",
+                &[&event_id],
+            )
+            .await?
+            .get(0);
+        let mut published = vec![NewEvent::new(
+            EVENT,
+            event_id,
+            Payload::SeatsReleased(events::SeatsReleased {
+                event_id: event_id.to_string(),
+                booking_id: booking_id.to_string(),
+                seat_indexes: released.clone(),
+            }),
+        )];
+        if available == released.len() as i64 {
+            published.push(NewEvent::new(
+                EVENT,
+                event_id,
+                Payload::BackOnSale(events::BackOnSale {
+                    event_id: event_id.to_string(),
+                    available_seats: available as u32,
+                }),
+            ));
+        }
+        self.outbox.append(&transaction, published).await?;
+        transaction.commit().await?;
+        Ok(released)
     }
 }
 
@@ -342,12 +399,16 @@ fn rounds(sales: Vec<Sale>) -> Vec<Round> {
 /// The batch writer: each round is one statement; a round whose statement
 /// failed is retried one sale at a time, so one sale's trouble never
 /// becomes every caller's. Answers come back in arrival order.
-async fn sell_batch(pool: Pool, sales: Vec<Sale>) -> Vec<anyhow::Result<Result<CommitOutcome>>> {
+async fn sell_batch(
+    pool: Pool,
+    outbox: Outbox,
+    sales: Vec<Sale>,
+) -> Vec<anyhow::Result<Result<CommitOutcome>>> {
     let mut answers: Vec<Option<Result<CommitOutcome>>> = sales.iter().map(|_| None).collect();
     for round in rounds(sales) {
         let together: Vec<&Sale> = round.iter().map(|(_, sale)| sale).collect();
         if together.len() > 1 {
-            match sell_together(&pool, &together).await {
+            match sell_together(&pool, &outbox, &together).await {
                 Ok(outcomes) => {
                     for ((place, _), outcome) in round.iter().zip(outcomes) {
                         answers[*place] = Some(Ok(outcome));
@@ -366,7 +427,7 @@ async fn sell_batch(pool: Pool, sales: Vec<Sale>) -> Vec<anyhow::Result<Result<C
         }
         for (place, sale) in &round {
             answers[*place] = Some(
-                sell_together(&pool, &[sale])
+                sell_together(&pool, &outbox, &[sale])
                     .await
                     .and_then(|mut outcomes| {
                         outcomes.pop().ok_or_else(|| {
@@ -395,7 +456,11 @@ async fn sell_batch(pool: Pool, sales: Vec<Sale>) -> Vec<anyhow::Result<Result<C
 /// never deadlock, and a statement that waited re-reads the rows after the
 /// winner's commit. A batch costs one round trip, one commit and one WAL
 /// flush, which is what a lone sale spends most of its time on.
-async fn sell_together(pool: &Pool, sales: &[&Sale]) -> Result<Vec<CommitOutcome>> {
+async fn sell_together(
+    pool: &Pool,
+    outbox: &Outbox,
+    sales: &[&Sale],
+) -> Result<Vec<CommitOutcome>> {
     let events: Vec<Uuid> = sales.iter().map(|sale| sale.hold.event_id).collect();
     let holds: Vec<Uuid> = sales.iter().map(|sale| sale.hold.hold_id).collect();
     let bookings: Vec<Uuid> = sales.iter().map(|sale| sale.booking_id).collect();
@@ -406,7 +471,7 @@ async fn sell_together(pool: &Pool, sales: &[&Sale]) -> Result<Vec<CommitOutcome
         .zip(1..)
         .flat_map(|(sale, item)| sale.seats.iter().map(move |seat| (item, *seat)))
         .unzip();
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
     // Prepared once per connection, its arrays read through sub-selects so
     // the plan is made once, not per call: planning it costs more than
     // running it.
@@ -467,7 +532,8 @@ async fn sell_together(pool: &Pool, sales: &[&Sale]) -> Result<Vec<CommitOutcome
              ORDER BY c.item",
         )
         .await?;
-    let rows = client
+    let transaction = client.transaction().await?;
+    let rows = transaction
         .query(
             &statement,
             &[
@@ -482,7 +548,72 @@ async fn sell_together(pool: &Pool, sales: &[&Sale]) -> Result<Vec<CommitOutcome
             rows.len()
         )));
     }
-    Ok(rows.iter().map(outcome_of).collect())
+    let outcomes: Vec<CommitOutcome> = rows.iter().map(outcome_of).collect();
+    publish_sales(&transaction, outbox, sales, &outcomes).await?;
+    transaction.commit().await?;
+    Ok(outcomes)
+}
+
+/// Appends a `SeatsSold` per sale this statement made, and a `SoldOut` per
+/// event left with no available ticket (decided under the append lock, see
+/// the module docs).
+async fn publish_sales(
+    transaction: &Transaction<'_>,
+    outbox: &Outbox,
+    sales: &[&Sale],
+    outcomes: &[CommitOutcome],
+) -> Result<()> {
+    let sold: Vec<&Sale> = sales
+        .iter()
+        .zip(outcomes)
+        .filter(|(_, outcome)| **outcome == CommitOutcome::Committed)
+        .map(|(sale, _)| *sale)
+        .collect();
+    if sold.is_empty() {
+        return Ok(());
+    }
+    outbox.lock(transaction).await?;
+    let mut touched: Vec<Uuid> = sold.iter().map(|sale| sale.hold.event_id).collect();
+    touched.sort_unstable();
+    touched.dedup();
+    let sold_out: Vec<Uuid> = transaction
+        .query(
+            "SELECT e.id FROM unnest($1::uuid[]) AS e(id)
+             WHERE NOT EXISTS (SELECT 1 FROM inventory.tickets t WHERE t.event_id = e.id AND t.status = 'available')",
+            &[&touched],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut published: Vec<NewEvent> = sold
+        .iter()
+        .map(|sale| {
+            let mut seats: Vec<u32> = sale.seats.iter().map(|seat| *seat as u32).collect();
+            seats.sort_unstable();
+            NewEvent::new(
+                EVENT,
+                sale.hold.event_id,
+                Payload::SeatsSold(events::SeatsSold {
+                    event_id: sale.hold.event_id.to_string(),
+                    booking_id: sale.booking_id.to_string(),
+                    sale_id: sale.sale_id.map(|id| id.to_string()).unwrap_or_default(),
+                    seat_indexes: seats,
+                }),
+            )
+        })
+        .collect();
+    published.extend(sold_out.into_iter().map(|event_id| {
+        NewEvent::new(
+            EVENT,
+            event_id,
+            Payload::SoldOut(events::SoldOut {
+                event_id: event_id.to_string(),
+            }),
+        )
+    }));
+    outbox.append(transaction, published).await?;
+    Ok(())
 }
 
 /// What the sale statement's row for one sale means.

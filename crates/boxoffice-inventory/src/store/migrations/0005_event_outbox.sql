@@ -1,0 +1,34 @@
+-- Inventory publishes `boxoffice.events.v1` envelopes (SeatsSold,
+-- SeatsReleased, SoldOut, BackOnSale) through the events library's outbox:
+-- these are the library's producer tables for schema `inventory`, as
+-- `boxoffice_events::outbox::outbox_ddl("inventory")` writes them (a unit
+-- test keeps the two the same).
+
+CREATE SCHEMA IF NOT EXISTS inventory;
+CREATE SEQUENCE IF NOT EXISTS inventory.event_outbox_id;
+CREATE TABLE IF NOT EXISTS inventory.event_outbox (
+    id             bigint PRIMARY KEY,
+    event_id       uuid NOT NULL UNIQUE,
+    aggregate_type text NOT NULL,
+    aggregate_id   text NOT NULL,
+    sequence       bigint NOT NULL,
+    event_type     text NOT NULL,
+    envelope       bytea NOT NULL,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (aggregate_type, aggregate_id, sequence)
+);
+CREATE OR REPLACE FUNCTION inventory.event_outbox_notify() RETURNS trigger
+    LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('boxoffice_events_inventory', '');
+    RETURN NULL;
+END;
+$$;
+DROP TRIGGER IF EXISTS event_outbox_notify ON inventory.event_outbox;
+CREATE TRIGGER event_outbox_notify AFTER INSERT ON inventory.event_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION inventory.event_outbox_notify();
+CREATE TABLE IF NOT EXISTS inventory.event_relay (
+    stream     text PRIMARY KEY,
+    position   bigint NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);

@@ -1,0 +1,390 @@
+//! The `stats` consumer group: applies catalog, inventory and checkout
+//! events to the `stats` schema, each once (recorded by event id in the
+//! same transaction), a batch per transaction. Every change is also
+//! idempotent by itself (upserts, deletes, `coalesce`), so even a replay
+//! past the record would change nothing.
+
+use boxoffice_contracts::events::v1 as pb;
+use boxoffice_events::{HandleError, Handler, Payload, Received};
+use chrono::{DateTime, Utc};
+use deadpool_postgres::Pool;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::store::SCHEMA;
+
+/// The consumer group's name.
+pub const GROUP: &str = "stats";
+
+/// The producers whose events the statistics are made of.
+pub const STREAMS: &[&str] = &["catalog", "inventory", "checkout"];
+
+/// One event, read into what it changes here.
+#[derive(Debug)]
+enum Change {
+    Venue {
+        id: Uuid,
+        sections: serde_json::Value,
+    },
+    Event {
+        id: Uuid,
+        title: String,
+        venue_id: Option<Uuid>,
+        start_time: Option<DateTime<Utc>>,
+        status: &'static str,
+        tiers: serde_json::Value,
+        version: i64,
+    },
+    Sold {
+        event_id: Uuid,
+        booking_id: Uuid,
+        seats: Vec<i32>,
+    },
+    Released {
+        event_id: Uuid,
+        booking_id: Uuid,
+        seats: Vec<i32>,
+    },
+    Confirmed {
+        booking_id: Uuid,
+        event_id: Uuid,
+        tickets: i32,
+        currency: String,
+        gross: i64,
+        fees: i64,
+        at: DateTime<Utc>,
+    },
+    Cancelled {
+        booking_id: Uuid,
+        at: DateTime<Utc>,
+    },
+    Refunded {
+        booking_id: Uuid,
+        amount: i64,
+    },
+    /// An event the statistics do not use.
+    Nothing,
+}
+
+fn uuid(field: &str, text: &str) -> Result<Uuid, String> {
+    Uuid::parse_str(text).map_err(|_| format!("{field} {text:?} is not a UUID"))
+}
+
+fn time(timestamp: Option<&prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    timestamp.and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+}
+
+fn seats(indexes: &[u32]) -> Result<Vec<i32>, String> {
+    indexes
+        .iter()
+        .map(|seat| i32::try_from(*seat).map_err(|_| format!("seat index {seat} out of range")))
+        .collect()
+}
+
+fn venue(layout: Option<&pb::VenueLayout>) -> Result<Change, String> {
+    let layout = layout.ok_or("a venue event without its venue")?;
+    let sections: Vec<serde_json::Value> = layout
+        .sections
+        .iter()
+        .map(|section| {
+            json!({
+                "id": section.id,
+                "name": section.name,
+                "first": section.first_seat_index,
+                "capacity": section.capacity,
+            })
+        })
+        .collect();
+    Ok(Change::Venue {
+        id: uuid("venue id", &layout.id)?,
+        sections: serde_json::Value::Array(sections),
+    })
+}
+
+fn event(snapshot: Option<&pb::EventSnapshot>) -> Result<Change, String> {
+    let snapshot = snapshot.ok_or("an event event without its snapshot")?;
+    let status = match pb::EventStatus::try_from(snapshot.status) {
+        Ok(pb::EventStatus::Published) => "published",
+        Ok(pb::EventStatus::Cancelled) => "cancelled",
+        _ => "draft",
+    };
+    let tiers: Vec<serde_json::Value> = snapshot
+        .price_tiers
+        .iter()
+        .map(|tier| {
+            let price = tier.price.clone().unwrap_or_default();
+            json!({
+                "id": tier.id,
+                "name": tier.name,
+                "currency": price.currency_code,
+                "price": price.amount_minor,
+                "sections": tier.section_ids,
+            })
+        })
+        .collect();
+    Ok(Change::Event {
+        id: uuid("event id", &snapshot.id)?,
+        title: snapshot.title.clone(),
+        venue_id: snapshot
+            .venue
+            .as_ref()
+            .map(|venue| uuid("venue id", &venue.id))
+            .transpose()?,
+        start_time: time(snapshot.start_time.as_ref()),
+        status,
+        tiers: serde_json::Value::Array(tiers),
+        version: snapshot.version,
+    })
+}
+
+/// What `received` changes here; `Err` is a reason to dead-letter it.
+fn change_of(received: &Received) -> Result<Change, String> {
+    let occurred = time(received.envelope.occurred_at.as_ref()).unwrap_or_else(Utc::now);
+    Ok(match received.payload() {
+        Some(Payload::VenueCreated(e)) => venue(e.venue.as_ref())?,
+        Some(Payload::VenueChanged(e)) => venue(e.venue.as_ref())?,
+        Some(Payload::EventCreated(e)) => event(e.event.as_ref())?,
+        Some(Payload::EventChanged(e)) => event(e.event.as_ref())?,
+        Some(Payload::EventPublished(e)) => event(e.event.as_ref())?,
+        Some(Payload::EventCancelled(e)) => event(e.event.as_ref())?,
+        Some(Payload::SeatsSold(e)) => Change::Sold {
+            event_id: uuid("event id", &e.event_id)?,
+            booking_id: uuid("booking id", &e.booking_id)?,
+            seats: seats(&e.seat_indexes)?,
+        },
+        Some(Payload::SeatsReleased(e)) => Change::Released {
+            event_id: uuid("event id", &e.event_id)?,
+            booking_id: uuid("booking id", &e.booking_id)?,
+            seats: seats(&e.seat_indexes)?,
+        },
+        Some(Payload::BookingConfirmed(e)) => {
+            let total = e.total.clone().unwrap_or_default();
+            Change::Confirmed {
+                booking_id: uuid("booking id", &e.booking_id)?,
+                event_id: uuid("event id", &e.event_id)?,
+                tickets: i32::try_from(e.seat_indexes.len()).map_err(|_| "too many seats")?,
+                currency: total.currency_code,
+                gross: total.amount_minor,
+                fees: e.fees.as_ref().map_or(0, |fees| fees.amount_minor),
+                at: occurred,
+            }
+        }
+        Some(Payload::BookingCancelled(e)) => Change::Cancelled {
+            booking_id: uuid("booking id", &e.booking_id)?,
+            at: occurred,
+        },
+        Some(Payload::RefundIssued(e)) => Change::Refunded {
+            booking_id: uuid("booking id", &e.booking_id)?,
+            amount: e.amount.as_ref().map_or(0, |money| money.amount_minor),
+        },
+        _ => Change::Nothing,
+    })
+}
+
+/// The event a change is about (for `updated_at`).
+fn touched(change: &Change) -> Option<Uuid> {
+    match change {
+        Change::Event { id, .. } => Some(*id),
+        Change::Sold { event_id, .. }
+        | Change::Released { event_id, .. }
+        | Change::Confirmed { event_id, .. } => Some(*event_id),
+        _ => None,
+    }
+}
+
+async fn apply(transaction: &tokio_postgres::Transaction<'_>, change: &Change) -> anyhow::Result<()> {
+    match change {
+        Change::Venue { id, sections } => {
+            transaction
+                .execute(
+                    "INSERT INTO stats.venues (venue_id, sections) VALUES ($1, $2)
+                     ON CONFLICT (venue_id) DO UPDATE SET sections = EXCLUDED.sections, updated_at = now()",
+                    &[id, &tokio_postgres::types::Json(sections)],
+                )
+                .await?;
+        }
+        Change::Event {
+            id,
+            title,
+            venue_id,
+            start_time,
+            status,
+            tiers,
+            version,
+        } => {
+            transaction
+                .execute(
+                    "INSERT INTO stats.events (event_id, title, venue_id, start_time, status, tiers, version)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (event_id) DO UPDATE SET title = EXCLUDED.title, venue_id = EXCLUDED.venue_id,
+                         start_time = EXCLUDED.start_time, status = EXCLUDED.status, tiers = EXCLUDED.tiers,
+                         version = EXCLUDED.version
+                     WHERE stats.events.version <= EXCLUDED.version",
+                    &[
+                        id,
+                        title,
+                        venue_id,
+                        start_time,
+                        status,
+                        &tokio_postgres::types::Json(tiers),
+                        version,
+                    ],
+                )
+                .await?;
+        }
+        Change::Sold {
+            event_id,
+            booking_id,
+            seats,
+        } => {
+            transaction
+                .execute(
+                    "INSERT INTO stats.sold_seats (event_id, seat_index, booking_id)
+                     SELECT $1, s, $2 FROM unnest($3::int4[]) AS s
+                     ON CONFLICT (event_id, seat_index) DO UPDATE SET booking_id = EXCLUDED.booking_id",
+                    &[event_id, booking_id, seats],
+                )
+                .await?;
+        }
+        Change::Released {
+            event_id,
+            booking_id,
+            seats,
+        } => {
+            transaction
+                .execute(
+                    "DELETE FROM stats.sold_seats
+                     WHERE event_id = $1 AND booking_id = $2 AND seat_index = ANY($3::int4[])",
+                    &[event_id, booking_id, seats],
+                )
+                .await?;
+        }
+        Change::Confirmed {
+            booking_id,
+            event_id,
+            tickets,
+            currency,
+            gross,
+            fees,
+            at,
+        } => {
+            transaction
+                .execute(
+                    "INSERT INTO stats.bookings (booking_id, event_id, tickets, currency_code, gross_minor, fees_minor,
+                         confirmed_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (booking_id) DO NOTHING",
+                    &[booking_id, event_id, tickets, currency, gross, fees, at],
+                )
+                .await?;
+        }
+        Change::Cancelled { booking_id, at } => {
+            transaction
+                .execute(
+                    "UPDATE stats.bookings SET cancelled_at = coalesce(cancelled_at, $2) WHERE booking_id = $1",
+                    &[booking_id, at],
+                )
+                .await?;
+        }
+        Change::Refunded { booking_id, amount } => {
+            transaction
+                .execute(
+                    "UPDATE stats.bookings SET refunded_minor = $2 WHERE booking_id = $1",
+                    &[booking_id, amount],
+                )
+                .await?;
+        }
+        Change::Nothing => {}
+    }
+    Ok(())
+}
+
+/// Applies `changes` (with their event ids) in one transaction; on failure
+/// answers the index of the change that failed.
+async fn apply_all(pool: &Pool, changes: &[(Uuid, Change)]) -> Result<(), (usize, anyhow::Error)> {
+    let mut client = pool.get().await.map_err(|error| (0, error.into()))?;
+    let transaction = client.transaction().await.map_err(|error| (0, error.into()))?;
+    let mut events: Vec<Uuid> = Vec::new();
+    for (index, (event_id, change)) in changes.iter().enumerate() {
+        let first = boxoffice_events::postgres::first_time(&transaction, SCHEMA, GROUP, *event_id)
+            .await
+            .map_err(|error| (index, error))?;
+        if first {
+            apply(&transaction, change).await.map_err(|error| (index, error))?;
+            events.extend(touched(change));
+        }
+    }
+    if !events.is_empty() {
+        events.sort_unstable();
+        events.dedup();
+        transaction
+            .execute(
+                "UPDATE stats.events SET updated_at = now() WHERE event_id = ANY($1)",
+                &[&events],
+            )
+            .await
+            .map_err(|error| (changes.len().saturating_sub(1), error.into()))?;
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(|error| (changes.len().saturating_sub(1), error.into()))
+}
+
+fn unavailable(error: &anyhow::Error) -> bool {
+    boxoffice_runtime::postgres::cause_is_unavailable(error).unwrap_or(false)
+}
+
+/// Applies events to the statistics tables.
+pub struct StatsHandler {
+    pool: Pool,
+}
+
+impl StatsHandler {
+    pub fn new(pool: Pool) -> Self {
+        Self { pool }
+    }
+
+    /// Applies `changes[..end]` and reports `failure` for the one at `end`.
+    async fn commit_before(
+        &self,
+        changes: &[(Uuid, Change)],
+        end: usize,
+        failure: HandleError,
+    ) -> HandleError {
+        if end == 0 {
+            return failure;
+        }
+        match apply_all(&self.pool, &changes[..end]).await {
+            Ok(()) => failure,
+            Err((_, error)) if unavailable(&error) => HandleError::Unavailable(error),
+            Err((index, error)) => HandleError::Failed { index, error },
+        }
+    }
+}
+
+impl Handler for StatsHandler {
+    async fn handle(&self, events: &[Received]) -> Result<(), HandleError> {
+        let mut changes = Vec::with_capacity(events.len());
+        for (index, received) in events.iter().enumerate() {
+            let parsed = received
+                .event_id()
+                .ok_or_else(|| "the event id is not a UUID".to_owned())
+                .and_then(|id| change_of(received).map(|change| (id, change)));
+            match parsed {
+                Ok(change) => changes.push(change),
+                Err(reason) => {
+                    let poison = HandleError::Poison { index, reason };
+                    return Err(self.commit_before(&changes, index, poison).await);
+                }
+            }
+        }
+        match apply_all(&self.pool, &changes).await {
+            Ok(()) => Ok(()),
+            Err((_, error)) if unavailable(&error) => Err(HandleError::Unavailable(error)),
+            Err((index, error)) => {
+                let failed = HandleError::Failed { index, error };
+                Err(self.commit_before(&changes, index, failed).await)
+            }
+        }
+    }
+}
