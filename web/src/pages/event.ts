@@ -2,9 +2,11 @@
 // GetSeatMap kept live by WatchAvailability (a snapshot, then every change;
 // on a dropped stream it resumes from the last cursor). Picking seats, or
 // asking for the best available ones, holds them (HoldSeats) and opens a
-// booking (CreateBooking) whose summary is the checkout page.
-import { catalog, checkout, describe, inventory, money, session, when } from "../api";
-import { h, link, navigate, statusLine, uuid } from "../dom";
+// booking (CreateBooking) whose summary is the checkout page. While the
+// event's waiting room is on, a hold needs the admission token the queue
+// page got from WatchQueue; without one the buyer is sent to the queue.
+import { admission, catalog, checkout, describe, inventory, money, reasonOf, session, setAdmission, when } from "../api";
+import { h, link, navigate, sleep, statusLine, uuid } from "../dom";
 import { SectionKind, type Event, type SeatMap } from "../gen/boxoffice/catalog/v1/catalog_pb";
 import { ChangeKind } from "../gen/boxoffice/inventory/v1/inventory_pb";
 import { AVAILABLE, HELD, SOLD, SeatMapView, type SeatInfo } from "../seatmap";
@@ -12,16 +14,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HoldSeatsRequestSchema } from "../gen/boxoffice/inventory/v1/inventory_pb";
 
 const MAX_PICK = 10;
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = window.setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      window.clearTimeout(timer);
-      resolve();
-    });
-  });
-}
+const QUEUE_REASONS = new Set(["ADMISSION_REQUIRED", "ADMISSION_TOKEN_INVALID", "ADMISSION_TOKEN_EXPIRED"]);
 
 export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId: string): Promise<void> {
   const status = statusLine();
@@ -124,13 +117,20 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
     holdButton.disabled = true;
     status.info("Holding your seats…");
     try {
-      const held = await inventory.holdSeats(request, { signal });
+      const held = await inventory.holdSeats({ ...request, admissionToken: admission(eventId) }, { signal });
       status.info("Seats held. Preparing your order…");
       const booking = await checkout.createBooking({ hold: held.name, idempotencyKey: uuid() }, { signal });
       sessionStorage.removeItem(storageKey);
       navigate(`/checkout/${booking.name.replace(/^bookings\//, "")}`);
     } catch (error) {
       if (signal.aborted) return;
+      const reason = reasonOf(error);
+      if (reason && QUEUE_REASONS.has(reason)) {
+        // The waiting room is on: line up, then come back with the picks kept.
+        setAdmission(eventId, "", 0);
+        navigate(`/events/${eventId}/queue`);
+        return;
+      }
       status.error(describe(error));
       holdButton.disabled = picked.size === 0;
     }
@@ -238,6 +238,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
   );
 
   requestAnimationFrame(() => window.setTimeout(() => performance.measure("seatmap-draw", "seatmap-start"), 0));
+  if (admission(eventId)) status.info("You're through the waiting room: hold your seats now.");
 
   try {
     const saved = JSON.parse(sessionStorage.getItem(storageKey) ?? "[]") as number[];
