@@ -187,9 +187,18 @@ export class SeatMapView {
       },
       { passive: false },
     );
-    let start: { x: number; y: number; vx: number; vy: number } | null = null;
+    // A drag moves the drawn map as one composited layer (a CSS transform,
+    // at most once a frame) and sets the new viewBox only when it ends: the
+    // 16,752 circles are not laid out again for every pointer move. While
+    // dragging, the SVG shows what lies beyond its viewBox too, so the parts
+    // pulled into view are there.
+    let start: { x: number; y: number; vx: number; vy: number; perPixel: number } | null = null;
+    let offset = { dx: 0, dy: 0 };
+    let frame = 0;
     this.svg.addEventListener("pointerdown", (event) => {
-      start = { x: event.clientX, y: event.clientY, vx: this.view.x, vy: this.view.y };
+      const rect = this.svg.getBoundingClientRect();
+      const perPixel = Math.max(this.view.w / rect.width, this.view.h / rect.height);
+      start = { x: event.clientX, y: event.clientY, vx: this.view.x, vy: this.view.y, perPixel };
       this.dragged = false;
     });
     this.svg.addEventListener("pointermove", (event) => {
@@ -197,14 +206,28 @@ export class SeatMapView {
       const dx = event.clientX - start.x;
       const dy = event.clientY - start.y;
       if (!this.dragged && Math.hypot(dx, dy) < 4) return;
-      if (!this.dragged) this.svg.setPointerCapture(event.pointerId);
+      if (!this.dragged) {
+        this.svg.setPointerCapture(event.pointerId);
+        this.svg.classList.add("panning");
+      }
       this.dragged = true;
-      const rect = this.svg.getBoundingClientRect();
-      const perPixel = Math.max(this.view.w / rect.width, this.view.h / rect.height);
-      this.view = { ...this.view, x: start.vx - dx * perPixel, y: start.vy - dy * perPixel };
-      this.apply();
+      offset = { dx, dy };
+      if (!frame) {
+        frame = requestAnimationFrame(() => {
+          frame = 0;
+          this.svg.style.transform = `translate(${offset.dx}px, ${offset.dy}px)`;
+        });
+      }
     });
     const end = () => {
+      if (start && this.dragged) {
+        cancelAnimationFrame(frame);
+        frame = 0;
+        this.view = { ...this.view, x: start.vx - offset.dx * start.perPixel, y: start.vy - offset.dy * start.perPixel };
+        this.svg.style.transform = "";
+        this.svg.classList.remove("panning");
+        this.apply();
+      }
       start = null;
       // Let the click that ends a drag see `dragged`, then reset.
       window.setTimeout(() => (this.dragged = false), 0);
