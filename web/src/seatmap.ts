@@ -46,6 +46,10 @@ function seatRadius(rows: SeatMap["sections"][number]["rows"]): number {
   return Number.isFinite(closest) ? Math.min(0.42, Math.max(0.04, closest * 0.45)) : 0.42;
 }
 
+function escapeAttribute(text: string): string {
+  return text.replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c] ?? c);
+}
+
 /** Seat i is bit (7 - i % 8) of byte i / 8. */
 export function bit(bitmap: Uint8Array, index: number): boolean {
   const byte = bitmap[index >> 3] ?? 0;
@@ -69,22 +73,19 @@ export class SeatMapView {
     this.svg.setAttribute("role", "img");
     this.svg.setAttribute("aria-label", "Seat map: the stage and every seat, coloured by price and availability");
     let minX = 0, minY = 0, maxX = 0, maxY = 0;
-    const fragment = document.createDocumentFragment();
+    // One markup string parsed once is several times faster than 16,752
+    // createElementNS calls; only numbers and escaped names go into it.
+    const markup: string[] = [];
+    const order: number[] = [];
     for (const section of map.sections) {
       if (section.kind !== SectionKind.SEATED) continue;
-      const group = document.createElementNS(SVG, "g");
-      group.setAttribute("class", `section ${section.priceTierId ? tierClass(section.priceTierId) : "off-sale"}`);
-      group.dataset.section = section.name;
-      const radius = String(seatRadius(section.rows));
+      const tier = section.priceTierId ? tierClass(section.priceTierId) : "off-sale";
+      markup.push(`<g class="section ${escapeAttribute(tier)}" data-section="${escapeAttribute(section.name)}">`);
+      const radius = seatRadius(section.rows);
       for (const row of section.rows) {
         for (const seat of row.seats) {
-          const circle = document.createElementNS(SVG, "circle");
-          circle.setAttribute("cx", String(seat.x));
-          circle.setAttribute("cy", String(seat.y));
-          circle.setAttribute("r", radius);
-          circle.dataset.i = String(seat.seatIndex);
-          group.append(circle);
-          this.circles[seat.seatIndex] = circle;
+          markup.push(`<circle cx="${seat.x}" cy="${seat.y}" r="${radius}" data-i="${seat.seatIndex}"/>`);
+          order.push(seat.seatIndex);
           this.seats.set(seat.seatIndex, {
             index: seat.seatIndex,
             section: section.name,
@@ -99,16 +100,12 @@ export class SeatMapView {
           maxY = Math.max(maxY, seat.y);
         }
       }
-      fragment.append(group);
+      markup.push("</g>");
     }
-    const stage = document.createElementNS(SVG, "text");
-    stage.setAttribute("x", "0");
-    stage.setAttribute("y", "0");
-    stage.setAttribute("class", "stage");
-    stage.setAttribute("text-anchor", "middle");
-    stage.textContent = "STAGE";
-    fragment.append(stage);
-    this.svg.append(fragment);
+    markup.push(`<text x="0" y="0" class="stage" text-anchor="middle">STAGE</text>`);
+    this.svg.innerHTML = markup.join("");
+    const circles = this.svg.getElementsByTagName("circle");
+    for (let i = 0; i < order.length; i++) this.circles[order[i]] = circles[i] as SVGCircleElement;
     const pad = 3;
     this.home = { x: minX - pad, y: minY - pad, w: maxX - minX + 2 * pad, h: maxY - minY + 2 * pad };
     this.view = { ...this.home };
@@ -189,9 +186,9 @@ export class SeatMapView {
     );
     // A drag moves the drawn map as one composited layer (a CSS transform,
     // at most once a frame) and sets the new viewBox only when it ends: the
-    // 16,752 circles are not laid out again for every pointer move. While
-    // dragging, the SVG shows what lies beyond its viewBox too, so the parts
-    // pulled into view are there.
+    // 16,752 circles are not laid out again for every pointer move. The SVG
+    // draws what lies beyond its viewBox too (the frame clips it), so the
+    // parts pulled into view are there.
     let start: { x: number; y: number; vx: number; vy: number; perPixel: number } | null = null;
     let offset = { dx: 0, dy: 0 };
     let frame = 0;

@@ -290,7 +290,7 @@ describe("a buyer", () => {
   });
 
   it("sees the tickets with QR codes that carry the ticket codes, and cancels with the refund shown first", async () => {
-    await buyer.getByRole("link", { name: "My tickets" }).click();
+    await buyer.getByRole("link", { name: "My tickets", exact: true }).click();
     await buyer.waitForURL(/\/tickets$/);
     const booking = buyer.locator(".booking").first();
     await booking.waitFor();
@@ -436,12 +436,12 @@ describe("an organiser", () => {
     await organiser.getByLabel("Ends").fill(`${wallClock(start, "Europe/London").slice(0, 10)}T23:00`);
     const tier = organiser.locator(".tier").first();
     await tier.getByLabel("Name").fill("Stalls");
-    await tier.getByLabel("Price").fill("25");
+    await tier.getByLabel("Price", { exact: true }).fill("25");
     await tier.getByLabel(/Standing/).uncheck();
     await organiser.getByRole("button", { name: "Add a price tier" }).click();
     const standing = organiser.locator(".tier").nth(1);
     await standing.getByLabel("Name").fill("Standing");
-    await standing.getByLabel("Price").fill("15");
+    await standing.getByLabel("Price", { exact: true }).fill("15");
     await standing.getByLabel(/Standing/).check();
     await check(organiser, "19-new-event");
     await organiser.getByRole("button", { name: "Create draft" }).click();
@@ -449,11 +449,11 @@ describe("an organiser", () => {
     await organiser.locator("#event-status", { hasText: "Draft" }).waitFor();
     assert.equal(await organiser.locator(".tier").count(), 2);
 
-    await organiser.locator(".tier").first().getByLabel("Price").fill("27.50");
+    await organiser.locator(".tier").first().getByLabel("Price", { exact: true }).fill("27.50");
     await organiser.getByRole("button", { name: "Save changes" }).click();
     await organiser.waitForURL(/\?saved=updated$/);
     await organiser.locator(".tier").first().waitFor();
-    assert.equal(await organiser.locator(".tier").first().getByLabel("Price").inputValue(), "27.50");
+    assert.equal(await organiser.locator(".tier").first().getByLabel("Price", { exact: true }).inputValue(), "27.50");
 
     await organiser.getByRole("button", { name: "Publish" }).click();
     await organiser.waitForURL(/\?saved=published$/);

@@ -392,8 +392,10 @@ export async function eventEditorPage(root: HTMLElement, signal: AbortSignal, ev
   let venueSections: { id: string; name: string; kind: SectionKind; capacity: number }[] = [];
   let timeZone = event?.timeZone || localZone();
 
+  let drawn = 0;
   const renderTier = (tier?: MessageInitShape<typeof PriceTierSchema>) => {
-    const index = tiers.length;
+    // Ids stay unique when tiers are removed and added; labels count from 1.
+    const index = drawn++;
     const name = h("input", { id: `tier-name-${index}`, required: true, value: tier?.name ?? "", disabled: !draft });
     const price = h("input", {
       id: `tier-price-${index}`,
@@ -452,6 +454,7 @@ export async function eventEditorPage(root: HTMLElement, signal: AbortSignal, ev
   const loadVenue = async () => {
     venueSections = [];
     tiers.length = 0;
+    drawn = 0;
     tiersBody.replaceChildren();
     if (!venue.value) return;
     try {
