@@ -48,6 +48,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
   // page (the browser test reports it as "seatmap-draw").
   performance.mark("seatmap-start");
   const view = new SeatMapView(map, tierClass, (seat) => toggle(seat));
+  performance.measure("seatmap-build", "seatmap-start");
 
   function refreshPicked(): void {
     pickedList.replaceChildren(
