@@ -7,7 +7,7 @@
 // page got from WatchQueue; without one the buyer is sent to the queue.
 import { admission, catalog, checkout, describe, inventory, money, reasonOf, session, setAdmission, when } from "../api";
 import { h, link, navigate, sleep, statusLine, uuid } from "../dom";
-import { SectionKind, type Event, type SeatMap } from "../gen/boxoffice/catalog/v1/catalog_pb";
+import { EventStatus, SectionKind, type Event, type SeatMap } from "../gen/boxoffice/catalog/v1/catalog_pb";
 import { ChangeKind } from "../gen/boxoffice/inventory/v1/inventory_pb";
 import { AVAILABLE, HELD, SOLD, SeatMapView, type SeatInfo } from "../seatmap";
 import type { MessageInitShape } from "@bufbuild/protobuf";
@@ -37,6 +37,8 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
   const tierClass = (id: string) => `tier-${Math.min(tierIndex.get(id) ?? 0, 5)}`;
 
   const picked = new Set<number>();
+  // Until the first snapshot says otherwise; a cancelled event never sells.
+  let onSale = event.status !== EventStatus.CANCELLED;
   const storageKey = `boxoffice.picked.${eventId}`;
   const pickedList = h("ul", { class: "picked-list", "aria-label": "Seats you picked" });
   const total = h("p", { class: "total" });
@@ -69,7 +71,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
     const currency = tiers.find(Boolean)?.currencyCode ?? "";
     const sum = tiers.reduce((acc, price) => acc + (price?.amountMinor ?? 0n), 0n);
     total.textContent = picked.size ? `${picked.size} seat${picked.size > 1 ? "s" : ""}: ${money({ currencyCode: currency, amountMinor: sum })}` : "";
-    holdButton.disabled = picked.size === 0;
+    holdButton.disabled = picked.size === 0 || !onSale;
     holdButton.textContent = picked.size ? `Hold ${picked.size} seat${picked.size > 1 ? "s" : ""}` : "Hold seats";
     sessionStorage.setItem(storageKey, JSON.stringify([...picked]));
   }
@@ -133,7 +135,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
         return;
       }
       status.error(describe(error));
-      holdButton.disabled = picked.size === 0;
+      holdButton.disabled = picked.size === 0 || !onSale;
     }
   }
   holdButton.addEventListener("click", () =>
@@ -156,6 +158,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
       ),
   );
   const quantity = h("input", { id: "best-quantity", name: "quantity", type: "number", min: 1, max: MAX_PICK, value: 2, inputmode: "numeric" });
+  const bestButton = h("button", { type: "submit" }, "Find best seats");
   const bestForm = h(
     "form",
     {
@@ -178,7 +181,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
     quantity,
     h("label", { for: "best-section" }, "Where"),
     sectionChoice,
-    h("button", { type: "submit" }, "Find best seats"),
+    bestButton,
   );
 
   const legend = h(
@@ -249,6 +252,12 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
   }
   refreshPicked();
 
+  const setOnSale = (value: boolean) => {
+    onSale = value && event.status !== EventStatus.CANCELLED;
+    bestButton.disabled = !onSale;
+    refreshPicked();
+  };
+
   const countAvailable = () => {
     let free = 0;
     for (const [index, seat] of view.seats) if (seat.tierId && view.state[index] === AVAILABLE) free++;
@@ -266,6 +275,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
           view.setAll(update.value.sold, update.value.held);
           cursor = update.value.cursor;
           live.textContent = update.value.onSale ? "Live:" : "Not on sale right now.";
+          setOnSale(update.value.onSale);
           live.dataset.state = "live";
           if (first) {
             first = false;
@@ -282,6 +292,14 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
             : change.kind === ChangeKind.RELEASED || change.kind === ChangeKind.EXPIRED || change.kind === ChangeKind.UNSOLD ? AVAILABLE
             : undefined;
           if (next !== undefined) for (const index of change.seatIndexes) view.set(index, next);
+          if (change.kind === ChangeKind.STATUS) {
+            // Sales stopped or started: ask which.
+            const now = await inventory.getAvailability({ eventId }, { signal }).catch(() => undefined);
+            if (now) {
+              live.textContent = now.onSale ? "Live:" : "Not on sale right now.";
+              setOnSale(now.onSale);
+            }
+          }
         }
         dropTaken();
         countAvailable();
