@@ -223,6 +223,7 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
   let generation = 0;
   const show = async (withSuggestions = false) => {
     const mine = ++generation;
+    list.setAttribute("aria-busy", "true");
     remember();
     const query = input.value.trim();
     try {
@@ -266,6 +267,8 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
     } catch (error) {
       if (signal.aborted || mine !== generation) return;
       status.error(describe(error));
+    } finally {
+      if (mine === generation) list.removeAttribute("aria-busy");
     }
   };
 
