@@ -71,7 +71,11 @@ export class SeatMapView {
     this.svg = document.createElementNS(SVG, "svg");
     this.svg.setAttribute("class", "seatmap");
     this.svg.setAttribute("role", "img");
-    this.svg.setAttribute("aria-label", "Seat map: the stage and every seat, coloured by price and availability");
+    this.svg.setAttribute(
+      "aria-label",
+      "Seat map: the stage and every seat, coloured by price and availability. Arrow keys move it, + and − zoom, 0 resets.",
+    );
+    this.svg.setAttribute("tabindex", "0");
     let minX = 0, minY = 0, maxX = 0, maxY = 0;
     // One markup string parsed once is several times faster than 16,752
     // createElementNS calls; only numbers and escaped names go into it.
@@ -120,6 +124,22 @@ export class SeatMapView {
       if (seat) onPick(seat);
     });
     this.enablePanZoom();
+    this.svg.addEventListener("keydown", (event) => {
+      const step = 0.15;
+      const moves: Record<string, [number, number]> = { ArrowLeft: [-step, 0], ArrowRight: [step, 0], ArrowUp: [0, -step], ArrowDown: [0, step] };
+      const move = moves[event.key];
+      const centre = () => [this.view.x + this.view.w / 2, this.view.y + this.view.h / 2] as const;
+      if (move) {
+        this.view = { ...this.view, x: this.view.x + move[0] * this.view.w, y: this.view.y + move[1] * this.view.h };
+        this.apply();
+      } else if (event.key === "+" || event.key === "=") this.zoom(0.7, ...centre());
+      else if (event.key === "-" || event.key === "_") this.zoom(1 / 0.7, ...centre());
+      else if (event.key === "0") {
+        this.view = { ...this.home };
+        this.apply();
+      } else return;
+      event.preventDefault();
+    });
 
     const zoom = (factor: number) => () => this.zoom(factor, this.view.x + this.view.w / 2, this.view.y + this.view.h / 2);
     this.element = h(

@@ -223,6 +223,16 @@ describe("a buyer", () => {
     });
     t.diagnostic(`measured: panning the arena map at ${fps.toFixed(1)} frames/s`);
     await watcher.getByRole("button", { name: "Reset" }).click();
+
+    // The keyboard moves and zooms the map too.
+    const map = watcher.locator("svg.seatmap");
+    const home = await map.getAttribute("viewBox");
+    await map.focus();
+    await watcher.keyboard.press("+");
+    await watcher.keyboard.press("ArrowRight");
+    assert.notEqual(await map.getAttribute("viewBox"), home, "+ and the arrows zoom and move the map");
+    await watcher.keyboard.press("0");
+    assert.equal(await map.getAttribute("viewBox"), home, "0 resets it");
   });
 
   it("is sent to log in when holding seats, and back with the seats kept", async () => {
@@ -368,7 +378,7 @@ describe("the waiting room", () => {
     await organiser.waitForURL(new RegExp(`/organiser/events/${id}$`));
     await organiser.locator("#wr-rate").waitFor();
     await organiser.getByLabel("Buyers let through per second").fill("1");
-    await organiser.getByLabel(/Opens at/).fill(wallClock(new Date(Date.now() + 10_000), "Europe/London"));
+    await organiser.getByLabel(/Opens at/).fill(wallClock(new Date(Date.now() + 15_000), "Europe/London"));
     await organiser.getByRole("button", { name: "Apply" }).click();
     await organiser.locator("#wr-result", { hasText: "Waiting room on" }).waitFor();
     await check(organiser, "15-organiser-waiting-room");
