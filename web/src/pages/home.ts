@@ -98,6 +98,9 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
   const nearButton = h("button", { type: "button", id: "near-me", "aria-pressed": "false" }, "Near me");
   const clear = h("button", { type: "button", class: "link", id: "clear-filters" }, "Clear filters");
   let near: { latitude: number; longitude: number } | null = null;
+  // The next page of whatever the list shows now.
+  const more = h("button", { type: "button", id: "more", class: "more", hidden: true }, "Show more events");
+  let nextPage: ((signal: AbortSignal) => Promise<void>) | null = null;
 
   root.append(
     h(
@@ -123,7 +126,7 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
       ),
     ),
     status.element,
-    h("section", { "aria-labelledby": "results-heading" }, heading, list),
+    h("section", { "aria-labelledby": "results-heading" }, heading, list, more),
   );
 
   // Cities come from the search engine's facets over every upcoming event.
@@ -233,9 +236,34 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
         heading.textContent = "Upcoming events";
         list.replaceChildren(...answer.events.map((event) => card(event)));
         options = [];
+        let token = answer.nextPageToken;
+        nextPage = token
+          ? async (signal) => {
+              const page = await catalog.listEvents({ pageSize: 24, pageToken: token }, { signal });
+              if (mine !== generation) return;
+              list.append(...page.events.map((event) => card(event)));
+              token = page.nextPageToken;
+              if (!token) nextPage = null;
+            }
+          : null;
       } else {
-        const answer = await catalog.searchEvents(request(24), { signal });
+        const asked = request(24);
+        const answer = await catalog.searchEvents(asked, { signal });
         if (mine !== generation) return;
+        let token = answer.nextPageToken;
+        nextPage = token
+          ? async (signal) => {
+              const page = await catalog.searchEvents({ ...asked, pageToken: token }, { signal });
+              if (mine !== generation) return;
+              list.append(
+                ...page.hits.flatMap((hit) =>
+                  hit.event ? [card(hit.event, hit.highlightedTitle, hit.highlightedPerformers, near ? hit.distanceKm : undefined)] : [],
+                ),
+              );
+              token = page.nextPageToken;
+              if (!token) nextPage = null;
+            }
+          : null;
         const count = `${answer.estimatedTotalHits} event${answer.estimatedTotalHits === 1n ? "" : "s"}`;
         heading.textContent = query ? `${count} for “${query}”` : `${count}${near ? " near you" : ""}`;
         list.replaceChildren(
@@ -259,6 +287,7 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
             ]
           : [];
       }
+      more.hidden = !nextPage;
       active = -1;
       if (withSuggestions) renderSuggestions();
       else closeSuggestions();
@@ -271,6 +300,19 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
       if (mine === generation) list.removeAttribute("aria-busy");
     }
   };
+
+  more.addEventListener("click", async () => {
+    if (!nextPage) return;
+    const mine = generation;
+    more.disabled = true;
+    try {
+      await nextPage(signal);
+    } catch (error) {
+      if (!signal.aborted) status.error(describe(error));
+    }
+    if (mine === generation) more.hidden = !nextPage;
+    more.disabled = false;
+  });
 
   let timer: number | undefined;
   input.addEventListener("input", () => {
