@@ -124,6 +124,7 @@ describe("a buyer", () => {
     // Suggestions while typing; the keyboard picks one.
     await search.fill("");
     await search.pressSequentially("midnig", { delay: 30 });
+    await buyer.waitForFunction(() => document.getElementById("results-heading")?.textContent?.endsWith("for “midnig”"));
     const listbox = buyer.getByRole("listbox", { name: "Suggestions" });
     await listbox.waitFor();
     const options = await listbox.getByRole("option").allTextContents();

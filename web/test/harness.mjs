@@ -5,7 +5,7 @@
 // page under test.
 import { spawn, spawnSync } from "node:child_process";
 import { createServer } from "node:net";
-import { mkdirSync, openSync } from "node:fs";
+import { mkdirSync, openSync, readdirSync, rmSync } from "node:fs";
 import { randomBytes } from "node:crypto";
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -68,6 +68,8 @@ export class System {
     const binary = process.env.BOXOFFICE_BIN;
     if (!binary) throw new Error("BOXOFFICE_BIN names the boxoffice binary");
     mkdirSync(artifacts, { recursive: true });
+    // Only this run's screenshots: drop an earlier run's (named NN-page.png).
+    for (const name of readdirSync(artifacts)) if (/^\d\d-[\w-]+\.png$/.test(name)) rmSync(path.join(artifacts, name));
     const port = await freePort();
     this.base = `http://127.0.0.1:${port}`;
     const log = openSync(path.join(artifacts, "boxoffice-up.log"), "w");

@@ -250,7 +250,8 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
         const asked = request(24);
         const answer = await catalog.searchEvents(asked, { signal });
         if (mine !== generation) return;
-        let token = answer.nextPageToken;
+        // A short page is the last one, whatever the token says.
+        let token = answer.hits.length === asked.pageSize ? answer.nextPageToken : "";
         nextPage = token
           ? async (signal) => {
               const page = await catalog.searchEvents({ ...asked, pageToken: token }, { signal });
@@ -260,7 +261,7 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
                   hit.event ? [card(hit.event, hit.highlightedTitle, hit.highlightedPerformers, near ? hit.distanceKm : undefined)] : [],
                 ),
               );
-              token = page.nextPageToken;
+              token = page.hits.length === asked.pageSize ? page.nextPageToken : "";
               if (!token) nextPage = null;
             }
           : null;
@@ -317,6 +318,7 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
   let timer: number | undefined;
   input.addEventListener("input", () => {
     window.clearTimeout(timer);
+    if (!input.value.trim()) closeSuggestions();
     timer = window.setTimeout(() => void show(true), 150);
   });
   for (const control of [from, until, city, category, radius]) control.addEventListener("change", () => void show());
