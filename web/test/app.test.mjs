@@ -127,6 +127,8 @@ describe("a buyer", () => {
     await buyer.waitForFunction(() => document.getElementById("results-heading")?.textContent?.endsWith("for “midnig”"));
     const listbox = buyer.getByRole("listbox", { name: "Suggestions" });
     await listbox.waitFor();
+    const hits = await buyer.locator(".cards .card").count();
+    assert.equal(await buyer.getByRole("button", { name: "Show more events" }).isHidden(), hits < 24, `${hits} hits: more only when a page is full`);
     const options = await listbox.getByRole("option").allTextContents();
     assert.ok(options.some((o) => o.startsWith("The Midnight Echoes · artist")), `suggestions: ${options}`);
     assert.equal(await search.getAttribute("aria-expanded"), "true");
