@@ -49,7 +49,18 @@ export function setSession(value: Session | null): void {
 const withToken: Interceptor = (next) => async (request) => {
   const current = session();
   if (current) request.header.set("authorization", `Bearer ${current.token}`);
-  return next(request);
+  try {
+    return await next(request);
+  } catch (error) {
+    // A token the edge no longer accepts (it expired, or `boxoffice up` was
+    // restarted with a new signing key) is dropped: the user logs in again
+    // instead of every call failing.
+    if (current && session()?.token === current.token) {
+      const reason = reasonOf(error);
+      if (reason === "TOKEN_INVALID" || reason === "TOKEN_EXPIRED") setSession(null);
+    }
+    throw error;
+  }
 };
 
 const transport = createGrpcWebTransport({

@@ -356,6 +356,14 @@ describe("a buyer", () => {
     assert.equal(await buyer.evaluate(() => localStorage.getItem("boxoffice.session")), null);
     await buyer.goto(`${system.base}/tickets`);
     await buyer.waitForURL(/\/login\?next=%2Ftickets$/);
+
+    // A token the edge no longer accepts (a restarted `boxoffice up` signs with a new key) is dropped too.
+    await buyer.evaluate(() =>
+      localStorage.setItem("boxoffice.session", JSON.stringify({ token: "not-a-token", email: "x@example.com", expiresAt: Date.now() + 60_000 })),
+    );
+    await buyer.goto(`${system.base}/tickets`);
+    await buyer.waitForURL(/\/login\?next=%2Ftickets$/);
+    assert.equal(await buyer.evaluate(() => localStorage.getItem("boxoffice.session")), null);
   });
 });
 
