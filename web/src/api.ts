@@ -4,10 +4,10 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { CatalogService } from "./gen/boxoffice/catalog/v1/catalog_pb";
-import { InventoryService } from "./gen/boxoffice/inventory/v1/inventory_pb";
+import { InventoryService, WaitingRoomService } from "./gen/boxoffice/inventory/v1/inventory_pb";
 import { CheckoutService } from "./gen/boxoffice/checkout/v1/checkout_pb";
 import { AccountsService } from "./gen/boxoffice/accounts/v1/accounts_pb";
-import { ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
+import { BadRequestSchema, ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
 
 const SESSION_KEY = "boxoffice.session";
 
@@ -15,6 +15,14 @@ export interface Session {
   token: string;
   email: string;
   expiresAt: number;
+  /** Display name, when the account has one. */
+  name?: string;
+  /** "admin" opens the organiser pages (the server checks every call anyway). */
+  roles?: string[];
+}
+
+export function isAdmin(): boolean {
+  return session()?.roles?.includes("admin") ?? false;
 }
 
 export function session(): Session | null {
@@ -41,7 +49,18 @@ export function setSession(value: Session | null): void {
 const withToken: Interceptor = (next) => async (request) => {
   const current = session();
   if (current) request.header.set("authorization", `Bearer ${current.token}`);
-  return next(request);
+  try {
+    return await next(request);
+  } catch (error) {
+    // A token the edge no longer accepts (it expired, or `boxoffice up` was
+    // restarted with a new signing key) is dropped: the user logs in again
+    // instead of every call failing.
+    if (current && session()?.token === current.token) {
+      const reason = reasonOf(error);
+      if (reason === "TOKEN_INVALID" || reason === "TOKEN_EXPIRED") setSession(null);
+    }
+    throw error;
+  }
 };
 
 const transport = createGrpcWebTransport({
@@ -53,6 +72,22 @@ export const catalog = createClient(CatalogService, transport);
 export const inventory = createClient(InventoryService, transport);
 export const checkout = createClient(CheckoutService, transport);
 export const accounts = createClient(AccountsService, transport);
+export const waitingRoom = createClient(WaitingRoomService, transport);
+
+/** The admission token WatchQueue gave this browser for an event, while it is valid. */
+export function admission(eventId: string): string {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(`boxoffice.admission.${eventId}`) ?? "null") as { token: string; expiresAt: number } | null;
+    return saved && saved.expiresAt > Date.now() ? saved.token : "";
+  } catch {
+    return "";
+  }
+}
+
+export function setAdmission(eventId: string, token: string, expiresAt: number): void {
+  if (token) sessionStorage.setItem(`boxoffice.admission.${eventId}`, JSON.stringify({ token, expiresAt }));
+  else sessionStorage.removeItem(`boxoffice.admission.${eventId}`);
+}
 
 /** What a buyer should read for each ErrorInfo reason the services send. */
 const REASONS: Record<string, string> = {
@@ -92,7 +127,23 @@ const REASONS: Record<string, string> = {
   PAYMENT_DECLINED: "The card was declined.",
   BOOKING_EXPIRED: "This booking ran out before it was paid.",
   BOOKING_NOT_FOUND: "There is no such booking.",
+  WAITING_ROOM_OFF: "This event has no waiting room right now: pick your seats directly.",
+  NOT_IN_QUEUE: "You are not in this event's queue yet.",
+  IDEMPOTENCY_KEY_REUSED: "That request was already sent with other details. Reload the page and try again.",
+  CONFIRMATION_INTERRUPTED: "Your payment was interrupted. Try paying again.",
+  ADMIN_REQUIRED: "Only organisers can do that. Log in with an organiser account.",
+  EVENT_NOT_DRAFT: "Prices can only change while the event is a draft.",
+  EVENT_HAS_NO_PRICE_TIERS: "Add at least one price tier before publishing.",
+  SEARCH_NOT_AVAILABLE: "Search is unavailable right now. Try again in a moment.",
+  NOT_FOUND: "That could not be found. It may have been removed.",
+  INTERNAL: "Something went wrong on our side. Try again in a moment.",
 };
+
+/** Field names as a person reads them, for INVALID_FIELD errors. */
+function fieldName(field: string): string {
+  const last = field.split(".").pop() ?? field;
+  return last.replaceAll("_", " ").replace(/\[\d+\]/g, "");
+}
 
 /** The ErrorInfo reason of a failed call, if it carried one. */
 export function reasonOf(error: unknown): string | undefined {
@@ -103,6 +154,13 @@ export function reasonOf(error: unknown): string | undefined {
 /** A sentence for the person in front of the screen; never a code alone. */
 export function describe(error: unknown): string {
   const reason = reasonOf(error);
+  if (reason === "INVALID_FIELD" && error instanceof ConnectError) {
+    // The BadRequest detail says which field and why; ErrorInfo names the field.
+    const violation = error.findDetails(BadRequestSchema)[0]?.fieldViolations[0];
+    const field = violation?.field || error.findDetails(ErrorInfoSchema)[0]?.metadata.field || "";
+    const why = violation?.description || error.rawMessage.replace(/^[^:]*:\s*/, "");
+    return `Please check ${fieldName(field) || "the form"}: ${why}.`.replace(/\.\.$/, ".");
+  }
   if (reason && REASONS[reason]) return REASONS[reason];
   if (error instanceof ConnectError) {
     if (error.code === Code.Unauthenticated) return REASONS.UNAUTHENTICATED;
@@ -111,6 +169,7 @@ export function describe(error: unknown): string {
     const sentence = text.charAt(0).toUpperCase() + text.slice(1);
     return reason ? `${sentence} (${reason.toLowerCase().replaceAll("_", " ")})` : sentence;
   }
+  if (error instanceof Error && error.message && !(error instanceof TypeError)) return error.message;
   return "Something went wrong. Check your connection and try again.";
 }
 

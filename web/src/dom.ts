@@ -23,8 +23,9 @@ export function h<K extends keyof HTMLElementTagNameMap>(
   return element;
 }
 
-export function navigate(path: string): void {
-  history.pushState(null, "", path);
+export function navigate(path: string, options: { replace?: boolean } = {}): void {
+  if (options.replace) history.replaceState(null, "", path);
+  else history.pushState(null, "", path);
   window.dispatchEvent(new Event("navigate"));
 }
 
@@ -53,6 +54,25 @@ export function statusLine(): { element: HTMLElement; error(text: string): void;
       element.className = "status";
     },
   };
+}
+
+/** A labelled form field: the label, then the control, in one block. */
+export function field(label: string, control: HTMLElement, hint?: string): HTMLElement {
+  const id = control.id || `f-${Math.random().toString(36).slice(2, 9)}`;
+  control.id = id;
+  const hintId = hint ? `${id}-hint` : undefined;
+  if (hintId) control.setAttribute("aria-describedby", hintId);
+  return h("div", { class: "field" }, h("label", { for: id }, label), control, hint ? h("small", { id: hintId, class: "hint" }, hint) : null);
+}
+
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = window.setTimeout(resolve, ms);
+    signal?.addEventListener("abort", () => {
+      window.clearTimeout(timer);
+      resolve();
+    });
+  });
 }
 
 export function uuid(): string {

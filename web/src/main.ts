@@ -1,23 +1,32 @@
 // The app shell: a client-side router over the History API and the account
 // links in the header. Every page gets an AbortSignal that fires when the
-// user leaves it, so streams (live seat maps) close with the page.
+// user leaves it, so streams (live seat maps, the queue) close with the page.
 import "./style.css";
-import { session, setSession } from "./api";
+import { isAdmin, session, setSession } from "./api";
 import { h, link, navigate } from "./dom";
 import { homePage } from "./pages/home";
 import { eventPage } from "./pages/event";
-import { loginPage } from "./pages/login";
+import { loginPage, registerPage } from "./pages/login";
 import { checkoutPage } from "./pages/checkout";
-import { bookingsPage } from "./pages/bookings";
+import { ticketsPage } from "./pages/bookings";
+import { queuePage } from "./pages/queue";
+import { adminPage, eventEditorPage, venueEditorPage } from "./pages/admin";
 
 export type Page = (root: HTMLElement, signal: AbortSignal, params: URLSearchParams) => void | Promise<void>;
 
+const UUID = "([0-9a-f-]{36})";
 const routes: [RegExp, (match: RegExpMatchArray) => Page][] = [
   [/^\/$/, () => homePage],
-  [/^\/events\/([0-9a-f-]{36})$/, (m) => (root, signal) => eventPage(root, signal, m[1])],
+  [new RegExp(`^/events/${UUID}$`), (m) => (root, signal) => eventPage(root, signal, m[1])],
+  [new RegExp(`^/events/${UUID}/queue$`), (m) => (root, signal) => queuePage(root, signal, m[1])],
   [/^\/login$/, () => loginPage],
-  [/^\/checkout\/([0-9a-f-]{36})$/, (m) => (root, signal) => checkoutPage(root, signal, m[1])],
-  [/^\/bookings$/, () => bookingsPage],
+  [/^\/register$/, () => registerPage],
+  [new RegExp(`^/checkout/${UUID}$`), (m) => (root, signal) => checkoutPage(root, signal, m[1])],
+  [/^\/(tickets|bookings)$/, () => ticketsPage],
+  [/^\/organiser$/, () => adminPage],
+  [/^\/organiser\/venues\/new$/, () => venueEditorPage],
+  [/^\/organiser\/events\/new$/, () => (root, signal) => eventEditorPage(root, signal, undefined)],
+  [new RegExp(`^/organiser/events/${UUID}$`), (m) => (root, signal) => eventEditorPage(root, signal, m[1])],
 ];
 
 const app = document.getElementById("app") as HTMLElement;
@@ -45,14 +54,16 @@ function renderAccount(): void {
   const current = session();
   if (current) {
     nav.replaceChildren(
-      link("/bookings", "My bookings"),
-      h("span", { class: "who" }, current.email),
+      ...(isAdmin() ? [link("/organiser", "Organiser")] : []),
+      link("/tickets", "My tickets"),
+      h("span", { class: "who" }, current.name || current.email),
       h(
         "button",
         {
           type: "button",
           class: "link",
           onclick: () => {
+            // Dropping the token is all a log-out is until the server keeps sessions.
             setSession(null);
             navigate("/");
           },
@@ -61,7 +72,8 @@ function renderAccount(): void {
       ),
     );
   } else {
-    nav.replaceChildren(link(`/login?next=${encodeURIComponent(location.pathname)}`, "Log in"));
+    const next = encodeURIComponent(location.pathname);
+    nav.replaceChildren(link(`/login?next=${next}`, "Log in"), link(`/register?next=${next}`, "Register"));
   }
 }
 
@@ -72,7 +84,10 @@ document.addEventListener("click", (event) => {
   event.preventDefault();
   navigate(target.pathname + target.search);
 });
-window.addEventListener("popstate", render);
+window.addEventListener("popstate", () => {
+  render();
+  renderAccount();
+});
 window.addEventListener("navigate", () => {
   render();
   renderAccount();

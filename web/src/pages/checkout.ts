@@ -4,6 +4,7 @@ import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { catalog, checkout, describe, isUnauthenticated, money, when } from "../api";
 import { h, link, navigate, statusLine, uuid } from "../dom";
 import { seatLabel } from "../seatmap";
+import { qrCode } from "./bookings";
 import { BookingState, LineItemKind, type Booking } from "../gen/boxoffice/checkout/v1/checkout_pb";
 
 const TEST_CARDS: [string, string][] = [
@@ -64,8 +65,15 @@ export async function checkoutPage(root: HTMLElement, signal: AbortSignal, id: s
       h("p", {}, event ? `${event.title} — ${when(event.startTime, event.timeZone)}` : ""),
       renderSummary(current),
       h("h2", {}, "Your tickets"),
-      h("ul", { class: "tickets" }, ...current.tickets.map((ticket) => h("li", {}, `${seatLabel(map, ticket.seatIndex)} · ${money(ticket.price)}`, h("code", {}, ticket.code)))),
-      h("p", {}, link("/bookings", "See all my bookings")),
+      h(
+        "ul",
+        { class: "tickets" },
+        ...current.tickets.map((ticket) => {
+          const seat = seatLabel(map, ticket.seatIndex);
+          return h("li", { class: "ticket" }, ticket.code ? qrCode(ticket.code, `QR code for ${seat}`) : null, h("div", {}, h("strong", {}, seat), h("p", {}, money(ticket.price))));
+        }),
+      ),
+      h("p", {}, link("/tickets", "See all my tickets")),
     );
   };
 

@@ -2,26 +2,19 @@
 // GetSeatMap kept live by WatchAvailability (a snapshot, then every change;
 // on a dropped stream it resumes from the last cursor). Picking seats, or
 // asking for the best available ones, holds them (HoldSeats) and opens a
-// booking (CreateBooking) whose summary is the checkout page.
-import { catalog, checkout, describe, inventory, money, session, when } from "../api";
-import { h, link, navigate, statusLine, uuid } from "../dom";
-import { SectionKind, type Event, type SeatMap } from "../gen/boxoffice/catalog/v1/catalog_pb";
+// booking (CreateBooking) whose summary is the checkout page. While the
+// event's waiting room is on, a hold needs the admission token the queue
+// page got from WatchQueue; without one the buyer is sent to the queue.
+import { admission, catalog, checkout, describe, inventory, money, reasonOf, session, setAdmission, when } from "../api";
+import { h, link, navigate, sleep, statusLine, uuid } from "../dom";
+import { EventStatus, SectionKind, type Event, type SeatMap } from "../gen/boxoffice/catalog/v1/catalog_pb";
 import { ChangeKind } from "../gen/boxoffice/inventory/v1/inventory_pb";
 import { AVAILABLE, HELD, SOLD, SeatMapView, type SeatInfo } from "../seatmap";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { HoldSeatsRequestSchema } from "../gen/boxoffice/inventory/v1/inventory_pb";
 
 const MAX_PICK = 10;
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = window.setTimeout(resolve, ms);
-    signal.addEventListener("abort", () => {
-      window.clearTimeout(timer);
-      resolve();
-    });
-  });
-}
+const QUEUE_REASONS = new Set(["ADMISSION_REQUIRED", "ADMISSION_TOKEN_INVALID", "ADMISSION_TOKEN_EXPIRED"]);
 
 export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId: string): Promise<void> {
   const status = statusLine();
@@ -44,6 +37,8 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
   const tierClass = (id: string) => `tier-${Math.min(tierIndex.get(id) ?? 0, 5)}`;
 
   const picked = new Set<number>();
+  // Until the first snapshot says otherwise; a cancelled event never sells.
+  let onSale = event.status !== EventStatus.CANCELLED;
   const storageKey = `boxoffice.picked.${eventId}`;
   const pickedList = h("ul", { class: "picked-list", "aria-label": "Seats you picked" });
   const total = h("p", { class: "total" });
@@ -55,6 +50,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
   // page (the browser test reports it as "seatmap-draw").
   performance.mark("seatmap-start");
   const view = new SeatMapView(map, tierClass, (seat) => toggle(seat));
+  performance.measure("seatmap-build", "seatmap-start");
 
   function refreshPicked(): void {
     pickedList.replaceChildren(
@@ -75,7 +71,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
     const currency = tiers.find(Boolean)?.currencyCode ?? "";
     const sum = tiers.reduce((acc, price) => acc + (price?.amountMinor ?? 0n), 0n);
     total.textContent = picked.size ? `${picked.size} seat${picked.size > 1 ? "s" : ""}: ${money({ currencyCode: currency, amountMinor: sum })}` : "";
-    holdButton.disabled = picked.size === 0;
+    holdButton.disabled = picked.size === 0 || !onSale;
     holdButton.textContent = picked.size ? `Hold ${picked.size} seat${picked.size > 1 ? "s" : ""}` : "Hold seats";
     sessionStorage.setItem(storageKey, JSON.stringify([...picked]));
   }
@@ -124,15 +120,22 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
     holdButton.disabled = true;
     status.info("Holding your seats…");
     try {
-      const held = await inventory.holdSeats(request, { signal });
+      const held = await inventory.holdSeats({ ...request, admissionToken: admission(eventId) }, { signal });
       status.info("Seats held. Preparing your order…");
       const booking = await checkout.createBooking({ hold: held.name, idempotencyKey: uuid() }, { signal });
       sessionStorage.removeItem(storageKey);
       navigate(`/checkout/${booking.name.replace(/^bookings\//, "")}`);
     } catch (error) {
       if (signal.aborted) return;
+      const reason = reasonOf(error);
+      if (reason && QUEUE_REASONS.has(reason)) {
+        // The waiting room is on: line up, then come back with the picks kept.
+        setAdmission(eventId, "", 0);
+        navigate(`/events/${eventId}/queue`);
+        return;
+      }
       status.error(describe(error));
-      holdButton.disabled = picked.size === 0;
+      holdButton.disabled = picked.size === 0 || !onSale;
     }
   }
   holdButton.addEventListener("click", () =>
@@ -155,6 +158,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
       ),
   );
   const quantity = h("input", { id: "best-quantity", name: "quantity", type: "number", min: 1, max: MAX_PICK, value: 2, inputmode: "numeric" });
+  const bestButton = h("button", { type: "submit" }, "Find best seats");
   const bestForm = h(
     "form",
     {
@@ -177,7 +181,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
     quantity,
     h("label", { for: "best-section" }, "Where"),
     sectionChoice,
-    h("button", { type: "submit" }, "Find best seats"),
+    bestButton,
   );
 
   const legend = h(
@@ -238,6 +242,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
   );
 
   requestAnimationFrame(() => window.setTimeout(() => performance.measure("seatmap-draw", "seatmap-start"), 0));
+  if (admission(eventId)) status.info("You're through the waiting room: hold your seats now.");
 
   try {
     const saved = JSON.parse(sessionStorage.getItem(storageKey) ?? "[]") as number[];
@@ -246,6 +251,12 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
     /* nothing saved */
   }
   refreshPicked();
+
+  const setOnSale = (value: boolean) => {
+    onSale = value && event.status !== EventStatus.CANCELLED;
+    bestButton.disabled = !onSale;
+    refreshPicked();
+  };
 
   const countAvailable = () => {
     let free = 0;
@@ -264,6 +275,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
           view.setAll(update.value.sold, update.value.held);
           cursor = update.value.cursor;
           live.textContent = update.value.onSale ? "Live:" : "Not on sale right now.";
+          setOnSale(update.value.onSale);
           live.dataset.state = "live";
           if (first) {
             first = false;
@@ -280,6 +292,14 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
             : change.kind === ChangeKind.RELEASED || change.kind === ChangeKind.EXPIRED || change.kind === ChangeKind.UNSOLD ? AVAILABLE
             : undefined;
           if (next !== undefined) for (const index of change.seatIndexes) view.set(index, next);
+          if (change.kind === ChangeKind.STATUS) {
+            // Sales stopped or started: ask which.
+            const now = await inventory.getAvailability({ eventId }, { signal }).catch(() => undefined);
+            if (now) {
+              live.textContent = now.onSale ? "Live:" : "Not on sale right now.";
+              setOnSale(now.onSale);
+            }
+          }
         }
         dropTaken();
         countAvailable();
