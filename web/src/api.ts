@@ -7,6 +7,7 @@ import { CatalogService } from "./gen/boxoffice/catalog/v1/catalog_pb";
 import { InventoryService, WaitingRoomService } from "./gen/boxoffice/inventory/v1/inventory_pb";
 import { CheckoutService } from "./gen/boxoffice/checkout/v1/checkout_pb";
 import { AccountsService } from "./gen/boxoffice/accounts/v1/accounts_pb";
+import { StatsService } from "./gen/boxoffice/stats/v1/stats_pb";
 import { BadRequestSchema, ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
 
 const SESSION_KEY = "boxoffice.session";
@@ -73,6 +74,7 @@ export const inventory = createClient(InventoryService, transport);
 export const checkout = createClient(CheckoutService, transport);
 export const accounts = createClient(AccountsService, transport);
 export const waitingRoom = createClient(WaitingRoomService, transport);
+export const stats = createClient(StatsService, transport);
 
 /** The admission token WatchQueue gave this browser for an event, while it is valid. */
 export function admission(eventId: string): string {

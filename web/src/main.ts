@@ -11,6 +11,7 @@ import { checkoutPage } from "./pages/checkout";
 import { ticketsPage } from "./pages/bookings";
 import { queuePage } from "./pages/queue";
 import { adminPage, eventEditorPage, venueEditorPage } from "./pages/admin";
+import { salesByDatePage, salesPage } from "./pages/sales";
 
 export type Page = (root: HTMLElement, signal: AbortSignal, params: URLSearchParams) => void | Promise<void>;
 
@@ -27,6 +28,8 @@ const routes: [RegExp, (match: RegExpMatchArray) => Page][] = [
   [/^\/organiser\/venues\/new$/, () => venueEditorPage],
   [/^\/organiser\/events\/new$/, () => (root, signal) => eventEditorPage(root, signal, undefined)],
   [new RegExp(`^/organiser/events/${UUID}$`), (m) => (root, signal) => eventEditorPage(root, signal, m[1])],
+  [new RegExp(`^/organiser/events/${UUID}/sales$`), (m) => (root, signal) => salesPage(root, signal, m[1])],
+  [/^\/organiser\/sales$/, () => salesByDatePage],
 ];
 
 const app = document.getElementById("app") as HTMLElement;

@@ -141,18 +141,17 @@ export async function adminPage(root: HTMLElement, signal: AbortSignal): Promise
         "table",
         { class: "events-table" },
         h("caption", {}, caption),
-        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Event"), h("th", { scope: "col" }, "When"), h("th", { scope: "col" }, "Venue"), h("th", { scope: "col" }, "Status"))),
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, "Event"), h("th", { scope: "col" }, "When"), h("th", { scope: "col" }, "Venue"), h("th", { scope: "col" }, "Status"), h("th", { scope: "col" }, "Sales"))),
         body,
       ),
     );
   root.append(
     h("h1", {}, "Organiser"),
-    h("p", { class: "actions" }, link("/organiser/events/new", "New event"), link("/organiser/venues/new", "New venue")),
+    h("p", { class: "actions" }, link("/organiser/events/new", "New event"), link("/organiser/venues/new", "New venue"), link("/organiser/sales", "Sales by date")),
     status.element,
     field("Filter events", filter),
     table("Drafts", drafts),
     table("Published and upcoming", published),
-    h("p", { class: "hint" }, "Sales charts will come with a sales-report API; the API has none yet."),
   );
   const row = (event: Event) =>
     h(
@@ -162,6 +161,7 @@ export async function adminPage(root: HTMLElement, signal: AbortSignal): Promise
       h("td", {}, when(event.startTime, event.timeZone)),
       h("td", {}, event.venue ? `${event.venue.name}, ${event.venue.city}` : ""),
       h("td", {}, STATUS_NAMES[event.status] ?? ""),
+      h("td", {}, h("a", { href: `/organiser/events/${event.id}/sales`, "data-link": true, "aria-label": `Sales of ${event.title}` }, "Sales")),
     );
   try {
     const [draftEvents, publishedEvents] = await Promise.all([
@@ -170,7 +170,7 @@ export async function adminPage(root: HTMLElement, signal: AbortSignal): Promise
     ]);
     drafts.replaceChildren(...draftEvents.map(row));
     published.replaceChildren(...publishedEvents.map(row));
-    if (!draftEvents.length) drafts.append(h("tr", {}, h("td", { colspan: 4 }, "No drafts.")));
+    if (!draftEvents.length) drafts.append(h("tr", {}, h("td", { colspan: 5 }, "No drafts.")));
   } catch (error) {
     if (signal.aborted) return;
     if (isUnauthenticated(error)) return navigate(`/login?next=${encodeURIComponent("/organiser")}`, { replace: true });
@@ -568,7 +568,12 @@ export async function eventEditorPage(root: HTMLElement, signal: AbortSignal, ev
   if (!event) return;
 
   // Publish, cancel, waiting room: what happens to an existing event.
-  const panel = h("section", { class: "lifecycle", "aria-labelledby": "lifecycle-heading" }, h("h2", { id: "lifecycle-heading" }, "Sales"));
+  const panel = h(
+    "section",
+    { class: "lifecycle", "aria-labelledby": "lifecycle-heading" },
+    h("h2", { id: "lifecycle-heading" }, "Sales"),
+    h("p", {}, link(`/organiser/events/${event.id}/sales`, "Sales figures (live)")),
+  );
   root.append(panel);
   const current = event;
   if (current.status === EventStatus.DRAFT) {

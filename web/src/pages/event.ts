@@ -5,7 +5,7 @@
 // booking (CreateBooking) whose summary is the checkout page. While the
 // event's waiting room is on, a hold needs the admission token the queue
 // page got from WatchQueue; without one the buyer is sent to the queue.
-import { admission, catalog, checkout, describe, inventory, money, reasonOf, session, setAdmission, when } from "../api";
+import { admission, catalog, checkout, describe, inventory, isAdmin, money, reasonOf, session, setAdmission, when } from "../api";
 import { h, link, navigate, sleep, statusLine, uuid } from "../dom";
 import { EventStatus, SectionKind, type Event, type SeatMap } from "../gen/boxoffice/catalog/v1/catalog_pb";
 import { ChangeKind } from "../gen/boxoffice/inventory/v1/inventory_pb";
@@ -206,6 +206,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
         h("p", { class: "when" }, when(event.startTime, event.timeZone)),
         h("p", { class: "where" }, event.venue ? `${event.venue.name}, ${event.venue.city}` : ""),
         event.cancelReason ? h("p", { class: "status error" }, `Cancelled: ${event.cancelReason}`) : null,
+        isAdmin() ? h("p", { class: "actions organiser-links" }, link(`/organiser/events/${eventId}/sales`, "Sales figures"), link(`/organiser/events/${eventId}`, "Edit event")) : null,
       ),
       h("p", { class: "description" }, event.description),
       event.performers.length
