@@ -58,21 +58,28 @@ export async function waitFor(what, deadlineMs, probe) {
 }
 
 export class System {
+  /** Names this run's screenshots and log ("" for app.test.mjs, e.g. "sales-" for another file). */
+  prefix;
   server;
   exited = null;
   base;
   browser;
   consoleErrors = [];
 
+  constructor(prefix = "") {
+    this.prefix = prefix;
+  }
+
   async start() {
     const binary = process.env.BOXOFFICE_BIN;
     if (!binary) throw new Error("BOXOFFICE_BIN names the boxoffice binary");
     mkdirSync(artifacts, { recursive: true });
-    // Only this run's screenshots: drop an earlier run's (named NN-page.png).
-    for (const name of readdirSync(artifacts)) if (/^\d\d-[\w-]+\.png$/.test(name)) rmSync(path.join(artifacts, name));
+    // Only this run's screenshots: drop an earlier run's (named <prefix>NN-page.png).
+    const earlier = new RegExp(`^${this.prefix}\\d\\d-[\\w-]+\\.png$`);
+    for (const name of readdirSync(artifacts)) if (earlier.test(name)) rmSync(path.join(artifacts, name));
     const port = await freePort();
     this.base = `http://127.0.0.1:${port}`;
-    const log = openSync(path.join(artifacts, "boxoffice-up.log"), "w");
+    const log = openSync(path.join(artifacts, `${this.prefix}boxoffice-up.log`), "w");
     this.server = spawn(binary, ["up"], {
       env: {
         ...process.env,
