@@ -11,7 +11,7 @@
 // free of errors.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { System, accessibilityProblems, shot } from "./harness.mjs";
+import { System, accessibilityProblems, shot, waitFor } from "./harness.mjs";
 
 const system = new System("sales-");
 before(() => system.start());
@@ -163,6 +163,35 @@ describe("the sales views", () => {
     await organiser.getByRole("button", { name: "Previous page" }).click();
     await organiser.locator("#sales-page", { hasText: "Page 1" }).waitFor();
     await row.waitFor();
+
+    // A second currency: the buyer buys a ticket for an event of the first
+    // page that is priced in another currency than the first event.
+    const firstCurrency = (await row.locator(".net").textContent()).replace(/[\d.,\s]/g, "");
+    let other;
+    for (const id of firstPage.slice(1)) {
+      await buyer.goto(`${system.base}/events/${id}`);
+      await buyer.locator(".live[data-state=live]").waitFor();
+      const prices = await buyer.locator(".legend li").first().textContent();
+      if (!prices.includes(firstCurrency)) {
+        other = id;
+        break;
+      }
+    }
+    assert.ok(other, "the first page has an event in another currency");
+    await buyer.getByLabel("Tickets").fill("1");
+    await buyer.getByRole("button", { name: "Find best seats" }).click();
+    await buyer.waitForURL(/\/checkout\/[0-9a-f-]{36}$/);
+    await buyer.locator("#pay").click();
+    await buyer.locator("#confirmed").waitFor();
+    const otherRow = organiser.locator(`.sales-table tbody tr[data-event="${other}"]`);
+    await waitFor("the second sale in the list", 10_000, async () => {
+      await organiser.getByRole("button", { name: "Show" }).click();
+      await table.waitFor();
+      return (await otherRow.locator(".sold-count").textContent()).startsWith("1 /");
+    });
+    assert.ok(!(await otherRow.locator(".net").textContent()).includes(firstCurrency), "each event's money in its own currency");
+    assert.equal(await organiser.locator("#currency-note").isVisible(), true, "mixed currencies are pointed out");
+    assert.equal(await totals.locator(".net").textContent(), "Several currencies", "no total across currencies");
 
     // A shorter range, kept in the address.
     const soon = new Date(Date.parse(from) + 30 * 86_400_000).toISOString().slice(0, 10);

@@ -55,7 +55,11 @@ function minor(amountMinor: bigint, currency: string): string {
 }
 
 const count = (n: number) => n.toLocaleString();
-const percent = (part: number, whole: number) => (whole ? `${Math.round((part / whole) * 100)}%` : "0%");
+function percent(part: number, whole: number): string {
+  if (!whole || !part) return "0%";
+  const share = (part / whole) * 100;
+  return share < 1 ? "under 1%" : `${Math.round(share)}%`;
+}
 
 function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string, string | number> = {}, text?: string): SVGElementTagNameMap[K] {
   const element = document.createElementNS(SVG, tag);
@@ -67,7 +71,8 @@ function svg<K extends keyof SVGElementTagNameMap>(tag: K, attrs: Record<string,
 /** A bar of sold, held and available seats (decorative: the numbers are in the row). */
 function seatBar(seats: Pick<SeatCounts, "capacity" | "sold" | "held" | "available"> | undefined): HTMLElement {
   const capacity = seats?.capacity ?? 0;
-  const part = (kind: string, n: number) => h("span", { class: kind, style: `width: ${capacity ? (n / capacity) * 100 : 0}%` });
+  // A sliver stays visible for a few seats out of thousands.
+  const part = (kind: string, n: number) => h("span", { class: kind, style: `width: ${capacity ? (n / capacity) * 100 : 0}%${n > 0 ? "; min-width: 2px" : ""}` });
   return h(
     "span",
     { class: "seat-bar", "aria-hidden": "true" },
@@ -320,8 +325,8 @@ export async function salesPage(root: HTMLElement, signal: AbortSignal, eventId:
     h("p", { class: "actions" }, link("/organiser", "← Organiser"), link("/organiser/sales", "Sales by date"), link(`/events/${eventId}`, "Buyer's page"), link(`/organiser/events/${eventId}`, "Edit event")),
     heading,
     subtitle,
-    status.element,
     live,
+    status.element,
     body,
   );
 
@@ -388,7 +393,7 @@ function summaryRow(event: EventSummary): HTMLElement {
     "tr",
     { "data-event": event.eventId },
     h("th", { scope: "row" }, link(`/organiser/events/${event.eventId}/sales`, event.title)),
-    h("td", {}, when(event.startTime)),
+    h("td", { class: "starts" }, when(event.startTime)),
     h("td", {}, STATUS_NAMES[event.status] ?? event.status),
     h("td", { class: "num sold-count" }, `${count(event.sold)} / ${count(event.capacity)}`),
     h("td", { class: "bar-cell" }, seatBar(sold)),
@@ -452,13 +457,14 @@ export async function salesByDatePage(root: HTMLElement, signal: AbortSignal, pa
       },
     },
     field("From", from),
-    field("To", to, "Events starting on these days, both included."),
+    field("To", to),
     h("button", { type: "submit", class: "primary" }, "Show"),
   );
   root.append(
     h("p", { class: "actions" }, link("/organiser", "← Organiser")),
     h("h1", {}, "Sales by date"),
     form,
+    h("p", { class: "hint" }, "Events starting on these days, both included; the money is what buyers paid, less refunds."),
     status.element,
     h("div", { class: "table-scroll" }, table),
     currencyNote,
