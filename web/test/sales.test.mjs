@@ -5,7 +5,8 @@
 //    organiser's page shows them held, then sold (+2) with more gross revenue,
 //    without a reload; leaving the page closes the WatchEventStats stream;
 //  - Sales by date lists the event with its sales and the totals over the
-//    range, and pages with the server's page tokens;
+//    range, pages with the server's page tokens, and after a sale in a
+//    second currency shows each event's money but no total across currencies;
 //  - a buyer (no organiser role) opening either address reads the refusal.
 // Every view gets a screenshot and an axe-core check; the console must stay
 // free of errors.

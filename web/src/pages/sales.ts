@@ -321,8 +321,16 @@ export async function salesPage(root: HTMLElement, signal: AbortSignal, eventId:
   const subtitle = h("p", { class: "when" });
   const live = h("p", { class: "live", id: "sales-live" }, "Connecting to live sales…");
   const body = h("div", { class: "sales", id: "sales" });
+  const actions = h(
+    "p",
+    { class: "actions" },
+    link("/organiser", "← Organiser"),
+    link("/organiser/sales", "Sales by date"),
+    link(`/events/${eventId}`, "Buyer's page"),
+    link(`/organiser/events/${eventId}`, "Edit event"),
+  );
   root.append(
-    h("p", { class: "actions" }, link("/organiser", "← Organiser"), link("/organiser/sales", "Sales by date"), link(`/events/${eventId}`, "Buyer's page"), link(`/organiser/events/${eventId}`, "Edit event")),
+    actions,
     heading,
     subtitle,
     live,
@@ -352,6 +360,7 @@ export async function salesPage(root: HTMLElement, signal: AbortSignal, eventId:
       if (signal.aborted) return;
       if (isUnauthenticated(error)) return navigate(`/login?next=${encodeURIComponent(location.pathname)}`, { replace: true });
       if (refused(error)) {
+        actions.replaceChildren(link(`/events/${eventId}`, "← The event"));
         live.remove();
         body.replaceChildren();
         status.error(salesError(error));
@@ -502,6 +511,8 @@ export async function salesByDatePage(root: HTMLElement, signal: AbortSignal, pa
       status.error(salesError(error));
       table.removeAttribute("aria-busy");
       if (refused(error)) {
+        root.querySelector(".actions")?.replaceChildren(link("/", "← All events"));
+        root.querySelector(".hint")?.remove();
         table.parentElement?.remove();
         pageNote.parentElement?.remove();
         form.remove();
