@@ -7,6 +7,7 @@
 //  - Sales by date lists the event with its sales and the totals over the
 //    range, pages with the server's page tokens, and after a sale in a
 //    second currency shows each event's money but no total across currencies;
+//    that booking cancelled, the event's view counts it and its refund;
 //  - a buyer (no organiser role) opening either address reads the refusal.
 // Every view gets a screenshot and an axe-core check; the console must stay
 // free of errors.
@@ -193,6 +194,32 @@ describe("the sales views", () => {
     assert.ok(!(await otherRow.locator(".net").textContent()).includes(firstCurrency), "each event's money in its own currency");
     assert.equal(await organiser.locator("#currency-note").isVisible(), true, "mixed currencies are pointed out");
     assert.equal(await totals.locator(".net").textContent(), "Several currencies", "no total across currencies");
+
+    // The buyer cancels that booking: the list shows the refund, and the
+    // event's own sales view the cancelled booking.
+    await buyer.getByRole("link", { name: "My tickets", exact: true }).click();
+    const booking = buyer.locator(".booking").first();
+    await booking.getByRole("button", { name: "Cancel booking" }).click();
+    await buyer.getByRole("dialog").getByRole("button", { name: /^Cancel and refund/ }).click();
+    await booking.locator(".state", { hasText: "Cancelled" }).waitFor();
+    await waitFor("the refund in the list", 10_000, async () => {
+      await organiser.getByRole("button", { name: "Show" }).click();
+      await table.waitFor();
+      return (await otherRow.locator(".sold-count").textContent()).startsWith("0 /");
+    });
+    await otherRow.getByRole("link").click();
+    await organiser.waitForURL(new RegExp(`/organiser/events/${other}/sales$`));
+    await organiser.locator("#sales-live[data-state=live]").waitFor();
+    assert.equal(await figure(organiser, "stat-sold"), 0n);
+    assert.equal(await figure(organiser, "stat-confirmed"), 1n);
+    assert.equal(await figure(organiser, "stat-cancelled"), 1n);
+    const refunds = await figure(organiser, "stat-refunds");
+    const fees = await figure(organiser, "stat-fees");
+    assert.ok(refunds > 0n, "the refund is counted");
+    assert.equal(await figure(organiser, "stat-net"), (await figure(organiser, "stat-gross")) - refunds);
+    assert.equal(await figure(organiser, "stat-net"), fees, "the fees are all that is left");
+    await organiser.getByRole("link", { name: "Sales by date" }).click();
+    await table.waitFor();
 
     // A shorter range, kept in the address.
     const soon = new Date(Date.parse(from) + 30 * 86_400_000).toISOString().slice(0, 10);
