@@ -230,6 +230,14 @@ describe("the sales views", () => {
     await row.waitFor();
     const shorter = Number((await totals.locator(".sold-count").textContent()).split(" / ")[1].replace(/,/g, ""));
     assert.ok(shorter > 0, "capacity over the shorter range");
+
+    // On a phone: the tables scroll inside the page, nothing wider than the screen.
+    await organiser.setViewportSize({ width: 390, height: 844 });
+    await organiser.goto(`${system.base}/organiser/events/${eventId}/sales`);
+    await organiser.locator("#sales-live[data-state=live]").waitFor();
+    const width = await organiser.evaluate(() => document.documentElement.scrollWidth);
+    assert.ok(width <= 390, `nothing wider than the screen: ${width}px`);
+    await check(organiser, "sales-04-event-phone");
     await organiser.context().close();
   });
 

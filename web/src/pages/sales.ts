@@ -232,9 +232,10 @@ function figure(label: string, id: string, value: string, raw: number | bigint, 
 
 function seatsTable(caption: string, rows: { name: string; seats?: SeatCounts; extra?: string[] }[], extraHeads: string[] = []): HTMLElement {
   const num = (text: string) => h("th", { scope: "col", class: "num" }, text);
+  // Focusable, so the keyboard can scroll a table wider than a phone.
   return h(
     "div",
-    { class: "table-scroll" },
+    { class: "table-scroll", tabindex: 0, role: "region", "aria-label": `Seats ${caption.toLowerCase()}` },
     h(
       "table",
       { class: "summary seats-table" },
