@@ -159,7 +159,8 @@ function salesChart(hours: HourlySales[], currency: string): HTMLElement {
   const total = bars.reduce((n, b) => n + b.tickets, 0);
   const busiest = bars.reduce((a, b) => (b.tickets > a.tickets ? b : a));
   const id = `sales-chart-${++charts}`;
-  const W = 640;
+  // Narrower on a phone, so the labels stay readable when it is scaled down.
+  const W = window.matchMedia("(max-width: 40rem)").matches ? 360 : 640;
   const H = 220;
   const left = 40;
   const right = 8;
@@ -272,8 +273,12 @@ function renderStats(target: HTMLElement, figures: EventStats): void {
   const revenue = figures.revenue;
   const sold = seats?.sold ?? 0;
   const capacity = seats?.capacity ?? 0;
-  // A live update keeps the hourly table open if it was.
+  // A live update keeps what the user had: the hourly table open, the
+  // tables scrolled, the keyboard focus.
   const open = target.querySelector("details")?.open ?? false;
+  const scrollers = () => [...target.querySelectorAll<HTMLElement>(".table-scroll, summary")];
+  const scrolled = scrollers().map((e) => e.scrollLeft);
+  const focused = scrollers().findIndex((e) => e === document.activeElement);
   target.replaceChildren(
     h(
       "section",
@@ -312,6 +317,10 @@ function renderStats(target: HTMLElement, figures: EventStats): void {
   );
   const details = target.querySelector("details");
   if (details) details.open = open;
+  scrollers().forEach((e, i) => {
+    e.scrollLeft = scrolled[i] ?? 0;
+    if (i === focused) e.focus({ preventScroll: true });
+  });
 }
 
 export async function salesPage(root: HTMLElement, signal: AbortSignal, eventId: string): Promise<void> {
