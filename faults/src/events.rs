@@ -75,7 +75,10 @@ pub async fn checkout_events_match(client: &Client) -> anyhow::Result<Check> {
     for envelope in &envelopes {
         let booking = id(&envelope.aggregate_id);
         let Some(booking) = booking else {
-            check.violation(format!("checkout: aggregate id {:?}", envelope.aggregate_id));
+            check.violation(format!(
+                "checkout: aggregate id {:?}",
+                envelope.aggregate_id
+            ));
             continue;
         };
         let entry = published.entry(booking).or_default();
@@ -91,7 +94,9 @@ pub async fn checkout_events_match(client: &Client) -> anyhow::Result<Check> {
             Some(Payload::PaymentFailed(_)) => {}
             other => check.violation(format!(
                 "checkout published {} about booking {booking}",
-                other.as_ref().map_or("nothing", |_| envelope.event_type.as_str())
+                other
+                    .as_ref()
+                    .map_or("nothing", |_| envelope.event_type.as_str())
             )),
         }
     }
@@ -197,19 +202,19 @@ pub async fn inventory_events_match(client: &Client) -> anyhow::Result<Check> {
                 }
             }
             Some(Payload::SoldOut(event)) => {
-                if let Some(event_id) = id(&event.event_id) {
-                    if sold_out.insert(event_id, true) == Some(true) {
-                        check.violation(format!("event {event_id} sold out twice in a row"));
-                    }
+                if let Some(event_id) = id(&event.event_id)
+                    && sold_out.insert(event_id, true) == Some(true)
+                {
+                    check.violation(format!("event {event_id} sold out twice in a row"));
                 }
             }
             Some(Payload::BackOnSale(event)) => {
-                if let Some(event_id) = id(&event.event_id) {
-                    if sold_out.insert(event_id, false) != Some(true) {
-                        check.violation(format!(
-                            "event {event_id} back on sale without having sold out"
-                        ));
-                    }
+                if let Some(event_id) = id(&event.event_id)
+                    && sold_out.insert(event_id, false) != Some(true)
+                {
+                    check.violation(format!(
+                        "event {event_id} back on sale without having sold out"
+                    ));
                 }
             }
             _ => check.violation(format!("inventory published {}", envelope.event_type)),

@@ -12,7 +12,9 @@ use crate::consumer::ConsumerStats;
 static GROUPS: Mutex<Vec<(String, String, Weak<ConsumerStats>)>> = Mutex::new(Vec::new());
 
 pub(crate) fn register(schema: &str, group: &str, stats: &Arc<ConsumerStats>) {
-    let mut groups = GROUPS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut groups = GROUPS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     groups.retain(|(_, _, stats)| stats.strong_count() > 0);
     groups.push((schema.to_owned(), group.to_owned(), Arc::downgrade(stats)));
 }

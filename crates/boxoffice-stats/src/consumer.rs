@@ -192,7 +192,10 @@ fn touched(change: &Change) -> Option<Uuid> {
     }
 }
 
-async fn apply(transaction: &tokio_postgres::Transaction<'_>, change: &Change) -> anyhow::Result<()> {
+async fn apply(
+    transaction: &tokio_postgres::Transaction<'_>,
+    change: &Change,
+) -> anyhow::Result<()> {
     match change {
         Change::Venue { id, sections } => {
             transaction
@@ -302,14 +305,19 @@ async fn apply(transaction: &tokio_postgres::Transaction<'_>, change: &Change) -
 /// answers the index of the change that failed.
 async fn apply_all(pool: &Pool, changes: &[(Uuid, Change)]) -> Result<(), (usize, anyhow::Error)> {
     let mut client = pool.get().await.map_err(|error| (0, error.into()))?;
-    let transaction = client.transaction().await.map_err(|error| (0, error.into()))?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|error| (0, error.into()))?;
     let mut events: Vec<Uuid> = Vec::new();
     for (index, (event_id, change)) in changes.iter().enumerate() {
         let first = boxoffice_events::postgres::first_time(&transaction, SCHEMA, GROUP, *event_id)
             .await
             .map_err(|error| (index, error))?;
         if first {
-            apply(&transaction, change).await.map_err(|error| (index, error))?;
+            apply(&transaction, change)
+                .await
+                .map_err(|error| (index, error))?;
             events.extend(touched(change));
         }
     }

@@ -56,8 +56,11 @@ fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
 
 fn time_of(field: &str, value: Option<&prost_types::Timestamp>) -> Result<DateTime<Utc>, Status> {
     let value = value.ok_or_else(|| Status::from(FieldError::new(field, "is required")))?;
-    DateTime::from_timestamp(value.seconds, u32::try_from(value.nanos).unwrap_or(u32::MAX))
-        .ok_or_else(|| FieldError::new(field, "is not a valid time").into())
+    DateTime::from_timestamp(
+        value.seconds,
+        u32::try_from(value.nanos).unwrap_or(u32::MAX),
+    )
+    .ok_or_else(|| FieldError::new(field, "is not a valid time").into())
 }
 
 fn money(currency: &str, amount: i64) -> Option<pb::Money> {
@@ -125,7 +128,10 @@ pub fn event_stats(figures: &EventFigures, held: &[u8]) -> pb::EventStats {
         .iter()
         .map(|tier| {
             let (mut capacity, mut sold, mut held) = (0, 0, 0);
-            for stats in sections.iter().filter(|s| tier.sections.contains(&s.section_id)) {
+            for stats in sections
+                .iter()
+                .filter(|s| tier.sections.contains(&s.section_id))
+            {
                 let seats = stats.seats.unwrap_or_default();
                 capacity += seats.capacity;
                 sold += seats.sold;
@@ -179,7 +185,12 @@ fn parse_page_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, Status
     if token.is_empty() {
         return Ok(None);
     }
-    let bad = || Status::from(FieldError::new("page_token", "is not a token this service gave"));
+    let bad = || {
+        Status::from(FieldError::new(
+            "page_token",
+            "is not a token this service gave",
+        ))
+    };
     let (micros, id) = token.split_once('_').ok_or_else(bad)?;
     let micros: i64 = micros.parse().map_err(|_| bad())?;
     let start = DateTime::from_timestamp_micros(micros).ok_or_else(bad)?;
@@ -333,7 +344,11 @@ impl StatsService for StatsGrpc {
             next_page_token,
             capacity: totals.capacity as u32,
             sold: totals.sold as u32,
-            revenue: revenue(&totals.takings),
+            revenue: match totals.takings.as_slice() {
+                [one] => revenue(one),
+                _ => None,
+            },
+            revenue_by_currency: totals.takings.iter().filter_map(revenue).collect(),
         }))
     }
 }
@@ -397,7 +412,14 @@ mod tests {
         assert_eq!(seats(stats.sections[0].seats), (10, 2, 1, 7));
         assert_eq!(seats(stats.sections[1].seats), (6, 1, 1, 4));
         assert_eq!(seats(stats.tiers[0].seats), (16, 3, 2, 11));
-        assert_eq!(stats.tiers[0].face_value_sold.as_ref().unwrap().amount_minor, 3000);
+        assert_eq!(
+            stats.tiers[0]
+                .face_value_sold
+                .as_ref()
+                .unwrap()
+                .amount_minor,
+            3000
+        );
         let revenue = stats.revenue.unwrap();
         assert_eq!(revenue.net.unwrap().amount_minor, 2300);
     }
@@ -410,7 +432,12 @@ mod tests {
             parse_page_token(&page_token(start, id)).unwrap(),
             Some((start, id))
         );
-        for bad in ["x", "1_y", "_", "99999999999999999999_00000000-0000-0000-0000-000000000000"] {
+        for bad in [
+            "x",
+            "1_y",
+            "_",
+            "99999999999999999999_00000000-0000-0000-0000-000000000000",
+        ] {
             assert_eq!(
                 parse_page_token(bad).unwrap_err().code(),
                 tonic::Code::InvalidArgument

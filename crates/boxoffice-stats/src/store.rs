@@ -96,7 +96,8 @@ pub struct EventSummary {
 pub struct RangeTotals {
     pub capacity: i64,
     pub sold: i64,
-    pub takings: Takings,
+    /// One per currency, by currency code.
+    pub takings: Vec<Takings>,
 }
 
 #[derive(Clone)]
@@ -188,6 +189,15 @@ impl StatsStore {
                 })
             })
             .collect::<DbResult<Vec<_>>>()?;
+        let tiers: Vec<Tier> = json(&event, "tiers")?;
+        let mut takings = takings(&money)?;
+        if takings.currency.is_empty() {
+            // No bookings yet: the money is nothing, in the event's currency.
+            takings.currency = tiers
+                .first()
+                .map(|t| t.currency.clone())
+                .unwrap_or_default();
+        }
         Ok(Some(EventFigures {
             event_id,
             title: event.try_get("title")?,
@@ -195,13 +205,13 @@ impl StatsStore {
             status: event.try_get("status")?,
             updated_at: event.try_get("updated_at")?,
             sections: json(&event, "sections")?,
-            tiers: json(&event, "tiers")?,
+            tiers,
             sold: event
                 .try_get::<_, Vec<i32>>("sold")?
                 .into_iter()
                 .map(|seat| seat.max(0) as u32)
                 .collect(),
-            takings: takings(&money)?,
+            takings,
             bookings_confirmed: money.try_get("confirmed")?,
             bookings_cancelled: money.try_get("cancelled")?,
             hours,
@@ -231,7 +241,9 @@ impl StatsStore {
             .query(
                 &format!(
                     "WITH {per_event}
-                     SELECT e.event_id, e.title, e.start_time, e.status, c.capacity, c.sold, m.*
+                     SELECT e.event_id, e.title, e.start_time, e.status, c.capacity, c.sold,
+                            coalesce(nullif(m.currency, ''), e.tiers->0->>'currency', '') AS currency,
+                            m.gross, m.fees, m.refunds
                      FROM stats.events e JOIN capacity c ON c.event_id = e.event_id
                      CROSS JOIN LATERAL (SELECT {TAKINGS} FROM stats.bookings b WHERE b.event_id = e.event_id) m
                      WHERE ($3::timestamptz IS NULL OR (e.start_time, e.event_id) > ($3, $4::uuid))
@@ -255,24 +267,34 @@ impl StatsStore {
                 })
             })
             .collect::<DbResult<Vec<_>>>()?;
-        let totals = client
+        let seats = client
             .query_one(
                 &format!(
                     "WITH {per_event}
-                     SELECT (SELECT coalesce(sum(capacity), 0)::int8 FROM capacity) AS capacity,
-                            (SELECT coalesce(sum(sold), 0)::int8 FROM capacity) AS sold, m.*
-                     FROM (SELECT {TAKINGS} FROM stats.bookings b JOIN capacity c ON c.event_id = b.event_id) m"
+                     SELECT coalesce(sum(capacity), 0)::int8 AS capacity, coalesce(sum(sold), 0)::int8 AS sold
+                     FROM capacity"
                 ),
                 &[&from, &to],
             )
             .await
-            .db_context("reading a date range's totals")?;
+            .db_context("reading a date range's seats")?;
+        let money = client
+            .query(
+                &format!(
+                    "WITH {per_event}
+                     SELECT {TAKINGS} FROM stats.bookings b JOIN capacity c ON c.event_id = b.event_id
+                     GROUP BY b.currency_code ORDER BY b.currency_code"
+                ),
+                &[&from, &to],
+            )
+            .await
+            .db_context("reading a date range's takings")?;
         Ok((
             events,
             RangeTotals {
-                capacity: totals.try_get("capacity")?,
-                sold: totals.try_get("sold")?,
-                takings: takings(&totals)?,
+                capacity: seats.try_get("capacity")?,
+                sold: seats.try_get("sold")?,
+                takings: money.iter().map(takings).collect::<DbResult<_>>()?,
             },
         ))
     }

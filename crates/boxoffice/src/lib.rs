@@ -16,12 +16,12 @@ use boxoffice_checkout::config::CheckoutConfig;
 use boxoffice_checkout::server::CheckoutComponent;
 use boxoffice_edge::config::EdgeConfig;
 use boxoffice_edge::server::Edge;
+use boxoffice_events::{Relay, Transport};
 use boxoffice_inventory::InventoryComponent;
 use boxoffice_inventory::config::InventoryConfig;
-use boxoffice_events::{Relay, Transport};
 use boxoffice_runtime::server::GrpcServer;
-use boxoffice_stats::StatsComponent;
 use boxoffice_runtime::{Config, Shutdown};
+use boxoffice_stats::StatsComponent;
 use tokio::task::JoinHandle;
 
 /// When `BOXOFFICE_NATS_URL` is set, relays the outboxes of `producers`

@@ -10,7 +10,7 @@ use boxoffice_contracts::events::v1::Envelope;
 use boxoffice_contracts::events::v1::envelope::Payload;
 use prost::Message as _;
 
-use crate::checkout::{CheckoutWorld, SEAT_PRICE, booking_id, cancel, confirm, state};
+use crate::checkout::{CheckoutWorld, booking_id, cancel, confirm, state};
 use crate::harness::{TestDb, customer};
 use crate::inventory::PLACES;
 
@@ -95,7 +95,9 @@ async fn purchases_cancellations_and_a_sell_out_publish_their_events() {
     let summary: Vec<String> = inventory
         .iter()
         .map(|envelope| match &envelope.payload {
-            Some(Payload::SeatsSold(e)) => format!("sold {} to {}", e.seat_indexes.len(), e.booking_id),
+            Some(Payload::SeatsSold(e)) => {
+                format!("sold {} to {}", e.seat_indexes.len(), e.booking_id)
+            }
             Some(Payload::SeatsReleased(e)) => {
                 format!("released {} from {}", e.seat_indexes.len(), e.booking_id)
             }
@@ -133,7 +135,11 @@ async fn purchases_cancellations_and_a_sell_out_publish_their_events() {
     assert_eq!(confirmed.event_id, world.event.event_id);
     assert_eq!(
         confirmed.total.map(|money| money.amount_minor),
-        Some(100 * (SEAT_PRICE + crate::checkout::FEE))
+        first.total.as_ref().map(|money| money.amount_minor)
+    );
+    assert_eq!(
+        confirmed.fees.map(|money| money.amount_minor),
+        Some(100 * crate::checkout::FEE)
     );
     world.assert_money_and_seats_agree().await;
 }

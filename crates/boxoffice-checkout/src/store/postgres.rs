@@ -305,7 +305,10 @@ fn refund_issued(row: &Row) -> DbResult<NewEvent> {
                 .try_get::<_, Option<Uuid>>("payment_id")?
                 .map(|id| id.to_string())
                 .unwrap_or_default(),
-            amount: money(row.try_get("currency_code")?, row.try_get("refunded_minor")?),
+            amount: money(
+                row.try_get("currency_code")?,
+                row.try_get("refunded_minor")?,
+            ),
         }),
     ))
 }
@@ -813,9 +816,9 @@ impl CheckoutStore {
                 },
             )
             .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| DbError::Internal(anyhow::anyhow!("a claimed confirmation got no answer")))?;
+        let row = rows.first().ok_or_else(|| {
+            DbError::Internal(anyhow::anyhow!("a claimed confirmation got no answer"))
+        })?;
         let payments: i64 = row.try_get("payments")?;
         let bookings = i64::from(row.try_get::<_, Option<Uuid>>("id")?.is_some());
         if payments != bookings {

@@ -426,15 +426,13 @@ async fn sell_batch(
             }
         }
         for (place, sale) in &round {
-            answers[*place] = Some(
-                sell_together(&pool, &outbox, &[sale])
-                    .await
-                    .and_then(|mut outcomes| {
-                        outcomes.pop().ok_or_else(|| {
-                            InventoryError::Internal(anyhow::anyhow!("a sale got no answer"))
-                        })
-                    }),
-            );
+            answers[*place] = Some(sell_together(&pool, &outbox, &[sale]).await.and_then(
+                |mut outcomes| {
+                    outcomes.pop().ok_or_else(|| {
+                        InventoryError::Internal(anyhow::anyhow!("a sale got no answer"))
+                    })
+                },
+            ));
         }
     }
     answers
