@@ -2,7 +2,7 @@
 //! `SearchEvents` over a query mix (typos, prefixes, filters, geo, browsing),
 //! for the embedded engine and, when `BOXOFFICE_MEILISEARCH_URL` is set, for
 //! Meilisearch. Each query goes through the RPC's handler body
-//! (`EventSearch::search`: parsing, the engine, decoding events, building the
+//! (`grpc::search_events`: parsing, the engine, decoding events, building the
 //! response); only the network hop is left out.
 //!
 //! `cargo bench -p boxoffice-benches --bench search`
@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use boxoffice_catalog::domain::{
     Category, Event, EventStatus, EventVenue, LatLng, Money, Performer, PriceTier,
 };
+use boxoffice_catalog::grpc::search_events;
 use boxoffice_catalog::search::{EventSearch, document_from_event};
 use boxoffice_contracts::catalog::v1 as pb;
 use boxoffice_search::config::{ENV_MEILISEARCH_KEY, ENV_MEILISEARCH_URL};
@@ -396,8 +397,7 @@ async fn measure(
     queries: &[(Kind, pb::SearchEventsRequest)],
 ) -> anyhow::Result<()> {
     for (_, request) in queries.iter().take(WARM_UP_QUERIES) {
-        search
-            .search(request)
+        search_events(search, request)
             .await
             .map_err(|status| anyhow::anyhow!("{status:?}"))?;
     }
@@ -408,8 +408,7 @@ async fn measure(
         .collect::<anyhow::Result<_>>()?;
     for (kind, request) in queries.iter().skip(WARM_UP_QUERIES) {
         let started = Instant::now();
-        let response = search
-            .search(request)
+        let response = search_events(search, request)
             .await
             .map_err(|status| anyhow::anyhow!("{status:?}"))?;
         let micros = started.elapsed().as_micros() as u64;

@@ -27,6 +27,10 @@ pub enum CatalogError {
     AdminRequired,
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
+    /// The search engine did not answer (its cause is logged where it
+    /// happened, with the engine's name).
+    #[error("search unavailable")]
+    SearchUnavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -92,6 +96,11 @@ impl From<CatalogError> for Status {
                 "this call needs the admin role",
             ),
             CatalogError::Unavailable(error) => status::unavailable(&error),
+            CatalogError::SearchUnavailable => status::with_reason(
+                Code::Unavailable,
+                reason::SEARCH_NOT_AVAILABLE,
+                "search is temporarily unavailable, retry shortly",
+            ),
             CatalogError::Internal(error) => status::internal(&error),
         }
     }

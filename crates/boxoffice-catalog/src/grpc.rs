@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use boxoffice_contracts::catalog::v1 as pb;
-use boxoffice_runtime::{Caller, status};
+use boxoffice_runtime::Caller;
+use boxoffice_search::highlight_to_html;
+use boxoffice_search::query::MAX_OFFSET;
 use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 use tracing::instrument;
@@ -15,8 +17,9 @@ use crate::domain::{
     NewPerformer, NewPriceTier, NewRow, NewSeat, NewSection, NewVenue, Performer, PriceTier,
     Schedule, SectionKind, Venue, limits, optional_id, optional_text, parse_id, required_text,
 };
-use crate::error::reason;
-use crate::search::EventSearch;
+use crate::error::CatalogError;
+use crate::search::{EventSearch, SearchPage};
+use crate::search_request::{ParsedSearch, encode_page_token, parse_search_request};
 use crate::service::Catalog;
 use crate::store::{EventFilter, PageCursor};
 
@@ -26,11 +29,12 @@ pub const MAX_PAGE_SIZE: usize = 200;
 #[derive(Clone)]
 pub struct CatalogGrpc {
     catalog: Arc<Catalog>,
+    search: Arc<EventSearch>,
 }
 
 impl CatalogGrpc {
-    pub fn new(catalog: Arc<Catalog>) -> Self {
-        Self { catalog }
+    pub fn new(catalog: Arc<Catalog>, search: Arc<EventSearch>) -> Self {
+        Self { catalog, search }
     }
 }
 
@@ -108,15 +112,9 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         &self,
         request: Request<pb::SearchEventsRequest>,
     ) -> Result<Response<pb::SearchEventsResponse>, Status> {
-        // The component attaches the search (see `search::WithSearch`).
-        let Some(search) = request.extensions().get::<Arc<EventSearch>>().cloned() else {
-            return Err(status::with_reason(
-                tonic::Code::Unimplemented,
-                reason::SEARCH_NOT_AVAILABLE,
-                "search is not available in this build; use ListEvents",
-            ));
-        };
-        Ok(Response::new(search.search(request.get_ref()).await?))
+        Ok(Response::new(
+            search_events(&self.search, request.get_ref()).await?,
+        ))
     }
 
     #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
@@ -703,6 +701,57 @@ fn price_tier_to_pb(tier: &PriceTier) -> pb::PriceTier {
             amount_minor: tier.price.amount_minor,
         }),
         section_ids: tier.section_ids.iter().map(Uuid::to_string).collect(),
+    }
+}
+
+/// `SearchEvents` without the network: the request parsed, the search, the
+/// page as a message (also what the search benchmark times).
+pub async fn search_events(
+    search: &EventSearch,
+    request: &pb::SearchEventsRequest,
+) -> Result<pb::SearchEventsResponse, CatalogError> {
+    let parsed = parse_search_request(request, Utc::now())?;
+    let page = search.search(&parsed.query).await?;
+    Ok(search_page_to_pb(&parsed, page))
+}
+
+fn search_page_to_pb(parsed: &ParsedSearch, page: SearchPage) -> pb::SearchEventsResponse {
+    let query = &parsed.query;
+    let next_offset = query.offset + query.limit;
+    let more = page.returned == query.limit && (next_offset as u64) < page.estimated_total_hits;
+    let next_page_token = if more && next_offset <= MAX_OFFSET {
+        encode_page_token(next_offset, parsed.fingerprint)
+    } else {
+        String::new()
+    };
+    let facets = |counts: Vec<boxoffice_search::FacetCount>| {
+        counts
+            .into_iter()
+            .map(|facet| pb::FacetCount {
+                value: facet.value,
+                count: facet.count,
+            })
+            .collect()
+    };
+    pb::SearchEventsResponse {
+        hits: page
+            .hits
+            .into_iter()
+            .map(|hit| pb::SearchHit {
+                event: Some(event_to_pb(&hit.event)),
+                highlighted_title: highlight_to_html(&hit.highlighted_title),
+                distance_km: hit.distance_km.unwrap_or_default(),
+                highlighted_performers: hit
+                    .highlighted_performers
+                    .iter()
+                    .map(|name| highlight_to_html(name))
+                    .collect(),
+            })
+            .collect(),
+        next_page_token,
+        estimated_total_hits: page.estimated_total_hits,
+        category_facets: facets(page.category_facets),
+        city_facets: facets(page.city_facets),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod error;
 pub mod events;
 pub mod grpc;
 pub mod search;
+pub mod search_request;
 pub mod seed;
 pub mod server;
 pub mod service;

@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 
 use crate::cache::listen_for_changes;
 use crate::grpc::CatalogGrpc;
-use crate::search::{EventSearch, Indexer, IndexerSettings, WithSearch};
+use crate::search::{EventSearch, Indexer, IndexerSettings};
 use crate::service::Catalog;
 use crate::store::{CatalogStore, MIGRATIONS, SCHEMA};
 
@@ -102,9 +102,10 @@ impl CatalogComponent {
     }
 
     pub fn register(&self, server: &mut GrpcServer) {
-        let service = CatalogServiceServer::new(CatalogGrpc::new(self.catalog.clone()))
-            .max_decoding_message_size(boxoffice_runtime::limits::CATALOG_MAX_REQUEST_BYTES)
-            .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE);
-        server.add_service(WithSearch::new(service, self.search.clone()));
+        let service =
+            CatalogServiceServer::new(CatalogGrpc::new(self.catalog.clone(), self.search.clone()))
+                .max_decoding_message_size(boxoffice_runtime::limits::CATALOG_MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE);
+        server.add_service(service);
     }
 }

@@ -11,7 +11,8 @@ use std::time::Duration;
 use boxoffice_runtime::ConfigError;
 use serde::Deserialize;
 
-use crate::routes::Access;
+pub use crate::access::RouteConfig;
+use crate::access::default_routes;
 
 pub const ENV_CONFIG_FILE: &str = "BOXOFFICE_EDGE_CONFIG";
 pub const ENV_LISTEN: &str = "BOXOFFICE_EDGE_LISTEN";
@@ -64,20 +65,6 @@ pub struct ClusterConfig {
     /// Overrides the edge-wide cap on concurrent requests to this cluster.
     #[serde(default)]
     pub max_concurrent_requests: Option<usize>,
-}
-
-/// Which cluster serves a gRPC service, and who may call each method.
-#[derive(Clone, Debug, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RouteConfig {
-    /// Fully qualified, e.g. `boxoffice.catalog.v1.CatalogService`.
-    pub service: String,
-    pub cluster: String,
-    /// Access of methods not listed in `methods`. Deny-by-default routes use
-    /// `internal` here and list every method outsiders may call.
-    pub default_access: Access,
-    #[serde(default)]
-    pub methods: BTreeMap<String, Access>,
 }
 
 #[derive(Clone, Debug)]
@@ -163,7 +150,7 @@ impl EdgeConfig {
                     )
                 })
                 .collect(),
-            routes: crate::routes::default_routes(),
+            routes: default_routes(),
             shutdown_grace: Duration::from_secs(10),
             web_dir: None,
         }

@@ -5,14 +5,16 @@
 //! authentication, rate limits, admission and deadlines. A second, admin
 //! listener serves Prometheus metrics.
 //!
-//! Code map: `config` (file + env), `routes` (who may call what, where it
-//! goes), `proxy` (the request path), `auth` (bearer tokens, with a bounded
-//! cache of verified ones), `upstream` (clusters, HTTP/2 connections,
-//! balancing, health watches), `limits` (token buckets), `context` (request
-//! id, trace context, deadlines), `metrics` (Prometheus), `server` (the
-//! listeners; plain gRPC skips the browser layers), `web` (the web app's
-//! files for GET/HEAD).
+//! Code map: `config` (file + env), `access` (who may call what: the
+//! classes and the built-in table), `routes` (the table resolved at start:
+//! where each method goes), `proxy` (the request path), `auth` (bearer
+//! tokens, with a bounded cache of verified ones), `upstream` (clusters,
+//! HTTP/2 connections, balancing, health watches), `limits` (token buckets),
+//! `context` (request id, trace context, deadlines), `metrics` (Prometheus),
+//! `server` (the listeners; plain gRPC skips the browser layers), `web` (the
+//! web app's files for GET/HEAD).
 
+pub mod access;
 pub mod auth;
 pub mod config;
 pub mod context;

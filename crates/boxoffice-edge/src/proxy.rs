@@ -41,7 +41,7 @@ use crate::auth::{Authenticator, Identity};
 use crate::context;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
-use crate::routes::{Access, RouteTable};
+use crate::routes::{Access, MethodRoute, RouteTable};
 use crate::upstream::{Cluster, ClusterSlot, Endpoint, Outstanding};
 
 /// `ErrorInfo` reasons the edge answers with.
@@ -250,12 +250,115 @@ fn grpc_status(headers: &HeaderMap) -> Option<i32> {
         .ok()
 }
 
-fn deadline_exceeded() -> Status {
-    status_with(
-        Code::DeadlineExceeded,
-        reason::DEADLINE_EXCEEDED,
-        "deadline exceeded",
-    )
+/// Why the edge answers a call itself instead of an upstream. Each stage of
+/// the request path refuses with one of these; [`reject`] counts it, logs
+/// the call and answers its status.
+enum Rejection {
+    /// The request's headers are over the limit (their size).
+    HeadersTooLarge(usize),
+    NotGrpc,
+    /// A method that does not exist, or one only services may call: the
+    /// two look exactly alike from outside.
+    UnknownMethod,
+    /// An `authorization` header that is not `Bearer <token>`.
+    MalformedAuthorization,
+    BadToken(TokenError),
+    LoginRequired,
+    AdminRequired,
+    RateLimitedAddress {
+        wait: Duration,
+    },
+    RateLimitedUser {
+        wait: Duration,
+    },
+    UpstreamOverloaded,
+    /// A unary request over the method's limit (the limit, in bytes).
+    MessageTooLarge(usize),
+    ClientStoppedSending,
+    DeadlineExceeded,
+    UpstreamUnavailable,
+}
+
+impl Rejection {
+    /// The edge's counters of refused calls.
+    fn count(&self, metrics: &Metrics) {
+        let counter = match self {
+            Self::MalformedAuthorization | Self::BadToken(_) => &metrics.unauthenticated,
+            Self::RateLimitedAddress { .. } => &metrics.rate_limited_address,
+            Self::RateLimitedUser { .. } => &metrics.rate_limited_user,
+            _ => return,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn into_status(self) -> Status {
+        match self {
+            Self::HeadersTooLarge(bytes) => wire::headers_too_large(bytes),
+            Self::NotGrpc => status_with(
+                Code::Unimplemented,
+                reason::NOT_GRPC,
+                "the edge speaks gRPC and grpc-web only",
+            ),
+            Self::UnknownMethod => status_with(
+                Code::Unimplemented,
+                reason::UNKNOWN_METHOD,
+                "unknown method",
+            ),
+            Self::MalformedAuthorization => status_with(
+                Code::Unauthenticated,
+                reason::TOKEN_INVALID,
+                "authorization must be 'Bearer <token>'",
+            ),
+            Self::BadToken(TokenError::Expired) => status_with(
+                Code::Unauthenticated,
+                reason::TOKEN_EXPIRED,
+                "the access token has expired; log in again",
+            ),
+            Self::BadToken(TokenError::Invalid) => status_with(
+                Code::Unauthenticated,
+                reason::TOKEN_INVALID,
+                "the access token is not valid",
+            ),
+            Self::LoginRequired => status_with(
+                Code::Unauthenticated,
+                reason::LOGIN_REQUIRED,
+                "this call needs a logged-in user",
+            ),
+            Self::AdminRequired => status_with(
+                Code::PermissionDenied,
+                reason::ADMIN_REQUIRED,
+                "this call needs the admin role",
+            ),
+            Self::RateLimitedAddress { wait } => retry_status(
+                Code::ResourceExhausted,
+                reason::RATE_LIMITED,
+                "too many requests from this address",
+                wait,
+            ),
+            Self::RateLimitedUser { wait } => retry_status(
+                Code::ResourceExhausted,
+                reason::RATE_LIMITED,
+                "too many requests for this user",
+                wait,
+            ),
+            Self::UpstreamOverloaded => retry_status(
+                Code::ResourceExhausted,
+                reason::UPSTREAM_OVERLOADED,
+                "the service is at capacity; retry shortly",
+                Duration::from_millis(100),
+            ),
+            Self::MessageTooLarge(limit) => wire::message_too_large(limit),
+            Self::ClientStoppedSending => {
+                status_with(Code::Cancelled, "CANCELLED", "the client stopped sending")
+            }
+            Self::DeadlineExceeded => status_with(
+                Code::DeadlineExceeded,
+                reason::DEADLINE_EXCEEDED,
+                "deadline exceeded",
+            ),
+            Self::UpstreamUnavailable => upstream_unavailable(),
+        }
+    }
 }
 
 /// Serves one call. `B` is the client's request body: hyper's own for
@@ -277,156 +380,171 @@ where
             Err(never) => match never {},
         };
     }
-    let request_id = context::request_id(request.headers().get(REQUEST_ID));
-    let route = state.routes.lookup(request.uri().path());
+    let route = state
+        .routes
+        .lookup(request.uri().path())
+        .map(|route| &**route);
     let mut record = CallRecord {
         state: state.clone(),
         start,
         route: route.map(|route| route.index),
         path: request.uri().path_and_query().cloned(),
         peer,
-        request_id,
+        request_id: context::request_id(request.headers().get(REQUEST_ID)),
         user: None,
         upstream: Upstream::None,
     };
+    match proxy(&state, route, request, &mut record).await {
+        Ok(Proxied {
+            head,
+            answer,
+            slot,
+            server_streaming,
+        }) => respond(record, head, answer, slot, server_streaming),
+        Err(rejection) => {
+            rejection.count(&state.metrics);
+            reject(record, rejection.into_status())
+        }
+    }
+}
 
-    // Oversized headers fail this request alone (the HTTP/2 layer lets
-    // them through so that the connection's other calls carry on).
+/// An upstream's answer on its way back to the client.
+struct Proxied {
+    head: http::response::Parts,
+    answer: Answer,
+    slot: ClusterSlot,
+    server_streaming: bool,
+}
+
+/// The request path's stages, in order; the first refusal answers the
+/// call. `record` learns who called and where the call went.
+async fn proxy<B>(
+    state: &EdgeState,
+    route: Option<&MethodRoute>,
+    request: Request<B>,
+    record: &mut CallRecord,
+) -> Result<Proxied, Rejection>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let route = accept(&request, route)?;
+    let caller = authenticate(state, request.headers())?;
+    record.user = caller.as_ref().map(|caller| caller.user_id);
+    authorize(route.access, caller.as_deref())?;
+    let slot = admit(state, route, record.peer, caller.as_deref(), record.start)?;
+    let deadline = deadline(state, route, request.headers(), record.start);
+    let (mut parts, body) = request.into_parts();
+    set_upstream_headers(&mut parts.headers, caller.as_deref(), record, deadline);
+    let (head, answer) = match forward_within(state, route, parts, body, deadline).await? {
+        Forwarded::Network(response, outstanding) => {
+            record.upstream = Upstream::Endpoint(outstanding.endpoint().clone());
+            let (head, stream) = response.into_parts();
+            let answer = Answer::Network {
+                stream,
+                data_done: false,
+                _outstanding: outstanding,
+            };
+            (head, answer)
+        }
+        Forwarded::InProcess(response) => {
+            record.upstream = Upstream::InProcess;
+            let (head, body) = response.into_parts();
+            (head, Answer::InProcess(body))
+        }
+    };
+    Ok(Proxied {
+        head,
+        answer,
+        slot,
+        server_streaming: route.server_streaming,
+    })
+}
+
+/// What the edge takes at all: headers within the limit (oversized headers
+/// fail this request alone; the HTTP/2 layer lets them through so that the
+/// connection's other calls carry on), gRPC, and a method outsiders may
+/// call.
+fn accept<'r, B>(
+    request: &Request<B>,
+    route: Option<&'r MethodRoute>,
+) -> Result<&'r MethodRoute, Rejection> {
     let header_bytes = header_list_bytes(request.uri(), request.headers());
     if header_bytes > MAX_REQUEST_HEADER_BYTES {
-        return reject(record, wire::headers_too_large(header_bytes));
+        return Err(Rejection::HeadersTooLarge(header_bytes));
     }
-
     let is_grpc = request
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"));
     if !is_grpc {
-        return reject(
-            record,
-            status_with(
-                Code::Unimplemented,
-                reason::NOT_GRPC,
-                "the edge speaks gRPC and grpc-web only",
-            ),
-        );
+        return Err(Rejection::NotGrpc);
     }
-    let route = match route {
-        Some(route) if route.access != Access::Internal => route,
-        // Internal methods look exactly like methods that do not exist.
-        _ => {
-            return reject(
-                record,
-                status_with(
-                    Code::Unimplemented,
-                    reason::UNKNOWN_METHOD,
-                    "unknown method",
-                ),
-            );
-        }
-    };
-
-    // Authentication: a token that is sent must be valid, even on public
-    // methods, so a client never silently runs as anonymous.
-    let caller: Option<Arc<Identity>> = match bearer_token(request.headers()) {
-        None => None,
-        Some(Err(())) => {
-            state
-                .metrics
-                .unauthenticated
-                .fetch_add(1, Ordering::Relaxed);
-            return reject(
-                record,
-                status_with(
-                    Code::Unauthenticated,
-                    reason::TOKEN_INVALID,
-                    "authorization must be 'Bearer <token>'",
-                ),
-            );
-        }
-        Some(Ok(token)) => match state.auth.authenticate(token, unix_now()) {
-            Ok(identity) => Some(identity),
-            Err(error) => {
-                state
-                    .metrics
-                    .unauthenticated
-                    .fetch_add(1, Ordering::Relaxed);
-                let (reason, message) = match error {
-                    TokenError::Expired => (
-                        reason::TOKEN_EXPIRED,
-                        "the access token has expired; log in again",
-                    ),
-                    TokenError::Invalid => (reason::TOKEN_INVALID, "the access token is not valid"),
-                };
-                return reject(record, status_with(Code::Unauthenticated, reason, message));
-            }
-        },
-    };
-    record.user = caller.as_ref().map(|caller| caller.user_id);
-    match (route.access, &caller) {
-        (Access::User | Access::Admin, None) => {
-            return reject(
-                record,
-                status_with(
-                    Code::Unauthenticated,
-                    reason::LOGIN_REQUIRED,
-                    "this call needs a logged-in user",
-                ),
-            );
-        }
-        (Access::Admin, Some(caller)) if !caller.is_admin => {
-            return reject(
-                record,
-                status_with(
-                    Code::PermissionDenied,
-                    reason::ADMIN_REQUIRED,
-                    "this call needs the admin role",
-                ),
-            );
-        }
-        _ => {}
+    match route {
+        Some(route) if route.access != Access::Internal => Ok(route),
+        _ => Err(Rejection::UnknownMethod),
     }
+}
 
-    // Rate limits: per address always, per user when there is one.
+/// The caller, if a token was sent. A token that is sent must be valid,
+/// even on public methods, so a client never silently runs as anonymous.
+fn authenticate(
+    state: &EdgeState,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<Identity>>, Rejection> {
+    match bearer_token(headers) {
+        None => Ok(None),
+        Some(Err(())) => Err(Rejection::MalformedAuthorization),
+        Some(Ok(token)) => state
+            .auth
+            .authenticate(token, unix_now())
+            .map(Some)
+            .map_err(Rejection::BadToken),
+    }
+}
+
+/// Whether this caller may call a method of this access class.
+fn authorize(access: Access, caller: Option<&Identity>) -> Result<(), Rejection> {
+    match (access, caller) {
+        (Access::User | Access::Admin, None) => Err(Rejection::LoginRequired),
+        (Access::Admin, Some(caller)) if !caller.is_admin => Err(Rejection::AdminRequired),
+        _ => Ok(()),
+    }
+}
+
+/// Rate limits (per address always, per user when there is one), then a
+/// place under the upstream cluster's concurrency cap.
+fn admit(
+    state: &EdgeState,
+    route: &MethodRoute,
+    peer: Option<SocketAddr>,
+    caller: Option<&Identity>,
+    now: Instant,
+) -> Result<ClusterSlot, Rejection> {
     if let Some(peer) = peer
-        && let Err(wait) = state.by_address.take(&peer.ip(), start)
+        && let Err(wait) = state.by_address.take(&peer.ip(), now)
     {
-        state
-            .metrics
-            .rate_limited_address
-            .fetch_add(1, Ordering::Relaxed);
-        return reject(
-            record,
-            retry_status(
-                Code::ResourceExhausted,
-                reason::RATE_LIMITED,
-                "too many requests from this address",
-                wait,
-            ),
-        );
+        return Err(Rejection::RateLimitedAddress { wait });
     }
-    if let Some(caller) = &caller
-        && let Err(wait) = state.by_user.take(&caller.user_id, start)
+    if let Some(caller) = caller
+        && let Err(wait) = state.by_user.take(&caller.user_id, now)
     {
-        state
-            .metrics
-            .rate_limited_user
-            .fetch_add(1, Ordering::Relaxed);
-        return reject(
-            record,
-            retry_status(
-                Code::ResourceExhausted,
-                reason::RATE_LIMITED,
-                "too many requests for this user",
-                wait,
-            ),
-        );
+        return Err(Rejection::RateLimitedUser { wait });
     }
+    state.clusters[route.cluster]
+        .try_acquire()
+        .ok_or(Rejection::UpstreamOverloaded)
+}
 
-    // Deadline: the client's, else the default for unary calls; never past
-    // the maximum. Streams without a deadline may stay open indefinitely.
-    let asked = request
-        .headers()
+/// The client's deadline, else the default for unary calls; never past the
+/// maximum. Streams without a deadline may stay open indefinitely.
+fn deadline(
+    state: &EdgeState,
+    route: &MethodRoute,
+    headers: &HeaderMap,
+    start: Instant,
+) -> Option<Instant> {
+    let asked = headers
         .get(GRPC_TIMEOUT)
         .and_then(context::parse_grpc_timeout);
     let timeout = match (asked, route.server_streaming || route.client_streaming) {
@@ -434,49 +552,58 @@ where
         (None, false) => Some(state.limits.default_timeout),
         (None, true) => None,
     };
-    let deadline = timeout.map(|timeout| start + timeout);
+    timeout.map(|timeout| start + timeout)
+}
 
-    let cluster = &state.clusters[route.cluster];
-    let Some(slot) = cluster.try_acquire() else {
-        return reject(
-            record,
-            retry_status(
-                Code::ResourceExhausted,
-                reason::UPSTREAM_OVERLOADED,
-                "the service is at capacity; retry shortly",
-                Duration::from_millis(100),
-            ),
-        );
-    };
-
-    let (mut parts, body) = request.into_parts();
-    scrub(&mut parts.headers);
-    if let Some(caller) = &caller {
+/// The request's own headers made fit to travel upstream: scrubbed, with
+/// the caller's identity, the trace and request ids and what is left of
+/// the deadline.
+fn set_upstream_headers(
+    headers: &mut HeaderMap,
+    caller: Option<&Identity>,
+    record: &CallRecord,
+    deadline: Option<Instant>,
+) {
+    scrub(headers);
+    if let Some(caller) = caller {
         if let Some(value) = &caller.user_header {
-            parts.headers.insert(USER_ID, value.clone());
+            headers.insert(USER_ID, value.clone());
         }
         if let Some(value) = &caller.roles_header {
-            parts.headers.insert(ROLES, value.clone());
+            headers.insert(ROLES, value.clone());
         }
     }
-    let traceparent = context::traceparent(parts.headers.get(TRACEPARENT));
-    parts.headers.insert(TRACEPARENT, traceparent);
-    parts.headers.insert(REQUEST_ID, record.request_id.clone());
-    parts
-        .headers
-        .insert(header::TE, HeaderValue::from_static("trailers"));
+    let traceparent = context::traceparent(headers.get(TRACEPARENT));
+    headers.insert(TRACEPARENT, traceparent);
+    headers.insert(REQUEST_ID, record.request_id.clone());
+    headers.insert(header::TE, HeaderValue::from_static("trailers"));
     if let Some(deadline) = deadline {
-        parts.headers.insert(
+        headers.insert(
             GRPC_TIMEOUT,
             context::format_grpc_timeout(deadline.saturating_duration_since(Instant::now())),
         );
     }
+}
 
-    // Unary requests are read whole (bounded by the message limit and the
-    // deadline), which checks their size and makes them safe to resend. A
-    // unary request is almost always one DATA frame already received, so
-    // this takes that frame's bytes as they are. Reading and forwarding
-    // share one deadline timer.
+/// Reads a unary request whole and forwards the call, both within the
+/// deadline (one timer for both).
+///
+/// Unary requests are read whole (bounded by the message limit and the
+/// deadline), which checks their size and makes them safe to resend. A
+/// unary request is almost always one DATA frame already received, so this
+/// takes that frame's bytes as they are.
+async fn forward_within<B>(
+    state: &EdgeState,
+    route: &MethodRoute,
+    parts: http::request::Parts,
+    body: B,
+    deadline: Option<Instant>,
+) -> Result<Forwarded, Rejection>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    let cluster = &state.clusters[route.cluster];
     let exchange = async {
         let body = if route.client_streaming {
             RequestBody::Streaming(Some(body))
@@ -487,62 +614,39 @@ where
             let limit = route.max_request_bytes.min(state.limits.max_message_bytes);
             match read_whole(body, limit + 5).await {
                 Ok(bytes) => RequestBody::Buffered(bytes),
-                Err(ReadError::TooLarge) => {
-                    return Err(wire::message_too_large(limit));
-                }
-                Err(ReadError::Broken) => {
-                    return Err(status_with(
-                        Code::Cancelled,
-                        "CANCELLED",
-                        "the client stopped sending",
-                    ));
-                }
+                Err(ReadError::TooLarge) => return Err(Rejection::MessageTooLarge(limit)),
+                Err(ReadError::Broken) => return Err(Rejection::ClientStoppedSending),
             }
         };
         if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
-            return Err(deadline_exceeded());
+            return Err(Rejection::DeadlineExceeded);
         }
         match &cluster.in_process {
             Some(services) => forward_in_process(services, parts, body).await,
-            None => forward(&state, cluster, parts, body).await,
+            None => forward(state, cluster, parts, body).await,
         }
     };
-    let outcome = match deadline {
+    match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline.into(), exchange)
             .await
-            .unwrap_or_else(|_| Err(deadline_exceeded())),
+            .unwrap_or(Err(Rejection::DeadlineExceeded)),
         None => exchange.await,
-    };
-    let (head, answer) = match outcome {
-        Ok(Forwarded::Network(response, outstanding)) => {
-            record.upstream = Upstream::Endpoint(outstanding.endpoint().clone());
-            let (head, stream) = response.into_parts();
-            (
-                head,
-                Answer::Network {
-                    stream,
-                    data_done: false,
-                    _outstanding: outstanding,
-                },
-            )
-        }
-        Ok(Forwarded::InProcess(response)) => {
-            record.upstream = Upstream::InProcess;
-            let (head, body) = response.into_parts();
-            (head, Answer::InProcess(body))
-        }
-        Err(status) => return reject(record, status),
-    };
-    let mut head = head;
+    }
+}
+
+/// The upstream's answer as the client's response, observed until it ends.
+fn respond(
+    record: CallRecord,
+    mut head: http::response::Parts,
+    answer: Answer,
+    slot: ClusterSlot,
+    server_streaming: bool,
+) -> Response<ResponseBody> {
     head.headers.insert(REQUEST_ID, record.request_id.clone());
     let header_code = grpc_status(&head.headers);
     // A stream holds its concurrency slot only until it is established:
     // long-lived watches must not starve short calls of the cap.
-    let slot = if route.server_streaming {
-        None
-    } else {
-        Some(slot)
-    };
+    let slot = if server_streaming { None } else { Some(slot) };
     // A trailers-only answer (every error) is complete already: HTTP/2 may
     // never poll its empty body, so record it now.
     let record = match header_code {
@@ -625,7 +729,7 @@ async fn forward_in_process<B>(
     services: &Transport,
     parts: http::request::Parts,
     body: RequestBody<B>,
-) -> Result<Forwarded, Status>
+) -> Result<Forwarded, Rejection>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
@@ -633,7 +737,7 @@ where
     let body = match body {
         RequestBody::Buffered(bytes) => tonic::body::Body::new(http_body_util::Full::new(bytes)),
         RequestBody::Streaming(Some(streaming)) => tonic::body::Body::new(streaming),
-        RequestBody::Streaming(None) => return Err(upstream_unavailable()),
+        RequestBody::Streaming(None) => return Err(Rejection::UpstreamUnavailable),
     };
     match services
         .clone()
@@ -643,7 +747,7 @@ where
         Ok(response) => Ok(Forwarded::InProcess(response)),
         Err(error) => {
             tracing::debug!(%error, "in-process call failed");
-            Err(upstream_unavailable())
+            Err(Rejection::UpstreamUnavailable)
         }
     }
 }
@@ -665,12 +769,14 @@ fn never_processed(error: &h2::Error) -> bool {
 
 /// Sends to a balanced endpoint; resends only what provably never reached
 /// an application (never sent, refused by HTTP/2, or no connection).
+// A little over 80 lines: the retry loop, whose every `continue` says why
+// an attempt may be repeated, reads best in one piece.
 async fn forward<B>(
     state: &EdgeState,
     cluster: &Cluster,
     mut parts: http::request::Parts,
     mut body: RequestBody<B>,
-) -> Result<Forwarded, Status>
+) -> Result<Forwarded, Rejection>
 where
     B: Body<Data = Bytes> + Send + Unpin + 'static,
     B::Error: Into<BoxError>,
@@ -688,7 +794,7 @@ where
             state.metrics.retries.fetch_add(1, Ordering::Relaxed);
         }
         let Some(index) = cluster.pick(&excluded[..excluded_count]) else {
-            return Err(upstream_unavailable());
+            return Err(Rejection::UpstreamUnavailable);
         };
         let endpoint = &cluster.endpoints[index];
         let (send, outstanding) = match endpoint.connection().await {
@@ -711,23 +817,14 @@ where
                 continue;
             }
         };
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(endpoint.uri_authority.clone());
-        uri.path_and_query = Some(path_and_query.clone());
-        let mut request = Request::new(());
-        *request.method_mut() = parts.method.clone();
-        *request.uri_mut() = Uri::from_parts(uri).map_err(|_| upstream_unavailable())?;
-        *request.version_mut() = Version::HTTP_2;
-        // The last attempt may give the headers away; earlier ones keep
-        // them for a resend.
-        *request.headers_mut() = if attempt + 1 == MAX_ATTEMPTS {
-            std::mem::take(&mut parts.headers)
-        } else {
-            parts.headers.clone()
-        };
+        let request = upstream_request(
+            &mut parts,
+            endpoint,
+            &path_and_query,
+            attempt + 1 == MAX_ATTEMPTS,
+        )?;
         let empty = matches!(&body, RequestBody::Buffered(bytes) if bytes.is_empty());
-        let (response, mut stream) = match send.send_request(request, empty) {
+        let (response, stream) = match send.send_request(request, empty) {
             Ok(sent) => sent,
             Err(error) => {
                 tracing::debug!(endpoint = %endpoint.authority, %error, "upstream refused a new stream");
@@ -735,20 +832,8 @@ where
                 continue;
             }
         };
-        match &mut body {
-            RequestBody::Buffered(bytes) => {
-                if !empty {
-                    // Errors surface on the response.
-                    let _ = stream.send_data(bytes.clone(), true);
-                }
-            }
-            RequestBody::Streaming(streaming) => match streaming.take() {
-                Some(streaming) => {
-                    tokio::spawn(pipe_request_body(streaming, stream));
-                }
-                None => return Err(upstream_unavailable()),
-            },
-        }
+        // Held until the answer comes, as the stream's other half is.
+        let _stream = send_body(&mut body, stream, empty)?;
         match response.await {
             Ok(response) => return Ok(Forwarded::Network(response, outstanding)),
             Err(error) => {
@@ -766,11 +851,65 @@ where
                     continue;
                 }
                 endpoint.report_transport_failure();
-                return Err(upstream_unavailable());
+                return Err(Rejection::UpstreamUnavailable);
             }
         }
     }
-    Err(upstream_unavailable())
+    Err(Rejection::UpstreamUnavailable)
+}
+
+/// One attempt's request head for `endpoint`. The last attempt may give
+/// the headers away; earlier ones keep them for a resend.
+fn upstream_request(
+    parts: &mut http::request::Parts,
+    endpoint: &Endpoint,
+    path_and_query: &PathAndQuery,
+    last_attempt: bool,
+) -> Result<Request<()>, Rejection> {
+    let mut uri = http::uri::Parts::default();
+    uri.scheme = Some(Scheme::HTTP);
+    uri.authority = Some(endpoint.uri_authority.clone());
+    uri.path_and_query = Some(path_and_query.clone());
+    let mut request = Request::new(());
+    *request.method_mut() = parts.method.clone();
+    *request.uri_mut() = Uri::from_parts(uri).map_err(|_| Rejection::UpstreamUnavailable)?;
+    *request.version_mut() = Version::HTTP_2;
+    *request.headers_mut() = if last_attempt {
+        std::mem::take(&mut parts.headers)
+    } else {
+        parts.headers.clone()
+    };
+    Ok(request)
+}
+
+/// Sends the body on the stream just opened: a buffered one at once (it
+/// stays for a resend), a streaming one from a task of its own. Answers
+/// the stream when the caller is to keep it.
+fn send_body<B>(
+    body: &mut RequestBody<B>,
+    mut stream: h2::SendStream<Bytes>,
+    empty: bool,
+) -> Result<Option<h2::SendStream<Bytes>>, Rejection>
+where
+    B: Body<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<BoxError>,
+{
+    match body {
+        RequestBody::Buffered(bytes) => {
+            if !empty {
+                // Errors surface on the response.
+                let _ = stream.send_data(bytes.clone(), true);
+            }
+            Ok(Some(stream))
+        }
+        RequestBody::Streaming(streaming) => match streaming.take() {
+            Some(streaming) => {
+                tokio::spawn(pipe_request_body(streaming, stream));
+                Ok(None)
+            }
+            None => Err(Rejection::UpstreamUnavailable),
+        },
+    }
 }
 
 /// Streams a client-streaming call's request body upstream, within the

@@ -1,143 +1,16 @@
-//! The route table: which upstream cluster serves each gRPC service, and who
-//! may call each method.
-//!
-//! Every method has one [`Access`] class. The built-in table is deny by
-//! default: a service's `default_access` is the strictest class that fits,
-//! and the methods outsiders may call are listed. A method added to a proto
-//! is therefore unreachable from outside until someone classifies it here
-//! (or in the TOML file's `[[routes]]`).
+//! The route table, resolved once at start from the configured routes
+//! (see `access` for the classes and the built-in table): for each routable
+//! method, which upstream cluster serves it, its [`Access`] class and the
+//! shape of its messages.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use boxoffice_runtime::limits::max_request_bytes;
 use prost::Message as _;
-use serde::Deserialize;
 
-use crate::config::RouteConfig;
-
-/// Who may call a method through the edge.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Access {
-    /// Anyone, token or not (a token that is sent must still be valid).
-    Public,
-    /// A caller with a valid access token.
-    User,
-    /// A caller whose token carries the `admin` role.
-    Admin,
-    /// Service-to-service only: the edge answers `UNIMPLEMENTED`, exactly as
-    /// for a method that does not exist, so outsiders learn nothing.
-    Internal,
-}
-
-impl Access {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Access::Public => "public",
-            Access::User => "user",
-            Access::Admin => "admin",
-            Access::Internal => "internal",
-        }
-    }
-}
-
-fn route(
-    service: &str,
-    cluster: &str,
-    default_access: Access,
-    methods: &[(&str, Access)],
-) -> RouteConfig {
-    RouteConfig {
-        service: service.to_owned(),
-        cluster: cluster.to_owned(),
-        default_access,
-        methods: methods
-            .iter()
-            .map(|(name, access)| ((*name).to_owned(), *access))
-            .collect(),
-    }
-}
-
-/// The public surface of ARCHITECTURE.md, classified.
-pub fn default_routes() -> Vec<RouteConfig> {
-    use Access::{Admin, Internal, Public, User};
-    vec![
-        route(
-            "boxoffice.catalog.v1.CatalogService",
-            "catalog",
-            // New catalog RPCs are writes more often than not: admin until opened.
-            Admin,
-            &[
-                ("GetEvent", Public),
-                ("ListEvents", Public),
-                ("SearchEvents", Public),
-                ("GetSeatMap", Public),
-                ("GetVenue", Public),
-                ("GetPerformer", Public),
-                ("CreateVenue", Admin),
-                ("CreatePerformer", Admin),
-                ("CreateEvent", Admin),
-                ("UpdateEvent", Admin),
-                ("PublishEvent", Admin),
-                ("CancelEvent", Admin),
-            ],
-        ),
-        route(
-            "boxoffice.inventory.v1.InventoryService",
-            "inventory",
-            Internal,
-            &[
-                ("GetAvailability", Public),
-                ("WatchAvailability", Public),
-                ("HoldSeats", User),
-                ("GetHold", User),
-                ("ReleaseHold", User),
-                ("CommitHold", Internal),
-                ("ReleaseSeats", Internal),
-            ],
-        ),
-        route(
-            "boxoffice.inventory.v1.WaitingRoomService",
-            "inventory",
-            Internal,
-            &[
-                ("JoinQueue", User),
-                ("WatchQueue", User),
-                ("ConfigureWaitingRoom", Admin),
-            ],
-        ),
-        route(
-            "boxoffice.checkout.v1.CheckoutService",
-            "checkout",
-            Internal,
-            &[
-                ("CreateBooking", User),
-                ("ConfirmBooking", User),
-                ("GetBooking", User),
-                ("ListBookings", User),
-                ("CancelBooking", User),
-            ],
-        ),
-        route(
-            // Served beside checkout (it reads checkout's events).
-            "boxoffice.stats.v1.StatsService",
-            "checkout",
-            Admin,
-            &[
-                ("GetEventStats", Admin),
-                ("WatchEventStats", Admin),
-                ("ListEventStats", Admin),
-            ],
-        ),
-        route(
-            "boxoffice.accounts.v1.AccountsService",
-            "accounts",
-            Internal,
-            &[("Register", Public), ("Login", Public), ("GetMe", User)],
-        ),
-    ]
-}
+pub use crate::access::Access;
+use crate::access::RouteConfig;
 
 /// One routable method, resolved once at start.
 #[derive(Debug)]
@@ -318,6 +191,7 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::access::default_routes;
 
     fn table() -> RouteTable {
         let clusters: HashMap<String, usize> = crate::config::CLUSTERS

@@ -19,7 +19,7 @@ use boxoffice_runtime::batch::Batcher;
 use futures::future::join_all;
 use uuid::Uuid;
 
-use crate::domain::{Hold, HoldRef, HoldState};
+use crate::domain::{Hold, HoldRef, HoldState, millis_to_time};
 use crate::error::InventoryError;
 use crate::store::postgres::{CommitOutcome, TicketStore};
 use crate::store::redis::{HoldStore, SoldHold};
@@ -101,7 +101,7 @@ impl CommitStages {
                 &record.seats,
                 request.booking_id,
                 request.sale_id,
-                crate::service::millis_to_time(record.expires_ms),
+                millis_to_time(record.expires_ms),
                 margin,
             )
             .await

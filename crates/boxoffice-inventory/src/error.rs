@@ -9,6 +9,7 @@ use boxoffice_runtime::status;
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 
+use crate::domain::admission::AdmissionRefusal;
 use crate::domain::{FieldError, SeatRequestError};
 
 /// `ErrorInfo` reasons inventory adds to the shared ones.
@@ -83,6 +84,17 @@ pub enum InventoryError {
 impl From<FieldError> for InventoryError {
     fn from(error: FieldError) -> Self {
         Self::InvalidField(error)
+    }
+}
+
+/// How a hold the waiting room did not admit is answered.
+impl From<AdmissionRefusal> for InventoryError {
+    fn from(refusal: AdmissionRefusal) -> Self {
+        match refusal {
+            AdmissionRefusal::Missing => Self::AdmissionRequired,
+            AdmissionRefusal::Invalid => Self::AdmissionTokenInvalid,
+            AdmissionRefusal::Expired => Self::AdmissionTokenExpired,
+        }
     }
 }
 

@@ -17,13 +17,13 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::domain::{
-    BestAvailableQuery, FieldError, Hold, HoldRef, HoldState, SaleLayout, optional_id, parse_id,
+    BestAvailableQuery, Change, ChangeKind, ChangesOutcome, FieldError, Hold, HoldRef, HoldState,
+    SaleLayout, optional_id, parse_id,
 };
 use crate::error::InventoryError;
 use crate::service::{Inventory, SeatRequest};
 use crate::snapshots::Fetched;
-use crate::store::redis::{Change, ChangeKind, ChangesOutcome};
-use crate::watch_hub::{CHANGES_PER_READ, unseen};
+use crate::watch_hub::{CHANGES_PER_READ, WatchHub, unseen};
 
 /// Updates buffered per watcher before the watcher is considered too slow.
 const WATCH_BUFFER: usize = 256;
@@ -31,13 +31,16 @@ const WATCH_BUFFER: usize = 256;
 #[derive(Clone)]
 pub struct InventoryGrpc {
     inventory: Arc<Inventory>,
+    /// The pollers behind WatchAvailability.
+    watch_hub: Arc<WatchHub>,
     shutdown: Shutdown,
 }
 
 impl InventoryGrpc {
-    pub fn new(inventory: Arc<Inventory>, shutdown: Shutdown) -> Self {
+    pub fn new(inventory: Arc<Inventory>, watch_hub: Arc<WatchHub>, shutdown: Shutdown) -> Self {
         Self {
             inventory,
+            watch_hub,
             shutdown,
         }
     }
@@ -82,6 +85,7 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(watch(
             self.inventory.clone(),
+            self.watch_hub.clone(),
             event_id,
             resume,
             sender,
@@ -241,6 +245,7 @@ fn stream_id_time(id: &str) -> Option<prost_types::Timestamp> {
 /// cannot be resumed.
 async fn watch(
     inventory: Arc<Inventory>,
+    watch_hub: Arc<WatchHub>,
     event_id: Uuid,
     resume: Option<(String, String)>,
     sender: mpsc::Sender<Result<pb::AvailabilityUpdate, Status>>,
@@ -248,7 +253,7 @@ async fn watch(
 ) {
     // Subscribed before the first snapshot is read, so every batch after
     // it starts at or before the snapshot's cursor.
-    let mut batches = inventory.watch_hub().subscribe(&inventory, event_id);
+    let mut batches = watch_hub.subscribe(event_id);
     let mut position = resume;
     let mut caught_up = false;
     loop {
@@ -312,7 +317,7 @@ async fn watch(
             }
             Err(broadcast::error::RecvError::Lagged(_)) => caught_up = false,
             Err(broadcast::error::RecvError::Closed) => {
-                batches = inventory.watch_hub().subscribe(&inventory, event_id);
+                batches = watch_hub.subscribe(event_id);
                 caught_up = false;
             }
         }

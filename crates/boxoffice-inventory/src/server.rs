@@ -16,8 +16,10 @@ use crate::config::InventoryConfig;
 use crate::feed::{CATALOG, CatalogFeed, GROUP};
 use crate::grpc::InventoryGrpc;
 use crate::service::Inventory;
-use crate::store::{HoldStore, MIGRATIONS, SCHEMA, TicketStore};
+use crate::store::{HoldStore, MIGRATIONS, SCHEMA, TicketStore, WaitingRoomStore};
+use crate::waiting_room::WaitingRoom;
 use crate::waiting_room_grpc::WaitingRoomGrpc;
+use crate::watch_hub::WatchHub;
 
 /// Largest inventory request (see [`boxoffice_runtime::limits`], where the
 /// edge reads it too).
@@ -26,6 +28,8 @@ pub const MAX_REQUEST_BYTES: usize = boxoffice_runtime::limits::INVENTORY_MAX_RE
 /// The running inventory: its service plus the background feed and sweeper.
 pub struct InventoryComponent {
     pub inventory: Arc<Inventory>,
+    pub waiting_room: Arc<WaitingRoom>,
+    watch_hub: Arc<WatchHub>,
     pub feed: JoinHandle<()>,
     pub sweeper: JoinHandle<()>,
     shutdown: Shutdown,
@@ -60,10 +64,18 @@ impl InventoryComponent {
         }
         let feed_interval = inventory_config.feed_interval;
         let sweep_interval = inventory_config.sweep_interval;
-        let inventory = Arc::new(Inventory::new(
-            TicketStore::new(pool.clone()),
-            holds,
-            inventory_config,
+        let tickets = TicketStore::new(pool.clone());
+        let rooms = WaitingRoomStore::new(holds.pool().clone(), &inventory_config.key_prefix);
+        let inventory = Arc::new(Inventory::new(tickets.clone(), holds, inventory_config));
+        let waiting_room = Arc::new(WaitingRoom::new(
+            inventory.clone(),
+            tickets,
+            rooms,
+            inventory.config(),
+        ));
+        let watch_hub = Arc::new(WatchHub::new(
+            inventory.clone(),
+            inventory.config().watch_poll,
         ));
         let transport = boxoffice_events::Transport::from_env(
             boxoffice_runtime::postgres::parse_url(&config.database_url)?,
@@ -89,6 +101,8 @@ impl InventoryComponent {
         ));
         Ok(Self {
             inventory,
+            waiting_room,
+            watch_hub,
             feed,
             sweeper,
             shutdown,
@@ -99,6 +113,7 @@ impl InventoryComponent {
         server.add_service(
             InventoryServiceServer::new(InventoryGrpc::new(
                 self.inventory.clone(),
+                self.watch_hub.clone(),
                 self.shutdown.clone(),
             ))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
@@ -106,7 +121,7 @@ impl InventoryComponent {
         );
         server.add_service(
             WaitingRoomServiceServer::new(WaitingRoomGrpc::new(
-                self.inventory.clone(),
+                self.waiting_room.clone(),
                 self.shutdown.clone(),
             ))
             .max_decoding_message_size(MAX_REQUEST_BYTES)

@@ -10,25 +10,22 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use boxoffice_runtime::Caller;
-use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use uuid::Uuid;
 
 use crate::commit::{CommitAnswer, CommitRequest, CommitStages};
 use crate::config::InventoryConfig;
 use crate::domain::admission::{AdmissionClaim, AdmissionSigner};
 use crate::domain::{
-    self, BestAvailableQuery, Hold, HoldRef, HoldState, SaleLayout, best_available_ranked,
-    total_price,
+    self, BestAvailableQuery, ChangesOutcome, EventTruth, Hold, HoldRef, HoldState, SaleLayout,
+    best_available_ranked, total_price,
 };
 use crate::error::InventoryError;
 use crate::snapshots::{Fetched, HOLD_VIEW_MAX_AGE, SnapshotCache, View};
 use crate::store::postgres::{CommitOutcome, StoredEvent, TicketStore};
-use crate::store::redis::{
-    ChangesOutcome, EventTruth, HoldOutcome, HoldStore, RebuildMode, ReleaseOutcome, Snapshot,
-};
-use crate::store::waiting_room::WaitingRoomStore;
-use crate::waiting_room::admission_error;
-use crate::watch_hub::WatchHub;
+use crate::store::redis::{HoldOutcome, HoldStore, RebuildMode, ReleaseOutcome, Snapshot};
+use crate::waiting_room::SaleEvents;
+use crate::watch_hub::ChangeSource;
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
@@ -63,53 +60,29 @@ pub struct Inventory {
     holds: Arc<HoldStore>,
     /// CommitHold's batched stages, started on first use.
     commits: OnceLock<CommitStages>,
-    rooms: WaitingRoomStore,
     admission: AdmissionSigner,
     config: InventoryConfig,
     /// Sale layouts never change once an event is published.
     layouts: Mutex<HashMap<Uuid, Arc<SaleLayout>>>,
     snapshots: SnapshotCache,
-    watch_hub: WatchHub,
 }
 
 fn redis_error(error: anyhow::Error) -> InventoryError {
     InventoryError::Unavailable(error)
 }
 
-pub(crate) fn millis_to_time(ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(ms).unwrap_or_default()
-}
-
 impl Inventory {
     pub fn new(tickets: TicketStore, holds: HoldStore, config: InventoryConfig) -> Self {
-        let rooms = WaitingRoomStore::new(holds.pool().clone(), &config.key_prefix);
         let admission = AdmissionSigner::new(config.waiting_room_key.expose().as_bytes());
         Self {
             tickets,
             holds: Arc::new(holds),
             commits: OnceLock::new(),
-            rooms,
             admission,
             config,
             layouts: Mutex::new(HashMap::new()),
             snapshots: SnapshotCache::default(),
-            watch_hub: WatchHub::default(),
         }
-    }
-
-    /// The pollers behind WatchAvailability.
-    pub fn watch_hub(&self) -> &WatchHub {
-        &self.watch_hub
-    }
-
-    /// The shared snapshots; whatever changes an event's Redis state behind
-    /// the overlay's back invalidates them.
-    pub(crate) fn snapshots(&self) -> &SnapshotCache {
-        &self.snapshots
-    }
-
-    pub fn rooms(&self) -> &WaitingRoomStore {
-        &self.rooms
     }
 
     pub fn admission(&self) -> &AdmissionSigner {
@@ -378,7 +351,7 @@ impl Inventory {
                 })
             }
             HoldOutcome::Taken(seats) => InventoryError::SeatUnavailable(seats),
-            HoldOutcome::NotAdmitted(refusal) => admission_error(refusal),
+            HoldOutcome::NotAdmitted(refusal) => refusal.into(),
             HoldOutcome::Held(_) | HoldOutcome::NeedsRebuild => {
                 InventoryError::Internal(anyhow::anyhow!("unexpected hold outcome"))
             }
@@ -576,6 +549,42 @@ impl Inventory {
     }
 }
 
+impl ChangeSource for Inventory {
+    fn position(&self, event_id: Uuid) -> BoxFuture<'_, Result<(String, String)>> {
+        Box::pin(async move {
+            let fetched = self.availability(event_id).await?;
+            Ok((
+                fetched.snapshot.epoch.clone(),
+                fetched.snapshot.last_id.clone(),
+            ))
+        })
+    }
+
+    fn changes<'a>(
+        &'a self,
+        event_id: Uuid,
+        epoch: &'a str,
+        after: &'a str,
+        count: u32,
+    ) -> BoxFuture<'a, Result<ChangesOutcome>> {
+        Box::pin(Inventory::changes(self, event_id, epoch, after, count))
+    }
+}
+
+impl SaleEvents for Inventory {
+    fn ensure_sold_here(&self, event_id: Uuid) -> BoxFuture<'_, Result<()>> {
+        Box::pin(async move { self.layout(event_id).await.map(drop) })
+    }
+
+    fn rebuild_if_missing(&self, event_id: Uuid) -> BoxFuture<'_, Result<()>> {
+        Box::pin(Inventory::rebuild_if_missing(self, event_id))
+    }
+
+    fn state_changed(&self, event_id: Uuid) {
+        self.snapshots.invalidate(event_id);
+    }
+}
+
 /// What a view can refuse on its own, in the order `hold.lua` refuses: the
 /// waiting room first, then an event not on sale.
 fn refuse_from_view(view: &View, admission: AdmissionClaim) -> Result<()> {
@@ -583,7 +592,7 @@ fn refuse_from_view(view: &View, admission: AdmissionClaim) -> Result<()> {
     if view.base.snapshot.room_enabled
         && let Some(refusal) = admission.refusal(now_ms)
     {
-        return Err(admission_error(refusal));
+        return Err(refusal.into());
     }
     if !view.base.on_sale_at(now_ms) {
         return Err(InventoryError::EventNotOnSale);

@@ -3,27 +3,35 @@
 //! HoldSeats' check on events whose room is on runs inside `hold.lua` (the
 //! token's signature is checked in Rust, its expiry by Redis time there).
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use boxoffice_runtime::Caller;
+use futures::future::BoxFuture;
 use uuid::Uuid;
 
-use crate::domain::admission::{AdmissionRefusal, Standing};
+use crate::config::InventoryConfig;
+use crate::domain::RoomSettings;
+use crate::domain::admission::{AdmissionSigner, Standing};
 use crate::error::InventoryError;
-use crate::service::Inventory;
-use crate::store::waiting_room::{InLine, LineStanding};
+use crate::store::postgres::TicketStore;
+use crate::store::waiting_room::{InLine, LineStanding, WaitingRoomStore};
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
-/// Highest admission rate an admin may set (people per second).
-pub const MAX_ADMISSION_RATE: u32 = 100_000;
+/// What the waiting room needs of the events inventory sells, and nothing
+/// more of the service.
+pub trait SaleEvents: Send + Sync + 'static {
+    /// Fails with `EventNotFound` unless inventory sells the event.
+    fn ensure_sold_here(&self, event_id: Uuid) -> BoxFuture<'_, Result<()>>;
 
-/// A room's settings, valid by construction.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RoomSettings {
-    pub enabled: bool,
-    /// 1..=MAX_ADMISSION_RATE when enabled.
-    pub rate: u32,
-    /// 0: admission starts when the room is turned on.
-    pub opens_ms: i64,
+    /// Recreates the event's Redis state (its room's switch included) from
+    /// PostgreSQL when Redis lost it.
+    fn rebuild_if_missing(&self, event_id: Uuid) -> BoxFuture<'_, Result<()>>;
+
+    /// The event's Redis state changed behind the availability snapshots'
+    /// back.
+    fn state_changed(&self, event_id: Uuid);
 }
 
 /// A room right after it was configured.
@@ -46,6 +54,17 @@ pub enum QueueView {
     },
 }
 
+/// Every event's waiting room.
+pub struct WaitingRoom {
+    events: Arc<dyn SaleEvents>,
+    /// The rooms' settings, kept so a rebuild restores them.
+    tickets: TicketStore,
+    rooms: WaitingRoomStore,
+    admission: AdmissionSigner,
+    token_ttl: Duration,
+    watch_poll: Duration,
+}
+
 fn redis_error(error: anyhow::Error) -> InventoryError {
     InventoryError::Unavailable(error)
 }
@@ -60,16 +79,33 @@ fn standing(line: &InLine) -> Standing {
     )
 }
 
-/// How a hold the waiting room did not admit is answered.
-pub(crate) fn admission_error(refusal: AdmissionRefusal) -> InventoryError {
-    match refusal {
-        AdmissionRefusal::Missing => InventoryError::AdmissionRequired,
-        AdmissionRefusal::Invalid => InventoryError::AdmissionTokenInvalid,
-        AdmissionRefusal::Expired => InventoryError::AdmissionTokenExpired,
+impl WaitingRoom {
+    pub fn new(
+        events: Arc<dyn SaleEvents>,
+        tickets: TicketStore,
+        rooms: WaitingRoomStore,
+        config: &InventoryConfig,
+    ) -> Self {
+        Self {
+            events,
+            tickets,
+            rooms,
+            admission: AdmissionSigner::new(config.waiting_room_key.expose().as_bytes()),
+            token_ttl: config.admission_token_ttl,
+            watch_poll: config.watch_poll,
+        }
     }
-}
 
-impl Inventory {
+    /// How often a WatchQueue stream looks at the line.
+    pub fn watch_poll(&self) -> Duration {
+        self.watch_poll
+    }
+
+    /// Fails with `EventNotFound` unless inventory sells the event.
+    pub async fn ensure_event(&self, event_id: Uuid) -> Result<()> {
+        self.events.ensure_sold_here(event_id).await
+    }
+
     /// Turns an event's room on or off (admins only).
     pub async fn configure_room(
         &self,
@@ -83,16 +119,16 @@ impl Inventory {
         if !caller.is_admin() {
             return Err(InventoryError::AdminRequired);
         }
-        self.layout(event_id).await?;
+        self.events.ensure_sold_here(event_id).await?;
         // PostgreSQL first: what Redis is told is always what a rebuild
         // would restore.
-        self.tickets().save_room(event_id, settings).await?;
+        self.tickets.save_room(event_id, settings).await?;
         let counters = self
-            .rooms()
+            .rooms
             .configure(event_id, settings.enabled, settings.rate, settings.opens_ms)
             .await
             .map_err(redis_error)?;
-        self.snapshots().invalidate(event_id);
+        self.events.state_changed(event_id);
         tracing::info!(%event_id, enabled = settings.enabled, rate = settings.rate, opens_ms = settings.opens_ms, joined = counters.joined, "waiting room configured");
         Ok(ConfiguredRoom {
             settings,
@@ -105,15 +141,15 @@ impl Inventory {
     /// before).
     pub async fn join_queue(&self, caller: &Caller, event_id: Uuid) -> Result<Standing> {
         let user_id = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
-        self.layout(event_id).await?;
+        self.events.ensure_sold_here(event_id).await?;
         let mut line = self
-            .rooms()
+            .rooms
             .join(event_id, user_id)
             .await
             .map_err(redis_error)?;
         if line.is_none() && self.restore_room(event_id).await? {
             line = self
-                .rooms()
+                .rooms
                 .join(event_id, user_id)
                 .await
                 .map_err(redis_error)?;
@@ -126,12 +162,12 @@ impl Inventory {
     /// on. True when there was anything to restore.
     async fn restore_room(&self, event_id: Uuid) -> Result<bool> {
         let room_on = self
-            .tickets()
+            .tickets
             .room(event_id)
             .await?
             .is_some_and(|room| room.enabled);
         if room_on {
-            self.rebuild_if_missing(event_id).await?;
+            self.events.rebuild_if_missing(event_id).await?;
         }
         Ok(room_on)
     }
@@ -139,14 +175,14 @@ impl Inventory {
     /// Where the user stands now, with a fresh token once they are through.
     pub async fn queue_view(&self, user_id: Uuid, event_id: Uuid) -> Result<QueueView> {
         let mut standing_now = self
-            .rooms()
+            .rooms
             .standing(event_id, user_id)
             .await
             .map_err(redis_error)?;
         if matches!(standing_now, LineStanding::Off { .. }) && self.restore_room(event_id).await? {
             // The line went with Redis: the caller is told to join again.
             standing_now = self
-                .rooms()
+                .rooms
                 .standing(event_id, user_id)
                 .await
                 .map_err(redis_error)?;
@@ -159,12 +195,11 @@ impl Inventory {
                 if !standing.admitted() {
                     return Ok(QueueView::Waiting(standing));
                 }
-                let ttl_ms = i64::try_from(self.config().admission_token_ttl.as_millis())
-                    .unwrap_or(i64::MAX);
+                let ttl_ms = i64::try_from(self.token_ttl.as_millis()).unwrap_or(i64::MAX);
                 let expires_ms = line.now_ms.saturating_add(ttl_ms);
                 Ok(QueueView::Admitted {
                     join_number: line.join_number,
-                    token: self.admission().sign(user_id, event_id, expires_ms),
+                    token: self.admission.sign(user_id, event_id, expires_ms),
                     expires_ms,
                 })
             }

@@ -17,11 +17,10 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::domain::admission::Standing;
-use crate::domain::{FieldError, parse_id};
+use crate::domain::admission::{MAX_ADMISSION_RATE, Standing};
+use crate::domain::{FieldError, RoomSettings, parse_id};
 use crate::error::InventoryError;
-use crate::service::Inventory;
-use crate::waiting_room::{MAX_ADMISSION_RATE, QueueView, RoomSettings};
+use crate::waiting_room::{QueueView, WaitingRoom};
 
 /// Updates buffered per watcher; a watcher only needs the latest.
 const WATCH_BUFFER: usize = 8;
@@ -31,16 +30,13 @@ const KEEPALIVE: Duration = Duration::from_secs(10);
 
 #[derive(Clone)]
 pub struct WaitingRoomGrpc {
-    inventory: Arc<Inventory>,
+    room: Arc<WaitingRoom>,
     shutdown: Shutdown,
 }
 
 impl WaitingRoomGrpc {
-    pub fn new(inventory: Arc<Inventory>, shutdown: Shutdown) -> Self {
-        Self {
-            inventory,
-            shutdown,
-        }
+    pub fn new(room: Arc<WaitingRoom>, shutdown: Shutdown) -> Self {
+        Self { room, shutdown }
     }
 }
 
@@ -121,7 +117,7 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
     ) -> Result<Response<pb::QueueStatus>, Status> {
         let caller = Caller::from_metadata(request.metadata());
         let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(Status::from)?;
-        let standing = self.inventory.join_queue(&caller, event_id).await?;
+        let standing = self.room.join_queue(&caller, event_id).await?;
         Ok(Response::new(waiting(event_id, &standing)))
     }
 
@@ -135,12 +131,12 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
         let caller = Caller::from_metadata(request.metadata());
         let user_id = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
         let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(Status::from)?;
-        self.inventory.layout(event_id).await?;
+        self.room.ensure_event(event_id).await?;
         // The first look answers NOT_IN_QUEUE as the call's status.
-        let first = self.inventory.queue_view(user_id, event_id).await?;
+        let first = self.room.queue_view(user_id, event_id).await?;
         let (sender, receiver) = mpsc::channel(WATCH_BUFFER);
         tokio::spawn(watch(
-            self.inventory.clone(),
+            self.room.clone(),
             user_id,
             event_id,
             first,
@@ -175,7 +171,7 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
             opens_ms,
         };
         let room = self
-            .inventory
+            .room
             .configure_room(&caller, event_id, settings)
             .await?;
         Ok(Response::new(pb::WaitingRoom {
@@ -192,14 +188,14 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
 /// Sends `first`, then every change of position, until the caller is
 /// admitted (the last update carries the token) or the room is turned off.
 async fn watch(
-    inventory: Arc<Inventory>,
+    room: Arc<WaitingRoom>,
     user_id: Uuid,
     event_id: Uuid,
     first: QueueView,
     sender: mpsc::Sender<Result<pb::QueueStatus, Status>>,
     shutdown: Shutdown,
 ) {
-    let poll = inventory.config().watch_poll;
+    let poll = room.watch_poll();
     let mut view = first;
     let mut last_sent: Option<(u64, tokio::time::Instant)> = None;
     loop {
@@ -226,7 +222,7 @@ async fn watch(
             () = sender.closed() => return,
             () = tokio::time::sleep(poll) => {}
         }
-        view = match inventory.queue_view(user_id, event_id).await {
+        view = match room.queue_view(user_id, event_id).await {
             Ok(view) => view,
             Err(error) => {
                 let _ = sender.send(Err(error.into())).await;

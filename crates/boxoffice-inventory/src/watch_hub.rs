@@ -10,17 +10,35 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
+use futures::future::BoxFuture;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
-use crate::service::Inventory;
-use crate::store::redis::{Change, ChangesOutcome};
+use crate::domain::{Change, ChangesOutcome};
+use crate::error::InventoryError;
 
 /// Changes one read of the change stream takes at most.
 pub const CHANGES_PER_READ: u32 = 500;
 /// Batches buffered per event before a slow stream must catch up itself.
 const BROADCAST_BUFFER: usize = 64;
+
+/// What a poller reads, and nothing more of the service.
+pub trait ChangeSource: Send + Sync + 'static {
+    /// The event's current (epoch, last change id), from a read that
+    /// started after this call.
+    fn position(&self, event_id: Uuid) -> BoxFuture<'_, Result<(String, String), InventoryError>>;
+
+    /// Up to `count` changes after `after` in `epoch`.
+    fn changes<'a>(
+        &'a self,
+        event_id: Uuid,
+        epoch: &'a str,
+        after: &'a str,
+        count: u32,
+    ) -> BoxFuture<'a, Result<ChangesOutcome, InventoryError>>;
+}
 
 /// What the poller read.
 #[derive(Debug)]
@@ -37,25 +55,31 @@ pub enum Batch {
 }
 
 /// The pollers of this process, one per watched event.
-#[derive(Default)]
 pub struct WatchHub {
+    source: Arc<dyn ChangeSource>,
+    /// How often a poller reads its event's change stream.
+    interval: Duration,
     feeds: Mutex<HashMap<Uuid, broadcast::Sender<Arc<Batch>>>>,
 }
 
 impl WatchHub {
+    pub fn new(source: Arc<dyn ChangeSource>, interval: Duration) -> Self {
+        Self {
+            source,
+            interval,
+            feeds: Mutex::default(),
+        }
+    }
+
     /// Batches of `event_id` from now on, starting its poller if needed.
-    pub fn subscribe(
-        &self,
-        inventory: &Arc<Inventory>,
-        event_id: Uuid,
-    ) -> broadcast::Receiver<Arc<Batch>> {
+    pub fn subscribe(self: &Arc<Self>, event_id: Uuid) -> broadcast::Receiver<Arc<Batch>> {
         let mut feeds = self.feeds.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(sender) = feeds.get(&event_id) {
             return sender.subscribe();
         }
         let (sender, receiver) = broadcast::channel(BROADCAST_BUFFER);
         feeds.insert(event_id, sender.clone());
-        tokio::spawn(poll(inventory.clone(), event_id, sender));
+        tokio::spawn(poll(self.clone(), event_id, sender));
         receiver
     }
 
@@ -76,20 +100,17 @@ impl WatchHub {
     }
 }
 
-async fn poll(inventory: Arc<Inventory>, event_id: Uuid, sender: broadcast::Sender<Arc<Batch>>) {
-    let interval = inventory.config().watch_poll;
+async fn poll(hub: Arc<WatchHub>, event_id: Uuid, sender: broadcast::Sender<Arc<Batch>>) {
+    let interval = hub.interval;
     let mut position: Option<(String, String)> = None;
     loop {
-        if sender.receiver_count() == 0 && inventory.watch_hub().retire(event_id, &sender) {
+        if sender.receiver_count() == 0 && hub.retire(event_id, &sender) {
             return;
         }
         let (epoch, after) = match position.take() {
             Some(position) => position,
-            None => match inventory.availability(event_id).await {
-                Ok(fetched) => (
-                    fetched.snapshot.epoch.clone(),
-                    fetched.snapshot.last_id.clone(),
-                ),
+            None => match hub.source.position(event_id).await {
+                Ok(position) => position,
                 Err(_) => {
                     // Streams find out themselves (and report it).
                     let _ = sender.send(Arc::new(Batch::Lost));
@@ -98,7 +119,8 @@ async fn poll(inventory: Arc<Inventory>, event_id: Uuid, sender: broadcast::Send
                 }
             },
         };
-        match inventory
+        match hub
+            .source
             .changes(event_id, &epoch, &after, CHANGES_PER_READ)
             .await
         {
@@ -159,7 +181,7 @@ pub fn unseen<'a>(batch: &'a Batch, epoch: &str, last: &str) -> Option<&'a [Chan
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::redis::ChangeKind;
+    use crate::domain::ChangeKind;
 
     fn change(id: &str) -> Change {
         Change {

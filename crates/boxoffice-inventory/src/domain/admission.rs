@@ -1,5 +1,5 @@
-//! Admission tokens of the waiting room and the arithmetic of a place in
-//! line. A token is the claims (user, event, expiry) plus an HMAC-SHA256 over
+//! The waiting room's rules: a room's settings, admission tokens and the
+//! arithmetic of a place in line. A token is the claims (user, event, expiry) plus an HMAC-SHA256 over
 //! them, so any inventory instance holding the key checks it without asking
 //! Redis who was let through. The signature is checked here, without a
 //! clock; the expiry is compared with Redis server time by `hold.lua`.
@@ -12,6 +12,19 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// Format version, first in every token.
 const VERSION: &str = "wr1";
+
+/// Highest admission rate an admin may set (people per second).
+pub const MAX_ADMISSION_RATE: u32 = 100_000;
+
+/// A room's settings, valid by construction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomSettings {
+    pub enabled: bool,
+    /// 1..=MAX_ADMISSION_RATE when enabled.
+    pub rate: u32,
+    /// 0: admission starts when the room is turned on.
+    pub opens_ms: i64,
+}
 
 /// Why a token was refused.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -4,14 +4,18 @@
 pub mod admission;
 pub mod best_available;
 pub mod bitmap;
+pub mod changes;
 pub mod layout;
 
 use std::collections::HashSet;
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+pub use admission::RoomSettings;
 pub use best_available::{BestAvailableQuery, best_available, best_available_ranked};
 pub use bitmap::SeatBitmap;
+pub use changes::{Change, ChangeKind, ChangesOutcome};
 pub use layout::{
     CatalogStatus, EventForSale, SaleLayout, SaleRow, SaleSection, Tier, TierPrice, VenueLayout,
     VenueSection,
@@ -20,6 +24,24 @@ pub use layout::{
 pub use boxoffice_runtime::field::FieldError;
 
 pub use boxoffice_runtime::field::{optional_id, parse_id};
+
+/// PostgreSQL's view of an event's sale, the truth its Redis state is
+/// rebuilt from.
+#[derive(Clone, Debug)]
+pub struct EventTruth {
+    pub open: bool,
+    pub on_sale_ms: i64,
+    pub seat_count: u32,
+    pub sold: SeatBitmap,
+    /// The waiting room's settings, if an admin ever configured one.
+    pub room: Option<RoomSettings>,
+}
+
+/// Milliseconds since the epoch (Redis server time) as a time; out of
+/// range reads as the epoch itself.
+pub fn millis_to_time(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
 
 /// Where a hold lives: `events/{event_id}/holds/{hold_id}`. The event id is
 /// in the name because every Redis key of a hold sits under its event's hash

@@ -27,10 +27,11 @@ use deadpool_postgres::{Pool, Transaction};
 use tokio_postgres::types::Json;
 use uuid::Uuid;
 
-use crate::domain::{CatalogStatus, EventForSale, HoldRef, SaleLayout, SeatBitmap, VenueLayout};
+use crate::domain::{
+    CatalogStatus, EventForSale, EventTruth, HoldRef, RoomSettings, SaleLayout, SeatBitmap,
+    VenueLayout,
+};
 use crate::error::InventoryError;
-use crate::store::redis::EventTruth;
-use crate::waiting_room::RoomSettings;
 
 type Result<T> = std::result::Result<T, InventoryError>;
 

@@ -19,9 +19,10 @@ use uuid::Uuid;
 
 use crate::config::InventoryConfig;
 use crate::domain::admission::{AdmissionClaim, AdmissionRefusal};
-use crate::domain::{Hold, HoldRef, HoldState, SeatBitmap};
+use crate::domain::{
+    Change, ChangeKind, ChangesOutcome, EventTruth, Hold, HoldRef, HoldState, SeatBitmap,
+};
 use crate::store::waiting_room::room_key;
-use crate::waiting_room::RoomSettings;
 
 /// How long an ended hold's record stays readable (GetHold, idempotent commits).
 const TOMBSTONE_MS: i64 = 60 * 60 * 1000;
@@ -113,43 +114,6 @@ pub struct Snapshot {
     /// When the earliest live hold expires: until then every held bit is
     /// a live hold (after it, some may be expired holds not yet swept).
     pub next_expiry_ms: Option<i64>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum ChangeKind {
-    Held,
-    Released,
-    Expired,
-    Sold,
-    Unsold,
-    Status,
-    /// The state was rebuilt; only the first entry of an epoch.
-    Reset,
-}
-
-#[derive(Clone, Debug)]
-pub struct Change {
-    pub id: String,
-    pub kind: ChangeKind,
-    pub seats: Vec<u32>,
-}
-
-pub enum ChangesOutcome {
-    Changes(Vec<Change>),
-    /// The cursor cannot be resumed: start again from a snapshot.
-    Reset,
-    NeedsRebuild,
-}
-
-/// PostgreSQL's view of an event, to rebuild its Redis state from.
-#[derive(Clone, Debug)]
-pub struct EventTruth {
-    pub open: bool,
-    pub on_sale_ms: i64,
-    pub seat_count: u32,
-    pub sold: SeatBitmap,
-    /// The waiting room's settings, if an admin ever configured one.
-    pub room: Option<RoomSettings>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,148 @@
+//! Who may call what through the edge: the access classes, a route's
+//! configuration (which cluster serves a gRPC service, each method's class)
+//! and the built-in route table, deny by default: a service's
+//! `default_access` is the strictest class that fits, and the methods
+//! outsiders may call are listed. A method added to a proto is therefore
+//! unreachable from outside until someone classifies it here (or in the TOML
+//! file's `[[routes]]`).
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+/// Which cluster serves a gRPC service, and who may call each method.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Fully qualified, e.g. `boxoffice.catalog.v1.CatalogService`.
+    pub service: String,
+    pub cluster: String,
+    /// Access of methods not listed in `methods`. Deny-by-default routes use
+    /// `internal` here and list every method outsiders may call.
+    pub default_access: Access,
+    #[serde(default)]
+    pub methods: BTreeMap<String, Access>,
+}
+
+/// Who may call a method through the edge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Access {
+    /// Anyone, token or not (a token that is sent must still be valid).
+    Public,
+    /// A caller with a valid access token.
+    User,
+    /// A caller whose token carries the `admin` role.
+    Admin,
+    /// Service-to-service only: the edge answers `UNIMPLEMENTED`, exactly as
+    /// for a method that does not exist, so outsiders learn nothing.
+    Internal,
+}
+
+impl Access {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Access::Public => "public",
+            Access::User => "user",
+            Access::Admin => "admin",
+            Access::Internal => "internal",
+        }
+    }
+}
+
+fn route(
+    service: &str,
+    cluster: &str,
+    default_access: Access,
+    methods: &[(&str, Access)],
+) -> RouteConfig {
+    RouteConfig {
+        service: service.to_owned(),
+        cluster: cluster.to_owned(),
+        default_access,
+        methods: methods
+            .iter()
+            .map(|(name, access)| ((*name).to_owned(), *access))
+            .collect(),
+    }
+}
+
+/// The public surface of ARCHITECTURE.md, classified.
+pub fn default_routes() -> Vec<RouteConfig> {
+    use Access::{Admin, Internal, Public, User};
+    vec![
+        route(
+            "boxoffice.catalog.v1.CatalogService",
+            "catalog",
+            // New catalog RPCs are writes more often than not: admin until opened.
+            Admin,
+            &[
+                ("GetEvent", Public),
+                ("ListEvents", Public),
+                ("SearchEvents", Public),
+                ("GetSeatMap", Public),
+                ("GetVenue", Public),
+                ("GetPerformer", Public),
+                ("CreateVenue", Admin),
+                ("CreatePerformer", Admin),
+                ("CreateEvent", Admin),
+                ("UpdateEvent", Admin),
+                ("PublishEvent", Admin),
+                ("CancelEvent", Admin),
+            ],
+        ),
+        route(
+            "boxoffice.inventory.v1.InventoryService",
+            "inventory",
+            Internal,
+            &[
+                ("GetAvailability", Public),
+                ("WatchAvailability", Public),
+                ("HoldSeats", User),
+                ("GetHold", User),
+                ("ReleaseHold", User),
+                ("CommitHold", Internal),
+                ("ReleaseSeats", Internal),
+            ],
+        ),
+        route(
+            "boxoffice.inventory.v1.WaitingRoomService",
+            "inventory",
+            Internal,
+            &[
+                ("JoinQueue", User),
+                ("WatchQueue", User),
+                ("ConfigureWaitingRoom", Admin),
+            ],
+        ),
+        route(
+            "boxoffice.checkout.v1.CheckoutService",
+            "checkout",
+            Internal,
+            &[
+                ("CreateBooking", User),
+                ("ConfirmBooking", User),
+                ("GetBooking", User),
+                ("ListBookings", User),
+                ("CancelBooking", User),
+            ],
+        ),
+        route(
+            // Served beside checkout (it reads checkout's events).
+            "boxoffice.stats.v1.StatsService",
+            "checkout",
+            Admin,
+            &[
+                ("GetEventStats", Admin),
+                ("WatchEventStats", Admin),
+                ("ListEventStats", Admin),
+            ],
+        ),
+        route(
+            "boxoffice.accounts.v1.AccountsService",
+            "accounts",
+            Internal,
+            &[("Register", Public), ("Login", Public), ("GetMe", User)],
+        ),
+    ]
+}
