@@ -58,6 +58,9 @@ pub struct Options {
     /// untouched before it is taken up.
     pub reconcile_interval: Duration,
     pub reconcile_after: Duration,
+    /// Domain events through this NATS server (a stream of the run's own,
+    /// deleted at the end) instead of the PostgreSQL outboxes.
+    pub nats_url: Option<String>,
 }
 
 impl Options {
@@ -85,6 +88,7 @@ impl Options {
             },
             reconcile_interval: Duration::from_millis(500),
             reconcile_after: Duration::from_secs(10),
+            nats_url: None,
         }
     }
 
@@ -180,6 +184,12 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
+    let mut env: Vec<(String, String)> = env;
+    let nats_stream = format!("FAULTS_{}", Uuid::new_v4().simple());
+    if let Some(url) = &options.nats_url {
+        env.push((boxoffice_events::ENV_NATS_URL.to_owned(), url.clone()));
+        env.push((boxoffice_events::ENV_NATS_STREAM.to_owned(), nats_stream.clone()));
+    }
     let boxoffice = Boxoffice::new(
         options.boxoffice.clone(),
         env,
@@ -365,6 +375,17 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
         options.out.join("checks.json"),
         serde_json::to_vec_pretty(&checks)?,
     )?;
+    if let Some(url) = &options.nats_url {
+        // The run's stream goes with the run.
+        match boxoffice_events::NatsTransport::connect_to(url, &nats_stream).await {
+            Ok(nats) => {
+                if let Err(error) = nats.delete_stream().await {
+                    eprintln!("boxoffice-faults: could not delete stream {nats_stream}: {error:#}");
+                }
+            }
+            Err(error) => eprintln!("boxoffice-faults: could not reach NATS: {error:#}"),
+        }
+    }
     Ok(RunReport {
         checks,
         text,

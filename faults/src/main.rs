@@ -42,6 +42,10 @@ struct Cli {
     /// run without faults (default: all).
     #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
     faults: Option<Vec<Option<FaultKind>>>,
+    /// Domain events through the NATS server at this URL (the run's own
+    /// JetStream stream, deleted afterwards), e.g. nats://127.0.0.1:4222.
+    #[arg(long)]
+    nats: Option<String>,
 }
 
 fn parse_fault(raw: &str) -> Result<Option<FaultKind>, String> {
@@ -139,6 +143,7 @@ async fn main() -> ExitCode {
     if let Some(buyers) = cli.buyers {
         options.workload.buyers = buyers;
     }
+    options.nats_url = cli.nats;
     if let Some(faults) = cli.faults {
         options.nemesis.kinds = faults.into_iter().flatten().collect();
     }

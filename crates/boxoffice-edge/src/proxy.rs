@@ -97,6 +97,9 @@ pub struct EdgeState {
     pub limits: Limits,
     /// The edge's own health and reflection.
     pub local: tonic::service::Routes,
+    /// More metrics of this process for `/metrics` (in `boxoffice up`, the
+    /// services' event consumers), set once after binding.
+    pub process_metrics: std::sync::OnceLock<fn() -> String>,
 }
 
 fn is_local(path: &str) -> bool {

@@ -95,7 +95,11 @@ impl EdgeHandle {
     }
 
     pub fn metrics_text(&self) -> String {
-        self.state.metrics.render(&self.state.clusters)
+        let mut text = self.state.metrics.render(&self.state.clusters);
+        if let Some(render) = self.state.process_metrics.get() {
+            text.push_str(&render());
+        }
+        text
     }
 }
 
@@ -247,6 +251,7 @@ impl Edge {
                 access_log: config.access_log,
             },
             local,
+            process_metrics: std::sync::OnceLock::new(),
         });
         Ok(Self {
             listener,
@@ -267,6 +272,13 @@ impl Edge {
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin_addr
+    }
+
+    /// Adds `render`'s text (more of this process's metrics, in the
+    /// Prometheus format) to the admin listener's `/metrics`.
+    pub fn with_process_metrics(self, render: fn() -> String) -> Self {
+        let _ = self.state.process_metrics.set(render);
+        self
     }
 
     pub fn handle(&self) -> EdgeHandle {

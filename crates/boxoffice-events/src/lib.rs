@@ -40,6 +40,10 @@ pub use outbox::Outbox;
 /// Unset or empty: consumers read the PostgreSQL outboxes directly.
 pub const ENV_NATS_URL: &str = "BOXOFFICE_NATS_URL";
 
+/// The JetStream stream to use (default `BOXOFFICE_EVENTS`): deployments
+/// sharing one NATS server each name their own.
+pub const ENV_NATS_STREAM: &str = "BOXOFFICE_NATS_STREAM";
+
 /// How consumers reach the events.
 #[derive(Clone, Debug)]
 pub enum Transport {
@@ -58,7 +62,13 @@ impl Transport {
             .ok()
             .filter(|url| !url.trim().is_empty())
         {
-            Some(url) => Ok(Self::Nats(NatsTransport::connect(&url).await?)),
+            Some(url) => {
+                let stream = std::env::var(ENV_NATS_STREAM)
+                    .ok()
+                    .filter(|stream| !stream.trim().is_empty())
+                    .unwrap_or_else(|| nats::DEFAULT_STREAM.to_owned());
+                Ok(Self::Nats(NatsTransport::connect_to(&url, &stream).await?))
+            }
             None => Ok(Self::Postgres { listen }),
         }
     }

@@ -30,6 +30,9 @@ use crate::consumer::{ConsumerConfig, ConsumerStats, Raw};
 use crate::lease::Lease;
 use crate::outbox::{channel, check_identifier};
 
+/// The stream events go to unless `BOXOFFICE_NATS_STREAM` names another.
+pub const DEFAULT_STREAM: &str = "BOXOFFICE_EVENTS";
+
 /// A JetStream stream carrying every producer's events.
 #[derive(Clone)]
 pub struct NatsTransport {
@@ -54,10 +57,31 @@ impl std::fmt::Debug for NatsTransport {
 impl NatsTransport {
     /// The production stream (`BOXOFFICE_EVENTS`, subjects `boxoffice.events.>`).
     pub async fn connect(url: &str) -> anyhow::Result<Self> {
+        Self::connect_to(url, DEFAULT_STREAM).await
+    }
+
+    /// Stream `stream` on the server at `url`: the default one, or another
+    /// (subjects `boxoffice.<stream in lowercase>.>`), so that several
+    /// deployments (or test runs) can share a NATS server without seeing
+    /// each other's events.
+    pub async fn connect_to(url: &str, stream: &str) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            !stream.is_empty()
+                && stream.len() <= 64
+                && stream
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+            "{stream:?} is not a stream name (letters, digits, '_' and '-')"
+        );
         let client = async_nats::connect(url)
             .await
             .context("connecting to NATS")?;
-        Ok(Self::new(client, "BOXOFFICE_EVENTS", "boxoffice.events"))
+        let prefix = if stream == DEFAULT_STREAM {
+            "boxoffice.events".to_owned()
+        } else {
+            format!("boxoffice.{}", stream.to_ascii_lowercase())
+        };
+        Ok(Self::new(client, stream, &prefix))
     }
 
     pub fn new(client: async_nats::Client, stream: &str, subject_prefix: &str) -> Self {

@@ -149,7 +149,10 @@ impl System {
         // that dials it).
         let mut edge_config = options.edge.with_upstream_everywhere(internal_addr);
         edge_config.shutdown_grace = config.shutdown_grace;
-        let edge = Edge::bind_in_process(edge_config, &options.tokens, server.in_process()).await?;
+        // Its /metrics also shows this process's event consumers.
+        let edge = Edge::bind_in_process(edge_config, &options.tokens, server.in_process())
+            .await?
+            .with_process_metrics(boxoffice_events::metrics::render);
         let edge_addr = edge.local_addr();
         let edge_admin_addr = edge.admin_addr();
         let internal =

@@ -333,6 +333,20 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
         .await
         .expect_err("nor may anyone unnamed");
     assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+    // The consumer behind them shows on this process's metrics (the edge's
+    // /metrics appends these): events handled and how far behind it is.
+    let metrics = boxoffice_events::metrics::render();
+    let handled = metrics
+        .lines()
+        .filter(|line| {
+            line.starts_with(
+                "boxoffice_event_consumer_handled_total{schema=\"stats\",group=\"stats\"}",
+            )
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .max();
+    assert!(handled.is_some_and(|n| n > 0), "{metrics}");
+    assert!(metrics.contains("boxoffice_event_consumer_lag_milliseconds{schema=\"stats\""));
 
     // Their list shows it; the admin's does not.
     let listed = checkout
