@@ -85,6 +85,7 @@ const TEXT_FIELDS: [(&str, f32); 6] = [
 #[derive(Clone, Copy)]
 struct Fields {
     id: Field,
+    id_key: Field,
     version: Field,
     status: Field,
     text: [Field; 6],
@@ -114,7 +115,11 @@ fn schema() -> (Schema, Fields) {
             .set_tokenizer(KEYWORD_ANALYZER)
             .set_index_option(IndexRecordOption::Basic),
     );
-    let id = builder.add_text_field("id", STRING | FAST);
+    // The id as a column (read back at open), and as a short term to delete
+    // by (see `id_term`): a term per event is most of the term dictionary
+    // built at every flush and merge, so it is kept to 17 bytes.
+    let id = builder.add_text_field("id", TextOptions::default().set_fast("raw"));
+    let id_key = builder.add_bytes_field("id_key", INDEXED);
     let version = builder.add_i64_field("version", FAST);
     let status = builder.add_text_field("status", STRING | FAST);
     let text = TEXT_FIELDS.map(|(name, _)| builder.add_text_field(name, text_options.clone()));
@@ -135,6 +140,7 @@ fn schema() -> (Schema, Fields) {
     let document = builder.add_text_field("document", STORED);
     let fields = Fields {
         id,
+        id_key,
         version,
         status,
         text,
@@ -247,13 +253,30 @@ impl EmbeddedIndex {
         let directory = MmapDirectory::open(dir)
             .map_err(|error| anyhow!("opening the search directory {}: {error}", dir.display()))?;
         let (schema, fields) = schema();
-        let index = Index::open_or_create(directory, schema).map_err(|error| {
+        let fail = |error: tantivy::TantivyError| {
             anyhow!(
                 "opening the search index in {} (if it was written by another version, delete the directory: \
                  it is rebuilt from PostgreSQL): {error}",
                 dir.display()
             )
-        })?;
+        };
+        let index = match Index::open_or_create(directory, schema.clone()) {
+            Err(tantivy::TantivyError::SchemaError(_)) => {
+                // Written by a version with other fields: it is a copy of
+                // PostgreSQL's events, so it starts again empty (without a
+                // checkpoint, so the catalog rebuilds it).
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "search index written with another schema: starting it afresh"
+                );
+                remove_index_files(dir)?;
+                let directory = MmapDirectory::open(dir).map_err(|error| {
+                    anyhow!("opening the search directory {}: {error}", dir.display())
+                })?;
+                Index::create(directory, schema, tantivy::IndexSettings::default()).map_err(fail)?
+            }
+            opened => opened.map_err(fail)?,
+        };
         Self::from_index(index, fields)
     }
 
@@ -343,6 +366,7 @@ impl EmbeddedIndex {
         let fields = &self.inner.fields;
         let mut doc = TantivyDocument::new();
         doc.add_text(fields.id, &document.id);
+        doc.add_bytes(fields.id_key, &id_key(&document.id));
         doc.add_i64(fields.version, document.version);
         doc.add_text(fields.status, &document.status);
         let [
@@ -408,9 +432,14 @@ impl EmbeddedIndex {
             if writer.versions.get(&id).is_some_and(|held| held >= version) {
                 continue;
             }
-            writer
-                .writer
-                .delete_term(Term::from_field_text(self.inner.fields.id, &id));
+            // An id the index has never held needs no deletion (a rebuild
+            // is all new ids: every delete term would be looked up in every
+            // segment at the commit).
+            if writer.versions.get(&id).is_some() {
+                writer
+                    .writer
+                    .delete_term(id_term(self.inner.fields.id_key, &id));
+            }
             writer.writer.add_document(doc).map_err(internal)?;
             writer.versions.insert(&id, version);
             changed = true;
@@ -431,7 +460,7 @@ impl EmbeddedIndex {
         for id in ids {
             writer
                 .writer
-                .delete_term(Term::from_field_text(self.inner.fields.id, id));
+                .delete_term(id_term(self.inner.fields.id_key, id));
             writer.versions.remove(id);
         }
         writer.commit().map_err(internal)?;
@@ -790,6 +819,40 @@ fn to_facets(counts: HashMap<String, u64>) -> Vec<FacetCount> {
         .collect()
 }
 
+/// Removes the files of a tantivy index from `dir`: those its
+/// `.managed.json` lists and its metadata, nothing else.
+fn remove_index_files(dir: &Path) -> Result<()> {
+    const MANAGED: &str = ".managed.json";
+    let managed: Vec<std::path::PathBuf> = match std::fs::read(dir.join(MANAGED)) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).context("reading the search index's file list")?
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(internal(error)),
+    };
+    for file in managed
+        .iter()
+        .map(|path| path.as_path())
+        .chain([Path::new("meta.json"), Path::new(MANAGED)])
+    {
+        // Only plain names: never a path out of the directory.
+        if file.components().count() != 1 {
+            continue;
+        }
+        match std::fs::remove_file(dir.join(file)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(internal(anyhow::Error::from(error).context(format!(
+                    "removing {} from the search directory",
+                    file.display()
+                ))));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The highest version held per id. Ids are UUIDs in practice: those in
 /// canonical lowercase form are kept as 128-bit numbers (a third of the
 /// memory of a string key at a million events), any other id as a string.
@@ -797,6 +860,28 @@ fn to_facets(counts: HashMap<String, u64>) -> Vec<FacetCount> {
 struct Versions {
     by_uuid: HashMap<u128, i64>,
     by_text: HashMap<String, i64>,
+}
+
+/// The term an event is found by for deletion: a canonical UUID as its 16
+/// bytes, any other id as its text, each behind a different first byte so
+/// that no two ids share a term.
+fn id_term(field: Field, id: &str) -> Term {
+    Term::from_field_bytes(field, &id_key(id))
+}
+
+fn id_key(id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    match uuid_key(id) {
+        Some(uuid) => {
+            key.push(0);
+            key.extend_from_slice(&uuid.to_be_bytes());
+        }
+        None => {
+            key.push(1);
+            key.extend_from_slice(id.as_bytes());
+        }
+    }
+    key
 }
 
 /// The id as a number, if it is a UUID in canonical lowercase form (so two
@@ -1440,6 +1525,36 @@ mod tests {
         versions.remove(canonical);
         assert_eq!(versions.get(canonical), None);
         assert_eq!(versions.get(&canonical.to_uppercase()), Some(9));
+    }
+
+    #[test]
+    fn an_index_of_another_schema_starts_afresh() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut builder = Schema::builder();
+        let title = builder.add_text_field("title", STRING | STORED);
+        let old = Index::create_in_dir(dir.path(), builder.build()).expect("an old index");
+        let mut writer: IndexWriter<TantivyDocument> =
+            old.writer(15_000_000).expect("an old writer");
+        let mut doc = TantivyDocument::new();
+        doc.add_text(title, "old");
+        writer.add_document(doc).expect("an old document");
+        writer.commit().expect("an old commit");
+        drop(writer);
+        drop(old);
+        std::fs::write(dir.path().join("notes.txt"), "not the index's").expect("a user file");
+
+        let index = EmbeddedIndex::open_in_dir(dir.path()).expect("opened afresh");
+        assert!(index.is_empty());
+        assert!(
+            dir.path().join("notes.txt").exists(),
+            "only the index's own files are removed"
+        );
+        index
+            .upsert_blocking(vec![random_event(1, 1, &mut Lcg(1))], Some(4))
+            .expect("an upsert");
+        drop(index);
+        let index = EmbeddedIndex::open_in_dir(dir.path()).expect("reopened");
+        assert_eq!(index.len(), 1);
     }
 
     #[test]
