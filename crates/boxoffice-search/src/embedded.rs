@@ -11,8 +11,17 @@
 //! Matching follows the shared rules (see [`crate::text`]): every query word
 //! must match some field, exactly, within its typo budget, or (the last word)
 //! as a prefix. Exact matches score above typos, titles and performers above
-//! venues and places, those above descriptions. Geo radius is a bounding box
-//! on the latitude/longitude columns refined by haversine in the collector.
+//! venues and places, those above descriptions. Geo radius takes the events
+//! of the grid cells covering the circle's bounding box (a term per cell, so
+//! a posting list each), checks the box on the latitude/longitude columns and
+//! the real distance (haversine) in the collector.
+//!
+//! What keeps a search's cost from growing with the catalogue: browsing
+//! (no words, by start time) reads per-segment timelines (see [`timeline`])
+//! instead of every match; filters true of nearly every event (published,
+//! not ended, the start window) are read from columns by the collector
+//! rather than intersected as posting lists; numbers are columns only, never
+//! terms (no term dictionary of timestamps to build and merge).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -24,6 +33,7 @@ use anyhow::{Context as _, anyhow};
 use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::directory::MmapDirectory;
+use tantivy::index::SegmentId;
 use tantivy::query::{
     AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
     TermQuery,
@@ -36,8 +46,8 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 use tantivy::{
-    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, SegmentReader,
-    TantivyDocument, Term,
+    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher,
+    SegmentReader, TantivyDocument, Term,
 };
 
 use crate::document::{GeoPoint, STATUS_PUBLISHED, SearchDocument, haversine_km};
@@ -48,6 +58,10 @@ use crate::text::{
     HIGHLIGHT_END, HIGHLIGHT_START, MAX_WORD_BYTES, strip_markers, typo_budget, word_matches,
 };
 use crate::{Checkpoint, Result, SearchError, SearchIndex};
+
+mod timeline;
+
+use timeline::Timeline;
 
 /// Words folded to lowercase ASCII; very long tokens (noise) dropped. Its
 /// words are the shared ones (see [`crate::text::query_words`]): tantivy's
@@ -71,6 +85,7 @@ const TEXT_FIELDS: [(&str, f32); 6] = [
 #[derive(Clone, Copy)]
 struct Fields {
     id: Field,
+    id_key: Field,
     version: Field,
     status: Field,
     text: [Field; 6],
@@ -83,6 +98,7 @@ struct Fields {
     end_time: Field,
     latitude: Field,
     longitude: Field,
+    geo_cell: Field,
     tiebreak: Field,
     document: Field,
 }
@@ -99,23 +115,32 @@ fn schema() -> (Schema, Fields) {
             .set_tokenizer(KEYWORD_ANALYZER)
             .set_index_option(IndexRecordOption::Basic),
     );
-    let id = builder.add_text_field("id", STRING | FAST);
+    // The id as a column (read back at open), and as a short term to delete
+    // by (see `id_term`): a term per event is most of the term dictionary
+    // built at every flush and merge, so it is kept to 17 bytes.
+    let id = builder.add_text_field("id", TextOptions::default().set_fast("raw"));
+    let id_key = builder.add_bytes_field("id_key", INDEXED);
     let version = builder.add_i64_field("version", FAST);
-    let status = builder.add_text_field("status", STRING);
+    let status = builder.add_text_field("status", STRING | FAST);
     let text = TEXT_FIELDS.map(|(name, _)| builder.add_text_field(name, text_options.clone()));
     let category = builder.add_text_field("category", STRING | FAST);
     let city_key = builder.add_text_field("city_key", keyword_options);
     let city_facet = builder.add_text_field("city_facet", TextOptions::default().set_fast("raw"));
     let performer_ids = builder.add_text_field("performer_ids", STRING);
     let venue_id = builder.add_text_field("venue_id", STRING);
-    let start_time = builder.add_i64_field("start_time", INDEXED | FAST);
-    let end_time = builder.add_i64_field("end_time", INDEXED | FAST);
-    let latitude = builder.add_f64_field("latitude", INDEXED | FAST);
-    let longitude = builder.add_f64_field("longitude", INDEXED | FAST);
+    // Ranges over these are answered from their columns (tantivy's range
+    // query uses a fast field when there is one): a term per distinct value
+    // would only cost indexing and merging time.
+    let start_time = builder.add_i64_field("start_time", FAST);
+    let end_time = builder.add_i64_field("end_time", FAST);
+    let latitude = builder.add_f64_field("latitude", FAST);
+    let longitude = builder.add_f64_field("longitude", FAST);
+    let geo_cell = builder.add_u64_field("geo_cell", INDEXED);
     let tiebreak = builder.add_u64_field("tiebreak", FAST);
     let document = builder.add_text_field("document", STORED);
     let fields = Fields {
         id,
+        id_key,
         version,
         status,
         text,
@@ -128,6 +153,7 @@ fn schema() -> (Schema, Fields) {
         end_time,
         latitude,
         longitude,
+        geo_cell,
         tiebreak,
         document,
     };
@@ -179,7 +205,7 @@ fn tiebreak(id: &str) -> u64 {
 struct Writer {
     writer: IndexWriter<TantivyDocument>,
     /// Highest version held per id: what makes upserts idempotent.
-    versions: HashMap<String, i64>,
+    versions: Versions,
     checkpoint: Option<Checkpoint>,
 }
 
@@ -198,6 +224,8 @@ struct Inner {
     fields: Fields,
     reader: IndexReader,
     writer: Mutex<Writer>,
+    /// Per segment, built by the first browse that reads it.
+    timelines: Mutex<HashMap<SegmentId, Arc<Timeline>>>,
 }
 
 /// The embedded engine. Cheap to clone; all clones share one index.
@@ -225,13 +253,30 @@ impl EmbeddedIndex {
         let directory = MmapDirectory::open(dir)
             .map_err(|error| anyhow!("opening the search directory {}: {error}", dir.display()))?;
         let (schema, fields) = schema();
-        let index = Index::open_or_create(directory, schema).map_err(|error| {
+        let fail = |error: tantivy::TantivyError| {
             anyhow!(
                 "opening the search index in {} (if it was written by another version, delete the directory: \
                  it is rebuilt from PostgreSQL): {error}",
                 dir.display()
             )
-        })?;
+        };
+        let index = match Index::open_or_create(directory, schema.clone()) {
+            Err(tantivy::TantivyError::SchemaError(_)) => {
+                // Written by a version with other fields: it is a copy of
+                // PostgreSQL's events, so it starts again empty (without a
+                // checkpoint, so the catalog rebuilds it).
+                tracing::warn!(
+                    dir = %dir.display(),
+                    "search index written with another schema: starting it afresh"
+                );
+                remove_index_files(dir)?;
+                let directory = MmapDirectory::open(dir).map_err(|error| {
+                    anyhow!("opening the search directory {}: {error}", dir.display())
+                })?;
+                Index::create(directory, schema, tantivy::IndexSettings::default()).map_err(fail)?
+            }
+            opened => opened.map_err(fail)?,
+        };
         Self::from_index(index, fields)
     }
 
@@ -266,13 +311,42 @@ impl EmbeddedIndex {
                     versions,
                     checkpoint,
                 }),
+                timelines: Mutex::new(HashMap::new()),
             }),
         })
+    }
+
+    /// Commits, waits for the merges under way and closes the index (the
+    /// directory can then be opened by another process).
+    pub fn close(self) -> Result<()> {
+        let inner =
+            Arc::into_inner(self.inner).context("closing a search index that is still shared")?;
+        let writer = inner
+            .writer
+            .into_inner()
+            .map_err(|_| internal(anyhow!("search index writer poisoned by an earlier panic")))?;
+        let Writer {
+            mut writer,
+            checkpoint,
+            ..
+        } = writer;
+        let mut commit = writer.prepare_commit().map_err(internal)?;
+        if let Some(checkpoint) = checkpoint {
+            commit.set_payload(&checkpoint.to_string());
+        }
+        commit.commit().map_err(internal)?;
+        writer.wait_merging_threads().map_err(internal)?;
+        Ok(())
     }
 
     /// Number of documents held (all statuses).
     pub fn len(&self) -> u64 {
         self.inner.reader.searcher().num_docs()
+    }
+
+    /// Number of segments a search goes through (for reports).
+    pub fn segment_count(&self) -> usize {
+        self.inner.reader.searcher().segment_readers().len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -292,6 +366,7 @@ impl EmbeddedIndex {
         let fields = &self.inner.fields;
         let mut doc = TantivyDocument::new();
         doc.add_text(fields.id, &document.id);
+        doc.add_bytes(fields.id_key, &id_key(&document.id));
         doc.add_i64(fields.version, document.version);
         doc.add_text(fields.status, &document.status);
         let [
@@ -325,6 +400,12 @@ impl EmbeddedIndex {
         if let Some(location) = document.location {
             doc.add_f64(fields.latitude, location.latitude);
             doc.add_f64(fields.longitude, location.longitude);
+            for level in 0..GEO_CELL_DEGREES.len() {
+                doc.add_u64(
+                    fields.geo_cell,
+                    geo_cell(level, location.latitude, location.longitude),
+                );
+            }
         }
         doc.add_u64(fields.tiebreak, tiebreak(&document.id));
         let stored = serde_json::to_string(document).context("encoding a search document")?;
@@ -348,18 +429,19 @@ impl EmbeddedIndex {
         let mut writer = self.lock_writer()?;
         let mut changed = false;
         for (id, version, doc) in converted {
-            if writer
-                .versions
-                .get(&id)
-                .is_some_and(|held| *held >= version)
-            {
+            if writer.versions.get(&id).is_some_and(|held| held >= version) {
                 continue;
             }
-            writer
-                .writer
-                .delete_term(Term::from_field_text(self.inner.fields.id, &id));
+            // An id the index has never held needs no deletion (a rebuild
+            // is all new ids: every delete term would be looked up in every
+            // segment at the commit).
+            if writer.versions.get(&id).is_some() {
+                writer
+                    .writer
+                    .delete_term(id_term(self.inner.fields.id_key, &id));
+            }
             writer.writer.add_document(doc).map_err(internal)?;
-            writer.versions.insert(id, version);
+            writer.versions.insert(&id, version);
             changed = true;
         }
         let checkpoint_moved = checkpoint.is_some() && checkpoint != writer.checkpoint;
@@ -378,7 +460,7 @@ impl EmbeddedIndex {
         for id in ids {
             writer
                 .writer
-                .delete_term(Term::from_field_text(self.inner.fields.id, id));
+                .delete_term(id_term(self.inner.fields.id_key, id));
             writer.versions.remove(id);
         }
         writer.commit().map_err(internal)?;
@@ -399,6 +481,12 @@ impl EmbeddedIndex {
     /// Runs a query on the calling thread (it is CPU work: call it from a
     /// blocking context; [`SearchIndex::search`] does).
     pub fn search_blocking(&self, query: &SearchQuery) -> Result<SearchResults> {
+        self.search_with(query, true)
+    }
+
+    /// `use_timelines: false` answers browses through the collector too
+    /// (what tests compare the timelines with).
+    fn search_with(&self, query: &SearchQuery, use_timelines: bool) -> Result<SearchResults> {
         let fields = self.inner.fields;
         let mut analyzer = text_analyzer();
         // The shared reading of the text, then folded as documents are.
@@ -427,11 +515,24 @@ impl EmbeddedIndex {
                 .within
                 .map(|radius| (radius.center, radius.radius_km)),
             facets: query.facets,
+            now: query.filters.now,
+            start_after: query.filters.start_after,
+            start_before: query.filters.start_before,
         };
         let searcher = self.inner.reader.searcher();
-        let collected = searcher
-            .search(&tantivy_query, &collector)
-            .map_err(internal)?;
+        let browse = use_timelines
+            && query_words.is_empty()
+            && sort == SearchSort::StartTime
+            && query.filters.within.is_none()
+            && query.filters.performer_id.is_none()
+            && query.filters.venue_id.is_none();
+        let collected = if browse {
+            self.browse(query, &searcher, keep)?
+        } else {
+            searcher
+                .search(&tantivy_query, &collector)
+                .map_err(internal)?
+        };
         let mut hits = Vec::with_capacity(query.limit);
         for candidate in collected
             .top
@@ -471,6 +572,74 @@ impl EmbeddedIndex {
         })
     }
 
+    /// A query without words in start-time order, answered from the
+    /// segments' timelines (see [`timeline`]): the same hits, total and
+    /// facets as the query through the collector, without visiting every match.
+    fn browse(&self, query: &SearchQuery, searcher: &Searcher, keep: usize) -> Result<Collected> {
+        let filters = &query.filters;
+        let city_key = filters.city.as_deref().map(folded_keyword);
+        let category = filters.category.as_deref().map(str::to_lowercase);
+        let browse = timeline::Browse {
+            now: filters.now,
+            start_after: filters.start_after,
+            start_before: filters.start_before,
+            city_key: city_key.as_deref(),
+            category: category.as_deref(),
+            keep,
+        };
+        let mut collected = Collected {
+            top: Vec::new(),
+            total: 0,
+            categories: HashMap::new(),
+            cities: HashMap::new(),
+        };
+        let segments = searcher.segment_readers();
+        for (segment_ord, segment) in segments.iter().enumerate() {
+            let fruit = self
+                .timeline(segment)?
+                .browse(segment, segment_ord as u32, &browse);
+            collected.top.extend(fruit.top);
+            collected.total += fruit.total;
+            if query.facets {
+                for (value, count) in fruit.categories {
+                    *collected.categories.entry(value).or_default() += count;
+                }
+                for (value, count) in fruit.cities {
+                    *collected.cities.entry(value).or_default() += count;
+                }
+            }
+        }
+        collected.top.sort_unstable();
+        collected.top.truncate(keep);
+        let mut timelines = self.lock_timelines();
+        if timelines.len() > segments.len() {
+            timelines.retain(|id, _| segments.iter().any(|segment| segment.segment_id() == *id));
+        }
+        Ok(collected)
+    }
+
+    fn lock_timelines(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<Timeline>>> {
+        // The map only ever holds complete timelines: one left by a panic
+        // elsewhere is still right.
+        self.inner
+            .timelines
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn timeline(&self, segment: &SegmentReader) -> Result<Arc<Timeline>> {
+        let id = segment.segment_id();
+        if let Some(timeline) = self.lock_timelines().get(&id) {
+            return Ok(timeline.clone());
+        }
+        // Built without the lock held: other queries go on meanwhile (two
+        // may build the same one; either is right).
+        let timeline =
+            Arc::new(Timeline::build(segment, self.inner.fields.status).map_err(internal)?);
+        self.lock_timelines().insert(id, timeline.clone());
+        Ok(timeline)
+    }
+
     fn build_query(&self, query: &SearchQuery, query_words: &[String]) -> BooleanQuery {
         let fields = self.inner.fields;
         let filters = &query.filters;
@@ -491,20 +660,9 @@ impl EmbeddedIndex {
             let is_last = position + 1 == query_words.len();
             clauses.push((Occur::Must, Box::new(word_query(&fields, word, is_last))));
         }
-        clauses.push(filter(term(fields.status, STATUS_PUBLISHED)));
-        clauses.push(filter(Box::new(RangeQuery::new(
-            Bound::Excluded(Term::from_field_i64(fields.end_time, filters.now)),
-            Bound::Unbounded,
-        ))));
-        if filters.start_after.is_some() || filters.start_before.is_some() {
-            let lower = filters.start_after.map_or(Bound::Unbounded, |t| {
-                Bound::Included(Term::from_field_i64(fields.start_time, t))
-            });
-            let upper = filters.start_before.map_or(Bound::Unbounded, |t| {
-                Bound::Excluded(Term::from_field_i64(fields.start_time, t))
-            });
-            clauses.push(filter(Box::new(RangeQuery::new(lower, upper))));
-        }
+        // Status, end and start times hold for most events: the collector
+        // checks them from their columns, which costs less than having every
+        // candidate seek in posting lists that long (see `EventCollector`).
         if let Some(city) = &filters.city {
             clauses.push(filter(term(fields.city_key, &folded_keyword(city))));
         }
@@ -519,7 +677,9 @@ impl EmbeddedIndex {
         }
         if let Some(radius) = filters.within {
             // A box around the circle narrows the candidates; the collector
-            // then checks the real distance.
+            // then checks the real distance. The grid cells that cover the
+            // box find them through their posting lists, without reading
+            // the location of every event in the box's latitude band.
             let center = radius.center;
             let lat_delta = radius.radius_km / 111.0 * 1.01;
             let (south, north) = (center.latitude - lat_delta, center.latitude + lat_delta);
@@ -536,11 +696,61 @@ impl EmbeddedIndex {
                         Bound::Included(Term::from_field_f64(fields.longitude, west)),
                         Bound::Included(Term::from_field_f64(fields.longitude, east)),
                     ))));
+                    if let Some(cells) = covering_cells(south, north, west, east) {
+                        let cells = cells
+                            .into_iter()
+                            .map(|cell| {
+                                let term = Term::from_field_u64(fields.geo_cell, cell);
+                                let query: Box<dyn Query> =
+                                    Box::new(TermQuery::new(term, IndexRecordOption::Basic));
+                                (Occur::Should, query)
+                            })
+                            .collect();
+                        clauses.push(filter(Box::new(BooleanQuery::new(cells))));
+                    }
                 }
             }
         }
         BooleanQuery::new(clauses)
     }
+}
+
+/// Grid cell sizes (degrees), finest first: every located event is indexed
+/// in one cell of each.
+const GEO_CELL_DEGREES: [f64; 4] = [0.25, 1.0, 4.0, 16.0];
+/// Most cells a radius filter ORs together; a wider box uses coarser cells.
+const MAX_COVERING_CELLS: usize = 48;
+
+/// The cell of `level` holding a point, as one term: level, row, column.
+fn geo_cell(level: usize, latitude: f64, longitude: f64) -> u64 {
+    let size = GEO_CELL_DEGREES[level];
+    let row = ((latitude + 90.0) / size).floor().max(0.0) as u64;
+    let column = ((longitude + 180.0) / size).floor().max(0.0) as u64;
+    ((level as u64) << 56) | (row << 28) | column
+}
+
+/// The cells of the finest level that cover a box (within the ±180°
+/// meridian) in at most [`MAX_COVERING_CELLS`]; `None` when even the
+/// coarsest needs more.
+fn covering_cells(south: f64, north: f64, west: f64, east: f64) -> Option<Vec<u64>> {
+    let (south, north) = (south.max(-90.0), north.min(90.0));
+    (0..GEO_CELL_DEGREES.len()).find_map(|level| {
+        let (first_row, first_column) = split_cell(geo_cell(level, south, west));
+        let (last_row, last_column) = split_cell(geo_cell(level, north, east));
+        let count = (last_row - first_row + 1) * (last_column - first_column + 1);
+        (count as usize <= MAX_COVERING_CELLS).then(|| {
+            (first_row..=last_row)
+                .flat_map(|row| {
+                    (first_column..=last_column)
+                        .map(move |column| ((level as u64) << 56) | (row << 28) | column)
+                })
+                .collect()
+        })
+    })
+}
+
+fn split_cell(cell: u64) -> (u64, u64) {
+    ((cell >> 28) & 0x0fff_ffff, cell & 0x0fff_ffff)
 }
 
 /// One query word against every searchable field: exact (best), as a prefix
@@ -609,10 +819,123 @@ fn to_facets(counts: HashMap<String, u64>) -> Vec<FacetCount> {
         .collect()
 }
 
-fn load_versions(reader: &IndexReader) -> Result<HashMap<String, i64>> {
+/// Removes the files of a tantivy index from `dir`: those its
+/// `.managed.json` lists and its metadata, nothing else.
+fn remove_index_files(dir: &Path) -> Result<()> {
+    const MANAGED: &str = ".managed.json";
+    let managed: Vec<std::path::PathBuf> = match std::fs::read(dir.join(MANAGED)) {
+        Ok(bytes) => {
+            serde_json::from_slice(&bytes).context("reading the search index's file list")?
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(error) => return Err(internal(error)),
+    };
+    for file in managed
+        .iter()
+        .map(|path| path.as_path())
+        .chain([Path::new("meta.json"), Path::new(MANAGED)])
+    {
+        // Only plain names: never a path out of the directory.
+        if file.components().count() != 1 {
+            continue;
+        }
+        match std::fs::remove_file(dir.join(file)) {
+            Ok(()) => {}
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => {
+                return Err(internal(anyhow::Error::from(error).context(format!(
+                    "removing {} from the search directory",
+                    file.display()
+                ))));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The highest version held per id. Ids are UUIDs in practice: those in
+/// canonical lowercase form are kept as 128-bit numbers (a third of the
+/// memory of a string key at a million events), any other id as a string.
+#[derive(Default)]
+struct Versions {
+    by_uuid: HashMap<u128, i64>,
+    by_text: HashMap<String, i64>,
+}
+
+/// The term an event is found by for deletion: a canonical UUID as its 16
+/// bytes, any other id as its text, each behind a different first byte so
+/// that no two ids share a term.
+fn id_term(field: Field, id: &str) -> Term {
+    Term::from_field_bytes(field, &id_key(id))
+}
+
+fn id_key(id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(17);
+    match uuid_key(id) {
+        Some(uuid) => {
+            key.push(0);
+            key.extend_from_slice(&uuid.to_be_bytes());
+        }
+        None => {
+            key.push(1);
+            key.extend_from_slice(id.as_bytes());
+        }
+    }
+    key
+}
+
+/// The id as a number, if it is a UUID in canonical lowercase form (so two
+/// different ids never share a number).
+fn uuid_key(id: &str) -> Option<u128> {
+    let bytes = id.as_bytes();
+    if bytes.len() != 36 {
+        return None;
+    }
+    let mut key = 0u128;
+    for (at, byte) in bytes.iter().enumerate() {
+        let dash = matches!(at, 8 | 13 | 18 | 23);
+        let digit = match (*byte, dash) {
+            (b'-', true) => continue,
+            (b'0'..=b'9', false) => byte - b'0',
+            (b'a'..=b'f', false) => byte - b'a' + 10,
+            _ => return None,
+        };
+        key = (key << 4) | u128::from(digit);
+    }
+    Some(key)
+}
+
+impl Versions {
+    fn get(&self, id: &str) -> Option<i64> {
+        match uuid_key(id) {
+            Some(key) => self.by_uuid.get(&key).copied(),
+            None => self.by_text.get(id).copied(),
+        }
+    }
+
+    fn insert(&mut self, id: &str, version: i64) {
+        match uuid_key(id) {
+            Some(key) => self.by_uuid.insert(key, version),
+            None => self.by_text.insert(id.to_owned(), version),
+        };
+    }
+
+    fn remove(&mut self, id: &str) {
+        match uuid_key(id) {
+            Some(key) => self.by_uuid.remove(&key),
+            None => self.by_text.remove(id),
+        };
+    }
+
+    fn clear(&mut self) {
+        self.by_uuid.clear();
+        self.by_text.clear();
+    }
+}
+
+fn load_versions(reader: &IndexReader) -> Result<Versions> {
     let searcher = reader.searcher();
-    let mut versions = HashMap::new();
-    let mut id = String::new();
+    let mut versions = Versions::default();
     for segment in searcher.segment_readers() {
         let ids = segment
             .fast_fields()
@@ -620,14 +943,21 @@ fn load_versions(reader: &IndexReader) -> Result<HashMap<String, i64>> {
             .map_err(internal)?
             .context("the id column is missing")?;
         let version_column: Column<i64> = segment.fast_fields().i64("version").map_err(internal)?;
+        // The segment's ids in ordinal order, read in one pass over the
+        // dictionary (looking each one up by ordinal would decode a block
+        // per document).
+        let mut by_ord: Vec<String> = Vec::with_capacity(ids.num_terms());
+        let mut stream = ids.dictionary().stream().map_err(internal)?;
+        while stream.advance() {
+            by_ord.push(String::from_utf8_lossy(stream.key()).into_owned());
+        }
         for doc in segment.doc_ids_alive() {
             let (Some(ord), Some(version)) = (ids.term_ords(doc).next(), version_column.first(doc))
             else {
                 continue;
             };
-            id.clear();
-            if ids.ord_to_str(ord, &mut id).map_err(internal)? {
-                versions.insert(id.clone(), version);
+            if let Some(id) = by_ord.get(ord as usize) {
+                versions.insert(id, version);
             }
         }
     }
@@ -734,11 +1064,17 @@ struct Candidate {
     address: DocAddress,
 }
 
+/// Collects the page, the total and the facets. It also applies the
+/// filters every search has (published, not ended) and the start-time
+/// window, from the columns.
 struct EventCollector {
     keep: usize,
     sort: SortBy,
     within: Option<(GeoPoint, f64)>,
     facets: bool,
+    now: i64,
+    start_after: Option<i64>,
+    start_before: Option<i64>,
 }
 
 struct Collected {
@@ -754,7 +1090,14 @@ struct EventSegmentCollector {
     keep: usize,
     sort: SortBy,
     within: Option<(GeoPoint, f64)>,
+    now: i64,
+    start_after: Option<i64>,
+    start_before: Option<i64>,
+    /// The status column and the ordinal of `published` in it (`None`: no
+    /// event of the segment is published).
+    status: Option<(StrColumn, u64)>,
     start_time: Column<i64>,
+    end_time: Column<i64>,
     tiebreak: Column<u64>,
     location: Option<(Column<f64>, Column<f64>)>,
     categories: Option<(StrColumn, Vec<u64>)>,
@@ -800,12 +1143,24 @@ impl Collector for EventCollector {
         } else {
             None
         };
+        let status = match fast.str("status")? {
+            Some(column) => column
+                .dictionary()
+                .term_ord(STATUS_PUBLISHED)?
+                .map(|published| (column, published)),
+            None => None,
+        };
         Ok(EventSegmentCollector {
             segment: segment_ord,
             keep: self.keep,
             sort: self.sort,
             within: self.within,
+            now: self.now,
+            start_after: self.start_after,
+            start_before: self.start_before,
+            status,
             start_time: fast.i64("start_time")?,
+            end_time: fast.i64("end_time")?,
             tiebreak: fast.u64("tiebreak")?,
             location,
             categories: facet_column(segment, "category", self.facets)?,
@@ -870,6 +1225,20 @@ impl SegmentCollector for EventSegmentCollector {
     type Fruit = SegmentFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
+        let Some((status, published)) = &self.status else {
+            return;
+        };
+        if status.term_ords(doc).next() != Some(*published)
+            || self.end_time.first(doc).is_none_or(|end| end <= self.now)
+        {
+            return;
+        }
+        let start_time = self.start_time.first(doc).unwrap_or(i64::MAX);
+        if self.start_after.is_some_and(|after| start_time < after)
+            || self.start_before.is_some_and(|before| start_time >= before)
+        {
+            return;
+        }
         let mut distance = None;
         if let Some((center, radius_km)) = self.within {
             let Some(point) = self.point_of(doc) else {
@@ -909,7 +1278,7 @@ impl SegmentCollector for EventSegmentCollector {
         };
         let key = SortKey {
             primary,
-            start_time: self.start_time.first(doc).unwrap_or(i64::MAX),
+            start_time,
             tiebreak: self.tiebreak.first(doc).unwrap_or(u64::MAX),
         };
         if self.heap.len() == self.keep && self.heap.peek().is_some_and(|worst| key >= worst.key) {
@@ -988,6 +1357,204 @@ mod tests {
                 .collect();
             assert_eq!(analyzed, shared, "{text}");
         }
+    }
+
+    /// A small pseudo-random sequence, so the test needs no dependency.
+    struct Lcg(u64);
+
+    impl Lcg {
+        fn below(&mut self, bound: u64) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (self.0 >> 33) % bound
+        }
+    }
+
+    const NOW: i64 = 1_900_000_000;
+
+    fn random_event(n: u64, version: i64, random: &mut Lcg) -> SearchDocument {
+        const CITIES: [&str; 5] = ["London", "london", "São Paulo", "Paris", ""];
+        const CATEGORIES: [&str; 4] = ["concert", "sports", "theater", ""];
+        let status = match random.below(20) {
+            0 => "draft",
+            1 => "cancelled",
+            _ => STATUS_PUBLISHED,
+        };
+        // Hours, so that many events share a start time and only the
+        // tie-breaker orders them.
+        let start_time = NOW + (random.below(24 * 40) as i64 - 24 * 3) * 3_600;
+        SearchDocument {
+            id: format!("00000000-0000-4000-8000-{n:012}"),
+            version,
+            status: status.into(),
+            title: format!("Event {n}"),
+            description: String::new(),
+            category: CATEGORIES[random.below(4) as usize].into(),
+            performers: Vec::new(),
+            performer_ids: Vec::new(),
+            venue_id: "venue".into(),
+            venue_name: "Hall".into(),
+            city: CITIES[random.below(5) as usize].into(),
+            country_code: "GB".into(),
+            start_time,
+            end_time: start_time + (1 + random.below(6) as i64) * 3_600,
+            location: None,
+            price_min_minor: None,
+            price_max_minor: None,
+            currency_code: "EUR".into(),
+            payload: String::new(),
+        }
+    }
+
+    fn summary(results: &SearchResults) -> (Vec<String>, u64, Vec<FacetCount>, Vec<FacetCount>) {
+        (
+            results
+                .hits
+                .iter()
+                .map(|hit| hit.document.id.clone())
+                .collect(),
+            results.estimated_total_hits,
+            results.category_facets.clone(),
+            results.city_facets.clone(),
+        )
+    }
+
+    #[test]
+    fn browsing_by_timeline_answers_what_the_collector_does() {
+        let index = EmbeddedIndex::in_memory().expect("an index in memory");
+        let mut random = Lcg(7);
+        let check = |index: &EmbeddedIndex| {
+            let hours = |hours: i64| Some(NOW + hours * 3_600);
+            for (start_after, start_before) in [
+                (None, None),
+                (hours(0), None),
+                (hours(-100), hours(5)),
+                (hours(37), hours(700)),
+                (None, hours(300)),
+                (hours(2_000), None),
+            ] {
+                for city in [None, Some("LONDON"), Some("sao paulo"), Some("Nowhere")] {
+                    for category in [None, Some("concert")] {
+                        for (offset, limit) in [(0, 20), (45, 10), (0, 0)] {
+                            let query = SearchQuery {
+                                filters: crate::query::SearchFilters {
+                                    now: NOW,
+                                    start_after,
+                                    start_before,
+                                    city: city.map(str::to_owned),
+                                    category: category.map(str::to_owned),
+                                    ..Default::default()
+                                },
+                                offset,
+                                limit,
+                                facets: offset == 0,
+                                ..SearchQuery::default()
+                            };
+                            let by_timeline = index.search_with(&query, true).expect("a browse");
+                            let by_collector = index
+                                .search_with(&query, false)
+                                .expect("a collected search");
+                            assert_eq!(summary(&by_timeline), summary(&by_collector), "{query:?}");
+                        }
+                    }
+                }
+            }
+        };
+        // Several commits (segments), then replacements and deletions, so
+        // that timelines meet deleted events inside whole blocks.
+        for batch in 0..4 {
+            let documents = (0..1_500)
+                .map(|n| random_event(batch * 1_500 + n, 1, &mut random))
+                .collect();
+            index.upsert_blocking(documents, None).expect("an upsert");
+        }
+        check(&index);
+        let replaced = (0..6_000)
+            .step_by(7)
+            .map(|n| random_event(n, 2, &mut random))
+            .collect();
+        index
+            .upsert_blocking(replaced, None)
+            .expect("replacing some");
+        let deleted: Vec<String> = (0..6_000)
+            .step_by(11)
+            .map(|n| format!("00000000-0000-4000-8000-{n:012}"))
+            .collect();
+        index.delete_blocking(&deleted).expect("deleting some");
+        check(&index);
+    }
+
+    #[test]
+    fn covering_cells_hold_every_point_of_the_box() {
+        let (south, north, west, east) = (51.0, 52.0, -0.9, 0.7);
+        let cells = covering_cells(south, north, west, east).expect("a small box");
+        assert!(cells.len() <= MAX_COVERING_CELLS);
+        let level = (cells[0] >> 56) as usize;
+        for step in 0..=20 {
+            let latitude = south + (north - south) * f64::from(step) / 20.0;
+            for step in 0..=20 {
+                let longitude = west + (east - west) * f64::from(step) / 20.0;
+                assert!(cells.contains(&geo_cell(level, latitude, longitude)));
+            }
+        }
+        assert_eq!(
+            covering_cells(30.0, 60.0, -10.0, 40.0).map(|cells| cells.len()),
+            Some(12),
+            "a box this wide uses the coarsest cells"
+        );
+        assert_eq!(covering_cells(-80.0, 80.0, -170.0, 170.0), None);
+    }
+
+    #[test]
+    fn only_canonical_uuids_become_numbers() {
+        let canonical = "0f1e2d3c-4b5a-4697-8877-66554433aa11";
+        assert_eq!(
+            uuid_key(canonical),
+            Some(0x0f1e_2d3c_4b5a_4697_8877_6655_4433_aa11)
+        );
+        assert_eq!(uuid_key(&canonical.to_uppercase()), None);
+        assert_eq!(uuid_key("0f1e2d3c4b5a46978877-66554433aa11-"), None);
+        let mut versions = Versions::default();
+        versions.insert(canonical, 3);
+        versions.insert("event-1", 5);
+        versions.insert(&canonical.to_uppercase(), 9);
+        assert_eq!(versions.get(canonical), Some(3));
+        assert_eq!(versions.get("event-1"), Some(5));
+        versions.remove(canonical);
+        assert_eq!(versions.get(canonical), None);
+        assert_eq!(versions.get(&canonical.to_uppercase()), Some(9));
+    }
+
+    #[test]
+    fn an_index_of_another_schema_starts_afresh() {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut builder = Schema::builder();
+        let title = builder.add_text_field("title", STRING | STORED);
+        let old = Index::create_in_dir(dir.path(), builder.build()).expect("an old index");
+        let mut writer: IndexWriter<TantivyDocument> =
+            old.writer(15_000_000).expect("an old writer");
+        let mut doc = TantivyDocument::new();
+        doc.add_text(title, "old");
+        writer.add_document(doc).expect("an old document");
+        writer.commit().expect("an old commit");
+        drop(writer);
+        drop(old);
+        std::fs::write(dir.path().join("notes.txt"), "not the index's").expect("a user file");
+
+        let index = EmbeddedIndex::open_in_dir(dir.path()).expect("opened afresh");
+        assert!(index.is_empty());
+        assert!(
+            dir.path().join("notes.txt").exists(),
+            "only the index's own files are removed"
+        );
+        index
+            .upsert_blocking(vec![random_event(1, 1, &mut Lcg(1))], Some(4))
+            .expect("an upsert");
+        drop(index);
+        let index = EmbeddedIndex::open_in_dir(dir.path()).expect("reopened");
+        assert_eq!(index.len(), 1);
     }
 
     #[test]
