@@ -261,8 +261,11 @@ fuzz_target!(|data: &[u8]| {
         // One connection, kept alive across inputs; a new one when the
         // edge closed it.
         let mut sender = match kept {
-            Some(mut sender) if sender.ready().await.is_ok() => sender,
-            _ => connect(world.address).await,
+            Some(mut sender) => match sender.ready().await {
+                Ok(()) => sender,
+                Err(_) => connect(world.address).await,
+            },
+            None => connect(world.address).await,
         };
         let response = sender
             .send_request(request)
@@ -288,8 +291,13 @@ fuzz_target!(|data: &[u8]| {
         );
     }
     let answer = read_answer(&head.headers, answer_body);
+    // Known and not fixed yet (see fuzz/README.md): a grpc-web-text body
+    // that is not base64 fails inside tonic-web's body, which the edge's
+    // own services answer `INTERNAL "tonic-web: …"` (and proxied calls
+    // `CANCELLED`). Anything else `INTERNAL` or `UNKNOWN` is a finding.
+    let known = answer.code == Code::Internal && answer.message.starts_with("tonic-web: ");
     assert!(
-        !matches!(answer.code, Code::Unknown | Code::Internal),
+        known || !matches!(answer.code, Code::Unknown | Code::Internal),
         "{path}: answered {:?} {:?}",
         answer.code,
         answer.message
@@ -298,7 +306,10 @@ fuzz_target!(|data: &[u8]| {
     // A request the client encoded correctly, of a valid message, is
     // answered with that message.
     let well_formed = framed && (encode == text) && !gzip;
-    if path == ECHO && well_formed && let Ok(sent) = EchoRequest::decode(rest) {
+    if path == ECHO
+        && well_formed
+        && let Ok(sent) = EchoRequest::decode(rest)
+    {
         assert_eq!(answer.code, Code::Ok, "{:?}", answer.message);
         assert_eq!(answer.messages.len(), 1);
         let echoed = EchoResponse::decode(answer.messages[0].clone()).unwrap();

@@ -57,9 +57,11 @@ struct World {
 }
 
 fn unavailable_upstream() -> Transport {
-    in_process(tower::service_fn(|_request: http::Request<tonic::body::Body>| async {
-        Ok::<_, Infallible>(Status::unavailable("fuzz: no upstream").into_http())
-    }))
+    in_process(tower::service_fn(
+        |_request: http::Request<tonic::body::Body>| async {
+            Ok::<_, Infallible>(Status::unavailable("fuzz: no upstream").into_http())
+        },
+    ))
 }
 
 fn world() -> &'static World {
@@ -246,11 +248,11 @@ fn accounts_conversion(rpc: &Rpc, body: Bytes) -> Status {
         Err(error) => Status::from(error),
     };
     if rpc.path.ends_with("/Register") {
-        let request = match server_decode::<accounts_pb::RegisterRequest>(body, rpc.max_request_bytes)
-        {
-            Ok(request) => request,
-            Err(error) => return request_error(&error).unwrap_or(error),
-        };
+        let request =
+            match server_decode::<accounts_pb::RegisterRequest>(body, rpc.max_request_bytes) {
+                Ok(request) => request,
+                Err(error) => return request_error(&error).unwrap_or(error),
+            };
         status((|| {
             Email::parse("email", &request.email)?;
             NewPassword::parse("password", &request.password)?;
@@ -258,7 +260,8 @@ fn accounts_conversion(rpc: &Rpc, body: Bytes) -> Status {
             Ok(())
         })())
     } else {
-        let request = match server_decode::<accounts_pb::LoginRequest>(body, rpc.max_request_bytes) {
+        let request = match server_decode::<accounts_pb::LoginRequest>(body, rpc.max_request_bytes)
+        {
             Ok(request) => request,
             Err(error) => return request_error(&error).unwrap_or(error),
         };

@@ -18,7 +18,6 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = uuid::Uuid::parse_str(&event.data.idempotency_key);
 
-    let again: WebhookEvent =
-        serde_json::from_slice(&serde_json::to_vec(&event).unwrap()).unwrap();
+    let again: WebhookEvent = serde_json::from_slice(&serde_json::to_vec(&event).unwrap()).unwrap();
     assert_eq!(again, event);
 });

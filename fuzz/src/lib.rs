@@ -138,12 +138,8 @@ pub fn server_decode<M: prost::Message + Default + Send + 'static>(
     limit: usize,
 ) -> Result<M, Status> {
     let decoder = ProstCodec::<M, M>::default().decoder();
-    let mut stream = Streaming::new_request(
-        decoder,
-        http_body_util::Full::new(body),
-        None,
-        Some(limit),
-    );
+    let mut stream =
+        Streaming::new_request(decoder, http_body_util::Full::new(body), None, Some(limit));
     now(async move {
         let message = stream
             .message()

@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use boxoffice_contracts::testing::v1 as testing;
 use boxoffice_contracts::{accounts::v1 as accounts, catalog::v1 as catalog};
 use boxoffice_contracts::{checkout::v1 as checkout, inventory::v1 as inventory};
-use boxoffice_contracts::testing::v1 as testing;
 use hmac::{Hmac, Mac as _};
 use prost::Message;
 
@@ -139,7 +139,11 @@ fn event() -> catalog::Event {
 fn requests() -> Vec<(u8, u8, Vec<u8>)> {
     let mut out: Vec<(u8, u8, Vec<u8>)> = Vec::new();
     let mut add = |index: u8, caller: u8, message: Vec<u8>| out.push((index, caller, message));
-    add(0, 0, catalog::GetEventRequest { id: EVENT.into() }.encode_to_vec());
+    add(
+        0,
+        0,
+        catalog::GetEventRequest { id: EVENT.into() }.encode_to_vec(),
+    );
     add(
         1,
         0,
@@ -170,9 +174,24 @@ fn requests() -> Vec<(u8, u8, Vec<u8>)> {
         }
         .encode_to_vec(),
     );
-    add(3, 0, catalog::GetSeatMapRequest { event_id: EVENT.into() }.encode_to_vec());
-    add(4, 0, catalog::GetVenueRequest { id: VENUE.into() }.encode_to_vec());
-    add(5, 0, catalog::GetPerformerRequest { id: USER.into() }.encode_to_vec());
+    add(
+        3,
+        0,
+        catalog::GetSeatMapRequest {
+            event_id: EVENT.into(),
+        }
+        .encode_to_vec(),
+    );
+    add(
+        4,
+        0,
+        catalog::GetVenueRequest { id: VENUE.into() }.encode_to_vec(),
+    );
+    add(
+        5,
+        0,
+        catalog::GetPerformerRequest { id: USER.into() }.encode_to_vec(),
+    );
     add(6, 2, venue().encode_to_vec());
     add(
         7,
@@ -186,7 +205,14 @@ fn requests() -> Vec<(u8, u8, Vec<u8>)> {
         }
         .encode_to_vec(),
     );
-    add(8, 2, catalog::CreateEventRequest { event: Some(event()) }.encode_to_vec());
+    add(
+        8,
+        2,
+        catalog::CreateEventRequest {
+            event: Some(event()),
+        }
+        .encode_to_vec(),
+    );
     add(
         9,
         2,
@@ -198,7 +224,11 @@ fn requests() -> Vec<(u8, u8, Vec<u8>)> {
         }
         .encode_to_vec(),
     );
-    add(10, 2, catalog::PublishEventRequest { id: EVENT.into() }.encode_to_vec());
+    add(
+        10,
+        2,
+        catalog::PublishEventRequest { id: EVENT.into() }.encode_to_vec(),
+    );
     add(
         11,
         2,
@@ -208,7 +238,14 @@ fn requests() -> Vec<(u8, u8, Vec<u8>)> {
         }
         .encode_to_vec(),
     );
-    add(12, 0, inventory::GetAvailabilityRequest { event_id: EVENT.into() }.encode_to_vec());
+    add(
+        12,
+        0,
+        inventory::GetAvailabilityRequest {
+            event_id: EVENT.into(),
+        }
+        .encode_to_vec(),
+    );
     add(
         13,
         0,
@@ -253,8 +290,16 @@ fn requests() -> Vec<(u8, u8, Vec<u8>)> {
         .encode_to_vec(),
     );
     let hold = format!("events/{EVENT}/holds/{HOLD}");
-    add(15, 1, inventory::GetHoldRequest { name: hold.clone() }.encode_to_vec());
-    add(16, 1, inventory::ReleaseHoldRequest { name: hold.clone() }.encode_to_vec());
+    add(
+        15,
+        1,
+        inventory::GetHoldRequest { name: hold.clone() }.encode_to_vec(),
+    );
+    add(
+        16,
+        1,
+        inventory::ReleaseHoldRequest { name: hold.clone() }.encode_to_vec(),
+    );
     add(
         17,
         3,
@@ -275,8 +320,22 @@ fn requests() -> Vec<(u8, u8, Vec<u8>)> {
         }
         .encode_to_vec(),
     );
-    add(19, 1, inventory::JoinQueueRequest { event_id: EVENT.into() }.encode_to_vec());
-    add(20, 1, inventory::WatchQueueRequest { event_id: EVENT.into() }.encode_to_vec());
+    add(
+        19,
+        1,
+        inventory::JoinQueueRequest {
+            event_id: EVENT.into(),
+        }
+        .encode_to_vec(),
+    );
+    add(
+        20,
+        1,
+        inventory::WatchQueueRequest {
+            event_id: EVENT.into(),
+        }
+        .encode_to_vec(),
+    );
     add(
         21,
         2,
@@ -419,12 +478,18 @@ fn main() {
     for (n, (index, caller, message)) in requests().into_iter().enumerate() {
         let name = PATHS[usize::from(index)].replace('/', "-");
         // codec: top bit frames the rest; without it the rest is the body.
-        codec.write(&format!("{n:02}-{name}"), &[&[index | 0x80][..], &message].concat());
+        codec.write(
+            &format!("{n:02}-{name}"),
+            &[&[index | 0x80][..], &message].concat(),
+        );
         codec.write(
             &format!("{n:02}-{name}-body"),
             &[&[index][..], &frame(0, &message)].concat(),
         );
-        server.write(&format!("{n:02}-{name}"), &[&[index, caller | 0x80][..], &message].concat());
+        server.write(
+            &format!("{n:02}-{name}"),
+            &[&[index, caller | 0x80][..], &message].concat(),
+        );
     }
     // Bodies the wire guard's tests refuse: garbage, a wrong wire type,
     // invalid UTF-8 in a string, a bad compression flag, an empty or
@@ -434,13 +499,22 @@ fn main() {
         ("garbage", frame(0, b"\xff\xff\xff\xff")),
         ("wire-type", frame(0, &[0x0b, 0x01])),
         ("utf8", frame(0, &[0x0a, 0x02, 0xc3, 0x28])),
-        ("compression-flag", [&[7u8][..], &frame(0, b"")[1..]].concat()),
+        (
+            "compression-flag",
+            [&[7u8][..], &frame(0, b"")[1..]].concat(),
+        ),
         ("empty", Vec::new()),
         ("truncated", frame(0, &[0x0a, 0x24, b'0'])[..4].to_vec()),
     ];
     for (name, body) in &malformed {
-        codec.write(&format!("malformed-{name}"), &[&[hold_seats][..], body].concat());
-        server.write(&format!("malformed-{name}"), &[&[hold_seats, 1][..], body].concat());
+        codec.write(
+            &format!("malformed-{name}"),
+            &[&[hold_seats][..], body].concat(),
+        );
+        server.write(
+            &format!("malformed-{name}"),
+            &[&[hold_seats, 1][..], body].concat(),
+        );
     }
 
     let web = Corpus::new(&root, "grpc_web");
@@ -456,8 +530,13 @@ fn main() {
     web.write("echo-raw-frame", &[&[0x00][..], &frame(0, &echo)].concat());
     web.write(
         "echo-text-raw",
-        &[&[0x02][..], base64::engine::general_purpose::STANDARD.encode(frame(0, &echo)).as_bytes()]
-            .concat(),
+        &[
+            &[0x02][..],
+            base64::engine::general_purpose::STANDARD
+                .encode(frame(0, &echo))
+                .as_bytes(),
+        ]
+        .concat(),
     );
     web.write("health", &[0x24]);
     web.write("unknown-method", &[&[0x34][..], &echo].concat());
@@ -467,20 +546,34 @@ fn main() {
     let signature = Corpus::new(&root, "webhook_signature");
     let body = webhook_event("captured");
     let header = sign(b"whsec_fuzz", 1_700_000_000, &body);
-    let with_header = |header: &str| {
-        [&[header.len() as u8][..], header.as_bytes(), &body].concat()
-    };
+    let with_header = |header: &str| [&[header.len() as u8][..], header.as_bytes(), &body].concat();
     signature.write("genuine", &with_header(&header));
-    signature.write("other-secret", &with_header(&sign(b"whsec_test", 1_700_000_000, &body)));
-    signature.write("stale", &with_header(&sign(b"whsec_fuzz", 1_699_999_000, &body)));
+    signature.write(
+        "other-secret",
+        &with_header(&sign(b"whsec_test", 1_700_000_000, &body)),
+    );
+    signature.write(
+        "stale",
+        &with_header(&sign(b"whsec_fuzz", 1_699_999_000, &body)),
+    );
     signature.write("rotating", &with_header(&format!("{header},v1=00ff")));
     signature.write("no-timestamp", &with_header("v1=00"));
     signature.write("no-signature", &with_header("t=1"));
     signature.write("odd-hex", &with_header("t=1700000000,v1=abc"));
 
     let events = Corpus::new(&root, "webhook_event");
-    for status in ["authorized", "captured", "voided", "declined", "refunded", "disputed"] {
+    for status in [
+        "authorized",
+        "captured",
+        "voided",
+        "declined",
+        "refunded",
+        "disputed",
+    ] {
         events.write(status, &webhook_event(status));
     }
-    events.write("missing-data", br#"{"id":"evt_1","type":"payment.captured","created":1}"#);
+    events.write(
+        "missing-data",
+        br#"{"id":"evt_1","type":"payment.captured","created":1}"#,
+    );
 }
