@@ -378,7 +378,11 @@ where
     let start = Instant::now();
     if is_local(request.uri().path()) {
         let request = request.map(tonic::body::Body::new);
-        return match state.local.clone().oneshot(request).await {
+        // Behind the wire guard, as every service is: a body the edge's own
+        // services cannot decode is the caller's INVALID_ARGUMENT, not
+        // tonic's INTERNAL (found by fuzz/grpc_web).
+        let local = tower::Layer::layer(&wire::WireGuardLayer, state.local.clone());
+        return match local.oneshot(request).await {
             Ok(response) => response.map(ResponseBody::Local),
             Err(never) => match never {},
         };
@@ -1270,5 +1274,71 @@ mod tests {
             read_whole(big, 16).await,
             Err(ReadError::TooLarge)
         ));
+    }
+
+    /// The edge with no routes, only its own health and reflection.
+    fn bare_state() -> Arc<EdgeState> {
+        let routes = RouteTable::compile(
+            &[],
+            &[boxoffice_contracts::FILE_DESCRIPTOR_SET],
+            &HashMap::new(),
+        )
+        .unwrap();
+        let tokens = boxoffice_accounts::TokenConfig::from_vars(
+            &Default::default(),
+            boxoffice_accounts::config::MissingSecret::GenerateEphemeral,
+        )
+        .unwrap();
+        let off = crate::config::RateLimit {
+            per_second: 0.0,
+            burst: 0.0,
+        };
+        let (_, health) = tonic_health::server::health_reporter();
+        Arc::new(EdgeState {
+            metrics: Metrics::new(&routes),
+            routes,
+            clusters: Vec::new(),
+            auth: Authenticator::new(boxoffice_accounts::token::TokenVerifier::new(&tokens)),
+            by_address: RateLimiter::new(off),
+            by_user: RateLimiter::new(off),
+            limits: Limits {
+                default_timeout: Duration::from_secs(10),
+                max_timeout: Duration::from_secs(10),
+                max_message_bytes: 4 * 1024 * 1024,
+                access_log: false,
+            },
+            local: tonic::service::Routes::new(health).prepare(),
+        })
+    }
+
+    /// Found by `fuzz/grpc_web`: the edge's own services answered a body
+    /// they could not decode `INTERNAL`, where every service answers
+    /// `INVALID_ARGUMENT` with `MALFORMED_MESSAGE`.
+    #[tokio::test]
+    async fn the_edges_own_services_refuse_undecodable_bodies_as_invalid_argument() {
+        for body in [
+            // A compression flag of 65.
+            &b"A\0\0\0\0"[..],
+            // A message that is not protobuf (a varint that never ends).
+            &b"\0\0\0\0\x02\x08\xff"[..],
+            // A frame cut short.
+            &b"\0\0\0\0\x09\x0a"[..],
+        ] {
+            let request = Request::builder()
+                .method(Method::POST)
+                .uri("/grpc.health.v1.Health/Check")
+                .header(header::CONTENT_TYPE, "application/grpc")
+                .body(http_body_util::Full::new(Bytes::from_static(body)))
+                .unwrap();
+            let response = handle(bare_state(), None, request).await;
+            let status =
+                Status::from_header_map(response.headers()).expect("a trailers-only answer");
+            assert_eq!(status.code(), Code::InvalidArgument, "{body:?}: {status:?}");
+            assert_eq!(
+                status_details::reason_of(&status).as_deref(),
+                Some(boxoffice_contracts::codec::MALFORMED_MESSAGE),
+                "{body:?}"
+            );
+        }
     }
 }
