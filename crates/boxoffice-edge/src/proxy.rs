@@ -1308,6 +1308,7 @@ mod tests {
                 access_log: false,
             },
             local: tonic::service::Routes::new(health).prepare(),
+            process_metrics: std::sync::OnceLock::new(),
         })
     }
 
