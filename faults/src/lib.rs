@@ -188,7 +188,10 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     let nats_stream = format!("FAULTS_{}", Uuid::new_v4().simple());
     if let Some(url) = &options.nats_url {
         env.push((boxoffice_events::ENV_NATS_URL.to_owned(), url.clone()));
-        env.push((boxoffice_events::ENV_NATS_STREAM.to_owned(), nats_stream.clone()));
+        env.push((
+            boxoffice_events::ENV_NATS_STREAM.to_owned(),
+            nats_stream.clone(),
+        ));
     }
     let boxoffice = Boxoffice::new(
         options.boxoffice.clone(),
