@@ -67,7 +67,11 @@ impl Transport {
                     .ok()
                     .filter(|stream| !stream.trim().is_empty())
                     .unwrap_or_else(|| nats::DEFAULT_STREAM.to_owned());
-                Ok(Self::Nats(NatsTransport::connect_to(&url, &stream).await?))
+                Ok(Self::Nats(
+                    NatsTransport::connect_to(&url, &stream)
+                        .await?
+                        .with_lease(listen),
+                ))
             }
             None => Ok(Self::Postgres { listen }),
         }

@@ -10,11 +10,23 @@
 //!
 //! A consumer group is one durable pull consumer per producer, named after
 //! the group, filtered to that producer's subjects, acknowledging
-//! cumulatively (`AckPolicy::All`) at the end of each batch. At most one
-//! batch is unacknowledged (`max_ack_pending` = batch size), which is both
-//! the backpressure and what keeps a group's events in order. The
-//! consumer's position lives in JetStream; a batch not acknowledged within
-//! `ack_wait` (its consumer died) is delivered again.
+//! cumulatively (`AckPolicy::All`) at the end of each batch. The
+//! consumer's position (its ack floor) lives in JetStream.
+//!
+//! A cumulative acknowledgement covers everything delivered before it, so
+//! nothing may be delivered past a message that was never handled. Two
+//! things would do that, and both are closed here:
+//! - a reader that died (or reconnected) with messages delivered but not
+//!   acknowledged: JetStream would hold those back until `ack_wait` and
+//!   meanwhile deliver the next ones, whose acknowledgement would then
+//!   cover the unhandled ones. So every time a source opens its consumer
+//!   and finds messages pending, it rewinds: the consumer is recreated at
+//!   its ack floor + 1, and delivery starts again, in order, from the first
+//!   unhandled message.
+//! - two instances of a group pulling from one durable consumer (each
+//!   would acknowledge the other's messages). So, as for PostgreSQL
+//!   consumers, one instance per group and stream holds a lease
+//!   ([`NatsTransport::with_lease`]) and is the only reader.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +55,9 @@ pub struct NatsTransport {
     pub subject_prefix: String,
     /// The server's duplicate window (relayed rows re-sent within it are dropped).
     pub duplicate_window: Duration,
+    /// Where consumer groups take their lease (one reader per group and
+    /// stream among instances); `None` only where a single instance runs.
+    lease: Option<tokio_postgres::Config>,
 }
 
 impl std::fmt::Debug for NatsTransport {
@@ -90,7 +105,16 @@ impl NatsTransport {
             stream: stream.to_owned(),
             subject_prefix: subject_prefix.to_owned(),
             duplicate_window: Duration::from_secs(120),
+            lease: None,
         }
+    }
+
+    /// Consumer groups on this transport take their per-stream lease on
+    /// the PostgreSQL server `listen` connects to, so only one instance of
+    /// a group reads a stream (see the module docs).
+    pub fn with_lease(mut self, listen: tokio_postgres::Config) -> Self {
+        self.lease = Some(listen);
+        self
     }
 
     /// Creates the stream when missing.
@@ -340,6 +364,12 @@ pub(crate) struct NatsSource {
     ephemeral: bool,
     messages: Option<consumer::pull::Stream>,
     stats: Arc<ConsumerStats>,
+    lease_key: String,
+    /// The lease connection LISTENs here (the producer's channel; its
+    /// wake-ups are not used: JetStream delivers).
+    lease_channel: String,
+    lease: Option<Lease>,
+    wake: Arc<Notify>,
 }
 
 impl NatsSource {
@@ -361,31 +391,86 @@ impl NatsSource {
             ephemeral: config.ephemeral,
             messages: None,
             stats,
+            lease_key: format!(
+                "boxoffice.events.consumer.{}.{}.{stream}",
+                config.schema, config.group
+            ),
+            lease_channel: channel(stream),
+            lease: None,
+            wake: Arc::new(Notify::new()),
         }
+    }
+
+    fn consumer_config(&self, deliver_policy: consumer::DeliverPolicy) -> consumer::pull::Config {
+        consumer::pull::Config {
+            durable_name: Some(self.durable.clone()),
+            filter_subject: self.filter.clone(),
+            ack_policy: consumer::AckPolicy::All,
+            ack_wait: self.ack_wait,
+            max_ack_pending: i64::try_from(self.batch_size).unwrap_or(i64::MAX),
+            deliver_policy,
+            inactive_threshold: if self.ephemeral {
+                Duration::from_secs(3_600)
+            } else {
+                Duration::ZERO
+            },
+            ..Default::default()
+        }
+    }
+
+    /// Takes the group's lease for this stream when the transport has one;
+    /// `false` while another instance holds it.
+    async fn hold_lease(&mut self) -> anyhow::Result<bool> {
+        let Some(listen) = &self.transport.lease else {
+            return Ok(true);
+        };
+        if self.lease.as_ref().is_some_and(Lease::is_alive) {
+            return Ok(true);
+        }
+        // Whatever was pulled under a lost lease is not ours to handle.
+        self.lease = None;
+        self.messages = None;
+        self.lease = Lease::try_acquire(
+            listen,
+            &self.lease_channel,
+            &self.lease_key,
+            self.wake.clone(),
+        )
+        .await?;
+        Ok(self.lease.is_some())
     }
 
     async fn open(&self) -> anyhow::Result<consumer::pull::Stream> {
         let stream = self.transport.ensure_stream().await?;
-        let consumer: consumer::PullConsumer = stream
-            .get_or_create_consumer(
-                &self.durable,
-                consumer::pull::Config {
-                    durable_name: Some(self.durable.clone()),
-                    filter_subject: self.filter.clone(),
-                    ack_policy: consumer::AckPolicy::All,
-                    ack_wait: self.ack_wait,
-                    max_ack_pending: i64::try_from(self.batch_size).unwrap_or(i64::MAX),
-                    deliver_policy: consumer::DeliverPolicy::All,
-                    inactive_threshold: if self.ephemeral {
-                        Duration::from_secs(3_600)
-                    } else {
-                        Duration::ZERO
-                    },
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|error| anyhow::anyhow!("creating the JetStream consumer: {error}"))?;
+        // Messages delivered but never acknowledged (a reader that died or
+        // reconnected): start again at the first of them, in order, rather
+        // than let a later acknowledgement cover them (module docs).
+        let consumer: consumer::PullConsumer = match stream.consumer_info(&self.durable).await {
+            Ok(info) if info.num_ack_pending > 0 => {
+                let start_sequence = info.ack_floor.stream_sequence + 1;
+                tracing::debug!(consumer = %self.durable, start_sequence,
+                    pending = info.num_ack_pending, "rewinding a JetStream consumer to its ack floor");
+                stream
+                    .delete_consumer(&self.durable)
+                    .await
+                    .map_err(|error| {
+                        anyhow::anyhow!("rewinding the JetStream consumer: {error}")
+                    })?;
+                stream
+                    .create_consumer(self.consumer_config(
+                        consumer::DeliverPolicy::ByStartSequence { start_sequence },
+                    ))
+                    .await
+                    .map_err(|error| anyhow::anyhow!("rewinding the JetStream consumer: {error}"))?
+            }
+            _ => stream
+                .get_or_create_consumer(
+                    &self.durable,
+                    self.consumer_config(consumer::DeliverPolicy::All),
+                )
+                .await
+                .map_err(|error| anyhow::anyhow!("creating the JetStream consumer: {error}"))?,
+        };
         consumer
             .stream()
             .max_messages_per_batch(self.batch_size)
@@ -397,6 +482,14 @@ impl NatsSource {
     }
 
     pub(crate) async fn next_batch(&mut self, shutdown: &Shutdown) -> anyhow::Result<Vec<Raw>> {
+        if !self.hold_lease().await? {
+            // Another instance of the group reads this stream.
+            tokio::select! {
+                () = tokio::time::sleep(self.idle_poll) => {}
+                () = shutdown.cancelled() => {}
+            }
+            return Ok(Vec::new());
+        }
         let mut messages = match self.messages.take() {
             Some(messages) => messages,
             None => self.open().await?,

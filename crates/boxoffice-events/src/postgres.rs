@@ -108,6 +108,33 @@ pub async fn first_time(
     Ok(inserted == 1)
 }
 
+/// [`first_time`] for a whole batch in one statement: records every id
+/// and answers those recorded now (not seen before), so a handler applies
+/// a batch with a few set-based statements instead of one per event.
+pub async fn first_times(
+    transaction: &tokio_postgres::Transaction<'_>,
+    schema: &str,
+    group: &str,
+    event_ids: &[Uuid],
+) -> anyhow::Result<std::collections::HashSet<Uuid>> {
+    check_identifier(schema)?;
+    if event_ids.is_empty() {
+        return Ok(Default::default());
+    }
+    let rows = transaction
+        .query(
+            &format!(
+                "INSERT INTO {schema}.event_processed (consumer_group, event_id)
+                 SELECT $1, id FROM unnest($2::uuid[]) AS id
+                 ON CONFLICT DO NOTHING RETURNING event_id"
+            ),
+            &[&group, &event_ids],
+        )
+        .await
+        .context("recording processed events")?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}
+
 /// Deletes `group`'s checkpoint of `stream`: it starts over from the
 /// beginning.
 pub(crate) async fn forget_position(

@@ -126,11 +126,14 @@ impl World {
             .await
             .expect("NATS with JetStream must be running for the tests (scripts/services)");
         let unique = Uuid::new_v4().simple().to_string();
+        // Leased, as `Transport::from_env` makes it: one reader per group
+        // and stream.
         let nats = NatsTransport::new(
             client,
             &format!("BOXOFFICE_TEST_{unique}"),
             &format!("test_{unique}"),
-        );
+        )
+        .with_lease(db.config.clone());
         nats.ensure_stream()
             .await
             .expect("creating the test stream");
@@ -466,6 +469,91 @@ async fn no_event_is_lost_when_a_consumer_dies_mid_batch() {
             );
             *last = event.envelope.sequence;
         }
+        world.cleanup().await;
+    }
+}
+
+/// A cumulative acknowledgement must never cover an event nobody handled:
+/// the consumer dies holding a batch smaller than its limit, more events
+/// follow, and the next instance still gets the unhandled ones first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_dying_on_a_partial_batch_loses_nothing_when_more_events_follow() {
+    for world in World::both().await {
+        let aggregates: Vec<Uuid> = (0..2).map(|_| Uuid::new_v4()).collect();
+        world.publish_many(10, &aggregates, 10).await;
+        let dying = Arc::new(Recorder {
+            hang_after: Some(0),
+            ..Default::default()
+        });
+        let first_shutdown = Shutdown::new();
+        let first = world
+            .start(world.config("partial"), dying.clone(), &first_shutdown)
+            .await;
+        wait_until(
+            "the first instance to hang",
+            Duration::from_secs(30),
+            || dying.count() >= 5,
+        )
+        .await;
+        first.abort();
+        world.publish_many(50, &aggregates, 5).await;
+
+        let recorder = Arc::new(Recorder::default());
+        let shutdown = Shutdown::new();
+        let second = world
+            .start(world.config("partial"), recorder.clone(), &shutdown)
+            .await;
+        wait_until(
+            "every event, the unhandled half batch included",
+            Duration::from_secs(30),
+            || recorder.count() >= 55,
+        )
+        .await;
+        shutdown.trigger();
+        second.join().await;
+        let seen = recorder.seen.lock().expect("recorder").clone();
+        let mut all = recorder.ids();
+        all.extend(dying.ids());
+        assert_eq!(all.len(), 60, "{}: events handled by either", world.name());
+        // The survivor starts where the dead one's acknowledgement ended,
+        // so it sees every aggregate from its first event, in order.
+        assert_in_order_per_aggregate(world.name(), &seen, 60);
+        world.cleanup().await;
+    }
+}
+
+/// Two instances of one group: one reads each stream, the other stands by
+/// (a JetStream consumer shared by two readers would have each acknowledge
+/// the other's events).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_of_a_group_have_one_reader_per_stream() {
+    for world in World::both().await {
+        let shutdown = Shutdown::new();
+        let (left, right) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let first = world
+            .start(world.config("pair"), left.clone(), &shutdown)
+            .await;
+        let second = world
+            .start(world.config("pair"), right.clone(), &shutdown)
+            .await;
+        let aggregates: Vec<Uuid> = (0..4).map(|_| Uuid::new_v4()).collect();
+        world.publish_many(400, &aggregates, 20).await;
+        wait_until("every event", Duration::from_secs(30), || {
+            left.count() + right.count() >= 400
+        })
+        .await;
+        shutdown.trigger();
+        first.join().await;
+        second.join().await;
+        let (l, r) = (left.count(), right.count());
+        assert!(
+            l == 0 || r == 0,
+            "{}: both instances read the stream ({l} and {r} events)",
+            world.name()
+        );
+        let seen = if l > 0 { &left } else { &right };
+        let seen = seen.seen.lock().expect("recorder").clone();
+        assert_in_order_per_aggregate(world.name(), &seen, 400);
         world.cleanup().await;
     }
 }
