@@ -223,6 +223,64 @@ impl BenchSystem {
         Ok(())
     }
 
+    /// Waits until every event consumer group (statistics, inventory's
+    /// ticket feed, search) has handled every event in the outboxes it
+    /// reads, so a measured window neither starts with an earlier window's
+    /// backlog nor leaves its own unpaid: callers measure CPU up to here.
+    /// Answers how long it waited.
+    pub async fn drain_consumers(
+        &self,
+        limit: std::time::Duration,
+    ) -> anyhow::Result<std::time::Duration> {
+        let started = std::time::Instant::now();
+        let client = self.system.pool.get().await?;
+        let schemas: Vec<String> = client
+            .query(
+                "SELECT table_schema::text FROM information_schema.tables WHERE table_name = 'event_checkpoints'",
+                &[],
+            )
+            .await
+            .context("finding the consumer groups")?
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+        loop {
+            let mut behind = 0_i64;
+            for schema in &schemas {
+                let checkpoints = client
+                    .query(
+                        &format!("SELECT stream, position FROM {schema}.event_checkpoints"),
+                        &[],
+                    )
+                    .await
+                    .context("reading checkpoints")?;
+                for row in checkpoints {
+                    let (stream, position): (String, i64) = (row.get(0), row.get(1));
+                    if !stream.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+                        continue;
+                    }
+                    let high: i64 = client
+                        .query_one(
+                            &format!("SELECT coalesce(max(id), 0) FROM {stream}.event_outbox"),
+                            &[],
+                        )
+                        .await
+                        .context("reading an outbox's end")?
+                        .get(0);
+                    behind += (high - position).max(0);
+                }
+            }
+            if behind == 0 {
+                return Ok(started.elapsed());
+            }
+            anyhow::ensure!(
+                started.elapsed() < limit,
+                "event consumers still {behind} events behind after {limit:?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Writes every dirty page now (`CHECKPOINT`), so the next measured
     /// window does not pay for a checkpoint, and the full-page images after
     /// it, that earlier work made due. Each measurement, pgbench's

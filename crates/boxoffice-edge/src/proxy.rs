@@ -277,6 +277,9 @@ enum Rejection {
     UpstreamOverloaded,
     /// A unary request over the method's limit (the limit, in bytes).
     MessageTooLarge(usize),
+    /// A body the grpc-web translation could not decode (grpc-web-text
+    /// that is not base64): the caller's mistake, not a broken connection.
+    MalformedBody,
     ClientStoppedSending,
     DeadlineExceeded,
     UpstreamUnavailable,
@@ -351,6 +354,11 @@ impl Rejection {
                 Duration::from_millis(100),
             ),
             Self::MessageTooLarge(limit) => wire::message_too_large(limit),
+            Self::MalformedBody => status_with(
+                Code::InvalidArgument,
+                boxoffice_contracts::codec::MALFORMED_MESSAGE,
+                "the request body could not be decoded",
+            ),
             Self::ClientStoppedSending => {
                 status_with(Code::Cancelled, "CANCELLED", "the client stopped sending")
             }
@@ -622,6 +630,7 @@ where
             match read_whole(body, limit + 5).await {
                 Ok(bytes) => RequestBody::Buffered(bytes),
                 Err(ReadError::TooLarge) => return Err(Rejection::MessageTooLarge(limit)),
+                Err(ReadError::Malformed) => return Err(Rejection::MalformedBody),
                 Err(ReadError::Broken) => return Err(Rejection::ClientStoppedSending),
             }
         };
@@ -675,6 +684,10 @@ fn respond(
 
 enum ReadError {
     TooLarge,
+    /// The body's own translation failed: the grpc-web layer answers a
+    /// `Status` for what it cannot decode (grpc-web-text that is not
+    /// base64), where a broken connection is a transport error.
+    Malformed,
     Broken,
 }
 
@@ -683,6 +696,7 @@ enum ReadError {
 async fn read_whole<B>(mut body: B, limit: usize) -> Result<Bytes, ReadError>
 where
     B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
 {
     let mut whole = Bytes::new();
     let mut joined: Option<BytesMut> = None;
@@ -693,7 +707,14 @@ where
         }
         let frame = match poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
             None => break,
-            Some(Err(_)) => return Err(ReadError::Broken),
+            Some(Err(error)) => {
+                let error: BoxError = error.into();
+                return Err(if error.downcast_ref::<Status>().is_some() {
+                    ReadError::Malformed
+                } else {
+                    ReadError::Broken
+                });
+            }
             Some(Ok(frame)) => frame,
         };
         // Request trailers mean nothing to gRPC; only data counts.

@@ -301,25 +301,214 @@ async fn apply(
     Ok(())
 }
 
-/// Applies `changes` (with their event ids) in one transaction; on failure
-/// answers the index of the change that failed.
-async fn apply_all(pool: &Pool, changes: &[(Uuid, Change)]) -> Result<(), (usize, anyhow::Error)> {
+/// Consecutive changes of one kind that one statement applies together.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RunKind {
+    Sold,
+    Released,
+    Confirmed,
+    Cancelled,
+    Refunded,
+}
+
+fn run_kind(change: &Change) -> Option<RunKind> {
+    Some(match change {
+        Change::Sold { .. } => RunKind::Sold,
+        Change::Released { .. } => RunKind::Released,
+        Change::Confirmed { .. } => RunKind::Confirmed,
+        Change::Cancelled { .. } => RunKind::Cancelled,
+        Change::Refunded { .. } => RunKind::Refunded,
+        _ => return None,
+    })
+}
+
+/// Applies a run of same-kind changes with one statement, with the effect
+/// of applying them one after the other (a later sale of a seat wins, the
+/// first cancellation time stays, the last refund total wins).
+async fn apply_run(
+    transaction: &tokio_postgres::Transaction<'_>,
+    kind: RunKind,
+    run: &[&Change],
+) -> anyhow::Result<()> {
+    match kind {
+        RunKind::Sold | RunKind::Released => {
+            let (mut events, mut seat_indexes, mut bookings) = (Vec::new(), Vec::new(), Vec::new());
+            // A seat sold twice in one run: the later sale is the one kept
+            // (one statement may not change a row twice).
+            let mut at: std::collections::HashMap<(Uuid, i32), usize> = Default::default();
+            for change in run {
+                let (Change::Sold {
+                    event_id,
+                    booking_id,
+                    seats,
+                }
+                | Change::Released {
+                    event_id,
+                    booking_id,
+                    seats,
+                }) = change
+                else {
+                    continue;
+                };
+                for seat in seats {
+                    match at.get(&(*event_id, *seat)) {
+                        Some(&index) if kind == RunKind::Sold => bookings[index] = *booking_id,
+                        _ => {
+                            at.insert((*event_id, *seat), events.len());
+                            events.push(*event_id);
+                            seat_indexes.push(*seat);
+                            bookings.push(*booking_id);
+                        }
+                    }
+                }
+            }
+            let sql = if kind == RunKind::Sold {
+                "INSERT INTO stats.sold_seats (event_id, seat_index, booking_id)
+                 SELECT * FROM unnest($1::uuid[], $2::int4[], $3::uuid[])
+                 ON CONFLICT (event_id, seat_index) DO UPDATE SET booking_id = EXCLUDED.booking_id"
+            } else {
+                "DELETE FROM stats.sold_seats s
+                 USING unnest($1::uuid[], $2::int4[], $3::uuid[]) AS r(event_id, seat_index, booking_id)
+                 WHERE s.event_id = r.event_id AND s.seat_index = r.seat_index AND s.booking_id = r.booking_id"
+            };
+            transaction
+                .execute(sql, &[&events, &seat_indexes, &bookings])
+                .await?;
+        }
+        RunKind::Confirmed => {
+            let mut columns = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
+            for change in run {
+                if let Change::Confirmed {
+                    booking_id,
+                    event_id,
+                    tickets,
+                    currency,
+                    gross,
+                    fees,
+                    at,
+                } = change
+                {
+                    columns.0.push(*booking_id);
+                    columns.1.push(*event_id);
+                    columns.2.push(*tickets);
+                    columns.3.push(currency.as_str());
+                    columns.4.push(*gross);
+                    columns.5.push(*fees);
+                    columns.6.push(*at);
+                }
+            }
+            transaction
+                .execute(
+                    "INSERT INTO stats.bookings (booking_id, event_id, tickets, currency_code, gross_minor, fees_minor,
+                         confirmed_at)
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::text[], $5::int8[], $6::int8[],
+                         $7::timestamptz[])
+                     ON CONFLICT (booking_id) DO NOTHING",
+                    &[
+                        &columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5,
+                        &columns.6,
+                    ],
+                )
+                .await?;
+        }
+        RunKind::Cancelled => {
+            let (mut bookings, mut times) = (Vec::new(), Vec::new());
+            for change in run {
+                if let Change::Cancelled { booking_id, at } = change {
+                    bookings.push(*booking_id);
+                    times.push(*at);
+                }
+            }
+            transaction
+                .execute(
+                    "UPDATE stats.bookings b SET cancelled_at = coalesce(b.cancelled_at, c.at)
+                     FROM (SELECT id, min(at) AS at FROM unnest($1::uuid[], $2::timestamptz[]) AS c(id, at)
+                           GROUP BY id) c
+                     WHERE b.booking_id = c.id",
+                    &[&bookings, &times],
+                )
+                .await?;
+        }
+        RunKind::Refunded => {
+            let mut last: std::collections::HashMap<Uuid, i64> = Default::default();
+            for change in run {
+                if let Change::Refunded { booking_id, amount } = change {
+                    last.insert(*booking_id, *amount);
+                }
+            }
+            let (bookings, amounts): (Vec<Uuid>, Vec<i64>) = last.into_iter().unzip();
+            transaction
+                .execute(
+                    "UPDATE stats.bookings b SET refunded_minor = r.amount
+                     FROM unnest($1::uuid[], $2::int8[]) AS r(id, amount) WHERE b.booking_id = r.id",
+                    &[&bookings, &amounts],
+                )
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Applies `changes` (with their event ids) in one transaction: the ids
+/// recorded in one statement, then the new changes in runs of one kind,
+/// one statement a run (`together`), or one statement a change (to find
+/// which one fails). On failure answers the index of the change (or the
+/// first of the run) that failed.
+async fn apply_all(
+    pool: &Pool,
+    changes: &[(Uuid, Change)],
+    together: bool,
+) -> Result<(), (usize, anyhow::Error)> {
     let mut client = pool.get().await.map_err(|error| (0, error.into()))?;
     let transaction = client
         .transaction()
         .await
         .map_err(|error| (0, error.into()))?;
-    let mut events: Vec<Uuid> = Vec::new();
-    for (index, (event_id, change)) in changes.iter().enumerate() {
-        let first = boxoffice_events::postgres::first_time(&transaction, SCHEMA, GROUP, *event_id)
-            .await
-            .map_err(|error| (index, error))?;
-        if first {
-            apply(&transaction, change)
-                .await
-                .map_err(|error| (index, error))?;
-            events.extend(touched(change));
-        }
+    let ids: Vec<Uuid> = changes.iter().map(|(id, _)| *id).collect();
+    let mut fresh = boxoffice_events::postgres::first_times(&transaction, SCHEMA, GROUP, &ids)
+        .await
+        .map_err(|error| (0, error))?;
+    // Each new event once (a batch may carry a duplicate), in order.
+    let new: Vec<(usize, &Change)> = changes
+        .iter()
+        .enumerate()
+        .filter(|(_, (id, _))| fresh.remove(id))
+        .map(|(index, (_, change))| (index, change))
+        .collect();
+    let mut events: Vec<Uuid> = new
+        .iter()
+        .filter_map(|(_, change)| touched(change))
+        .collect();
+    let mut next = 0;
+    while next < new.len() {
+        let (index, change) = new[next];
+        let kind = run_kind(change).filter(|_| together);
+        let end = match kind {
+            Some(kind) => {
+                next + new[next..]
+                    .iter()
+                    .take_while(|(_, change)| run_kind(change) == Some(kind))
+                    .count()
+            }
+            None => next + 1,
+        };
+        let result = match kind {
+            Some(kind) => {
+                let run: Vec<&Change> = new[next..end].iter().map(|(_, change)| *change).collect();
+                apply_run(&transaction, kind, &run).await
+            }
+            None => apply(&transaction, change).await,
+        };
+        result.map_err(|error| (index, error))?;
+        next = end;
     }
     if !events.is_empty() {
         events.sort_unstable();
@@ -362,7 +551,7 @@ impl StatsHandler {
         if end == 0 {
             return failure;
         }
-        match apply_all(&self.pool, &changes[..end]).await {
+        match apply_all(&self.pool, &changes[..end], false).await {
             Ok(()) => failure,
             Err((_, error)) if unavailable(&error) => HandleError::Unavailable(error),
             Err((index, error)) => HandleError::Failed { index, error },
@@ -386,7 +575,14 @@ impl Handler for StatsHandler {
                 }
             }
         }
-        match apply_all(&self.pool, &changes).await {
+        let together = match apply_all(&self.pool, &changes, true).await {
+            Ok(()) => return Ok(()),
+            Err((_, error)) if unavailable(&error) => return Err(HandleError::Unavailable(error)),
+            // One statement of a run failed: once more a change at a time,
+            // to name the one that fails.
+            Err(_) => apply_all(&self.pool, &changes, false).await,
+        };
+        match together {
             Ok(()) => Ok(()),
             Err((_, error)) if unavailable(&error) => Err(HandleError::Unavailable(error)),
             Err((index, error)) => {

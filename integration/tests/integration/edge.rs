@@ -132,16 +132,27 @@ async fn grpc_web(
     text: bool,
     headers: &[(&str, &str)],
 ) -> GrpcWebAnswer {
-    let content_type = if text {
-        "application/grpc-web-text"
-    } else {
-        "application/grpc-web+proto"
-    };
     let framed = frame(message);
     let body = if text {
         Bytes::from(STANDARD.encode(&framed))
     } else {
         Bytes::from(framed)
+    };
+    grpc_web_body(addr, path, body, text, headers).await
+}
+
+/// [`grpc_web`] with the body as sent (framed, and base64 for text).
+async fn grpc_web_body(
+    addr: SocketAddr,
+    path: &str,
+    body: Bytes,
+    text: bool,
+    headers: &[(&str, &str)],
+) -> GrpcWebAnswer {
+    let content_type = if text {
+        "application/grpc-web-text"
+    } else {
+        "application/grpc-web+proto"
     };
     let mut request = http::Request::post(path)
         .header("host", addr.to_string())
@@ -255,6 +266,26 @@ async fn grpc_web_binary_and_text_get_the_same_answer_as_grpc() {
             for header in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
                 assert!(exposed.contains(header), "{header} not exposed: {exposed}");
             }
+        }
+
+        // grpc-web-text that is not base64 is the caller's malformed
+        // request, not a broken connection (found by fuzz/grpc_web).
+        for body in ["%%% not base64 %%%", "AAAAAA=A"] {
+            let answer = grpc_web_body(
+                world.edge.addr,
+                "/boxoffice.catalog.v1.CatalogService/GetEvent",
+                Bytes::from_static(body.as_bytes()),
+                true,
+                &[("origin", "http://localhost:3000")],
+            )
+            .await;
+            assert!(
+                answer
+                    .trailers
+                    .contains(&format!("grpc-status:{}", Code::InvalidArgument as i32)),
+                "{body:?}: {}",
+                answer.trailers
+            );
         }
 
         // Errors reach browsers too, with the status readable.
