@@ -592,3 +592,186 @@ impl Handler for StatsHandler {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Applying a batch with set-based statements must leave the tables
+    //! exactly as applying its events one by one does.
+
+    use std::sync::Arc;
+
+    use boxoffice_events::{Envelope, Handler as _};
+    use boxoffice_runtime::config::Secret;
+    use rand::{Rng as _, SeedableRng as _};
+
+    use super::*;
+
+    const SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+    fn server_url() -> String {
+        std::env::var("BOXOFFICE_TEST_POSTGRES_URL").unwrap_or_else(|_| SERVER.to_owned())
+    }
+
+    /// A database of its own with the stats schema; dropped by `drop_db`.
+    async fn database(name: &str) -> Pool {
+        let (client, connection) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+            .await
+            .expect("PostgreSQL must be running for the tests (scripts/services)");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("creating a test database");
+        let url = match server_url().rsplit_once('/') {
+            Some((base, _)) => format!("{base}/{name}"),
+            None => panic!("the test server url names no database"),
+        };
+        let pool = boxoffice_runtime::postgres::pool(&Secret::new(url), 4).expect("pool");
+        boxoffice_runtime::postgres::migrate(&pool, SCHEMA, crate::store::MIGRATIONS)
+            .await
+            .expect("stats migrations");
+        boxoffice_events::postgres::install_consumer(&pool, SCHEMA)
+            .await
+            .expect("consumer tables");
+        pool
+    }
+
+    async fn drop_db(name: &str) {
+        let (client, connection) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+            .await
+            .expect("connecting");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .expect("dropping the test database");
+    }
+
+    fn received(position: u64, event_id: Uuid, payload: Payload) -> Received {
+        Received {
+            stream: Arc::from("checkout"),
+            position,
+            envelope: Envelope {
+                event_id: event_id.to_string(),
+                occurred_at: Some(prost_types::Timestamp {
+                    seconds: 1_800_000_000 + position as i64,
+                    nanos: 0,
+                }),
+                payload: Some(payload),
+                ..Default::default()
+            },
+        }
+    }
+
+    fn money(amount_minor: i64) -> Option<pb::Money> {
+        Some(pb::Money {
+            currency_code: "EUR".into(),
+            amount_minor,
+        })
+    }
+
+    /// Sales, releases, re-sales of the same seats to other bookings,
+    /// confirmations, cancellations, refunds (twice), and duplicates.
+    fn history(seed: u64) -> Vec<Received> {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let event = Uuid::new_v4().to_string();
+        let bookings: Vec<String> = (0..6).map(|_| Uuid::new_v4().to_string()).collect();
+        let mut events = Vec::new();
+        for n in 0..300u64 {
+            let booking = bookings[rng.random_range(0..bookings.len())].clone();
+            let seats: Vec<u32> = (0..rng.random_range(1..4))
+                .map(|_| rng.random_range(0..8))
+                .collect();
+            let payload = match rng.random_range(0..6) {
+                0 | 1 => Payload::SeatsSold(pb::SeatsSold {
+                    event_id: event.clone(),
+                    booking_id: booking,
+                    seat_indexes: seats,
+                    ..Default::default()
+                }),
+                2 => Payload::SeatsReleased(pb::SeatsReleased {
+                    event_id: event.clone(),
+                    booking_id: booking,
+                    seat_indexes: seats,
+                }),
+                3 => Payload::BookingConfirmed(pb::BookingConfirmed {
+                    booking_id: booking,
+                    event_id: event.clone(),
+                    seat_indexes: seats,
+                    total: money(rng.random_range(1_000..9_000)),
+                    fees: money(150),
+                    ..Default::default()
+                }),
+                4 => Payload::BookingCancelled(pb::BookingCancelled {
+                    booking_id: booking,
+                    event_id: event.clone(),
+                    ..Default::default()
+                }),
+                _ => Payload::RefundIssued(pb::RefundIssued {
+                    booking_id: booking,
+                    amount: money(rng.random_range(0..9_000)),
+                    ..Default::default()
+                }),
+            };
+            events.push(received(n, Uuid::new_v4(), payload));
+            // Now and then the same event again (at least once delivery).
+            if rng.random_range(0..10) == 0 {
+                let again = events[rng.random_range(0..events.len())].clone();
+                events.push(again);
+            }
+        }
+        events
+    }
+
+    async fn tables(pool: &Pool) -> Vec<String> {
+        let client = pool.get().await.expect("connection");
+        let mut rows = Vec::new();
+        for sql in [
+            "SELECT event_id::text || '/' || seat_index || '/' || booking_id FROM stats.sold_seats
+             ORDER BY 1",
+            "SELECT booking_id::text || '/' || tickets || '/' || gross_minor || '/' || fees_minor || '/'
+                 || coalesce(cancelled_at::text, '-') || '/' || refunded_minor FROM stats.bookings ORDER BY 1",
+        ] {
+            for row in client.query(sql, &[]).await.expect("reading stats") {
+                rows.push(row.get::<_, String>(0));
+            }
+        }
+        rows
+    }
+
+    #[tokio::test]
+    async fn a_batch_leaves_the_tables_as_its_events_one_by_one_do() {
+        for seed in 0..2 {
+            let events = history(seed);
+            let suffix = Uuid::new_v4().simple().to_string();
+            let (together, apart) = (
+                format!("stats_batch_{suffix}"),
+                format!("stats_apart_{suffix}"),
+            );
+            let (batched, single) = (database(&together).await, database(&apart).await);
+
+            StatsHandler::new(batched.clone())
+                .handle(&events)
+                .await
+                .expect("one batch");
+            let one_by_one = StatsHandler::new(single.clone());
+            for event in &events {
+                one_by_one
+                    .handle(std::slice::from_ref(event))
+                    .await
+                    .expect("one event");
+            }
+            let (got, wanted) = (tables(&batched).await, tables(&single).await);
+            assert!(
+                !wanted.is_empty(),
+                "seed {seed}: the history changed nothing"
+            );
+            assert_eq!(got, wanted, "seed {seed}: batched and one by one differ");
+
+            batched.close();
+            single.close();
+            drop_db(&together).await;
+            drop_db(&apart).await;
+        }
+    }
+}
