@@ -34,6 +34,8 @@ pub const ENV_WEB_DIR: &str = "BOXOFFICE_WEB_DIR";
 pub const DEFAULT_WEB_DIR: &str = "web/dist";
 /// `BOXOFFICE_EDGE_UPSTREAM_<CLUSTER>=host:port,host:port`, e.g.
 /// `BOXOFFICE_EDGE_UPSTREAM_CATALOG`.
+pub const ENV_RESOLVE_INTERVAL_MS: &str = "BOXOFFICE_EDGE_RESOLVE_INTERVAL_MS";
+pub const ENV_DNS_SERVER: &str = "BOXOFFICE_EDGE_DNS_SERVER";
 pub const ENV_UPSTREAM_PREFIX: &str = "BOXOFFICE_EDGE_UPSTREAM_";
 
 /// The upstream clusters the built-in route table refers to.
@@ -89,6 +91,26 @@ pub struct EdgeConfig {
     /// The web app's built files, served for GET/HEAD on the public
     /// listener; `None` serves none.
     pub web_dir: Option<PathBuf>,
+    /// How upstream names become instances.
+    pub discovery: DiscoveryConfig,
+}
+
+/// Upstreams named by DNS (`inventory:8080`, a headless Service) are
+/// resolved again every `interval` and after a connection failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiscoveryConfig {
+    pub interval: Duration,
+    /// Ask this DNS server directly instead of the system resolver.
+    pub dns_server: Option<SocketAddr>,
+}
+
+impl Default for DiscoveryConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            dns_server: None,
+        }
+    }
 }
 
 /// The TOML file: every key optional, overriding the defaults.
@@ -153,6 +175,7 @@ impl EdgeConfig {
             routes: default_routes(),
             shutdown_grace: Duration::from_secs(10),
             web_dir: None,
+            discovery: DiscoveryConfig::default(),
         }
     }
 
@@ -272,6 +295,17 @@ impl EdgeConfig {
         }
         if let Some(ms) = number(get, ENV_MAX_TIMEOUT_MS, 1, 86_400_000)? {
             self.max_timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = number(get, ENV_RESOLVE_INTERVAL_MS, 10, 3_600_000)? {
+            self.discovery.interval = Duration::from_millis(ms);
+        }
+        if let Some(raw) = get(ENV_DNS_SERVER) {
+            self.discovery.dns_server = Some(raw.parse().map_err(|_| {
+                bad(
+                    ENV_DNS_SERVER,
+                    format!("'{raw}' is not an ip:port like 10.96.0.10:53"),
+                )
+            })?);
         }
         if let Some(bytes) = number(get, ENV_MAX_MESSAGE_BYTES, 1024, 64 * 1024 * 1024)? {
             self.max_message_bytes = bytes as usize;

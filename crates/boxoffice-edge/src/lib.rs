@@ -18,6 +18,7 @@ pub mod access;
 pub mod auth;
 pub mod config;
 pub mod context;
+pub mod discovery;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;

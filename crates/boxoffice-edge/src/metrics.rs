@@ -140,7 +140,7 @@ impl Metrics {
         );
         out.push_str("# TYPE boxoffice_edge_upstream_healthy gauge\n");
         for cluster in clusters {
-            for endpoint in &cluster.endpoints {
+            for endpoint in cluster.endpoints().iter() {
                 let _ = writeln!(
                     out,
                     "boxoffice_edge_upstream_healthy{{cluster=\"{}\",endpoint=\"{}\"}} {}",
@@ -152,7 +152,7 @@ impl Metrics {
         }
         out.push_str("# TYPE boxoffice_edge_upstream_requests_total counter\n");
         for cluster in clusters {
-            for endpoint in &cluster.endpoints {
+            for endpoint in cluster.endpoints().iter() {
                 let _ = writeln!(
                     out,
                     "boxoffice_edge_upstream_requests_total{{cluster=\"{}\",endpoint=\"{}\"}} {}",
@@ -164,7 +164,7 @@ impl Metrics {
         }
         out.push_str("# TYPE boxoffice_edge_upstream_failures_total counter\n");
         for cluster in clusters {
-            for endpoint in &cluster.endpoints {
+            for endpoint in cluster.endpoints().iter() {
                 let _ = writeln!(
                     out,
                     "boxoffice_edge_upstream_failures_total{{cluster=\"{}\",endpoint=\"{}\"}} {}",

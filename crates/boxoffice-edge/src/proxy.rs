@@ -814,6 +814,9 @@ where
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // One snapshot of the instances for every attempt (the exclusions are
+    // indexes into it).
+    let endpoints = cluster.endpoints();
     // At most one endpoint per attempt is excluded; no allocation.
     let mut excluded = [usize::MAX; MAX_ATTEMPTS];
     let mut excluded_count = 0;
@@ -821,10 +824,10 @@ where
         if attempt > 0 {
             state.metrics.retries.fetch_add(1, Ordering::Relaxed);
         }
-        let Some(index) = cluster.pick(&excluded[..excluded_count]) else {
+        let Some(index) = cluster.pick(&endpoints, &excluded[..excluded_count]) else {
             return Err(Rejection::UpstreamUnavailable);
         };
-        let endpoint = &cluster.endpoints[index];
+        let endpoint = &endpoints[index];
         let (send, outstanding) = match endpoint.connection().await {
             Ok(connection) => connection,
             Err(error) => {

@@ -60,6 +60,7 @@ pub struct Edge {
     cors: CorsLayer,
     grace: Duration,
     web: Option<Arc<WebFiles>>,
+    discovery: crate::config::DiscoveryConfig,
 }
 
 /// Read-only view of a running edge (tests, the admin listener).
@@ -83,13 +84,17 @@ impl EdgeHandle {
             .clusters
             .iter()
             .flat_map(|cluster| {
-                cluster.endpoints.iter().map(|endpoint| EndpointStats {
+                cluster
+                    .endpoints()
+                    .iter()
+                    .map(|endpoint| EndpointStats {
                     cluster: cluster.name.clone(),
                     endpoint: endpoint.authority.clone(),
                     healthy: endpoint.is_healthy(),
                     requests: endpoint.requests.load(Ordering::Relaxed),
                     failures: endpoint.failures.load(Ordering::Relaxed),
                 })
+                    .collect::<Vec<_>>()
             })
             .collect()
     }
@@ -179,7 +184,7 @@ impl Edge {
             &cluster_index,
         )?;
         for (service, cluster) in routes.routed_services() {
-            if clusters[cluster].endpoints.is_empty() && clusters[cluster].in_process.is_none() {
+            if clusters[cluster].endpoints().is_empty() && clusters[cluster].in_process.is_none() {
                 tracing::warn!(%service, cluster = %clusters[cluster].name, "no upstream endpoints; calls will be UNAVAILABLE");
             }
         }
@@ -263,6 +268,7 @@ impl Edge {
             cors: cors_layer(&config.cors_origins),
             grace: config.shutdown_grace,
             web,
+            discovery: config.discovery,
         })
     }
 
@@ -299,9 +305,15 @@ impl Edge {
             cors,
             grace,
             web,
+            discovery,
         } = self;
+        let resolver = match discovery.dns_server {
+            Some(server) => crate::discovery::Resolver::Server(server),
+            None => crate::discovery::Resolver::System,
+        };
         for cluster in &state.clusters {
             cluster.spawn_health_checks(&shutdown);
+            cluster.spawn_discovery(resolver, discovery.interval, &shutdown);
         }
         health.set_service_status("", ServingStatus::Serving).await;
         tokio::spawn(publish_cluster_health(

@@ -11,9 +11,18 @@
 //! another when every one carries [`STREAMS_PER_CONNECTION`] requests, so
 //! thousands of long-lived streams do not queue behind a server's stream
 //! limit.
+//!
+//! A cluster's endpoints change when a configured name resolves to other
+//! addresses ([`crate::discovery`]): requests take a snapshot of the list,
+//! a new address gets an endpoint (and a health watch), and a removed one
+//! leaves the list, so it gets no new request, while the calls already on
+//! its connections finish (the connections close when their last call and
+//! the endpoint's last holder are gone).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -26,6 +35,7 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::config::ClusterConfig;
+use crate::discovery::{Resolver, Target};
 use boxoffice_runtime::Shutdown;
 use boxoffice_runtime::transport::Transport;
 
@@ -73,6 +83,11 @@ pub struct Endpoint {
     recheck: Notify,
     /// Called when health changes, so the cluster's health can be published.
     on_change: Arc<Notify>,
+    /// Asks the cluster to resolve its names again (a connection failed).
+    resolve_now: Arc<Notify>,
+    /// Out of the cluster's list (its address went away): its health watch
+    /// ends; calls already on it finish.
+    retired: AtomicBool,
 }
 
 /// A request slot on an endpoint connection, released on drop.
@@ -100,7 +115,12 @@ impl Drop for Outstanding {
 }
 
 impl Endpoint {
-    fn new(authority: String, cluster: String, on_change: Arc<Notify>) -> Self {
+    fn new(
+        authority: String,
+        cluster: String,
+        on_change: Arc<Notify>,
+        resolve_now: Arc<Notify>,
+    ) -> Self {
         let uri_authority = Authority::try_from(authority.as_str())
             .unwrap_or_else(|_| Authority::from_static("invalid.invalid"));
         Self {
@@ -118,7 +138,13 @@ impl Endpoint {
             dial_lock: tokio::sync::Mutex::new(()),
             recheck: Notify::new(),
             on_change,
+            resolve_now,
+            retired: AtomicBool::new(false),
         }
+    }
+
+    pub fn is_retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
     }
 
     pub fn is_healthy(&self) -> bool {
@@ -146,6 +172,8 @@ impl Endpoint {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.set_healthy(false);
         self.recheck.notify_one();
+        // Perhaps the instance is gone and its name says so already.
+        self.resolve_now.notify_one();
     }
 
     /// The least loaded usable connection, unless a new one should be
@@ -280,7 +308,11 @@ impl Endpoint {
 /// A named set of endpoints with a cap on concurrent requests.
 pub struct Cluster {
     pub name: String,
-    pub endpoints: Vec<Arc<Endpoint>>,
+    /// The current instances; see [`Cluster::endpoints`].
+    endpoints: RwLock<Arc<[Arc<Endpoint>]>>,
+    /// What the configuration names (addresses and DNS names).
+    targets: Vec<Target>,
+    resolve_now: Arc<Notify>,
     /// The cluster's services running in this very process (`boxoffice
     /// up`): calls go straight into them instead of over HTTP/2 to an
     /// endpoint. The endpoints are still watched, so the edge's health
@@ -307,19 +339,31 @@ impl Drop for ClusterSlot {
 impl Cluster {
     pub fn new(name: &str, config: &ClusterConfig, default_max_concurrent: usize) -> Self {
         let on_change = Arc::new(Notify::new());
+        let resolve_now = Arc::new(Notify::new());
         Self {
             name: name.to_owned(),
-            endpoints: config
+            // Until names are resolved, a name is one endpoint dialed by
+            // name (as a plain `host:port` always was).
+            endpoints: RwLock::new(
+                config
+                    .endpoints
+                    .iter()
+                    .map(|authority| {
+                        Arc::new(Endpoint::new(
+                            authority.clone(),
+                            name.to_owned(),
+                            on_change.clone(),
+                            resolve_now.clone(),
+                        ))
+                    })
+                    .collect(),
+            ),
+            targets: config
                 .endpoints
                 .iter()
-                .map(|authority| {
-                    Arc::new(Endpoint::new(
-                        authority.clone(),
-                        name.to_owned(),
-                        on_change.clone(),
-                    ))
-                })
+                .filter_map(|authority| Target::parse(authority))
                 .collect(),
+            resolve_now,
             health_service: config.health_service.clone(),
             in_process: None,
             max_concurrent: config
@@ -333,6 +377,109 @@ impl Cluster {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The instances now: a request picks from one snapshot for all its
+    /// attempts (indexes are into it).
+    pub fn endpoints(&self) -> Arc<[Arc<Endpoint>]> {
+        self.endpoints
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Whether any configured upstream is a name to resolve.
+    pub fn has_names(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|target| matches!(target, Target::Name { .. }))
+    }
+
+    /// Makes the instances exactly `addresses`: an endpoint kept for every
+    /// address still there (its connections and counters with it), a new
+    /// one for a new address, and the others retired. Answers the new
+    /// endpoints (they need health watches).
+    fn replace_endpoints(&self, addresses: &BTreeSet<SocketAddr>) -> Vec<Arc<Endpoint>> {
+        let mut current = self
+            .endpoints
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let wanted: BTreeSet<String> = addresses.iter().map(ToString::to_string).collect();
+        let known: BTreeSet<&str> = current.iter().map(|e| e.authority.as_str()).collect();
+        if known.len() == wanted.len() && wanted.iter().all(|a| known.contains(a.as_str())) {
+            return Vec::new();
+        }
+        let mut next: Vec<Arc<Endpoint>> = Vec::with_capacity(wanted.len());
+        let mut added = Vec::new();
+        for authority in &wanted {
+            match current.iter().find(|e| &e.authority == authority) {
+                Some(kept) => next.push(kept.clone()),
+                None => {
+                    let endpoint = Arc::new(Endpoint::new(
+                        authority.clone(),
+                        self.name.clone(),
+                        self.on_change.clone(),
+                        self.resolve_now.clone(),
+                    ));
+                    added.push(endpoint.clone());
+                    next.push(endpoint);
+                }
+            }
+        }
+        for gone in current.iter().filter(|e| !wanted.contains(&e.authority)) {
+            gone.retired.store(true, Ordering::Relaxed);
+            gone.recheck.notify_one();
+            tracing::info!(cluster = %self.name, endpoint = %gone.authority, "endpoint removed");
+        }
+        for new in &added {
+            tracing::info!(cluster = %self.name, endpoint = %new.authority, "endpoint added");
+        }
+        *current = next.into();
+        drop(current);
+        self.on_change.notify_one();
+        added
+    }
+
+    /// Resolves the cluster's names now and then (every `interval`, and at
+    /// most every `interval / 10` after a connection failure asks), until
+    /// shutdown. A round that cannot resolve a name changes nothing.
+    pub fn spawn_discovery(
+        self: &Arc<Self>,
+        resolver: Resolver,
+        interval: Duration,
+        shutdown: &Shutdown,
+    ) {
+        if !self.has_names() {
+            return;
+        }
+        let (cluster, shutdown) = (self.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let quiet = interval / 10;
+            loop {
+                match resolver.resolve(&cluster.targets).await {
+                    Some(addresses) => {
+                        for endpoint in cluster.replace_endpoints(&addresses) {
+                            tokio::spawn(watch_health(
+                                endpoint,
+                                cluster.health_service.clone(),
+                                shutdown.clone(),
+                            ));
+                        }
+                    }
+                    None => {
+                        tracing::warn!(cluster = %cluster.name, "could not resolve the cluster's names; keeping its endpoints");
+                    }
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(interval) => {}
+                    () = async {
+                        cluster.resolve_now.notified().await;
+                        tokio::time::sleep(quiet).await;
+                    } => {}
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
     }
 
     /// Takes a slot, or `None` at the cap (answered at once, never queued).
@@ -349,7 +496,7 @@ impl Cluster {
     }
 
     pub fn healthy_count(&self) -> usize {
-        self.endpoints
+        self.endpoints()
             .iter()
             .filter(|endpoint| endpoint.is_healthy())
             .count()
@@ -359,18 +506,18 @@ impl Cluster {
     /// none is healthy, every endpoint is tried ("panic mode", as Envoy
     /// does): a health checker that is wrong must not turn a working service
     /// off, and a dead endpoint fails fast on connect anyway.
-    pub fn pick(&self, exclude: &[usize]) -> Option<usize> {
+    pub fn pick(&self, endpoints: &[Arc<Endpoint>], exclude: &[usize]) -> Option<usize> {
         let allowed = |index: usize| !exclude.contains(&index);
-        let healthy = |index: usize| allowed(index) && self.endpoints[index].is_healthy();
-        let mut count = (0..self.endpoints.len()).filter(|i| healthy(*i)).count();
-        let panic_mode = count == 0 && self.healthy_count() == 0;
+        let healthy = |index: usize| allowed(index) && endpoints[index].is_healthy();
+        let mut count = (0..endpoints.len()).filter(|i| healthy(*i)).count();
+        let panic_mode = count == 0 && !endpoints.iter().any(|e| e.is_healthy());
         if panic_mode {
-            count = (0..self.endpoints.len()).filter(|i| allowed(*i)).count();
+            count = (0..endpoints.len()).filter(|i| allowed(*i)).count();
         }
         // The n-th candidate, without collecting them (no allocation on
         // the request path).
         let nth = |n: usize| {
-            (0..self.endpoints.len())
+            (0..endpoints.len())
                 .filter(|i| if panic_mode { allowed(*i) } else { healthy(*i) })
                 .nth(n)
         };
@@ -385,7 +532,7 @@ impl Cluster {
                     second = n - 1;
                 }
                 let (first, second) = (nth(first)?, nth(second)?);
-                let load = |index: usize| self.endpoints[index].outstanding();
+                let load = |index: usize| endpoints[index].outstanding();
                 Some(if load(second) < load(first) {
                     second
                 } else {
@@ -397,7 +544,7 @@ impl Cluster {
 
     /// Starts one health watch per endpoint.
     pub fn spawn_health_checks(self: &Arc<Self>, shutdown: &Shutdown) {
-        for endpoint in &self.endpoints {
+        for endpoint in self.endpoints().iter() {
             tokio::spawn(watch_health(
                 endpoint.clone(),
                 self.health_service.clone(),
@@ -413,7 +560,7 @@ async fn watch_health(endpoint: Arc<Endpoint>, service: String, shutdown: Shutdo
     let mut backoff = Duration::from_millis(50);
     let uri = format!("http://{}", endpoint.authority);
     loop {
-        if shutdown.is_triggered() {
+        if shutdown.is_triggered() || endpoint.is_retired() {
             return;
         }
         let outcome = async {
@@ -490,30 +637,56 @@ mod tests {
     #[test]
     fn picks_only_healthy_endpoints() {
         let cluster = cluster(&["127.0.0.1:1", "127.0.0.1:2"]);
-        cluster.endpoints[0].set_healthy(false);
+        let endpoints = cluster.endpoints();
+        endpoints[0].set_healthy(false);
         for _ in 0..20 {
-            assert_eq!(cluster.pick(&[]), Some(1));
+            assert_eq!(cluster.pick(&endpoints, &[]), Some(1));
         }
-        assert_eq!(cluster.pick(&[1]), None);
-        cluster.endpoints[1].set_healthy(false);
-        assert!(cluster.pick(&[]).is_some(), "panic mode tries everything");
+        assert_eq!(cluster.pick(&endpoints, &[1]), None);
+        endpoints[1].set_healthy(false);
+        assert!(
+            cluster.pick(&endpoints, &[]).is_some(),
+            "panic mode tries everything"
+        );
     }
 
     #[test]
     fn two_choices_prefer_the_less_loaded_and_reach_every_endpoint() {
         let cluster = cluster(&["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
-        cluster.endpoints[0]
-            .outstanding
-            .store(50, Ordering::Relaxed);
+        let endpoints = cluster.endpoints();
+        endpoints[0].outstanding.store(50, Ordering::Relaxed);
         let mut seen = [0usize; 3];
         for _ in 0..600 {
-            seen[cluster.pick(&[]).unwrap()] += 1;
+            seen[cluster.pick(&endpoints, &[]).unwrap()] += 1;
         }
         assert!(seen[1] > 0 && seen[2] > 0, "{seen:?}");
         assert!(seen[0] < seen[1] && seen[0] < seen[2], "{seen:?}");
         for _ in 0..50 {
-            assert_ne!(cluster.pick(&[2]), Some(2));
+            assert_ne!(cluster.pick(&endpoints, &[2]), Some(2));
         }
+    }
+
+    #[test]
+    fn a_new_address_list_keeps_known_endpoints_and_retires_gone_ones() {
+        let cluster = cluster(&["inventory:8080"]);
+        let addresses = |list: &[&str]| -> BTreeSet<SocketAddr> {
+            list.iter().map(|a| a.parse().unwrap()).collect()
+        };
+        let added = cluster.replace_endpoints(&addresses(&["10.0.0.1:8080", "10.0.0.2:8080"]));
+        assert_eq!(added.len(), 2);
+        let first = cluster.endpoints();
+        first[0].requests.store(7, Ordering::Relaxed);
+        let added = cluster.replace_endpoints(&addresses(&["10.0.0.1:8080", "10.0.0.3:8080"]));
+        assert_eq!(added.len(), 1);
+        assert_eq!(added[0].authority, "10.0.0.3:8080");
+        let second = cluster.endpoints();
+        let names: Vec<&str> = second.iter().map(|e| e.authority.as_str()).collect();
+        assert_eq!(names, ["10.0.0.1:8080", "10.0.0.3:8080"]);
+        assert_eq!(second[0].requests.load(Ordering::Relaxed), 7, "kept, not rebuilt");
+        assert!(first[1].is_retired(), "10.0.0.2 is retired");
+        assert!(!second[0].is_retired());
+        // The same list again changes nothing.
+        assert!(cluster.replace_endpoints(&addresses(&["10.0.0.3:8080", "10.0.0.1:8080"])).is_empty());
     }
 
     #[test]
