@@ -88,12 +88,12 @@ impl EdgeHandle {
                     .endpoints()
                     .iter()
                     .map(|endpoint| EndpointStats {
-                    cluster: cluster.name.clone(),
-                    endpoint: endpoint.authority.clone(),
-                    healthy: endpoint.is_healthy(),
-                    requests: endpoint.requests.load(Ordering::Relaxed),
-                    failures: endpoint.failures.load(Ordering::Relaxed),
-                })
+                        cluster: cluster.name.clone(),
+                        endpoint: endpoint.authority.clone(),
+                        healthy: endpoint.is_healthy(),
+                        requests: endpoint.requests.load(Ordering::Relaxed),
+                        failures: endpoint.failures.load(Ordering::Relaxed),
+                    })
                     .collect::<Vec<_>>()
             })
             .collect()

@@ -19,9 +19,9 @@
 //! its connections finish (the connections close when their last call and
 //! the endpoint's last holder are gone).
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -682,11 +682,19 @@ mod tests {
         let second = cluster.endpoints();
         let names: Vec<&str> = second.iter().map(|e| e.authority.as_str()).collect();
         assert_eq!(names, ["10.0.0.1:8080", "10.0.0.3:8080"]);
-        assert_eq!(second[0].requests.load(Ordering::Relaxed), 7, "kept, not rebuilt");
+        assert_eq!(
+            second[0].requests.load(Ordering::Relaxed),
+            7,
+            "kept, not rebuilt"
+        );
         assert!(first[1].is_retired(), "10.0.0.2 is retired");
         assert!(!second[0].is_retired());
         // The same list again changes nothing.
-        assert!(cluster.replace_endpoints(&addresses(&["10.0.0.3:8080", "10.0.0.1:8080"])).is_empty());
+        assert!(
+            cluster
+                .replace_endpoints(&addresses(&["10.0.0.3:8080", "10.0.0.1:8080"]))
+                .is_empty()
+        );
     }
 
     #[test]

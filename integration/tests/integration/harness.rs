@@ -520,6 +520,16 @@ impl KillableProxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding the proxy");
+        Self::serve(listener, target)
+    }
+
+    /// A proxy listening on `bind` exactly (`None` when it is taken).
+    pub async fn start_on(bind: SocketAddr, target: SocketAddr) -> Option<Self> {
+        let listener = TcpListener::bind(bind).await.ok()?;
+        Some(Self::serve(listener, target))
+    }
+
+    fn serve(listener: TcpListener, target: SocketAddr) -> Self {
         let addr = listener.local_addr().expect("proxy address");
         let connections: Arc<std::sync::Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let tracked = connections.clone();

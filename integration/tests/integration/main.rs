@@ -10,6 +10,7 @@ mod catalog;
 mod checkout;
 mod checkout_crash;
 mod checkout_webhooks;
+mod discovery;
 mod edge;
 mod edge_world;
 mod events;
