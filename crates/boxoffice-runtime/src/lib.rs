@@ -6,11 +6,13 @@
 //! Small on purpose: anything that belongs to one service lives in that
 //! service's crate.
 
+pub mod admin;
 pub mod batch;
 pub mod config;
 pub mod field;
 pub mod identity;
 pub mod limits;
+pub mod metrics;
 pub mod postgres;
 pub mod server;
 pub mod shutdown;

@@ -6,6 +6,8 @@
 //! period.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -17,6 +19,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::limits::TRANSPORT_MAX_HEADER_LIST_BYTES;
+use crate::metrics::{RpcMetrics, RpcMetricsLayer};
 use crate::shutdown::Shutdown;
 use crate::transport::Transport;
 use crate::wire::WireGuardLayer;
@@ -34,6 +37,8 @@ pub struct GrpcServer {
     routes: RoutesBuilder,
     health: HealthReporter,
     service_names: Vec<&'static str>,
+    metrics: Arc<RpcMetrics>,
+    ready: Arc<AtomicBool>,
 }
 
 impl GrpcServer {
@@ -59,12 +64,16 @@ impl GrpcServer {
             .context("building reflection v1alpha")?;
         routes.add_service(reflection_v1);
         routes.add_service(reflection_v1alpha);
+        let metrics = Arc::new(RpcMetrics::default());
+        metrics.register_service("grpc.health.v1.Health");
         Ok(Self {
             listener,
             local_addr,
             routes,
             health,
             service_names: Vec::new(),
+            metrics,
+            ready: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -87,8 +96,19 @@ impl GrpcServer {
         S::Future: Send + 'static,
     {
         self.service_names.push(S::NAME);
+        self.metrics.register_service(S::NAME);
         self.routes.add_service(service);
         self
+    }
+
+    /// Calls answered per method (see [`crate::metrics`]).
+    pub fn metrics(&self) -> Arc<RpcMetrics> {
+        self.metrics.clone()
+    }
+
+    /// True while the server serves: from its start until shutdown begins.
+    pub fn readiness(&self) -> Arc<AtomicBool> {
+        self.ready.clone()
     }
 
     /// A transport straight into the services added so far, for a service
@@ -116,6 +136,8 @@ impl GrpcServer {
             routes,
             health,
             service_names,
+            metrics,
+            ready,
         } = self;
         for name in service_names.iter().copied().chain([""]) {
             health
@@ -123,12 +145,14 @@ impl GrpcServer {
                 .await;
         }
         let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+        ready.store(true, Ordering::Relaxed);
         let stop_signal = {
             let shutdown = shutdown.clone();
             let health = health.clone();
             let service_names = service_names.clone();
             async move {
                 shutdown.cancelled().await;
+                ready.store(false, Ordering::Relaxed);
                 for name in service_names.iter().copied().chain([""]) {
                     health
                         .set_service_status(name, ServingStatus::NotServing)
@@ -141,6 +165,7 @@ impl GrpcServer {
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .http2_max_header_list_size(TRANSPORT_MAX_HEADER_LIST_BYTES)
+            .layer(RpcMetricsLayer(metrics))
             .layer(WireGuardLayer)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, stop_signal);

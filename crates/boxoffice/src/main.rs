@@ -3,6 +3,7 @@
 //! `seed` prepare a database.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use boxoffice::DEMO_EVENTS;
@@ -306,14 +307,51 @@ async fn serve(config: &Config, service: Service) -> anyhow::Result<()> {
     if service == Service::Edge {
         return serve_edge(config).await;
     }
+    // Read with the rest of the configuration, before anything binds.
+    let admin_addr = admin_address()?;
     let shutdown = Shutdown::on_signals();
     let pool = database(config).await?;
     let mut server = GrpcServer::bind(config.listen).await?;
     let _services = start_services(config, &pool, &shutdown, &mut server, &[service]).await?;
+    if let Some(addr) = admin_addr {
+        let admin = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the admin listener on {addr}"))?;
+        let (rpc, pool) = (server.metrics(), pool.clone());
+        let render: boxoffice_runtime::admin::Render = Arc::new(move || {
+            let mut page = rpc.render();
+            page.push_str(&boxoffice_runtime::postgres::pool_metrics(&pool));
+            page.push_str(&boxoffice_events::metrics::render());
+            page
+        });
+        tracing::info!(admin = %admin.local_addr()?, "serving /metrics and /ready");
+        tokio::spawn(boxoffice_runtime::admin::serve(
+            admin,
+            render,
+            server.readiness(),
+            shutdown.clone(),
+        ));
+    }
     tracing::info!(listen = %server.local_addr(), service = ?service, "serving");
     server
         .run_until_stopped(shutdown, config.shutdown_grace)
         .await
+}
+
+/// The admin listener's address (`BOXOFFICE_ADMIN_LISTEN`); `None` when unset.
+fn admin_address() -> anyhow::Result<Option<std::net::SocketAddr>> {
+    let Some(raw) = std::env::var(boxoffice_runtime::admin::ENV_ADMIN_LISTEN)
+        .ok()
+        .filter(|raw| !raw.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    raw.parse().map(Some).map_err(|_| {
+        bad_config(boxoffice_runtime::ConfigError {
+            variable: boxoffice_runtime::admin::ENV_ADMIN_LISTEN,
+            problem: format!("'{raw}' is not an address like 0.0.0.0:9090"),
+        })
+    })
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {

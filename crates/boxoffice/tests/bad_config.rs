@@ -55,6 +55,7 @@ fn every_service_refuses_a_bad_value_before_binding() {
         "ftp://x",
     );
     refused(&["serve", "accounts"], "BOXOFFICE_JWT_SECRET", "short");
+    refused(&["serve", "catalog"], "BOXOFFICE_ADMIN_LISTEN", "nowhere");
     refused(&["serve", "edge"], "BOXOFFICE_EDGE_RATE_PER_USER", "many");
     refused(&["up"], "BOXOFFICE_HOLD_TTL_SECS", "0");
     refused(&["up"], "BOXOFFICE_MEILISEARCH_URL", "ftp://x");

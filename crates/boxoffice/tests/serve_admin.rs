@@ -1,0 +1,122 @@
+//! A service run on its own (`boxoffice serve accounts`, as Kubernetes runs
+//! it) answers `/ready` and `/metrics` on its admin listener: calls per RPC
+//! and status, latency, and its PostgreSQL pool.
+
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use boxoffice_contracts::accounts::v1 as pb;
+
+fn server_url() -> String {
+    std::env::var("BOXOFFICE_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn free_port() -> SocketAddr {
+    let held = TcpListener::bind("127.0.0.1:0").expect("a free port");
+    held.local_addr().expect("an address")
+}
+
+/// `GET path` over HTTP/1.1: the status code and the body.
+fn get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split_whitespace().nth(1)?.parse().ok()?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())?;
+    Some((status, body))
+}
+
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_service_on_its_own_serves_ready_and_metrics() {
+    let database = format!("boxoffice_admin_{}", uuid::Uuid::new_v4().simple());
+    let url = match server_url().rsplit_once('/') {
+        Some((base, _)) => format!("{base}/{database}"),
+        None => panic!("the test server url names no database"),
+    };
+    let (listen, admin) = (free_port(), free_port());
+    let process = Process(
+        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
+            .args(["serve", "accounts"])
+            .env("BOXOFFICE_DATABASE_URL", &url)
+            .env("BOXOFFICE_LISTEN", listen.to_string())
+            .env("BOXOFFICE_ADMIN_LISTEN", admin.to_string())
+            .env(
+                "BOXOFFICE_JWT_SECRET",
+                "a-test-secret-that-is-long-enough-for-hs256",
+            )
+            .env("BOXOFFICE_LOG", "warn")
+            .spawn()
+            .expect("starting boxoffice serve accounts"),
+    );
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some((200, body)) = get(admin, "/ready") {
+            assert_eq!(body, "ok\n");
+            break;
+        }
+        assert!(Instant::now() < deadline, "/ready never answered 200");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let mut client =
+        pb::accounts_service_client::AccountsServiceClient::connect(format!("http://{listen}"))
+            .await
+            .expect("connecting to accounts");
+    client
+        .register(pb::RegisterRequest {
+            email: format!("{database}@example.com"),
+            password: "a long enough password".into(),
+            display_name: "Ada".into(),
+        })
+        .await
+        .expect("registering");
+    let anonymous = client
+        .get_me(pb::GetMeRequest::default())
+        .await
+        .expect_err("GetMe needs a caller");
+    assert_eq!(anonymous.code(), tonic::Code::Unauthenticated);
+
+    let (status, metrics) = get(admin, "/metrics").expect("/metrics");
+    assert_eq!(status, 200);
+    for line in [
+        r#"boxoffice_rpc_requests_total{service="boxoffice.accounts.v1.AccountsService",method="Register",code="OK"} 1"#,
+        r#"boxoffice_rpc_requests_total{service="boxoffice.accounts.v1.AccountsService",method="GetMe",code="UNAUTHENTICATED"} 1"#,
+        r#"boxoffice_rpc_duration_seconds_count{service="boxoffice.accounts.v1.AccountsService",method="Register"} 1"#,
+        "boxoffice_db_pool_max_connections",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in:\n{metrics}");
+    }
+    // Personal data never reaches the metrics.
+    assert!(!metrics.contains(&database), "{metrics}");
+    assert_eq!(get(admin, "/nothing").map(|(status, _)| status), Some(404));
+
+    drop(process);
+    let (client, connection) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connecting to drop the database");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .await
+        .expect("dropping the test database");
+}
