@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use boxoffice_catalog::CatalogComponent;
 use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
+use boxoffice_contracts::role;
 use boxoffice_runtime::config::ENV_REDIS_URL;
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::{Caller, Shutdown};
@@ -85,11 +86,11 @@ impl CatalogWorld {
 }
 
 pub fn admin() -> Caller {
-    Caller::user(Uuid::new_v4(), &["admin"])
+    Caller::user(Uuid::new_v4(), &[role::ADMIN])
 }
 
 pub fn customer() -> Caller {
-    Caller::user(Uuid::new_v4(), &["customer"])
+    Caller::user(Uuid::new_v4(), &[role::CUSTOMER])
 }
 
 /// A request carrying the identity the edge would set.
