@@ -321,11 +321,7 @@ async fn throughput() -> anyhow::Result<()> {
     admin
         .batch_execute(&format!("CREATE DATABASE {database}"))
         .await?;
-    let base = server_url
-        .rsplit_once('/')
-        .map(|(base, _)| base)
-        .unwrap_or(&server_url);
-    let database_url = format!("{base}/{database}");
+    let database_url = boxoffice_runtime::postgres::url_with_database(&server_url, &database);
     let config = Config::from_vars(BTreeMap::from([
         (ENV_DATABASE_URL.to_owned(), database_url.clone()),
         (ENV_LISTEN.to_owned(), "127.0.0.1:0".to_owned()),

@@ -84,7 +84,7 @@ impl BenchSystem {
             .batch_execute(&format!("CREATE DATABASE {database}"))
             .await
             .context("creating the benchmark database")?;
-        let url = url_with_database(&server_url, &database);
+        let url = boxoffice_runtime::postgres::url_with_database(&server_url, &database);
         let config = Config::from_vars(vars(&[
             (ENV_DATABASE_URL, url),
             (ENV_LISTEN, "127.0.0.1:0".to_owned()),
@@ -320,19 +320,6 @@ impl BenchSystem {
             .status();
         Ok(())
     }
-}
-
-pub fn url_with_database(server_url: &str, database: &str) -> String {
-    let (base, query) = match server_url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (server_url, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .unwrap_or(base.len());
-    format!("{}/{database}{query}", &base[..host_end])
 }
 
 /// A few HTTP/2 connections to spread load over (one connection serializes

@@ -11,7 +11,7 @@ pub mod reason {
     pub const EVENT_CANCELLED: &str = "EVENT_CANCELLED";
     pub const EVENT_NOT_DRAFT: &str = "EVENT_NOT_DRAFT";
     pub const EVENT_HAS_NO_PRICE_TIERS: &str = "EVENT_HAS_NO_PRICE_TIERS";
-    pub const ADMIN_REQUIRED: &str = "ADMIN_REQUIRED";
+    pub use boxoffice_contracts::reason::ADMIN_REQUIRED;
     pub const SEARCH_NOT_AVAILABLE: &str = "SEARCH_NOT_AVAILABLE";
 }
 

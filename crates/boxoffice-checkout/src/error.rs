@@ -11,14 +11,13 @@ use boxoffice_runtime::status;
 use tonic::{Code, Status};
 
 use crate::config::FailPoint;
-use crate::domain::FieldError;
+use crate::domain::{FieldError, HoldState};
 
-/// `ErrorInfo` reasons checkout adds to the shared ones.
+/// `ErrorInfo` reasons checkout adds to the shared ones; those it shares
+/// with inventory are defined in the contracts crate.
 pub mod reason {
-    pub const HOLD_NOT_FOUND: &str = "HOLD_NOT_FOUND";
-    pub const HOLD_EXPIRED: &str = "HOLD_EXPIRED";
+    pub use boxoffice_contracts::reason::{HOLD_EXPIRED, HOLD_NOT_FOUND, SEAT_UNAVAILABLE};
     pub const HOLD_NOT_ACTIVE: &str = "HOLD_NOT_ACTIVE";
-    pub const SEAT_UNAVAILABLE: &str = "SEAT_UNAVAILABLE";
     pub const BOOKING_EXPIRED: &str = "BOOKING_EXPIRED";
     pub const BOOKING_NOT_PENDING: &str = "BOOKING_NOT_PENDING";
     pub const CONFIRMATION_IN_PROGRESS: &str = "CONFIRMATION_IN_PROGRESS";
@@ -28,9 +27,6 @@ pub mod reason {
     pub const REFUND_WINDOW_CLOSED: &str = "REFUND_WINDOW_CLOSED";
     pub const BOOKING_NOT_CANCELLABLE: &str = "BOOKING_NOT_CANCELLABLE";
     pub const SIMULATED_CRASH: &str = "SIMULATED_CRASH";
-    /// Inventory's answer to a commit of a hold already sold under another
-    /// sale id (another payment attempt of the same booking).
-    pub const HOLD_ALREADY_COMMITTED: &str = "HOLD_ALREADY_COMMITTED";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -44,8 +40,8 @@ pub enum CheckoutError {
     #[error("hold not found")]
     HoldNotFound,
     /// The hold is not active any more (expired, released, sold).
-    #[error("hold not active: {0}")]
-    HoldNotActive(&'static str),
+    #[error("hold not active: {}", .0.as_str())]
+    HoldNotActive(HoldState),
     #[error("booking expired")]
     BookingExpired(String),
     #[error("booking is {0}")]
@@ -117,15 +113,14 @@ impl From<CheckoutError> for Status {
             HoldNotFound => {
                 status::with_reason(Code::NotFound, reason::HOLD_NOT_FOUND, "hold not found")
             }
-            HoldNotActive(why) => status::with_reason_and_metadata(
+            HoldNotActive(state) => status::with_reason_and_metadata(
                 Code::FailedPrecondition,
-                if why == "expired" {
-                    reason::HOLD_EXPIRED
-                } else {
-                    reason::HOLD_NOT_ACTIVE
+                match state {
+                    HoldState::Expired => reason::HOLD_EXPIRED,
+                    _ => reason::HOLD_NOT_ACTIVE,
                 },
-                format!("the hold is {why}; hold the seats again"),
-                HashMap::from([("hold_state".to_owned(), why.to_owned())]),
+                format!("the hold is {}; hold the seats again", state.as_str()),
+                HashMap::from([("hold_state".to_owned(), state.as_str().to_owned())]),
             ),
             BookingExpired(why) => status::with_reason_and_metadata(
                 Code::FailedPrecondition,

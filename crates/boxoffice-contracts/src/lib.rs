@@ -1,7 +1,10 @@
 //! The wire contracts of boxoffice: one module per protobuf package, generated
-//! from `proto/` by the workspace's `build.rs`.
+//! from `proto/` by the workspace's `build.rs`, plus the vocabulary more than
+//! one service speaks ([`reason`]s in `ErrorInfo`, caller [`role`]s).
 
 pub mod codec;
+pub mod reason;
+pub mod role;
 
 /// Serialized `FileDescriptorSet` of every boxoffice proto, served by gRPC
 /// reflection so `grpcurl` and `buf curl` can discover the API.

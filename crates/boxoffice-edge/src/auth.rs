@@ -50,7 +50,10 @@ impl Identity {
         let user = verified.user_id.hyphenated().encode_lower(&mut text);
         Self {
             user_id: verified.user_id,
-            is_admin: verified.roles.iter().any(|role| role == "admin"),
+            is_admin: verified
+                .roles
+                .iter()
+                .any(|role| role == boxoffice_contracts::role::ADMIN),
             expires_at: verified.expires_at,
             user_header: HeaderValue::from_str(user).ok(),
             roles_header: HeaderValue::from_str(&verified.roles.join(",")).ok(),

@@ -49,8 +49,7 @@ pub mod reason {
     pub const UNKNOWN_METHOD: &str = "UNKNOWN_METHOD";
     pub const TOKEN_INVALID: &str = "TOKEN_INVALID";
     pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
-    pub const LOGIN_REQUIRED: &str = "LOGIN_REQUIRED";
-    pub const ADMIN_REQUIRED: &str = "ADMIN_REQUIRED";
+    pub use boxoffice_contracts::reason::{ADMIN_REQUIRED, LOGIN_REQUIRED};
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const UPSTREAM_OVERLOADED: &str = "UPSTREAM_OVERLOADED";
     pub const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";

@@ -12,22 +12,22 @@ use tonic_types::{ErrorDetails, StatusExt as _};
 use crate::domain::admission::AdmissionRefusal;
 use crate::domain::{FieldError, SeatRequestError};
 
-/// `ErrorInfo` reasons inventory adds to the shared ones.
+/// `ErrorInfo` reasons inventory adds to the shared ones; those other
+/// services read are defined in the contracts crate.
 pub mod reason {
+    pub use boxoffice_contracts::reason::{
+        HOLD_ALREADY_COMMITTED, HOLD_EXPIRED, HOLD_NOT_FOUND, HOLD_RELEASED, SEAT_UNAVAILABLE,
+        SERVICE_ROLE_REQUIRED,
+    };
+
     pub const EVENT_NOT_FOUND: &str = "EVENT_NOT_FOUND";
     pub const EVENT_NOT_ON_SALE: &str = "EVENT_NOT_ON_SALE";
-    pub const SEAT_UNAVAILABLE: &str = "SEAT_UNAVAILABLE";
     pub const SEAT_OUT_OF_RANGE: &str = "SEAT_OUT_OF_RANGE";
     pub const SEAT_NOT_FOR_SALE: &str = "SEAT_NOT_FOR_SALE";
     pub const DUPLICATE_SEAT: &str = "DUPLICATE_SEAT";
     pub const TOO_MANY_SEATS: &str = "TOO_MANY_SEATS";
     pub const TOO_MANY_HOLDS: &str = "TOO_MANY_HOLDS";
     pub const NO_SEATS_MATCH: &str = "NO_SEATS_MATCH";
-    pub const HOLD_NOT_FOUND: &str = "HOLD_NOT_FOUND";
-    pub const HOLD_EXPIRED: &str = "HOLD_EXPIRED";
-    pub const HOLD_RELEASED: &str = "HOLD_RELEASED";
-    pub const HOLD_ALREADY_COMMITTED: &str = "HOLD_ALREADY_COMMITTED";
-    pub const SERVICE_ROLE_REQUIRED: &str = "SERVICE_ROLE_REQUIRED";
     pub const ADMISSION_REQUIRED: &str = "ADMISSION_REQUIRED";
     pub const ADMISSION_TOKEN_INVALID: &str = "ADMISSION_TOKEN_INVALID";
     pub const ADMISSION_TOKEN_EXPIRED: &str = "ADMISSION_TOKEN_EXPIRED";

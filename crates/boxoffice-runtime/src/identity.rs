@@ -18,10 +18,10 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub const ADMIN: &'static str = "admin";
+    pub const ADMIN: &'static str = boxoffice_contracts::role::ADMIN;
     /// The role services carry when they call each other's
     /// service-to-service RPCs (inventory's `CommitHold`, `ReleaseSeats`).
-    pub const SERVICE: &'static str = "service";
+    pub const SERVICE: &'static str = boxoffice_contracts::role::SERVICE;
 
     pub fn anonymous() -> Self {
         Self::default()

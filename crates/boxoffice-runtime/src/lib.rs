@@ -18,6 +18,8 @@ pub mod server;
 pub mod shutdown;
 pub mod status;
 pub mod telemetry;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 pub mod transport;
 pub mod wire;
 

@@ -173,6 +173,22 @@ pub fn parse_url(url: &Secret) -> anyhow::Result<tokio_postgres::Config> {
         .context("parsing the database url")
 }
 
+/// `server_url` with its database (the URL's path) replaced by `database`,
+/// keeping user, host, port and any query string: how a test or a
+/// benchmark points a service at a database of its own on a shared server.
+pub fn url_with_database(server_url: &str, database: &str) -> String {
+    let (base, query) = match server_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (server_url, String::new()),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    format!("{}/{database}{query}", &base[..host_end])
+}
+
 /// Creates the configured database when it does not exist yet, by way of the
 /// server's `postgres` maintenance database.
 pub async fn ensure_database(url: &Secret) -> anyhow::Result<()> {
@@ -326,6 +342,19 @@ pub async fn migrate(pool: &Pool, schema: &str, migrations: &[Migration]) -> any
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_database_url_keeps_host_and_query() {
+        assert_eq!(
+            url_with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            url_with_database("postgres://u:p@h/db?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(url_with_database("postgres://h", "x"), "postgres://h/x");
+    }
 
     /// The machine's PostgreSQL (tests elsewhere use the same default).
     fn server_url() -> String {

@@ -10,119 +10,16 @@ use std::time::{Duration, Instant};
 
 use boxoffice_catalog::CatalogComponent;
 use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
-use boxoffice_runtime::config::{
-    ENV_CACHE_TTL, ENV_DATABASE_URL, ENV_LISTEN, ENV_REDIS_URL, Secret,
-};
+use boxoffice_contracts::role;
+use boxoffice_runtime::config::ENV_REDIS_URL;
 use boxoffice_runtime::server::GrpcServer;
-use boxoffice_runtime::{Caller, Config, Shutdown};
-use deadpool_postgres::Pool;
+use boxoffice_runtime::{Caller, Shutdown};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-/// The server that holds test databases; override with this variable.
-pub const ENV_TEST_POSTGRES: &str = "BOXOFFICE_TEST_POSTGRES_URL";
-pub const ENV_TEST_REDIS: &str = "BOXOFFICE_TEST_REDIS_URL";
-
-pub fn postgres_server_url() -> String {
-    std::env::var(ENV_TEST_POSTGRES)
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
-
-pub fn redis_url() -> String {
-    std::env::var(ENV_TEST_REDIS).unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
-}
-
-/// A database of its own for one test.
-pub struct TestDb {
-    pub name: String,
-    pub url: Secret,
-    pub pool: Pool,
-}
-
-impl TestDb {
-    pub async fn new() -> Self {
-        let server_url = postgres_server_url();
-        let name = format!("boxoffice_test_{}", Uuid::new_v4().simple());
-        let (client, connection) = tokio_postgres::connect(&server_url, tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL must be running for the tests (see README)");
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("creating a test database");
-        let mut config: tokio_postgres::Config = server_url.parse().expect("test server url");
-        config.dbname(&name);
-        let url = Secret::new(database_url(&server_url, &name));
-        let pool = boxoffice_runtime::postgres::pool(&url, 16).expect("test pool");
-        Self { name, url, pool }
-    }
-
-    /// A fresh client outside the pool (for checking what was stored).
-    pub async fn client(&self) -> deadpool_postgres::Client {
-        self.pool.get().await.expect("test database connection")
-    }
-}
-
-fn database_url(server_url: &str, name: &str) -> String {
-    // Replace the path of the URL (the database) and keep any query string.
-    let (base, query) = match server_url.split_once('?') {
-        Some((base, query)) => (base, format!("?{query}")),
-        None => (server_url, String::new()),
-    };
-    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[scheme_end..]
-        .find('/')
-        .map(|i| i + scheme_end)
-        .unwrap_or(base.len());
-    format!("{}/{name}{query}", &base[..host_end])
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        self.pool.close();
-        let name = self.name.clone();
-        // Drop runs inside the test's runtime, which cannot block on itself:
-        // drop the database from a thread with a runtime of its own.
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&postgres_server_url(), tokio_postgres::NoTls)
-                        .await
-                        .ok()?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop test database {}", self.name);
-        }
-    }
-}
-
-/// A configuration pointing at the test database, listening on port 0.
-pub fn test_config(db: &TestDb, extra: &[(&str, &str)]) -> Config {
-    let mut vars = BTreeMap::from([
-        (ENV_DATABASE_URL.to_owned(), db.url.expose().to_owned()),
-        (ENV_REDIS_URL.to_owned(), redis_url()),
-        (ENV_LISTEN.to_owned(), "127.0.0.1:0".to_owned()),
-        (ENV_CACHE_TTL.to_owned(), "30".to_owned()),
-    ]);
-    for (key, value) in extra {
-        vars.insert((*key).to_owned(), (*value).to_owned());
-    }
-    Config::from_vars(vars).expect("test configuration is valid")
-}
+pub use boxoffice_runtime::test_util::{TestDb, postgres_server_url, redis_url, test_config};
 
 /// A gRPC server running in the test, stopped when dropped.
 pub struct RunningServer {
@@ -189,11 +86,11 @@ impl CatalogWorld {
 }
 
 pub fn admin() -> Caller {
-    Caller::user(Uuid::new_v4(), &["admin"])
+    Caller::user(Uuid::new_v4(), &[role::ADMIN])
 }
 
 pub fn customer() -> Caller {
-    Caller::user(Uuid::new_v4(), &["customer"])
+    Caller::user(Uuid::new_v4(), &[role::CUSTOMER])
 }
 
 /// A request carrying the identity the edge would set.
@@ -220,19 +117,6 @@ where
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-}
-
-#[test]
-fn database_urls_keep_host_and_query() {
-    assert_eq!(
-        database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-        "postgres://postgres@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        database_url("postgres://u:p@h/db?sslmode=disable", "x"),
-        "postgres://u:p@h/x?sslmode=disable"
-    );
-    assert_eq!(database_url("postgres://h", "x"), "postgres://h/x");
 }
 
 /// Another catalog instance over the same database as `world` (its own cache

@@ -125,6 +125,31 @@ impl PaymentState {
     }
 }
 
+/// A seat hold's state as checkout acts on it (inventory's hold, read
+/// through `upstream`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HoldState {
+    Active,
+    Expired,
+    Released,
+    /// Committed: its seats are sold to a booking.
+    Sold,
+    /// A state this version of checkout does not know.
+    Unknown,
+}
+
+impl HoldState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Expired => "expired",
+            Self::Released => "released",
+            Self::Sold => "sold",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 /// One seat of a hold as inventory priced it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PricedSeat {
@@ -132,6 +157,15 @@ pub struct PricedSeat {
     pub section_id: Option<Uuid>,
     pub price_tier_id: Option<Uuid>,
     pub price_minor: i64,
+}
+
+/// What a booking is made of: an active hold's seats, priced by inventory
+/// (never by the client) in one currency, none negative, at least one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PricedHold {
+    pub expire_time: DateTime<Utc>,
+    pub currency_code: String,
+    pub seats: Vec<PricedSeat>,
 }
 
 /// A booking's money: ticket prices plus a fee per ticket.

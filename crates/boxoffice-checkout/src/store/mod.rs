@@ -3,8 +3,10 @@
 
 pub mod postgres;
 pub mod recent;
+pub mod records;
 
-pub use postgres::{Attempt, BookingRecord, CheckoutStore, PaymentRecord, TicketRecord};
+pub use postgres::{Attempt, CheckoutStore};
+pub use records::{BookingRecord, PaymentRecord, TicketRecord};
 
 use boxoffice_runtime::postgres::Migration;
 

@@ -21,63 +21,17 @@ use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use serde::Deserialize;
 use tokio_postgres::{Row, Statement};
 use uuid::Uuid;
 
 use super::recent::RecentBookings;
+use super::records::{BookingRecord, PaymentRecord};
 use crate::domain::{BookingState, PaymentState, PricedSeat};
 use boxoffice_contracts::events::v1 as events;
 use boxoffice_events::{NewEvent, Outbox, Payload};
 use boxoffice_runtime::batch::{Batcher, together_or_one_at_a_time};
 use boxoffice_runtime::postgres::{DbContext as _, DbError, DbResult};
 use tokio_postgres::types::ToSql;
-
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-pub struct TicketRecord {
-    pub seat_index: u32,
-    pub section_id: Option<Uuid>,
-    pub price_tier_id: Option<Uuid>,
-    pub price_minor: i64,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct BookingRecord {
-    pub id: Uuid,
-    pub user_id: Uuid,
-    pub event_id: Uuid,
-    pub hold_id: Uuid,
-    pub state: BookingState,
-    pub currency_code: String,
-    pub subtotal_minor: i64,
-    pub fees_minor: i64,
-    pub total_minor: i64,
-    pub refunded_minor: i64,
-    pub event_start_time: Option<DateTime<Utc>>,
-    pub expire_time: DateTime<Utc>,
-    pub payment_id: Option<Uuid>,
-    pub failure_reason: Option<String>,
-    pub created_at: DateTime<Utc>,
-    pub confirmed_at: Option<DateTime<Utc>>,
-    pub cancelled_at: Option<DateTime<Utc>>,
-    pub tickets: Vec<TicketRecord>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct PaymentRecord {
-    pub id: Uuid,
-    pub booking_id: Uuid,
-    pub user_id: Uuid,
-    pub idempotency_key: String,
-    pub payment_method: String,
-    pub amount_minor: i64,
-    pub currency_code: String,
-    pub state: PaymentState,
-    pub provider_ref: Option<String>,
-    pub outcome_code: Option<i32>,
-    pub outcome_reason: Option<String>,
-    pub outcome_message: Option<String>,
-}
 
 /// A new pending booking.
 #[derive(Clone, Debug)]

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::postgres::BookingRecord;
+use super::records::BookingRecord;
 use crate::domain::BookingState;
 
 /// Bookings remembered at most; the oldest are forgotten first. A booking
