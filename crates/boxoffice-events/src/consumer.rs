@@ -198,8 +198,8 @@ pub(crate) struct Raw {
 
 /// Where a stream's batches come from and where its checkpoint goes.
 pub(crate) enum Source {
-    Postgres(crate::postgres::PostgresSource),
-    Nats(crate::nats::NatsSource),
+    Postgres(Box<crate::postgres::PostgresSource>),
+    Nats(Box<crate::nats::NatsSource>),
 }
 
 impl Source {
@@ -253,7 +253,7 @@ impl ConsumerGroup {
         let mut tasks = Vec::new();
         for stream in &config.streams {
             let source = match transport {
-                Transport::Postgres { listen } => Source::Postgres(
+                Transport::Postgres { listen } => Source::Postgres(Box::new(
                     crate::postgres::PostgresSource::new(
                         pool.clone(),
                         listen.clone(),
@@ -261,13 +261,13 @@ impl ConsumerGroup {
                         stream,
                     )
                     .with_stats(stats.clone()),
-                ),
-                Transport::Nats(nats) => Source::Nats(crate::nats::NatsSource::new(
+                )),
+                Transport::Nats(nats) => Source::Nats(Box::new(crate::nats::NatsSource::new(
                     nats.clone(),
                     &config,
                     stream,
                     stats.clone(),
-                )),
+                ))),
             };
             let runner = Runner {
                 stream: Arc::from(stream.as_str()),

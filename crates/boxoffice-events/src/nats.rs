@@ -57,7 +57,7 @@ pub struct NatsTransport {
     pub duplicate_window: Duration,
     /// Where consumer groups take their lease (one reader per group and
     /// stream among instances); `None` only where a single instance runs.
-    lease: Option<tokio_postgres::Config>,
+    lease: Option<Arc<tokio_postgres::Config>>,
 }
 
 impl std::fmt::Debug for NatsTransport {
@@ -113,7 +113,7 @@ impl NatsTransport {
     /// the PostgreSQL server `listen` connects to, so only one instance of
     /// a group reads a stream (see the module docs).
     pub fn with_lease(mut self, listen: tokio_postgres::Config) -> Self {
-        self.lease = Some(listen);
+        self.lease = Some(Arc::new(listen));
         self
     }
 

@@ -339,6 +339,25 @@ pub async fn migrate(pool: &Pool, schema: &str, migrations: &[Migration]) -> any
     Ok(())
 }
 
+/// The pool's state in the Prometheus text format: connections open and
+/// idle, the pool's size, and callers waiting for a connection (a pool that
+/// keeps callers waiting is exhausted).
+pub fn pool_metrics(pool: &Pool) -> String {
+    let status = pool.status();
+    format!(
+        "# HELP boxoffice_db_pool_connections PostgreSQL connections open, by state.\n\
+         # TYPE boxoffice_db_pool_connections gauge\n\
+         boxoffice_db_pool_connections{{state=\"open\"}} {}\n\
+         boxoffice_db_pool_connections{{state=\"idle\"}} {}\n\
+         # TYPE boxoffice_db_pool_max_connections gauge\n\
+         boxoffice_db_pool_max_connections {}\n\
+         # HELP boxoffice_db_pool_waiting Callers waiting for a connection.\n\
+         # TYPE boxoffice_db_pool_waiting gauge\n\
+         boxoffice_db_pool_waiting {}\n",
+        status.size, status.available, status.max_size, status.waiting
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -411,23 +430,4 @@ mod tests {
         let wrapped = DbError::from(anyhow::Error::from(lost).context("reading a booking"));
         assert!(wrapped.is_unavailable());
     }
-}
-
-/// The pool's state in the Prometheus text format: connections open and
-/// idle, the pool's size, and callers waiting for a connection (a pool that
-/// keeps callers waiting is exhausted).
-pub fn pool_metrics(pool: &Pool) -> String {
-    let status = pool.status();
-    format!(
-        "# HELP boxoffice_db_pool_connections PostgreSQL connections open, by state.\n\
-         # TYPE boxoffice_db_pool_connections gauge\n\
-         boxoffice_db_pool_connections{{state=\"open\"}} {}\n\
-         boxoffice_db_pool_connections{{state=\"idle\"}} {}\n\
-         # TYPE boxoffice_db_pool_max_connections gauge\n\
-         boxoffice_db_pool_max_connections {}\n\
-         # HELP boxoffice_db_pool_waiting Callers waiting for a connection.\n\
-         # TYPE boxoffice_db_pool_waiting gauge\n\
-         boxoffice_db_pool_waiting {}\n",
-        status.size, status.available, status.max_size, status.waiting
-    )
 }
