@@ -16,7 +16,7 @@
 //! way the stream goes on.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -26,7 +26,8 @@ use tokio::task::JoinHandle;
 
 use crate::Transport;
 use crate::envelope::{Classified, Envelope, Payload, classify};
-use crate::outbox::check_identifier;
+use crate::group::Raw;
+pub use crate::group::{ConsumerConfig, ConsumerStats, StatsSnapshot};
 
 /// An event delivered to a handler.
 #[derive(Clone, Debug)]
@@ -71,129 +72,6 @@ pub trait Handler: Send + Sync + 'static {
         &self,
         events: &[Received],
     ) -> impl std::future::Future<Output = Result<(), HandleError>> + Send;
-}
-
-#[derive(Clone, Debug)]
-pub struct ConsumerConfig {
-    /// The group's name: every instance with this name shares one
-    /// checkpoint per stream.
-    pub group: String,
-    /// The consumer service's own schema, which holds the group's
-    /// checkpoints, dead letters and processed events.
-    pub schema: String,
-    /// The producers whose streams the group reads.
-    pub streams: Vec<String>,
-    /// Events per batch (and per handler call, at most).
-    pub batch_size: usize,
-    /// Looks for new events this often even without a notification.
-    pub idle_poll: Duration,
-    /// Attempts at an event the handler reports as failed before it is
-    /// dead-lettered.
-    pub max_attempts: u32,
-    pub first_backoff: Duration,
-    pub max_backoff: Duration,
-    /// JetStream: how long a delivered batch may stay unacknowledged before
-    /// the server offers it again (a crashed consumer's batch comes back
-    /// after this).
-    pub ack_wait: Duration,
-    /// A group of this process alone (e.g. one feeding an in-memory
-    /// index): its position is dropped when it stops (PostgreSQL) or
-    /// expires an hour after its last read (JetStream).
-    pub ephemeral: bool,
-}
-
-impl ConsumerConfig {
-    pub fn new(group: &str, schema: &str, streams: &[&str]) -> Self {
-        Self {
-            group: group.to_owned(),
-            schema: schema.to_owned(),
-            streams: streams.iter().map(|s| (*s).to_owned()).collect(),
-            batch_size: 500,
-            idle_poll: Duration::from_secs(1),
-            max_attempts: 5,
-            first_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_secs(10),
-            ack_wait: Duration::from_secs(30),
-            ephemeral: false,
-        }
-    }
-
-    fn validate(&self) -> anyhow::Result<()> {
-        check_identifier(&self.schema)?;
-        anyhow::ensure!(
-            !self.group.is_empty()
-                && self.group.len() <= 64
-                && self
-                    .group
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'),
-            "group names are letters, digits, '-' and '_'"
-        );
-        anyhow::ensure!(
-            !self.streams.is_empty(),
-            "a group reads at least one stream"
-        );
-        for stream in &self.streams {
-            check_identifier(stream)?;
-        }
-        anyhow::ensure!(self.batch_size > 0, "batch size must be positive");
-        anyhow::ensure!(self.max_attempts > 0, "max attempts must be positive");
-        Ok(())
-    }
-}
-
-/// Counters of one group in this process (all streams together).
-#[derive(Debug, Default)]
-pub struct ConsumerStats {
-    handled: AtomicU64,
-    batches: AtomicU64,
-    skipped_unknown: AtomicU64,
-    dead_lettered: AtomicU64,
-    retries: AtomicU64,
-    lag_events: AtomicU64,
-    lag_ms: AtomicU64,
-}
-
-/// A copy of [`ConsumerStats`] at one moment.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StatsSnapshot {
-    /// Events the handler finished.
-    pub handled: u64,
-    pub batches: u64,
-    /// Events of a type this build does not know.
-    pub skipped_unknown: u64,
-    pub dead_lettered: u64,
-    /// Handler calls that failed and were retried.
-    pub retries: u64,
-    /// Events in the stream after the last batch (the backlog).
-    pub lag_events: u64,
-    /// From the last handled event's `occurred_at` to the end of its batch.
-    pub lag_ms: u64,
-}
-
-impl ConsumerStats {
-    pub fn snapshot(&self) -> StatsSnapshot {
-        StatsSnapshot {
-            handled: self.handled.load(Ordering::Relaxed),
-            batches: self.batches.load(Ordering::Relaxed),
-            skipped_unknown: self.skipped_unknown.load(Ordering::Relaxed),
-            dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
-            retries: self.retries.load(Ordering::Relaxed),
-            lag_events: self.lag_events.load(Ordering::Relaxed),
-            lag_ms: self.lag_ms.load(Ordering::Relaxed),
-        }
-    }
-
-    pub(crate) fn set_lag(&self, events: u64) {
-        self.lag_events.store(events, Ordering::Relaxed);
-    }
-}
-
-/// One event as a transport hands it over: still bytes.
-pub(crate) struct Raw {
-    pub(crate) position: u64,
-    pub(crate) bytes: bytes::Bytes,
-    pub(crate) ack: Option<async_nats::jetstream::Message>,
 }
 
 /// Where a stream's batches come from and where its checkpoint goes.

@@ -23,6 +23,7 @@
 
 pub mod consumer;
 pub mod envelope;
+mod group;
 mod lease;
 pub mod metrics;
 pub mod nats;

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::consumer::ConsumerStats;
+use crate::group::ConsumerStats;
 
 /// (schema, group, stats) of every group started in this process; a group
 /// that is gone drops out.
@@ -32,7 +32,7 @@ pub fn render() -> String {
         })
         .collect();
     let mut out = String::new();
-    type Field = fn(&crate::consumer::StatsSnapshot) -> u64;
+    type Field = fn(&crate::group::StatsSnapshot) -> u64;
     let families: [(&str, &str, &str, Field); 6] = [
         (
             "boxoffice_event_consumer_handled_total",

@@ -38,7 +38,7 @@ use deadpool_postgres::Pool;
 use futures::{FutureExt as _, StreamExt as _};
 use tokio::sync::Notify;
 
-use crate::consumer::{ConsumerConfig, ConsumerStats, Raw};
+use crate::group::{ConsumerConfig, ConsumerStats, Raw};
 use crate::lease::Lease;
 use crate::outbox::{channel, check_identifier};
 

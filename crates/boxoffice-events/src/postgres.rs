@@ -21,7 +21,7 @@ use deadpool_postgres::Pool;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use crate::consumer::{ConsumerConfig, Raw};
+use crate::group::{ConsumerConfig, Raw};
 use crate::lease::Lease;
 use crate::outbox::{channel, check_identifier};
 
@@ -215,7 +215,7 @@ pub(crate) struct PostgresSource {
     wake: Arc<Notify>,
     lease: Option<Lease>,
     position: i64,
-    stats_lag: Option<Arc<crate::consumer::ConsumerStats>>,
+    stats_lag: Option<Arc<crate::group::ConsumerStats>>,
 }
 
 impl PostgresSource {
@@ -260,7 +260,7 @@ impl PostgresSource {
         }
     }
 
-    pub(crate) fn with_stats(mut self, stats: Arc<crate::consumer::ConsumerStats>) -> Self {
+    pub(crate) fn with_stats(mut self, stats: Arc<crate::group::ConsumerStats>) -> Self {
         self.stats_lag = Some(stats);
         self
     }
