@@ -391,7 +391,7 @@ async fn throughput() -> anyhow::Result<()> {
             .next()
             .context("a seeded event")?;
         let id = Arc::new(event.id);
-        let (token, _) = TokenIssuer::new(&tokens).issue(uuid::Uuid::new_v4(), &["customer".to_owned()])?;
+        let (token, _) = TokenIssuer::new(&tokens).issue(uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), &["customer".to_owned()])?;
         let bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = format!("Bearer {token}").parse()?;
 
         let get_event = |channel: Channel, id: Arc<String>| {

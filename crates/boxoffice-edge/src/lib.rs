@@ -21,6 +21,7 @@ pub mod context;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod revocation;
 pub mod routes;
 pub mod server;
 pub mod upstream;

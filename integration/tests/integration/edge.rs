@@ -390,6 +390,7 @@ fn claims(tokens: &TokenConfig, exp: u64) -> AccessClaims {
         exp,
         jti: "test".into(),
         roles: vec!["customer".into(), "admin".into()],
+        sid: None,
     }
 }
 
