@@ -65,12 +65,10 @@ impl AccountsStore {
         let roles: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
         let row = transaction
             .query_one(
-                &format!(
-                    "INSERT INTO accounts.users (id, email, email_key, display_name, password_hash, roles)
-                     VALUES ($1, $2, $2, $3, $4, $5)
-                     RETURNING id, email, display_name, roles, created_at, password_hash,
-                               NULL::text AS pending_email"
-                ),
+                "INSERT INTO accounts.users (id, email, email_key, display_name, password_hash, roles)
+                 VALUES ($1, $2, $2, $3, $4, $5)
+                 RETURNING id, email, display_name, roles, created_at, password_hash,
+                           NULL::text AS pending_email",
                 &[&Uuid::now_v7(), &email.as_str(), &display_name.as_str(), &password_hash, &roles],
             )
             .await
