@@ -298,7 +298,7 @@ fn main() -> anyhow::Result<()> {
         return runtime.block_on(child_edge(upstream.parse()?));
     }
     runtime.block_on(async {
-        if selected("throughput echo GetEvent HoldSeats direct edge") {
+        if selected("throughput echo GetEvent HoldSeats direct edge revocation") {
             throughput().await?;
         }
         if selected("streams memory") {
