@@ -67,3 +67,31 @@ impl TokenDelivery {
             .map(|token| token.token.clone())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_development_keeps_tokens() {
+        let user = Uuid::new_v4();
+        let production = TokenDelivery::new(false);
+        production.deliver(user, TokenPurpose::PasswordReset, "secret".into());
+        assert_eq!(
+            production.last_delivered(user, TokenPurpose::PasswordReset),
+            None
+        );
+        let development = TokenDelivery::new(true);
+        development.deliver(user, TokenPurpose::PasswordReset, "first".into());
+        development.deliver(user, TokenPurpose::PasswordReset, "second".into());
+        development.deliver(Uuid::new_v4(), TokenPurpose::PasswordReset, "other".into());
+        assert_eq!(
+            development.last_delivered(user, TokenPurpose::PasswordReset),
+            Some("second".into())
+        );
+        assert_eq!(
+            development.last_delivered(user, TokenPurpose::EmailChange),
+            None
+        );
+    }
+}

@@ -224,7 +224,10 @@ impl pb::accounts_service_server::AccountsService for AccountsGrpc {
                 }
             }))
         });
-        Ok(Response::new(Box::pin(first.chain(rest))))
+        let stopping = self.revocations.stopping();
+        Ok(Response::new(Box::pin(
+            first.chain(rest).take_until(stopping),
+        )))
     }
 
     #[instrument(skip_all)]

@@ -37,12 +37,24 @@ pub struct Revoked {
 pub struct RevocationHub {
     store: AccountsStore,
     sender: broadcast::Sender<Revoked>,
+    /// Ends every watch at shutdown, so draining does not wait on them.
+    shutdown: Shutdown,
 }
 
 impl RevocationHub {
-    pub fn new(store: AccountsStore) -> Arc<Self> {
+    pub fn new(store: AccountsStore, shutdown: Shutdown) -> Arc<Self> {
         let (sender, _) = broadcast::channel(BUFFER);
-        Arc::new(Self { store, sender })
+        Arc::new(Self {
+            store,
+            sender,
+            shutdown,
+        })
+    }
+
+    /// Resolves when the process is shutting down.
+    pub fn stopping(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shutdown = self.shutdown.clone();
+        async move { shutdown.cancelled().await }
     }
 
     /// What a new watcher gets: the live revocations, then everything
@@ -67,7 +79,8 @@ impl RevocationHub {
 
     /// Follows the table until shutdown: on every notification (and every
     /// few seconds without one) broadcasts the revocations not sent yet.
-    pub async fn run(self: Arc<Self>, listen: tokio_postgres::Config, shutdown: Shutdown) {
+    pub async fn run(self: Arc<Self>, listen: tokio_postgres::Config) {
+        let shutdown = self.shutdown.clone();
         let mut sent: HashMap<Uuid, DateTime<Utc>> = HashMap::new();
         let mut backoff = Duration::from_millis(100);
         let mut last_cleanup = tokio::time::Instant::now();

@@ -47,9 +47,9 @@ impl AccountsComponent {
             );
         }
         let store = AccountsStore::new(pool);
-        let revocations = RevocationHub::new(store.clone());
+        let revocations = RevocationHub::new(store.clone(), shutdown);
         let listen = boxoffice_runtime::postgres::parse_url(&config.database_url)?;
-        tokio::spawn(revocations.clone().run(listen, shutdown));
+        tokio::spawn(revocations.clone().run(listen));
         let accounts = Arc::new(Accounts::new(
             store,
             TokenIssuer::new(tokens),
