@@ -8,6 +8,12 @@
 //! requests/s, p50/p99, and the ratios the edge is held to (≥ 0.6× the
 //! direct rate, ≤ 1 ms added at p99 with 8 in flight).
 //!
+//! **Revocation check**: cached `GetEvent` with a bearer token through an
+//! edge that follows accounts' revocation feed (with 1,000 sessions revoked
+//! and 20 more revoked every second while it runs, each of which makes
+//! every cached token look in the set once more) and through one that does
+//! not, alternating off, on, on, off in one run. Target: on ≥ 0.95× off.
+//!
 //! **Idle streams**: the edge's memory with 10,000 open `WatchAvailability`
 //! streams. The edge runs alone in a child process (this same binary,
 //! re-executed), so its `/proc/<pid>/status` `VmRSS` counts nothing but the
@@ -23,7 +29,7 @@
 //! `valgrind --tool=callgrind`: instructions per request are reproducible on
 //! a busy machine); `EDGE_BENCH_ONLY` is a comma-separated list of words
 //! picking scenarios (`echo`, `GetEvent`, `HoldSeats`, `direct`, `edge`,
-//! `streams`, `throughput`); `EDGE_BENCH_STREAMS` (10000) and
+//! `revocation`, `streams`, `throughput`); `EDGE_BENCH_STREAMS` (10000) and
 //! `EDGE_BENCH_STREAM_CONNECTIONS` ("100,10000") shape the memory test.
 
 use std::collections::BTreeMap;
@@ -292,7 +298,7 @@ fn main() -> anyhow::Result<()> {
         return runtime.block_on(child_edge(upstream.parse()?));
     }
     runtime.block_on(async {
-        if selected("throughput echo GetEvent HoldSeats direct edge") {
+        if selected("throughput echo GetEvent HoldSeats direct edge revocation") {
             throughput().await?;
         }
         if selected("streams memory") {
@@ -330,9 +336,20 @@ async fn throughput() -> anyhow::Result<()> {
     let shutdown = Shutdown::new();
 
     let result = async {
+        let tokens = TokenConfig::ephemeral();
         let mut catalog_server = GrpcServer::bind(config.listen).await?;
         let catalog = CatalogComponent::start(&config, pool.clone(), shutdown.clone()).await?;
         catalog.register(&mut catalog_server);
+        // Accounts beside the catalog: the edges follow its revocation feed.
+        let accounts = boxoffice_accounts::AccountsComponent::start(
+            &config,
+            &tokens,
+            boxoffice_accounts::AccountsConfig::development(),
+            pool.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        accounts.register(&mut catalog_server);
         let catalog_addr = catalog_server.local_addr();
         tokio::spawn(catalog_server.run_until_stopped(shutdown.clone(), Duration::from_secs(1)));
         let store = boxoffice_catalog::store::CatalogStore::new(pool.clone());
@@ -369,10 +386,27 @@ async fn throughput() -> anyhow::Result<()> {
             default_access: Access::Public,
             methods: BTreeMap::new(),
         });
-        let tokens = TokenConfig::ephemeral();
-        let edge = Edge::bind(edge_config, &tokens).await?;
+        let edge = Edge::bind(edge_config.clone(), &tokens).await?;
         let edge_addr = edge.local_addr();
+        let edge_handle = edge.handle();
         tokio::spawn(edge.run_until_stopped(shutdown.clone()));
+        let edge_off = Edge::bind(edge_config, &tokens).await?.without_revocation_feed();
+        let edge_off_addr = edge_off.local_addr();
+        tokio::spawn(edge_off.run_until_stopped(shutdown.clone()));
+        // 1,000 revoked sessions, as after a busy quarter of an hour.
+        pool.get()
+            .await?
+            .execute(
+                "INSERT INTO accounts.revocations (session_id, forget_at)
+                 SELECT gen_random_uuid(), now() + interval '15 minutes' FROM generate_series(1, 1000)",
+                &[],
+            )
+            .await?;
+        let started = Instant::now();
+        while edge_handle.revocations().is_none_or(|(known, _)| known < 1000) {
+            anyhow::ensure!(started.elapsed() < Duration::from_secs(20), "the edge never learned the revocations");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
 
         let direct = channel(catalog_addr).await?;
         let event = pb::catalog_service_client::CatalogServiceClient::new(direct.clone())
@@ -387,7 +421,7 @@ async fn throughput() -> anyhow::Result<()> {
             .next()
             .context("a seeded event")?;
         let id = Arc::new(event.id);
-        let (token, _) = TokenIssuer::new(&tokens).issue(uuid::Uuid::new_v4(), &["customer".to_owned()])?;
+        let (token, _) = TokenIssuer::new(&tokens).issue(uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), &["customer".to_owned()])?;
         let bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii> = format!("Bearer {token}").parse()?;
 
         let get_event = |channel: Channel, id: Arc<String>| {
@@ -429,7 +463,16 @@ async fn throughput() -> anyhow::Result<()> {
                 async move { client.hold_seats(request).await.is_ok() }
             }
         };
+        let get_event_with_token = |channel: Channel, id: Arc<String>, bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>| {
+            move || {
+                let mut client = pb::catalog_service_client::CatalogServiceClient::new(channel.clone());
+                let mut request = Request::new(pb::GetEventRequest { id: (*id).clone() });
+                request.metadata_mut().insert("authorization", bearer.clone());
+                async move { client.get_event(request).await.is_ok() }
+            }
+        };
         let through_edge = channel(edge_addr).await?;
+        let through_edge_off = channel(edge_off_addr).await?;
         let echo_direct = channel(echo_addr).await?;
         let inventory_direct = channel(inventory_addr).await?;
         match amount {
@@ -437,19 +480,48 @@ async fn throughput() -> anyhow::Result<()> {
             Amount::Requests(requests) => println!("edge benchmark: {in_flight} in flight, {requests} requests per scenario (same process, same machine)"),
         }
         let mut outcomes = Vec::new();
-        let scenarios: [&'static str; 6] = [
+        let scenarios: [&'static str; 10] = [
             "echo, direct",
             "echo, through the edge",
             "GetEvent, direct",
             "GetEvent, through the edge",
             "HoldSeats stub, direct",
             "HoldSeats stub, edge + JWT",
+            // Off, on, on, off: a machine that slows down (or speeds up)
+            // during the run weighs on both sides alike.
+            "GetEvent+JWT revocation off",
+            "GetEvent+JWT revocation on",
+            "GetEvent+JWT revocation on",
+            "GetEvent+JWT revocation off",
         ];
         for name in scenarios {
             if !selected(name) {
                 continue;
             }
+            // While the revocation check is measured, sessions keep being
+            // revoked (20 a second): each one sends every cached token back
+            // to the set once.
+            let churn = name.ends_with("revocation on").then(|| {
+                let pool = pool.clone();
+                tokio::spawn(async move {
+                    let mut every = tokio::time::interval(Duration::from_millis(50));
+                    loop {
+                        every.tick().await;
+                        if let Ok(client) = pool.get().await {
+                            let _ = client
+                                .execute(
+                                    "INSERT INTO accounts.revocations (session_id, forget_at)
+                                     VALUES (gen_random_uuid(), now() + interval '15 minutes')",
+                                    &[],
+                                )
+                                .await;
+                        }
+                    }
+                })
+            });
             let outcome = match name {
+                "GetEvent+JWT revocation off" => measure(name, in_flight, amount, get_event_with_token(through_edge_off.clone(), id.clone(), bearer.clone())).await,
+                "GetEvent+JWT revocation on" => measure(name, in_flight, amount, get_event_with_token(through_edge.clone(), id.clone(), bearer.clone())).await,
                 "echo, direct" => measure(name, in_flight, amount, echo(echo_direct.clone())).await,
                 "echo, through the edge" => measure(name, in_flight, amount, echo(through_edge.clone())).await,
                 "GetEvent, direct" => measure(name, in_flight, amount, get_event(direct.clone(), id.clone())).await,
@@ -457,6 +529,9 @@ async fn throughput() -> anyhow::Result<()> {
                 "HoldSeats stub, direct" => measure(name, in_flight, amount, hold_seats(inventory_direct.clone(), id.clone(), None)).await,
                 _ => measure(name, in_flight, amount, hold_seats(through_edge.clone(), id.clone(), Some(bearer.clone()))).await,
             };
+            if let Some(churn) = churn {
+                churn.abort();
+            }
             outcomes.push(outcome);
         }
         println!("{:<28} {:>9} {:>10} {:>10} {:>10} {:>7}", "scenario", "requests", "req/s", "p50", "p99", "errors");
@@ -479,6 +554,17 @@ async fn throughput() -> anyhow::Result<()> {
         compare("GetEvent", "GetEvent, direct", "GetEvent, through the edge");
         compare("echo", "echo, direct", "echo, through the edge");
         compare("HoldSeats stub (with JWT)", "HoldSeats stub, direct", "HoldSeats stub, edge + JWT");
+        let rate = |name: &str| {
+            let runs: Vec<f64> = outcomes.iter().filter(|outcome| outcome.name == name).map(|outcome| outcome.per_second).collect();
+            (!runs.is_empty()).then(|| runs.iter().sum::<f64>() / runs.len() as f64)
+        };
+        if let (Some(off), Some(on)) = (rate("GetEvent+JWT revocation off"), rate("GetEvent+JWT revocation on")) {
+            println!(
+                "GetEvent with a bearer token, revocation check on / off: {:.3}x requests/s ({on:.0} vs {off:.0}, mean of two runs each; target >= 0.95x); revoked sessions known: {}",
+                on / off,
+                edge_handle.revocations().map_or(0, |(known, _)| known)
+            );
+        }
         anyhow::Ok(())
     }
     .await;

@@ -157,7 +157,7 @@ impl BenchSystem {
     /// A bearer token for a user with the given roles.
     pub fn token(&self, user_id: Uuid, roles: &[&str]) -> anyhow::Result<String> {
         let roles: Vec<String> = roles.iter().map(|role| (*role).to_owned()).collect();
-        Ok(self.issuer.issue(user_id, &roles)?.0)
+        Ok(self.issuer.issue(user_id, Uuid::new_v4(), &roles)?.0)
     }
 
     /// Vacuums and gathers planner statistics for every table, as

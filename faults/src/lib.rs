@@ -226,7 +226,11 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     )
     .map_err(|error| anyhow::anyhow!("token configuration: {error}"))?;
     let issuer = TokenIssuer::new(&tokens);
-    let admin = bearer(&issuer.issue(Uuid::new_v4(), &["admin".to_owned()])?.0)?;
+    let admin = bearer(
+        &issuer
+            .issue(Uuid::new_v4(), Uuid::new_v4(), &["admin".to_owned()])?
+            .0,
+    )?;
     let holder = workload::register_and_login(&recorder, edge, "holder").await?;
     let rival = workload::register_and_login(&recorder, edge, "rival").await?;
     let channel = workload::channel(edge)?;
@@ -257,7 +261,11 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     let stop = Arc::new(AtomicBool::new(false));
     let mut clients = tokio::task::JoinSet::new();
     for index in 0..options.workload.buyers {
-        let token = bearer(&issuer.issue(Uuid::new_v4(), &["customer".to_owned()])?.0)?;
+        let token = bearer(
+            &issuer
+                .issue(Uuid::new_v4(), Uuid::new_v4(), &["customer".to_owned()])?
+                .0,
+        )?;
         let workload = workload.clone();
         let stop = stop.clone();
         clients.spawn(async move { workload.buyer(index, token, &stop).await });

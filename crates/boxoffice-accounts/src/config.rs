@@ -14,6 +14,62 @@ pub const ENV_JWT_ISSUER: &str = "BOXOFFICE_JWT_ISSUER";
 pub const ENV_JWT_AUDIENCE: &str = "BOXOFFICE_JWT_AUDIENCE";
 pub const ENV_ACCESS_TOKEN_TTL: &str = "BOXOFFICE_ACCESS_TOKEN_TTL_SECS";
 
+/// Development only: write email-verification and password-reset tokens to
+/// the log (and keep the last few in memory for tests) until notifications
+/// deliver them. Never set in production: a token in a log is a login.
+pub const ENV_DEV_TOKEN_LOG: &str = "BOXOFFICE_ACCOUNTS_DEV_TOKEN_LOG";
+
+/// Where accounts reaches checkout (for exports) when it runs alone.
+pub const ENV_CHECKOUT_URL: &str = "BOXOFFICE_CHECKOUT_URL";
+
+/// The configured checkout URL, if any.
+pub fn checkout_url() -> Option<String> {
+    std::env::var(ENV_CHECKOUT_URL)
+        .ok()
+        .map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty())
+}
+
+/// Accounts' own settings.
+#[derive(Clone, Debug)]
+pub struct AccountsConfig {
+    /// See [`ENV_DEV_TOKEN_LOG`].
+    pub dev_token_log: bool,
+    /// How long a refresh token stays valid unless used.
+    pub refresh_ttl: Duration,
+    /// How long an email-verification or password-reset token is valid.
+    pub single_use_token_ttl: Duration,
+}
+
+impl AccountsConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let raw = std::env::var(ENV_DEV_TOKEN_LOG).unwrap_or_default();
+        let dev_token_log = match raw.trim() {
+            "" | "0" | "false" => false,
+            "1" | "true" => true,
+            other => {
+                return Err(ConfigError {
+                    variable: ENV_DEV_TOKEN_LOG,
+                    problem: format!("'{other}' is not true or false"),
+                });
+            }
+        };
+        Ok(Self {
+            dev_token_log,
+            ..Self::development()
+        })
+    }
+
+    /// `boxoffice up` and tests: tokens are logged and kept in memory.
+    pub fn development() -> Self {
+        Self {
+            dev_token_log: true,
+            refresh_ttl: Duration::from_secs(30 * 24 * 3600),
+            single_use_token_ttl: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
 /// A shorter secret makes HS256 brute-forceable offline from one token.
 pub const MIN_SECRET_BYTES: usize = 32;
 

@@ -16,6 +16,12 @@ pub mod reason {
     pub const BAD_CREDENTIALS: &str = "BAD_CREDENTIALS";
     pub const TOO_MANY_ATTEMPTS: &str = "TOO_MANY_ATTEMPTS";
     pub const LOGIN_REQUIRED: &str = "LOGIN_REQUIRED";
+    pub const REFRESH_TOKEN_INVALID: &str = "REFRESH_TOKEN_INVALID";
+    pub const REFRESH_TOKEN_REUSED: &str = "REFRESH_TOKEN_REUSED";
+    pub const TOKEN_INVALID: &str = "TOKEN_INVALID";
+    pub const WRONG_PASSWORD: &str = "WRONG_PASSWORD";
+    pub const SERVICE_ROLE_REQUIRED: &str = "SERVICE_ROLE_REQUIRED";
+    pub const NOTHING_TO_UPDATE: &str = "NOTHING_TO_UPDATE";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +39,21 @@ pub enum AccountsError {
     LoginRequired,
     #[error("user not found")]
     UserNotFound,
+    #[error("session not found")]
+    SessionNotFound,
+    #[error("refresh token invalid")]
+    RefreshTokenInvalid,
+    #[error("refresh token reused")]
+    RefreshTokenReused,
+    /// A verification or reset token that is unknown, spent or expired.
+    #[error("single-use token invalid")]
+    TokenInvalid(&'static str),
+    #[error("current password is wrong")]
+    WrongPassword,
+    #[error("service role required")]
+    ServiceRoleRequired,
+    #[error("a dependency is unavailable")]
+    DependencyUnavailable(#[source] anyhow::Error),
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -102,6 +123,38 @@ impl From<AccountsError> for Status {
                 "log in first and send the access token as a bearer token",
             ),
             AccountsError::UserNotFound => status::not_found("user", ""),
+            AccountsError::SessionNotFound => status::not_found("session", ""),
+            AccountsError::RefreshTokenInvalid => status::with_reason(
+                Code::Unauthenticated,
+                reason::REFRESH_TOKEN_INVALID,
+                "the refresh token is not valid; log in again",
+            ),
+            AccountsError::RefreshTokenReused => status::with_reason(
+                Code::Unauthenticated,
+                reason::REFRESH_TOKEN_REUSED,
+                "the refresh token was already used; the session is revoked, log in again",
+            ),
+            AccountsError::TokenInvalid(field) => {
+                let mut details = ErrorDetails::new();
+                details.set_error_info(reason::TOKEN_INVALID, status::ERROR_DOMAIN, HashMap::new());
+                details.add_bad_request_violation(field, "is unknown, already used or expired");
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    "the token is unknown, already used or expired",
+                    details,
+                )
+            }
+            AccountsError::WrongPassword => status::with_reason(
+                Code::PermissionDenied,
+                reason::WRONG_PASSWORD,
+                "the current password is wrong",
+            ),
+            AccountsError::ServiceRoleRequired => status::with_reason(
+                Code::PermissionDenied,
+                reason::SERVICE_ROLE_REQUIRED,
+                "only services may call this",
+            ),
+            AccountsError::DependencyUnavailable(error) => status::unavailable(&error),
             AccountsError::Unavailable(error) => status::unavailable(&error),
             AccountsError::Internal(error) => status::internal(&error),
         }

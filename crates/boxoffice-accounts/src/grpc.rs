@@ -1,27 +1,83 @@
 //! The tonic face of accounts: wire messages are parsed into domain types
 //! here, and domain values turned back into messages.
 
+use std::pin::Pin;
 use std::sync::Arc;
 
 use boxoffice_contracts::accounts::v1 as pb;
 use boxoffice_runtime::Caller;
+use chrono::{DateTime, Utc};
+use futures::{Stream, StreamExt as _};
+use tokio_stream::wrappers::BroadcastStream;
 use tonic::{Request, Response, Status};
 use tracing::instrument;
+use uuid::Uuid;
 
 use crate::domain::{DisplayName, Email, NewPassword, Role, User};
 use crate::error::AccountsError;
-use crate::service::Accounts;
+use crate::revocations::{RevocationHub, Revoked};
+use crate::service::{Accounts, Session};
+use crate::store::SessionRecord;
 
 #[derive(Clone)]
 pub struct AccountsGrpc {
     accounts: Arc<Accounts>,
+    revocations: Arc<RevocationHub>,
 }
 
 impl AccountsGrpc {
-    pub fn new(accounts: Arc<Accounts>) -> Self {
-        Self { accounts }
+    pub fn new(accounts: Arc<Accounts>, revocations: Arc<RevocationHub>) -> Self {
+        Self {
+            accounts,
+            revocations,
+        }
     }
 }
+
+fn timestamp(time: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    })
+}
+
+fn session_to_pb(session: Session) -> pb::LoginResponse {
+    pb::LoginResponse {
+        access_token: session.access_token,
+        token_type: "Bearer".to_owned(),
+        expire_time: Some(prost_types::Timestamp {
+            seconds: session.expires_at as i64,
+            nanos: 0,
+        }),
+        user: Some(user_to_pb(&session.user)),
+        refresh_token: session.refresh_token,
+        refresh_expire_time: timestamp(session.refresh_expires_at),
+        session_id: session.session_id.to_string(),
+    }
+}
+
+fn session_record_to_pb(session: &SessionRecord, current: Option<Uuid>) -> pb::Session {
+    pb::Session {
+        id: session.id.to_string(),
+        create_time: timestamp(session.created_at),
+        last_use_time: timestamp(session.last_used_at),
+        expire_time: timestamp(session.expires_at),
+        current: current == Some(session.id),
+    }
+}
+
+fn revocation_to_pb(revoked: Revoked) -> pb::Revocation {
+    pb::Revocation {
+        session_id: revoked.session_id.to_string(),
+        forget_time: timestamp(revoked.forget_at),
+    }
+}
+
+fn new_password(field: &'static str, raw: &str) -> Result<NewPassword, AccountsError> {
+    Ok(NewPassword::parse(field, raw)?)
+}
+
+type RevocationStream = Pin<Box<dyn Stream<Item = Result<pb::Revocation, Status>> + Send>>;
 
 fn user_to_pb(user: &User) -> pb::User {
     pb::User {
@@ -36,10 +92,8 @@ fn user_to_pb(user: &User) -> pb::User {
                 Role::Admin => pb::Role::Admin as i32,
             })
             .collect(),
-        create_time: Some(prost_types::Timestamp {
-            seconds: user.created_at.timestamp(),
-            nanos: user.created_at.timestamp_subsec_nanos() as i32,
-        }),
+        create_time: timestamp(user.created_at),
+        pending_email: user.pending_email.clone().unwrap_or_default(),
     }
 }
 
@@ -73,15 +127,7 @@ impl pb::accounts_service_server::AccountsService for AccountsGrpc {
             .accounts
             .login(&request.email, &request.password)
             .await?;
-        Ok(Response::new(pb::LoginResponse {
-            access_token: session.access_token,
-            token_type: "Bearer".to_owned(),
-            expire_time: Some(prost_types::Timestamp {
-                seconds: session.expires_at as i64,
-                nanos: 0,
-            }),
-            user: Some(user_to_pb(&session.user)),
-        }))
+        Ok(Response::new(session_to_pb(session)))
     }
 
     #[instrument(skip_all)]
@@ -92,5 +138,192 @@ impl pb::accounts_service_server::AccountsService for AccountsGrpc {
         let caller = Caller::from_metadata(request.metadata());
         let user = self.accounts.me(&caller).await?;
         Ok(Response::new(user_to_pb(&user)))
+    }
+
+    #[instrument(skip_all)]
+    async fn refresh_session(
+        &self,
+        request: Request<pb::RefreshSessionRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let session = self
+            .accounts
+            .refresh_session(&request.into_inner().refresh_token)
+            .await?;
+        Ok(Response::new(session_to_pb(session)))
+    }
+
+    #[instrument(skip_all)]
+    async fn logout(
+        &self,
+        request: Request<pb::LogoutRequest>,
+    ) -> Result<Response<pb::LogoutResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let session = boxoffice_runtime::identity::session_id(request.metadata());
+        self.accounts.logout(&caller, session).await?;
+        Ok(Response::new(pb::LogoutResponse {}))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_sessions(
+        &self,
+        request: Request<pb::ListSessionsRequest>,
+    ) -> Result<Response<pb::ListSessionsResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let current = boxoffice_runtime::identity::session_id(request.metadata());
+        let sessions = self.accounts.list_sessions(&caller).await?;
+        Ok(Response::new(pb::ListSessionsResponse {
+            sessions: sessions
+                .iter()
+                .map(|session| session_record_to_pb(session, current))
+                .collect(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn revoke_session(
+        &self,
+        request: Request<pb::RevokeSessionRequest>,
+    ) -> Result<Response<pb::RevokeSessionResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let session_id = Uuid::parse_str(request.get_ref().session_id.trim()).map_err(|_| {
+            AccountsError::from(crate::domain::FieldError::new(
+                "session_id",
+                "must be a UUID",
+            ))
+        })?;
+        self.accounts.revoke_session(&caller, session_id).await?;
+        Ok(Response::new(pb::RevokeSessionResponse {}))
+    }
+
+    type WatchRevocationsStream = RevocationStream;
+
+    #[instrument(skip_all)]
+    async fn watch_revocations(
+        &self,
+        request: Request<pb::WatchRevocationsRequest>,
+    ) -> Result<Response<Self::WatchRevocationsStream>, Status> {
+        if !Caller::from_metadata(request.metadata()).has_role(Caller::SERVICE) {
+            return Err(AccountsError::ServiceRoleRequired.into());
+        }
+        let (live, receiver) = self.revocations.watch().await?;
+        let first = futures::stream::iter(
+            live.into_iter()
+                .map(|revoked| Ok(revocation_to_pb(revoked))),
+        );
+        // A watcher that lagged is told so and ends; it reconnects and
+        // starts over from the live set.
+        let rest = BroadcastStream::new(receiver).scan(false, |ended, item| {
+            if *ended {
+                return futures::future::ready(None);
+            }
+            futures::future::ready(Some(match item {
+                Ok(revoked) => Ok(revocation_to_pb(revoked)),
+                Err(_lagged) => {
+                    *ended = true;
+                    Err(Status::aborted("revocation feed fell behind; watch again"))
+                }
+            }))
+        });
+        let stopping = self.revocations.stopping();
+        Ok(Response::new(Box::pin(
+            first.chain(rest).take_until(stopping),
+        )))
+    }
+
+    #[instrument(skip_all)]
+    async fn update_profile(
+        &self,
+        request: Request<pb::UpdateProfileRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let display_name = request
+            .display_name
+            .as_deref()
+            .map(|name| DisplayName::parse("display_name", name))
+            .transpose()
+            .map_err(AccountsError::from)?;
+        let email = request
+            .email
+            .as_deref()
+            .map(|email| Email::parse("email", email))
+            .transpose()
+            .map_err(AccountsError::from)?;
+        let user = self
+            .accounts
+            .update_profile(&caller, display_name, email)
+            .await?;
+        Ok(Response::new(user_to_pb(&user)))
+    }
+
+    #[instrument(skip_all)]
+    async fn verify_email(
+        &self,
+        request: Request<pb::VerifyEmailRequest>,
+    ) -> Result<Response<pb::User>, Status> {
+        let user = self
+            .accounts
+            .verify_email(&request.into_inner().token)
+            .await?;
+        Ok(Response::new(user_to_pb(&user)))
+    }
+
+    #[instrument(skip_all)]
+    async fn change_password(
+        &self,
+        request: Request<pb::ChangePasswordRequest>,
+    ) -> Result<Response<pb::ChangePasswordResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let session = boxoffice_runtime::identity::session_id(request.metadata());
+        let request = request.into_inner();
+        let new = new_password("new_password", &request.new_password)?;
+        self.accounts
+            .change_password(&caller, session, &request.current_password, new)
+            .await?;
+        Ok(Response::new(pb::ChangePasswordResponse {}))
+    }
+
+    #[instrument(skip_all)]
+    async fn request_password_reset(
+        &self,
+        request: Request<pb::RequestPasswordResetRequest>,
+    ) -> Result<Response<pb::RequestPasswordResetResponse>, Status> {
+        self.accounts
+            .request_password_reset(&request.into_inner().email)
+            .await?;
+        Ok(Response::new(pb::RequestPasswordResetResponse {}))
+    }
+
+    #[instrument(skip_all)]
+    async fn reset_password(
+        &self,
+        request: Request<pb::ResetPasswordRequest>,
+    ) -> Result<Response<pb::ResetPasswordResponse>, Status> {
+        let request = request.into_inner();
+        let new = new_password("new_password", &request.new_password)?;
+        self.accounts.reset_password(&request.token, new).await?;
+        Ok(Response::new(pb::ResetPasswordResponse {}))
+    }
+
+    #[instrument(skip_all)]
+    async fn export_my_data(
+        &self,
+        request: Request<pb::ExportMyDataRequest>,
+    ) -> Result<Response<pb::ExportMyDataResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let json = self.accounts.export(&caller).await?;
+        Ok(Response::new(pb::ExportMyDataResponse { json }))
+    }
+
+    #[instrument(skip_all)]
+    async fn delete_account(
+        &self,
+        request: Request<pb::DeleteAccountRequest>,
+    ) -> Result<Response<pb::DeleteAccountResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        self.accounts
+            .delete_account(&caller, &request.into_inner().password)
+            .await?;
+        Ok(Response::new(pb::DeleteAccountResponse {}))
     }
 }

@@ -5,15 +5,18 @@
 //! accounts can never disagree about algorithm, issuer or audience.
 
 pub mod config;
+pub mod delivery;
 pub mod domain;
 pub mod error;
+pub mod export;
 pub mod grpc;
 pub mod password;
+pub mod revocations;
 pub mod server;
 pub mod service;
 pub mod store;
 pub mod throttle;
 pub mod token;
 
-pub use config::TokenConfig;
+pub use config::{AccountsConfig, TokenConfig};
 pub use server::AccountsComponent;

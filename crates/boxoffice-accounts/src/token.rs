@@ -1,5 +1,6 @@
 //! Access tokens: HS256 JWTs with issuer, audience, `iat`/`nbf`/`exp`, the
-//! user id as `sub` and the roles. The algorithm is pinned on both sides, so
+//! user id as `sub`, the roles and the session id as `sid` (what the edge
+//! checks against the revocation feed). The algorithm is pinned on both sides, so
 //! `alg: none` or an algorithm swap is refused before any claim is read.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -27,6 +28,11 @@ pub struct AccessClaims {
     /// A unique id per token, for logs and future revocation lists.
     pub jti: String,
     pub roles: Vec<String>,
+    /// The session (login) this token belongs to. Tokens from before
+    /// sessions existed have none and cannot be revoked; they expire
+    /// within the access-token lifetime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// A token's verified holder.
@@ -35,6 +41,7 @@ pub struct VerifiedToken {
     pub user_id: Uuid,
     pub roles: Vec<String>,
     pub expires_at: u64,
+    pub session_id: Option<Uuid>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +50,10 @@ pub enum TokenError {
     Expired,
     #[error("token is invalid")]
     Invalid,
+    /// Its session was ended (logout, revocation, password change,
+    /// erasure); the edge learns this from the revocation feed.
+    #[error("token's session is revoked")]
+    Revoked,
 }
 
 /// Signs access tokens (accounts only).
@@ -65,7 +76,12 @@ impl TokenIssuer {
     }
 
     /// Returns the token and its expiry (unix seconds).
-    pub fn issue(&self, user_id: Uuid, roles: &[String]) -> anyhow::Result<(String, u64)> {
+    pub fn issue(
+        &self,
+        user_id: Uuid,
+        session_id: Uuid,
+        roles: &[String],
+    ) -> anyhow::Result<(String, u64)> {
         let now = unix_now();
         let claims = AccessClaims {
             sub: user_id.to_string(),
@@ -76,9 +92,15 @@ impl TokenIssuer {
             exp: now + self.ttl.as_secs(),
             jti: Uuid::new_v4().to_string(),
             roles: roles.to_vec(),
+            sid: Some(session_id.to_string()),
         };
         let token = jsonwebtoken::encode(&Header::new(ALGORITHM), &claims, &self.key)?;
         Ok((token, claims.exp))
+    }
+
+    /// How long an access token lives.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
     }
 
     /// Signs arbitrary claims with the real key (tests of the verifier).
@@ -121,10 +143,15 @@ impl TokenVerifier {
                 _ => TokenError::Invalid,
             })?;
         let user_id = Uuid::parse_str(&data.claims.sub).map_err(|_| TokenError::Invalid)?;
+        let session_id = match &data.claims.sid {
+            None => None,
+            Some(sid) => Some(Uuid::parse_str(sid).map_err(|_| TokenError::Invalid)?),
+        };
         Ok(VerifiedToken {
             user_id,
             roles: data.claims.roles,
             expires_at: data.claims.exp,
+            session_id,
         })
     }
 }
@@ -154,6 +181,7 @@ mod tests {
             exp: (now as i64 + exp_offset) as u64,
             jti: "t".into(),
             roles: vec!["customer".into()],
+            sid: None,
         }
     }
 
@@ -161,11 +189,13 @@ mod tests {
     fn issued_tokens_verify() {
         let config = TokenConfig::ephemeral();
         let user = Uuid::new_v4();
+        let session = Uuid::new_v4();
         let (token, _) = TokenIssuer::new(&config)
-            .issue(user, &["admin".to_owned()])
+            .issue(user, session, &["admin".to_owned()])
             .unwrap();
         let verified = TokenVerifier::new(&config).verify(&token).unwrap();
         assert_eq!(verified.user_id, user);
+        assert_eq!(verified.session_id, Some(session));
         assert_eq!(verified.roles, vec!["admin".to_owned()]);
     }
 

@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod erasure;
 pub mod error;
 pub mod grpc;
 pub mod payment;

@@ -142,7 +142,25 @@ pub fn default_routes() -> Vec<RouteConfig> {
             "boxoffice.accounts.v1.AccountsService",
             "accounts",
             Internal,
-            &[("Register", Public), ("Login", Public), ("GetMe", User)],
+            &[
+                ("Register", Public),
+                ("Login", Public),
+                ("GetMe", User),
+                // The refresh token is the credential.
+                ("RefreshSession", Public),
+                ("Logout", User),
+                ("ListSessions", User),
+                ("RevokeSession", User),
+                ("WatchRevocations", Internal),
+                ("UpdateProfile", User),
+                // The mailed token is the credential.
+                ("VerifyEmail", Public),
+                ("ChangePassword", User),
+                ("RequestPasswordReset", Public),
+                ("ResetPassword", Public),
+                ("ExportMyData", User),
+                ("DeleteAccount", User),
+            ],
         ),
     ]
 }

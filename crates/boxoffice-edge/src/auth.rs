@@ -14,18 +14,24 @@
 //! hit the young generation or promote from the old one; when the young one
 //! is full it becomes the old one and the previous old one is dropped. So
 //! at most `capacity` tokens are held, recently used ones survive, and every
-//! operation is O(1). A hit in the young generation (the steady state:
+//! operation is O(1).
+//!
+//! A cached token still has to pass the revocation check (see
+//! [`crate::revocation`]): its session may have ended since it verified. A hit in the young generation (the steady state:
 //! a buyer's token used again within the generation) takes only the
 //! shard's read lock, so many requests carrying one token never wait on
 //! each other; inserts and promotions take the write lock briefly.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use boxoffice_accounts::token::{LEEWAY_SECS, TokenError, TokenVerifier, VerifiedToken};
 use http::HeaderValue;
 use uuid::Uuid;
+
+use crate::revocation::Revocations;
 
 /// Verified tokens kept, edge-wide (a few hundred bytes each).
 pub const TOKEN_CACHE_CAPACITY: usize = 32 * 1024;
@@ -42,6 +48,12 @@ pub struct Identity {
     pub user_header: Option<HeaderValue>,
     /// `x-boxoffice-roles` (comma-separated), rendered once.
     pub roles_header: Option<HeaderValue>,
+    /// The token's session (`sid`), if it has one.
+    pub session_id: Option<Uuid>,
+    /// `x-boxoffice-session-id`, rendered once.
+    pub session_header: Option<HeaderValue>,
+    /// The revocation epoch at which this token was last found not revoked.
+    checked_epoch: AtomicU64,
 }
 
 impl Identity {
@@ -57,6 +69,11 @@ impl Identity {
             expires_at: verified.expires_at,
             user_header: HeaderValue::from_str(user).ok(),
             roles_header: HeaderValue::from_str(&verified.roles.join(",")).ok(),
+            session_id: verified.session_id,
+            session_header: verified
+                .session_id
+                .and_then(|session| HeaderValue::from_str(&session.to_string()).ok()),
+            checked_epoch: AtomicU64::new(0),
         }
     }
 
@@ -78,6 +95,7 @@ pub struct Authenticator {
     shards: Box<[RwLock<Shard>]>,
     generation_size: usize,
     hasher: RandomState,
+    revocations: Option<Arc<Revocations>>,
 }
 
 impl Authenticator {
@@ -92,7 +110,40 @@ impl Authenticator {
             // Two generations per shard share the capacity.
             generation_size: (capacity / SHARDS / 2).max(1),
             hasher: RandomState::new(),
+            revocations: None,
         }
+    }
+
+    /// Refuses tokens whose session is in `revocations`.
+    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
+        self.revocations = Some(revocations);
+        self
+    }
+
+    pub fn disable_revocations(&mut self) {
+        self.revocations = None;
+    }
+
+    pub fn revocations(&self) -> Option<&Arc<Revocations>> {
+        self.revocations.as_ref()
+    }
+
+    /// Whether the identity's session is revoked; looks in the set only
+    /// when it changed since this identity was last checked.
+    fn check_revocation(&self, identity: &Identity) -> Result<(), TokenError> {
+        let (Some(revocations), Some(session)) = (&self.revocations, identity.session_id) else {
+            return Ok(());
+        };
+        // Read before looking: a revocation inserts, then moves the epoch.
+        let epoch = revocations.epoch();
+        if identity.checked_epoch.load(Ordering::Relaxed) == epoch {
+            return Ok(());
+        }
+        if revocations.is_revoked(&session) {
+            return Err(TokenError::Revoked);
+        }
+        identity.checked_epoch.store(epoch, Ordering::Relaxed);
+        Ok(())
     }
 
     /// The caller a bearer token proves, from the cache when it verified
@@ -132,6 +183,7 @@ impl Authenticator {
                     .remove(token);
                 return Err(TokenError::Expired);
             }
+            self.check_revocation(&identity)?;
             return Ok(identity);
         }
         // Verified outside the lock: HMAC and JSON take microseconds.
@@ -139,6 +191,7 @@ impl Authenticator {
         if identity.is_expired(now) {
             return Err(TokenError::Expired);
         }
+        self.check_revocation(&identity)?;
         let mut shard = shard
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -186,6 +239,7 @@ mod tests {
             exp,
             jti: Uuid::new_v4().to_string(),
             roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+            sid: Some(Uuid::new_v4().to_string()),
         }
     }
 
@@ -240,6 +294,27 @@ mod tests {
             .unwrap();
         assert!(auth.authenticate(&foreign, now).is_err());
         assert_eq!(auth.cached(), 1);
+    }
+
+    #[test]
+    fn a_revoked_session_is_refused_even_from_the_cache() {
+        let config = TokenConfig::ephemeral();
+        let issuer = TokenIssuer::new(&config);
+        let revocations = Arc::new(Revocations::new());
+        let auth =
+            Authenticator::new(TokenVerifier::new(&config)).with_revocations(revocations.clone());
+        let now = unix_now();
+        let session = Uuid::new_v4();
+        let (token, _) = issuer.issue(Uuid::new_v4(), session, &[]).unwrap();
+        let (other, _) = issuer.issue(Uuid::new_v4(), Uuid::new_v4(), &[]).unwrap();
+        auth.authenticate(&token, now).unwrap();
+        auth.authenticate(&other, now).unwrap();
+        revocations.revoke(session, now + 600);
+        assert!(matches!(
+            auth.authenticate(&token, now),
+            Err(TokenError::Revoked)
+        ));
+        auth.authenticate(&other, now).unwrap();
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod discovery;
 pub mod limits;
 pub mod metrics;
 pub mod proxy;
+pub mod revocation;
 pub mod routes;
 pub mod server;
 pub mod upstream;

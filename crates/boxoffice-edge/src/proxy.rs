@@ -22,7 +22,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use boxoffice_accounts::token::{TokenError, unix_now};
-use boxoffice_runtime::identity::{ROLES_HEADER, USER_ID_HEADER};
+use boxoffice_runtime::identity::{ROLES_HEADER, SESSION_ID_HEADER, USER_ID_HEADER};
 use boxoffice_runtime::limits::{MAX_REQUEST_HEADER_BYTES, header_list_bytes};
 use boxoffice_runtime::status::{self as status_details, ERROR_DOMAIN};
 use boxoffice_runtime::transport::Transport;
@@ -50,6 +50,7 @@ pub mod reason {
     pub const TOKEN_INVALID: &str = "TOKEN_INVALID";
     pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
     pub use boxoffice_contracts::reason::{ADMIN_REQUIRED, LOGIN_REQUIRED};
+    pub const SESSION_REVOKED: &str = "SESSION_REVOKED";
     pub const RATE_LIMITED: &str = "RATE_LIMITED";
     pub const UPSTREAM_OVERLOADED: &str = "UPSTREAM_OVERLOADED";
     pub const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
@@ -71,6 +72,7 @@ const GRPC_TIMEOUT: HeaderName = HeaderName::from_static(context::GRPC_TIMEOUT);
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const USER_ID: HeaderName = HeaderName::from_static(USER_ID_HEADER);
 const ROLES: HeaderName = HeaderName::from_static(ROLES_HEADER);
+const SESSION: HeaderName = HeaderName::from_static(SESSION_ID_HEADER);
 
 /// The client's TCP peer, set per connection (grpc-web requests carry it
 /// through the CORS and translation layers as an extension).
@@ -318,6 +320,11 @@ impl Rejection {
                 Code::Unauthenticated,
                 reason::TOKEN_EXPIRED,
                 "the access token has expired; log in again",
+            ),
+            Self::BadToken(TokenError::Revoked) => status_with(
+                Code::Unauthenticated,
+                reason::SESSION_REVOKED,
+                "the session of this access token has ended; log in again",
             ),
             Self::BadToken(TokenError::Invalid) => status_with(
                 Code::Unauthenticated,
@@ -585,6 +592,9 @@ fn set_upstream_headers(
         }
         if let Some(value) = &caller.roles_header {
             headers.insert(ROLES, value.clone());
+        }
+        if let Some(value) = &caller.session_header {
+            headers.insert(SESSION, value.clone());
         }
     }
     let traceparent = context::traceparent(headers.get(TRACEPARENT));

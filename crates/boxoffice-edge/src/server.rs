@@ -40,6 +40,7 @@ use crate::config::EdgeConfig;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::proxy::{self, EdgeState, Limits, PeerAddr, ResponseBody};
+use crate::revocation::Revocations;
 use crate::routes::RouteTable;
 use crate::upstream::Cluster;
 use crate::web::WebFiles;
@@ -61,7 +62,13 @@ pub struct Edge {
     grace: Duration,
     web: Option<Arc<WebFiles>>,
     discovery: crate::config::DiscoveryConfig,
+    /// How the edge reaches accounts' revocation feed (none: no accounts
+    /// route, or turned off).
+    revocation_feed: Option<Transport>,
 }
+
+/// The service that publishes revocations.
+const ACCOUNTS_SERVICE: &str = "boxoffice.accounts.v1.AccountsService";
 
 /// Read-only view of a running edge (tests, the admin listener).
 #[derive(Clone)]
@@ -97,6 +104,14 @@ impl EdgeHandle {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// Sessions this edge knows to be revoked, and whether its feed is up.
+    pub fn revocations(&self) -> Option<(usize, bool)> {
+        self.state
+            .auth
+            .revocations()
+            .map(|revocations| (revocations.len(), revocations.is_connected()))
     }
 
     pub fn metrics_text(&self) -> String {
@@ -242,10 +257,43 @@ impl Edge {
             None => None,
         };
         let metrics = Metrics::new(&routes);
+        // The revocation feed comes from accounts: in this process, or
+        // over the network from the accounts cluster's endpoints.
+        let revocation_feed = match &services {
+            Some(local) => Some(local.clone()),
+            None => config
+                .routes
+                .iter()
+                .find(|route| route.service == ACCOUNTS_SERVICE)
+                .and_then(|route| config.clusters.get(&route.cluster))
+                .filter(|cluster| !cluster.endpoints.is_empty())
+                .map(|cluster| {
+                    let endpoints = cluster
+                        .endpoints
+                        .iter()
+                        .filter_map(|endpoint| {
+                            tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+                                .ok()
+                                .map(|endpoint| {
+                                    endpoint
+                                        .connect_timeout(Duration::from_secs(5))
+                                        .tcp_nodelay(true)
+                                })
+                        })
+                        .collect::<Vec<_>>();
+                    boxoffice_runtime::transport::over_channel(
+                        tonic::transport::Channel::balance_list(endpoints.into_iter()),
+                    )
+                }),
+        };
+        let mut auth = Authenticator::new(TokenVerifier::new(tokens));
+        if revocation_feed.is_some() {
+            auth = auth.with_revocations(Arc::new(Revocations::new()));
+        }
         let state = Arc::new(EdgeState {
             routes,
             clusters,
-            auth: Authenticator::new(TokenVerifier::new(tokens)),
+            auth,
             by_address: RateLimiter::new(config.rate_per_address),
             by_user: RateLimiter::new(config.rate_per_user),
             metrics,
@@ -269,7 +317,18 @@ impl Edge {
             grace: config.shutdown_grace,
             web,
             discovery: config.discovery,
+            revocation_feed,
         })
+    }
+
+    /// Serves without following revocations: a revoked session's access
+    /// tokens then work until they expire (benchmarks compare the two).
+    pub fn without_revocation_feed(mut self) -> Self {
+        self.revocation_feed = None;
+        if let Some(state) = Arc::get_mut(&mut self.state) {
+            state.auth.disable_revocations();
+        }
+        self
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -306,11 +365,19 @@ impl Edge {
             grace,
             web,
             discovery,
+            revocation_feed,
         } = self;
         let resolver = match discovery.dns_server {
             Some(server) => crate::discovery::Resolver::Server(server),
             None => crate::discovery::Resolver::System,
         };
+        if let (Some(feed), Some(revocations)) = (revocation_feed, state.auth.revocations()) {
+            tokio::spawn(crate::revocation::follow(
+                revocations.clone(),
+                feed,
+                shutdown.clone(),
+            ));
+        }
         for cluster in &state.clusters {
             cluster.spawn_health_checks(&shutdown);
             cluster.spawn_discovery(resolver, discovery.interval, &shutdown);

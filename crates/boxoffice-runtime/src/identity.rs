@@ -10,6 +10,18 @@ use uuid::Uuid;
 pub const USER_ID_HEADER: &str = "x-boxoffice-user-id";
 /// Comma-separated roles of the authenticated user, e.g. `customer,admin`.
 pub const ROLES_HEADER: &str = "x-boxoffice-roles";
+/// The session (login) the caller's access token belongs to, when it has
+/// one: accounts uses it for `Logout` and to mark the current session.
+pub const SESSION_ID_HEADER: &str = "x-boxoffice-session-id";
+
+/// The caller's session id from the mesh-set headers (absent or malformed:
+/// none).
+pub fn session_id(metadata: &MetadataMap) -> Option<Uuid> {
+    metadata
+        .get(SESSION_ID_HEADER)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| Uuid::parse_str(value.trim()).ok())
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Caller {

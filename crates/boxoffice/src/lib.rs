@@ -97,7 +97,23 @@ impl System {
         )
         .await?;
         inventory.register(&mut server);
-        let accounts = AccountsComponent::start(&options.tokens, pool.clone()).await?;
+        // `System` is development and tests (`up`, the load generator): a
+        // reset or verification token is logged and kept in memory until
+        // notifications deliver it, unless a real signing secret is set.
+        let accounts_config = if options.tokens.ephemeral_secret {
+            boxoffice_accounts::AccountsConfig::development()
+        } else {
+            boxoffice_accounts::AccountsConfig::from_env()
+                .map_err(|error| anyhow::anyhow!("bad accounts configuration: {error}"))?
+        };
+        let accounts = AccountsComponent::start(
+            config,
+            &options.tokens,
+            accounts_config,
+            pool.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         accounts.register(&mut server);
         // Inventory and catalog are on this same server: checkout calls
         // their services directly, not through the loopback listener.
@@ -110,13 +126,26 @@ impl System {
         )
         .await?;
         checkout.register(&mut server);
+        // Exports read the caller's bookings from checkout, in this process.
+        accounts.connect_checkout(server.in_process());
         // Sales statistics run beside checkout and read its events (and
         // inventory's and the catalog's), so they start once those exist.
         let stats =
             StatsComponent::start(config, pool.clone(), checkout.inventory(), shutdown.clone())
                 .await?;
         stats.register(&mut server);
-        let relays = start_relays(
+        // Checkout anonymises the bookings of erased users (accounts' stream).
+        let erasure = boxoffice_checkout::erasure::start(
+            &Transport::from_env(boxoffice_runtime::postgres::parse_url(
+                &config.database_url,
+            )?)
+            .await?,
+            pool.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        let erasure = tokio::spawn(erasure.join());
+        let mut relays = start_relays(
             config,
             &pool,
             &[
@@ -127,6 +156,7 @@ impl System {
             &shutdown,
         )
         .await?;
+        relays.push(erasure);
         if options.demo_data {
             if let Some(report) = boxoffice_catalog::seed::seed_if_empty(
                 &CatalogStore::new(pool.clone()),

@@ -143,6 +143,7 @@ fn check_config(config: &Config, service: Service) -> anyhow::Result<()> {
         }
         Service::Accounts => {
             token_config(MissingSecret::Refuse)?;
+            boxoffice_accounts::AccountsConfig::from_env().map_err(bad_config)?;
         }
         Service::Checkout => {
             boxoffice_checkout::config::CheckoutConfig::from_env().map_err(bad_config)?;
@@ -210,6 +211,7 @@ async fn start_services(
         relays: Vec::new(),
     };
     let mut producers = Vec::new();
+    let mut background = Vec::new();
     if which.contains(&Service::Catalog) {
         let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;
         catalog.register(server);
@@ -222,9 +224,29 @@ async fn start_services(
         producers.push(boxoffice_inventory::store::SCHEMA);
     }
     if which.contains(&Service::Accounts) {
-        let accounts =
-            AccountsComponent::start(token_config(MissingSecret::Refuse)?, pool.clone()).await?;
+        let accounts_config = boxoffice_accounts::AccountsConfig::from_env().map_err(bad_config)?;
+        let accounts = AccountsComponent::start(
+            config,
+            token_config(MissingSecret::Refuse)?,
+            accounts_config,
+            pool.clone(),
+            shutdown.clone(),
+        )
+        .await?;
         accounts.register(server);
+        // Exports read bookings from checkout: in this process when it
+        // runs here (connected below), otherwise at BOXOFFICE_CHECKOUT_URL.
+        if !which.contains(&Service::Checkout)
+            && let Some(url) = boxoffice_accounts::config::checkout_url()
+        {
+            accounts.connect_checkout(boxoffice_runtime::transport::over_channel(
+                tonic::transport::Endpoint::from_shared(url.clone())
+                    .with_context(|| {
+                        format!("bad {} {url}", boxoffice_accounts::config::ENV_CHECKOUT_URL)
+                    })?
+                    .connect_lazy(),
+            ));
+        }
         services.accounts = Some(accounts);
         producers.push(boxoffice_accounts::store::SCHEMA);
     }
@@ -247,11 +269,26 @@ async fn start_services(
         )
         .await?;
         stats.register(server);
+        if let Some(accounts) = &services.accounts {
+            accounts.connect_checkout(server.in_process());
+        }
+        // Checkout anonymises the bookings of erased users.
+        let erasure = boxoffice_checkout::erasure::start(
+            &boxoffice_events::Transport::from_env(boxoffice_runtime::postgres::parse_url(
+                &config.database_url,
+            )?)
+            .await?,
+            pool.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        background.push(tokio::spawn(erasure.join()));
         services.checkout = Some(checkout);
         services.stats = Some(stats);
         producers.push(boxoffice_checkout::store::SCHEMA);
     }
     services.relays = boxoffice::start_relays(config, pool, &producers, shutdown).await?;
+    services.relays.extend(background);
     Ok(services)
 }
 

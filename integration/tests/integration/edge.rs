@@ -421,6 +421,7 @@ fn claims(tokens: &TokenConfig, exp: u64) -> AccessClaims {
         exp,
         jti: "test".into(),
         roles: vec!["customer".into(), "admin".into()],
+        sid: None,
     }
 }
 

@@ -54,9 +54,15 @@ pub async fn start_upstream(db: &TestDb, tokens: &TokenConfig) -> Upstream {
         .await
         .expect("starting the catalog");
     catalog.register(&mut server);
-    let accounts = AccountsComponent::start(tokens, db.pool.clone())
-        .await
-        .expect("starting accounts");
+    let accounts = AccountsComponent::start(
+        &config,
+        tokens,
+        boxoffice_accounts::AccountsConfig::development(),
+        db.pool.clone(),
+        shutdown.clone(),
+    )
+    .await
+    .expect("starting accounts");
     accounts.register(&mut server);
     let addr = server.local_addr();
     let services = server.in_process();

@@ -18,6 +18,7 @@ mod harness;
 mod inventory;
 mod inventory_cluster;
 mod search;
+mod sessions;
 mod statuses;
 mod system;
 mod waiting_room;

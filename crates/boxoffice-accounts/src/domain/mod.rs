@@ -151,6 +151,8 @@ pub struct User {
     pub display_name: String,
     pub roles: Vec<Role>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+    /// A new email waiting for its verification token.
+    pub pending_email: Option<String>,
 }
 
 impl User {

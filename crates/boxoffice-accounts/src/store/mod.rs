@@ -1,8 +1,10 @@
 //! Where accounts keeps its data: PostgreSQL, schema `accounts`.
 
 pub mod postgres;
+pub mod sessions;
 
 pub use postgres::{AccountsStore, StoredUser};
+pub use sessions::{RefreshOutcome, RevokeReason, SessionRecord, TokenPurpose};
 
 use boxoffice_runtime::postgres::Migration;
 
@@ -19,6 +21,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "event_outbox",
         sql: include_str!("migrations/0002_event_outbox.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "sessions",
+        sql: include_str!("migrations/0003_sessions.sql"),
     },
 ];
 

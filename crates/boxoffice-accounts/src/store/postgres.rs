@@ -12,8 +12,8 @@ use crate::error::AccountsError;
 
 #[derive(Clone)]
 pub struct AccountsStore {
-    pool: Pool,
-    outbox: boxoffice_events::Outbox,
+    pub(crate) pool: Pool,
+    pub(crate) outbox: boxoffice_events::Outbox,
 }
 
 /// A user plus the password hash that never leaves the service.
@@ -22,7 +22,11 @@ pub struct StoredUser {
     pub password_hash: String,
 }
 
-const COLUMNS: &str = "id, email, display_name, roles, created_at, password_hash";
+const COLUMNS: &str = "id, email, display_name, roles, created_at, password_hash,
+     (SELECT t.new_email FROM accounts.user_tokens t
+       WHERE t.user_id = users.id AND t.purpose = 'email_change'
+         AND t.spent_at IS NULL AND t.expires_at > now()
+       ORDER BY t.created_at DESC LIMIT 1) AS pending_email";
 
 fn user_from_row(row: &Row) -> StoredUser {
     let roles: Vec<String> = row.get("roles");
@@ -34,6 +38,7 @@ fn user_from_row(row: &Row) -> StoredUser {
             // The table's CHECK admits only known roles.
             roles: roles.iter().filter_map(|role| Role::parse(role)).collect(),
             created_at: row.get::<_, DateTime<Utc>>("created_at"),
+            pending_email: row.get("pending_email"),
         },
         password_hash: row.get("password_hash"),
     }
@@ -60,11 +65,10 @@ impl AccountsStore {
         let roles: Vec<&str> = roles.iter().map(|role| role.as_str()).collect();
         let row = transaction
             .query_one(
-                &format!(
-                    "INSERT INTO accounts.users (id, email, email_key, display_name, password_hash, roles)
-                     VALUES ($1, $2, $2, $3, $4, $5)
-                     RETURNING {COLUMNS}"
-                ),
+                "INSERT INTO accounts.users (id, email, email_key, display_name, password_hash, roles)
+                 VALUES ($1, $2, $2, $3, $4, $5)
+                 RETURNING id, email, display_name, roles, created_at, password_hash,
+                           NULL::text AS pending_email",
                 &[&Uuid::now_v7(), &email.as_str(), &display_name.as_str(), &password_hash, &roles],
             )
             .await
@@ -101,6 +105,18 @@ impl AccountsStore {
             .query_opt(
                 &format!("SELECT {COLUMNS} FROM accounts.users WHERE email_key = $1"),
                 &[&email.as_str()],
+            )
+            .await?;
+        Ok(row.as_ref().map(user_from_row))
+    }
+
+    /// A user with the password hash (re-authentication).
+    pub async fn stored_by_id(&self, id: Uuid) -> Result<Option<StoredUser>, AccountsError> {
+        let client = self.pool.get().await?;
+        let row = client
+            .query_opt(
+                &format!("SELECT {COLUMNS} FROM accounts.users WHERE id = $1"),
+                &[&id],
             )
             .await?;
         Ok(row.as_ref().map(user_from_row))
