@@ -7,6 +7,7 @@
 //! (see [`webhook`]).
 
 pub mod simulated;
+pub mod stripe;
 pub mod webhook;
 
 pub use simulated::SimulatedProvider;
