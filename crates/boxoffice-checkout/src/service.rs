@@ -460,6 +460,11 @@ impl Checkout {
         let provider_ref = match authorized {
             Ok(AuthorizeOutcome::Authorized { provider_ref }) => provider_ref,
             Ok(AuthorizeOutcome::Declined { .. }) if optimistic => return Ok(Paid::Recheck),
+            // Nothing recorded: the buyer authenticates, then confirms
+            // again with the same key.
+            Ok(AuthorizeOutcome::ActionRequired { url, .. }) => {
+                return Err(CheckoutError::PaymentActionRequired(url));
+            }
             Ok(AuthorizeOutcome::Declined { decline_code }) => {
                 let error = CheckoutError::PaymentDeclined(decline_code);
                 self.record_unpaid(attempt, PaymentState::Declined, None, false, &error)

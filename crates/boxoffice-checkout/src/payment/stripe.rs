@@ -84,15 +84,17 @@ fn quoted(value: &str) -> Result<&str, ProviderError> {
 }
 
 /// Checkout's view of a PaymentIntent (with `latest_charge` expanded).
-/// Answers `None` for intents that never became payments: declined, or
-/// still waiting for the buyer (`requires_action`).
+/// Answers `None` for intents that never became payments (declined).
 pub fn payment_from_intent(intent: &Value) -> Option<ProviderPayment> {
     let text = |value: &Value| value.as_str().unwrap_or_default().to_owned();
     let refunded_minor = intent["latest_charge"]["amount_refunded"]
         .as_i64()
         .unwrap_or(0);
     let status = match intent["status"].as_str()? {
-        "requires_capture" => ProviderStatus::Authorized,
+        // Waiting for the buyer's 3-D Secure counts as an authorization
+        // under way: the reconciler cancels it when its booking runs out,
+        // so a late approval cannot leave money held on the card.
+        "requires_capture" | "requires_action" => ProviderStatus::Authorized,
         "succeeded" if refunded_minor > 0 => ProviderStatus::Refunded,
         "succeeded" => ProviderStatus::Captured,
         "canceled" => ProviderStatus::Voided,
@@ -386,7 +388,21 @@ impl PaymentProvider for StripeProvider {
             return Err(ProviderError::Refused(message(&body)));
         }
         let provider_ref = body["id"].as_str().unwrap_or_default().to_owned();
+        // The key replays the first answer; after the buyer's
+        // authentication the intent itself tells how it went.
+        let body = if body["status"] == "requires_action" {
+            self.retrieve(&provider_ref).await?
+        } else {
+            body
+        };
         match body["status"].as_str() {
+            Some("requires_action") => Ok(AuthorizeOutcome::ActionRequired {
+                url: body["next_action"]["redirect_to_url"]["url"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+                provider_ref,
+            }),
             Some("requires_capture") | Some("succeeded") => {
                 Ok(AuthorizeOutcome::Authorized { provider_ref })
             }
