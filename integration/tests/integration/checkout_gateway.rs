@@ -351,3 +351,128 @@ async fn a_payment_checkout_died_in_is_settled_from_the_gateways_records() {
     assert_eq!(gateway.count(ProviderStatus::Captured).await, 2);
     assert_eq!(gateway.count(ProviderStatus::Authorized).await, 0);
 }
+
+/// The buyer's browser at the gateway's 3-D Secure page: it loads, then
+/// the buyer completes or fails the authentication.
+async fn authenticate(url: &str, outcome: &str) {
+    let http = reqwest::Client::new();
+    let page = http
+        .get(url)
+        .send()
+        .await
+        .expect("loading the 3-D Secure page");
+    assert!(page.status().is_success());
+    let answered = http
+        .post(url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(format!("outcome={outcome}"))
+        .send()
+        .await
+        .expect("answering the 3-D Secure page");
+    assert!(answered.status().is_success(), "{:?}", answered.status());
+}
+
+#[tokio::test]
+async fn three_d_secure_keeps_the_booking_pending_until_the_buyer_has_authenticated() {
+    let gateway = GatewayWorld::with(&[
+        (boxoffice_inventory::config::ENV_HOLD_TTL, "4"),
+        (boxoffice_inventory::config::ENV_HOLD_COMMIT_MARGIN, "500"),
+        (boxoffice_inventory::config::ENV_MAX_HOLDS_PER_USER, "10"),
+    ])
+    .await;
+    let world = &gateway.world;
+    let mut client = world.client.clone();
+    let card = "tok_threeDSecure2Required";
+
+    // Approved: the first answer is the pending booking and where the
+    // buyer goes; confirming again with the same key finishes it.
+    let alice = customer();
+    let (_, approved) = world.booking_for(&alice, &[1]).await;
+    let waiting = confirm(&mut client, &alice, &approved.name, card, "3ds")
+        .await
+        .expect("an answer that asks for authentication");
+    assert_eq!(state(&waiting), pb::BookingState::Pending);
+    let action = waiting.payment_action.clone().expect("a payment action");
+    assert_eq!(action.r#type, "redirect_to_url");
+    assert!(
+        action.url.starts_with(&gateway.paysim.url),
+        "{}",
+        action.url
+    );
+    // Asking again before authenticating answers the same.
+    let again = confirm(&mut client, &alice, &approved.name, card, "3ds")
+        .await
+        .unwrap();
+    assert_eq!(again.payment_action, Some(action.clone()));
+    assert!(world.sold_seats().await.is_empty());
+    authenticate(&action.url, "approve").await;
+    let paid = confirm(&mut client, &alice, &approved.name, card, "3ds")
+        .await
+        .expect("confirming after authentication");
+    assert_eq!(state(&paid), pb::BookingState::Confirmed);
+    assert!(paid.payment_action.is_none());
+    assert!(world.sold_seats().await.contains(&1));
+
+    // Failed: confirming again answers the decline.
+    let bob = customer();
+    let (_, failed) = world.booking_for(&bob, &[2]).await;
+    let waiting = confirm(&mut client, &bob, &failed.name, card, "3ds")
+        .await
+        .unwrap();
+    authenticate(&waiting.payment_action.expect("an action").url, "fail").await;
+    assert_reason(
+        confirm(&mut client, &bob, &failed.name, card, "3ds").await,
+        Code::FailedPrecondition,
+        "PAYMENT_DECLINED",
+    );
+
+    // Abandoned: once its hold has run out the reconciler expires the
+    // booking and cancels the intent, so a late approval charges nothing.
+    let carol = customer();
+    let (_, abandoned) = world.booking_for(&carol, &[3]).await;
+    let waiting = confirm(&mut client, &carol, &abandoned.name, card, "3ds")
+        .await
+        .unwrap();
+    let late_url = waiting.payment_action.expect("an action").url;
+    eventually(
+        Duration::from_secs(30),
+        "the abandoned booking expired",
+        || {
+            let mut client = client.clone();
+            let carol = &carol;
+            let abandoned = &abandoned;
+            async move {
+                world.component.reconcile_once(Duration::ZERO).await.ok()?;
+                let now = get(&mut client, carol, &abandoned.name).await.ok()?;
+                (state(&now) == pb::BookingState::Expired).then_some(())
+            }
+        },
+    )
+    .await;
+    let found = gateway
+        .paysim
+        .client()
+        .search(&booking_id(&abandoned).to_string())
+        .await
+        .unwrap();
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0].status, ProviderStatus::Voided);
+    let late = reqwest::Client::new()
+        .post(&late_url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body("outcome=approve")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        !late.status().is_success(),
+        "a cancelled intent cannot be approved"
+    );
+    assert_eq!(gateway.count(ProviderStatus::Captured).await, 1);
+}
