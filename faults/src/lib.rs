@@ -173,6 +173,16 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
             options.reconcile_after.as_secs().to_string(),
         ),
         ("BOXOFFICE_SHUTDOWN_GRACE_SECS", "1".to_owned()),
+        // `up` runs the payment simulator as its own process, its ledger
+        // in this file: it outlives every kill of boxoffice.
+        (
+            "BOXOFFICE_PAYSIM_LEDGER",
+            options
+                .out
+                .join("paysim-ledger.jsonl")
+                .display()
+                .to_string(),
+        ),
         // Warnings, and the reconciler's decisions with their evidence.
         (
             "BOXOFFICE_LOG",

@@ -68,7 +68,10 @@ pub struct Paysim {
 impl Paysim {
     /// Replays the ledger and binds (port 0 allowed).
     pub async fn bind(config: PaysimConfig) -> anyhow::Result<Self> {
-        let (journal, ledger) = Journal::open(&config.ledger)?;
+        let path = config.ledger.clone();
+        let (journal, ledger) = tokio::task::spawn_blocking(move || Journal::open(&path))
+            .await
+            .context("opening the ledger panicked")??;
         let listener = TcpListener::bind(config.listen)
             .await
             .with_context(|| format!("binding the payment simulator to {}", config.listen))?;

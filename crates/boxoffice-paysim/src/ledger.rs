@@ -148,6 +148,12 @@ impl Ledger {
     }
 }
 
+/// How long opening waits for another simulator to let go of the ledger.
+#[cfg(not(test))]
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+#[cfg(test)]
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// The append-only journal file.
 pub struct Journal {
     path: PathBuf,
@@ -155,7 +161,8 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// Opens (creating) the journal and replays it into a ledger. A last
+    /// Opens (creating) the journal and replays it into a ledger (blocking:
+    /// call it off the async threads). A last
     /// line that does not parse was torn by a crash while being written:
     /// it is cut off so the next append starts on a clean line.
     pub fn open(path: &Path) -> anyhow::Result<(Self, Ledger)> {
@@ -199,15 +206,20 @@ impl Journal {
             .open(path)
             .with_context(|| format!("opening {}", path.display()))?;
         // One simulator per ledger: two appending to it would interleave.
-        // The lock goes with the process, however it ends.
-        rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive).map_err(
-            |error| {
-                anyhow::anyhow!(
+        // The lock goes with the process, however it ends; a predecessor
+        // still stopping (its parent was just killed) gets a moment.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        while let Err(error) =
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        {
+            if std::time::Instant::now() >= deadline {
+                anyhow::bail!(
                     "{} is in use by another payment simulator ({error})",
                     path.display()
-                )
-            },
-        )?;
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         if file.metadata()?.len() > good_bytes {
             file.set_len(good_bytes)
                 .with_context(|| format!("truncating {}", path.display()))?;
