@@ -432,7 +432,9 @@ async fn run(
     let captured = bench
         .system
         .checkout
-        .provider
+        .simulated
+        .as_ref()
+        .expect("the benchmark pays through the in-process provider")
         .payments()
         .iter()
         .filter(|payment| payment.status == ProviderStatus::Captured)

@@ -158,9 +158,12 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
         ("BOXOFFICE_EDGE_ACCESS_LOG", "off".to_owned()),
         ("BOXOFFICE_EDGE_RATE_PER_ADDRESS", "0".to_owned()),
         ("BOXOFFICE_EDGE_RATE_PER_USER", "0".to_owned()),
+        // One address across restarts: the payment simulator keeps the
+        // webhook endpoint checkout registered, so deliveries reach the
+        // restarted process instead of a dead port.
         (
             "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN",
-            "127.0.0.1:0".to_owned(),
+            format!("127.0.0.1:{}", free_port()?),
         ),
         ("BOXOFFICE_HOLD_TTL_SECS", hold_ttl.as_secs().to_string()),
         ("BOXOFFICE_MAX_HOLDS_PER_USER", "20".to_owned()),
@@ -173,6 +176,16 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
             options.reconcile_after.as_secs().to_string(),
         ),
         ("BOXOFFICE_SHUTDOWN_GRACE_SECS", "1".to_owned()),
+        // `up` runs the payment simulator as its own process, its ledger
+        // in this file: it outlives every kill of boxoffice.
+        (
+            "BOXOFFICE_PAYSIM_LEDGER",
+            options
+                .out
+                .join("paysim-ledger.jsonl")
+                .display()
+                .to_string(),
+        ),
         // Warnings, and the reconciler's decisions with their evidence.
         (
             "BOXOFFICE_LOG",

@@ -120,9 +120,9 @@ pub fn text(input: &ReportInput<'_>) -> String {
     );
     let _ = writeln!(
         out,
-        "payment provider: the simulated provider inside the boxoffice process (in memory; \
-         {} kill(s) erased its ledger), so money is checked against checkout's own records, \
-         not the provider's",
+        "payment provider: boxoffice-paysim, its own process started by `boxoffice up` (it \
+         stops with each of the {} kill(s) of boxoffice and restarts from its fsynced ledger, \
+         paysim-ledger.jsonl); money is checked against checkout's own records",
         input.boxoffice_kills
     );
 
@@ -151,7 +151,7 @@ pub fn text(input: &ReportInput<'_>) -> String {
     for check in input.checks.iter().filter(|check| check.excused_count > 0) {
         let _ = writeln!(
             out,
-            "\n{} — {} excused (the in-memory payment provider forgot payments when boxoffice was killed):",
+            "\n{} — {} excused (a refund owed for a payment made before boxoffice was killed):",
             check.name, check.excused_count
         );
         for excused in &check.excused {

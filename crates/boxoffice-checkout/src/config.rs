@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::payment::ProviderStatus;
+use crate::payment::stripe::HttpProviderConfig;
 use boxoffice_runtime::ConfigError;
 use boxoffice_runtime::config::Secret;
 use boxoffice_runtime::config::parse_number as number;
@@ -28,11 +29,21 @@ pub const ENV_PAYMENT_LATENCY: &str = "BOXOFFICE_PAYMENT_LATENCY_MS";
 pub const ENV_PAYMENT_DECLINE_TOKENS: &str = "BOXOFFICE_PAYMENT_DECLINE_TOKENS";
 pub const ENV_PAYMENT_DUPLICATE_PERCENT: &str = "BOXOFFICE_PAYMENT_WEBHOOK_DUPLICATE_PERCENT";
 pub const ENV_PAYMENT_WEBHOOK_URL: &str = "BOXOFFICE_PAYMENT_WEBHOOK_URL";
+/// The card gateway's base URL (Stripe's API shape: `boxoffice-paysim`,
+/// or a real provider). Unset: the in-process simulated provider.
+pub const ENV_PAYMENTS_URL: &str = "BOXOFFICE_PAYMENTS_URL";
+/// The gateway's secret key (`Authorization: Bearer …`).
+pub const ENV_PAYMENTS_KEY: &str = "BOXOFFICE_PAYMENTS_KEY";
+/// Where the buyer's browser returns after 3-D Secure.
+pub const ENV_PAYMENTS_RETURN_URL: &str = "BOXOFFICE_PAYMENTS_RETURN_URL";
+pub const ENV_PAYMENTS_TIMEOUT: &str = "BOXOFFICE_PAYMENTS_TIMEOUT_MS";
 
 /// Development-only secrets: `up` works without configuration, and a log
 /// line warns when they are in use.
 const DEV_WEBHOOK_SECRET: &str = "whsec_boxoffice_development_only";
 const DEV_TICKET_KEY: &str = "boxoffice-ticket-key-development-only";
+/// The payment simulator's development key (`boxoffice-paysim`'s default).
+pub const DEV_PAYMENTS_KEY: &str = "sk_test_boxoffice_development_only";
 
 /// Stripe's test tokens that decline.
 pub const DEFAULT_DECLINE_TOKENS: &[&str] = &[
@@ -167,7 +178,12 @@ pub struct CheckoutConfig {
     /// Longer than any request's deadline, so the reconciler never races a
     /// live request.
     pub reconcile_after: Duration,
+    /// The in-process simulated provider's behaviour (used when
+    /// `payments` is `None`).
     pub provider: SimulatedProviderConfig,
+    /// The card gateway over HTTP (`BOXOFFICE_PAYMENTS_URL`), in its own
+    /// process; `None`: the in-process simulated provider.
+    pub payments: Option<HttpProviderConfig>,
     pub fail_points: Arc<FailPoints>,
 }
 
@@ -185,6 +201,7 @@ impl Default for CheckoutConfig {
             reconcile_interval: Duration::from_millis(1_000),
             reconcile_after: Duration::from_secs(60),
             provider: SimulatedProviderConfig::default(),
+            payments: None,
             fail_points: Arc::new(FailPoints::default()),
         }
     }
@@ -253,6 +270,29 @@ impl CheckoutConfig {
                 });
             }
         };
+        let payments = match get(ENV_PAYMENTS_URL) {
+            None => None,
+            Some(base_url) => {
+                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                    return Err(ConfigError {
+                        variable: ENV_PAYMENTS_URL,
+                        problem: format!("'{base_url}' is not an http:// or https:// URL"),
+                    });
+                }
+                Some(HttpProviderConfig {
+                    base_url: base_url.trim_end_matches('/').to_owned(),
+                    secret_key: secret(ENV_PAYMENTS_KEY, Secret::new(DEV_PAYMENTS_KEY))?,
+                    return_url: get(ENV_PAYMENTS_RETURN_URL),
+                    timeout: Duration::from_millis(number(
+                        &get,
+                        ENV_PAYMENTS_TIMEOUT,
+                        10_000,
+                        100,
+                        120_000,
+                    )?),
+                })
+            }
+        };
         Ok(Self {
             inventory_url,
             catalog_url,
@@ -286,6 +326,7 @@ impl CheckoutConfig {
                 webhook_url,
                 subscribed_events: defaults.provider.subscribed_events,
             },
+            payments,
             fail_points: Arc::new(FailPoints::default()),
         })
     }
@@ -335,6 +376,24 @@ mod tests {
         let err = CheckoutConfig::from_vars(&vars(&[(ENV_PAYMENT_DUPLICATE_PERCENT, "101")]))
             .unwrap_err();
         assert_eq!(err.variable, ENV_PAYMENT_DUPLICATE_PERCENT);
+        let err =
+            CheckoutConfig::from_vars(&vars(&[(ENV_PAYMENTS_URL, "localhost:8082")])).unwrap_err();
+        assert_eq!(err.variable, ENV_PAYMENTS_URL);
+    }
+
+    #[test]
+    fn the_card_gateway_is_a_url_and_a_key_away() {
+        let config = CheckoutConfig::from_vars(&BTreeMap::new()).unwrap();
+        assert!(config.payments.is_none(), "in-process by default");
+        let config = CheckoutConfig::from_vars(&vars(&[
+            (ENV_PAYMENTS_URL, "http://127.0.0.1:8082/"),
+            (ENV_PAYMENTS_KEY, "sk_test_0123456789abcdef"),
+        ]))
+        .unwrap();
+        let payments = config.payments.clone().unwrap();
+        assert_eq!(payments.base_url, "http://127.0.0.1:8082");
+        assert_eq!(payments.secret_key.expose(), "sk_test_0123456789abcdef");
+        assert!(!format!("{config:?}").contains("0123456789abcdef"));
     }
 
     #[test]

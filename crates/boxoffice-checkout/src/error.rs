@@ -23,6 +23,7 @@ pub mod reason {
     pub const CONFIRMATION_IN_PROGRESS: &str = "CONFIRMATION_IN_PROGRESS";
     pub const CONFIRMATION_INTERRUPTED: &str = "CONFIRMATION_INTERRUPTED";
     pub const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";
+    pub const PAYMENT_ACTION_REQUIRED: &str = "PAYMENT_ACTION_REQUIRED";
     pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
     pub const REFUND_WINDOW_CLOSED: &str = "REFUND_WINDOW_CLOSED";
     pub const BOOKING_NOT_CANCELLABLE: &str = "BOOKING_NOT_CANCELLABLE";
@@ -50,6 +51,11 @@ pub enum CheckoutError {
     ConfirmationInProgress,
     #[error("payment declined: {0}")]
     PaymentDeclined(String),
+    /// The buyer must authenticate at this URL (3-D Secure); nothing is
+    /// recorded and the booking stays pending. ConfirmBooking answers it
+    /// as the pending booking with its `payment_action`.
+    #[error("the payment waits for the buyer")]
+    PaymentActionRequired(String),
     /// The seats could not be sold (taken, hold expired); the payment was
     /// voided.
     #[error("seats gone: {reason}")]
@@ -144,6 +150,12 @@ impl From<CheckoutError> for Status {
                 reason::PAYMENT_DECLINED,
                 "the payment was declined; the seats stay held until the hold expires",
                 HashMap::from([("decline_code".to_owned(), decline_code)]),
+            ),
+            PaymentActionRequired(url) => status::with_reason_and_metadata(
+                Code::FailedPrecondition,
+                reason::PAYMENT_ACTION_REQUIRED,
+                "the buyer must authenticate the payment first",
+                HashMap::from([("url".to_owned(), url)]),
             ),
             SeatsGone { reason, message } => status::with_reason(Code::Aborted, &reason, message),
             IdempotencyKeyReused(what) => status::with_reason_and_metadata(

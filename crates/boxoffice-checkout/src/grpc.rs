@@ -149,6 +149,7 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
         confirm_time: booking.confirmed_at.map(timestamp),
         cancel_time: booking.cancelled_at.map(timestamp),
         failure_reason: booking.failure_reason.clone().unwrap_or_default(),
+        payment_action: None,
     }
 }
 
@@ -193,10 +194,24 @@ impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
         let key = domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, true)
             .map_err(Status::from)?
             .unwrap_or_default();
-        let booking = self
+        let booking = match self
             .checkout
             .confirm_booking(&caller, booking_id, token, key)
-            .await?;
+            .await
+        {
+            Ok(booking) => booking,
+            // 3-D Secure: the pending booking, with where the buyer goes.
+            Err(crate::error::CheckoutError::PaymentActionRequired(url)) => {
+                let booking = self.checkout.get_booking(&caller, booking_id).await?;
+                let mut answer = booking_to_pb(&booking, &self.signer);
+                answer.payment_action = Some(pb::PaymentAction {
+                    r#type: "redirect_to_url".to_owned(),
+                    url,
+                });
+                return Ok(Response::new(answer));
+            }
+            Err(error) => return Err(error.into()),
+        };
         Ok(Response::new(booking_to_pb(&booking, &self.signer)))
     }
 

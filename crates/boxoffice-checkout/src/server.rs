@@ -17,7 +17,8 @@ use tonic::transport::Endpoint;
 use crate::config::CheckoutConfig;
 use crate::domain::ticket_code::TicketSigner;
 use crate::grpc::CheckoutGrpc;
-use crate::payment::SimulatedProvider;
+use crate::payment::stripe::StripeProvider;
+use crate::payment::{PaymentProvider, ProviderError, ProviderPayment, SimulatedProvider};
 use crate::reconciler::{self, ReconcileReport};
 use crate::service::Checkout;
 use crate::store::{CheckoutStore, MIGRATIONS, SCHEMA};
@@ -32,7 +33,11 @@ pub const MAX_REQUEST_BYTES: usize = boxoffice_runtime::limits::CHECKOUT_MAX_REQ
 /// reconciler.
 pub struct CheckoutComponent {
     pub checkout: Arc<Checkout>,
-    pub provider: Arc<SimulatedProvider>,
+    /// The in-process simulated provider, when no card gateway URL is
+    /// configured.
+    pub simulated: Option<Arc<SimulatedProvider>>,
+    /// The card gateway over HTTP (`BOXOFFICE_PAYMENTS_URL`).
+    pub gateway: Option<Arc<StripeProvider>>,
     pub webhook_addr: SocketAddr,
     pub webhook: JoinHandle<()>,
     pub reconciler: JoinHandle<()>,
@@ -96,16 +101,53 @@ impl CheckoutComponent {
         )
         .await?;
         let webhook_addr = webhook_server.local_addr();
-        let provider = SimulatedProvider::new(
-            checkout_config.provider.clone(),
-            checkout_config.webhook_secret.expose().as_bytes(),
-        );
-        provider.set_webhook_url(webhook_server.url());
+        let webhook_url = checkout_config
+            .provider
+            .webhook_url
+            .clone()
+            .unwrap_or_else(|| webhook_server.url());
+        let (provider, simulated, gateway): (Arc<dyn PaymentProvider>, _, _) =
+            match &checkout_config.payments {
+                Some(payments) => {
+                    let gateway = Arc::new(StripeProvider::new(payments.clone())?);
+                    // The provider posts voids, declines and refunds here.
+                    // Not fatal: webhooks are advisory (the reconciler asks
+                    // the provider itself), and checkout must start while
+                    // the provider is down.
+                    if let Err(error) = gateway.register_webhook(&webhook_url).await {
+                        tracing::warn!(
+                            error = format!("{:#}", anyhow::Error::from(error)),
+                            "registering the payment webhook endpoint failed"
+                        );
+                    }
+                    tracing::info!(
+                        gateway = gateway.base_url(),
+                        "payments through the card gateway"
+                    );
+                    (
+                        gateway.clone() as Arc<dyn PaymentProvider>,
+                        None,
+                        Some(gateway),
+                    )
+                }
+                None => {
+                    let simulated = SimulatedProvider::new(
+                        checkout_config.provider.clone(),
+                        checkout_config.webhook_secret.expose().as_bytes(),
+                    );
+                    simulated.set_webhook_url(webhook_url);
+                    (
+                        simulated.clone() as Arc<dyn PaymentProvider>,
+                        Some(simulated),
+                        None,
+                    )
+                }
+            };
         let signer = TicketSigner::new(checkout_config.ticket_key.expose().as_bytes());
         let interval = checkout_config.reconcile_interval;
         let checkout = Arc::new(Checkout::new(
             store,
-            provider.clone(),
+            provider,
             Upstream::new(inventory, catalog),
             checkout_config,
         ));
@@ -114,7 +156,8 @@ impl CheckoutComponent {
         tracing::info!(webhook = %webhook_addr, "checkout started");
         Ok(Self {
             checkout,
-            provider,
+            simulated,
+            gateway,
             webhook_addr,
             webhook,
             reconciler,
@@ -138,6 +181,16 @@ impl CheckoutComponent {
     /// right after a simulated crash instead of waiting for the loop).
     pub async fn reconcile_once(&self, older_than: Duration) -> anyhow::Result<ReconcileReport> {
         reconciler::reconcile_once(&self.checkout, older_than).await
+    }
+
+    /// Every payment the provider knows, whichever provider it is (tests
+    /// count charges with this).
+    pub async fn provider_payments(&self) -> Result<Vec<ProviderPayment>, ProviderError> {
+        match (&self.simulated, &self.gateway) {
+            (Some(simulated), _) => Ok(simulated.payments()),
+            (None, Some(gateway)) => gateway.payments().await,
+            (None, None) => Ok(Vec::new()),
+        }
     }
 
     /// How this checkout reaches inventory (in this process, or over the

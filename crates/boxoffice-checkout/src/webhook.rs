@@ -26,7 +26,9 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::payment::ProviderStatus;
-use crate::payment::webhook::{self, SIGNATURE_HEADER, WEBHOOK_PATH, WebhookEvent};
+use crate::payment::webhook::{
+    self, SIGNATURE_HEADER, STRIPE_SIGNATURE_HEADER, WEBHOOK_PATH, WebhookEvent, stripe_event,
+};
 use crate::store::CheckoutStore;
 use crate::store::postgres::WebhookRecord;
 
@@ -158,11 +160,21 @@ impl Receiver {
         if request.method() != Method::POST {
             return reply(StatusCode::METHOD_NOT_ALLOWED, r#"{"error":"use POST"}"#);
         }
-        let signature = request
+        // The in-process simulator signs with its own header, a Stripe-shaped
+        // gateway with Stripe's; the scheme is the same.
+        let stripe_signature = request
             .headers()
-            .get(SIGNATURE_HEADER)
+            .get(STRIPE_SIGNATURE_HEADER)
             .and_then(|value| value.to_str().ok())
             .map(str::to_owned);
+        let stripe = stripe_signature.is_some();
+        let signature = stripe_signature.or_else(|| {
+            request
+                .headers()
+                .get(SIGNATURE_HEADER)
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned)
+        });
         let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
             .collect()
             .await
@@ -190,9 +202,13 @@ impl Receiver {
                 _ => reply(StatusCode::BAD_REQUEST, r#"{"error":"bad signature"}"#),
             };
         }
-        let event: WebhookEvent = match serde_json::from_slice(&body) {
-            Ok(event) => event,
-            Err(_) => return reply(StatusCode::BAD_REQUEST, r#"{"error":"malformed event"}"#),
+        let parsed = if stripe {
+            stripe_event(&body)
+        } else {
+            serde_json::from_slice::<WebhookEvent>(&body).ok()
+        };
+        let Some(event) = parsed else {
+            return reply(StatusCode::BAD_REQUEST, r#"{"error":"malformed event"}"#);
         };
         let Some(status) = ProviderStatus::parse(&event.data.status) else {
             // A signed event of a kind we do not know: acknowledge, ignore.

@@ -56,6 +56,8 @@ enum Command {
     Seed,
     /// Rebuild the search index (Meilisearch, or the embedded index in BOXOFFICE_SEARCH_DIR) from PostgreSQL.
     Reindex,
+    /// The payment provider simulator (Stripe's API shape, durable ledger) as its own process.
+    Paysim,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -97,6 +99,7 @@ fn main() -> ExitCode {
             Command::Migrate => migrate(&config).await,
             Command::Seed => seed(&config).await,
             Command::Reindex => reindex(&config).await,
+            Command::Paysim => paysim().await,
         };
         telemetry.shutdown();
         result
@@ -300,8 +303,21 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     let edge = EdgeConfig::from_env(config.listen).map_err(bad_config)?;
     let serves_web = edge.web_dir.is_some();
     let inventory = boxoffice_inventory::config::InventoryConfig::from_env().map_err(bad_config)?;
-    let checkout = boxoffice_checkout::config::CheckoutConfig::from_env().map_err(bad_config)?;
+    let mut checkout =
+        boxoffice_checkout::config::CheckoutConfig::from_env().map_err(bad_config)?;
     boxoffice_search::SearchConfig::from_env().map_err(bad_config)?;
+    // The card gateway runs as its own process, as a real provider would:
+    // the simulator, unless BOXOFFICE_PAYMENTS_URL names another. It lives
+    // as long as this process (and dies with it).
+    let _paysim = match checkout.payments {
+        Some(_) => None,
+        None => {
+            let (child, url) = start_paysim(&checkout).await?;
+            checkout.payments =
+                Some(boxoffice_checkout::payment::stripe::HttpProviderConfig::development(url));
+            Some(child)
+        }
+    };
     boxoffice_runtime::postgres::ensure_database(&config.database_url)
         .await
         .context("preparing the database (is PostgreSQL running? see README)")?;
@@ -328,6 +344,64 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     }
     println!("stop with ctrl-c");
     system.wait().await
+}
+
+async fn paysim() -> anyhow::Result<()> {
+    let config = boxoffice_paysim::PaysimConfig::from_env().map_err(bad_config)?;
+    boxoffice_paysim::serve(config).await
+}
+
+/// Starts `boxoffice paysim` as a child process (on a free loopback port
+/// unless BOXOFFICE_PAYSIM_LISTEN says otherwise, its ledger in
+/// BOXOFFICE_PAYSIM_LEDGER or `.boxoffice/paysim-ledger.jsonl`) and
+/// answers it with its URL once it listens.
+async fn start_paysim(
+    checkout: &boxoffice_checkout::config::CheckoutConfig,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    use tokio::io::AsyncBufReadExt as _;
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let mut command = tokio::process::Command::new(exe);
+    command
+        .arg("paysim")
+        .env(
+            boxoffice_paysim::config::ENV_WEBHOOK_SECRET,
+            checkout.webhook_secret.expose(),
+        )
+        .env(
+            boxoffice_paysim::config::ENV_PARENT_PID,
+            std::process::id().to_string(),
+        )
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    if std::env::var_os(boxoffice_paysim::config::ENV_LISTEN).is_none() {
+        command.env(boxoffice_paysim::config::ENV_LISTEN, "127.0.0.1:0");
+    }
+    if std::env::var_os(boxoffice_paysim::config::ENV_LEDGER).is_none() {
+        command.env(
+            boxoffice_paysim::config::ENV_LEDGER,
+            ".boxoffice/paysim-ledger.jsonl",
+        );
+    }
+    let mut child = command.spawn().context("starting the payment simulator")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("the payment simulator has no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix(boxoffice_paysim::LISTENING_ON) {
+                return Ok(url.trim().to_owned());
+            }
+        }
+        anyhow::bail!("the payment simulator stopped before listening (see its log above)")
+    })
+    .await
+    .context("the payment simulator did not start within 20 s")??;
+    // Keep draining its stdout so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    tracing::info!(%url, "payment simulator started as its own process");
+    Ok((child, url))
 }
 
 async fn serve_edge(config: &Config) -> anyhow::Result<()> {

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use boxoffice_checkout::payment::ProviderStatus;
+use boxoffice_checkout::payment::{ProviderStatus, SimulatedProvider};
 use boxoffice_checkout::{CheckoutComponent, CheckoutConfig, FailPoints};
 use boxoffice_contracts::checkout::v1 as pb;
 use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
@@ -102,6 +102,14 @@ impl CheckoutWorld {
         }
     }
 
+    /// The in-process simulated provider this world pays through.
+    pub fn simulated(&self) -> &Arc<SimulatedProvider> {
+        self.component
+            .simulated
+            .as_ref()
+            .expect("this world pays through the in-process provider")
+    }
+
     pub fn inventory(&self) -> crate::inventory::Inventory {
         self.world.inventory.clone()
     }
@@ -147,8 +155,7 @@ impl CheckoutWorld {
 
     /// Payments the provider holds, by status.
     pub fn provider_count(&self, status: ProviderStatus) -> usize {
-        self.component
-            .provider
+        self.simulated()
             .payments()
             .iter()
             .filter(|payment| payment.status == status)
@@ -391,7 +398,7 @@ async fn hold_book_pay_list_cancel_and_resell() {
             .iter()
             .all(|ticket| ticket.code.is_empty())
     );
-    let refunded = world.component.provider.payments();
+    let refunded = world.simulated().payments();
     assert_eq!(refunded.len(), 1);
     assert_eq!(refunded[0].status, ProviderStatus::Refunded);
     assert_eq!(refunded[0].refunded_minor, 2 * SEAT_PRICE);
@@ -400,7 +407,7 @@ async fn hold_book_pay_list_cancel_and_resell() {
     let twice = cancel(&mut client, &alice, &booking.name).await.unwrap();
     assert_eq!(twice.refunded, money(2 * SEAT_PRICE));
     assert_eq!(
-        world.component.provider.payments()[0].refunded_minor,
+        world.simulated().payments()[0].refunded_minor,
         2 * SEAT_PRICE
     );
 
@@ -490,7 +497,7 @@ async fn seats_gone_void_the_authorization_and_abort() {
     // A retry answers the same, and charges nothing.
     let replay = confirm(&mut client, &alice, &booking.name, "tok_visa", "k").await;
     assert_reason(replay, Code::Aborted, "HOLD_RELEASED");
-    assert_eq!(world.component.provider.payments().len(), 1);
+    assert_eq!(world.simulated().payments().len(), 1);
     assert!(world.sold_seats().await.is_empty());
     world.assert_money_and_seats_agree().await;
 }
@@ -518,11 +525,7 @@ async fn fifty_concurrent_confirmations_with_one_key_charge_once() {
     }
     codes.dedup();
     assert_eq!(codes.len(), 1, "one booking, one set of tickets");
-    assert_eq!(
-        world.component.provider.payments().len(),
-        1,
-        "exactly one charge"
-    );
+    assert_eq!(world.simulated().payments().len(), 1, "exactly one charge");
     let rows: i64 = world
         .world
         .db
@@ -555,7 +558,7 @@ async fn fifty_concurrent_confirmations_with_one_key_charge_once() {
     )
     .await;
     assert_reason(reused, Code::InvalidArgument, "IDEMPOTENCY_KEY_REUSED");
-    assert_eq!(world.component.provider.payments().len(), 1);
+    assert_eq!(world.simulated().payments().len(), 1);
     world.assert_money_and_seats_agree().await;
 }
 
@@ -586,7 +589,7 @@ async fn fifty_concurrent_confirmations_with_different_keys_charge_once() {
             );
         }
     }
-    assert_eq!(world.component.provider.payments().len(), 1);
+    assert_eq!(world.simulated().payments().len(), 1);
     world.assert_money_and_seats_agree().await;
 }
 
@@ -610,7 +613,7 @@ async fn two_instances_paying_one_booking_with_different_keys_charge_once() {
     );
     let second = Arc::new(boxoffice_checkout::service::Checkout::new(
         first.store().clone(),
-        world.component.provider.clone(),
+        world.simulated().clone(),
         boxoffice_checkout::upstream::Upstream::new(upstream.clone(), upstream),
         first.config().clone(),
     ));
@@ -674,7 +677,7 @@ async fn a_booking_changed_by_another_instance_is_answered_as_it_now_stands() {
     );
     let second = boxoffice_checkout::service::Checkout::new(
         boxoffice_checkout::store::CheckoutStore::new(first.store().pool().clone()),
-        world.component.provider.clone(),
+        world.simulated().clone(),
         boxoffice_checkout::upstream::Upstream::new(upstream.clone(), upstream),
         first.config().clone(),
     );
@@ -852,7 +855,7 @@ async fn nobody_else_can_see_pay_or_cancel_a_booking() {
     );
     assert!(list(&mut client, &bob, 10, "").await.bookings.is_empty());
     assert!(
-        world.component.provider.payments().is_empty(),
+        world.simulated().payments().is_empty(),
         "bob charged nothing"
     );
 
@@ -976,7 +979,7 @@ async fn bad_input_names_the_field_and_changes_nothing() {
         Code::NotFound,
         "NOT_FOUND",
     );
-    assert!(world.component.provider.payments().is_empty());
+    assert!(world.simulated().payments().is_empty());
     assert_eq!(
         state(&get(&mut client, &alice, &booking.name).await.unwrap()),
         pb::BookingState::Pending
@@ -1023,5 +1026,5 @@ async fn cancelling_a_pending_booking_frees_its_seats_at_once() {
         Code::FailedPrecondition,
         "BOOKING_NOT_PENDING",
     );
-    assert!(world.component.provider.payments().is_empty());
+    assert!(world.simulated().payments().is_empty());
 }

@@ -77,7 +77,7 @@ async fn a_retry_with_the_same_key_finishes_a_confirmation_crashed_at_any_step()
             index + 1,
             "{point:?}: one charge per booking"
         );
-        assert_eq!(world.component.provider.payments().len(), index + 1);
+        assert_eq!(world.simulated().payments().len(), index + 1);
         assert!(world.sold_seats().await.contains(&seat), "{point:?}");
         let replay = confirm(&mut client, &alice, &booking.name, "tok_visa", "key")
             .await
@@ -284,7 +284,7 @@ async fn a_confirmation_whose_record_the_database_lost_is_restored() {
     let restored_codes: Vec<String> = restored.tickets.iter().map(|t| t.code.clone()).collect();
     assert_eq!(restored_codes, codes, "the buyer's tickets stay valid");
     assert_eq!(world.provider_count(ProviderStatus::Captured), 1);
-    assert_eq!(world.component.provider.payments().len(), 1);
+    assert_eq!(world.simulated().payments().len(), 1);
     world.assert_money_and_seats_agree().await;
 }
 
@@ -315,8 +315,7 @@ async fn an_attempt_claimed_by_an_earlier_version_is_still_finished() {
     .unwrap();
     drop(db);
     let authorized = world
-        .component
-        .provider
+        .simulated()
         .authorize(AuthorizeRequest {
             idempotency_key: payment_id.to_string(),
             reference: String::new(),
@@ -400,8 +399,7 @@ async fn a_cancellation_crashed_at_any_step_is_finished() {
     }
     // Each refund happened exactly once.
     let refunds: Vec<i64> = world
-        .component
-        .provider
+        .simulated()
         .payments()
         .iter()
         .filter(|payment| payment.status == ProviderStatus::Refunded)

@@ -9,6 +9,7 @@ mod accounts;
 mod catalog;
 mod checkout;
 mod checkout_crash;
+mod checkout_gateway;
 mod checkout_webhooks;
 mod discovery;
 mod edge;

@@ -7,6 +7,7 @@
 //! (see [`webhook`]).
 
 pub mod simulated;
+pub mod stripe;
 pub mod webhook;
 
 pub use simulated::SimulatedProvider;
@@ -32,8 +33,19 @@ pub struct AuthorizeRequest {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthorizeOutcome {
-    Authorized { provider_ref: String },
-    Declined { decline_code: String },
+    Authorized {
+        provider_ref: String,
+    },
+    Declined {
+        decline_code: String,
+    },
+    /// The card asks the buyer to authenticate (3-D Secure) at `url`
+    /// first; the same authorization called again afterwards answers how
+    /// it ended.
+    ActionRequired {
+        provider_ref: String,
+        url: String,
+    },
 }
 
 /// Where a payment stands at the provider.

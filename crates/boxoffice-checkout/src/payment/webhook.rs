@@ -11,6 +11,8 @@ type HmacSha256 = Hmac<Sha256>;
 
 /// The header carrying the signature.
 pub const SIGNATURE_HEADER: &str = "boxoffice-signature";
+/// The header a Stripe-shaped gateway signs with (same scheme).
+pub const STRIPE_SIGNATURE_HEADER: &str = "stripe-signature";
 /// The path checkout receives provider webhooks on.
 pub const WEBHOOK_PATH: &str = "/webhooks/payments";
 
@@ -36,6 +38,38 @@ pub struct WebhookPayment {
     pub status: String,
     pub amount_minor: i64,
     pub refunded_minor: i64,
+}
+
+/// Reads a Stripe event (`payment_intent.*` with an intent, `charge.refunded`
+/// with a charge) as the provider event checkout records; `None` when the
+/// body is not an event. Event types checkout does not know come back with
+/// an empty status (acknowledged, ignored).
+pub fn stripe_event(body: &[u8]) -> Option<WebhookEvent> {
+    let event: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let kind = event["type"].as_str()?.to_owned();
+    let object = &event["data"]["object"];
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or_default().to_owned();
+    let refunded_minor = object["amount_refunded"].as_i64().unwrap_or(0);
+    let (provider_ref, status) = match kind.as_str() {
+        "charge.refunded" => (text(&object["payment_intent"]), "refunded"),
+        "payment_intent.amount_capturable_updated" => (text(&object["id"]), "authorized"),
+        "payment_intent.succeeded" => (text(&object["id"]), "captured"),
+        "payment_intent.canceled" => (text(&object["id"]), "voided"),
+        "payment_intent.payment_failed" => (text(&object["id"]), "declined"),
+        _ => (text(&object["id"]), ""),
+    };
+    Some(WebhookEvent {
+        id: event["id"].as_str()?.to_owned(),
+        kind,
+        created: event["created"].as_i64().unwrap_or(0),
+        data: WebhookPayment {
+            provider_ref,
+            idempotency_key: text(&object["metadata"]["payment_id"]),
+            status: status.to_owned(),
+            amount_minor: object["amount"].as_i64().unwrap_or(0),
+            refunded_minor,
+        },
+    })
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -162,6 +196,25 @@ mod tests {
             verify(b"whsec_test", &moved, b"body", 1_700_000_500, 300),
             Err(SignatureError::Mismatch)
         );
+    }
+
+    #[test]
+    fn stripe_events_read_as_provider_events() {
+        let refund = br#"{"id":"evt_1","object":"event","type":"charge.refunded","created":7,
+            "data":{"object":{"id":"ch_1","object":"charge","amount":4650,"amount_refunded":4650,
+            "payment_intent":"pi_1","metadata":{"payment_id":"p1","booking":"b1"}}}}"#;
+        let event = stripe_event(refund).unwrap();
+        assert_eq!(event.id, "evt_1");
+        assert_eq!(event.data.provider_ref, "pi_1");
+        assert_eq!(event.data.idempotency_key, "p1");
+        assert_eq!(event.data.status, "refunded");
+        assert_eq!(event.data.refunded_minor, 4650);
+        let cancel = br#"{"id":"evt_2","type":"payment_intent.canceled","created":7,
+            "data":{"object":{"id":"pi_2","amount":100,"metadata":{"payment_id":"p2"}}}}"#;
+        assert_eq!(stripe_event(cancel).unwrap().data.status, "voided");
+        let other = br#"{"id":"evt_3","type":"customer.created","data":{"object":{"id":"cus_1"}}}"#;
+        assert_eq!(stripe_event(other).unwrap().data.status, "");
+        assert!(stripe_event(b"[]").is_none());
     }
 
     #[test]

@@ -199,6 +199,11 @@ impl Checkout {
         match authorized {
             Ok(AuthorizeOutcome::Authorized { provider_ref }) => Ok(Some(provider_ref)),
             Ok(AuthorizeOutcome::Declined { .. }) if optimistic => Ok(None),
+            // Nothing recorded: the buyer authenticates, then confirms
+            // again with the same key.
+            Ok(AuthorizeOutcome::ActionRequired { url, .. }) => {
+                Err(CheckoutError::PaymentActionRequired(url))
+            }
             Ok(AuthorizeOutcome::Declined { decline_code }) => {
                 let error = CheckoutError::PaymentDeclined(decline_code);
                 self.record_unpaid(attempt, PaymentState::Declined, None, false, &error)

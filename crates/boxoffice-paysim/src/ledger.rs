@@ -1,0 +1,341 @@
+//! The simulator's ledger: payment intents, refunds, saved idempotent
+//! responses and webhook endpoints, kept in memory and made durable by an
+//! append-only journal of JSON lines, each written and fsynced before the
+//! request that caused it is answered. A restart replays the journal; a
+//! line torn by a crash mid-write (the last one) is dropped, and its
+//! request was never answered, so its client retries it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// A PaymentIntent's charge: what was authorized, captured, refunded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Charge {
+    pub id: String,
+    pub amount: i64,
+    pub amount_captured: i64,
+    pub amount_refunded: i64,
+    pub captured: bool,
+}
+
+/// A PaymentIntent as the simulator keeps it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Intent {
+    pub id: String,
+    pub amount: i64,
+    /// Lowercase ISO code, as Stripe writes it.
+    pub currency: String,
+    /// `requires_action`, `requires_capture`, `succeeded`, `canceled`,
+    /// `requires_payment_method` (declined).
+    pub status: String,
+    /// `manual` or `automatic`.
+    pub capture_method: String,
+    pub payment_method: String,
+    pub metadata: BTreeMap<String, String>,
+    pub created: i64,
+    pub charge: Option<Charge>,
+    /// The decline, when the payment method was refused.
+    pub decline_code: Option<String>,
+    pub error_code: Option<String>,
+    pub return_url: Option<String>,
+    pub cancellation_reason: Option<String>,
+    /// Where the buyer authenticates while `requires_action`.
+    pub action_url: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refund {
+    pub id: String,
+    pub payment_intent: String,
+    pub charge: String,
+    pub amount: i64,
+    pub created: i64,
+}
+
+/// A response kept for an idempotency key, with the request it answered.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Saved {
+    pub key: String,
+    pub fingerprint: String,
+    pub status: u16,
+    pub body: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    pub id: String,
+    pub url: String,
+    pub enabled_events: Vec<String>,
+}
+
+/// One journal line: everything one request changed, written at once.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intent: Option<Intent>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<Refund>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub saved: Option<Saved>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<Endpoint>,
+}
+
+impl Entry {
+    pub fn is_empty(&self) -> bool {
+        self.intent.is_none()
+            && self.refund.is_none()
+            && self.saved.is_none()
+            && self.endpoint.is_none()
+    }
+}
+
+/// The state, rebuilt from the journal at start.
+#[derive(Debug, Default)]
+pub struct Ledger {
+    pub intents: HashMap<String, Intent>,
+    /// Intent ids, oldest first (lists and searches answer newest first).
+    pub order: Vec<String>,
+    /// `metadata key \0 value` → intent ids, oldest first. Metadata is set
+    /// at creation and never changes here.
+    pub by_metadata: HashMap<String, Vec<String>>,
+    pub refunds: HashMap<String, Refund>,
+    pub saved: HashMap<String, Saved>,
+    pub endpoints: Vec<Endpoint>,
+}
+
+pub fn metadata_index_key(key: &str, value: &str) -> String {
+    format!("{key}\0{value}")
+}
+
+impl Ledger {
+    /// Applies one journal entry (at run time after it is durable, and at
+    /// start when replaying).
+    pub fn apply(&mut self, entry: Entry) {
+        if let Some(intent) = entry.intent {
+            if !self.intents.contains_key(&intent.id) {
+                self.order.push(intent.id.clone());
+                for (key, value) in &intent.metadata {
+                    self.by_metadata
+                        .entry(metadata_index_key(key, value))
+                        .or_default()
+                        .push(intent.id.clone());
+                }
+            }
+            self.intents.insert(intent.id.clone(), intent);
+        }
+        if let Some(refund) = entry.refund {
+            self.refunds.insert(refund.id.clone(), refund);
+        }
+        if let Some(saved) = entry.saved {
+            self.saved.insert(saved.key.clone(), saved);
+        }
+        if let Some(endpoint) = entry.endpoint {
+            match self
+                .endpoints
+                .iter_mut()
+                .find(|known| known.id == endpoint.id)
+            {
+                Some(known) => *known = endpoint,
+                None => self.endpoints.push(endpoint),
+            }
+        }
+    }
+}
+
+/// How long opening waits for another simulator to let go of the ledger.
+#[cfg(not(test))]
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+#[cfg(test)]
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The append-only journal file.
+pub struct Journal {
+    path: PathBuf,
+    file: Arc<std::fs::File>,
+}
+
+impl Journal {
+    /// Opens (creating) the journal and replays it into a ledger (blocking:
+    /// call it off the async threads). A last
+    /// line that does not parse was torn by a crash while being written:
+    /// it is cut off so the next append starts on a clean line.
+    pub fn open(path: &Path) -> anyhow::Result<(Self, Ledger)> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        let mut ledger = Ledger::default();
+        let mut good_bytes: u64 = 0;
+        let mut entries = 0usize;
+        if path.exists() {
+            let reader = std::io::BufReader::new(
+                std::fs::File::open(path).with_context(|| format!("reading {}", path.display()))?,
+            );
+            let mut lines = reader.split(b'\n').peekable();
+            while let Some(line) = lines.next() {
+                let line = line.with_context(|| format!("reading {}", path.display()))?;
+                let is_last = lines.peek().is_none();
+                match serde_json::from_slice::<Entry>(&line) {
+                    Ok(entry) => {
+                        ledger.apply(entry);
+                        entries += 1;
+                        good_bytes += line.len() as u64 + 1;
+                    }
+                    Err(_) if is_last => {
+                        tracing::warn!(path = %path.display(), "dropping a torn last journal line");
+                        break;
+                    }
+                    Err(error) => {
+                        anyhow::bail!(
+                            "{} is corrupt at byte {good_bytes}: {error}",
+                            path.display()
+                        )
+                    }
+                }
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // One simulator per ledger: two appending to it would interleave.
+        // The lock goes with the process, however it ends; a predecessor
+        // still stopping (its parent was just killed) gets a moment.
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        while let Err(error) =
+            rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive)
+        {
+            if std::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "{} is in use by another payment simulator ({error})",
+                    path.display()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if file.metadata()?.len() > good_bytes {
+            file.set_len(good_bytes)
+                .with_context(|| format!("truncating {}", path.display()))?;
+        }
+        tracing::info!(path = %path.display(), entries, intents = ledger.intents.len(), "ledger replayed");
+        Ok((
+            Self {
+                path: path.to_owned(),
+                file: Arc::new(file),
+            },
+            ledger,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes one entry as one line and waits until it is on disk.
+    pub async fn append(&self, entry: &Entry) -> anyhow::Result<()> {
+        let mut line = serde_json::to_vec(entry).context("encoding a journal entry")?;
+        line.push(b'\n');
+        let file = self.file.clone();
+        tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+            (&*file).write_all(&line)?;
+            file.sync_data()
+        })
+        .await
+        .context("the journal writer panicked")?
+        .context("writing the journal")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn intent(id: &str, status: &str) -> Intent {
+        Intent {
+            id: id.to_owned(),
+            amount: 1_000,
+            currency: "eur".into(),
+            status: status.into(),
+            capture_method: "manual".into(),
+            payment_method: "tok_visa".into(),
+            metadata: BTreeMap::from([("booking".to_owned(), "b1".to_owned())]),
+            created: 1,
+            charge: None,
+            decline_code: None,
+            error_code: None,
+            return_url: None,
+            cancellation_reason: None,
+            action_url: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_reopened_journal_has_every_entry_and_drops_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        {
+            let (journal, _) = Journal::open(&path).unwrap();
+            for (id, status) in [("pi_1", "requires_capture"), ("pi_1", "succeeded")] {
+                journal
+                    .append(&Entry {
+                        intent: Some(intent(id, status)),
+                        ..Entry::default()
+                    })
+                    .await
+                    .unwrap();
+            }
+        }
+        // A crash in the middle of the next line.
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        file.write_all(br#"{"intent":{"id":"pi_2","amo"#).unwrap();
+        drop(file);
+
+        let (journal, ledger) = Journal::open(&path).unwrap();
+        assert_eq!(ledger.intents.len(), 1);
+        assert_eq!(ledger.intents["pi_1"].status, "succeeded");
+        assert_eq!(ledger.order, ["pi_1"]);
+        assert_eq!(
+            ledger.by_metadata[&metadata_index_key("booking", "b1")],
+            ["pi_1"]
+        );
+        // Appends after the cut start on a clean line.
+        journal
+            .append(&Entry {
+                intent: Some(intent("pi_3", "canceled")),
+                ..Entry::default()
+            })
+            .await
+            .unwrap();
+        drop(journal);
+        let (_, ledger) = Journal::open(&path).unwrap();
+        assert_eq!(ledger.order, ["pi_1", "pi_3"]);
+    }
+
+    #[test]
+    fn one_simulator_per_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        let (first, _) = Journal::open(&path).unwrap();
+        assert!(Journal::open(&path).is_err());
+        drop(first);
+        assert!(Journal::open(&path).is_ok());
+    }
+
+    #[test]
+    fn a_corrupt_line_in_the_middle_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.jsonl");
+        std::fs::write(&path, b"{}\nnot json\n{}\n").unwrap();
+        assert!(Journal::open(&path).is_err());
+    }
+}

@@ -1,0 +1,88 @@
+//! `boxoffice-paysim`: a payment provider simulator that speaks the Stripe
+//! PaymentIntents HTTP API (form-encoded requests, JSON answers, Bearer
+//! secret keys, `Idempotency-Key`, search by metadata, refunds, webhook
+//! endpoints and `Stripe-Signature` webhooks), runs as its own process and
+//! keeps its ledger in an fsynced append-only journal, so killing it (or
+//! the process that pays through it) loses no payment.
+//!
+//! Test payment methods behave like Stripe's: `tok_chargeDeclined…`
+//! decline, `tok_threeDSecure2Required` answers `requires_action` with a
+//! page the buyer authenticates on (`/authenticate/{id}`), anything else
+//! authorizes.
+
+pub mod api;
+pub mod config;
+pub mod ledger;
+pub mod webhooks;
+
+pub use api::Paysim;
+pub use config::PaysimConfig;
+
+/// Exit code for configuration a process cannot start with.
+const EXIT_BAD_CONFIG: u8 = 64;
+
+/// Runs the simulator from the environment until SIGTERM/SIGINT: what the
+/// `boxoffice-paysim` binary and `boxoffice paysim` do.
+pub fn main_with_env() -> std::process::ExitCode {
+    let config = match PaysimConfig::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("boxoffice-paysim: bad configuration: {error}");
+            return std::process::ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let runtime_config = match boxoffice_runtime::Config::from_env() {
+        Ok(config) => config,
+        Err(error) => {
+            eprintln!("boxoffice-paysim: bad configuration: {error}");
+            return std::process::ExitCode::from(EXIT_BAD_CONFIG);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("boxoffice-paysim: cannot start the async runtime: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let telemetry = boxoffice_runtime::telemetry::Telemetry::init(&runtime_config)?;
+        let result = serve(config).await;
+        telemetry.shutdown();
+        result
+    });
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("boxoffice-paysim: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// What the simulator prints, followed by its URL, once it listens.
+pub const LISTENING_ON: &str = "boxoffice-paysim listening on ";
+
+/// Binds, prints the address it listens on ([`LISTENING_ON`], for
+/// whoever started it with port 0) and serves until SIGTERM/SIGINT.
+pub async fn serve(config: PaysimConfig) -> anyhow::Result<()> {
+    if let Some(parent) = config.parent_pid {
+        // Dies with the process that started it, so no orphan keeps the
+        // ledger (a second simulator on it is refused anyway: it is locked).
+        rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))
+            .map_err(|error| anyhow::anyhow!("setting the parent-death signal: {error}"))?;
+        let now = rustix::process::getppid().map_or(0, |pid| pid.as_raw_nonzero().get());
+        anyhow::ensure!(
+            now == parent,
+            "the process that started the simulator is gone"
+        );
+    }
+    let shutdown = boxoffice_runtime::Shutdown::on_signals();
+    let paysim = Paysim::bind(config).await?;
+    println!("{LISTENING_ON}{}", paysim.url());
+    paysim.run_until_stopped(shutdown).await;
+    Ok(())
+}
