@@ -36,7 +36,9 @@ struct MethodStats {
 impl MethodStats {
     fn record(&self, code: usize, started: Instant) {
         let micros = started.elapsed().as_micros().min(u128::from(u64::MAX)) as u64;
-        self.by_code[code.min(CODES - 1)].fetch_add(1, Ordering::Relaxed);
+        // A code past the known ones counts as UNKNOWN.
+        let code = if code < CODES { code } else { 2 };
+        self.by_code[code].fetch_add(1, Ordering::Relaxed);
         self.sum_micros.fetch_add(micros, Ordering::Relaxed);
         let ms = micros as f64 / 1_000.0;
         if let Some(bucket) = BUCKETS_MS.iter().position(|bound| ms <= *bound) {
@@ -161,7 +163,8 @@ impl RpcMetrics {
     }
 }
 
-fn code_name(code: usize) -> &'static str {
+/// The gRPC name of a status code (`UNKNOWN` beyond the known ones).
+pub fn code_name(code: usize) -> &'static str {
     const NAMES: [&str; CODES] = [
         "OK",
         "CANCELLED",
@@ -181,7 +184,7 @@ fn code_name(code: usize) -> &'static str {
         "DATA_LOSS",
         "UNAUTHENTICATED",
     ];
-    NAMES[code.min(CODES - 1)]
+    NAMES.get(code).copied().unwrap_or("UNKNOWN")
 }
 
 fn grpc_status(headers: &http::HeaderMap) -> Option<usize> {
