@@ -6,6 +6,7 @@ Called by scripts/k8s-validate for each overlay. Checks:
 - custom resources against the schemas vendored in k8s/schemas
   (<group>/<kind>_<version>.json, see k8s/schemas/README.md); a kind with
   neither is an error;
+- every namespaced object names its namespace;
 - every metric named by a PrometheusRule, a Grafana dashboard or an
   autoscaler is one the code exports (or a rule records), and every
   BOXOFFICE_* variable the manifests set is one the code reads.
@@ -28,6 +29,9 @@ K8S_VERSION = os.environ.get("K8S_VERSION", "1.32")
 METRIC = re.compile(r"\b(boxoffice_[a-z0-9_]+)")
 RECORDED = re.compile(r"\b(boxoffice:[a-z0-9_:]+)")
 HISTOGRAM_SUFFIXES = ("_bucket", "_sum", "_count")
+# Kinds that have no namespace; everything else the overlays render must
+# name one.
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "PriorityClass", "StorageClass"}
 
 
 def rust_sources():
@@ -129,6 +133,9 @@ def main():
     errors = 0
     builtin = custom = 0
     for doc in docs:
+        if doc.get("kind") not in CLUSTER_SCOPED and not (doc.get("metadata") or {}).get("namespace"):
+            print(f"  {name_of(doc)}: no namespace (kubectl would put it in the context's)")
+            errors += 1
         problems = validate_builtin(doc)
         if problems is None:
             problems = validate_custom(doc)
