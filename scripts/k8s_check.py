@@ -7,6 +7,10 @@ Called by scripts/k8s-validate for each overlay. Checks:
   (<group>/<kind>_<version>.json, see k8s/schemas/README.md); a kind with
   neither is an error;
 - every namespaced object names its namespace;
+- references inside the build: Secrets and ConfigMaps (and their keys)
+  that containers read, the pods each Service, NetworkPolicy, PDB and
+  autoscaler selects (a selector matching no pod is a typo, except the
+  pods operators make and the simulator, which only dev runs);
 - every metric named by a PrometheusRule, a Grafana dashboard or an
   autoscaler is one the code exports (or a rule records), and every
   BOXOFFICE_* variable the manifests set is one the code reads.
@@ -126,6 +130,100 @@ def env_names(docs):
     return found
 
 
+# Made out of band (README, "Deploying on Kubernetes") or by CloudNativePG.
+EXTERNAL_SECRETS = {"boxoffice-db-app", "boxoffice-secrets", "boxoffice-payments",
+                    "boxoffice-meilisearch", "boxoffice-backup-s3"}
+# Pods no template here makes: CloudNativePG's, and the simulator (dev only).
+def made_elsewhere(labels):
+    return any(key.startswith("cnpg.io/") for key in labels) or labels.get("app.kubernetes.io/name") == "paysim"
+
+
+def pod_templates(docs):
+    """(owner, labels, pod spec) of every pod template."""
+    for doc in docs:
+        spec = doc.get("spec") or {}
+        template = spec.get("template")
+        if doc.get("kind") in ("Deployment", "StatefulSet", "Job", "DaemonSet") and template:
+            yield name_of(doc), (template.get("metadata") or {}).get("labels") or {}, template.get("spec") or {}
+
+
+def selects(selector, labels):
+    for key, value in (selector.get("matchLabels") or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expression in selector.get("matchExpressions") or []:
+        present = expression["key"] in labels
+        value = labels.get(expression["key"])
+        operator = expression["operator"]
+        if operator == "In" and value not in expression.get("values", []):
+            return False
+        if operator == "NotIn" and value in expression.get("values", []):
+            return False
+        if operator == "Exists" and not present:
+            return False
+        if operator == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def reference_problems(docs):
+    problems = []
+    keys = {}
+    for doc in docs:
+        if doc.get("kind") in ("ConfigMap", "Secret"):
+            data = list((doc.get("data") or {})) + list((doc.get("stringData") or {}))
+            keys[(doc["kind"], doc["metadata"]["name"])] = set(data)
+    def check(where, kind, name, key=None):
+        if (kind, name) in keys:
+            if key is not None and key not in keys[(kind, name)]:
+                problems.append(f"{where}: {kind} {name} has no key {key}")
+        elif not (kind == "Secret" and name in EXTERNAL_SECRETS):
+            problems.append(f"{where}: no {kind} {name} in the build")
+    templates = list(pod_templates(docs))
+    for owner, _, spec in templates:
+        for container in spec.get("containers", []) + spec.get("initContainers", []):
+            for source in container.get("envFrom", []):
+                if "configMapRef" in source:
+                    check(owner, "ConfigMap", source["configMapRef"]["name"])
+                if "secretRef" in source:
+                    check(owner, "Secret", source["secretRef"]["name"])
+            for env in container.get("env", []):
+                ref = env.get("valueFrom") or {}
+                if "configMapKeyRef" in ref:
+                    check(owner, "ConfigMap", ref["configMapKeyRef"]["name"], ref["configMapKeyRef"]["key"])
+                if "secretKeyRef" in ref:
+                    check(owner, "Secret", ref["secretKeyRef"]["name"], ref["secretKeyRef"]["key"])
+        for volume in spec.get("volumes", []):
+            if "configMap" in volume:
+                check(owner, "ConfigMap", volume["configMap"]["name"])
+    def must_select(where, selector):
+        labels = dict(selector.get("matchLabels") or {})
+        if made_elsewhere(labels):
+            return
+        if not any(selects(selector, pod_labels) for _, pod_labels, _ in templates):
+            problems.append(f"{where}: selector {selector} matches no pod")
+    names = {name_of(doc) for doc in docs}
+    for doc in docs:
+        kind, spec = doc.get("kind"), doc.get("spec") or {}
+        where = name_of(doc)
+        if kind == "Service" and spec.get("selector"):
+            must_select(where, {"matchLabels": spec["selector"]})
+        elif kind == "PodDisruptionBudget":
+            must_select(where, spec["selector"])
+        elif kind == "HorizontalPodAutoscaler":
+            target = spec["scaleTargetRef"]
+            if f"{target['kind']}/{target['name']}" not in names:
+                problems.append(f"{where}: scales {target['kind']}/{target['name']}, which is not in the build")
+        elif kind == "NetworkPolicy":
+            if spec["podSelector"]:
+                must_select(where, spec["podSelector"])
+            for rule in spec.get("ingress", []) + spec.get("egress", []):
+                for peer in rule.get("from", []) + rule.get("to", []):
+                    if "podSelector" in peer and "namespaceSelector" not in peer:
+                        must_select(where, peer["podSelector"])
+    return problems
+
+
 def main():
     path = pathlib.Path(sys.argv[1])
     docs = [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
@@ -145,6 +243,10 @@ def main():
         for problem in problems:
             print(f"  {name_of(doc)}: {problem}")
             errors += 1
+
+    for problem in reference_problems(docs):
+        print(f"  {problem}")
+        errors += 1
 
     recorded = recorded_names(docs)
     for where, name in metric_names(docs):
