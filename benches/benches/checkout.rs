@@ -339,6 +339,9 @@ async fn run(
         )
     };
     bench.drain_consumers(Duration::from_secs(300)).await?;
+    // The demo data just wrote millions of tickets: vacuum and analyze them
+    // now, or autovacuum does it during the first baseline and measurement.
+    bench.analyze().await?;
     let pg_before = pgbench()?;
 
     let mut results = Vec::new();
