@@ -19,7 +19,9 @@ use crate::domain::door::{self, Direction, Gate, Refusal};
 use crate::domain::ticket_code::{KEY_ALGORITHM, TicketSigner};
 use crate::grpc::timestamp;
 use crate::service::Checkout;
-use crate::store::door::{ConflictRecord, DoorSettings, ScanInput, ScanOutcome, ScanRecord, ScanSide};
+use crate::store::door::{
+    ConflictRecord, DoorSettings, ScanInput, ScanOutcome, ScanRecord, ScanSide,
+};
 
 const DEFAULT_PAGE_SIZE: i32 = 50;
 const MAX_PAGE_SIZE: i32 = 200;
@@ -69,7 +71,10 @@ impl DoorGrpc {
     }
 }
 
-fn time_of(field: &str, value: Option<&prost_types::Timestamp>) -> Result<Option<DateTime<Utc>>, FieldError> {
+fn time_of(
+    field: &str,
+    value: Option<&prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, FieldError> {
     value
         .map(|value| {
             DateTime::from_timestamp(value.seconds, value.nanos.max(0) as u32)
@@ -90,7 +95,10 @@ fn scan_to_pb(record: &ScanRecord) -> pb::Scan {
         gate: record.gate.name(),
         result: result as i32,
         refusal_reason: refusal.map(Refusal::as_str).unwrap_or_default().to_owned(),
-        ticket: record.ticket.map(|ticket| ticket.name()).unwrap_or_default(),
+        ticket: record
+            .ticket
+            .map(|ticket| ticket.name())
+            .unwrap_or_default(),
         used_gate: record
             .used_gate
             .as_deref()
@@ -301,8 +309,11 @@ impl pb::door_service_server::DoorService for DoorGrpc {
             .ok_or_else(|| Status::from(FieldError::new("settings", "is required")))?;
         let event_id =
             door::parse_event_name("settings.event", &settings.event).map_err(Status::from)?;
-        let doors_open_time = time_of("settings.doors_open_time", settings.doors_open_time.as_ref())
-            .map_err(Status::from)?;
+        let doors_open_time = time_of(
+            "settings.doors_open_time",
+            settings.doors_open_time.as_ref(),
+        )
+        .map_err(Status::from)?;
         let saved = self
             .checkout
             .update_door_settings(

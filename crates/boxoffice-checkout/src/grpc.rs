@@ -15,10 +15,10 @@ use uuid::Uuid;
 
 use crate::domain::door::{self as door_domain, TicketRef};
 use crate::domain::ticket_code::{TicketClaims, TicketSigner};
-use crate::store::door::{HeldTicket, TransferRecord, TransferState};
 use crate::domain::{self, BookingState, FieldError};
 use crate::service::Checkout;
 use crate::store::BookingRecord;
+use crate::store::door::{HeldTicket, TransferRecord, TransferState};
 
 const DEFAULT_PAGE_SIZE: i32 = 20;
 const MAX_PAGE_SIZE: i32 = 100;
@@ -114,7 +114,11 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
         tickets: booking
             .tickets
             .iter()
-            .filter(|ticket| ticket.holder_id.is_none_or(|holder| holder == booking.user_id))
+            .filter(|ticket| {
+                ticket
+                    .holder_id
+                    .is_none_or(|holder| holder == booking.user_id)
+            })
             .map(|ticket| pb::Ticket {
                 seat_index: ticket.seat_index,
                 section_id: ticket

@@ -73,9 +73,16 @@ async fn redeem(
 }
 
 async fn enter(world: &World, admin: &str, gate: &str, code: &str) -> pb::Scan {
-    redeem(world, admin, gate, code, &scan_id(), pb::ScanDirection::Entry)
-        .await
-        .expect("a scan's answer")
+    redeem(
+        world,
+        admin,
+        gate,
+        code,
+        &scan_id(),
+        pb::ScanDirection::Entry,
+    )
+    .await
+    .expect("a scan's answer")
 }
 
 fn assert_admitted(scan: &pb::Scan) {
@@ -93,7 +100,13 @@ fn assert_status(status: &Status, code: Code, reason: &str) {
     assert_eq!(reason_of(status).as_deref(), Some(reason), "{status:?}");
 }
 
-async fn settings(world: &World, admin: &str, event_id: &str, reentry: bool, opens: Option<DateTime<Utc>>) {
+async fn settings(
+    world: &World,
+    admin: &str,
+    event_id: &str,
+    reentry: bool,
+    opens: Option<DateTime<Utc>>,
+) {
     door(world)
         .update_door_settings(with_token(
             admin,
@@ -161,38 +174,76 @@ async fn a_ticket_gets_in_once_however_many_gates_scan_it_and_refusals_say_why()
     let ann = world.login(&email, PASSWORD).await.access_token;
     let booking = buy(&world, &ann, &event.id, 3, "ann-1").await;
     let codes: Vec<String> = booking.tickets.iter().map(|t| t.code.clone()).collect();
-    assert!(codes.iter().all(|code| code.starts_with("bt2.")), "{codes:?}");
+    assert!(
+        codes.iter().all(|code| code.starts_with("bt2.")),
+        "{codes:?}"
+    );
     let north = gate(&event.id, "north");
     let south = gate(&event.id, "south");
 
     // Admitted, then refused as used, saying where and when.
     let first_id = scan_id();
-    let first = redeem(&world, &admin, &north, &codes[0], &first_id, pb::ScanDirection::Entry)
-        .await
-        .expect("a scan");
+    let first = redeem(
+        &world,
+        &admin,
+        &north,
+        &codes[0],
+        &first_id,
+        pb::ScanDirection::Entry,
+    )
+    .await
+    .expect("a scan");
     assert_admitted(&first);
     assert_eq!(first.ticket, booking.tickets[0].name);
     let again_id = scan_id();
-    let again = redeem(&world, &admin, &south, &codes[0], &again_id, pb::ScanDirection::Entry)
-        .await
-        .expect("a scan");
+    let again = redeem(
+        &world,
+        &admin,
+        &south,
+        &codes[0],
+        &again_id,
+        pb::ScanDirection::Entry,
+    )
+    .await
+    .expect("a scan");
     assert_refused(&again, "ALREADY_USED");
     assert_eq!(again.used_gate, north);
     assert_eq!(again.used_time, first.scan_time);
 
     // The same scan id answers the same, whatever happened since; with
     // another code it is a mistake.
-    let retried = redeem(&world, &admin, &north, &codes[0], &first_id, pb::ScanDirection::Entry)
-        .await
-        .expect("a retry");
+    let retried = redeem(
+        &world,
+        &admin,
+        &north,
+        &codes[0],
+        &first_id,
+        pb::ScanDirection::Entry,
+    )
+    .await
+    .expect("a retry");
     assert_eq!(retried, first);
-    let retried = redeem(&world, &admin, &south, &codes[0], &again_id, pb::ScanDirection::Entry)
-        .await
-        .expect("a retry");
+    let retried = redeem(
+        &world,
+        &admin,
+        &south,
+        &codes[0],
+        &again_id,
+        pb::ScanDirection::Entry,
+    )
+    .await
+    .expect("a retry");
     assert_eq!(retried, again);
-    let reused = redeem(&world, &admin, &north, &codes[1], &first_id, pb::ScanDirection::Entry)
-        .await
-        .expect_err("a scan id is for one scan");
+    let reused = redeem(
+        &world,
+        &admin,
+        &north,
+        &codes[1],
+        &first_id,
+        pb::ScanDirection::Entry,
+    )
+    .await
+    .expect_err("a scan id is for one scan");
     assert_status(&reused, Code::InvalidArgument, "SCAN_ID_REUSED");
 
     // Ten gates scan one ticket at the same moment: exactly one admits.
@@ -216,9 +267,13 @@ async fn a_ticket_gets_in_once_however_many_gates_scan_it_and_refusals_say_why()
 
     // Another event's gate, a forged code, a tampered one.
     let elsewhere = gate(&Uuid::new_v4().to_string(), "north");
-    assert_refused(&enter(&world, &admin, &elsewhere, &codes[2]).await, "WRONG_EVENT");
-    let verifier = TicketVerifier::from_public_key(&kit(&world, &admin, &event.id).await.verification_key)
-        .expect("a public key");
+    assert_refused(
+        &enter(&world, &admin, &elsewhere, &codes[2]).await,
+        "WRONG_EVENT",
+    );
+    let verifier =
+        TicketVerifier::from_public_key(&kit(&world, &admin, &event.id).await.verification_key)
+            .expect("a public key");
     let claims = verifier.verify(&codes[2]).expect("a genuine code");
     let forged = TicketSigner::new(b"not the key").sign(&claims);
     assert_refused(&enter(&world, &admin, &north, &forged).await, "FORGED");
@@ -227,8 +282,18 @@ async fn a_ticket_gets_in_once_however_many_gates_scan_it_and_refusals_say_why()
     assert_refused(&enter(&world, &admin, &north, "hello").await, "FORGED");
 
     // Before the doors open.
-    settings(&world, &admin, &event.id, false, Some(Utc::now() + chrono::Duration::hours(1))).await;
-    assert_refused(&enter(&world, &admin, &north, &codes[2]).await, "NOT_YET_OPEN");
+    settings(
+        &world,
+        &admin,
+        &event.id,
+        false,
+        Some(Utc::now() + chrono::Duration::hours(1)),
+    )
+    .await;
+    assert_refused(
+        &enter(&world, &admin, &north, &codes[2]).await,
+        "NOT_YET_OPEN",
+    );
     settings(&world, &admin, &event.id, false, None).await;
 
     // A cancelled booking's tickets admit nobody, online or offline.
@@ -244,23 +309,47 @@ async fn a_ticket_gets_in_once_however_many_gates_scan_it_and_refusals_say_why()
         .await
         .expect("cancelling");
     let cancelled_code = &cancelled.tickets[0].code;
-    assert_refused(&enter(&world, &admin, &north, cancelled_code).await, "CANCELLED");
+    assert_refused(
+        &enter(&world, &admin, &north, cancelled_code).await,
+        "CANCELLED",
+    );
     let mut offline = offline_scanner(&kit(&world, &admin, &event.id).await);
     assert_eq!(offline.check(cancelled_code), Err(Refusal::Cancelled));
 
     // Re-entry: out and in again where the event allows it, never twice in.
-    let out = redeem(&world, &admin, &south, &codes[0], &scan_id(), pb::ScanDirection::Exit)
-        .await
-        .expect("a scan");
+    let out = redeem(
+        &world,
+        &admin,
+        &south,
+        &codes[0],
+        &scan_id(),
+        pb::ScanDirection::Exit,
+    )
+    .await
+    .expect("a scan");
     assert_refused(&out, "REENTRY_NOT_ALLOWED");
     settings(&world, &admin, &event.id, true, None).await;
-    let out = redeem(&world, &admin, &south, &codes[0], &scan_id(), pb::ScanDirection::Exit)
-        .await
-        .expect("a scan");
+    let out = redeem(
+        &world,
+        &admin,
+        &south,
+        &codes[0],
+        &scan_id(),
+        pb::ScanDirection::Exit,
+    )
+    .await
+    .expect("a scan");
     assert_eq!(out.result, pb::ScanResult::Exited as i32, "{out:?}");
-    let out_again = redeem(&world, &admin, &south, &codes[0], &scan_id(), pb::ScanDirection::Exit)
-        .await
-        .expect("a scan");
+    let out_again = redeem(
+        &world,
+        &admin,
+        &south,
+        &codes[0],
+        &scan_id(),
+        pb::ScanDirection::Exit,
+    )
+    .await
+    .expect("a scan");
     assert_refused(&out_again, "NOT_INSIDE");
     let back = enter(&world, &admin, &south, &codes[0]).await;
     assert_admitted(&back);
@@ -273,7 +362,12 @@ async fn a_ticket_gets_in_once_however_many_gates_scan_it_and_refusals_say_why()
     let by_gate: BTreeMap<String, (i64, i64, i64)> = counts
         .gates
         .iter()
-        .map(|gate| (gate.gate.clone(), (gate.admitted, gate.exited, gate.refused)))
+        .map(|gate| {
+            (
+                gate.gate.clone(),
+                (gate.admitted, gate.exited, gate.refused),
+            )
+        })
         .collect();
     // north: codes[0] in; forged, tampered, garbage, not yet open,
     // cancelled and used refused (the wrong event's scan counts at that
@@ -292,22 +386,46 @@ async fn a_ticket_gets_in_once_however_many_gates_scan_it_and_refusals_say_why()
         (north.as_str(), "", "x1", "code"),
         (north.as_str(), &*"a".repeat(513), "x2", "code"),
         ("north", codes[2].as_str(), "x3", "gate"),
-        (&*gate(&event.id, "North Gate"), codes[2].as_str(), "x4", "gate"),
+        (
+            &*gate(&event.id, "North Gate"),
+            codes[2].as_str(),
+            "x4",
+            "gate",
+        ),
         (north.as_str(), codes[2].as_str(), "", "scan_id"),
-        (north.as_str(), codes[2].as_str(), &*"x".repeat(65), "scan_id"),
+        (
+            north.as_str(),
+            codes[2].as_str(),
+            &*"x".repeat(65),
+            "scan_id",
+        ),
     ] {
-        let status = redeem(&world, &admin, gate_name, code, id, pb::ScanDirection::Entry)
-            .await
-            .expect_err("bad input");
+        let status = redeem(
+            &world,
+            &admin,
+            gate_name,
+            code,
+            id,
+            pb::ScanDirection::Entry,
+        )
+        .await
+        .expect_err("bad input");
         assert_status(&status, Code::InvalidArgument, "INVALID_FIELD");
         assert_eq!(field_of(&status).as_deref(), Some(field), "{status:?}");
     }
     assert_admitted(&enter(&world, &admin, &north, &codes[2]).await);
 
     // The door is for admins.
-    let customer = redeem(&world, &ann, &north, &codes[2], &scan_id(), pb::ScanDirection::Entry)
-        .await
-        .expect_err("customers do not scan");
+    let customer = redeem(
+        &world,
+        &ann,
+        &north,
+        &codes[2],
+        &scan_id(),
+        pb::ScanDirection::Entry,
+    )
+    .await
+    .expect_err("customers do not scan");
     assert_eq!(customer.code(), Code::PermissionDenied, "{customer:?}");
     let anonymous = door(&world)
         .get_check_in_counts(pb::GetCheckInCountsRequest {
@@ -335,7 +453,11 @@ async fn an_offline_scanner_and_an_online_gate_admit_a_ticket_once_and_the_confl
     let mut scanner = offline_scanner(&kit(&world, &admin, &event.id).await);
     let early = Utc::now() - chrono::Duration::seconds(60);
     assert!(scanner.check(&codes[0]).is_ok());
-    assert_eq!(scanner.check(&codes[0]), Err(Refusal::AlreadyUsed), "it remembers");
+    assert_eq!(
+        scanner.check(&codes[0]),
+        Err(Refusal::AlreadyUsed),
+        "it remembers"
+    );
     let early_scan = scan_id();
     // Meanwhile the online gate admits the same ticket (it cannot know),
     // and admits another before the offline scanner sees that one too.
@@ -381,7 +503,11 @@ async fn an_offline_scanner_and_an_online_gate_admit_a_ticket_once_and_the_confl
     // scan the second; the third was never contested.
     assert_admitted(&answer.scans[0]);
     assert!(answer.scans[0].offline);
-    assert_eq!(answer.scans[1].result, pb::ScanResult::Conflict as i32, "{answer:?}");
+    assert_eq!(
+        answer.scans[1].result,
+        pb::ScanResult::Conflict as i32,
+        "{answer:?}"
+    );
     assert_eq!(answer.scans[1].used_gate, online);
     assert_admitted(&answer.scans[2]);
     assert_eq!(answer.conflicts.len(), 2, "{answer:?}");
@@ -401,8 +527,14 @@ async fn an_offline_scanner_and_an_online_gate_admit_a_ticket_once_and_the_confl
     );
     assert_eq!(answer.conflicts[0].ticket, booking.tickets[0].name);
     assert_eq!(
-        time_of(answer.conflicts[0].winner.as_ref().and_then(|w| w.scan_time.as_ref()).expect("a time"))
-            .timestamp_micros(),
+        time_of(
+            answer.conflicts[0]
+                .winner
+                .as_ref()
+                .and_then(|w| w.scan_time.as_ref())
+                .expect("a time")
+        )
+        .timestamp_micros(),
         early.timestamp_micros()
     );
 
@@ -445,9 +577,10 @@ async fn an_offline_scanner_and_an_online_gate_admit_a_ticket_once_and_the_confl
 
     // Online and offline at the same moment: one admission either way, and
     // a double admission is always on the list.
+    let mut uploader = door(&world);
     let (online_scan, offline_upload) = tokio::join!(
         enter(&world, &admin, &online, &codes[3]),
-        door(&world).upload_offline_scans(with_token(
+        uploader.upload_offline_scans(with_token(
             &admin,
             pb::UploadOfflineScansRequest {
                 gate: field.clone(),
@@ -463,7 +596,11 @@ async fn an_offline_scanner_and_an_online_gate_admit_a_ticket_once_and_the_confl
     let offline_upload = offline_upload.expect("uploading").into_inner();
     let both_in = online_scan.result == pb::ScanResult::Admitted as i32;
     assert_admitted(&offline_upload.scans[0]);
-    assert_eq!(offline_upload.conflicts.len(), usize::from(both_in), "{offline_upload:?}");
+    assert_eq!(
+        offline_upload.conflicts.len(),
+        usize::from(both_in),
+        "{offline_upload:?}"
+    );
     if !both_in {
         assert_refused(&online_scan, "ALREADY_USED");
     }
@@ -476,7 +613,11 @@ async fn an_offline_scanner_and_an_online_gate_admit_a_ticket_once_and_the_confl
         .iter()
         .find(|gate| gate.gate == field)
         .expect("the offline gate's counts");
-    assert_eq!((field_counts.admitted, field_counts.conflicts), (3, 1), "{counts:?}");
+    assert_eq!(
+        (field_counts.admitted, field_counts.conflicts),
+        (3, 1),
+        "{counts:?}"
+    );
 
     // Bad uploads.
     for (scans, field_name) in [
@@ -534,7 +675,12 @@ async fn transfers(world: &World, token: &str) -> Vec<pb::TicketTransfer> {
         .transfers
 }
 
-async fn send(world: &World, token: &str, ticket: &str, email: &str) -> Result<pb::TicketTransfer, Status> {
+async fn send(
+    world: &World,
+    token: &str,
+    ticket: &str,
+    email: &str,
+) -> Result<pb::TicketTransfer, Status> {
     checkout(world)
         .create_ticket_transfer(with_token(
             token,
@@ -551,7 +697,9 @@ async fn accept(world: &World, token: &str, name: &str) -> Result<pb::TicketTran
     checkout(world)
         .accept_ticket_transfer(with_token(
             token,
-            pb::AcceptTicketTransferRequest { name: name.to_owned() },
+            pb::AcceptTicketTransferRequest {
+                name: name.to_owned(),
+            },
         ))
         .await
         .map(tonic::Response::into_inner)
@@ -561,7 +709,9 @@ async fn withdraw(world: &World, token: &str, name: &str) -> Result<pb::TicketTr
     checkout(world)
         .cancel_ticket_transfer(with_token(
             token,
-            pb::CancelTicketTransferRequest { name: name.to_owned() },
+            pb::CancelTicketTransferRequest {
+                name: name.to_owned(),
+            },
         ))
         .await
         .map(tonic::Response::into_inner)
@@ -587,9 +737,15 @@ async fn a_transfer_moves_a_ticket_and_its_code_and_only_its_parties_can_touch_i
         ("tickets/1", email_b.as_str(), "ticket"),
         (gift.name.as_str(), "", "recipient_email"),
         (gift.name.as_str(), "not an email", "recipient_email"),
-        (gift.name.as_str(), &*format!("{}@example.com", "a".repeat(250)), "recipient_email"),
+        (
+            gift.name.as_str(),
+            &*format!("{}@example.com", "a".repeat(250)),
+            "recipient_email",
+        ),
     ] {
-        let status = send(&world, &alma, ticket, email).await.expect_err("bad input");
+        let status = send(&world, &alma, ticket, email)
+            .await
+            .expect_err("bad input");
         assert_status(&status, Code::InvalidArgument, "INVALID_FIELD");
         assert_eq!(field_of(&status).as_deref(), Some(field), "{status:?}");
     }
@@ -599,7 +755,9 @@ async fn a_transfer_moves_a_ticket_and_its_code_and_only_its_parties_can_touch_i
     assert_status(&to_self, Code::FailedPrecondition, "TRANSFER_TO_SELF");
 
     // Someone else's ticket is not there for Cy.
-    let stolen = send(&world, &cy, &gift.name, &email_c).await.expect_err("not Cy's ticket");
+    let stolen = send(&world, &cy, &gift.name, &email_c)
+        .await
+        .expect_err("not Cy's ticket");
     assert_status(&stolen, Code::NotFound, "NOT_FOUND");
 
     // Alma sends it to Bo (however Bo's email is spelled).
@@ -608,39 +766,53 @@ async fn a_transfer_moves_a_ticket_and_its_code_and_only_its_parties_can_touch_i
         .expect("sending");
     assert_eq!(offer.state, pb::TransferState::Pending as i32);
     assert_eq!(offer.recipient_email, email_b.to_lowercase());
-    let twice = send(&world, &alma, &gift.name, &email_c).await.expect_err("one offer at a time");
+    let twice = send(&world, &alma, &gift.name, &email_c)
+        .await
+        .expect_err("one offer at a time");
     assert_status(&twice, Code::FailedPrecondition, "TRANSFER_PENDING");
 
     // Cy can neither see, take nor withdraw it; Bo cannot withdraw it.
     assert!(transfers(&world, &cy).await.is_empty());
     assert_status(
-        &accept(&world, &cy, &offer.name).await.expect_err("not Cy's"),
+        &accept(&world, &cy, &offer.name)
+            .await
+            .expect_err("not Cy's"),
         Code::NotFound,
         "NOT_FOUND",
     );
     assert_status(
-        &withdraw(&world, &cy, &offer.name).await.expect_err("not Cy's"),
+        &withdraw(&world, &cy, &offer.name)
+            .await
+            .expect_err("not Cy's"),
         Code::NotFound,
         "NOT_FOUND",
     );
     assert_status(
-        &withdraw(&world, &bo, &offer.name).await.expect_err("only the sender"),
+        &withdraw(&world, &bo, &offer.name)
+            .await
+            .expect_err("only the sender"),
         Code::NotFound,
         "NOT_FOUND",
     );
     assert_eq!(transfers(&world, &alma).await, vec![offer.clone()]);
     assert_eq!(transfers(&world, &bo).await, vec![offer.clone()]);
-    let bad_name = accept(&world, &bo, "transfers/1").await.expect_err("a bad name");
+    let bad_name = accept(&world, &bo, "transfers/1")
+        .await
+        .expect_err("a bad name");
     assert_status(&bad_name, Code::InvalidArgument, "INVALID_FIELD");
 
     // An offer to an address nobody holds waits; its sender withdraws it.
     let stray = send(&world, &alma, &kept.name, "nobody-here@example.com")
         .await
         .expect("an offer to anyone");
-    let withdrawn = withdraw(&world, &alma, &stray.name).await.expect("withdrawing");
+    let withdrawn = withdraw(&world, &alma, &stray.name)
+        .await
+        .expect("withdrawing");
     assert_eq!(withdrawn.state, pb::TransferState::Cancelled as i32);
     assert_status(
-        &withdraw(&world, &alma, &stray.name).await.expect_err("once"),
+        &withdraw(&world, &alma, &stray.name)
+            .await
+            .expect_err("once"),
         Code::FailedPrecondition,
         "TRANSFER_NOT_PENDING",
     );
@@ -697,13 +869,20 @@ async fn a_transfer_moves_a_ticket_and_its_code_and_only_its_parties_can_touch_i
     let mut scanner = offline_scanner(&kit(&world, &admin, &event.id).await);
     assert_eq!(scanner.check(&gift.code), Err(Refusal::Replaced));
     assert!(scanner.check(&bos[0].code).is_ok());
-    assert_refused(&enter(&world, &admin, &door_gate, &gift.code).await, "REPLACED");
+    assert_refused(
+        &enter(&world, &admin, &door_gate, &gift.code).await,
+        "REPLACED",
+    );
     assert_admitted(&enter(&world, &admin, &door_gate, &bos[0].code).await);
 
     // A used ticket goes nowhere; Alma cannot send Bo's ticket back.
-    let used = send(&world, &bo, &gift.name, &email_c).await.expect_err("already used");
+    let used = send(&world, &bo, &gift.name, &email_c)
+        .await
+        .expect_err("already used");
     assert_status(&used, Code::FailedPrecondition, "TICKET_ALREADY_USED");
-    let not_hers = send(&world, &alma, &gift.name, &email_c).await.expect_err("Bo's now");
+    let not_hers = send(&world, &alma, &gift.name, &email_c)
+        .await
+        .expect_err("Bo's now");
     assert_status(&not_hers, Code::NotFound, "NOT_FOUND");
     world.stop().await;
 }

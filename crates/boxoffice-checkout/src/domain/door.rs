@@ -89,7 +89,12 @@ impl TicketRef {
 
 /// `bookings/{booking_id}/tickets/{seat_index}`.
 pub fn parse_ticket_name(field: &str, name: &str) -> Result<TicketRef, FieldError> {
-    let bad = || FieldError::new(field, "must look like bookings/{booking_id}/tickets/{seat_index}");
+    let bad = || {
+        FieldError::new(
+            field,
+            "must look like bookings/{booking_id}/tickets/{seat_index}",
+        )
+    };
     let rest = name.strip_prefix("bookings/").ok_or_else(bad)?;
     let (booking, seat) = rest.split_once("/tickets/").ok_or_else(bad)?;
     let seat_index: u32 = seat.parse().map_err(|_| bad())?;
@@ -149,7 +154,9 @@ pub fn parse_email(field: &str, email: &str) -> Result<String, FieldError> {
         return Err(bad());
     }
     match email.split_once('@') {
-        Some((local, domain)) if !local.is_empty() && domain.contains('.') && !domain.contains('@') => {
+        Some((local, domain))
+            if !local.is_empty() && domain.contains('.') && !domain.contains('@') =>
+        {
             Ok(email.to_lowercase())
         }
         _ => Err(bad()),
@@ -316,8 +323,17 @@ mod tests {
         assert!(parse_scan_id("s", "a/b").is_err());
         assert!(parse_code("c", "").is_err());
         assert!(parse_code("c", &"a".repeat(513)).is_err());
-        assert_eq!(parse_email("e", " Ann@Example.COM ").unwrap(), "ann@example.com");
-        for bad in ["", "ann", "@example.com", "ann@localhost", "a b@example.com"] {
+        assert_eq!(
+            parse_email("e", " Ann@Example.COM ").unwrap(),
+            "ann@example.com"
+        );
+        for bad in [
+            "",
+            "ann",
+            "@example.com",
+            "ann@localhost",
+            "a b@example.com",
+        ] {
             assert!(parse_email("e", bad).is_err(), "{bad}");
         }
     }

@@ -87,7 +87,9 @@ impl TicketVerifier {
         let (payload, signature) = code.rsplit_once('.')?;
         let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
         let signature = ed25519_dalek::Signature::from_slice(&signature).ok()?;
-        self.key.verify_strict(payload.as_bytes(), &signature).ok()?;
+        self.key
+            .verify_strict(payload.as_bytes(), &signature)
+            .ok()?;
         TicketClaims::parse(payload, VERSION)
     }
 }
@@ -180,8 +182,8 @@ mod tests {
         let code = signer.sign(&claims);
         assert!(code.starts_with("bt2."));
         assert_eq!(signer.verify(&code), Some(claims.clone()));
-        let scanner = TicketVerifier::from_public_key(&signer.verifier().public_key())
-            .expect("a public key");
+        let scanner =
+            TicketVerifier::from_public_key(&signer.verifier().public_key()).expect("a public key");
         assert_eq!(scanner.verify(&code), Some(claims));
     }
 

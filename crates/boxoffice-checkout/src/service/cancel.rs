@@ -23,7 +23,11 @@ impl Checkout {
             BookingState::Confirming => return Err(CheckoutError::ConfirmationInProgress),
             BookingState::Confirmed => {
                 // A ticket given away is someone else's now: no refund for it.
-                if booking.tickets.iter().any(|ticket| ticket.holder_id.is_some()) {
+                if booking
+                    .tickets
+                    .iter()
+                    .any(|ticket| ticket.holder_id.is_some())
+                {
                     return Err(CheckoutError::TicketsTransferred);
                 }
                 let refund = domain::refund_due(

@@ -58,7 +58,10 @@ impl Checkout {
         for scan in &scans {
             records.push(self.scan(scan).await?);
         }
-        let ids: Vec<String> = records.iter().map(|record| record.scan_id.clone()).collect();
+        let ids: Vec<String> = records
+            .iter()
+            .map(|record| record.scan_id.clone())
+            .collect();
         let conflicts = self.store.conflicts_of(&ids).await?;
         Ok((records, conflicts))
     }

@@ -194,9 +194,10 @@ fn scan_from_row(row: &Row) -> DbResult<ScanRecord> {
         ("admitted", _) => ScanOutcome::Admitted,
         ("exited", _) => ScanOutcome::Exited,
         ("conflict", _) => ScanOutcome::Conflict,
-        ("refused", Some(refusal)) => ScanOutcome::Refused(Refusal::parse(refusal).ok_or_else(
-            || DbError::Internal(anyhow::anyhow!("unknown refusal {refusal}")),
-        )?),
+        ("refused", Some(refusal)) => ScanOutcome::Refused(
+            Refusal::parse(refusal)
+                .ok_or_else(|| DbError::Internal(anyhow::anyhow!("unknown refusal {refusal}")))?,
+        ),
         (other, _) => {
             return Err(DbError::Internal(anyhow::anyhow!(
                 "unexpected scan outcome {other}"
@@ -283,10 +284,7 @@ impl CheckoutStore {
     /// id seen before answers what it answered then.
     pub async fn scan(&self, input: &ScanInput) -> DbResult<Scanned> {
         let mut client = self.client().await?;
-        let transaction = client
-            .transaction()
-            .await
-            .db_context("starting a scan")?;
+        let transaction = client.transaction().await.db_context("starting a scan")?;
         let claimed = transaction
             .query_opt(
                 "INSERT INTO checkout.door_scans
@@ -379,10 +377,7 @@ impl CheckoutStore {
                 .db_context("recording a conflict")?;
         }
         let record = scan_from_row(&row)?;
-        transaction
-            .commit()
-            .await
-            .db_context("committing a scan")?;
+        transaction.commit().await.db_context("committing a scan")?;
         Ok(Scanned::Answer(record))
     }
 
@@ -430,7 +425,10 @@ impl CheckoutStore {
     /// Genuine codes of an event that admit nobody: cancelled bookings'
     /// and codes replaced by an accepted transfer. With the time the list
     /// is complete as of.
-    pub async fn revoked_codes(&self, event_id: Uuid) -> DbResult<(Vec<RevokedCode>, DateTime<Utc>)> {
+    pub async fn revoked_codes(
+        &self,
+        event_id: Uuid,
+    ) -> DbResult<(Vec<RevokedCode>, DateTime<Utc>)> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -492,7 +490,9 @@ impl CheckoutStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                &format!("{CONFLICT_SELECT} WHERE c.event_id = $1 AND c.id > $2 ORDER BY c.id LIMIT $3"),
+                &format!(
+                    "{CONFLICT_SELECT} WHERE c.event_id = $1 AND c.id > $2 ORDER BY c.id LIMIT $3"
+                ),
                 &[&event_id, &after, &limit],
             )
             .await
@@ -840,14 +840,21 @@ async fn decide(
     if nonce != Some(claims.nonce) {
         return Ok(Decision::refused(Refusal::Replaced, Some(ticket)));
     }
-    let reentry: bool = row.try_get::<_, Option<bool>>("reentry_allowed")?.unwrap_or(false);
+    let reentry: bool = row
+        .try_get::<_, Option<bool>>("reentry_allowed")?
+        .unwrap_or(false);
     let opens: Option<DateTime<Utc>> = row.try_get("doors_open_time")?;
     if opens.is_some_and(|opens| scan_time < opens) {
         return Ok(Decision::refused(Refusal::NotYetOpen, Some(ticket)));
     }
-    let ticket_params = [&claims.booking_id as &(dyn tokio_postgres::types::ToSql + Sync), &seat_index];
+    let ticket_params = [
+        &claims.booking_id as &(dyn tokio_postgres::types::ToSql + Sync),
+        &seat_index,
+    ];
     match input.direction {
-        Direction::Exit if !reentry => Ok(Decision::refused(Refusal::ReentryNotAllowed, Some(ticket))),
+        Direction::Exit if !reentry => {
+            Ok(Decision::refused(Refusal::ReentryNotAllowed, Some(ticket)))
+        }
         Direction::Exit => {
             let left = transaction
                 .execute(
@@ -917,7 +924,10 @@ async fn decide(
                 let used = if reentry {
                     (last_gate, last_time)
                 } else {
-                    (current.try_get("first_gate")?, current.try_get("first_time")?)
+                    (
+                        current.try_get("first_gate")?,
+                        current.try_get("first_time")?,
+                    )
                 };
                 return Ok(Decision {
                     outcome: ScanOutcome::Refused(Refusal::AlreadyUsed),
