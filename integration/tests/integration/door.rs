@@ -755,7 +755,7 @@ async fn a_transfer_moves_a_ticket_and_its_code_and_only_its_parties_can_touch_i
     assert_status(&to_self, Code::FailedPrecondition, "TRANSFER_TO_SELF");
 
     // Someone else's ticket is not there for Cy.
-    let stolen = send(&world, &cy, &gift.name, &email_c)
+    let stolen = send(&world, &cy, &gift.name, &email_b)
         .await
         .expect_err("not Cy's ticket");
     assert_status(&stolen, Code::NotFound, "NOT_FOUND");
