@@ -800,6 +800,28 @@ async fn export_gathers_everything_and_erasure_leaves_no_name_or_email_while_fig
     };
     let before = figures(2).await;
 
+    // Eve gives Dora her ticket: Dora's email is on the transfer, and Dora
+    // holds a ticket of Eve's booking.
+    let mut checkout = CheckoutServiceClient::new(edge.clone());
+    let offer = checkout
+        .create_ticket_transfer(with_token(
+            &eve.access_token,
+            checkout_pb::CreateTicketTransferRequest {
+                ticket: eves.tickets[0].name.clone(),
+                recipient_email: email_a.clone(),
+            },
+        ))
+        .await
+        .expect("giving a ticket")
+        .into_inner();
+    checkout
+        .accept_ticket_transfer(with_token(
+            &dora.access_token,
+            checkout_pb::AcceptTicketTransferRequest { name: offer.name },
+        ))
+        .await
+        .expect("taking it");
+
     // Erasure needs the password; Eve cannot erase Dora (nothing names her).
     let wrong = world
         .accounts(0)
@@ -833,8 +855,8 @@ async fn export_gathers_everything_and_erasure_leaves_no_name_or_email_while_fig
         .expect_err("no account any more");
     assert_eq!(gone.code(), Code::Unauthenticated);
 
-    // Checkout applies the erasure from the event: no booking or payment
-    // keeps her id; the booking itself stays, anonymised.
+    // Checkout applies the erasure from the event: no booking, payment,
+    // ticket or transfer keeps her id; the booking itself stays, anonymised.
     let client = world.db.client().await;
     eventually(Duration::from_secs(10), "checkout anonymising", || {
         let client = &client;
@@ -842,7 +864,10 @@ async fn export_gathers_everything_and_erasure_leaves_no_name_or_email_while_fig
             let left: i64 = client
                 .query_one(
                     "SELECT (SELECT count(*) FROM checkout.bookings WHERE user_id = $1)
-                          + (SELECT count(*) FROM checkout.payments WHERE user_id = $1)",
+                          + (SELECT count(*) FROM checkout.payments WHERE user_id = $1)
+                          + (SELECT count(*) FROM checkout.booking_tickets WHERE holder_id = $1)
+                          + (SELECT count(*) FROM checkout.ticket_transfers
+                             WHERE sender_id = $1 OR recipient_id = $1)",
                     &[&id_a],
                 )
                 .await
