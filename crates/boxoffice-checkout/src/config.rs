@@ -17,6 +17,7 @@ use boxoffice_runtime::config::parse_number as number;
 
 pub const ENV_INVENTORY_URL: &str = "BOXOFFICE_INVENTORY_URL";
 pub const ENV_CATALOG_URL: &str = "BOXOFFICE_CATALOG_URL";
+pub const ENV_ACCOUNTS_URL: &str = "BOXOFFICE_ACCOUNTS_URL";
 pub const ENV_WEBHOOK_LISTEN: &str = "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN";
 pub const ENV_WEBHOOK_SECRET: &str = "BOXOFFICE_CHECKOUT_WEBHOOK_SECRET";
 pub const ENV_WEBHOOK_TOLERANCE: &str = "BOXOFFICE_CHECKOUT_WEBHOOK_TOLERANCE_SECS";
@@ -159,6 +160,9 @@ pub struct CheckoutConfig {
     pub inventory_url: String,
     /// Catalog's gRPC address (the event's start time for refunds).
     pub catalog_url: String,
+    /// Accounts' gRPC address (a transfer's recipient is matched by the
+    /// email of the user accepting it). Defaults to the catalog's.
+    pub accounts_url: String,
     /// Where the payment webhook HTTP endpoint binds (port 0 allowed).
     pub webhook_listen: SocketAddr,
     /// Shared with the payment provider; signs webhooks.
@@ -192,6 +196,7 @@ impl Default for CheckoutConfig {
         Self {
             inventory_url: "http://127.0.0.1:8080".to_owned(),
             catalog_url: "http://127.0.0.1:8080".to_owned(),
+            accounts_url: "http://127.0.0.1:8080".to_owned(),
             webhook_listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             webhook_secret: Secret::new(DEV_WEBHOOK_SECRET),
             webhook_tolerance: Duration::from_secs(300),
@@ -232,6 +237,7 @@ impl CheckoutConfig {
         };
         let inventory_url = url(ENV_INVENTORY_URL, defaults.inventory_url)?;
         let catalog_url = url(ENV_CATALOG_URL, inventory_url.clone())?;
+        let accounts_url = url(ENV_ACCOUNTS_URL, catalog_url.clone())?;
         let webhook_listen = match get(ENV_WEBHOOK_LISTEN) {
             None => defaults.webhook_listen,
             Some(raw) => raw.parse().map_err(|_| ConfigError {
@@ -296,6 +302,7 @@ impl CheckoutConfig {
         Ok(Self {
             inventory_url,
             catalog_url,
+            accounts_url,
             webhook_listen,
             webhook_secret,
             webhook_tolerance: Duration::from_secs(number(

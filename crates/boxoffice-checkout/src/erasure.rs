@@ -32,7 +32,7 @@ impl ErasureHandler {
     }
 }
 
-/// Anonymises `user_id`'s bookings and payments in one transaction;
+/// Anonymises `user_id`'s bookings, payments and transfers in one transaction;
 /// returns how many bookings changed.
 pub async fn anonymise(pool: &Pool, user_id: Uuid) -> anyhow::Result<u64> {
     let mut client = pool.get().await.context("connecting")?;
@@ -53,6 +53,33 @@ pub async fn anonymise(pool: &Pool, user_id: Uuid) -> anyhow::Result<u64> {
         )
         .await
         .context("anonymising payments")?;
+    // Tickets they hold by transfer, their offers (withdrawn if still open)
+    // and the transfers they accepted (whose address was theirs).
+    transaction
+        .execute(
+            "UPDATE checkout.booking_tickets SET holder_id = $2 WHERE holder_id = $1",
+            &[&user_id, &pseudonym],
+        )
+        .await
+        .context("anonymising ticket holders")?;
+    transaction
+        .execute(
+            "UPDATE checkout.ticket_transfers SET sender_id = $2,
+                 state = CASE WHEN state = 'pending' THEN 'cancelled' ELSE state END,
+                 decided_at = coalesce(decided_at, now())
+              WHERE sender_id = $1",
+            &[&user_id, &pseudonym],
+        )
+        .await
+        .context("anonymising sent transfers")?;
+    transaction
+        .execute(
+            "UPDATE checkout.ticket_transfers SET recipient_id = $2, recipient_email = 'erased'
+              WHERE recipient_id = $1",
+            &[&user_id, &pseudonym],
+        )
+        .await
+        .context("anonymising received transfers")?;
     transaction.commit().await.context("committing")?;
     Ok(bookings)
 }

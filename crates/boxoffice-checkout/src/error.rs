@@ -28,6 +28,14 @@ pub mod reason {
     pub const REFUND_WINDOW_CLOSED: &str = "REFUND_WINDOW_CLOSED";
     pub const BOOKING_NOT_CANCELLABLE: &str = "BOOKING_NOT_CANCELLABLE";
     pub const SIMULATED_CRASH: &str = "SIMULATED_CRASH";
+    pub use boxoffice_contracts::reason::ADMIN_REQUIRED;
+    pub const SCAN_ID_REUSED: &str = "SCAN_ID_REUSED";
+    pub const TRANSFER_TO_SELF: &str = "TRANSFER_TO_SELF";
+    pub const TRANSFER_PENDING: &str = "TRANSFER_PENDING";
+    pub const TRANSFER_NOT_PENDING: &str = "TRANSFER_NOT_PENDING";
+    pub const TICKET_ALREADY_USED: &str = "TICKET_ALREADY_USED";
+    pub const TICKET_NOT_TRANSFERABLE: &str = "TICKET_NOT_TRANSFERABLE";
+    pub const TICKETS_TRANSFERRED: &str = "TICKETS_TRANSFERRED";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +81,27 @@ pub enum CheckoutError {
         reason: String,
         message: String,
     },
+    /// The door's RPCs are for admins (door staff, organisers).
+    #[error("admin role required")]
+    AdminRequired,
+    #[error("scan id reused")]
+    ScanIdReused,
+    #[error("ticket not found")]
+    TicketNotFound(String),
+    #[error("transfer not found")]
+    TransferNotFound(uuid::Uuid),
+    #[error("transfer to self")]
+    TransferToSelf,
+    #[error("the ticket has a pending transfer")]
+    TransferPending,
+    #[error("transfer is {0}")]
+    TransferNotPending(&'static str),
+    #[error("ticket already used")]
+    TicketAlreadyUsed,
+    #[error("ticket not transferable")]
+    TicketNotTransferable,
+    #[error("booking has transferred tickets")]
+    TicketsTransferred,
     /// A test's failure point stopped the request as a crash would.
     #[error("simulated crash at {0:?}")]
     Crashed(FailPoint),
@@ -179,6 +208,50 @@ impl From<CheckoutError> for Status {
                 reason,
                 message,
             } => status::with_reason(Code::from(code), &reason, message),
+            AdminRequired => status::with_reason(
+                Code::PermissionDenied,
+                reason::ADMIN_REQUIRED,
+                "the door is for admins",
+            ),
+            ScanIdReused => status::with_reason_and_metadata(
+                Code::InvalidArgument,
+                reason::SCAN_ID_REUSED,
+                "scan_id was used for another code, gate or direction",
+                HashMap::from([("field".to_owned(), "scan_id".to_owned())]),
+            ),
+            TicketNotFound(name) => status::not_found("ticket", name),
+            TransferNotFound(id) => status::not_found("transfer", id),
+            TransferToSelf => status::with_reason(
+                Code::FailedPrecondition,
+                reason::TRANSFER_TO_SELF,
+                "a ticket cannot be sent to its own holder",
+            ),
+            TransferPending => status::with_reason(
+                Code::FailedPrecondition,
+                reason::TRANSFER_PENDING,
+                "the ticket has a transfer waiting; cancel it first",
+            ),
+            TransferNotPending(state) => status::with_reason_and_metadata(
+                Code::FailedPrecondition,
+                reason::TRANSFER_NOT_PENDING,
+                format!("the transfer is {state}"),
+                HashMap::from([("state".to_owned(), state.to_owned())]),
+            ),
+            TicketAlreadyUsed => status::with_reason(
+                Code::FailedPrecondition,
+                reason::TICKET_ALREADY_USED,
+                "the ticket was already used at the door",
+            ),
+            TicketNotTransferable => status::with_reason(
+                Code::FailedPrecondition,
+                reason::TICKET_NOT_TRANSFERABLE,
+                "the ticket cannot change hands (its booking is not confirmed, or it changed hands)",
+            ),
+            TicketsTransferred => status::with_reason(
+                Code::FailedPrecondition,
+                reason::TICKETS_TRANSFERRED,
+                "a booking with tickets given away cannot be cancelled",
+            ),
             Crashed(point) => status::with_reason(
                 Code::Unavailable,
                 reason::SIMULATED_CRASH,

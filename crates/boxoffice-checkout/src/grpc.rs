@@ -13,10 +13,12 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
+use crate::domain::door::{self as door_domain, TicketRef};
 use crate::domain::ticket_code::{TicketClaims, TicketSigner};
 use crate::domain::{self, BookingState, FieldError};
 use crate::service::Checkout;
 use crate::store::BookingRecord;
+use crate::store::door::{HeldTicket, TransferRecord, TransferState};
 
 const DEFAULT_PAGE_SIZE: i32 = 20;
 const MAX_PAGE_SIZE: i32 = 100;
@@ -33,7 +35,7 @@ impl CheckoutGrpc {
     }
 }
 
-fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
+pub(crate) fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: time.timestamp(),
         nanos: time.timestamp_subsec_nanos() as i32,
@@ -79,10 +81,7 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
         currency_code: booking.currency_code.clone(),
         amount_minor,
     };
-    let nonce = match booking.state {
-        BookingState::Confirmed => booking.payment_id,
-        _ => None,
-    };
+    let confirmed = booking.state == BookingState::Confirmed;
     let mut line_items: Vec<pb::LineItem> = booking
         .tickets
         .iter()
@@ -111,9 +110,15 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
         hold: domain::hold_name(booking.event_id, booking.hold_id),
         state: state_to_pb(booking.state) as i32,
         line_items,
+        // A ticket given away is the recipient's (their ListTickets).
         tickets: booking
             .tickets
             .iter()
+            .filter(|ticket| {
+                ticket
+                    .holder_id
+                    .is_none_or(|holder| holder == booking.user_id)
+            })
             .map(|ticket| pb::Ticket {
                 seat_index: ticket.seat_index,
                 section_id: ticket
@@ -125,7 +130,10 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
                     .map(|id| id.to_string())
                     .unwrap_or_default(),
                 price: Some(money(ticket.price_minor)),
-                code: nonce
+                code: ticket
+                    .code_nonce
+                    .or(booking.payment_id)
+                    .filter(|_| confirmed)
                     .map(|nonce| {
                         signer.sign(&TicketClaims {
                             event_id: booking.event_id,
@@ -135,6 +143,13 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
                         })
                     })
                     .unwrap_or_default(),
+                name: TicketRef {
+                    booking_id: booking.id,
+                    seat_index: ticket.seat_index,
+                }
+                .name(),
+                event_id: booking.event_id.to_string(),
+                received: false,
             })
             .collect(),
         subtotal: Some(money(booking.subtotal_minor)),
@@ -153,8 +168,118 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
     }
 }
 
+fn held_ticket_to_pb(held: &HeldTicket, signer: &TicketSigner) -> pb::Ticket {
+    pb::Ticket {
+        seat_index: held.ticket.seat_index,
+        section_id: held.section_id.map(|id| id.to_string()).unwrap_or_default(),
+        price_tier_id: held
+            .price_tier_id
+            .map(|id| id.to_string())
+            .unwrap_or_default(),
+        price: Some(pb::Money {
+            currency_code: held.currency_code.clone(),
+            amount_minor: held.price_minor,
+        }),
+        code: signer.sign(&TicketClaims {
+            event_id: held.event_id,
+            booking_id: held.ticket.booking_id,
+            seat_index: held.ticket.seat_index,
+            nonce: held.nonce,
+        }),
+        name: held.ticket.name(),
+        event_id: held.event_id.to_string(),
+        received: held.received,
+    }
+}
+
+fn transfer_to_pb(transfer: &TransferRecord) -> pb::TicketTransfer {
+    pb::TicketTransfer {
+        name: door_domain::transfer_name(transfer.id),
+        ticket: transfer.ticket.name(),
+        event_id: transfer.event_id.to_string(),
+        sender_id: transfer.sender_id.to_string(),
+        recipient_email: transfer.recipient_email.clone(),
+        state: match transfer.state {
+            TransferState::Pending => pb::TransferState::Pending,
+            TransferState::Accepted => pb::TransferState::Accepted,
+            TransferState::Cancelled => pb::TransferState::Cancelled,
+        } as i32,
+        create_time: Some(timestamp(transfer.created_at)),
+        decide_time: transfer.decided_at.map(timestamp),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
+    #[instrument(skip_all)]
+    async fn list_tickets(
+        &self,
+        request: Request<pb::ListTicketsRequest>,
+    ) -> Result<Response<pb::ListTicketsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let tickets = self.checkout.held_tickets(&caller).await?;
+        Ok(Response::new(pb::ListTicketsResponse {
+            tickets: tickets
+                .iter()
+                .map(|held| held_ticket_to_pb(held, &self.signer))
+                .collect(),
+        }))
+    }
+
+    #[instrument(skip_all, fields(ticket = %request.get_ref().ticket))]
+    async fn create_ticket_transfer(
+        &self,
+        request: Request<pb::CreateTicketTransferRequest>,
+    ) -> Result<Response<pb::TicketTransfer>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let ticket =
+            door_domain::parse_ticket_name("ticket", &request.ticket).map_err(Status::from)?;
+        let email = door_domain::parse_email("recipient_email", &request.recipient_email)
+            .map_err(Status::from)?;
+        let transfer = self
+            .checkout
+            .create_transfer(&caller, ticket, email)
+            .await?;
+        Ok(Response::new(transfer_to_pb(&transfer)))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn accept_ticket_transfer(
+        &self,
+        request: Request<pb::AcceptTicketTransferRequest>,
+    ) -> Result<Response<pb::TicketTransfer>, Status> {
+        let caller = Caller::of(&request);
+        let id = door_domain::parse_transfer_name("name", &request.get_ref().name)
+            .map_err(Status::from)?;
+        let transfer = self.checkout.accept_transfer(&caller, id).await?;
+        Ok(Response::new(transfer_to_pb(&transfer)))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn cancel_ticket_transfer(
+        &self,
+        request: Request<pb::CancelTicketTransferRequest>,
+    ) -> Result<Response<pb::TicketTransfer>, Status> {
+        let caller = Caller::of(&request);
+        let id = door_domain::parse_transfer_name("name", &request.get_ref().name)
+            .map_err(Status::from)?;
+        let transfer = self.checkout.cancel_transfer(&caller, id).await?;
+        Ok(Response::new(transfer_to_pb(&transfer)))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_ticket_transfers(
+        &self,
+        request: Request<pb::ListTicketTransfersRequest>,
+    ) -> Result<Response<pb::ListTicketTransfersResponse>, Status> {
+        let caller = Caller::of(&request);
+        let transfers = self.checkout.transfers(&caller).await?;
+        Ok(Response::new(pb::ListTicketTransfersResponse {
+            transfers: transfers.iter().map(transfer_to_pb).collect(),
+        }))
+    }
+
     #[instrument(skip_all, fields(hold = %request.get_ref().hold))]
     async fn create_booking(
         &self,

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use boxoffice_contracts::checkout::v1::checkout_service_server::CheckoutServiceServer;
+use boxoffice_contracts::checkout::v1::door_service_server::DoorServiceServer;
 use boxoffice_runtime::Shutdown;
 use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
 use boxoffice_runtime::transport::{self, Transport};
@@ -16,6 +17,7 @@ use tonic::transport::Endpoint;
 
 use crate::config::CheckoutConfig;
 use crate::domain::ticket_code::TicketSigner;
+use crate::door_grpc::DoorGrpc;
 use crate::grpc::CheckoutGrpc;
 use crate::payment::stripe::StripeProvider;
 use crate::payment::{PaymentProvider, ProviderError, ProviderPayment, SimulatedProvider};
@@ -84,11 +86,12 @@ impl CheckoutComponent {
                 "checkout uses development secrets for webhooks or ticket codes; set them in production"
             );
         }
-        let (inventory, catalog) = match upstream {
-            Some(local) => (local.clone(), local),
+        let (inventory, catalog, accounts) = match upstream {
+            Some(local) => (local.clone(), local.clone(), local),
             None => (
                 lazy_channel(&checkout_config.inventory_url)?,
                 lazy_channel(&checkout_config.catalog_url)?,
+                lazy_channel(&checkout_config.accounts_url)?,
             ),
         };
         let inventory_transport = inventory.clone();
@@ -148,7 +151,7 @@ impl CheckoutComponent {
         let checkout = Arc::new(Checkout::new(
             store,
             provider,
-            Upstream::new(inventory, catalog),
+            Upstream::new(inventory, catalog).with_accounts(accounts),
             checkout_config,
         ));
         let webhook = tokio::spawn(webhook_server.run_until_stopped(shutdown.clone()));
@@ -174,6 +177,11 @@ impl CheckoutComponent {
             ))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
+        );
+        server.add_service(
+            DoorServiceServer::new(DoorGrpc::new(self.checkout.clone(), self.signer.clone()))
+                .max_decoding_message_size(boxoffice_runtime::limits::DOOR_MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
         );
     }
 

@@ -9,6 +9,8 @@
 //! and `ErrorInfo` reasons into [`InventoryRefusal`], so the use cases
 //! never compare strings.
 
+use boxoffice_contracts::accounts::v1 as accounts_pb;
+use boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient;
 use boxoffice_contracts::catalog::v1 as catalog_pb;
 use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
 use boxoffice_contracts::inventory::v1 as inventory_pb;
@@ -288,6 +290,7 @@ impl TryFrom<inventory_pb::CommitHoldResponse> for CommittedHold {
 pub struct Upstream {
     inventory: InventoryServiceClient<Transport>,
     catalog: CatalogServiceClient<Transport>,
+    accounts: AccountsServiceClient<Transport>,
     event_starts: Arc<Mutex<EventStarts>>,
 }
 
@@ -302,8 +305,35 @@ impl Upstream {
     pub fn new(inventory: Transport, catalog: Transport) -> Self {
         Self {
             inventory: InventoryServiceClient::new(inventory),
+            // Accounts is served where the catalog is unless told
+            // otherwise (`with_accounts`).
+            accounts: AccountsServiceClient::new(catalog.clone()),
             catalog: CatalogServiceClient::new(catalog),
             event_starts: Arc::default(),
+        }
+    }
+
+    /// Reaches accounts (for a caller's email) through `accounts`.
+    pub fn with_accounts(mut self, accounts: Transport) -> Self {
+        self.accounts = AccountsServiceClient::new(accounts);
+        self
+    }
+
+    /// The account email of `user`, lowercased, asked of accounts as that
+    /// user (`GetMe`); `None` for a user accounts does not know.
+    pub async fn email_of(&self, user: Uuid) -> Result<Option<String>, UpstreamError> {
+        let mut request = tonic::Request::new(accounts_pb::GetMeRequest {});
+        Caller::user(user, &[]).write_to(request.metadata_mut());
+        request.set_timeout(std::time::Duration::from_secs(10));
+        match self.accounts.clone().get_me(request).await {
+            Ok(me) => Ok(Some(me.into_inner().email.to_lowercase())),
+            Err(status) if matches!(status.code(), Code::NotFound | Code::Unauthenticated) => {
+                Ok(None)
+            }
+            Err(status) => Err(UpstreamError::Unavailable(anyhow::anyhow!(
+                "accounts answered {:?}",
+                status.code()
+            ))),
         }
     }
 

@@ -125,6 +125,27 @@ pub fn default_routes() -> Vec<RouteConfig> {
                 ("GetBooking", User),
                 ("ListBookings", User),
                 ("CancelBooking", User),
+                // Each checks that the caller holds the ticket, sent the
+                // transfer or is its recipient.
+                ("ListTickets", User),
+                ("CreateTicketTransfer", User),
+                ("AcceptTicketTransfer", User),
+                ("CancelTicketTransfer", User),
+                ("ListTicketTransfers", User),
+            ],
+        ),
+        route(
+            // Door staff and organisers.
+            "boxoffice.checkout.v1.DoorService",
+            "checkout",
+            Admin,
+            &[
+                ("RedeemTicket", Admin),
+                ("GetScannerKit", Admin),
+                ("UploadOfflineScans", Admin),
+                ("ListScanConflicts", Admin),
+                ("GetCheckInCounts", Admin),
+                ("UpdateDoorSettings", Admin),
             ],
         ),
         route(

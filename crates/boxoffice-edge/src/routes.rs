@@ -253,4 +253,39 @@ mod tests {
         assert!(table.lookup("/grpc.health.v1.Health/Check").is_none());
         assert!(table.lookup("/nonsense").is_none());
     }
+    #[test]
+    fn the_door_is_for_admins_and_transfers_for_users() {
+        let table = table();
+        for method in [
+            "RedeemTicket",
+            "GetScannerKit",
+            "UploadOfflineScans",
+            "ListScanConflicts",
+            "GetCheckInCounts",
+            "UpdateDoorSettings",
+            "SomethingNew",
+        ] {
+            let route = table
+                .lookup(&format!("/boxoffice.checkout.v1.DoorService/{method}"))
+                .unwrap();
+            assert_eq!(route.access, Access::Admin, "{method}");
+        }
+        for method in [
+            "ListTickets",
+            "CreateTicketTransfer",
+            "AcceptTicketTransfer",
+            "CancelTicketTransfer",
+            "ListTicketTransfers",
+        ] {
+            let route = table
+                .lookup(&format!("/boxoffice.checkout.v1.CheckoutService/{method}"))
+                .unwrap();
+            assert_eq!(route.access, Access::User, "{method}");
+        }
+        let max = table
+            .lookup("/boxoffice.checkout.v1.DoorService/UploadOfflineScans")
+            .unwrap()
+            .max_request_bytes;
+        assert_eq!(max, boxoffice_runtime::limits::DOOR_MAX_REQUEST_BYTES);
+    }
 }

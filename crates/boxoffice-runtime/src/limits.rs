@@ -29,6 +29,10 @@ pub const INVENTORY_MAX_REQUEST_BYTES: usize = 64 * 1024;
 /// Largest request message of `boxoffice.checkout.v1.CheckoutService`: ids,
 /// a payment method and a key.
 pub const CHECKOUT_MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// Largest request message of `boxoffice.checkout.v1.DoorService`: an
+/// offline scanner's upload of at most 500 scans (a code is at most 512
+/// characters).
+pub const DOOR_MAX_REQUEST_BYTES: usize = 512 * 1024;
 /// Largest request message of `boxoffice.accounts.v1.AccountsService`: an
 /// email, a password and a name.
 pub const ACCOUNTS_MAX_REQUEST_BYTES: usize = 16 * 1024;
@@ -48,6 +52,7 @@ pub fn max_request_bytes(service: &str) -> usize {
             INVENTORY_MAX_REQUEST_BYTES
         }
         "boxoffice.checkout.v1.CheckoutService" => CHECKOUT_MAX_REQUEST_BYTES,
+        "boxoffice.checkout.v1.DoorService" => DOOR_MAX_REQUEST_BYTES,
         "boxoffice.accounts.v1.AccountsService" => ACCOUNTS_MAX_REQUEST_BYTES,
         "boxoffice.stats.v1.StatsService" => STATS_MAX_REQUEST_BYTES,
         _ => DEFAULT_MAX_REQUEST_BYTES,

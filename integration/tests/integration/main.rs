@@ -12,6 +12,7 @@ mod checkout_crash;
 mod checkout_gateway;
 mod checkout_webhooks;
 mod discovery;
+mod door;
 mod edge;
 mod edge_world;
 mod events;

@@ -39,19 +39,21 @@ use crate::inventory::timestamp;
 
 /// How soon every edge must refuse a revoked session's tokens.
 const REVOCATION_DEADLINE: Duration = Duration::from_secs(1);
-const PASSWORD: &str = "correct horse battery";
+pub const PASSWORD: &str = "correct horse battery";
 
-struct World {
-    db: TestDb,
-    system: System,
-    shutdown: Shutdown,
-    prefix: String,
+/// A whole system with its edge (and a second edge) over a fresh database;
+/// the door's tests (`door.rs`) run in it too.
+pub struct World {
+    pub db: TestDb,
+    pub system: System,
+    pub shutdown: Shutdown,
+    pub prefix: String,
     /// The system's own edge, and a second edge instance over the network.
-    edges: [Channel; 2],
+    pub edges: [Channel; 2],
 }
 
 impl World {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let db = TestDb::new().await;
         let config = test_config(&db, &[]);
         let prefix = format!("sessions{}:", Uuid::new_v4().simple());
@@ -110,12 +112,12 @@ impl World {
         }
     }
 
-    fn accounts(&self, edge: usize) -> AccountsServiceClient<Channel> {
+    pub fn accounts(&self, edge: usize) -> AccountsServiceClient<Channel> {
         AccountsServiceClient::new(self.edges[edge].clone())
     }
 
     /// Registers a user with a unique email and name; returns (email, name, id).
-    async fn register(&self, who: &str) -> (String, String, Uuid) {
+    pub async fn register(&self, who: &str) -> (String, String, Uuid) {
         let email = format!("{who}-{}@example.com", Uuid::new_v4().simple());
         let name = format!("{who} Zq{}", Uuid::new_v4().simple());
         let user = self
@@ -131,7 +133,7 @@ impl World {
         (email, name, user.id.parse().expect("a user id"))
     }
 
-    async fn login(&self, email: &str, password: &str) -> pb::LoginResponse {
+    pub async fn login(&self, email: &str, password: &str) -> pb::LoginResponse {
         self.accounts(0)
             .login(pb::LoginRequest {
                 email: email.into(),
@@ -142,7 +144,7 @@ impl World {
             .into_inner()
     }
 
-    async fn stop(self) {
+    pub async fn stop(self) {
         self.shutdown.trigger();
         tokio::time::timeout(Duration::from_secs(30), self.system.wait())
             .await
@@ -544,7 +546,7 @@ async fn profile_email_verification_password_change_and_reset() {
 }
 
 /// Holds, books and pays for `quantity` places as `token`.
-async fn buy(
+pub async fn buy(
     world: &World,
     token: &str,
     event_id: &str,
@@ -594,6 +596,89 @@ async fn buy(
         .await
         .expect("paying")
         .into_inner()
+}
+
+/// A general-admission event of `capacity` places put on sale by the demo
+/// admin, once inventory sells it.
+pub async fn event_on_sale(world: &World, title: &str, capacity: u32) -> catalog_pb::Event {
+    let edge = world.edges[0].clone();
+    let admin = login(&mut world.accounts(0), DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let mut catalog = CatalogServiceClient::new(edge.clone());
+    let venue = catalog
+        .create_venue(with_token(
+            &admin,
+            catalog_pb::CreateVenueRequest {
+                name: format!("{title} Hall"),
+                address: Some(catalog_pb::PostalAddress {
+                    street: "1 Road".into(),
+                    city: "Leeds".into(),
+                    region: String::new(),
+                    postal_code: "LS1 1AA".into(),
+                    country_code: "GB".into(),
+                }),
+                location: None,
+                time_zone: "Europe/London".into(),
+                sections: vec![catalog_pb::SectionSpec {
+                    name: "Floor".into(),
+                    kind: catalog_pb::SectionKind::GeneralAdmission as i32,
+                    capacity,
+                    rows: vec![],
+                }],
+            },
+        ))
+        .await
+        .expect("a venue")
+        .into_inner();
+    let event = catalog
+        .create_event(with_token(
+            &admin,
+            catalog_pb::CreateEventRequest {
+                event: Some(catalog_pb::Event {
+                    title: title.into(),
+                    category: catalog_pb::Category::Concert as i32,
+                    venue_id: venue.id.clone(),
+                    start_time: Some(timestamp(30)),
+                    end_time: Some(timestamp(31)),
+                    price_tiers: vec![catalog_pb::PriceTier {
+                        name: "Floor".into(),
+                        price: Some(catalog_pb::Money {
+                            currency_code: "GBP".into(),
+                            amount_minor: 2_500,
+                        }),
+                        section_ids: vec![venue.sections[0].id.clone()],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("an event")
+        .into_inner();
+    catalog
+        .publish_event(with_token(
+            &admin,
+            catalog_pb::PublishEventRequest {
+                id: event.id.clone(),
+            },
+        ))
+        .await
+        .expect("publishing");
+    let inventory = InventoryServiceClient::new(edge.clone());
+    eventually(Duration::from_secs(20), "the event on sale", || {
+        let mut inventory = inventory.clone();
+        let event_id = event.id.clone();
+        async move {
+            inventory
+                .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
+                .await
+                .ok()
+                .filter(|availability| availability.get_ref().on_sale)
+        }
+    })
+    .await;
+
+    event
 }
 
 /// Every text-like column of every schema holding `needle`, as
@@ -646,80 +731,7 @@ async fn export_gathers_everything_and_erasure_leaves_no_name_or_email_while_fig
     let world = World::start().await;
     let edge = world.edges[0].clone();
     let admin = login(&mut world.accounts(0), DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
-    let mut catalog = CatalogServiceClient::new(edge.clone());
-    let venue = catalog
-        .create_venue(with_token(
-            &admin,
-            catalog_pb::CreateVenueRequest {
-                name: "Erasure Hall".into(),
-                address: Some(catalog_pb::PostalAddress {
-                    street: "1 Road".into(),
-                    city: "Leeds".into(),
-                    region: String::new(),
-                    postal_code: "LS1 1AA".into(),
-                    country_code: "GB".into(),
-                }),
-                location: None,
-                time_zone: "Europe/London".into(),
-                sections: vec![catalog_pb::SectionSpec {
-                    name: "Floor".into(),
-                    kind: catalog_pb::SectionKind::GeneralAdmission as i32,
-                    capacity: 10,
-                    rows: vec![],
-                }],
-            },
-        ))
-        .await
-        .expect("a venue")
-        .into_inner();
-    let event = catalog
-        .create_event(with_token(
-            &admin,
-            catalog_pb::CreateEventRequest {
-                event: Some(catalog_pb::Event {
-                    title: "Forget Me Night".into(),
-                    category: catalog_pb::Category::Concert as i32,
-                    venue_id: venue.id.clone(),
-                    start_time: Some(timestamp(30)),
-                    end_time: Some(timestamp(31)),
-                    price_tiers: vec![catalog_pb::PriceTier {
-                        name: "Floor".into(),
-                        price: Some(catalog_pb::Money {
-                            currency_code: "GBP".into(),
-                            amount_minor: 2_500,
-                        }),
-                        section_ids: vec![venue.sections[0].id.clone()],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .expect("an event")
-        .into_inner();
-    catalog
-        .publish_event(with_token(
-            &admin,
-            catalog_pb::PublishEventRequest {
-                id: event.id.clone(),
-            },
-        ))
-        .await
-        .expect("publishing");
-    let inventory = InventoryServiceClient::new(edge.clone());
-    eventually(Duration::from_secs(20), "the event on sale", || {
-        let mut inventory = inventory.clone();
-        let event_id = event.id.clone();
-        async move {
-            inventory
-                .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
-                .await
-                .ok()
-                .filter(|availability| availability.get_ref().on_sale)
-        }
-    })
-    .await;
+    let event = event_on_sale(&world, "Forget Me Night", 10).await;
 
     let (email_a, name_a, id_a) = world.register("dora").await;
     let (email_b, name_b, _) = world.register("eve").await;
@@ -788,6 +800,28 @@ async fn export_gathers_everything_and_erasure_leaves_no_name_or_email_while_fig
     };
     let before = figures(2).await;
 
+    // Eve gives Dora her ticket: Dora's email is on the transfer, and Dora
+    // holds a ticket of Eve's booking.
+    let mut checkout = CheckoutServiceClient::new(edge.clone());
+    let offer = checkout
+        .create_ticket_transfer(with_token(
+            &eve.access_token,
+            checkout_pb::CreateTicketTransferRequest {
+                ticket: eves.tickets[0].name.clone(),
+                recipient_email: email_a.clone(),
+            },
+        ))
+        .await
+        .expect("giving a ticket")
+        .into_inner();
+    checkout
+        .accept_ticket_transfer(with_token(
+            &dora.access_token,
+            checkout_pb::AcceptTicketTransferRequest { name: offer.name },
+        ))
+        .await
+        .expect("taking it");
+
     // Erasure needs the password; Eve cannot erase Dora (nothing names her).
     let wrong = world
         .accounts(0)
@@ -821,8 +855,8 @@ async fn export_gathers_everything_and_erasure_leaves_no_name_or_email_while_fig
         .expect_err("no account any more");
     assert_eq!(gone.code(), Code::Unauthenticated);
 
-    // Checkout applies the erasure from the event: no booking or payment
-    // keeps her id; the booking itself stays, anonymised.
+    // Checkout applies the erasure from the event: no booking, payment,
+    // ticket or transfer keeps her id; the booking itself stays, anonymised.
     let client = world.db.client().await;
     eventually(Duration::from_secs(10), "checkout anonymising", || {
         let client = &client;
@@ -830,7 +864,10 @@ async fn export_gathers_everything_and_erasure_leaves_no_name_or_email_while_fig
             let left: i64 = client
                 .query_one(
                     "SELECT (SELECT count(*) FROM checkout.bookings WHERE user_id = $1)
-                          + (SELECT count(*) FROM checkout.payments WHERE user_id = $1)",
+                          + (SELECT count(*) FROM checkout.payments WHERE user_id = $1)
+                          + (SELECT count(*) FROM checkout.booking_tickets WHERE holder_id = $1)
+                          + (SELECT count(*) FROM checkout.ticket_transfers
+                             WHERE sender_id = $1 OR recipient_id = $1)",
                     &[&id_a],
                 )
                 .await

@@ -1,6 +1,7 @@
 //! Checkout's rules without I/O: booking and payment states and the edges
 //! between them, pricing with fees, the refund policy, resource names.
 
+pub mod door;
 pub mod ticket_code;
 
 use chrono::{DateTime, Utc};

@@ -1,86 +1,56 @@
 //! Ticket codes: what a QR image on a ticket encodes. A code is the ticket's
-//! claims (event, booking, seat, and the sale's nonce) plus an HMAC-SHA256
-//! over them, so a scanner holding the key verifies it without asking
-//! anyone. A seat sold again belongs to another booking with another nonce,
-//! so its code changes; the old code still verifies but names a booking the
-//! scanner's list of cancelled bookings rejects.
+//! claims (event, booking, seat, and the code's nonce) plus an Ed25519
+//! signature over them, so a scanner holding only the public key verifies
+//! it without asking anyone and cannot make codes itself. The nonce is the
+//! sale's (the payment's id) until a transfer gives the ticket a new one,
+//! so a resold or transferred ticket has a new code; the old code still
+//! verifies but names a nonce the door (and the scanner's list of revoked
+//! codes) refuses.
+//!
+//! Codes of the first format (`bt1`, HMAC-SHA256 with the secret key) are
+//! still accepted online; only the server can check them.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest as _, Sha256};
 use uuid::Uuid;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// Format version, first in every code.
-const VERSION: &str = "bt1";
+/// The HMAC format, verified for codes issued before Ed25519.
+const LEGACY_VERSION: &str = "bt1";
+/// Format version, first in every code signed now.
+pub const VERSION: &str = "bt2";
+/// What a scanner kit names the signature scheme.
+pub const KEY_ALGORITHM: &str = "ed25519";
+/// Domain separation of the signing key from any other use of the secret.
+const SIGNING_KEY_CONTEXT: &[u8] = b"boxoffice.checkout.ticket-code.ed25519.v1";
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TicketClaims {
     pub event_id: Uuid,
     pub booking_id: Uuid,
     pub seat_index: u32,
-    /// Unique per sale (the id of the payment that paid for it).
+    /// Unique per code: the sale's payment id, or a transfer's new nonce.
     pub nonce: Uuid,
 }
 
 impl TicketClaims {
-    fn payload(&self) -> String {
+    fn payload(&self, version: &str) -> String {
         format!(
-            "{VERSION}.{}.{}.{}.{}",
+            "{version}.{}.{}.{}.{}",
             self.event_id.simple(),
             self.booking_id.simple(),
             self.seat_index,
             self.nonce.simple()
         )
     }
-}
 
-/// Signs and verifies ticket codes with one key.
-#[derive(Clone)]
-pub struct TicketSigner {
-    key: Vec<u8>,
-}
-
-impl std::fmt::Debug for TicketSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TicketSigner(***)")
-    }
-}
-
-impl TicketSigner {
-    pub fn new(key: &[u8]) -> Self {
-        Self { key: key.to_vec() }
-    }
-
-    fn mac(&self) -> HmacSha256 {
-        // HMAC accepts keys of every length, so this cannot fail.
-        match HmacSha256::new_from_slice(&self.key) {
-            Ok(mac) => mac,
-            Err(_) => unreachable!("hmac takes keys of any length"),
-        }
-    }
-
-    /// `bt1.{event}.{booking}.{seat}.{nonce}.{signature}`: short enough for
-    /// a QR code, readable by eye when support needs to.
-    pub fn sign(&self, claims: &TicketClaims) -> String {
-        let payload = claims.payload();
-        let mut mac = self.mac();
-        mac.update(payload.as_bytes());
-        let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
-        format!("{payload}.{signature}")
-    }
-
-    /// The claims of a genuine code; `None` for anything forged or garbled.
-    pub fn verify(&self, code: &str) -> Option<TicketClaims> {
-        let (payload, signature) = code.rsplit_once('.')?;
-        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
-        let mut mac = self.mac();
-        mac.update(payload.as_bytes());
-        mac.verify_slice(&signature).ok()?;
+    fn parse(payload: &str, version: &str) -> Option<Self> {
         let mut parts = payload.split('.');
-        if parts.next()? != VERSION {
+        if parts.next()? != version {
             return None;
         }
         let claims = TicketClaims {
@@ -90,6 +60,105 @@ impl TicketSigner {
             nonce: Uuid::parse_str(parts.next()?).ok()?,
         };
         parts.next().is_none().then_some(claims)
+    }
+}
+
+/// Verifies codes with the public key only: what an offline scanner holds.
+#[derive(Clone, Debug)]
+pub struct TicketVerifier {
+    key: VerifyingKey,
+}
+
+impl TicketVerifier {
+    /// `None` for bytes that are not an Ed25519 public key.
+    pub fn from_public_key(bytes: &[u8]) -> Option<Self> {
+        let bytes: [u8; 32] = bytes.try_into().ok()?;
+        Some(Self {
+            key: VerifyingKey::from_bytes(&bytes).ok()?,
+        })
+    }
+
+    pub fn public_key(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
+    /// The claims of a genuine code; `None` for anything forged or garbled.
+    pub fn verify(&self, code: &str) -> Option<TicketClaims> {
+        let (payload, signature) = code.rsplit_once('.')?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        let signature = ed25519_dalek::Signature::from_slice(&signature).ok()?;
+        self.key
+            .verify_strict(payload.as_bytes(), &signature)
+            .ok()?;
+        TicketClaims::parse(payload, VERSION)
+    }
+}
+
+/// Signs and verifies ticket codes with one secret.
+#[derive(Clone)]
+pub struct TicketSigner {
+    legacy_key: Vec<u8>,
+    signing: SigningKey,
+    verifier: TicketVerifier,
+}
+
+impl std::fmt::Debug for TicketSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TicketSigner(***)")
+    }
+}
+
+impl TicketSigner {
+    /// The Ed25519 key is derived from the configured secret, so every
+    /// instance signs with the same key and no new setting is needed.
+    pub fn new(key: &[u8]) -> Self {
+        let seed: [u8; 32] = Sha256::new()
+            .chain_update(SIGNING_KEY_CONTEXT)
+            .chain_update(key)
+            .finalize()
+            .into();
+        let signing = SigningKey::from_bytes(&seed);
+        let verifier = TicketVerifier {
+            key: signing.verifying_key(),
+        };
+        Self {
+            legacy_key: key.to_vec(),
+            signing,
+            verifier,
+        }
+    }
+
+    /// What scanners verify with.
+    pub fn verifier(&self) -> &TicketVerifier {
+        &self.verifier
+    }
+
+    /// `bt2.{event}.{booking}.{seat}.{nonce}.{signature}`: short enough for
+    /// a QR code, readable by eye when support needs to.
+    pub fn sign(&self, claims: &TicketClaims) -> String {
+        let payload = claims.payload(VERSION);
+        let signature = self.signing.sign(payload.as_bytes());
+        let signature = URL_SAFE_NO_PAD.encode(signature.to_bytes());
+        format!("{payload}.{signature}")
+    }
+
+    /// The claims of a genuine code of either format; `None` for anything
+    /// forged or garbled.
+    pub fn verify(&self, code: &str) -> Option<TicketClaims> {
+        if code.starts_with(LEGACY_VERSION) {
+            self.verify_legacy(code)
+        } else {
+            self.verifier.verify(code)
+        }
+    }
+
+    fn verify_legacy(&self, code: &str) -> Option<TicketClaims> {
+        let (payload, signature) = code.rsplit_once('.')?;
+        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        let mut mac = HmacSha256::new_from_slice(&self.legacy_key).ok()?;
+        mac.update(payload.as_bytes());
+        mac.verify_slice(&signature).ok()?;
+        TicketClaims::parse(payload, LEGACY_VERSION)
     }
 }
 
@@ -107,11 +176,15 @@ mod tests {
     }
 
     #[test]
-    fn codes_verify_offline() {
+    fn codes_verify_offline_with_the_public_key_alone() {
         let signer = TicketSigner::new(b"a key of some length");
         let claims = claims();
         let code = signer.sign(&claims);
-        assert_eq!(signer.verify(&code), Some(claims));
+        assert!(code.starts_with("bt2."));
+        assert_eq!(signer.verify(&code), Some(claims.clone()));
+        let scanner =
+            TicketVerifier::from_public_key(&signer.verifier().public_key()).expect("a public key");
+        assert_eq!(scanner.verify(&code), Some(claims));
     }
 
     #[test]
@@ -123,14 +196,30 @@ mod tests {
         assert_eq!(signer.verify(&tampered), None);
         assert_eq!(TicketSigner::new(b"another key").verify(&code), None);
         assert_eq!(signer.verify("garbage"), None);
+        assert_eq!(signer.verify(""), None);
     }
 
     #[test]
-    fn a_resale_changes_the_code() {
+    fn legacy_hmac_codes_still_verify_on_the_server() {
+        let key = b"a key of some length";
+        let signer = TicketSigner::new(key);
+        let claims = claims();
+        let payload = claims.payload(LEGACY_VERSION);
+        let mut mac = HmacSha256::new_from_slice(key).expect("any length");
+        mac.update(payload.as_bytes());
+        let code = format!(
+            "{payload}.{}",
+            URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+        );
+        assert_eq!(signer.verify(&code), Some(claims));
+        assert_eq!(signer.verifier().verify(&code), None, "not offline");
+    }
+
+    #[test]
+    fn a_new_nonce_changes_the_code() {
         let signer = TicketSigner::new(b"k");
         let first = claims();
         let resold = TicketClaims {
-            booking_id: Uuid::new_v4(),
             nonce: Uuid::new_v4(),
             ..first.clone()
         };

@@ -22,6 +22,14 @@ impl Checkout {
             BookingState::Pending => self.cancel_pending(&booking).await?,
             BookingState::Confirming => return Err(CheckoutError::ConfirmationInProgress),
             BookingState::Confirmed => {
+                // A ticket given away is someone else's now: no refund for it.
+                if booking
+                    .tickets
+                    .iter()
+                    .any(|ticket| ticket.holder_id.is_some())
+                {
+                    return Err(CheckoutError::TicketsTransferred);
+                }
                 let refund = domain::refund_due(
                     booking.subtotal_minor,
                     booking.event_start_time,

@@ -12,14 +12,17 @@
 //! One file per use case: `create.rs` (CreateBooking), `confirm.rs`
 //! (ConfirmBooking: authorize, sell, capture, record), `cancel.rs`
 //! (CancelBooking and its refund) and `settle.rs` (what the reconciler
-//! finishes after a crash or once a hold has run out). Reading bookings
-//! and what the use cases share live here.
+//! finishes after a crash or once a hold has run out), `door.rs` (scans at
+//! the door, offline uploads, counts) and `transfer.rs` (tickets changing
+//! hands). Reading bookings and what the use cases share live here.
 
 mod cancel;
 mod confirm;
 mod create;
+pub mod door;
 mod settle;
 mod single_flight;
+pub mod transfer;
 
 use std::sync::Arc;
 

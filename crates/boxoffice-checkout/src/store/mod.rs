@@ -1,6 +1,8 @@
 //! Where checkout keeps its state: PostgreSQL schema `checkout` (bookings,
-//! their tickets, payment attempts, webhook events).
+//! their tickets, payment attempts, webhook events, the door's scans and
+//! ticket transfers).
 
+pub mod door;
 pub mod postgres;
 pub mod recent;
 pub mod records;
@@ -36,6 +38,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 5,
         name: "event_outbox",
         sql: include_str!("migrations/0005_event_outbox.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "door",
+        sql: include_str!("migrations/0006_door.sql"),
     },
 ];
 

@@ -81,7 +81,8 @@ const BOOKING_COLUMNS: &str = "b.id, b.user_id, b.event_id, b.hold_id, b.state, 
     b.fees_minor, b.total_minor, b.refunded_minor, b.event_start_time, b.expire_time, b.payment_id,
     b.failure_reason, b.created_at, b.confirmed_at, b.cancelled_at,
     (SELECT coalesce(json_agg(json_build_object('seat_index', t.seat_index, 'section_id', t.section_id,
-                'price_tier_id', t.price_tier_id, 'price_minor', t.price_minor) ORDER BY t.seat_index), '[]'::json)
+                'price_tier_id', t.price_tier_id, 'price_minor', t.price_minor,
+                'holder_id', t.holder_id, 'code_nonce', t.code_nonce) ORDER BY t.seat_index), '[]'::json)
      FROM checkout.booking_tickets t WHERE t.booking_id = b.id) AS tickets";
 
 const PAYMENT_COLUMNS: &str =
@@ -137,7 +138,7 @@ fn payment_from_row(row: &Row) -> DbResult<PaymentRecord> {
 
 /// Prepares `sql` once per connection (deadpool keeps each connection's
 /// statement cache), so every later run is one round trip, not two.
-async fn prepared(client: &deadpool_postgres::Client, sql: &str) -> DbResult<Statement> {
+pub(super) async fn prepared(client: &deadpool_postgres::Client, sql: &str) -> DbResult<Statement> {
     client
         .prepare_cached(sql)
         .await
@@ -357,7 +358,7 @@ impl CheckoutStore {
         &self.pool
     }
 
-    async fn client(&self) -> DbResult<deadpool_postgres::Client> {
+    pub(super) async fn client(&self) -> DbResult<deadpool_postgres::Client> {
         self.pool
             .get()
             .await
@@ -998,7 +999,7 @@ impl CheckoutStore {
         let moved = client
             .execute(
                 &prepared(&client, "UPDATE checkout.bookings SET state = 'cancelling', refunded_minor = $2, updated_at = now()
-                 WHERE id = $1 AND state = 'confirmed'").await?,
+                 WHERE id = $1 AND state = 'confirmed' AND transferred_tickets = 0").await?,
                 &[&booking_id, &refund_minor],
             )
             .await

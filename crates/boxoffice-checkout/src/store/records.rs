@@ -15,6 +15,12 @@ pub struct TicketRecord {
     pub section_id: Option<Uuid>,
     pub price_tier_id: Option<Uuid>,
     pub price_minor: i64,
+    /// Set once the ticket was transferred: who holds it now.
+    #[serde(default)]
+    pub holder_id: Option<Uuid>,
+    /// Set once the ticket was transferred: its code's nonce.
+    #[serde(default)]
+    pub code_nonce: Option<Uuid>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
