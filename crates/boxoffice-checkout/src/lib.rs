@@ -9,7 +9,7 @@
 pub mod config;
 pub mod domain;
 pub mod erasure;
-pub mod error;
+mod error;
 pub mod grpc;
 pub mod payment;
 pub mod reconciler;
@@ -17,7 +17,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod upstream;
-pub mod webhook;
+mod webhook;
 
 pub use config::{CheckoutConfig, FailPoint, FailPoints};
 pub use server::CheckoutComponent;

@@ -22,5 +22,6 @@ mod search;
 mod sessions;
 mod statuses;
 mod system;
+mod system_world;
 mod waiting_room;
 mod web;
