@@ -15,7 +15,7 @@ const KEPT: usize = 256;
 
 /// A token as it would have been mailed (development only).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DeliveredToken {
+pub(crate) struct DeliveredToken {
     pub user_id: Uuid,
     pub purpose: TokenPurpose,
     pub token: String,

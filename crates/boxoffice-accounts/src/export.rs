@@ -56,7 +56,7 @@ fn booking(booking: &checkout::Booking) -> Value {
 }
 
 /// Every booking of `user`, read from checkout as that user.
-pub async fn bookings_of(
+pub(crate) async fn bookings_of(
     checkout: Option<&Transport>,
     user: &User,
 ) -> Result<Vec<Value>, AccountsError> {
@@ -96,7 +96,7 @@ pub async fn bookings_of(
     Ok(bookings)
 }
 
-pub fn document(user: &User, sessions: &[SessionRecord], bookings: Vec<Value>) -> Value {
+pub(crate) fn document(user: &User, sessions: &[SessionRecord], bookings: Vec<Value>) -> Value {
     json!({
         "format": "boxoffice.export.v1",
         "exported_at": chrono::Utc::now().to_rfc3339(),

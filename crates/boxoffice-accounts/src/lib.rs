@@ -5,17 +5,17 @@
 //! accounts can never disagree about algorithm, issuer or audience.
 
 pub mod config;
-pub mod delivery;
+mod delivery;
 pub mod domain;
 pub mod error;
-pub mod export;
+mod export;
 pub mod grpc;
-pub mod password;
-pub mod revocations;
+mod password;
+mod revocations;
 pub mod server;
 pub mod service;
 pub mod store;
-pub mod throttle;
+mod throttle;
 pub mod token;
 
 pub use config::{AccountsConfig, TokenConfig};

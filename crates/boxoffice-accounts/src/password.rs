@@ -40,7 +40,7 @@ fn verify_now(password: &str, stored: &str) -> bool {
 }
 
 /// Hashes a new password (PHC string, salt included).
-pub async fn hash(password: String) -> anyhow::Result<String> {
+pub(crate) async fn hash(password: String) -> anyhow::Result<String> {
     tokio::task::spawn_blocking(move || hash_now(&password))
         .await
         .context("password hashing task")?
@@ -48,7 +48,7 @@ pub async fn hash(password: String) -> anyhow::Result<String> {
 
 /// Checks `password` against `stored`; with no stored hash, burns the same
 /// time against a dummy hash and answers false.
-pub async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
+pub(crate) async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
     tokio::task::spawn_blocking(move || match stored {
         Some(stored) => verify_now(&password, &stored),
         None => {

@@ -22,7 +22,7 @@ use crate::error::AccountsError;
 use crate::store::AccountsStore;
 
 /// The PostgreSQL channel the revocations table's trigger notifies.
-pub const CHANNEL: &str = "accounts_revocations";
+pub(crate) const CHANNEL: &str = "accounts_revocations";
 /// Looks for revocations this often even without a notification.
 const IDLE_POLL: Duration = Duration::from_secs(2);
 /// Revocations buffered per watcher before it is cut off.

@@ -11,12 +11,12 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Failures allowed before delays start.
-pub const FREE_FAILURES: u32 = 5;
+pub(crate) const FREE_FAILURES: u32 = 5;
 /// First delay; doubles with every further failure.
-pub const BASE_DELAY: Duration = Duration::from_secs(1);
-pub const MAX_DELAY: Duration = Duration::from_secs(300);
+pub(crate) const BASE_DELAY: Duration = Duration::from_secs(1);
+pub(crate) const MAX_DELAY: Duration = Duration::from_secs(300);
 /// A quiet period after which an email's failures are forgotten.
-pub const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+pub(crate) const FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Bounds memory under a spray of random emails.
 const MAX_TRACKED: usize = 100_000;
 
@@ -28,17 +28,17 @@ struct Failures {
 }
 
 #[derive(Debug, Default)]
-pub struct LoginThrottle {
+pub(crate) struct LoginThrottle {
     failures: Mutex<HashMap<String, Failures>>,
 }
 
 impl LoginThrottle {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// `Err(wait)` when `key` must not try again yet.
-    pub fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn check(&self, key: &str, now: Instant) -> Result<(), Duration> {
         let failures = self
             .failures
             .lock()
@@ -49,7 +49,7 @@ impl LoginThrottle {
         }
     }
 
-    pub fn record_failure(&self, key: &str, now: Instant) {
+    pub(crate) fn record_failure(&self, key: &str, now: Instant) {
         let mut failures = self
             .failures
             .lock()
@@ -82,7 +82,7 @@ impl LoginThrottle {
         }
     }
 
-    pub fn record_success(&self, key: &str) {
+    pub(crate) fn record_success(&self, key: &str) {
         let mut failures = self
             .failures
             .lock()

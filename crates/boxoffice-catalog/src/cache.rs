@@ -34,13 +34,13 @@ enum Slot<V> {
     Loading(Arc<OnceCell<Loaded<V>>>),
 }
 
-pub struct ReadThroughCache<K, V> {
+pub(crate) struct ReadThroughCache<K, V> {
     slots: RwLock<HashMap<K, Slot<V>>>,
     ttl: Duration,
 }
 
 impl<K: Eq + Hash + Clone, V> ReadThroughCache<K, V> {
-    pub fn new(ttl: Duration) -> Self {
+    pub(crate) fn new(ttl: Duration) -> Self {
         Self {
             slots: RwLock::new(HashMap::new()),
             ttl,
@@ -49,7 +49,7 @@ impl<K: Eq + Hash + Clone, V> ReadThroughCache<K, V> {
 
     /// The cached value, or the result of `load` (shared with every
     /// concurrent caller for the same key).
-    pub async fn get_or_load<E, F, Fut>(&self, key: &K, load: F) -> Result<Loaded<V>, E>
+    pub(crate) async fn get_or_load<E, F, Fut>(&self, key: &K, load: F) -> Result<Loaded<V>, E>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Option<V>, E>>,
@@ -115,14 +115,14 @@ impl<K: Eq + Hash + Clone, V> ReadThroughCache<K, V> {
         }
     }
 
-    pub fn invalidate(&self, key: &K) {
+    pub(crate) fn invalidate(&self, key: &K) {
         self.slots
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .remove(key);
     }
 
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         self.slots
             .write()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -155,7 +155,7 @@ impl Change {
 /// change to `on_change`. Whenever the connection is (re)established,
 /// `on_reset` runs first: notifications sent while we were away are lost, so
 /// everything cached must be dropped.
-pub async fn listen_for_changes(
+pub(crate) async fn listen_for_changes(
     config: tokio_postgres::Config,
     shutdown: Shutdown,
     on_change: impl Fn(Change) + Send + Sync,

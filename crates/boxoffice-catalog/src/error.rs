@@ -7,12 +7,12 @@ use tonic::{Code, Status};
 use crate::domain::{FieldError, LifecycleError};
 
 /// `ErrorInfo` reasons the catalog adds to the shared ones.
-pub mod reason {
-    pub const EVENT_CANCELLED: &str = "EVENT_CANCELLED";
-    pub const EVENT_NOT_DRAFT: &str = "EVENT_NOT_DRAFT";
-    pub const EVENT_HAS_NO_PRICE_TIERS: &str = "EVENT_HAS_NO_PRICE_TIERS";
-    pub use boxoffice_contracts::reason::ADMIN_REQUIRED;
-    pub const SEARCH_NOT_AVAILABLE: &str = "SEARCH_NOT_AVAILABLE";
+pub(crate) mod reason {
+    pub(crate) const EVENT_CANCELLED: &str = "EVENT_CANCELLED";
+    pub(crate) const EVENT_NOT_DRAFT: &str = "EVENT_NOT_DRAFT";
+    pub(crate) const EVENT_HAS_NO_PRICE_TIERS: &str = "EVENT_HAS_NO_PRICE_TIERS";
+    pub(crate) use boxoffice_contracts::reason::ADMIN_REQUIRED;
+    pub(crate) const SEARCH_NOT_AVAILABLE: &str = "SEARCH_NOT_AVAILABLE";
 }
 
 #[derive(Debug, thiserror::Error)]

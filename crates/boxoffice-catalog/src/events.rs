@@ -15,7 +15,7 @@ use crate::domain::{
 };
 
 /// The catalog's stream: its schema, where its outbox lives.
-pub const PRODUCER: &str = "catalog";
+pub(crate) const PRODUCER: &str = "catalog";
 
 fn timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -55,7 +55,7 @@ fn uuid(field: &str, value: &str) -> anyhow::Result<Uuid> {
 }
 
 /// A venue and its whole seat layout.
-pub fn venue_layout(venue: &Venue, layout: &SeatLayout) -> ev::VenueLayout {
+pub(crate) fn venue_layout(venue: &Venue, layout: &SeatLayout) -> ev::VenueLayout {
     ev::VenueLayout {
         id: venue.id.to_string(),
         name: venue.name.clone(),
@@ -98,7 +98,7 @@ pub fn venue_layout(venue: &Venue, layout: &SeatLayout) -> ev::VenueLayout {
     }
 }
 
-pub fn performer_snapshot(performer: &Performer) -> ev::PerformerSnapshot {
+pub(crate) fn performer_snapshot(performer: &Performer) -> ev::PerformerSnapshot {
     ev::PerformerSnapshot {
         id: performer.id.to_string(),
         name: performer.name.clone(),
@@ -108,7 +108,7 @@ pub fn performer_snapshot(performer: &Performer) -> ev::PerformerSnapshot {
     }
 }
 
-pub fn event_snapshot(event: &Event) -> ev::EventSnapshot {
+pub(crate) fn event_snapshot(event: &Event) -> ev::EventSnapshot {
     ev::EventSnapshot {
         id: event.id.to_string(),
         title: event.title.clone(),
@@ -151,7 +151,7 @@ pub fn event_snapshot(event: &Event) -> ev::EventSnapshot {
     }
 }
 
-pub fn venue_created(venue: &Venue, layout: &SeatLayout) -> NewEvent {
+pub(crate) fn venue_created(venue: &Venue, layout: &SeatLayout) -> NewEvent {
     NewEvent::new(
         "venue",
         venue.id,
@@ -161,7 +161,7 @@ pub fn venue_created(venue: &Venue, layout: &SeatLayout) -> NewEvent {
     )
 }
 
-pub fn performer_created(performer: &Performer) -> NewEvent {
+pub(crate) fn performer_created(performer: &Performer) -> NewEvent {
     NewEvent::new(
         "performer",
         performer.id,
@@ -173,14 +173,14 @@ pub fn performer_created(performer: &Performer) -> NewEvent {
 
 /// What happened to an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventChange {
+pub(crate) enum EventChange {
     Created,
     Changed,
     Published,
     Cancelled,
 }
 
-pub fn event_changed(event: &Event, change: EventChange) -> NewEvent {
+pub(crate) fn event_changed(event: &Event, change: EventChange) -> NewEvent {
     let snapshot = Some(event_snapshot(event));
     let payload = match change {
         EventChange::Created => Payload::EventCreated(ev::EventCreated { event: snapshot }),
@@ -192,7 +192,7 @@ pub fn event_changed(event: &Event, change: EventChange) -> NewEvent {
 }
 
 /// The event snapshot an event payload carries, if it is one.
-pub fn snapshot_of(payload: &Payload) -> Option<&ev::EventSnapshot> {
+pub(crate) fn snapshot_of(payload: &Payload) -> Option<&ev::EventSnapshot> {
     match payload {
         Payload::EventCreated(ev::EventCreated { event })
         | Payload::EventChanged(ev::EventChanged { event })
@@ -203,7 +203,7 @@ pub fn snapshot_of(payload: &Payload) -> Option<&ev::EventSnapshot> {
 }
 
 /// Back to the catalog's domain event (what search documents carry).
-pub fn event_from_snapshot(snapshot: &ev::EventSnapshot) -> anyhow::Result<Event> {
+pub(crate) fn event_from_snapshot(snapshot: &ev::EventSnapshot) -> anyhow::Result<Event> {
     let venue = snapshot.venue.as_ref().context("venue missing")?;
     let location = |l: &Option<ev::LatLng>| {
         l.as_ref().map(|l| LatLng {

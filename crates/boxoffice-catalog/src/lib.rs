@@ -4,15 +4,15 @@
 //! (`boxoffice.events.v1`) through the outbox that search and inventory
 //! consume.
 
-pub mod cache;
+mod cache;
 pub mod domain;
-pub mod error;
-pub mod events;
+mod error;
+mod events;
 pub mod grpc;
 pub mod search;
-pub mod search_request;
+mod search_request;
 pub mod seed;
-pub mod server;
+mod server;
 pub mod service;
 pub mod store;
 

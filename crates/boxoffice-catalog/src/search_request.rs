@@ -11,15 +11,15 @@ use chrono::{DateTime, Utc};
 use crate::domain::{Category, FieldError, LatLng, optional_text, parse_id};
 
 /// Longest query text accepted, in characters.
-pub const QUERY_MAX_CHARS: usize = 200;
-pub const DEFAULT_PAGE_SIZE: usize = 20;
-pub const MAX_PAGE_SIZE: usize = 100;
+pub(crate) const QUERY_MAX_CHARS: usize = 200;
+pub(crate) const DEFAULT_PAGE_SIZE: usize = 20;
+pub(crate) const MAX_PAGE_SIZE: usize = 100;
 /// Largest radius accepted: half the Earth's circumference.
-pub const MAX_RADIUS_KM: f64 = 20_000.0;
+pub(crate) const MAX_RADIUS_KM: f64 = 20_000.0;
 
 /// A `SearchEventsRequest` after parsing: every field valid.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ParsedSearch {
+pub(crate) struct ParsedSearch {
     pub query: SearchQuery,
     /// Ties page tokens to the request they were issued for.
     pub fingerprint: u64,
@@ -64,7 +64,7 @@ fn fnv1a(text: &str) -> u64 {
     })
 }
 
-pub fn encode_page_token(offset: usize, fingerprint: u64) -> String {
+pub(crate) fn encode_page_token(offset: usize, fingerprint: u64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("s1.{offset}.{fingerprint:x}"))
 }
 
@@ -95,7 +95,7 @@ fn decode_page_token(token: &str, fingerprint: u64) -> Result<usize, FieldError>
 }
 
 /// Parses and checks a request; `now` decides which events have ended.
-pub fn parse_search_request(
+pub(crate) fn parse_search_request(
     request: &pb::SearchEventsRequest,
     now: DateTime<Utc>,
 ) -> Result<ParsedSearch, FieldError> {

@@ -11,7 +11,7 @@ pub mod config;
 pub mod domain;
 pub mod door_grpc;
 pub mod erasure;
-pub mod error;
+mod error;
 pub mod grpc;
 pub mod payment;
 pub mod reconciler;
@@ -19,7 +19,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod upstream;
-pub mod webhook;
+mod webhook;
 
 pub use config::{CheckoutConfig, FailPoint, FailPoints};
 pub use server::CheckoutComponent;

@@ -67,14 +67,14 @@ async fn record_batch(
     }
 }
 
-pub struct WebhookServer {
+pub(crate) struct WebhookServer {
     listener: TcpListener,
     local_addr: SocketAddr,
     receiver: Receiver,
 }
 
 impl WebhookServer {
-    pub async fn bind(
+    pub(crate) async fn bind(
         addr: SocketAddr,
         store: CheckoutStore,
         secret: &[u8],
@@ -97,16 +97,16 @@ impl WebhookServer {
         })
     }
 
-    pub fn local_addr(&self) -> SocketAddr {
+    pub(crate) fn local_addr(&self) -> SocketAddr {
         self.local_addr
     }
 
     /// The URL the provider should post to.
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}{WEBHOOK_PATH}", self.local_addr)
     }
 
-    pub async fn run_until_stopped(self, shutdown: Shutdown) {
+    pub(crate) async fn run_until_stopped(self, shutdown: Shutdown) {
         loop {
             let accepted = tokio::select! {
                 () = shutdown.cancelled() => return,

@@ -1,10 +1,11 @@
 //! The wire contracts of boxoffice: one module per protobuf package, generated
 //! from `proto/` by the workspace's `build.rs`, plus the vocabulary more than
-//! one service speaks ([`reason`]s in `ErrorInfo`, caller [`role`]s).
+//! one service speaks ([`reason`]s in `ErrorInfo`, caller [`role`]s, webhook [`signature`]s).
 
 pub mod codec;
 pub mod reason;
 pub mod role;
+pub mod signature;
 
 /// Serialized `FileDescriptorSet` of every boxoffice proto, served by gRPC
 /// reflection so `grpcurl` and `buf curl` can discover the API.

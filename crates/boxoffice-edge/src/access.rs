@@ -68,7 +68,7 @@ fn route(
 }
 
 /// The public surface of ARCHITECTURE.md, classified.
-pub fn default_routes() -> Vec<RouteConfig> {
+pub(crate) fn default_routes() -> Vec<RouteConfig> {
     use Access::{Admin, Internal, Public, User};
     vec![
         route(

@@ -34,12 +34,12 @@ use uuid::Uuid;
 use crate::revocation::Revocations;
 
 /// Verified tokens kept, edge-wide (a few hundred bytes each).
-pub const TOKEN_CACHE_CAPACITY: usize = 32 * 1024;
+pub(crate) const TOKEN_CACHE_CAPACITY: usize = 32 * 1024;
 const SHARDS: usize = 16;
 
 /// A verified caller, as the proxy needs it.
 #[derive(Debug)]
-pub struct Identity {
+pub(crate) struct Identity {
     pub user_id: Uuid,
     pub is_admin: bool,
     /// Unix seconds.
@@ -79,7 +79,7 @@ impl Identity {
 
     /// Whether the token has expired by `now` (unix seconds), with the same
     /// leeway the verifier grants.
-    pub fn is_expired(&self, now: u64) -> bool {
+    pub(crate) fn is_expired(&self, now: u64) -> bool {
         self.expires_at.saturating_add(LEEWAY_SECS) < now
     }
 }
@@ -90,7 +90,7 @@ struct Shard {
     old: HashMap<Box<str>, Arc<Identity>>,
 }
 
-pub struct Authenticator {
+pub(crate) struct Authenticator {
     verifier: TokenVerifier,
     shards: Box<[RwLock<Shard>]>,
     generation_size: usize,
@@ -99,11 +99,11 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    pub fn new(verifier: TokenVerifier) -> Self {
+    pub(crate) fn new(verifier: TokenVerifier) -> Self {
         Self::with_capacity(verifier, TOKEN_CACHE_CAPACITY)
     }
 
-    pub fn with_capacity(verifier: TokenVerifier, capacity: usize) -> Self {
+    pub(crate) fn with_capacity(verifier: TokenVerifier, capacity: usize) -> Self {
         Self {
             verifier,
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
@@ -115,16 +115,16 @@ impl Authenticator {
     }
 
     /// Refuses tokens whose session is in `revocations`.
-    pub fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
+    pub(crate) fn with_revocations(mut self, revocations: Arc<Revocations>) -> Self {
         self.revocations = Some(revocations);
         self
     }
 
-    pub fn disable_revocations(&mut self) {
+    pub(crate) fn disable_revocations(&mut self) {
         self.revocations = None;
     }
 
-    pub fn revocations(&self) -> Option<&Arc<Revocations>> {
+    pub(crate) fn revocations(&self) -> Option<&Arc<Revocations>> {
         self.revocations.as_ref()
     }
 
@@ -148,7 +148,7 @@ impl Authenticator {
 
     /// The caller a bearer token proves, from the cache when it verified
     /// before. `now` is unix seconds.
-    pub fn authenticate(&self, token: &str, now: u64) -> Result<Arc<Identity>, TokenError> {
+    pub(crate) fn authenticate(&self, token: &str, now: u64) -> Result<Arc<Identity>, TokenError> {
         let shard = &self.shards[(self.hasher.hash_one(token) as usize) % SHARDS];
         let young = shard
             .read()
@@ -208,7 +208,8 @@ impl Authenticator {
     }
 
     /// Tokens held (tests).
-    pub fn cached(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> usize {
         self.shards
             .iter()
             .map(|shard| {

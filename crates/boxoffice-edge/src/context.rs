@@ -7,12 +7,12 @@ use std::time::Duration;
 use http::HeaderValue;
 use rand::RngCore as _;
 
-pub const REQUEST_ID: &str = "x-request-id";
-pub const TRACEPARENT: &str = "traceparent";
-pub const GRPC_TIMEOUT: &str = "grpc-timeout";
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+pub(crate) const TRACEPARENT: &str = "traceparent";
+pub(crate) const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 /// The client's request id when it is short and plain, else a new one.
-pub fn request_id(sent: Option<&HeaderValue>) -> HeaderValue {
+pub(crate) fn request_id(sent: Option<&HeaderValue>) -> HeaderValue {
     if let Some(value) = sent {
         let bytes = value.as_bytes();
         if !bytes.is_empty()
@@ -56,7 +56,7 @@ const TRACEPARENT_LEN: usize = 55;
 /// The `traceparent` to send upstream: the caller's trace with a new span
 /// id for this hop, or a new sampled trace when the caller sent none (or a
 /// malformed one).
-pub fn traceparent(sent: Option<&HeaderValue>) -> HeaderValue {
+pub(crate) fn traceparent(sent: Option<&HeaderValue>) -> HeaderValue {
     let mut rng = rand::rng();
     let mut out = *b"00-00000000000000000000000000000000-0000000000000000-01";
     let parsed = sent.and_then(|value| {
@@ -90,7 +90,7 @@ pub fn traceparent(sent: Option<&HeaderValue>) -> HeaderValue {
 }
 
 /// Parses `grpc-timeout` (`<up to 8 digits><H|M|S|m|u|n>`).
-pub fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
+pub(crate) fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
     let text = value.to_str().ok()?;
     if text.len() < 2 || text.len() > 9 {
         return None;
@@ -113,7 +113,7 @@ pub fn parse_grpc_timeout(value: &HeaderValue) -> Option<Duration> {
 /// budget is never longer than the edge's, and at most 1 ms shorter): calls
 /// made around the same time then send the same value, which HPACK encodes
 /// as a one-byte index into its table instead of a fresh literal per call.
-pub fn format_grpc_timeout(timeout: Duration) -> HeaderValue {
+pub(crate) fn format_grpc_timeout(timeout: Duration) -> HeaderValue {
     let (amount, unit) = if timeout < Duration::from_secs(1) {
         // Under 1,000,000: fits in 8 digits.
         (timeout.subsec_micros().max(1), b'u')

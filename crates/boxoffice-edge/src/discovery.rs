@@ -20,7 +20,7 @@ const QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// One configured upstream.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     /// `ip:port`: one instance, never re-resolved.
     Address(SocketAddr),
     /// `name:port`: as many instances as the name has addresses.
@@ -29,7 +29,7 @@ pub enum Target {
 
 impl Target {
     /// `host:port` as configured (validated by the configuration already).
-    pub fn parse(authority: &str) -> Option<Self> {
+    pub(crate) fn parse(authority: &str) -> Option<Self> {
         if let Ok(address) = authority.parse::<SocketAddr>() {
             return Some(Self::Address(address));
         }
@@ -44,7 +44,7 @@ impl Target {
 
 /// Who answers names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Resolver {
+pub(crate) enum Resolver {
     /// The operating system's resolver.
     System,
     /// This DNS server, asked directly.
@@ -55,7 +55,7 @@ impl Resolver {
     /// Every instance address of `targets` (sorted), or `None` when a name
     /// could not be resolved or resolved to nothing this round: a failed
     /// lookup must never empty a cluster that still works.
-    pub async fn resolve(&self, targets: &[Target]) -> Option<BTreeSet<SocketAddr>> {
+    pub(crate) async fn resolve(&self, targets: &[Target]) -> Option<BTreeSet<SocketAddr>> {
         let mut all = BTreeSet::new();
         for target in targets {
             match target {
@@ -87,7 +87,7 @@ impl Resolver {
 }
 
 /// Asks `server` for the A records of `name` (one UDP exchange).
-pub async fn query_a(server: SocketAddr, name: &str) -> std::io::Result<Vec<Ipv4Addr>> {
+pub(crate) async fn query_a(server: SocketAddr, name: &str) -> std::io::Result<Vec<Ipv4Addr>> {
     let bind: SocketAddr = if server.is_ipv4() {
         (Ipv4Addr::UNSPECIFIED, 0).into()
     } else {
@@ -116,7 +116,7 @@ fn invalid(what: &str) -> std::io::Error {
 }
 
 /// A standard query (recursion desired) for `name`'s A records.
-pub fn encode_query(id: u16, name: &str) -> std::io::Result<Vec<u8>> {
+pub(crate) fn encode_query(id: u16, name: &str) -> std::io::Result<Vec<u8>> {
     let mut packet = Vec::with_capacity(32 + name.len());
     packet.extend_from_slice(&id.to_be_bytes());
     packet.extend_from_slice(&[0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0]);
@@ -159,7 +159,7 @@ fn u16_at(packet: &[u8], at: usize) -> std::io::Result<u16> {
 
 /// The A records of an answer to query `id`; `None` for another id's.
 /// A name that does not exist (NXDOMAIN) is an empty answer.
-pub fn decode_answer(id: u16, packet: &[u8]) -> std::io::Result<Option<Vec<Ipv4Addr>>> {
+pub(crate) fn decode_answer(id: u16, packet: &[u8]) -> std::io::Result<Option<Vec<Ipv4Addr>>> {
     if packet.len() < 12 {
         return Err(invalid("truncated header"));
     }

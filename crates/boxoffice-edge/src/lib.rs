@@ -14,19 +14,19 @@
 //! `server` (the listeners; plain gRPC skips the browser layers), `web` (the
 //! web app's files for GET/HEAD).
 
-pub mod access;
-pub mod auth;
+mod access;
+mod auth;
 pub mod config;
-pub mod context;
-pub mod discovery;
-pub mod limits;
-pub mod metrics;
-pub mod proxy;
-pub mod revocation;
+mod context;
+mod discovery;
+mod limits;
+mod metrics;
+mod proxy;
+mod revocation;
 pub mod routes;
 pub mod server;
-pub mod upstream;
-pub mod web;
+mod upstream;
+mod web;
 
 pub use config::EdgeConfig;
 pub use server::{Edge, EdgeHandle, EndpointStats};

@@ -17,14 +17,14 @@ struct Bucket {
     updated: Instant,
 }
 
-pub struct RateLimiter<K> {
+pub(crate) struct RateLimiter<K> {
     limit: RateLimit,
     shards: Vec<Mutex<HashMap<K, Bucket>>>,
     hasher: RandomState,
 }
 
 impl<K: Hash + Eq + Clone> RateLimiter<K> {
-    pub fn new(limit: RateLimit) -> Self {
+    pub(crate) fn new(limit: RateLimit) -> Self {
         Self {
             limit,
             shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
@@ -33,7 +33,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
     }
 
     /// Takes one token; `Err(wait)` says when the next one is due.
-    pub fn take(&self, key: &K, now: Instant) -> Result<(), Duration> {
+    pub(crate) fn take(&self, key: &K, now: Instant) -> Result<(), Duration> {
         if self.limit.is_off() {
             return Ok(());
         }
@@ -60,7 +60,7 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
 
     /// Drops buckets that have refilled completely: they behave exactly
     /// like a fresh bucket.
-    pub fn sweep(&self, now: Instant) {
+    pub(crate) fn sweep(&self, now: Instant) {
         if self.limit.is_off() {
             return;
         }
@@ -73,7 +73,8 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
         }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|shard| {
@@ -83,10 +84,6 @@ impl<K: Hash + Eq + Clone> RateLimiter<K> {
                     .len()
             })
             .sum()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -123,7 +120,7 @@ mod tests {
         let start = Instant::now();
         limiter.take(&1, start).unwrap();
         limiter.sweep(start + Duration::from_secs(1));
-        assert!(limiter.is_empty());
+        assert_eq!(limiter.len(), 0);
         let off = RateLimiter::new(RateLimit {
             per_second: 0.0,
             burst: 0.0,

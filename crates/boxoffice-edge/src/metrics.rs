@@ -39,7 +39,7 @@ impl MethodStats {
     }
 }
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     methods: Vec<MethodStats>,
     /// Requests that matched no route (and local services).
     other: MethodStats,
@@ -50,7 +50,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(routes: &RouteTable) -> Self {
+    pub(crate) fn new(routes: &RouteTable) -> Self {
         Self {
             methods: routes
                 .methods()
@@ -65,7 +65,7 @@ impl Metrics {
         }
     }
 
-    pub fn record(&self, method: Option<usize>, code: i32, duration: Duration) {
+    pub(crate) fn record(&self, method: Option<usize>, code: i32, duration: Duration) {
         let stats = method
             .and_then(|index| self.methods.get(index))
             .unwrap_or(&self.other);
@@ -85,7 +85,7 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition format.
-    pub fn render(&self, clusters: &[Arc<Cluster>]) -> String {
+    pub(crate) fn render(&self, clusters: &[Arc<Cluster>]) -> String {
         let mut out = String::with_capacity(16 * 1024);
         out.push_str("# HELP boxoffice_edge_requests_total Requests through the edge by method and gRPC code.\n");
         out.push_str("# TYPE boxoffice_edge_requests_total counter\n");
@@ -217,4 +217,4 @@ impl Metrics {
     }
 }
 
-pub use boxoffice_runtime::metrics::code_name;
+pub(crate) use boxoffice_runtime::metrics::code_name;

@@ -45,19 +45,17 @@ use crate::routes::{Access, MethodRoute, RouteTable};
 use crate::upstream::{Cluster, ClusterSlot, Endpoint, Outstanding};
 
 /// `ErrorInfo` reasons the edge answers with.
-pub mod reason {
-    pub const UNKNOWN_METHOD: &str = "UNKNOWN_METHOD";
-    pub const TOKEN_INVALID: &str = "TOKEN_INVALID";
-    pub const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
-    pub use boxoffice_contracts::reason::{ADMIN_REQUIRED, LOGIN_REQUIRED};
-    pub const SESSION_REVOKED: &str = "SESSION_REVOKED";
-    pub const RATE_LIMITED: &str = "RATE_LIMITED";
-    pub const UPSTREAM_OVERLOADED: &str = "UPSTREAM_OVERLOADED";
-    pub const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
-    pub const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
-    pub const MESSAGE_TOO_LARGE: &str = boxoffice_runtime::status::reason::MESSAGE_TOO_LARGE;
-    pub const HEADERS_TOO_LARGE: &str = boxoffice_runtime::status::reason::HEADERS_TOO_LARGE;
-    pub const NOT_GRPC: &str = "NOT_GRPC";
+pub(crate) mod reason {
+    pub(crate) const UNKNOWN_METHOD: &str = "UNKNOWN_METHOD";
+    pub(crate) const TOKEN_INVALID: &str = "TOKEN_INVALID";
+    pub(crate) const TOKEN_EXPIRED: &str = "TOKEN_EXPIRED";
+    pub(crate) use boxoffice_contracts::reason::{ADMIN_REQUIRED, LOGIN_REQUIRED};
+    pub(crate) const SESSION_REVOKED: &str = "SESSION_REVOKED";
+    pub(crate) const RATE_LIMITED: &str = "RATE_LIMITED";
+    pub(crate) const UPSTREAM_OVERLOADED: &str = "UPSTREAM_OVERLOADED";
+    pub(crate) const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
+    pub(crate) const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
+    pub(crate) const NOT_GRPC: &str = "NOT_GRPC";
 }
 
 /// Every header a client might use to claim an identity. Anything under
@@ -77,18 +75,18 @@ const SESSION: HeaderName = HeaderName::from_static(SESSION_ID_HEADER);
 /// The client's TCP peer, set per connection (grpc-web requests carry it
 /// through the CORS and translation layers as an extension).
 #[derive(Clone, Copy, Debug)]
-pub struct PeerAddr(pub SocketAddr);
+pub(crate) struct PeerAddr(pub SocketAddr);
 
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-pub struct Limits {
+pub(crate) struct Limits {
     pub default_timeout: Duration,
     pub max_timeout: Duration,
     pub max_message_bytes: usize,
     pub access_log: bool,
 }
 
-pub struct EdgeState {
+pub(crate) struct EdgeState {
     pub routes: RouteTable,
     pub clusters: Vec<Arc<Cluster>>,
     pub auth: Authenticator,
@@ -380,7 +378,7 @@ impl Rejection {
 
 /// Serves one call. `B` is the client's request body: hyper's own for
 /// plain gRPC, or the grpc-web translation's.
-pub async fn handle<B>(
+pub(crate) async fn handle<B>(
     state: Arc<EdgeState>,
     peer: Option<SocketAddr>,
     request: Request<B>,
@@ -1012,7 +1010,7 @@ where
 // hyper's per-stream task; boxing it would cost an allocation per call.
 #[allow(clippy::large_enum_variant)]
 #[derive(Default)]
-pub enum ResponseBody {
+pub(crate) enum ResponseBody {
     /// Nothing: trailers-only answers (every rejection).
     #[default]
     Empty,
@@ -1063,7 +1061,7 @@ impl Body for ResponseBody {
 /// upstream that dies mid-stream into a clean `UNAVAILABLE` instead of a
 /// reset, and finishes the call record when the body ends or the client
 /// goes away.
-pub struct ObservedBody {
+pub(crate) struct ObservedBody {
     inner: Answer,
     /// Set once the last frame (trailers, or the closing `UNAVAILABLE`) went out.
     finished: bool,
@@ -1179,7 +1177,7 @@ impl ObservedBody {
 
 /// Whether a request can take the direct path (no CORS, no grpc-web
 /// translation): plain gRPC over HTTP/2 from a non-browser client.
-pub fn is_plain_grpc<B>(request: &Request<B>) -> bool {
+pub(crate) fn is_plain_grpc<B>(request: &Request<B>) -> bool {
     request.version() == Version::HTTP_2
         && request.method() == Method::POST
         && !request.headers().contains_key(header::ORIGIN)

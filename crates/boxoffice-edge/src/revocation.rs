@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 const SHARDS: usize = 16;
 
-pub struct Revocations {
+pub(crate) struct Revocations {
     epoch: AtomicU64,
     connected: AtomicBool,
     /// Session id → unix seconds after which it can be forgotten.
@@ -43,7 +43,7 @@ impl Default for Revocations {
 }
 
 impl Revocations {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             // Never 0, so a fresh identity (epoch 0) is always checked once.
             epoch: AtomicU64::new(1),
@@ -57,18 +57,18 @@ impl Revocations {
         &self.shards[(self.hasher.hash_one(session) as usize) % SHARDS]
     }
 
-    pub fn epoch(&self) -> u64 {
+    pub(crate) fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::Acquire)
     }
 
-    pub fn is_revoked(&self, session: &Uuid) -> bool {
+    pub(crate) fn is_revoked(&self, session: &Uuid) -> bool {
         self.shard(session)
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .contains_key(session)
     }
 
-    pub fn revoke(&self, session: Uuid, forget_at: u64) {
+    pub(crate) fn revoke(&self, session: Uuid, forget_at: u64) {
         let inserted = self
             .shard(&session)
             .write()
@@ -82,7 +82,7 @@ impl Revocations {
     }
 
     /// Drops revocations whose tokens have all expired by `now` (unix s).
-    pub fn forget_expired(&self, now: u64) {
+    pub(crate) fn forget_expired(&self, now: u64) {
         for shard in self.shards.iter() {
             shard
                 .write()
@@ -91,7 +91,7 @@ impl Revocations {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.shards
             .iter()
             .map(|shard| {
@@ -103,19 +103,15 @@ impl Revocations {
             .sum()
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Whether the feed is connected right now.
-    pub fn is_connected(&self) -> bool {
+    pub(crate) fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Relaxed)
     }
 }
 
 /// Follows accounts' revocation feed until shutdown, reconnecting with a
 /// backoff; forgets expired revocations once a minute.
-pub async fn follow(
+pub(crate) async fn follow(
     revocations: std::sync::Arc<Revocations>,
     accounts: Transport,
     shutdown: Shutdown,

@@ -41,11 +41,11 @@ use boxoffice_runtime::transport::Transport;
 
 /// Opening a new connection beats queueing behind a busy one past this
 /// (servers usually allow 100–200 concurrent streams per connection).
-pub const STREAMS_PER_CONNECTION: usize = 100;
-pub const MAX_CONNECTIONS_PER_ENDPOINT: usize = 256;
+pub(crate) const STREAMS_PER_CONNECTION: usize = 100;
+pub(crate) const MAX_CONNECTIONS_PER_ENDPOINT: usize = 256;
 /// Connections kept per endpoint even when lightly loaded: one connection's
 /// I/O runs on one task, which would make a single core the ceiling.
-pub const MIN_CONNECTIONS_PER_ENDPOINT: usize = 2;
+pub(crate) const MIN_CONNECTIONS_PER_ENDPOINT: usize = 2;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,7 +67,7 @@ impl Connection {
 }
 
 /// One instance of a service.
-pub struct Endpoint {
+pub(crate) struct Endpoint {
     pub authority: String,
     /// `authority`, parsed once for every request's URI.
     pub uri_authority: Authority,
@@ -91,18 +91,18 @@ pub struct Endpoint {
 }
 
 /// A request slot on an endpoint connection, released on drop.
-pub struct Outstanding {
+pub(crate) struct Outstanding {
     endpoint: Arc<Endpoint>,
     connection: Arc<Connection>,
 }
 
 impl Outstanding {
-    pub fn endpoint(&self) -> &Arc<Endpoint> {
+    pub(crate) fn endpoint(&self) -> &Arc<Endpoint> {
         &self.endpoint
     }
 
     /// Takes this connection out of rotation (it refused new streams).
-    pub fn retire_connection(&self) {
+    pub(crate) fn retire_connection(&self) {
         self.connection.closed.store(true, Ordering::Relaxed);
     }
 }
@@ -143,15 +143,15 @@ impl Endpoint {
         }
     }
 
-    pub fn is_retired(&self) -> bool {
+    pub(crate) fn is_retired(&self) -> bool {
         self.retired.load(Ordering::Relaxed)
     }
 
-    pub fn is_healthy(&self) -> bool {
+    pub(crate) fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::Relaxed)
     }
 
-    pub fn outstanding(&self) -> usize {
+    pub(crate) fn outstanding(&self) -> usize {
         self.outstanding.load(Ordering::Relaxed)
     }
 
@@ -168,7 +168,7 @@ impl Endpoint {
 
     /// Passive ejection: a transport failure takes the endpoint out of
     /// rotation until its health watch says SERVING again.
-    pub fn report_transport_failure(&self) {
+    pub(crate) fn report_transport_failure(&self) {
         self.failures.fetch_add(1, Ordering::Relaxed);
         self.set_healthy(false);
         self.recheck.notify_one();
@@ -206,7 +206,7 @@ impl Endpoint {
     }
 
     /// A connection with room for one more request, dialing if needed.
-    pub async fn connection(
+    pub(crate) async fn connection(
         self: &Arc<Self>,
     ) -> std::io::Result<(h2::client::SendRequest<Bytes>, Outstanding)> {
         let connection = match self.pick_connection() {
@@ -306,7 +306,7 @@ impl Endpoint {
 }
 
 /// A named set of endpoints with a cap on concurrent requests.
-pub struct Cluster {
+pub(crate) struct Cluster {
     pub name: String,
     /// The current instances; see [`Cluster::endpoints`].
     endpoints: RwLock<Arc<[Arc<Endpoint>]>>,
@@ -326,7 +326,7 @@ pub struct Cluster {
 }
 
 /// A slot in a cluster's concurrency cap, released on drop.
-pub struct ClusterSlot {
+pub(crate) struct ClusterSlot {
     cluster: Arc<Cluster>,
 }
 
@@ -337,7 +337,7 @@ impl Drop for ClusterSlot {
 }
 
 impl Cluster {
-    pub fn new(name: &str, config: &ClusterConfig, default_max_concurrent: usize) -> Self {
+    pub(crate) fn new(name: &str, config: &ClusterConfig, default_max_concurrent: usize) -> Self {
         let on_change = Arc::new(Notify::new());
         let resolve_now = Arc::new(Notify::new());
         Self {
@@ -375,13 +375,13 @@ impl Cluster {
         }
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 
     /// The instances now: a request picks from one snapshot for all its
     /// attempts (indexes are into it).
-    pub fn endpoints(&self) -> Arc<[Arc<Endpoint>]> {
+    pub(crate) fn endpoints(&self) -> Arc<[Arc<Endpoint>]> {
         self.endpoints
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -389,7 +389,7 @@ impl Cluster {
     }
 
     /// Whether any configured upstream is a name to resolve.
-    pub fn has_names(&self) -> bool {
+    pub(crate) fn has_names(&self) -> bool {
         self.targets
             .iter()
             .any(|target| matches!(target, Target::Name { .. }))
@@ -443,7 +443,7 @@ impl Cluster {
     /// Resolves the cluster's names now and then (every `interval`, and at
     /// most every `interval / 10` after a connection failure asks), until
     /// shutdown. A round that cannot resolve a name changes nothing.
-    pub fn spawn_discovery(
+    pub(crate) fn spawn_discovery(
         self: &Arc<Self>,
         resolver: Resolver,
         interval: Duration,
@@ -483,7 +483,7 @@ impl Cluster {
     }
 
     /// Takes a slot, or `None` at the cap (answered at once, never queued).
-    pub fn try_acquire(self: &Arc<Self>) -> Option<ClusterSlot> {
+    pub(crate) fn try_acquire(self: &Arc<Self>) -> Option<ClusterSlot> {
         let previous = self.in_flight.fetch_add(1, Ordering::AcqRel);
         if previous >= self.max_concurrent {
             self.in_flight.fetch_sub(1, Ordering::AcqRel);
@@ -495,7 +495,7 @@ impl Cluster {
         })
     }
 
-    pub fn healthy_count(&self) -> usize {
+    pub(crate) fn healthy_count(&self) -> usize {
         self.endpoints()
             .iter()
             .filter(|endpoint| endpoint.is_healthy())
@@ -506,7 +506,7 @@ impl Cluster {
     /// none is healthy, every endpoint is tried ("panic mode", as Envoy
     /// does): a health checker that is wrong must not turn a working service
     /// off, and a dead endpoint fails fast on connect anyway.
-    pub fn pick(&self, endpoints: &[Arc<Endpoint>], exclude: &[usize]) -> Option<usize> {
+    pub(crate) fn pick(&self, endpoints: &[Arc<Endpoint>], exclude: &[usize]) -> Option<usize> {
         let allowed = |index: usize| !exclude.contains(&index);
         let healthy = |index: usize| allowed(index) && endpoints[index].is_healthy();
         let mut count = (0..endpoints.len()).filter(|i| healthy(*i)).count();
@@ -543,7 +543,7 @@ impl Cluster {
     }
 
     /// Starts one health watch per endpoint.
-    pub fn spawn_health_checks(self: &Arc<Self>, shutdown: &Shutdown) {
+    pub(crate) fn spawn_health_checks(self: &Arc<Self>, shutdown: &Shutdown) {
         for endpoint in self.endpoints().iter() {
             tokio::spawn(watch_health(
                 endpoint.clone(),

@@ -39,13 +39,13 @@ struct WebFile {
 }
 
 /// The app's files, by path relative to the build directory (`/` separated).
-pub struct WebFiles {
+pub(crate) struct WebFiles {
     files: HashMap<String, WebFile>,
 }
 
 impl WebFiles {
     /// Reads every file under `dir`; it must hold an `index.html`.
-    pub fn load(dir: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn load(dir: &Path) -> anyhow::Result<Self> {
         let mut files = HashMap::new();
         let mut total = 0u64;
         let mut pending = vec![(dir.to_path_buf(), String::new())];
@@ -82,22 +82,14 @@ impl WebFiles {
         Ok(Self { files })
     }
 
-    pub fn len(&self) -> usize {
-        self.files.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.files.is_empty()
-    }
-
     /// Whether this request is for the app rather than the API.
-    pub fn wants<B>(request: &Request<B>) -> bool {
+    pub(crate) fn wants<B>(request: &Request<B>) -> bool {
         (request.method() == Method::GET || request.method() == Method::HEAD)
             && !looks_like_rpc(request.uri().path())
     }
 
     /// Answers a request [`WebFiles::wants`].
-    pub fn respond<B>(&self, request: &Request<B>) -> Response<ResponseBody> {
+    pub(crate) fn respond<B>(&self, request: &Request<B>) -> Response<ResponseBody> {
         let path = request.uri().path().trim_start_matches('/');
         let key = if path.is_empty() { "index.html" } else { path };
         let file = match self.files.get(key) {

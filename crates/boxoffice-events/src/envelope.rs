@@ -41,7 +41,7 @@ impl NewEvent {
 
 /// The payload's full protobuf message name, as written into
 /// `Envelope.event_type`.
-pub fn event_type(payload: &Payload) -> &'static str {
+pub(crate) fn event_type(payload: &Payload) -> &'static str {
     match payload {
         Payload::VenueCreated(_) => "boxoffice.events.v1.VenueCreated",
         Payload::VenueChanged(_) => "boxoffice.events.v1.VenueChanged",
@@ -65,11 +65,11 @@ pub fn event_type(payload: &Payload) -> &'static str {
 }
 
 /// The newest contract version this build understands.
-pub const KNOWN_CONTRACT_VERSION: i32 = pb::ContractVersion::V1 as i32;
+pub(crate) const KNOWN_CONTRACT_VERSION: i32 = pb::ContractVersion::V1 as i32;
 
 /// What a consumer does with the bytes it received.
 #[derive(Debug)]
-pub enum Classified {
+pub(crate) enum Classified {
     /// Readable, of a known type: for the handler.
     Known(Envelope),
     /// Readable envelope, payload type this build does not know (a newer
@@ -82,7 +82,7 @@ pub enum Classified {
     Unreadable(String),
 }
 
-pub fn classify(bytes: &[u8]) -> Classified {
+pub(crate) fn classify(bytes: &[u8]) -> Classified {
     match Envelope::decode(bytes) {
         Err(error) => Classified::Unreadable(format!("not an envelope: {error}")),
         Ok(envelope) if envelope.contract_version > KNOWN_CONTRACT_VERSION => {

@@ -21,12 +21,12 @@
 //!
 //! No service-specific code lives here.
 
-pub mod consumer;
-pub mod envelope;
+mod consumer;
+mod envelope;
 mod group;
 mod lease;
 pub mod metrics;
-pub mod nats;
+mod nats;
 pub mod outbox;
 pub mod postgres;
 

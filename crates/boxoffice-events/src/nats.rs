@@ -43,7 +43,7 @@ use crate::lease::Lease;
 use crate::outbox::{channel, check_identifier};
 
 /// The stream events go to unless `BOXOFFICE_NATS_STREAM` names another.
-pub const DEFAULT_STREAM: &str = "BOXOFFICE_EVENTS";
+pub(crate) const DEFAULT_STREAM: &str = "BOXOFFICE_EVENTS";
 
 /// A JetStream stream carrying every producer's events.
 #[derive(Clone)]

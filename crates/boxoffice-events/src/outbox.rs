@@ -80,6 +80,24 @@ pub fn outbox_ddl(producer: &str) -> anyhow::Result<String> {
     ))
 }
 
+/// Whether a producer's migration `sql` begins by creating exactly the
+/// tables [`outbox_ddl`] describes (comments and layout aside): a service
+/// keeps its outbox in a frozen migration of its own, and its tests hold
+/// that migration to the library's with this.
+pub fn migration_creates_outbox(sql: &str, producer: &str) -> bool {
+    fn words(sql: &str) -> Vec<&str> {
+        sql.lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .flat_map(str::split_whitespace)
+            .collect()
+    }
+    let Ok(library) = outbox_ddl(producer) else {
+        return false;
+    };
+    let (created, expected) = (words(sql), words(&library));
+    created.len() >= expected.len() && created[..expected.len()] == expected[..]
+}
+
 /// Creates the producer's outbox tables when missing (idempotent; safe for
 /// replicas starting together).
 pub async fn install(pool: &deadpool_postgres::Pool, producer: &str) -> anyhow::Result<()> {

@@ -17,17 +17,11 @@ use boxoffice_events::{
     Received, Relay, Transport,
 };
 use boxoffice_runtime::Shutdown;
-use boxoffice_runtime::config::Secret;
 use prost::Message as _;
 use uuid::Uuid;
 
 const PRODUCER: &str = "shop";
 const CONSUMER: &str = "reader";
-
-fn postgres_server_url() -> String {
-    std::env::var("BOXOFFICE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
 
 fn nats_url() -> String {
     std::env::var(boxoffice_events::ENV_NATS_URL)
@@ -36,63 +30,26 @@ fn nats_url() -> String {
         .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned())
 }
 
-/// A database of its own for one test, dropped at the end (even on panic).
+/// A database of its own for one test (the runtime's test database,
+/// dropped with it), with the producer's outbox installed.
 struct TestDb {
-    name: String,
+    /// Held for its drop, which drops the database.
+    _db: boxoffice_runtime::test_util::TestDb,
     pool: deadpool_postgres::Pool,
     config: tokio_postgres::Config,
 }
 
 impl TestDb {
     async fn new() -> Self {
-        let server_url = postgres_server_url();
-        let name = format!("boxoffice_events_test_{}", Uuid::new_v4().simple());
-        let (client, connection) = tokio_postgres::connect(&server_url, tokio_postgres::NoTls)
-            .await
-            .expect("PostgreSQL must be running for the tests (scripts/services)");
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("creating a test database");
-        let mut config: tokio_postgres::Config = server_url.parse().expect("test server url");
-        config.dbname(&name);
-        let url = match server_url.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/{name}"),
-            None => panic!("the test server url names no database"),
-        };
-        let pool = boxoffice_runtime::postgres::pool(&Secret::new(url), 16).expect("test pool");
-        boxoffice_events::outbox::install(&pool, PRODUCER)
+        let db = boxoffice_runtime::test_util::TestDb::new().await;
+        let config: tokio_postgres::Config = db.url.expose().parse().expect("test database url");
+        boxoffice_events::outbox::install(&db.pool, PRODUCER)
             .await
             .expect("installing the outbox");
-        Self { name, pool, config }
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        self.pool.close();
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .ok()?;
-            runtime.block_on(async move {
-                let (client, connection) =
-                    tokio_postgres::connect(&postgres_server_url(), tokio_postgres::NoTls)
-                        .await
-                        .ok()?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-                    .ok()
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Some(()))) {
-            eprintln!("could not drop test database {}", self.name);
+        Self {
+            pool: db.pool.clone(),
+            config,
+            _db: db,
         }
     }
 }

@@ -14,25 +14,25 @@ use crate::domain::{FieldError, SeatRequestError};
 
 /// `ErrorInfo` reasons inventory adds to the shared ones; those other
 /// services read are defined in the contracts crate.
-pub mod reason {
-    pub use boxoffice_contracts::reason::{
+pub(crate) mod reason {
+    pub(crate) use boxoffice_contracts::reason::{
         HOLD_ALREADY_COMMITTED, HOLD_EXPIRED, HOLD_NOT_FOUND, HOLD_RELEASED, SEAT_UNAVAILABLE,
         SERVICE_ROLE_REQUIRED,
     };
 
-    pub const EVENT_NOT_FOUND: &str = "EVENT_NOT_FOUND";
-    pub const EVENT_NOT_ON_SALE: &str = "EVENT_NOT_ON_SALE";
-    pub const SEAT_OUT_OF_RANGE: &str = "SEAT_OUT_OF_RANGE";
-    pub const SEAT_NOT_FOR_SALE: &str = "SEAT_NOT_FOR_SALE";
-    pub const DUPLICATE_SEAT: &str = "DUPLICATE_SEAT";
-    pub const TOO_MANY_SEATS: &str = "TOO_MANY_SEATS";
-    pub const TOO_MANY_HOLDS: &str = "TOO_MANY_HOLDS";
-    pub const NO_SEATS_MATCH: &str = "NO_SEATS_MATCH";
-    pub const ADMISSION_REQUIRED: &str = "ADMISSION_REQUIRED";
-    pub const ADMISSION_TOKEN_INVALID: &str = "ADMISSION_TOKEN_INVALID";
-    pub const ADMISSION_TOKEN_EXPIRED: &str = "ADMISSION_TOKEN_EXPIRED";
-    pub const WAITING_ROOM_OFF: &str = "WAITING_ROOM_OFF";
-    pub const NOT_IN_QUEUE: &str = "NOT_IN_QUEUE";
+    pub(crate) const EVENT_NOT_FOUND: &str = "EVENT_NOT_FOUND";
+    pub(crate) const EVENT_NOT_ON_SALE: &str = "EVENT_NOT_ON_SALE";
+    pub(crate) const SEAT_OUT_OF_RANGE: &str = "SEAT_OUT_OF_RANGE";
+    pub(crate) const SEAT_NOT_FOR_SALE: &str = "SEAT_NOT_FOR_SALE";
+    pub(crate) const DUPLICATE_SEAT: &str = "DUPLICATE_SEAT";
+    pub(crate) const TOO_MANY_SEATS: &str = "TOO_MANY_SEATS";
+    pub(crate) const TOO_MANY_HOLDS: &str = "TOO_MANY_HOLDS";
+    pub(crate) const NO_SEATS_MATCH: &str = "NO_SEATS_MATCH";
+    pub(crate) const ADMISSION_REQUIRED: &str = "ADMISSION_REQUIRED";
+    pub(crate) const ADMISSION_TOKEN_INVALID: &str = "ADMISSION_TOKEN_INVALID";
+    pub(crate) const ADMISSION_TOKEN_EXPIRED: &str = "ADMISSION_TOKEN_EXPIRED";
+    pub(crate) const WAITING_ROOM_OFF: &str = "WAITING_ROOM_OFF";
+    pub(crate) const NOT_IN_QUEUE: &str = "NOT_IN_QUEUE";
 }
 
 #[derive(Debug, thiserror::Error)]

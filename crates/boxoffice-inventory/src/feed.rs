@@ -26,11 +26,11 @@ use crate::service::Inventory;
 use crate::store::postgres::{FeedEffect, apply_catalog_event, save_venue_layout, venue_layout};
 
 /// The consumer group's name.
-pub const GROUP: &str = "inventory-tickets";
+pub(crate) const GROUP: &str = "inventory-tickets";
 /// The stream it reads.
-pub const CATALOG: &str = "catalog";
+pub(crate) const CATALOG: &str = "catalog";
 
-pub struct CatalogFeed {
+pub(crate) struct CatalogFeed {
     inventory: Arc<Inventory>,
     pool: Pool,
 }
@@ -64,7 +64,7 @@ impl From<tokio_postgres::Error> for FeedError {
 }
 
 impl CatalogFeed {
-    pub fn new(inventory: Arc<Inventory>, pool: Pool) -> Self {
+    pub(crate) fn new(inventory: Arc<Inventory>, pool: Pool) -> Self {
         Self { inventory, pool }
     }
 
@@ -161,7 +161,7 @@ fn uuid(field: &str, value: &str) -> anyhow::Result<Uuid> {
 
 /// A venue's layout from its published form. The catalog draws venues with
 /// the stage at (0, 0), so a seat's distance from the origin ranks it.
-pub fn parse_venue(venue: &ev::VenueLayout) -> anyhow::Result<VenueLayout> {
+pub(crate) fn parse_venue(venue: &ev::VenueLayout) -> anyhow::Result<VenueLayout> {
     let sections = venue
         .sections
         .iter()
@@ -202,7 +202,7 @@ pub fn parse_venue(venue: &ev::VenueLayout) -> anyhow::Result<VenueLayout> {
 }
 
 /// What selling needs from an event snapshot.
-pub fn parse_event(event: &ev::EventSnapshot) -> anyhow::Result<EventForSale> {
+pub(crate) fn parse_event(event: &ev::EventSnapshot) -> anyhow::Result<EventForSale> {
     let status = match ev::EventStatus::try_from(event.status) {
         Ok(ev::EventStatus::Draft) => CatalogStatus::Draft,
         Ok(ev::EventStatus::Published) => CatalogStatus::Published,

@@ -9,17 +9,18 @@
 mod commit;
 pub mod config;
 pub mod domain;
-pub mod error;
-pub mod feed;
+mod error;
+mod feed;
 pub mod grpc;
 pub mod server;
 pub mod service;
-pub mod snapshots;
+mod snapshots;
 pub mod store;
-pub mod sweeper;
-pub mod waiting_room;
+mod sweeper;
+mod waiting_room;
 pub mod waiting_room_grpc;
-pub mod watch_hub;
+mod watch_hub;
 
 pub use config::InventoryConfig;
 pub use server::InventoryComponent;
+pub use sweeper::render as sweeper_metrics;

@@ -23,7 +23,7 @@ use crate::error::InventoryError;
 use crate::store::redis::Snapshot;
 
 /// How old a read a hold may decide from.
-pub const HOLD_VIEW_MAX_AGE: Duration = Duration::from_millis(50);
+pub(crate) const HOLD_VIEW_MAX_AGE: Duration = Duration::from_millis(50);
 /// Reads of one event in flight at once. One more than a single flight, so a
 /// caller rarely waits for a read that started before it arrived, yet under
 /// load every read serves everyone who arrived while the others ran.
@@ -83,7 +83,7 @@ impl Fetched {
 
 /// A read with this process's own changes since it started.
 #[derive(Debug)]
-pub struct View {
+pub(crate) struct View {
     pub base: Arc<Fetched>,
     /// Taken in the read, plus seats this process is holding or has held
     /// since, minus seats it released since.
@@ -98,7 +98,7 @@ pub struct View {
 impl View {
     /// The seats among `seats` that are surely unavailable: sold, or held by
     /// a live hold, and not released here since the read.
-    pub fn surely_taken(&self, seats: &[u32]) -> Vec<u32> {
+    pub(crate) fn surely_taken(&self, seats: &[u32]) -> Vec<u32> {
         let held_live = self.base.held_bits_live();
         let snapshot = &self.base.snapshot;
         seats
@@ -114,7 +114,7 @@ impl View {
 
 /// Every event's snapshots in this process.
 #[derive(Default)]
-pub struct SnapshotCache {
+pub(crate) struct SnapshotCache {
     events: Mutex<HashMap<Uuid, Arc<EventSnapshots>>>,
 }
 
@@ -210,7 +210,7 @@ impl SnapshotCache {
     /// A view whose read started at or after `since` (and after the last
     /// invalidation): the current one, one being read, or a new read by
     /// `fetch` when no read in flight started late enough.
-    pub async fn read<F, Fut>(
+    pub(crate) async fn read<F, Fut>(
         &self,
         event_id: Uuid,
         since: Instant,
@@ -300,7 +300,7 @@ impl SnapshotCache {
 
     /// Makes every later read wait for a new snapshot: something changed
     /// that the overlay does not describe.
-    pub fn invalidate(&self, event_id: Uuid) {
+    pub(crate) fn invalidate(&self, event_id: Uuid) {
         let entry = self.entry(event_id);
         lock(&entry.state).stale_before = Some(Instant::now());
     }
@@ -309,7 +309,7 @@ impl SnapshotCache {
     /// its other requests choose others. `None` when one of them is taken
     /// in the current view (another request claimed it since the caller
     /// looked): choose again.
-    pub fn claim(&self, event_id: Uuid, seats: &[u32]) -> Option<Claim> {
+    pub(crate) fn claim(&self, event_id: Uuid, seats: &[u32]) -> Option<Claim> {
         let entry = self.entry(event_id);
         let id = {
             let mut state = lock(&entry.state);
@@ -347,7 +347,7 @@ impl SnapshotCache {
     }
 
     /// Seats this process just released: free in its view from now on.
-    pub fn released(&self, event_id: Uuid, seats: &[u32]) {
+    pub(crate) fn released(&self, event_id: Uuid, seats: &[u32]) {
         let entry = self.entry(event_id);
         let mut state = lock(&entry.state);
         let id = state.next_id;
@@ -364,13 +364,23 @@ impl SnapshotCache {
     }
 
     /// Whether `query` is known to match nothing in `view`.
-    pub fn known_no_match(&self, event_id: Uuid, view: &View, query: &BestAvailableQuery) -> bool {
+    pub(crate) fn known_no_match(
+        &self,
+        event_id: Uuid,
+        view: &View,
+        query: &BestAvailableQuery,
+    ) -> bool {
         let entry = self.entry(event_id);
         let state = lock(&entry.state);
         state.generation == view.generation && state.no_match.contains(query)
     }
 
-    pub fn remember_no_match(&self, event_id: Uuid, view: &View, query: &BestAvailableQuery) {
+    pub(crate) fn remember_no_match(
+        &self,
+        event_id: Uuid,
+        view: &View,
+        query: &BestAvailableQuery,
+    ) {
         let entry = self.entry(event_id);
         let mut state = lock(&entry.state);
         if state.generation == view.generation
@@ -403,7 +413,7 @@ impl Drop for ReadInFlight<'_> {
 }
 
 /// Seats claimed in this process's view for a hold in flight.
-pub struct Claim {
+pub(crate) struct Claim {
     entry: Arc<EventSnapshots>,
     id: u64,
     settled: bool,
@@ -412,12 +422,12 @@ pub struct Claim {
 impl Claim {
     /// The hold was made, or the seats were someone else's: they stay taken
     /// in the view until a read shows them.
-    pub fn kept(mut self) {
+    pub(crate) fn kept(mut self) {
         self.settle(true);
     }
 
     /// The hold was refused for another reason: the seats come back.
-    pub fn dropped(mut self) {
+    pub(crate) fn dropped(mut self) {
         self.settle(false);
     }
 

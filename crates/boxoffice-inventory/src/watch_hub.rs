@@ -20,7 +20,7 @@ use crate::domain::{Change, ChangesOutcome};
 use crate::error::InventoryError;
 
 /// Changes one read of the change stream takes at most.
-pub const CHANGES_PER_READ: u32 = 500;
+pub(crate) const CHANGES_PER_READ: u32 = 500;
 /// Batches buffered per event before a slow stream must catch up itself.
 const BROADCAST_BUFFER: usize = 64;
 
@@ -150,7 +150,7 @@ async fn poll(hub: Arc<WatchHub>, event_id: Uuid, sender: broadcast::Sender<Arc<
 }
 
 /// A stream id (`ms-seq`) as numbers, to order cursors.
-pub fn stream_position(id: &str) -> Option<(u64, u64)> {
+pub(crate) fn stream_position(id: &str) -> Option<(u64, u64)> {
     let (ms, seq) = id.split_once('-')?;
     Some((ms.parse().ok()?, seq.parse().ok()?))
 }
@@ -158,7 +158,7 @@ pub fn stream_position(id: &str) -> Option<(u64, u64)> {
 /// The changes of `batch` a stream at (`epoch`, `last`) has not seen, or
 /// `None` when the batch does not start at or before `last` in its epoch
 /// (the stream must catch up itself).
-pub fn unseen<'a>(batch: &'a Batch, epoch: &str, last: &str) -> Option<&'a [Change]> {
+pub(crate) fn unseen<'a>(batch: &'a Batch, epoch: &str, last: &str) -> Option<&'a [Change]> {
     let Batch::Changes {
         epoch: batch_epoch,
         after,

@@ -201,7 +201,7 @@ fn unexpected_state(intent: &Intent, action: &str) -> (StatusCode, Value) {
 }
 
 /// A PaymentIntent as Stripe answers it.
-pub fn intent_json(intent: &Intent, expand_charge: bool) -> Value {
+pub(crate) fn intent_json(intent: &Intent, expand_charge: bool) -> Value {
     let latest_charge = match (&intent.charge, expand_charge) {
         (None, _) => Value::Null,
         (Some(charge), false) => Value::String(charge.id.clone()),

@@ -10,10 +10,10 @@
 //! page the buyer authenticates on (`/authenticate/{id}`), anything else
 //! authorizes.
 
-pub mod api;
+mod api;
 pub mod config;
-pub mod ledger;
-pub mod webhooks;
+mod ledger;
+mod webhooks;
 
 pub use api::Paysim;
 pub use config::PaysimConfig;

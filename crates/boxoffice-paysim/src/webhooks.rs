@@ -7,40 +7,26 @@
 
 use std::time::Duration;
 
-use hmac::{Hmac, Mac};
 use rand::Rng as _;
-use sha2::Sha256;
 use tokio::sync::mpsc;
 
+pub(crate) use boxoffice_contracts::signature::sign;
+
 /// The header Stripe signs webhooks in.
-pub const SIGNATURE_HEADER: &str = "stripe-signature";
+pub(crate) const SIGNATURE_HEADER: &str = "stripe-signature";
 /// Deliveries of one event are attempted this many times at most.
 const MAX_DELIVERY_ATTEMPTS: u32 = 8;
 
-/// The signature header for `body` sent at `timestamp`.
-pub fn sign(secret: &[u8], timestamp: i64, body: &[u8]) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret) {
-        Ok(mac) => mac,
-        Err(_) => unreachable!("hmac takes keys of any length"),
-    };
-    mac.update(timestamp.to_string().as_bytes());
-    mac.update(b".");
-    mac.update(body);
-    let digest = mac.finalize().into_bytes();
-    let hex: String = digest.iter().map(|byte| format!("{byte:02x}")).collect();
-    format!("t={timestamp},v1={hex}")
-}
-
 /// One event for one endpoint.
 #[derive(Debug)]
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub url: String,
     pub body: Vec<u8>,
     pub event_id: String,
 }
 
 #[derive(Clone, Debug)]
-pub struct DeliveryOptions {
+pub(crate) struct DeliveryOptions {
     pub secret: Vec<u8>,
     pub duplicate_percent: u8,
     pub max_delay: Duration,
@@ -48,7 +34,7 @@ pub struct DeliveryOptions {
 
 /// Starts the delivery task; events sent to the answer are delivered until
 /// the sender is dropped.
-pub fn start(options: DeliveryOptions) -> mpsc::UnboundedSender<Delivery> {
+pub(crate) fn start(options: DeliveryOptions) -> mpsc::UnboundedSender<Delivery> {
     let (sender, mut deliveries) = mpsc::unbounded_channel::<Delivery>();
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))

@@ -15,7 +15,7 @@ pub mod limits;
 pub mod metrics;
 pub mod postgres;
 pub mod server;
-pub mod shutdown;
+mod shutdown;
 pub mod status;
 pub mod telemetry;
 #[cfg(feature = "test-util")]

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 /// The only status buyers ever find.
-pub const STATUS_PUBLISHED: &str = "published";
+pub(crate) const STATUS_PUBLISHED: &str = "published";
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct GeoPoint {

@@ -11,11 +11,11 @@
 //! so that paging is stable.
 
 pub mod config;
-pub mod document;
+mod document;
 pub mod embedded;
 pub mod meilisearch;
 pub mod query;
-pub mod text;
+mod text;
 
 use std::sync::Arc;
 

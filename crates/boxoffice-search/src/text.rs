@@ -6,8 +6,8 @@
 /// Marks the start of a matched word inside a highlight (a private-use
 /// character: it cannot clash with HTML or with any title, see
 /// [`strip_markers`]).
-pub const HIGHLIGHT_START: char = '\u{E000}';
-pub const HIGHLIGHT_END: char = '\u{E001}';
+pub(crate) const HIGHLIGHT_START: char = '\u{E000}';
+pub(crate) const HIGHLIGHT_END: char = '\u{E001}';
 
 /// Most words of a query that are searched; later ones are ignored
 /// (Meilisearch's own limit is ten).
@@ -15,11 +15,11 @@ pub const MAX_QUERY_WORDS: usize = 10;
 
 /// Words this long (in UTF-8 bytes) or longer are noise: the embedded engine
 /// indexes none, so no query looks for one.
-pub const MAX_WORD_BYTES: usize = 40;
+pub(crate) const MAX_WORD_BYTES: usize = 40;
 
 /// Whether `c` belongs to a word. Everything else (spaces, punctuation,
 /// quotes, `-`, symbols) only separates words.
-pub fn is_word_char(c: char) -> bool {
+pub(crate) fn is_word_char(c: char) -> bool {
     c.is_alphanumeric()
 }
 
@@ -32,7 +32,7 @@ pub fn is_word_char(c: char) -> bool {
 /// is not a phrase and `tour -live` does not exclude `live` — every word
 /// must still match, in any order. At most [`MAX_QUERY_WORDS`] words count,
 /// and words of [`MAX_WORD_BYTES`] or more are skipped.
-pub fn query_words(text: &str) -> Vec<&str> {
+pub(crate) fn query_words(text: &str) -> Vec<&str> {
     text.split(|c: char| !is_word_char(c))
         .filter(|word| !word.is_empty() && word.len() < MAX_WORD_BYTES)
         .take(MAX_QUERY_WORDS)
@@ -43,7 +43,7 @@ pub fn query_words(text: &str) -> Vec<&str> {
 /// on its own: `<Tanab>e` becomes `<Tanabe>`, and a span over `New York`
 /// becomes `<New> <York>`. Separators are never marked. Both engines
 /// answer highlights in this shape.
-pub fn whole_word_highlights(marked: &str) -> String {
+pub(crate) fn whole_word_highlights(marked: &str) -> String {
     // The text without markers, and for each of its chars whether a
     // highlight covered it.
     let mut text: Vec<char> = Vec::with_capacity(marked.len());
@@ -86,7 +86,7 @@ pub fn whole_word_highlights(marked: &str) -> String {
 
 /// Typos a query word of this many characters may have: none below five, one
 /// from five, two from nine (Meilisearch's defaults, so both engines agree).
-pub fn typo_budget(chars: usize) -> u8 {
+pub(crate) fn typo_budget(chars: usize) -> u8 {
     match chars {
         0..=4 => 0,
         5..=8 => 1,
@@ -95,7 +95,7 @@ pub fn typo_budget(chars: usize) -> u8 {
 }
 
 /// Removes highlight markers from text that is about to be indexed.
-pub fn strip_markers(text: &str) -> String {
+pub(crate) fn strip_markers(text: &str) -> String {
     text.chars()
         .filter(|c| *c != HIGHLIGHT_START && *c != HIGHLIGHT_END)
         .collect()
@@ -103,7 +103,7 @@ pub fn strip_markers(text: &str) -> String {
 
 /// Edit distance counting an insertion, deletion, substitution or swap of
 /// two neighbours as one edit (optimal string alignment).
-pub fn edit_distance(a: &[char], b: &[char]) -> usize {
+pub(crate) fn edit_distance(a: &[char], b: &[char]) -> usize {
     let width = b.len() + 1;
     let mut rows = vec![0usize; (a.len() + 1) * width];
     for (j, cell) in rows.iter_mut().take(width).enumerate() {
@@ -127,7 +127,7 @@ pub fn edit_distance(a: &[char], b: &[char]) -> usize {
 
 /// Whether `word` (folded) matches the folded query word `query` within its
 /// typo budget; the last query word also matches as a prefix.
-pub fn word_matches(word: &str, query: &str, is_last: bool) -> bool {
+pub(crate) fn word_matches(word: &str, query: &str, is_last: bool) -> bool {
     if word == query || (is_last && word.starts_with(query)) {
         return true;
     }

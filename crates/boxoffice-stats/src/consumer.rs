@@ -14,10 +14,10 @@ use uuid::Uuid;
 use crate::store::SCHEMA;
 
 /// The consumer group's name.
-pub const GROUP: &str = "stats";
+pub(crate) const GROUP: &str = "stats";
 
 /// The producers whose events the statistics are made of.
-pub const STREAMS: &[&str] = &["catalog", "inventory", "checkout"];
+pub(crate) const STREAMS: &[&str] = &["catalog", "inventory", "checkout"];
 
 /// One event, read into what it changes here.
 #[derive(Debug)]
@@ -532,12 +532,12 @@ fn unavailable(error: &anyhow::Error) -> bool {
 }
 
 /// Applies events to the statistics tables.
-pub struct StatsHandler {
+pub(crate) struct StatsHandler {
     pool: Pool,
 }
 
 impl StatsHandler {
-    pub fn new(pool: Pool) -> Self {
+    pub(crate) fn new(pool: Pool) -> Self {
         Self { pool }
     }
 

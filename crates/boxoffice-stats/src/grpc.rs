@@ -22,10 +22,10 @@ use uuid::Uuid;
 use crate::store::{EventFigures, Section, StatsStore, Takings};
 
 /// Largest page of `ListEventStats`.
-pub const MAX_PAGE_SIZE: i32 = 100;
+pub(crate) const MAX_PAGE_SIZE: i32 = 100;
 const DEFAULT_PAGE_SIZE: i32 = 20;
 
-pub struct StatsGrpc {
+pub(crate) struct StatsGrpc {
     store: StatsStore,
     inventory: InventoryServiceClient<Transport>,
     /// How often `WatchEventStats` looks for changes.
@@ -106,7 +106,7 @@ fn count_in(section: &Section, bitmap: &[u8]) -> u32 {
 
 /// The contract's view of `figures`, with `held` (inventory's bitmap of
 /// held seats; empty when unknown).
-pub fn event_stats(figures: &EventFigures, held: &[u8]) -> pb::EventStats {
+pub(crate) fn event_stats(figures: &EventFigures, held: &[u8]) -> pb::EventStats {
     let mut sold_in: Vec<u32> = vec![0; figures.sections.len()];
     for seat in &figures.sold {
         if let Some(place) = figures.sections.iter().position(|s| s.contains(*seat)) {
@@ -198,7 +198,7 @@ fn parse_page_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, Status
 }
 
 impl StatsGrpc {
-    pub fn new(store: StatsStore, inventory: Transport, watch_every: Duration) -> Self {
+    pub(crate) fn new(store: StatsStore, inventory: Transport, watch_every: Duration) -> Self {
         Self {
             store,
             inventory: InventoryServiceClient::new(inventory),

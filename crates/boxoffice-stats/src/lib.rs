@@ -5,9 +5,9 @@
 //! by section and tier, revenue, sales per hour), across events for a date
 //! range, and as a live stream. Nothing here reads another service's tables.
 
-pub mod consumer;
-pub mod grpc;
-pub mod server;
-pub mod store;
+mod consumer;
+mod grpc;
+mod server;
+mod store;
 
 pub use server::StatsComponent;

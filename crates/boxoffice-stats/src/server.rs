@@ -17,7 +17,7 @@ use crate::grpc::StatsGrpc;
 use crate::store::{MIGRATIONS, SCHEMA, StatsStore};
 
 /// How often `WatchEventStats` looks for changes.
-pub const WATCH_EVERY: Duration = Duration::from_secs(1);
+pub(crate) const WATCH_EVERY: Duration = Duration::from_secs(1);
 
 /// The running stats: its consumer and its service.
 pub struct StatsComponent {

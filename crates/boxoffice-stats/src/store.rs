@@ -12,10 +12,10 @@ use serde::Deserialize;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-pub const SCHEMA: &str = "stats";
+pub(crate) const SCHEMA: &str = "stats";
 
 /// The stats schema's migrations, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
+pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     version: 1,
     name: "stats",
     sql: include_str!("migrations/0001_stats.sql"),

@@ -24,6 +24,15 @@ use boxoffice_runtime::{Config, Shutdown};
 use boxoffice_stats::StatsComponent;
 use tokio::task::JoinHandle;
 
+/// What this process adds to a `/metrics` page beside its RPCs and pool:
+/// its event consumers (handled, dead letters, lag) and, where inventory
+/// runs, the hold sweeper's progress.
+pub fn process_metrics() -> String {
+    let mut page = boxoffice_events::metrics::render();
+    page.push_str(&boxoffice_inventory::sweeper_metrics());
+    page
+}
+
 /// When `BOXOFFICE_NATS_URL` is set, relays the outboxes of `producers`
 /// (service schemas) to NATS JetStream until shutdown; with the default
 /// transport consumers read the outboxes themselves and nothing runs.
@@ -182,7 +191,7 @@ impl System {
         // Its /metrics also shows this process's event consumers.
         let edge = Edge::bind_in_process(edge_config, &options.tokens, server.in_process())
             .await?
-            .with_process_metrics(boxoffice_events::metrics::render);
+            .with_process_metrics(process_metrics);
         let edge_addr = edge.local_addr();
         let edge_admin_addr = edge.admin_addr();
         let internal =

@@ -432,7 +432,7 @@ async fn serve(config: &Config, service: Service) -> anyhow::Result<()> {
         let render: boxoffice_runtime::admin::Render = Arc::new(move || {
             let mut page = rpc.render();
             page.push_str(&boxoffice_runtime::postgres::pool_metrics(&pool));
-            page.push_str(&boxoffice_events::metrics::render());
+            page.push_str(&boxoffice::process_metrics());
             page
         });
         tracing::info!(admin = %admin.local_addr()?, "serving /metrics and /ready");

@@ -1,6 +1,7 @@
 //! A service run on its own (`boxoffice serve accounts`, as Kubernetes runs
 //! it) answers `/ready` and `/metrics` on its admin listener: calls per RPC
-//! and status, latency, and its PostgreSQL pool.
+//! and status, latency, its PostgreSQL pool, and (inventory) the hold
+//! sweeper's progress.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -45,29 +46,54 @@ impl Drop for Process {
     }
 }
 
-#[tokio::test]
-async fn a_service_on_its_own_serves_ready_and_metrics() {
+/// A database name and its URL on the test server.
+fn test_database() -> (String, String) {
     let database = format!("boxoffice_admin_{}", uuid::Uuid::new_v4().simple());
     let url = match server_url().rsplit_once('/') {
         Some((base, _)) => format!("{base}/{database}"),
         None => panic!("the test server url names no database"),
     };
-    let (listen, admin) = (free_port(), free_port());
-    let process = Process(
-        Command::new(env!("CARGO_BIN_EXE_boxoffice"))
-            .args(["serve", "accounts"])
-            .env("BOXOFFICE_DATABASE_URL", &url)
-            .env("BOXOFFICE_LISTEN", listen.to_string())
-            .env("BOXOFFICE_ADMIN_LISTEN", admin.to_string())
-            .env(
-                "BOXOFFICE_JWT_SECRET",
-                "a-test-secret-that-is-long-enough-for-hs256",
-            )
-            .env("BOXOFFICE_LOG", "warn")
-            .spawn()
-            .expect("starting boxoffice serve accounts"),
-    );
+    (database, url)
+}
 
+async fn drop_database(database: &str) {
+    let (client, connection) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
+        .await
+        .expect("connecting to drop the database");
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .await
+        .expect("dropping the test database");
+}
+
+/// `boxoffice serve <service>` on free ports, once its `/ready` answers 200:
+/// the process, its gRPC address and its admin address.
+async fn serve(
+    service: &str,
+    url: &str,
+    extra: &[(&str, &str)],
+) -> (Process, SocketAddr, SocketAddr) {
+    let (listen, admin) = (free_port(), free_port());
+    let mut command = Command::new(env!("CARGO_BIN_EXE_boxoffice"));
+    command
+        .args(["serve", service])
+        .env("BOXOFFICE_DATABASE_URL", url)
+        .env("BOXOFFICE_LISTEN", listen.to_string())
+        .env("BOXOFFICE_ADMIN_LISTEN", admin.to_string())
+        .env(
+            "BOXOFFICE_JWT_SECRET",
+            "a-test-secret-that-is-long-enough-for-hs256",
+        )
+        .env("BOXOFFICE_LOG", "warn");
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    let process = Process(
+        command
+            .spawn()
+            .unwrap_or_else(|error| panic!("starting boxoffice serve {service}: {error}")),
+    );
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some((200, body)) = get(admin, "/ready") {
@@ -77,6 +103,13 @@ async fn a_service_on_its_own_serves_ready_and_metrics() {
         assert!(Instant::now() < deadline, "/ready never answered 200");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    (process, listen, admin)
+}
+
+#[tokio::test]
+async fn a_service_on_its_own_serves_ready_and_metrics() {
+    let (database, url) = test_database();
+    let (process, listen, admin) = serve("accounts", &url, &[]).await;
 
     let mut client =
         pb::accounts_service_client::AccountsServiceClient::connect(format!("http://{listen}"))
@@ -110,13 +143,51 @@ async fn a_service_on_its_own_serves_ready_and_metrics() {
     assert!(!metrics.contains(&database), "{metrics}");
     assert_eq!(get(admin, "/nothing").map(|(status, _)| status), Some(404));
 
+    // No sweeper runs here, so none of its lines.
+    assert!(!metrics.contains("boxoffice_inventory_sweep"), "{metrics}");
     drop(process);
-    let (client, connection) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connecting to drop the database");
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .await
-        .expect("dropping the test database");
+    drop_database(&database).await;
+}
+
+#[tokio::test]
+async fn inventory_on_its_own_shows_its_hold_sweeper_keeping_up() {
+    let (database, url) = test_database();
+    let prefix = format!("{database}:");
+    let (process, _, admin) = serve(
+        "inventory",
+        &url,
+        &[
+            ("BOXOFFICE_REDIS_KEY_PREFIX", &prefix),
+            ("BOXOFFICE_HOLD_SWEEP_INTERVAL_MS", "50"),
+        ],
+    )
+    .await;
+    // Passes finish one after another: the age stays below a second.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let metrics = loop {
+        let (status, metrics) = get(admin, "/metrics").expect("/metrics");
+        assert_eq!(status, 200);
+        let age: Option<f64> = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("boxoffice_inventory_sweep_age_seconds "))
+            .and_then(|value| value.trim().parse().ok());
+        if age.is_some_and(|age| age < 1.0) {
+            break metrics;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the sweeper's age never showed:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        metrics.contains("boxoffice_inventory_sweep_failures 0"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("boxoffice_inventory_holds_expired_total 0"),
+        "{metrics}"
+    );
+    drop(process);
+    drop_database(&database).await;
 }

@@ -44,6 +44,26 @@ pub struct CheckoutWorld {
 }
 
 impl CheckoutWorld {
+    /// The checkout a process restarted after a crash runs: the same
+    /// database and inventory, `provider` for its payments.
+    pub fn restarted(
+        &self,
+        provider: Arc<dyn boxoffice_checkout::payment::PaymentProvider>,
+    ) -> Arc<boxoffice_checkout::service::Checkout> {
+        let first = &self.component.checkout;
+        let upstream = boxoffice_runtime::transport::over_channel(
+            tonic::transport::Endpoint::from_shared(format!("http://{}", self.world.server.addr))
+                .expect("url")
+                .connect_lazy(),
+        );
+        Arc::new(boxoffice_checkout::service::Checkout::new(
+            first.store().clone(),
+            provider,
+            boxoffice_checkout::upstream::Upstream::new(upstream.clone(), upstream),
+            first.config().clone(),
+        ))
+    }
+
     pub async fn new() -> Self {
         Self::with(&[], |_| {}).await
     }

@@ -505,19 +505,11 @@ async fn a_booking_whose_payment_the_provider_forgot_gives_its_seats_back() {
     // The process after a restart: the same database and inventory, a
     // provider that remembers nothing.
     let first = world.component.checkout.clone();
-    let upstream = boxoffice_runtime::transport::over_channel(
-        tonic::transport::Endpoint::from_shared(format!("http://{}", world.world.server.addr))
-            .expect("url")
-            .connect_lazy(),
-    );
-    let restarted = boxoffice_checkout::service::Checkout::new(
-        first.store().clone(),
+    let restarted = world.restarted(
         boxoffice_checkout::payment::simulated::SimulatedProvider::new(
             first.config().provider.clone(),
             b"another process",
         ),
-        boxoffice_checkout::upstream::Upstream::new(upstream.clone(), upstream),
-        first.config().clone(),
     );
     let restarted = &restarted;
     eventually(

@@ -290,18 +290,7 @@ async fn a_payment_checkout_died_in_is_settled_from_the_gateways_records() {
     let world = &gateway.world;
 
     // The process after a restart: the same database, a new gateway client.
-    let first = world.component.checkout.clone();
-    let upstream = boxoffice_runtime::transport::over_channel(
-        tonic::transport::Endpoint::from_shared(format!("http://{}", world.world.server.addr))
-            .expect("url")
-            .connect_lazy(),
-    );
-    let restarted = Arc::new(boxoffice_checkout::service::Checkout::new(
-        first.store().clone(),
-        Arc::new(gateway.paysim.client()),
-        boxoffice_checkout::upstream::Upstream::new(upstream.clone(), upstream),
-        first.config().clone(),
-    ));
+    let restarted = world.restarted(Arc::new(gateway.paysim.client()));
     let restarted = &restarted;
     eventually(
         Duration::from_secs(30),

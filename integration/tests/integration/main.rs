@@ -23,5 +23,6 @@ mod search;
 mod sessions;
 mod statuses;
 mod system;
+mod system_world;
 mod waiting_room;
 mod web;

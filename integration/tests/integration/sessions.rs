@@ -5,37 +5,28 @@
 //! against every text column of every schema, with ownership (user B
 //! against user A) on every new RPC.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use boxoffice::{System, SystemOptions};
-use boxoffice_accounts::config::{MissingSecret, TokenConfig};
 use boxoffice_accounts::server::{DEMO_ADMIN_EMAIL, DEMO_PASSWORD};
 use boxoffice_accounts::store::TokenPurpose;
-use boxoffice_checkout::config::CheckoutConfig;
 use boxoffice_contracts::accounts::v1 as pb;
 use boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient;
 use boxoffice_contracts::catalog::v1 as catalog_pb;
-use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
 use boxoffice_contracts::checkout::v1 as checkout_pb;
 use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use boxoffice_contracts::inventory::v1 as inventory_pb;
 use boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient;
 use boxoffice_contracts::stats::v1 as stats_pb;
 use boxoffice_contracts::stats::v1::stats_service_client::StatsServiceClient;
-use boxoffice_edge::EdgeConfig;
 use boxoffice_edge::server::Edge;
-use boxoffice_inventory::config::InventoryConfig;
-use boxoffice_runtime::Shutdown;
 use boxoffice_runtime::status::reason_of;
 use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
 use crate::edge_world::{connect, login, with_token};
-use crate::harness::{TestDb, delete_redis_keys, eventually, redis_url, test_config};
-use crate::inventory::timestamp;
+use crate::harness::eventually;
+use crate::system_world::{SystemWorld, standing_event_on_sale};
 
 /// How soon every edge must refuse a revoked session's tokens.
 const REVOCATION_DEADLINE: Duration = Duration::from_secs(1);
@@ -44,72 +35,29 @@ pub const PASSWORD: &str = "correct horse battery";
 /// A whole system with its edge (and a second edge) over a fresh database;
 /// the door's tests (`door.rs`) run in it too.
 pub struct World {
-    pub db: TestDb,
-    pub system: System,
-    pub shutdown: Shutdown,
-    pub prefix: String,
+    pub world: SystemWorld,
     /// The system's own edge, and a second edge instance over the network.
     pub edges: [Channel; 2],
 }
 
 impl World {
     pub async fn start() -> Self {
-        let db = TestDb::new().await;
-        let config = test_config(&db, &[]);
-        let prefix = format!("sessions{}:", Uuid::new_v4().simple());
-        let vars = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect()
-        };
-        let tokens = TokenConfig::from_vars(&BTreeMap::new(), MissingSecret::GenerateEphemeral)
-            .expect("token configuration");
-        let inventory =
-            InventoryConfig::from_vars(&vars(&[("BOXOFFICE_REDIS_KEY_PREFIX", &prefix)]))
-                .expect("inventory configuration");
-        let checkout = CheckoutConfig::from_vars(&vars(&[(
-            "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN",
-            "127.0.0.1:0",
-        )]))
-        .expect("checkout configuration");
-        let mut edge = EdgeConfig::defaults(SocketAddr::from(([127, 0, 0, 1], 0)));
-        edge.admin_listen = None;
-        edge.access_log = false;
-        let shutdown = Shutdown::new();
-        let system = System::start(
-            &config,
-            SystemOptions {
-                edge: edge.clone(),
-                tokens: tokens.clone(),
-                inventory,
-                checkout,
-                demo_data: false,
-            },
-            shutdown.clone(),
-        )
-        .await
-        .expect("starting the system");
-        system
-            .accounts
-            .ensure_demo_users()
-            .await
-            .expect("demo users");
+        let world = SystemWorld::start("sessions", &[]).await;
         // A second edge, as another replica would run: over the network to
         // the services, following the revocation feed on its own.
-        let second = Edge::bind(edge.with_upstream_everywhere(system.internal_addr), &tokens)
-            .await
-            .expect("binding a second edge");
+        let second = Edge::bind(
+            world
+                .edge_config
+                .clone()
+                .with_upstream_everywhere(world.system.internal_addr),
+            &world.tokens,
+        )
+        .await
+        .expect("binding a second edge");
         let second_addr = second.local_addr();
-        tokio::spawn(second.run_until_stopped(shutdown.clone()));
-        let edges = [connect(system.edge_addr).await, connect(second_addr).await];
-        Self {
-            db,
-            system,
-            shutdown,
-            prefix,
-            edges,
-        }
+        tokio::spawn(second.run_until_stopped(world.shutdown.clone()));
+        let edges = [world.edge().await, connect(second_addr).await];
+        Self { world, edges }
     }
 
     pub fn accounts(&self, edge: usize) -> AccountsServiceClient<Channel> {
@@ -145,13 +93,15 @@ impl World {
     }
 
     pub async fn stop(self) {
-        self.shutdown.trigger();
-        tokio::time::timeout(Duration::from_secs(30), self.system.wait())
-            .await
-            .expect("the system stops within its grace period")
-            .expect("the system stops cleanly");
-        delete_redis_keys(&redis_url(), &self.prefix).await;
-        drop(self.db);
+        self.world.stop().await;
+    }
+}
+
+impl std::ops::Deref for World {
+    type Target = SystemWorld;
+
+    fn deref(&self) -> &SystemWorld {
+        &self.world
     }
 }
 
@@ -601,84 +551,8 @@ pub async fn buy(
 /// A general-admission event of `capacity` places put on sale by the demo
 /// admin, once inventory sells it.
 pub async fn event_on_sale(world: &World, title: &str, capacity: u32) -> catalog_pb::Event {
-    let edge = world.edges[0].clone();
     let admin = login(&mut world.accounts(0), DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
-    let mut catalog = CatalogServiceClient::new(edge.clone());
-    let venue = catalog
-        .create_venue(with_token(
-            &admin,
-            catalog_pb::CreateVenueRequest {
-                name: format!("{title} Hall"),
-                address: Some(catalog_pb::PostalAddress {
-                    street: "1 Road".into(),
-                    city: "Leeds".into(),
-                    region: String::new(),
-                    postal_code: "LS1 1AA".into(),
-                    country_code: "GB".into(),
-                }),
-                location: None,
-                time_zone: "Europe/London".into(),
-                sections: vec![catalog_pb::SectionSpec {
-                    name: "Floor".into(),
-                    kind: catalog_pb::SectionKind::GeneralAdmission as i32,
-                    capacity,
-                    rows: vec![],
-                }],
-            },
-        ))
-        .await
-        .expect("a venue")
-        .into_inner();
-    let event = catalog
-        .create_event(with_token(
-            &admin,
-            catalog_pb::CreateEventRequest {
-                event: Some(catalog_pb::Event {
-                    title: title.into(),
-                    category: catalog_pb::Category::Concert as i32,
-                    venue_id: venue.id.clone(),
-                    start_time: Some(timestamp(30)),
-                    end_time: Some(timestamp(31)),
-                    price_tiers: vec![catalog_pb::PriceTier {
-                        name: "Floor".into(),
-                        price: Some(catalog_pb::Money {
-                            currency_code: "GBP".into(),
-                            amount_minor: 2_500,
-                        }),
-                        section_ids: vec![venue.sections[0].id.clone()],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .expect("an event")
-        .into_inner();
-    catalog
-        .publish_event(with_token(
-            &admin,
-            catalog_pb::PublishEventRequest {
-                id: event.id.clone(),
-            },
-        ))
-        .await
-        .expect("publishing");
-    let inventory = InventoryServiceClient::new(edge.clone());
-    eventually(Duration::from_secs(20), "the event on sale", || {
-        let mut inventory = inventory.clone();
-        let event_id = event.id.clone();
-        async move {
-            inventory
-                .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
-                .await
-                .ok()
-                .filter(|availability| availability.get_ref().on_sale)
-        }
-    })
-    .await;
-
-    event
+    standing_event_on_sale(&world.edges[0], &admin, &format!("{title} Hall"), title, capacity).await
 }
 
 /// Every text-like column of every schema holding `needle`, as
@@ -731,7 +605,7 @@ async fn export_gathers_everything_and_erasure_leaves_no_name_or_email_while_fig
     let world = World::start().await;
     let edge = world.edges[0].clone();
     let admin = login(&mut world.accounts(0), DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
-    let event = event_on_sale(&world, "Forget Me Night", 10).await;
+    let event = standing_event_on_sale(&edge, &admin, "Erasure Hall", "Forget Me Night", 10).await;
 
     let (email_a, name_a, id_a) = world.register("dora").await;
     let (email_b, name_b, _) = world.register("eve").await;

@@ -5,20 +5,15 @@
 //! serving its other calls). Raw HTTP/2 frames through the edge (over the
 //! network and in-process) and straight at each service.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use boxoffice::{System, SystemOptions};
-use boxoffice_accounts::config::{MissingSecret, TokenConfig};
 use boxoffice_checkout::{CheckoutComponent, CheckoutConfig};
 use boxoffice_contracts::accounts::v1 as accounts_pb;
 use boxoffice_contracts::catalog::v1 as catalog_pb;
 use boxoffice_contracts::checkout::v1 as checkout_pb;
 use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use boxoffice_contracts::inventory::v1 as inventory_pb;
-use boxoffice_edge::EdgeConfig;
-use boxoffice_inventory::config::InventoryConfig;
 use boxoffice_runtime::Shutdown;
 use boxoffice_runtime::config::Secret;
 use boxoffice_runtime::limits;
@@ -34,8 +29,9 @@ use uuid::Uuid;
 use crate::checkout::{CheckoutWorld, booking_id, confirm, get};
 use crate::edge_world::{BOTH_WAYS, EdgeWorld, connect, login, with_token};
 use crate::harness::{
-    KillableProxy, RunningServer, TestDb, customer, postgres_server_url, spawn_server, test_config,
+    KillableProxy, RunningServer, TestDb, customer, postgres_server_url, spawn_server,
 };
+use crate::system_world::SystemWorld;
 
 // ---------------------------------------------------------------------------
 // A database that is down
@@ -543,41 +539,8 @@ async fn the_documented_message_limits_are_the_enforced_ones() {
     );
 
     // ...and the edge and the services enforce exactly that.
-    let db = TestDb::new().await;
-    let config = test_config(&db, &[]);
-    let prefix = format!("limits{}:", Uuid::new_v4().simple());
-    let vars = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
-        pairs
-            .iter()
-            .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-            .collect()
-    };
-    let tokens = TokenConfig::from_vars(&BTreeMap::new(), MissingSecret::GenerateEphemeral)
-        .expect("token configuration");
-    let inventory = InventoryConfig::from_vars(&vars(&[("BOXOFFICE_REDIS_KEY_PREFIX", &prefix)]))
-        .expect("inventory configuration");
-    let checkout = CheckoutConfig::from_vars(&vars(&[(
-        "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN",
-        "127.0.0.1:0",
-    )]))
-    .expect("checkout configuration");
-    let mut edge = EdgeConfig::defaults(SocketAddr::from(([127, 0, 0, 1], 0)));
-    edge.admin_listen = None;
-    edge.access_log = false;
-    let shutdown = Shutdown::new();
-    let system = System::start(
-        &config,
-        SystemOptions {
-            edge,
-            tokens,
-            inventory,
-            checkout,
-            demo_data: false,
-        },
-        shutdown.clone(),
-    )
-    .await
-    .expect("starting the system");
+    let world = SystemWorld::start("limits", &[]).await;
+    let system = &world.system;
     let channel = connect(system.edge_addr).await;
     let mut accounts =
         boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient::new(
@@ -656,6 +619,5 @@ async fn the_documented_message_limits_are_the_enforced_ones() {
         .await
         .expect_err("over the limit");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
-    shutdown.trigger();
-    let _ = system.wait().await;
+    world.stop().await;
 }

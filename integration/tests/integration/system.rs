@@ -5,39 +5,23 @@
 //! watches the seat map, holds, books, pays, finds the booking in their list
 //! and cancels it.
 
-use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use boxoffice::{System, SystemOptions};
-use boxoffice_accounts::config::{MissingSecret, TokenConfig};
 use boxoffice_accounts::server::{DEMO_ADMIN_EMAIL, DEMO_PASSWORD};
-use boxoffice_checkout::config::CheckoutConfig;
 use boxoffice_contracts::accounts::v1 as accounts_pb;
 use boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient;
-use boxoffice_contracts::catalog::v1 as catalog_pb;
-use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
 use boxoffice_contracts::checkout::v1 as checkout_pb;
 use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use boxoffice_contracts::inventory::v1 as inventory_pb;
 use boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient;
 use boxoffice_contracts::stats::v1 as stats_pb;
 use boxoffice_contracts::stats::v1::stats_service_client::StatsServiceClient;
-use boxoffice_edge::EdgeConfig;
-use boxoffice_inventory::config::InventoryConfig;
-use boxoffice_runtime::Shutdown;
 use uuid::Uuid;
 
-use crate::edge_world::{connect, login, with_token};
-use crate::harness::{TestDb, delete_redis_keys, eventually, redis_url, test_config};
+use crate::edge_world::{login, with_token};
+use crate::harness::eventually;
 use crate::inventory::timestamp;
-
-fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
-    pairs
-        .iter()
-        .map(|(key, value)| ((*key).to_owned(), (*value).to_owned()))
-        .collect()
-}
+use crate::system_world::{SystemWorld, standing_event_on_sale};
 
 /// The event's availability once `wanted` holds (within `deadline`).
 async fn availability_once(
@@ -65,117 +49,16 @@ async fn availability_once(
 
 #[tokio::test]
 async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
-    let db = TestDb::new().await;
-    let config = test_config(&db, &[]);
-    let prefix = format!("system{}:", Uuid::new_v4().simple());
-    let tokens = TokenConfig::from_vars(&BTreeMap::new(), MissingSecret::GenerateEphemeral)
-        .expect("token configuration");
-    let inventory = InventoryConfig::from_vars(&vars(&[("BOXOFFICE_REDIS_KEY_PREFIX", &prefix)]))
-        .expect("inventory configuration");
-    let checkout = CheckoutConfig::from_vars(&vars(&[(
-        "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN",
-        "127.0.0.1:0",
-    )]))
-    .expect("checkout configuration");
-    let mut edge = EdgeConfig::defaults(SocketAddr::from(([127, 0, 0, 1], 0)));
-    edge.admin_listen = None;
-    edge.access_log = false;
-    let shutdown = Shutdown::new();
     // The demo catalog (520 events, millions of tickets) is not what this
     // test is about; the demo users are.
-    let system = System::start(
-        &config,
-        SystemOptions {
-            edge,
-            tokens,
-            inventory,
-            checkout,
-            demo_data: false,
-        },
-        shutdown.clone(),
-    )
-    .await
-    .expect("starting the system");
-    system
-        .accounts
-        .ensure_demo_users()
-        .await
-        .expect("demo users");
-    let edge = connect(system.edge_addr).await;
+    let world = SystemWorld::start("system", &[]).await;
+    let edge = world.edge().await;
     let mut accounts = AccountsServiceClient::new(edge.clone());
 
     // The admin puts a small general-admission event on sale.
     let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
-    let mut catalog = CatalogServiceClient::new(edge.clone());
-    let venue = catalog
-        .create_venue(with_token(
-            &admin,
-            catalog_pb::CreateVenueRequest {
-                name: "Brudenell".into(),
-                address: Some(catalog_pb::PostalAddress {
-                    street: "33 Queen's Road".into(),
-                    city: "Leeds".into(),
-                    region: String::new(),
-                    postal_code: "LS6 1NY".into(),
-                    country_code: "GB".into(),
-                }),
-                location: None,
-                time_zone: "Europe/London".into(),
-                sections: vec![catalog_pb::SectionSpec {
-                    name: "Floor".into(),
-                    kind: catalog_pb::SectionKind::GeneralAdmission as i32,
-                    capacity: 10,
-                    rows: vec![],
-                }],
-            },
-        ))
-        .await
-        .expect("creating a venue")
-        .into_inner();
-    let event = catalog
-        .create_event(with_token(
-            &admin,
-            catalog_pb::CreateEventRequest {
-                event: Some(catalog_pb::Event {
-                    title: "Whole System Night".into(),
-                    category: catalog_pb::Category::Concert as i32,
-                    venue_id: venue.id.clone(),
-                    start_time: Some(timestamp(30)),
-                    end_time: Some(timestamp(31)),
-                    price_tiers: vec![catalog_pb::PriceTier {
-                        name: "Floor".into(),
-                        price: Some(catalog_pb::Money {
-                            currency_code: "GBP".into(),
-                            amount_minor: 2_500,
-                        }),
-                        section_ids: vec![venue.sections[0].id.clone()],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .expect("creating an event")
-        .into_inner();
-    catalog
-        .publish_event(with_token(
-            &admin,
-            catalog_pb::PublishEventRequest {
-                id: event.id.clone(),
-            },
-        ))
-        .await
-        .expect("publishing the event");
+    let event = standing_event_on_sale(&edge, &admin, "Brudenell", "Whole System Night", 10).await;
     let mut inventory = InventoryServiceClient::new(edge.clone());
-    availability_once(
-        &inventory,
-        &event.id,
-        Duration::from_secs(20),
-        "the event goes on sale",
-        |availability| availability.on_sale,
-    )
-    .await;
 
     // A customer of their own: register, log in.
     let email = format!("buyer-{}@example.com", Uuid::new_v4().simple());
@@ -442,10 +325,5 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
     assert_eq!(range.events[0].event_id, event.id);
     assert_eq!(range.capacity, 10);
 
-    shutdown.trigger();
-    tokio::time::timeout(Duration::from_secs(30), system.wait())
-        .await
-        .expect("the system stops within its grace period")
-        .expect("the system stops cleanly");
-    delete_redis_keys(&redis_url(), &prefix).await;
+    world.stop().await;
 }

@@ -171,11 +171,11 @@ pub struct CheckoutStore {
 const BOOKING: &str = "booking";
 
 /// Why a booking ended without being used, as `BookingCancelled.reason`.
-pub mod cancel_reason {
+pub(crate) mod cancel_reason {
     /// The buyer cancelled it.
-    pub const USER: &str = "user";
+    pub(crate) const USER: &str = "user";
     /// Nothing paid for it before its hold ran out, or its seats were gone.
-    pub const EXPIRED: &str = "expired";
+    pub(crate) const EXPIRED: &str = "expired";
 }
 
 fn money(currency_code: String, amount_minor: i64) -> Option<events::Money> {

@@ -24,10 +24,10 @@ use crate::domain::BookingState;
 /// Bookings remembered at most; the oldest are forgotten first. A booking
 /// is usually confirmed within minutes of being made, and its hold lasts
 /// ten, so this covers several minutes of a busy on-sale in tens of MiB.
-pub const CAPACITY: usize = 65_536;
+pub(crate) const CAPACITY: usize = 65_536;
 
 #[derive(Default)]
-pub struct RecentBookings {
+pub(crate) struct RecentBookings {
     inner: Mutex<Inner>,
 }
 
@@ -48,7 +48,7 @@ impl RecentBookings {
     }
 
     /// Remembers a booking just created (only pending ones are of use).
-    pub fn remember(&self, booking: &BookingRecord) {
+    pub(crate) fn remember(&self, booking: &BookingRecord) {
         if booking.state != BookingState::Pending {
             return;
         }
@@ -66,7 +66,12 @@ impl RecentBookings {
     /// The booking, if this process made it, it is `user`'s, and as far as
     /// this process knows it is still pending with its hold running at
     /// `now`.
-    pub fn pending(&self, id: Uuid, user: Uuid, now: DateTime<Utc>) -> Option<BookingRecord> {
+    pub(crate) fn pending(
+        &self,
+        id: Uuid,
+        user: Uuid,
+        now: DateTime<Utc>,
+    ) -> Option<BookingRecord> {
         self.lock()
             .bookings
             .get(&id)
@@ -79,7 +84,7 @@ impl RecentBookings {
     }
 
     /// Called before any write that may change the booking's state.
-    pub fn forget(&self, id: Uuid) {
+    pub(crate) fn forget(&self, id: Uuid) {
         self.lock().bookings.remove(&id);
     }
 }

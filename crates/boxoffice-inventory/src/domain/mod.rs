@@ -3,8 +3,8 @@
 
 pub mod admission;
 pub mod best_available;
-pub mod bitmap;
-pub mod changes;
+pub(crate) mod bitmap;
+pub(crate) mod changes;
 pub mod layout;
 
 use std::collections::HashSet;

@@ -66,7 +66,7 @@ pub enum CommitOutcome {
 
 /// Whether the feed changed an event (and so its Redis status).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FeedEffect {
+pub(crate) enum FeedEffect {
     None,
     Created,
     StatusChanged,
@@ -637,7 +637,10 @@ fn outcome_of(row: &tokio_postgres::Row) -> CommitOutcome {
 
 /// Keeps a venue's layout (from the catalog's `VenueCreated`); venues are
 /// immutable, so a replay changes nothing.
-pub async fn save_venue_layout(transaction: &Transaction<'_>, venue: &VenueLayout) -> Result<()> {
+pub(crate) async fn save_venue_layout(
+    transaction: &Transaction<'_>,
+    venue: &VenueLayout,
+) -> Result<()> {
     transaction
         .execute(
             "INSERT INTO inventory.venue_layouts (venue_id, layout) VALUES ($1, $2)
@@ -649,7 +652,7 @@ pub async fn save_venue_layout(transaction: &Transaction<'_>, venue: &VenueLayou
 }
 
 /// A venue's layout, once the catalog has published it.
-pub async fn venue_layout(
+pub(crate) async fn venue_layout(
     transaction: &Transaction<'_>,
     venue_id: Uuid,
 ) -> Result<Option<VenueLayout>> {
@@ -670,7 +673,7 @@ pub async fn venue_layout(
 /// Applies one catalog event to inventory inside the feed's transaction:
 /// a published event gets its tickets (idempotently), a cancelled one stops
 /// selling. Older versions than what is stored change nothing.
-pub async fn apply_catalog_event(
+pub(crate) async fn apply_catalog_event(
     transaction: &Transaction<'_>,
     event: &EventForSale,
     layout: Option<&SaleLayout>,
