@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::payment::ProviderStatus;
-use crate::payment::stripe::HttpProviderConfig;
+use crate::payment::stripe::{DEV_PAYMENTS_KEY, HttpProviderConfig};
 use boxoffice_runtime::ConfigError;
 use boxoffice_runtime::config::Secret;
 use boxoffice_runtime::config::parse_number as number;
@@ -43,8 +43,6 @@ pub const ENV_PAYMENTS_TIMEOUT: &str = "BOXOFFICE_PAYMENTS_TIMEOUT_MS";
 /// line warns when they are in use.
 const DEV_WEBHOOK_SECRET: &str = "whsec_boxoffice_development_only";
 const DEV_TICKET_KEY: &str = "boxoffice-ticket-key-development-only";
-/// The payment simulator's development key (`boxoffice-paysim`'s default).
-pub const DEV_PAYMENTS_KEY: &str = "sk_test_boxoffice_development_only";
 
 /// Stripe's test tokens that decline.
 pub const DEFAULT_DECLINE_TOKENS: &[&str] = &[

@@ -34,6 +34,9 @@ pub const SUBSCRIBED_EVENTS: &[&str] = &[
 /// Results a search asks for at once (Stripe's maximum).
 const PAGE: &str = "100";
 
+/// The payment simulator's development key (`boxoffice-paysim`'s default).
+pub(crate) const DEV_PAYMENTS_KEY: &str = "sk_test_boxoffice_development_only";
+
 /// Where the provider is and how to sign in.
 #[derive(Clone, Debug)]
 pub struct HttpProviderConfig {
@@ -51,7 +54,7 @@ impl HttpProviderConfig {
     pub fn development(base_url: String) -> Self {
         Self {
             base_url: base_url.trim_end_matches('/').to_owned(),
-            secret_key: Secret::new(crate::config::DEV_PAYMENTS_KEY),
+            secret_key: Secret::new(DEV_PAYMENTS_KEY),
             return_url: None,
             timeout: Duration::from_secs(10),
         }
