@@ -552,7 +552,14 @@ pub async fn buy(
 /// admin, once inventory sells it.
 pub async fn event_on_sale(world: &World, title: &str, capacity: u32) -> catalog_pb::Event {
     let admin = login(&mut world.accounts(0), DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
-    standing_event_on_sale(&world.edges[0], &admin, &format!("{title} Hall"), title, capacity).await
+    standing_event_on_sale(
+        &world.edges[0],
+        &admin,
+        &format!("{title} Hall"),
+        title,
+        capacity,
+    )
+    .await
 }
 
 /// Every text-like column of every schema holding `needle`, as
