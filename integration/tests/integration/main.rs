@@ -18,6 +18,7 @@ mod events;
 mod harness;
 mod inventory;
 mod inventory_cluster;
+mod mesh;
 mod search;
 mod sessions;
 mod statuses;
