@@ -67,8 +67,7 @@ pub const IN_PROCESS_TIMEOUT: Duration = Duration::from_secs(10);
 /// (`traceparent`, when traces are exported; see [`crate::telemetry`]).
 pub fn over_channel(channel: Channel) -> Transport {
     Transport(BoxCloneSyncService::new(
-        crate::telemetry::TracedClient::new(channel)
-            .map_err(|error| TransportError(error.into())),
+        crate::telemetry::TracedClient::new(channel).map_err(|error| TransportError(error.into())),
     ))
 }
 

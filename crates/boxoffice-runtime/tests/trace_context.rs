@@ -45,16 +45,18 @@ async fn a_served_call_continues_the_callers_trace_and_passes_it_on() {
         &incoming,
     );
     assert!(!server.is_none());
-    let client = server.in_scope(|| {
-        telemetry::client_span("/boxoffice.inventory.v1.InventoryService/CommitHold")
-    });
+    let client = server
+        .in_scope(|| telemetry::client_span("/boxoffice.inventory.v1.InventoryService/CommitHold"));
     let mut outgoing = HeaderMap::new();
     telemetry::inject(&client, &mut outgoing);
     let sent = parts(outgoing.get(TRACEPARENT).expect("a traceparent sent on"));
     assert_eq!(sent.len(), 4, "{sent:?}");
     assert_eq!(sent[0], "00");
     assert_eq!(sent[1], TRACE_ID, "the caller's trace goes on");
-    assert_ne!(sent[2], CALLER_SPAN, "with this hop's own span as the parent");
+    assert_ne!(
+        sent[2], CALLER_SPAN,
+        "with this hop's own span as the parent"
+    );
     assert_eq!(sent[3], "01", "still sampled");
 
     // A call without a traceparent starts a trace of its own.

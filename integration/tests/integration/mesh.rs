@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -59,7 +59,7 @@ const WAIT: Duration = Duration::from_secs(30);
 const MOVE_WITHIN: Duration = Duration::from_secs(10);
 const INVENTORY_NAME: &str = "inventory.mesh.test";
 const JWT_SECRET: &str = "a-mesh-test-secret-long-enough-for-hs256-signing";
-const BUYERS: usize = 4;
+const BUYERS: usize = 6;
 const CAPACITY: u32 = 3_000;
 
 fn loopback(host: u8) -> Ipv4Addr {
@@ -195,20 +195,28 @@ impl ServiceProcess {
     /// SIGKILL, as a node or an OOM kill does it: no drain, no flush.
     async fn kill9(&mut self) {
         self.child.start_kill().expect("SIGKILL");
-        self.child.wait().await.expect("waiting for the process to die");
+        self.child
+            .wait()
+            .await
+            .expect("waiting for the process to die");
     }
 }
+
+/// Connections open through the [`cluster_ip`] balancer, per instance.
+type Connections = Arc<Mutex<BTreeMap<Ipv4Addr, usize>>>;
 
 /// Plays a Kubernetes ClusterIP Service in front of the inventory name:
 /// each new connection goes to the next address the DNS table has for it
 /// (round robin), skipping one that refuses, so a connection that broke
 /// with its instance is made again to one that lives.
-async fn cluster_ip(dns: &TestDns, name: &'static str, port: u16) -> SocketAddr {
+async fn cluster_ip(dns: &TestDns, name: &'static str, port: u16) -> (SocketAddr, Connections) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("binding");
     let addr = listener.local_addr().expect("address");
     let records = dns.records.clone();
+    let open = Connections::default();
+    let counted = open.clone();
     tokio::spawn(async move {
-        let next = AtomicUsize::new(0);
+        let mut next = 0;
         while let Ok((mut inbound, _)) = listener.accept().await {
             let addresses = records
                 .lock()
@@ -216,20 +224,24 @@ async fn cluster_ip(dns: &TestDns, name: &'static str, port: u16) -> SocketAddr 
                 .get(name)
                 .cloned()
                 .unwrap_or_default();
-            let first = next.fetch_add(1, Ordering::Relaxed);
+            let first = next;
+            next += 1;
+            let counted = counted.clone();
             tokio::spawn(async move {
                 for offset in 0..addresses.len() {
                     let ip = addresses[(first + offset) % addresses.len()];
                     if let Ok(mut outbound) = TcpStream::connect((ip, port)).await {
                         let _ = outbound.set_nodelay(true);
+                        *counted.lock().unwrap().entry(ip).or_default() += 1;
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        *counted.lock().unwrap().entry(ip).or_default() -= 1;
                         return;
                     }
                 }
             });
         }
     });
-    addr
+    (addr, open)
 }
 
 /// One span as the receiver got it.
@@ -283,7 +295,9 @@ impl TraceService for Receiver {
                     let attributes = span
                         .attributes
                         .iter()
-                        .filter_map(|kv| Some((kv.key.clone(), text_of(&span.attributes, &kv.key)?)))
+                        .filter_map(|kv| {
+                            Some((kv.key.clone(), text_of(&span.attributes, &kv.key)?))
+                        })
                         .collect();
                     received.push(ReceivedSpan {
                         service: service.clone(),
@@ -521,14 +535,23 @@ fn samples(page: &str) -> BTreeMap<String, f64> {
 
 /// Inventory calls the edge sent to each instance address.
 async fn edge_inventory_requests(admin: SocketAddr) -> BTreeMap<String, f64> {
+    edge_inventory_series(admin, "boxoffice_edge_upstream_requests_total").await
+}
+
+/// Attempts at each inventory instance that failed, as the edge counts them.
+async fn edge_inventory_failures(admin: SocketAddr) -> BTreeMap<String, f64> {
+    edge_inventory_series(admin, "boxoffice_edge_upstream_failures_total").await
+}
+
+async fn edge_inventory_series(admin: SocketAddr, name: &str) -> BTreeMap<String, f64> {
     let Some((200, page)) = http_get(admin, "/metrics").await else {
         return BTreeMap::new();
     };
-    let prefix = "boxoffice_edge_upstream_requests_total{cluster=\"inventory\",endpoint=\"";
+    let prefix = format!("{name}{{cluster=\"inventory\",endpoint=\"");
     samples(&page)
         .into_iter()
         .filter_map(|(key, value)| {
-            let endpoint = key.strip_prefix(prefix)?.strip_suffix("\"}")?;
+            let endpoint = key.strip_prefix(&prefix)?.strip_suffix("\"}")?;
             Some((endpoint.to_owned(), value))
         })
         .collect()
@@ -660,7 +683,7 @@ async fn purchases_go_on_while_an_inventory_instance_is_killed_and_replaced() {
     let port = port_free_on_three_addresses();
     let instance = |host: u8| SocketAddr::from((loopback(host), port));
     dns.set(INVENTORY_NAME, &[loopback(1), loopback(2)]);
-    let inventory_service = cluster_ip(&dns, INVENTORY_NAME, port).await;
+    let (inventory_service, checkout_connections) = cluster_ip(&dns, INVENTORY_NAME, port).await;
     let (catalog_addr, accounts_addr) = (free_addr(), free_addr());
     let (checkout_1, checkout_2, edge_addr) = (free_addr(), free_addr(), free_addr());
 
@@ -678,7 +701,10 @@ async fn purchases_go_on_while_an_inventory_instance_is_killed_and_replaced() {
                 format!("http://{inventory_service}"),
             ),
             ("BOXOFFICE_CATALOG_URL", format!("http://{catalog_addr}")),
-            ("BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN", "127.0.0.1:0".to_owned()),
+            (
+                "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN",
+                "127.0.0.1:0".to_owned(),
+            ),
             ("BOXOFFICE_PAYMENTS_URL", paysim.url.clone()),
         ]
     };
@@ -702,7 +728,10 @@ async fn purchases_go_on_while_an_inventory_instance_is_killed_and_replaced() {
         &[
             ("BOXOFFICE_LISTEN", edge_addr.to_string()),
             ("BOXOFFICE_EDGE_UPSTREAM_CATALOG", catalog_addr.to_string()),
-            ("BOXOFFICE_EDGE_UPSTREAM_ACCOUNTS", accounts_addr.to_string()),
+            (
+                "BOXOFFICE_EDGE_UPSTREAM_ACCOUNTS",
+                accounts_addr.to_string(),
+            ),
             (
                 "BOXOFFICE_EDGE_UPSTREAM_CHECKOUT",
                 format!("{checkout_1},{checkout_2}"),
@@ -767,6 +796,16 @@ async fn purchases_go_on_while_an_inventory_instance_is_killed_and_replaced() {
         }));
     }
     let purchases = || sold.lock().unwrap().len();
+    let checkouts_on = |host| {
+        checkout_connections
+            .lock()
+            .unwrap()
+            .get(&loopback(host))
+            .copied()
+            .unwrap_or(0)
+    };
+    // Both instances busy, from the edge and from checkout: the kill
+    // breaks connections that carry calls.
     eventually(WAIT, "purchases on both inventory instances", || async {
         let served = edge_inventory_requests(edge_admin).await;
         let busy = |host| {
@@ -774,7 +813,7 @@ async fn purchases_go_on_while_an_inventory_instance_is_killed_and_replaced() {
                 .get(&instance(host).to_string())
                 .is_some_and(|n| *n >= 5.0)
         };
-        (busy(1) && busy(2) && purchases() >= 2 * BUYERS).then_some(())
+        (busy(1) && busy(2) && checkouts_on(1) > 0 && purchases() >= 2 * BUYERS).then_some(())
     })
     .await;
 
@@ -782,6 +821,8 @@ async fn purchases_go_on_while_an_inventory_instance_is_killed_and_replaced() {
     inventory_1.kill9().await;
     let mut inventory_3 = env.spawn("inventory", "inventory-3", &inventory_env(3));
     inventory_3.ready(&env).await;
+    // While the dead instance is still named (its counters leave with it).
+    let edge_failures = edge_inventory_failures(edge_admin).await;
     dns.set(INVENTORY_NAME, &[loopback(2), loopback(3)]);
     let changed = Instant::now();
     let before = edge_inventory_requests(edge_admin).await;
@@ -804,7 +845,7 @@ async fn purchases_go_on_while_an_inventory_instance_is_killed_and_replaced() {
     let moved = changed.elapsed();
     let after_move = purchases();
     eventually(WAIT, "purchases to go on after the move", || async {
-        (purchases() >= after_move + 2 * BUYERS).then_some(())
+        (purchases() >= after_move + 2 * BUYERS && checkouts_on(1) == 0).then_some(())
     })
     .await;
     stop.store(true, Ordering::Relaxed);
@@ -822,8 +863,10 @@ async fn purchases_go_on_while_an_inventory_instance_is_killed_and_replaced() {
         .collect();
     assert!(refused.is_empty(), "calls failed for good: {refused:?}");
     eprintln!(
-        "moved within {moved:?}; {} purchases; retried failures: {:?}",
+        "moved within {moved:?}; {} purchases; checkout's connections to inventory now {:?}; \
+         edge's failed attempts per instance {edge_failures:?}; failures clients retried: {:?}",
         purchases(),
+        checkout_connections.lock().unwrap(),
         failures
             .iter()
             .map(|failure| format!("{} {:?} {}", failure.call, failure.code, failure.reason))
@@ -869,7 +912,11 @@ async fn purchases_go_on_while_an_inventory_instance_is_killed_and_replaced() {
         .await
         .expect("counting confirmed bookings")
         .get(0);
-    assert!(confirmed as usize >= sold.len(), "{confirmed} < {}", sold.len());
+    assert!(
+        confirmed as usize >= sold.len(),
+        "{confirmed} < {}",
+        sold.len()
+    );
     for (booking, seat) in &sold {
         let row = client
             .query_one(
