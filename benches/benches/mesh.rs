@@ -32,7 +32,7 @@ use boxoffice_catalog::CatalogComponent;
 use boxoffice_contracts::catalog::v1 as pb;
 use boxoffice_contracts::inventory::v1 as inventory_pb;
 use boxoffice_edge::config::{DiscoveryConfig, RateLimit};
-use boxoffice_edge::{Edge, EdgeConfig};
+use boxoffice_edge::{Edge, EdgeConfig, EdgeHandle};
 use boxoffice_runtime::config::{ENV_DATABASE_URL, ENV_LISTEN, Secret};
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::{Config, Shutdown};
@@ -307,7 +307,7 @@ async fn edge(
     discovery: DiscoveryConfig,
     tokens: &TokenConfig,
     shutdown: &Shutdown,
-) -> anyhow::Result<SocketAddr> {
+) -> anyhow::Result<(SocketAddr, EdgeHandle)> {
     let mut config = EdgeConfig::defaults("127.0.0.1:0".parse()?);
     let off = RateLimit {
         per_second: 0.0,
@@ -324,9 +324,9 @@ async fn edge(
         }
     }
     let edge = Edge::bind(config, tokens).await?.without_revocation_feed();
-    let addr = edge.local_addr();
+    let (addr, handle) = (edge.local_addr(), edge.handle());
     tokio::spawn(edge.run_until_stopped(shutdown.clone()));
-    Ok(addr)
+    Ok((addr, handle))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -381,7 +381,7 @@ async fn run() -> anyhow::Result<()> {
         let address = |process: &ServiceProcess| process.addr.to_string();
         let tokens = TokenConfig::ephemeral();
         let static_discovery = DiscoveryConfig::default();
-        let edge_one = edge(
+        let (edge_one, _) = edge(
             &[address(&catalogs[0])],
             &[address(&stubs[0])],
             static_discovery,
@@ -389,7 +389,7 @@ async fn run() -> anyhow::Result<()> {
             &shutdown,
         )
         .await?;
-        let edge_two = edge(
+        let (edge_two, edge_two_handle) = edge(
             &catalogs.iter().map(address).collect::<Vec<_>>(),
             &stubs.iter().map(address).collect::<Vec<_>>(),
             static_discovery,
@@ -398,7 +398,7 @@ async fn run() -> anyhow::Result<()> {
         )
         .await?;
         let dns = dns_server(Ipv4Addr::LOCALHOST).await?;
-        let edge_named = edge(
+        let (edge_named, _) = edge(
             &[format!("{CATALOG_NAME}:{}", catalogs[0].addr.port())],
             &[address(&stubs[0])],
             DiscoveryConfig {
@@ -546,6 +546,13 @@ async fn run() -> anyhow::Result<()> {
             mean("GetEvent, DNS name", p99_ms) - mean("GetEvent, static address", p99_ms),
             mean("GetEvent, DNS name", rate) / mean("GetEvent, static address", rate)
         );
+        // Both processes behind the second edge took their share.
+        for stats in edge_two_handle.endpoints() {
+            println!(
+                "edge in front of two: {} {} answered {} calls ({} failed attempts)",
+                stats.cluster, stats.endpoint, stats.requests, stats.failures
+            );
+        }
         drop(catalogs);
         drop(stubs);
         anyhow::Ok(())
