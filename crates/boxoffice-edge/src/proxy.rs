@@ -35,6 +35,7 @@ use http_body::{Body, Frame, SizeHint};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt as _};
 use tower::ServiceExt as _;
+use tracing::{Instrument as _, Span};
 use uuid::Uuid;
 
 use crate::auth::{Authenticator, Identity};
@@ -132,6 +133,9 @@ struct CallRecord {
     request_id: HeaderValue,
     user: Option<Uuid>,
     upstream: Upstream,
+    /// The edge's span of the call, the parent of the upstream's; ends with
+    /// the response ([`Span::none`] unless traces are exported).
+    span: Span,
 }
 
 /// Where a call went.
@@ -157,6 +161,7 @@ impl CallRecord {
     fn finish(self, code: i32) {
         let duration = self.start.elapsed();
         self.state.metrics.record(self.route, code, duration);
+        self.span.record("rpc.grpc.status_code", code);
         if self.state.limits.access_log {
             tracing::info!(
                 target: "boxoffice_edge::access",
@@ -403,6 +408,7 @@ where
         .routes
         .lookup(request.uri().path())
         .map(|route| &**route);
+    let span = boxoffice_runtime::telemetry::server_span(request.uri().path(), request.headers());
     let mut record = CallRecord {
         state: state.clone(),
         start,
@@ -412,8 +418,12 @@ where
         request_id: context::request_id(request.headers().get(REQUEST_ID)),
         user: None,
         upstream: Upstream::None,
+        span: span.clone(),
     };
-    match proxy(&state, route, request, &mut record).await {
+    match proxy(&state, route, request, &mut record)
+        .instrument(span)
+        .await
+    {
         Ok(Proxied {
             head,
             answer,
@@ -595,8 +605,14 @@ fn set_upstream_headers(
             headers.insert(SESSION, value.clone());
         }
     }
-    let traceparent = context::traceparent(headers.get(TRACEPARENT));
-    headers.insert(TRACEPARENT, traceparent);
+    // The edge's own span is the upstream's parent when traces are
+    // exported; otherwise the caller's trace goes on with a new span id.
+    if record.span.is_none() {
+        let traceparent = context::traceparent(headers.get(TRACEPARENT));
+        headers.insert(TRACEPARENT, traceparent);
+    } else {
+        boxoffice_runtime::telemetry::inject(&record.span, headers);
+    }
     headers.insert(REQUEST_ID, record.request_id.clone());
     headers.insert(header::TE, HeaderValue::from_static("trailers"));
     if let Some(deadline) = deadline {

@@ -1,6 +1,7 @@
 //! Serving gRPC: one listener with the given services plus `grpc.health.v1`
 //! and reflection (v1 and v1alpha, so both `grpcurl` and `buf curl` work),
-//! explicit message limits, the request checks of [`crate::wire`] (over the
+//! explicit message limits, a span per call continuing the caller's trace
+//! ([`crate::telemetry`]), the request checks of [`crate::wire`] (over the
 //! network and in-process alike), and graceful shutdown: health turns
 //! NOT_SERVING, the listener stops accepting, in-flight calls get the grace
 //! period.
@@ -166,6 +167,7 @@ impl GrpcServer {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .http2_max_header_list_size(TRANSPORT_MAX_HEADER_LIST_BYTES)
             .layer(RpcMetricsLayer(metrics))
+            .layer(crate::telemetry::TraceLayer)
             .layer(WireGuardLayer)
             .add_routes(routes.routes())
             .serve_with_incoming_shutdown(incoming, stop_signal);

@@ -63,10 +63,11 @@ impl Service<http::Request<Body>> for Transport {
 /// through their `grpc-timeout`, so a stuck callee cannot hold a caller.
 pub const IN_PROCESS_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A transport over the network.
+/// A transport over the network. Every call carries the caller's trace
+/// (`traceparent`, when traces are exported; see [`crate::telemetry`]).
 pub fn over_channel(channel: Channel) -> Transport {
     Transport(BoxCloneSyncService::new(
-        channel.map_err(|error| TransportError(error.into())),
+        crate::telemetry::TracedClient::new(channel).map_err(|error| TransportError(error.into())),
     ))
 }
 

@@ -19,14 +19,15 @@ use crate::harness::{KillableProxy, TestDb, eventually};
 const WAIT: Duration = Duration::from_secs(30);
 const NAME: &str = "catalog.boxoffice.test";
 
-/// A DNS server answering A questions from a table the test edits.
-struct TestDns {
-    addr: SocketAddr,
-    records: Arc<Mutex<BTreeMap<String, Vec<Ipv4Addr>>>>,
+/// A DNS server answering A questions from a table the test edits (also
+/// the mesh test's).
+pub struct TestDns {
+    pub addr: SocketAddr,
+    pub records: Arc<Mutex<BTreeMap<String, Vec<Ipv4Addr>>>>,
 }
 
 impl TestDns {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let socket = UdpSocket::bind("127.0.0.1:0").await.expect("binding DNS");
         let addr = socket.local_addr().expect("DNS address");
         let records: Arc<Mutex<BTreeMap<String, Vec<Ipv4Addr>>>> = Arc::default();
@@ -43,7 +44,7 @@ impl TestDns {
         Self { addr, records }
     }
 
-    fn set(&self, name: &str, addresses: &[Ipv4Addr]) {
+    pub fn set(&self, name: &str, addresses: &[Ipv4Addr]) {
         self.records
             .lock()
             .unwrap()

@@ -19,6 +19,7 @@ mod events;
 mod harness;
 mod inventory;
 mod inventory_cluster;
+mod mesh;
 mod search;
 mod sessions;
 mod statuses;

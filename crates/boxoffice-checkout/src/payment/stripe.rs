@@ -139,18 +139,30 @@ impl StripeProvider {
     async fn send(
         &self,
         request: reqwest::RequestBuilder,
+        method: &'static str,
     ) -> Result<(reqwest::StatusCode, Value), ProviderError> {
-        let response = request
-            .bearer_auth(self.config.secret_key.expose())
-            .send()
-            .await
-            .map_err(|error| {
-                unavailable(anyhow::Error::new(error).context("calling the payment provider"))
+        // The provider's call continues this request's trace (traceparent).
+        let span = boxoffice_runtime::telemetry::http_client_span("payment provider", method);
+        let mut trace = reqwest::header::HeaderMap::new();
+        boxoffice_runtime::telemetry::inject(&span, &mut trace);
+        let exchange = async {
+            let response = request
+                .bearer_auth(self.config.secret_key.expose())
+                .headers(trace)
+                .send()
+                .await
+                .map_err(|error| {
+                    unavailable(anyhow::Error::new(error).context("calling the payment provider"))
+                })?;
+            let status = response.status();
+            let body = response.bytes().await.map_err(|error| {
+                unavailable(
+                    anyhow::Error::new(error).context("reading the payment provider's answer"),
+                )
             })?;
-        let status = response.status();
-        let body = response.bytes().await.map_err(|error| {
-            unavailable(anyhow::Error::new(error).context("reading the payment provider's answer"))
-        })?;
+            Ok::<_, ProviderError>((status, body))
+        };
+        let (status, body) = tracing::Instrument::instrument(exchange, span).await?;
         let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
         if status.is_server_error()
             || status == reqwest::StatusCode::TOO_MANY_REQUESTS
@@ -189,6 +201,7 @@ impl StripeProvider {
                     "application/x-www-form-urlencoded",
                 )
                 .body(body),
+            "POST",
         )
         .await
     }
@@ -201,6 +214,7 @@ impl StripeProvider {
             .send(
                 self.client
                     .get(format!("{}{path}?{query}", self.config.base_url)),
+                "GET",
             )
             .await?;
         if !status.is_success() {

@@ -367,6 +367,7 @@ impl CheckoutStore {
 
     /// Inserts a pending booking with its tickets in one statement; answers
     /// false when the hold (or the create key) already has a booking.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.insert_booking", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn insert_booking(&self, booking: &NewBooking) -> DbResult<bool> {
         let client = self.client().await?;
         let seats: Vec<i32> = booking
@@ -422,6 +423,7 @@ impl CheckoutStore {
         Ok(row.get::<_, i64>("inserted") == 1)
     }
 
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.booking", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn booking(&self, id: Uuid) -> DbResult<Option<BookingRecord>> {
         let client = self.client().await?;
         let row = client
@@ -438,6 +440,7 @@ impl CheckoutStore {
         row.as_ref().map(booking_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.booking_by_hold", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn booking_by_hold(&self, hold_id: Uuid) -> DbResult<Option<BookingRecord>> {
         let client = self.client().await?;
         let row = client
@@ -456,6 +459,7 @@ impl CheckoutStore {
         row.as_ref().map(booking_from_row).transpose()
     }
 
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.booking_by_create_key", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn booking_by_create_key(
         &self,
         user_id: Uuid,
@@ -473,6 +477,7 @@ impl CheckoutStore {
     }
 
     /// A user's bookings, newest first, after the `(created_at, id)` cursor.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.list", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn list(
         &self,
         user_id: Uuid,
@@ -508,6 +513,7 @@ impl CheckoutStore {
     /// was used before (the attempt's id, derived from user and key, or for
     /// attempts an earlier version recorded, the key itself). The reads of
     /// confirmations arriving together share one statement.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.confirm_context", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn confirm_context(&self, attempt: &Attempt) -> DbResult<ConfirmContext> {
         self.writer(&self.batches.contexts, |store, items| async move {
             store.contexts(items).await
@@ -588,6 +594,7 @@ impl CheckoutStore {
     /// this result, and an answer must never outlive a database crash
     /// (acknowledged means durable). Group commit keeps it cheap: one WAL
     /// flush covers every confirmation in the batch.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.record_paid", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn record_paid(&self, attempt: &Attempt, provider_ref: &str) -> DbResult<bool> {
         self.recent.forget(attempt.booking_id);
         self.writer(&self.batches.paid, |store, items| async move {
@@ -685,6 +692,7 @@ impl CheckoutStore {
     /// the seats could not be sold) with the answer its retries get; the
     /// booking stays payable, or expires when `booking_expires` (its seats
     /// are gone). False when the attempt was recorded before.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.record_unpaid", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn record_unpaid(
         &self,
         attempt: &Attempt,
@@ -742,6 +750,7 @@ impl CheckoutStore {
     /// Payment captured and booking confirmed for an attempt claimed by an
     /// earlier version (booking `confirming`, payment row written before the
     /// provider was called). Only the reconciler still finishes those.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.finish_claimed", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn finish_claimed(&self, payment_id: Uuid, provider_ref: &str) -> DbResult<bool> {
         let rows = self
             .publishing(
@@ -803,6 +812,7 @@ impl CheckoutStore {
     /// Ends an attempt that took no money (declined, voided, never
     /// authorized) with its stored answer; the booking is payable again, or
     /// expired when its hold ran out or its seats are gone.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.fail_attempt", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn fail_attempt(
         &self,
         payment_id: Uuid,
@@ -913,6 +923,7 @@ impl CheckoutStore {
     /// the release of whatever seats inventory may have sold to it; the
     /// flag stays until [`Self::seats_released`]. False when it was no
     /// longer pending.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.expire_booking", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn expire_booking(&self, booking_id: Uuid) -> DbResult<bool> {
         self.recent.forget(booking_id);
         let rows = self
@@ -934,6 +945,7 @@ impl CheckoutStore {
     }
 
     /// Inventory has put an expired booking's seats back on sale.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.seats_released", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn seats_released(&self, booking_id: Uuid) -> DbResult<()> {
         let client = self.client().await?;
         client
@@ -972,6 +984,7 @@ impl CheckoutStore {
     }
 
     /// A pending booking is cancelled outright (nothing was paid).
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.cancel_pending", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn cancel_pending(&self, booking_id: Uuid) -> DbResult<bool> {
         self.recent.forget(booking_id);
         let rows = self
@@ -993,6 +1006,7 @@ impl CheckoutStore {
 
     /// Records the intent to cancel a confirmed booking and the refund it is
     /// owed; the refund and the release of seats follow.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.begin_cancel", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn begin_cancel(&self, booking_id: Uuid, refund_minor: i64) -> DbResult<bool> {
         self.recent.forget(booking_id);
         let client = self.client().await?;
@@ -1008,6 +1022,7 @@ impl CheckoutStore {
     }
 
     /// Booking cancelled and (when money went back) its payment refunded.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.finish_cancel", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn finish_cancel(&self, booking_id: Uuid) -> DbResult<bool> {
         self.recent.forget(booking_id);
         let rows = self

@@ -124,6 +124,7 @@ impl TicketStore {
         &self.pool
     }
 
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.event", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn event(&self, event_id: Uuid) -> Result<Option<StoredEvent>> {
         let client = self.pool.get().await?;
         let row = client
@@ -146,6 +147,7 @@ impl TicketStore {
     }
 
     /// Status and sold seats, to rebuild Redis from.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.truth", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn truth(&self, event_id: Uuid) -> Result<Option<EventTruth>> {
         let client = self.pool.get().await?;
         let Some(event) = client
@@ -214,6 +216,7 @@ impl TicketStore {
     ///
     /// Commits arriving together are sold by one statement (see
     /// [`sell_together`]); each still succeeds or fails on its own.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.commit", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn commit(
         &self,
         hold: HoldRef,
@@ -237,6 +240,7 @@ impl TicketStore {
 
     /// Seats this hold already sold to this booking (idempotent retries
     /// after Redis forgot the hold).
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.committed_seats", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn committed_seats(
         &self,
         event_id: Uuid,
@@ -257,6 +261,7 @@ impl TicketStore {
     }
 
     /// Which of `seats` are sold.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.sold_among", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn sold_among(&self, event_id: Uuid, seats: &[u32]) -> Result<Vec<u32>> {
         let client = self.pool.get().await?;
         let rows = client
@@ -271,6 +276,7 @@ impl TicketStore {
 
     /// Puts a booking's seats back on sale; answers the seats it released
     /// (none on a retry).
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.release_booking", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn release_booking(&self, event_id: Uuid, booking_id: Uuid) -> Result<Vec<u32>> {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;

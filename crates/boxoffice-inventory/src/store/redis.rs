@@ -247,6 +247,7 @@ impl HoldStore {
     /// trip (two when this hold is the event's earliest to expire and the
     /// event must go on the sweep index).
     #[allow(clippy::too_many_arguments)]
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.hold", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn hold(
         &self,
         event_id: Uuid,
@@ -328,6 +329,7 @@ impl HoldStore {
     }
 
     /// A hold's record with the Redis server's time.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.get_hold", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn get_hold(&self, hold: HoldRef) -> anyhow::Result<Option<(Hold, i64)>> {
         let (mut found, now) = self.get_holds(hold.event_id, &[hold.hold_id]).await?;
         Ok(found.pop().flatten().map(|record| (record, now)))
@@ -335,6 +337,7 @@ impl HoldStore {
 
     /// Several holds of one event and the Redis server's time, in one
     /// round trip: a record per id asked, `None` where there is none.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.get_holds", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn get_holds(
         &self,
         event_id: Uuid,
@@ -375,6 +378,7 @@ impl HoldStore {
         Ok((found, now))
     }
 
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.release", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn release(&self, hold: HoldRef, owner: Uuid) -> anyhow::Result<ReleaseOutcome> {
         let args = vec![
             hold.hold_id.to_string().into(),
@@ -393,6 +397,7 @@ impl HoldStore {
     }
 
     /// Ends an event's expired holds; answers when the next one expires.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.sweep", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn sweep(&self, event_id: Uuid) -> anyhow::Result<(i64, Option<i64>)> {
         let args = vec![
             self.stream_length.clone().into(),
@@ -424,6 +429,7 @@ impl HoldStore {
 
     /// Mirrors PostgreSQL's commits of several holds of one event, in one
     /// round trip.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.mark_holds_sold", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn mark_holds_sold(&self, event_id: Uuid, sold: &[&SoldHold]) -> anyhow::Result<()> {
         if sold.is_empty() {
             return Ok(());
@@ -452,10 +458,12 @@ impl HoldStore {
 
     /// Copies PostgreSQL's sold seats into Redis (after a lost race showed
     /// Redis was behind).
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.mark_seats_sold", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn mark_seats_sold(&self, event_id: Uuid, seats: &[u32]) -> anyhow::Result<()> {
         self.mark_seats(event_id, "seats", seats).await
     }
 
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.mark_seats_unsold", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn mark_seats_unsold(&self, event_id: Uuid, seats: &[u32]) -> anyhow::Result<()> {
         self.mark_seats(event_id, "unsell", seats).await
     }
@@ -519,6 +527,7 @@ impl HoldStore {
     /// Both bitmaps at one change-stream position, the event's status, the
     /// room's switch and the earliest live hold's expiry, in one round trip;
     /// `None` when the event's state is gone.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "inventory.snapshot", skip_all, fields(otel.kind = "client", db.system = "redis"))]
     pub async fn snapshot(&self, event_id: Uuid) -> anyhow::Result<Option<Snapshot>> {
         let reply = self
             .run(
