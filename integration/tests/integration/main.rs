@@ -20,6 +20,7 @@ mod inventory;
 mod inventory_cluster;
 mod search;
 mod sessions;
+mod social_login;
 mod statuses;
 mod system;
 mod waiting_room;
