@@ -97,6 +97,9 @@ impl OpenIdProvider {
         let mut words = line.split_whitespace();
         assert_eq!(words.next(), Some("listening"), "{line}");
         let issuer = words.next().expect("the issuer").to_owned();
+        // The provider prints notices later: keep reading, so its writes
+        // never meet a closed pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
             issuer,
             _process: process,
