@@ -131,14 +131,15 @@ impl Default for SocialLoginConfig {
 /// and tests), absolute, without a fragment.
 fn acceptable_url(raw: &str) -> Result<reqwest::Url, String> {
     let url = reqwest::Url::parse(raw).map_err(|_| format!("'{raw}' is not an absolute URL"))?;
-    let loopback = matches!(
-        url.host_str(),
-        Some("localhost" | "127.0.0.1" | "[::1]")
-    );
+    let loopback = matches!(url.host_str(), Some("localhost" | "127.0.0.1" | "[::1]"));
     match url.scheme() {
         "https" => {}
         "http" if loopback => {}
-        _ => return Err(format!("'{raw}' must be https (http only on a loopback host)")),
+        _ => {
+            return Err(format!(
+                "'{raw}' must be https (http only on a loopback host)"
+            ));
+        }
     }
     if url.fragment().is_some() {
         return Err(format!("'{raw}' must not have a fragment"));
@@ -185,8 +186,11 @@ impl SocialLoginConfig {
             // few names keeps `ConfigError` a plain `&'static str`.
             let variable = |suffix: &str| -> &'static str {
                 Box::leak(
-                    format!("{OIDC_PROVIDER_PREFIX}{}_{suffix}", name.to_ascii_uppercase())
-                        .into_boxed_str(),
+                    format!(
+                        "{OIDC_PROVIDER_PREFIX}{}_{suffix}",
+                        name.to_ascii_uppercase()
+                    )
+                    .into_boxed_str(),
                 )
             };
             let required = |suffix: &str| {
@@ -225,7 +229,11 @@ impl SocialLoginConfig {
                 problem: format!("is required when {ENV_OIDC_PROVIDERS} is set"),
             });
         };
-        for uri in redirect_uris.split(',').map(str::trim).filter(|u| !u.is_empty()) {
+        for uri in redirect_uris
+            .split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
             acceptable_url(uri).map_err(|problem| ConfigError {
                 variable: ENV_OIDC_REDIRECT_URIS,
                 problem,
@@ -347,7 +355,10 @@ mod tests {
     fn oidc_providers_are_validated_and_their_secrets_never_print() {
         let good = [
             (ENV_OIDC_PROVIDERS, "google, corp"),
-            ("BOXOFFICE_OIDC_GOOGLE_ISSUER", "https://accounts.google.com"),
+            (
+                "BOXOFFICE_OIDC_GOOGLE_ISSUER",
+                "https://accounts.google.com",
+            ),
             ("BOXOFFICE_OIDC_GOOGLE_CLIENT_ID", "id-1"),
             ("BOXOFFICE_OIDC_GOOGLE_CLIENT_SECRET", "very-secret-1"),
             ("BOXOFFICE_OIDC_CORP_ISSUER", "http://127.0.0.1:9000"),

@@ -20,10 +20,10 @@ use crate::delivery::TokenDelivery;
 use crate::domain::{DisplayName, Email, FieldError, NewPassword, Role, User};
 use crate::error::AccountsError;
 use crate::password;
+use crate::social::SocialLogin;
 use crate::store::{
     AccountsStore, RefreshOutcome, RevokeReason, SessionRecord, StoredUser, TokenPurpose,
 };
-use crate::social::SocialLogin;
 use crate::throttle::LoginThrottle;
 use crate::token::{LEEWAY_SECS, TokenIssuer};
 

@@ -387,7 +387,12 @@ async fn a_first_social_login_creates_the_account_and_the_next_logs_into_it() {
     assert_eq!(providers, vec!["local".to_owned()]);
 
     let ada = Account::new("ada");
-    let first = login_of(world.social_login(&ada).await.expect("a first social login"));
+    let first = login_of(
+        world
+            .social_login(&ada)
+            .await
+            .expect("a first social login"),
+    );
     let user = first.user.clone().expect("the user");
     assert_eq!(user.email, ada.email);
     assert!(user.email_verified, "the provider verified the email");
@@ -405,7 +410,12 @@ async fn a_first_social_login_creates_the_account_and_the_next_logs_into_it() {
         .into_inner();
     assert_eq!(get_me(&world, &refreshed.access_token).await.id, user.id);
 
-    let second = login_of(world.social_login(&ada).await.expect("a second social login"));
+    let second = login_of(
+        world
+            .social_login(&ada)
+            .await
+            .expect("a second social login"),
+    );
     assert_eq!(second.user.expect("the user").id, user.id, "same account");
     assert_ne!(second.session_id, first.session_id, "a session of its own");
     assert_eq!(world.users_with_email(&ada.email).await, 1);
@@ -490,7 +500,12 @@ async fn bad_states_replayed_nonces_and_reused_codes_are_refused() {
     let ada = Account::new("ada");
     let started = world.start_login().await;
     let code = browse(&started.authorization_url, &ada).await;
-    login_of(world.finish(&started.state, &code).await.expect("a good login"));
+    login_of(
+        world
+            .finish(&started.state, &code)
+            .await
+            .expect("a good login"),
+    );
     let again = world
         .finish(&started.state, &code)
         .await
@@ -559,10 +574,7 @@ async fn an_id_token_signed_by_a_key_the_provider_does_not_publish_is_refused() 
     assert!(!refused.message().contains("eyJ"), "{refused:?}");
     assert_eq!(world.users_with_email(&mallory.email).await, 0);
     // Again, within the refetch bound: still refused, still nothing made.
-    let again = world
-        .social_login(&mallory)
-        .await
-        .expect_err("again");
+    let again = world.social_login(&mallory).await.expect_err("again");
     assert_reason(&again, Code::Unauthenticated, "SOCIAL_LOGIN_FAILED");
     world.stop().await;
 }
@@ -582,7 +594,10 @@ async fn linking_to_a_password_account_needs_its_owners_proof() {
     );
     assert_eq!(link.email, ada_email);
     assert_eq!(link.provider, "local");
-    assert!(identities(&world, &ada_token).await.is_empty(), "nothing linked yet");
+    assert!(
+        identities(&world, &ada_token).await.is_empty(),
+        "nothing linked yet"
+    );
 
     let link_with = |token: Option<&str>, password: &str| {
         let message = pb::LinkSocialLoginRequest {
@@ -599,22 +614,37 @@ async fn linking_to_a_password_account_needs_its_owners_proof() {
     // No proof, another user's token, another user's password, a wrong one.
     let refused = link_with(None, "").await.expect_err("no proof");
     assert_reason(&refused, Code::PermissionDenied, "LINK_PROOF_REQUIRED");
-    let refused = link_with(Some(&bob_token), "").await.expect_err("bob's token");
+    let refused = link_with(Some(&bob_token), "")
+        .await
+        .expect_err("bob's token");
     assert_reason(&refused, Code::PermissionDenied, "LINK_PROOF_REQUIRED");
     let refused = link_with(Some(&bob_token), "wrong password!")
         .await
         .expect_err("bob with a wrong password");
     assert_reason(&refused, Code::PermissionDenied, "WRONG_PASSWORD");
-    assert!(identities(&world, &ada_token).await.is_empty(), "still nothing linked");
+    assert!(
+        identities(&world, &ada_token).await.is_empty(),
+        "still nothing linked"
+    );
     assert!(identities(&world, &bob_token).await.is_empty());
 
     // The password proves it: a session of ada's account.
-    let linked = link_with(None, PASSWORD).await.expect("linking with the password").into_inner();
+    let linked = link_with(None, PASSWORD)
+        .await
+        .expect("linking with the password")
+        .into_inner();
     assert_eq!(linked.user.expect("the user").email, ada_email);
-    let spent = link_with(None, PASSWORD).await.expect_err("a spent link token");
+    let spent = link_with(None, PASSWORD)
+        .await
+        .expect_err("a spent link token");
     assert_reason(&spent, Code::InvalidArgument, "TOKEN_INVALID");
     // From now on the identity logs straight in.
-    let direct = login_of(world.social_login(&ada_at_provider).await.expect("logging in"));
+    let direct = login_of(
+        world
+            .social_login(&ada_at_provider)
+            .await
+            .expect("logging in"),
+    );
     assert_eq!(get_me(&world, &direct.access_token).await.email, ada_email);
 
     // A second identity with the same email, proven by ada's access token.
@@ -710,7 +740,10 @@ async fn erasing_an_account_erases_its_identities() {
         .await
         .expect("counting")
         .get(0);
-    assert_eq!(left, 0, "no identity or offer of the erased account is kept");
+    assert_eq!(
+        left, 0,
+        "no identity or offer of the erased account is kept"
+    );
     // The identity logs in afresh: a new account, not the erased one.
     let fresh = login_of(world.social_login(&at_provider).await.expect("a login"));
     assert_ne!(fresh.user.expect("the user").id, user_id.to_string());

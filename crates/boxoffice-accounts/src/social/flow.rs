@@ -48,11 +48,9 @@ fn bounded(field: &'static str, raw: &str) -> Result<String, AccountsError> {
         return Err(FieldError::new(field, "must not be empty").into());
     }
     if value.len() > MAX_TOKEN_LEN {
-        return Err(FieldError::new(
-            field,
-            format!("must be at most {MAX_TOKEN_LEN} characters"),
-        )
-        .into());
+        return Err(
+            FieldError::new(field, format!("must be at most {MAX_TOKEN_LEN} characters")).into(),
+        );
     }
     Ok(value.to_owned())
 }
@@ -92,7 +90,12 @@ impl Accounts {
             .to_owned();
         let (state, nonce, pkce_verifier) = (random_token(), random_token(), random_token());
         let authorization_url = provider
-            .authorization_url(&redirect_uri, &state, &nonce, &pkce_challenge(&pkce_verifier))
+            .authorization_url(
+                &redirect_uri,
+                &state,
+                &nonce,
+                &pkce_challenge(&pkce_verifier),
+            )
             .await
             .map_err(|error| provider_failure(provider_name, error))?;
         let expires_at = Utc::now() + self.social.state_ttl;

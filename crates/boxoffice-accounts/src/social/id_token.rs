@@ -91,7 +91,11 @@ impl ProviderKeys {
             ) {
                 continue;
             }
-            if entry.get("use").and_then(|u| u.as_str()).is_some_and(|u| u != "sig") {
+            if entry
+                .get("use")
+                .and_then(|u| u.as_str())
+                .is_some_and(|u| u != "sig")
+            {
                 continue;
             }
             let algorithm = match jwk.common.key_algorithm {
@@ -300,8 +304,13 @@ cQ7oGTfEVof/L6VplTVnXz81rmChRANCAASsL0VkEWgzoWPl604DEt/M3jgb8BYG
         let mut header = Header::new(Algorithm::ES256);
         header.kid = Some(kid.to_owned());
         use base64::Engine as _;
-        let body: String = PRIVATE_PEM.lines().filter(|line| !line.starts_with("-----")).collect();
-        let der = base64::engine::general_purpose::STANDARD.decode(body).unwrap();
+        let body: String = PRIVATE_PEM
+            .lines()
+            .filter(|line| !line.starts_with("-----"))
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(body)
+            .unwrap();
         let key = EncodingKey::from_ec_der(&der);
         jsonwebtoken::encode(&header, &claims, &key).unwrap()
     }
@@ -317,7 +326,14 @@ cQ7oGTfEVof/L6VplTVnXz81rmChRANCAASsL0VkEWgzoWPl604DEt/M3jgb8BYG
         let keys = keys("k1");
         assert_eq!(keys.len(), 1, "the symmetric key is skipped");
         let check = |claims: serde_json::Value| {
-            verify(&sign(claims, "k1"), &keys, "https://op.example", "client", "n1", now)
+            verify(
+                &sign(claims, "k1"),
+                &keys,
+                "https://op.example",
+                "client",
+                "n1",
+                now,
+            )
         };
         let identity = check(claims(now)).unwrap();
         assert_eq!(identity.subject, "s1");
@@ -328,15 +344,31 @@ cQ7oGTfEVof/L6VplTVnXz81rmChRANCAASsL0VkEWgzoWPl604DEt/M3jgb8BYG
             changed[name] = value;
             check(changed)
         };
-        assert!(matches!(with("iss", json!("https://evil.example")), Err(IdTokenError::Invalid(_))));
-        assert!(matches!(with("aud", json!("other")), Err(IdTokenError::Invalid(_))));
-        assert!(matches!(with("aud", json!(["client", "other"])), Err(IdTokenError::Invalid(_))));
+        assert!(matches!(
+            with("iss", json!("https://evil.example")),
+            Err(IdTokenError::Invalid(_))
+        ));
+        assert!(matches!(
+            with("aud", json!("other")),
+            Err(IdTokenError::Invalid(_))
+        ));
+        assert!(matches!(
+            with("aud", json!(["client", "other"])),
+            Err(IdTokenError::Invalid(_))
+        ));
         assert_eq!(with("exp", json!(now - 3600)), Err(IdTokenError::Expired));
         assert_eq!(with("iat", json!(now + 3600)), Err(IdTokenError::IssuedAt));
         assert_eq!(with("iat", json!(now - 7200)), Err(IdTokenError::IssuedAt));
         assert_eq!(with("nonce", json!("n2")), Err(IdTokenError::Nonce));
         assert_eq!(
-            verify(&sign(claims(now), "k2"), &keys, "https://op.example", "client", "n1", now),
+            verify(
+                &sign(claims(now), "k2"),
+                &keys,
+                "https://op.example",
+                "client",
+                "n1",
+                now
+            ),
             Err(IdTokenError::UnknownKey)
         );
     }
@@ -347,9 +379,17 @@ cQ7oGTfEVof/L6VplTVnXz81rmChRANCAASsL0VkEWgzoWPl604DEt/M3jgb8BYG
         let mut header = Header::new(Algorithm::HS256);
         header.kid = Some("hmac".into());
         let token =
-            jsonwebtoken::encode(&header, &claims(now), &EncodingKey::from_secret(b"secret")).unwrap();
+            jsonwebtoken::encode(&header, &claims(now), &EncodingKey::from_secret(b"secret"))
+                .unwrap();
         assert_eq!(
-            verify(&token, &keys("k1"), "https://op.example", "client", "n1", now),
+            verify(
+                &token,
+                &keys("k1"),
+                "https://op.example",
+                "client",
+                "n1",
+                now
+            ),
             Err(IdTokenError::Algorithm)
         );
         let signed = sign(claims(now), "k1");
@@ -359,7 +399,17 @@ cQ7oGTfEVof/L6VplTVnXz81rmChRANCAASsL0VkEWgzoWPl604DEt/M3jgb8BYG
         use base64::Engine as _;
         let none = base64::engine::general_purpose::URL_SAFE_NO_PAD
             .encode(br#"{"alg":"none","kid":"k1"}"#);
-        assert!(verify(&format!("{none}.{body}."), &keys("k1"), "https://op.example", "client", "n1", now).is_err());
+        assert!(
+            verify(
+                &format!("{none}.{body}."),
+                &keys("k1"),
+                "https://op.example",
+                "client",
+                "n1",
+                now
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -370,8 +420,14 @@ cQ7oGTfEVof/L6VplTVnXz81rmChRANCAASsL0VkEWgzoWPl604DEt/M3jgb8BYG
             email_verified: false,
             name: None,
         };
-        assert!(merge_userinfo(&mut identity, &json!({"sub": "s2", "email": "x@y.example"})).is_err());
-        merge_userinfo(&mut identity, &json!({"sub": "s1", "email": "x@y.example", "email_verified": "true"})).unwrap();
+        assert!(
+            merge_userinfo(&mut identity, &json!({"sub": "s2", "email": "x@y.example"})).is_err()
+        );
+        merge_userinfo(
+            &mut identity,
+            &json!({"sub": "s1", "email": "x@y.example", "email_verified": "true"}),
+        )
+        .unwrap();
         assert_eq!(identity.email.as_deref(), Some("x@y.example"));
         assert!(identity.email_verified);
     }

@@ -113,14 +113,14 @@ impl OidcProvider {
             .header("accept", "application/json")
             .send()
             .await
-            .map_err(|error| {
-                ProviderError::Unavailable(anyhow::Error::new(error).context(what))
-            })?;
+            .map_err(|error| ProviderError::Unavailable(anyhow::Error::new(error).context(what)))?;
         let status = response.status();
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(|error| {
-            ProviderError::Unavailable(anyhow::Error::new(error).context(what))
-        })? {
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|error| ProviderError::Unavailable(anyhow::Error::new(error).context(what)))?
+        {
             if body.len() + chunk.len() > MAX_BODY_BYTES {
                 return Err(ProviderError::Unavailable(anyhow::anyhow!(
                     "{what}: answer larger than {MAX_BODY_BYTES} bytes"
@@ -261,7 +261,10 @@ impl OidcProvider {
                 (&metadata.userinfo_endpoint, &tokens.access_token)
         {
             let (status, userinfo) = self
-                .json(self.http()?.get(endpoint).bearer_auth(access_token), "userinfo")
+                .json(
+                    self.http()?.get(endpoint).bearer_auth(access_token),
+                    "userinfo",
+                )
                 .await?;
             if !status.is_success() {
                 return Err(ProviderError::Unavailable(anyhow::anyhow!(
@@ -298,7 +301,8 @@ impl OidcProvider {
             form.push(("client_secret", self.config.client_secret.expose()));
         } else {
             // RFC 6749 2.3.1: both parts form-encoded before Basic.
-            let encode = |raw: &str| form_urlencoded::byte_serialize(raw.as_bytes()).collect::<String>();
+            let encode =
+                |raw: &str| form_urlencoded::byte_serialize(raw.as_bytes()).collect::<String>();
             let credentials = format!(
                 "{}:{}",
                 encode(&self.config.client_id),

@@ -94,12 +94,14 @@ impl AccountsStore {
                 &[&state_hash],
             )
             .await?;
-        Ok(row.filter(|row| row.get::<_, bool>("live")).map(|row| PendingLogin {
-            provider: row.get("provider"),
-            nonce: row.get("nonce"),
-            pkce_verifier: row.get("pkce_verifier"),
-            redirect_uri: row.get("redirect_uri"),
-        }))
+        Ok(row
+            .filter(|row| row.get::<_, bool>("live"))
+            .map(|row| PendingLogin {
+                provider: row.get("provider"),
+                nonce: row.get("nonce"),
+                pkce_verifier: row.get("pkce_verifier"),
+                redirect_uri: row.get("redirect_uri"),
+            }))
     }
 
     /// The user an identity logs into, noting the login.
