@@ -55,21 +55,34 @@ enum Signing {
 /// A running `oidc-provider`, killed when dropped.
 struct OpenIdProvider {
     issuer: String,
-    _process: tokio::process::Child,
+    base: reqwest::Url,
+    process: tokio::process::Child,
 }
 
 impl OpenIdProvider {
     async fn start(signing: Signing) -> Self {
+        Self::start_at(signing, None).await
+    }
+
+    /// With `at` (issuer and base URL), a provider that takes over from
+    /// one that was stopped: same issuer and port, new keys.
+    async fn start_at(signing: Signing, at: Option<(&str, &reqwest::Url)>) -> Self {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc");
         assert!(
             dir.join("node_modules/oidc-provider").exists(),
             "the test OpenID provider is not installed: run scripts/test, or `npm ci` in {}",
             dir.display()
         );
-        let mut process = tokio::process::Command::new("node")
+        let mut command = tokio::process::Command::new("node");
+        if let Some((issuer, base)) = at {
+            let port = base.port().expect("a port").to_string();
+            command.env("ISSUER", issuer).env("PORT", port);
+        } else {
+            command.env("PORT", "0");
+        }
+        let mut process = command
             .arg("provider.js")
             .current_dir(&dir)
-            .env("PORT", "0")
             .env("CLIENT_ID", CLIENT_ID)
             .env("CLIENT_SECRET", CLIENT_SECRET)
             .env("REDIRECT_URIS", REDIRECT_URI)
@@ -97,13 +110,22 @@ impl OpenIdProvider {
         let mut words = line.split_whitespace();
         assert_eq!(words.next(), Some("listening"), "{line}");
         let issuer = words.next().expect("the issuer").to_owned();
+        let base = reqwest::Url::parse(words.next().expect("the base URL")).expect("a URL");
         // The provider prints notices later: keep reading, so its writes
         // never meet a closed pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
         Self {
             issuer,
-            _process: process,
+            base,
+            process,
         }
+    }
+
+    /// Stops this provider and starts another on the same issuer and port,
+    /// with new signing keys (a key rotation, as providers do).
+    async fn rotate_keys(&mut self) {
+        self.process.kill().await.expect("stopping the provider");
+        *self = Self::start_at(Signing::Published, Some((&self.issuer, &self.base))).await;
     }
 }
 
@@ -118,6 +140,12 @@ struct World {
 
 impl World {
     async fn start(signing: Signing) -> Self {
+        Self::start_with(signing, SocialLoginConfig::default().jwks_min_refetch).await
+    }
+
+    /// `jwks_min_refetch`: how soon accounts may fetch the provider's keys
+    /// again for an unknown key id.
+    async fn start_with(signing: Signing, jwks_min_refetch: Duration) -> Self {
         let provider = OpenIdProvider::start(signing).await;
         let db = TestDb::new().await;
         let config = test_config(&db, &[]);
@@ -146,6 +174,7 @@ impl World {
                     client_secret: Secret::new(CLIENT_SECRET),
                 }],
                 redirect_uris: vec![REDIRECT_URI.into()],
+                jwks_min_refetch,
                 ..SocialLoginConfig::default()
             },
             ..AccountsConfig::development()
@@ -747,5 +776,35 @@ async fn erasing_an_account_erases_its_identities() {
     // The identity logs in afresh: a new account, not the erased one.
     let fresh = login_of(world.social_login(&at_provider).await.expect("a login"));
     assert_ne!(fresh.user.expect("the user").id, user_id.to_string());
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn rotated_keys_are_fetched_again_but_no_more_often_than_the_bound() {
+    // No bound: a token naming a key accounts has not seen fetches the
+    // provider's keys again, and the rotated key is accepted.
+    let mut world = World::start_with(Signing::Published, Duration::ZERO).await;
+    let ada = Account::new("ada");
+    login_of(world.social_login(&ada).await.expect("a login"));
+    world.provider.rotate_keys().await;
+    let rotated = login_of(
+        world
+            .social_login(&ada)
+            .await
+            .expect("a login signed by the rotated key"),
+    );
+    assert_eq!(rotated.user.expect("the user").email, ada.email);
+    world.stop().await;
+
+    // Keys fetched moments ago are not fetched again, whatever key id a
+    // token names: the rotated key stays unknown, and the login refused.
+    let mut world = World::start_with(Signing::Published, Duration::from_secs(3600)).await;
+    login_of(world.social_login(&ada).await.expect("a login"));
+    world.provider.rotate_keys().await;
+    let refused = world
+        .social_login(&ada)
+        .await
+        .expect_err("a key unknown within the bound");
+    assert_reason(&refused, Code::Unauthenticated, "SOCIAL_LOGIN_FAILED");
     world.stop().await;
 }
