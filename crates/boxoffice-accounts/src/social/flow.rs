@@ -175,10 +175,17 @@ impl Accounts {
             .as_deref()
             .and_then(|name| DisplayName::parse("display_name", name).ok())
             .or_else(|| {
-                let local = email.as_str().split('@').next().unwrap_or_default();
-                DisplayName::parse("display_name", local).ok()
+                let local: String = email
+                    .as_str()
+                    .split('@')
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(DisplayName::MAX_CHARS)
+                    .collect();
+                DisplayName::parse("display_name", &local).ok()
             })
-            .ok_or_else(|| anyhow::anyhow!("an email's local part is never empty"))?;
+            .map_or_else(|| DisplayName::parse("display_name", "Customer"), Ok)?;
         let user = match self
             .store
             .create_social_user(
