@@ -123,4 +123,24 @@ mod tests {
         );
         assert_eq!(random_token().len(), 43);
     }
+
+    #[test]
+    fn only_configured_redirect_uris_are_used() {
+        let social = SocialLogin::new(&SocialLoginConfig {
+            redirect_uris: vec!["https://a.example/cb".into(), "https://b.example/cb".into()],
+            ..SocialLoginConfig::default()
+        });
+        assert_eq!(social.redirect_uri(""), Some("https://a.example/cb"));
+        assert_eq!(
+            social.redirect_uri("https://b.example/cb"),
+            Some("https://b.example/cb")
+        );
+        for other in [
+            "https://a.example/cb/",
+            "https://a.example/cb?x=1",
+            "https://evil.example/cb",
+        ] {
+            assert_eq!(social.redirect_uri(other), None, "{other}");
+        }
+    }
 }
