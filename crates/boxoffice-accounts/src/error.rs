@@ -22,6 +22,23 @@ pub mod reason {
     pub const WRONG_PASSWORD: &str = "WRONG_PASSWORD";
     pub const SERVICE_ROLE_REQUIRED: &str = "SERVICE_ROLE_REQUIRED";
     pub const NOTHING_TO_UPDATE: &str = "NOTHING_TO_UPDATE";
+    /// `INVALID_ARGUMENT`: a social login's state is unknown, spent or expired.
+    pub const SOCIAL_STATE_INVALID: &str = "SOCIAL_STATE_INVALID";
+    /// `UNAUTHENTICATED`: the provider refused the code, or its ID token
+    /// failed a check (signature, issuer, audience, expiry, nonce).
+    pub const SOCIAL_LOGIN_FAILED: &str = "SOCIAL_LOGIN_FAILED";
+    /// `UNAVAILABLE`: the provider could not be reached or answered garbage.
+    pub const SOCIAL_PROVIDER_UNAVAILABLE: &str = "SOCIAL_PROVIDER_UNAVAILABLE";
+    /// `FAILED_PRECONDITION`: the provider gave no usable email.
+    pub const SOCIAL_EMAIL_REQUIRED: &str = "SOCIAL_EMAIL_REQUIRED";
+    /// `PERMISSION_DENIED`: linking needs the account's password or its
+    /// access token.
+    pub const LINK_PROOF_REQUIRED: &str = "LINK_PROOF_REQUIRED";
+    /// `ALREADY_EXISTS`: the identity logs into another account.
+    pub const IDENTITY_ALREADY_LINKED: &str = "IDENTITY_ALREADY_LINKED";
+    /// `FAILED_PRECONDITION`: an account without a password keeps its last
+    /// social identity.
+    pub const LAST_LOGIN_METHOD: &str = "LAST_LOGIN_METHOD";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +69,23 @@ pub enum AccountsError {
     WrongPassword,
     #[error("service role required")]
     ServiceRoleRequired,
+    #[error("social login state invalid")]
+    SocialStateInvalid,
+    /// Details are logged where they happen, never sent.
+    #[error("social login failed")]
+    SocialLoginFailed,
+    #[error("social login provider unavailable")]
+    SocialProviderUnavailable(#[source] anyhow::Error),
+    #[error("provider gave no usable email")]
+    SocialEmailRequired,
+    #[error("linking needs proof of the account")]
+    LinkProofRequired,
+    #[error("identity linked to another account")]
+    IdentityAlreadyLinked,
+    #[error("last login method")]
+    LastLoginMethod,
+    #[error("social identity not found")]
+    IdentityNotFound,
     #[error("a dependency is unavailable")]
     DependencyUnavailable(#[source] anyhow::Error),
     #[error("database unavailable")]
@@ -154,6 +188,54 @@ impl From<AccountsError> for Status {
                 reason::SERVICE_ROLE_REQUIRED,
                 "only services may call this",
             ),
+            AccountsError::SocialStateInvalid => {
+                let mut details = ErrorDetails::new();
+                details.set_error_info(
+                    reason::SOCIAL_STATE_INVALID,
+                    status::ERROR_DOMAIN,
+                    HashMap::new(),
+                );
+                details.add_bad_request_violation("state", "is unknown, already used or expired");
+                Status::with_error_details(
+                    Code::InvalidArgument,
+                    "the login state is unknown, already used or expired; start again",
+                    details,
+                )
+            }
+            AccountsError::SocialLoginFailed => status::with_reason(
+                Code::Unauthenticated,
+                reason::SOCIAL_LOGIN_FAILED,
+                "the provider's answer could not be accepted; start again",
+            ),
+            AccountsError::SocialProviderUnavailable(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "openid provider unavailable");
+                status::with_reason(
+                    Code::Unavailable,
+                    reason::SOCIAL_PROVIDER_UNAVAILABLE,
+                    "the login provider cannot be reached; retry later",
+                )
+            }
+            AccountsError::SocialEmailRequired => status::with_reason(
+                Code::FailedPrecondition,
+                reason::SOCIAL_EMAIL_REQUIRED,
+                "the provider shares no email address; allow it at the provider",
+            ),
+            AccountsError::LinkProofRequired => status::with_reason(
+                Code::PermissionDenied,
+                reason::LINK_PROOF_REQUIRED,
+                "send the account's password, or call with that account's access token",
+            ),
+            AccountsError::IdentityAlreadyLinked => status::with_reason(
+                Code::AlreadyExists,
+                reason::IDENTITY_ALREADY_LINKED,
+                "this identity already logs into another account",
+            ),
+            AccountsError::LastLoginMethod => status::with_reason(
+                Code::FailedPrecondition,
+                reason::LAST_LOGIN_METHOD,
+                "the account has no password: set one before unlinking its last identity",
+            ),
+            AccountsError::IdentityNotFound => status::not_found("social identity", ""),
             AccountsError::DependencyUnavailable(error) => status::unavailable(&error),
             AccountsError::Unavailable(error) => status::unavailable(&error),
             AccountsError::Internal(error) => status::internal(&error),

@@ -1,4 +1,5 @@
-//! `ExportMyData`: the caller's profile and sessions from accounts, and
+//! `ExportMyData`: the caller's profile, sessions and linked social
+//! identities from accounts, and
 //! their bookings with tickets from checkout (read as the caller, through
 //! checkout's own `ListBookings`, so the export shows exactly what the
 //! caller may see and nothing of anyone else), as one JSON document.
@@ -10,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::domain::User;
 use crate::error::AccountsError;
-use crate::store::SessionRecord;
+use crate::store::{IdentityRecord, SessionRecord};
 
 /// Pages read at most (100 bookings each).
 const MAX_PAGES: usize = 1000;
@@ -96,7 +97,12 @@ pub(crate) async fn bookings_of(
     Ok(bookings)
 }
 
-pub(crate) fn document(user: &User, sessions: &[SessionRecord], bookings: Vec<Value>) -> Value {
+pub(crate) fn document(
+    user: &User,
+    sessions: &[SessionRecord],
+    identities: &[IdentityRecord],
+    bookings: Vec<Value>,
+) -> Value {
     json!({
         "format": "boxoffice.export.v1",
         "exported_at": chrono::Utc::now().to_rfc3339(),
@@ -105,6 +111,7 @@ pub(crate) fn document(user: &User, sessions: &[SessionRecord], bookings: Vec<Va
             "email": user.email,
             "pending_email": user.pending_email,
             "display_name": user.display_name,
+            "email_verified": user.email_verified,
             "roles": user.role_names(),
             "create_time": user.created_at.to_rfc3339(),
         },
@@ -114,6 +121,14 @@ pub(crate) fn document(user: &User, sessions: &[SessionRecord], bookings: Vec<Va
             "last_use_time": session.last_used_at.to_rfc3339(),
             "expire_time": session.expires_at.to_rfc3339(),
             "revoke_time": session.revoked_at.map(|time| time.to_rfc3339()),
+        })).collect::<Vec<_>>(),
+        "social_identities": identities.iter().map(|identity| json!({
+            "id": identity.id,
+            "issuer": identity.issuer,
+            "subject": identity.subject,
+            "email": identity.email,
+            "create_time": identity.created_at.to_rfc3339(),
+            "last_login_time": identity.last_login_at.to_rfc3339(),
         })).collect::<Vec<_>>(),
         "bookings": bookings,
         // Not held by boxoffice yet; listed so a reader knows they were asked for.

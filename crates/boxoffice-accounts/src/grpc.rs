@@ -17,7 +17,8 @@ use crate::domain::{DisplayName, Email, NewPassword, Role, User};
 use crate::error::AccountsError;
 use crate::revocations::{RevocationHub, Revoked};
 use crate::service::{Accounts, Session};
-use crate::store::SessionRecord;
+use crate::social::flow::FinishedLogin;
+use crate::store::{IdentityRecord, SessionRecord};
 
 #[derive(Clone)]
 pub struct AccountsGrpc {
@@ -77,6 +78,22 @@ fn new_password(field: &'static str, raw: &str) -> Result<NewPassword, AccountsE
     Ok(NewPassword::parse(field, raw)?)
 }
 
+fn identity_to_pb(accounts: &Accounts, identity: &IdentityRecord) -> pb::SocialIdentity {
+    pb::SocialIdentity {
+        id: identity.id.to_string(),
+        provider: accounts
+            .social()
+            .name_of_issuer(&identity.issuer)
+            .unwrap_or_default()
+            .to_owned(),
+        issuer: identity.issuer.clone(),
+        subject: identity.subject.clone(),
+        email: identity.email.clone().unwrap_or_default(),
+        create_time: timestamp(identity.created_at),
+        last_login_time: timestamp(identity.last_login_at),
+    }
+}
+
 type RevocationStream = Pin<Box<dyn Stream<Item = Result<pb::Revocation, Status>> + Send>>;
 
 fn user_to_pb(user: &User) -> pb::User {
@@ -94,6 +111,7 @@ fn user_to_pb(user: &User) -> pb::User {
             .collect(),
         create_time: timestamp(user.created_at),
         pending_email: user.pending_email.clone().unwrap_or_default(),
+        email_verified: user.email_verified,
     }
 }
 
@@ -325,5 +343,110 @@ impl pb::accounts_service_server::AccountsService for AccountsGrpc {
             .delete_account(&caller, &request.into_inner().password)
             .await?;
         Ok(Response::new(pb::DeleteAccountResponse {}))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_social_providers(
+        &self,
+        _request: Request<pb::ListSocialProvidersRequest>,
+    ) -> Result<Response<pb::ListSocialProvidersResponse>, Status> {
+        Ok(Response::new(pb::ListSocialProvidersResponse {
+            providers: self.accounts.social().provider_names(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn start_social_login(
+        &self,
+        request: Request<pb::StartSocialLoginRequest>,
+    ) -> Result<Response<pb::StartSocialLoginResponse>, Status> {
+        let request = request.into_inner();
+        let started = self
+            .accounts
+            .start_social_login(&request.provider, &request.redirect_uri)
+            .await?;
+        Ok(Response::new(pb::StartSocialLoginResponse {
+            authorization_url: started.authorization_url,
+            state: started.state,
+            expire_time: timestamp(started.expires_at),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn finish_social_login(
+        &self,
+        request: Request<pb::FinishSocialLoginRequest>,
+    ) -> Result<Response<pb::FinishSocialLoginResponse>, Status> {
+        let request = request.into_inner();
+        let finished = self
+            .accounts
+            .finish_social_login(&request.state, &request.code)
+            .await?;
+        let result = match finished {
+            FinishedLogin::Session(session) => {
+                pb::finish_social_login_response::Result::Login(session_to_pb(*session))
+            }
+            FinishedLogin::LinkRequired {
+                link_token,
+                email,
+                provider,
+                expires_at,
+            } => pb::finish_social_login_response::Result::LinkRequired(pb::LinkRequired {
+                link_token,
+                email,
+                provider,
+                expire_time: timestamp(expires_at),
+            }),
+        };
+        Ok(Response::new(pb::FinishSocialLoginResponse {
+            result: Some(result),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn link_social_login(
+        &self,
+        request: Request<pb::LinkSocialLoginRequest>,
+    ) -> Result<Response<pb::LoginResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let session = self
+            .accounts
+            .link_social_login(&caller, &request.link_token, &request.password)
+            .await?;
+        Ok(Response::new(session_to_pb(session)))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_social_identities(
+        &self,
+        request: Request<pb::ListSocialIdentitiesRequest>,
+    ) -> Result<Response<pb::ListSocialIdentitiesResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let identities = self.accounts.social_identities(&caller).await?;
+        Ok(Response::new(pb::ListSocialIdentitiesResponse {
+            identities: identities
+                .iter()
+                .map(|identity| identity_to_pb(&self.accounts, identity))
+                .collect(),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn unlink_social_identity(
+        &self,
+        request: Request<pb::UnlinkSocialIdentityRequest>,
+    ) -> Result<Response<pb::UnlinkSocialIdentityResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let identity_id = Uuid::parse_str(request.get_ref().identity_id.trim()).map_err(|_| {
+            AccountsError::from(crate::domain::FieldError::new(
+                "identity_id",
+                "must be a UUID",
+            ))
+        })?;
+        self.accounts
+            .unlink_social_identity(&caller, identity_id)
+            .await?;
+        Ok(Response::new(pb::UnlinkSocialIdentityResponse {}))
     }
 }

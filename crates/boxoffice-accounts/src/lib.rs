@@ -1,5 +1,6 @@
 //! The accounts service: users with argon2 password hashes and roles, and
-//! the short-lived signed access tokens (JWT) the edge checks on every call.
+//! the short-lived signed access tokens (JWT) the edge checks on every call,
+//! and social login with OpenID Connect providers ([`social`]).
 //!
 //! Token issuing and checking live together in [`token`], so the edge and
 //! accounts can never disagree about algorithm, issuer or audience.
@@ -14,6 +15,7 @@ mod password;
 mod revocations;
 pub mod server;
 pub mod service;
+pub mod social;
 pub mod store;
 mod throttle;
 pub mod token;

@@ -46,12 +46,14 @@ pub(crate) async fn hash(password: String) -> anyhow::Result<String> {
         .context("password hashing task")?
 }
 
-/// Checks `password` against `stored`; with no stored hash, burns the same
-/// time against a dummy hash and answers false.
+/// Checks `password` against `stored`; with no stored hash (or one that is
+/// no hash), burns the same time against a dummy hash and answers false.
 pub(crate) async fn verify(password: String, stored: Option<String>) -> anyhow::Result<bool> {
     tokio::task::spawn_blocking(move || match stored {
-        Some(stored) => verify_now(&password, &stored),
-        None => {
+        // No PHC string (an account without a password) costs the same
+        // time as a miss.
+        Some(stored) if PasswordHash::new(&stored).is_ok() => verify_now(&password, &stored),
+        _ => {
             if let Some(dummy) = DUMMY_HASH.as_deref() {
                 let _ = verify_now(&password, dummy);
             }

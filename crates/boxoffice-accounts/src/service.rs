@@ -1,6 +1,7 @@
 //! What accounts does, independent of the wire: register, log in (with the
 //! throttle and constant-time misses), sessions with rotating refresh
-//! tokens, profile and credentials, export and erasure.
+//! tokens, profile and credentials, export and erasure. Social login's
+//! flow is in [`crate::social::flow`].
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -19,6 +20,7 @@ use crate::delivery::TokenDelivery;
 use crate::domain::{DisplayName, Email, FieldError, NewPassword, Role, User};
 use crate::error::AccountsError;
 use crate::password;
+use crate::social::SocialLogin;
 use crate::store::{
     AccountsStore, RefreshOutcome, RevokeReason, SessionRecord, StoredUser, TokenPurpose,
 };
@@ -37,11 +39,13 @@ pub struct Session {
 }
 
 pub struct Accounts {
-    store: AccountsStore,
+    pub(crate) store: AccountsStore,
     issuer: TokenIssuer,
-    throttle: LoginThrottle,
+    pub(crate) throttle: LoginThrottle,
     config: AccountsConfig,
     delivery: TokenDelivery,
+    /// The OpenID providers of social login ([`crate::social::flow`]).
+    pub(crate) social: SocialLogin,
     /// Checkout, for exports (set once the process's services exist).
     checkout: OnceLock<Transport>,
 }
@@ -55,7 +59,7 @@ fn new_secret_token() -> (String, Vec<u8>) {
     (token, hash)
 }
 
-fn token_hash(token: &str) -> Vec<u8> {
+pub(crate) fn token_hash(token: &str) -> Vec<u8> {
     Sha256::digest(token.as_bytes()).to_vec()
 }
 
@@ -66,6 +70,7 @@ impl Accounts {
             issuer,
             throttle: LoginThrottle::new(),
             delivery: TokenDelivery::new(config.dev_token_log),
+            social: SocialLogin::new(&config.social),
             config,
             checkout: OnceLock::new(),
         }
@@ -90,7 +95,7 @@ impl Accounts {
         Utc::now() + self.issuer.ttl() + std::time::Duration::from_secs(LEEWAY_SECS + 60)
     }
 
-    async fn start_session(&self, user: User) -> Result<Session, AccountsError> {
+    pub(crate) async fn start_session(&self, user: User) -> Result<Session, AccountsError> {
         let (refresh_token, refresh_hash) = new_secret_token();
         let refresh_expires_at = Utc::now() + self.config.refresh_ttl;
         let session = self
@@ -409,8 +414,9 @@ impl Accounts {
     pub async fn export(&self, caller: &Caller) -> Result<String, AccountsError> {
         let user = self.me(caller).await?;
         let sessions = self.store.sessions(user.id, true).await?;
+        let identities = self.store.identities(user.id).await?;
         let bookings = crate::export::bookings_of(self.checkout.get(), &user).await?;
-        Ok(crate::export::document(&user, &sessions, bookings).to_string())
+        Ok(crate::export::document(&user, &sessions, &identities, bookings).to_string())
     }
 
     /// Erases the caller (the current password confirms it).

@@ -181,6 +181,16 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("ResetPassword", Public),
                 ("ExportMyData", User),
                 ("DeleteAccount", User),
+                // Social login: before a login there is no token; the state
+                // (stored server-side) and the provider's code are the
+                // credentials, then the link token plus the account's
+                // password or access token.
+                ("ListSocialProviders", Public),
+                ("StartSocialLogin", Public),
+                ("FinishSocialLogin", Public),
+                ("LinkSocialLogin", Public),
+                ("ListSocialIdentities", User),
+                ("UnlinkSocialIdentity", User),
             ],
         ),
     ]

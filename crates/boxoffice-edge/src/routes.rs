@@ -250,6 +250,17 @@ mod tests {
                 .access,
             Access::User
         );
+        for (method, access) in [
+            ("StartSocialLogin", Access::Public),
+            ("FinishSocialLogin", Access::Public),
+            ("LinkSocialLogin", Access::Public),
+            ("ListSocialProviders", Access::Public),
+            ("ListSocialIdentities", Access::User),
+            ("UnlinkSocialIdentity", Access::User),
+        ] {
+            let path = format!("/boxoffice.accounts.v1.AccountsService/{method}");
+            assert_eq!(table.lookup(&path).unwrap().access, access, "{method}");
+        }
         assert!(table.lookup("/grpc.health.v1.Health/Check").is_none());
         assert!(table.lookup("/nonsense").is_none());
     }

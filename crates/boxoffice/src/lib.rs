@@ -93,6 +93,31 @@ impl System {
         options: SystemOptions,
         shutdown: Shutdown,
     ) -> anyhow::Result<Self> {
+        // `System` is development and tests (`up`, the load generator): a
+        // reset or verification token is logged and kept in memory until
+        // notifications deliver it, unless a real signing secret is set.
+        // Social login's providers come from the environment either way.
+        let accounts_config = if options.tokens.ephemeral_secret {
+            boxoffice_accounts::AccountsConfig {
+                social: boxoffice_accounts::config::SocialLoginConfig::from_env()
+                    .map_err(|error| anyhow::anyhow!("bad accounts configuration: {error}"))?,
+                ..boxoffice_accounts::AccountsConfig::development()
+            }
+        } else {
+            boxoffice_accounts::AccountsConfig::from_env()
+                .map_err(|error| anyhow::anyhow!("bad accounts configuration: {error}"))?
+        };
+        Self::start_with_accounts(config, options, accounts_config, shutdown).await
+    }
+
+    /// As [`System::start`], with accounts configured by the caller (tests
+    /// with their own OpenID providers).
+    pub async fn start_with_accounts(
+        config: &Config,
+        options: SystemOptions,
+        accounts_config: boxoffice_accounts::AccountsConfig,
+        shutdown: Shutdown,
+    ) -> anyhow::Result<Self> {
         let pool = boxoffice_runtime::postgres::pool(&config.database_url, config.db_pool_size)?;
         let mut server = GrpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let internal_addr = server.local_addr();
@@ -106,15 +131,6 @@ impl System {
         )
         .await?;
         inventory.register(&mut server);
-        // `System` is development and tests (`up`, the load generator): a
-        // reset or verification token is logged and kept in memory until
-        // notifications deliver it, unless a real signing secret is set.
-        let accounts_config = if options.tokens.ephemeral_secret {
-            boxoffice_accounts::AccountsConfig::development()
-        } else {
-            boxoffice_accounts::AccountsConfig::from_env()
-                .map_err(|error| anyhow::anyhow!("bad accounts configuration: {error}"))?
-        };
         let accounts = AccountsComponent::start(
             config,
             &options.tokens,

@@ -306,6 +306,7 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     let mut checkout =
         boxoffice_checkout::config::CheckoutConfig::from_env().map_err(bad_config)?;
     boxoffice_search::SearchConfig::from_env().map_err(bad_config)?;
+    boxoffice_accounts::config::SocialLoginConfig::from_env().map_err(bad_config)?;
     // The card gateway runs as its own process, as a real provider would:
     // the simulator, unless BOXOFFICE_PAYMENTS_URL names another. It lives
     // as long as this process (and dies with it).

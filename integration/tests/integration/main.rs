@@ -22,6 +22,7 @@ mod inventory_cluster;
 mod mesh;
 mod search;
 mod sessions;
+mod social_login;
 mod statuses;
 mod system;
 mod system_world;

@@ -153,6 +153,9 @@ pub struct User {
     pub created_at: chrono::DateTime<chrono::Utc>,
     /// A new email waiting for its verification token.
     pub pending_email: Option<String>,
+    /// Verified by a mailed token, or vouched for by the OpenID provider
+    /// that created the account.
+    pub email_verified: bool,
 }
 
 impl User {

@@ -2,9 +2,11 @@
 
 pub(crate) mod postgres;
 pub(crate) mod sessions;
+pub(crate) mod social;
 
 pub use postgres::{AccountsStore, StoredUser};
 pub use sessions::{RefreshOutcome, RevokeReason, SessionRecord, TokenPurpose};
+pub use social::{IdentityRecord, LinkOffer, PendingLogin};
 
 use boxoffice_runtime::postgres::Migration;
 
@@ -26,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 3,
         name: "sessions",
         sql: include_str!("migrations/0003_sessions.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "social_logins",
+        sql: include_str!("migrations/0004_social_logins.sql"),
     },
 ];
 

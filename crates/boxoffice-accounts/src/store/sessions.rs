@@ -356,7 +356,8 @@ impl AccountsStore {
         let new_email: String = row.get("new_email");
         transaction
             .execute(
-                "UPDATE accounts.users SET email = $2, email_key = $2 WHERE id = $1",
+                "UPDATE accounts.users SET email = $2, email_key = $2, email_verified = true
+                  WHERE id = $1",
                 &[&user_id, &new_email],
             )
             .await
