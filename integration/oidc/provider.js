@@ -12,6 +12,7 @@
 //                   key of this process that jwks_uri does not list (it lists
 //                   another key of this process instead): real signatures by
 //                   a key the relying party cannot know.
+//   CODE_TTL_SECS   how long an authorization code lives (default 60)
 //
 // Logging in needs no form: the authorization request's `login_hint` is
 // `<subject>|<email>|<email_verified>`, and this provider's interaction
@@ -140,6 +141,7 @@ server.listen(Number(env('PORT', '0')), '127.0.0.1', () => {
     },
     features: { devInteractions: { enabled: false } },
     pkce: { required: () => true },
+    ttl: { AuthorizationCode: Number(env('CODE_TTL_SECS', '60')) },
     async findAccount(ctx, id) {
       const account = accounts.get(id);
       if (!account) return undefined;

@@ -42,6 +42,8 @@ const REDIRECT_URI: &str = "http://127.0.0.1:9/social/callback";
 const CLIENT_ID: &str = "boxoffice-test";
 const CLIENT_SECRET: &str = "boxoffice-test-secret-with:odd&characters";
 const PASSWORD: &str = "correct horse battery";
+/// How long the provider's authorization codes live, unless a test says.
+const DEFAULT_CODE_TTL_SECS: u32 = 60;
 
 /// How the provider signs ID tokens.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -61,12 +63,17 @@ struct OpenIdProvider {
 
 impl OpenIdProvider {
     async fn start(signing: Signing) -> Self {
-        Self::start_at(signing, None).await
+        Self::start_at(signing, None, DEFAULT_CODE_TTL_SECS).await
     }
 
     /// With `at` (issuer and base URL), a provider that takes over from
-    /// one that was stopped: same issuer and port, new keys.
-    async fn start_at(signing: Signing, at: Option<(&str, &reqwest::Url)>) -> Self {
+    /// one that was stopped: same issuer and port, new keys. Its
+    /// authorization codes live `code_ttl_secs`.
+    async fn start_at(
+        signing: Signing,
+        at: Option<(&str, &reqwest::Url)>,
+        code_ttl_secs: u32,
+    ) -> Self {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("oidc");
         assert!(
             dir.join("node_modules/oidc-provider").exists(),
@@ -86,6 +93,7 @@ impl OpenIdProvider {
             .env("CLIENT_ID", CLIENT_ID)
             .env("CLIENT_SECRET", CLIENT_SECRET)
             .env("REDIRECT_URIS", REDIRECT_URI)
+            .env("CODE_TTL_SECS", code_ttl_secs.to_string())
             .env(
                 "SIGNING",
                 match signing {
@@ -125,7 +133,12 @@ impl OpenIdProvider {
     /// with new signing keys (a key rotation, as providers do).
     async fn rotate_keys(&mut self) {
         self.process.kill().await.expect("stopping the provider");
-        *self = Self::start_at(Signing::Published, Some((&self.issuer, &self.base))).await;
+        *self = Self::start_at(
+            Signing::Published,
+            Some((&self.issuer, &self.base)),
+            DEFAULT_CODE_TTL_SECS,
+        )
+        .await;
     }
 }
 
@@ -146,7 +159,10 @@ impl World {
     /// `jwks_min_refetch`: how soon accounts may fetch the provider's keys
     /// again for an unknown key id.
     async fn start_with(signing: Signing, jwks_min_refetch: Duration) -> Self {
-        let provider = OpenIdProvider::start(signing).await;
+        Self::start_with_provider(OpenIdProvider::start(signing).await, jwks_min_refetch).await
+    }
+
+    async fn start_with_provider(provider: OpenIdProvider, jwks_min_refetch: Duration) -> Self {
         let db = TestDb::new().await;
         let config = test_config(&db, &[]);
         let prefix = format!("social{}:", Uuid::new_v4().simple());
@@ -806,5 +822,51 @@ async fn rotated_keys_are_fetched_again_but_no_more_often_than_the_bound() {
         .await
         .expect_err("a key unknown within the bound");
     assert_reason(&refused, Code::Unauthenticated, "SOCIAL_LOGIN_FAILED");
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn expired_states_and_expired_codes_are_refused() {
+    // This provider's authorization codes live one second.
+    let provider = OpenIdProvider::start_at(Signing::Published, None, 1).await;
+    let world =
+        World::start_with_provider(provider, SocialLoginConfig::default().jwks_min_refetch).await;
+    let ada = Account::new("ada");
+
+    // A state past its lifetime is refused before the provider is asked,
+    // even with a good code.
+    let started = world.start_login().await;
+    let code = browse(&started.authorization_url, &ada).await;
+    world
+        .db
+        .client()
+        .await
+        .execute(
+            "UPDATE accounts.social_login_states SET expires_at = now() - interval '1 second'",
+            &[],
+        )
+        .await
+        .expect("ageing the state");
+    let expired_state = world
+        .finish(&started.state, &code)
+        .await
+        .expect_err("an expired state");
+    assert_reason(&expired_state, Code::InvalidArgument, "SOCIAL_STATE_INVALID");
+
+    // A code the provider no longer honours: the exchange fails and the
+    // login with it. (Waiting out the code's one-second life is the test.)
+    let started = world.start_login().await;
+    let code = browse(&started.authorization_url, &ada).await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let expired_code = world
+        .finish(&started.state, &code)
+        .await
+        .expect_err("an expired code");
+    assert_reason(&expired_code, Code::Unauthenticated, "SOCIAL_LOGIN_FAILED");
+
+    // Neither created an account; a fresh login right away does.
+    assert_eq!(world.users_with_email(&ada.email).await, 0);
+    login_of(world.social_login(&ada).await.expect("a fresh login"));
+    assert_eq!(world.users_with_email(&ada.email).await, 1);
     world.stop().await;
 }
