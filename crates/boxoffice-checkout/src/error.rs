@@ -15,27 +15,27 @@ use crate::domain::{FieldError, HoldState};
 
 /// `ErrorInfo` reasons checkout adds to the shared ones; those it shares
 /// with inventory are defined in the contracts crate.
-pub(crate) mod reason {
-    pub(crate) use boxoffice_contracts::reason::{HOLD_EXPIRED, HOLD_NOT_FOUND, SEAT_UNAVAILABLE};
-    pub(crate) const HOLD_NOT_ACTIVE: &str = "HOLD_NOT_ACTIVE";
-    pub(crate) const BOOKING_EXPIRED: &str = "BOOKING_EXPIRED";
-    pub(crate) const BOOKING_NOT_PENDING: &str = "BOOKING_NOT_PENDING";
-    pub(crate) const CONFIRMATION_IN_PROGRESS: &str = "CONFIRMATION_IN_PROGRESS";
-    pub(crate) const CONFIRMATION_INTERRUPTED: &str = "CONFIRMATION_INTERRUPTED";
-    pub(crate) const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";
-    pub(crate) const PAYMENT_ACTION_REQUIRED: &str = "PAYMENT_ACTION_REQUIRED";
-    pub(crate) const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
-    pub(crate) const REFUND_WINDOW_CLOSED: &str = "REFUND_WINDOW_CLOSED";
-    pub(crate) const BOOKING_NOT_CANCELLABLE: &str = "BOOKING_NOT_CANCELLABLE";
-    pub(crate) const SIMULATED_CRASH: &str = "SIMULATED_CRASH";
-    pub(crate) use boxoffice_contracts::reason::ADMIN_REQUIRED;
-    pub(crate) const SCAN_ID_REUSED: &str = "SCAN_ID_REUSED";
-    pub(crate) const TRANSFER_TO_SELF: &str = "TRANSFER_TO_SELF";
-    pub(crate) const TRANSFER_PENDING: &str = "TRANSFER_PENDING";
-    pub(crate) const TRANSFER_NOT_PENDING: &str = "TRANSFER_NOT_PENDING";
-    pub(crate) const TICKET_ALREADY_USED: &str = "TICKET_ALREADY_USED";
-    pub(crate) const TICKET_NOT_TRANSFERABLE: &str = "TICKET_NOT_TRANSFERABLE";
-    pub(crate) const TICKETS_TRANSFERRED: &str = "TICKETS_TRANSFERRED";
+pub mod reason {
+    pub use boxoffice_contracts::reason::{HOLD_EXPIRED, HOLD_NOT_FOUND, SEAT_UNAVAILABLE};
+    pub const HOLD_NOT_ACTIVE: &str = "HOLD_NOT_ACTIVE";
+    pub const BOOKING_EXPIRED: &str = "BOOKING_EXPIRED";
+    pub const BOOKING_NOT_PENDING: &str = "BOOKING_NOT_PENDING";
+    pub const CONFIRMATION_IN_PROGRESS: &str = "CONFIRMATION_IN_PROGRESS";
+    pub const CONFIRMATION_INTERRUPTED: &str = "CONFIRMATION_INTERRUPTED";
+    pub const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";
+    pub const PAYMENT_ACTION_REQUIRED: &str = "PAYMENT_ACTION_REQUIRED";
+    pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
+    pub const REFUND_WINDOW_CLOSED: &str = "REFUND_WINDOW_CLOSED";
+    pub const BOOKING_NOT_CANCELLABLE: &str = "BOOKING_NOT_CANCELLABLE";
+    pub const SIMULATED_CRASH: &str = "SIMULATED_CRASH";
+    pub use boxoffice_contracts::reason::ADMIN_REQUIRED;
+    pub const SCAN_ID_REUSED: &str = "SCAN_ID_REUSED";
+    pub const TRANSFER_TO_SELF: &str = "TRANSFER_TO_SELF";
+    pub const TRANSFER_PENDING: &str = "TRANSFER_PENDING";
+    pub const TRANSFER_NOT_PENDING: &str = "TRANSFER_NOT_PENDING";
+    pub const TICKET_ALREADY_USED: &str = "TICKET_ALREADY_USED";
+    pub const TICKET_NOT_TRANSFERABLE: &str = "TICKET_NOT_TRANSFERABLE";
+    pub const TICKETS_TRANSFERRED: &str = "TICKETS_TRANSFERRED";
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -22,4 +22,5 @@ pub mod upstream;
 mod webhook;
 
 pub use config::{CheckoutConfig, FailPoint, FailPoints};
+pub use error::reason;
 pub use server::CheckoutComponent;

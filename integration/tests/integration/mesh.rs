@@ -46,7 +46,7 @@ use tonic::{Code, Status};
 use tonic_types::StatusExt as _;
 use uuid::Uuid;
 
-use boxoffice_checkout::error::reason::{CONFIRMATION_IN_PROGRESS, CONFIRMATION_INTERRUPTED};
+use boxoffice_checkout::reason::{CONFIRMATION_IN_PROGRESS, CONFIRMATION_INTERRUPTED};
 
 use crate::checkout_gateway::PaysimProcess;
 use crate::discovery::TestDns;

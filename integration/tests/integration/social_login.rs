@@ -851,7 +851,11 @@ async fn expired_states_and_expired_codes_are_refused() {
         .finish(&started.state, &code)
         .await
         .expect_err("an expired state");
-    assert_reason(&expired_state, Code::InvalidArgument, "SOCIAL_STATE_INVALID");
+    assert_reason(
+        &expired_state,
+        Code::InvalidArgument,
+        "SOCIAL_STATE_INVALID",
+    );
 
     // A code the provider no longer honours: the exchange fails and the
     // login with it. (Waiting out the code's one-second life is the test.)

@@ -24,7 +24,7 @@ pub struct StoredUser {
 
 /// The password hash of an account made by a social login: no password
 /// matches it (it is no PHC string), until one is set by a reset.
-pub const NO_PASSWORD: &str = "!social-login";
+pub(crate) const NO_PASSWORD: &str = "!social-login";
 
 impl StoredUser {
     pub fn has_password(&self) -> bool {
