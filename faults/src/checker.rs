@@ -21,9 +21,10 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// Waits until no booking is pending, confirming or cancelling any more,
-/// or until the last one's hold plus `reconcile_after` plus `grace` has
-/// passed. Returns how long it waited.
+/// Waits until no booking is pending, confirming or cancelling any more
+/// and none owes the release of its seats (an expired one's), or until
+/// the last one's hold plus `reconcile_after` plus `grace` has passed.
+/// Returns how long it waited.
 pub async fn wait_settled(
     database_url: &str,
     reconcile_after: Duration,
@@ -36,7 +37,8 @@ pub async fn wait_settled(
             let row = client
                 .query_one(
                     "SELECT count(*), coalesce(extract(epoch FROM max(expire_time) - now()), 0)::float8
-                     FROM checkout.bookings WHERE state IN ('pending', 'confirming', 'cancelling')",
+                     FROM checkout.bookings
+                     WHERE state IN ('pending', 'confirming', 'cancelling') OR seats_release_owed",
                     &[],
                 )
                 .await?;

@@ -80,7 +80,7 @@ pub async fn reconcile_once(
             }
         }
     }
-    for booking in checkout.store().releases_owed(BATCH).await? {
+    for booking in checkout.store().releases_owed(older_than, BATCH).await? {
         match checkout.release_expired(&booking).await {
             Ok(seats) => {
                 report.releases_finished += 1;
