@@ -163,7 +163,7 @@ pub fn text(input: &ReportInput<'_>) -> String {
     }
     let _ = writeln!(
         out,
-        "settled (no booking pending/confirming/cancelling) {} after the last operation",
+        "settled (no booking pending/confirming/cancelling, no seat release owed) {} after the last operation",
         seconds(input.settled_after_ms)
     );
     let provider = input.provider;
