@@ -9,57 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use tokio_postgres::Client;
 
+use crate::check::Check;
 use crate::history::{Fault, Op, OpKind, Outcome};
-
-/// One check's verdict.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Check {
-    pub name: &'static str,
-    /// What was checked (how many things).
-    pub checked: u64,
-    /// What broke it, one line each (at most a few are kept).
-    pub violations: Vec<String>,
-    /// Violations found in all (the list may be cut short).
-    pub violation_count: u64,
-    /// A check that cannot be made, and why (not a failure).
-    pub skipped: Option<String>,
-    /// Findings explained by the in-memory payment provider forgetting its
-    /// payments when boxoffice is killed (reported, not failed).
-    pub excused: Vec<String>,
-    pub excused_count: u64,
-}
-
-impl Check {
-    pub(crate) fn new(name: &'static str) -> Self {
-        Self {
-            name,
-            checked: 0,
-            violations: Vec::new(),
-            violation_count: 0,
-            skipped: None,
-            excused: Vec::new(),
-            excused_count: 0,
-        }
-    }
-
-    pub fn excuse(&mut self, text: String) {
-        self.excused_count += 1;
-        if self.excused.len() < 5 {
-            self.excused.push(text);
-        }
-    }
-
-    pub(crate) fn violation(&mut self, text: String) {
-        self.violation_count += 1;
-        if self.violations.len() < 10 {
-            self.violations.push(text);
-        }
-    }
-
-    pub fn passed(&self) -> bool {
-        self.violation_count == 0
-    }
-}
+use crate::provider::ProviderLedger;
 
 pub async fn connect(url: &str) -> anyhow::Result<Client> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
@@ -69,9 +21,10 @@ pub async fn connect(url: &str) -> anyhow::Result<Client> {
     Ok(client)
 }
 
-/// Waits until no booking is pending, confirming or cancelling any more,
-/// or until the last one's hold plus `reconcile_after` plus `grace` has
-/// passed. Returns how long it waited.
+/// Waits until no booking is pending, confirming or cancelling any more
+/// and none owes the release of its seats (an expired one's), or until
+/// the last one's hold plus `reconcile_after` plus `grace` has passed.
+/// Returns how long it waited.
 pub async fn wait_settled(
     database_url: &str,
     reconcile_after: Duration,
@@ -84,7 +37,8 @@ pub async fn wait_settled(
             let row = client
                 .query_one(
                     "SELECT count(*), coalesce(extract(epoch FROM max(expire_time) - now()), 0)::float8
-                     FROM checkout.bookings WHERE state IN ('pending', 'confirming', 'cancelling')",
+                     FROM checkout.bookings
+                     WHERE state IN ('pending', 'confirming', 'cancelling') OR seats_release_owed",
                     &[],
                 )
                 .await?;
@@ -178,22 +132,15 @@ struct Row {
     refunded_minor: i64,
 }
 
-/// Every check; `faults` for recovery, `recovery_deadline` to judge it.
-/// `kills_unix_ms`: when boxoffice was killed — the simulated provider
-/// lives in its memory, so every payment made before a kill is unknown to
-/// the provider afterwards, and a refund of it can never be made.
+/// Every check; `faults` for recovery, `recovery_deadline` to judge it,
+/// `provider` the payment provider's own records (read after recovery).
 pub async fn check_all(
     database_url: &str,
     ops: &[Op],
     faults: &[Fault],
     recovery_deadline: Duration,
-    kills_unix_ms: &[i64],
+    provider: &ProviderLedger,
 ) -> anyhow::Result<Vec<Check>> {
-    let last_kill = kills_unix_ms.iter().copied().max();
-    let forgotten = |paid_unix_ms: Option<i64>| match (paid_unix_ms, last_kill) {
-        (Some(paid), Some(kill)) => paid < kill,
-        _ => false,
-    };
     let client = connect(database_url).await?;
     let seen = seen(ops);
     let bookings: HashMap<uuid::Uuid, Row> = client
@@ -355,9 +302,7 @@ pub async fn check_all(
         .get::<_, i64>(0) as u64;
     for row in client
         .query(
-            "SELECT t.event_id::text, t.seat_index, t.booking_id::text, coalesce(b.state, 'missing'),
-                    (SELECT (extract(epoch FROM max(p.created_at)) * 1000)::bigint FROM checkout.payments p
-                      WHERE p.booking_id = b.id AND p.state = 'captured')
+            "SELECT t.event_id::text, t.seat_index, t.booking_id::text, coalesce(b.state, 'missing')
              FROM inventory.tickets t LEFT JOIN checkout.bookings b ON b.id = t.booking_id
              WHERE t.status = 'sold' AND b.state IS DISTINCT FROM 'confirmed'
              ORDER BY 3, 2",
@@ -365,18 +310,13 @@ pub async fn check_all(
         )
         .await?
     {
-        let state: String = row.get(3);
-        let text = format!(
-            "stranded: event {} seat {} is sold to booking {} which is {state}",
+        check.violation(format!(
+            "stranded: event {} seat {} is sold to booking {} which is {}",
             row.get::<_, String>(0),
             row.get::<_, i32>(1),
             row.get::<_, String>(2),
-        );
-        if state == "cancelling" && forgotten(row.get(4)) {
-            check.excuse(format!("{text} (its refund is owed by a provider that forgot the payment)"));
-        } else {
-            check.violation(text);
-        }
+            row.get::<_, String>(3),
+        ));
     }
     for row in client
         .query(
@@ -407,28 +347,19 @@ pub async fn check_all(
     for row in client
         .query(
             "SELECT b.id::text, b.state, extract(epoch FROM now() - b.expire_time)::float8,
-                    extract(epoch FROM now() - b.updated_at)::float8,
-                    (SELECT (extract(epoch FROM max(p.created_at)) * 1000)::bigint FROM checkout.payments p
-                      WHERE p.booking_id = b.id AND p.state = 'captured')
+                    extract(epoch FROM now() - b.updated_at)::float8
              FROM checkout.bookings b WHERE b.state IN ('pending', 'confirming', 'cancelling')",
             &[],
         )
         .await?
     {
-        let state: String = row.get(1);
-        let text = format!(
-            "booking {} is still {state} {:.0} s after its hold expired ({:.0} s after it last changed)",
+        check.violation(format!(
+            "booking {} is still {} {:.0} s after its hold expired ({:.0} s after it last changed)",
             row.get::<_, String>(0),
+            row.get::<_, String>(1),
             row.get::<_, f64>(2),
             row.get::<_, f64>(3),
-        );
-        if state == "cancelling" && forgotten(row.get(4)) {
-            check.excuse(format!(
-                "{text}: its payment was made before boxoffice was killed, and the in-memory provider has no record of it to refund"
-            ));
-        } else {
-            check.violation(text);
-        }
+        ));
     }
     checks.push(check);
 
@@ -462,7 +393,7 @@ pub async fn check_all(
                 captured == 0 && refunds == 1 && paid == total && paid_back == refunded
             }
             "cancelled" | "expired" => captured == 0 && refunds == 0 && refunded == 0,
-            _ => true, // unsettled: reported (or excused) by the check before
+            _ => true, // unsettled: reported by the check before
         };
         if !fine {
             check.violation(format!(
@@ -500,6 +431,10 @@ pub async fn check_all(
         }
     }
     checks.push(check);
+
+    // 5b. Money, as the provider records it: its durable ledger against
+    //     checkout's bookings, payment by payment.
+    checks.push(crate::provider::money_matches_provider(&client, provider).await?);
 
     // 6. A holder paused past its hold's expiry never confirms: no
     //    confirmation whose first try came after the hold had expired is

@@ -14,7 +14,7 @@ use prost::Message as _;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
-use crate::checker::Check;
+use crate::check::Check;
 
 /// Every envelope of `schema`'s outbox, in outbox order.
 async fn outbox(client: &Client, schema: &str) -> anyhow::Result<Vec<Envelope>> {

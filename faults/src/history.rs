@@ -109,16 +109,20 @@ pub enum FaultKind {
     PostgresPause,
     BoxofficeKill,
     BoxofficePause,
+    PaysimKill,
+    PaysimPause,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 9] = [
         FaultKind::RedisKill,
         FaultKind::PostgresStopImmediate,
         FaultKind::BoxofficeKill,
+        FaultKind::PaysimKill,
         FaultKind::RedisPause,
         FaultKind::PostgresKillPostmaster,
         FaultKind::BoxofficePause,
+        FaultKind::PaysimPause,
         FaultKind::PostgresPause,
     ];
 
@@ -131,6 +135,8 @@ impl FaultKind {
             FaultKind::PostgresPause => "postgres SIGSTOP/SIGCONT (all)",
             FaultKind::BoxofficeKill => "boxoffice kill -9 + restart",
             FaultKind::BoxofficePause => "boxoffice SIGSTOP/SIGCONT",
+            FaultKind::PaysimKill => "paysim kill -9 + restart (ledger kept)",
+            FaultKind::PaysimPause => "paysim SIGSTOP/SIGCONT",
         }
     }
 
@@ -148,6 +154,8 @@ impl FaultKind {
             FaultKind::PostgresPause => "pg-pause",
             FaultKind::BoxofficeKill => "box-kill",
             FaultKind::BoxofficePause => "box-pause",
+            FaultKind::PaysimKill => "paysim-kill",
+            FaultKind::PaysimPause => "paysim-pause",
         }
     }
 }

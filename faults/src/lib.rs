@@ -5,9 +5,12 @@
 //!
 //! A run owns everything it touches: its own PostgreSQL (initdb into a
 //! temporary directory, run as the `postgres` user when the harness is
-//! root), its own Redis without persistence, and `boxoffice up` as a child
-//! process, all on free loopback ports; the machine's PostgreSQL and Redis
-//! are never touched. Boxoffice gets a short hold lifetime and a fast
+//! root), its own Redis without persistence, the payment simulator
+//! (`boxoffice paysim`, its fsynced ledger in the output directory) and
+//! `boxoffice up` paying through it, each a child process of the harness
+//! on a free loopback port; the machine's PostgreSQL and Redis are never
+//! touched. The simulator is a fault target of its own, and its ledger is
+//! what the money is checked against at the end. Boxoffice gets a short hold lifetime and a fast
 //! reconciler so that every pending booking's fate is decided within the
 //! run. Everything is bounded: every call has a deadline, every loop an
 //! end, every child is killed and every temporary directory removed when
@@ -16,13 +19,16 @@
 //! `cargo run --release -p boxoffice-faults -- --duration 20m` is the long
 //! run; `cargo test -p boxoffice-faults` runs the short one (about two
 //! minutes). The history (`history.jsonl`), the faults, the processes' logs,
-//! `report.txt` and `timeline.svg` are written to the output directory.
+//! `report.txt`, `timeline.svg` and `timeline.png` (when `rsvg-convert` is
+//! installed) are written to the output directory.
 
+pub mod check;
 pub mod checker;
 pub mod events;
 pub mod history;
 pub mod nemesis;
 pub mod processes;
+pub mod provider;
 pub mod report;
 pub mod workload;
 
@@ -37,10 +43,10 @@ use boxoffice_accounts::config::MissingSecret;
 use boxoffice_accounts::token::TokenIssuer;
 use uuid::Uuid;
 
-use crate::checker::Check;
+use crate::check::Check;
 use crate::history::{FaultKind, Recorder};
 use crate::nemesis::{Cluster, NemesisSettings};
-use crate::processes::{Boxoffice, Postgres, Redis, free_port};
+use crate::processes::{Boxoffice, Paysim, Postgres, Redis, free_port};
 use crate::workload::{Events, Workload, WorkloadSettings, bearer};
 
 /// What a run does.
@@ -141,6 +147,29 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     let recorder = Recorder::new();
     let postgres = Postgres::start(options.out.join("postgres.log")).await?;
     let redis = Redis::start(options.out.join("redis.log")).await?;
+    // The provider's credentials are the run's own: checkout calls the
+    // simulator with this key and checks its webhooks with this secret.
+    let payments_key = format!("sk_test_faults_{}", Uuid::new_v4().simple());
+    let webhook_secret = format!("whsec_faults_{}", Uuid::new_v4().simple());
+    let paysim = Paysim::start(
+        options.boxoffice.clone(),
+        vec![
+            (
+                boxoffice_paysim::config::ENV_API_KEY.to_owned(),
+                payments_key.clone(),
+            ),
+            (
+                boxoffice_paysim::config::ENV_WEBHOOK_SECRET.to_owned(),
+                webhook_secret.clone(),
+            ),
+            ("BOXOFFICE_LOG".to_owned(), "warn".to_owned()),
+            ("NO_COLOR".to_owned(), "1".to_owned()),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(), String::new()),
+        ],
+        options.out.join("paysim-ledger.jsonl"),
+        options.out.join("paysim.log"),
+    )
+    .await?;
     let edge = std::net::SocketAddr::from(([127, 0, 0, 1], free_port()?));
     let jwt_secret = format!(
         "faults-{}-{}",
@@ -176,15 +205,13 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
             options.reconcile_after.as_secs().to_string(),
         ),
         ("BOXOFFICE_SHUTDOWN_GRACE_SECS", "1".to_owned()),
-        // `up` runs the payment simulator as its own process, its ledger
-        // in this file: it outlives every kill of boxoffice.
+        // The simulator the harness runs: with BOXOFFICE_PAYMENTS_URL set,
+        // `up` starts none of its own.
+        (boxoffice_checkout::config::ENV_PAYMENTS_URL, paysim.url()),
+        (boxoffice_checkout::config::ENV_PAYMENTS_KEY, payments_key),
         (
-            "BOXOFFICE_PAYSIM_LEDGER",
-            options
-                .out
-                .join("paysim-ledger.jsonl")
-                .display()
-                .to_string(),
+            boxoffice_checkout::config::ENV_WEBHOOK_SECRET,
+            webhook_secret,
         ),
         // Warnings, and the reconciler's decisions with their evidence.
         (
@@ -215,6 +242,7 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     let mut cluster = Cluster {
         postgres,
         redis,
+        paysim,
         boxoffice,
     };
     let database_url = cluster.postgres.url("boxoffice");
@@ -327,33 +355,20 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     .await?;
     let ops = recorder.ops();
     let faults = recorder.faults();
-    let kills_unix_ms: Vec<i64> = faults
-        .iter()
-        .filter(|fault| fault.kind == FaultKind::BoxofficeKill)
-        .map(|fault| recorder.unix_ms(fault.start_ms))
-        .collect();
+    // The provider's own records, now that nothing changes them any more.
+    let provider = provider::read_ledger(&cluster.paysim.ledger)?;
     let mut checks = checker::check_all(
         &database_url,
         &ops,
         &faults,
         options.nemesis.recovery_deadline,
-        &kills_unix_ms,
+        &provider,
     )
     .await?;
-    let mut schedule = Check {
-        name: "every fault injected",
-        checked: options.nemesis.kinds.len() as u64,
-        violations: Vec::new(),
-        violation_count: 0,
-        skipped: None,
-        excused: Vec::new(),
-        excused_count: 0,
-    };
+    let mut schedule = Check::new("every fault injected");
+    schedule.checked = options.nemesis.kinds.len() as u64;
     if let Err(error) = &nemesis_result {
-        schedule.violation_count += 1;
-        schedule
-            .violations
-            .push(format!("the nemesis failed: {error:#}"));
+        schedule.violation(format!("the nemesis failed: {error:#}"));
     }
     let mut counts: BTreeMap<FaultKind, usize> = BTreeMap::new();
     for fault in &faults {
@@ -361,8 +376,7 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     }
     for kind in options.nemesis.kinds.iter().copied() {
         if counts.get(&kind).copied().unwrap_or(0) < options.nemesis.min_cycles {
-            schedule.violation_count += 1;
-            schedule.violations.push(format!(
+            schedule.violation(format!(
                 "{} ran fewer than {} times",
                 kind.label(),
                 options.nemesis.min_cycles
@@ -371,30 +385,30 @@ pub async fn run(options: &Options) -> anyhow::Result<RunReport> {
     }
     checks.push(schedule);
     let notices = recorder.notices();
-    let kills = counts.get(&FaultKind::BoxofficeKill).copied().unwrap_or(0);
+    let title = format!(
+        "boxoffice fault run: {} s of clients, {} buyers, hold {} s, reconciler every {} ms after {} s",
+        options.duration.as_secs(),
+        options.workload.buyers,
+        hold_ttl.as_secs(),
+        options.reconcile_interval.as_millis(),
+        options.reconcile_after.as_secs()
+    );
+    let svg_path = options.out.join("timeline.svg");
+    std::fs::write(&svg_path, report::svg(&ops, &faults, &title))?;
+    let png = report::render_png(&svg_path, &options.out.join("timeline.png"));
     let input = report::ReportInput {
-        title: format!(
-            "boxoffice fault run: {} s of clients, {} buyers, hold {} s, reconciler every {} ms after {} s",
-            options.duration.as_secs(),
-            options.workload.buyers,
-            hold_ttl.as_secs(),
-            options.reconcile_interval.as_millis(),
-            options.reconcile_after.as_secs()
-        ),
+        title,
         ops: &ops,
         faults: &faults,
         notices: &notices,
         checks: &checks,
         settled_after_ms: waited.as_millis() as u64,
-        boxoffice_kills: kills,
+        provider: &provider,
+        png,
     };
     let text = report::text(&input);
     recorder.write(&options.out)?;
     std::fs::write(options.out.join("report.txt"), &text)?;
-    std::fs::write(
-        options.out.join("timeline.svg"),
-        report::svg(&ops, &faults, &input.title),
-    )?;
     std::fs::write(
         options.out.join("checks.json"),
         serde_json::to_vec_pretty(&checks)?,

@@ -16,7 +16,7 @@ use clap::Parser;
 #[derive(Parser)]
 #[command(
     name = "boxoffice-faults",
-    about = "Fault harness: buyers through the edge, a nemesis killing and pausing Redis, PostgreSQL and boxoffice, and a checker"
+    about = "Fault harness: buyers through the edge, a nemesis killing and pausing Redis, PostgreSQL, the payment simulator and boxoffice, and a checker"
 )]
 struct Cli {
     /// How long the clients run, e.g. 90s, 10m, 1h (at least one cycle of
@@ -38,7 +38,8 @@ struct Cli {
     #[arg(long)]
     out: Option<PathBuf>,
     /// Only these faults, comma-separated: redis-kill, redis-pause,
-    /// pg-stop-imm, pg-kill, pg-pause, box-kill, box-pause; "none" for a
+    /// pg-stop-imm, pg-kill, pg-pause, box-kill, box-pause, paysim-kill,
+    /// paysim-pause; "none" for a
     /// run without faults (default: all).
     #[arg(long, value_delimiter = ',', value_parser = parse_fault)]
     faults: Option<Vec<Option<FaultKind>>>,
@@ -164,7 +165,7 @@ async fn main() -> ExitCode {
         Ok(report) => {
             println!("{}", report.text);
             println!(
-                "history, logs, report.txt and timeline.svg: {}",
+                "history, logs, report.txt, timeline.svg and timeline.png: {}",
                 out.display()
             );
             if report.passed() {

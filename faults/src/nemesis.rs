@@ -1,5 +1,6 @@
 //! The nemesis: one fault at a time — `kill -9` or a pause of Redis,
-//! PostgreSQL or boxoffice, PostgreSQL stopped with `-m immediate` — each
+//! PostgreSQL, the payment simulator or boxoffice, PostgreSQL stopped with
+//! `-m immediate` — each
 //! held for a while, then healed; after each heal it measures how long the
 //! system took to answer again. It also restarts anything that died by
 //! itself (and says so).
@@ -14,12 +15,13 @@ use rand::{Rng as _, SeedableRng as _};
 use rustix::process::Signal;
 
 use crate::history::{Fault, FaultKind, OpKind, Recorder};
-use crate::processes::{Boxoffice, Postgres, Redis, send_signal};
+use crate::processes::{Boxoffice, Paysim, Postgres, Redis, send_signal};
 
 /// The processes of a run.
 pub struct Cluster {
     pub postgres: Postgres,
     pub redis: Redis,
+    pub paysim: Paysim,
     pub boxoffice: Boxoffice,
 }
 
@@ -76,6 +78,12 @@ impl Cluster {
                     send_signal(pid, Signal::STOP)?;
                 }
             }
+            FaultKind::PaysimKill => self.paysim.kill(),
+            FaultKind::PaysimPause => {
+                if let Some(pid) = self.paysim.pid() {
+                    send_signal(pid, Signal::STOP)?;
+                }
+            }
         }
         Ok(())
     }
@@ -101,6 +109,12 @@ impl Cluster {
                     send_signal(pid, Signal::CONT)?;
                 }
             }
+            FaultKind::PaysimKill => self.paysim.start_server().await?,
+            FaultKind::PaysimPause => {
+                if let Some(pid) = self.paysim.pid() {
+                    send_signal(pid, Signal::CONT)?;
+                }
+            }
         }
         Ok(())
     }
@@ -109,7 +123,7 @@ impl Cluster {
     /// that died by itself is reported as a notice).
     pub async fn ensure_up(&mut self, recorder: &Recorder) -> anyhow::Result<()> {
         self.postgres.signal_all(Signal::CONT);
-        for pid in [self.redis.pid(), self.boxoffice.pid()]
+        for pid in [self.redis.pid(), self.paysim.pid(), self.boxoffice.pid()]
             .into_iter()
             .flatten()
         {
@@ -133,6 +147,14 @@ impl Cluster {
             recorder.notice(format!(
                 "boxoffice exited by itself ({status}); restarting it"
             ));
+        }
+        if let Some(status) = self.paysim.exited() {
+            recorder.notice(format!(
+                "the payment simulator exited by itself ({status}); restarting it"
+            ));
+        }
+        if self.paysim.pid().is_none() {
+            self.paysim.start_server().await?;
         }
         if self.boxoffice.pid().is_none() {
             self.boxoffice.spawn()?;

@@ -1,5 +1,6 @@
-//! The processes a run owns — its own PostgreSQL, Redis and boxoffice on
-//! free loopback ports, in a temporary directory — and the signals the
+//! The processes a run owns — its own PostgreSQL, Redis, payment simulator
+//! and boxoffice on free loopback ports, in a temporary directory (the
+//! simulator's ledger in the run's output directory) — and the signals the
 //! nemesis sends them. Every process is killed (and the directory removed)
 //! when its owner is dropped, on panic too.
 
@@ -540,6 +541,104 @@ impl Boxoffice {
 }
 
 impl Drop for Boxoffice {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The payment simulator (`boxoffice paysim`) as a process of the run's
+/// own, on a fixed loopback port so that boxoffice reaches every
+/// incarnation at one URL, its fsynced ledger in a file that outlives it.
+pub struct Paysim {
+    exe: PathBuf,
+    env: Vec<(String, String)>,
+    pub addr: SocketAddr,
+    pub ledger: PathBuf,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Paysim {
+    /// `env`: the run's settings (API key, webhook secret); the listen
+    /// address and the ledger are added here.
+    pub async fn start(
+        exe: PathBuf,
+        env: Vec<(String, String)>,
+        ledger: PathBuf,
+        log: PathBuf,
+    ) -> anyhow::Result<Self> {
+        let mut paysim = Self {
+            exe,
+            env,
+            addr: SocketAddr::from(([127, 0, 0, 1], free_port()?)),
+            ledger,
+            child: None,
+            log,
+        };
+        paysim.start_server().await?;
+        Ok(paysim)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Starts it (if it is not running) and waits until it listens: it
+    /// binds only once its ledger is replayed.
+    pub async fn start_server(&mut self) -> anyhow::Result<()> {
+        if self.child.is_none() {
+            let mut command = Command::new(&self.exe);
+            for (name, _) in std::env::vars_os() {
+                let name_text = name.to_string_lossy();
+                if name_text.starts_with("BOXOFFICE_") || name_text.starts_with("OTEL_") {
+                    command.env_remove(&name);
+                }
+            }
+            command
+                .envs(self.env.iter().map(|(k, v)| (k, v)))
+                .env(boxoffice_paysim::config::ENV_LISTEN, self.addr.to_string())
+                .env(boxoffice_paysim::config::ENV_LEDGER, &self.ledger)
+                .arg("paysim");
+            let (stdout, stderr) = log_sink(&self.log)?;
+            command.stdin(Stdio::null()).stdout(stdout).stderr(stderr);
+            self.child = Some(
+                command
+                    .spawn()
+                    .with_context(|| format!("starting {} paysim", self.exe.display()))?,
+            );
+        }
+        let addr = self.addr;
+        wait_until(
+            "the payment simulator",
+            Duration::from_secs(30),
+            || async move { tokio::net::TcpStream::connect(addr).await.is_ok() },
+        )
+        .await
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_and_reap(&mut child);
+        }
+    }
+
+    pub fn exited(&mut self) -> Option<String> {
+        let child = self.child.as_mut()?;
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                self.child = None;
+                Some(status.to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+impl Drop for Paysim {
     fn drop(&mut self) {
         self.kill();
     }

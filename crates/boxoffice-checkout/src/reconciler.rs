@@ -5,7 +5,10 @@
 //! any request's deadline): no sale of it can happen any more, so what
 //! inventory and the provider say is final. A booking it gives up on never
 //! strands seats: it is expired, then whatever inventory sold to it is
-//! released, and the release is owed (and retried) until it succeeds. Cancellations (and attempts an
+//! released, and the release is owed (and retried) until it succeeds; so
+//! does a booking a confirmation expired because its seats could not be
+//! sold (owed releases are taken up once untouched for `reconcile_after`,
+//! when any sale still under way has landed). Cancellations (and attempts an
 //! earlier version claimed) are taken up once untouched for
 //! `reconcile_after`. Every state change it makes is a conditional update,
 //! so it never fights a live request.
@@ -80,7 +83,7 @@ pub async fn reconcile_once(
             }
         }
     }
-    for booking in checkout.store().releases_owed(BATCH).await? {
+    for booking in checkout.store().releases_owed(older_than, BATCH).await? {
         match checkout.release_expired(&booking).await {
             Ok(seats) => {
                 report.releases_finished += 1;

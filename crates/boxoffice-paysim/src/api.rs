@@ -123,7 +123,24 @@ impl Paysim {
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |request| {
                     let inner = inner.clone();
-                    async move { Ok::<_, Infallible>(inner.handle(request).await) }
+                    // Every request runs to its end in a task of its own,
+                    // even when its client goes away (hyper drops the
+                    // handler then): a change cancelled between being
+                    // journaled and being applied would be on disk but not
+                    // in memory, and a retry with the same idempotency key
+                    // would make it a second time.
+                    async move {
+                        let reply = tokio::spawn(async move { inner.handle(request).await })
+                            .await
+                            .unwrap_or_else(|_| {
+                                json_reply(
+                                    StatusCode::INTERNAL_SERVER_ERROR,
+                                    json!({"error": {"type": "api_error", "message": "try again"}})
+                                        .to_string(),
+                                )
+                            });
+                        Ok::<_, Infallible>(reply)
+                    }
                 });
                 let connection = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service);

@@ -4,8 +4,9 @@
 //! settles the booking once its hold has run out: captured payments =
 //! confirmed bookings (plus refunds), no seat sold twice, and no booking
 //! left pending past its hold. Also a confirmation's record lost after
-//! the fact, a restarted process whose provider forgot its payments, and an
-//! attempt an earlier version claimed before calling the provider.
+//! the fact, a restarted process whose provider forgot its payments, an
+//! attempt an earlier version claimed before calling the provider, and a
+//! sale that lands after a confirmation found the hold gone.
 
 use std::time::Duration;
 
@@ -554,4 +555,76 @@ async fn a_booking_whose_payment_the_provider_forgot_gives_its_seats_back() {
         .await
         .unwrap();
     assert_eq!(report, Default::default());
+}
+
+/// Found by the fault harness (a process paused across a hold's expiry): a
+/// retry found the hold expired, voided and expired the booking, and then
+/// the first request of the same attempt, frozen inside inventory's commit
+/// since before the expiry, sold the seats. A booking expired because its
+/// seats could not be sold owes their release all the same, and the
+/// reconciler puts back whatever a late sale gave it.
+#[tokio::test]
+async fn seats_sold_after_the_hold_was_found_gone_go_back_on_sale() {
+    let world = CheckoutWorld::new().await;
+    let mut client = world.client.clone();
+    let alice = customer();
+    let seats = [70_u32, 71];
+    let (hold, booking) = world.booking_for(&alice, &seats).await;
+    world
+        .inventory()
+        .release_hold(as_caller(
+            &alice,
+            inventory_pb::ReleaseHoldRequest {
+                name: hold.name.clone(),
+            },
+        ))
+        .await
+        .expect("releasing the hold");
+    let gone = confirm(&mut client, &alice, &booking.name, "tok_visa", "k").await;
+    assert_reason(gone, Code::Aborted, "HOLD_RELEASED");
+    let expired = get(&mut client, &alice, &booking.name).await.unwrap();
+    assert_eq!(state(&expired), pb::BookingState::Expired);
+
+    // The late sale, as the frozen commit wrote it.
+    let booking_uuid = booking_id(&booking);
+    let event_uuid = Uuid::parse_str(&world.event.event_id).unwrap();
+    let seat_indexes: Vec<i32> = seats.iter().map(|seat| *seat as i32).collect();
+    let db = world.world.db.client().await;
+    let sold = db
+        .execute(
+            "UPDATE inventory.tickets SET status = 'sold', booking_id = $1, sold_at = now()
+             WHERE event_id = $2 AND seat_index = ANY($3)",
+            &[&booking_uuid, &event_uuid, &seat_indexes],
+        )
+        .await
+        .unwrap();
+    assert_eq!(sold, 2);
+
+    let still_sold = || async {
+        db.query_one(
+            "SELECT count(*) FROM inventory.tickets WHERE booking_id = $1 AND status = 'sold'",
+            &[&booking_uuid],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0)
+    };
+    let report = world
+        .component
+        .reconcile_once(Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(report.releases_finished, 1, "{report:?}");
+    assert_eq!(
+        still_sold().await,
+        0,
+        "the expired booking's seats are back on sale"
+    );
+    // Nothing more is owed.
+    let again = world
+        .component
+        .reconcile_once(Duration::ZERO)
+        .await
+        .unwrap();
+    assert_eq!(again, Default::default());
 }

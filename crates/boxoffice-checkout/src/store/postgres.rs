@@ -691,7 +691,11 @@ impl CheckoutStore {
     /// Records an attempt that took no money (declined, or voided because
     /// the seats could not be sold) with the answer its retries get; the
     /// booking stays payable, or expires when `booking_expires` (its seats
-    /// are gone). False when the attempt was recorded before.
+    /// are gone). An expired booking owes the release of whatever inventory
+    /// sold to it all the same: a request of the same attempt that was
+    /// under way (say, in a process paused across the hold's expiry) may
+    /// still sell its seats after inventory refused this one. False when
+    /// the attempt was recorded before.
     #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.record_unpaid", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn record_unpaid(
         &self,
@@ -720,7 +724,8 @@ impl CheckoutStore {
                      RETURNING id, booking_id, state, outcome_reason
                  ),
                  b AS (
-                     UPDATE checkout.bookings b SET state = 'expired', failure_reason = $9, updated_at = now()
+                     UPDATE checkout.bookings b SET state = 'expired', failure_reason = $9,
+                         seats_release_owed = true, updated_at = now()
                      FROM p WHERE b.id = p.booking_id AND $11 AND b.state = 'pending'
                      RETURNING b.id, b.user_id, b.event_id
                  )
@@ -963,20 +968,30 @@ impl CheckoutStore {
     }
 
     /// Expired bookings whose seats have not been confirmed released (a
-    /// crash or an inventory outage came between the expiry and the release).
-    pub async fn releases_owed(&self, limit: i64) -> DbResult<Vec<BookingRecord>> {
+    /// crash or an inventory outage came between the expiry and the
+    /// release, or the expiry was a confirmation's whose seats inventory
+    /// refused), untouched for `older_than`: longer than any request, so a
+    /// sale still under way when the booking expired has landed.
+    pub async fn releases_owed(
+        &self,
+        older_than: std::time::Duration,
+        limit: i64,
+    ) -> DbResult<Vec<BookingRecord>> {
         let client = self.client().await?;
+        let seconds = older_than.as_secs_f64();
         let rows = client
             .query(
                 &prepared(
                     &client,
                     &format!(
                         "SELECT {BOOKING_COLUMNS} FROM checkout.bookings b
-                         WHERE b.seats_release_owed ORDER BY b.updated_at LIMIT $1"
+                         WHERE b.seats_release_owed
+                           AND b.updated_at <= now() - $1::float8 * interval '1 second'
+                         ORDER BY b.updated_at LIMIT $2"
                     ),
                 )
                 .await?,
-                &[&limit],
+                &[&seconds, &limit],
             )
             .await
             .db_context("finding releases owed")?;
