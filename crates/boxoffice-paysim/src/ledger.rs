@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 /// A PaymentIntent's charge: what was authorized, captured, refunded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Charge {
+pub struct Charge {
     pub id: String,
     pub amount: i64,
     pub amount_captured: i64,
@@ -25,7 +25,7 @@ pub(crate) struct Charge {
 
 /// A PaymentIntent as the simulator keeps it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Intent {
+pub struct Intent {
     pub id: String,
     pub amount: i64,
     /// Lowercase ISO code, as Stripe writes it.
@@ -49,7 +49,7 @@ pub(crate) struct Intent {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Refund {
+pub struct Refund {
     pub id: String,
     pub payment_intent: String,
     pub charge: String,
@@ -59,7 +59,7 @@ pub(crate) struct Refund {
 
 /// A response kept for an idempotency key, with the request it answered.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Saved {
+pub struct Saved {
     pub key: String,
     pub fingerprint: String,
     pub status: u16,
@@ -67,7 +67,7 @@ pub(crate) struct Saved {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Endpoint {
+pub struct Endpoint {
     pub id: String,
     pub url: String,
     pub enabled_events: Vec<String>,
@@ -75,7 +75,7 @@ pub(crate) struct Endpoint {
 
 /// One journal line: everything one request changed, written at once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Entry {
+pub struct Entry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intent: Option<Intent>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,7 +87,7 @@ pub(crate) struct Entry {
 }
 
 impl Entry {
-    pub(crate) fn is_empty(&self) -> bool {
+    pub fn is_empty(&self) -> bool {
         self.intent.is_none()
             && self.refund.is_none()
             && self.saved.is_none()
@@ -97,7 +97,7 @@ impl Entry {
 
 /// The state, rebuilt from the journal at start.
 #[derive(Debug, Default)]
-pub(crate) struct Ledger {
+pub struct Ledger {
     pub intents: HashMap<String, Intent>,
     /// Intent ids, oldest first (lists and searches answer newest first).
     pub order: Vec<String>,
@@ -109,14 +109,14 @@ pub(crate) struct Ledger {
     pub endpoints: Vec<Endpoint>,
 }
 
-pub(crate) fn metadata_index_key(key: &str, value: &str) -> String {
+pub fn metadata_index_key(key: &str, value: &str) -> String {
     format!("{key}\0{value}")
 }
 
 impl Ledger {
     /// Applies one journal entry (at run time after it is durable, and at
     /// start when replaying).
-    pub(crate) fn apply(&mut self, entry: Entry) {
+    pub fn apply(&mut self, entry: Entry) {
         if let Some(intent) = entry.intent {
             if !self.intents.contains_key(&intent.id) {
                 self.order.push(intent.id.clone());
@@ -155,7 +155,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 const LOCK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// The append-only journal file.
-pub(crate) struct Journal {
+pub struct Journal {
     path: PathBuf,
     file: Arc<std::fs::File>,
 }
@@ -165,7 +165,7 @@ impl Journal {
     /// call it off the async threads). A last
     /// line that does not parse was torn by a crash while being written:
     /// it is cut off so the next append starts on a clean line.
-    pub(crate) fn open(path: &Path) -> anyhow::Result<(Self, Ledger)> {
+    pub fn open(path: &Path) -> anyhow::Result<(Self, Ledger)> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
@@ -234,12 +234,12 @@ impl Journal {
         ))
     }
 
-    pub(crate) fn path(&self) -> &Path {
+    pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Writes one entry as one line and waits until it is on disk.
-    pub(crate) async fn append(&self, entry: &Entry) -> anyhow::Result<()> {
+    pub async fn append(&self, entry: &Entry) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(entry).context("encoding a journal entry")?;
         line.push(b'\n');
         let file = self.file.clone();

@@ -12,7 +12,7 @@
 
 mod api;
 pub mod config;
-mod ledger;
+pub mod ledger;
 mod webhooks;
 
 pub use api::Paysim;
