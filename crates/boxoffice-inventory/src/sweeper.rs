@@ -34,7 +34,7 @@ fn now_unix_ms() -> i64 {
 /// sweeper runs in this process): seconds since its last finished pass
 /// (an alert fires when this grows past a few intervals), passes failed in
 /// a row, and holds freed on expiry.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     let last = LAST_PASS_UNIX_MS.load(Ordering::Relaxed);
     if last == 0 {
         return String::new();

@@ -26,10 +26,10 @@ use tokio::task::JoinHandle;
 
 /// What this process adds to a `/metrics` page beside its RPCs and pool:
 /// its event consumers (handled, dead letters, lag) and, where inventory
-/// runs, the hold sweeper's progress.
+/// runs, the hold sweeper's progress and the latency of its Redis calls.
 pub fn process_metrics() -> String {
     let mut page = boxoffice_events::metrics::render();
-    page.push_str(&boxoffice_inventory::sweeper_metrics());
+    page.push_str(&boxoffice_inventory::metrics());
     page
 }
 

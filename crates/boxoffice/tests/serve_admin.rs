@@ -1,7 +1,7 @@
 //! A service run on its own (`boxoffice serve accounts`, as Kubernetes runs
 //! it) answers `/ready` and `/metrics` on its admin listener: calls per RPC
 //! and status, latency, its PostgreSQL pool, and (inventory) the hold
-//! sweeper's progress.
+//! sweeper's progress and the latency of its Redis calls.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -186,6 +186,19 @@ async fn inventory_on_its_own_shows_its_hold_sweeper_keeping_up() {
     );
     assert!(
         metrics.contains("boxoffice_inventory_holds_expired_total 0"),
+        "{metrics}"
+    );
+    // The sweeper's passes are Redis calls: their latency is measured.
+    let redis_calls: u64 = metrics
+        .lines()
+        .find_map(|line| {
+            line.strip_prefix(r#"boxoffice_redis_call_duration_seconds_count{store="inventory"} "#)
+        })
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no Redis call latency in:\n{metrics}"));
+    assert!(redis_calls > 0, "{metrics}");
+    assert!(
+        metrics.contains(r#"boxoffice_redis_call_failures_total{store="inventory"} 0"#),
         "{metrics}"
     );
     drop(process);

@@ -89,10 +89,12 @@ impl WaitingRoomStore {
         event_id: Uuid,
         args: Vec<Value>,
     ) -> anyhow::Result<Vec<Value>> {
-        let value: Value = script
-            .evalsha_with_reload(self.pool.next(), self.keys(event_id), args)
-            .await
-            .context("running a waiting-room script")?;
+        let started = std::time::Instant::now();
+        let value = script
+            .evalsha_with_reload::<Value, _, _>(self.pool.next(), self.keys(event_id), args)
+            .await;
+        super::redis::REDIS_CALLS.record(started, value.is_ok());
+        let value = value.context("running a waiting-room script")?;
         match value {
             Value::Array(values) => Ok(values),
             other => bail!("waiting-room script answered {other:?} instead of an array"),
