@@ -28,6 +28,6 @@ pub use server::InventoryComponent;
 /// and the latency of its Redis calls (nothing of either before they run).
 pub fn metrics() -> String {
     let mut page = sweeper::render();
-    page.push_str(&store::redis::render_calls());
+    page.push_str(&store::redis_calls::render_calls());
     page
 }

@@ -26,8 +26,6 @@ use boxoffice_accounts::config::{ENV_JWT_SECRET, MissingSecret, TokenConfig};
 use boxoffice_accounts::token::TokenIssuer;
 use boxoffice_contracts::accounts::v1 as accounts_pb;
 use boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient;
-use boxoffice_contracts::catalog::v1 as catalog_pb;
-use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
 use boxoffice_contracts::checkout::v1 as checkout_pb;
 use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use boxoffice_contracts::inventory::v1 as inventory_pb;
@@ -52,7 +50,7 @@ use crate::checkout_gateway::PaysimProcess;
 use crate::discovery::TestDns;
 use crate::edge_world::{connect, login, with_token};
 use crate::harness::{RedisCluster, TestDb, eventually};
-use crate::inventory::timestamp;
+use crate::system_world::standing_event_on_sale;
 
 const WAIT: Duration = Duration::from_secs(30);
 /// How long the edge may take to move traffic to a changed DNS answer.
@@ -572,82 +570,9 @@ async fn event_on_sale(edge: &Channel) -> String {
             &[boxoffice_contracts::role::ADMIN.to_owned()],
         )
         .expect("an admin token");
-    let mut catalog = CatalogServiceClient::new(edge.clone());
-    let venue = catalog
-        .create_venue(with_token(
-            &admin,
-            catalog_pb::CreateVenueRequest {
-                name: "Mesh Hall".into(),
-                address: Some(catalog_pb::PostalAddress {
-                    street: "1 Loopback Road".into(),
-                    city: "Leeds".into(),
-                    region: String::new(),
-                    postal_code: "LS1 1AA".into(),
-                    country_code: "GB".into(),
-                }),
-                location: None,
-                time_zone: "Europe/London".into(),
-                sections: vec![catalog_pb::SectionSpec {
-                    name: "Floor".into(),
-                    kind: catalog_pb::SectionKind::GeneralAdmission as i32,
-                    capacity: CAPACITY,
-                    rows: vec![],
-                }],
-            },
-        ))
+    standing_event_on_sale(edge, &admin, "Mesh Hall", "Mesh Night", CAPACITY)
         .await
-        .expect("creating a venue through the edge")
-        .into_inner();
-    let event = catalog
-        .create_event(with_token(
-            &admin,
-            catalog_pb::CreateEventRequest {
-                event: Some(catalog_pb::Event {
-                    title: "Mesh Night".into(),
-                    category: catalog_pb::Category::Concert as i32,
-                    venue_id: venue.id.clone(),
-                    start_time: Some(timestamp(30)),
-                    end_time: Some(timestamp(31)),
-                    price_tiers: vec![catalog_pb::PriceTier {
-                        name: "Floor".into(),
-                        price: Some(catalog_pb::Money {
-                            currency_code: "GBP".into(),
-                            amount_minor: 2_500,
-                        }),
-                        section_ids: vec![venue.sections[0].id.clone()],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .expect("creating an event through the edge")
-        .into_inner();
-    catalog
-        .publish_event(with_token(
-            &admin,
-            catalog_pb::PublishEventRequest {
-                id: event.id.clone(),
-            },
-        ))
-        .await
-        .expect("publishing the event");
-    let inventory = InventoryServiceClient::new(edge.clone());
-    eventually(WAIT, "the event to go on sale", || {
-        let mut inventory = inventory.clone();
-        let event_id = event.id.clone();
-        async move {
-            inventory
-                .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
-                .await
-                .ok()
-                .filter(|availability| availability.get_ref().on_sale)
-                .map(|_| ())
-        }
-    })
-    .await;
-    event.id
+        .id
 }
 
 /// A buyer of their own, registered and logged in through the edge.

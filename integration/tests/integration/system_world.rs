@@ -182,7 +182,7 @@ pub async fn standing_event_on_sale(
         .await
         .expect("publishing the event");
     let inventory = InventoryServiceClient::new(edge.clone());
-    eventually(Duration::from_secs(20), "the event goes on sale", || {
+    eventually(Duration::from_secs(30), "the event goes on sale", || {
         let mut inventory = inventory.clone();
         let event_id = event.id.clone();
         async move {

@@ -3,6 +3,7 @@
 
 pub(crate) mod postgres;
 pub mod redis;
+pub(crate) mod redis_calls;
 pub(crate) mod waiting_room;
 
 pub use postgres::{CommitOutcome, TicketStore};

@@ -67,27 +67,6 @@ impl Scripts {
     }
 }
 
-/// Every script call of inventory's Redis stores (holds, sweeps, the
-/// waiting room): latency and failures, on `/metrics`.
-pub(crate) static REDIS_CALLS: boxoffice_runtime::metrics::CallLatency =
-    boxoffice_runtime::metrics::CallLatency::new();
-
-/// The latency of inventory's Redis calls (nothing before the first).
-pub(crate) fn render_calls() -> String {
-    let calls = &REDIS_CALLS;
-    if calls.count() == 0 {
-        return String::new();
-    }
-    let mut page = String::from(
-        "# HELP boxoffice_redis_call_duration_seconds Time of one Redis script call, from sending to the answer.\n\
-         # TYPE boxoffice_redis_call_duration_seconds histogram\n\
-         # HELP boxoffice_redis_call_failures_total Redis script calls that failed (connection, timeout, script error).\n\
-         # TYPE boxoffice_redis_call_failures_total counter\n",
-    );
-    calls.render_into(&mut page, "boxoffice_redis_call", "store=\"inventory\"");
-    page
-}
-
 /// The Redis side of inventory.
 pub struct HoldStore {
     pool: Pool,
@@ -258,7 +237,7 @@ impl HoldStore {
         let value = script
             .evalsha_with_reload::<Value, _, _>(self.pool.next(), keys, args)
             .await;
-        REDIS_CALLS.record(started, value.is_ok());
+        super::redis_calls::REDIS_CALLS.record(started, value.is_ok());
         let value = value.context("running an inventory script")?;
         match value {
             Value::Array(values) => Ok(values),

@@ -93,7 +93,7 @@ impl WaitingRoomStore {
         let value = script
             .evalsha_with_reload::<Value, _, _>(self.pool.next(), self.keys(event_id), args)
             .await;
-        super::redis::REDIS_CALLS.record(started, value.is_ok());
+        super::redis_calls::REDIS_CALLS.record(started, value.is_ok());
         let value = value.context("running a waiting-room script")?;
         match value {
             Value::Array(values) => Ok(values),
