@@ -11,7 +11,9 @@
 //! same lock makes the per-aggregate `sequence` (max + 1) race-free. The
 //! cost is that a producer's transactions serialize from their append to
 //! their commit, so the append should be the last statement before commit
-//! (and batch writers append once per batch).
+//! (and batch writers append once per batch). An append is one round trip:
+//! the lock and the numbered insert go to PostgreSQL together, as prepared
+//! statements (see [`Outbox::append`]).
 
 use anyhow::Context as _;
 use chrono::Utc;
@@ -130,9 +132,11 @@ pub async fn install(pool: &deadpool_postgres::Pool, producer: &str) -> anyhow::
 pub struct Outbox {
     producer: String,
     lock_key: String,
-    sequence_sql: String,
     insert_sql: String,
 }
+
+/// Takes the producer's append lock until the transaction ends.
+const LOCK_SQL: &str = "SELECT pg_advisory_xact_lock(hashtext($1))";
 
 impl Outbox {
     /// `producer` is the service's schema, where its outbox lives (a name
@@ -141,19 +145,42 @@ impl Outbox {
         Self {
             producer: producer.to_owned(),
             lock_key: format!("boxoffice.events.outbox.{producer}"),
-            // The ids are taken here, under the lock; the current sequence
-            // of each aggregate named, too.
-            sequence_sql: format!(
-                "SELECT a.n::int4,
-                        coalesce((SELECT max(o.sequence) FROM {producer}.event_outbox o
-                                  WHERE o.aggregate_type = a.t AND o.aggregate_id = a.i), 0) AS sequence,
-                        nextval('{producer}.event_outbox_id') AS id
-                 FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS a(t, i, n)"
-            ),
+            // Numbering and writing in one statement, run right after the
+            // lock (see `append`): each aggregate's sequence continues from
+            // its highest stored one, in the order the events were given;
+            // ids are taken from the sequence and handed out in that order
+            // too. The envelopes arrive encoded without their sequence
+            // (proto3 leaves a zero out), and the sequence is appended to
+            // the bytes as field 5 (tag 0x28, a varint): a protobuf reader
+            // takes a field wherever it stands, so the stored bytes are the
+            // whole envelope.
             insert_sql: format!(
-                "INSERT INTO {producer}.event_outbox
+                "WITH input AS (
+                     SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::bytea[])
+                         WITH ORDINALITY AS i(event_id, aggregate_type, aggregate_id, event_type, envelope, n)
+                 ),
+                 numbered AS (
+                     SELECT i.*,
+                            coalesce((SELECT max(o.sequence) FROM {producer}.event_outbox o
+                                      WHERE o.aggregate_type = i.aggregate_type AND o.aggregate_id = i.aggregate_id), 0)
+                            + row_number() OVER (PARTITION BY i.aggregate_type, i.aggregate_id ORDER BY i.n) AS sequence
+                     FROM input i
+                 ),
+                 taken AS (SELECT nextval('{producer}.event_outbox_id') AS id FROM input),
+                 ids AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM taken)
+                 INSERT INTO {producer}.event_outbox
                      (id, event_id, aggregate_type, aggregate_id, sequence, event_type, envelope)
-                 SELECT * FROM unnest($1::int8[], $2::uuid[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::bytea[])"
+                 SELECT ids.id, e.event_id, e.aggregate_type, e.aggregate_id, e.sequence, e.event_type,
+                        e.envelope || '\\x28'::bytea || (
+                            SELECT string_agg(
+                                       set_byte('\\x00'::bytea, 0,
+                                           (((e.sequence >> (7 * k)) & 127)
+                                            | CASE WHEN (e.sequence >> (7 * (k + 1))) > 0 THEN 128 ELSE 0 END)::int),
+                                       ''::bytea ORDER BY k)
+                            FROM generate_series(0, 9) AS k
+                            WHERE k = 0 OR (e.sequence >> (7 * k)) > 0)
+                 FROM numbered e JOIN ids ON ids.n = e.n
+                 RETURNING event_id, sequence"
             ),
         }
     }
@@ -165,99 +192,121 @@ impl Outbox {
     /// Takes the producer's append lock until `transaction` ends, without
     /// appending: for a producer that must look at its outbox before
     /// deciding what to append (a one-time backfill).
-    pub async fn lock(&self, transaction: &tokio_postgres::Transaction<'_>) -> anyhow::Result<()> {
+    pub async fn lock(
+        &self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+    ) -> anyhow::Result<()> {
+        let lock = transaction
+            .prepare_cached(LOCK_SQL)
+            .await
+            .context("preparing the outbox lock")?;
         transaction
-            .execute(
-                "SELECT pg_advisory_xact_lock(hashtext($1))",
-                &[&self.lock_key],
-            )
+            .execute(&lock, &[&self.lock_key])
             .await
             .context("taking the outbox lock")?;
         Ok(())
+    }
+
+    /// Takes the producer's append lock and runs `sql` under it, in one
+    /// round trip: for a producer whose events depend on what other
+    /// transactions of the producer committed (whether its sale left an
+    /// event sold out). The statement's snapshot is taken once the lock is
+    /// held, so it sees every earlier holder's commit.
+    pub async fn query_locked(
+        &self,
+        transaction: &deadpool_postgres::Transaction<'_>,
+        sql: &str,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> anyhow::Result<Vec<tokio_postgres::Row>> {
+        let (lock, statement) = futures::try_join!(
+            transaction.prepare_cached(LOCK_SQL),
+            transaction.prepare_cached(sql)
+        )
+        .context("preparing a statement under the outbox lock")?;
+        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.lock_key];
+        let (_, rows) = futures::try_join!(
+            transaction.execute(&lock, &key),
+            transaction.query(&statement, params)
+        )
+        .context("querying under the outbox lock")?;
+        Ok(rows)
     }
 
     /// Appends `events`, in order, inside `transaction`: they commit or
     /// roll back with it. Answers the envelopes as written. Holds the
     /// producer's append lock until the transaction ends (see the module
     /// docs), so call it last.
+    ///
+    /// One round trip: the lock and the numbered insert are sent together
+    /// (pipelined) as prepared statements. PostgreSQL runs them one after
+    /// the other, and the insert's snapshot (read committed: one per
+    /// statement) is taken once the lock is held, so its numbering sees the
+    /// previous holder's rows.
     pub async fn append(
         &self,
-        transaction: &tokio_postgres::Transaction<'_>,
+        transaction: &deadpool_postgres::Transaction<'_>,
         events: Vec<NewEvent>,
     ) -> anyhow::Result<Vec<Envelope>> {
         check_identifier(&self.producer)?;
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        let types: Vec<&str> = events.iter().map(|e| e.aggregate_type.as_str()).collect();
-        let ids: Vec<&str> = events.iter().map(|e| e.aggregate_id.as_str()).collect();
-        // One after the other: the numbering statement's snapshot must be
-        // taken once the lock is held, or it could miss the previous
-        // holder's rows.
-        self.lock(transaction).await?;
-        let rows = transaction
-            .query(&self.sequence_sql, &[&types, &ids])
-            .await
-            .context("numbering outbox events")?;
-        anyhow::ensure!(rows.len() == events.len(), "outbox numbering lost rows");
-        let mut numbered: Vec<(i32, i64, i64)> = rows
-            .iter()
-            .map(|row| (row.get(0), row.get(1), row.get(2)))
-            .collect();
-        numbered.sort_by_key(|(n, _, _)| *n);
-        let mut outbox_ids: Vec<i64> = numbered.iter().map(|(_, _, id)| *id).collect();
-        outbox_ids.sort_unstable();
-
         let now = Utc::now();
         let occurred_at = prost_types::Timestamp {
             seconds: now.timestamp(),
             nanos: now.timestamp_subsec_nanos() as i32,
         };
-        let mut next_sequence: std::collections::HashMap<(&str, &str), i64> =
-            std::collections::HashMap::new();
         let mut envelopes = Vec::with_capacity(events.len());
-        let (mut event_ids, mut sequences, mut event_types, mut bytes) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (event, (_, stored, _)) in events.iter().zip(&numbered) {
-            let sequence = next_sequence
-                .entry((event.aggregate_type.as_str(), event.aggregate_id.as_str()))
-                .or_insert(*stored);
-            *sequence += 1;
+        let (mut event_ids, mut types, mut ids, mut event_types, mut bytes) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for event in events {
             let event_id = Uuid::now_v7();
             let kind = event_type(&event.payload);
             let envelope = Envelope {
                 event_id: event_id.to_string(),
                 producer: self.producer.clone(),
-                aggregate_type: event.aggregate_type.clone(),
-                aggregate_id: event.aggregate_id.clone(),
-                sequence: *sequence as u64,
+                aggregate_type: event.aggregate_type,
+                aggregate_id: event.aggregate_id,
+                // Numbered by the insert (see `new`).
+                sequence: 0,
                 occurred_at: Some(occurred_at),
-                traceparent: event.traceparent.clone(),
+                traceparent: event.traceparent,
                 event_type: kind.to_owned(),
                 contract_version: crate::envelope::KNOWN_CONTRACT_VERSION,
-                payload: Some(event.payload.clone()),
+                payload: Some(event.payload),
             };
             event_ids.push(event_id);
-            sequences.push(*sequence);
+            types.push(envelope.aggregate_type.clone());
+            ids.push(envelope.aggregate_id.clone());
             event_types.push(kind);
             bytes.push(envelope.encode_to_vec());
             envelopes.push(envelope);
         }
-        transaction
-            .execute(
-                &self.insert_sql,
-                &[
-                    &outbox_ids,
-                    &event_ids,
-                    &types,
-                    &ids,
-                    &sequences,
-                    &event_types,
-                    &bytes,
-                ],
-            )
-            .await
-            .context("appending to the outbox")?;
+        let (lock, insert) = futures::try_join!(
+            transaction.prepare_cached(LOCK_SQL),
+            transaction.prepare_cached(&self.insert_sql)
+        )
+        .context("preparing the outbox append")?;
+        let key: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.lock_key];
+        let columns: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+            [&event_ids, &types, &ids, &event_types, &bytes];
+        let (_, rows) = futures::try_join!(
+            transaction.execute(&lock, &key),
+            transaction.query(&insert, &columns)
+        )
+        .context("appending to the outbox")?;
+        anyhow::ensure!(rows.len() == envelopes.len(), "outbox append lost rows");
+        let numbered: std::collections::HashMap<Uuid, i64> = rows
+            .iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .context("reading the outbox numbering")?;
+        for (envelope, event_id) in envelopes.iter_mut().zip(&event_ids) {
+            let sequence = numbered
+                .get(event_id)
+                .context("outbox append lost an event")?;
+            envelope.sequence = u64::try_from(*sequence).context("negative outbox sequence")?;
+        }
         Ok(envelopes)
     }
 }

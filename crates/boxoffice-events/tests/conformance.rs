@@ -681,3 +681,83 @@ async fn a_late_consumer_catches_up_on_a_backlog() {
         world.cleanup().await;
     }
 }
+
+/// The outbox numbers each aggregate's events 1, 2, 3, … in the order they
+/// were appended, and the stored bytes are the whole envelope with that
+/// number in it (the insert writes the sequence into the bytes), however
+/// many bytes the number takes; the envelopes `append` answers say the
+/// same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_envelopes_carry_their_sequence_past_one_byte() {
+    let world = World::postgres().await;
+    let outbox = Outbox::new(PRODUCER);
+    let long = Uuid::new_v4();
+    let far = Uuid::new_v4();
+    // A far-along aggregate: its last stored sequence needs three varint bytes.
+    {
+        let client = world.db.pool.get().await.expect("connection");
+        let envelope = boxoffice_events::Envelope {
+            event_id: Uuid::now_v7().to_string(),
+            aggregate_type: "event".to_owned(),
+            aggregate_id: far.to_string(),
+            sequence: 20_000,
+            ..Default::default()
+        };
+        client
+            .execute(
+                "INSERT INTO shop.event_outbox (id, event_id, aggregate_type, aggregate_id, sequence, event_type, envelope)
+                 VALUES (nextval('shop.event_outbox_id'), $1, 'event', $2, 20000, 'x', $3)",
+                &[
+                    &Uuid::parse_str(&envelope.event_id).expect("uuid"),
+                    &far.to_string(),
+                    &envelope.encode_to_vec(),
+                ],
+            )
+            .await
+            .expect("a far-along aggregate");
+    }
+    let mut answered = Vec::new();
+    for batch in [130, 1, 2] {
+        let mut client = world.db.pool.get().await.expect("connection");
+        let transaction = client.transaction().await.expect("transaction");
+        let mut events: Vec<NewEvent> = (0..batch).map(|_| sale(long, "long")).collect();
+        events.insert(batch / 2, sale(far, "far"));
+        answered.extend(outbox.append(&transaction, events).await.expect("append"));
+        transaction.commit().await.expect("commit");
+    }
+    let client = world.db.pool.get().await.expect("connection");
+    let rows = client
+        .query(
+            "SELECT event_id, aggregate_id, sequence, envelope FROM shop.event_outbox
+             WHERE event_type <> 'x' ORDER BY id",
+            &[],
+        )
+        .await
+        .expect("reading the outbox");
+    assert_eq!(rows.len(), answered.len());
+    let mut stored_long = Vec::new();
+    let mut stored_far = Vec::new();
+    for (row, answer) in rows.iter().zip(&answered) {
+        let bytes: Vec<u8> = row.get("envelope");
+        let envelope =
+            boxoffice_events::Envelope::decode(bytes.as_slice()).expect("a whole envelope");
+        let sequence: i64 = row.get("sequence");
+        assert_eq!(
+            envelope.sequence as i64, sequence,
+            "stored bytes and column agree"
+        );
+        assert_eq!(&envelope, answer, "append answers what it stored, in order");
+        assert_eq!(
+            row.get::<_, Uuid>("event_id").to_string(),
+            envelope.event_id
+        );
+        if row.get::<_, String>("aggregate_id") == long.to_string() {
+            stored_long.push(envelope.sequence);
+        } else {
+            stored_far.push(envelope.sequence);
+        }
+    }
+    assert_eq!(stored_long, (1..=133).collect::<Vec<u64>>());
+    assert_eq!(stored_far, vec![20_001, 20_002, 20_003]);
+    world.cleanup().await;
+}

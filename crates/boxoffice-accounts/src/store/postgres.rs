@@ -44,7 +44,7 @@ pub(crate) struct NewUser<'a> {
 /// Inserts a user and its `UserRegistered` event in `transaction`;
 /// `EmailTaken` when the email already has an account.
 pub(crate) async fn insert_user(
-    transaction: &tokio_postgres::Transaction<'_>,
+    transaction: &deadpool_postgres::Transaction<'_>,
     outbox: &boxoffice_events::Outbox,
     new: NewUser<'_>,
 ) -> Result<User, AccountsError> {

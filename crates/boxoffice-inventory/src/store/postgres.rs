@@ -32,6 +32,7 @@ use crate::domain::{
     VenueLayout,
 };
 use crate::error::InventoryError;
+use boxoffice_runtime::postgres::DbError;
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
@@ -304,14 +305,18 @@ impl TicketStore {
         }
         // Under the append lock (see the module docs): if the released
         // seats are all that is available now, the event was sold out.
-        self.outbox.lock(&transaction).await?;
-        let available: i64 = transaction
-            .query_one(
+        let available: i64 = self
+            .outbox
+            .query_locked(
+                &transaction,
                 "SELECT count(*) FROM inventory.tickets WHERE event_id = $1 AND status = 'available'",
                 &[&event_id],
             )
-            .await?
-            .get(0);
+            .await
+            .map_err(DbError::from)?
+            .first()
+            .map(|row| row.get(0))
+            .unwrap_or(0);
         let mut published = vec![NewEvent::new(
             EVENT,
             event_id,
@@ -331,7 +336,10 @@ impl TicketStore {
                 }),
             ));
         }
-        self.outbox.append(&transaction, published).await?;
+        self.outbox
+            .append(&transaction, published)
+            .await
+            .map_err(DbError::from)?;
         transaction.commit().await?;
         Ok(released)
     }
@@ -577,17 +585,18 @@ async fn publish_sales(
     if sold.is_empty() {
         return Ok(());
     }
-    outbox.lock(transaction).await?;
     let mut touched: Vec<Uuid> = sold.iter().map(|sale| sale.hold.event_id).collect();
     touched.sort_unstable();
     touched.dedup();
-    let sold_out: Vec<Uuid> = transaction
-        .query(
+    let sold_out: Vec<Uuid> = outbox
+        .query_locked(
+            transaction,
             "SELECT e.id FROM unnest($1::uuid[]) AS e(id)
              WHERE NOT EXISTS (SELECT 1 FROM inventory.tickets t WHERE t.event_id = e.id AND t.status = 'available')",
             &[&touched],
         )
-        .await?
+        .await
+        .map_err(DbError::from)?
         .iter()
         .map(|row| row.get(0))
         .collect();
@@ -617,7 +626,10 @@ async fn publish_sales(
             }),
         )
     }));
-    outbox.append(transaction, published).await?;
+    outbox
+        .append(transaction, published)
+        .await
+        .map_err(DbError::from)?;
     Ok(())
 }
 
