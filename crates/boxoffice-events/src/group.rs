@@ -22,6 +22,11 @@ pub struct ConsumerConfig {
     pub batch_size: usize,
     /// Looks for new events this often even without a notification.
     pub idle_poll: Duration,
+    /// How long a consumer that caught up waits after a notification
+    /// before reading: the commits of that moment are read in one batch
+    /// rather than one read (and one handler transaction) per commit. Adds
+    /// at most this much to the lag.
+    pub linger: Duration,
     /// Attempts at an event the handler reports as failed before it is
     /// dead-lettered.
     pub max_attempts: u32,
@@ -45,6 +50,7 @@ impl ConsumerConfig {
             streams: streams.iter().map(|s| (*s).to_owned()).collect(),
             batch_size: 500,
             idle_poll: Duration::from_secs(1),
+            linger: Duration::from_millis(10),
             max_attempts: 5,
             first_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(10),

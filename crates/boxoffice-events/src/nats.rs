@@ -164,6 +164,9 @@ pub struct Relay {
     transport: NatsTransport,
     pub batch_size: i64,
     pub idle_poll: Duration,
+    /// How long the relay waits after a notification before reading, so
+    /// the commits of that moment are relayed together.
+    pub linger: Duration,
 }
 
 impl Relay {
@@ -181,6 +184,7 @@ impl Relay {
             transport,
             batch_size: 1_000,
             idle_poll: Duration::from_secs(1),
+            linger: Duration::from_millis(10),
         })
     }
 
@@ -225,7 +229,12 @@ impl Relay {
                 Ok(false) => {
                     backoff = Duration::from_millis(50);
                     tokio::select! {
-                        () = wake.notified() => {}
+                        // Lingers after a notification so the commits of
+                        // that moment go out in one batch.
+                        () = wake.notified() => tokio::select! {
+                            () = tokio::time::sleep(self.linger) => {}
+                            () = shutdown.cancelled() => {}
+                        },
                         () = tokio::time::sleep(self.idle_poll) => {}
                         () = shutdown.cancelled() => {}
                     }

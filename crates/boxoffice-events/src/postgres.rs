@@ -208,6 +208,7 @@ pub(crate) struct PostgresSource {
     lease_key: String,
     batch_size: i64,
     idle_poll: std::time::Duration,
+    linger: std::time::Duration,
     read_sql: String,
     checkpoint_insert_sql: String,
     checkpoint_read_sql: String,
@@ -215,6 +216,10 @@ pub(crate) struct PostgresSource {
     wake: Arc<Notify>,
     lease: Option<Lease>,
     position: i64,
+    /// The last read found less than a batch: wait before the next one.
+    caught_up: bool,
+    /// When the checkpoint was last read back (see `next_batch`).
+    checkpoint_read_at: std::time::Instant,
     stats_lag: Option<Arc<crate::group::ConsumerStats>>,
 }
 
@@ -238,6 +243,7 @@ impl PostgresSource {
             ),
             batch_size: i64::try_from(config.batch_size).unwrap_or(i64::MAX),
             idle_poll: config.idle_poll,
+            linger: config.linger,
             read_sql: format!(
                 "SELECT id, envelope, (SELECT max(id) FROM {stream}.event_outbox) AS high
                  FROM {stream}.event_outbox WHERE id > $1 ORDER BY id LIMIT $2"
@@ -256,6 +262,8 @@ impl PostgresSource {
             wake: Arc::new(Notify::new()),
             lease: None,
             position: 0,
+            caught_up: false,
+            checkpoint_read_at: std::time::Instant::now(),
             stats_lag: None,
         }
     }
@@ -265,10 +273,16 @@ impl PostgresSource {
         self
     }
 
-    /// Waits for a notification, the poll interval or shutdown.
+    /// Waits for a notification (then lingers, so that the commits of
+    /// that moment are read together), the poll interval or shutdown.
     async fn idle(&self, shutdown: &Shutdown) {
         tokio::select! {
-            () = self.wake.notified() => {}
+            () = self.wake.notified() => {
+                tokio::select! {
+                    () = tokio::time::sleep(self.linger) => {}
+                    () = shutdown.cancelled() => {}
+                }
+            }
             () = tokio::time::sleep(self.idle_poll) => {}
             () = shutdown.cancelled() => {}
         }
@@ -303,6 +317,15 @@ impl PostgresSource {
                 .context("reading the checkpoint")?
                 .get(0);
             self.lease = Some(lease);
+            self.checkpoint_read_at = std::time::Instant::now();
+            self.caught_up = false;
+        }
+        if self.caught_up {
+            self.idle(shutdown).await;
+            self.caught_up = false;
+            if shutdown.is_triggered() {
+                return Ok(Vec::new());
+            }
         }
         let rows = {
             let client = self.pool.get().await.context("connecting")?;
@@ -318,17 +341,20 @@ impl PostgresSource {
             let behind = rows.last().map_or(0, |row| high - row.get::<_, i64>("id"));
             stats.set_lag(behind.max(0) as u64);
         }
+        // Less than a batch: caught up, so the next read waits for news.
+        self.caught_up = (rows.len() as i64) < self.batch_size;
         if rows.is_empty() {
-            // Caught up: pick up a checkpoint an operator moved back (to
-            // replay), then wait.
-            let client = self.pool.get().await.context("connecting")?;
-            self.position = client
-                .query_one(&self.checkpoint_read_sql, &[&self.group, &self.stream])
-                .await
-                .context("reading the checkpoint")?
-                .get(0);
-            drop(client);
-            self.idle(shutdown).await;
+            // Now and then, pick up a checkpoint an operator moved back (to
+            // replay).
+            if self.checkpoint_read_at.elapsed() >= self.idle_poll {
+                let client = self.pool.get().await.context("connecting")?;
+                self.position = client
+                    .query_one(&self.checkpoint_read_sql, &[&self.group, &self.stream])
+                    .await
+                    .context("reading the checkpoint")?
+                    .get(0);
+                self.checkpoint_read_at = std::time::Instant::now();
+            }
             return Ok(Vec::new());
         }
         Ok(rows

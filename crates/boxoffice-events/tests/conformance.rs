@@ -190,6 +190,28 @@ impl World {
         transaction.commit().await.expect("commit");
     }
 
+    /// Waits until the relay has put `count` events on the stream (NATS;
+    /// on PostgreSQL the outbox is the stream): a consumer started after
+    /// this finds them all there.
+    async fn relayed(&self, count: u64) {
+        let Some(nats) = &self.nats else {
+            return;
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut stream = nats.ensure_stream().await.expect("the test stream");
+            let messages = stream.info().await.expect("stream info").state.messages;
+            if messages >= count {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the relay put {messages} of {count} events on the stream"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     async fn cleanup(self) {
         self.shutdown.trigger();
         if let Some(nats) = &self.nats
@@ -375,7 +397,7 @@ async fn no_event_is_lost_when_a_consumer_dies_mid_batch() {
             .start(world.config("survivor"), dying.clone(), &first_shutdown)
             .await;
         wait_until(
-            "the first instance to hang",
+            &format!("{}: the first instance to hang", world.name()),
             Duration::from_secs(30),
             || dying.count() > 300,
         )
@@ -438,6 +460,9 @@ async fn a_consumer_dying_on_a_partial_batch_loses_nothing_when_more_events_foll
     for world in World::both().await {
         let aggregates: Vec<Uuid> = (0..2).map(|_| Uuid::new_v4()).collect();
         world.publish_many(10, &aggregates, 10).await;
+        // All ten in the first batch, so the dying instance dies with five
+        // of them unhandled.
+        world.relayed(10).await;
         let dying = Arc::new(Recorder {
             hang_after: Some(0),
             ..Default::default()
@@ -447,7 +472,7 @@ async fn a_consumer_dying_on_a_partial_batch_loses_nothing_when_more_events_foll
             .start(world.config("partial"), dying.clone(), &first_shutdown)
             .await;
         wait_until(
-            "the first instance to hang",
+            &format!("{}: the first instance to hang", world.name()),
             Duration::from_secs(30),
             || dying.count() >= 5,
         )
