@@ -132,6 +132,11 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("AcceptTicketTransfer", User),
                 ("CancelTicketTransfer", User),
                 ("ListTicketTransfers", User),
+                // The caller's own pending booking only (NOT_FOUND otherwise).
+                ("ApplyPromoCode", User),
+                ("RemovePromoCode", User),
+                ("CreatePromoCode", Admin),
+                ("ListPromoCodes", Admin),
             ],
         ),
         route(

@@ -293,6 +293,17 @@ mod tests {
                 .unwrap();
             assert_eq!(route.access, Access::User, "{method}");
         }
+        for (method, access) in [
+            ("ApplyPromoCode", Access::User),
+            ("RemovePromoCode", Access::User),
+            ("CreatePromoCode", Access::Admin),
+            ("ListPromoCodes", Access::Admin),
+        ] {
+            let route = table
+                .lookup(&format!("/boxoffice.checkout.v1.CheckoutService/{method}"))
+                .unwrap();
+            assert_eq!(route.access, access, "{method}");
+        }
         let max = table
             .lookup("/boxoffice.checkout.v1.DoorService/UploadOfflineScans")
             .unwrap()

@@ -8,6 +8,7 @@
 mod accounts;
 mod catalog;
 mod checkout;
+mod commerce;
 mod checkout_crash;
 mod checkout_gateway;
 mod checkout_webhooks;

@@ -30,8 +30,9 @@ impl Checkout {
                 {
                     return Err(CheckoutError::TicketsTransferred);
                 }
+                // The tickets as paid for: a discount is not refunded.
                 let refund = domain::refund_due(
-                    booking.subtotal_minor,
+                    (booking.subtotal_minor - booking.discount_minor).max(0),
                     booking.event_start_time,
                     Utc::now(),
                     self.config.refund_cutoff,

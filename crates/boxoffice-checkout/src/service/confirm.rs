@@ -323,7 +323,11 @@ impl Checkout {
         attempt: &Attempt,
         provider_ref: &str,
     ) -> Result<BookingRecord> {
-        if self.store.record_paid(attempt, provider_ref).await? {
+        if self
+            .store
+            .record_paid(attempt, provider_ref, Some(booking.total_minor))
+            .await?
+        {
             tracing::info!(booking_id = %booking.id, payment_id = %attempt.payment_id, "booking confirmed");
             return Ok(BookingRecord {
                 state: BookingState::Confirmed,
@@ -341,6 +345,13 @@ impl Checkout {
             // A retry or the reconciler recorded this very attempt first.
             return Ok(now);
         }
+        // A promo code was applied or removed (through another instance)
+        // while this attempt paid the old total: the booking ends before
+        // the money goes back, so the reconciler can never confirm it at a
+        // price nobody was shown, and the buyer books again.
+        let repriced = now.state == BookingState::Pending
+            && now.total_minor != booking.total_minor
+            && self.store.expire_booking(booking.id).await?;
         // The booking ended (say, cancelled through a path that could not
         // see the sale) while its seats were sold to this attempt and paid:
         // give both back.
@@ -353,6 +364,9 @@ impl Checkout {
             .release_seats(booking.user_id, booking.event_id, booking.id)
             .await
             .map_err(upstream_error)?;
+        if repriced {
+            return Err(CheckoutError::PriceChanged);
+        }
         Err(CheckoutError::BookingNotPending(now.state.as_str()))
     }
 

@@ -20,6 +20,7 @@ mod cancel;
 mod confirm;
 mod create;
 pub mod door;
+mod promo;
 mod settle;
 mod single_flight;
 pub mod transfer;

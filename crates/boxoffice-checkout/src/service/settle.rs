@@ -89,7 +89,7 @@ impl Checkout {
         Ok(
             if self
                 .store
-                .record_paid(&attempt, &payment.provider_ref)
+                .record_paid(&attempt, &payment.provider_ref, None)
                 .await?
             {
                 Settled::Confirmed
