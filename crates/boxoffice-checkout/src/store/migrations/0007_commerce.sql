@@ -12,8 +12,21 @@ ALTER TABLE checkout.booking_tickets
 ALTER TABLE checkout.bookings
     ADD COLUMN discount_minor bigint NOT NULL DEFAULT 0 CHECK (discount_minor >= 0),
     ADD COLUMN promo_code_id  uuid;
-ALTER TABLE checkout.bookings DROP CONSTRAINT bookings_total_minor_check;
-ALTER TABLE checkout.bookings ADD CONSTRAINT bookings_total_minor_check
+-- 0001's unnamed check on the total (PostgreSQL named it; found by what
+-- it says rather than by that name).
+DO $$
+DECLARE
+    old_check text;
+BEGIN
+    FOR old_check IN
+        SELECT conname FROM pg_constraint
+        WHERE conrelid = 'checkout.bookings'::regclass AND contype = 'c'
+          AND pg_get_constraintdef(oid) LIKE '%total_minor = (subtotal_minor + fees_minor)%'
+    LOOP
+        EXECUTE format('ALTER TABLE checkout.bookings DROP CONSTRAINT %I', old_check);
+    END LOOP;
+END $$;
+ALTER TABLE checkout.bookings ADD CONSTRAINT bookings_total_adds_up
     CHECK (total_minor = subtotal_minor + fees_minor - discount_minor AND total_minor >= 0);
 
 CREATE TABLE checkout.promo_codes (
