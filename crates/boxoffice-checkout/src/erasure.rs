@@ -91,6 +91,20 @@ pub async fn anonymise(pool: &Pool, user_id: Uuid) -> anyhow::Result<u64> {
         .context("anonymising redemptions")?;
     transaction
         .execute(
+            "UPDATE checkout.loyalty_entries SET user_id = $2 WHERE user_id = $1",
+            &[&user_id, &pseudonym],
+        )
+        .await
+        .context("anonymising loyalty entries")?;
+    transaction
+        .execute(
+            "UPDATE checkout.loyalty_accounts SET user_id = $2 WHERE user_id = $1",
+            &[&user_id, &pseudonym],
+        )
+        .await
+        .context("anonymising a loyalty account")?;
+    transaction
+        .execute(
             "DELETE FROM checkout.promo_attempts WHERE user_id = $1",
             &[&user_id],
         )

@@ -11,6 +11,7 @@ use boxoffice_runtime::status;
 use tonic::{Code, Status};
 
 use crate::config::FailPoint;
+use crate::domain::loyalty::SpendRefusal;
 use crate::domain::promo::PromoRefusal;
 use crate::domain::{FieldError, HoldState};
 
@@ -49,6 +50,7 @@ pub mod reason {
     pub const PROMO_CODE_ATTEMPTS_EXHAUSTED: &str = "PROMO_CODE_ATTEMPTS_EXHAUSTED";
     pub const PROMO_CODE_TAKEN: &str = "PROMO_CODE_TAKEN";
     pub const DISCOUNT_EXCEEDS_TOTAL: &str = "DISCOUNT_EXCEEDS_TOTAL";
+    pub const INSUFFICIENT_POINTS: &str = "INSUFFICIENT_POINTS";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +126,8 @@ pub enum CheckoutError {
     /// Too many unknown or unusable codes from this user lately.
     #[error("too many promo code attempts")]
     PromoAttemptsExhausted { retry_after_secs: u64 },
+    #[error("points refused: {0:?}")]
+    PointsRefused(SpendRefusal),
     #[error("promo code taken")]
     PromoCodeTaken,
     #[error("admin role required")]
@@ -341,6 +345,16 @@ impl From<CheckoutError> for Status {
                     "retry_after_secs".to_owned(),
                     retry_after_secs.to_string(),
                 )]),
+            ),
+            PointsRefused(SpendRefusal::InsufficientPoints) => status::with_reason(
+                Code::FailedPrecondition,
+                reason::INSUFFICIENT_POINTS,
+                "not that many loyalty points to spend",
+            ),
+            PointsRefused(SpendRefusal::ExceedsTotal) => status::with_reason(
+                Code::FailedPrecondition,
+                reason::DISCOUNT_EXCEEDS_TOTAL,
+                "the points would take off more than the tickets cost",
             ),
             PromoCodeTaken => status::with_reason(
                 Code::AlreadyExists,

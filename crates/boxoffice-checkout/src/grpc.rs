@@ -19,6 +19,7 @@ use crate::domain::promo::{self, PromoCode, PromoCodeUsage, PromoDiscount};
 use crate::domain::{self, BookingState, FieldError};
 use crate::service::Checkout;
 use crate::store::BookingRecord;
+use crate::store::loyalty::LoyaltySummary;
 use crate::store::door::{HeldTicket, TransferRecord, TransferState};
 
 const DEFAULT_PAGE_SIZE: i32 = 20;
@@ -121,6 +122,15 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
         amount: Some(money(booking.fees_minor)),
         ..Default::default()
     });
+    if booking.tier_discount_minor > 0 {
+        let tier = booking.loyalty_tier.clone().unwrap_or_default();
+        line_items.push(pb::LineItem {
+            kind: pb::LineItemKind::Discount as i32,
+            description: format!("{tier} member discount"),
+            amount: Some(money(-booking.tier_discount_minor)),
+            ..Default::default()
+        });
+    }
     if booking.discount_minor > 0 {
         let code = booking.promo_code.clone().unwrap_or_default();
         line_items.push(pb::LineItem {
@@ -128,6 +138,14 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
             description: format!("promo code {code}"),
             amount: Some(money(-booking.discount_minor)),
             promo_code: code,
+            ..Default::default()
+        });
+    }
+    if booking.loyalty_discount_minor > 0 {
+        line_items.push(pb::LineItem {
+            kind: pb::LineItemKind::Discount as i32,
+            description: format!("{} loyalty points", booking.points_spent),
+            amount: Some(money(-booking.loyalty_discount_minor)),
             ..Default::default()
         });
     }
@@ -193,8 +211,12 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
         cancel_time: booking.cancelled_at.map(timestamp),
         failure_reason: booking.failure_reason.clone().unwrap_or_default(),
         payment_action: None,
-        discount: Some(money(booking.discount_minor)),
+        discount: Some(money(
+            booking.discount_minor + booking.loyalty_discount_minor + booking.tier_discount_minor,
+        )),
         promo_code: booking.promo_code.clone().unwrap_or_default(),
+        loyalty_points_spent: booking.points_spent,
+        loyalty_tier: booking.loyalty_tier.clone().unwrap_or_default(),
     }
 }
 
@@ -366,8 +388,59 @@ fn promo_code_to_pb(usage: &PromoCodeUsage) -> pb::PromoCode {
     }
 }
 
+fn loyalty_to_pb(summary: &LoyaltySummary) -> pb::Loyalty {
+    let next = summary.tier.next();
+    pb::Loyalty {
+        points_balance: summary.balance,
+        points_last_12_months: summary.points_last_12_months,
+        tier: summary.tier.as_str().to_owned(),
+        tier_discount_percent: summary.tier.discount_percent() as u32,
+        next_tier: next.map(|tier| tier.as_str().to_owned()).unwrap_or_default(),
+        points_to_next_tier: next.map_or(0, |tier| {
+            (tier.threshold() - summary.points_last_12_months).max(0)
+        }),
+        history: summary
+            .history
+            .iter()
+            .map(|entry| pb::LoyaltyEntry {
+                kind: entry.kind.clone(),
+                points: entry.points,
+                booking: entry.booking_id.map(domain::booking_name).unwrap_or_default(),
+                create_time: Some(timestamp(entry.created_at)),
+            })
+            .collect(),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn apply_loyalty_points(
+        &self,
+        request: Request<pb::ApplyLoyaltyPointsRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let booking_id = domain::parse_booking_name("name", &request.name).map_err(Status::from)?;
+        let points =
+            domain::loyalty::parse_points("points", request.points).map_err(Status::from)?;
+        let booking = self
+            .checkout
+            .apply_loyalty_points(&caller, booking_id, points)
+            .await?;
+        Ok(Response::new(booking_to_pb(&booking, &self.signer)))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_loyalty(
+        &self,
+        request: Request<pb::GetLoyaltyRequest>,
+    ) -> Result<Response<pb::Loyalty>, Status> {
+        let caller = Caller::of(&request);
+        let summary = self.checkout.loyalty(&caller).await?;
+        Ok(Response::new(loyalty_to_pb(&summary)))
+    }
+
     #[instrument(skip_all, fields(name = %request.get_ref().name))]
     async fn apply_promo_code(
         &self,

@@ -137,6 +137,9 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("RemovePromoCode", User),
                 ("CreatePromoCode", Admin),
                 ("ListPromoCodes", Admin),
+                // The caller's own points and pending booking.
+                ("ApplyLoyaltyPoints", User),
+                ("GetLoyalty", User),
             ],
         ),
         route(

@@ -298,6 +298,8 @@ mod tests {
             ("RemovePromoCode", Access::User),
             ("CreatePromoCode", Access::Admin),
             ("ListPromoCodes", Access::Admin),
+            ("ApplyLoyaltyPoints", Access::User),
+            ("GetLoyalty", Access::User),
         ] {
             let route = table
                 .lookup(&format!("/boxoffice.checkout.v1.CheckoutService/{method}"))

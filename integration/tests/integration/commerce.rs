@@ -775,3 +775,265 @@ async fn a_thousand_buyers_applying_a_hundred_use_code_get_exactly_a_hundred() {
     assert_eq!(granted, 1);
     world.stop().await;
 }
+
+async fn loyalty(checkout: &mut Checkout, token: &str) -> pb::Loyalty {
+    checkout
+        .get_loyalty(with_token(token, pb::GetLoyaltyRequest {}))
+        .await
+        .expect("reading loyalty")
+        .into_inner()
+}
+
+/// The caller's loyalty once `wanted` holds (points move with checkout's
+/// events, a moment after the booking changes).
+async fn loyalty_once(
+    checkout: &Checkout,
+    token: &str,
+    what: &str,
+    wanted: impl Fn(&pb::Loyalty) -> bool,
+) -> pb::Loyalty {
+    eventually(Duration::from_secs(20), what, || {
+        let mut checkout = checkout.clone();
+        let token = token.to_owned();
+        let wanted = &wanted;
+        async move { Some(loyalty(&mut checkout, &token).await).filter(|summary| wanted(summary)) }
+    })
+    .await
+}
+
+async fn spend(
+    checkout: &mut Checkout,
+    token: &str,
+    booking: &str,
+    points: i64,
+) -> Result<pb::Booking, tonic::Status> {
+    checkout
+        .apply_loyalty_points(with_token(
+            token,
+            pb::ApplyLoyaltyPointsRequest {
+                name: booking.into(),
+                points,
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+async fn pay(checkout: &mut Checkout, token: &str, booking: &str, key: &str) -> pb::Booking {
+    checkout
+        .confirm_booking(with_token(
+            token,
+            pb::ConfirmBookingRequest {
+                name: booking.into(),
+                payment_method: Some(pb::PaymentMethod {
+                    token: "tok_visa".into(),
+                }),
+                idempotency_key: key.into(),
+            },
+        ))
+        .await
+        .expect("paying")
+        .into_inner()
+}
+
+async fn cancel(checkout: &mut Checkout, token: &str, booking: &str) -> pb::Booking {
+    checkout
+        .cancel_booking(with_token(
+            token,
+            pb::CancelBookingRequest {
+                name: booking.into(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("cancelling")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn loyalty_points_are_earned_spent_with_a_promo_code_and_given_back_on_cancel() {
+    let world = SystemWorld::start("commerce", &[]).await;
+    let edge = world.edge().await;
+    let admin = login(
+        &mut AccountsServiceClient::new(edge.clone()),
+        DEMO_ADMIN_EMAIL,
+        DEMO_PASSWORD,
+    )
+    .await;
+    let event = seated_event_on_sale(&edge, &admin).await;
+    let buyer = customer(&edge).await;
+    let mut checkout = CheckoutServiceClient::new(edge.clone());
+    let fresh = loyalty(&mut checkout, &buyer).await;
+    assert_eq!((fresh.points_balance, fresh.tier.as_str()), (0, "member"));
+
+    // Two Circle seats, paid: 123.00 earns 123 points.
+    let first = book(&edge, &buyer, &event.id, &[8, 9]).await;
+    assert_eq!(first.loyalty_tier, "member");
+    let paid = pay(&mut checkout, &buyer, &first.name, "loyalty-1").await;
+    let first_total = 2 * CIRCLE_PRICE + 2 * FEE;
+    assert_eq!(amount(&paid.total), first_total);
+    let earned = loyalty_once(&checkout, &buyer, "points for the first booking", |summary| {
+        summary.points_balance == first_total / 100
+    })
+    .await;
+    assert_eq!(earned.points_last_12_months, 123);
+    assert_eq!((earned.next_tier.as_str(), earned.points_to_next_tier), ("silver", 377));
+    assert_eq!(earned.history[0].kind, "earn");
+    assert_eq!(earned.history[0].booking, first.name);
+
+    // A second booking, almost all of it taken off by a code: points may
+    // take off what is left of the tickets, not the fees, and no more
+    // than the balance.
+    create_code(
+        &mut checkout,
+        &admin,
+        pb::PromoCode {
+            code: "ALMOST".into(),
+            event_id: event.id.clone(),
+            kind: pb::PromoDiscountKind::AmountOff as i32,
+            amount: Some(pb::Money {
+                currency_code: "GBP".into(),
+                amount_minor: STALLS_PRICE - 50,
+            }),
+            ..Default::default()
+        },
+    )
+    .await;
+    let second = book(&edge, &buyer, &event.id, &[0]).await;
+    let status = spend(&mut checkout, &buyer, &second.name, -5)
+        .await
+        .expect_err("a negative spend");
+    assert_eq!(status.code(), Code::InvalidArgument);
+    refused(
+        spend(&mut checkout, &buyer, &second.name, 124).await,
+        Code::FailedPrecondition,
+        "INSUFFICIENT_POINTS",
+    );
+    refused(
+        spend(&mut checkout, &buyer, &second.name, 1_000_000).await,
+        Code::FailedPrecondition,
+        "INSUFFICIENT_POINTS",
+    );
+    apply(&mut checkout, &buyer, &second.name, "ALMOST")
+        .await
+        .expect("the code");
+    refused(
+        spend(&mut checkout, &buyer, &second.name, 100).await,
+        Code::FailedPrecondition,
+        "DISCOUNT_EXCEEDS_TOTAL",
+    );
+    let spent = spend(&mut checkout, &buyer, &second.name, 50)
+        .await
+        .expect("spending what the tickets still cost");
+    assert_eq!(spent.loyalty_points_spent, 50);
+    assert_eq!(amount(&spent.discount), STALLS_PRICE);
+    assert_eq!(amount(&spent.total), FEE, "only the fee is left to pay");
+    assert_adds_up(&spent);
+    assert!(
+        spent
+            .line_items
+            .iter()
+            .any(|line| line.description == "50 loyalty points" && amount(&line.amount) == -50)
+    );
+    // With the code gone, the points stay and the total follows.
+    let without_code = checkout
+        .remove_promo_code(with_token(
+            &buyer,
+            pb::RemovePromoCodeRequest {
+                name: second.name.clone(),
+            },
+        ))
+        .await
+        .expect("removing the code")
+        .into_inner();
+    assert_eq!(amount(&without_code.total), STALLS_PRICE - 50 + FEE);
+    let again = apply(&mut checkout, &buyer, &second.name, "ALMOST")
+        .await
+        .expect("the code again, beside the points");
+    assert_eq!(amount(&again.total), FEE);
+    assert_adds_up(&again);
+    let shown = loyalty(&mut checkout, &buyer).await;
+    assert_eq!(shown.points_balance, 123 - 50, "spent points are held");
+    let paid = pay(&mut checkout, &buyer, &second.name, "loyalty-2").await;
+    assert_eq!(amount(&paid.total), FEE);
+    let booking_id = second.name.trim_start_matches("bookings/");
+    let charged = world
+        .system
+        .checkout
+        .simulated
+        .as_ref()
+        .expect("the simulated provider")
+        .payments()
+        .into_iter()
+        .find(|payment| payment.reference == booking_id)
+        .expect("the second payment");
+    assert_eq!(charged.amount_minor, FEE, "charged what was shown");
+
+    // Cancelling the second gives the points it spent back (no money: the
+    // discounts covered its tickets); cancelling the first takes back what
+    // it earned. Each happens once however often the events arrive.
+    let cancelled = cancel(&mut checkout, &buyer, &second.name).await;
+    assert_eq!(amount(&cancelled.refunded), 0);
+    let cancelled = cancel(&mut checkout, &buyer, &first.name).await;
+    assert_eq!(amount(&cancelled.refunded), 2 * CIRCLE_PRICE);
+    let settled = loyalty_once(&checkout, &buyer, "points reversed", |summary| {
+        summary.history.iter().any(|entry| entry.kind == "reverse")
+    })
+    .await;
+    assert_eq!(settled.points_balance, 0);
+    assert_eq!(settled.points_last_12_months, 0);
+    let kinds: Vec<&str> = settled.history.iter().map(|entry| entry.kind.as_str()).collect();
+    assert_eq!(kinds, ["reverse", "release", "spend", "earn"]);
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn earning_and_reversing_are_idempotent_per_event_and_per_booking() {
+    use boxoffice_contracts::events::v1 as events;
+    use boxoffice_events::{Envelope, Payload, Received};
+
+    let world = SystemWorld::start("commerce", &[]).await;
+    let store = world.system.checkout.checkout.store().clone();
+    let handler = boxoffice_checkout::loyalty::LoyaltyHandler::new(store.clone(), 1);
+    let (user, booking) = (Uuid::new_v4(), Uuid::new_v4());
+    let received = |payload: Payload| Received {
+        stream: "checkout".into(),
+        position: 1,
+        envelope: Envelope {
+            event_id: Uuid::now_v7().to_string(),
+            payload: Some(payload),
+            ..Default::default()
+        },
+    };
+    let confirmed = received(Payload::BookingConfirmed(events::BookingConfirmed {
+        booking_id: booking.to_string(),
+        user_id: user.to_string(),
+        total: Some(events::Money {
+            currency_code: "GBP".into(),
+            amount_minor: 25_099,
+        }),
+        ..Default::default()
+    }));
+    let cancelled = received(Payload::BookingCancelled(events::BookingCancelled {
+        booking_id: booking.to_string(),
+        user_id: user.to_string(),
+        reason: "user".into(),
+        ..Default::default()
+    }));
+    // The same event twice, and another event about the same booking.
+    handler.apply(&confirmed).await.expect("earning");
+    handler.apply(&confirmed).await.expect("earning again");
+    let mut another = confirmed.clone();
+    another.envelope.event_id = Uuid::now_v7().to_string();
+    handler.apply(&another).await.expect("earning under another id");
+    assert_eq!(store.loyalty(user).await.expect("loyalty").balance, 250);
+    handler.apply(&cancelled).await.expect("reversing");
+    handler.apply(&cancelled).await.expect("reversing again");
+    let summary = store.loyalty(user).await.expect("loyalty");
+    assert_eq!((summary.balance, summary.history.len()), (0, 2));
+    // A malformed event is refused, not applied.
+    let mut malformed = cancelled.clone();
+    malformed.envelope.event_id = "not-a-uuid".into();
+    assert!(handler.apply(&malformed).await.is_err());
+    world.stop().await;
+}

@@ -2,6 +2,7 @@
 //! between them, pricing with fees, the refund policy, resource names.
 
 pub mod door;
+pub mod loyalty;
 pub mod promo;
 pub mod ticket_code;
 

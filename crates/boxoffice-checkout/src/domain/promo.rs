@@ -183,6 +183,8 @@ pub struct BookingForPromo {
     pub currency_code: String,
     pub fees_minor: i64,
     pub tickets: Vec<DiscountedTicket>,
+    /// What its other discounts (loyalty points, tier) take off already.
+    pub other_discounts_minor: i64,
 }
 
 /// The usage a code has when it is applied (read under its lock).
@@ -262,7 +264,17 @@ pub fn discount_for(
         return Err(PromoRefusal::NotApplicable);
     }
     let subtotal: i64 = booking.tickets.iter().map(|t| t.price_minor).sum();
-    if subtotal + booking.fees_minor - discount <= 0 {
+    // Discounts take off ticket prices, never the fees; an amount off
+    // takes off at most what the tickets still cost.
+    let left = (subtotal - booking.other_discounts_minor).max(0);
+    let discount = match &code.discount {
+        PromoDiscount::AmountOff { .. } => discount.min(left),
+        _ => discount,
+    };
+    if discount <= 0 || discount > left {
+        return Err(PromoRefusal::ExceedsTotal);
+    }
+    if subtotal + booking.fees_minor - booking.other_discounts_minor - discount <= 0 {
         // A free booking would need no payment, which confirming cannot
         // take; refused rather than charged an amount nobody was shown.
         return Err(PromoRefusal::ExceedsTotal);
@@ -312,6 +324,7 @@ mod tests {
                     price_minor: *price,
                 })
                 .collect(),
+            other_discounts_minor: 0,
         }
     }
 
@@ -393,6 +406,16 @@ mod tests {
         assert_eq!(
             discount_for(&euros, &one, FREE, Utc::now()),
             Err(PromoRefusal::NotApplicable)
+        );
+        // Points already take 2,000 off: the amount takes the rest only,
+        // and a percentage that would pass the tickets' price is refused.
+        let mut with_points = one.clone();
+        with_points.other_discounts_minor = 2_000;
+        assert_eq!(discount_for(&huge, &with_points, FREE, Utc::now()), Ok(500));
+        with_points.other_discounts_minor = 2_500;
+        assert_eq!(
+            discount_for(&code(PromoDiscount::PercentOff(10)), &with_points, FREE, Utc::now()),
+            Err(PromoRefusal::ExceedsTotal)
         );
     }
 

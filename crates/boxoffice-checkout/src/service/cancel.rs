@@ -30,9 +30,10 @@ impl Checkout {
                 {
                     return Err(CheckoutError::TicketsTransferred);
                 }
-                // The tickets as paid for: a discount is not refunded.
+                // The tickets as paid for (the total less the fees): a
+                // discount is not paid back in money.
                 let refund = domain::refund_due(
-                    (booking.subtotal_minor - booking.discount_minor).max(0),
+                    (booking.total_minor - booking.fees_minor).max(0),
                     booking.event_start_time,
                     Utc::now(),
                     self.config.refund_cutoff,

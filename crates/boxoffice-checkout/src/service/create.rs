@@ -53,6 +53,9 @@ impl Checkout {
                 Default::default()
             }
         };
+        // The buyer's loyalty tier takes its percentage off every ticket.
+        let tier = self.store.loyalty_tier(user).await?;
+        let tier_discount_minor = tier.discount_on(hold.seats.iter().map(|seat| seat.price_minor));
         let booking = NewBooking {
             id: Uuid::now_v7(),
             user_id: user,
@@ -66,6 +69,8 @@ impl Checkout {
             expire_time: hold.expire_time,
             seats: hold.seats,
             labels,
+            loyalty_tier: tier.as_str(),
+            tier_discount_minor,
         };
         if self.store.insert_booking(&booking).await? {
             tracing::info!(booking_id = %booking.id, %event_id, %hold_id, total_minor = price.total_minor, "booking created");

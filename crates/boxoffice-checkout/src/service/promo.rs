@@ -97,7 +97,7 @@ impl Checkout {
         Self::changed(booking_id, change)
     }
 
-    fn changed(booking_id: Uuid, change: PromoChange) -> Result<BookingRecord> {
+    pub(super) fn changed(booking_id: Uuid, change: PromoChange) -> Result<BookingRecord> {
         match change {
             PromoChange::Done(booking) => Ok(*booking),
             PromoChange::BookingNotFound => Err(CheckoutError::BookingNotFound(booking_id)),

@@ -4,6 +4,7 @@
 
 pub(crate) mod door;
 pub(crate) mod postgres;
+pub(crate) mod loyalty;
 pub(crate) mod promo;
 pub(crate) mod recent;
 pub(crate) mod records;

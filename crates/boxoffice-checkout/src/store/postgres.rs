@@ -50,6 +50,9 @@ pub struct NewBooking {
     /// How each seat reads on the ticket, by seat index (seats the layout
     /// does not name are stored without a name).
     pub labels: std::collections::HashMap<u32, SeatLabel>,
+    /// The buyer's loyalty tier and what it takes off the tickets.
+    pub loyalty_tier: &'static str,
+    pub tier_discount_minor: i64,
 }
 
 /// One ConfirmBooking attempt: its payment id is derived from the user and
@@ -81,7 +84,8 @@ pub struct Outcome {
 }
 
 pub(super) const BOOKING_COLUMNS: &str = "b.id, b.user_id, b.event_id, b.hold_id, b.state, b.currency_code, b.subtotal_minor,
-    b.fees_minor, b.discount_minor, b.total_minor, b.refunded_minor, b.event_start_time, b.expire_time, b.payment_id,
+    b.fees_minor, b.discount_minor, b.points_spent, b.loyalty_discount_minor, b.loyalty_tier,
+    b.tier_discount_minor, b.total_minor, b.refunded_minor, b.event_start_time, b.expire_time, b.payment_id,
     b.failure_reason, b.created_at, b.confirmed_at, b.cancelled_at,
     (SELECT pc.code FROM checkout.promo_codes pc WHERE pc.id = b.promo_code_id) AS promo_code,
     (SELECT coalesce(json_agg(json_build_object('seat_index', t.seat_index, 'section_id', t.section_id,
@@ -112,6 +116,10 @@ pub(super) fn booking_from_row(row: &Row) -> DbResult<BookingRecord> {
         total_minor: row.try_get("total_minor")?,
         refunded_minor: row.try_get("refunded_minor")?,
         promo_code: row.try_get("promo_code")?,
+        points_spent: row.try_get("points_spent")?,
+        loyalty_discount_minor: row.try_get("loyalty_discount_minor")?,
+        loyalty_tier: row.try_get("loyalty_tier")?,
+        tier_discount_minor: row.try_get("tier_discount_minor")?,
         event_start_time: row.try_get("event_start_time")?,
         expire_time: row.try_get("expire_time")?,
         payment_id: row.try_get("payment_id")?,
@@ -428,13 +436,14 @@ impl CheckoutStore {
             .iter()
             .map(|seat| label(seat, |l| &l.price_tier_name))
             .collect();
-        let total = booking.subtotal_minor + booking.fees_minor;
+        let total = booking.subtotal_minor + booking.fees_minor - booking.tier_discount_minor;
         let row = client
             .query_one(
                 &prepared(&client, "WITH b AS (
                      INSERT INTO checkout.bookings (id, user_id, event_id, hold_id, state, currency_code,
-                         subtotal_minor, fees_minor, total_minor, create_key, event_start_time, expire_time)
-                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11)
+                         subtotal_minor, fees_minor, total_minor, create_key, event_start_time, expire_time,
+                         loyalty_tier, tier_discount_minor)
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $20, $21)
                      ON CONFLICT DO NOTHING
                      RETURNING id
                  ),
@@ -469,6 +478,8 @@ impl CheckoutStore {
                     &row_labels,
                     &seat_numbers,
                     &tier_names,
+                    &booking.loyalty_tier,
+                    &booking.tier_discount_minor,
                 ],
             )
             .await

@@ -284,6 +284,7 @@ impl CheckoutStore {
                     price_minor: ticket.price_minor,
                 })
                 .collect(),
+            other_discounts_minor: booking.loyalty_discount_minor + booking.tier_discount_minor,
         };
         let discount = match crate::domain::promo::discount_for(&code.code, &for_promo, usage, now)
         {
@@ -309,7 +310,8 @@ impl CheckoutStore {
         transaction
             .execute(
                 "UPDATE checkout.bookings SET discount_minor = $2, promo_code_id = $3,
-                     total_minor = subtotal_minor + fees_minor - $2, updated_at = now()
+                     total_minor = subtotal_minor + fees_minor - $2 - loyalty_discount_minor - tier_discount_minor,
+                     updated_at = now()
                  WHERE id = $1",
                 &[&booking_id, &discount, &code.code.id],
             )
@@ -357,7 +359,8 @@ impl CheckoutStore {
         transaction
             .execute(
                 "UPDATE checkout.bookings SET discount_minor = 0, promo_code_id = NULL,
-                     total_minor = subtotal_minor + fees_minor, updated_at = now()
+                     total_minor = subtotal_minor + fees_minor - loyalty_discount_minor - tier_discount_minor,
+                     updated_at = now()
                  WHERE id = $1",
                 &[&booking_id],
             )
@@ -374,7 +377,7 @@ impl CheckoutStore {
 
 /// The booking, locked, if it is `user`'s and pending with its hold
 /// running; otherwise what to answer.
-async fn locked_pending(
+pub(super) async fn locked_pending(
     transaction: &deadpool_postgres::Transaction<'_>,
     booking_id: Uuid,
     user: Uuid,
@@ -423,7 +426,7 @@ async fn return_redemption(
     Ok(())
 }
 
-async fn reread(
+pub(super) async fn reread(
     transaction: &deadpool_postgres::Transaction<'_>,
     booking_id: Uuid,
 ) -> DbResult<BookingRecord> {

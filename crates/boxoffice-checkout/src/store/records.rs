@@ -45,11 +45,17 @@ pub struct BookingRecord {
     pub fees_minor: i64,
     /// Promo code discount (0 without one).
     pub discount_minor: i64,
-    /// What is charged: subtotal + fees - discount.
+    /// What is charged: subtotal + fees - every discount.
     pub total_minor: i64,
     pub refunded_minor: i64,
     /// The promo code applied (upper-case), if any.
     pub promo_code: Option<String>,
+    /// Loyalty points spent on it and what they took off.
+    pub points_spent: i64,
+    pub loyalty_discount_minor: i64,
+    /// The buyer's loyalty tier when it was made and its discount.
+    pub loyalty_tier: Option<String>,
+    pub tier_discount_minor: i64,
     pub event_start_time: Option<DateTime<Utc>>,
     pub expire_time: DateTime<Utc>,
     pub payment_id: Option<Uuid>,

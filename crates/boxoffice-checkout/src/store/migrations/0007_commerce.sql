@@ -1,7 +1,8 @@
 -- Commerce: tickets named as a person reads them (from the venue's layout
--- when the booking is made), discounts on bookings, and promo codes with
--- their redemptions. A booking's total is what is charged: subtotal plus
--- fees minus discount, never below zero.
+-- when the booking is made), discounts on bookings (a promo code, loyalty
+-- points, the loyalty tier's), promo codes with their redemptions, and the
+-- loyalty ledger. A booking's total is what is charged: subtotal plus fees
+-- minus the discounts, which never take off more than the tickets cost.
 
 ALTER TABLE checkout.booking_tickets
     ADD COLUMN section_name    text,
@@ -10,8 +11,15 @@ ALTER TABLE checkout.booking_tickets
     ADD COLUMN price_tier_name text;
 
 ALTER TABLE checkout.bookings
-    ADD COLUMN discount_minor bigint NOT NULL DEFAULT 0 CHECK (discount_minor >= 0),
-    ADD COLUMN promo_code_id  uuid;
+    -- The promo code's discount.
+    ADD COLUMN discount_minor         bigint NOT NULL DEFAULT 0 CHECK (discount_minor >= 0),
+    ADD COLUMN promo_code_id          uuid,
+    -- Loyalty points spent on it, and what they took off.
+    ADD COLUMN points_spent           bigint NOT NULL DEFAULT 0 CHECK (points_spent >= 0),
+    ADD COLUMN loyalty_discount_minor bigint NOT NULL DEFAULT 0 CHECK (loyalty_discount_minor >= 0),
+    -- The buyer's loyalty tier when it was made, and its discount.
+    ADD COLUMN loyalty_tier           text,
+    ADD COLUMN tier_discount_minor    bigint NOT NULL DEFAULT 0 CHECK (tier_discount_minor >= 0);
 -- 0001's unnamed check on the total (PostgreSQL named it; found by what
 -- it says rather than by that name).
 DO $$
@@ -27,7 +35,11 @@ BEGIN
     END LOOP;
 END $$;
 ALTER TABLE checkout.bookings ADD CONSTRAINT bookings_total_adds_up
-    CHECK (total_minor = subtotal_minor + fees_minor - discount_minor AND total_minor >= 0);
+    CHECK (total_minor = subtotal_minor + fees_minor - discount_minor - loyalty_discount_minor
+                         - tier_discount_minor
+           -- Discounts take off ticket prices, never the fees.
+           AND discount_minor + loyalty_discount_minor + tier_discount_minor <= subtotal_minor
+           AND total_minor >= 0);
 
 CREATE TABLE checkout.promo_codes (
     id               uuid PRIMARY KEY,
@@ -80,6 +92,33 @@ CREATE TABLE checkout.promo_attempts (
     failures     integer NOT NULL
 );
 
+-- Loyalty: every change of a user's points is an entry; the balance is
+-- kept beside them, changed in the same transaction, so a spend is one
+-- conditional update (`balance >= points`) however many bookings spend at
+-- once. Earning and reversing are idempotent by the event that caused
+-- them (`source_event_id`).
+CREATE TABLE checkout.loyalty_accounts (
+    user_id uuid PRIMARY KEY,
+    balance bigint NOT NULL
+);
+CREATE TABLE checkout.loyalty_entries (
+    id              uuid PRIMARY KEY,
+    user_id         uuid NOT NULL,
+    -- earn (BookingConfirmed), reverse (BookingCancelled of an earning
+    -- booking), spend (on a pending booking), release (spent points back:
+    -- changed, removed, or the booking ended).
+    kind            text NOT NULL CHECK (kind IN ('earn', 'reverse', 'spend', 'release')),
+    points          bigint NOT NULL,
+    booking_id      uuid,
+    source_event_id uuid UNIQUE,
+    created_at      timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX loyalty_entries_by_user ON checkout.loyalty_entries (user_id, created_at DESC);
+CREATE UNIQUE INDEX loyalty_one_earn_per_booking ON checkout.loyalty_entries (booking_id)
+    WHERE kind = 'earn';
+CREATE UNIQUE INDEX loyalty_one_reverse_per_booking ON checkout.loyalty_entries (booking_id)
+    WHERE kind = 'reverse';
+
 -- A booking that expires or is cancelled gives its code's redemption back,
 -- in the same transaction as the state change, whichever path made it
 -- (a cancel, the reconciler, a confirmation whose seats were gone).
@@ -92,6 +131,13 @@ BEGIN
     )
     UPDATE checkout.promo_codes c SET redeemed = c.redeemed - 1, returned = c.returned + 1
     FROM r WHERE c.id = r.code_id;
+    -- ...and the loyalty points spent on it.
+    IF NEW.points_spent > 0 THEN
+        INSERT INTO checkout.loyalty_entries (id, user_id, kind, points, booking_id)
+        VALUES (gen_random_uuid(), NEW.user_id, 'release', NEW.points_spent, NEW.id);
+        UPDATE checkout.loyalty_accounts SET balance = balance + NEW.points_spent
+        WHERE user_id = NEW.user_id;
+    END IF;
     RETURN NEW;
 END $$;
 CREATE TRIGGER booking_returns_promo AFTER UPDATE OF state ON checkout.bookings
