@@ -341,10 +341,7 @@ impl From<CheckoutError> for Status {
                 Code::ResourceExhausted,
                 reason::PROMO_CODE_ATTEMPTS_EXHAUSTED,
                 "too many promo code attempts; try again later",
-                HashMap::from([(
-                    "retry_after_secs".to_owned(),
-                    retry_after_secs.to_string(),
-                )]),
+                HashMap::from([("retry_after_secs".to_owned(), retry_after_secs.to_string())]),
             ),
             PointsRefused(SpendRefusal::InsufficientPoints) => status::with_reason(
                 Code::FailedPrecondition,

@@ -14,13 +14,13 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::domain::door::{self as door_domain, TicketRef};
-use crate::domain::ticket_code::{TicketClaims, TicketSigner};
 use crate::domain::promo::{self, PromoCode, PromoCodeUsage, PromoDiscount};
+use crate::domain::ticket_code::{TicketClaims, TicketSigner};
 use crate::domain::{self, BookingState, FieldError};
 use crate::service::Checkout;
 use crate::store::BookingRecord;
-use crate::store::loyalty::LoyaltySummary;
 use crate::store::door::{HeldTicket, TransferRecord, TransferState};
+use crate::store::loyalty::LoyaltySummary;
 
 const DEFAULT_PAGE_SIZE: i32 = 20;
 const MAX_PAGE_SIZE: i32 = 100;
@@ -288,9 +288,10 @@ fn optional_time(
 /// checked by the use case.
 fn promo_code_from_pb(code: pb::PromoCode) -> Result<PromoCode, FieldError> {
     let amount = || {
-        let money = code.amount.clone().ok_or_else(|| {
-            FieldError::new("promo_code.amount", "is required for this kind")
-        })?;
+        let money = code
+            .amount
+            .clone()
+            .ok_or_else(|| FieldError::new("promo_code.amount", "is required for this kind"))?;
         Ok::<_, FieldError>((money.currency_code, money.amount_minor))
     };
     let discount = match pb::PromoDiscountKind::try_from(code.kind)
@@ -395,7 +396,9 @@ fn loyalty_to_pb(summary: &LoyaltySummary) -> pb::Loyalty {
         points_last_12_months: summary.points_last_12_months,
         tier: summary.tier.as_str().to_owned(),
         tier_discount_percent: summary.tier.discount_percent() as u32,
-        next_tier: next.map(|tier| tier.as_str().to_owned()).unwrap_or_default(),
+        next_tier: next
+            .map(|tier| tier.as_str().to_owned())
+            .unwrap_or_default(),
         points_to_next_tier: next.map_or(0, |tier| {
             (tier.threshold() - summary.points_last_12_months).max(0)
         }),
@@ -405,7 +408,10 @@ fn loyalty_to_pb(summary: &LoyaltySummary) -> pb::Loyalty {
             .map(|entry| pb::LoyaltyEntry {
                 kind: entry.kind.clone(),
                 points: entry.points,
-                booking: entry.booking_id.map(domain::booking_name).unwrap_or_default(),
+                booking: entry
+                    .booking_id
+                    .map(domain::booking_name)
+                    .unwrap_or_default(),
                 create_time: Some(timestamp(entry.created_at)),
             })
             .collect(),

@@ -57,7 +57,10 @@ impl LoyaltyHandler {
                 let event_id = event_id()?;
                 let user = id(&confirmed.user_id, "user_id")?;
                 let booking = id(&confirmed.booking_id, "booking_id")?;
-                let paid = confirmed.total.as_ref().map_or(0, |total| total.amount_minor);
+                let paid = confirmed
+                    .total
+                    .as_ref()
+                    .map_or(0, |total| total.amount_minor);
                 let points = loyalty::points_earned(paid, self.points_per_unit);
                 if points > 0 {
                     let earned = self
@@ -70,9 +73,7 @@ impl LoyaltyHandler {
             Some(Payload::BookingCancelled(cancelled)) => {
                 let event_id = event_id()?;
                 let booking = id(&cancelled.booking_id, "booking_id")?;
-                self.store
-                    .reverse_points(event_id, booking)
-                    .await?;
+                self.store.reverse_points(event_id, booking).await?;
             }
             _ => {}
         }

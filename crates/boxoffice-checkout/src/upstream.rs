@@ -490,7 +490,12 @@ impl Upstream {
         });
         request.set_timeout(std::time::Duration::from_secs(10));
         let fetched = Instant::now();
-        let map = self.catalog.clone().get_seat_map(request).await?.into_inner();
+        let map = self
+            .catalog
+            .clone()
+            .get_seat_map(request)
+            .await?
+            .into_inner();
         let labels = Arc::new(labels_of(&map));
         let mut cache = self.labels_cache();
         if cache.len() >= SEAT_LABELS_ENTRIES {

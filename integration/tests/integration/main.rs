@@ -8,10 +8,10 @@
 mod accounts;
 mod catalog;
 mod checkout;
-mod commerce;
 mod checkout_crash;
 mod checkout_gateway;
 mod checkout_webhooks;
+mod commerce;
 mod discovery;
 mod door;
 mod edge;

@@ -151,7 +151,10 @@ mod tests {
         assert!(parse_points("points", MAX_POINTS_PER_BOOKING + 1).is_err());
         assert_eq!(parse_points("points", 0), Ok(0));
         assert_eq!(spend(100, 150, 4_000), Ok(100));
-        assert_eq!(spend(200, 150, 4_000), Err(SpendRefusal::InsufficientPoints));
+        assert_eq!(
+            spend(200, 150, 4_000),
+            Err(SpendRefusal::InsufficientPoints)
+        );
         assert_eq!(spend(5_000, 10_000, 4_000), Err(SpendRefusal::ExceedsTotal));
         assert_eq!(spend(0, 0, 0), Ok(0));
     }

@@ -132,8 +132,7 @@ pub fn validate_new_code(code: &PromoCode) -> Result<(), FieldError> {
             currency_code,
             minor,
         } => {
-            if currency_code.len() != 3 || !currency_code.chars().all(|c| c.is_ascii_uppercase())
-            {
+            if currency_code.len() != 3 || !currency_code.chars().all(|c| c.is_ascii_uppercase()) {
                 return Err(FieldError::new(
                     "promo_code.amount.currency_code",
                     "must be an ISO 4217 code",
@@ -254,10 +253,7 @@ pub fn discount_for(
             if *currency_code != booking.currency_code {
                 return Err(PromoRefusal::NotApplicable);
             }
-            eligible
-                .iter()
-                .map(|price| (price - minor).max(0))
-                .sum()
+            eligible.iter().map(|price| (price - minor).max(0)).sum()
         }
     };
     if discount <= 0 {
@@ -414,7 +410,12 @@ mod tests {
         assert_eq!(discount_for(&huge, &with_points, FREE, Utc::now()), Ok(500));
         with_points.other_discounts_minor = 2_500;
         assert_eq!(
-            discount_for(&code(PromoDiscount::PercentOff(10)), &with_points, FREE, Utc::now()),
+            discount_for(
+                &code(PromoDiscount::PercentOff(10)),
+                &with_points,
+                FREE,
+                Utc::now()
+            ),
             Err(PromoRefusal::ExceedsTotal)
         );
     }
@@ -441,7 +442,11 @@ mod tests {
         );
         c.event_id = Some(b.event_id);
         c.price_tier_ids = vec![vip];
-        assert_eq!(discount_for(&c, &b, FREE, now), Ok(4_500), "only the VIP seat");
+        assert_eq!(
+            discount_for(&c, &b, FREE, now),
+            Ok(4_500),
+            "only the VIP seat"
+        );
         c.min_tickets = 2;
         assert_eq!(
             discount_for(&c, &b, FREE, now),

@@ -24,7 +24,8 @@ impl Checkout {
             .confirmations
             .run(
                 booking_id,
-                self.store.spend_points(booking_id, user, points, Utc::now()),
+                self.store
+                    .spend_points(booking_id, user, points, Utc::now()),
             )
             .await?;
         match change {

@@ -67,7 +67,10 @@ impl Checkout {
         };
         let change = self
             .confirmations
-            .run(booking_id, self.store.apply_promo_code(booking_id, user, &code, now))
+            .run(
+                booking_id,
+                self.store.apply_promo_code(booking_id, user, &code, now),
+            )
             .await?;
         if let PromoChange::Refused(refusal) = &change {
             // Guessing is what unknown codes look like; a known code

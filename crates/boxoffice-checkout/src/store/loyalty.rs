@@ -54,8 +54,16 @@ impl CheckoutStore {
         Ok(Tier::of(row.try_get("points")?))
     }
 
+    /// Balance, tier and history from one snapshot (so they agree).
     pub async fn loyalty(&self, user: Uuid) -> DbResult<LoyaltySummary> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let client = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .db_context("starting to read loyalty")?;
         let balance = client
             .query_opt(
                 "SELECT balance FROM checkout.loyalty_accounts WHERE user_id = $1",
@@ -90,6 +98,7 @@ impl CheckoutStore {
                 })
             })
             .collect::<DbResult<Vec<_>>>()?;
+        client.commit().await.db_context("ending a loyalty read")?;
         Ok(LoyaltySummary {
             balance,
             points_last_12_months: last_year,
@@ -139,8 +148,7 @@ impl CheckoutStore {
             .try_get("balance")?;
         let tickets_left =
             booking.subtotal_minor - booking.discount_minor - booking.tier_discount_minor;
-        let discount = match loyalty::spend(points, balance + booking.points_spent, tickets_left)
-        {
+        let discount = match loyalty::spend(points, balance + booking.points_spent, tickets_left) {
             Ok(discount) => discount,
             Err(refusal) => return Ok(SpendChange::Refused(refusal)),
         };

@@ -3,8 +3,8 @@
 //! ticket transfers).
 
 pub(crate) mod door;
-pub(crate) mod postgres;
 pub(crate) mod loyalty;
+pub(crate) mod postgres;
 pub(crate) mod promo;
 pub(crate) mod recent;
 pub(crate) mod records;

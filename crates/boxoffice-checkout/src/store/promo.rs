@@ -14,8 +14,8 @@ use super::postgres::{BOOKING_COLUMNS, CheckoutStore, booking_from_row, prepared
 use super::records::BookingRecord;
 use crate::domain::BookingState;
 use crate::domain::promo::{
-    BookingForPromo, DiscountedTicket, GUESS_WINDOW, MAX_FAILED_GUESSES, PromoCode,
-    PromoCodeUsage, PromoDiscount, PromoRefusal, PromoUsage,
+    BookingForPromo, DiscountedTicket, GUESS_WINDOW, MAX_FAILED_GUESSES, PromoCode, PromoCodeUsage,
+    PromoDiscount, PromoRefusal, PromoUsage,
 };
 use boxoffice_runtime::postgres::{DbContext as _, DbError, DbResult};
 
@@ -32,7 +32,8 @@ pub enum PromoChange {
     Refused(PromoRefusal),
 }
 
-const CODE_COLUMNS: &str = "c.id, c.code, c.event_id, c.price_tier_ids, c.kind, c.percent_off, c.amount_minor,
+const CODE_COLUMNS: &str =
+    "c.id, c.code, c.event_id, c.price_tier_ids, c.kind, c.percent_off, c.amount_minor,
     c.currency_code, c.valid_from, c.valid_until, c.max_redemptions, c.max_per_user, c.min_tickets,
     c.redeemed, c.returned, c.created_at";
 
@@ -385,7 +386,9 @@ pub(super) async fn locked_pending(
 ) -> DbResult<Result<BookingRecord, PromoChange>> {
     let row = transaction
         .query_opt(
-            &format!("SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.id = $1 FOR UPDATE OF b"),
+            &format!(
+                "SELECT {BOOKING_COLUMNS} FROM checkout.bookings b WHERE b.id = $1 FOR UPDATE OF b"
+            ),
             &[&booking_id],
         )
         .await
