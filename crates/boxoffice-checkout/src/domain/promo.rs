@@ -139,7 +139,7 @@ pub fn validate_new_code(code: &PromoCode) -> Result<(), FieldError> {
                 ));
             }
             let positive_needed = matches!(code.discount, PromoDiscount::AmountOff { .. });
-            if *minor < 0 || (positive_needed && *minor == 0) || *minor > 100_000_000_00 {
+            if *minor < 0 || (positive_needed && *minor == 0) || *minor > 10_000_000_000 {
                 return Err(FieldError::new(
                     "promo_code.amount.amount_minor",
                     "must be positive (0 allowed for a fixed price) and at most 10^10",
