@@ -1099,3 +1099,105 @@ async fn earning_and_reversing_are_idempotent_per_event_and_per_booking() {
     assert!(handler.apply(&malformed).await.is_err());
     world.stop().await;
 }
+
+#[tokio::test]
+async fn a_code_applied_on_another_instance_while_paying_refunds_and_ends_the_booking() {
+    use crate::checkout::{CheckoutWorld, FEE as WORLD_FEE, SEAT_PRICE};
+    use crate::harness::customer as any_customer;
+
+    let world = CheckoutWorld::new().await;
+    let buyer = any_customer();
+    // Made here (this instance remembers it as pending at its price)...
+    let (_, booking) = world.booking_for(&buyer, &[0]).await;
+    let booking_id: Uuid = booking
+        .name
+        .trim_start_matches("bookings/")
+        .parse()
+        .expect("a booking id");
+    let admin = Caller::user(Uuid::new_v4(), &[boxoffice_contracts::role::ADMIN]);
+    world
+        .client
+        .clone()
+        .create_promo_code(as_caller(
+            &admin,
+            pb::CreatePromoCodeRequest {
+                promo_code: Some(percent_code("OTHERSIDE", &world.event.event_id, 10)),
+            },
+        ))
+        .await
+        .expect("creating a code");
+    // ...repriced through another instance (its own cache of recent
+    // bookings, the same database)...
+    let first = &world.component.checkout;
+    let upstream = boxoffice_runtime::transport::over_channel(
+        tonic::transport::Endpoint::from_shared(format!("http://{}", world.world.server.addr))
+            .expect("url")
+            .connect_lazy(),
+    );
+    let other = boxoffice_checkout::service::Checkout::new(
+        boxoffice_checkout::store::CheckoutStore::new(world.world.db.pool.clone()),
+        world.simulated().clone(),
+        boxoffice_checkout::upstream::Upstream::new(upstream.clone(), upstream),
+        first.config().clone(),
+    );
+    let repriced = other
+        .apply_promo_code(&buyer, booking_id, "OTHERSIDE")
+        .await
+        .expect("applying on the other instance");
+    assert_eq!(
+        repriced.total_minor,
+        SEAT_PRICE + WORLD_FEE - SEAT_PRICE / 10
+    );
+    // ...and paid here at the price this instance remembered: nobody is
+    // charged a price they were not shown, and nothing stays sold.
+    let status = world
+        .client
+        .clone()
+        .confirm_booking(as_caller(
+            &buyer,
+            pb::ConfirmBookingRequest {
+                name: booking.name.clone(),
+                payment_method: Some(pb::PaymentMethod {
+                    token: "tok_visa".into(),
+                }),
+                idempotency_key: "stale-price".into(),
+            },
+        ))
+        .await
+        .expect_err("the price changed under the payment");
+    assert_eq!(status.code(), Code::Aborted, "{status:?}");
+    assert_eq!(reason_of(&status).as_deref(), Some("PRICE_CHANGED"));
+    let payment = world
+        .simulated()
+        .payments()
+        .into_iter()
+        .find(|payment| payment.reference == booking_id.to_string())
+        .expect("the attempt's payment");
+    assert_eq!(
+        payment.refunded_minor, payment.amount_minor,
+        "all of it back"
+    );
+    assert_eq!(
+        world.booking_states().await,
+        [(booking_id, "expired".to_owned())]
+    );
+    assert!(
+        world.sold_seats().await.is_empty(),
+        "the seat is back on sale"
+    );
+    // The booking ended, so the code's redemption came back.
+    let listed = world
+        .client
+        .clone()
+        .list_promo_codes(as_caller(&admin, pb::ListPromoCodesRequest::default()))
+        .await
+        .expect("listing codes")
+        .into_inner();
+    assert_eq!(
+        (
+            listed.promo_codes[0].times_redeemed,
+            listed.promo_codes[0].times_returned
+        ),
+        (0, 1)
+    );
+}
