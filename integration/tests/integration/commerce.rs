@@ -1201,3 +1201,108 @@ async fn a_code_applied_on_another_instance_while_paying_refunds_and_ends_the_bo
         (0, 1)
     );
 }
+
+#[tokio::test]
+async fn a_crashed_payment_of_a_total_changed_since_is_refunded_by_the_reconciler() {
+    use crate::checkout::CheckoutWorld;
+    use boxoffice_checkout::FailPoint;
+
+    let world = CheckoutWorld::with(
+        &[
+            (boxoffice_inventory::config::ENV_HOLD_TTL, "5"),
+            (boxoffice_inventory::config::ENV_HOLD_COMMIT_MARGIN, "500"),
+        ],
+        |_| {},
+    )
+    .await;
+    let buyer = crate::harness::customer();
+    let admin = Caller::user(Uuid::new_v4(), &[boxoffice_contracts::role::ADMIN]);
+    let mut client = world.client.clone();
+    client
+        .create_promo_code(as_caller(
+            &admin,
+            pb::CreatePromoCodeRequest {
+                promo_code: Some(percent_code("AFTERCRASH", &world.event.event_id, 10)),
+            },
+        ))
+        .await
+        .expect("creating a code");
+    let (_, booking) = world.booking_for(&buyer, &[3]).await;
+    let booking_id = booking.name.trim_start_matches("bookings/").to_owned();
+    // The process "dies" after capturing the full price...
+    world.fail_points.arm(FailPoint::AfterCapture);
+    let crashed = client
+        .confirm_booking(as_caller(
+            &buyer,
+            pb::ConfirmBookingRequest {
+                name: booking.name.clone(),
+                payment_method: Some(pb::PaymentMethod {
+                    token: "tok_visa".into(),
+                }),
+                idempotency_key: "crash-then-code".into(),
+            },
+        ))
+        .await
+        .expect_err("a simulated crash");
+    world.fail_points.disarm(FailPoint::AfterCapture);
+    assert_eq!(reason_of(&crashed).as_deref(), Some("SIMULATED_CRASH"));
+    // ...and the still-pending booking is repriced before anyone settles it.
+    let repriced = client
+        .apply_promo_code(as_caller(
+            &buyer,
+            pb::ApplyPromoCodeRequest {
+                name: booking.name.clone(),
+                code: "AFTERCRASH".into(),
+            },
+        ))
+        .await
+        .expect("applying the code")
+        .into_inner();
+    let captured = world
+        .simulated()
+        .payments()
+        .into_iter()
+        .find(|payment| payment.reference == booking_id)
+        .expect("the captured payment");
+    assert_ne!(captured.amount_minor, amount(&repriced.total));
+    let expires = booking.expire_time.expect("an expiry");
+    let expires = chrono::DateTime::from_timestamp(expires.seconds, expires.nanos as u32)
+        .expect("a valid expiry");
+    let db = &world.world.db;
+    eventually(
+        Duration::from_secs(20),
+        "the hold has run out by the database's clock",
+        || async move {
+            let row = db
+                .client()
+                .await
+                .query_one("SELECT now() > $1", &[&expires])
+                .await
+                .ok()?;
+            row.get::<_, bool>(0).then_some(())
+        },
+    )
+    .await;
+    let report = world
+        .component
+        .reconcile_once(Duration::ZERO)
+        .await
+        .expect("a reconciler pass");
+    assert_eq!(report.bookings_expired, 1, "{report:?}");
+    let refunded = world
+        .simulated()
+        .payments()
+        .into_iter()
+        .find(|payment| payment.reference == booking_id)
+        .expect("the payment");
+    assert_eq!(
+        refunded.refunded_minor, refunded.amount_minor,
+        "all of it back"
+    );
+    let states = world.booking_states().await;
+    assert_eq!(states[0].1, "expired", "{states:?}");
+    assert!(
+        world.sold_seats().await.is_empty(),
+        "the seat is back on sale"
+    );
+}

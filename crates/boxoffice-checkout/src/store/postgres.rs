@@ -166,9 +166,9 @@ struct PaidItem {
     attempt: Attempt,
     provider_ref: String,
     /// The amount authorized and captured; the booking is confirmed only
-    /// if that is still its total (a promo code applied meanwhile changes
-    /// it). `None`: the provider's record decides (the reconciler).
-    amount_minor: Option<i64>,
+    /// if that is still its total (a promo code or points applied
+    /// meanwhile change it).
+    amount_minor: i64,
 }
 
 /// The batch writers, started on first use (each holds an unbatched copy
@@ -652,7 +652,8 @@ impl CheckoutStore {
     /// `pending -> confirmed`, in one statement shared with the other
     /// confirmations finishing at the same time (see [`super::batch`]).
     /// False when the booking was no longer pending (a retry or the
-    /// reconciler recorded this attempt first, or the booking ended).
+    /// reconciler recorded this attempt first, or the booking ended) or
+    /// its total is no longer `amount_minor`, what the attempt paid.
     ///
     /// It commits synchronously: the caller is answered `CONFIRMED` from
     /// this result, and an answer must never outlive a database crash
@@ -663,7 +664,7 @@ impl CheckoutStore {
         &self,
         attempt: &Attempt,
         provider_ref: &str,
-        amount_minor: Option<i64>,
+        amount_minor: i64,
     ) -> DbResult<bool> {
         self.recent.forget(attempt.booking_id);
         self.writer(&self.batches.paid, |store, items| async move {
@@ -711,7 +712,7 @@ impl CheckoutStore {
         let keys: Vec<&str> = items.iter().map(|i| i.attempt.key.as_str()).collect();
         let methods: Vec<&str> = items.iter().map(|i| i.attempt.method.as_str()).collect();
         let references: Vec<&str> = items.iter().map(|i| i.provider_ref.as_str()).collect();
-        let amounts: Vec<Option<i64>> = items.iter().map(|i| i.amount_minor).collect();
+        let amounts: Vec<i64> = items.iter().map(|i| i.amount_minor).collect();
         let rows = self
             .publishing(
                 concat!("WITH input AS (
@@ -727,7 +728,7 @@ impl CheckoutStore {
                      -- The ANY lets the primary key find the rows however
                      -- many the planner guesses the batch holds.
                      WHERE b.id = ANY($2::uuid[]) AND b.state = 'pending'
-                       AND (i.amount_minor IS NULL OR i.amount_minor = b.total_minor)
+                       AND i.amount_minor = b.total_minor
                      ORDER BY b.id
                      FOR UPDATE OF b
                  ),
