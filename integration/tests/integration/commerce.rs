@@ -1306,3 +1306,78 @@ async fn a_crashed_payment_of_a_total_changed_since_is_refunded_by_the_reconcile
         "the seat is back on sale"
     );
 }
+
+#[tokio::test]
+async fn a_silver_member_gets_the_tier_discount_on_a_new_booking() {
+    use boxoffice_contracts::events::v1 as events;
+    use boxoffice_events::{Envelope, Payload, Received};
+
+    let world = SystemWorld::start("commerce", &[]).await;
+    let edge = world.edge().await;
+    let admin = login(
+        &mut AccountsServiceClient::new(edge.clone()),
+        DEMO_ADMIN_EMAIL,
+        DEMO_PASSWORD,
+    )
+    .await;
+    let event = seated_event_on_sale(&edge, &admin).await;
+    let buyer = customer(&edge).await;
+    let me = AccountsServiceClient::new(edge.clone())
+        .get_me(with_token(&buyer, accounts_pb::GetMeRequest {}))
+        .await
+        .expect("who am I")
+        .into_inner();
+    // 500.00 paid in the last year (a booking's confirmation as the
+    // consumer receives it) makes a silver member.
+    let handler = boxoffice_checkout::loyalty::LoyaltyHandler::new(
+        world.system.checkout.checkout.store().clone(),
+        1,
+    );
+    handler
+        .apply(&Received {
+            stream: "checkout".into(),
+            position: 1,
+            envelope: Envelope {
+                event_id: Uuid::now_v7().to_string(),
+                payload: Some(Payload::BookingConfirmed(events::BookingConfirmed {
+                    booking_id: Uuid::new_v4().to_string(),
+                    user_id: me.id.clone(),
+                    total: Some(events::Money {
+                        currency_code: "GBP".into(),
+                        amount_minor: 50_000,
+                    }),
+                    ..Default::default()
+                })),
+                ..Default::default()
+            },
+        })
+        .await
+        .expect("earning");
+    let mut checkout = CheckoutServiceClient::new(edge.clone());
+    let silver = loyalty(&mut checkout, &buyer).await;
+    assert_eq!(
+        (
+            silver.tier.as_str(),
+            silver.tier_discount_percent,
+            silver.next_tier.as_str()
+        ),
+        ("silver", 5, "gold")
+    );
+    assert_eq!(silver.points_to_next_tier, 1_500);
+
+    let booking = book(&edge, &buyer, &event.id, &[0, 8]).await;
+    assert_eq!(booking.loyalty_tier, "silver");
+    let tier_discount = (STALLS_PRICE + CIRCLE_PRICE) * 5 / 100;
+    assert_eq!(amount(&booking.discount), tier_discount);
+    assert_eq!(
+        amount(&booking.total),
+        STALLS_PRICE + CIRCLE_PRICE + 2 * FEE - tier_discount
+    );
+    assert!(booking.line_items.iter().any(|line| {
+        line.kind == pb::LineItemKind::Discount as i32
+            && line.description == "silver member discount"
+            && amount(&line.amount) == -tier_discount
+    }));
+    assert_adds_up(&booking);
+    world.stop().await;
+}
