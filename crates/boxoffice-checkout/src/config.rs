@@ -23,6 +23,8 @@ pub const ENV_WEBHOOK_SECRET: &str = "BOXOFFICE_CHECKOUT_WEBHOOK_SECRET";
 pub const ENV_WEBHOOK_TOLERANCE: &str = "BOXOFFICE_CHECKOUT_WEBHOOK_TOLERANCE_SECS";
 pub const ENV_TICKET_KEY: &str = "BOXOFFICE_CHECKOUT_TICKET_KEY";
 pub const ENV_FEE_PER_TICKET: &str = "BOXOFFICE_CHECKOUT_FEE_PER_TICKET_MINOR";
+/// Loyalty points earned per 100 minor units a confirmed booking paid.
+pub const ENV_LOYALTY_POINTS_PER_UNIT: &str = "BOXOFFICE_CHECKOUT_LOYALTY_POINTS_PER_UNIT";
 pub const ENV_REFUND_CUTOFF: &str = "BOXOFFICE_CHECKOUT_REFUND_CUTOFF_HOURS";
 pub const ENV_RECONCILE_INTERVAL: &str = "BOXOFFICE_CHECKOUT_RECONCILE_INTERVAL_MS";
 pub const ENV_RECONCILE_AFTER: &str = "BOXOFFICE_CHECKOUT_RECONCILE_AFTER_SECS";
@@ -171,6 +173,8 @@ pub struct CheckoutConfig {
     pub ticket_key: Secret,
     /// Service fee per ticket, in the event currency's minor units.
     pub fee_per_ticket_minor: i64,
+    /// Loyalty points earned per 100 minor units paid (0: none).
+    pub loyalty_points_per_unit: u32,
     /// Confirmed bookings are refunded on cancellation only until this long
     /// before the event starts.
     pub refund_cutoff: Duration,
@@ -200,6 +204,7 @@ impl Default for CheckoutConfig {
             webhook_tolerance: Duration::from_secs(300),
             ticket_key: Secret::new(DEV_TICKET_KEY),
             fee_per_ticket_minor: 150,
+            loyalty_points_per_unit: 1,
             refund_cutoff: Duration::from_secs(48 * 3600),
             reconcile_interval: Duration::from_millis(1_000),
             reconcile_after: Duration::from_secs(60),
@@ -312,6 +317,7 @@ impl CheckoutConfig {
             )?),
             ticket_key,
             fee_per_ticket_minor: number(&get, ENV_FEE_PER_TICKET, 150, 0, 1_000_000)? as i64,
+            loyalty_points_per_unit: number(&get, ENV_LOYALTY_POINTS_PER_UNIT, 1, 0, 1_000)? as u32,
             refund_cutoff: Duration::from_secs(
                 3600 * number(&get, ENV_REFUND_CUTOFF, 48, 0, 24 * 365)?,
             ),

@@ -80,6 +80,36 @@ pub async fn anonymise(pool: &Pool, user_id: Uuid) -> anyhow::Result<u64> {
         )
         .await
         .context("anonymising received transfers")?;
+    // Their promo code redemptions follow their bookings; their failed
+    // guesses are nobody's business any more.
+    transaction
+        .execute(
+            "UPDATE checkout.promo_redemptions SET user_id = $2 WHERE user_id = $1",
+            &[&user_id, &pseudonym],
+        )
+        .await
+        .context("anonymising redemptions")?;
+    transaction
+        .execute(
+            "UPDATE checkout.loyalty_entries SET user_id = $2 WHERE user_id = $1",
+            &[&user_id, &pseudonym],
+        )
+        .await
+        .context("anonymising loyalty entries")?;
+    transaction
+        .execute(
+            "UPDATE checkout.loyalty_accounts SET user_id = $2 WHERE user_id = $1",
+            &[&user_id, &pseudonym],
+        )
+        .await
+        .context("anonymising a loyalty account")?;
+    transaction
+        .execute(
+            "DELETE FROM checkout.promo_attempts WHERE user_id = $1",
+            &[&user_id],
+        )
+        .await
+        .context("forgetting promo code attempts")?;
     transaction.commit().await.context("committing")?;
     Ok(bookings)
 }

@@ -11,6 +11,8 @@ use boxoffice_runtime::status;
 use tonic::{Code, Status};
 
 use crate::config::FailPoint;
+use crate::domain::loyalty::SpendRefusal;
+use crate::domain::promo::PromoRefusal;
 use crate::domain::{FieldError, HoldState};
 
 /// `ErrorInfo` reasons checkout adds to the shared ones; those it shares
@@ -36,6 +38,19 @@ pub mod reason {
     pub const TICKET_ALREADY_USED: &str = "TICKET_ALREADY_USED";
     pub const TICKET_NOT_TRANSFERABLE: &str = "TICKET_NOT_TRANSFERABLE";
     pub const TICKETS_TRANSFERRED: &str = "TICKETS_TRANSFERRED";
+    pub const PRICE_CHANGED: &str = "PRICE_CHANGED";
+    pub const PROMO_CODE_UNKNOWN: &str = "PROMO_CODE_UNKNOWN";
+    pub const PROMO_CODE_EXPIRED: &str = "PROMO_CODE_EXPIRED";
+    pub const PROMO_CODE_NOT_YET_VALID: &str = "PROMO_CODE_NOT_YET_VALID";
+    pub const PROMO_CODE_EXHAUSTED: &str = "PROMO_CODE_EXHAUSTED";
+    pub const PROMO_CODE_USER_LIMIT: &str = "PROMO_CODE_USER_LIMIT";
+    pub const PROMO_CODE_WRONG_EVENT: &str = "PROMO_CODE_WRONG_EVENT";
+    pub const PROMO_CODE_MIN_TICKETS: &str = "PROMO_CODE_MIN_TICKETS";
+    pub const PROMO_CODE_NOT_APPLICABLE: &str = "PROMO_CODE_NOT_APPLICABLE";
+    pub const PROMO_CODE_ATTEMPTS_EXHAUSTED: &str = "PROMO_CODE_ATTEMPTS_EXHAUSTED";
+    pub const PROMO_CODE_TAKEN: &str = "PROMO_CODE_TAKEN";
+    pub const DISCOUNT_EXCEEDS_TOTAL: &str = "DISCOUNT_EXCEEDS_TOTAL";
+    pub const INSUFFICIENT_POINTS: &str = "INSUFFICIENT_POINTS";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +117,21 @@ pub enum CheckoutError {
     TicketNotTransferable,
     #[error("booking has transferred tickets")]
     TicketsTransferred,
+    /// The booking's total changed (a promo code) while it was being paid;
+    /// the payment was refunded and the booking ended.
+    #[error("the booking's price changed while it was paid")]
+    PriceChanged,
+    #[error("promo code refused: {0:?}")]
+    PromoRefused(PromoRefusal),
+    /// Too many unknown or unusable codes from this user lately.
+    #[error("too many promo code attempts")]
+    PromoAttemptsExhausted { retry_after_secs: u64 },
+    #[error("points refused: {0:?}")]
+    PointsRefused(SpendRefusal),
+    #[error("promo code taken")]
+    PromoCodeTaken,
+    #[error("admin role required")]
+    PromoAdminRequired,
     /// A test's failure point stopped the request as a crash would.
     #[error("simulated crash at {0:?}")]
     Crashed(FailPoint),
@@ -251,6 +281,87 @@ impl From<CheckoutError> for Status {
                 Code::FailedPrecondition,
                 reason::TICKETS_TRANSFERRED,
                 "a booking with tickets given away cannot be cancelled",
+            ),
+            PriceChanged => status::with_reason(
+                Code::Aborted,
+                reason::PRICE_CHANGED,
+                "the booking's price changed while it was paid; the payment was refunded, book again",
+            ),
+            PromoRefused(refusal) => {
+                let (code, why, message) = match refusal {
+                    PromoRefusal::Unknown => (
+                        Code::NotFound,
+                        reason::PROMO_CODE_UNKNOWN,
+                        "no such promo code",
+                    ),
+                    PromoRefusal::NotYetValid => (
+                        Code::FailedPrecondition,
+                        reason::PROMO_CODE_NOT_YET_VALID,
+                        "the promo code is not valid yet",
+                    ),
+                    PromoRefusal::Expired => (
+                        Code::FailedPrecondition,
+                        reason::PROMO_CODE_EXPIRED,
+                        "the promo code has expired",
+                    ),
+                    PromoRefusal::Exhausted => (
+                        Code::FailedPrecondition,
+                        reason::PROMO_CODE_EXHAUSTED,
+                        "the promo code has been used as often as it may be",
+                    ),
+                    PromoRefusal::UserLimit => (
+                        Code::FailedPrecondition,
+                        reason::PROMO_CODE_USER_LIMIT,
+                        "you have used this promo code as often as you may",
+                    ),
+                    PromoRefusal::WrongEvent => (
+                        Code::FailedPrecondition,
+                        reason::PROMO_CODE_WRONG_EVENT,
+                        "the promo code is not for these tickets",
+                    ),
+                    PromoRefusal::MinTickets => (
+                        Code::FailedPrecondition,
+                        reason::PROMO_CODE_MIN_TICKETS,
+                        "the promo code needs more tickets in the booking",
+                    ),
+                    PromoRefusal::NotApplicable => (
+                        Code::FailedPrecondition,
+                        reason::PROMO_CODE_NOT_APPLICABLE,
+                        "the promo code takes nothing off this booking",
+                    ),
+                    PromoRefusal::ExceedsTotal => (
+                        Code::FailedPrecondition,
+                        reason::DISCOUNT_EXCEEDS_TOTAL,
+                        "the discount would leave nothing to pay",
+                    ),
+                };
+                status::with_reason(code, why, message)
+            }
+            PromoAttemptsExhausted { retry_after_secs } => status::with_reason_and_metadata(
+                Code::ResourceExhausted,
+                reason::PROMO_CODE_ATTEMPTS_EXHAUSTED,
+                "too many promo code attempts; try again later",
+                HashMap::from([("retry_after_secs".to_owned(), retry_after_secs.to_string())]),
+            ),
+            PointsRefused(SpendRefusal::InsufficientPoints) => status::with_reason(
+                Code::FailedPrecondition,
+                reason::INSUFFICIENT_POINTS,
+                "not that many loyalty points to spend",
+            ),
+            PointsRefused(SpendRefusal::ExceedsTotal) => status::with_reason(
+                Code::FailedPrecondition,
+                reason::DISCOUNT_EXCEEDS_TOTAL,
+                "the points would take off more than the tickets cost",
+            ),
+            PromoCodeTaken => status::with_reason(
+                Code::AlreadyExists,
+                reason::PROMO_CODE_TAKEN,
+                "a promo code with this text exists",
+            ),
+            PromoAdminRequired => status::with_reason(
+                Code::PermissionDenied,
+                reason::ADMIN_REQUIRED,
+                "promo codes are managed by admins",
             ),
             Crashed(point) => status::with_reason(
                 Code::Unavailable,

@@ -14,11 +14,13 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::domain::door::{self as door_domain, TicketRef};
+use crate::domain::promo::{self, PromoCode, PromoCodeUsage, PromoDiscount};
 use crate::domain::ticket_code::{TicketClaims, TicketSigner};
 use crate::domain::{self, BookingState, FieldError};
 use crate::service::Checkout;
 use crate::store::BookingRecord;
 use crate::store::door::{HeldTicket, TransferRecord, TransferState};
+use crate::store::loyalty::LoyaltySummary;
 
 const DEFAULT_PAGE_SIZE: i32 = 20;
 const MAX_PAGE_SIZE: i32 = 100;
@@ -85,24 +87,68 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
     let mut line_items: Vec<pb::LineItem> = booking
         .tickets
         .iter()
-        .map(|ticket| pb::LineItem {
-            kind: pb::LineItemKind::Ticket as i32,
-            description: format!("seat {}", ticket.seat_index),
-            seat_index: ticket.seat_index,
-            price_tier_id: ticket
-                .price_tier_id
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
-            amount: Some(money(ticket.price_minor)),
+        .map(|ticket| {
+            let label = domain::SeatLabel {
+                section_name: ticket.section_name.clone().unwrap_or_default(),
+                row_label: ticket.row_label.clone().unwrap_or_default(),
+                seat_number: ticket.seat_number.clone().unwrap_or_default(),
+                price_tier_name: ticket.price_tier_name.clone().unwrap_or_default(),
+            };
+            pb::LineItem {
+                kind: pb::LineItemKind::Ticket as i32,
+                // Bookings made before seats had names read as they did.
+                description: if label.section_name.is_empty() {
+                    format!("seat {}", ticket.seat_index)
+                } else {
+                    label.describe()
+                },
+                seat_index: ticket.seat_index,
+                price_tier_id: ticket
+                    .price_tier_id
+                    .map(|id| id.to_string())
+                    .unwrap_or_default(),
+                amount: Some(money(ticket.price_minor)),
+                section_name: label.section_name,
+                row_label: label.row_label,
+                seat_number: label.seat_number,
+                price_tier_name: label.price_tier_name,
+                promo_code: String::new(),
+            }
         })
         .collect();
     line_items.push(pb::LineItem {
         kind: pb::LineItemKind::Fee as i32,
         description: format!("service fee ({} tickets)", booking.tickets.len()),
-        seat_index: 0,
-        price_tier_id: String::new(),
         amount: Some(money(booking.fees_minor)),
+        ..Default::default()
     });
+    if booking.tier_discount_minor > 0 {
+        let tier = booking.loyalty_tier.clone().unwrap_or_default();
+        line_items.push(pb::LineItem {
+            kind: pb::LineItemKind::Discount as i32,
+            description: format!("{tier} member discount"),
+            amount: Some(money(-booking.tier_discount_minor)),
+            ..Default::default()
+        });
+    }
+    if booking.discount_minor > 0 {
+        let code = booking.promo_code.clone().unwrap_or_default();
+        line_items.push(pb::LineItem {
+            kind: pb::LineItemKind::Discount as i32,
+            description: format!("promo code {code}"),
+            amount: Some(money(-booking.discount_minor)),
+            promo_code: code,
+            ..Default::default()
+        });
+    }
+    if booking.loyalty_discount_minor > 0 {
+        line_items.push(pb::LineItem {
+            kind: pb::LineItemKind::Discount as i32,
+            description: format!("{} loyalty points", booking.points_spent),
+            amount: Some(money(-booking.loyalty_discount_minor)),
+            ..Default::default()
+        });
+    }
     pb::Booking {
         name: domain::booking_name(booking.id),
         user_id: booking.user_id.to_string(),
@@ -165,6 +211,12 @@ pub fn booking_to_pb(booking: &BookingRecord, signer: &TicketSigner) -> pb::Book
         cancel_time: booking.cancelled_at.map(timestamp),
         failure_reason: booking.failure_reason.clone().unwrap_or_default(),
         payment_action: None,
+        discount: Some(money(
+            booking.discount_minor + booking.loyalty_discount_minor + booking.tier_discount_minor,
+        )),
+        promo_code: booking.promo_code.clone().unwrap_or_default(),
+        loyalty_points_spent: booking.points_spent,
+        loyalty_tier: booking.loyalty_tier.clone().unwrap_or_default(),
     }
 }
 
@@ -209,8 +261,254 @@ fn transfer_to_pb(transfer: &TransferRecord) -> pb::TicketTransfer {
     }
 }
 
+fn optional_uuid(field: &str, value: &str) -> Result<Option<Uuid>, FieldError> {
+    if value.is_empty() {
+        return Ok(None);
+    }
+    Uuid::parse_str(value)
+        .map(Some)
+        .map_err(|_| FieldError::new(field, "must be a UUID"))
+}
+
+fn optional_time(
+    field: &str,
+    value: Option<prost_types::Timestamp>,
+) -> Result<Option<DateTime<Utc>>, FieldError> {
+    value
+        .map(|time| {
+            u32::try_from(time.nanos)
+                .ok()
+                .and_then(|nanos| DateTime::from_timestamp(time.seconds, nanos))
+                .ok_or_else(|| FieldError::new(field, "must be a valid timestamp"))
+        })
+        .transpose()
+}
+
+/// A new promo code from the wire; the rules (`validate_new_code`) are
+/// checked by the use case.
+fn promo_code_from_pb(code: pb::PromoCode) -> Result<PromoCode, FieldError> {
+    let amount = || {
+        let money = code
+            .amount
+            .clone()
+            .ok_or_else(|| FieldError::new("promo_code.amount", "is required for this kind"))?;
+        Ok::<_, FieldError>((money.currency_code, money.amount_minor))
+    };
+    let discount = match pb::PromoDiscountKind::try_from(code.kind)
+        .unwrap_or(pb::PromoDiscountKind::Unspecified)
+    {
+        pb::PromoDiscountKind::PercentOff => PromoDiscount::PercentOff(
+            u8::try_from(code.percent_off)
+                .map_err(|_| FieldError::new("promo_code.percent_off", "must be from 1 to 100"))?,
+        ),
+        pb::PromoDiscountKind::AmountOff => {
+            let (currency_code, minor) = amount()?;
+            PromoDiscount::AmountOff {
+                currency_code,
+                minor,
+            }
+        }
+        pb::PromoDiscountKind::FixedPrice => {
+            let (currency_code, minor) = amount()?;
+            PromoDiscount::FixedPrice {
+                currency_code,
+                minor,
+            }
+        }
+        pb::PromoDiscountKind::Unspecified => {
+            return Err(FieldError::new("promo_code.kind", "is required"));
+        }
+    };
+    let price_tier_ids = code
+        .price_tier_ids
+        .iter()
+        .map(|id| {
+            Uuid::parse_str(id)
+                .map_err(|_| FieldError::new("promo_code.price_tier_ids", "must be UUIDs"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(PromoCode {
+        id: Uuid::now_v7(),
+        code: code.code.trim().to_owned(),
+        event_id: optional_uuid("promo_code.event_id", &code.event_id)?,
+        price_tier_ids,
+        discount,
+        valid_from: optional_time("promo_code.valid_from", code.valid_from)?,
+        valid_until: optional_time("promo_code.valid_until", code.valid_until)?,
+        max_redemptions: code.max_redemptions,
+        max_per_user: code.max_redemptions_per_user,
+        min_tickets: code.min_tickets,
+    })
+}
+
+fn promo_code_to_pb(usage: &PromoCodeUsage) -> pb::PromoCode {
+    let code = &usage.code;
+    let (kind, percent_off, amount) = match &code.discount {
+        PromoDiscount::PercentOff(percent) => {
+            (pb::PromoDiscountKind::PercentOff, u32::from(*percent), None)
+        }
+        PromoDiscount::AmountOff {
+            currency_code,
+            minor,
+        } => (
+            pb::PromoDiscountKind::AmountOff,
+            0,
+            Some(pb::Money {
+                currency_code: currency_code.clone(),
+                amount_minor: *minor,
+            }),
+        ),
+        PromoDiscount::FixedPrice {
+            currency_code,
+            minor,
+        } => (
+            pb::PromoDiscountKind::FixedPrice,
+            0,
+            Some(pb::Money {
+                currency_code: currency_code.clone(),
+                amount_minor: *minor,
+            }),
+        ),
+    };
+    pb::PromoCode {
+        name: promo::promo_code_name(code.id),
+        code: code.code.clone(),
+        event_id: code.event_id.map(|id| id.to_string()).unwrap_or_default(),
+        price_tier_ids: code.price_tier_ids.iter().map(Uuid::to_string).collect(),
+        kind: kind as i32,
+        percent_off,
+        amount,
+        valid_from: code.valid_from.map(timestamp),
+        valid_until: code.valid_until.map(timestamp),
+        max_redemptions: code.max_redemptions,
+        max_redemptions_per_user: code.max_per_user,
+        min_tickets: code.min_tickets,
+        times_redeemed: usage.redeemed,
+        times_returned: usage.returned,
+        create_time: Some(timestamp(usage.created_at)),
+    }
+}
+
+fn loyalty_to_pb(summary: &LoyaltySummary) -> pb::Loyalty {
+    let next = summary.tier.next();
+    pb::Loyalty {
+        points_balance: summary.balance,
+        points_last_12_months: summary.points_last_12_months,
+        tier: summary.tier.as_str().to_owned(),
+        tier_discount_percent: summary.tier.discount_percent() as u32,
+        next_tier: next
+            .map(|tier| tier.as_str().to_owned())
+            .unwrap_or_default(),
+        points_to_next_tier: next.map_or(0, |tier| {
+            (tier.threshold() - summary.points_last_12_months).max(0)
+        }),
+        history: summary
+            .history
+            .iter()
+            .map(|entry| pb::LoyaltyEntry {
+                kind: entry.kind.clone(),
+                points: entry.points,
+                booking: entry
+                    .booking_id
+                    .map(domain::booking_name)
+                    .unwrap_or_default(),
+                create_time: Some(timestamp(entry.created_at)),
+            })
+            .collect(),
+    }
+}
+
 #[tonic::async_trait]
 impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn apply_loyalty_points(
+        &self,
+        request: Request<pb::ApplyLoyaltyPointsRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let booking_id = domain::parse_booking_name("name", &request.name).map_err(Status::from)?;
+        let points =
+            domain::loyalty::parse_points("points", request.points).map_err(Status::from)?;
+        let booking = self
+            .checkout
+            .apply_loyalty_points(&caller, booking_id, points)
+            .await?;
+        Ok(Response::new(booking_to_pb(&booking, &self.signer)))
+    }
+
+    #[instrument(skip_all)]
+    async fn get_loyalty(
+        &self,
+        request: Request<pb::GetLoyaltyRequest>,
+    ) -> Result<Response<pb::Loyalty>, Status> {
+        let caller = Caller::of(&request);
+        let summary = self.checkout.loyalty(&caller).await?;
+        Ok(Response::new(loyalty_to_pb(&summary)))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn apply_promo_code(
+        &self,
+        request: Request<pb::ApplyPromoCodeRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let booking_id = domain::parse_booking_name("name", &request.name).map_err(Status::from)?;
+        if request.code.is_empty() || request.code.len() > 255 {
+            return Err(Status::from(FieldError::new(
+                "code",
+                "must be a promo code",
+            )));
+        }
+        let booking = self
+            .checkout
+            .apply_promo_code(&caller, booking_id, &request.code)
+            .await?;
+        Ok(Response::new(booking_to_pb(&booking, &self.signer)))
+    }
+
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn remove_promo_code(
+        &self,
+        request: Request<pb::RemovePromoCodeRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
+        let caller = Caller::of(&request);
+        let booking_id =
+            domain::parse_booking_name("name", &request.get_ref().name).map_err(Status::from)?;
+        let booking = self.checkout.remove_promo_code(&caller, booking_id).await?;
+        Ok(Response::new(booking_to_pb(&booking, &self.signer)))
+    }
+
+    #[instrument(skip_all)]
+    async fn create_promo_code(
+        &self,
+        request: Request<pb::CreatePromoCodeRequest>,
+    ) -> Result<Response<pb::PromoCode>, Status> {
+        let caller = Caller::of(&request);
+        let code = request
+            .into_inner()
+            .promo_code
+            .ok_or_else(|| Status::from(FieldError::new("promo_code", "is required")))?;
+        let code = promo_code_from_pb(code).map_err(Status::from)?;
+        let created = self.checkout.create_promo_code(&caller, code).await?;
+        Ok(Response::new(promo_code_to_pb(&created)))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_promo_codes(
+        &self,
+        request: Request<pb::ListPromoCodesRequest>,
+    ) -> Result<Response<pb::ListPromoCodesResponse>, Status> {
+        let caller = Caller::of(&request);
+        let event_id =
+            optional_uuid("event_id", &request.get_ref().event_id).map_err(Status::from)?;
+        let codes = self.checkout.promo_codes(&caller, event_id).await?;
+        Ok(Response::new(pb::ListPromoCodesResponse {
+            promo_codes: codes.iter().map(promo_code_to_pb).collect(),
+        }))
+    }
+
     #[instrument(skip_all)]
     async fn list_tickets(
         &self,

@@ -13,6 +13,7 @@ pub mod door_grpc;
 pub mod erasure;
 mod error;
 pub mod grpc;
+pub mod loyalty;
 pub mod payment;
 pub mod reconciler;
 pub mod server;

@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-use crate::domain::{HoldState, PricedHold, PricedSeat};
+use crate::domain::{HoldState, PricedHold, PricedSeat, SeatLabel};
 
 /// How long an event's start time is reused. A booking keeps the start time
 /// it was created with anyway (it sets the refund window), so a reschedule
@@ -36,6 +36,15 @@ const EVENT_START_TTL: Duration = Duration::from_secs(30);
 const EVENT_START_ENTRIES: usize = 10_000;
 
 type EventStarts = HashMap<Uuid, (Instant, Option<DateTime<Utc>>)>;
+
+/// How a venue's seats read on a ticket, by seat index.
+pub type SeatLabels = HashMap<u32, SeatLabel>;
+/// How long an event's seat labels are reused (a published event's venue
+/// and tiers do not move under a booking; a rename shows up after this).
+const SEAT_LABELS_TTL: Duration = Duration::from_secs(300);
+/// Events whose labels are remembered at most.
+const SEAT_LABELS_ENTRIES: usize = 64;
+type LabelCache = HashMap<Uuid, (Instant, Arc<SeatLabels>)>;
 
 /// How an inventory call failed, as checkout acts on it.
 #[derive(Debug)]
@@ -292,6 +301,7 @@ pub struct Upstream {
     catalog: CatalogServiceClient<Transport>,
     accounts: AccountsServiceClient<Transport>,
     event_starts: Arc<Mutex<EventStarts>>,
+    seat_labels: Arc<Mutex<LabelCache>>,
 }
 
 fn acting_for<T>(user_id: Uuid, message: T) -> tonic::Request<T> {
@@ -310,6 +320,7 @@ impl Upstream {
             accounts: AccountsServiceClient::new(catalog.clone()),
             catalog: CatalogServiceClient::new(catalog),
             event_starts: Arc::default(),
+            seat_labels: Arc::default(),
         }
     }
 
@@ -466,12 +477,90 @@ impl Upstream {
         Ok(start)
     }
 
+    /// How the event's seats read on a ticket (section, row, number, tier),
+    /// from the catalog's seat map; cached for [`SEAT_LABELS_TTL`].
+    pub async fn seat_labels(&self, event_id: Uuid) -> Result<Arc<SeatLabels>, UpstreamError> {
+        if let Some((fetched, labels)) = self.labels_cache().get(&event_id)
+            && fetched.elapsed() < SEAT_LABELS_TTL
+        {
+            return Ok(labels.clone());
+        }
+        let mut request = tonic::Request::new(catalog_pb::GetSeatMapRequest {
+            event_id: event_id.to_string(),
+        });
+        request.set_timeout(std::time::Duration::from_secs(10));
+        let fetched = Instant::now();
+        let map = self
+            .catalog
+            .clone()
+            .get_seat_map(request)
+            .await?
+            .into_inner();
+        let labels = Arc::new(labels_of(&map));
+        let mut cache = self.labels_cache();
+        if cache.len() >= SEAT_LABELS_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(event_id, (fetched, labels.clone()));
+        Ok(labels)
+    }
+
+    fn labels_cache(&self) -> std::sync::MutexGuard<'_, LabelCache> {
+        // Each change is one insert or a clear: a panic cannot leave it torn.
+        self.seat_labels
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
     fn starts(&self) -> std::sync::MutexGuard<'_, EventStarts> {
         // Each change is one insert or a clear: a panic cannot leave it torn.
         self.event_starts
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+/// Every seat of the map named as a person reads it. A general-admission
+/// section's places are named by the section alone.
+fn labels_of(map: &catalog_pb::SeatMap) -> SeatLabels {
+    let tier_name = |tier_id: &str| {
+        map.price_tiers
+            .iter()
+            .find(|tier| tier.id == tier_id)
+            .map(|tier| tier.name.clone())
+            .unwrap_or_default()
+    };
+    let mut labels = SeatLabels::new();
+    for section in &map.sections {
+        let price_tier_name = tier_name(&section.price_tier_id);
+        if section.rows.is_empty() {
+            for offset in 0..section.capacity {
+                labels.insert(
+                    section.first_seat_index.saturating_add(offset),
+                    SeatLabel {
+                        section_name: section.name.clone(),
+                        price_tier_name: price_tier_name.clone(),
+                        ..SeatLabel::default()
+                    },
+                );
+            }
+            continue;
+        }
+        for row in &section.rows {
+            for seat in &row.seats {
+                labels.insert(
+                    seat.seat_index,
+                    SeatLabel {
+                        section_name: section.name.clone(),
+                        row_label: row.label.clone(),
+                        seat_number: seat.number.clone(),
+                        price_tier_name: price_tier_name.clone(),
+                    },
+                );
+            }
+        }
+    }
+    labels
 }
 
 #[cfg(test)]
@@ -559,6 +648,54 @@ mod tests {
         let unsold = InventoryHold::try_from(wire_hold(pb::HoldState::Active, "")).unwrap();
         assert_eq!(unsold.sale_id, None);
         assert!(InventoryHold::try_from(wire_hold(pb::HoldState::Committed, "x")).is_err());
+    }
+
+    #[test]
+    fn seats_are_named_from_the_seat_map() {
+        let map = catalog_pb::SeatMap {
+            sections: vec![
+                catalog_pb::SeatMapSection {
+                    name: "Stalls".into(),
+                    kind: catalog_pb::SectionKind::Seated as i32,
+                    capacity: 2,
+                    first_seat_index: 0,
+                    rows: vec![catalog_pb::SeatRow {
+                        label: "B".into(),
+                        seats: vec![
+                            catalog_pb::Seat {
+                                seat_index: 0,
+                                number: "11".into(),
+                                ..Default::default()
+                            },
+                            catalog_pb::Seat {
+                                seat_index: 1,
+                                number: "12".into(),
+                                ..Default::default()
+                            },
+                        ],
+                    }],
+                    price_tier_id: "t1".into(),
+                    ..Default::default()
+                },
+                catalog_pb::SeatMapSection {
+                    name: "Floor".into(),
+                    kind: catalog_pb::SectionKind::GeneralAdmission as i32,
+                    capacity: 3,
+                    first_seat_index: 2,
+                    ..Default::default()
+                },
+            ],
+            price_tiers: vec![catalog_pb::PriceTier {
+                id: "t1".into(),
+                name: "Standard".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let labels = labels_of(&map);
+        assert_eq!(labels[&1].describe(), "Stalls, row B, seat 12 (Standard)");
+        assert_eq!(labels[&4].describe(), "Floor");
+        assert!(!labels.contains_key(&5));
     }
 
     #[test]

@@ -132,6 +132,14 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("AcceptTicketTransfer", User),
                 ("CancelTicketTransfer", User),
                 ("ListTicketTransfers", User),
+                // The caller's own pending booking only (NOT_FOUND otherwise).
+                ("ApplyPromoCode", User),
+                ("RemovePromoCode", User),
+                ("CreatePromoCode", Admin),
+                ("ListPromoCodes", Admin),
+                // The caller's own points and pending booking.
+                ("ApplyLoyaltyPoints", User),
+                ("GetLoyalty", User),
             ],
         ),
         route(

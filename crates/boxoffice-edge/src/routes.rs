@@ -293,6 +293,19 @@ mod tests {
                 .unwrap();
             assert_eq!(route.access, Access::User, "{method}");
         }
+        for (method, access) in [
+            ("ApplyPromoCode", Access::User),
+            ("RemovePromoCode", Access::User),
+            ("CreatePromoCode", Access::Admin),
+            ("ListPromoCodes", Access::Admin),
+            ("ApplyLoyaltyPoints", Access::User),
+            ("GetLoyalty", Access::User),
+        ] {
+            let route = table
+                .lookup(&format!("/boxoffice.checkout.v1.CheckoutService/{method}"))
+                .unwrap();
+            assert_eq!(route.access, access, "{method}");
+        }
         let max = table
             .lookup("/boxoffice.checkout.v1.DoorService/UploadOfflineScans")
             .unwrap()

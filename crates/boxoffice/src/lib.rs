@@ -170,6 +170,19 @@ impl System {
         )
         .await?;
         let erasure = tokio::spawn(erasure.join());
+        // Loyalty points follow confirmations and cancellations (checkout's
+        // own stream).
+        let loyalty = boxoffice_checkout::loyalty::start(
+            &Transport::from_env(boxoffice_runtime::postgres::parse_url(
+                &config.database_url,
+            )?)
+            .await?,
+            checkout.checkout.store().clone(),
+            checkout.checkout.config().loyalty_points_per_unit,
+            shutdown.clone(),
+        )
+        .await?;
+        let loyalty = tokio::spawn(loyalty.join());
         let mut relays = start_relays(
             config,
             &pool,
@@ -182,6 +195,7 @@ impl System {
         )
         .await?;
         relays.push(erasure);
+        relays.push(loyalty);
         if options.demo_data {
             if let Some(report) = boxoffice_catalog::seed::seed_if_empty(
                 &CatalogStore::new(pool.clone()),

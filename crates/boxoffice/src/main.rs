@@ -286,6 +286,18 @@ async fn start_services(
         )
         .await?;
         background.push(tokio::spawn(erasure.join()));
+        // Loyalty points follow confirmations and cancellations.
+        let loyalty = boxoffice_checkout::loyalty::start(
+            &boxoffice_events::Transport::from_env(boxoffice_runtime::postgres::parse_url(
+                &config.database_url,
+            )?)
+            .await?,
+            checkout.checkout.store().clone(),
+            checkout.checkout.config().loyalty_points_per_unit,
+            shutdown.clone(),
+        )
+        .await?;
+        background.push(tokio::spawn(loyalty.join()));
         services.checkout = Some(checkout);
         services.stats = Some(stats);
         producers.push(boxoffice_checkout::store::SCHEMA);

@@ -11,6 +11,7 @@ mod checkout;
 mod checkout_crash;
 mod checkout_gateway;
 mod checkout_webhooks;
+mod commerce;
 mod discovery;
 mod door;
 mod edge;

@@ -2,6 +2,8 @@
 //! between them, pricing with fees, the refund policy, resource names.
 
 pub mod door;
+pub mod loyalty;
+pub mod promo;
 pub mod ticket_code;
 
 use chrono::{DateTime, Utc};
@@ -158,6 +160,33 @@ pub struct PricedSeat {
     pub section_id: Option<Uuid>,
     pub price_tier_id: Option<Uuid>,
     pub price_minor: i64,
+}
+
+/// A seat as a person reads it on the ticket, from the venue's layout
+/// (row and number are empty in a general-admission section).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeatLabel {
+    pub section_name: String,
+    pub row_label: String,
+    pub seat_number: String,
+    pub price_tier_name: String,
+}
+
+impl SeatLabel {
+    /// "Stalls, row B, seat 12" or "Floor" (general admission).
+    pub fn describe(&self) -> String {
+        let mut text = self.section_name.clone();
+        if !self.row_label.is_empty() {
+            text.push_str(&format!(", row {}", self.row_label));
+        }
+        if !self.seat_number.is_empty() {
+            text.push_str(&format!(", seat {}", self.seat_number));
+        }
+        if !self.price_tier_name.is_empty() {
+            text.push_str(&format!(" ({})", self.price_tier_name));
+        }
+        text
+    }
 }
 
 /// What a booking is made of: an active hold's seats, priced by inventory

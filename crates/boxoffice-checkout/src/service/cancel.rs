@@ -30,8 +30,10 @@ impl Checkout {
                 {
                     return Err(CheckoutError::TicketsTransferred);
                 }
+                // The tickets as paid for (the total less the fees): a
+                // discount is not paid back in money.
                 let refund = domain::refund_due(
-                    booking.subtotal_minor,
+                    (booking.total_minor - booking.fees_minor).max(0),
                     booking.event_start_time,
                     Utc::now(),
                     self.config.refund_cutoff,

@@ -323,7 +323,11 @@ impl Checkout {
         attempt: &Attempt,
         provider_ref: &str,
     ) -> Result<BookingRecord> {
-        if self.store.record_paid(attempt, provider_ref).await? {
+        if self
+            .store
+            .record_paid(attempt, provider_ref, booking.total_minor)
+            .await?
+        {
             tracing::info!(booking_id = %booking.id, payment_id = %attempt.payment_id, "booking confirmed");
             return Ok(BookingRecord {
                 state: BookingState::Confirmed,
@@ -341,6 +345,13 @@ impl Checkout {
             // A retry or the reconciler recorded this very attempt first.
             return Ok(now);
         }
+        // A promo code was applied or removed (through another instance)
+        // while this attempt paid the old total: the money goes back, then
+        // the booking ends (the record refuses a paid amount that is not
+        // the total, and the reconciler refunds and expires such a booking
+        // too, so a crash in between ends the same way), and the buyer
+        // books again.
+        let repriced = now.state == BookingState::Pending && now.total_minor != booking.total_minor;
         // The booking ended (say, cancelled through a path that could not
         // see the sale) while its seats were sold to this attempt and paid:
         // give both back.
@@ -349,10 +360,16 @@ impl Checkout {
             .refund(provider_ref, booking.total_minor, &refund_key(booking.id))
             .await
             .map_err(provider_error)?;
+        if repriced {
+            self.store.expire_booking(booking.id).await?;
+        }
         self.upstream
             .release_seats(booking.user_id, booking.event_id, booking.id)
             .await
             .map_err(upstream_error)?;
+        if repriced {
+            return Err(CheckoutError::PriceChanged);
+        }
         Err(CheckoutError::BookingNotPending(now.state.as_str()))
     }
 

@@ -36,6 +36,26 @@ impl Checkout {
             .event_start(event_id)
             .await
             .map_err(upstream_error)?;
+        // Names on the summary and the tickets; a catalog that cannot say
+        // does not stop the sale (the lines then name the seat index).
+        let labels = match self.upstream.seat_labels(event_id).await {
+            Ok(labels) => hold
+                .seats
+                .iter()
+                .filter_map(|seat| {
+                    labels
+                        .get(&seat.seat_index)
+                        .map(|label| (seat.seat_index, label.clone()))
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(%event_id, error = ?error, "seat names unavailable; booking without them");
+                Default::default()
+            }
+        };
+        // The buyer's loyalty tier takes its percentage off every ticket.
+        let tier = self.store.loyalty_tier(user).await?;
+        let tier_discount_minor = tier.discount_on(hold.seats.iter().map(|seat| seat.price_minor));
         let booking = NewBooking {
             id: Uuid::now_v7(),
             user_id: user,
@@ -48,6 +68,9 @@ impl Checkout {
             event_start_time,
             expire_time: hold.expire_time,
             seats: hold.seats,
+            labels,
+            loyalty_tier: tier.as_str(),
+            tier_discount_minor,
         };
         if self.store.insert_booking(&booking).await? {
             tracing::info!(booking_id = %booking.id, %event_id, %hold_id, total_minor = price.total_minor, "booking created");

@@ -20,6 +20,8 @@ mod cancel;
 mod confirm;
 mod create;
 pub mod door;
+mod loyalty;
+mod promo;
 mod settle;
 mod single_flight;
 pub mod transfer;

@@ -5,7 +5,9 @@
 use tonic::Code;
 use uuid::Uuid;
 
-use super::{Checkout, Result, Settled, capture_key, provider_error, upstream_error, void_key};
+use super::{
+    Checkout, Result, Settled, capture_key, provider_error, refund_key, upstream_error, void_key,
+};
 use crate::domain::{self, PaymentState};
 use crate::error::{CheckoutError, reason};
 use crate::payment::ProviderStatus;
@@ -79,6 +81,27 @@ impl Checkout {
             let statuses: Vec<_> = payments.iter().map(|payment| payment.status).collect();
             return self.expire_unpaid(booking, &statuses).await;
         };
+        if payment.amount_minor != booking.total_minor {
+            // A promo code or points changed the total after this attempt
+            // was authorized: it paid a price the booking no longer has.
+            // The money goes back first (a crash after it finds the
+            // payment refunded and comes here again), then the booking
+            // ends and its seats go back.
+            self.provider
+                .refund(
+                    &payment.provider_ref,
+                    payment.amount_minor,
+                    &refund_key(booking.id),
+                )
+                .await
+                .map_err(provider_error)?;
+            if !self.store.expire_booking(booking.id).await? {
+                return Ok(Settled::AlreadySettled);
+            }
+            self.release_expired(booking).await?;
+            tracing::warn!(booking_id = %booking.id, %payment_id, "paid a total the booking no longer has; refunded and expired");
+            return Ok(Settled::Expired);
+        }
         let attempt = Attempt {
             payment_id,
             booking_id: booking.id,
@@ -89,7 +112,7 @@ impl Checkout {
         Ok(
             if self
                 .store
-                .record_paid(&attempt, &payment.provider_ref)
+                .record_paid(&attempt, &payment.provider_ref, payment.amount_minor)
                 .await?
             {
                 Settled::Confirmed

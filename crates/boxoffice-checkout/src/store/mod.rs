@@ -3,7 +3,9 @@
 //! ticket transfers).
 
 pub(crate) mod door;
+pub(crate) mod loyalty;
 pub(crate) mod postgres;
+pub(crate) mod promo;
 pub(crate) mod recent;
 pub(crate) mod records;
 
@@ -43,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 6,
         name: "door",
         sql: include_str!("migrations/0006_door.sql"),
+    },
+    Migration {
+        version: 7,
+        name: "commerce",
+        sql: include_str!("migrations/0007_commerce.sql"),
     },
 ];
 

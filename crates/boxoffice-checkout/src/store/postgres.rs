@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use super::recent::RecentBookings;
 use super::records::{BookingRecord, PaymentRecord};
-use crate::domain::{BookingState, PaymentState, PricedSeat};
+use crate::domain::{BookingState, PaymentState, PricedSeat, SeatLabel};
 use boxoffice_contracts::events::v1 as events;
 use boxoffice_events::{NewEvent, Outbox, Payload};
 use boxoffice_runtime::batch::{Batcher, together_or_one_at_a_time};
@@ -47,6 +47,12 @@ pub struct NewBooking {
     pub event_start_time: Option<DateTime<Utc>>,
     pub expire_time: DateTime<Utc>,
     pub seats: Vec<PricedSeat>,
+    /// How each seat reads on the ticket, by seat index (seats the layout
+    /// does not name are stored without a name).
+    pub labels: std::collections::HashMap<u32, SeatLabel>,
+    /// The buyer's loyalty tier and what it takes off the tickets.
+    pub loyalty_tier: &'static str,
+    pub tier_discount_minor: i64,
 }
 
 /// One ConfirmBooking attempt: its payment id is derived from the user and
@@ -77,19 +83,23 @@ pub struct Outcome {
     pub message: String,
 }
 
-const BOOKING_COLUMNS: &str = "b.id, b.user_id, b.event_id, b.hold_id, b.state, b.currency_code, b.subtotal_minor,
-    b.fees_minor, b.total_minor, b.refunded_minor, b.event_start_time, b.expire_time, b.payment_id,
+pub(super) const BOOKING_COLUMNS: &str = "b.id, b.user_id, b.event_id, b.hold_id, b.state, b.currency_code, b.subtotal_minor,
+    b.fees_minor, b.discount_minor, b.points_spent, b.loyalty_discount_minor, b.loyalty_tier,
+    b.tier_discount_minor, b.total_minor, b.refunded_minor, b.event_start_time, b.expire_time, b.payment_id,
     b.failure_reason, b.created_at, b.confirmed_at, b.cancelled_at,
+    (SELECT pc.code FROM checkout.promo_codes pc WHERE pc.id = b.promo_code_id) AS promo_code,
     (SELECT coalesce(json_agg(json_build_object('seat_index', t.seat_index, 'section_id', t.section_id,
                 'price_tier_id', t.price_tier_id, 'price_minor', t.price_minor,
-                'holder_id', t.holder_id, 'code_nonce', t.code_nonce) ORDER BY t.seat_index), '[]'::json)
+                'holder_id', t.holder_id, 'code_nonce', t.code_nonce, 'section_name', t.section_name,
+                'row_label', t.row_label, 'seat_number', t.seat_number,
+                'price_tier_name', t.price_tier_name) ORDER BY t.seat_index), '[]'::json)
      FROM checkout.booking_tickets t WHERE t.booking_id = b.id) AS tickets";
 
 const PAYMENT_COLUMNS: &str =
     "p.id, p.booking_id, p.user_id, p.idempotency_key, p.payment_method, p.amount_minor,
     p.currency_code, p.state, p.provider_ref, p.outcome_code, p.outcome_reason, p.outcome_message";
 
-fn booking_from_row(row: &Row) -> DbResult<BookingRecord> {
+pub(super) fn booking_from_row(row: &Row) -> DbResult<BookingRecord> {
     let state: String = row.try_get("state")?;
     let tickets: serde_json::Value = row.try_get("tickets")?;
     Ok(BookingRecord {
@@ -102,8 +112,14 @@ fn booking_from_row(row: &Row) -> DbResult<BookingRecord> {
         currency_code: row.try_get("currency_code")?,
         subtotal_minor: row.try_get("subtotal_minor")?,
         fees_minor: row.try_get("fees_minor")?,
+        discount_minor: row.try_get("discount_minor")?,
         total_minor: row.try_get("total_minor")?,
         refunded_minor: row.try_get("refunded_minor")?,
+        promo_code: row.try_get("promo_code")?,
+        points_spent: row.try_get("points_spent")?,
+        loyalty_discount_minor: row.try_get("loyalty_discount_minor")?,
+        loyalty_tier: row.try_get("loyalty_tier")?,
+        tier_discount_minor: row.try_get("tier_discount_minor")?,
         event_start_time: row.try_get("event_start_time")?,
         expire_time: row.try_get("expire_time")?,
         payment_id: row.try_get("payment_id")?,
@@ -149,6 +165,10 @@ pub(super) async fn prepared(client: &deadpool_postgres::Client, sql: &str) -> D
 struct PaidItem {
     attempt: Attempt,
     provider_ref: String,
+    /// The amount authorized and captured; the booking is confirmed only
+    /// if that is still its total (a promo code or points applied
+    /// meanwhile change it).
+    amount_minor: i64,
 }
 
 /// The batch writers, started on first use (each holds an unbatched copy
@@ -332,6 +352,11 @@ impl CheckoutStore {
     }
 
     /// Remembers a booking this process has just created.
+    /// Forgets a booking this process remembered (its price changed).
+    pub(crate) fn forget_recent(&self, id: Uuid) {
+        self.recent.forget(id);
+    }
+
     pub fn remember_created(&self, booking: &BookingRecord) {
         self.recent.remember(booking);
     }
@@ -383,21 +408,54 @@ impl CheckoutStore {
             .map(|seat| seat.price_tier_id)
             .collect();
         let prices: Vec<i64> = booking.seats.iter().map(|seat| seat.price_minor).collect();
-        let total = booking.subtotal_minor + booking.fees_minor;
+        let label = |seat: &PricedSeat, part: fn(&SeatLabel) -> &String| {
+            booking
+                .labels
+                .get(&seat.seat_index)
+                .map(part)
+                .filter(|text| !text.is_empty())
+                .cloned()
+        };
+        let section_names: Vec<Option<String>> = booking
+            .seats
+            .iter()
+            .map(|seat| label(seat, |l| &l.section_name))
+            .collect();
+        let row_labels: Vec<Option<String>> = booking
+            .seats
+            .iter()
+            .map(|seat| label(seat, |l| &l.row_label))
+            .collect();
+        let seat_numbers: Vec<Option<String>> = booking
+            .seats
+            .iter()
+            .map(|seat| label(seat, |l| &l.seat_number))
+            .collect();
+        let tier_names: Vec<Option<String>> = booking
+            .seats
+            .iter()
+            .map(|seat| label(seat, |l| &l.price_tier_name))
+            .collect();
+        let total = booking.subtotal_minor + booking.fees_minor - booking.tier_discount_minor;
         let row = client
             .query_one(
                 &prepared(&client, "WITH b AS (
                      INSERT INTO checkout.bookings (id, user_id, event_id, hold_id, state, currency_code,
-                         subtotal_minor, fees_minor, total_minor, create_key, event_start_time, expire_time)
-                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11)
+                         subtotal_minor, fees_minor, total_minor, create_key, event_start_time, expire_time,
+                         loyalty_tier, tier_discount_minor)
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $8, $9, $10, $11, $20, $21)
                      ON CONFLICT DO NOTHING
                      RETURNING id
                  ),
                  t AS (
-                     INSERT INTO checkout.booking_tickets (booking_id, seat_index, section_id, price_tier_id, price_minor)
-                     SELECT b.id, s.seat_index, s.section_id, s.price_tier_id, s.price_minor
-                     FROM b, unnest($12::int4[], $13::uuid[], $14::uuid[], $15::int8[])
-                         AS s(seat_index, section_id, price_tier_id, price_minor)
+                     INSERT INTO checkout.booking_tickets (booking_id, seat_index, section_id, price_tier_id, price_minor,
+                         section_name, row_label, seat_number, price_tier_name)
+                     SELECT b.id, s.seat_index, s.section_id, s.price_tier_id, s.price_minor,
+                         s.section_name, s.row_label, s.seat_number, s.price_tier_name
+                     FROM b, unnest($12::int4[], $13::uuid[], $14::uuid[], $15::int8[], $16::text[], $17::text[],
+                                    $18::text[], $19::text[])
+                         AS s(seat_index, section_id, price_tier_id, price_minor, section_name, row_label,
+                              seat_number, price_tier_name)
                  )
                  SELECT count(*) AS inserted FROM b").await?,
                 &[
@@ -416,6 +474,12 @@ impl CheckoutStore {
                     &sections,
                     &tiers,
                     &prices,
+                    &section_names,
+                    &row_labels,
+                    &seat_numbers,
+                    &tier_names,
+                    &booking.loyalty_tier,
+                    &booking.tier_discount_minor,
                 ],
             )
             .await
@@ -588,14 +652,20 @@ impl CheckoutStore {
     /// `pending -> confirmed`, in one statement shared with the other
     /// confirmations finishing at the same time (see [`super::batch`]).
     /// False when the booking was no longer pending (a retry or the
-    /// reconciler recorded this attempt first, or the booking ended).
+    /// reconciler recorded this attempt first, or the booking ended) or
+    /// its total is no longer `amount_minor`, what the attempt paid.
     ///
     /// It commits synchronously: the caller is answered `CONFIRMED` from
     /// this result, and an answer must never outlive a database crash
     /// (acknowledged means durable). Group commit keeps it cheap: one WAL
     /// flush covers every confirmation in the batch.
     #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.record_paid", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn record_paid(&self, attempt: &Attempt, provider_ref: &str) -> DbResult<bool> {
+    pub async fn record_paid(
+        &self,
+        attempt: &Attempt,
+        provider_ref: &str,
+        amount_minor: i64,
+    ) -> DbResult<bool> {
         self.recent.forget(attempt.booking_id);
         self.writer(&self.batches.paid, |store, items| async move {
             store.paid_batch(items).await
@@ -603,6 +673,7 @@ impl CheckoutStore {
         .submit(PaidItem {
             attempt: attempt.clone(),
             provider_ref: provider_ref.to_owned(),
+            amount_minor,
         })
         .await
         .map_err(DbError::from)
@@ -641,11 +712,14 @@ impl CheckoutStore {
         let keys: Vec<&str> = items.iter().map(|i| i.attempt.key.as_str()).collect();
         let methods: Vec<&str> = items.iter().map(|i| i.attempt.method.as_str()).collect();
         let references: Vec<&str> = items.iter().map(|i| i.provider_ref.as_str()).collect();
+        let amounts: Vec<i64> = items.iter().map(|i| i.amount_minor).collect();
         let rows = self
             .publishing(
                 concat!("WITH input AS (
-                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[])
-                         AS i(payment_id, booking_id, user_id, idempotency_key, payment_method, provider_ref)
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                                          $7::int8[])
+                         AS i(payment_id, booking_id, user_id, idempotency_key, payment_method, provider_ref,
+                              amount_minor)
                  ),
                  candidates AS (
                      SELECT b.id, b.total_minor, b.currency_code, i.payment_id, i.user_id, i.idempotency_key,
@@ -654,6 +728,7 @@ impl CheckoutStore {
                      -- The ANY lets the primary key find the rows however
                      -- many the planner guesses the batch holds.
                      WHERE b.id = ANY($2::uuid[]) AND b.state = 'pending'
+                       AND i.amount_minor = b.total_minor
                      ORDER BY b.id
                      FOR UPDATE OF b
                  ),
@@ -673,7 +748,7 @@ impl CheckoutStore {
                      RETURNING b.id, b.user_id, b.event_id, b.payment_id, b.total_minor, b.fees_minor, b.currency_code
                  )
                  SELECT b.*, ", seats_of_b!(), " FROM b ORDER BY b.id"),
-                &[&payments, &bookings, &users, &keys, &methods, &references],
+                &[&payments, &bookings, &users, &keys, &methods, &references, &amounts],
                 "recording paid attempts",
                 |rows| rows.iter().map(confirmed).collect(),
             )

@@ -2,8 +2,11 @@
 //! confirmation arriving here can start paying without reading the booking
 //! back from PostgreSQL first.
 //!
-//! What a booking is (owner, event, hold, price, expiry, tickets) never
-//! changes; only its state does. A remembered booking is forgotten before
+//! What a booking is (owner, event, hold, expiry, tickets) never changes;
+//! only its state and, while pending, its discount (a promo code) do. A
+//! promo code applied through this process forgets the booking here; one
+//! applied through another instance is caught by the record's check that
+//! the amount paid is still the booking's total. A remembered booking is forgotten before
 //! any write of this process changes its state, so "pending" here can be
 //! stale only through another instance (or an operator) changing it. That
 //! is why a confirmation trusts it optimistically and never more: every
@@ -104,8 +107,14 @@ mod tests {
             currency_code: "GBP".into(),
             subtotal_minor: 100,
             fees_minor: 10,
+            discount_minor: 0,
             total_minor: 110,
             refunded_minor: 0,
+            promo_code: None,
+            points_spent: 0,
+            loyalty_discount_minor: 0,
+            loyalty_tier: None,
+            tier_discount_minor: 0,
             event_start_time: None,
             expire_time: now + expires_in,
             payment_id: None,

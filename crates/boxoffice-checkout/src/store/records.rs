@@ -21,6 +21,16 @@ pub struct TicketRecord {
     /// Set once the ticket was transferred: its code's nonce.
     #[serde(default)]
     pub code_nonce: Option<Uuid>,
+    /// The seat as printed on the ticket (from the venue's layout when the
+    /// booking was made; absent on bookings made before).
+    #[serde(default)]
+    pub section_name: Option<String>,
+    #[serde(default)]
+    pub row_label: Option<String>,
+    #[serde(default)]
+    pub seat_number: Option<String>,
+    #[serde(default)]
+    pub price_tier_name: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -33,8 +43,19 @@ pub struct BookingRecord {
     pub currency_code: String,
     pub subtotal_minor: i64,
     pub fees_minor: i64,
+    /// Promo code discount (0 without one).
+    pub discount_minor: i64,
+    /// What is charged: subtotal + fees - every discount.
     pub total_minor: i64,
     pub refunded_minor: i64,
+    /// The promo code applied (upper-case), if any.
+    pub promo_code: Option<String>,
+    /// Loyalty points spent on it and what they took off.
+    pub points_spent: i64,
+    pub loyalty_discount_minor: i64,
+    /// The buyer's loyalty tier when it was made and its discount.
+    pub loyalty_tier: Option<String>,
+    pub tier_discount_minor: i64,
     pub event_start_time: Option<DateTime<Utc>>,
     pub expire_time: DateTime<Utc>,
     pub payment_id: Option<Uuid>,
