@@ -1516,8 +1516,16 @@ mod tests {
         let mut matches: Vec<(f64, i64, u64, &SearchDocument)> = held
             .values()
             .filter(|doc| doc.is_buyable_at(filters.now))
-            .filter(|doc| filters.start_after.is_none_or(|after| doc.start_time >= after))
-            .filter(|doc| filters.start_before.is_none_or(|before| doc.start_time < before))
+            .filter(|doc| {
+                filters
+                    .start_after
+                    .is_none_or(|after| doc.start_time >= after)
+            })
+            .filter(|doc| {
+                filters
+                    .start_before
+                    .is_none_or(|before| doc.start_time < before)
+            })
             .filter(|doc| {
                 filters
                     .city
@@ -1545,11 +1553,7 @@ mod tests {
                 inside.then(|| (km, doc.start_time, tiebreak(&doc.id), doc))
             })
             .collect();
-        matches.sort_by(|a, b| {
-            a.0.total_cmp(&b.0)
-                .then(a.1.cmp(&b.1))
-                .then(a.2.cmp(&b.2))
-        });
+        matches.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
         let mut categories: HashMap<String, u64> = HashMap::new();
         let mut cities: HashMap<String, u64> = HashMap::new();
         for (_, _, _, doc) in &matches {

@@ -325,7 +325,17 @@ fn settings() -> Settings {
         // Meilisearch builds no number levels or facet-search dictionaries
         // it would never read.
         .with_filterable_attributes_advanced([
-            filterable(&["id", "status", "city", "category", "performer_ids", "venue_id"], false),
+            filterable(
+                &[
+                    "id",
+                    "status",
+                    "city",
+                    "category",
+                    "performer_ids",
+                    "venue_id",
+                ],
+                false,
+            ),
             filterable(&["start_time", "end_time"], true),
             FilterableAttribute::Attribute("_geo".to_owned()),
         ])

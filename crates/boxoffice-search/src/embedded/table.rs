@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::index::SegmentId;
-use tantivy::query::{EnableScoring, EmptyScorer, Explanation, Query, Scorer, Weight};
+use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
 use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError};
 
 use super::{keyword_analyzer, words};
@@ -98,13 +98,16 @@ impl EventTable {
         let mut group_by_ords: HashMap<(u64, u64), u32> = HashMap::new();
         let mut analyzer = keyword_analyzer();
         for doc in 0..max_doc as DocId {
-            let is_published = published
-                .as_ref()
-                .is_some_and(|(column, published)| column.term_ords(doc).next() == Some(*published));
-            let point = latitude
-                .as_ref()
-                .zip(longitude.as_ref())
-                .and_then(|(latitude, longitude)| Some((latitude.first(doc)?, longitude.first(doc)?)));
+            let is_published = published.as_ref().is_some_and(|(column, published)| {
+                column.term_ords(doc).next() == Some(*published)
+            });
+            let point =
+                latitude
+                    .as_ref()
+                    .zip(longitude.as_ref())
+                    .and_then(|(latitude, longitude)| {
+                        Some((latitude.first(doc)?, longitude.first(doc)?))
+                    });
             let (lat, lng) = point.unwrap_or((f64::NAN, f64::NAN));
             let ords = (ord(categories.as_ref(), doc), ord(cities.as_ref(), doc));
             let groups = &mut table.groups;
@@ -219,7 +222,9 @@ impl Tables {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<EventTable>>> {
         // The map only ever holds complete tables: one left by a panic
         // elsewhere is still right.
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
