@@ -38,6 +38,7 @@ use tantivy::collector::{Collector, SegmentCollector};
 use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
 use tantivy::index::SegmentId;
+use tantivy::indexer::LogMergePolicy;
 use tantivy::query::{
     AllQuery, AutomatonWeight, BooleanQuery, BoostQuery, ConstScoreQuery, DfaWrapper,
     EnableScoring, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery, Weight,
@@ -77,6 +78,8 @@ const TEXT_ANALYZER: &str = "boxoffice_text";
 const KEYWORD_ANALYZER: &str = "boxoffice_keyword";
 /// Indexing memory; tantivy flushes a segment when it is used up.
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// Segments of one size merged together (tantivy's default is 8).
+const MERGE_MIN_SEGMENTS: usize = 4;
 
 /// Searchable fields with their weight in the score.
 const TEXT_FIELDS: [(&str, f32); 6] = [
@@ -296,9 +299,15 @@ impl EmbeddedIndex {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 2);
-        let writer = index
+        let writer: IndexWriter<TantivyDocument> = index
             .writer_with_num_threads(threads, WRITER_MEMORY_BYTES)
             .context("opening the search index writer (is another process using the directory?)")?;
+        // Every search pays per segment (an automaton walk per field, a
+        // scorer, a collector): merge once 4 segments of a size have piled
+        // up instead of tantivy's 8, so a catalogue ends with fewer.
+        let mut merge_policy = LogMergePolicy::default();
+        merge_policy.set_min_num_segments(MERGE_MIN_SEGMENTS);
+        writer.set_merge_policy(Box::new(merge_policy));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
