@@ -12,7 +12,11 @@
 //! so the memory counted is the serving process's alone.
 //!
 //! `BOXOFFICE_BENCH_EVENTS=100000,1000000 cargo bench -p boxoffice-benches --bench search`
-//! (one size or a comma-separated list; 100,000 by default). The last table
+//! (one size or a comma-separated list; 100,000 by default). With
+//! `BOXOFFICE_BENCH_KEEP=1` the index directories are kept (their paths are
+//! printed), so a later build's serving side can be timed on the very same
+//! index: `BOXOFFICE_BENCH_SEARCH_SERVE_DIR=<dir> <bench binary> --bench`.
+//! The last table
 //! gives every query kind's p50/p99 per size and the p99 growth from the
 //! smallest size to the largest.
 //!
@@ -57,6 +61,8 @@ const TARGET_P99_MS: f64 = 10.0;
 const TARGET_INDEXING_PER_SEC: f64 = 25_000.0;
 /// Set in the serving child: the directory to open.
 const ENV_CHILD_DIR: &str = "BOXOFFICE_BENCH_SEARCH_SERVE_DIR";
+/// Set (to anything but empty or `0`) to keep the index directories.
+const ENV_KEEP: &str = "BOXOFFICE_BENCH_KEEP";
 /// How the child's report line starts on its stdout.
 const CHILD_RESULT: &str = "search-bench-result ";
 
@@ -668,8 +674,13 @@ async fn bench_embedded(
         Ok(report)
     }
     .await;
-    let _ = std::fs::remove_dir_all(&dir);
-    let _ = std::fs::remove_file(names_file(&dir));
+    let keep = std::env::var(ENV_KEEP).is_ok_and(|keep| !keep.trim().is_empty() && keep != "0");
+    if keep {
+        println!("  kept the index in {}", dir.display());
+    } else {
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_file(names_file(&dir));
+    }
     result
 }
 

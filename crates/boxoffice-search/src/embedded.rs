@@ -13,15 +13,19 @@
 //! as a prefix. Exact matches score above typos, titles and performers above
 //! venues and places, those above descriptions. Geo radius takes the events
 //! of the grid cells covering the circle's bounding box (a term per cell, so
-//! a posting list each), checks the box on the latitude/longitude columns and
-//! the real distance (haversine) in the collector.
+//! a posting list each), checks the box from the segment's table and the
+//! real distance (haversine) in the collector.
 //!
 //! What keeps a search's cost from growing with the catalogue: browsing
 //! (no words, by start time) reads per-segment timelines (see [`timeline`])
-//! instead of every match; filters true of nearly every event (published,
-//! not ended, the start window) are read from columns by the collector
-//! rather than intersected as posting lists; numbers are columns only, never
-//! terms (no term dictionary of timestamps to build and merge).
+//! instead of every match; every filter but the performer and the venue is
+//! checked from a per-segment table of plain arrays (see [`table`]) rather
+//! than intersected as posting lists, while the most selective posting list
+//! among the city's, the category's and a radius's grid cells drives the
+//! search, so word queries only seek to events that pass every filter; a
+//! typo or prefix automaton is built once per word, not once per field;
+//! numbers are columns only, never terms (no term dictionary of timestamps
+//! to build and merge).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -31,12 +35,13 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{Context as _, anyhow};
 use tantivy::collector::{Collector, SegmentCollector};
-use tantivy::columnar::{Column, StrColumn};
+use tantivy::columnar::Column;
 use tantivy::directory::MmapDirectory;
 use tantivy::index::SegmentId;
+use tantivy::indexer::LogMergePolicy;
 use tantivy::query::{
-    AllQuery, BooleanQuery, BoostQuery, ConstScoreQuery, FuzzyTermQuery, Occur, Query, RangeQuery,
-    TermQuery,
+    AllQuery, AutomatonWeight, BooleanQuery, BoostQuery, ConstScoreQuery, DfaWrapper,
+    EnableScoring, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery, Weight,
 };
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -50,7 +55,7 @@ use tantivy::{
     SegmentReader, TantivyDocument, Term,
 };
 
-use crate::document::{GeoPoint, STATUS_PUBLISHED, SearchDocument, haversine_km};
+use crate::document::{GeoPoint, SearchDocument, haversine_km};
 use crate::query::{
     FacetCount, MAX_QUERY_WORDS, SearchHit, SearchQuery, SearchResults, SearchSort, sort_facets,
 };
@@ -59,8 +64,10 @@ use crate::text::{
 };
 use crate::{Checkpoint, Result, SearchError, SearchIndex};
 
+mod table;
 mod timeline;
 
+use table::{EventTable, FilterQuery, GroupFilter, Predicate, SegmentPredicate, Tables};
 use timeline::Timeline;
 
 /// Words folded to lowercase ASCII; very long tokens (noise) dropped. Its
@@ -71,6 +78,8 @@ const TEXT_ANALYZER: &str = "boxoffice_text";
 const KEYWORD_ANALYZER: &str = "boxoffice_keyword";
 /// Indexing memory; tantivy flushes a segment when it is used up.
 const WRITER_MEMORY_BYTES: usize = 64 * 1024 * 1024;
+/// Segments of one size merged together (tantivy's default is 8).
+const MERGE_MIN_SEGMENTS: usize = 4;
 
 /// Searchable fields with their weight in the score.
 const TEXT_FIELDS: [(&str, f32); 6] = [
@@ -226,6 +235,8 @@ struct Inner {
     writer: Mutex<Writer>,
     /// Per segment, built by the first browse that reads it.
     timelines: Mutex<HashMap<SegmentId, Arc<Timeline>>>,
+    /// Per segment, built by the first other search that reads it.
+    tables: Arc<Tables>,
 }
 
 /// The embedded engine. Cheap to clone; all clones share one index.
@@ -288,9 +299,15 @@ impl EmbeddedIndex {
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .clamp(1, 2);
-        let writer = index
+        let writer: IndexWriter<TantivyDocument> = index
             .writer_with_num_threads(threads, WRITER_MEMORY_BYTES)
             .context("opening the search index writer (is another process using the directory?)")?;
+        // Every search pays per segment (an automaton walk per field, a
+        // scorer, a collector): merge once 4 segments of a size have piled
+        // up instead of tantivy's 8, so a catalogue ends with fewer.
+        let mut merge_policy = LogMergePolicy::default();
+        merge_policy.set_min_num_segments(MERGE_MIN_SEGMENTS);
+        writer.set_merge_policy(Box::new(merge_policy));
         let reader = index
             .reader_builder()
             .reload_policy(ReloadPolicy::Manual)
@@ -312,6 +329,7 @@ impl EmbeddedIndex {
                     checkpoint,
                 }),
                 timelines: Mutex::new(HashMap::new()),
+                tables: Arc::new(Tables::default()),
             }),
         })
     }
@@ -498,9 +516,9 @@ impl EmbeddedIndex {
             .take(MAX_QUERY_WORDS)
             .collect();
         let sort = query.effective_sort();
-        let tantivy_query = self.build_query(query, &query_words);
         let keep = query.offset.saturating_add(query.limit);
         let collector = EventCollector {
+            tables: self.inner.tables.clone(),
             keep,
             sort: match sort {
                 SearchSort::Relevance => SortBy::Relevance,
@@ -515,9 +533,13 @@ impl EmbeddedIndex {
                 .within
                 .map(|radius| (radius.center, radius.radius_km)),
             facets: query.facets,
-            now: query.filters.now,
-            start_after: query.filters.start_after,
-            start_before: query.filters.start_before,
+            predicate: Predicate {
+                now: query.filters.now,
+                start_after: query.filters.start_after,
+                start_before: query.filters.start_before,
+                groups: group_filter(query),
+                bounds: None,
+            },
         };
         let searcher = self.inner.reader.searcher();
         let browse = use_timelines
@@ -529,9 +551,12 @@ impl EmbeddedIndex {
         let collected = if browse {
             self.browse(query, &searcher, keep)?
         } else {
-            searcher
+            let tantivy_query = self.build_query(query, &query_words)?;
+            let collected = searcher
                 .search(&tantivy_query, &collector)
-                .map_err(internal)?
+                .map_err(internal)?;
+            self.inner.tables.retain(searcher.segment_readers());
+            collected
         };
         let mut hits = Vec::with_capacity(query.limit);
         for candidate in collected
@@ -640,41 +665,41 @@ impl EmbeddedIndex {
         Ok(timeline)
     }
 
-    fn build_query(&self, query: &SearchQuery, query_words: &[String]) -> BooleanQuery {
+    fn build_query(&self, query: &SearchQuery, query_words: &[String]) -> Result<BooleanQuery> {
         let fields = self.inner.fields;
         let filters = &query.filters;
         let filter = |query: Box<dyn Query>| -> (Occur, Box<dyn Query>) {
             (Occur::Must, Box::new(ConstScoreQuery::new(query, 0.0)))
         };
-        let term = |field: Field, text: &str| -> Box<dyn Query> {
-            Box::new(TermQuery::new(
-                Term::from_field_text(field, text),
-                IndexRecordOption::Basic,
-            ))
+        let term = |field: Field, text: &str| -> TermQuery {
+            TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic)
         };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
-        if query_words.is_empty() {
-            clauses.push((Occur::Must, Box::new(AllQuery)));
-        }
         for (position, word) in query_words.iter().enumerate() {
             let is_last = position + 1 == query_words.len();
-            clauses.push((Occur::Must, Box::new(word_query(&fields, word, is_last))));
+            clauses.push((Occur::Must, Box::new(word_query(&fields, word, is_last)?)));
         }
-        // Status, end and start times hold for most events: the collector
-        // checks them from their columns, which costs less than having every
-        // candidate seek in posting lists that long (see `EventCollector`).
-        if let Some(city) = &filters.city {
-            clauses.push(filter(term(fields.city_key, &folded_keyword(city))));
+        // Status, end and start times hold for most events, city and
+        // category for many: they are checked from the segment's table (see
+        // `table`), by the collector and by a filter that walks the most
+        // selective posting list among the city's, the category's and the
+        // grid cells around a radius, so the word queries only seek to
+        // documents that pass every filter.
+        let groups = group_filter(query);
+        let mut drivers: Vec<Arc<dyn Query>> = Vec::new();
+        if let Some(city_key) = &groups.city_key {
+            drivers.push(Arc::new(term(fields.city_key, city_key)));
         }
-        if let Some(category) = &filters.category {
-            clauses.push(filter(term(fields.category, &category.to_lowercase())));
+        if let Some(category) = &groups.category {
+            drivers.push(Arc::new(term(fields.category, category)));
         }
         if let Some(performer_id) = &filters.performer_id {
-            clauses.push(filter(term(fields.performer_ids, performer_id)));
+            clauses.push(filter(Box::new(term(fields.performer_ids, performer_id))));
         }
         if let Some(venue_id) = &filters.venue_id {
-            clauses.push(filter(term(fields.venue_id, venue_id)));
+            clauses.push(filter(Box::new(term(fields.venue_id, venue_id))));
         }
+        let mut bounds = None;
         if let Some(radius) = filters.within {
             // A box around the circle narrows the candidates; the collector
             // then checks the real distance. The grid cells that cover the
@@ -683,35 +708,74 @@ impl EmbeddedIndex {
             let center = radius.center;
             let lat_delta = radius.radius_km / 111.0 * 1.01;
             let (south, north) = (center.latitude - lat_delta, center.latitude + lat_delta);
-            clauses.push(filter(Box::new(RangeQuery::new(
-                Bound::Included(Term::from_field_f64(fields.latitude, south)),
-                Bound::Included(Term::from_field_f64(fields.latitude, north)),
-            ))));
+            let latitude_range = || -> (Occur, Box<dyn Query>) {
+                filter(Box::new(RangeQuery::new(
+                    Bound::Included(Term::from_field_f64(fields.latitude, south)),
+                    Bound::Included(Term::from_field_f64(fields.latitude, north)),
+                )))
+            };
             let widest = south.abs().max(north.abs());
             if widest < 89.0 {
                 let lng_delta = radius.radius_km / (111.32 * widest.to_radians().cos()) * 1.01;
                 let (west, east) = (center.longitude - lng_delta, center.longitude + lng_delta);
                 if west >= -180.0 && east <= 180.0 {
-                    clauses.push(filter(Box::new(RangeQuery::new(
-                        Bound::Included(Term::from_field_f64(fields.longitude, west)),
-                        Bound::Included(Term::from_field_f64(fields.longitude, east)),
-                    ))));
-                    if let Some(cells) = covering_cells(south, north, west, east) {
-                        let cells = cells
-                            .into_iter()
-                            .map(|cell| {
-                                let term = Term::from_field_u64(fields.geo_cell, cell);
-                                let query: Box<dyn Query> =
-                                    Box::new(TermQuery::new(term, IndexRecordOption::Basic));
-                                (Occur::Should, query)
-                            })
-                            .collect();
-                        clauses.push(filter(Box::new(BooleanQuery::new(cells))));
+                    match covering_cells(south, north, west, east) {
+                        Some(cells) => {
+                            let cells = cells
+                                .into_iter()
+                                .map(|cell| {
+                                    let term = Term::from_field_u64(fields.geo_cell, cell);
+                                    let query: Box<dyn Query> =
+                                        Box::new(TermQuery::new(term, IndexRecordOption::Basic));
+                                    (Occur::Should, query)
+                                })
+                                .collect();
+                            drivers.push(Arc::new(BooleanQuery::new(cells)));
+                            bounds = Some((south, north, west, east));
+                        }
+                        None => {
+                            clauses.push(latitude_range());
+                            clauses.push(filter(Box::new(RangeQuery::new(
+                                Bound::Included(Term::from_field_f64(fields.longitude, west)),
+                                Bound::Included(Term::from_field_f64(fields.longitude, east)),
+                            ))));
+                        }
                     }
+                } else {
+                    clauses.push(latitude_range());
                 }
+            } else {
+                clauses.push(latitude_range());
             }
         }
-        BooleanQuery::new(clauses)
+        if !drivers.is_empty() {
+            clauses.push((
+                Occur::Must,
+                Box::new(FilterQuery {
+                    drivers,
+                    predicate: Predicate {
+                        now: filters.now,
+                        start_after: filters.start_after,
+                        start_before: filters.start_before,
+                        groups,
+                        bounds,
+                    },
+                    tables: self.inner.tables.clone(),
+                }),
+            ));
+        }
+        if clauses.is_empty() {
+            clauses.push((Occur::Must, Box::new(AllQuery)));
+        }
+        Ok(BooleanQuery::new(clauses))
+    }
+}
+
+/// The city and category filters, folded as the index holds them.
+fn group_filter(query: &SearchQuery) -> GroupFilter {
+    GroupFilter {
+        city_key: query.filters.city.as_deref().map(folded_keyword),
+        category: query.filters.category.as_deref().map(str::to_lowercase),
     }
 }
 
@@ -754,38 +818,70 @@ fn split_cell(cell: u64) -> (u64, u64) {
 }
 
 /// One query word against every searchable field: exact (best), as a prefix
-/// when it is the last word, or within its typo budget.
-fn word_query(fields: &Fields, word: &str, is_last: bool) -> BooleanQuery {
+/// when it is the last word, or within its typo budget. The typo (or
+/// prefix) automaton is built once and shared by the six fields.
+fn word_query(fields: &Fields, word: &str, is_last: bool) -> Result<BooleanQuery> {
     let budget = typo_budget(word.chars().count());
+    let automaton = if is_last || budget > 0 {
+        let term = Term::from_field_text(fields.text[0], word);
+        let fuzzy = if is_last {
+            FuzzyTermQuery::new_prefix(term, budget, true)
+        } else {
+            FuzzyTermQuery::new(term, budget, true)
+        };
+        Some(Arc::new(fuzzy.automaton().map_err(internal)?))
+    } else {
+        None
+    };
     let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     for (field, (_, weight)) in fields.text.iter().zip(TEXT_FIELDS) {
         let term = Term::from_field_text(*field, word);
         alternatives.push((
             Occur::Should,
             Box::new(BoostQuery::new(
-                Box::new(TermQuery::new(term.clone(), IndexRecordOption::WithFreqs)),
+                Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)),
                 3.0 * weight,
             )),
         ));
-        if is_last {
+        if let Some(automaton) = &automaton {
             alternatives.push((
                 Occur::Should,
                 Box::new(BoostQuery::new(
-                    Box::new(FuzzyTermQuery::new_prefix(term.clone(), budget, true)),
-                    1.5 * weight,
-                )),
-            ));
-        } else if budget > 0 {
-            alternatives.push((
-                Occur::Should,
-                Box::new(BoostQuery::new(
-                    Box::new(FuzzyTermQuery::new(term, budget, true)),
-                    weight,
+                    Box::new(SharedAutomatonQuery {
+                        field: *field,
+                        automaton: automaton.clone(),
+                    }),
+                    if is_last { 1.5 * weight } else { weight },
                 )),
             ));
         }
     }
-    BooleanQuery::new(alternatives)
+    Ok(BooleanQuery::new(alternatives))
+}
+
+/// A typo or prefix automaton over one field (what [`FuzzyTermQuery`] is,
+/// without building the automaton again for every field).
+#[derive(Clone)]
+struct SharedAutomatonQuery {
+    field: Field,
+    automaton: Arc<DfaWrapper>,
+}
+
+impl std::fmt::Debug for SharedAutomatonQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedAutomatonQuery")
+            .field("field", &self.field)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Query for SharedAutomatonQuery {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(AutomatonWeight::<DfaWrapper>::new(
+            self.field,
+            self.automaton.clone(),
+        )))
+    }
 }
 
 /// Marks the words of `text` that match a query word.
@@ -1065,16 +1161,15 @@ struct Candidate {
 }
 
 /// Collects the page, the total and the facets. It also applies the
-/// filters every search has (published, not ended) and the start-time
-/// window, from the columns.
+/// filters every search has (published, not ended), the start-time window,
+/// the city and the category, from the segment's table.
 struct EventCollector {
+    tables: Arc<Tables>,
     keep: usize,
     sort: SortBy,
     within: Option<(GeoPoint, f64)>,
     facets: bool,
-    now: i64,
-    start_after: Option<i64>,
-    start_before: Option<i64>,
+    predicate: Predicate,
 }
 
 struct Collected {
@@ -1090,35 +1185,13 @@ struct EventSegmentCollector {
     keep: usize,
     sort: SortBy,
     within: Option<(GeoPoint, f64)>,
-    now: i64,
-    start_after: Option<i64>,
-    start_before: Option<i64>,
-    /// The status column and the ordinal of `published` in it (`None`: no
-    /// event of the segment is published).
-    status: Option<(StrColumn, u64)>,
-    start_time: Column<i64>,
-    end_time: Column<i64>,
-    tiebreak: Column<u64>,
-    location: Option<(Column<f64>, Column<f64>)>,
-    categories: Option<(StrColumn, Vec<u64>)>,
-    cities: Option<(StrColumn, Vec<u64>)>,
+    predicate: SegmentPredicate,
+    table: Arc<EventTable>,
+    /// Matches per (category, city) group of the table, when facets are asked.
+    per_group: Option<Vec<u64>>,
     /// Max-heap of the best `keep` so far: the worst is on top.
     heap: BinaryHeap<Candidate>,
     total: u64,
-}
-
-fn facet_column(
-    segment: &SegmentReader,
-    name: &str,
-    wanted: bool,
-) -> tantivy::Result<Option<(StrColumn, Vec<u64>)>> {
-    if !wanted {
-        return Ok(None);
-    }
-    Ok(segment.fast_fields().str(name)?.map(|column| {
-        let terms = column.num_terms();
-        (column, vec![0; terms])
-    }))
 }
 
 impl Collector for EventCollector {
@@ -1130,41 +1203,15 @@ impl Collector for EventCollector {
         segment_ord: u32,
         segment: &SegmentReader,
     ) -> tantivy::Result<EventSegmentCollector> {
-        let fast = segment.fast_fields();
-        let needs_location = self.within.is_some() || matches!(self.sort, SortBy::Distance(_));
-        let location = if needs_location {
-            match (
-                fast.column_opt::<f64>("latitude")?,
-                fast.column_opt::<f64>("longitude")?,
-            ) {
-                (Some(latitude), Some(longitude)) => Some((latitude, longitude)),
-                _ => None,
-            }
-        } else {
-            None
-        };
-        let status = match fast.str("status")? {
-            Some(column) => column
-                .dictionary()
-                .term_ord(STATUS_PUBLISHED)?
-                .map(|published| (column, published)),
-            None => None,
-        };
+        let table = self.tables.get(segment)?;
         Ok(EventSegmentCollector {
             segment: segment_ord,
             keep: self.keep,
             sort: self.sort,
             within: self.within,
-            now: self.now,
-            start_after: self.start_after,
-            start_before: self.start_before,
-            status,
-            start_time: fast.i64("start_time")?,
-            end_time: fast.i64("end_time")?,
-            tiebreak: fast.u64("tiebreak")?,
-            location,
-            categories: facet_column(segment, "category", self.facets)?,
-            cities: facet_column(segment, "city_facet", self.facets)?,
+            predicate: SegmentPredicate::new(table.clone(), &self.predicate),
+            per_group: self.facets.then(|| vec![0; table.groups.len()]),
+            table,
             heap: BinaryHeap::with_capacity(self.keep.min(4_096) + 1),
             total: 0,
         })
@@ -1204,39 +1251,11 @@ struct SegmentFruit {
     cities: HashMap<String, u64>,
 }
 
-fn harvest_facets(column: Option<(StrColumn, Vec<u64>)>) -> HashMap<String, u64> {
-    let mut counts = HashMap::new();
-    let Some((column, per_ord)) = column else {
-        return counts;
-    };
-    for (ord, count) in per_ord.into_iter().enumerate() {
-        if count == 0 {
-            continue;
-        }
-        let mut value = String::new();
-        if matches!(column.ord_to_str(ord as u64, &mut value), Ok(true)) && !value.is_empty() {
-            counts.insert(value, count);
-        }
-    }
-    counts
-}
-
 impl SegmentCollector for EventSegmentCollector {
     type Fruit = SegmentFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
-        let Some((status, published)) = &self.status else {
-            return;
-        };
-        if status.term_ords(doc).next() != Some(*published)
-            || self.end_time.first(doc).is_none_or(|end| end <= self.now)
-        {
-            return;
-        }
-        let start_time = self.start_time.first(doc).unwrap_or(i64::MAX);
-        if self.start_after.is_some_and(|after| start_time < after)
-            || self.start_before.is_some_and(|before| start_time >= before)
-        {
+        if !self.predicate.accepts(doc) {
             return;
         }
         let mut distance = None;
@@ -1251,15 +1270,8 @@ impl SegmentCollector for EventSegmentCollector {
             distance = Some(km);
         }
         self.total += 1;
-        if let Some((column, counts)) = &mut self.categories
-            && let Some(ord) = column.term_ords(doc).next()
-            && let Some(count) = counts.get_mut(ord as usize)
-        {
-            *count += 1;
-        }
-        if let Some((column, counts)) = &mut self.cities
-            && let Some(ord) = column.term_ords(doc).next()
-            && let Some(count) = counts.get_mut(ord as usize)
+        if let Some(counts) = &mut self.per_group
+            && let Some(count) = counts.get_mut(self.table.group(doc) as usize)
         {
             *count += 1;
         }
@@ -1278,8 +1290,8 @@ impl SegmentCollector for EventSegmentCollector {
         };
         let key = SortKey {
             primary,
-            start_time,
-            tiebreak: self.tiebreak.first(doc).unwrap_or(u64::MAX),
+            start_time: self.table.start_time(doc),
+            tiebreak: self.table.tiebreak(doc),
         };
         if self.heap.len() == self.keep && self.heap.peek().is_some_and(|worst| key >= worst.key) {
             return;
@@ -1294,21 +1306,37 @@ impl SegmentCollector for EventSegmentCollector {
     }
 
     fn harvest(self) -> SegmentFruit {
+        let mut categories = HashMap::new();
+        let mut cities = HashMap::new();
+        for (group, count) in self.per_group.into_iter().flatten().enumerate() {
+            if count == 0 {
+                continue;
+            }
+            let Some(group) = self.table.groups.get(group) else {
+                continue;
+            };
+            if !group.category.is_empty() {
+                *categories.entry(group.category.clone()).or_default() += count;
+            }
+            if !group.city.is_empty() {
+                *cities.entry(group.city.clone()).or_default() += count;
+            }
+        }
         SegmentFruit {
             top: self.heap.into_vec(),
             total: self.total,
-            categories: harvest_facets(self.categories),
-            cities: harvest_facets(self.cities),
+            categories,
+            cities,
         }
     }
 }
 
 impl EventSegmentCollector {
     fn point_of(&self, doc: DocId) -> Option<GeoPoint> {
-        let (latitude, longitude) = self.location.as_ref()?;
+        let (latitude, longitude) = self.table.point(doc)?;
         Some(GeoPoint {
-            latitude: latitude.first(doc)?,
-            longitude: longitude.first(doc)?,
+            latitude,
+            longitude,
         })
     }
 }
@@ -1316,6 +1344,7 @@ impl EventSegmentCollector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::document::STATUS_PUBLISHED;
 
     #[test]
     fn highlight_marks_matching_words_only() {
@@ -1484,6 +1513,166 @@ mod tests {
             .collect();
         index.delete_blocking(&deleted).expect("deleting some");
         check(&index);
+    }
+
+    /// What a filtered search must answer, worked out over the documents
+    /// themselves: every filter, the distance order and the facets.
+    fn expected(
+        held: &HashMap<String, SearchDocument>,
+        query: &SearchQuery,
+    ) -> (Vec<String>, u64, Vec<FacetCount>, Vec<FacetCount>) {
+        let filters = &query.filters;
+        let mut matches: Vec<(f64, i64, u64, &SearchDocument)> = held
+            .values()
+            .filter(|doc| doc.is_buyable_at(filters.now))
+            .filter(|doc| {
+                filters
+                    .start_after
+                    .is_none_or(|after| doc.start_time >= after)
+            })
+            .filter(|doc| {
+                filters
+                    .start_before
+                    .is_none_or(|before| doc.start_time < before)
+            })
+            .filter(|doc| {
+                filters
+                    .city
+                    .as_deref()
+                    .is_none_or(|city| folded_keyword(city) == folded_keyword(&doc.city))
+            })
+            .filter(|doc| {
+                filters
+                    .category
+                    .as_deref()
+                    .is_none_or(|category| category.to_lowercase() == doc.category)
+            })
+            .filter_map(|doc| {
+                let km = query
+                    .point
+                    .zip(doc.location)
+                    .map_or(f64::INFINITY, |(point, at)| haversine_km(point, at));
+                let inside = match filters.within {
+                    Some(radius) => {
+                        let at = doc.location?;
+                        haversine_km(radius.center, at) <= radius.radius_km
+                    }
+                    None => true,
+                };
+                inside.then(|| (km, doc.start_time, tiebreak(&doc.id), doc))
+            })
+            .collect();
+        matches.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+        let mut categories: HashMap<String, u64> = HashMap::new();
+        let mut cities: HashMap<String, u64> = HashMap::new();
+        for (_, _, _, doc) in &matches {
+            if !doc.category.is_empty() {
+                *categories.entry(doc.category.clone()).or_default() += 1;
+            }
+            if !doc.city.is_empty() {
+                *cities.entry(doc.city.clone()).or_default() += 1;
+            }
+        }
+        (
+            matches
+                .iter()
+                .skip(query.offset)
+                .take(query.limit)
+                .map(|(_, _, _, doc)| doc.id.clone())
+                .collect(),
+            matches.len() as u64,
+            sort_facets(to_facets(categories)),
+            sort_facets(to_facets(cities)),
+        )
+    }
+
+    #[test]
+    fn filters_from_the_tables_answer_what_the_documents_say() {
+        const PLACES: [(&str, f64, f64); 4] = [
+            ("London", 51.5074, -0.1278),
+            ("london", 51.6, -0.2),
+            ("São Paulo", -23.5505, -46.6333),
+            ("Paris", 48.8566, 2.3522),
+        ];
+        let index = EmbeddedIndex::in_memory().expect("an index in memory");
+        let mut random = Lcg(11);
+        let mut held: HashMap<String, SearchDocument> = HashMap::new();
+        let located = |n: u64, version: i64, random: &mut Lcg| {
+            let mut doc = random_event(n, version, random);
+            if random.below(10) > 0 {
+                let (city, latitude, longitude) = PLACES[random.below(4) as usize];
+                doc.city = city.into();
+                doc.location = Some(GeoPoint {
+                    latitude: latitude + (random.below(1_000) as f64 - 500.0) / 1_000.0,
+                    longitude: longitude + (random.below(1_000) as f64 - 500.0) / 1_000.0,
+                });
+            }
+            doc
+        };
+        for batch in 0..3 {
+            let documents: Vec<SearchDocument> = (0..1_000)
+                .map(|n| located(batch * 1_000 + n, 1, &mut random))
+                .collect();
+            held.extend(documents.iter().map(|doc| (doc.id.clone(), doc.clone())));
+            index.upsert_blocking(documents, None).expect("an upsert");
+        }
+        let replaced: Vec<SearchDocument> = (0..3_000)
+            .step_by(5)
+            .map(|n| located(n, 2, &mut random))
+            .collect();
+        held.extend(replaced.iter().map(|doc| (doc.id.clone(), doc.clone())));
+        index
+            .upsert_blocking(replaced, None)
+            .expect("replacing some");
+        let deleted: Vec<String> = (0..3_000)
+            .step_by(13)
+            .map(|n| format!("00000000-0000-4000-8000-{n:012}"))
+            .collect();
+        for id in &deleted {
+            held.remove(id);
+        }
+        index.delete_blocking(&deleted).expect("deleting some");
+
+        let london = GeoPoint {
+            latitude: 51.5074,
+            longitude: -0.1278,
+        };
+        let hours = |hours: i64| Some(NOW + hours * 3_600);
+        for text in ["", "event"] {
+            for within in [None, Some(30.0), Some(80.0), Some(3_000.0)] {
+                for (city, category) in [
+                    (None, None),
+                    (Some("LONDON"), None),
+                    (None, Some("concert")),
+                    (Some("sao paulo"), Some("sports")),
+                ] {
+                    for (start_after, start_before) in [(None, None), (hours(10), hours(400))] {
+                        let query = SearchQuery {
+                            text: text.into(),
+                            filters: crate::query::SearchFilters {
+                                now: NOW,
+                                start_after,
+                                start_before,
+                                city: city.map(str::to_owned),
+                                category: category.map(str::to_owned),
+                                within: within.map(|radius_km| crate::GeoRadius {
+                                    center: london,
+                                    radius_km,
+                                }),
+                                ..Default::default()
+                            },
+                            point: Some(london),
+                            sort: SearchSort::Distance,
+                            offset: 3,
+                            limit: 25,
+                            facets: true,
+                        };
+                        let results = index.search_blocking(&query).expect("a search");
+                        assert_eq!(summary(&results), expected(&held, &query), "{query:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]

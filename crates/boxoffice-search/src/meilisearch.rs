@@ -38,6 +38,10 @@
 //!   never calls `/facet-search`, and without it every write does less.
 //!   [`SearchIndex::apply_settings`] only sends the settings it names, so the
 //!   operator's choice stays.
+//! - Meilisearch 1.14 or later: the filterable attributes are sent with
+//!   their features (equality only for ids, status, city and category,
+//!   comparison for the two times, no facet search), so it builds no number
+//!   levels or facet-search dictionaries that no search reads.
 //! - Leave `prefixSearch` (`indexingTime`: the last query word is a prefix)
 //!   and `proximityPrecision` (`byWord`: relevance weighs word proximity) at
 //!   their defaults; both are part of the matching rules.
@@ -63,6 +67,7 @@ use meilisearch_sdk::errors::{Error as MeiliError, ErrorCode};
 use meilisearch_sdk::indexes::Index;
 use meilisearch_sdk::search::{MatchingStrategies, Selectors};
 use meilisearch_sdk::settings::{
+    FilterFeatureModes, FilterFeatures, FilterableAttribute, FilterableAttributesSettings,
     MinWordSizeForTypos, PaginationSetting, Settings, TypoToleranceSettings,
 };
 use meilisearch_sdk::task_info::TaskInfo;
@@ -314,16 +319,25 @@ fn settings() -> Settings {
             "category",
             "description",
         ])
-        .with_filterable_attributes([
-            "id",
-            "status",
-            "start_time",
-            "end_time",
-            "city",
-            "category",
-            "performer_ids",
-            "venue_id",
-            "_geo",
+        // Only the filter features the searches use: equality for ids,
+        // status, city and category (the facets need no more), comparison
+        // for the two times, and no facet search (never asked for), so
+        // Meilisearch builds no number levels or facet-search dictionaries
+        // it would never read.
+        .with_filterable_attributes_advanced([
+            filterable(
+                &[
+                    "id",
+                    "status",
+                    "city",
+                    "category",
+                    "performer_ids",
+                    "venue_id",
+                ],
+                false,
+            ),
+            filterable(&["start_time", "end_time"], true),
+            FilterableAttribute::Attribute("_geo".to_owned()),
         ])
         .with_sortable_attributes(["start_time", "id", "_geo"])
         .with_ranking_rules([
@@ -348,6 +362,21 @@ fn settings() -> Settings {
         .with_pagination(PaginationSetting {
             max_total_hits: MAX_OFFSET + MAX_LIMIT,
         })
+}
+
+/// Filterable attributes that compare for equality (and, if `comparison`,
+/// order), without facet search.
+fn filterable(attributes: &[&str], comparison: bool) -> FilterableAttribute {
+    FilterableAttribute::Settings(FilterableAttributesSettings {
+        attribute_patterns: attributes.iter().map(|name| (*name).to_owned()).collect(),
+        features: FilterFeatures {
+            facet_search: false,
+            filter: FilterFeatureModes {
+                equality: true,
+                comparison,
+            },
+        },
+    })
 }
 
 /// Meilisearch's `_formatted` value of a field, as text highlighted by
@@ -597,6 +626,48 @@ mod tests {
             "status = \"published\" AND end_time > 1700000000 AND city = \"Say \\\"hi\\\"\" \
              AND _geoRadius(51.5, -0.12, 2500)"
         );
+    }
+
+    #[test]
+    fn only_the_times_filter_by_comparison_and_nothing_by_facet_search() {
+        let settings = serde_json::to_value(settings()).expect("settings as json");
+        let filterable = settings["filterableAttributes"]
+            .as_array()
+            .expect("a list of filterable attributes");
+        let mut comparing = Vec::new();
+        let mut named = Vec::new();
+        for entry in filterable {
+            match entry.as_str() {
+                Some(name) => named.push(name.to_owned()),
+                None => {
+                    assert_eq!(entry["features"]["facetSearch"], false, "{entry}");
+                    assert_eq!(entry["features"]["filter"]["equality"], true, "{entry}");
+                    for pattern in entry["attributePatterns"].as_array().into_iter().flatten() {
+                        let pattern = pattern.as_str().unwrap_or_default().to_owned();
+                        if entry["features"]["filter"]["comparison"] == true {
+                            comparing.push(pattern.clone());
+                        }
+                        named.push(pattern);
+                    }
+                }
+            }
+        }
+        named.sort();
+        assert_eq!(
+            named,
+            [
+                "_geo",
+                "category",
+                "city",
+                "end_time",
+                "id",
+                "performer_ids",
+                "start_time",
+                "status",
+                "venue_id"
+            ]
+        );
+        assert_eq!(comparing, ["start_time", "end_time"]);
     }
 
     #[test]

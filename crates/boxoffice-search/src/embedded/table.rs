@@ -1,0 +1,401 @@
+//! A segment's filter and sort values as plain arrays, read once.
+//!
+//! tantivy's columns are compact (bit-packed, behind an optional index) and
+//! every read decodes; a query that visits tens of thousands of matches
+//! paid for several such reads per match (status, end, start, location,
+//! category, city, tie-breaker). An [`EventTable`] holds the same values
+//! per document in one 48-byte row (one cache line to fetch per match, where
+//! the columns each cost a miss of their own), built once per segment
+//! by the first query that reads it (segments never change; deleted
+//! documents are left out by tantivy before they reach the table's users).
+//!
+//! The table also turns the city and category filters into a check of one
+//! number per document (its (category, city) group), and [`FilterQuery`]
+//! uses that to drive a search from the most selective posting list (a
+//! city's, a category's, or the grid cells around a radius) while every
+//! other filter is checked from the arrays, so the word queries only seek
+//! to documents that pass every filter.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use tantivy::columnar::{Column, StrColumn};
+use tantivy::index::SegmentId;
+use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
+use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError};
+
+use super::{keyword_analyzer, words};
+use crate::document::STATUS_PUBLISHED;
+
+/// One (category, city) pair present in a segment.
+pub(super) struct Group {
+    /// Lowercase, as indexed; empty when the event has none.
+    pub(super) category: String,
+    pub(super) city: String,
+    /// The city folded as the city filter compares it.
+    pub(super) city_key: String,
+}
+
+/// One document's values.
+#[derive(Clone, Copy)]
+struct Row {
+    /// The end time of a published event; `i64::MIN` for any other.
+    published_end: i64,
+    start_time: i64,
+    tiebreak: u64,
+    /// NaN without a location.
+    latitude: f64,
+    longitude: f64,
+    group: u32,
+}
+
+/// A segment's values per document.
+pub(super) struct EventTable {
+    rows: Vec<Row>,
+    pub(super) groups: Vec<Group>,
+}
+
+fn str_value(column: Option<&StrColumn>, ord: u64) -> String {
+    let mut value = String::new();
+    if let Some(column) = column
+        && ord != u64::MAX
+        && !matches!(column.ord_to_str(ord, &mut value), Ok(true))
+    {
+        value.clear();
+    }
+    value
+}
+
+impl EventTable {
+    fn build(segment: &SegmentReader) -> tantivy::Result<Self> {
+        let fast = segment.fast_fields();
+        let max_doc = segment.max_doc() as usize;
+        let start: Column<i64> = fast.i64("start_time")?;
+        let end: Column<i64> = fast.i64("end_time")?;
+        let tiebreak: Column<u64> = fast.u64("tiebreak")?;
+        let latitude = fast.column_opt::<f64>("latitude")?;
+        let longitude = fast.column_opt::<f64>("longitude")?;
+        let categories = fast.str("category")?;
+        let cities = fast.str("city_facet")?;
+        let published = match fast.str("status")? {
+            Some(column) => column
+                .dictionary()
+                .term_ord(STATUS_PUBLISHED)?
+                .map(|published| (column, published)),
+            None => None,
+        };
+        let ord = |column: Option<&StrColumn>, doc: DocId| {
+            column
+                .and_then(|column| column.term_ords(doc).next())
+                .unwrap_or(u64::MAX)
+        };
+
+        let mut table = Self {
+            rows: Vec::with_capacity(max_doc),
+            groups: Vec::new(),
+        };
+        let mut group_by_ords: HashMap<(u64, u64), u32> = HashMap::new();
+        let mut analyzer = keyword_analyzer();
+        for doc in 0..max_doc as DocId {
+            let is_published = published.as_ref().is_some_and(|(column, published)| {
+                column.term_ords(doc).next() == Some(*published)
+            });
+            let point =
+                latitude
+                    .as_ref()
+                    .zip(longitude.as_ref())
+                    .and_then(|(latitude, longitude)| {
+                        Some((latitude.first(doc)?, longitude.first(doc)?))
+                    });
+            let (lat, lng) = point.unwrap_or((f64::NAN, f64::NAN));
+            let ords = (ord(categories.as_ref(), doc), ord(cities.as_ref(), doc));
+            let groups = &mut table.groups;
+            let group = *group_by_ords.entry(ords).or_insert_with(|| {
+                let city = str_value(cities.as_ref(), ords.1);
+                let city_key = words(&mut analyzer, &city)
+                    .into_iter()
+                    .next()
+                    .map(|(word, _, _)| word)
+                    .unwrap_or_default();
+                groups.push(Group {
+                    category: str_value(categories.as_ref(), ords.0),
+                    city,
+                    city_key,
+                });
+                (groups.len() - 1) as u32
+            });
+            table.rows.push(Row {
+                published_end: match end.first(doc) {
+                    Some(end) if is_published => end,
+                    _ => i64::MIN,
+                },
+                start_time: start.first(doc).unwrap_or(i64::MAX),
+                tiebreak: tiebreak.first(doc).unwrap_or(u64::MAX),
+                latitude: lat,
+                longitude: lng,
+                group,
+            });
+        }
+        Ok(table)
+    }
+
+    #[inline]
+    fn row(&self, doc: DocId) -> &Row {
+        &self.rows[doc as usize]
+    }
+
+    #[inline]
+    pub(super) fn start_time(&self, doc: DocId) -> i64 {
+        self.row(doc).start_time
+    }
+
+    #[inline]
+    pub(super) fn tiebreak(&self, doc: DocId) -> u64 {
+        self.row(doc).tiebreak
+    }
+
+    #[inline]
+    pub(super) fn group(&self, doc: DocId) -> u32 {
+        self.row(doc).group
+    }
+
+    /// `(latitude, longitude)`, when the event has a location.
+    #[inline]
+    pub(super) fn point(&self, doc: DocId) -> Option<(f64, f64)> {
+        let row = self.row(doc);
+        (!row.latitude.is_nan()).then_some((row.latitude, row.longitude))
+    }
+
+    /// Per group, whether it passes the city and category filters.
+    pub(super) fn wanted_groups(&self, filter: &GroupFilter) -> Vec<bool> {
+        self.groups
+            .iter()
+            .map(|group| {
+                filter
+                    .category
+                    .as_deref()
+                    .is_none_or(|category| group.category == category)
+                    && filter
+                        .city_key
+                        .as_deref()
+                        .is_none_or(|city| group.city_key == city)
+            })
+            .collect()
+    }
+}
+
+/// The city and category a search is narrowed to.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(super) struct GroupFilter {
+    /// Folded as [`super::folded_keyword`] folds it.
+    pub(super) city_key: Option<String>,
+    /// Lowercase.
+    pub(super) category: Option<String>,
+}
+
+/// Every segment's table, built by the first query that needs it.
+#[derive(Default)]
+pub(super) struct Tables(Mutex<HashMap<SegmentId, Arc<EventTable>>>);
+
+impl Tables {
+    pub(super) fn get(&self, segment: &SegmentReader) -> tantivy::Result<Arc<EventTable>> {
+        let id = segment.segment_id();
+        if let Some(table) = self.lock().get(&id) {
+            return Ok(table.clone());
+        }
+        // Built without the lock held: other queries go on meanwhile (two
+        // may build the same one; either is right).
+        let table = Arc::new(EventTable::build(segment)?);
+        self.lock().insert(id, table.clone());
+        Ok(table)
+    }
+
+    /// Forgets the tables of segments no longer searched (merged away).
+    pub(super) fn retain(&self, segments: &[SegmentReader]) {
+        let mut tables = self.lock();
+        if tables.len() > segments.len() {
+            tables.retain(|id, _| segments.iter().any(|segment| segment.segment_id() == *id));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<EventTable>>> {
+        // The map only ever holds complete tables: one left by a panic
+        // elsewhere is still right.
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What every search requires of a document, checked from the table.
+#[derive(Debug, Clone)]
+pub(super) struct Predicate {
+    pub(super) now: i64,
+    pub(super) start_after: Option<i64>,
+    pub(super) start_before: Option<i64>,
+    pub(super) groups: GroupFilter,
+    /// `(south, north, west, east)`: a box the document's location must be
+    /// in (a radius's bounding box; the collector checks the distance).
+    pub(super) bounds: Option<(f64, f64, f64, f64)>,
+}
+
+/// The predicate bound to one segment's table.
+pub(super) struct SegmentPredicate {
+    table: Arc<EventTable>,
+    wanted: Vec<bool>,
+    predicate: Predicate,
+}
+
+impl SegmentPredicate {
+    pub(super) fn new(table: Arc<EventTable>, predicate: &Predicate) -> Self {
+        Self {
+            wanted: table.wanted_groups(&predicate.groups),
+            table,
+            predicate: predicate.clone(),
+        }
+    }
+
+    #[inline]
+    pub(super) fn accepts(&self, doc: DocId) -> bool {
+        let row = self.table.row(doc);
+        let predicate = &self.predicate;
+        if row.published_end <= predicate.now || !self.wanted[row.group as usize] {
+            return false;
+        }
+        let start = row.start_time;
+        if predicate.start_after.is_some_and(|after| start < after)
+            || predicate.start_before.is_some_and(|before| start >= before)
+        {
+            return false;
+        }
+        match predicate.bounds {
+            None => true,
+            // NaN (no location) fails every comparison.
+            Some((south, north, west, east)) => {
+                row.latitude >= south
+                    && row.latitude <= north
+                    && row.longitude >= west
+                    && row.longitude <= east
+            }
+        }
+    }
+}
+
+/// A filter: the documents of the cheapest of `drivers` (posting lists)
+/// that pass `predicate`. Scores nothing (0), like the other filters.
+#[derive(Clone)]
+pub(super) struct FilterQuery {
+    pub(super) drivers: Vec<Arc<dyn Query>>,
+    pub(super) predicate: Predicate,
+    pub(super) tables: Arc<Tables>,
+}
+
+impl fmt::Debug for FilterQuery {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FilterQuery")
+            .field("drivers", &self.drivers)
+            .field("predicate", &self.predicate)
+            .finish()
+    }
+}
+
+impl Query for FilterQuery {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        // The drivers only say which documents: their scores are not used.
+        let weights = self
+            .drivers
+            .iter()
+            .map(|driver| driver.weight(EnableScoring::disabled_from_schema(scoring.schema())))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        Ok(Box::new(FilterWeight {
+            drivers: weights,
+            predicate: self.predicate.clone(),
+            tables: self.tables.clone(),
+        }))
+    }
+}
+
+struct FilterWeight {
+    drivers: Vec<Box<dyn Weight>>,
+    predicate: Predicate,
+    tables: Arc<Tables>,
+}
+
+impl Weight for FilterWeight {
+    fn scorer(&self, reader: &SegmentReader, _boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let mut cheapest: Option<Box<dyn Scorer>> = None;
+        for driver in &self.drivers {
+            let scorer = driver.scorer(reader, 1.0)?;
+            if cheapest
+                .as_ref()
+                .is_none_or(|best| scorer.cost() < best.cost())
+            {
+                cheapest = Some(scorer);
+            }
+        }
+        let Some(driver) = cheapest else {
+            return Ok(Box::new(EmptyScorer));
+        };
+        let predicate = SegmentPredicate::new(self.tables.get(reader)?, &self.predicate);
+        let mut scorer = FilterScorer { driver, predicate };
+        let first = scorer.driver.doc();
+        if first != TERMINATED && !scorer.predicate.accepts(first) {
+            scorer.advance();
+        }
+        Ok(Box::new(scorer))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let mut scorer = self.scorer(reader, 1.0)?;
+        if scorer.seek(doc) == doc {
+            Ok(Explanation::new("FilterQuery", 0.0))
+        } else {
+            Err(TantivyError::InvalidArgument(format!(
+                "document {doc} does not pass the filter"
+            )))
+        }
+    }
+}
+
+struct FilterScorer {
+    driver: Box<dyn Scorer>,
+    predicate: SegmentPredicate,
+}
+
+impl DocSet for FilterScorer {
+    fn advance(&mut self) -> DocId {
+        loop {
+            let doc = self.driver.advance();
+            if doc == TERMINATED || self.predicate.accepts(doc) {
+                return doc;
+            }
+        }
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        let doc = self.driver.seek(target);
+        if doc == TERMINATED || self.predicate.accepts(doc) {
+            return doc;
+        }
+        self.advance()
+    }
+
+    fn doc(&self) -> DocId {
+        self.driver.doc()
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.driver.size_hint()
+    }
+
+    fn cost(&self) -> u64 {
+        self.driver.cost()
+    }
+}
+
+impl Scorer for FilterScorer {
+    fn score(&mut self) -> Score {
+        0.0
+    }
+}
