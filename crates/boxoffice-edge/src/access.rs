@@ -113,6 +113,7 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("JoinQueue", User),
                 ("WatchQueue", User),
                 ("ConfigureWaitingRoom", Admin),
+                ("GetWaitingRoom", Admin),
             ],
         ),
         route(

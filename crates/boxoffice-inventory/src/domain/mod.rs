@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod best_available;
+pub mod draw;
 pub(crate) mod bitmap;
 pub(crate) mod changes;
 pub mod layout;
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use admission::RoomSettings;
+pub use draw::{DrawSeed, draw_order};
 pub use best_available::{BestAvailableQuery, best_available, best_available_ranked};
 pub use bitmap::SeatBitmap;
 pub use changes::{Change, ChangeKind, ChangesOutcome};

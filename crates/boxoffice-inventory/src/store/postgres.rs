@@ -28,7 +28,7 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::domain::{
-    CatalogStatus, EventForSale, EventTruth, HoldRef, RoomSettings, SaleLayout, SeatBitmap,
+    CatalogStatus, DrawSeed, EventForSale, EventTruth, HoldRef, RoomSettings, SaleLayout, SeatBitmap,
     VenueLayout,
 };
 use crate::error::InventoryError;
@@ -91,7 +91,7 @@ async fn room_of(
 ) -> Result<Option<RoomSettings>> {
     Ok(client
         .query_opt(
-            "SELECT enabled, rate, opens_ms FROM inventory.waiting_rooms WHERE event_id = $1",
+            "SELECT enabled, rate, opens_ms, max_active FROM inventory.waiting_rooms WHERE event_id = $1",
             &[&event_id],
         )
         .await?
@@ -99,6 +99,7 @@ async fn room_of(
             enabled: row.get("enabled"),
             rate: row.get::<_, i32>("rate").max(0) as u32,
             opens_ms: row.get("opens_ms"),
+            max_active: row.get::<_, i32>("max_active").max(0) as u32,
         }))
 }
 
@@ -185,19 +186,76 @@ impl TicketStore {
     /// recreated from after it loses it).
     pub async fn save_room(&self, event_id: Uuid, room: RoomSettings) -> Result<()> {
         let rate = i32::try_from(room.rate).unwrap_or(i32::MAX);
+        let max_active = i32::try_from(room.max_active).unwrap_or(i32::MAX);
         self.pool
             .get()
             .await?
             .execute(
-                "INSERT INTO inventory.waiting_rooms (event_id, enabled, rate, opens_ms)
-                 VALUES ($1, $2, $3, $4)
+                "INSERT INTO inventory.waiting_rooms (event_id, enabled, rate, opens_ms, max_active)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (event_id) DO UPDATE
                  SET enabled = EXCLUDED.enabled, rate = EXCLUDED.rate, opens_ms = EXCLUDED.opens_ms,
-                     updated_at = now()",
-                &[&event_id, &room.enabled, &rate, &room.opens_ms.max(0)],
+                     max_active = EXCLUDED.max_active, updated_at = now()",
+                &[
+                    &event_id,
+                    &room.enabled,
+                    &rate,
+                    &room.opens_ms.max(0),
+                    &max_active,
+                ],
             )
             .await?;
         Ok(())
+    }
+
+    /// The seed of the event's pre-queue draw: `candidate` if this is the
+    /// first draw, else the one stored before (every instance, and a redraw
+    /// after Redis lost the line, uses the same seed). `None` when the room
+    /// was never configured.
+    pub async fn claim_draw_seed(
+        &self,
+        event_id: Uuid,
+        candidate: &DrawSeed,
+    ) -> Result<Option<DrawSeed>> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "UPDATE inventory.waiting_rooms
+                 SET draw_seed = COALESCE(draw_seed, $2), drawn_at = COALESCE(drawn_at, now())
+                 WHERE event_id = $1
+                 RETURNING draw_seed",
+                &[&event_id, &candidate.as_bytes().as_slice()],
+            )
+            .await?;
+        row.map(|row| {
+            DrawSeed::from_bytes(row.get::<_, &[u8]>("draw_seed"))
+                .context("a stored draw seed of the wrong length")
+        })
+        .transpose()
+        .map_err(InventoryError::from)
+    }
+
+    /// The published draw (seed and when it was drawn), once there was one.
+    pub async fn draw(&self, event_id: Uuid) -> Result<Option<(DrawSeed, DateTime<Utc>)>> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT draw_seed, drawn_at FROM inventory.waiting_rooms
+                 WHERE event_id = $1 AND draw_seed IS NOT NULL",
+                &[&event_id],
+            )
+            .await?;
+        row.map(|row| {
+            let seed = DrawSeed::from_bytes(row.get::<_, &[u8]>("draw_seed"))
+                .context("a stored draw seed of the wrong length")?;
+            Ok::<_, anyhow::Error>((seed, row.get("drawn_at")))
+        })
+        .transpose()
+        .map_err(InventoryError::from)
     }
 
     pub async fn on_sale_events(&self) -> Result<Vec<Uuid>> {

@@ -1,15 +1,31 @@
 -- room_join: gives a user a place in line, or the place they already have.
--- ARGV: user id
--- Returns {'OFF'} or {'IN', join number, admitted, rate, opens_ms, now}.
-local user = ARGV[1]
+-- Before opening (and until the draw) a joiner lines up in the pre-queue
+-- without a place; after it, places go in arrival order behind the drawn
+-- ones.
+-- ARGV: user id, admission ttl ms
+-- Returns {'OFF'}, {'EARLY', opens_ms, now, draw due 0/1, rate} or
+-- {'IN', join number, admitted, rate, opens_ms, now, pace, admission end}.
+local user, ttl = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
-local enabled, rate, opens, joined, admitted = advance(now)
-if not enabled then
+local s = advance(now, ttl)
+if not s.enabled then
   return {'OFF'}
 end
 local place = redis.call('ZSCORE', LINE, user)
-if not place then
-  place = redis.call('HINCRBY', ROOM, 'joined', 1)
-  redis.call('ZADD', LINE, place, user)
+if place then
+  return in_line(user, tonumber(place), s, now)
 end
-return {'IN', tonumber(place), admitted, rate, opens, now}
+if redis.call('ZSCORE', PRE, user) then
+  return early(s, now)
+end
+if draw_pending(s) and now < s.opens then
+  local arrival = redis.call('HINCRBY', ROOM, 'joined', 1)
+  redis.call('HINCRBY', ROOM, 'pre', 1)
+  redis.call('ZADD', PRE, arrival, user)
+  return early(s, now)
+end
+-- Behind everyone already in line or in the pre-queue.
+place = redis.call('HINCRBY', ROOM, 'joined', 1)
+redis.call('ZADD', LINE, place, user)
+s.joined = place
+return in_line(user, place, s, now)
