@@ -93,6 +93,8 @@ pub(crate) struct EdgeState {
     pub auth: Authenticator,
     pub by_address: RateLimiter<IpAddr>,
     pub by_user: RateLimiter<Uuid>,
+    pub joins_by_address: RateLimiter<IpAddr>,
+    pub joins_by_user: RateLimiter<Uuid>,
     pub metrics: Metrics,
     pub limits: Limits,
     /// The edge's own health and reflection.
@@ -278,6 +280,10 @@ enum Rejection {
     RateLimitedUser {
         wait: Duration,
     },
+    /// Too many JoinQueue calls from this address or account.
+    JoinsLimited {
+        wait: Duration,
+    },
     UpstreamOverloaded,
     /// A unary request over the method's limit (the limit, in bytes).
     MessageTooLarge(usize),
@@ -296,6 +302,7 @@ impl Rejection {
             Self::MalformedAuthorization | Self::BadToken(_) => &metrics.unauthenticated,
             Self::RateLimitedAddress { .. } => &metrics.rate_limited_address,
             Self::RateLimitedUser { .. } => &metrics.rate_limited_user,
+            Self::JoinsLimited { .. } => &metrics.rate_limited_joins,
             _ => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -354,6 +361,12 @@ impl Rejection {
                 Code::ResourceExhausted,
                 reason::RATE_LIMITED,
                 "too many requests for this user",
+                wait,
+            ),
+            Self::JoinsLimited { wait } => retry_status(
+                Code::ResourceExhausted,
+                reason::RATE_LIMITED,
+                "too many queue joins; a place once given is kept, so joining again gains nothing",
                 wait,
             ),
             Self::UpstreamOverloaded => retry_status(
@@ -541,8 +554,12 @@ fn authorize(access: Access, caller: Option<&Identity>) -> Result<(), Rejection>
     }
 }
 
-/// Rate limits (per address always, per user when there is one), then a
-/// place under the upstream cluster's concurrency cap.
+/// The waiting room's join, limited on its own at the edge.
+const JOIN_QUEUE_PATH: &str = "/boxoffice.inventory.v1.WaitingRoomService/JoinQueue";
+
+/// Rate limits (per address always, per user when there is one; JoinQueue
+/// also has its own, tighter ones), then a place under the upstream
+/// cluster's concurrency cap.
 fn admit(
     state: &EdgeState,
     route: &MethodRoute,
@@ -559,6 +576,18 @@ fn admit(
         && let Err(wait) = state.by_user.take(&caller.user_id, now)
     {
         return Err(Rejection::RateLimitedUser { wait });
+    }
+    if route.path == JOIN_QUEUE_PATH {
+        if let Some(peer) = peer
+            && let Err(wait) = state.joins_by_address.take(&peer.ip(), now)
+        {
+            return Err(Rejection::JoinsLimited { wait });
+        }
+        if let Some(caller) = caller
+            && let Err(wait) = state.joins_by_user.take(&caller.user_id, now)
+        {
+            return Err(Rejection::JoinsLimited { wait });
+        }
     }
     state.clusters[route.cluster]
         .try_acquire()
@@ -1348,6 +1377,8 @@ mod tests {
             auth: Authenticator::new(boxoffice_accounts::token::TokenVerifier::new(&tokens)),
             by_address: RateLimiter::new(off),
             by_user: RateLimiter::new(off),
+            joins_by_address: RateLimiter::new(off),
+            joins_by_user: RateLimiter::new(off),
             limits: Limits {
                 default_timeout: Duration::from_secs(10),
                 max_timeout: Duration::from_secs(10),

@@ -296,6 +296,8 @@ impl Edge {
             auth,
             by_address: RateLimiter::new(config.rate_per_address),
             by_user: RateLimiter::new(config.rate_per_user),
+            joins_by_address: RateLimiter::new(config.joins_per_address),
+            joins_by_user: RateLimiter::new(config.joins_per_user),
             metrics,
             limits: Limits {
                 default_timeout: config.default_timeout,
@@ -555,6 +557,8 @@ async fn sweep_rate_limits(state: Arc<EdgeState>, shutdown: Shutdown) {
                 let now = Instant::now();
                 state.by_address.sweep(now);
                 state.by_user.sweep(now);
+                state.joins_by_address.sweep(now);
+                state.joins_by_user.sweep(now);
             }
             () = shutdown.cancelled() => return,
         }
