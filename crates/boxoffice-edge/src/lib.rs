@@ -23,6 +23,7 @@ mod limits;
 mod metrics;
 mod proxy;
 mod revocation;
+mod sold_out;
 pub mod routes;
 pub mod server;
 mod upstream;

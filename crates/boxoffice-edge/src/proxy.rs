@@ -43,6 +43,7 @@ use crate::context;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::routes::{Access, MethodRoute, RouteTable};
+use crate::sold_out::SoldOut;
 use crate::upstream::{Cluster, ClusterSlot, Endpoint, Outstanding};
 
 /// `ErrorInfo` reasons the edge answers with.
@@ -57,6 +58,7 @@ pub(crate) mod reason {
     pub(crate) const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
     pub(crate) const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
     pub(crate) const NOT_GRPC: &str = "NOT_GRPC";
+    pub(crate) const EVENT_SOLD_OUT: &str = "EVENT_SOLD_OUT";
 }
 
 /// Every header a client might use to claim an identity. Anything under
@@ -95,6 +97,8 @@ pub(crate) struct EdgeState {
     pub by_user: RateLimiter<Uuid>,
     pub joins_by_address: RateLimiter<IpAddr>,
     pub joins_by_user: RateLimiter<Uuid>,
+    /// Events inventory says are sold out (answered here).
+    pub sold_out: Arc<SoldOut>,
     pub metrics: Metrics,
     pub limits: Limits,
     /// The edge's own health and reflection.
@@ -280,6 +284,8 @@ enum Rejection {
     RateLimitedUser {
         wait: Duration,
     },
+    /// A rush call for an event inventory says is sold out.
+    SoldOut,
     /// Too many JoinQueue calls from this address or account.
     JoinsLimited {
         wait: Duration,
@@ -362,6 +368,11 @@ impl Rejection {
                 reason::RATE_LIMITED,
                 "too many requests for this user",
                 wait,
+            ),
+            Self::SoldOut => status_with(
+                Code::FailedPrecondition,
+                reason::EVENT_SOLD_OUT,
+                "this event is sold out",
             ),
             Self::JoinsLimited { wait } => retry_status(
                 Code::ResourceExhausted,
@@ -680,6 +691,10 @@ where
             // gRPC frame header come on top.
             let limit = route.max_request_bytes.min(state.limits.max_message_bytes);
             match read_whole(body, limit + 5).await {
+                Ok(bytes) if state.sold_out.answers(&route.path, &bytes) => {
+                    state.metrics.sold_out_answers.fetch_add(1, Ordering::Relaxed);
+                    return Err(Rejection::SoldOut);
+                }
                 Ok(bytes) => RequestBody::Buffered(bytes),
                 Err(ReadError::TooLarge) => return Err(Rejection::MessageTooLarge(limit)),
                 Err(ReadError::Malformed) => return Err(Rejection::MalformedBody),
@@ -1379,6 +1394,7 @@ mod tests {
             by_user: RateLimiter::new(off),
             joins_by_address: RateLimiter::new(off),
             joins_by_user: RateLimiter::new(off),
+            sold_out: Arc::default(),
             limits: Limits {
                 default_timeout: Duration::from_secs(10),
                 max_timeout: Duration::from_secs(10),

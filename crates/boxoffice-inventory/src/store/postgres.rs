@@ -208,6 +208,24 @@ impl TicketStore {
         Ok(())
     }
 
+    /// Events on sale with no ticket left to sell (the partial index of
+    /// available tickets answers each in one probe).
+    pub async fn sold_out_events(&self) -> Result<Vec<Uuid>> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT e.event_id FROM inventory.events e
+                 WHERE e.status = 'on_sale' AND NOT EXISTS (
+                     SELECT 1 FROM inventory.tickets t
+                     WHERE t.event_id = e.event_id AND t.status = 'available')",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     /// The seed of the event's pre-queue draw: `candidate` if this is the
     /// first draw, else the one stored before (every instance, and a redraw
     /// after Redis lost the line, uses the same seed). `None` when the room
