@@ -982,6 +982,17 @@ impl inventory_pb::inventory_service_server::InventoryService for WatchStub {
     ) -> Result<tonic::Response<inventory_pb::ReleaseSeatsResponse>, tonic::Status> {
         not_in_stub()
     }
+
+    type WatchSoldOutStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<inventory_pb::SoldOutEvents, tonic::Status>> + Send>,
+    >;
+
+    async fn watch_sold_out(
+        &self,
+        _: tonic::Request<inventory_pb::WatchSoldOutRequest>,
+    ) -> Result<tonic::Response<Self::WatchSoldOutStream>, tonic::Status> {
+        not_in_stub()
+    }
 }
 
 #[tokio::test]
