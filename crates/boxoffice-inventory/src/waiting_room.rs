@@ -5,11 +5,12 @@
 //! in Rust, its expiry by Redis time there, and that its holder is still an
 //! active shopper).
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use boxoffice_runtime::Caller;
+use boxoffice_runtime::{Caller, Shutdown};
+use tokio::sync::watch;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use uuid::Uuid;
@@ -19,7 +20,9 @@ use crate::domain::admission::{AdmissionSigner, Standing, pace_per_kilosecond};
 use crate::domain::{DrawSeed, RoomSettings, draw_order};
 use crate::error::InventoryError;
 use crate::store::postgres::TicketStore;
-use crate::store::waiting_room::{Early, InLine, LineStanding, RoomCounters, WaitingRoomStore};
+use crate::store::waiting_room::{
+    Early, InLine, LineStanding, RoomCounters, RoomPulse, WaitingRoomStore,
+};
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
@@ -79,6 +82,9 @@ pub struct WaitingRoom {
     admission: AdmissionSigner,
     token_ttl_ms: i64,
     watch_poll: Duration,
+    /// One poller per watched event: every WatchQueue stream of the event
+    /// follows its pulses instead of asking Redis itself.
+    pulses: Mutex<HashMap<Uuid, watch::Sender<Option<RoomPulse>>>>,
 }
 
 /// The pre-queue draws this process is making (at most one per event).
@@ -122,12 +128,92 @@ impl WaitingRoom {
             admission: AdmissionSigner::new(config.waiting_room_key.expose().as_bytes()),
             token_ttl_ms: i64::try_from(config.admission_token_ttl.as_millis()).unwrap_or(i64::MAX),
             watch_poll: config.watch_poll,
+            pulses: Mutex::default(),
         }
     }
 
-    /// How often a WatchQueue stream looks at the line.
-    pub fn watch_poll(&self) -> Duration {
-        self.watch_poll
+    /// Follows the event's room as its poller sees it every `watch_poll`,
+    /// starting the poller if this is its first watcher in this process.
+    pub fn follow_room(
+        self: &Arc<Self>,
+        event_id: Uuid,
+        shutdown: &Shutdown,
+    ) -> watch::Receiver<Option<RoomPulse>> {
+        let mut pulses = self.pulses.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(sender) = pulses.get(&event_id) {
+            return sender.subscribe();
+        }
+        let (sender, receiver) = watch::channel(None);
+        pulses.insert(event_id, sender.clone());
+        tokio::spawn(self.clone().poll_room(event_id, sender, shutdown.clone()));
+        receiver
+    }
+
+    /// One Redis call per `watch_poll` for all of the event's watchers in
+    /// this process; stops when the last one goes.
+    async fn poll_room(
+        self: Arc<Self>,
+        event_id: Uuid,
+        sender: watch::Sender<Option<RoomPulse>>,
+        shutdown: Shutdown,
+    ) {
+        loop {
+            match self.rooms.pulse(event_id, self.token_ttl_ms).await {
+                Ok(pulse) => {
+                    if pulse.draw_due {
+                        self.start_draw(event_id);
+                    }
+                    sender.send_replace(Some(pulse));
+                }
+                Err(error) => tracing::warn!(%event_id, error = %error, "reading the waiting room"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(self.watch_poll) => {}
+                () = shutdown.cancelled() => {}
+            }
+            // Under the lock a new watcher either found this poller (and
+            // counts) or will start another after it is gone.
+            let mut pulses = self.pulses.lock().unwrap_or_else(PoisonError::into_inner);
+            if sender.receiver_count() == 0 || shutdown.is_triggered() {
+                if pulses
+                    .get(&event_id)
+                    .is_some_and(|current| current.same_channel(&sender))
+                {
+                    pulses.remove(&event_id);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Where a watcher stands after the room's latest pulse, without asking
+    /// Redis: `None` when only a look of their own can tell (they are
+    /// through, the draw is done, or the room looks off).
+    pub fn view_after(&self, view: &QueueView, pulse: &RoomPulse) -> Option<QueueView> {
+        if !pulse.enabled {
+            return None;
+        }
+        match view {
+            QueueView::Waiting(standing) => {
+                let now = Standing::new(
+                    standing.join_number,
+                    pulse.admitted,
+                    pace_per_kilosecond(pulse.rate, pulse.pace),
+                    pulse.opens_ms,
+                    pulse.now_ms,
+                );
+                (!now.admitted()).then_some(QueueView::Waiting(now))
+            }
+            QueueView::Early { .. } if !pulse.drawn => Some(QueueView::Early {
+                estimated_wait_ms: (pulse.opens_ms - pulse.now_ms).max(0),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Redis calls the waiting room has made in this process.
+    pub fn redis_calls(&self) -> u64 {
+        self.rooms.calls()
     }
 
     /// Fails with `EventNotFound` unless inventory sells the event.

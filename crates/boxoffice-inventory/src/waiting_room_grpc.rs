@@ -1,6 +1,7 @@
 //! The tonic face of the waiting room. WatchQueue runs one task per stream
-//! that looks at the line every `watch_poll`, sends an update whenever the
-//! caller's state or position changes, and ends after the update with the
+//! that follows its event's shared poller (one Redis call per `watch_poll`
+//! per event per process, whatever the number of watchers), sends an update
+//! whenever the caller's state or position changes, and ends after the update with the
 //! admission token (or when the room is turned off, the admission is over,
 //! the client goes away, or the server shuts down).
 
@@ -261,9 +262,9 @@ async fn watch(
     sender: mpsc::Sender<Result<pb::QueueStatus, Status>>,
     shutdown: Shutdown,
 ) {
-    let poll = room.watch_poll();
     let mut view = first;
     let mut last_sent: Option<(QueueState, tokio::time::Instant)> = None;
+    let mut pulses = None;
     loop {
         let finished = !matches!(view, QueueView::Waiting(_) | QueueView::Early { .. });
         let state = QueueState::of(&view);
@@ -280,17 +281,27 @@ async fn watch(
         if finished {
             return;
         }
+        // The event's shared poller tells every watcher how the line moved;
+        // a watcher asks Redis itself only when that says its turn came
+        // (for the token), the draw was made, or the room looks off.
+        let pulses = pulses.get_or_insert_with(|| room.follow_room(event_id, &shutdown));
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = sender.closed() => return,
-            () = tokio::time::sleep(poll) => {}
+            changed = pulses.changed() => if changed.is_err() { return },
         }
-        view = match room.queue_view(user_id, event_id).await {
-            Ok(view) => view,
-            Err(error) => {
-                let _ = sender.send(Err(error.into())).await;
-                return;
-            }
+        let Some(pulse) = *pulses.borrow_and_update() else {
+            continue;
+        };
+        view = match room.view_after(&view, &pulse) {
+            Some(view) => view,
+            None => match room.queue_view(user_id, event_id).await {
+                Ok(view) => view,
+                Err(error) => {
+                    let _ = sender.send(Err(error.into())).await;
+                    return;
+                }
+            },
         };
     }
 }

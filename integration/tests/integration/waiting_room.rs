@@ -620,6 +620,53 @@ async fn the_active_shopper_cap_is_never_exceeded_under_a_thousand_concurrent_ad
 }
 
 #[tokio::test]
+async fn a_hundred_watchers_of_one_event_share_one_poller() {
+    let (world, mut room) = world().await;
+    let sale = event_on_sale(&world).await;
+    // One a second: the line moves, slowly, while it is watched.
+    configure(&mut room, &sale.event_id, true, 1, None)
+        .await
+        .expect("turning the room on");
+    let users: Vec<Caller> = (0..100).map(|_| customer()).collect();
+    join_all(&room, &users, &sale.event_id).await;
+    let mut streams = Vec::new();
+    for user in &users {
+        let mut stream = room
+            .watch_queue(as_caller(
+                user,
+                pb::WatchQueueRequest {
+                    event_id: sale.event_id.clone(),
+                },
+            ))
+            .await
+            .expect("watching")
+            .into_inner();
+        stream
+            .message()
+            .await
+            .expect("the first update")
+            .expect("an update");
+        streams.push(stream);
+    }
+    // With every watcher settled, a second of watching (50 polls at 20 ms)
+    // costs about one Redis call per poll for all of them together, not
+    // one per watcher per poll (5,000).
+    let waiting_room = &world.component.waiting_room;
+    let before = waiting_room.redis_calls();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = waiting_room.redis_calls() - before;
+    assert!(calls <= 120, "{calls} Redis calls in a second for 100 watchers");
+    // And they are told: the last in line hears its position go down.
+    let last = streams.last_mut().expect("a stream");
+    let update = tokio::time::timeout(Duration::from_secs(10), last.message())
+        .await
+        .expect("an update within the keepalive")
+        .expect("the stream")
+        .expect("an update");
+    assert!(update.position < 100, "{update:?}");
+}
+
+#[tokio::test]
 async fn nobody_is_let_through_before_the_opening_time() {
     let (world, mut room) = world().await;
     let sale = event_on_sale(&world).await;

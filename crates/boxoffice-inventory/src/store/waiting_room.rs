@@ -87,11 +87,27 @@ pub struct RoomCounters {
     pub pace: u64,
 }
 
+/// What every watcher of an event's line learns from one look at the room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RoomPulse {
+    pub enabled: bool,
+    pub admitted: u64,
+    pub rate: u64,
+    pub pace: u64,
+    pub opens_ms: i64,
+    pub now_ms: i64,
+    /// The pre-queue's places are drawn.
+    pub drawn: bool,
+    pub draw_due: bool,
+}
+
 /// The Redis side of the waiting room.
 pub struct WaitingRoomStore {
     pool: Pool,
     scripts: RoomScripts,
     prefix: String,
+    /// Redis calls made, for tests that show what watching costs.
+    calls: std::sync::atomic::AtomicU64,
 }
 
 impl WaitingRoomStore {
@@ -108,7 +124,13 @@ impl WaitingRoomStore {
                 draw: room_script!("lua/room_draw.lua"),
             },
             prefix: prefix.to_owned(),
+            calls: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    /// Redis calls this store has made.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn keys(&self, event_id: Uuid) -> Vec<String> {
@@ -121,6 +143,8 @@ impl WaitingRoomStore {
         event_id: Uuid,
         args: Vec<Value>,
     ) -> anyhow::Result<Vec<Value>> {
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = std::time::Instant::now();
         let value = script
             .evalsha_with_reload::<Value, _, _>(self.pool.next(), self.keys(event_id), args)
@@ -201,6 +225,31 @@ impl WaitingRoomStore {
         counters_of(&reply)
     }
 
+    /// The room as every watcher of its line sees it (admission advanced
+    /// first).
+    pub async fn pulse(&self, event_id: Uuid, admission_ttl_ms: i64) -> anyhow::Result<RoomPulse> {
+        let reply = self
+            .run(
+                &self.scripts.counters,
+                event_id,
+                vec![admission_ttl_ms.into()],
+            )
+            .await?;
+        let counters = counters_of(&reply)?;
+        let draw_due = integer(&reply, 11)? == 1;
+        let opens_ms = integer(&reply, 10)?;
+        Ok(RoomPulse {
+            enabled: integer(&reply, 8)? == 1,
+            admitted: counters.admitted,
+            rate: count(&reply, 9)?,
+            pace: counters.pace,
+            opens_ms,
+            now_ms: counters.now_ms,
+            drawn: counters.drawn,
+            draw_due,
+        })
+    }
+
     /// Up to `count` pre-queue joiners from index `start` (arrival order).
     pub async fn pre_queue_page(
         &self,
@@ -209,6 +258,8 @@ impl WaitingRoomStore {
         count: i64,
     ) -> anyhow::Result<Vec<Uuid>> {
         let key = &self.keys(event_id)[2];
+        self.calls
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let started = std::time::Instant::now();
         let members: Result<Vec<String>, _> = self
             .pool
