@@ -26,7 +26,7 @@ use crate::inventory::{Inventory, commit, event_on_sale};
 
 type WaitingRoom = WaitingRoomServiceClient<Channel>;
 
-const KEY: &str = "waiting-room-test-key-0123456789";
+pub(crate) const KEY: &str = "waiting-room-test-key-0123456789";
 
 async fn world() -> (InventoryWorld, WaitingRoom) {
     let world = InventoryWorld::with(
@@ -38,19 +38,19 @@ async fn world() -> (InventoryWorld, WaitingRoom) {
     (world, room)
 }
 
-fn assert_reason(status: &Status, code: Code, reason: &str) {
+pub(crate) fn assert_reason(status: &Status, code: Code, reason: &str) {
     assert_eq!(status.code(), code, "{status:?}");
     assert_eq!(reason_of(status).as_deref(), Some(reason), "{status:?}");
 }
 
-fn at_ms(ms: i64) -> prost_types::Timestamp {
+pub(crate) fn at_ms(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -64,7 +64,7 @@ async fn configure(
     configure_capped(room, event_id, enabled, rate, 0, open_time).await
 }
 
-async fn configure_capped(
+pub(crate) async fn configure_capped(
     room: &mut WaitingRoom,
     event_id: &str,
     enabled: bool,
@@ -86,7 +86,7 @@ async fn configure_capped(
     .map(tonic::Response::into_inner)
 }
 
-async fn room_report(room: &mut WaitingRoom, event_id: &str) -> pb::WaitingRoom {
+pub(crate) async fn room_report(room: &mut WaitingRoom, event_id: &str) -> pb::WaitingRoom {
     room.get_waiting_room(as_caller(
         &admin(),
         pb::GetWaitingRoomRequest {
@@ -98,7 +98,7 @@ async fn room_report(room: &mut WaitingRoom, event_id: &str) -> pb::WaitingRoom 
     .into_inner()
 }
 
-async fn join(
+pub(crate) async fn join(
     room: &mut WaitingRoom,
     caller: &Caller,
     event_id: &str,
@@ -115,7 +115,7 @@ async fn join(
 
 /// Watches the caller's place until the update with the token, which it
 /// answers with every update seen. Fails after `deadline`.
-async fn watch_until_admitted(
+pub(crate) async fn watch_until_admitted(
     room: &mut WaitingRoom,
     caller: &Caller,
     event_id: &str,
@@ -147,7 +147,7 @@ async fn watch_until_admitted(
     }
 }
 
-async fn hold(
+pub(crate) async fn hold(
     inventory: &mut Inventory,
     caller: &Caller,
     event_id: &str,
@@ -172,7 +172,7 @@ async fn hold(
 }
 
 /// Joins every user at once; answers their statuses in the same order.
-async fn join_all(room: &WaitingRoom, users: &[Caller], event_id: &str) -> Vec<pb::QueueStatus> {
+pub(crate) async fn join_all(room: &WaitingRoom, users: &[Caller], event_id: &str) -> Vec<pb::QueueStatus> {
     let mut tasks = Vec::new();
     for user in users.iter().cloned() {
         let mut room = room.clone();
@@ -493,7 +493,7 @@ async fn an_admitted_watcher_holds_with_its_token_and_nobody_holds_without_a_val
     assert_reason(&refused, Code::FailedPrecondition, "WAITING_ROOM_OFF");
 }
 
-async fn release(inventory: &mut Inventory, caller: &Caller, held: &pb::Hold) {
+pub(crate) async fn release(inventory: &mut Inventory, caller: &Caller, held: &pb::Hold) {
     inventory
         .release_hold(as_caller(
             caller,
