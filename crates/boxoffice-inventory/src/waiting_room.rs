@@ -244,9 +244,10 @@ impl WaitingRoom {
         // PostgreSQL first: what Redis is told is always what a rebuild
         // would restore.
         self.tickets.save_room(event_id, settings).await?;
+        let expires_ms = self.tickets.room_expiry_ms(event_id).await?;
         let counters = self
             .rooms
-            .configure(event_id, settings, self.token_ttl_ms)
+            .configure(event_id, settings, self.token_ttl_ms, expires_ms)
             .await
             .map_err(redis_error)?;
         self.events.state_changed(event_id);

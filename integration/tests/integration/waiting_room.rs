@@ -293,6 +293,32 @@ async fn two_hundred_concurrent_joins_after_opening_get_places_one_to_two_hundre
     let report = room_report(&mut room, &sale.event_id).await;
     assert_eq!((report.joined_count, report.pre_queue_count), (200, 0));
     assert!(report.draw_seed.is_empty(), "no opening time, no draw");
+
+    // The room's Redis state goes a day after the event ends (in 11 days).
+    let day_ms = 86_400_000;
+    for key in ["room", "line"] {
+        let ttl = key_ttl_ms(&world, &sale.event_id, key).await;
+        assert!(
+            (12 * day_ms - 3_600_000..=12 * day_ms).contains(&ttl),
+            "{key} expires in {ttl} ms"
+        );
+    }
+}
+
+/// Milliseconds until a key of the event's room expires (-1: never).
+async fn key_ttl_ms(world: &InventoryWorld, event_id: &str, key: &str) -> i64 {
+    use fred::prelude::{ClientLike as _, KeysInterface as _};
+    let config = fred::prelude::Config::from_url(&world.redis_url).expect("redis url");
+    let client = fred::prelude::Builder::from_config(config)
+        .build()
+        .expect("redis client");
+    client.init().await.expect("connecting to redis");
+    let ttl: i64 = client
+        .pttl(format!("{}inv:{{{event_id}}}:{key}", world.key_prefix))
+        .await
+        .expect("reading a key's ttl");
+    let _ = client.quit().await;
+    ttl
 }
 
 #[tokio::test]

@@ -37,6 +37,8 @@ pub struct EventTruth {
     pub sold: SeatBitmap,
     /// The waiting room's settings, if an admin ever configured one.
     pub room: Option<RoomSettings>,
+    /// When the room's Redis state expires (Unix ms; 0: never).
+    pub room_expires_ms: i64,
 }
 
 /// Milliseconds since the epoch (Redis server time) as a time; out of

@@ -103,6 +103,15 @@ async fn room_of(
         }))
 }
 
+/// How long a room's Redis state outlives its event.
+const ROOM_AFTER_EVENT: chrono::Duration = chrono::Duration::days(1);
+
+/// When a room's Redis state expires (Unix ms), 0 when the event's end is
+/// unknown.
+fn room_expiry(ends_at: Option<DateTime<Utc>>) -> i64 {
+    ends_at.map_or(0, |ends| (ends + ROOM_AFTER_EVENT).timestamp_millis().max(1))
+}
+
 fn seat_array(seats: &[u32]) -> Vec<i32> {
     // Seat indexes are below the venue limit (120,000), far inside i32.
     seats.iter().map(|seat| *seat as i32).collect()
@@ -153,7 +162,7 @@ impl TicketStore {
         let client = self.pool.get().await?;
         let Some(event) = client
             .query_opt(
-                "SELECT status, on_sale_time, seat_count FROM inventory.events WHERE event_id = $1",
+                "SELECT status, on_sale_time, seat_count, ends_at FROM inventory.events WHERE event_id = $1",
                 &[&event_id],
             )
             .await?
@@ -174,6 +183,7 @@ impl TicketStore {
             seat_count: event.get::<_, i32>("seat_count") as u32,
             sold: SeatBitmap::with_seats(seats_of(&sold)),
             room,
+            room_expires_ms: room_expiry(event.get("ends_at")),
         }))
     }
 
@@ -206,6 +216,20 @@ impl TicketStore {
             )
             .await?;
         Ok(())
+    }
+
+    /// When the event's room state may leave Redis (Unix ms; 0: unknown).
+    pub async fn room_expiry_ms(&self, event_id: Uuid) -> Result<i64> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT ends_at FROM inventory.events WHERE event_id = $1",
+                &[&event_id],
+            )
+            .await?;
+        Ok(room_expiry(row.and_then(|row| row.get("ends_at"))))
     }
 
     /// Events on sale with no ticket left to sell (the partial index of
@@ -787,11 +811,11 @@ pub(crate) async fn apply_catalog_event(
             let row = transaction
                 .query_opt(
                     "INSERT INTO inventory.events
-                         (event_id, venue_id, status, on_sale_time, seat_count, currency_code, layout, catalog_version)
-                     VALUES ($1, $2, 'on_sale', $3, $4, $5, $6, $7)
+                         (event_id, venue_id, status, on_sale_time, seat_count, currency_code, layout, catalog_version, ends_at)
+                     VALUES ($1, $2, 'on_sale', $3, $4, $5, $6, $7, $8)
                      ON CONFLICT (event_id) DO UPDATE
                      SET on_sale_time = EXCLUDED.on_sale_time, catalog_version = EXCLUDED.catalog_version,
-                         updated_at = now()
+                         ends_at = EXCLUDED.ends_at, updated_at = now()
                      WHERE inventory.events.catalog_version < EXCLUDED.catalog_version
                        AND inventory.events.status = 'on_sale'
                      RETURNING (xmax = 0) AS inserted",
@@ -803,6 +827,7 @@ pub(crate) async fn apply_catalog_event(
                         &layout.currency_code,
                         &Json(layout),
                         &event.version,
+                        &event.ends_at,
                     ],
                 )
                 .await?;

@@ -532,6 +532,7 @@ impl HoldStore {
             i64::from(truth.room.map_or(0, |room| room.rate)).into(),
             truth.room.map_or(0, |room| room.opens_ms).into(),
             i64::from(truth.room.map_or(0, |room| room.max_active)).into(),
+            truth.room_expires_ms.into(),
         ];
         let reply = self
             .run(

@@ -191,12 +191,14 @@ impl WaitingRoomStore {
         standing_of(&reply)
     }
 
-    /// `opens_ms` 0 means admission starts now; `max_active` 0, no cap.
+    /// `opens_ms` 0 means admission starts now; `max_active` 0, no cap;
+    /// the room's keys expire at `expires_ms` (0: never).
     pub async fn configure(
         &self,
         event_id: Uuid,
         settings: RoomSettings,
         admission_ttl_ms: i64,
+        expires_ms: i64,
     ) -> anyhow::Result<RoomCounters> {
         let args: Vec<Value> = vec![
             if settings.enabled { "1" } else { "0" }.to_owned().into(),
@@ -204,6 +206,7 @@ impl WaitingRoomStore {
             settings.opens_ms.into(),
             i64::from(settings.max_active).into(),
             admission_ttl_ms.into(),
+            expires_ms.into(),
         ];
         let reply = self.run(&self.scripts.configure, event_id, args).await?;
         counters_of(&reply)

@@ -5,7 +5,9 @@
 --         (0: no cap), joined, admitted, at_ms = Redis time the admitted
 --         counter was last advanced to, pre = how many joined before
 --         opening, drawn = '1' once their places are drawn, seed (hex),
---         w_at/w_admitted/pace = the measured admission pace, per 1000 s)
+--         w_at/w_admitted/pace = the measured admission pace, per 1000 s,
+--         expires_ms = when the room's keys expire, a day after the event
+--         ends; 0: never)
 --       2 line (zset: user id -> join number, 1 first)
 --       3 pre (zset: user id -> arrival number, joiners before opening)
 --       4 active (zset: admitted user id -> Redis time their admission ends)
@@ -34,7 +36,7 @@ end
 -- The room's state as a table (numbers where numbers are kept).
 local function room_state()
   local r = redis.call('HMGET', ROOM, 'enabled', 'rate', 'opens_ms', 'joined', 'admitted',
-    'at_ms', 'max_active', 'pre', 'drawn', 'pace')
+    'at_ms', 'max_active', 'pre', 'drawn', 'pace', 'expires_ms')
   return {
     enabled = r[1] == '1',
     rate = tonumber(r[2] or '0') or 0,
@@ -46,7 +48,15 @@ local function room_state()
     pre = tonumber(r[8] or '0') or 0,
     drawn = r[9] == '1',
     pace = tonumber(r[10] or '0') or 0,
+    expires = tonumber(r[11] or '0') or 0,
   }
+end
+
+-- A key the room just created lives as long as the room.
+local function expire_with_room(key, s)
+  if s.expires > 0 then
+    redis.call('PEXPIREAT', key, s.expires)
+  end
 end
 
 -- Whether the pre-queue still waits for its draw: a room with an opening
@@ -100,6 +110,7 @@ local function advance(now, ttl)
       pairs_[#pairs_ + 1] = user
     end
     zadd_pairs(ACTIVE, pairs_)
+    expire_with_room(ACTIVE, s)
     s.admitted = s.admitted + allowed
   end
   if allowed == ADMIT_BATCH and gained > ADMIT_BATCH then

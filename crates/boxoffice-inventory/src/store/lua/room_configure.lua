@@ -3,10 +3,11 @@
 -- first advanced under the old settings, so a change applies from now, and
 -- a room turned on again lets nobody through for the time it was off.
 -- ARGV: enabled (0/1), rate per second, opens_ms (0: from now), max active
---       (0: no cap), admission ttl ms
+--       (0: no cap), admission ttl ms, when the room's keys expire (ms, a
+--       day after the event ends; 0: never)
 -- Returns {joined, admitted, now, active, pre, drawn 0/1, seed, pace}.
 local enable, rate, opens = ARGV[1] == '1', tonumber(ARGV[2]), tonumber(ARGV[3])
-local max_active, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local max_active, ttl, expires = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local now = now_ms()
 local s = advance(now, ttl)
 if enable then
@@ -20,6 +21,12 @@ if enable then
 else
   redis.call('HSET', ROOM, 'enabled', '0', 'max_active', max_active, 'joined', s.joined,
     'admitted', s.admitted)
+end
+redis.call('HSET', ROOM, 'expires_ms', expires)
+if expires > 0 then
+  for _, key in ipairs(KEYS) do
+    redis.call('PEXPIREAT', key, expires)
+  end
 end
 redis.call('ZREMRANGEBYSCORE', ACTIVE, '-inf', now)
 local drawn = redis.call('HMGET', ROOM, 'drawn', 'seed')

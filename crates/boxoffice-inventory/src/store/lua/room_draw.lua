@@ -14,6 +14,9 @@ for i = 3, #ARGV, 2 do
   pairs_[#pairs_ + 1] = ARGV[i]
 end
 zadd_pairs(LINE, pairs_)
+if #pairs_ > 0 then
+  expire_with_room(LINE, room_state())
+end
 if done then
   -- Admission starts now, not at the opening time the draw followed.
   -- The pre-queue stays (until the room's keys expire) for audits.

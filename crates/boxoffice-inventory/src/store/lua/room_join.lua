@@ -22,10 +22,12 @@ if draw_pending(s) and now < s.opens then
   local arrival = redis.call('HINCRBY', ROOM, 'joined', 1)
   redis.call('HINCRBY', ROOM, 'pre', 1)
   redis.call('ZADD', PRE, arrival, user)
+  expire_with_room(PRE, s)
   return early(s, now)
 end
 -- Behind everyone already in line or in the pre-queue.
 place = redis.call('HINCRBY', ROOM, 'joined', 1)
 redis.call('ZADD', LINE, place, user)
+expire_with_room(LINE, s)
 s.joined = place
 return in_line(user, place, s, now)

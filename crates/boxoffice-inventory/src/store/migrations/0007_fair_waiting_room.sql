@@ -9,3 +9,7 @@ ALTER TABLE inventory.waiting_rooms
     -- 32 random bytes, set once at the first opening after joiners lined up.
     ADD COLUMN draw_seed bytea,
     ADD COLUMN drawn_at timestamptz;
+
+-- When the event ends (the catalog's end time, else its start): a room's
+-- Redis state expires a day after, so lines of past events do not pile up.
+ALTER TABLE inventory.events ADD COLUMN ends_at timestamptz;
