@@ -439,7 +439,10 @@ impl EdgeConfig {
             return Err(bad(ENV_BURST_PER_USER, "must be at least 1".into()));
         }
         if self.joins_per_address.burst < 1.0 && !self.joins_per_address.is_off() {
-            return Err(bad(ENV_JOINS_PER_ADDRESS, "burst must be at least 1".into()));
+            return Err(bad(
+                ENV_JOINS_PER_ADDRESS,
+                "burst must be at least 1".into(),
+            ));
         }
         if self.joins_per_user.burst < 1.0 && !self.joins_per_user.is_off() {
             return Err(bad(ENV_JOINS_PER_USER, "burst must be at least 1".into()));

@@ -23,9 +23,9 @@ mod limits;
 mod metrics;
 mod proxy;
 mod revocation;
-mod sold_out;
 pub mod routes;
 pub mod server;
+mod sold_out;
 mod upstream;
 mod web;
 

@@ -692,7 +692,10 @@ where
             let limit = route.max_request_bytes.min(state.limits.max_message_bytes);
             match read_whole(body, limit + 5).await {
                 Ok(bytes) if state.sold_out.answers(&route.path, &bytes) => {
-                    state.metrics.sold_out_answers.fetch_add(1, Ordering::Relaxed);
+                    state
+                        .metrics
+                        .sold_out_answers
+                        .fetch_add(1, Ordering::Relaxed);
                     return Err(Rejection::SoldOut);
                 }
                 Ok(bytes) => RequestBody::Buffered(bytes),

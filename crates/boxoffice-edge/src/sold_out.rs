@@ -166,7 +166,10 @@ mod tests {
                 admission_token: "wr1.x".into(),
             })
         };
-        assert!(!sold_out.answers(ANSWERED_HERE[0], &hold(gone)), "nothing sold out yet");
+        assert!(
+            !sold_out.answers(ANSWERED_HERE[0], &hold(gone)),
+            "nothing sold out yet"
+        );
         sold_out.replace([gone].into_iter().collect());
         assert!(sold_out.answers(ANSWERED_HERE[0], &hold(gone)));
         assert!(!sold_out.answers(ANSWERED_HERE[0], &hold(open)));
@@ -176,7 +179,10 @@ mod tests {
         assert!(sold_out.answers(ANSWERED_HERE[1], &join));
         assert!(sold_out.answers(ANSWERED_HERE[2], &join));
         assert!(
-            !sold_out.answers("/boxoffice.inventory.v1.InventoryService/GetAvailability", &join),
+            !sold_out.answers(
+                "/boxoffice.inventory.v1.InventoryService/GetAvailability",
+                &join
+            ),
             "availability is always inventory's"
         );
         let mut compressed = join.clone();

@@ -261,7 +261,9 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
             return Err(InventoryError::ServiceRoleRequired.into());
         }
         let Some(feed) = &self.sold_out else {
-            return Err(Status::unimplemented("this inventory does not publish sold-out events"));
+            return Err(Status::unimplemented(
+                "this inventory does not publish sold-out events",
+            ));
         };
         let (sender, receiver) = mpsc::channel(4);
         tokio::spawn(follow_sold_out(

@@ -118,12 +118,14 @@ impl InventoryComponent {
 
     pub fn register(&self, server: &mut GrpcServer) {
         server.add_service(
-            InventoryServiceServer::new(InventoryGrpc::new(
-                self.inventory.clone(),
-                self.watch_hub.clone(),
-                self.shutdown.clone(),
+            InventoryServiceServer::new(
+                InventoryGrpc::new(
+                    self.inventory.clone(),
+                    self.watch_hub.clone(),
+                    self.shutdown.clone(),
+                )
+                .with_sold_out(self.sold_out.clone()),
             )
-            .with_sold_out(self.sold_out.clone()))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
         );

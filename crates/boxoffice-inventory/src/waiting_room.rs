@@ -10,9 +10,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use boxoffice_runtime::{Caller, Shutdown};
-use tokio::sync::watch;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::InventoryConfig;
@@ -60,7 +60,9 @@ pub struct RoomReport {
 pub enum QueueView {
     Off,
     /// In the pre-queue: a place is drawn when the room opens.
-    Early { estimated_wait_ms: i64 },
+    Early {
+        estimated_wait_ms: i64,
+    },
     Waiting(Standing),
     Admitted {
         join_number: u64,
@@ -69,7 +71,9 @@ pub enum QueueView {
     },
     /// Through once, and that admission is over (bought, released or run
     /// out): a place in line serves one admission.
-    Finished { join_number: u64 },
+    Finished {
+        join_number: u64,
+    },
 }
 
 /// Every event's waiting room.

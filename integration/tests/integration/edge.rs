@@ -541,11 +541,9 @@ async fn join_queue_through(
         Some(token) => with_token(token, request),
         None => tonic::Request::new(request),
     };
-    inventory_pb::waiting_room_service_client::WaitingRoomServiceClient::new(
-        world.channel.clone(),
-    )
-    .join_queue(request)
-    .await
+    inventory_pb::waiting_room_service_client::WaitingRoomServiceClient::new(world.channel.clone())
+        .join_queue(request)
+        .await
 }
 
 fn assert_join_limited(status: &tonic::Status) {
@@ -569,7 +567,11 @@ async fn queue_joins_are_limited_per_account_and_per_address_at_the_edge() {
     let bot = world.customer_token("bot@example.com").await;
     for _ in 0..2 {
         let status = join_queue_through(&world, Some(&bot)).await.unwrap_err();
-        assert_ne!(status.code(), Code::ResourceExhausted, "within the burst: {status:?}");
+        assert_ne!(
+            status.code(),
+            Code::ResourceExhausted,
+            "within the burst: {status:?}"
+        );
     }
     assert_join_limited(&join_queue_through(&world, Some(&bot)).await.unwrap_err());
     let status = world
@@ -582,10 +584,18 @@ async fn queue_joins_are_limited_per_account_and_per_address_at_the_edge() {
         ))
         .await
         .unwrap_err();
-    assert_eq!(status.code(), Code::NotFound, "other calls are not join-limited");
+    assert_eq!(
+        status.code(),
+        Code::NotFound,
+        "other calls are not join-limited"
+    );
     let person = world.customer_token("person@example.com").await;
     let status = join_queue_through(&world, Some(&person)).await.unwrap_err();
-    assert_ne!(status.code(), Code::ResourceExhausted, "another account: {status:?}");
+    assert_ne!(
+        status.code(),
+        Code::ResourceExhausted,
+        "another account: {status:?}"
+    );
 
     // Per address: many accounts from one address share its bucket.
     let world = EdgeWorld::with(|config| {

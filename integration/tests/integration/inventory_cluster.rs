@@ -11,12 +11,12 @@ use boxoffice_inventory::domain::{DrawSeed, draw_order};
 use tonic::Code;
 
 use crate::harness::{InventoryWorld, RedisCluster, customer};
+use crate::inventory::{
+    PLACES, availability, event_on_sale, hold_get_release, hold_seats, race_many_clients, seats_in,
+};
 use crate::waiting_room::{
     KEY, assert_reason, at_ms, configure_capped, hold, join, join_all, now_ms, release,
     room_report, watch_until_admitted,
-};
-use crate::inventory::{
-    PLACES, availability, event_on_sale, hold_get_release, hold_seats, race_many_clients, seats_in,
 };
 
 #[tokio::test]
@@ -58,9 +58,16 @@ async fn cluster_waiting_room_draws_admits_under_its_cap_and_spends_tokens() {
     for status in join_all(&room, &users, &sale.event_id).await {
         assert_eq!(status.state, pb::WaitingRoomState::PreQueue as i32);
     }
-    configure_capped(&mut room, &sale.event_id, true, 1_000, 1, Some(at_ms(now_ms())))
-        .await
-        .expect("opening now");
+    configure_capped(
+        &mut room,
+        &sale.event_id,
+        true,
+        1_000,
+        1,
+        Some(at_ms(now_ms())),
+    )
+    .await
+    .expect("opening now");
     let first_status = crate::harness::eventually(Duration::from_secs(20), "the draw", || {
         let (mut room, user, event_id) = (room.clone(), users[0].clone(), sale.event_id.clone());
         async move {
@@ -74,7 +81,13 @@ async fn cluster_waiting_room_draws_admits_under_its_cap_and_spends_tokens() {
         .expect("a published seed");
     let ids: Vec<_> = users.iter().map(|u| u.user_id.expect("a user")).collect();
     let order = draw_order(&seed, &ids);
-    let by_id = |id| users.iter().find(|u| u.user_id == Some(id)).expect("a user").clone();
+    let by_id = |id| {
+        users
+            .iter()
+            .find(|u| u.user_id == Some(id))
+            .expect("a user")
+            .clone()
+    };
     let (first, second) = (by_id(order[0]), by_id(order[1]));
 
     // A cap of one: the second in line waits while the first shops.
@@ -86,7 +99,9 @@ async fn cluster_waiting_room_draws_admits_under_its_cap_and_spends_tokens() {
     let held = hold(&mut inventory, &first, &sale.event_id, &[0], &token)
         .await
         .expect("the first holds");
-    let waiting = join(&mut room, &second, &sale.event_id).await.expect("joined");
+    let waiting = join(&mut room, &second, &sale.event_id)
+        .await
+        .expect("joined");
     assert_eq!((waiting.join_number, waiting.position), (2, 1));
     let report = room_report(&mut room, &sale.event_id).await;
     assert_eq!((report.active_shoppers, report.admitted_count), (1, 1));

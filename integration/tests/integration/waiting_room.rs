@@ -172,7 +172,11 @@ pub(crate) async fn hold(
 }
 
 /// Joins every user at once; answers their statuses in the same order.
-pub(crate) async fn join_all(room: &WaitingRoom, users: &[Caller], event_id: &str) -> Vec<pb::QueueStatus> {
+pub(crate) async fn join_all(
+    room: &WaitingRoom,
+    users: &[Caller],
+    event_id: &str,
+) -> Vec<pb::QueueStatus> {
     let mut tasks = Vec::new();
     for user in users.iter().cloned() {
         let mut room = room.clone();
@@ -210,7 +214,10 @@ async fn the_pre_queue_is_drawn_at_opening_reproducibly_from_the_published_seed(
         assert_eq!(status.state, pb::WaitingRoomState::PreQueue as i32);
         assert_eq!((status.join_number, status.position), (0, 0));
         let wait = status.estimated_wait.expect("an estimate");
-        assert!(wait.seconds > 3_000, "the wait runs until opening: {wait:?}");
+        assert!(
+            wait.seconds > 3_000,
+            "the wait runs until opening: {wait:?}"
+        );
     }
     join_all(&room, &early[..20], &sale.event_id).await;
     let before = room_report(&mut room, &sale.event_id).await;
@@ -258,10 +265,18 @@ async fn the_pre_queue_is_drawn_at_opening_reproducibly_from_the_published_seed(
     let mut places = BTreeSet::new();
     for (user, status) in joiners.iter().zip(&statuses) {
         assert_ne!(status.state, pb::WaitingRoomState::PreQueue as i32);
-        assert_eq!(Some(&status.join_number), expected.get(user), "place of {user}");
+        assert_eq!(
+            Some(&status.join_number),
+            expected.get(user),
+            "place of {user}"
+        );
         places.insert(status.join_number);
     }
-    assert_eq!(places, (1..=200).collect::<BTreeSet<u64>>(), "one place each");
+    assert_eq!(
+        places,
+        (1..=200).collect::<BTreeSet<u64>>(),
+        "one place each"
+    );
     // Arriving first bought nothing: the drawn order is not arrival order
     // (200 users in arrival order by chance: about 1 in 10^374).
     let arrival_places: Vec<u64> = statuses.iter().map(|s| s.join_number).collect();
@@ -631,7 +646,10 @@ async fn the_active_shopper_cap_is_never_exceeded_under_a_thousand_concurrent_ad
     done.store(true, Ordering::SeqCst);
     let server_most = monitor.await.expect("monitor");
     let client_most = peak.load(Ordering::SeqCst);
-    assert!(client_most <= CAP, "{client_most} shopped at once, cap {CAP}");
+    assert!(
+        client_most <= CAP,
+        "{client_most} shopped at once, cap {CAP}"
+    );
     assert!(server_most <= CAP);
     assert!(client_most > 1, "shoppers were admitted concurrently");
     let report = room_report(&mut room, &sale.event_id).await;
@@ -681,7 +699,10 @@ async fn a_hundred_watchers_of_one_event_share_one_poller() {
     let before = waiting_room.redis_calls();
     tokio::time::sleep(Duration::from_secs(1)).await;
     let calls = waiting_room.redis_calls() - before;
-    assert!(calls <= 120, "{calls} Redis calls in a second for 100 watchers");
+    assert!(
+        calls <= 120,
+        "{calls} Redis calls in a second for 100 watchers"
+    );
     // And they are told: the last in line hears its position go down.
     let last = streams.last_mut().expect("a stream");
     let update = tokio::time::timeout(Duration::from_secs(10), last.message())

@@ -23,9 +23,11 @@ use crate::system_world::{SystemWorld, standing_event_on_sale};
 fn hold_request(event_id: &str, seats: &[u32]) -> pb::HoldSeatsRequest {
     pb::HoldSeatsRequest {
         event_id: event_id.to_owned(),
-        selection: Some(pb::hold_seats_request::Selection::Seats(pb::SeatSelection {
-            seat_indexes: seats.to_vec(),
-        })),
+        selection: Some(pb::hold_seats_request::Selection::Seats(
+            pb::SeatSelection {
+                seat_indexes: seats.to_vec(),
+            },
+        )),
         admission_token: String::new(),
     }
 }
@@ -87,7 +89,10 @@ async fn the_edge_answers_sold_out_itself_and_reopens_when_a_cancellation_frees_
             with_token(&late, hold_request(&event.id, &[0])),
         );
         async move {
-            let status = inventory.hold_seats(request).await.expect_err("nothing left");
+            let status = inventory
+                .hold_seats(request)
+                .await
+                .expect_err("nothing left");
             (reason_of(&status).as_deref() == Some("EVENT_SOLD_OUT")).then_some(status)
         }
     })
@@ -124,13 +129,17 @@ async fn the_edge_answers_sold_out_itself_and_reopens_when_a_cancellation_frees_
         .expect("cancelling")
         .into_inner();
     assert_eq!(released.seat_indexes.len(), 2);
-    let held = eventually(Duration::from_secs(20), "the edge reopens the event", || {
-        let (mut inventory, request) = (
-            inventory.clone(),
-            with_token(&late, hold_request(&event.id, &[1])),
-        );
-        async move { inventory.hold_seats(request).await.ok() }
-    })
+    let held = eventually(
+        Duration::from_secs(20),
+        "the edge reopens the event",
+        || {
+            let (mut inventory, request) = (
+                inventory.clone(),
+                with_token(&late, hold_request(&event.id, &[1])),
+            );
+            async move { inventory.hold_seats(request).await.ok() }
+        },
+    )
     .await
     .into_inner();
     assert_eq!(held.seats.len(), 1);

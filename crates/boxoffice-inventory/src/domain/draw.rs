@@ -92,7 +92,11 @@ mod tests {
         let mut reversed = joiners.clone();
         reversed.reverse();
         reversed.push(joiners[3]);
-        assert_eq!(draw_order(&seed, &reversed), order, "arrival order must not matter");
+        assert_eq!(
+            draw_order(&seed, &reversed),
+            order,
+            "arrival order must not matter"
+        );
         let mut sorted_order = order.clone();
         sorted_order.sort();
         let mut sorted_joiners = joiners.clone();

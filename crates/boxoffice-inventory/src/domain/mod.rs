@@ -3,9 +3,9 @@
 
 pub mod admission;
 pub mod best_available;
-pub mod draw;
 pub(crate) mod bitmap;
 pub(crate) mod changes;
+pub mod draw;
 pub mod layout;
 
 use std::collections::HashSet;
@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use admission::RoomSettings;
-pub use draw::{DrawSeed, draw_order};
 pub use best_available::{BestAvailableQuery, best_available, best_available_ranked};
 pub use bitmap::SeatBitmap;
 pub use changes::{Change, ChangeKind, ChangesOutcome};
+pub use draw::{DrawSeed, draw_order};
 pub use layout::{
     CatalogStatus, EventForSale, SaleLayout, SaleRow, SaleSection, Tier, TierPrice, VenueLayout,
     VenueSection,

@@ -28,8 +28,8 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::domain::{
-    CatalogStatus, DrawSeed, EventForSale, EventTruth, HoldRef, RoomSettings, SaleLayout, SeatBitmap,
-    VenueLayout,
+    CatalogStatus, DrawSeed, EventForSale, EventTruth, HoldRef, RoomSettings, SaleLayout,
+    SeatBitmap, VenueLayout,
 };
 use crate::error::InventoryError;
 
@@ -109,7 +109,9 @@ const ROOM_AFTER_EVENT: chrono::Duration = chrono::Duration::days(1);
 /// When a room's Redis state expires (Unix ms), 0 when the event's end is
 /// unknown.
 fn room_expiry(ends_at: Option<DateTime<Utc>>) -> i64 {
-    ends_at.map_or(0, |ends| (ends + ROOM_AFTER_EVENT).timestamp_millis().max(1))
+    ends_at.map_or(0, |ends| {
+        (ends + ROOM_AFTER_EVENT).timestamp_millis().max(1)
+    })
 }
 
 fn seat_array(seats: &[u32]) -> Vec<i32> {

@@ -466,7 +466,7 @@ impl HoldStore {
             self.event_and_room_keys(event_id),
             args,
         )
-            .await?;
+        .await?;
         Ok(())
     }
 
@@ -497,7 +497,7 @@ impl HoldStore {
             self.event_and_room_keys(event_id),
             args,
         )
-            .await?;
+        .await?;
         Ok(())
     }
 
