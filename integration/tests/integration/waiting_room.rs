@@ -178,8 +178,8 @@ pub(crate) async fn join_all(
     event_id: &str,
 ) -> Vec<pb::QueueStatus> {
     let mut tasks = Vec::new();
-    for user in users.iter().cloned() {
-        let mut room = room.clone();
+    for user in users {
+        let (mut room, user) = (room.clone(), user.clone());
         let event_id = event_id.to_owned();
         tasks.push(tokio::spawn(async move {
             join(&mut room, &user, &event_id).await
