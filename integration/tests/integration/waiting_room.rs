@@ -664,6 +664,51 @@ async fn the_active_shopper_cap_is_never_exceeded_under_a_thousand_concurrent_ad
 }
 
 #[tokio::test]
+async fn operators_change_the_cap_and_the_rate_live() {
+    let (world, mut room) = world().await;
+    let sale = event_on_sale(&world).await;
+    configure_capped(&mut room, &sale.event_id, true, 1_000, 1, None)
+        .await
+        .expect("turning the room on");
+    let users: Vec<Caller> = (0..3).map(|_| customer()).collect();
+    join_all(&room, &users, &sale.event_id).await;
+    let watcher = room.clone();
+    let admitted = |expected: u64| {
+        let (room, event_id) = (watcher.clone(), sale.event_id.clone());
+        move || {
+            let (mut room, event_id) = (room.clone(), event_id.clone());
+            async move {
+                let report = room_report(&mut room, &event_id).await;
+                (report.admitted_count == expected && report.active_shoppers == expected)
+                    .then_some(report)
+            }
+        }
+    };
+    let report = eventually(Duration::from_secs(10), "one admitted", admitted(1)).await;
+    assert_eq!(report.max_active_shoppers, 1);
+    // The cap holds: a while later still one.
+    let later = room_report(&mut room, &sale.event_id).await;
+    assert_eq!(later.admitted_count, 1);
+    // Raised live: the others go through.
+    let raised = configure_capped(&mut room, &sale.event_id, true, 1_000, 3, None)
+        .await
+        .expect("raising the cap");
+    assert_eq!(raised.max_active_shoppers, 3);
+    eventually(Duration::from_secs(10), "three admitted", admitted(3)).await;
+    // The rate changes live too, and the room says so.
+    let slower = configure_capped(&mut room, &sale.event_id, true, 5, 3, None)
+        .await
+        .expect("slowing down");
+    assert_eq!(slower.admission_rate_per_second, 5);
+    assert_eq!(
+        room_report(&mut room, &sale.event_id)
+            .await
+            .admission_rate_per_second,
+        5
+    );
+}
+
+#[tokio::test]
 async fn a_hundred_watchers_of_one_event_share_one_poller() {
     let (world, mut room) = world().await;
     let sale = event_on_sale(&world).await;
