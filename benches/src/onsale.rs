@@ -64,6 +64,24 @@ struct Crowd {
     /// Seats of the holds that were bought.
     sold: Mutex<Vec<u32>>,
     sold_holds: AtomicU64,
+    /// Failures by step, code and message (the system's own errors named).
+    failures: Mutex<std::collections::BTreeMap<String, u64>>,
+}
+
+impl Crowd {
+    fn failed(&self, step: &str, status: &tonic::Status) -> Code {
+        let code = status.code();
+        let what = if matches!(code, Code::Unknown | Code::Internal | Code::Unavailable) {
+            let message: String = status.message().chars().take(80).collect();
+            format!("{step} {code:?}: {message}")
+        } else {
+            format!("{step} {code:?}")
+        };
+        if let Ok(mut failures) = self.failures.lock() {
+            *failures.entry(what).or_default() += 1;
+        }
+        code
+    }
 }
 
 fn now_ms() -> i64 {
@@ -121,6 +139,7 @@ pub(crate) async fn onsale(settings: OnsaleSettings) -> anyhow::Result<()> {
         ),
         sold: Mutex::new(Vec::new()),
         sold_holds: AtomicU64::new(0),
+        failures: Mutex::default(),
     });
 
     // The room opens `pre_queue` after the crowd starts arriving.
@@ -172,6 +191,13 @@ pub(crate) async fn onsale(settings: OnsaleSettings) -> anyhow::Result<()> {
     checks.extend(sale_checks(&world, &event_id, &crowd).await?);
     checks.extend(audit(&world, &event_id, &crowd).await?);
     let summary = recording_checks(&recording, elapsed, &crowd, &mut checks);
+    if let Ok(failures) = crowd.failures.lock() {
+        checks.push(Check {
+            name: "on-sale: refusals and failures by step".into(),
+            value: format!("{failures:?}"),
+            ok: true,
+        });
+    }
     let peak = peak_memory_mib();
     checks.push(Check {
         name: "on-sale: peak memory of the whole system (one process)".into(),
@@ -223,7 +249,7 @@ async fn next_step(
                 // Sold out (the edge answers), or the room is off.
                 fan.state.store(DONE, Ordering::Release);
             }
-            return Err(status.code());
+            return Err(crowd.failed("JoinQueue", &status));
         }
     };
     use inventory_pb::WaitingRoomState as S;
@@ -293,7 +319,7 @@ async fn hold_and_buy(
         Ok(hold) => hold.into_inner(),
         Err(status) => {
             fan.state.store(DONE, Ordering::Release);
-            return Err(status.code());
+            return Err(crowd.failed("HoldSeats", &status));
         }
     };
     let mut mesh = inventory_pb::inventory_service_client::InventoryServiceClient::new(internal);
@@ -314,7 +340,7 @@ async fn hold_and_buy(
             }
             Ok(())
         }
-        Err(status) => Err(status.code()),
+        Err(status) => Err(crowd.failed("CommitHold", &status)),
     }
 }
 

@@ -513,6 +513,7 @@ async fn admin_rpcs_need_the_admin_role_and_internal_rpcs_do_not_exist_outside()
         for path in [
             "/boxoffice.inventory.v1.InventoryService/CommitHold",
             "/boxoffice.inventory.v1.InventoryService/ReleaseSeats",
+            "/boxoffice.inventory.v1.InventoryService/WatchSoldOut",
             "/boxoffice.catalog.v1.NoSuchService/Anything",
         ] {
             grpc.ready().await.expect("channel ready");

@@ -876,6 +876,17 @@ async fn bad_input_unknown_events_and_non_admins_are_refused() {
         .await
         .expect_err("nobody configuring");
     assert_eq!(refused.code(), Code::Unauthenticated);
+    // Reading the room (its seed, its counters) is for admins too.
+    let refused = room
+        .get_waiting_room(as_caller(
+            &customer(),
+            pb::GetWaitingRoomRequest {
+                event_id: sale.event_id.clone(),
+            },
+        ))
+        .await
+        .expect_err("a customer reading the room");
+    assert_eq!(refused.code(), Code::PermissionDenied);
 
     let mut over_cap = request(&sale.event_id, true, 10, None);
     over_cap.max_active_shoppers = 1_000_001;
