@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use boxoffice_runtime::batch::Batcher;
 use boxoffice_runtime::{Caller, Shutdown};
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
@@ -89,6 +90,50 @@ pub struct WaitingRoom {
     /// One poller per watched event: every WatchQueue stream of the event
     /// follows its pulses instead of asking Redis itself.
     pulses: Mutex<HashMap<Uuid, watch::Sender<Option<RoomPulse>>>>,
+    /// Joins (event, user) that arrive together: one script call per event
+    /// per batch.
+    joins: Batcher<(Uuid, Uuid), LineStanding>,
+}
+
+/// One batch of joins: a `room_join.lua` call per event in it, the events'
+/// calls at once; one standing per join, in order.
+async fn join_batch(
+    rooms: Arc<WaitingRoomStore>,
+    token_ttl_ms: i64,
+    joins: Vec<(Uuid, Uuid)>,
+) -> Vec<anyhow::Result<LineStanding>> {
+    let mut by_event: HashMap<Uuid, Vec<usize>> = HashMap::new();
+    for (index, (event_id, _)) in joins.iter().enumerate() {
+        by_event.entry(*event_id).or_default().push(index);
+    }
+    let calls = by_event.into_iter().map(|(event_id, indexes)| {
+        let users: Vec<Uuid> = indexes.iter().map(|index| joins[*index].1).collect();
+        let rooms = rooms.clone();
+        async move {
+            let standings = rooms.join_many(event_id, &users, token_ttl_ms).await;
+            (indexes, standings)
+        }
+    });
+    let mut results: Vec<Option<anyhow::Result<LineStanding>>> =
+        (0..joins.len()).map(|_| None).collect();
+    for (indexes, standings) in futures::future::join_all(calls).await {
+        match standings {
+            Ok(standings) => {
+                for (index, standing) in indexes.into_iter().zip(standings) {
+                    results[index] = Some(Ok(standing));
+                }
+            }
+            Err(error) => {
+                for index in indexes {
+                    results[index] = Some(Err(anyhow::anyhow!("joining the line: {error:#}")));
+                }
+            }
+        }
+    }
+    results
+        .into_iter()
+        .map(|result| result.unwrap_or_else(|| Err(anyhow::anyhow!("a join got no answer"))))
+        .collect()
 }
 
 /// The pre-queue draws this process is making (at most one per event).
@@ -120,6 +165,11 @@ impl WaitingRoom {
         config: &InventoryConfig,
     ) -> Self {
         let rooms = Arc::new(rooms);
+        let token_ttl_ms =
+            i64::try_from(config.admission_token_ttl.as_millis()).unwrap_or(i64::MAX);
+        let batch_rooms = rooms.clone();
+        let joins =
+            Batcher::spawn(move |joins| join_batch(batch_rooms.clone(), token_ttl_ms, joins));
         Self {
             events,
             draws: Arc::new(Draws {
@@ -130,9 +180,10 @@ impl WaitingRoom {
             tickets,
             rooms,
             admission: AdmissionSigner::new(config.waiting_room_key.expose().as_bytes()),
-            token_ttl_ms: i64::try_from(config.admission_token_ttl.as_millis()).unwrap_or(i64::MAX),
+            token_ttl_ms,
             watch_poll: config.watch_poll,
             pulses: Mutex::default(),
+            joins,
         }
     }
 
@@ -291,14 +342,14 @@ impl WaitingRoom {
         let user_id = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
         self.events.ensure_sold_here(event_id).await?;
         let mut line = self
-            .rooms
-            .join(event_id, user_id, self.token_ttl_ms)
+            .joins
+            .submit((event_id, user_id))
             .await
             .map_err(redis_error)?;
         if matches!(line, LineStanding::Off { .. }) && self.restore_room(event_id).await? {
             line = self
-                .rooms
-                .join(event_id, user_id, self.token_ttl_ms)
+                .joins
+                .submit((event_id, user_id))
                 .await
                 .map_err(redis_error)?;
         }

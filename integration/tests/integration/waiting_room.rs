@@ -291,16 +291,22 @@ async fn the_pre_queue_is_drawn_at_opening_reproducibly_from_the_published_seed(
 }
 
 #[tokio::test]
-async fn two_hundred_concurrent_joins_after_opening_get_places_one_to_two_hundred_once_each() {
+async fn two_hundred_concurrent_joins_after_opening_get_places_one_to_two_hundred_once_each_in_batches()
+ {
     let (world, mut room) = world().await;
     let sale = event_on_sale(&world).await;
     configure(&mut room, &sale.event_id, true, 1, None)
         .await
         .expect("turning the room on");
     let users: Vec<Caller> = (0..200).map(|_| customer()).collect();
+    let calls = world.component.waiting_room.redis_calls();
     let statuses = join_all(&room, &users, &sale.event_id).await;
+    let calls = world.component.waiting_room.redis_calls() - calls;
     let places: BTreeSet<u64> = statuses.iter().map(|s| s.join_number).collect();
     assert_eq!(places, (1..=200).collect::<BTreeSet<u64>>());
+    // Joins that arrive together share a Redis call: never more than one
+    // per join, and fewer under a burst.
+    assert!(calls < 200, "{calls} Redis calls for 200 joins at once");
     let again = join_all(&room, &users, &sale.event_id).await;
     for (first, second) in statuses.iter().zip(&again) {
         assert_eq!(first.join_number, second.join_number);

@@ -157,22 +157,32 @@ impl WaitingRoomStore {
         }
     }
 
-    /// Gives `user_id` a place in line, the one they have, or a spot in the
-    /// pre-queue before opening; `Off` when the room is off.
-    pub async fn join(
+    /// Gives each user a place in line, the one they have, or a spot in
+    /// the pre-queue before opening (`Off` when the room is off), in one
+    /// call: one standing per user, in order.
+    pub async fn join_many(
         &self,
         event_id: Uuid,
-        user_id: Uuid,
+        users: &[Uuid],
         admission_ttl_ms: i64,
-    ) -> anyhow::Result<LineStanding> {
-        let reply = self
-            .run(
-                &self.scripts.join,
-                event_id,
-                vec![user_id.to_string().into(), admission_ttl_ms.into()],
-            )
-            .await?;
-        standing_of(&reply)
+    ) -> anyhow::Result<Vec<LineStanding>> {
+        let mut args: Vec<Value> = Vec::with_capacity(users.len() + 1);
+        args.push(admission_ttl_ms.into());
+        args.extend(users.iter().map(|user| Value::from(user.to_string())));
+        let reply = self.run(&self.scripts.join, event_id, args).await?;
+        anyhow::ensure!(
+            reply.len() == users.len(),
+            "the join script answered {} of {} joins",
+            reply.len(),
+            users.len()
+        );
+        reply
+            .into_iter()
+            .map(|one| match one {
+                Value::Array(values) => standing_of(&values),
+                other => bail!("the join script answered {other:?} for a join"),
+            })
+            .collect()
     }
 
     pub async fn standing(
