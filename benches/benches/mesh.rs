@@ -117,6 +117,16 @@ impl inventory_pb::inventory_service_server::InventoryService for InventoryStub 
     ) -> Result<Response<inventory_pb::ReleaseSeatsResponse>, Status> {
         unimplemented()
     }
+
+    type WatchSoldOutStream =
+        Pin<Box<dyn Stream<Item = Result<inventory_pb::SoldOutEvents, Status>> + Send>>;
+
+    async fn watch_sold_out(
+        &self,
+        _: Request<inventory_pb::WatchSoldOutRequest>,
+    ) -> Result<Response<Self::WatchSoldOutStream>, Status> {
+        unimplemented()
+    }
 }
 
 /// A child process: one service on a free loopback port. Prints its

@@ -27,6 +27,8 @@ use clap::{Parser, Subcommand};
 use tonic::transport::Channel;
 use uuid::Uuid;
 
+mod onsale;
+
 #[derive(Parser)]
 #[command(
     name = "boxoffice-load",
@@ -62,6 +64,34 @@ enum Command {
         rush_rate: f64,
         /// Where the report goes.
         #[arg(long, default_value = "target/bench-report")]
+        out: PathBuf,
+    },
+    /// The seeds' on-sale: `requests` calls from a crowd of fans through
+    /// the edge against a 20,000-seat event behind the fair waiting room
+    /// (pre-queue drawn at opening, a cap on active shoppers); reports the
+    /// throughput, admitted HoldSeats p99, oversold seats, the draw's audit
+    /// and peak memory.
+    Onsale {
+        /// Requests in all (the target: 10,000,000 within 300 s).
+        #[arg(long, default_value_t = 10_000_000)]
+        requests: u64,
+        /// Arrival rate (requests/s).
+        #[arg(long, default_value_t = 40_000.0)]
+        rate: f64,
+        /// Fans in the crowd (each request is one fan's next step).
+        #[arg(long, default_value_t = 200_000)]
+        fans: usize,
+        /// The room's admission rate (fans/s).
+        #[arg(long, default_value_t = 2_000)]
+        admission_rate: u32,
+        /// The room's cap on active shoppers.
+        #[arg(long, default_value_t = 2_000)]
+        max_active: u32,
+        /// Seconds of arrivals before the room opens (the pre-queue).
+        #[arg(long, default_value_t = 10)]
+        pre_queue_secs: u64,
+        /// Where the report goes.
+        #[arg(long, default_value = "target/bench-report/onsale")]
         out: PathBuf,
     },
     /// Inventory under steady load for a long time — best-available holds
@@ -121,6 +151,26 @@ async fn main() -> anyhow::Result<()> {
                 rush_rate,
             };
             suite(&settings, &out).await
+        }
+        Command::Onsale {
+            requests,
+            rate,
+            fans,
+            admission_rate,
+            max_active,
+            pre_queue_secs,
+            out,
+        } => {
+            onsale::onsale(onsale::OnsaleSettings {
+                requests,
+                rate,
+                fans,
+                admission_rate,
+                max_active,
+                pre_queue: Duration::from_secs(pre_queue_secs),
+                out,
+            })
+            .await
         }
         Command::Soak {
             minutes,

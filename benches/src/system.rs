@@ -69,6 +69,12 @@ fn vars(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
 
 impl BenchSystem {
     pub async fn start() -> anyhow::Result<Self> {
+        Self::start_with(true).await
+    }
+
+    /// `demo_data`: load the demo catalogue (minutes of start-up work) or
+    /// start empty (a scenario that makes its own events).
+    pub async fn start_with(demo_data: bool) -> anyhow::Result<Self> {
         let server_url = postgres_server_url();
         let database = format!("boxoffice_bench_{}", std::process::id());
         let (client, connection) = tokio_postgres::connect(&server_url, tokio_postgres::NoTls)
@@ -120,9 +126,17 @@ impl BenchSystem {
             per_second: 0.0,
             burst: 0.0,
         };
+        edge.joins_per_address = RateLimit {
+            per_second: 0.0,
+            burst: 0.0,
+        };
+        edge.joins_per_user = RateLimit {
+            per_second: 0.0,
+            burst: 0.0,
+        };
         edge.max_concurrent_per_upstream = 100_000;
         let shutdown = Shutdown::new();
-        eprintln!("starting boxoffice on database {database} and loading demo data ...");
+        eprintln!("starting boxoffice on database {database} (demo data: {demo_data}) ...");
         let system = System::start(
             &config,
             SystemOptions {
@@ -130,7 +144,7 @@ impl BenchSystem {
                 tokens: tokens.clone(),
                 inventory,
                 checkout,
-                demo_data: true,
+                demo_data,
             },
             shutdown.clone(),
         )

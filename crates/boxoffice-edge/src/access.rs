@@ -103,6 +103,7 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("ReleaseHold", User),
                 ("CommitHold", Internal),
                 ("ReleaseSeats", Internal),
+                ("WatchSoldOut", Internal),
             ],
         ),
         route(
@@ -113,6 +114,7 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("JoinQueue", User),
                 ("WatchQueue", User),
                 ("ConfigureWaitingRoom", Admin),
+                ("GetWaitingRoom", Admin),
             ],
         ),
         route(

@@ -25,6 +25,11 @@ pub const ENV_RATE_PER_ADDRESS: &str = "BOXOFFICE_EDGE_RATE_PER_ADDRESS";
 pub const ENV_BURST_PER_ADDRESS: &str = "BOXOFFICE_EDGE_BURST_PER_ADDRESS";
 pub const ENV_RATE_PER_USER: &str = "BOXOFFICE_EDGE_RATE_PER_USER";
 pub const ENV_BURST_PER_USER: &str = "BOXOFFICE_EDGE_BURST_PER_USER";
+/// JoinQueue calls per second per client address (the burst is ten times
+/// it); 0 turns the limit off.
+pub const ENV_JOINS_PER_ADDRESS: &str = "BOXOFFICE_EDGE_JOINS_PER_ADDRESS";
+/// JoinQueue calls per second per account (the burst is five times it).
+pub const ENV_JOINS_PER_USER: &str = "BOXOFFICE_EDGE_JOINS_PER_USER";
 pub const ENV_MAX_CONCURRENT_PER_UPSTREAM: &str = "BOXOFFICE_EDGE_MAX_CONCURRENT_PER_UPSTREAM";
 pub const ENV_ACCESS_LOG: &str = "BOXOFFICE_EDGE_ACCESS_LOG";
 /// The web app's built files; `off` serves none.
@@ -83,6 +88,11 @@ pub struct EdgeConfig {
     pub max_message_bytes: usize,
     pub rate_per_address: RateLimit,
     pub rate_per_user: RateLimit,
+    /// JoinQueue alone, on top of the general limits: a place in line costs
+    /// the waiting room a Redis call, and a bot that joins in a loop gains
+    /// nothing (joining again keeps the place) but load.
+    pub joins_per_address: RateLimit,
+    pub joins_per_user: RateLimit,
     pub max_concurrent_per_upstream: usize,
     pub access_log: bool,
     pub clusters: BTreeMap<String, ClusterConfig>,
@@ -125,6 +135,8 @@ struct FileConfig {
     max_message_bytes: Option<usize>,
     rate_per_address: Option<RateLimit>,
     rate_per_user: Option<RateLimit>,
+    joins_per_address: Option<RateLimit>,
+    joins_per_user: Option<RateLimit>,
     max_concurrent_per_upstream: Option<usize>,
     access_log: Option<bool>,
     shutdown_grace_secs: Option<u64>,
@@ -156,6 +168,16 @@ impl EdgeConfig {
             rate_per_user: RateLimit {
                 per_second: 200.0,
                 burst: 400.0,
+            },
+            // Many people can share an address (a venue's or a carrier's
+            // NAT), so per address is looser than per account.
+            joins_per_address: RateLimit {
+                per_second: 20.0,
+                burst: 200.0,
+            },
+            joins_per_user: RateLimit {
+                per_second: 1.0,
+                burst: 5.0,
             },
             max_concurrent_per_upstream: 1024,
             access_log: true,
@@ -246,6 +268,12 @@ impl EdgeConfig {
         if let Some(limit) = file.rate_per_user {
             self.rate_per_user = limit;
         }
+        if let Some(limit) = file.joins_per_address {
+            self.joins_per_address = limit;
+        }
+        if let Some(limit) = file.joins_per_user {
+            self.joins_per_user = limit;
+        }
         if let Some(cap) = file.max_concurrent_per_upstream {
             self.max_concurrent_per_upstream = cap;
         }
@@ -328,6 +356,18 @@ impl EdgeConfig {
         if let Some(burst) = number(get, ENV_BURST_PER_USER, 1, 100_000_000)? {
             self.rate_per_user.burst = burst as f64;
         }
+        if let Some(rate) = number(get, ENV_JOINS_PER_ADDRESS, 0, 1_000_000)? {
+            self.joins_per_address = RateLimit {
+                per_second: rate as f64,
+                burst: (rate * 10) as f64,
+            };
+        }
+        if let Some(rate) = number(get, ENV_JOINS_PER_USER, 0, 1_000_000)? {
+            self.joins_per_user = RateLimit {
+                per_second: rate as f64,
+                burst: (rate * 5) as f64,
+            };
+        }
         if let Some(cap) = number(get, ENV_MAX_CONCURRENT_PER_UPSTREAM, 1, 1_000_000)? {
             self.max_concurrent_per_upstream = cap as usize;
         }
@@ -397,6 +437,15 @@ impl EdgeConfig {
         }
         if self.rate_per_user.burst < 1.0 && !self.rate_per_user.is_off() {
             return Err(bad(ENV_BURST_PER_USER, "must be at least 1".into()));
+        }
+        if self.joins_per_address.burst < 1.0 && !self.joins_per_address.is_off() {
+            return Err(bad(
+                ENV_JOINS_PER_ADDRESS,
+                "burst must be at least 1".into(),
+            ));
+        }
+        if self.joins_per_user.burst < 1.0 && !self.joins_per_user.is_off() {
+            return Err(bad(ENV_JOINS_PER_USER, "burst must be at least 1".into()));
         }
         for origin in &self.cors_origins {
             if origin.parse::<http::HeaderValue>().is_err()

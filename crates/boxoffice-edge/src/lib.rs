@@ -25,6 +25,7 @@ mod proxy;
 mod revocation;
 pub mod routes;
 pub mod server;
+mod sold_out;
 mod upstream;
 mod web;
 

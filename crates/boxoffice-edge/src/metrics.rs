@@ -45,6 +45,10 @@ pub(crate) struct Metrics {
     other: MethodStats,
     pub rate_limited_address: AtomicU64,
     pub rate_limited_user: AtomicU64,
+    /// JoinQueue calls refused by the join limits.
+    pub rate_limited_joins: AtomicU64,
+    /// Rush calls answered "sold out" by the edge itself.
+    pub sold_out_answers: AtomicU64,
     pub unauthenticated: AtomicU64,
     pub retries: AtomicU64,
 }
@@ -60,6 +64,8 @@ impl Metrics {
             other: MethodStats::new("", "unrouted"),
             rate_limited_address: AtomicU64::new(0),
             rate_limited_user: AtomicU64::new(0),
+            rate_limited_joins: AtomicU64::new(0),
+            sold_out_answers: AtomicU64::new(0),
             unauthenticated: AtomicU64::new(0),
             retries: AtomicU64::new(0),
         }
@@ -200,6 +206,17 @@ impl Metrics {
             out,
             "boxoffice_edge_rate_limited_total{{key=\"user\"}} {}",
             self.rate_limited_user.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "boxoffice_edge_rate_limited_total{{key=\"join\"}} {}",
+            self.rate_limited_joins.load(Ordering::Relaxed)
+        );
+        out.push_str("# TYPE boxoffice_edge_sold_out_answers_total counter\n");
+        let _ = writeln!(
+            out,
+            "boxoffice_edge_sold_out_answers_total {}",
+            self.sold_out_answers.load(Ordering::Relaxed)
         );
         out.push_str("# TYPE boxoffice_edge_rejected_tokens_total counter\n");
         let _ = writeln!(

@@ -43,6 +43,7 @@ use crate::context;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::routes::{Access, MethodRoute, RouteTable};
+use crate::sold_out::SoldOut;
 use crate::upstream::{Cluster, ClusterSlot, Endpoint, Outstanding};
 
 /// `ErrorInfo` reasons the edge answers with.
@@ -57,6 +58,7 @@ pub(crate) mod reason {
     pub(crate) const UPSTREAM_UNAVAILABLE: &str = "UPSTREAM_UNAVAILABLE";
     pub(crate) const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
     pub(crate) const NOT_GRPC: &str = "NOT_GRPC";
+    pub(crate) const EVENT_SOLD_OUT: &str = "EVENT_SOLD_OUT";
 }
 
 /// Every header a client might use to claim an identity. Anything under
@@ -93,6 +95,10 @@ pub(crate) struct EdgeState {
     pub auth: Authenticator,
     pub by_address: RateLimiter<IpAddr>,
     pub by_user: RateLimiter<Uuid>,
+    pub joins_by_address: RateLimiter<IpAddr>,
+    pub joins_by_user: RateLimiter<Uuid>,
+    /// Events inventory says are sold out (answered here).
+    pub sold_out: Arc<SoldOut>,
     pub metrics: Metrics,
     pub limits: Limits,
     /// The edge's own health and reflection.
@@ -278,6 +284,12 @@ enum Rejection {
     RateLimitedUser {
         wait: Duration,
     },
+    /// A rush call for an event inventory says is sold out.
+    SoldOut,
+    /// Too many JoinQueue calls from this address or account.
+    JoinsLimited {
+        wait: Duration,
+    },
     UpstreamOverloaded,
     /// A unary request over the method's limit (the limit, in bytes).
     MessageTooLarge(usize),
@@ -296,6 +308,7 @@ impl Rejection {
             Self::MalformedAuthorization | Self::BadToken(_) => &metrics.unauthenticated,
             Self::RateLimitedAddress { .. } => &metrics.rate_limited_address,
             Self::RateLimitedUser { .. } => &metrics.rate_limited_user,
+            Self::JoinsLimited { .. } => &metrics.rate_limited_joins,
             _ => return,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -354,6 +367,17 @@ impl Rejection {
                 Code::ResourceExhausted,
                 reason::RATE_LIMITED,
                 "too many requests for this user",
+                wait,
+            ),
+            Self::SoldOut => status_with(
+                Code::FailedPrecondition,
+                reason::EVENT_SOLD_OUT,
+                "this event is sold out",
+            ),
+            Self::JoinsLimited { wait } => retry_status(
+                Code::ResourceExhausted,
+                reason::RATE_LIMITED,
+                "too many queue joins; a place once given is kept, so joining again gains nothing",
                 wait,
             ),
             Self::UpstreamOverloaded => retry_status(
@@ -541,8 +565,12 @@ fn authorize(access: Access, caller: Option<&Identity>) -> Result<(), Rejection>
     }
 }
 
-/// Rate limits (per address always, per user when there is one), then a
-/// place under the upstream cluster's concurrency cap.
+/// The waiting room's join, limited on its own at the edge.
+const JOIN_QUEUE_PATH: &str = "/boxoffice.inventory.v1.WaitingRoomService/JoinQueue";
+
+/// Rate limits (per address always, per user when there is one; JoinQueue
+/// also has its own, tighter ones), then a place under the upstream
+/// cluster's concurrency cap.
 fn admit(
     state: &EdgeState,
     route: &MethodRoute,
@@ -559,6 +587,18 @@ fn admit(
         && let Err(wait) = state.by_user.take(&caller.user_id, now)
     {
         return Err(Rejection::RateLimitedUser { wait });
+    }
+    if route.path == JOIN_QUEUE_PATH {
+        if let Some(peer) = peer
+            && let Err(wait) = state.joins_by_address.take(&peer.ip(), now)
+        {
+            return Err(Rejection::JoinsLimited { wait });
+        }
+        if let Some(caller) = caller
+            && let Err(wait) = state.joins_by_user.take(&caller.user_id, now)
+        {
+            return Err(Rejection::JoinsLimited { wait });
+        }
     }
     state.clusters[route.cluster]
         .try_acquire()
@@ -651,6 +691,13 @@ where
             // gRPC frame header come on top.
             let limit = route.max_request_bytes.min(state.limits.max_message_bytes);
             match read_whole(body, limit + 5).await {
+                Ok(bytes) if state.sold_out.answers(&route.path, &bytes) => {
+                    state
+                        .metrics
+                        .sold_out_answers
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Err(Rejection::SoldOut);
+                }
                 Ok(bytes) => RequestBody::Buffered(bytes),
                 Err(ReadError::TooLarge) => return Err(Rejection::MessageTooLarge(limit)),
                 Err(ReadError::Malformed) => return Err(Rejection::MalformedBody),
@@ -1348,6 +1395,9 @@ mod tests {
             auth: Authenticator::new(boxoffice_accounts::token::TokenVerifier::new(&tokens)),
             by_address: RateLimiter::new(off),
             by_user: RateLimiter::new(off),
+            joins_by_address: RateLimiter::new(off),
+            joins_by_user: RateLimiter::new(off),
+            sold_out: Arc::default(),
             limits: Limits {
                 default_timeout: Duration::from_secs(10),
                 max_timeout: Duration::from_secs(10),

@@ -65,10 +65,43 @@ pub struct Edge {
     /// How the edge reaches accounts' revocation feed (none: no accounts
     /// route, or turned off).
     revocation_feed: Option<Transport>,
+    /// How the edge reaches inventory's sold-out feed.
+    sold_out_feed: Option<Transport>,
 }
 
 /// The service that publishes revocations.
 const ACCOUNTS_SERVICE: &str = "boxoffice.accounts.v1.AccountsService";
+/// The service that publishes sold-out events.
+const INVENTORY_SERVICE: &str = "boxoffice.inventory.v1.InventoryService";
+
+/// A balanced channel over the endpoints of the cluster `service` is routed
+/// to, if it has any.
+fn cluster_transport(config: &EdgeConfig, service: &str) -> Option<Transport> {
+    config
+        .routes
+        .iter()
+        .find(|route| route.service == service)
+        .and_then(|route| config.clusters.get(&route.cluster))
+        .filter(|cluster| !cluster.endpoints.is_empty())
+        .map(|cluster| {
+            let endpoints = cluster
+                .endpoints
+                .iter()
+                .filter_map(|endpoint| {
+                    tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
+                        .ok()
+                        .map(|endpoint| {
+                            endpoint
+                                .connect_timeout(Duration::from_secs(5))
+                                .tcp_nodelay(true)
+                        })
+                })
+                .collect::<Vec<_>>();
+            boxoffice_runtime::transport::over_channel(tonic::transport::Channel::balance_list(
+                endpoints.into_iter(),
+            ))
+        })
+}
 
 /// Read-only view of a running edge (tests, the admin listener).
 #[derive(Clone)]
@@ -86,6 +119,15 @@ pub struct EndpointStats {
 }
 
 impl EdgeHandle {
+    /// How many events the edge answers "sold out" for, and whether it
+    /// follows inventory's feed now.
+    pub fn sold_out(&self) -> (usize, bool) {
+        (
+            self.state.sold_out.len(),
+            self.state.sold_out.is_connected(),
+        )
+    }
+
     pub fn endpoints(&self) -> Vec<EndpointStats> {
         self.state
             .clusters
@@ -261,30 +303,12 @@ impl Edge {
         // over the network from the accounts cluster's endpoints.
         let revocation_feed = match &services {
             Some(local) => Some(local.clone()),
-            None => config
-                .routes
-                .iter()
-                .find(|route| route.service == ACCOUNTS_SERVICE)
-                .and_then(|route| config.clusters.get(&route.cluster))
-                .filter(|cluster| !cluster.endpoints.is_empty())
-                .map(|cluster| {
-                    let endpoints = cluster
-                        .endpoints
-                        .iter()
-                        .filter_map(|endpoint| {
-                            tonic::transport::Endpoint::from_shared(format!("http://{endpoint}"))
-                                .ok()
-                                .map(|endpoint| {
-                                    endpoint
-                                        .connect_timeout(Duration::from_secs(5))
-                                        .tcp_nodelay(true)
-                                })
-                        })
-                        .collect::<Vec<_>>();
-                    boxoffice_runtime::transport::over_channel(
-                        tonic::transport::Channel::balance_list(endpoints.into_iter()),
-                    )
-                }),
+            None => cluster_transport(&config, ACCOUNTS_SERVICE),
+        };
+        // So does inventory's sold-out feed.
+        let sold_out_feed = match &services {
+            Some(local) => Some(local.clone()),
+            None => cluster_transport(&config, INVENTORY_SERVICE),
         };
         let mut auth = Authenticator::new(TokenVerifier::new(tokens));
         if revocation_feed.is_some() {
@@ -296,6 +320,9 @@ impl Edge {
             auth,
             by_address: RateLimiter::new(config.rate_per_address),
             by_user: RateLimiter::new(config.rate_per_user),
+            joins_by_address: RateLimiter::new(config.joins_per_address),
+            joins_by_user: RateLimiter::new(config.joins_per_user),
+            sold_out: Arc::default(),
             metrics,
             limits: Limits {
                 default_timeout: config.default_timeout,
@@ -318,6 +345,7 @@ impl Edge {
             web,
             discovery: config.discovery,
             revocation_feed,
+            sold_out_feed,
         })
     }
 
@@ -366,6 +394,7 @@ impl Edge {
             web,
             discovery,
             revocation_feed,
+            sold_out_feed,
         } = self;
         let resolver = match discovery.dns_server {
             Some(server) => crate::discovery::Resolver::Server(server),
@@ -374,6 +403,13 @@ impl Edge {
         if let (Some(feed), Some(revocations)) = (revocation_feed, state.auth.revocations()) {
             tokio::spawn(crate::revocation::follow(
                 revocations.clone(),
+                feed,
+                shutdown.clone(),
+            ));
+        }
+        if let Some(feed) = sold_out_feed {
+            tokio::spawn(crate::sold_out::follow(
+                state.sold_out.clone(),
                 feed,
                 shutdown.clone(),
             ));
@@ -555,6 +591,8 @@ async fn sweep_rate_limits(state: Arc<EdgeState>, shutdown: Shutdown) {
                 let now = Instant::now();
                 state.by_address.sweep(now);
                 state.by_user.sweep(now);
+                state.joins_by_address.sweep(now);
+                state.joins_by_user.sweep(now);
             }
             () = shutdown.cancelled() => return,
         }

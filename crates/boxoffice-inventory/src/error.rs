@@ -31,6 +31,7 @@ pub(crate) mod reason {
     pub(crate) const ADMISSION_REQUIRED: &str = "ADMISSION_REQUIRED";
     pub(crate) const ADMISSION_TOKEN_INVALID: &str = "ADMISSION_TOKEN_INVALID";
     pub(crate) const ADMISSION_TOKEN_EXPIRED: &str = "ADMISSION_TOKEN_EXPIRED";
+    pub(crate) const ADMISSION_USED: &str = "ADMISSION_USED";
     pub(crate) const WAITING_ROOM_OFF: &str = "WAITING_ROOM_OFF";
     pub(crate) const NOT_IN_QUEUE: &str = "NOT_IN_QUEUE";
 }
@@ -71,6 +72,8 @@ pub enum InventoryError {
     AdmissionTokenInvalid,
     #[error("admission token expired")]
     AdmissionTokenExpired,
+    #[error("admission used")]
+    AdmissionUsed,
     #[error("waiting room off")]
     WaitingRoomOff,
     #[error("not in queue")]
@@ -94,6 +97,7 @@ impl From<AdmissionRefusal> for InventoryError {
             AdmissionRefusal::Missing => Self::AdmissionRequired,
             AdmissionRefusal::Invalid => Self::AdmissionTokenInvalid,
             AdmissionRefusal::Expired => Self::AdmissionTokenExpired,
+            AdmissionRefusal::Used => Self::AdmissionUsed,
         }
     }
 }
@@ -252,6 +256,11 @@ impl From<InventoryError> for Status {
                 Code::FailedPrecondition,
                 reason::ADMISSION_TOKEN_EXPIRED,
                 "the admission token has expired; watch the queue for a new one",
+            ),
+            E::AdmissionUsed => status::with_reason(
+                Code::FailedPrecondition,
+                reason::ADMISSION_USED,
+                "this admission is over (bought, released or run out); an admission serves one hold sequence",
             ),
             E::WaitingRoomOff => status::with_reason(
                 Code::FailedPrecondition,

@@ -218,11 +218,19 @@ pub(crate) fn parse_event(event: &ev::EventSnapshot) -> anyhow::Result<EventForS
                 .context("on-sale time out of range")
         })
         .transpose()?;
+    let ends_at = event
+        .end_time
+        .as_ref()
+        .or(event.start_time.as_ref())
+        .and_then(|t| {
+            chrono::DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
+        });
     Ok(EventForSale {
         id: uuid("id", &event.id)?,
         venue_id: uuid("venue.id", &venue.id)?,
         status,
         on_sale_time,
+        ends_at,
         version: event.version,
         tiers: event
             .price_tiers

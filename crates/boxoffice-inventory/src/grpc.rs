@@ -23,6 +23,7 @@ use crate::domain::{
 use crate::error::InventoryError;
 use crate::service::{Inventory, SeatRequest};
 use crate::snapshots::Fetched;
+use crate::sold_out::{SoldOutFeed, SoldOutSet};
 use crate::watch_hub::{CHANGES_PER_READ, WatchHub, unseen};
 
 /// Updates buffered per watcher before the watcher is considered too slow.
@@ -33,6 +34,8 @@ pub struct InventoryGrpc {
     inventory: Arc<Inventory>,
     /// The pollers behind WatchAvailability.
     watch_hub: Arc<WatchHub>,
+    /// The poller behind WatchSoldOut (none: the RPC is unimplemented).
+    sold_out: Option<Arc<SoldOutFeed>>,
     shutdown: Shutdown,
 }
 
@@ -41,7 +44,40 @@ impl InventoryGrpc {
         Self {
             inventory,
             watch_hub,
+            sold_out: None,
             shutdown,
+        }
+    }
+
+    /// Serves WatchSoldOut from `feed`.
+    pub fn with_sold_out(mut self, feed: Arc<SoldOutFeed>) -> Self {
+        self.sold_out = Some(feed);
+        self
+    }
+}
+
+type SoldOutStream = Pin<Box<dyn Stream<Item = Result<pb::SoldOutEvents, Status>> + Send>>;
+
+/// Forwards every new sold-out set until the follower goes away.
+async fn follow_sold_out(
+    mut sets: tokio::sync::watch::Receiver<SoldOutSet>,
+    sender: mpsc::Sender<Result<pb::SoldOutEvents, Status>>,
+    shutdown: Shutdown,
+) {
+    loop {
+        let current = sets.borrow_and_update().clone();
+        if let Some(events) = current {
+            let message = pb::SoldOutEvents {
+                event_ids: events.iter().map(Uuid::to_string).collect(),
+            };
+            if sender.send(Ok(message)).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            changed = sets.changed() => if changed.is_err() { return },
+            () = sender.closed() => return,
+            () = shutdown.cancelled() => return,
         }
     }
 }
@@ -211,6 +247,31 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
             .release_seats(&caller, event_id, booking_id)
             .await?;
         Ok(Response::new(pb::ReleaseSeatsResponse { seat_indexes }))
+    }
+
+    type WatchSoldOutStream = SoldOutStream;
+
+    #[instrument(skip_all)]
+    async fn watch_sold_out(
+        &self,
+        request: Request<pb::WatchSoldOutRequest>,
+    ) -> Result<Response<Self::WatchSoldOutStream>, Status> {
+        let caller = Caller::of(&request);
+        if !(caller.has_role(Caller::SERVICE) || caller.is_admin()) {
+            return Err(InventoryError::ServiceRoleRequired.into());
+        }
+        let Some(feed) = &self.sold_out else {
+            return Err(Status::unimplemented(
+                "this inventory does not publish sold-out events",
+            ));
+        };
+        let (sender, receiver) = mpsc::channel(4);
+        tokio::spawn(follow_sold_out(
+            feed.subscribe(&self.shutdown),
+            sender,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
     }
 }
 

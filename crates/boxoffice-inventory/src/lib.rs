@@ -15,6 +15,7 @@ pub mod grpc;
 pub mod server;
 pub mod service;
 mod snapshots;
+pub mod sold_out;
 pub mod store;
 mod sweeper;
 mod waiting_room;

@@ -16,6 +16,7 @@ use crate::config::InventoryConfig;
 use crate::feed::{CATALOG, CatalogFeed, GROUP};
 use crate::grpc::InventoryGrpc;
 use crate::service::Inventory;
+use crate::sold_out::SoldOutFeed;
 use crate::store::{HoldStore, MIGRATIONS, SCHEMA, TicketStore, WaitingRoomStore};
 use crate::waiting_room::WaitingRoom;
 use crate::waiting_room_grpc::WaitingRoomGrpc;
@@ -30,6 +31,7 @@ pub struct InventoryComponent {
     pub inventory: Arc<Inventory>,
     pub waiting_room: Arc<WaitingRoom>,
     watch_hub: Arc<WatchHub>,
+    sold_out: Arc<SoldOutFeed>,
     pub feed: JoinHandle<()>,
     pub sweeper: JoinHandle<()>,
     shutdown: Shutdown,
@@ -66,6 +68,10 @@ impl InventoryComponent {
         let sweep_interval = inventory_config.sweep_interval;
         let tickets = TicketStore::new(pool.clone());
         let rooms = WaitingRoomStore::new(holds.pool().clone(), &inventory_config.key_prefix);
+        let sold_out = Arc::new(SoldOutFeed::new(
+            tickets.clone(),
+            inventory_config.watch_poll,
+        ));
         let inventory = Arc::new(Inventory::new(tickets.clone(), holds, inventory_config));
         let waiting_room = Arc::new(WaitingRoom::new(
             inventory.clone(),
@@ -103,6 +109,7 @@ impl InventoryComponent {
             inventory,
             waiting_room,
             watch_hub,
+            sold_out,
             feed,
             sweeper,
             shutdown,
@@ -111,11 +118,14 @@ impl InventoryComponent {
 
     pub fn register(&self, server: &mut GrpcServer) {
         server.add_service(
-            InventoryServiceServer::new(InventoryGrpc::new(
-                self.inventory.clone(),
-                self.watch_hub.clone(),
-                self.shutdown.clone(),
-            ))
+            InventoryServiceServer::new(
+                InventoryGrpc::new(
+                    self.inventory.clone(),
+                    self.watch_hub.clone(),
+                    self.shutdown.clone(),
+                )
+                .with_sold_out(self.sold_out.clone()),
+            )
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
         );

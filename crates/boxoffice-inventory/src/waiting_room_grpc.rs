@@ -1,8 +1,9 @@
 //! The tonic face of the waiting room. WatchQueue runs one task per stream
-//! that looks at the line every `watch_poll`, sends an update whenever the
-//! caller's position changes, and ends after the update with the admission
-//! token (or when the room is turned off, the client goes away, or the server
-//! shuts down).
+//! that follows its event's shared poller (one Redis call per `watch_poll`
+//! per event per process, whatever the number of watchers), sends an update
+//! whenever the caller's state or position changes, and ends after the update with the
+//! admission token (or when the room is turned off, the admission is over,
+//! the client goes away, or the server shuts down).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -17,10 +18,10 @@ use tonic::{Request, Response, Status};
 use tracing::instrument;
 use uuid::Uuid;
 
-use crate::domain::admission::{MAX_ADMISSION_RATE, Standing};
+use crate::domain::admission::{MAX_ACTIVE_SHOPPERS, MAX_ADMISSION_RATE, Standing};
 use crate::domain::{FieldError, RoomSettings, parse_id};
 use crate::error::InventoryError;
-use crate::waiting_room::{QueueView, WaitingRoom};
+use crate::waiting_room::{QueueView, RoomReport, WaitingRoom};
 
 /// Updates buffered per watcher; a watcher only needs the latest.
 const WATCH_BUFFER: usize = 8;
@@ -82,6 +83,30 @@ fn waiting(event_id: Uuid, standing: &Standing) -> pb::QueueStatus {
     }
 }
 
+fn room_to_pb(event_id: Uuid, room: &RoomReport) -> pb::WaitingRoom {
+    pb::WaitingRoom {
+        event_id: event_id.to_string(),
+        enabled: room.settings.enabled,
+        admission_rate_per_second: room.settings.rate,
+        open_time: (room.settings.opens_ms > 0).then(|| timestamp_ms(room.settings.opens_ms)),
+        joined_count: room.counters.joined,
+        admitted_count: room.counters.admitted,
+        max_active_shoppers: room.settings.max_active,
+        active_shoppers: room.counters.active,
+        pre_queue_count: room.counters.pre_queue,
+        draw_seed: room
+            .draw
+            .as_ref()
+            .map(|(seed, _)| seed.to_hex())
+            .unwrap_or_default(),
+        draw_time: room
+            .draw
+            .as_ref()
+            .map(|(_, at)| timestamp_ms(at.timestamp_millis())),
+        admission_pace_per_second: room.counters.pace as f64 / 1_000.0,
+    }
+}
+
 fn view_to_pb(event_id: Uuid, view: &QueueView) -> pb::QueueStatus {
     match view {
         QueueView::Off => pb::QueueStatus {
@@ -90,6 +115,19 @@ fn view_to_pb(event_id: Uuid, view: &QueueView) -> pb::QueueStatus {
             ..Default::default()
         },
         QueueView::Waiting(standing) => waiting(event_id, standing),
+        QueueView::Early { estimated_wait_ms } => pb::QueueStatus {
+            event_id: event_id.to_string(),
+            state: pb::WaitingRoomState::PreQueue as i32,
+            estimated_wait: Some(duration_ms(*estimated_wait_ms)),
+            ..Default::default()
+        },
+        QueueView::Finished { join_number } => pb::QueueStatus {
+            event_id: event_id.to_string(),
+            state: pb::WaitingRoomState::Finished as i32,
+            join_number: *join_number,
+            estimated_wait: Some(duration_ms(0)),
+            ..Default::default()
+        },
         QueueView::Admitted {
             join_number,
             token,
@@ -117,8 +155,8 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
     ) -> Result<Response<pb::QueueStatus>, Status> {
         let caller = Caller::from_metadata(request.metadata());
         let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(Status::from)?;
-        let standing = self.room.join_queue(&caller, event_id).await?;
-        Ok(Response::new(waiting(event_id, &standing)))
+        let view = self.room.join_queue(&caller, event_id).await?;
+        Ok(Response::new(view_to_pb(event_id, &view)))
     }
 
     type WatchQueueStream = QueueStream;
@@ -161,6 +199,12 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
                 format!("must be from 1 to {MAX_ADMISSION_RATE} while the room is on"),
             )));
         }
+        if request.max_active_shoppers > MAX_ACTIVE_SHOPPERS {
+            return Err(Status::from(FieldError::new(
+                "max_active_shoppers",
+                format!("must be at most {MAX_ACTIVE_SHOPPERS} (0 for no cap)"),
+            )));
+        }
         let opens_ms = match &request.open_time {
             Some(time) => timestamp_to_ms("open_time", time).map_err(Status::from)?,
             None => 0,
@@ -169,23 +213,46 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
             enabled: request.enabled,
             rate: request.admission_rate_per_second,
             opens_ms,
+            max_active: request.max_active_shoppers,
         };
         let room = self
             .room
             .configure_room(&caller, event_id, settings)
             .await?;
-        Ok(Response::new(pb::WaitingRoom {
-            event_id: event_id.to_string(),
-            enabled: room.settings.enabled,
-            admission_rate_per_second: room.settings.rate,
-            open_time: (room.settings.opens_ms > 0).then(|| timestamp_ms(room.settings.opens_ms)),
-            joined_count: room.joined,
-            admitted_count: room.admitted,
-        }))
+        Ok(Response::new(room_to_pb(event_id, &room)))
+    }
+
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    async fn get_waiting_room(
+        &self,
+        request: Request<pb::GetWaitingRoomRequest>,
+    ) -> Result<Response<pb::WaitingRoom>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(Status::from)?;
+        let room = self.room.room_report(&caller, event_id).await?;
+        Ok(Response::new(room_to_pb(event_id, &room)))
     }
 }
 
-/// Sends `first`, then every change of position, until the caller is
+/// What a watcher is told again only when it changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum QueueState {
+    Early,
+    Waiting(u64),
+    Over,
+}
+
+impl QueueState {
+    fn of(view: &QueueView) -> Self {
+        match view {
+            QueueView::Early { .. } => Self::Early,
+            QueueView::Waiting(standing) => Self::Waiting(standing.position),
+            _ => Self::Over,
+        }
+    }
+}
+
+/// Sends `first`, then every change of state or position, until the caller is
 /// admitted (the last update carries the token) or the room is turned off.
 async fn watch(
     room: Arc<WaitingRoom>,
@@ -195,21 +262,18 @@ async fn watch(
     sender: mpsc::Sender<Result<pb::QueueStatus, Status>>,
     shutdown: Shutdown,
 ) {
-    let poll = room.watch_poll();
     let mut view = first;
-    let mut last_sent: Option<(u64, tokio::time::Instant)> = None;
+    let mut last_sent: Option<(QueueState, tokio::time::Instant)> = None;
+    let mut pulses = None;
     loop {
-        let finished = !matches!(view, QueueView::Waiting(_));
-        let send = match (&view, last_sent) {
-            (QueueView::Waiting(standing), Some((position, at))) => {
-                standing.position != position || at.elapsed() >= KEEPALIVE
-            }
-            _ => true,
+        let finished = !matches!(view, QueueView::Waiting(_) | QueueView::Early { .. });
+        let state = QueueState::of(&view);
+        let send = match last_sent {
+            Some((sent, at)) => sent != state || at.elapsed() >= KEEPALIVE,
+            None => true,
         };
         if send {
-            if let QueueView::Waiting(standing) = &view {
-                last_sent = Some((standing.position, tokio::time::Instant::now()));
-            }
+            last_sent = Some((state, tokio::time::Instant::now()));
             if sender.send(Ok(view_to_pb(event_id, &view))).await.is_err() {
                 return;
             }
@@ -217,17 +281,27 @@ async fn watch(
         if finished {
             return;
         }
+        // The event's shared poller tells every watcher how the line moved;
+        // a watcher asks Redis itself only when that says its turn came
+        // (for the token), the draw was made, or the room looks off.
+        let pulses = pulses.get_or_insert_with(|| room.follow_room(event_id, &shutdown));
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = sender.closed() => return,
-            () = tokio::time::sleep(poll) => {}
+            changed = pulses.changed() => if changed.is_err() { return },
         }
-        view = match room.queue_view(user_id, event_id).await {
-            Ok(view) => view,
-            Err(error) => {
-                let _ = sender.send(Err(error.into())).await;
-                return;
-            }
+        let Some(pulse) = *pulses.borrow_and_update() else {
+            continue;
+        };
+        view = match room.view_after(&view, &pulse) {
+            Some(view) => view,
+            None => match room.queue_view(user_id, event_id).await {
+                Ok(view) => view,
+                Err(error) => {
+                    let _ = sender.send(Err(error.into())).await;
+                    return;
+                }
+            },
         };
     }
 }

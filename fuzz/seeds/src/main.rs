@@ -344,6 +344,7 @@ fn requests() -> Vec<(u8, u8, Vec<u8>)> {
             enabled: true,
             admission_rate_per_second: 50,
             open_time: ts(1_900_000_000),
+            max_active_shoppers: 200,
         }
         .encode_to_vec(),
     );

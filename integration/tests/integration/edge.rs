@@ -513,6 +513,7 @@ async fn admin_rpcs_need_the_admin_role_and_internal_rpcs_do_not_exist_outside()
         for path in [
             "/boxoffice.inventory.v1.InventoryService/CommitHold",
             "/boxoffice.inventory.v1.InventoryService/ReleaseSeats",
+            "/boxoffice.inventory.v1.InventoryService/WatchSoldOut",
             "/boxoffice.catalog.v1.NoSuchService/Anything",
         ] {
             grpc.ready().await.expect("channel ready");
@@ -528,6 +529,97 @@ async fn admin_rpcs_need_the_admin_role_and_internal_rpcs_do_not_exist_outside()
             assert_eq!(status.code(), Code::Unimplemented, "{path}");
         }
     }
+}
+
+async fn join_queue_through(
+    world: &EdgeWorld,
+    token: Option<&str>,
+) -> Result<tonic::Response<inventory_pb::QueueStatus>, tonic::Status> {
+    let request = inventory_pb::JoinQueueRequest {
+        event_id: uuid::Uuid::new_v4().to_string(),
+    };
+    let request = match token {
+        Some(token) => with_token(token, request),
+        None => tonic::Request::new(request),
+    };
+    inventory_pb::waiting_room_service_client::WaitingRoomServiceClient::new(world.channel.clone())
+        .join_queue(request)
+        .await
+}
+
+fn assert_join_limited(status: &tonic::Status) {
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert_eq!(reason_of(status).as_deref(), Some("RATE_LIMITED"));
+    assert!(status.message().contains("queue joins"), "{status:?}");
+    assert!(status.get_details_retry_info().is_some(), "RetryInfo");
+}
+
+#[tokio::test]
+async fn queue_joins_are_limited_per_account_and_per_address_at_the_edge() {
+    // Per account: the join limit bites long before the general one, and
+    // only JoinQueue is limited by it.
+    let world = EdgeWorld::with(|config| {
+        config.joins_per_user = RateLimit {
+            per_second: 0.1,
+            burst: 2.0,
+        };
+    })
+    .await;
+    let bot = world.customer_token("bot@example.com").await;
+    for _ in 0..2 {
+        let status = join_queue_through(&world, Some(&bot)).await.unwrap_err();
+        assert_ne!(
+            status.code(),
+            Code::ResourceExhausted,
+            "within the burst: {status:?}"
+        );
+    }
+    assert_join_limited(&join_queue_through(&world, Some(&bot)).await.unwrap_err());
+    let status = world
+        .catalog()
+        .get_event(with_token(
+            &bot,
+            pb::GetEventRequest {
+                id: uuid::Uuid::new_v4().to_string(),
+            },
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        status.code(),
+        Code::NotFound,
+        "other calls are not join-limited"
+    );
+    let person = world.customer_token("person@example.com").await;
+    let status = join_queue_through(&world, Some(&person)).await.unwrap_err();
+    assert_ne!(
+        status.code(),
+        Code::ResourceExhausted,
+        "another account: {status:?}"
+    );
+
+    // Per address: many accounts from one address share its bucket.
+    let world = EdgeWorld::with(|config| {
+        config.joins_per_address = RateLimit {
+            per_second: 0.1,
+            burst: 3.0,
+        };
+    })
+    .await;
+    let mut limited = None;
+    for index in 0..4 {
+        let token = world
+            .customer_token(&format!("farm{index}@example.com"))
+            .await;
+        let status = join_queue_through(&world, Some(&token)).await.unwrap_err();
+        if status.code() == Code::ResourceExhausted {
+            limited = Some((index, status));
+            break;
+        }
+    }
+    let (index, status) = limited.expect("the address's joins were limited");
+    assert_eq!(index, 3, "the burst of three went through first");
+    assert_join_limited(&status);
 }
 
 #[tokio::test]
@@ -899,6 +991,17 @@ impl inventory_pb::inventory_service_server::InventoryService for WatchStub {
         &self,
         _: tonic::Request<inventory_pb::ReleaseSeatsRequest>,
     ) -> Result<tonic::Response<inventory_pb::ReleaseSeatsResponse>, tonic::Status> {
+        not_in_stub()
+    }
+
+    type WatchSoldOutStream = std::pin::Pin<
+        Box<dyn futures::Stream<Item = Result<inventory_pb::SoldOutEvents, tonic::Status>> + Send>,
+    >;
+
+    async fn watch_sold_out(
+        &self,
+        _: tonic::Request<inventory_pb::WatchSoldOutRequest>,
+    ) -> Result<tonic::Response<Self::WatchSoldOutStream>, tonic::Status> {
         not_in_stub()
     }
 }

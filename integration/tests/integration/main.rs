@@ -28,4 +28,5 @@ mod statuses;
 mod system;
 mod system_world;
 mod waiting_room;
+mod waiting_room_edge;
 mod web;

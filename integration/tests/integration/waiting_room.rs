@@ -1,27 +1,32 @@
-//! The waiting room end to end: a fair line under concurrent joins,
-//! admission at the configured rate by Redis time, admission tokens that
-//! HoldSeats demands on such an event (and only on such an event), and bad
-//! input.
+//! The waiting room end to end: the pre-queue drawn at opening from a
+//! published seed (recomputed here from the seed and the joiners), arrival
+//! order after opening, one place per user under concurrent joins, admission
+//! at the configured rate by Redis time and never past the cap of active
+//! shoppers, admission tokens that HoldSeats demands on such an event (and
+//! only on such an event) for one hold sequence, and bad input.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use boxoffice_contracts::inventory::v1 as pb;
 use boxoffice_contracts::inventory::v1::waiting_room_service_client::WaitingRoomServiceClient;
-use boxoffice_inventory::config::{ENV_WAITING_ROOM_KEY, ENV_WATCH_POLL};
+use boxoffice_inventory::config::{ENV_ADMISSION_TOKEN_TTL, ENV_WAITING_ROOM_KEY, ENV_WATCH_POLL};
 use boxoffice_inventory::domain::admission::AdmissionSigner;
+use boxoffice_inventory::domain::{DrawSeed, draw_order};
 use boxoffice_runtime::Caller;
 use boxoffice_runtime::status::{field_of, reason_of};
 use tonic::transport::Channel;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
-use crate::harness::{InventoryWorld, admin, as_caller, customer, redis_url};
-use crate::inventory::{Inventory, event_on_sale};
+use crate::harness::{InventoryWorld, admin, as_caller, customer, eventually, redis_url};
+use crate::inventory::{Inventory, commit, event_on_sale};
 
 type WaitingRoom = WaitingRoomServiceClient<Channel>;
 
-const KEY: &str = "waiting-room-test-key-0123456789";
+pub(crate) const KEY: &str = "waiting-room-test-key-0123456789";
 
 async fn world() -> (InventoryWorld, WaitingRoom) {
     let world = InventoryWorld::with(
@@ -33,19 +38,19 @@ async fn world() -> (InventoryWorld, WaitingRoom) {
     (world, room)
 }
 
-fn assert_reason(status: &Status, code: Code, reason: &str) {
+pub(crate) fn assert_reason(status: &Status, code: Code, reason: &str) {
     assert_eq!(status.code(), code, "{status:?}");
     assert_eq!(reason_of(status).as_deref(), Some(reason), "{status:?}");
 }
 
-fn at_ms(ms: i64) -> prost_types::Timestamp {
+pub(crate) fn at_ms(ms: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -56,6 +61,17 @@ async fn configure(
     rate: u32,
     open_time: Option<prost_types::Timestamp>,
 ) -> Result<pb::WaitingRoom, Status> {
+    configure_capped(room, event_id, enabled, rate, 0, open_time).await
+}
+
+pub(crate) async fn configure_capped(
+    room: &mut WaitingRoom,
+    event_id: &str,
+    enabled: bool,
+    rate: u32,
+    max_active_shoppers: u32,
+    open_time: Option<prost_types::Timestamp>,
+) -> Result<pb::WaitingRoom, Status> {
     room.configure_waiting_room(as_caller(
         &admin(),
         pb::ConfigureWaitingRoomRequest {
@@ -63,13 +79,26 @@ async fn configure(
             enabled,
             admission_rate_per_second: rate,
             open_time,
+            max_active_shoppers,
         },
     ))
     .await
     .map(tonic::Response::into_inner)
 }
 
-async fn join(
+pub(crate) async fn room_report(room: &mut WaitingRoom, event_id: &str) -> pb::WaitingRoom {
+    room.get_waiting_room(as_caller(
+        &admin(),
+        pb::GetWaitingRoomRequest {
+            event_id: event_id.to_owned(),
+        },
+    ))
+    .await
+    .expect("reading the room")
+    .into_inner()
+}
+
+pub(crate) async fn join(
     room: &mut WaitingRoom,
     caller: &Caller,
     event_id: &str,
@@ -86,7 +115,7 @@ async fn join(
 
 /// Watches the caller's place until the update with the token, which it
 /// answers with every update seen. Fails after `deadline`.
-async fn watch_until_admitted(
+pub(crate) async fn watch_until_admitted(
     room: &mut WaitingRoom,
     caller: &Caller,
     event_id: &str,
@@ -118,7 +147,7 @@ async fn watch_until_admitted(
     }
 }
 
-async fn hold(
+pub(crate) async fn hold(
     inventory: &mut Inventory,
     caller: &Caller,
     event_id: &str,
@@ -142,11 +171,32 @@ async fn hold(
         .map(tonic::Response::into_inner)
 }
 
+/// Joins every user at once; answers their statuses in the same order.
+pub(crate) async fn join_all(
+    room: &WaitingRoom,
+    users: &[Caller],
+    event_id: &str,
+) -> Vec<pb::QueueStatus> {
+    let mut tasks = Vec::new();
+    for user in users {
+        let (mut room, user) = (room.clone(), user.clone());
+        let event_id = event_id.to_owned();
+        tasks.push(tokio::spawn(async move {
+            join(&mut room, &user, &event_id).await
+        }));
+    }
+    let mut statuses = Vec::new();
+    for task in tasks {
+        statuses.push(task.await.expect("join task").expect("joining"));
+    }
+    statuses
+}
+
 #[tokio::test]
-async fn two_hundred_concurrent_joins_get_places_one_to_two_hundred_and_joining_again_keeps_them() {
+async fn the_pre_queue_is_drawn_at_opening_reproducibly_from_the_published_seed() {
     let (world, mut room) = world().await;
     let sale = event_on_sale(&world).await;
-    // One per second: nobody is let through while the line forms.
+    // One per second: the line barely moves while the test looks at it.
     configure(
         &mut room,
         &sale.event_id,
@@ -156,54 +206,140 @@ async fn two_hundred_concurrent_joins_get_places_one_to_two_hundred_and_joining_
     )
     .await
     .expect("turning the room on");
-    let users: Vec<Caller> = (0..200).map(|_| customer()).collect();
-    let mut tasks = Vec::new();
-    for user in users.clone() {
-        let mut room = room.clone();
-        let event_id = sale.event_id.clone();
-        tasks.push(tokio::spawn(async move {
-            join(&mut room, &user, &event_id).await
-        }));
-    }
-    let mut places = Vec::new();
-    for task in tasks {
-        let status = task.await.expect("join task").expect("joining");
-        assert_eq!(status.state, pb::WaitingRoomState::Waiting as i32);
-        assert_eq!(
-            status.position, status.join_number,
-            "nobody is through before opening"
+
+    // 200 users join at once before opening: nobody has a place yet, and
+    // joining again (many times at once) changes nothing.
+    let early: Vec<Caller> = (0..200).map(|_| customer()).collect();
+    for status in join_all(&room, &early, &sale.event_id).await {
+        assert_eq!(status.state, pb::WaitingRoomState::PreQueue as i32);
+        assert_eq!((status.join_number, status.position), (0, 0));
+        let wait = status.estimated_wait.expect("an estimate");
+        assert!(
+            wait.seconds > 3_000,
+            "the wait runs until opening: {wait:?}"
         );
-        places.push(status.join_number);
     }
-    let distinct: BTreeSet<u64> = places.iter().copied().collect();
-    assert_eq!(distinct.len(), 200, "no two users share a place");
-    assert_eq!(distinct, (1..=200).collect::<BTreeSet<u64>>());
-    // Joining again, even many times at once, keeps the first place.
-    let mut again = Vec::new();
-    for (user, place) in users.iter().zip(&places).take(20) {
+    join_all(&room, &early[..20], &sale.event_id).await;
+    let before = room_report(&mut room, &sale.event_id).await;
+    assert_eq!((before.joined_count, before.pre_queue_count), (200, 200));
+    assert!(before.draw_seed.is_empty(), "no seed before opening");
+    assert_eq!(before.draw_time, None);
+
+    // The admin opens the room now: the draw follows the first look at it.
+    configure(&mut room, &sale.event_id, true, 1, Some(at_ms(now_ms())))
+        .await
+        .expect("opening now");
+    let first = eventually(Duration::from_secs(20), "the draw", || {
         let mut room = room.clone();
-        let (user, place, event_id) = (user.clone(), *place, sale.event_id.clone());
-        again.push(tokio::spawn(async move {
-            let status = join(&mut room, &user, &event_id)
-                .await
-                .expect("joining again");
-            assert_eq!(status.join_number, place);
-        }));
+        let (user, event_id) = (early[0].clone(), sale.event_id.clone());
+        async move {
+            let status = join(&mut room, &user, &event_id).await.expect("joining");
+            (status.state != pb::WaitingRoomState::PreQueue as i32).then_some(status)
+        }
+    })
+    .await;
+    assert!((1..=200).contains(&first.join_number), "{first:?}");
+
+    // Later arrivals line up behind the pre-queue in arrival order.
+    let mut later_places = Vec::new();
+    for _ in 0..5 {
+        let status = join(&mut room, &customer(), &sale.event_id)
+            .await
+            .expect("joining after opening");
+        later_places.push(status.join_number);
     }
-    for task in again {
-        task.await.expect("rejoin task");
+    assert_eq!(later_places, vec![201, 202, 203, 204, 205]);
+
+    // The published seed recomputes every drawn place (the audit).
+    let after = room_report(&mut room, &sale.event_id).await;
+    let seed = DrawSeed::from_hex(&after.draw_seed).expect("a published seed");
+    assert!(after.draw_time.is_some());
+    assert_eq!(after.pre_queue_count, 200);
+    let joiners: Vec<Uuid> = early
+        .iter()
+        .map(|user| user.user_id.expect("a user"))
+        .collect();
+    let order = draw_order(&seed, &joiners);
+    let expected: HashMap<Uuid, u64> = order.iter().copied().zip(1u64..).collect();
+    let statuses = join_all(&room, &early, &sale.event_id).await;
+    let mut places = BTreeSet::new();
+    for (user, status) in joiners.iter().zip(&statuses) {
+        assert_ne!(status.state, pb::WaitingRoomState::PreQueue as i32);
+        assert_eq!(
+            Some(&status.join_number),
+            expected.get(user),
+            "place of {user}"
+        );
+        places.insert(status.join_number);
     }
-    let counters = configure(
-        &mut room,
-        &sale.event_id,
-        true,
-        1,
-        Some(at_ms(now_ms() + 3_600_000)),
-    )
-    .await
-    .expect("reconfiguring");
-    assert_eq!(counters.joined_count, 200);
-    assert_eq!(counters.admitted_count, 0);
+    assert_eq!(
+        places,
+        (1..=200).collect::<BTreeSet<u64>>(),
+        "one place each"
+    );
+    // Arriving first bought nothing: the drawn order is not arrival order
+    // (200 users in arrival order by chance: about 1 in 10^374).
+    let arrival_places: Vec<u64> = statuses.iter().map(|s| s.join_number).collect();
+    assert_ne!(arrival_places, (1..=200).collect::<Vec<u64>>());
+    // Joining again keeps the drawn place.
+    for (user, status) in early.iter().zip(&statuses).take(10) {
+        let again = join(&mut room, user, &sale.event_id)
+            .await
+            .expect("joining again");
+        assert_eq!(again.join_number, status.join_number);
+    }
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_joins_after_opening_get_places_one_to_two_hundred_once_each_in_batches()
+ {
+    let (world, mut room) = world().await;
+    let sale = event_on_sale(&world).await;
+    configure(&mut room, &sale.event_id, true, 1, None)
+        .await
+        .expect("turning the room on");
+    let users: Vec<Caller> = (0..200).map(|_| customer()).collect();
+    let calls = world.component.waiting_room.redis_calls();
+    let statuses = join_all(&room, &users, &sale.event_id).await;
+    let calls = world.component.waiting_room.redis_calls() - calls;
+    let places: BTreeSet<u64> = statuses.iter().map(|s| s.join_number).collect();
+    assert_eq!(places, (1..=200).collect::<BTreeSet<u64>>());
+    // Joins that arrive together share a Redis call: never more than one
+    // per join, and fewer under a burst.
+    assert!(calls < 200, "{calls} Redis calls for 200 joins at once");
+    let again = join_all(&room, &users, &sale.event_id).await;
+    for (first, second) in statuses.iter().zip(&again) {
+        assert_eq!(first.join_number, second.join_number);
+    }
+    let report = room_report(&mut room, &sale.event_id).await;
+    assert_eq!((report.joined_count, report.pre_queue_count), (200, 0));
+    assert!(report.draw_seed.is_empty(), "no opening time, no draw");
+
+    // The room's Redis state goes a day after the event ends (in 11 days).
+    let day_ms = 86_400_000;
+    for key in ["room", "line"] {
+        let ttl = key_ttl_ms(&world, &sale.event_id, key).await;
+        assert!(
+            (12 * day_ms - 3_600_000..=12 * day_ms).contains(&ttl),
+            "{key} expires in {ttl} ms"
+        );
+    }
+}
+
+/// Milliseconds until a key of the event's room expires (-1: never).
+async fn key_ttl_ms(world: &InventoryWorld, event_id: &str, key: &str) -> i64 {
+    use fred::prelude::{ClientLike as _, KeysInterface as _};
+    let config = fred::prelude::Config::from_url(&world.redis_url).expect("redis url");
+    let client = fred::prelude::Builder::from_config(config)
+        .build()
+        .expect("redis client");
+    client.init().await.expect("connecting to redis");
+    let ttl: i64 = client
+        .pttl(format!("{}inv:{{{event_id}}}:{key}", world.key_prefix))
+        .await
+        .expect("reading a key's ttl");
+    let _ = client.quit().await;
+    ttl
 }
 
 #[tokio::test]
@@ -359,6 +495,29 @@ async fn an_admitted_watcher_holds_with_its_token_and_nobody_holds_without_a_val
     .await
     .expect("alice holds");
     assert_eq!(held.seats.len(), 2);
+    // One hold sequence per admission: once alice has given back all she
+    // held, her (unexpired, genuine) token is spent.
+    release(&mut inventory, &alice, &held).await;
+    let refused = hold(&mut inventory, &alice, &sale.event_id, &[0], &alice_token)
+        .await
+        .expect_err("a spent token");
+    assert_reason(&refused, Code::FailedPrecondition, "ADMISSION_USED");
+    let finished = room
+        .watch_queue(as_caller(
+            &alice,
+            pb::WatchQueueRequest {
+                event_id: sale.event_id.clone(),
+            },
+        ))
+        .await
+        .expect("watching")
+        .into_inner()
+        .message()
+        .await
+        .expect("an update")
+        .expect("one update");
+    assert_eq!(finished.state, pb::WaitingRoomState::Finished as i32);
+    assert!(finished.admission_token.is_empty());
 
     // An event without a waiting room is unaffected.
     hold(&mut inventory, &bob, &other_sale.event_id, &[0], "")
@@ -381,6 +540,230 @@ async fn an_admitted_watcher_holds_with_its_token_and_nobody_holds_without_a_val
     assert_reason(&refused, Code::FailedPrecondition, "WAITING_ROOM_OFF");
 }
 
+pub(crate) async fn release(inventory: &mut Inventory, caller: &Caller, held: &pb::Hold) {
+    inventory
+        .release_hold(as_caller(
+            caller,
+            pb::ReleaseHoldRequest {
+                name: held.name.clone(),
+            },
+        ))
+        .await
+        .expect("releasing");
+}
+
+#[tokio::test]
+async fn the_active_shopper_cap_is_never_exceeded_under_a_thousand_concurrent_admissions() {
+    const CAP: u64 = 20;
+    const USERS: usize = 1_000;
+    // Seats 0..22 are the seated ones; at most CAP shoppers hold one each,
+    // and only two buyers take a seat for good, so a free one always exists.
+    const SEATS: u32 = 22;
+    let world = InventoryWorld::with(
+        &redis_url(),
+        &[
+            (ENV_WAITING_ROOM_KEY, KEY),
+            (ENV_WATCH_POLL, "250"),
+            (ENV_ADMISSION_TOKEN_TTL, "5"),
+        ],
+    )
+    .await;
+    let mut room = WaitingRoomServiceClient::new(world.server.channel().await);
+    let sale = event_on_sale(&world).await;
+    // A rate far above what the cap allows: the cap alone sets the pace.
+    configure_capped(&mut room, &sale.event_id, true, 100_000, CAP as u32, None)
+        .await
+        .expect("turning the room on");
+    let users: Vec<Caller> = (0..USERS).map(|_| customer()).collect();
+    let statuses = join_all(&room, &users, &sale.event_id).await;
+
+    let done = Arc::new(AtomicBool::new(false));
+    let monitor = {
+        let (mut room, event_id, done) = (room.clone(), sale.event_id.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut most = 0;
+            while !done.load(Ordering::SeqCst) {
+                let report = room_report(&mut room, &event_id).await;
+                assert!(
+                    report.active_shoppers <= CAP,
+                    "{} active shoppers, cap {CAP}",
+                    report.active_shoppers
+                );
+                most = most.max(report.active_shoppers);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            most
+        })
+    };
+    // Between receiving its token and asking to end its sequence a client
+    // is surely an active shopper, so this count never exceeds the
+    // server's.
+    let shopping = Arc::new(AtomicU64::new(0));
+    let peak = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for (user, status) in users.into_iter().zip(statuses) {
+        let mut room = room.clone();
+        let mut inventory = world.inventory.clone();
+        let (event_id, shopping, peak) = (sale.event_id.clone(), shopping.clone(), peak.clone());
+        let place = status.join_number;
+        tasks.push(tokio::spawn(async move {
+            let token = watch_until_admitted(&mut room, &user, &event_id, Duration::from_secs(180))
+                .await
+                .pop()
+                .expect("the admitted update")
+                .admission_token;
+            let now = shopping.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            if place % 100 == 7 {
+                // Walks away: the admission runs out and frees the place.
+                shopping.fetch_sub(1, Ordering::SeqCst);
+                return;
+            }
+            let mut seat = (place as u32 * 7) % SEATS;
+            let held = loop {
+                match hold(&mut inventory, &user, &event_id, &[seat], &token).await {
+                    Ok(held) => break held,
+                    Err(status) if reason_of(&status).as_deref() == Some("SEAT_UNAVAILABLE") => {
+                        seat = (seat + 1) % SEATS;
+                    }
+                    Err(status) => panic!("place {place} could not hold: {status:?}"),
+                }
+            };
+            shopping.fetch_sub(1, Ordering::SeqCst);
+            if place % 500 == 0 {
+                let user_id = user.user_id.expect("a user").to_string();
+                commit(&mut inventory, &held, &user_id, Uuid::new_v4())
+                    .await
+                    .expect("buying");
+            } else {
+                release(&mut inventory, &user, &held).await;
+            }
+            if place % 10 == 3 {
+                let refused = hold(&mut inventory, &user, &event_id, &[seat], &token)
+                    .await
+                    .expect_err("a second sequence on one admission");
+                assert_reason(&refused, Code::FailedPrecondition, "ADMISSION_USED");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("shopper");
+    }
+    done.store(true, Ordering::SeqCst);
+    let server_most = monitor.await.expect("monitor");
+    let client_most = peak.load(Ordering::SeqCst);
+    assert!(
+        client_most <= CAP,
+        "{client_most} shopped at once, cap {CAP}"
+    );
+    assert!(server_most <= CAP);
+    assert!(client_most > 1, "shoppers were admitted concurrently");
+    let report = room_report(&mut room, &sale.event_id).await;
+    assert_eq!(report.admitted_count, USERS as u64);
+    assert!(report.admission_pace_per_second > 0.0, "{report:?}");
+    // The walkers' admissions run out too.
+    eventually(Duration::from_secs(30), "every admission over", || {
+        let (mut room, event_id) = (room.clone(), sale.event_id.clone());
+        async move { (room_report(&mut room, &event_id).await.active_shoppers == 0).then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn operators_change_the_cap_and_the_rate_live() {
+    let (world, mut room) = world().await;
+    let sale = event_on_sale(&world).await;
+    configure_capped(&mut room, &sale.event_id, true, 1_000, 1, None)
+        .await
+        .expect("turning the room on");
+    let users: Vec<Caller> = (0..3).map(|_| customer()).collect();
+    join_all(&room, &users, &sale.event_id).await;
+    let watcher = room.clone();
+    let admitted = |expected: u64| {
+        let (room, event_id) = (watcher.clone(), sale.event_id.clone());
+        move || {
+            let (mut room, event_id) = (room.clone(), event_id.clone());
+            async move {
+                let report = room_report(&mut room, &event_id).await;
+                (report.admitted_count == expected && report.active_shoppers == expected)
+                    .then_some(report)
+            }
+        }
+    };
+    let report = eventually(Duration::from_secs(10), "one admitted", admitted(1)).await;
+    assert_eq!(report.max_active_shoppers, 1);
+    // The cap holds: a while later still one.
+    let later = room_report(&mut room, &sale.event_id).await;
+    assert_eq!(later.admitted_count, 1);
+    // Raised live: the others go through.
+    let raised = configure_capped(&mut room, &sale.event_id, true, 1_000, 3, None)
+        .await
+        .expect("raising the cap");
+    assert_eq!(raised.max_active_shoppers, 3);
+    eventually(Duration::from_secs(10), "three admitted", admitted(3)).await;
+    // The rate changes live too, and the room says so.
+    let slower = configure_capped(&mut room, &sale.event_id, true, 5, 3, None)
+        .await
+        .expect("slowing down");
+    assert_eq!(slower.admission_rate_per_second, 5);
+    assert_eq!(
+        room_report(&mut room, &sale.event_id)
+            .await
+            .admission_rate_per_second,
+        5
+    );
+}
+
+#[tokio::test]
+async fn a_hundred_watchers_of_one_event_share_one_poller() {
+    let (world, mut room) = world().await;
+    let sale = event_on_sale(&world).await;
+    // One a second: the line moves, slowly, while it is watched.
+    configure(&mut room, &sale.event_id, true, 1, None)
+        .await
+        .expect("turning the room on");
+    let users: Vec<Caller> = (0..100).map(|_| customer()).collect();
+    join_all(&room, &users, &sale.event_id).await;
+    let mut streams = Vec::new();
+    for user in &users {
+        let mut stream = room
+            .watch_queue(as_caller(
+                user,
+                pb::WatchQueueRequest {
+                    event_id: sale.event_id.clone(),
+                },
+            ))
+            .await
+            .expect("watching")
+            .into_inner();
+        stream
+            .message()
+            .await
+            .expect("the first update")
+            .expect("an update");
+        streams.push(stream);
+    }
+    // With every watcher settled, a second of watching (50 polls at 20 ms)
+    // costs about one Redis call per poll for all of them together, not
+    // one per watcher per poll (5,000).
+    let waiting_room = &world.component.waiting_room;
+    let before = waiting_room.redis_calls();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let calls = waiting_room.redis_calls() - before;
+    assert!(
+        calls <= 120,
+        "{calls} Redis calls in a second for 100 watchers"
+    );
+    // And they are told: the last in line hears its position go down.
+    let last = streams.last_mut().expect("a stream");
+    let update = tokio::time::timeout(Duration::from_secs(10), last.message())
+        .await
+        .expect("an update within the keepalive")
+        .expect("the stream")
+        .expect("an update");
+    assert!(update.position < 100, "{update:?}");
+}
+
 #[tokio::test]
 async fn nobody_is_let_through_before_the_opening_time() {
     let (world, mut room) = world().await;
@@ -394,7 +777,7 @@ async fn nobody_is_let_through_before_the_opening_time() {
     let status = join(&mut room, &user, &sale.event_id)
         .await
         .expect("joining");
-    assert_eq!((status.join_number, status.position), (1, 1));
+    assert_eq!(status.state, pb::WaitingRoomState::PreQueue as i32);
     let wait = status.estimated_wait.expect("an estimate");
     assert!(wait.seconds >= 1 || wait.nanos >= 500_000_000, "{wait:?}");
     let updates =
@@ -402,8 +785,10 @@ async fn nobody_is_let_through_before_the_opening_time() {
     assert!(now_ms() + 30 >= opens, "admitted before the room opened");
     assert_eq!(
         updates.first().map(|u| u.state),
-        Some(pb::WaitingRoomState::Waiting as i32)
+        Some(pb::WaitingRoomState::PreQueue as i32)
     );
+    // The only early joiner drew place 1.
+    assert_eq!(updates.last().map(|u| u.join_number), Some(1));
 }
 
 #[tokio::test]
@@ -482,6 +867,7 @@ async fn bad_input_unknown_events_and_non_admins_are_refused() {
         enabled,
         admission_rate_per_second: rate,
         open_time,
+        max_active_shoppers: 0,
     };
     let refused = room
         .configure_waiting_room(as_caller(
@@ -496,8 +882,22 @@ async fn bad_input_unknown_events_and_non_admins_are_refused() {
         .await
         .expect_err("nobody configuring");
     assert_eq!(refused.code(), Code::Unauthenticated);
+    // Reading the room (its seed, its counters) is for admins too.
+    let refused = room
+        .get_waiting_room(as_caller(
+            &customer(),
+            pb::GetWaitingRoomRequest {
+                event_id: sale.event_id.clone(),
+            },
+        ))
+        .await
+        .expect_err("a customer reading the room");
+    assert_eq!(refused.code(), Code::PermissionDenied);
 
+    let mut over_cap = request(&sale.event_id, true, 10, None);
+    over_cap.max_active_shoppers = 1_000_001;
     for (bad, field) in [
+        (over_cap, "max_active_shoppers"),
         (request("not-a-uuid", true, 10, None), "event_id"),
         (request("", true, 10, None), "event_id"),
         (

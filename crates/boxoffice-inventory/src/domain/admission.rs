@@ -24,6 +24,23 @@ pub struct RoomSettings {
     pub rate: u32,
     /// 0: admission starts when the room is turned on.
     pub opens_ms: i64,
+    /// Most admitted shoppers at once (admitted, not yet done: bought,
+    /// released or expired); 0 for no cap.
+    pub max_active: u32,
+}
+
+/// Highest cap on active shoppers an admin may set.
+pub const MAX_ACTIVE_SHOPPERS: u32 = 1_000_000;
+
+/// How fast the line moves, in admissions per 1,000 seconds: the measured
+/// pace once there is one (the cap and departures, not only the rate, set
+/// it), the configured rate before.
+pub fn pace_per_kilosecond(rate: u64, measured_per_kilosecond: u64) -> u64 {
+    if measured_per_kilosecond > 0 {
+        measured_per_kilosecond
+    } else {
+        rate.saturating_mul(1_000)
+    }
 }
 
 /// Why a token was refused.
@@ -34,6 +51,10 @@ pub enum AdmissionRefusal {
     /// Garbled, forged, or issued to another user or for another event.
     Invalid,
     Expired,
+    /// A genuine, unexpired token whose admission is over: its holder
+    /// bought, released, or let the admission run out (one hold sequence
+    /// per admission).
+    Used,
 }
 
 /// What a hold request's token proves once its signature is checked: the
@@ -171,11 +192,11 @@ pub struct Standing {
 }
 
 impl Standing {
-    /// `rate` is people per second (at least 1 while the room is on).
-    pub fn new(join_number: u64, admitted: u64, rate: u64, opens_ms: i64, now_ms: i64) -> Self {
+    /// `pace` is admissions per 1,000 seconds (see `pace_per_kilosecond`).
+    pub fn new(join_number: u64, admitted: u64, pace: u64, opens_ms: i64, now_ms: i64) -> Self {
         let position = join_number.saturating_sub(admitted);
         let until_open = (opens_ms - now_ms).max(0);
-        let queued_ms = position.saturating_mul(1_000) / rate.max(1);
+        let queued_ms = position.saturating_mul(1_000_000) / pace.max(1);
         Self {
             join_number,
             position,
@@ -259,13 +280,17 @@ mod tests {
 
     #[test]
     fn standings_count_down_to_admission() {
-        let waiting = Standing::new(10, 4, 2, 0, 1_000);
+        let waiting = Standing::new(10, 4, pace_per_kilosecond(2, 0), 0, 1_000);
         assert_eq!(waiting.position, 6);
         assert_eq!(waiting.estimated_wait_ms, 3_000);
         assert!(!waiting.admitted());
-        let before_opening = Standing::new(1, 0, 10, 5_000, 1_000);
+        // The cap holds the line to half a person a second: the estimate
+        // follows the measured pace, not the configured rate.
+        let capped = Standing::new(10, 4, pace_per_kilosecond(2, 500), 0, 1_000);
+        assert_eq!(capped.estimated_wait_ms, 12_000);
+        let before_opening = Standing::new(1, 0, pace_per_kilosecond(10, 0), 5_000, 1_000);
         assert_eq!(before_opening.estimated_wait_ms, 4_100);
-        let through = Standing::new(3, 7, 2, 0, 1_000);
+        let through = Standing::new(3, 7, 2_000, 0, 1_000);
         assert!(through.admitted());
         assert_eq!(through.estimated_wait_ms, 0);
     }

@@ -55,6 +55,8 @@ pub struct EventForSale {
     pub venue_id: Uuid,
     pub status: CatalogStatus,
     pub on_sale_time: Option<DateTime<Utc>>,
+    /// When the event ends (its end time, else its start time).
+    pub ends_at: Option<DateTime<Utc>>,
     /// The catalog's version: a replayed or older snapshot changes nothing.
     pub version: i64,
     pub tiers: Vec<Tier>,

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod best_available;
 pub(crate) mod bitmap;
 pub(crate) mod changes;
+pub mod draw;
 pub mod layout;
 
 use std::collections::HashSet;
@@ -16,6 +17,7 @@ pub use admission::RoomSettings;
 pub use best_available::{BestAvailableQuery, best_available, best_available_ranked};
 pub use bitmap::SeatBitmap;
 pub use changes::{Change, ChangeKind, ChangesOutcome};
+pub use draw::{DrawSeed, draw_order};
 pub use layout::{
     CatalogStatus, EventForSale, SaleLayout, SaleRow, SaleSection, Tier, TierPrice, VenueLayout,
     VenueSection,
@@ -35,6 +37,8 @@ pub struct EventTruth {
     pub sold: SeatBitmap,
     /// The waiting room's settings, if an admin ever configured one.
     pub room: Option<RoomSettings>,
+    /// When the room's Redis state expires (Unix ms; 0: never).
+    pub room_expires_ms: i64,
 }
 
 /// Milliseconds since the epoch (Redis server time) as a time; out of

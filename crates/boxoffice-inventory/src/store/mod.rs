@@ -44,6 +44,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "available_tickets",
         sql: include_str!("migrations/0006_available_tickets.sql"),
     },
+    Migration {
+        version: 7,
+        name: "fair_waiting_room",
+        sql: include_str!("migrations/0007_fair_waiting_room.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "inventory";

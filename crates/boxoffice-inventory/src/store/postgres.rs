@@ -28,8 +28,8 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::domain::{
-    CatalogStatus, EventForSale, EventTruth, HoldRef, RoomSettings, SaleLayout, SeatBitmap,
-    VenueLayout,
+    CatalogStatus, DrawSeed, EventForSale, EventTruth, HoldRef, RoomSettings, SaleLayout,
+    SeatBitmap, VenueLayout,
 };
 use crate::error::InventoryError;
 use boxoffice_runtime::postgres::DbError;
@@ -92,7 +92,7 @@ async fn room_of(
 ) -> Result<Option<RoomSettings>> {
     Ok(client
         .query_opt(
-            "SELECT enabled, rate, opens_ms FROM inventory.waiting_rooms WHERE event_id = $1",
+            "SELECT enabled, rate, opens_ms, max_active FROM inventory.waiting_rooms WHERE event_id = $1",
             &[&event_id],
         )
         .await?
@@ -100,7 +100,19 @@ async fn room_of(
             enabled: row.get("enabled"),
             rate: row.get::<_, i32>("rate").max(0) as u32,
             opens_ms: row.get("opens_ms"),
+            max_active: row.get::<_, i32>("max_active").max(0) as u32,
         }))
+}
+
+/// How long a room's Redis state outlives its event.
+const ROOM_AFTER_EVENT: chrono::Duration = chrono::Duration::days(1);
+
+/// When a room's Redis state expires (Unix ms), 0 when the event's end is
+/// unknown.
+fn room_expiry(ends_at: Option<DateTime<Utc>>) -> i64 {
+    ends_at.map_or(0, |ends| {
+        (ends + ROOM_AFTER_EVENT).timestamp_millis().max(1)
+    })
 }
 
 fn seat_array(seats: &[u32]) -> Vec<i32> {
@@ -153,7 +165,7 @@ impl TicketStore {
         let client = self.pool.get().await?;
         let Some(event) = client
             .query_opt(
-                "SELECT status, on_sale_time, seat_count FROM inventory.events WHERE event_id = $1",
+                "SELECT status, on_sale_time, seat_count, ends_at FROM inventory.events WHERE event_id = $1",
                 &[&event_id],
             )
             .await?
@@ -174,6 +186,7 @@ impl TicketStore {
             seat_count: event.get::<_, i32>("seat_count") as u32,
             sold: SeatBitmap::with_seats(seats_of(&sold)),
             room,
+            room_expires_ms: room_expiry(event.get("ends_at")),
         }))
     }
 
@@ -186,19 +199,108 @@ impl TicketStore {
     /// recreated from after it loses it).
     pub async fn save_room(&self, event_id: Uuid, room: RoomSettings) -> Result<()> {
         let rate = i32::try_from(room.rate).unwrap_or(i32::MAX);
+        let max_active = i32::try_from(room.max_active).unwrap_or(i32::MAX);
         self.pool
             .get()
             .await?
             .execute(
-                "INSERT INTO inventory.waiting_rooms (event_id, enabled, rate, opens_ms)
-                 VALUES ($1, $2, $3, $4)
+                "INSERT INTO inventory.waiting_rooms (event_id, enabled, rate, opens_ms, max_active)
+                 VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (event_id) DO UPDATE
                  SET enabled = EXCLUDED.enabled, rate = EXCLUDED.rate, opens_ms = EXCLUDED.opens_ms,
-                     updated_at = now()",
-                &[&event_id, &room.enabled, &rate, &room.opens_ms.max(0)],
+                     max_active = EXCLUDED.max_active, updated_at = now()",
+                &[
+                    &event_id,
+                    &room.enabled,
+                    &rate,
+                    &room.opens_ms.max(0),
+                    &max_active,
+                ],
             )
             .await?;
         Ok(())
+    }
+
+    /// When the event's room state may leave Redis (Unix ms; 0: unknown).
+    pub async fn room_expiry_ms(&self, event_id: Uuid) -> Result<i64> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT ends_at FROM inventory.events WHERE event_id = $1",
+                &[&event_id],
+            )
+            .await?;
+        Ok(room_expiry(row.and_then(|row| row.get("ends_at"))))
+    }
+
+    /// Events on sale with no ticket left to sell (the partial index of
+    /// available tickets answers each in one probe).
+    pub async fn sold_out_events(&self) -> Result<Vec<Uuid>> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT e.event_id FROM inventory.events e
+                 WHERE e.status = 'on_sale' AND NOT EXISTS (
+                     SELECT 1 FROM inventory.tickets t
+                     WHERE t.event_id = e.event_id AND t.status = 'available')",
+                &[],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// The seed of the event's pre-queue draw: `candidate` if this is the
+    /// first draw, else the one stored before (every instance, and a redraw
+    /// after Redis lost the line, uses the same seed). `None` when the room
+    /// was never configured.
+    pub async fn claim_draw_seed(
+        &self,
+        event_id: Uuid,
+        candidate: &DrawSeed,
+    ) -> Result<Option<DrawSeed>> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "UPDATE inventory.waiting_rooms
+                 SET draw_seed = COALESCE(draw_seed, $2), drawn_at = COALESCE(drawn_at, now())
+                 WHERE event_id = $1
+                 RETURNING draw_seed",
+                &[&event_id, &candidate.as_bytes().as_slice()],
+            )
+            .await?;
+        row.map(|row| {
+            DrawSeed::from_bytes(row.get::<_, &[u8]>("draw_seed"))
+                .context("a stored draw seed of the wrong length")
+        })
+        .transpose()
+        .map_err(InventoryError::from)
+    }
+
+    /// The published draw (seed and when it was drawn), once there was one.
+    pub async fn draw(&self, event_id: Uuid) -> Result<Option<(DrawSeed, DateTime<Utc>)>> {
+        let row = self
+            .pool
+            .get()
+            .await?
+            .query_opt(
+                "SELECT draw_seed, drawn_at FROM inventory.waiting_rooms
+                 WHERE event_id = $1 AND draw_seed IS NOT NULL",
+                &[&event_id],
+            )
+            .await?;
+        row.map(|row| {
+            let seed = DrawSeed::from_bytes(row.get::<_, &[u8]>("draw_seed"))
+                .context("a stored draw seed of the wrong length")?;
+            Ok::<_, anyhow::Error>((seed, row.get("drawn_at")))
+        })
+        .transpose()
+        .map_err(InventoryError::from)
     }
 
     pub async fn on_sale_events(&self) -> Result<Vec<Uuid>> {
@@ -723,11 +825,11 @@ pub(crate) async fn apply_catalog_event(
             let row = transaction
                 .query_opt(
                     "INSERT INTO inventory.events
-                         (event_id, venue_id, status, on_sale_time, seat_count, currency_code, layout, catalog_version)
-                     VALUES ($1, $2, 'on_sale', $3, $4, $5, $6, $7)
+                         (event_id, venue_id, status, on_sale_time, seat_count, currency_code, layout, catalog_version, ends_at)
+                     VALUES ($1, $2, 'on_sale', $3, $4, $5, $6, $7, $8)
                      ON CONFLICT (event_id) DO UPDATE
                      SET on_sale_time = EXCLUDED.on_sale_time, catalog_version = EXCLUDED.catalog_version,
-                         updated_at = now()
+                         ends_at = EXCLUDED.ends_at, updated_at = now()
                      WHERE inventory.events.catalog_version < EXCLUDED.catalog_version
                        AND inventory.events.status = 'on_sale'
                      RETURNING (xmax = 0) AS inserted",
@@ -739,6 +841,7 @@ pub(crate) async fn apply_catalog_event(
                         &layout.currency_code,
                         &Json(layout),
                         &event.version,
+                        &event.ends_at,
                     ],
                 )
                 .await?;

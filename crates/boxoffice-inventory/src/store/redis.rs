@@ -22,7 +22,7 @@ use crate::domain::admission::{AdmissionClaim, AdmissionRefusal};
 use crate::domain::{
     Change, ChangeKind, ChangesOutcome, EventTruth, Hold, HoldRef, HoldState, SeatBitmap,
 };
-use crate::store::waiting_room::room_key;
+use crate::store::waiting_room::{active_key, room_key};
 
 /// How long an ended hold's record stays readable (GetHold, idempotent commits).
 const TOMBSTONE_MS: i64 = 60 * 60 * 1000;
@@ -215,11 +215,14 @@ impl HoldStore {
         event_keys(&self.prefix, event_id)
     }
 
-    /// The event's keys and then its waiting room's, for the scripts that
-    /// look at the room (`hold.lua`, `availability.lua`).
+    /// The event's keys and then its waiting room's settings and active
+    /// shoppers, for the scripts that look at the room (`hold.lua`,
+    /// `availability.lua`, `rebuild.lua`) or end holds, which frees an
+    /// active shopper's place (`release.lua`, `mark_sold.lua`).
     fn event_and_room_keys(&self, event_id: Uuid) -> Vec<String> {
         let mut keys = event_keys(&self.prefix, event_id);
         keys.push(room_key(&self.prefix, event_id));
+        keys.push(active_key(&self.prefix, event_id));
         keys
     }
 
@@ -306,6 +309,7 @@ impl HoldStore {
             "ADMISSION_REQUIRED" => HoldOutcome::NotAdmitted(AdmissionRefusal::Missing),
             "ADMISSION_INVALID" => HoldOutcome::NotAdmitted(AdmissionRefusal::Invalid),
             "ADMISSION_EXPIRED" => HoldOutcome::NotAdmitted(AdmissionRefusal::Expired),
+            "ADMISSION_USED" => HoldOutcome::NotAdmitted(AdmissionRefusal::Used),
             "NOMETA" => HoldOutcome::NeedsRebuild,
             other => bail!("hold script answered {other}"),
         })
@@ -389,7 +393,11 @@ impl HoldStore {
             TOMBSTONE_MS.into(),
         ];
         let reply = self
-            .run(&self.scripts.release, self.event_keys(hold.event_id), args)
+            .run(
+                &self.scripts.release,
+                self.event_and_room_keys(hold.event_id),
+                args,
+            )
             .await?;
         Ok(match text(&reply, 0)?.as_str() {
             "OK" => ReleaseOutcome::Released(decode_hold(hold, &text(&reply, 1)?)?),
@@ -453,8 +461,12 @@ impl HoldStore {
             args.push((hold.seats.len() as i64).into());
             args.extend(hold.seats.iter().map(|seat| Value::from(i64::from(*seat))));
         }
-        self.run(&self.scripts.mark_sold, self.event_keys(event_id), args)
-            .await?;
+        self.run(
+            &self.scripts.mark_sold,
+            self.event_and_room_keys(event_id),
+            args,
+        )
+        .await?;
         Ok(())
     }
 
@@ -480,8 +492,12 @@ impl HoldStore {
             TOMBSTONE_MS.into(),
         ];
         args.extend(seats.iter().map(|seat| Value::from(i64::from(*seat))));
-        self.run(&self.scripts.mark_sold, self.event_keys(event_id), args)
-            .await?;
+        self.run(
+            &self.scripts.mark_sold,
+            self.event_and_room_keys(event_id),
+            args,
+        )
+        .await?;
         Ok(())
     }
 
@@ -515,6 +531,8 @@ impl HoldStore {
             .into(),
             i64::from(truth.room.map_or(0, |room| room.rate)).into(),
             truth.room.map_or(0, |room| room.opens_ms).into(),
+            i64::from(truth.room.map_or(0, |room| room.max_active)).into(),
+            truth.room_expires_ms.into(),
         ];
         let reply = self
             .run(
@@ -699,6 +717,7 @@ mod tests {
         let mut keys = event_keys("test-prefix:", event);
         assert_eq!(keys.len(), 8);
         keys.push(room_key("test-prefix:", event));
+        keys.push(active_key("test-prefix:", event));
         let slot = fred::util::redis_keyslot(keys[0].as_bytes());
         assert!(
             keys.iter()

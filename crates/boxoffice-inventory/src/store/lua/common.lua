@@ -6,10 +6,10 @@
 --       4 holds (hash: hold id -> JSON record, kept a while after it ends)
 --       5 live holds by expiry (zset)   6 active holds per owner (hash)
 --       7 change stream   8 ended holds by forget time (zset)
---       9 (hold and availability only, optional) the waiting room (hash,
---         see room_common.lua), under the same hash tag
-local META, HELD, SOLD, HOLDS, EXPIRY, OWNERS, CHANGES, GRAVES, ROOM =
-  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9]
+--       9 (optional) the waiting room (hash, see room_common.lua), under the
+--         same hash tag   10 (with 9) the room's active shoppers (zset)
+local META, HELD, SOLD, HOLDS, EXPIRY, OWNERS, CHANGES, GRAVES, ROOM, ACTIVE =
+  KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10]
 
 -- Redis server time in milliseconds: every instance agrees on it.
 local function now_ms()
@@ -39,6 +39,11 @@ local function end_hold(id, record, state, kind, now, grave_ms, maxlen)
   redis.call('ZADD', GRAVES, now + grave_ms, id)
   if redis.call('HINCRBY', OWNERS, record.o, -1) <= 0 then
     redis.call('HDEL', OWNERS, record.o)
+    -- The owner's hold sequence is over (bought, released or run out): their
+    -- admission ends and frees its place among the active shoppers.
+    if ACTIVE then
+      redis.call('ZREM', ACTIVE, record.o)
+    end
   end
   local cursor = append_change(kind, record.s, maxlen)
   return encoded, cursor

@@ -8,8 +8,12 @@
 -- this expiry.
 -- ARGV: hold id, owner, ttl ms, max holds per owner, stream maxlen,
 --       tombstone ms, total price minor, currency, seat..., and last, when
---       the room key (KEYS[9]) is given, the admission token as Rust found
---       it: 'none', 'invalid' or its expiry in ms (the signature is checked).
+--       the room keys (KEYS[9], KEYS[10]) are given, the admission token as
+--       Rust found it: 'none', 'invalid' or its expiry in ms (the signature
+--       is checked). While the room is on, the owner must also still be an
+--       active shopper: an admission serves one hold sequence, which ends
+--       when the owner has no live hold left after buying, releasing or
+--       letting holds expire.
 local id, owner = ARGV[1], ARGV[2]
 local ttl, max_holds = tonumber(ARGV[3]), tonumber(ARGV[4])
 local maxlen, grave_ms = ARGV[5], tonumber(ARGV[6])
@@ -21,7 +25,8 @@ if redis.call('EXISTS', META) == 0 then
   return {'NOMETA'}
 end
 local now = now_ms()
-if room_enabled() then
+local room_on = room_enabled()
+if room_on then
   local admission = ARGV[#ARGV]
   if admission == 'none' then
     return {'ADMISSION_REQUIRED'}
@@ -32,6 +37,9 @@ if room_enabled() then
   end
   if expires_ms <= now then
     return {'ADMISSION_EXPIRED'}
+  end
+  if tonumber(redis.call('ZSCORE', ACTIVE, owner) or '0') <= now then
+    return {'ADMISSION_USED'}
   end
 end
 drop_expired(now, grave_ms, maxlen, 100)
@@ -71,5 +79,9 @@ local encoded = cjson.encode(record)
 redis.call('HSET', HOLDS, id, encoded)
 redis.call('ZADD', EXPIRY, expires, id)
 redis.call('HINCRBY', OWNERS, owner, 1)
+if room_on then
+  -- An active shopper's place lasts at least as long as their hold.
+  redis.call('ZADD', ACTIVE, 'GT', expires, owner)
+end
 local cursor = append_change('h', seats, maxlen)
 return {'OK', encoded, cursor, first}

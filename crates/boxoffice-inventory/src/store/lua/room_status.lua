@@ -1,15 +1,19 @@
 -- room_status: where a user stands, advancing admission first.
--- ARGV: user id
--- Returns {'OFF'}, {'OUT', now} (not in line) or
--- {'IN', join number, admitted, rate, opens_ms, now}.
-local user = ARGV[1]
+-- ARGV: user id, admission ttl ms
+-- Returns {'OFF', now}, {'OUT', now} (not in line), the pre-queue's
+-- {'EARLY', opens_ms, now, draw due 0/1, rate} or
+-- {'IN', join number, admitted, rate, opens_ms, now, pace, admission end}.
+local user, ttl = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
-local enabled, rate, opens, joined, admitted = advance(now)
-if not enabled then
+local s = advance(now, ttl)
+if not s.enabled then
   return {'OFF', now}
 end
 local place = redis.call('ZSCORE', LINE, user)
-if not place then
-  return {'OUT', now}
+if place then
+  return in_line(user, tonumber(place), s, now)
 end
-return {'IN', tonumber(place), admitted, rate, opens, now}
+if redis.call('ZSCORE', PRE, user) then
+  return early(s, now)
+end
+return {'OUT', now}
