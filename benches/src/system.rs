@@ -131,6 +131,7 @@ impl BenchSystem {
                 inventory,
                 checkout,
                 demo_data: true,
+                notify: None,
             },
             shutdown.clone(),
         )

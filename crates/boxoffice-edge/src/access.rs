@@ -160,6 +160,19 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
             ],
         ),
         route(
+            // Served beside accounts (a user's preferences; see
+            // ARCHITECTURE.md, boxoffice-notify).
+            "boxoffice.notify.v1.NotificationService",
+            "accounts",
+            Internal,
+            &[
+                ("GetNotificationPreferences", User),
+                ("UpdateNotificationPreferences", User),
+                // The signed token from the mail is the credential.
+                ("Unsubscribe", Public),
+            ],
+        ),
+        route(
             "boxoffice.accounts.v1.AccountsService",
             "accounts",
             Internal,

@@ -20,6 +20,7 @@ mod harness;
 mod inventory;
 mod inventory_cluster;
 mod mesh;
+mod notify;
 mod search;
 mod sessions;
 mod social_login;
