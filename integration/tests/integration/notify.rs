@@ -102,9 +102,10 @@ impl SmtpServer {
         self.mails()
             .into_iter()
             .filter(|mail| {
-                mail["to"]
-                    .as_array()
-                    .is_some_and(|to| to.iter().any(|a| a == address))
+                mail["to"].as_array().is_some_and(|to| {
+                    to.iter()
+                        .any(|a| a.as_str().is_some_and(|a| a.eq_ignore_ascii_case(address)))
+                })
             })
             .collect()
     }
@@ -339,6 +340,7 @@ async fn a_cancellation_mails_the_cancellation_and_the_refund() {
             &buyer,
             checkout_pb::CancelBookingRequest {
                 name: booking.name.clone(),
+                idempotency_key: String::new(),
             },
         ))
         .await
