@@ -17,6 +17,8 @@ use base64::Engine as _;
 use boxoffice_accounts::server::{DEMO_ADMIN_EMAIL, DEMO_PASSWORD};
 use boxoffice_contracts::accounts::v1 as accounts_pb;
 use boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient;
+use boxoffice_contracts::catalog::v1 as catalog_pb;
+use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
 use boxoffice_contracts::checkout::v1 as checkout_pb;
 use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use boxoffice_contracts::checkout::v1::door_service_client::DoorServiceClient;
@@ -34,6 +36,7 @@ use uuid::Uuid;
 
 use crate::edge_world::{login, with_token};
 use crate::harness::eventually;
+use crate::inventory::timestamp;
 use crate::system_world::{SystemWorld, standing_event_on_sale, vars};
 
 /// A running SMTP server storing what it receives in its own folder;
@@ -41,7 +44,7 @@ use crate::system_world::{SystemWorld, standing_event_on_sale, vars};
 struct SmtpServer {
     addr: SocketAddr,
     dir: tempfile::TempDir,
-    process: tokio::process::Child,
+    _process: tokio::process::Child,
 }
 
 impl SmtpServer {
@@ -86,7 +89,11 @@ impl SmtpServer {
             .expect("an address");
         // It logs every message: keep reading so it never blocks.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        Self { addr, dir, process }
+        Self {
+            addr,
+            dir,
+            _process: process,
+        }
     }
 
     fn url(&self) -> String {
@@ -626,5 +633,206 @@ async fn preferences_are_the_callers_own_and_unsubscribe_checks_its_token() {
             .into_inner()
             .marketing
     );
+    world.stop().await;
+}
+
+/// The unsubscribe token in a marketing mail's text link.
+fn unsubscribe_token(mail: &Value) -> String {
+    let text = mail["text"].as_str().expect("a text body");
+    let (_, rest) = text.split_once("token=").expect("an unsubscribe link");
+    rest.split_whitespace().next().expect("a token").to_owned()
+}
+
+#[tokio::test]
+async fn holders_hear_of_changes_and_fans_of_new_events_unless_they_opted_out() {
+    let smtp = SmtpServer::start().await;
+    let notify = NotifyConfig::development(&smtp.url()).expect("notify configuration");
+    let world = SystemWorld::start_with_notify("notifyfans", &[], Some(notify)).await;
+    let edge = world.edge().await;
+    let mut accounts = AccountsServiceClient::new(edge.clone());
+    let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let mut catalog = CatalogServiceClient::new(edge.clone());
+    let performer = catalog
+        .create_performer(with_token(
+            &admin,
+            catalog_pb::CreatePerformerRequest {
+                performer: Some(catalog_pb::Performer {
+                    name: "The Regulars".into(),
+                    genre: "rock".into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("creating a performer")
+        .into_inner();
+    let first = standing_event_on_sale(&edge, &admin, "Brudenell", "First Night", 10).await;
+    let mask = |paths: &[&str]| prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    };
+    catalog
+        .update_event(with_token(
+            &admin,
+            catalog_pb::UpdateEventRequest {
+                event: Some(catalog_pb::Event {
+                    id: first.id.clone(),
+                    performer_ids: vec![performer.id.clone()],
+                    ..Default::default()
+                }),
+                update_mask: Some(mask(&["performer_ids"])),
+            },
+        ))
+        .await
+        .expect("naming the performer");
+    let (ann_email, ann) = register(&mut accounts, "Ann").await;
+    let (bob_email, bob) = register(&mut accounts, "Bob").await;
+    buy(&edge, &ann, &first.id, 1).await;
+    buy(&edge, &bob, &first.id, 1).await;
+    wait_for_mails(&smtp, &ann_email, 1).await;
+    wait_for_mails(&smtp, &bob_email, 1).await;
+    NotificationServiceClient::new(edge.clone())
+        .update_notification_preferences(with_token(
+            &bob,
+            notify_pb::UpdateNotificationPreferencesRequest {
+                preferences: Some(notify_pb::NotificationPreferences { marketing: false }),
+            },
+        ))
+        .await
+        .expect("bob opts out of marketing");
+
+    // The event moves a day: both holders hear of it.
+    catalog
+        .update_event(with_token(
+            &admin,
+            catalog_pb::UpdateEventRequest {
+                event: Some(catalog_pb::Event {
+                    id: first.id.clone(),
+                    start_time: Some(timestamp(31)),
+                    end_time: Some(timestamp(32)),
+                    ..Default::default()
+                }),
+                update_mask: Some(mask(&["start_time", "end_time"])),
+            },
+        ))
+        .await
+        .expect("moving the event");
+    for email in [&ann_email, &bob_email] {
+        let mails = wait_for_mails(&smtp, email, 2).await;
+        assert_eq!(mails[1]["subject"], "First Night has changed");
+    }
+
+    // A new event by the same performer: Ann, a fan, hears of it with an
+    // unsubscribe link; Bob, who opted out, does not.
+    let venue = catalog
+        .get_venue(catalog_pb::GetVenueRequest {
+            id: first.venue_id.clone(),
+        })
+        .await
+        .expect("the venue")
+        .into_inner();
+    let second = catalog
+        .create_event(with_token(
+            &admin,
+            catalog_pb::CreateEventRequest {
+                event: Some(catalog_pb::Event {
+                    title: "Second Night".into(),
+                    category: catalog_pb::Category::Concert as i32,
+                    venue_id: venue.id.clone(),
+                    performer_ids: vec![performer.id.clone()],
+                    start_time: Some(timestamp(60)),
+                    end_time: Some(timestamp(61)),
+                    price_tiers: vec![catalog_pb::PriceTier {
+                        name: "Floor".into(),
+                        price: Some(catalog_pb::Money {
+                            currency_code: "GBP".into(),
+                            amount_minor: 3_000,
+                        }),
+                        section_ids: vec![venue.sections[0].id.clone()],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("creating the second event")
+        .into_inner();
+    catalog
+        .publish_event(with_token(
+            &admin,
+            catalog_pb::PublishEventRequest {
+                id: second.id.clone(),
+            },
+        ))
+        .await
+        .expect("publishing it");
+    let mails = wait_for_mails(&smtp, &ann_email, 3).await;
+    let news = &mails[2];
+    assert_eq!(news["subject"], "New: Second Night");
+    assert!(news["headers"].get("list-unsubscribe").is_some(), "{news}");
+    // Recorded in one transaction with Ann's: Bob's would be there by now.
+    let store = world
+        .system
+        .notify
+        .as_ref()
+        .expect("notifications run")
+        .store()
+        .clone();
+    let bob_id = Uuid::parse_str(
+        &accounts
+            .get_me(with_token(&bob, accounts_pb::GetMeRequest {}))
+            .await
+            .expect("bob's profile")
+            .into_inner()
+            .id,
+    )
+    .expect("a user id");
+    let kinds: Vec<String> = store
+        .messages_of(bob_id)
+        .await
+        .expect("bob's messages")
+        .into_iter()
+        .map(|message| message.kind)
+        .collect();
+    assert_eq!(kinds, ["booking_confirmed", "event_changed"]);
+
+    // Ann's link unsubscribes Ann, without a login.
+    let answer = NotificationServiceClient::new(edge.clone())
+        .unsubscribe(notify_pb::UnsubscribeRequest {
+            token: unsubscribe_token(news),
+        })
+        .await
+        .expect("the mail's link works")
+        .into_inner();
+    assert!(!answer.marketing);
+
+    // A cancellation is ticket mail: both hear of it, opted out or not.
+    catalog
+        .cancel_event(with_token(
+            &admin,
+            catalog_pb::CancelEventRequest {
+                id: first.id.clone(),
+                reason: "the band is ill".into(),
+            },
+        ))
+        .await
+        .expect("cancelling the first event");
+    for email in [&ann_email, &bob_email] {
+        eventually(Duration::from_secs(30), "the cancellation mail", || {
+            let mails = smtp.mails_to(email);
+            async move {
+                mails
+                    .iter()
+                    .any(|mail| {
+                        mail["subject"] == "First Night is cancelled"
+                            && mail["text"]
+                                .as_str()
+                                .is_some_and(|text| text.contains("the band is ill"))
+                    })
+                    .then_some(())
+            }
+        })
+        .await;
+    }
     world.stop().await;
 }
