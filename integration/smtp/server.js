@@ -36,6 +36,8 @@ async function store(raw, session) {
     to: session.envelope.rcptTo.map((rcpt) => rcpt.address),
     message_id: parsed.messageId || '',
     subject: parsed.subject || '',
+    // Every header line as sent, e.g. "List-Unsubscribe: <https://…>".
+    header_lines: parsed.headerLines.map((header) => header.line),
     headers: Object.fromEntries([...parsed.headers].map(([key, value]) => [key, typeof value === 'string' ? value : JSON.stringify(value)])),
     text: parsed.text || '',
     html: typeof parsed.html === 'string' ? parsed.html : '',

@@ -220,6 +220,15 @@ async fn buy(edge: &Channel, token: &str, event_id: &str, quantity: u32) -> chec
     confirmed
 }
 
+/// A header's value as sent (the first line of it).
+fn header(mail: &Value, name: &str) -> Option<String> {
+    mail["header_lines"].as_array()?.iter().find_map(|line| {
+        let (key, value) = line.as_str()?.split_once(':')?;
+        key.eq_ignore_ascii_case(name)
+            .then(|| value.trim().to_owned())
+    })
+}
+
 /// The ticket codes a confirmation's text lists ("- label: code").
 fn codes_in(mail: &Value) -> Vec<String> {
     mail["text"]
@@ -277,7 +286,7 @@ async fn a_purchase_mails_one_confirmation_whose_codes_pass_the_door() {
         assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
     assert!(
-        mail["headers"].get("list-unsubscribe").is_none(),
+        header(mail, "List-Unsubscribe").is_none(),
         "ticket mail has no unsubscribe"
     );
 
@@ -769,7 +778,8 @@ async fn holders_hear_of_changes_and_fans_of_new_events_unless_they_opted_out() 
     let mails = wait_for_mails(&smtp, &ann_email, 3).await;
     let news = &mails[2];
     assert_eq!(news["subject"], "New: Second Night");
-    assert!(news["headers"].get("list-unsubscribe").is_some(), "{news}");
+    let link = header(news, "List-Unsubscribe").expect("List-Unsubscribe on marketing mail");
+    assert!(link.contains("/unsubscribe?token="), "{link}");
     // Recorded in one transaction with Ann's: Bob's would be there by now.
     let store = world
         .system
