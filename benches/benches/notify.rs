@@ -151,6 +151,7 @@ async fn start_smtp(dir: &std::path::Path) -> anyhow::Result<(tokio::process::Ch
         .current_dir(&code)
         .env("SMTP_LISTEN", "127.0.0.1:0")
         .env("MAIL_DIR", dir)
+        .env("SMTP_PARSE", "off")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

@@ -4,7 +4,7 @@
 // headers, subject, text, html, attachments in base64).
 //
 // Environment: SMTP_LISTEN ("127.0.0.1:2525"; port 0 picks one), MAIL_DIR
-// (required). Prints "listening on 127.0.0.1:PORT" once it accepts
+// (required), SMTP_PARSE=off to keep only the .eml files. Prints "listening on 127.0.0.1:PORT" once it accepts
 // connections.
 //
 // Fault injection for the crash tests: while the file MAIL_DIR/.hold
@@ -27,10 +27,18 @@ let counter = fs.readdirSync(mailDir).filter((name) => name.endsWith('.json')).l
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// SMTP_PARSE=off (benchmarks): keep only the .eml, so the server's own
+// parsing is not what is measured.
+const parse = process.env.SMTP_PARSE !== 'off';
+
 async function store(raw, session) {
-  const parsed = await simpleParser(raw);
   counter += 1;
   const name = String(counter).padStart(6, '0');
+  if (!parse) {
+    fs.writeFileSync(path.join(mailDir, `${name}.eml`), raw);
+    return { message_id: '', to: session.envelope.rcptTo.map((rcpt) => rcpt.address), subject: '' };
+  }
+  const parsed = await simpleParser(raw);
   const record = {
     from: session.envelope.mailFrom && session.envelope.mailFrom.address,
     to: session.envelope.rcptTo.map((rcpt) => rcpt.address),
@@ -68,7 +76,9 @@ const server = new SMTPServer({
     stream.on('end', async () => {
       try {
         const record = await store(Buffer.concat(chunks), session);
-        console.log(`stored ${record.message_id} to ${record.to.join(',')}: ${record.subject}`);
+        if (parse) {
+          console.log(`stored ${record.message_id} to ${record.to.join(',')}: ${record.subject}`);
+        }
         while (fs.existsSync(path.join(mailDir, '.hold'))) {
           await sleep(20);
         }

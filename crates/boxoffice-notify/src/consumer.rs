@@ -7,6 +7,7 @@
 //! checkout (as the booking's owner) before the transaction: a checkout
 //! that cannot be reached holds the stream back rather than losing a mail.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use boxoffice_contracts::checkout::v1 as checkout_pb;
@@ -185,6 +186,19 @@ impl NotifyHandler {
             checkout,
             wake,
         }
+    }
+
+    /// Which of `ids` this group has already applied.
+    async fn processed(&self, ids: &[Uuid]) -> anyhow::Result<HashSet<Uuid>> {
+        let client = self.pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT event_id FROM notify.event_processed
+                  WHERE consumer_group = $1 AND event_id = ANY($2)",
+                &[&GROUP, &ids],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
     /// The booking's tickets with their codes, read as its owner sees
@@ -374,10 +388,18 @@ impl Handler for NotifyHandler {
             }
         }
         // Ticket codes come from checkout, before the transaction (a slow
-        // checkout must not hold a database connection in a transaction).
+        // checkout must not hold a database connection in a transaction),
+        // and only for events not handled before: a replayed batch asks
+        // checkout nothing (the transaction below decides for good).
+        let ids: Vec<Uuid> = changes.iter().map(|(id, _)| *id).collect();
+        let seen = self
+            .processed(&ids)
+            .await
+            .map_err(HandleError::Unavailable)?;
         let wanted: Vec<(usize, Uuid, Uuid)> = changes
             .iter()
             .enumerate()
+            .filter(|(_, (event_id, _))| !seen.contains(event_id))
             .filter_map(|(index, (_, change))| match change {
                 Change::Confirmed {
                     booking_id,
@@ -403,7 +425,6 @@ impl Handler for NotifyHandler {
                 Err(FetchError::Failed(error)) => return Err(HandleError::Failed { index, error }),
             }
         }
-        let ids: Vec<Uuid> = changes.iter().map(|(id, _)| *id).collect();
         let recorded = async {
             let mut client = self.pool.get().await?;
             let transaction = client.transaction().await?;

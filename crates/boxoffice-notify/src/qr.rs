@@ -19,22 +19,25 @@ pub fn png(text: &str) -> anyhow::Result<Vec<u8>> {
     let modules = code.width();
     let colors = code.to_colors();
     let side = (modules + 2 * QUIET_ZONE) * SCALE;
+    // Every pixel row of a module row is the same: draw it once, repeat it.
     let mut raw = Vec::with_capacity(side * (side + 1));
-    for y in 0..side {
-        raw.push(0u8); // filter: none
-        let module_y = (y / SCALE).checked_sub(QUIET_ZONE);
-        for x in 0..side {
-            let module_x = (x / SCALE).checked_sub(QUIET_ZONE);
-            let dark = match (module_x, module_y) {
-                (Some(mx), Some(my)) if mx < modules && my < modules => {
-                    colors[my * modules + mx] == Color::Dark
+    let mut row = vec![255u8; side + 1];
+    row[0] = 0; // filter: none
+    for module_y in 0..modules + 2 * QUIET_ZONE {
+        row[1..].fill(255);
+        if let Some(y) = module_y.checked_sub(QUIET_ZONE).filter(|y| *y < modules) {
+            for x in 0..modules {
+                if colors[y * modules + x] == Color::Dark {
+                    let start = 1 + (x + QUIET_ZONE) * SCALE;
+                    row[start..start + SCALE].fill(0);
                 }
-                _ => false,
-            };
-            raw.push(if dark { 0 } else { 255 });
+            }
+        }
+        for _ in 0..SCALE {
+            raw.extend_from_slice(&row);
         }
     }
-    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(&raw).context("compressing a QR image")?;
     let compressed = encoder.finish().context("compressing a QR image")?;
     let side = u32::try_from(side).context("a QR image this large")?;
@@ -85,6 +88,24 @@ mod tests {
             image.ends_with(&[0xae, 0x42, 0x60, 0x82]),
             "IEND's CRC closes the file"
         );
+        // The pixels: the quiet zone is white, the finder pattern's corner
+        // (module 0,0) black, scaled SCALE times.
+        let data_length = u32::from_be_bytes(image[33..37].try_into().expect("4 bytes")) as usize;
+        assert_eq!(&image[37..41], b"IDAT");
+        let mut pixels = Vec::new();
+        std::io::Read::read_to_end(
+            &mut flate2::read::ZlibDecoder::new(&image[41..41 + data_length]),
+            &mut pixels,
+        )
+        .expect("inflates");
+        let stride = width as usize + 1;
+        assert_eq!(pixels.len(), stride * height as usize);
+        let pixel = |x: usize, y: usize| pixels[y * stride + 1 + x];
+        assert_eq!(pixel(0, 0), 255);
+        let corner = QUIET_ZONE * SCALE;
+        assert_eq!(pixel(corner, corner), 0);
+        assert_eq!(pixel(corner + SCALE - 1, corner + SCALE - 1), 0);
+        assert_eq!(pixel(corner - 1, corner), 255);
         // The same code always draws the same image.
         assert_eq!(png(&code).expect("encodes"), image);
     }

@@ -203,21 +203,23 @@ impl Sender {
                 self.tokens.token(message.user_id)
             )
         });
-        let rendered = render(&facts, &recipient.display_name, unsubscribe.as_deref());
-        let tickets = match &facts {
-            Facts::BookingConfirmed { tickets, .. } => tickets.as_slice(),
-            _ => &[],
-        };
-        let email = match crate::mail::build(
-            &self.config.from,
-            to,
-            id,
-            &rendered,
-            tickets,
-            unsubscribe.as_deref(),
-        ) {
-            Ok(email) => email,
-            Err(error) => return self.give_up(id, "failed", format!("{error:#}")),
+        // Templates, QR images and MIME encoding are CPU work: off the
+        // async threads.
+        let from = self.config.from.clone();
+        let name = recipient.display_name.clone();
+        let built = tokio::task::spawn_blocking(move || {
+            let rendered = render(&facts, &name, unsubscribe.as_deref());
+            let tickets = match &facts {
+                Facts::BookingConfirmed { tickets, .. } => tickets.as_slice(),
+                _ => &[],
+            };
+            crate::mail::build(&from, to, id, &rendered, tickets, unsubscribe.as_deref())
+        })
+        .await;
+        let email = match built {
+            Ok(Ok(email)) => email,
+            Ok(Err(error)) => return self.give_up(id, "failed", format!("{error:#}")),
+            Err(error) => return self.give_up(id, "failed", format!("rendering: {error}")),
         };
         match self.mailer.send(email).await {
             Ok(_) => {

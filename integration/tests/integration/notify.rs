@@ -846,3 +846,120 @@ async fn holders_hear_of_changes_and_fans_of_new_events_unless_they_opted_out() 
     }
     world.stop().await;
 }
+
+#[tokio::test]
+async fn a_replayed_stream_mails_nothing_again() {
+    // Idempotent by event id: the group read from the very start again
+    // (its checkpoints forgotten, as after losing them) records no message
+    // twice and asks checkout nothing (it is not even reachable now).
+    let smtp = SmtpServer::start().await;
+    let notify = NotifyConfig::development(&smtp.url()).expect("notify configuration");
+    let world = SystemWorld::start_with_notify("notifyreplay", &[], Some(notify)).await;
+    let edge = world.edge().await;
+    let mut accounts = AccountsServiceClient::new(edge.clone());
+    let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let event = standing_event_on_sale(&edge, &admin, "Brudenell", "Encore", 10).await;
+    let (email, buyer) = register(&mut accounts, "Replayed").await;
+    let booking = buy(&edge, &buyer, &event.id, 1).await;
+    let buyer_id = Uuid::parse_str(&booking.user_id).expect("a user id");
+    wait_for_mails(&smtp, &email, 1).await;
+    let store = world
+        .system
+        .notify
+        .as_ref()
+        .expect("notifications run")
+        .store()
+        .clone();
+    eventually(Duration::from_secs(10), "the mail recorded as sent", || {
+        let store = store.clone();
+        async move {
+            let states = store.messages_of(buyer_id).await.ok()?;
+            (states.len() == 1 && states[0].status == "sent").then_some(())
+        }
+    })
+    .await;
+
+    // Everything stops; the database stays.
+    let SystemWorld {
+        db,
+        system,
+        shutdown,
+        prefix,
+        ..
+    } = world;
+    let pool = system.pool.clone();
+    shutdown.trigger();
+    tokio::time::timeout(Duration::from_secs(30), system.wait())
+        .await
+        .expect("the system stops within its grace period")
+        .expect("the system stops cleanly");
+    let client = pool.get().await.expect("a connection");
+    let positions = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, i64)> {
+        rows.iter().map(|row| (row.get(0), row.get(1))).collect()
+    };
+    let before = positions(
+        client
+            .query(
+                "SELECT stream, position FROM notify.event_checkpoints ORDER BY stream",
+                &[],
+            )
+            .await
+            .expect("checkpoints"),
+    );
+    assert!(
+        before
+            .iter()
+            .any(|(stream, position)| stream == "checkout" && *position > 0)
+    );
+    client
+        .execute("DELETE FROM notify.event_checkpoints", &[])
+        .await
+        .expect("forgetting the checkpoints");
+
+    // Notifications alone, checkout nowhere to be reached.
+    let shutdown = boxoffice_runtime::Shutdown::new();
+    let nowhere = boxoffice_runtime::transport::over_channel(
+        Channel::from_static("http://127.0.0.1:9").connect_lazy(),
+    );
+    let config = crate::harness::test_config(&db, &[]);
+    let notify = boxoffice_notify::NotifyComponent::start(
+        &config,
+        NotifyConfig::development(&smtp.url()).expect("notify configuration"),
+        pool.clone(),
+        nowhere,
+        shutdown.clone(),
+    )
+    .await
+    .expect("starting notifications again");
+    eventually(
+        Duration::from_secs(30),
+        "the streams read again to their end",
+        || {
+            let client = &client;
+            let before = before.clone();
+            async move {
+                let rows = client
+                    .query(
+                        "SELECT stream, position FROM notify.event_checkpoints ORDER BY stream",
+                        &[],
+                    )
+                    .await
+                    .ok()?;
+                (positions(rows) == before).then_some(())
+            }
+        },
+    )
+    .await;
+    let states = notify
+        .store()
+        .messages_of(buyer_id)
+        .await
+        .expect("messages");
+    assert_eq!(states.len(), 1, "{states:?}");
+    assert_eq!((states[0].status.as_str(), states[0].attempts), ("sent", 1));
+    assert_eq!(notify.sender_stats.snapshot().sent, 0);
+    assert_eq!(smtp.mails_to(&email).len(), 1, "no second mail");
+    shutdown.trigger();
+    drop(notify);
+    crate::harness::delete_redis_keys(&crate::harness::redis_url(), &prefix).await;
+}
