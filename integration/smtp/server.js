@@ -68,6 +68,8 @@ async function store(raw, session) {
 const server = new SMTPServer({
   authOptional: true,
   disabledCommands: ['STARTTLS'],
+  // No reverse DNS per connection (a test machine may have no resolver).
+  disableReverseLookup: true,
   logger: false,
   size: 25 * 1024 * 1024,
   onData(stream, session, callback) {
