@@ -89,6 +89,10 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("UpdateEvent", Admin),
                 ("PublishEvent", Admin),
                 ("CancelEvent", Admin),
+                ("CreateReview", User),
+                ("UpdateReview", User),
+                ("ListReviews", Public),
+                ("HideReview", Admin),
             ],
         ),
         route(
