@@ -177,6 +177,19 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
             ],
         ),
         route(
+            // Customer questions, beside notifications (answers are mailed).
+            "boxoffice.notify.v1.SupportService",
+            "accounts",
+            Internal,
+            &[
+                ("OpenQuestion", User),
+                ("GetQuestion", User),
+                ("ListQuestions", User),
+                ("AnswerQuestion", Admin),
+                ("CloseQuestion", User),
+            ],
+        ),
+        route(
             "boxoffice.accounts.v1.AccountsService",
             "accounts",
             Internal,

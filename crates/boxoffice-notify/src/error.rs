@@ -9,6 +9,8 @@ pub mod reason {
     /// `INVALID_ARGUMENT`: the unsubscribe token was not made by us (or
     /// not for anyone).
     pub const INVALID_UNSUBSCRIBE_TOKEN: &str = "INVALID_UNSUBSCRIBE_TOKEN";
+    /// `FAILED_PRECONDITION`: the question is closed and takes no answers.
+    pub const QUESTION_CLOSED: &str = "QUESTION_CLOSED";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -19,6 +21,14 @@ pub(crate) enum NotifyError {
     InvalidField(boxoffice_runtime::field::FieldError),
     #[error("this unsubscribe link is not valid")]
     InvalidToken,
+    #[error("{what} {id} not found")]
+    NotFound { what: &'static str, id: String },
+    #[error("admin role required")]
+    AdminRequired,
+    #[error("the question is closed")]
+    QuestionClosed,
+    #[error("a service this needs is unavailable")]
+    DependencyUnavailable(#[source] anyhow::Error),
     #[error(transparent)]
     Db(#[from] DbError),
 }
@@ -43,6 +53,18 @@ impl From<NotifyError> for Status {
                 reason::INVALID_UNSUBSCRIBE_TOKEN,
                 error.to_string(),
             ),
+            NotifyError::NotFound { what, id } => status::not_found(what, id),
+            NotifyError::AdminRequired => status::with_reason(
+                Code::PermissionDenied,
+                boxoffice_contracts::reason::ADMIN_REQUIRED,
+                "this call needs the admin role",
+            ),
+            NotifyError::QuestionClosed => status::with_reason(
+                Code::FailedPrecondition,
+                reason::QUESTION_CLOSED,
+                "the question is closed",
+            ),
+            NotifyError::DependencyUnavailable(cause) => status::unavailable(&cause),
             NotifyError::Db(DbError::Unavailable(cause)) => status::unavailable(&cause),
             NotifyError::Db(DbError::Internal(cause)) => status::internal(&cause),
         }

@@ -19,9 +19,11 @@ pub mod mail;
 pub mod message;
 pub mod metrics;
 pub mod qr;
+mod questions;
 mod sender;
 mod server;
 pub mod store;
+mod support_grpc;
 pub mod token;
 
 pub use config::NotifyConfig;

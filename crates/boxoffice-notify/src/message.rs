@@ -105,6 +105,12 @@ pub enum Facts {
         event: EventFacts,
         performers: String,
     },
+    /// An admin's answer to the user's question.
+    QuestionAnswered {
+        question_id: Uuid,
+        subject: String,
+        answer: String,
+    },
 }
 
 impl Facts {
@@ -117,6 +123,7 @@ impl Facts {
             Self::EventChanged { .. } => "event_changed",
             Self::EventCancelled { .. } => "event_cancelled",
             Self::EventAnnounced { .. } => "event_announced",
+            Self::QuestionAnswered { .. } => "question_answered",
         }
     }
 
@@ -252,6 +259,19 @@ pub fn render(facts: &Facts, name: &str, unsubscribe: Option<&str>) -> Rendered 
                 event.title(),
                 event.when_and_where()
             )],
+            &[],
+        ),
+        Facts::QuestionAnswered {
+            question_id,
+            subject,
+            answer,
+        } => (
+            format!("Re: {subject}"),
+            vec![
+                format!("We have answered your question \"{subject}\" (questions/{question_id}):"),
+                answer.clone(),
+                "Reply by adding to the question from your account.".to_owned(),
+            ],
             &[],
         ),
     };

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use boxoffice_contracts::notify::v1::notification_service_server::NotificationServiceServer;
+use boxoffice_contracts::notify::v1::support_service_server::SupportServiceServer;
 use boxoffice_events::{ConsumerConfig, ConsumerGroup, ConsumerStats};
 use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
 use boxoffice_runtime::transport::Transport;
@@ -24,6 +25,9 @@ use crate::token::UnsubscribeTokens;
 pub struct NotifyComponent {
     store: NotifyStore,
     tokens: UnsubscribeTokens,
+    questions: crate::questions::Questions,
+    checkout: Transport,
+    wake: Arc<tokio::sync::Notify>,
     pub consumer: JoinHandle<()>,
     pub sender: JoinHandle<()>,
     /// The consumer's counters (events handled, lag, dead letters).
@@ -61,21 +65,29 @@ impl NotifyComponent {
             &transport,
             pool.clone(),
             consumer_config,
-            Arc::new(NotifyHandler::new(pool.clone(), checkout, wake.clone())),
+            Arc::new(NotifyHandler::new(
+                pool.clone(),
+                checkout.clone(),
+                wake.clone(),
+            )),
             shutdown.clone(),
         )
         .await
         .context("starting the notify consumer")?;
         let consumer_stats = group.stats.clone();
+        let questions = crate::questions::Questions::new(pool.clone());
         let store = NotifyStore::new(pool);
         let sender_stats = Arc::new(SenderStats::default());
         crate::metrics::register(&sender_stats);
         let tokens = UnsubscribeTokens::new(notify.unsubscribe_secret.expose().as_bytes());
         tracing::info!(smtp = %redacted(notify.smtp_url.expose()), "sending notifications");
-        let sender = Sender::new(store.clone(), notify, sender_stats.clone(), wake)?;
+        let sender = Sender::new(store.clone(), notify, sender_stats.clone(), wake.clone())?;
         Ok(Self {
             store,
             tokens,
+            questions,
+            checkout,
+            wake,
             consumer: tokio::spawn(group.join()),
             sender: tokio::spawn(sender.run(shutdown)),
             consumer_stats,
@@ -99,6 +111,15 @@ impl NotifyComponent {
                 self.tokens.clone(),
             ))
             .max_decoding_message_size(boxoffice_runtime::limits::NOTIFY_MAX_REQUEST_BYTES)
+            .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
+        );
+        server.add_service(
+            SupportServiceServer::new(crate::support_grpc::SupportGrpc::new(
+                self.questions.clone(),
+                self.checkout.clone(),
+                self.wake.clone(),
+            ))
+            .max_decoding_message_size(boxoffice_runtime::limits::SUPPORT_MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
         );
     }

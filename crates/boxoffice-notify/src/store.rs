@@ -16,11 +16,18 @@ use crate::message::{EventFacts, Facts};
 
 pub(crate) const SCHEMA: &str = "notify";
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "notify",
-    sql: include_str!("migrations/0001_notify.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "notify",
+        sql: include_str!("migrations/0001_notify.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "questions",
+        sql: include_str!("migrations/0002_questions.sql"),
+    },
+];
 
 /// An event as the catalog last described it.
 #[derive(Clone, Debug, PartialEq)]

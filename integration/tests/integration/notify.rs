@@ -963,3 +963,145 @@ async fn a_replayed_stream_mails_nothing_again() {
     drop(notify);
     crate::harness::delete_redis_keys(&crate::harness::redis_url(), &prefix).await;
 }
+
+#[tokio::test]
+async fn questions_are_their_askers_and_answers_are_mailed() {
+    use boxoffice_contracts::notify::v1::support_service_client::SupportServiceClient;
+
+    let smtp = SmtpServer::start().await;
+    let notify = NotifyConfig::development(&smtp.url()).expect("notify configuration");
+    let world = SystemWorld::start_with_notify("notifyquestions", &[], Some(notify)).await;
+    let edge = world.edge().await;
+    let mut accounts = AccountsServiceClient::new(edge.clone());
+    let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let event = standing_event_on_sale(&edge, &admin, "Brudenell", "Asked About", 10).await;
+    let (ann_email, ann) = register(&mut accounts, "Ann").await;
+    let (_, bob) = register(&mut accounts, "Bob").await;
+    let booking = buy(&edge, &ann, &event.id, 1).await;
+    wait_for_mails(&smtp, &ann_email, 1).await;
+    let mut support = SupportServiceClient::new(edge.clone());
+    let ask = |booking: &str, text: &str| notify_pb::OpenQuestionRequest {
+        event_id: event.id.clone(),
+        booking: booking.to_owned(),
+        subject: "Step-free access?".into(),
+        text: text.to_owned(),
+    };
+
+    let anonymous = support
+        .open_question(ask("", "hello"))
+        .await
+        .expect_err("no token");
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    let long = support
+        .open_question(with_token(&ann, ask(&booking.name, &"x".repeat(5_001))))
+        .await
+        .expect_err("5,001 characters");
+    assert_eq!(long.code(), Code::InvalidArgument);
+    // Bob names Ann's booking: as if it did not exist.
+    let foreign = support
+        .open_question(with_token(&bob, ask(&booking.name, "whose is this?")))
+        .await
+        .expect_err("someone else's booking");
+    assert_eq!(foreign.code(), Code::NotFound, "{foreign:?}");
+    let question = support
+        .open_question(with_token(
+            &ann,
+            ask(&booking.name, "Is there a lift to the floor?"),
+        ))
+        .await
+        .expect("ann asks")
+        .into_inner();
+    assert_eq!(question.state, notify_pb::QuestionState::Open as i32);
+
+    // Only Ann (and admins) see, list and close it.
+    let get = |name: &str| notify_pb::GetQuestionRequest {
+        name: name.to_owned(),
+    };
+    let hidden = support
+        .get_question(with_token(&bob, get(&question.name)))
+        .await
+        .expect_err("bob reads ann's question");
+    assert_eq!(hidden.code(), Code::NotFound);
+    let closing = support
+        .close_question(with_token(
+            &bob,
+            notify_pb::CloseQuestionRequest {
+                name: question.name.clone(),
+            },
+        ))
+        .await
+        .expect_err("bob closes ann's question");
+    assert_eq!(closing.code(), Code::NotFound);
+    let list = |state: notify_pb::QuestionState| notify_pb::ListQuestionsRequest {
+        state: state as i32,
+        page_size: 0,
+        page_token: String::new(),
+    };
+    let bobs = support
+        .list_questions(with_token(
+            &bob,
+            list(notify_pb::QuestionState::Unspecified),
+        ))
+        .await
+        .expect("bob's list")
+        .into_inner();
+    assert!(bobs.questions.is_empty());
+    let answer = |text: &str| notify_pb::AnswerQuestionRequest {
+        name: question.name.clone(),
+        text: text.to_owned(),
+    };
+    let denied = support
+        .answer_question(with_token(&bob, answer("yes")))
+        .await
+        .expect_err("bob is no admin");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+
+    // The admin finds it among the open ones and answers; Ann is mailed.
+    let open = support
+        .list_questions(with_token(&admin, list(notify_pb::QuestionState::Open)))
+        .await
+        .expect("the admin's list")
+        .into_inner();
+    assert!(open.questions.iter().any(|q| q.name == question.name));
+    let answered = support
+        .answer_question(with_token(&admin, answer("Yes: the lift is by door C.")))
+        .await
+        .expect("answering")
+        .into_inner();
+    assert_eq!(answered.state, notify_pb::QuestionState::Answered as i32);
+    assert_eq!(answered.answers.len(), 1);
+    let mails = wait_for_mails(&smtp, &ann_email, 2).await;
+    let mail = mails
+        .iter()
+        .find(|mail| mail["subject"] == "Re: Step-free access?")
+        .expect("the answer's mail");
+    assert!(
+        mail["text"]
+            .as_str()
+            .is_some_and(|text| text.contains("the lift is by door C")),
+        "{mail}"
+    );
+
+    // Ann closes it; a closed question takes no answer.
+    let closed = support
+        .close_question(with_token(
+            &ann,
+            notify_pb::CloseQuestionRequest {
+                name: question.name.clone(),
+            },
+        ))
+        .await
+        .expect("ann closes it")
+        .into_inner();
+    assert_eq!(closed.state, notify_pb::QuestionState::Closed as i32);
+    let late = support
+        .answer_question(with_token(&admin, answer("one more thing")))
+        .await
+        .expect_err("closed");
+    assert_eq!(late.code(), Code::FailedPrecondition);
+    assert_eq!(
+        reason_of(&late).as_deref(),
+        Some(boxoffice_notify::reason::QUESTION_CLOSED)
+    );
+    world.stop().await;
+}
