@@ -145,6 +145,7 @@ impl BenchSystem {
                 inventory,
                 checkout,
                 demo_data,
+                notify: None,
             },
             shutdown.clone(),
         )

@@ -13,6 +13,15 @@ pub(crate) mod reason {
     pub(crate) const EVENT_HAS_NO_PRICE_TIERS: &str = "EVENT_HAS_NO_PRICE_TIERS";
     pub(crate) use boxoffice_contracts::reason::ADMIN_REQUIRED;
     pub(crate) const SEARCH_NOT_AVAILABLE: &str = "SEARCH_NOT_AVAILABLE";
+    pub(crate) use boxoffice_contracts::reason::LOGIN_REQUIRED;
+}
+
+/// Why a review was refused (`FAILED_PRECONDITION`; clients branch on
+/// these strings, listed in the proto).
+pub(crate) mod review_reason {
+    pub(crate) const EVENT_NOT_ENDED: &str = "EVENT_NOT_ENDED";
+    pub(crate) const NOT_AN_ATTENDEE: &str = "NOT_AN_ATTENDEE";
+    pub(crate) const ALREADY_REVIEWED: &str = "ALREADY_REVIEWED";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +34,10 @@ pub enum CatalogError {
     Lifecycle(LifecycleError),
     #[error("admin role required")]
     AdminRequired,
+    #[error("sign in required")]
+    LoginRequired,
+    #[error("review refused: {0:?}")]
+    Review(crate::reviews::ReviewRefusal),
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// The search engine did not answer (its cause is logged where it
@@ -95,6 +108,29 @@ impl From<CatalogError> for Status {
                 reason::ADMIN_REQUIRED,
                 "this call needs the admin role",
             ),
+            CatalogError::LoginRequired => status::with_reason(
+                Code::Unauthenticated,
+                reason::LOGIN_REQUIRED,
+                "sign in to review",
+            ),
+            CatalogError::Review(refusal) => {
+                use crate::reviews::ReviewRefusal;
+                let (reason, message) = match refusal {
+                    ReviewRefusal::NotEnded => (
+                        review_reason::EVENT_NOT_ENDED,
+                        "an event can be reviewed once it has ended",
+                    ),
+                    ReviewRefusal::NotAnAttendee => (
+                        review_reason::NOT_AN_ATTENDEE,
+                        "only holders of a confirmed booking for the event can review it",
+                    ),
+                    ReviewRefusal::AlreadyReviewed => (
+                        review_reason::ALREADY_REVIEWED,
+                        "you have reviewed this event already: edit that review",
+                    ),
+                };
+                status::with_reason(Code::FailedPrecondition, reason, message)
+            }
             CatalogError::Unavailable(error) => status::unavailable(&error),
             CatalogError::SearchUnavailable => status::with_reason(
                 Code::Unavailable,

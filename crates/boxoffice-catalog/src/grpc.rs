@@ -18,6 +18,7 @@ use crate::domain::{
     Schedule, SectionKind, Venue, limits, optional_id, optional_text, parse_id, required_text,
 };
 use crate::error::CatalogError;
+use crate::reviews::{MAX_REASON_CHARS, RatingSummary, ReviewContent, ReviewRecord, Reviews};
 use crate::search::{EventSearch, SearchPage};
 use crate::search_request::{ParsedSearch, encode_page_token, parse_search_request};
 use crate::service::Catalog;
@@ -30,11 +31,17 @@ pub const MAX_PAGE_SIZE: usize = 200;
 pub struct CatalogGrpc {
     catalog: Arc<Catalog>,
     search: Arc<EventSearch>,
+    reviews: Arc<Reviews>,
 }
 
 impl CatalogGrpc {
     pub fn new(catalog: Arc<Catalog>, search: Arc<EventSearch>) -> Self {
-        Self { catalog, search }
+        let reviews = Arc::new(Reviews::new(catalog.store().pool().clone()));
+        Self {
+            catalog,
+            search,
+            reviews,
+        }
     }
 }
 
@@ -48,7 +55,9 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
         let caller = Caller::of(&request);
         let id = parse_id("id", &request.get_ref().id).map_err(Status::from)?;
         let event = self.catalog.event(&caller, id).await?;
-        Ok(Response::new(event_to_pb(&event)))
+        let mut answer = event_to_pb(&event);
+        answer.rating = Some(rating_to_pb(&self.reviews.event_summary(id).await?));
+        Ok(Response::new(answer))
     }
 
     #[instrument(skip_all)]
@@ -188,7 +197,9 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
     ) -> Result<Response<pb::Performer>, Status> {
         let id = parse_id("id", &request.get_ref().id).map_err(Status::from)?;
         let performer = self.catalog.performer(id).await?;
-        Ok(Response::new(performer_to_pb(&performer)))
+        let mut answer = performer_to_pb(&performer);
+        answer.rating = Some(rating_to_pb(&self.reviews.performer_summary(id).await?));
+        Ok(Response::new(answer))
     }
 
     #[instrument(skip_all)]
@@ -288,6 +299,162 @@ impl pb::catalog_service_server::CatalogService for CatalogGrpc {
             .map_err(Status::from)?;
         let cancelled = self.catalog.cancel_event(&caller, id, &reason).await?;
         Ok(Response::new(event_to_pb(&cancelled)))
+    }
+
+    #[instrument(skip_all)]
+    async fn create_review(
+        &self,
+        request: Request<pb::CreateReviewRequest>,
+    ) -> Result<Response<pb::Review>, Status> {
+        let user = signed_in(&request)?;
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let event_id = parse_id("event_id", &request.event_id).map_err(Status::from)?;
+        let content = ReviewContent::parse(request.rating, request.text).map_err(Status::from)?;
+        let event = self.catalog.event(&caller, event_id).await?;
+        let review = self
+            .reviews
+            .create(user, event.id, event.end_time, &content)
+            .await?;
+        Ok(Response::new(review_to_pb(&review)))
+    }
+
+    #[instrument(skip_all)]
+    async fn update_review(
+        &self,
+        request: Request<pb::UpdateReviewRequest>,
+    ) -> Result<Response<pb::Review>, Status> {
+        let user = signed_in(&request)?;
+        let request = request.into_inner();
+        let (event_id, review_id) = parse_review_name(&request.name).map_err(Status::from)?;
+        let content = ReviewContent::parse(request.rating, request.text).map_err(Status::from)?;
+        let review = self
+            .reviews
+            .update(user, event_id, review_id, &content)
+            .await?;
+        Ok(Response::new(review_to_pb(&review)))
+    }
+
+    #[instrument(skip_all)]
+    async fn list_reviews(
+        &self,
+        request: Request<pb::ListReviewsRequest>,
+    ) -> Result<Response<pb::ListReviewsResponse>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let event_id = parse_id("event_id", &request.event_id).map_err(Status::from)?;
+        let page_size = match request.page_size {
+            0 => 20,
+            size @ 1..=100 => i64::from(size),
+            _ => {
+                return Err(FieldError::new("page_size", "must be 1 to 100 (0 means 20)").into());
+            }
+        };
+        let after = parse_review_page_token(&request.page_token).map_err(Status::from)?;
+        // The event must be visible to the caller (drafts are not).
+        self.catalog.event(&caller, event_id).await?;
+        let mut reviews = self
+            .reviews
+            .list(event_id, caller.is_admin(), page_size + 1, after)
+            .await?;
+        let next_page_token = if reviews.len() as i64 > page_size {
+            reviews.truncate(page_size as usize);
+            reviews
+                .last()
+                .map(|last| {
+                    format!(
+                        "{}_{}",
+                        last.created_at.timestamp_micros(),
+                        last.id.simple()
+                    )
+                })
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        let rating = self.reviews.event_summary(event_id).await?;
+        Ok(Response::new(pb::ListReviewsResponse {
+            reviews: reviews.iter().map(review_to_pb).collect(),
+            next_page_token,
+            rating: Some(rating_to_pb(&rating)),
+        }))
+    }
+
+    #[instrument(skip_all)]
+    async fn hide_review(
+        &self,
+        request: Request<pb::HideReviewRequest>,
+    ) -> Result<Response<pb::Review>, Status> {
+        if !Caller::of(&request).is_admin() {
+            return Err(CatalogError::AdminRequired.into());
+        }
+        let request = request.into_inner();
+        let (event_id, review_id) = parse_review_name(&request.name).map_err(Status::from)?;
+        let reason =
+            required_text("reason", &request.reason, MAX_REASON_CHARS).map_err(Status::from)?;
+        let review = self.reviews.hide(event_id, review_id, &reason).await?;
+        Ok(Response::new(review_to_pb(&review)))
+    }
+}
+
+// ------------------------------------------------------------ reviews
+
+fn signed_in<T>(request: &Request<T>) -> Result<Uuid, Status> {
+    Caller::of(request)
+        .user_id
+        .ok_or_else(|| CatalogError::LoginRequired.into())
+}
+
+/// "events/{event_id}/reviews/{review_id}".
+fn parse_review_name(name: &str) -> Result<(Uuid, Uuid), FieldError> {
+    let invalid = || FieldError::new("name", "must be events/{event_id}/reviews/{review_id}");
+    let mut parts = name.split('/');
+    match (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) {
+        (Some("events"), Some(event), Some("reviews"), Some(review), None) => Ok((
+            Uuid::parse_str(event).map_err(|_| invalid())?,
+            Uuid::parse_str(review).map_err(|_| invalid())?,
+        )),
+        _ => Err(invalid()),
+    }
+}
+
+fn parse_review_page_token(token: &str) -> Result<Option<(DateTime<Utc>, Uuid)>, FieldError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    let invalid = || FieldError::new("page_token", "is not a token this service gave");
+    let (micros, id) = token.split_once('_').ok_or_else(invalid)?;
+    let micros: i64 = micros.parse().map_err(|_| invalid())?;
+    let time = DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+    let id = Uuid::parse_str(id).map_err(|_| invalid())?;
+    Ok(Some((time, id)))
+}
+
+fn review_to_pb(review: &ReviewRecord) -> pb::Review {
+    pb::Review {
+        name: format!("events/{}/reviews/{}", review.event_id, review.id),
+        event_id: review.event_id.to_string(),
+        user_id: review.user_id.to_string(),
+        rating: u32::from(review.rating),
+        text: review.text.clone(),
+        create_time: Some(to_timestamp(review.created_at)),
+        update_time: Some(to_timestamp(review.updated_at)),
+        hidden: review.hidden,
+        hidden_reason: review.hidden_reason.clone(),
+    }
+}
+
+fn rating_to_pb(rating: &RatingSummary) -> pb::RatingSummary {
+    pb::RatingSummary {
+        count: rating.count(),
+        average: rating.average(),
+        histogram: rating.histogram.to_vec(),
     }
 }
 
@@ -689,6 +856,7 @@ fn performer_to_pb(performer: &Performer) -> pb::Performer {
         description: performer.description.clone(),
         genre: performer.genre.clone(),
         create_time: Some(to_timestamp(performer.created_at)),
+        rating: None,
     }
 }
 
@@ -781,6 +949,7 @@ pub fn event_to_pb(event: &Event) -> pb::Event {
         create_time: Some(to_timestamp(event.created_at)),
         update_time: Some(to_timestamp(event.updated_at)),
         cancel_reason: event.cancel_reason.clone().unwrap_or_default(),
+        rating: None,
     }
 }
 

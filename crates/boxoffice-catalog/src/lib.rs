@@ -9,6 +9,7 @@ pub mod domain;
 mod error;
 mod events;
 pub mod grpc;
+pub mod reviews;
 pub mod search;
 mod search_request;
 pub mod seed;

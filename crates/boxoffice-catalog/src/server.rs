@@ -28,6 +28,8 @@ pub struct CatalogComponent {
     pub indexer: JoinHandle<()>,
     /// Publishes the catalog's outbox to JetStream (NATS transport only).
     pub relay: Option<JoinHandle<()>>,
+    /// Keeps who may review which event from checkout's events.
+    pub review_attendance: JoinHandle<()>,
 }
 
 impl CatalogComponent {
@@ -90,6 +92,25 @@ impl CatalogComponent {
             Transport::Postgres { .. } => None,
         };
         let search = Arc::new(EventSearch::new(index.clone()));
+        // Checkout may start after the catalog (its outbox appears then):
+        // the group retries reading it every two seconds at most.
+        let mut attendance_config = boxoffice_events::ConsumerConfig::new(
+            crate::reviews::GROUP,
+            SCHEMA,
+            crate::reviews::STREAMS,
+        );
+        attendance_config.idle_poll = std::time::Duration::from_millis(500);
+        attendance_config.max_backoff = std::time::Duration::from_secs(2);
+        let attendance = boxoffice_events::ConsumerGroup::start(
+            &transport,
+            pool.clone(),
+            attendance_config,
+            Arc::new(crate::reviews::AttendanceHandler::new(pool.clone())),
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the review attendance consumer")?;
+        let review_attendance = tokio::spawn(attendance.join());
         let indexer = Indexer::new(pool, transport, index, IndexerSettings::default());
         let indexer = tokio::spawn(indexer.run(shutdown));
         Ok(Self {
@@ -98,6 +119,7 @@ impl CatalogComponent {
             search,
             indexer,
             relay,
+            review_attendance,
         })
     }
 

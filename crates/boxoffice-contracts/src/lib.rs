@@ -48,6 +48,14 @@ pub mod stats {
     }
 }
 
+/// Notification preferences (mail over SMTP, sent by `boxoffice-notify`).
+pub mod notify {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.notify.v1");
+    }
+}
+
 /// Domain events every service publishes, in one envelope
 /// (`proto/boxoffice/events/v1/envelope.proto` states the compatibility rule).
 pub mod events {

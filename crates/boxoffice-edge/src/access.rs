@@ -89,6 +89,10 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("UpdateEvent", Admin),
                 ("PublishEvent", Admin),
                 ("CancelEvent", Admin),
+                ("CreateReview", User),
+                ("UpdateReview", User),
+                ("ListReviews", Public),
+                ("HideReview", Admin),
             ],
         ),
         route(
@@ -167,6 +171,32 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("GetEventStats", Admin),
                 ("WatchEventStats", Admin),
                 ("ListEventStats", Admin),
+            ],
+        ),
+        route(
+            // Served beside accounts (a user's preferences; see
+            // ARCHITECTURE.md, boxoffice-notify).
+            "boxoffice.notify.v1.NotificationService",
+            "accounts",
+            Internal,
+            &[
+                ("GetNotificationPreferences", User),
+                ("UpdateNotificationPreferences", User),
+                // The signed token from the mail is the credential.
+                ("Unsubscribe", Public),
+            ],
+        ),
+        route(
+            // Customer questions, beside notifications (answers are mailed).
+            "boxoffice.notify.v1.SupportService",
+            "accounts",
+            Internal,
+            &[
+                ("OpenQuestion", User),
+                ("GetQuestion", User),
+                ("ListQuestions", User),
+                ("AnswerQuestion", Admin),
+                ("CloseQuestion", User),
             ],
         ),
         route(

@@ -39,6 +39,12 @@ pub const ACCOUNTS_MAX_REQUEST_BYTES: usize = 16 * 1024;
 /// Largest request of any other service (health, reflection, testing).
 /// Largest stats request (ids, a date range, a page token).
 pub const STATS_MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// Largest request of `boxoffice.notify.v1.NotificationService`: a
+/// preference switch or an unsubscribe token.
+pub const NOTIFY_MAX_REQUEST_BYTES: usize = 4 * 1024;
+/// Largest request of `boxoffice.notify.v1.SupportService`: a question or
+/// an answer of at most 5,000 characters (up to 4 bytes each) and a subject.
+pub const SUPPORT_MAX_REQUEST_BYTES: usize = 32 * 1024;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Largest response any boxoffice service encodes.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -55,6 +61,8 @@ pub fn max_request_bytes(service: &str) -> usize {
         "boxoffice.checkout.v1.DoorService" => DOOR_MAX_REQUEST_BYTES,
         "boxoffice.accounts.v1.AccountsService" => ACCOUNTS_MAX_REQUEST_BYTES,
         "boxoffice.stats.v1.StatsService" => STATS_MAX_REQUEST_BYTES,
+        "boxoffice.notify.v1.NotificationService" => NOTIFY_MAX_REQUEST_BYTES,
+        "boxoffice.notify.v1.SupportService" => SUPPORT_MAX_REQUEST_BYTES,
         _ => DEFAULT_MAX_REQUEST_BYTES,
     }
 }

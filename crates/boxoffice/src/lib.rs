@@ -19,6 +19,7 @@ use boxoffice_edge::server::Edge;
 use boxoffice_events::{Relay, Transport};
 use boxoffice_inventory::InventoryComponent;
 use boxoffice_inventory::config::InventoryConfig;
+use boxoffice_notify::{NotifyComponent, NotifyConfig};
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::{Config, Shutdown};
 use boxoffice_stats::StatsComponent;
@@ -26,10 +27,12 @@ use tokio::task::JoinHandle;
 
 /// What this process adds to a `/metrics` page beside its RPCs and pool:
 /// its event consumers (handled, dead letters, lag) and, where inventory
-/// runs, the hold sweeper's progress and the latency of its Redis calls.
+/// runs, the hold sweeper's progress and the latency of its Redis calls,
+/// and where notifications run, their sender (sent, failures, waiting).
 pub fn process_metrics() -> String {
     let mut page = boxoffice_events::metrics::render();
     page.push_str(&boxoffice_inventory::metrics());
+    page.push_str(&boxoffice_notify::metrics::render());
     page
 }
 
@@ -68,6 +71,9 @@ pub struct SystemOptions {
     pub checkout: CheckoutConfig,
     /// Load demo data (and demo users) into an empty database.
     pub demo_data: bool,
+    /// Send notifications (beside accounts) with these settings; `None`
+    /// runs none (e.g. a test that runs them in a process of their own).
+    pub notify: Option<NotifyConfig>,
 }
 
 /// A running system. Stop it with the [`Shutdown`] it was started with.
@@ -82,6 +88,7 @@ pub struct System {
     pub accounts: AccountsComponent,
     pub checkout: CheckoutComponent,
     pub stats: StatsComponent,
+    pub notify: Option<NotifyComponent>,
     internal: JoinHandle<anyhow::Result<()>>,
     edge: JoinHandle<anyhow::Result<()>>,
     relays: Vec<JoinHandle<()>>,
@@ -159,6 +166,23 @@ impl System {
             StatsComponent::start(config, pool.clone(), checkout.inventory(), shutdown.clone())
                 .await?;
         stats.register(&mut server);
+        // Notifications run beside accounts (a user's mail and
+        // preferences) and read ticket codes from checkout in this process.
+        let notify = match options.notify {
+            Some(notify_config) => {
+                let notify = NotifyComponent::start(
+                    config,
+                    notify_config,
+                    pool.clone(),
+                    server.in_process(),
+                    shutdown.clone(),
+                )
+                .await?;
+                notify.register(&mut server);
+                Some(notify)
+            }
+            None => None,
+        };
         // Checkout anonymises the bookings of erased users (accounts' stream).
         let erasure = boxoffice_checkout::erasure::start(
             &Transport::from_env(boxoffice_runtime::postgres::parse_url(
@@ -237,6 +261,7 @@ impl System {
             accounts,
             checkout,
             stats,
+            notify,
             internal,
             edge,
             relays,

@@ -147,6 +147,7 @@ fn check_config(config: &Config, service: Service) -> anyhow::Result<()> {
         Service::Accounts => {
             token_config(MissingSecret::Refuse)?;
             boxoffice_accounts::AccountsConfig::from_env().map_err(bad_config)?;
+            boxoffice_notify::NotifyConfig::from_env().map_err(bad_config)?;
         }
         Service::Checkout => {
             boxoffice_checkout::config::CheckoutConfig::from_env().map_err(bad_config)?;
@@ -174,6 +175,8 @@ struct Services {
     accounts: Option<AccountsComponent>,
     checkout: Option<CheckoutComponent>,
     stats: Option<boxoffice_stats::StatsComponent>,
+    /// Notifications, beside accounts.
+    notify: Option<boxoffice_notify::NotifyComponent>,
     /// Relays of this process's outboxes to NATS (with `BOXOFFICE_NATS_URL`).
     relays: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -211,6 +214,7 @@ async fn start_services(
         accounts: None,
         checkout: None,
         stats: None,
+        notify: None,
         relays: Vec::new(),
     };
     let mut producers = Vec::new();
@@ -302,6 +306,36 @@ async fn start_services(
         services.stats = Some(stats);
         producers.push(boxoffice_checkout::store::SCHEMA);
     }
+    if which.contains(&Service::Accounts) {
+        // Notifications run beside accounts; they read ticket codes from
+        // checkout: in this process when it runs here, otherwise at
+        // BOXOFFICE_CHECKOUT_URL (default: the edge's usual address).
+        let notify_config = boxoffice_notify::NotifyConfig::from_env().map_err(bad_config)?;
+        let checkout = match which.contains(&Service::Checkout) {
+            true => server.in_process(),
+            false => {
+                let url = boxoffice_accounts::config::checkout_url()
+                    .unwrap_or_else(|| "http://127.0.0.1:8080".to_owned());
+                boxoffice_runtime::transport::over_channel(
+                    tonic::transport::Endpoint::from_shared(url.clone())
+                        .with_context(|| {
+                            format!("bad {} {url}", boxoffice_accounts::config::ENV_CHECKOUT_URL)
+                        })?
+                        .connect_lazy(),
+                )
+            }
+        };
+        let notify = boxoffice_notify::NotifyComponent::start(
+            config,
+            notify_config,
+            pool.clone(),
+            checkout,
+            shutdown.clone(),
+        )
+        .await?;
+        notify.register(server);
+        services.notify = Some(notify);
+    }
     services.relays = boxoffice::start_relays(config, pool, &producers, shutdown).await?;
     services.relays.extend(background);
     Ok(services)
@@ -319,6 +353,8 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
         boxoffice_checkout::config::CheckoutConfig::from_env().map_err(bad_config)?;
     boxoffice_search::SearchConfig::from_env().map_err(bad_config)?;
     boxoffice_accounts::config::SocialLoginConfig::from_env().map_err(bad_config)?;
+    let notify = boxoffice_notify::NotifyConfig::from_env().map_err(bad_config)?;
+    let smtp = notify.smtp_url.expose().to_owned();
     // The card gateway runs as its own process, as a real provider would:
     // the simulator, unless BOXOFFICE_PAYMENTS_URL names another. It lives
     // as long as this process (and dies with it).
@@ -342,6 +378,7 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
             inventory,
             checkout,
             demo_data,
+            notify: Some(notify),
         },
         shutdown,
     )
@@ -355,6 +392,10 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     if let Some(admin) = system.edge_admin_addr {
         println!("  edge metrics:       curl http://{admin}/metrics");
     }
+    println!(
+        "  notifications:      mail goes to {} (BOXOFFICE_SMTP_URL)",
+        smtp.split_once('@').map_or(smtp.as_str(), |(_, host)| host)
+    );
     println!("stop with ctrl-c");
     system.wait().await
 }

@@ -21,6 +21,8 @@ mod harness;
 mod inventory;
 mod inventory_cluster;
 mod mesh;
+mod notify;
+mod reviews;
 mod search;
 mod sessions;
 mod social_login;

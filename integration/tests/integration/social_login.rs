@@ -204,6 +204,7 @@ impl World {
                 inventory,
                 checkout,
                 demo_data: false,
+                notify: None,
             },
             accounts,
             shutdown.clone(),

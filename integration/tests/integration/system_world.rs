@@ -50,6 +50,15 @@ impl SystemWorld {
     /// Starts everything; `checkout_vars` add to checkout's configuration
     /// (its webhook listener is on a free port unless they say otherwise).
     pub async fn start(name: &str, checkout_vars: &[(&str, &str)]) -> Self {
+        Self::start_with_notify(name, checkout_vars, None).await
+    }
+
+    /// As [`SystemWorld::start`], with notifications sent as `notify` says.
+    pub async fn start_with_notify(
+        name: &str,
+        checkout_vars: &[(&str, &str)],
+        notify: Option<boxoffice_notify::NotifyConfig>,
+    ) -> Self {
         let db = TestDb::new().await;
         let config = test_config(&db, &[]);
         let prefix = format!("{name}{}:", Uuid::new_v4().simple());
@@ -74,6 +83,7 @@ impl SystemWorld {
                 inventory,
                 checkout,
                 demo_data: false,
+                notify,
             },
             shutdown.clone(),
         )

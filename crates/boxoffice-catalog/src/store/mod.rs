@@ -23,6 +23,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "event_outbox",
         sql: include_str!("migrations/0003_event_outbox.sql"),
     },
+    Migration {
+        version: 4,
+        name: "reviews",
+        sql: include_str!("migrations/0004_reviews.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "catalog";

@@ -1,0 +1,340 @@
+//! Reviews and ratings through the edge of a whole system: only a holder of
+//! a confirmed booking, only once the event has ended, once (then edits);
+//! the refusals' reasons; bad stars and oversized text; someone else's
+//! review is not found; summaries on GetEvent and GetPerformer; pages;
+//! an admin hides a review with a reason.
+
+use std::time::Duration;
+
+use boxoffice_accounts::server::{DEMO_ADMIN_EMAIL, DEMO_PASSWORD};
+use boxoffice_contracts::accounts::v1 as accounts_pb;
+use boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient;
+use boxoffice_contracts::catalog::v1 as pb;
+use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
+use boxoffice_contracts::checkout::v1 as checkout_pb;
+use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
+use boxoffice_contracts::inventory::v1 as inventory_pb;
+use boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient;
+use boxoffice_runtime::status::{field_of, reason_of};
+use tonic::Code;
+use tonic::transport::Channel;
+use uuid::Uuid;
+
+use crate::edge_world::{login, with_token};
+use crate::harness::eventually;
+use crate::inventory::timestamp;
+use crate::system_world::{SystemWorld, standing_event_on_sale};
+
+async fn register(accounts: &mut AccountsServiceClient<Channel>, name: &str) -> String {
+    let email = format!("{name}-{}@example.com", Uuid::new_v4().simple());
+    accounts
+        .register(accounts_pb::RegisterRequest {
+            email: email.clone(),
+            password: "correct horse battery".into(),
+            display_name: name.into(),
+        })
+        .await
+        .expect("registering");
+    login(accounts, &email, "correct horse battery").await
+}
+
+async fn buy(edge: &Channel, token: &str, event_id: &str) {
+    let hold = InventoryServiceClient::new(edge.clone())
+        .hold_seats(with_token(
+            token,
+            inventory_pb::HoldSeatsRequest {
+                event_id: event_id.to_owned(),
+                selection: Some(inventory_pb::hold_seats_request::Selection::BestAvailable(
+                    inventory_pb::BestAvailable {
+                        quantity: 1,
+                        ..Default::default()
+                    },
+                )),
+                admission_token: String::new(),
+            },
+        ))
+        .await
+        .expect("holding")
+        .into_inner();
+    let mut checkout = CheckoutServiceClient::new(edge.clone());
+    let booking = checkout
+        .create_booking(with_token(
+            token,
+            checkout_pb::CreateBookingRequest {
+                hold: hold.name,
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("booking")
+        .into_inner();
+    checkout
+        .confirm_booking(with_token(
+            token,
+            checkout_pb::ConfirmBookingRequest {
+                name: booking.name,
+                payment_method: Some(checkout_pb::PaymentMethod {
+                    token: "tok_visa".into(),
+                }),
+                idempotency_key: Uuid::new_v4().to_string(),
+            },
+        ))
+        .await
+        .expect("paying");
+}
+
+fn review(event_id: &str, rating: u32, text: &str) -> pb::CreateReviewRequest {
+    pb::CreateReviewRequest {
+        event_id: event_id.to_owned(),
+        rating,
+        text: text.to_owned(),
+    }
+}
+
+fn assert_refused(status: &tonic::Status, code: Code, reason: &str) {
+    assert_eq!(status.code(), code, "{status:?}");
+    assert_eq!(reason_of(status).as_deref(), Some(reason), "{status:?}");
+}
+
+#[tokio::test]
+async fn only_attendees_of_an_ended_event_review_it_once_and_admins_hide_reviews() {
+    let world = SystemWorld::start("reviews", &[]).await;
+    let edge = world.edge().await;
+    let mut accounts = AccountsServiceClient::new(edge.clone());
+    let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let mut catalog = CatalogServiceClient::new(edge.clone());
+    let performer = catalog
+        .create_performer(with_token(
+            &admin,
+            pb::CreatePerformerRequest {
+                performer: Some(pb::Performer {
+                    name: "Reviewed Band".into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("a performer")
+        .into_inner();
+    let event = standing_event_on_sale(&edge, &admin, "Brudenell", "Review Night", 10).await;
+    let mask = |paths: &[&str]| prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    };
+    catalog
+        .update_event(with_token(
+            &admin,
+            pb::UpdateEventRequest {
+                event: Some(pb::Event {
+                    id: event.id.clone(),
+                    performer_ids: vec![performer.id.clone()],
+                    ..Default::default()
+                }),
+                update_mask: Some(mask(&["performer_ids"])),
+            },
+        ))
+        .await
+        .expect("naming the performer");
+    let ann = register(&mut accounts, "Ann").await;
+    let bob = register(&mut accounts, "Bob").await;
+    let carol = register(&mut accounts, "Carol").await;
+    buy(&edge, &ann, &event.id).await;
+    buy(&edge, &bob, &event.id).await;
+
+    // Not yet: the event has not happened.
+    let early = catalog
+        .create_review(with_token(&ann, review(&event.id, 5, "can't wait")))
+        .await
+        .expect_err("before the event");
+    assert_refused(&early, Code::FailedPrecondition, "EVENT_NOT_ENDED");
+
+    // The event takes place (moved into the past).
+    catalog
+        .update_event(with_token(
+            &admin,
+            pb::UpdateEventRequest {
+                event: Some(pb::Event {
+                    id: event.id.clone(),
+                    start_time: Some(timestamp(-2)),
+                    end_time: Some(timestamp(-1)),
+                    ..Default::default()
+                }),
+                update_mask: Some(mask(&["start_time", "end_time"])),
+            },
+        ))
+        .await
+        .expect("the event is over");
+
+    // Without a token, without a booking, with bad stars or too much text.
+    let anonymous = catalog
+        .create_review(review(&event.id, 5, "anonymous"))
+        .await
+        .expect_err("no token");
+    assert_eq!(anonymous.code(), Code::Unauthenticated);
+    let stranger = catalog
+        .create_review(with_token(&carol, review(&event.id, 5, "was not there")))
+        .await
+        .expect_err("carol has no booking");
+    assert_refused(&stranger, Code::FailedPrecondition, "NOT_AN_ATTENDEE");
+    for stars in [0, 6] {
+        let bad = catalog
+            .create_review(with_token(&ann, review(&event.id, stars, "stars?")))
+            .await
+            .expect_err("stars out of range");
+        assert_eq!(bad.code(), Code::InvalidArgument);
+        assert_eq!(field_of(&bad).as_deref(), Some("rating"), "{bad:?}");
+    }
+    let long = catalog
+        .create_review(with_token(&ann, review(&event.id, 4, &"x".repeat(2_001))))
+        .await
+        .expect_err("2,001 characters");
+    assert_eq!(field_of(&long).as_deref(), Some("text"), "{long:?}");
+
+    // Ann reviews (her booking reaches the catalog through checkout's events).
+    let text = "<script>alert('hi')</script> loud & great";
+    let ann_review = eventually(Duration::from_secs(30), "ann may review", || {
+        let mut catalog = catalog.clone();
+        let request = with_token(&ann, review(&event.id, 5, text));
+        async move {
+            catalog
+                .create_review(request)
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        }
+    })
+    .await;
+    assert_eq!(ann_review.text, text, "stored as written");
+    assert_eq!(ann_review.rating, 5);
+    let twice = catalog
+        .create_review(with_token(&ann, review(&event.id, 1, "again")))
+        .await
+        .expect_err("a second review");
+    assert_refused(&twice, Code::FailedPrecondition, "ALREADY_REVIEWED");
+    let bob_review = catalog
+        .create_review(with_token(&bob, review(&event.id, 2, "too loud")))
+        .await
+        .expect("bob reviews")
+        .into_inner();
+
+    // Bob cannot touch Ann's review; Ann edits hers.
+    let update = |name: &str, rating: u32| pb::UpdateReviewRequest {
+        name: name.to_owned(),
+        rating,
+        text: "edited".into(),
+    };
+    let foreign = catalog
+        .update_review(with_token(&bob, update(&ann_review.name, 1)))
+        .await
+        .expect_err("bob edits ann's review");
+    assert_eq!(foreign.code(), Code::NotFound, "{foreign:?}");
+    let edited = catalog
+        .update_review(with_token(&ann, update(&ann_review.name, 4)))
+        .await
+        .expect("ann edits hers")
+        .into_inner();
+    assert_eq!((edited.rating, edited.text.as_str()), (4, "edited"));
+
+    // The summaries: 2 and 4 stars.
+    let summary = eventually(Duration::from_secs(10), "the event's summary", || {
+        let mut catalog = catalog.clone();
+        let id = event.id.clone();
+        async move {
+            let event = catalog
+                .get_event(pb::GetEventRequest { id })
+                .await
+                .ok()?
+                .into_inner();
+            event
+                .rating
+                .filter(|rating| rating.count == 2 && rating.histogram[3] == 1)
+        }
+    })
+    .await;
+    assert_eq!(summary.histogram, vec![0, 1, 0, 1, 0]);
+    assert!((summary.average - 3.0).abs() < 1e-9);
+    let performer_rating = catalog
+        .get_performer(pb::GetPerformerRequest {
+            id: performer.id.clone(),
+        })
+        .await
+        .expect("the performer")
+        .into_inner()
+        .rating
+        .expect("a summary");
+    assert_eq!(performer_rating.count, 2);
+
+    // Pages of one.
+    let first = catalog
+        .list_reviews(pb::ListReviewsRequest {
+            event_id: event.id.clone(),
+            page_size: 1,
+            page_token: String::new(),
+        })
+        .await
+        .expect("page one")
+        .into_inner();
+    assert_eq!(first.reviews.len(), 1);
+    assert_eq!(first.reviews[0].name, bob_review.name, "newest first");
+    assert!(!first.next_page_token.is_empty());
+    let second = catalog
+        .list_reviews(pb::ListReviewsRequest {
+            event_id: event.id.clone(),
+            page_size: 1,
+            page_token: first.next_page_token.clone(),
+        })
+        .await
+        .expect("page two")
+        .into_inner();
+    assert_eq!(second.reviews.len(), 1);
+    assert_eq!(second.reviews[0].name, ann_review.name);
+    assert!(second.next_page_token.is_empty());
+
+    // Hiding is for admins, with a reason; then only admins see it.
+    let hide = |reason: &str| pb::HideReviewRequest {
+        name: ann_review.name.clone(),
+        reason: reason.to_owned(),
+    };
+    let denied = catalog
+        .hide_review(with_token(&bob, hide("spite")))
+        .await
+        .expect_err("bob is no admin");
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let no_reason = catalog
+        .hide_review(with_token(&admin, hide("")))
+        .await
+        .expect_err("a reason is required");
+    assert_eq!(field_of(&no_reason).as_deref(), Some("reason"));
+    let hidden = catalog
+        .hide_review(with_token(&admin, hide("markup in the text")))
+        .await
+        .expect("the admin hides it")
+        .into_inner();
+    assert!(hidden.hidden);
+    assert_eq!(hidden.hidden_reason, "markup in the text");
+    let public = catalog
+        .list_reviews(pb::ListReviewsRequest {
+            event_id: event.id.clone(),
+            page_size: 0,
+            page_token: String::new(),
+        })
+        .await
+        .expect("the public list")
+        .into_inner();
+    assert_eq!(public.reviews.len(), 1);
+    assert_eq!(public.reviews[0].name, bob_review.name);
+    assert_eq!(public.rating.expect("a summary").count, 1);
+    let for_admin = catalog
+        .list_reviews(with_token(
+            &admin,
+            pb::ListReviewsRequest {
+                event_id: event.id.clone(),
+                page_size: 0,
+                page_token: String::new(),
+            },
+        ))
+        .await
+        .expect("the admin's list")
+        .into_inner();
+    assert_eq!(for_admin.reviews.len(), 2);
+    world.stop().await;
+}
