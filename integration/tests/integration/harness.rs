@@ -293,45 +293,65 @@ impl RedisCluster {
             dir,
         };
         for _ in 0..3 {
-            let (port, bus_port) = (free_port(), free_port());
-            let child = tokio::process::Command::new("redis-server")
-                .args(["--port", &port.to_string()])
-                .args(["--cluster-enabled", "yes"])
-                .args(["--cluster-port", &bus_port.to_string()])
-                .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
-                .args(["--cluster-node-timeout", "5000"])
-                .arg("--dir")
-                .arg(&cluster.dir)
-                .args([
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--daemonize",
-                    "no",
-                ])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("starting redis-server (is it installed? see README)");
+            // A free port can be taken by another test's node between the
+            // look and the bind (that node then exits): try other ports,
+            // and only count a node that answers with its own process id.
+            let mut started = None;
+            for _attempt in 0..5 {
+                let (port, bus_port) = (free_port(), free_port());
+                let mut child = tokio::process::Command::new("redis-server")
+                    .args(["--port", &port.to_string()])
+                    .args(["--cluster-enabled", "yes"])
+                    .args(["--cluster-port", &bus_port.to_string()])
+                    .args(["--cluster-config-file", &format!("nodes-{port}.conf")])
+                    .args(["--cluster-node-timeout", "5000"])
+                    .arg("--dir")
+                    .arg(&cluster.dir)
+                    .args([
+                        "--bind",
+                        "127.0.0.1",
+                        "--save",
+                        "",
+                        "--appendonly",
+                        "no",
+                        "--daemonize",
+                        "no",
+                    ])
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .expect("starting redis-server (is it installed? see README)");
+                let pid = child.id().unwrap_or_default();
+                let up = eventually(
+                    Duration::from_secs(10),
+                    "redis-server to accept connections or exit",
+                    || {
+                        let exited = matches!(child.try_wait(), Ok(Some(_)));
+                        async move {
+                            if exited {
+                                return Some(false);
+                            }
+                            let info = tokio::process::Command::new("redis-cli")
+                                .args(["-p", &port.to_string(), "info", "server"])
+                                .output()
+                                .await
+                                .ok()?;
+                            String::from_utf8_lossy(&info.stdout)
+                                .contains(&format!("process_id:{pid}\r"))
+                                .then_some(true)
+                        }
+                    },
+                )
+                .await;
+                if up {
+                    started = Some((port, child));
+                    break;
+                }
+            }
+            let (port, child) = started.expect("redis-server would not start on five free ports");
             cluster.children.push(child);
             cluster.ports.push(port);
-        }
-        for port in cluster.ports.clone() {
-            eventually(
-                Duration::from_secs(10),
-                "redis-server to accept connections",
-                || async move {
-                    tokio::net::TcpStream::connect(("127.0.0.1", port))
-                        .await
-                        .ok()
-                        .map(|_| ())
-                },
-            )
-            .await;
         }
         let nodes: Vec<String> = cluster
             .ports
