@@ -136,6 +136,42 @@ impl CheckoutService for StubCheckout {
     ) -> Result<Response<pb::ListTicketTransfersResponse>, Status> {
         unimplemented()
     }
+    async fn apply_promo_code(
+        &self,
+        _: Request<pb::ApplyPromoCodeRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
+        unimplemented()
+    }
+    async fn remove_promo_code(
+        &self,
+        _: Request<pb::RemovePromoCodeRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
+        unimplemented()
+    }
+    async fn create_promo_code(
+        &self,
+        _: Request<pb::CreatePromoCodeRequest>,
+    ) -> Result<Response<pb::PromoCode>, Status> {
+        unimplemented()
+    }
+    async fn list_promo_codes(
+        &self,
+        _: Request<pb::ListPromoCodesRequest>,
+    ) -> Result<Response<pb::ListPromoCodesResponse>, Status> {
+        unimplemented()
+    }
+    async fn apply_loyalty_points(
+        &self,
+        _: Request<pb::ApplyLoyaltyPointsRequest>,
+    ) -> Result<Response<pb::Booking>, Status> {
+        unimplemented()
+    }
+    async fn get_loyalty(
+        &self,
+        _: Request<pb::GetLoyaltyRequest>,
+    ) -> Result<Response<pb::Loyalty>, Status> {
+        unimplemented()
+    }
 }
 
 /// The test SMTP server, storing into a temporary folder.
