@@ -37,7 +37,7 @@ pub enum CatalogError {
     #[error("sign in required")]
     LoginRequired,
     #[error("review refused: {0:?}")]
-    Review(crate::reviews::ReviewRefusal),
+    Review(ReviewRefusal),
     #[error("database unavailable")]
     Unavailable(#[source] anyhow::Error),
     /// The search engine did not answer (its cause is logged where it
@@ -114,7 +114,6 @@ impl From<CatalogError> for Status {
                 "sign in to review",
             ),
             CatalogError::Review(refusal) => {
-                use crate::reviews::ReviewRefusal;
                 let (reason, message) = match refusal {
                     ReviewRefusal::NotEnded => (
                         review_reason::EVENT_NOT_ENDED,
@@ -140,4 +139,15 @@ impl From<CatalogError> for Status {
             CatalogError::Internal(error) => status::internal(&error),
         }
     }
+}
+
+/// Why a review cannot be written (all `FAILED_PRECONDITION`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReviewRefusal {
+    /// The event has not ended yet.
+    NotEnded,
+    /// The caller holds no confirmed booking for the event.
+    NotAnAttendee,
+    /// The caller has reviewed this event already (edit that review).
+    AlreadyReviewed,
 }

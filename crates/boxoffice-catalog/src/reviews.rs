@@ -18,7 +18,7 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
-use crate::error::CatalogError;
+use crate::error::{CatalogError, ReviewRefusal};
 
 /// The consumer group that keeps attendance.
 pub(crate) const GROUP: &str = "catalog-reviews";
@@ -31,17 +31,6 @@ pub const MAX_REASON_CHARS: usize = 500;
 const SUMMARY_TTL: Duration = Duration::from_secs(1);
 /// Summaries kept in memory at most (then the cache starts over).
 const SUMMARY_CACHE_LIMIT: usize = 10_000;
-
-/// Why a review cannot be written (all `FAILED_PRECONDITION`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ReviewRefusal {
-    /// The event has not ended yet.
-    NotEnded,
-    /// The caller holds no confirmed booking for the event.
-    NotAnAttendee,
-    /// The caller has reviewed this event already (edit that review).
-    AlreadyReviewed,
-}
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReviewRecord {
