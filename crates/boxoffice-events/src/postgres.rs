@@ -329,8 +329,13 @@ impl PostgresSource {
         }
         let rows = {
             let client = self.pool.get().await.context("connecting")?;
+            // Prepared once per connection: the read runs for every batch.
+            let read = client
+                .prepare_cached(&self.read_sql)
+                .await
+                .context("preparing the outbox read")?;
             client
-                .query(&self.read_sql, &[&self.position, &self.batch_size])
+                .query(&read, &[&self.position, &self.batch_size])
                 .await
                 .context("reading the outbox")?
         };
@@ -370,11 +375,12 @@ impl PostgresSource {
     pub(crate) async fn commit(&mut self, last: &Raw) -> anyhow::Result<()> {
         let position = i64::try_from(last.position).context("position")?;
         let client = self.pool.get().await.context("connecting")?;
+        let checkpoint = client
+            .prepare_cached(&self.checkpoint_sql)
+            .await
+            .context("preparing the checkpoint")?;
         client
-            .execute(
-                &self.checkpoint_sql,
-                &[&self.group, &self.stream, &position],
-            )
+            .execute(&checkpoint, &[&self.group, &self.stream, &position])
             .await
             .context("saving the checkpoint")?;
         self.position = self.position.max(position);
