@@ -324,6 +324,10 @@ async fn run(
         .map(|concurrency| WARMUP_CONFIRMATIONS + per_level + concurrency)
         .collect();
     let admin_token = bench.token(Uuid::new_v4(), &["admin"])?;
+    // BOXOFFICE_BENCH_PG_STATEMENTS=1: what PostgreSQL ran per confirmation
+    // in each window, consumers included (needs `pg_stat_statements` in
+    // the server's `shared_preload_libraries`).
+    let profile_statements = env_number("BOXOFFICE_BENCH_PG_STATEMENTS", 0) == 1;
 
     // pgbench runs before and after the confirmations and they are compared
     // with the mean: a shared machine's speed drifts by a tenth or more
@@ -401,6 +405,11 @@ async fn run(
             max_requests: Some(per_level as u64),
         };
         let route_for_run = route.clone();
+        let statements = if profile_statements {
+            Some(StatementProfile::start(&bench.system.pool).await?)
+        } else {
+            None
+        };
         let busy_before = cpu::busy();
         let recording = load::run(&spec, move |n| {
             let booking = queue.get(n as usize).cloned();
@@ -428,6 +437,9 @@ async fn run(
             "  event consumers finished {:.2} s after the window",
             drained.as_secs_f64()
         );
+        if let Some(statements) = statements {
+            statements.report(&bench.system.pool, summary.ok).await?;
+        }
         results.push((concurrency, summary, cpu_ms));
     }
 
@@ -562,4 +574,54 @@ async fn run(
         "captured payments ({captured}) and confirmed bookings ({confirmed}) disagree"
     );
     Ok(())
+}
+
+/// `pg_stat_statements` over one measured window: every statement the
+/// benchmark database ran (the confirmations and the event consumers that
+/// follow them), per confirmation.
+struct StatementProfile;
+
+impl StatementProfile {
+    async fn start(pool: &deadpool_postgres::Pool) -> anyhow::Result<Self> {
+        let client = pool.get().await?;
+        client
+            .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            .await
+            .context("pg_stat_statements (is it in shared_preload_libraries?)")?;
+        client
+            .batch_execute("SELECT pg_stat_statements_reset()")
+            .await?;
+        Ok(Self)
+    }
+
+    async fn report(self, pool: &deadpool_postgres::Pool, confirmations: u64) -> anyhow::Result<()> {
+        let client = pool.get().await?;
+        let rows = client
+            .query(
+                "SELECT calls, total_exec_time, rows,
+                        left(regexp_replace(query, '\\s+', ' ', 'g'), 120) AS query
+                 FROM pg_stat_statements
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+                 ORDER BY calls DESC",
+                &[],
+            )
+            .await?;
+        let per = confirmations.max(1) as f64;
+        let calls: i64 = rows.iter().map(|row| row.get::<_, i64>(0)).sum();
+        let ms: f64 = rows.iter().map(|row| row.get::<_, f64>(1)).sum();
+        eprintln!(
+            "  PostgreSQL per confirmation: {:.2} statements, {:.3} ms executing ({} kinds)",
+            calls as f64 / per,
+            ms / per,
+            rows.len()
+        );
+        eprintln!("  {:>8} {:>9}  statement", "calls/op", "ms/op");
+        for row in rows.iter().take(30) {
+            let calls: i64 = row.get(0);
+            let ms: f64 = row.get(1);
+            let query: String = row.get(3);
+            eprintln!("  {:>8.3} {:>9.4}  {query}", calls as f64 / per, ms / per);
+        }
+        Ok(())
+    }
 }

@@ -384,34 +384,58 @@ fn attendance(received: &Received) -> Result<Option<(Uuid, Uuid, Uuid, bool)>, S
 impl Handler for AttendanceHandler {
     async fn handle(&self, events: &[Received]) -> Result<(), HandleError> {
         let mut changes = Vec::new();
+        // A malformed event: the ones before it are applied, it is
+        // dead-lettered (the library's `Poison` contract).
+        let mut poison = None;
         for (index, received) in events.iter().enumerate() {
             match attendance(received) {
                 Ok(Some(change)) => changes.push(change),
                 Ok(None) => {}
-                Err(reason) => return Err(HandleError::Poison { index, reason }),
+                Err(reason) => {
+                    poison = Some(HandleError::Poison { index, reason });
+                    break;
+                }
             }
         }
         if changes.is_empty() {
-            return Ok(());
+            return poison.map_or(Ok(()), Err);
+        }
+        // One row per booking, its latest state (one statement may not
+        // change a row twice).
+        let mut latest: HashMap<Uuid, (Uuid, Uuid, bool)> = Default::default();
+        for (booking_id, user_id, event_id, confirmed) in changes {
+            latest.insert(booking_id, (user_id, event_id, confirmed));
+        }
+        let (mut bookings, mut users, mut events, mut confirmed) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (booking_id, (user_id, event_id, state)) in latest {
+            bookings.push(booking_id);
+            users.push(user_id);
+            events.push(event_id);
+            confirmed.push(state);
         }
         let applied = async {
             let mut client = self.pool.get().await?;
-            let transaction = client.transaction().await?;
-            for (booking_id, user_id, event_id, confirmed) in &changes {
-                transaction
-                    .execute(
-                        "INSERT INTO catalog.review_attendance (booking_id, user_id, event_id, confirmed)
-                         VALUES ($1, $2, $3, $4)
-                         ON CONFLICT (booking_id) DO UPDATE SET confirmed = excluded.confirmed",
-                        &[booking_id, user_id, event_id, confirmed],
-                    )
-                    .await?;
-            }
+            // Attendance is derived from checkout's stream (replayed after a
+            // crash that loses this commit).
+            let transaction =
+                boxoffice_events::postgres::projection_transaction(&mut client).await?;
+            let statement = transaction
+                .prepare_cached(
+                    "INSERT INTO catalog.review_attendance (booking_id, user_id, event_id, confirmed)
+                     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bool[])
+                     ON CONFLICT (booking_id) DO UPDATE SET confirmed = excluded.confirmed",
+                )
+                .await?;
+            transaction
+                .execute(&statement, &[&bookings, &users, &events, &confirmed])
+                .await?;
             transaction.commit().await?;
             anyhow::Ok(())
         }
         .await;
-        applied.map_err(HandleError::Unavailable)
+        applied.map_err(HandleError::Unavailable)?;
+        poison.map_or(Ok(()), Err)
     }
 }
 

@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::domain::loyalty;
 use crate::store::CheckoutStore;
+use crate::store::loyalty::{Earning, Reversal};
 
 /// The group's name (checkpoints live in checkout's schema).
 pub const GROUP: &str = "checkout-loyalty";
@@ -45,52 +46,65 @@ impl LoyaltyHandler {
         }
     }
 
-    /// Applies one event; events other than confirmations and
-    /// cancellations are skipped.
-    pub async fn apply(&self, event: &Received) -> Result<(), LoyaltyError> {
+    /// What one event asks of the ledger; events other than confirmations
+    /// and cancellations ask nothing.
+    fn change(&self, event: &Received) -> Result<Option<Change>, LoyaltyError> {
         let id = |value: &str, what: &'static str| {
             Uuid::parse_str(value).map_err(|_| LoyaltyError::Malformed(what))
         };
         let event_id = || event.event_id().ok_or(LoyaltyError::Malformed("event_id"));
-        match event.payload() {
+        Ok(match event.payload() {
             Some(Payload::BookingConfirmed(confirmed)) => {
-                let event_id = event_id()?;
-                let user = id(&confirmed.user_id, "user_id")?;
-                let booking = id(&confirmed.booking_id, "booking_id")?;
                 let paid = confirmed
                     .total
                     .as_ref()
                     .map_or(0, |total| total.amount_minor);
                 let points = loyalty::points_earned(paid, self.points_per_unit);
                 if points > 0 {
-                    let earned = self
-                        .store
-                        .earn_points(event_id, user, booking, points)
-                        .await?;
-                    tracing::debug!(booking_id = %booking, points, earned, "loyalty points earned");
+                    Some(Change::Earn(Earning {
+                        event_id: event_id()?,
+                        user: id(&confirmed.user_id, "user_id")?,
+                        booking: id(&confirmed.booking_id, "booking_id")?,
+                        points,
+                    }))
+                } else {
+                    None
                 }
             }
-            Some(Payload::BookingCancelled(cancelled)) => {
-                let event_id = event_id()?;
-                let booking = id(&cancelled.booking_id, "booking_id")?;
-                self.store.reverse_points(event_id, booking).await?;
-            }
-            _ => {}
-        }
-        Ok(())
+            Some(Payload::BookingCancelled(cancelled)) => Some(Change::Reverse(Reversal {
+                event_id: event_id()?,
+                booking: id(&cancelled.booking_id, "booking_id")?,
+            })),
+            _ => None,
+        })
     }
 }
 
+enum Change {
+    Earn(Earning),
+    Reverse(Reversal),
+}
+
 impl Handler for LoyaltyHandler {
+    /// The whole batch in one transaction of two statements (earnings,
+    /// then reversals), not one transaction per event: this group reacts
+    /// to every confirmation, on the cores the confirmations run on.
     async fn handle(&self, events: &[Received]) -> Result<(), HandleError> {
+        let (mut earned, mut reversed) = (Vec::new(), Vec::new());
+        // A malformed event: the ones before it are applied, it is
+        // dead-lettered (the library's `Poison` contract).
+        let mut poison = None;
         for (index, event) in events.iter().enumerate() {
-            match self.apply(event).await {
-                Ok(()) => {}
+            match self.change(event) {
+                Ok(Some(Change::Earn(earning))) => earned.push(earning),
+                Ok(Some(Change::Reverse(reversal))) => reversed.push(reversal),
+                Ok(None) => {}
                 Err(LoyaltyError::Malformed(what)) => {
-                    return Err(HandleError::Poison {
+                    poison = Some(HandleError::Poison {
                         index,
                         reason: format!("a booking event with a malformed {what}"),
                     });
+                    break;
                 }
                 Err(LoyaltyError::Store(error)) => {
                     return Err(HandleError::Failed {
@@ -100,7 +114,20 @@ impl Handler for LoyaltyHandler {
                 }
             }
         }
-        Ok(())
+        if !earned.is_empty() || !reversed.is_empty() {
+            let changed = self
+                .store
+                .apply_loyalty(&earned, &reversed)
+                .await
+                .map_err(|error| HandleError::Unavailable(error.into()))?;
+            tracing::debug!(
+                earned = earned.len(),
+                reversed = reversed.len(),
+                changed,
+                "loyalty points applied"
+            );
+        }
+        poison.map_or(Ok(()), Err)
     }
 }
 

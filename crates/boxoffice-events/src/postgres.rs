@@ -84,35 +84,54 @@ pub async fn install_consumer(pool: &Pool, schema: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Starts a consumer handler's transaction that commits without waiting
+/// for its WAL flush (`synchronous_commit = off`, this transaction only).
+///
+/// For handlers whose writes can be derived again from the streams (a
+/// projection: statistics, attendance, loyalty entries keyed by event id):
+/// a crash can lose the last few such commits, and then the checkpoint
+/// that followed them too (WAL is flushed in order, and the checkpoint is
+/// written after the handler commits), so the events are delivered again
+/// and the idempotent handler applies them again. Nothing is lost; the
+/// commits just stop paying a disk flush each, on the cores the
+/// confirmations run on. Not for handlers with effects outside the
+/// database (mail, HTTP): those record before they act and must commit
+/// synchronously.
+pub async fn projection_transaction(
+    client: &mut deadpool_postgres::Object,
+) -> anyhow::Result<deadpool_postgres::Transaction<'_>> {
+    let transaction = client
+        .transaction()
+        .await
+        .context("starting a handler transaction")?;
+    transaction
+        .batch_execute("SET LOCAL synchronous_commit = off")
+        .await
+        .context("starting a handler transaction")?;
+    Ok(transaction)
+}
+
 /// The idempotency helper: records that `group` applied `event_id` inside
 /// the handler's own transaction and answers whether this is the first
 /// time. Apply the event only when it answers `true`; a replay then changes
 /// nothing, and a rolled-back attempt leaves no record.
 pub async fn first_time(
-    transaction: &tokio_postgres::Transaction<'_>,
+    transaction: &deadpool_postgres::Transaction<'_>,
     schema: &str,
     group: &str,
     event_id: Uuid,
 ) -> anyhow::Result<bool> {
-    check_identifier(schema)?;
-    let inserted = transaction
-        .execute(
-            &format!(
-                "INSERT INTO {schema}.event_processed (consumer_group, event_id) VALUES ($1, $2)
-                 ON CONFLICT DO NOTHING"
-            ),
-            &[&group, &event_id],
-        )
-        .await
-        .context("recording a processed event")?;
-    Ok(inserted == 1)
+    Ok(first_times(transaction, schema, group, &[event_id])
+        .await?
+        .contains(&event_id))
 }
 
-/// [`first_time`] for a whole batch in one statement: records every id
-/// and answers those recorded now (not seen before), so a handler applies
-/// a batch with a few set-based statements instead of one per event.
+/// [`first_time`] for a whole batch in one statement (prepared once per
+/// connection): records every id and answers those recorded now (not seen
+/// before), so a handler applies a batch with a few set-based statements
+/// instead of one per event.
 pub async fn first_times(
-    transaction: &tokio_postgres::Transaction<'_>,
+    transaction: &deadpool_postgres::Transaction<'_>,
     schema: &str,
     group: &str,
     event_ids: &[Uuid],
@@ -121,15 +140,16 @@ pub async fn first_times(
     if event_ids.is_empty() {
         return Ok(Default::default());
     }
+    let statement = transaction
+        .prepare_cached(&format!(
+            "INSERT INTO {schema}.event_processed (consumer_group, event_id)
+             SELECT $1, id FROM unnest($2::uuid[]) AS id
+             ON CONFLICT DO NOTHING RETURNING event_id"
+        ))
+        .await
+        .context("recording processed events")?;
     let rows = transaction
-        .query(
-            &format!(
-                "INSERT INTO {schema}.event_processed (consumer_group, event_id)
-                 SELECT $1, id FROM unnest($2::uuid[]) AS id
-                 ON CONFLICT DO NOTHING RETURNING event_id"
-            ),
-            &[&group, &event_ids],
-        )
+        .query(&statement, &[&group, &event_ids])
         .await
         .context("recording processed events")?;
     Ok(rows.iter().map(|row| row.get(0)).collect())

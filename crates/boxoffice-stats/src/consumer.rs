@@ -193,13 +193,12 @@ fn touched(change: &Change) -> Option<Uuid> {
 }
 
 async fn apply(
-    transaction: &tokio_postgres::Transaction<'_>,
+    transaction: &deadpool_postgres::Transaction<'_>,
     change: &Change,
 ) -> anyhow::Result<()> {
     match change {
         Change::Venue { id, sections } => {
-            transaction
-                .execute(
+            execute(transaction, 
                     "INSERT INTO stats.venues (venue_id, sections) VALUES ($1, $2)
                      ON CONFLICT (venue_id) DO UPDATE SET sections = EXCLUDED.sections, updated_at = now()",
                     &[id, &tokio_postgres::types::Json(sections)],
@@ -215,8 +214,7 @@ async fn apply(
             tiers,
             version,
         } => {
-            transaction
-                .execute(
+            execute(transaction, 
                     "INSERT INTO stats.events (event_id, title, venue_id, start_time, status, tiers, version)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (event_id) DO UPDATE SET title = EXCLUDED.title, venue_id = EXCLUDED.venue_id,
@@ -240,8 +238,7 @@ async fn apply(
             booking_id,
             seats,
         } => {
-            transaction
-                .execute(
+            execute(transaction, 
                     "INSERT INTO stats.sold_seats (event_id, seat_index, booking_id)
                      SELECT $1, s, $2 FROM unnest($3::int4[]) AS s
                      ON CONFLICT (event_id, seat_index) DO UPDATE SET booking_id = EXCLUDED.booking_id",
@@ -254,8 +251,7 @@ async fn apply(
             booking_id,
             seats,
         } => {
-            transaction
-                .execute(
+            execute(transaction, 
                     "DELETE FROM stats.sold_seats
                      WHERE event_id = $1 AND booking_id = $2 AND seat_index = ANY($3::int4[])",
                     &[event_id, booking_id, seats],
@@ -271,8 +267,7 @@ async fn apply(
             fees,
             at,
         } => {
-            transaction
-                .execute(
+            execute(transaction, 
                     "INSERT INTO stats.bookings (booking_id, event_id, tickets, currency_code, gross_minor, fees_minor,
                          confirmed_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (booking_id) DO NOTHING",
@@ -281,16 +276,14 @@ async fn apply(
                 .await?;
         }
         Change::Cancelled { booking_id, at } => {
-            transaction
-                .execute(
+            execute(transaction, 
                     "UPDATE stats.bookings SET cancelled_at = coalesce(cancelled_at, $2) WHERE booking_id = $1",
                     &[booking_id, at],
                 )
                 .await?;
         }
         Change::Refunded { booking_id, amount } => {
-            transaction
-                .execute(
+            execute(transaction, 
                     "UPDATE stats.bookings SET refunded_minor = $2 WHERE booking_id = $1",
                     &[booking_id, amount],
                 )
@@ -299,6 +292,17 @@ async fn apply(
         Change::Nothing => {}
     }
     Ok(())
+}
+
+/// Runs `sql` as a statement prepared once per connection (a batch sends a
+/// few of the same statements again and again).
+async fn execute(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    sql: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<u64, tokio_postgres::Error> {
+    let statement = transaction.prepare_cached(sql).await?;
+    transaction.execute(&statement, params).await
 }
 
 /// Consecutive changes of one kind that one statement applies together.
@@ -326,7 +330,7 @@ fn run_kind(change: &Change) -> Option<RunKind> {
 /// of applying them one after the other (a later sale of a seat wins, the
 /// first cancellation time stays, the last refund total wins).
 async fn apply_run(
-    transaction: &tokio_postgres::Transaction<'_>,
+    transaction: &deadpool_postgres::Transaction<'_>,
     kind: RunKind,
     run: &[&Change],
 ) -> anyhow::Result<()> {
@@ -371,8 +375,7 @@ async fn apply_run(
                  USING unnest($1::uuid[], $2::int4[], $3::uuid[]) AS r(event_id, seat_index, booking_id)
                  WHERE s.event_id = r.event_id AND s.seat_index = r.seat_index AND s.booking_id = r.booking_id"
             };
-            transaction
-                .execute(sql, &[&events, &seat_indexes, &bookings])
+            execute(transaction, sql, &[&events, &seat_indexes, &bookings])
                 .await?;
         }
         RunKind::Confirmed => {
@@ -405,8 +408,7 @@ async fn apply_run(
                     columns.6.push(*at);
                 }
             }
-            transaction
-                .execute(
+            execute(transaction, 
                     "INSERT INTO stats.bookings (booking_id, event_id, tickets, currency_code, gross_minor, fees_minor,
                          confirmed_at)
                      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::text[], $5::int8[], $6::int8[],
@@ -427,8 +429,7 @@ async fn apply_run(
                     times.push(*at);
                 }
             }
-            transaction
-                .execute(
+            execute(transaction, 
                     "UPDATE stats.bookings b SET cancelled_at = coalesce(b.cancelled_at, c.at)
                      FROM (SELECT id, min(at) AS at FROM unnest($1::uuid[], $2::timestamptz[]) AS c(id, at)
                            GROUP BY id) c
@@ -445,8 +446,7 @@ async fn apply_run(
                 }
             }
             let (bookings, amounts): (Vec<Uuid>, Vec<i64>) = last.into_iter().unzip();
-            transaction
-                .execute(
+            execute(transaction, 
                     "UPDATE stats.bookings b SET refunded_minor = r.amount
                      FROM unnest($1::uuid[], $2::int8[]) AS r(id, amount) WHERE b.booking_id = r.id",
                     &[&bookings, &amounts],
@@ -468,10 +468,11 @@ async fn apply_all(
     together: bool,
 ) -> Result<(), (usize, anyhow::Error)> {
     let mut client = pool.get().await.map_err(|error| (0, error.into()))?;
-    let transaction = client
-        .transaction()
+    // Statistics are derived from the streams: a crash that loses this
+    // commit loses the checkpoint after it too, and the events come again.
+    let transaction = boxoffice_events::postgres::projection_transaction(&mut client)
         .await
-        .map_err(|error| (0, error.into()))?;
+        .map_err(|error| (0, error))?;
     let ids: Vec<Uuid> = changes.iter().map(|(id, _)| *id).collect();
     let mut fresh = boxoffice_events::postgres::first_times(&transaction, SCHEMA, GROUP, &ids)
         .await
@@ -513,8 +514,7 @@ async fn apply_all(
     if !events.is_empty() {
         events.sort_unstable();
         events.dedup();
-        transaction
-            .execute(
+        execute(&transaction, 
                 "UPDATE stats.events SET updated_at = now() WHERE event_id = ANY($1)",
                 &[&events],
             )

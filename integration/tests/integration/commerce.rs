@@ -15,6 +15,7 @@ use boxoffice_contracts::checkout::v1 as pb;
 use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use boxoffice_contracts::inventory::v1 as inventory_pb;
 use boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient;
+use boxoffice_events::Handler as _;
 use boxoffice_runtime::Caller;
 use boxoffice_runtime::status::reason_of;
 use tonic::Code;
@@ -1080,23 +1081,48 @@ async fn earning_and_reversing_are_idempotent_per_event_and_per_booking() {
         ..Default::default()
     }));
     // The same event twice, and another event about the same booking.
-    handler.apply(&confirmed).await.expect("earning");
-    handler.apply(&confirmed).await.expect("earning again");
+    handler.handle(std::slice::from_ref(&confirmed)).await.expect("earning");
+    handler.handle(std::slice::from_ref(&confirmed)).await.expect("earning again");
     let mut another = confirmed.clone();
     another.envelope.event_id = Uuid::now_v7().to_string();
-    handler
-        .apply(&another)
+    handler.handle(std::slice::from_ref(&another))
         .await
         .expect("earning under another id");
     assert_eq!(store.loyalty(user).await.expect("loyalty").balance, 250);
-    handler.apply(&cancelled).await.expect("reversing");
-    handler.apply(&cancelled).await.expect("reversing again");
+    handler.handle(std::slice::from_ref(&cancelled)).await.expect("reversing");
+    handler.handle(std::slice::from_ref(&cancelled)).await.expect("reversing again");
     let summary = store.loyalty(user).await.expect("loyalty");
     assert_eq!((summary.balance, summary.history.len()), (0, 2));
     // A malformed event is refused, not applied.
     let mut malformed = cancelled.clone();
     malformed.envelope.event_id = "not-a-uuid".into();
-    assert!(handler.apply(&malformed).await.is_err());
+    assert!(handler.handle(std::slice::from_ref(&malformed)).await.is_err());
+    // A whole batch at once (as the group delivers them): a second
+    // booking confirmed, its confirmation delivered twice, then cancelled,
+    // beside an event of the first booking again: one earning and one
+    // reversal recorded for it, the balance back where it was.
+    let second = Uuid::new_v4();
+    let mut confirmed_second = confirmed.clone();
+    confirmed_second.envelope.event_id = Uuid::now_v7().to_string();
+    if let Some(Payload::BookingConfirmed(event)) = &mut confirmed_second.envelope.payload {
+        event.booking_id = second.to_string();
+    }
+    let mut cancelled_second = cancelled.clone();
+    cancelled_second.envelope.event_id = Uuid::now_v7().to_string();
+    if let Some(Payload::BookingCancelled(event)) = &mut cancelled_second.envelope.payload {
+        event.booking_id = second.to_string();
+    }
+    handler
+        .handle(&[
+            confirmed_second.clone(),
+            confirmed.clone(),
+            confirmed_second,
+            cancelled_second,
+        ])
+        .await
+        .expect("a batch");
+    let summary = store.loyalty(user).await.expect("loyalty");
+    assert_eq!((summary.balance, summary.history.len()), (0, 4));
     world.stop().await;
 }
 
@@ -1334,7 +1360,7 @@ async fn a_silver_member_gets_the_tier_discount_on_a_new_booking() {
         1,
     );
     handler
-        .apply(&Received {
+        .handle(&[Received {
             stream: "checkout".into(),
             position: 1,
             envelope: Envelope {
@@ -1350,7 +1376,7 @@ async fn a_silver_member_gets_the_tier_discount_on_a_new_booking() {
                 })),
                 ..Default::default()
             },
-        })
+        }])
         .await
         .expect("earning");
     let mut checkout = CheckoutServiceClient::new(edge.clone());

@@ -197,80 +197,104 @@ impl CheckoutStore {
         Ok(SpendChange::Booking(PromoChange::Done(Box::new(booking))))
     }
 
-    /// Points a confirmed booking earned, once per event (and per
-    /// booking); false when recorded before.
-    pub async fn earn_points(
-        &self,
-        event_id: Uuid,
-        user: Uuid,
-        booking_id: Uuid,
-        points: i64,
-    ) -> DbResult<bool> {
+    /// Applies a batch of checkout's events to the ledger in one
+    /// transaction with two statements: every earning (once per event and
+    /// per booking), then every reversal (what the booking earned, taken
+    /// back once). Earnings go first: a booking's cancellation always
+    /// follows its confirmation in the stream. Answers how many entries
+    /// were new (a replayed batch changes nothing).
+    pub async fn apply_loyalty(&self, earned: &[Earning], reversed: &[Reversal]) -> DbResult<u64> {
         let mut client = self.client().await?;
+        // Derived from checkout's stream: a crash that loses this commit
+        // loses the consumer's checkpoint after it too, and the events are
+        // applied again (see `boxoffice_events::postgres::projection_transaction`).
         let transaction = client
             .transaction()
             .await
-            .db_context("starting to earn points")?;
-        let inserted = transaction
-            .execute(
-                "INSERT INTO checkout.loyalty_entries (id, user_id, kind, points, booking_id, source_event_id)
-                 VALUES ($1, $2, 'earn', $3, $4, $5)
-                 ON CONFLICT DO NOTHING",
-                &[&Uuid::now_v7(), &user, &points, &booking_id, &event_id],
-            )
+            .db_context("starting to apply loyalty points")?;
+        transaction
+            .batch_execute("SET LOCAL synchronous_commit = off")
             .await
-            .db_context("earning points")?;
-        if inserted == 1 {
-            transaction
-                .execute(
-                    "INSERT INTO checkout.loyalty_accounts (user_id, balance) VALUES ($1, $2)
-                     ON CONFLICT (user_id) DO UPDATE SET balance = loyalty_accounts.balance + $2",
-                    &[&user, &points],
+            .db_context("starting to apply loyalty points")?;
+        let mut changed = 0;
+        if !earned.is_empty() {
+            let ids: Vec<Uuid> = earned.iter().map(|_| Uuid::now_v7()).collect();
+            let events: Vec<Uuid> = earned.iter().map(|e| e.event_id).collect();
+            let users: Vec<Uuid> = earned.iter().map(|e| e.user).collect();
+            let bookings: Vec<Uuid> = earned.iter().map(|e| e.booking).collect();
+            let points: Vec<i64> = earned.iter().map(|e| e.points).collect();
+            let statement = transaction
+                .prepare_cached(
+                    "WITH earned AS (
+                         INSERT INTO checkout.loyalty_entries (id, user_id, kind, points, booking_id, source_event_id)
+                         SELECT id, user_id, 'earn', points, booking_id, event_id
+                         FROM unnest($1::uuid[], $2::uuid[], $3::int8[], $4::uuid[], $5::uuid[])
+                             AS e(id, user_id, points, booking_id, event_id)
+                         ON CONFLICT DO NOTHING
+                         RETURNING user_id, points
+                     ), credited AS (
+                         INSERT INTO checkout.loyalty_accounts (user_id, balance)
+                         SELECT user_id, sum(points) FROM earned GROUP BY user_id
+                         ON CONFLICT (user_id) DO UPDATE SET balance = loyalty_accounts.balance + EXCLUDED.balance
+                     )
+                     SELECT count(*) FROM earned",
                 )
                 .await
-                .db_context("crediting points")?;
+                .db_context("earning points")?;
+            let row = transaction
+                .query_one(&statement, &[&ids, &users, &points, &bookings, &events])
+                .await
+                .db_context("earning points")?;
+            changed += u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0);
+        }
+        if !reversed.is_empty() {
+            let ids: Vec<Uuid> = reversed.iter().map(|_| Uuid::now_v7()).collect();
+            let events: Vec<Uuid> = reversed.iter().map(|r| r.event_id).collect();
+            let bookings: Vec<Uuid> = reversed.iter().map(|r| r.booking).collect();
+            let statement = transaction
+                .prepare_cached(
+                    "WITH reversed AS (
+                         INSERT INTO checkout.loyalty_entries (id, user_id, kind, points, booking_id, source_event_id)
+                         SELECT r.id, e.user_id, 'reverse', -e.points, e.booking_id, r.event_id
+                         FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS r(id, booking_id, event_id)
+                         JOIN checkout.loyalty_entries e ON e.booking_id = r.booking_id AND e.kind = 'earn'
+                         ON CONFLICT DO NOTHING
+                         RETURNING user_id, points
+                     ), debited AS (
+                         UPDATE checkout.loyalty_accounts a SET balance = a.balance + d.points
+                         FROM (SELECT user_id, sum(points) AS points FROM reversed GROUP BY user_id) d
+                         WHERE a.user_id = d.user_id
+                     )
+                     SELECT count(*) FROM reversed",
+                )
+                .await
+                .db_context("reversing points")?;
+            let row = transaction
+                .query_one(&statement, &[&ids, &bookings, &events])
+                .await
+                .db_context("reversing points")?;
+            changed += u64::try_from(row.try_get::<_, i64>(0)?).unwrap_or(0);
         }
         transaction
             .commit()
             .await
-            .db_context("committing earned points")?;
-        Ok(inserted == 1)
+            .db_context("committing loyalty points")?;
+        Ok(changed)
     }
+}
 
-    /// Takes back what a cancelled booking earned, once per event (and per
-    /// booking); false when there was nothing to take or it was taken.
-    pub async fn reverse_points(&self, event_id: Uuid, booking_id: Uuid) -> DbResult<bool> {
-        let mut client = self.client().await?;
-        let transaction = client
-            .transaction()
-            .await
-            .db_context("starting to reverse points")?;
-        let reversed = transaction
-            .query_opt(
-                "INSERT INTO checkout.loyalty_entries (id, user_id, kind, points, booking_id, source_event_id)
-                 SELECT $1, user_id, 'reverse', -points, booking_id, $3
-                 FROM checkout.loyalty_entries WHERE booking_id = $2 AND kind = 'earn'
-                 ON CONFLICT DO NOTHING
-                 RETURNING user_id, points",
-                &[&Uuid::now_v7(), &booking_id, &event_id],
-            )
-            .await
-            .db_context("reversing points")?;
-        if let Some(row) = &reversed {
-            let user: Uuid = row.try_get("user_id")?;
-            let points: i64 = row.try_get("points")?;
-            transaction
-                .execute(
-                    "UPDATE checkout.loyalty_accounts SET balance = balance + $2 WHERE user_id = $1",
-                    &[&user, &points],
-                )
-                .await
-                .db_context("debiting points")?;
-        }
-        transaction
-            .commit()
-            .await
-            .db_context("committing reversed points")?;
-        Ok(reversed.is_some())
-    }
+/// Points a confirmed booking earns (from its `BookingConfirmed`).
+#[derive(Clone, Copy, Debug)]
+pub struct Earning {
+    pub event_id: Uuid,
+    pub user: Uuid,
+    pub booking: Uuid,
+    pub points: i64,
+}
+
+/// A cancelled booking's earning to take back (from its `BookingCancelled`).
+#[derive(Clone, Copy, Debug)]
+pub struct Reversal {
+    pub event_id: Uuid,
+    pub booking: Uuid,
 }
