@@ -10,6 +10,9 @@
 //! Codes of the first format (`bt1`, HMAC-SHA256 with the secret key) are
 //! still accepted online; only the server can check them.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
@@ -100,7 +103,16 @@ pub struct TicketSigner {
     legacy_key: Vec<u8>,
     signing: SigningKey,
     verifier: TicketVerifier,
+    /// Codes signed before, by payload. An Ed25519 signature is
+    /// deterministic, so a ticket's code is the same every time it is
+    /// shown; every answer that shows a confirmed booking (and the mail
+    /// of its confirmation) would otherwise sign all its tickets again.
+    signed: Arc<Mutex<HashMap<String, String>>>,
 }
+
+/// Codes kept by one signer; the cache starts over when it is full (a
+/// code is recomputed, identically, on its next use).
+const SIGNED_CODES_KEPT: usize = 100_000;
 
 impl std::fmt::Debug for TicketSigner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -125,6 +137,7 @@ impl TicketSigner {
             legacy_key: key.to_vec(),
             signing,
             verifier,
+            signed: Arc::default(),
         }
     }
 
@@ -137,9 +150,25 @@ impl TicketSigner {
     /// a QR code, readable by eye when support needs to.
     pub fn sign(&self, claims: &TicketClaims) -> String {
         let payload = claims.payload(VERSION);
+        let signed = |cache: &Mutex<HashMap<String, String>>| {
+            cache
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get(&payload)
+                .cloned()
+        };
+        if let Some(code) = signed(&self.signed) {
+            return code;
+        }
         let signature = self.signing.sign(payload.as_bytes());
         let signature = URL_SAFE_NO_PAD.encode(signature.to_bytes());
-        format!("{payload}.{signature}")
+        let code = format!("{payload}.{signature}");
+        let mut cache = self.signed.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= SIGNED_CODES_KEPT {
+            cache.clear();
+        }
+        cache.insert(payload, code.clone());
+        code
     }
 
     /// The claims of a genuine code of either format; `None` for anything
@@ -185,6 +214,23 @@ mod tests {
         let scanner =
             TicketVerifier::from_public_key(&signer.verifier().public_key()).expect("a public key");
         assert_eq!(scanner.verify(&code), Some(claims));
+    }
+
+    #[test]
+    fn a_kept_code_is_the_one_signing_again_gives() {
+        let signer = TicketSigner::new(b"a key of some length");
+        let claims = claims();
+        let first = signer.sign(&claims);
+        // Kept: the same code again, and what a signer that never saw it
+        // (another instance, or after the cache started over) makes.
+        assert_eq!(signer.sign(&claims), first);
+        assert_eq!(TicketSigner::new(b"a key of some length").sign(&claims), first);
+        let other = TicketClaims {
+            seat_index: 18,
+            ..claims
+        };
+        assert_ne!(signer.sign(&other), first);
+        assert_eq!(signer.verify(&signer.sign(&other)), Some(other));
     }
 
     #[test]
