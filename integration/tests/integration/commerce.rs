@@ -702,16 +702,29 @@ async fn apply_direct(
     code: &'static str,
 ) -> Result<pb::Booking, tonic::Status> {
     let mut checkout = checkout;
-    checkout
-        .apply_promo_code(as_caller(
-            &Caller::user(user, &[]),
-            pb::ApplyPromoCodeRequest {
-                name: format!("bookings/{booking}"),
-                code: code.into(),
-            },
-        ))
-        .await
-        .map(tonic::Response::into_inner)
+    // A thousand at once on a loaded machine may wait longer than the
+    // connection pool lets a request wait: that answer is `UNAVAILABLE`
+    // ("retry shortly", nothing changed) and a buyer's app tries again.
+    let mut attempts = 0;
+    loop {
+        let answer = checkout
+            .apply_promo_code(as_caller(
+                &Caller::user(user, &[]),
+                pb::ApplyPromoCodeRequest {
+                    name: format!("bookings/{booking}"),
+                    code: code.into(),
+                },
+            ))
+            .await
+            .map(tonic::Response::into_inner);
+        match answer {
+            Err(status) if status.code() == Code::Unavailable && attempts < 20 => {
+                attempts += 1;
+                tokio::time::sleep(Duration::from_millis(20 * attempts)).await;
+            }
+            answer => return answer,
+        }
+    }
 }
 
 #[tokio::test]
