@@ -594,7 +594,11 @@ impl StatementProfile {
         Ok(Self)
     }
 
-    async fn report(self, pool: &deadpool_postgres::Pool, confirmations: u64) -> anyhow::Result<()> {
+    async fn report(
+        self,
+        pool: &deadpool_postgres::Pool,
+        confirmations: u64,
+    ) -> anyhow::Result<()> {
         let client = pool.get().await?;
         let rows = client
             .query(

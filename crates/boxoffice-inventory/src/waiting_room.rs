@@ -93,6 +93,9 @@ pub struct WaitingRoom {
     /// Joins (event, user) that arrive together: one script call per event
     /// per batch.
     joins: Batcher<(Uuid, Uuid), LineStanding>,
+    /// Pulses read by this process's pollers (all events): what the Redis
+    /// calls of watching are measured against.
+    polls: std::sync::atomic::AtomicU64,
 }
 
 /// One batch of joins: a `room_join.lua` call per event in it, the events'
@@ -184,6 +187,7 @@ impl WaitingRoom {
             watch_poll: config.watch_poll,
             pulses: Mutex::default(),
             joins,
+            polls: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -213,7 +217,10 @@ impl WaitingRoom {
         shutdown: Shutdown,
     ) {
         loop {
-            match self.rooms.pulse(event_id, self.token_ttl_ms).await {
+            let pulse = self.rooms.pulse(event_id, self.token_ttl_ms).await;
+            self.polls
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match pulse {
                 Ok(pulse) => {
                     if pulse.draw_due {
                         self.start_draw(event_id);
@@ -269,6 +276,12 @@ impl WaitingRoom {
     /// Redis calls the waiting room has made in this process.
     pub fn redis_calls(&self) -> u64 {
         self.rooms.calls()
+    }
+
+    /// Pulses its pollers have read in this process (one per watched
+    /// event per `watch_poll`).
+    pub fn room_polls(&self) -> u64 {
+        self.polls.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Fails with `EventNotFound` unless inventory sells the event.

@@ -198,7 +198,8 @@ async fn apply(
 ) -> anyhow::Result<()> {
     match change {
         Change::Venue { id, sections } => {
-            execute(transaction, 
+            execute(
+                transaction,
                     "INSERT INTO stats.venues (venue_id, sections) VALUES ($1, $2)
                      ON CONFLICT (venue_id) DO UPDATE SET sections = EXCLUDED.sections, updated_at = now()",
                     &[id, &tokio_postgres::types::Json(sections)],
@@ -214,7 +215,8 @@ async fn apply(
             tiers,
             version,
         } => {
-            execute(transaction, 
+            execute(
+                transaction,
                     "INSERT INTO stats.events (event_id, title, venue_id, start_time, status, tiers, version)
                      VALUES ($1, $2, $3, $4, $5, $6, $7)
                      ON CONFLICT (event_id) DO UPDATE SET title = EXCLUDED.title, venue_id = EXCLUDED.venue_id,
@@ -238,7 +240,8 @@ async fn apply(
             booking_id,
             seats,
         } => {
-            execute(transaction, 
+            execute(
+                transaction,
                     "INSERT INTO stats.sold_seats (event_id, seat_index, booking_id)
                      SELECT $1, s, $2 FROM unnest($3::int4[]) AS s
                      ON CONFLICT (event_id, seat_index) DO UPDATE SET booking_id = EXCLUDED.booking_id",
@@ -251,12 +254,13 @@ async fn apply(
             booking_id,
             seats,
         } => {
-            execute(transaction, 
-                    "DELETE FROM stats.sold_seats
+            execute(
+                transaction,
+                "DELETE FROM stats.sold_seats
                      WHERE event_id = $1 AND booking_id = $2 AND seat_index = ANY($3::int4[])",
-                    &[event_id, booking_id, seats],
-                )
-                .await?;
+                &[event_id, booking_id, seats],
+            )
+            .await?;
         }
         Change::Confirmed {
             booking_id,
@@ -267,7 +271,8 @@ async fn apply(
             fees,
             at,
         } => {
-            execute(transaction, 
+            execute(
+                transaction,
                     "INSERT INTO stats.bookings (booking_id, event_id, tickets, currency_code, gross_minor, fees_minor,
                          confirmed_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (booking_id) DO NOTHING",
@@ -276,18 +281,20 @@ async fn apply(
                 .await?;
         }
         Change::Cancelled { booking_id, at } => {
-            execute(transaction, 
+            execute(
+                transaction,
                     "UPDATE stats.bookings SET cancelled_at = coalesce(cancelled_at, $2) WHERE booking_id = $1",
                     &[booking_id, at],
                 )
                 .await?;
         }
         Change::Refunded { booking_id, amount } => {
-            execute(transaction, 
-                    "UPDATE stats.bookings SET refunded_minor = $2 WHERE booking_id = $1",
-                    &[booking_id, amount],
-                )
-                .await?;
+            execute(
+                transaction,
+                "UPDATE stats.bookings SET refunded_minor = $2 WHERE booking_id = $1",
+                &[booking_id, amount],
+            )
+            .await?;
         }
         Change::Nothing => {}
     }
@@ -375,8 +382,7 @@ async fn apply_run(
                  USING unnest($1::uuid[], $2::int4[], $3::uuid[]) AS r(event_id, seat_index, booking_id)
                  WHERE s.event_id = r.event_id AND s.seat_index = r.seat_index AND s.booking_id = r.booking_id"
             };
-            execute(transaction, sql, &[&events, &seat_indexes, &bookings])
-                .await?;
+            execute(transaction, sql, &[&events, &seat_indexes, &bookings]).await?;
         }
         RunKind::Confirmed => {
             let mut columns = (
@@ -408,7 +414,8 @@ async fn apply_run(
                     columns.6.push(*at);
                 }
             }
-            execute(transaction, 
+            execute(
+                transaction,
                     "INSERT INTO stats.bookings (booking_id, event_id, tickets, currency_code, gross_minor, fees_minor,
                          confirmed_at)
                      SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::int4[], $4::text[], $5::int8[], $6::int8[],
@@ -429,7 +436,8 @@ async fn apply_run(
                     times.push(*at);
                 }
             }
-            execute(transaction, 
+            execute(
+                transaction,
                     "UPDATE stats.bookings b SET cancelled_at = coalesce(b.cancelled_at, c.at)
                      FROM (SELECT id, min(at) AS at FROM unnest($1::uuid[], $2::timestamptz[]) AS c(id, at)
                            GROUP BY id) c
@@ -446,7 +454,8 @@ async fn apply_run(
                 }
             }
             let (bookings, amounts): (Vec<Uuid>, Vec<i64>) = last.into_iter().unzip();
-            execute(transaction, 
+            execute(
+                transaction,
                     "UPDATE stats.bookings b SET refunded_minor = r.amount
                      FROM unnest($1::uuid[], $2::int8[]) AS r(id, amount) WHERE b.booking_id = r.id",
                     &[&bookings, &amounts],
@@ -514,12 +523,13 @@ async fn apply_all(
     if !events.is_empty() {
         events.sort_unstable();
         events.dedup();
-        execute(&transaction, 
-                "UPDATE stats.events SET updated_at = now() WHERE event_id = ANY($1)",
-                &[&events],
-            )
-            .await
-            .map_err(|error| (changes.len().saturating_sub(1), error.into()))?;
+        execute(
+            &transaction,
+            "UPDATE stats.events SET updated_at = now() WHERE event_id = ANY($1)",
+            &[&events],
+        )
+        .await
+        .map_err(|error| (changes.len().saturating_sub(1), error.into()))?;
     }
     transaction
         .commit()

@@ -1094,22 +1094,40 @@ async fn earning_and_reversing_are_idempotent_per_event_and_per_booking() {
         ..Default::default()
     }));
     // The same event twice, and another event about the same booking.
-    handler.handle(std::slice::from_ref(&confirmed)).await.expect("earning");
-    handler.handle(std::slice::from_ref(&confirmed)).await.expect("earning again");
+    handler
+        .handle(std::slice::from_ref(&confirmed))
+        .await
+        .expect("earning");
+    handler
+        .handle(std::slice::from_ref(&confirmed))
+        .await
+        .expect("earning again");
     let mut another = confirmed.clone();
     another.envelope.event_id = Uuid::now_v7().to_string();
-    handler.handle(std::slice::from_ref(&another))
+    handler
+        .handle(std::slice::from_ref(&another))
         .await
         .expect("earning under another id");
     assert_eq!(store.loyalty(user).await.expect("loyalty").balance, 250);
-    handler.handle(std::slice::from_ref(&cancelled)).await.expect("reversing");
-    handler.handle(std::slice::from_ref(&cancelled)).await.expect("reversing again");
+    handler
+        .handle(std::slice::from_ref(&cancelled))
+        .await
+        .expect("reversing");
+    handler
+        .handle(std::slice::from_ref(&cancelled))
+        .await
+        .expect("reversing again");
     let summary = store.loyalty(user).await.expect("loyalty");
     assert_eq!((summary.balance, summary.history.len()), (0, 2));
     // A malformed event is refused, not applied.
     let mut malformed = cancelled.clone();
     malformed.envelope.event_id = "not-a-uuid".into();
-    assert!(handler.handle(std::slice::from_ref(&malformed)).await.is_err());
+    assert!(
+        handler
+            .handle(std::slice::from_ref(&malformed))
+            .await
+            .is_err()
+    );
     // A whole batch at once (as the group delivers them): a second
     // booking confirmed, its confirmation delivered twice, then cancelled,
     // beside an event of the first booking again: one earning and one

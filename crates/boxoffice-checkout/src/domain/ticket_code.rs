@@ -224,7 +224,10 @@ mod tests {
         // Kept: the same code again, and what a signer that never saw it
         // (another instance, or after the cache started over) makes.
         assert_eq!(signer.sign(&claims), first);
-        assert_eq!(TicketSigner::new(b"a key of some length").sign(&claims), first);
+        assert_eq!(
+            TicketSigner::new(b"a key of some length").sign(&claims),
+            first
+        );
         let other = TicketClaims {
             seat_index: 18,
             ..claims
