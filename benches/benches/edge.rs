@@ -190,6 +190,13 @@ impl inventory_pb::inventory_service_server::InventoryService for InventoryStub 
     ) -> Result<Response<Self::WatchSoldOutStream>, Status> {
         unimplemented()
     }
+
+    async fn set_pricing_rule(
+        &self,
+        _: Request<inventory_pb::SetPricingRuleRequest>,
+    ) -> Result<Response<inventory_pb::PricingRule>, Status> {
+        unimplemented()
+    }
 }
 
 struct Outcome {

@@ -240,7 +240,7 @@ impl From<InventoryError> for Status {
                 "only the checkout service may call this",
             ),
             E::AdminRequired => {
-                status::permission_denied("only an admin may configure the waiting room")
+                status::permission_denied("only an admin may configure an event's waiting room or pricing")
             }
             E::AdmissionRequired => status::with_reason(
                 Code::FailedPrecondition,
