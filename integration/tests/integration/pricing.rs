@@ -303,7 +303,12 @@ fn standard_lock<'a>(hold: &'a inventory_pb::Hold, tier: &str) -> &'a inventory_
         .iter()
         .filter(|lock| lock.price_tier_id == tier)
         .collect();
-    assert_eq!(locks.len(), 1, "one lock for the tier: {:?}", hold.price_locks);
+    assert_eq!(
+        locks.len(),
+        1,
+        "one lock for the tier: {:?}",
+        hold.price_locks
+    );
     locks[0]
 }
 
@@ -373,10 +378,7 @@ async fn prices_rise_as_a_scripted_buyer_buys_and_a_hold_is_charged_the_price_it
         [4_000, 4_000, 4_400, 4_400, 4_800, 4_800, 5_000, 5_000]
     );
     let after = tier_price(&edge, &event.id, &event.standard).await;
-    assert_eq!(
-        (after.sold_count, amount(&after.current_price)),
-        (8, 5_000)
-    );
+    assert_eq!((after.sold_count, amount(&after.current_price)), (8, 5_000));
 
     // A hold taken now gets the new price...
     let late = customer(&edge).await;
@@ -554,7 +556,10 @@ async fn bad_rules_and_non_admins_are_refused_and_change_nothing() {
             bad(|tier| tier.floor_price = gbp(4_001)),
             "tiers[0].floor_price",
         ),
-        (bad(|tier| tier.floor_price = gbp(-1)), "tiers[0].floor_price"),
+        (
+            bad(|tier| tier.floor_price = gbp(-1)),
+            "tiers[0].floor_price",
+        ),
         (bad(|tier| tier.floor_price = None), "tiers[0].floor_price"),
         (
             bad(|tier| tier.ceiling_price = gbp(3_999)),
@@ -597,10 +602,7 @@ async fn bad_rules_and_non_admins_are_refused_and_change_nothing() {
             bad(|tier| tier.price_tier_id = "standard".into()),
             "tiers[0].price_tier_id",
         ),
-        (
-            vec![good.clone(), good.clone()],
-            "tiers[1].price_tier_id",
-        ),
+        (vec![good.clone(), good.clone()], "tiers[1].price_tier_id"),
     ];
     for (tiers, field) in cases {
         refused_field(set_rule(&edge, &admin, &event.id, tiers).await, field);

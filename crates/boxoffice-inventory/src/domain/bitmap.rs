@@ -76,7 +76,9 @@ impl SeatBitmap {
         }
         let (first_byte, last_byte) = ((first / 8) as usize, (last / 8) as usize);
         if first_byte == last_byte {
-            return (first..=last).map(|seat| u32::from(self.contains(seat))).sum();
+            return (first..=last)
+                .map(|seat| u32::from(self.contains(seat)))
+                .sum();
         }
         let head: u32 = (first..(first_byte as u32 + 1) * 8)
             .map(|seat| u32::from(self.contains(seat)))
@@ -137,7 +139,11 @@ mod tests {
         for first in 0..80 {
             for last in first..80 {
                 let expected = seats.iter().filter(|s| (first..=last).contains(*s)).count();
-                assert_eq!(bitmap.count_range(first, last), expected as u32, "{first}..={last}");
+                assert_eq!(
+                    bitmap.count_range(first, last),
+                    expected as u32,
+                    "{first}..={last}"
+                );
             }
         }
         assert_eq!(bitmap.count_range(5, 4), 0);

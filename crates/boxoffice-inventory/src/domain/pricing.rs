@@ -56,7 +56,10 @@ impl PricingRule {
                     "is not a price tier this event sells",
                 ));
             };
-            if tiers[..index].iter().any(|earlier| earlier.tier_id == tier.tier_id) {
+            if tiers[..index]
+                .iter()
+                .any(|earlier| earlier.tier_id == tier.tier_id)
+            {
                 return Err(FieldError::new(
                     field("price_tier_id"),
                     "names a tier a second time",
@@ -349,10 +352,14 @@ mod tests {
     fn the_price_rises_a_step_for_every_step_sold_and_stops_at_the_ceiling() {
         // +10% of 4000 for every 20% of 10 seats sold, at most 5000.
         let rule = rule(1_000, 2_000, 4_000, 5_000);
-        let prices: Vec<i64> = (0..=10).map(|sold| tier_price(4_000, &rule, sold, 10)).collect();
+        let prices: Vec<i64> = (0..=10)
+            .map(|sold| tier_price(4_000, &rule, sold, 10))
+            .collect();
         assert_eq!(
             prices,
-            [4000, 4000, 4400, 4400, 4800, 4800, 5000, 5000, 5000, 5000, 5000]
+            [
+                4000, 4000, 4400, 4400, 4800, 4800, 5000, 5000, 5000, 5000, 5000
+            ]
         );
     }
 

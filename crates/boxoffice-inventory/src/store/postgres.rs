@@ -39,14 +39,12 @@ type Result<T> = std::result::Result<T, InventoryError>;
 /// The pricing table of a `truth` row (layout and stored rule): JSON for
 /// Redis, empty when every price is fixed.
 fn pricing_table(row: &tokio_postgres::Row) -> Result<String> {
-    let Some(Json(tiers)): Option<Json<Vec<TierRule>>> = row
-        .try_get("tiers")
-        .context("decoding a pricing rule")?
+    let Some(Json(tiers)): Option<Json<Vec<TierRule>>> =
+        row.try_get("tiers").context("decoding a pricing rule")?
     else {
         return Ok(String::new());
     };
-    let Json(layout): Json<SaleLayout> =
-        row.try_get("layout").context("decoding a sale layout")?;
+    let Json(layout): Json<SaleLayout> = row.try_get("layout").context("decoding a sale layout")?;
     let table = PricingTable::build(&PricingRule::from_stored(tiers), &layout);
     Ok(if table.is_empty() {
         String::new()
