@@ -129,6 +129,7 @@ impl inventory_pb::inventory_service_server::InventoryService for InventoryStub 
                     available_count: WATCH_SEATS,
                     on_sale: true,
                     cursor: "0-0".to_owned(),
+                    tier_prices: Vec::new(),
                 },
             )),
         };
