@@ -129,6 +129,7 @@ impl inventory_pb::inventory_service_server::InventoryService for InventoryStub 
                     available_count: WATCH_SEATS,
                     on_sale: true,
                     cursor: "0-0".to_owned(),
+                    tier_prices: Vec::new(),
                 },
             )),
         };
@@ -188,6 +189,13 @@ impl inventory_pb::inventory_service_server::InventoryService for InventoryStub 
         &self,
         _: Request<inventory_pb::WatchSoldOutRequest>,
     ) -> Result<Response<Self::WatchSoldOutStream>, Status> {
+        unimplemented()
+    }
+
+    async fn set_pricing_rule(
+        &self,
+        _: Request<inventory_pb::SetPricingRuleRequest>,
+    ) -> Result<Response<inventory_pb::PricingRule>, Status> {
         unimplemented()
     }
 }

@@ -127,6 +127,13 @@ impl inventory_pb::inventory_service_server::InventoryService for InventoryStub 
     ) -> Result<Response<Self::WatchSoldOutStream>, Status> {
         unimplemented()
     }
+
+    async fn set_pricing_rule(
+        &self,
+        _: Request<inventory_pb::SetPricingRuleRequest>,
+    ) -> Result<Response<inventory_pb::PricingRule>, Status> {
+        unimplemented()
+    }
 }
 
 /// A child process: one service on a free loopback port. Prints its

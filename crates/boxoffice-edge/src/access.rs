@@ -108,6 +108,7 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("CommitHold", Internal),
                 ("ReleaseSeats", Internal),
                 ("WatchSoldOut", Internal),
+                ("SetPricingRule", Admin),
             ],
         ),
         route(

@@ -239,9 +239,9 @@ impl From<InventoryError> for Status {
                 reason::SERVICE_ROLE_REQUIRED,
                 "only the checkout service may call this",
             ),
-            E::AdminRequired => {
-                status::permission_denied("only an admin may configure the waiting room")
-            }
+            E::AdminRequired => status::permission_denied(
+                "only an admin may configure an event's waiting room or pricing",
+            ),
             E::AdmissionRequired => status::with_reason(
                 Code::FailedPrecondition,
                 reason::ADMISSION_REQUIRED,

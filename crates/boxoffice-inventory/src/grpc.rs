@@ -17,8 +17,8 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use crate::domain::{
-    BestAvailableQuery, Change, ChangeKind, ChangesOutcome, FieldError, Hold, HoldRef, HoldState,
-    SaleLayout, optional_id, parse_id,
+    BestAvailableQuery, Change, ChangeKind, ChangesOutcome, CurrentPrice, FieldError, Hold,
+    HoldRef, HoldState, PricingRule, SaleLayout, TierRule, optional_id, parse_id,
 };
 use crate::error::InventoryError;
 use crate::service::{Inventory, SeatRequest};
@@ -94,9 +94,9 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
     ) -> Result<Response<pb::Availability>, Status> {
         let event_id = parse_id("event_id", &request.get_ref().event_id).map_err(Status::from)?;
         // Unknown events answer NOT_FOUND without touching Redis.
-        self.inventory.layout(event_id).await?;
+        let layout = self.inventory.layout(event_id).await?;
         let snapshot = self.inventory.availability(event_id).await?;
-        Ok(Response::new(snapshot_to_pb(event_id, &snapshot)))
+        Ok(Response::new(snapshot_to_pb(event_id, &snapshot, &layout)))
     }
 
     type WatchAvailabilityStream = WatchStream;
@@ -249,6 +249,31 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         Ok(Response::new(pb::ReleaseSeatsResponse { seat_indexes }))
     }
 
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    async fn set_pricing_rule(
+        &self,
+        request: Request<pb::SetPricingRuleRequest>,
+    ) -> Result<Response<pb::PricingRule>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let event_id = parse_id("event_id", &request.event_id).map_err(Status::from)?;
+        if !caller.is_admin() {
+            return Err(InventoryError::AdminRequired.into());
+        }
+        let layout = self.inventory.layout(event_id).await?;
+        let tiers =
+            tier_rules_from_pb(request.tiers, &layout.currency_code).map_err(Status::from)?;
+        let rule = self
+            .inventory
+            .set_pricing_rule(&caller, event_id, tiers)
+            .await?;
+        Ok(Response::new(pricing_rule_to_pb(
+            event_id,
+            &rule,
+            &layout.currency_code,
+        )))
+    }
+
     type WatchSoldOutStream = SoldOutStream;
 
     #[instrument(skip_all)]
@@ -322,13 +347,20 @@ async fn watch(
             Some(position) => position,
             None => match inventory.availability(event_id).await {
                 Ok(fetched) => {
+                    let layout = match inventory.layout(event_id).await {
+                        Ok(layout) => layout,
+                        Err(error) => {
+                            let _ = sender.send(Err(error.into())).await;
+                            return;
+                        }
+                    };
                     caught_up = true;
                     let position = (
                         fetched.snapshot.epoch.clone(),
                         fetched.snapshot.last_id.clone(),
                     );
                     let update = pb::availability_update::Update::Snapshot(snapshot_to_pb(
-                        event_id, &fetched,
+                        event_id, &fetched, &layout,
                     ));
                     if sender
                         .send(Ok(pb::AvailabilityUpdate {
@@ -460,9 +492,29 @@ fn change_to_pb(epoch: &str, change: Change) -> pb::AvailabilityUpdate {
 }
 
 /// A shared read as a message: the counts were made once per read, so this
-/// only copies the two bitmaps.
-pub fn snapshot_to_pb(event_id: Uuid, fetched: &Fetched) -> pb::Availability {
+/// copies the two bitmaps and prices the tiers from the sold one (a popcount
+/// over each dynamic tier's seat ranges).
+pub fn snapshot_to_pb(event_id: Uuid, fetched: &Fetched, layout: &SaleLayout) -> pb::Availability {
     let snapshot = &fetched.snapshot;
+    let money = |amount_minor| pb::Money {
+        currency_code: layout.currency_code.clone(),
+        amount_minor,
+    };
+    let tier_prices = snapshot
+        .pricing
+        .current_prices(layout, &snapshot.sold)
+        .into_iter()
+        .map(|price: CurrentPrice| pb::TierPrice {
+            price_tier_id: price.tier_id.to_string(),
+            base_price: Some(money(price.base_minor)),
+            current_price: Some(money(price.price_minor)),
+            sold_count: price.sold,
+            seat_count: price.seat_count,
+            rule: price
+                .rule
+                .map(|rule| tier_rule_to_pb(&rule, &layout.currency_code)),
+        })
+        .collect();
     pb::Availability {
         event_id: event_id.to_string(),
         seat_count: snapshot.seat_count,
@@ -471,6 +523,62 @@ pub fn snapshot_to_pb(event_id: Uuid, fetched: &Fetched) -> pb::Availability {
         cursor: format_cursor(&snapshot.epoch, &snapshot.last_id),
         sold: snapshot.sold.as_bytes().to_vec(),
         held: snapshot.held.as_bytes().to_vec(),
+        tier_prices,
+    }
+}
+
+pub fn tier_rule_to_pb(rule: &TierRule, currency_code: &str) -> pb::TierPricingRule {
+    let money = |amount_minor| pb::Money {
+        currency_code: currency_code.to_owned(),
+        amount_minor,
+    };
+    pb::TierPricingRule {
+        price_tier_id: rule.tier_id.to_string(),
+        step_change_basis_points: rule.step_change_bp,
+        step_sold_basis_points: rule.step_sold_bp,
+        floor_price: Some(money(rule.floor_minor)),
+        ceiling_price: Some(money(rule.ceiling_minor)),
+    }
+}
+
+/// A wire rule as domain entries (checked against the layout by
+/// [`PricingRule::new`]): ids parsed, money in the event's currency.
+fn tier_rules_from_pb(
+    tiers: Vec<pb::TierPricingRule>,
+    currency_code: &str,
+) -> Result<Vec<TierRule>, FieldError> {
+    tiers
+        .into_iter()
+        .enumerate()
+        .map(|(index, tier)| {
+            let field = |name: &str| format!("tiers[{index}].{name}");
+            let amount = |name: &str, money: Option<pb::Money>| match money {
+                None => Err(FieldError::new(field(name), "is required")),
+                Some(money) if money.currency_code != currency_code => Err(FieldError::new(
+                    field(name),
+                    format!("this event sells in {currency_code}"),
+                )),
+                Some(money) => Ok(money.amount_minor),
+            };
+            Ok(TierRule {
+                tier_id: parse_id(&field("price_tier_id"), &tier.price_tier_id)?,
+                step_change_bp: tier.step_change_basis_points,
+                step_sold_bp: tier.step_sold_basis_points,
+                floor_minor: amount("floor_price", tier.floor_price)?,
+                ceiling_minor: amount("ceiling_price", tier.ceiling_price)?,
+            })
+        })
+        .collect()
+}
+
+fn pricing_rule_to_pb(event_id: Uuid, rule: &PricingRule, currency_code: &str) -> pb::PricingRule {
+    pb::PricingRule {
+        event_id: event_id.to_string(),
+        tiers: rule
+            .tiers()
+            .iter()
+            .map(|tier| tier_rule_to_pb(tier, currency_code))
+            .collect(),
     }
 }
 
@@ -500,7 +608,7 @@ pub fn hold_to_pb(hold: &Hold, layout: &SaleLayout) -> pb::Hold {
                     seat_index: *seat,
                     section_id: section.map(|s| s.id.to_string()).unwrap_or_default(),
                     price_tier_id: price.map(|p| p.tier_id.to_string()).unwrap_or_default(),
-                    price: price.map(|p| money(p.amount_minor)),
+                    price: price.map(|p| money(hold.seat_price(p.tier_id, p.amount_minor))),
                 }
             })
             .collect(),
@@ -515,6 +623,16 @@ pub fn hold_to_pb(hold: &Hold, layout: &SaleLayout) -> pb::Hold {
         expire_time: timestamp_ms(hold.expires_ms),
         booking_id: hold.booking_id.map(|id| id.to_string()).unwrap_or_default(),
         sale_id: hold.sale_id.map(|id| id.to_string()).unwrap_or_default(),
+        price_locks: hold
+            .price_locks
+            .iter()
+            .map(|lock| pb::PriceLock {
+                price_tier_id: lock.tier_id.to_string(),
+                price: Some(money(lock.price_minor)),
+                sold_count: lock.sold,
+                seat_count: lock.seat_count,
+            })
+            .collect(),
     }
 }
 

@@ -16,9 +16,10 @@ use uuid::Uuid;
 use crate::commit::{CommitAnswer, CommitRequest, CommitStages};
 use crate::config::InventoryConfig;
 use crate::domain::admission::{AdmissionClaim, AdmissionSigner};
+use crate::domain::pricing::tier_groups;
 use crate::domain::{
-    self, BestAvailableQuery, ChangesOutcome, EventTruth, Hold, HoldRef, HoldState, SaleLayout,
-    best_available_ranked, total_price,
+    self, BestAvailableQuery, ChangesOutcome, EventTruth, Hold, HoldRef, HoldState, PricingRule,
+    PricingTable, SaleLayout, TierRule, best_available_ranked, total_price,
 };
 use crate::error::InventoryError;
 use crate::snapshots::{Fetched, HOLD_VIEW_MAX_AGE, SnapshotCache, View};
@@ -306,7 +307,9 @@ impl Inventory {
         seats: &[u32],
         admission: AdmissionClaim,
     ) -> Result<HoldOutcome> {
-        let total = total_price(layout, seats);
+        // Base prices here; `hold.lua` reprices dynamic tiers from the sold
+        // bits it sees and locks those prices into the hold.
+        let (groups, total) = tier_groups(layout, seats);
         for _ in 0..2 {
             let outcome = self
                 .holds
@@ -319,6 +322,7 @@ impl Inventory {
                     self.config.max_holds_per_user,
                     total,
                     &layout.currency_code,
+                    groups.clone(),
                     admission,
                 )
                 .await
@@ -523,9 +527,56 @@ impl Inventory {
                 expires_ms: 0,
                 booking_id: Some(booking_id),
                 sale_id: sold_as.or(sale_id),
+                // Redis forgot the hold and with it the locked prices:
+                // checkout priced the booking from them long before.
+                price_locks: Vec::new(),
             },
             newly_committed: false,
         })
+    }
+
+    /// Sets (replaces, or with no tiers removes) an event's dynamic pricing
+    /// rule (admins only). PostgreSQL first, so what Redis is told is what a
+    /// rebuild would restore; holds from then on lock prices from it.
+    pub async fn set_pricing_rule(
+        &self,
+        caller: &Caller,
+        event_id: Uuid,
+        tiers: Vec<TierRule>,
+    ) -> Result<PricingRule> {
+        if !caller.is_admin() {
+            return Err(InventoryError::AdminRequired);
+        }
+        let layout = self.layout(event_id).await?;
+        let rule = PricingRule::new(&layout, tiers)?;
+        self.tickets.save_pricing_rule(event_id, &rule).await?;
+        let table = PricingTable::build(&rule, &layout);
+        let table = if table.is_empty() {
+            String::new()
+        } else {
+            table.to_json()
+        };
+        let mut set = false;
+        for _ in 0..2 {
+            if self
+                .holds
+                .set_pricing(event_id, table.clone())
+                .await
+                .map_err(redis_error)?
+            {
+                set = true;
+                break;
+            }
+            self.rebuild_if_missing(event_id).await?;
+        }
+        if !set {
+            return Err(InventoryError::Internal(anyhow::anyhow!(
+                "event {event_id} state vanished right after a rebuild"
+            )));
+        }
+        self.snapshots.invalidate(event_id);
+        tracing::info!(%event_id, tiers = rule.tiers().len(), "pricing rule set");
+        Ok(rule)
     }
 
     /// Puts a booking's seats back on sale (idempotent).

@@ -474,6 +474,7 @@ mod tests {
             now_ms: 1_000,
             room_enabled: false,
             next_expiry_ms: None,
+            pricing: Default::default(),
         }
     }
 

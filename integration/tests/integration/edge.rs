@@ -1004,6 +1004,13 @@ impl inventory_pb::inventory_service_server::InventoryService for WatchStub {
     ) -> Result<tonic::Response<Self::WatchSoldOutStream>, tonic::Status> {
         not_in_stub()
     }
+
+    async fn set_pricing_rule(
+        &self,
+        _: tonic::Request<inventory_pb::SetPricingRuleRequest>,
+    ) -> Result<tonic::Response<inventory_pb::PricingRule>, tonic::Status> {
+        not_in_stub()
+    }
 }
 
 #[tokio::test]

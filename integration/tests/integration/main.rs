@@ -22,6 +22,7 @@ mod inventory;
 mod inventory_cluster;
 mod mesh;
 mod notify;
+mod pricing;
 mod reviews;
 mod search;
 mod sessions;

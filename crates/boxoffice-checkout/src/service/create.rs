@@ -1,5 +1,6 @@
 //! CreateBooking: a pending booking from the caller's active hold, priced
-//! by the server from inventory's copy of the event's price tiers.
+//! by the server from the hold's seat prices (inventory's copy of the
+//! event's price tiers; a dynamic tier's price as the hold locked it).
 
 use anyhow::Context as _;
 use boxoffice_runtime::Caller;

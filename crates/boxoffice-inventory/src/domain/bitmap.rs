@@ -68,6 +68,34 @@ impl SeatBitmap {
         count
     }
 
+    /// How many of the seats `first..=last` are set (what Redis's
+    /// `BITCOUNT key first last BIT` answers).
+    pub fn count_range(&self, first: u32, last: u32) -> u32 {
+        if last < first {
+            return 0;
+        }
+        let (first_byte, last_byte) = ((first / 8) as usize, (last / 8) as usize);
+        if first_byte == last_byte {
+            return (first..=last)
+                .map(|seat| u32::from(self.contains(seat)))
+                .sum();
+        }
+        let head: u32 = (first..(first_byte as u32 + 1) * 8)
+            .map(|seat| u32::from(self.contains(seat)))
+            .sum();
+        let middle: u32 = self
+            .bytes
+            .iter()
+            .take(last_byte)
+            .skip(first_byte + 1)
+            .map(|byte| byte.count_ones())
+            .sum();
+        let tail: u32 = (last_byte as u32 * 8..=last)
+            .map(|seat| u32::from(self.contains(seat)))
+            .sum();
+        head + middle + tail
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes
     }
@@ -102,5 +130,22 @@ mod tests {
         let both = a.union(&b);
         assert_eq!(both.count_below(100), 4);
         assert_eq!(both.count_below(3), 2);
+    }
+
+    #[test]
+    fn counts_ranges_as_bitcount_bit_does() {
+        let seats = [0, 5, 7, 8, 15, 16, 30, 31, 32, 70];
+        let bitmap = SeatBitmap::with_seats(seats);
+        for first in 0..80 {
+            for last in first..80 {
+                let expected = seats.iter().filter(|s| (first..=last).contains(*s)).count();
+                assert_eq!(
+                    bitmap.count_range(first, last),
+                    expected as u32,
+                    "{first}..={last}"
+                );
+            }
+        }
+        assert_eq!(bitmap.count_range(5, 4), 0);
     }
 }

@@ -7,6 +7,7 @@ pub(crate) mod bitmap;
 pub(crate) mod changes;
 pub mod draw;
 pub mod layout;
+pub mod pricing;
 
 use std::collections::HashSet;
 
@@ -22,6 +23,7 @@ pub use layout::{
     CatalogStatus, EventForSale, SaleLayout, SaleRow, SaleSection, Tier, TierPrice, VenueLayout,
     VenueSection,
 };
+pub use pricing::{CurrentPrice, PricingRule, PricingTable, TierRule};
 
 pub use boxoffice_runtime::field::FieldError;
 
@@ -39,6 +41,9 @@ pub struct EventTruth {
     pub room: Option<RoomSettings>,
     /// When the room's Redis state expires (Unix ms; 0: never).
     pub room_expires_ms: i64,
+    /// The dynamic pricing table as Redis keeps it (JSON of
+    /// [`PricingTable`]); empty when every price is fixed.
+    pub pricing: String,
 }
 
 /// Milliseconds since the epoch (Redis server time) as a time; out of
@@ -208,6 +213,29 @@ pub struct Hold {
     pub booking_id: Option<Uuid>,
     /// The sale id its commit carried (see `CommitHoldRequest.sale_id`).
     pub sale_id: Option<Uuid>,
+    /// The prices its dynamic tiers locked when it was taken.
+    pub price_locks: Vec<PriceLock>,
+}
+
+/// A dynamic tier's price as a hold locked it, with the tier's sold count
+/// it was computed from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PriceLock {
+    pub tier_id: Uuid,
+    pub price_minor: i64,
+    pub sold: u32,
+    pub seat_count: u32,
+}
+
+impl Hold {
+    /// What one seat of `tier_id` costs in this hold: its locked price, or
+    /// `base_minor` for a fixed tier.
+    pub fn seat_price(&self, tier_id: Uuid, base_minor: i64) -> i64 {
+        self.price_locks
+            .iter()
+            .find(|lock| lock.tier_id == tier_id)
+            .map_or(base_minor, |lock| lock.price_minor)
+    }
 }
 
 #[cfg(test)]

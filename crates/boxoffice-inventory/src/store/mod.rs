@@ -49,6 +49,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "fair_waiting_room",
         sql: include_str!("migrations/0007_fair_waiting_room.sql"),
     },
+    Migration {
+        version: 8,
+        name: "pricing_rules",
+        sql: include_str!("migrations/0008_pricing_rules.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "inventory";

@@ -28,13 +28,30 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::domain::{
-    CatalogStatus, DrawSeed, EventForSale, EventTruth, HoldRef, RoomSettings, SaleLayout,
-    SeatBitmap, VenueLayout,
+    CatalogStatus, DrawSeed, EventForSale, EventTruth, HoldRef, PricingRule, PricingTable,
+    RoomSettings, SaleLayout, SeatBitmap, TierRule, VenueLayout,
 };
 use crate::error::InventoryError;
 use boxoffice_runtime::postgres::DbError;
 
 type Result<T> = std::result::Result<T, InventoryError>;
+
+/// The pricing table of a `truth` row (layout and stored rule): JSON for
+/// Redis, empty when every price is fixed.
+fn pricing_table(row: &tokio_postgres::Row) -> Result<String> {
+    let Some(Json(tiers)): Option<Json<Vec<TierRule>>> =
+        row.try_get("tiers").context("decoding a pricing rule")?
+    else {
+        return Ok(String::new());
+    };
+    let Json(layout): Json<SaleLayout> = row.try_get("layout").context("decoding a sale layout")?;
+    let table = PricingTable::build(&PricingRule::from_stored(tiers), &layout);
+    Ok(if table.is_empty() {
+        String::new()
+    } else {
+        table.to_json()
+    })
+}
 
 /// An event inventory sells, as stored.
 #[derive(Clone, Debug)]
@@ -165,13 +182,18 @@ impl TicketStore {
         let client = self.pool.get().await?;
         let Some(event) = client
             .query_opt(
-                "SELECT status, on_sale_time, seat_count, ends_at FROM inventory.events WHERE event_id = $1",
+                "SELECT e.status, e.on_sale_time, e.seat_count, e.ends_at, p.tiers,
+                        CASE WHEN p.tiers IS NULL THEN NULL ELSE e.layout END AS layout
+                 FROM inventory.events e
+                 LEFT JOIN inventory.pricing_rules p ON p.event_id = e.event_id
+                 WHERE e.event_id = $1",
                 &[&event_id],
             )
             .await?
         else {
             return Ok(None);
         };
+        let pricing = pricing_table(&event)?;
         let sold = client
             .query(
                 "SELECT seat_index FROM inventory.tickets WHERE event_id = $1 AND status = 'sold'",
@@ -187,7 +209,31 @@ impl TicketStore {
             sold: SeatBitmap::with_seats(seats_of(&sold)),
             room,
             room_expires_ms: room_expiry(event.get("ends_at")),
+            pricing,
         }))
+    }
+
+    /// Records an event's pricing rule (an empty one removes it): the
+    /// truth Redis's pricing table is rebuilt from.
+    pub async fn save_pricing_rule(&self, event_id: Uuid, rule: &PricingRule) -> Result<()> {
+        let client = self.pool.get().await?;
+        if rule.is_empty() {
+            client
+                .execute(
+                    "DELETE FROM inventory.pricing_rules WHERE event_id = $1",
+                    &[&event_id],
+                )
+                .await?;
+        } else {
+            client
+                .execute(
+                    "INSERT INTO inventory.pricing_rules (event_id, tiers) VALUES ($1, $2)
+                     ON CONFLICT (event_id) DO UPDATE SET tiers = EXCLUDED.tiers, updated_at = now()",
+                    &[&event_id, &Json(rule.tiers())],
+                )
+                .await?;
+        }
+        Ok(())
     }
 
     /// An event's waiting-room settings, if an admin ever set any.

@@ -4,6 +4,7 @@
 //! unchanged on Redis Cluster. Redis is for speed and fairness only: what
 //! it loses is rebuilt from PostgreSQL, which alone decides what is sold.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
@@ -20,7 +21,8 @@ use uuid::Uuid;
 use crate::config::InventoryConfig;
 use crate::domain::admission::{AdmissionClaim, AdmissionRefusal};
 use crate::domain::{
-    Change, ChangeKind, ChangesOutcome, EventTruth, Hold, HoldRef, HoldState, SeatBitmap,
+    Change, ChangeKind, ChangesOutcome, EventTruth, Hold, HoldRef, HoldState, PriceLock,
+    PricingTable, SeatBitmap,
 };
 use crate::store::waiting_room::{active_key, room_key};
 
@@ -49,6 +51,7 @@ struct Scripts {
     availability: Script,
     changes: Script,
     due: Script,
+    pricing: Script,
 }
 
 impl Scripts {
@@ -63,6 +66,7 @@ impl Scripts {
             availability: event_script!("lua/availability.lua"),
             changes: event_script!("lua/changes.lua"),
             due: Script::from_lua(include_str!("lua/due.lua")),
+            pricing: event_script!("lua/pricing.lua"),
         }
     }
 }
@@ -111,6 +115,8 @@ pub struct Snapshot {
     pub now_ms: i64,
     /// Whether holds need an admission token.
     pub room_enabled: bool,
+    /// The dynamic pricing table (empty: every price is fixed).
+    pub pricing: PricingTable,
     /// When the earliest live hold expires: until then every held bit is
     /// a live hold (after it, some may be expired holds not yet swept).
     pub next_expiry_ms: Option<i64>,
@@ -149,6 +155,9 @@ struct HoldRecord {
     /// The commit's sale id.
     #[serde(default)]
     x: Option<String>,
+    /// Locked prices of dynamic tiers: tier id -> [price, sold, seats].
+    #[serde(default)]
+    p: Option<BTreeMap<Uuid, (i64, u32, u32)>>,
 }
 
 impl HoldStore {
@@ -184,7 +193,7 @@ impl HoldStore {
         Ok(store)
     }
 
-    fn all_scripts(&self) -> [&Script; 9] {
+    fn all_scripts(&self) -> [&Script; 10] {
         let s = &self.scripts;
         [
             &s.hold,
@@ -196,6 +205,7 @@ impl HoldStore {
             &s.availability,
             &s.changes,
             &s.due,
+            &s.pricing,
         ]
     }
 
@@ -263,6 +273,7 @@ impl HoldStore {
         max_holds: u32,
         total_minor: i64,
         currency_code: &str,
+        tier_groups: String,
         admission: AdmissionClaim,
     ) -> anyhow::Result<HoldOutcome> {
         let mut args: Vec<Value> = vec![
@@ -274,6 +285,7 @@ impl HoldStore {
             TOMBSTONE_MS.into(),
             total_minor.into(),
             currency_code.to_owned().into(),
+            tier_groups.into(),
         ];
         args.extend(seats.iter().map(|seat| Value::from(i64::from(*seat))));
         args.push(match admission {
@@ -533,6 +545,7 @@ impl HoldStore {
             truth.room.map_or(0, |room| room.opens_ms).into(),
             i64::from(truth.room.map_or(0, |room| room.max_active)).into(),
             truth.room_expires_ms.into(),
+            truth.pricing.clone().into(),
         ];
         let reply = self
             .run(
@@ -574,7 +587,25 @@ impl HoldStore {
             now_ms: text(&reply, 8)?.parse().context("now")?,
             room_enabled: text(&reply, 9)? == "1",
             next_expiry_ms: (next_expiry >= 0.0).then_some(next_expiry as i64),
+            pricing: match text(&reply, 11)?.as_str() {
+                "" => PricingTable::default(),
+                raw => PricingTable::from_json(raw).context("decoding the pricing table")?,
+            },
         }))
+    }
+
+    /// Puts an event's pricing table (JSON; empty removes it) into its
+    /// Redis state; `false` when the state is gone (a rebuild brings the
+    /// rule back from PostgreSQL).
+    pub async fn set_pricing(&self, event_id: Uuid, table: String) -> anyhow::Result<bool> {
+        let reply = self
+            .run(
+                &self.scripts.pricing,
+                self.event_keys(event_id),
+                vec![table.into(), self.stream_length.clone().into()],
+            )
+            .await?;
+        Ok(text(&reply, 0)? == "OK")
     }
 
     pub async fn changes(
@@ -687,6 +718,17 @@ fn decode_hold(hold: HoldRef, raw: &str) -> anyhow::Result<Hold> {
         expires_ms: record.e,
         booking_id: record.b.as_deref().and_then(|b| Uuid::parse_str(b).ok()),
         sale_id: record.x.as_deref().and_then(|x| Uuid::parse_str(x).ok()),
+        price_locks: record
+            .p
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(tier_id, (price_minor, sold, seat_count))| PriceLock {
+                tier_id,
+                price_minor,
+                sold,
+                seat_count,
+            })
+            .collect(),
     })
 }
 
@@ -709,6 +751,21 @@ mod tests {
         assert_eq!(decoded.state, HoldState::Active);
         assert_eq!(decoded.expires_ms, 1_700_000_000_000);
         assert_eq!(decoded.booking_id, None);
+        assert!(decoded.price_locks.is_empty());
+        let tier = Uuid::new_v4();
+        let locked = raw.replace(
+            r#""st":"active""#,
+            &format!(r#""st":"active","p":{{"{tier}":[4400,12,40]}}"#),
+        );
+        assert_eq!(
+            decode_hold(hold, &locked).unwrap().price_locks,
+            vec![PriceLock {
+                tier_id: tier,
+                price_minor: 4_400,
+                sold: 12,
+                seat_count: 40
+            }]
+        );
     }
 
     #[test]

@@ -6,14 +6,68 @@
 -- holds: only then must the caller put the event on the global sweep index
 -- (another slot, so not here); otherwise it is already there no later than
 -- this expiry.
+-- A tier with a dynamic price (the meta hash's `pricing` table, see
+-- domain/pricing.rs) is priced here from the sold bits of its seats at
+-- this very moment, and the price is locked into the hold's record
+-- (`p`: tier -> {price, sold, seats}); the total follows it.
 -- ARGV: hold id, owner, ttl ms, max holds per owner, stream maxlen,
---       tombstone ms, total price minor, currency, seat..., and last, when
+--       tombstone ms, total price minor at base prices, currency, the
+--       hold's seats by tier ('tier:count:base;...', may be empty),
+--       seat..., and last, when
 --       the room keys (KEYS[9], KEYS[10]) are given, the admission token as
 --       Rust found it: 'none', 'invalid' or its expiry in ms (the signature
 --       is checked). While the room is on, the owner must also still be an
 --       active shopper: an admission serves one hold sequence, which ends
 --       when the owner has no live hold left after buying, releasing or
 --       letting holds expire.
+-- Integer division of non-negative integers, exact for values below 2^53.
+local function idiv(a, b)
+  local q = math.floor(a / b)
+  while q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+-- The same function as domain::pricing::tier_price: base + steps * delta,
+-- clamped, with delta = base * d / 10000 truncated toward zero.
+local function tier_price(rule, sold)
+  local steps = 0
+  if rule.n > 0 then
+    steps = idiv(sold * 10000, rule.n * rule.y)
+  end
+  local scaled = rule.b * rule.d
+  local delta
+  if scaled >= 0 then
+    delta = idiv(scaled, 10000)
+  else
+    delta = -idiv(-scaled, 10000)
+  end
+  local price = rule.b + delta * steps
+  if price < rule.f then price = rule.f end
+  if price > rule.c then price = rule.c end
+  return price
+end
+
+-- Prices the hold's dynamic tiers from the sold bits now; answers the
+-- locks (nil when no tier of the hold is dynamic) and the new total.
+local function price_locks(pricing, groups, total)
+  local locks = nil
+  for tier, count, base in string.gmatch(groups, '([%x%-]+):(%d+):(%-?%d+)') do
+    local rule = pricing[tier]
+    if rule then
+      local sold = 0
+      for k = 1, #rule.r, 2 do
+        sold = sold + redis.call('BITCOUNT', SOLD, rule.r[k], rule.r[k + 1], 'BIT')
+      end
+      local price = tier_price(rule, sold)
+      total = total + (price - tonumber(base)) * tonumber(count)
+      locks = locks or {}
+      locks[tier] = {price, sold, rule.n}
+    end
+  end
+  return locks, total
+end
+
 local id, owner = ARGV[1], ARGV[2]
 local ttl, max_holds = tonumber(ARGV[3]), tonumber(ARGV[4])
 local maxlen, grave_ms = ARGV[5], tonumber(ARGV[6])
@@ -43,7 +97,7 @@ if room_on then
   end
 end
 drop_expired(now, grave_ms, maxlen, 100)
-local meta = redis.call('HMGET', META, 'status', 'on_sale_ms', 'seat_count')
+local meta = redis.call('HMGET', META, 'status', 'on_sale_ms', 'seat_count', 'pricing')
 if meta[1] ~= 'open' or now < tonumber(meta[2]) then
   return {'CLOSED'}
 end
@@ -52,7 +106,7 @@ if tonumber(redis.call('HGET', OWNERS, owner) or '0') >= max_holds then
   return {'TOO_MANY_HOLDS'}
 end
 local seats, taken = {}, {}
-for i = 9, last_seat do
+for i = 10, last_seat do
   local seat = tonumber(ARGV[i])
   if seat >= seat_count then
     return {'OUT_OF_RANGE', seat}
@@ -75,6 +129,12 @@ if not head[2] or expires < tonumber(head[2]) then
   first = 1
 end
 local record = {o = owner, s = seats, e = expires, c = now, t = tonumber(ARGV[7]), cur = ARGV[8], st = 'active'}
+if meta[4] and ARGV[9] ~= '' then
+  local locks, total = price_locks(cjson.decode(meta[4]), ARGV[9], record.t)
+  if locks then
+    record.p, record.t = locks, total
+  end
+end
 local encoded = cjson.encode(record)
 redis.call('HSET', HOLDS, id, encoded)
 redis.call('ZADD', EXPIRY, expires, id)

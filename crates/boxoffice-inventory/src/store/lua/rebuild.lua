@@ -7,13 +7,15 @@
 -- ARGV: mode ('if_missing' | 'full' | 'status'), status, on_sale_ms,
 --       seat_count, epoch, stream maxlen, tombstone ms, sold bitmap bytes,
 --       room enabled (0/1), room rate per second, room opens_ms, room cap
---       on active shoppers, when the room's state expires (ms; 0: never)
+--       on active shoppers, when the room's state expires (ms; 0: never),
+--       the dynamic pricing table (JSON; '' when every price is fixed)
 -- KEYS: the event's, then (optional) its room
 local mode, status, on_sale_ms, seat_count = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local epoch, maxlen, grave_ms, sold = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
 local room_on, room_rate, room_opens = ARGV[9] == '1', ARGV[10], ARGV[11]
 local room_cap = ARGV[12] or '0'
 local room_expires = tonumber(ARGV[13] or '0') or 0
+local pricing = ARGV[14] or ''
 local exists = redis.call('EXISTS', META) == 1
 if mode == 'if_missing' and exists then
   return {'EXISTS'}
@@ -55,4 +57,9 @@ if ROOM and room_on and redis.call('EXISTS', ROOM) == 0 then
   end
 end
 redis.call('HSET', META, 'status', status, 'on_sale_ms', on_sale_ms, 'seat_count', seat_count, 'epoch', epoch)
+if pricing == '' then
+  redis.call('HDEL', META, 'pricing')
+else
+  redis.call('HSET', META, 'pricing', pricing)
+end
 return {'OK', append_change('z', {}, maxlen)}
