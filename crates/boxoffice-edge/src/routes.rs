@@ -137,6 +137,7 @@ impl RouteTable {
                 }
             }
             for (name, shape) in names {
+                let name_for_audit = name.clone();
                 let access = route
                     .methods
                     .get(&name)
@@ -148,7 +149,7 @@ impl RouteTable {
                     method: name,
                     cluster,
                     access,
-                    audited: access == Access::Admin && changes_something(&name),
+                    audited: access == Access::Admin && changes_something(&name_for_audit),
                     client_streaming: shape.client_streaming,
                     server_streaming: shape.server_streaming,
                     max_request_bytes: max_request_bytes(&route.service),

@@ -21,7 +21,7 @@ pub mod reason {
 pub(crate) enum WebhookError {
     #[error("admin role required")]
     AdminRequired,
-    #[error(transparent)]
+    #[error("a field is not valid")]
     InvalidField(FieldError),
     #[error("{field}: unknown event type {name:?}")]
     UnknownEventType { field: String, name: String },
