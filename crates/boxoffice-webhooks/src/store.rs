@@ -433,28 +433,35 @@ impl WebhookStore {
                          count(*) FILTER (WHERE NOT accepted) AS failures
                      FROM unnest($1::uuid[], $2::bool[]) AS r(endpoint_id, accepted) GROUP BY endpoint_id
                  ),
-                 streak AS (
-                     UPDATE webhooks.endpoints p SET
-                         consecutive_failures = CASE WHEN r.any_accepted THEN 0
-                                                     ELSE p.consecutive_failures + r.failures END,
-                         failing_since = CASE WHEN r.any_accepted THEN NULL
-                                              ELSE coalesce(p.failing_since, now()) END
-                     FROM r WHERE p.id = r.endpoint_id
-                     RETURNING p.id, p.enabled, p.consecutive_failures, p.failing_since, p.created_by, p.url
+                 -- One update per endpoint (a row changed twice in one statement
+                 -- keeps only one change): the streak, and the disabling when
+                 -- the streak now reaches the policy.
+                 c AS (
+                     SELECT p.id, r.any_accepted,
+                         p.consecutive_failures + r.failures AS failures,
+                         coalesce(p.failing_since, now()) AS since,
+                         p.enabled AND NOT r.any_accepted
+                             AND p.consecutive_failures + r.failures >= $3::int4
+                             AND coalesce(p.failing_since, now()) <= now() - $4::float8 * interval '1 millisecond'
+                             AS disable
+                     FROM webhooks.endpoints p JOIN r ON r.endpoint_id = p.id
                  ),
                  disabled AS (
-                     UPDATE webhooks.endpoints p SET enabled = false, disabled_at = now(),
-                         disabled_reason = format('failed %s attempts in a row since %s',
-                             s.consecutive_failures, s.failing_since)
-                     FROM streak s
-                     WHERE p.id = s.id AND s.enabled AND s.consecutive_failures >= $3
-                       AND s.failing_since <= now() - $4::float8 * interval '1 millisecond'
-                     RETURNING p.id, p.created_by, p.disabled_reason
+                     UPDATE webhooks.endpoints p SET
+                         consecutive_failures = CASE WHEN c.any_accepted THEN 0 ELSE c.failures END,
+                         failing_since = CASE WHEN c.any_accepted THEN NULL ELSE c.since END,
+                         enabled = p.enabled AND NOT c.disable,
+                         disabled_at = CASE WHEN c.disable THEN now() ELSE p.disabled_at END,
+                         disabled_reason = CASE WHEN c.disable
+                             THEN format('failed %s attempts in a row since %s', c.failures, c.since)
+                             ELSE p.disabled_reason END
+                     FROM c WHERE p.id = c.id
+                     RETURNING p.id, p.created_by, p.disabled_reason, c.disable
                  )
                  INSERT INTO webhooks.notifications (id, endpoint_id, kind, message, admin_user_id)
                  SELECT gen_random_uuid(), id, 'endpoint_disabled',
                      'webhook endpoint ' || id || ' was disabled: ' || disabled_reason, created_by
-                 FROM disabled
+                 FROM disabled WHERE disable
                  RETURNING endpoint_id",
                 &[&endpoints, &accepted, &policy.failures, &millis(policy.after)],
             )

@@ -120,7 +120,7 @@ async fn admin_actions_and_payments_are_listed_with_actor_and_request_id() {
         assert_eq!(record.actor, buyer_id);
         assert_eq!(record.target, format!("booking/{booking_id}"));
         assert_eq!(record.outcome, "succeeded");
-        assert_eq!((record.amount_minor, record.currency_code.as_str()), (2_500, "GBP"));
+        assert_eq!((record.amount_minor, record.currency_code.as_str()), (2_650, "GBP"));
     }
 
     // Filters: an actor, an action prefix, a time range.

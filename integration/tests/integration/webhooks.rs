@@ -301,7 +301,7 @@ async fn a_receiver_failing_three_times_then_succeeding_accepts_the_event_once_s
     let body: serde_json::Value = serde_json::from_slice(&received[3].body).expect("JSON");
     assert_eq!(body["type"], "booking.confirmed");
     assert_eq!(body["data"]["booking_id"], booking_id.as_str());
-    assert_eq!(body["data"]["total"]["amount_minor"], "2500");
+    assert_eq!(body["data"]["total"]["amount_minor"], "2650", "25.00 and a 1.50 fee");
     assert_eq!(body["producer"], "checkout");
     assert!(body["occurred_at"].as_str().is_some_and(|t| t.ends_with('Z')));
 
