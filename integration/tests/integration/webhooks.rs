@@ -31,7 +31,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 use uuid::Uuid;
 
-use crate::edge_world::{login, with_token};
+use crate::edge_world::{login, run_grpcurl, with_token};
 use crate::harness::eventually;
 use crate::system_world::{SystemWorld, standing_event_on_sale, vars};
 
@@ -439,6 +439,21 @@ async fn bad_filters_and_urls_are_refused_and_customers_are_denied_at_the_edge()
         .await
         .expect_err("no event types");
     assert_eq!(field_of(&empty).as_deref(), Some("event_types"));
+    // The same through grpcurl and the edge's reflection.
+    let addr = world.system.edge_addr;
+    let (ok, listed, stderr) = run_grpcurl(addr, &[], &["list"]).await;
+    assert!(ok, "grpcurl list failed: {stderr}");
+    for service in ["boxoffice.webhooks.v1.WebhookService", "boxoffice.audit.v1.AuditService"] {
+        assert!(listed.lines().any(|line| line.trim() == service), "{service} missing from:\n{listed}");
+    }
+    let bearer = format!("authorization: Bearer {admin}");
+    let (ok, _, stderr) = run_grpcurl(
+        addr,
+        &["-H", &bearer, "-d", r#"{"url":"https://hooks.example.com/x","event_types":["nope"]}"#],
+        &["boxoffice.webhooks.v1.WebhookService/CreateWebhookEndpoint"],
+    )
+    .await;
+    assert!(!ok && stderr.contains("InvalidArgument"), "{stderr}");
     // Nothing was registered.
     let listed = webhooks
         .list_webhook_endpoints(with_token(&admin, pb::ListWebhookEndpointsRequest::default()))
