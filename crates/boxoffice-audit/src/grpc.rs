@@ -36,7 +36,10 @@ fn db_status(error: DbError) -> Status {
     }
 }
 
-fn time(timestamp: Option<&prost_types::Timestamp>, field: &str) -> Result<Option<DateTime<Utc>>, FieldError> {
+fn time(
+    timestamp: Option<&prost_types::Timestamp>,
+    field: &str,
+) -> Result<Option<DateTime<Utc>>, FieldError> {
     timestamp
         .map(|t| {
             DateTime::from_timestamp(t.seconds, u32::try_from(t.nanos).unwrap_or(0))
@@ -60,7 +63,12 @@ fn filter(request: &pb::ListAuditRecordsRequest) -> Result<(Filter, i64), FieldE
     let page_size = match i64::from(request.page_size) {
         0 => DEFAULT_PAGE,
         size @ 1..=MAX_PAGE => size,
-        _ => return Err(FieldError::new("page_size", format!("must be 0 to {MAX_PAGE}"))),
+        _ => {
+            return Err(FieldError::new(
+                "page_size",
+                format!("must be 0 to {MAX_PAGE}"),
+            ));
+        }
     };
     let before = match request.page_token.as_str() {
         "" => None,
@@ -78,7 +86,9 @@ fn filter(request: &pb::ListAuditRecordsRequest) -> Result<(Filter, i64), FieldE
         return Err(FieldError::new("kind", "must be admin or payment"));
     }
     let action = text("action", &request.action)?;
-    let action_prefix = action.as_deref().is_some_and(|action| action.ends_with('*'));
+    let action_prefix = action
+        .as_deref()
+        .is_some_and(|action| action.ends_with('*'));
     let (from, to) = (
         time(request.start_time.as_ref(), "start_time")?,
         time(request.end_time.as_ref(), "end_time")?,
@@ -139,7 +149,10 @@ fn code_name(code: i32) -> String {
 
 fn limited(field: &str, value: &str) -> Result<String, FieldError> {
     if value.len() > MAX_TEXT {
-        return Err(FieldError::new(field, format!("must be at most {MAX_TEXT} bytes")));
+        return Err(FieldError::new(
+            field,
+            format!("must be at most {MAX_TEXT} bytes"),
+        ));
     }
     Ok(value.to_owned())
 }

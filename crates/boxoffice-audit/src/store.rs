@@ -47,9 +47,8 @@ pub async fn append_payments(
     if records.is_empty() {
         return Ok(());
     }
-    let column = |field: fn(&PaymentRecord) -> &str| -> Vec<&str> {
-        records.iter().map(field).collect()
-    };
+    let column =
+        |field: fn(&PaymentRecord) -> &str| -> Vec<&str> { records.iter().map(field).collect() };
     let actors = column(|record| &record.actor);
     let actions = column(|record| record.action);
     let requests = column(|record| &record.request_id);

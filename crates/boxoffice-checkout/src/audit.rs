@@ -88,7 +88,10 @@ fn origin_of(booking_id: &str) -> Origin {
 pub(crate) fn records(events: &[NewEvent]) -> Vec<PaymentRecord> {
     let mut records = Vec::new();
     for event in events {
-        let record = |action: &'static str, booking: &str, outcome: &str, money: Option<&boxoffice_contracts::events::v1::Money>| {
+        let record = |action: &'static str,
+                      booking: &str,
+                      outcome: &str,
+                      money: Option<&boxoffice_contracts::events::v1::Money>| {
             let origin = origin_of(booking);
             PaymentRecord {
                 actor: origin.actor,
@@ -97,21 +100,46 @@ pub(crate) fn records(events: &[NewEvent]) -> Vec<PaymentRecord> {
                 target: format!("booking/{booking}"),
                 outcome: outcome.to_owned(),
                 amount_minor: money.map_or(0, |money| money.amount_minor),
-                currency_code: money.map(|money| money.currency_code.clone()).unwrap_or_default(),
+                currency_code: money
+                    .map(|money| money.currency_code.clone())
+                    .unwrap_or_default(),
             }
         };
         match &event.payload {
             Payload::BookingConfirmed(confirmed) => {
                 let total = confirmed.total.as_ref();
-                records.push(record("payment.authorize", &confirmed.booking_id, "succeeded", total));
-                records.push(record("payment.capture", &confirmed.booking_id, "succeeded", total));
+                records.push(record(
+                    "payment.authorize",
+                    &confirmed.booking_id,
+                    "succeeded",
+                    total,
+                ));
+                records.push(record(
+                    "payment.capture",
+                    &confirmed.booking_id,
+                    "succeeded",
+                    total,
+                ));
             }
             Payload::PaymentFailed(failed) => {
-                let outcome = format!("declined: {}", failed.reason.chars().take(64).collect::<String>());
-                records.push(record("payment.authorize", &failed.booking_id, &outcome, None));
+                let outcome = format!(
+                    "declined: {}",
+                    failed.reason.chars().take(64).collect::<String>()
+                );
+                records.push(record(
+                    "payment.authorize",
+                    &failed.booking_id,
+                    &outcome,
+                    None,
+                ));
             }
             Payload::RefundIssued(refund) => {
-                records.push(record("payment.refund", &refund.booking_id, "succeeded", refund.amount.as_ref()));
+                records.push(record(
+                    "payment.refund",
+                    &refund.booking_id,
+                    "succeeded",
+                    refund.amount.as_ref(),
+                ));
             }
             _ => {}
         }
@@ -170,7 +198,9 @@ mod tests {
                 ..Default::default()
             }),
         )];
-        let made = REQUEST.scope(origin.clone(), async { records(&events) }).await;
+        let made = REQUEST
+            .scope(origin.clone(), async { records(&events) })
+            .await;
         assert_eq!(made.len(), 2);
         assert_eq!(made[1].action, "payment.capture");
         assert_eq!(made[1].actor, origin.actor);

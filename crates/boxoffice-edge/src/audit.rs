@@ -13,8 +13,8 @@
 //! counted (`boxoffice_edge_audit_outcomes_lost_total`) and logged.
 //! Customer calls never touch any of this.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use boxoffice_contracts::audit::v1 as pb;
@@ -75,7 +75,11 @@ async fn record_actions(service: Transport, actions: Vec<Action>) -> Vec<anyhow:
             answer.into_inner().record_ids.into_iter().map(Ok).collect()
         }
         Ok(_) => (0..count)
-            .map(|_| Err(anyhow::anyhow!("the audit service answered another number of records")))
+            .map(|_| {
+                Err(anyhow::anyhow!(
+                    "the audit service answered another number of records"
+                ))
+            })
             .collect(),
         Err(status) => {
             tracing::warn!(code = ?status.code(), "the audit service refused admin actions");
@@ -105,7 +109,12 @@ async fn send_outcomes(
         let mut sent = false;
         for _ in 0..5 {
             let client = AuditServiceClient::new(service.clone());
-            if client.clone().record_admin_actions(request(message.clone())).await.is_ok() {
+            if client
+                .clone()
+                .record_admin_actions(request(message.clone()))
+                .await
+                .is_ok()
+            {
                 sent = true;
                 break;
             }
@@ -114,7 +123,10 @@ async fn send_outcomes(
         }
         if !sent {
             lost.fetch_add(message.outcomes.len() as u64, Ordering::Relaxed);
-            tracing::error!(outcomes = message.outcomes.len(), "admin call outcomes could not be recorded; their records show UNKNOWN_OUTCOME");
+            tracing::error!(
+                outcomes = message.outcomes.len(),
+                "admin call outcomes could not be recorded; their records show UNKNOWN_OUTCOME"
+            );
         }
     }
 }

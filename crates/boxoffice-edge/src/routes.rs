@@ -364,7 +364,12 @@ mod tests {
     #[test]
     fn webhooks_and_the_audit_list_are_admin_only_and_admin_writes_are_audited() {
         let table = table();
-        for method in ["CreateWebhookEndpoint", "ListWebhookDeliveries", "RedeliverWebhook", "Unknown"] {
+        for method in [
+            "CreateWebhookEndpoint",
+            "ListWebhookDeliveries",
+            "RedeliverWebhook",
+            "Unknown",
+        ] {
             let route = table
                 .lookup(&format!("/boxoffice.webhooks.v1.WebhookService/{method}"))
                 .unwrap();
@@ -381,10 +386,19 @@ mod tests {
         assert_eq!(record.access, Access::Internal);
         for (path, audited) in [
             ("/boxoffice.catalog.v1.CatalogService/CreateEvent", true),
-            ("/boxoffice.webhooks.v1.WebhookService/RedeliverWebhook", true),
-            ("/boxoffice.webhooks.v1.WebhookService/GetWebhookEndpoint", false),
+            (
+                "/boxoffice.webhooks.v1.WebhookService/RedeliverWebhook",
+                true,
+            ),
+            (
+                "/boxoffice.webhooks.v1.WebhookService/GetWebhookEndpoint",
+                false,
+            ),
             ("/boxoffice.stats.v1.StatsService/WatchEventStats", false),
-            ("/boxoffice.checkout.v1.CheckoutService/ConfirmBooking", false),
+            (
+                "/boxoffice.checkout.v1.CheckoutService/ConfirmBooking",
+                false,
+            ),
             ("/boxoffice.notify.v1.SupportService/AnswerQuestion", true),
         ] {
             assert_eq!(table.lookup(path).unwrap().audited, audited, "{path}");

@@ -35,12 +35,12 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt as _};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::audit::AuditTrail;
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
 use crate::limits::RateLimiter;
 use crate::metrics::Metrics;
 use crate::proxy::{self, EdgeState, Limits, PeerAddr, ResponseBody};
-use crate::audit::AuditTrail;
 use crate::revocation::Revocations;
 use crate::routes::RouteTable;
 use crate::upstream::Cluster;

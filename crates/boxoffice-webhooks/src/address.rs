@@ -160,8 +160,14 @@ mod tests {
 
     #[test]
     fn only_plain_http_urls_without_credentials() {
-        assert_eq!(check_url("ftp://example.com/", true), Err(UrlRefusal::Scheme));
-        assert_eq!(check_url("file:///etc/passwd", true), Err(UrlRefusal::Scheme));
+        assert_eq!(
+            check_url("ftp://example.com/", true),
+            Err(UrlRefusal::Scheme)
+        );
+        assert_eq!(
+            check_url("file:///etc/passwd", true),
+            Err(UrlRefusal::Scheme)
+        );
         assert_eq!(check_url("gopher://x/", true), Err(UrlRefusal::Scheme));
         assert_eq!(
             check_url("https://user:pw@example.com/", true),

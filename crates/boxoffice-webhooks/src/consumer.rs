@@ -26,7 +26,11 @@ pub(crate) struct WebhookHandler {
 }
 
 impl WebhookHandler {
-    pub(crate) fn new(store: WebhookStore, window: Duration, wake: Arc<tokio::sync::Notify>) -> Self {
+    pub(crate) fn new(
+        store: WebhookStore,
+        window: Duration,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Self {
         Self {
             store,
             window,
@@ -80,7 +84,13 @@ impl WebhookHandler {
         }
         let recorded = self
             .store
-            .record_deliveries(&batch.ids, &batch.types, &batch.bodies, &batch.times, self.window)
+            .record_deliveries(
+                &batch.ids,
+                &batch.types,
+                &batch.bodies,
+                &batch.times,
+                self.window,
+            )
             .await
             .map_err(unavailable_or_failed)?;
         if recorded > 0 {

@@ -122,7 +122,6 @@ pub(crate) fn body(envelope: &Envelope, event_type: &str) -> Result<String, Stri
     serde_json::to_string(&document).map_err(|error| format!("writing the body: {error}"))
 }
 
-
 #[cfg(test)]
 mod tests {
     use boxoffice_contracts::events::v1 as pb;

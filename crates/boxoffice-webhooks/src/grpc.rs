@@ -32,8 +32,16 @@ pub(crate) struct WebhookGrpc {
 }
 
 impl WebhookGrpc {
-    pub(crate) fn new(store: WebhookStore, config: WebhooksConfig, wake: Arc<tokio::sync::Notify>) -> Self {
-        Self { store, config, wake }
+    pub(crate) fn new(
+        store: WebhookStore,
+        config: WebhooksConfig,
+        wake: Arc<tokio::sync::Notify>,
+    ) -> Self {
+        Self {
+            store,
+            config,
+            wake,
+        }
     }
 }
 
@@ -63,7 +71,9 @@ fn new_secret() -> String {
 
 fn event_types(names: &[String]) -> Result<Vec<String>> {
     if names.is_empty() {
-        return Err(FieldError::new("event_types", "name at least one event type (or \"*\")").into());
+        return Err(
+            FieldError::new("event_types", "name at least one event type (or \"*\")").into(),
+        );
     }
     if names.len() > MAX_EVENT_TYPES {
         return Err(FieldError::new("event_types", "at most 50 event types").into());
@@ -138,7 +148,8 @@ fn delivery_to_wire(delivery: Delivery) -> pb::WebhookDelivery {
         endpoint_id: delivery.endpoint_id.to_string(),
         event_id: delivery.event_id.to_string(),
         event_type: delivery.event_type,
-        next_attempt_time: (delivery.status == "pending").then(|| timestamp(delivery.next_attempt_at)),
+        next_attempt_time: (delivery.status == "pending")
+            .then(|| timestamp(delivery.next_attempt_at)),
         status: delivery.status,
         create_time: Some(timestamp(delivery.created_at)),
         deliver_time: delivery.delivered_at.map(timestamp),
@@ -186,14 +197,25 @@ impl WebhookGrpc {
             .map_err(WebhookError::UrlNotAllowed)
     }
 
-    async fn create(&self, caller: &Caller, request: pb::CreateWebhookEndpointRequest) -> Result<pb::CreateWebhookEndpointResponse> {
+    async fn create(
+        &self,
+        caller: &Caller,
+        request: pb::CreateWebhookEndpointRequest,
+    ) -> Result<pb::CreateWebhookEndpointResponse> {
         let url = self.url(&request.url)?;
         let types = event_types(&request.event_types)?;
         let description = description(&request.description)?;
         let secret = new_secret();
         let endpoint = self
             .store
-            .create_endpoint(Uuid::now_v7(), &url, &types, &description, &secret, caller.user_id)
+            .create_endpoint(
+                Uuid::now_v7(),
+                &url,
+                &types,
+                &description,
+                &secret,
+                caller.user_id,
+            )
             .await?;
         tracing::info!(endpoint_id = %endpoint.id, "webhook endpoint registered");
         Ok(pb::CreateWebhookEndpointResponse {
@@ -214,7 +236,11 @@ impl WebhookGrpc {
                 "event_types" => changes.event_types = Some(event_types(&request.event_types)?),
                 "enabled" => changes.enabled = Some(request.enabled),
                 "description" => changes.description = Some(description(&request.description)?),
-                _ => return Err(FieldError::new("update_mask", format!("cannot change {path:?}")).into()),
+                _ => {
+                    return Err(
+                        FieldError::new("update_mask", format!("cannot change {path:?}")).into(),
+                    );
+                }
             }
         }
         let endpoint = self
@@ -228,7 +254,10 @@ impl WebhookGrpc {
         Ok(endpoint)
     }
 
-    async fn deliveries(&self, request: pb::ListWebhookDeliveriesRequest) -> Result<pb::ListWebhookDeliveriesResponse> {
+    async fn deliveries(
+        &self,
+        request: pb::ListWebhookDeliveriesRequest,
+    ) -> Result<pb::ListWebhookDeliveriesResponse> {
         let endpoint_id = parse_id("endpoint_id", &request.endpoint_id)?;
         let size = page_size(request.page_size)?;
         let before = parse_time_token(&request.page_token)?;
@@ -257,7 +286,9 @@ impl WebhookService for WebhookGrpc {
         request: Request<pb::CreateWebhookEndpointRequest>,
     ) -> Result<Response<pb::CreateWebhookEndpointResponse>, Status> {
         let caller = admin(&request)?;
-        Ok(Response::new(self.create(&caller, request.into_inner()).await?))
+        Ok(Response::new(
+            self.create(&caller, request.into_inner()).await?,
+        ))
     }
 
     #[tracing::instrument(skip_all)]
@@ -287,10 +318,17 @@ impl WebhookService for WebhookGrpc {
         let after = match request.page_token.as_str() {
             "" => None,
             token => Some(Uuid::parse_str(token).map_err(|_| {
-                WebhookError::from(FieldError::new("page_token", "is not a token this service made"))
+                WebhookError::from(FieldError::new(
+                    "page_token",
+                    "is not a token this service made",
+                ))
             })?),
         };
-        let mut endpoints = self.store.endpoints(after, size + 1).await.map_err(WebhookError::from)?;
+        let mut endpoints = self
+            .store
+            .endpoints(after, size + 1)
+            .await
+            .map_err(WebhookError::from)?;
         let more = endpoints.len() as i64 > size;
         endpoints.truncate(size as usize);
         let next_page_token = match (more, endpoints.last()) {
@@ -309,7 +347,9 @@ impl WebhookService for WebhookGrpc {
         request: Request<pb::UpdateWebhookEndpointRequest>,
     ) -> Result<Response<pb::WebhookEndpoint>, Status> {
         admin(&request)?;
-        Ok(Response::new(endpoint_to_wire(self.update(request.into_inner()).await?)))
+        Ok(Response::new(endpoint_to_wire(
+            self.update(request.into_inner()).await?,
+        )))
     }
 
     #[tracing::instrument(skip_all)]
@@ -319,7 +359,12 @@ impl WebhookService for WebhookGrpc {
     ) -> Result<Response<pb::DeleteWebhookEndpointResponse>, Status> {
         admin(&request)?;
         let id = parse_id("id", &request.get_ref().id).map_err(WebhookError::from)?;
-        if !self.store.delete_endpoint(id).await.map_err(WebhookError::from)? {
+        if !self
+            .store
+            .delete_endpoint(id)
+            .await
+            .map_err(WebhookError::from)?
+        {
             return Err(endpoint_not_found(id).into());
         }
         Ok(Response::new(pb::DeleteWebhookEndpointResponse {}))
@@ -333,7 +378,12 @@ impl WebhookService for WebhookGrpc {
         admin(&request)?;
         let id = parse_id("id", &request.get_ref().id).map_err(WebhookError::from)?;
         let secret = new_secret();
-        if !self.store.rotate_secret(id, &secret).await.map_err(WebhookError::from)? {
+        if !self
+            .store
+            .rotate_secret(id, &secret)
+            .await
+            .map_err(WebhookError::from)?
+        {
             return Err(endpoint_not_found(id).into());
         }
         Ok(Response::new(pb::RotateWebhookSecretResponse { secret }))
@@ -395,7 +445,10 @@ impl WebhookService for WebhookGrpc {
             _ => String::new(),
         };
         Ok(Response::new(pb::ListWebhookNotificationsResponse {
-            notifications: notifications.into_iter().map(notification_to_wire).collect(),
+            notifications: notifications
+                .into_iter()
+                .map(notification_to_wire)
+                .collect(),
             next_page_token,
         }))
     }

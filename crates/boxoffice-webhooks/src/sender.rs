@@ -65,7 +65,9 @@ impl Sender {
     }
 
     fn backoff(&self, attempt: i32) -> Duration {
-        let exponent = u32::try_from(attempt.saturating_sub(1)).unwrap_or(0).min(30);
+        let exponent = u32::try_from(attempt.saturating_sub(1))
+            .unwrap_or(0)
+            .min(30);
         let base = self
             .config
             .first_backoff
@@ -94,8 +96,11 @@ impl Sender {
                 }
                 Ok(_) => pause = Duration::from_millis(200),
                 Err(error) => {
-                    tracing::warn!(error = format!("{error:#}"), retry_in_ms = pause.as_millis() as u64,
-                        "the webhook sender cannot reach its database");
+                    tracing::warn!(
+                        error = format!("{error:#}"),
+                        retry_in_ms = pause.as_millis() as u64,
+                        "the webhook sender cannot reach its database"
+                    );
                     tokio::select! {
                         () = tokio::time::sleep(pause) => {}
                         () = shutdown.cancelled() => return,
@@ -114,7 +119,10 @@ impl Sender {
 
     /// Sends what is due; answers how many deliveries it claimed.
     async fn round(&self) -> anyhow::Result<usize> {
-        let claimed = self.store.claim_due(self.config.batch, self.claim()).await?;
+        let claimed = self
+            .store
+            .claim_due(self.config.batch, self.claim())
+            .await?;
         if claimed.is_empty() {
             return Ok(0);
         }
@@ -228,7 +236,9 @@ fn describe(error: &reqwest::Error) -> String {
         let mut cause: Option<&dyn std::error::Error> = Some(error);
         let mut refused = false;
         while let Some(current) = cause {
-            refused |= current.to_string().contains("no address webhooks may reach");
+            refused |= current
+                .to_string()
+                .contains("no address webhooks may reach");
             cause = current.source();
         }
         if refused {

@@ -199,7 +199,11 @@ impl WebhookStore {
             .db_context("reading an endpoint")
     }
 
-    pub(crate) async fn endpoints(&self, after: Option<Uuid>, limit: i64) -> DbResult<Vec<Endpoint>> {
+    pub(crate) async fn endpoints(
+        &self,
+        after: Option<Uuid>,
+        limit: i64,
+    ) -> DbResult<Vec<Endpoint>> {
         let client = self.client().await?;
         let rows = client
             .query(
@@ -258,7 +262,10 @@ impl WebhookStore {
     pub(crate) async fn delete_endpoint(&self, endpoint_id: Uuid) -> DbResult<bool> {
         let client = self.client().await?;
         let deleted = client
-            .execute("DELETE FROM webhooks.endpoints WHERE id = $1", &[&endpoint_id])
+            .execute(
+                "DELETE FROM webhooks.endpoints WHERE id = $1",
+                &[&endpoint_id],
+            )
             .await
             .db_context("deleting an endpoint")?;
         Ok(deleted == 1)
@@ -322,7 +329,13 @@ impl WebhookStore {
         client
             .execute(
                 &statement,
-                &[&event_ids, &event_types, &bodies, &occurred, &millis(window)],
+                &[
+                    &event_ids,
+                    &event_types,
+                    &bodies,
+                    &occurred,
+                    &millis(window),
+                ],
             )
             .await
             .db_context("recording deliveries")
@@ -387,7 +400,9 @@ impl WebhookStore {
         }
         let mut client = self.client().await?;
         let transaction = client.transaction().await.db_context("beginning")?;
-        let column = |field: fn(&AttemptResult) -> Uuid| -> Vec<Uuid> { results.iter().map(field).collect() };
+        let column = |field: fn(&AttemptResult) -> Uuid| -> Vec<Uuid> {
+            results.iter().map(field).collect()
+        };
         let deliveries = column(|r| r.delivery_id);
         let endpoints = column(|r| r.endpoint_id);
         let numbers: Vec<i32> = results.iter().map(|r| r.number).collect();
@@ -396,7 +411,10 @@ impl WebhookStore {
         let codes: Vec<i32> = results.iter().map(|r| r.status_code).collect();
         let durations: Vec<i32> = results.iter().map(|r| r.duration_ms).collect();
         let errors: Vec<&str> = results.iter().map(|r| r.error.as_str()).collect();
-        let excerpts: Vec<&str> = results.iter().map(|r| r.response_excerpt.as_str()).collect();
+        let excerpts: Vec<&str> = results
+            .iter()
+            .map(|r| r.response_excerpt.as_str())
+            .collect();
         let accepted: Vec<bool> = results.iter().map(|r| r.accepted).collect();
         let waits: Vec<f64> = results.iter().map(|r| millis(r.retry_after)).collect();
         transaction
@@ -467,7 +485,10 @@ impl WebhookStore {
             )
             .await
             .db_context("recording endpoint streaks")?;
-        transaction.commit().await.db_context("committing attempts")?;
+        transaction
+            .commit()
+            .await
+            .db_context("committing attempts")?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
     }
 
@@ -534,7 +555,11 @@ impl WebhookStore {
     }
 
     /// Queues a delivery for an attempt now, with a fresh retry window.
-    pub(crate) async fn redeliver(&self, delivery_id: Uuid, window: Duration) -> DbResult<Redelivery> {
+    pub(crate) async fn redeliver(
+        &self,
+        delivery_id: Uuid,
+        window: Duration,
+    ) -> DbResult<Redelivery> {
         let client = self.client().await?;
         let row = client
             .query_opt(
@@ -569,9 +594,9 @@ impl WebhookStore {
             .db_context("reading a delivery")?;
         let mut found = vec![delivery(&row).db_context("reading a delivery")?];
         self.fill_attempts(&client, &mut found).await?;
-        Ok(found
-            .pop()
-            .map_or(Redelivery::NotFound, |delivery| Redelivery::Queued(Box::new(delivery))))
+        Ok(found.pop().map_or(Redelivery::NotFound, |delivery| {
+            Redelivery::Queued(Box::new(delivery))
+        }))
     }
 
     pub(crate) async fn notifications(

@@ -27,7 +27,11 @@ fn with_request_id<T>(token: &str, request_id: &str, message: T) -> tonic::Reque
     request
 }
 
-async fn list(edge: &Channel, token: &str, filter: pb::ListAuditRecordsRequest) -> Vec<pb::AuditRecord> {
+async fn list(
+    edge: &Channel,
+    token: &str,
+    filter: pb::ListAuditRecordsRequest,
+) -> Vec<pb::AuditRecord> {
     AuditServiceClient::new(edge.clone())
         .list_audit_records(with_token(token, filter))
         .await
@@ -79,20 +83,27 @@ async fn admin_actions_and_payments_are_listed_with_actor_and_request_id() {
         .expect_err("a performer without a name");
     assert_eq!(refused.code(), Code::InvalidArgument);
 
-    let recorded = eventually(Duration::from_secs(10), "the action's outcome is recorded", || {
-        let (edge, admin) = (edge.clone(), admin.clone());
-        async move {
-            list(&edge, &admin, by_request("audit-performer-1"))
-                .await
-                .into_iter()
-                .next()
-                .filter(|record| record.outcome == "OK")
-        }
-    })
+    let recorded = eventually(
+        Duration::from_secs(10),
+        "the action's outcome is recorded",
+        || {
+            let (edge, admin) = (edge.clone(), admin.clone());
+            async move {
+                list(&edge, &admin, by_request("audit-performer-1"))
+                    .await
+                    .into_iter()
+                    .next()
+                    .filter(|record| record.outcome == "OK")
+            }
+        },
+    )
     .await;
     assert_eq!(recorded.kind, "admin");
     assert_eq!(recorded.actor, admin_id);
-    assert_eq!(recorded.action, "/boxoffice.catalog.v1.CatalogService/CreatePerformer");
+    assert_eq!(
+        recorded.action,
+        "/boxoffice.catalog.v1.CatalogService/CreatePerformer"
+    );
     assert_eq!(recorded.request_id, "audit-performer-1");
     let refused = eventually(Duration::from_secs(10), "the refusal is recorded", || {
         let (edge, admin) = (edge.clone(), admin.clone());
@@ -113,14 +124,24 @@ async fn admin_actions_and_payments_are_listed_with_actor_and_request_id() {
     let (buyer, buyer_id) = customer(&edge, "payer").await;
     let booking_id = buy_one(&edge, &buyer, &event.id, "audit-pay-1").await;
     let payments = list(&edge, &admin, by_request("audit-pay-1")).await;
-    let actions: Vec<&str> = payments.iter().map(|record| record.action.as_str()).collect();
-    assert_eq!(actions, ["payment.capture", "payment.authorize"], "newest first");
+    let actions: Vec<&str> = payments
+        .iter()
+        .map(|record| record.action.as_str())
+        .collect();
+    assert_eq!(
+        actions,
+        ["payment.capture", "payment.authorize"],
+        "newest first"
+    );
     for record in &payments {
         assert_eq!(record.kind, "payment");
         assert_eq!(record.actor, buyer_id);
         assert_eq!(record.target, format!("booking/{booking_id}"));
         assert_eq!(record.outcome, "succeeded");
-        assert_eq!((record.amount_minor, record.currency_code.as_str()), (2_650, "GBP"));
+        assert_eq!(
+            (record.amount_minor, record.currency_code.as_str()),
+            (2_650, "GBP")
+        );
     }
 
     // Filters: an actor, an action prefix, a time range.
@@ -133,7 +154,11 @@ async fn admin_actions_and_payments_are_listed_with_actor_and_request_id() {
         },
     )
     .await;
-    assert_eq!(of_buyer.len(), 2, "the buyer did nothing else worth recording");
+    assert_eq!(
+        of_buyer.len(),
+        2,
+        "the buyer did nothing else worth recording"
+    );
     let catalog_writes = list(
         &edge,
         &admin,
@@ -185,7 +210,12 @@ async fn admin_actions_and_payments_are_listed_with_actor_and_request_id() {
         .expect("the next page")
         .into_inner();
     let last_of_first: i64 = first.records[2].id.parse().unwrap();
-    assert!(second.records.iter().all(|r| r.id.parse::<i64>().unwrap() < last_of_first));
+    assert!(
+        second
+            .records
+            .iter()
+            .all(|r| r.id.parse::<i64>().unwrap() < last_of_first)
+    );
     // Reads are not recorded (the lists above, the performer reads).
     let everything = list(
         &edge,
@@ -196,8 +226,16 @@ async fn admin_actions_and_payments_are_listed_with_actor_and_request_id() {
         },
     )
     .await;
-    assert!(everything.iter().all(|record| !record.action.contains("ListAuditRecords")));
-    assert!(everything.iter().all(|record| !record.action.contains("/Get")));
+    assert!(
+        everything
+            .iter()
+            .all(|record| !record.action.contains("ListAuditRecords"))
+    );
+    assert!(
+        everything
+            .iter()
+            .all(|record| !record.action.contains("/Get"))
+    );
 
     // Append only, whoever asks: PostgreSQL refuses changes and deletions.
     let client = world.system.pool.get().await.expect("a connection");
@@ -209,7 +247,10 @@ async fn admin_actions_and_payments_are_listed_with_actor_and_request_id() {
         "DELETE FROM audit.outcomes",
     ] {
         let error = client.batch_execute(sql).await.expect_err(sql);
-        let message = error.as_db_error().map(|db| db.message().to_owned()).unwrap_or_default();
+        let message = error
+            .as_db_error()
+            .map(|db| db.message().to_owned())
+            .unwrap_or_default();
         assert!(message.contains("append-only"), "{sql}: {message}");
     }
     let after = list(

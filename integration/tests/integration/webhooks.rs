@@ -85,7 +85,10 @@ impl Receiver {
         receiver
     }
 
-    async fn answer(&self, request: http::Request<hyper::body::Incoming>) -> http::Response<Full<Bytes>> {
+    async fn answer(
+        &self,
+        request: http::Request<hyper::body::Incoming>,
+    ) -> http::Response<Full<Bytes>> {
         let header = |name: &str| {
             request
                 .headers()
@@ -94,7 +97,10 @@ impl Receiver {
                 .unwrap_or("")
                 .to_owned()
         };
-        let (webhook_id, signature) = (header("boxoffice-webhook-id"), header("boxoffice-signature"));
+        let (webhook_id, signature) = (
+            header("boxoffice-webhook-id"),
+            header("boxoffice-signature"),
+        );
         let body = request
             .into_body()
             .collect()
@@ -127,7 +133,13 @@ impl Receiver {
 /// endpoint's secret (5 minutes' tolerance), as integrators are told to.
 pub fn receiver_check(secret: &str, received: &Received) -> Result<(), SignatureError> {
     let now = chrono::Utc::now().timestamp();
-    verify(secret.as_bytes(), &received.signature, &received.body, now, 300)
+    verify(
+        secret.as_bytes(),
+        &received.signature,
+        &received.body,
+        now,
+        300,
+    )
 }
 
 pub fn fast_webhooks(extra: &[(&str, &str)]) -> boxoffice::WebhooksConfig {
@@ -142,7 +154,12 @@ pub fn fast_webhooks(extra: &[(&str, &str)]) -> boxoffice::WebhooksConfig {
 }
 
 pub async fn admin_token(edge: &Channel) -> String {
-    login(&mut AccountsServiceClient::new(edge.clone()), DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await
+    login(
+        &mut AccountsServiceClient::new(edge.clone()),
+        DEMO_ADMIN_EMAIL,
+        DEMO_PASSWORD,
+    )
+    .await
 }
 
 /// Registers a fresh customer; answers their token and user id.
@@ -211,7 +228,11 @@ pub async fn buy_one(edge: &Channel, token: &str, event_id: &str, request_id: &s
     confirm
         .metadata_mut()
         .insert("x-request-id", request_id.parse().expect("a request id"));
-    let confirmed = checkout.confirm_booking(confirm).await.expect("paying").into_inner();
+    let confirmed = checkout
+        .confirm_booking(confirm)
+        .await
+        .expect("paying")
+        .into_inner();
     confirmed
         .name
         .rsplit('/')
@@ -267,13 +288,27 @@ async fn a_receiver_failing_three_times_then_succeeding_accepts_the_event_once_s
     let admin = admin_token(&edge).await;
     let receiver = Receiver::start(&[500, 500, 500, 200]).await;
     let mut webhooks = WebhookServiceClient::new(edge.clone());
-    let created = create_endpoint(&mut webhooks, &admin, &receiver.url(), &["booking.confirmed"]).await;
+    let created = create_endpoint(
+        &mut webhooks,
+        &admin,
+        &receiver.url(),
+        &["booking.confirmed"],
+    )
+    .await;
     let endpoint = created.endpoint.expect("the endpoint");
-    assert!(created.secret.starts_with("whsec_"), "the secret is shown once");
+    assert!(
+        created.secret.starts_with("whsec_"),
+        "the secret is shown once"
+    );
     assert_eq!(endpoint.event_types, ["booking.confirmed"]);
     // The secret is never shown again.
     let read = webhooks
-        .get_webhook_endpoint(with_token(&admin, pb::GetWebhookEndpointRequest { id: endpoint.id.clone() }))
+        .get_webhook_endpoint(with_token(
+            &admin,
+            pb::GetWebhookEndpointRequest {
+                id: endpoint.id.clone(),
+            },
+        ))
         .await
         .expect("reading the endpoint")
         .into_inner();
@@ -284,10 +319,14 @@ async fn a_receiver_failing_three_times_then_succeeding_accepts_the_event_once_s
     let (customer_token, _) = customer(&edge, "hooked").await;
     let booking_id = buy_one(&edge, &customer_token, &event.id, "hook-buy-1").await;
 
-    let received = eventually(Duration::from_secs(30), "the fourth attempt is accepted", || {
-        let receiver = receiver.clone();
-        async move { Some(receiver.requests()).filter(|requests| requests.len() >= 4) }
-    })
+    let received = eventually(
+        Duration::from_secs(30),
+        "the fourth attempt is accepted",
+        || {
+            let receiver = receiver.clone();
+            async move { Some(receiver.requests()).filter(|requests| requests.len() >= 4) }
+        },
+    )
     .await;
     let statuses: Vec<u16> = received.iter().map(|r| r.answered).collect();
     assert_eq!(statuses, [500, 500, 500, 200]);
@@ -301,33 +340,68 @@ async fn a_receiver_failing_three_times_then_succeeding_accepts_the_event_once_s
     let body: serde_json::Value = serde_json::from_slice(&received[3].body).expect("JSON");
     assert_eq!(body["type"], "booking.confirmed");
     assert_eq!(body["data"]["booking_id"], booking_id.as_str());
-    assert_eq!(body["data"]["total"]["amount_minor"], "2650", "25.00 and a 1.50 fee");
+    assert_eq!(
+        body["data"]["total"]["amount_minor"], "2650",
+        "25.00 and a 1.50 fee"
+    );
     assert_eq!(body["producer"], "checkout");
-    assert!(body["occurred_at"].as_str().is_some_and(|t| t.ends_with('Z')));
+    assert!(
+        body["occurred_at"]
+            .as_str()
+            .is_some_and(|t| t.ends_with('Z'))
+    );
 
     // A forged request fails the receiver's check: signed with another
     // secret, a tampered body, or a replayed header from long ago.
     let mut forged = received[3].clone();
-    forged.signature = sign(b"whsec_not-the-secret", chrono::Utc::now().timestamp(), &forged.body);
-    assert_eq!(receiver_check(&created.secret, &forged), Err(SignatureError::Mismatch));
+    forged.signature = sign(
+        b"whsec_not-the-secret",
+        chrono::Utc::now().timestamp(),
+        &forged.body,
+    );
+    assert_eq!(
+        receiver_check(&created.secret, &forged),
+        Err(SignatureError::Mismatch)
+    );
     let mut tampered = received[3].clone();
     tampered.body.extend_from_slice(b" ");
-    assert_eq!(receiver_check(&created.secret, &tampered), Err(SignatureError::Mismatch));
+    assert_eq!(
+        receiver_check(&created.secret, &tampered),
+        Err(SignatureError::Mismatch)
+    );
     let mut stale = received[3].clone();
-    stale.signature = sign(created.secret.as_bytes(), chrono::Utc::now().timestamp() - 3600, &stale.body);
-    assert_eq!(receiver_check(&created.secret, &stale), Err(SignatureError::Stale));
+    stale.signature = sign(
+        created.secret.as_bytes(),
+        chrono::Utc::now().timestamp() - 3600,
+        &stale.body,
+    );
+    assert_eq!(
+        receiver_check(&created.secret, &stale),
+        Err(SignatureError::Stale)
+    );
 
     // The attempts are logged; the delivery is done and never sent again.
-    let logged = eventually(Duration::from_secs(10), "the delivery is recorded as delivered", || {
-        let (webhooks, admin, id) = (webhooks.clone(), admin.clone(), endpoint.id.clone());
-        async move {
-            let found = deliveries(&webhooks, &admin, &id).await;
-            found.first().filter(|d| d.status == "delivered" && d.attempts.len() == 4).cloned().map(|d| (found.len(), d))
-        }
-    })
+    let logged = eventually(
+        Duration::from_secs(10),
+        "the delivery is recorded as delivered",
+        || {
+            let (webhooks, admin, id) = (webhooks.clone(), admin.clone(), endpoint.id.clone());
+            async move {
+                let found = deliveries(&webhooks, &admin, &id).await;
+                found
+                    .first()
+                    .filter(|d| d.status == "delivered" && d.attempts.len() == 4)
+                    .cloned()
+                    .map(|d| (found.len(), d))
+            }
+        },
+    )
     .await;
     let (count, delivery) = logged;
-    assert_eq!(count, 1, "only booking.confirmed is delivered: the filter holds");
+    assert_eq!(
+        count, 1,
+        "only booking.confirmed is delivered: the filter holds"
+    );
     assert_eq!(delivery.id, received[0].webhook_id);
     assert_eq!(delivery.event_type, "booking.confirmed");
     let codes: Vec<u32> = delivery.attempts.iter().map(|a| a.status_code).collect();
@@ -335,12 +409,21 @@ async fn a_receiver_failing_three_times_then_succeeding_accepts_the_event_once_s
     assert_eq!(delivery.attempts[0].error, "status 500");
     assert!(delivery.attempts[3].error.is_empty());
     assert_eq!(delivery.attempts[3].response_excerpt, "thanks");
-    let accepted = receiver.requests().iter().filter(|r| r.answered == 200).count();
+    let accepted = receiver
+        .requests()
+        .iter()
+        .filter(|r| r.answered == 200)
+        .count();
     assert_eq!(accepted, 1, "accepted exactly once");
 
     // Sent again by hand: a fifth, manual attempt with the same id and body.
     let queued = webhooks
-        .redeliver_webhook(with_token(&admin, pb::RedeliverWebhookRequest { id: delivery.id.clone() }))
+        .redeliver_webhook(with_token(
+            &admin,
+            pb::RedeliverWebhookRequest {
+                id: delivery.id.clone(),
+            },
+        ))
         .await
         .expect("redelivering")
         .into_inner();
@@ -353,30 +436,44 @@ async fn a_receiver_failing_three_times_then_succeeding_accepts_the_event_once_s
     assert_eq!(again.webhook_id, delivery.id);
     assert_eq!(again.body, received[0].body);
     receiver_check(&created.secret, &again).expect("signed");
-    let manual = eventually(Duration::from_secs(10), "the manual attempt is logged", || {
-        let (webhooks, admin, id) = (webhooks.clone(), admin.clone(), endpoint.id.clone());
-        async move {
-            deliveries(&webhooks, &admin, &id)
-                .await
-                .into_iter()
-                .next()
-                .filter(|d| d.status == "delivered" && d.attempts.len() == 5)
-        }
-    })
+    let manual = eventually(
+        Duration::from_secs(10),
+        "the manual attempt is logged",
+        || {
+            let (webhooks, admin, id) = (webhooks.clone(), admin.clone(), endpoint.id.clone());
+            async move {
+                deliveries(&webhooks, &admin, &id)
+                    .await
+                    .into_iter()
+                    .next()
+                    .filter(|d| d.status == "delivered" && d.attempts.len() == 5)
+            }
+        },
+    )
     .await;
     assert!(manual.attempts[4].manual);
     assert!(!manual.attempts[3].manual);
 
     // A rotated secret signs from then on; the old one no longer checks.
     let rotated = webhooks
-        .rotate_webhook_secret(with_token(&admin, pb::RotateWebhookSecretRequest { id: endpoint.id.clone() }))
+        .rotate_webhook_secret(with_token(
+            &admin,
+            pb::RotateWebhookSecretRequest {
+                id: endpoint.id.clone(),
+            },
+        ))
         .await
         .expect("rotating")
         .into_inner()
         .secret;
     assert_ne!(rotated, created.secret);
     webhooks
-        .redeliver_webhook(with_token(&admin, pb::RedeliverWebhookRequest { id: delivery.id.clone() }))
+        .redeliver_webhook(with_token(
+            &admin,
+            pb::RedeliverWebhookRequest {
+                id: delivery.id.clone(),
+            },
+        ))
         .await
         .expect("redelivering");
     let sixth = eventually(Duration::from_secs(10), "the redelivery arrives", || {
@@ -385,7 +482,10 @@ async fn a_receiver_failing_three_times_then_succeeding_accepts_the_event_once_s
     })
     .await;
     receiver_check(&rotated, &sixth).expect("signed with the new secret");
-    assert_eq!(receiver_check(&created.secret, &sixth), Err(SignatureError::Mismatch));
+    assert_eq!(
+        receiver_check(&created.secret, &sixth),
+        Err(SignatureError::Mismatch)
+    );
     world.stop().await;
 }
 
@@ -425,7 +525,11 @@ async fn bad_filters_and_urls_are_refused_and_customers_are_denied_at_the_edge()
             .await
             .expect_err("a URL webhooks may not use");
         assert_eq!(refused.code(), Code::InvalidArgument, "{url}");
-        assert_eq!(reason_of(&refused).as_deref(), Some("URL_NOT_ALLOWED"), "{url}");
+        assert_eq!(
+            reason_of(&refused).as_deref(),
+            Some("URL_NOT_ALLOWED"),
+            "{url}"
+        );
     }
     let empty = webhooks
         .create_webhook_endpoint(with_token(
@@ -443,20 +547,34 @@ async fn bad_filters_and_urls_are_refused_and_customers_are_denied_at_the_edge()
     let addr = world.system.edge_addr;
     let (ok, listed, stderr) = run_grpcurl(addr, &[], &["list"]).await;
     assert!(ok, "grpcurl list failed: {stderr}");
-    for service in ["boxoffice.webhooks.v1.WebhookService", "boxoffice.audit.v1.AuditService"] {
-        assert!(listed.lines().any(|line| line.trim() == service), "{service} missing from:\n{listed}");
+    for service in [
+        "boxoffice.webhooks.v1.WebhookService",
+        "boxoffice.audit.v1.AuditService",
+    ] {
+        assert!(
+            listed.lines().any(|line| line.trim() == service),
+            "{service} missing from:\n{listed}"
+        );
     }
     let bearer = format!("authorization: Bearer {admin}");
     let (ok, _, stderr) = run_grpcurl(
         addr,
-        &["-H", &bearer, "-d", r#"{"url":"https://hooks.example.com/x","event_types":["nope"]}"#],
+        &[
+            "-H",
+            &bearer,
+            "-d",
+            r#"{"url":"https://hooks.example.com/x","event_types":["nope"]}"#,
+        ],
         &["boxoffice.webhooks.v1.WebhookService/CreateWebhookEndpoint"],
     )
     .await;
     assert!(!ok && stderr.contains("InvalidArgument"), "{stderr}");
     // Nothing was registered.
     let listed = webhooks
-        .list_webhook_endpoints(with_token(&admin, pb::ListWebhookEndpointsRequest::default()))
+        .list_webhook_endpoints(with_token(
+            &admin,
+            pb::ListWebhookEndpointsRequest::default(),
+        ))
         .await
         .expect("listing")
         .into_inner();
@@ -479,13 +597,19 @@ async fn bad_filters_and_urls_are_refused_and_customers_are_denied_at_the_edge()
     assert_eq!(denied.code(), Code::PermissionDenied);
     assert_eq!(reason_of(&denied).as_deref(), Some("ADMIN_REQUIRED"));
     let denied = webhooks
-        .list_webhook_endpoints(with_token(&customer_token, pb::ListWebhookEndpointsRequest::default()))
+        .list_webhook_endpoints(with_token(
+            &customer_token,
+            pb::ListWebhookEndpointsRequest::default(),
+        ))
         .await
         .expect_err("customers do not see webhooks");
     assert_eq!(denied.code(), Code::PermissionDenied);
     let mut audit = AuditServiceClient::new(edge.clone());
     let denied = audit
-        .list_audit_records(with_token(&customer_token, audit_pb::ListAuditRecordsRequest::default()))
+        .list_audit_records(with_token(
+            &customer_token,
+            audit_pb::ListAuditRecordsRequest::default(),
+        ))
         .await
         .expect_err("customers do not read the audit log");
     assert_eq!(denied.code(), Code::PermissionDenied);
@@ -548,10 +672,17 @@ async fn an_endpoint_that_keeps_failing_is_disabled_and_its_admin_notified() {
         }
     })
     .await;
-    assert!(disabled.disabled_reason.contains("3 attempts"), "{}", disabled.disabled_reason);
+    assert!(
+        disabled.disabled_reason.contains("3 attempts"),
+        "{}",
+        disabled.disabled_reason
+    );
     assert!(disabled.disable_time.is_some());
     let notifications = webhooks
-        .list_webhook_notifications(with_token(&admin, pb::ListWebhookNotificationsRequest::default()))
+        .list_webhook_notifications(with_token(
+            &admin,
+            pb::ListWebhookNotificationsRequest::default(),
+        ))
         .await
         .expect("listing notifications")
         .into_inner()
@@ -567,7 +698,10 @@ async fn an_endpoint_that_keeps_failing_is_disabled_and_its_admin_notified() {
     assert_eq!(delivery.attempts.len(), 3);
     assert_eq!(delivery.status, "pending");
     let refused = webhooks
-        .redeliver_webhook(with_token(&admin, pb::RedeliverWebhookRequest { id: delivery.id }))
+        .redeliver_webhook(with_token(
+            &admin,
+            pb::RedeliverWebhookRequest { id: delivery.id },
+        ))
         .await
         .expect_err("disabled");
     assert_eq!(refused.code(), Code::FailedPrecondition);
