@@ -146,6 +146,7 @@ impl BenchSystem {
                 checkout,
                 demo_data,
                 notify: None,
+                webhooks: boxoffice::WebhooksConfig::development(),
             },
             shutdown.clone(),
         )

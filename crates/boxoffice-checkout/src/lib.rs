@@ -7,6 +7,7 @@
 //! confirmed or refunded. Tickets are checked in at the door (online and
 //! offline scanners, exactly once) and change hands by transfer.
 
+pub mod audit;
 pub mod config;
 pub mod domain;
 pub mod door_grpc;

@@ -81,6 +81,11 @@ impl CheckoutComponent {
         boxoffice_runtime::postgres::migrate(&pool, SCHEMA, MIGRATIONS)
             .await
             .context("migrating the checkout schema")?;
+        // Payment operations are recorded in the audit log, in the
+        // transaction of each change.
+        boxoffice_audit::migrate(&pool)
+            .await
+            .context("migrating the audit schema")?;
         if checkout_config.uses_development_secrets() {
             tracing::warn!(
                 "checkout uses development secrets for webhooks or ticket codes; set them in production"
@@ -170,14 +175,15 @@ impl CheckoutComponent {
     }
 
     pub fn register(&self, server: &mut GrpcServer) {
-        server.add_service(
+        // Payment operations are audited with the request's caller and id.
+        server.add_service(crate::audit::Scoped(
             CheckoutServiceServer::new(CheckoutGrpc::new(
                 self.checkout.clone(),
                 self.signer.clone(),
             ))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
-        );
+        ));
         server.add_service(
             DoorServiceServer::new(DoorGrpc::new(self.checkout.clone(), self.signer.clone()))
                 .max_decoding_message_size(boxoffice_runtime::limits::DOOR_MAX_REQUEST_BYTES)

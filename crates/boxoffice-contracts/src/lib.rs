@@ -56,6 +56,22 @@ pub mod notify {
     }
 }
 
+/// Webhooks for integrators (`boxoffice-webhooks`).
+pub mod webhooks {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.webhooks.v1");
+    }
+}
+
+/// The audit log of admin actions and payment operations (`boxoffice-audit`).
+pub mod audit {
+    pub mod v1 {
+        #![allow(unreachable_pub, clippy::all, missing_docs)]
+        tonic::include_proto!("boxoffice.audit.v1");
+    }
+}
+
 /// Domain events every service publishes, in one envelope
 /// (`proto/boxoffice/events/v1/envelope.proto` states the compatibility rule).
 pub mod events {

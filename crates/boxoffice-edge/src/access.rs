@@ -175,6 +175,35 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
             ],
         ),
         route(
+            // Webhooks for integrators, beside checkout (they read the
+            // catalog's, inventory's and checkout's events).
+            "boxoffice.webhooks.v1.WebhookService",
+            "checkout",
+            Admin,
+            &[
+                ("CreateWebhookEndpoint", Admin),
+                ("GetWebhookEndpoint", Admin),
+                ("ListWebhookEndpoints", Admin),
+                ("UpdateWebhookEndpoint", Admin),
+                ("DeleteWebhookEndpoint", Admin),
+                ("RotateWebhookSecret", Admin),
+                ("ListWebhookDeliveries", Admin),
+                ("RedeliverWebhook", Admin),
+                ("ListWebhookNotifications", Admin),
+            ],
+        ),
+        route(
+            // The audit log, beside checkout (payments write it there).
+            "boxoffice.audit.v1.AuditService",
+            "checkout",
+            Internal,
+            &[
+                ("ListAuditRecords", Admin),
+                // The edge's own write-ahead records.
+                ("RecordAdminActions", Internal),
+            ],
+        ),
+        route(
             // Served beside accounts (a user's preferences; see
             // ARCHITECTURE.md, boxoffice-notify).
             "boxoffice.notify.v1.NotificationService",

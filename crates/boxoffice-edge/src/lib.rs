@@ -12,9 +12,11 @@
 //! HTTP/2 connections, balancing, health watches), `limits` (token buckets),
 //! `context` (request id, trace context, deadlines), `metrics` (Prometheus),
 //! `server` (the listeners; plain gRPC skips the browser layers), `web` (the
-//! web app's files for GET/HEAD).
+//! web app's files for GET/HEAD), `audit` (admin calls recorded before they
+//! are forwarded).
 
 mod access;
+mod audit;
 mod auth;
 pub mod config;
 mod context;

@@ -51,6 +51,8 @@ pub(crate) struct Metrics {
     pub sold_out_answers: AtomicU64,
     pub unauthenticated: AtomicU64,
     pub retries: AtomicU64,
+    /// Outcomes of admin calls the audit log could not take.
+    pub audit_outcomes_lost: Arc<AtomicU64>,
 }
 
 impl Metrics {
@@ -68,6 +70,7 @@ impl Metrics {
             sold_out_answers: AtomicU64::new(0),
             unauthenticated: AtomicU64::new(0),
             retries: AtomicU64::new(0),
+            audit_outcomes_lost: Arc::default(),
         }
     }
 
@@ -223,6 +226,12 @@ impl Metrics {
             out,
             "boxoffice_edge_rejected_tokens_total {}",
             self.unauthenticated.load(Ordering::Relaxed)
+        );
+        out.push_str("# TYPE boxoffice_edge_audit_outcomes_lost_total counter\n");
+        let _ = writeln!(
+            out,
+            "boxoffice_edge_audit_outcomes_lost_total {}",
+            self.audit_outcomes_lost.load(Ordering::Relaxed)
         );
         out.push_str("# TYPE boxoffice_edge_retries_total counter\n");
         let _ = writeln!(

@@ -38,6 +38,7 @@ use tower::ServiceExt as _;
 use tracing::{Instrument as _, Span};
 use uuid::Uuid;
 
+use crate::audit::{Action, AuditTrail};
 use crate::auth::{Authenticator, Identity};
 use crate::context;
 use crate::limits::RateLimiter;
@@ -59,6 +60,7 @@ pub(crate) mod reason {
     pub(crate) const DEADLINE_EXCEEDED: &str = "DEADLINE_EXCEEDED";
     pub(crate) const NOT_GRPC: &str = "NOT_GRPC";
     pub(crate) const EVENT_SOLD_OUT: &str = "EVENT_SOLD_OUT";
+    pub(crate) const AUDIT_UNAVAILABLE: &str = "AUDIT_UNAVAILABLE";
 }
 
 /// Every header a client might use to claim an identity. Anything under
@@ -106,6 +108,9 @@ pub(crate) struct EdgeState {
     /// More metrics of this process for `/metrics` (in `boxoffice up`, the
     /// services' event consumers), set once after binding.
     pub process_metrics: std::sync::OnceLock<fn() -> String>,
+    /// Where admin calls are recorded (none: no audit service is routed,
+    /// and admin calls go unrecorded).
+    pub audit: Option<AuditTrail>,
 }
 
 fn is_local(path: &str) -> bool {
@@ -139,6 +144,8 @@ struct CallRecord {
     request_id: HeaderValue,
     user: Option<Uuid>,
     upstream: Upstream,
+    /// The audit record of an admin call, once written.
+    audit: Option<String>,
     /// The edge's span of the call, the parent of the upstream's; ends with
     /// the response ([`Span::none`] unless traces are exported).
     span: Span,
@@ -165,6 +172,9 @@ impl Upstream {
 
 impl CallRecord {
     fn finish(self, code: i32) {
+        if let (Some(record), Some(audit)) = (self.audit, &self.state.audit) {
+            audit.outcome(record, code);
+        }
         let duration = self.start.elapsed();
         self.state.metrics.record(self.route, code, duration);
         self.span.record("rpc.grpc.status_code", code);
@@ -299,6 +309,8 @@ enum Rejection {
     ClientStoppedSending,
     DeadlineExceeded,
     UpstreamUnavailable,
+    /// An admin call whose audit record could not be written.
+    AuditUnavailable,
 }
 
 impl Rejection {
@@ -401,6 +413,11 @@ impl Rejection {
                 "deadline exceeded",
             ),
             Self::UpstreamUnavailable => upstream_unavailable(),
+            Self::AuditUnavailable => status_with(
+                Code::Unavailable,
+                reason::AUDIT_UNAVAILABLE,
+                "admin calls are refused while the audit log cannot record them; retry shortly",
+            ),
         }
     }
 }
@@ -442,6 +459,7 @@ where
         request_id: context::request_id(request.headers().get(REQUEST_ID)),
         user: None,
         upstream: Upstream::None,
+        audit: None,
         span: span.clone(),
     };
     match proxy(&state, route, request, &mut record)
@@ -486,6 +504,11 @@ where
     record.user = caller.as_ref().map(|caller| caller.user_id);
     authorize(route.access, caller.as_deref())?;
     let slot = admit(state, route, record.peer, caller.as_deref(), record.start)?;
+    if route.audited
+        && let (Some(audit), Some(caller)) = (&state.audit, caller.as_deref())
+    {
+        record.audit = Some(write_ahead(audit, route, caller, &record.request_id).await?);
+    }
     let deadline = deadline(state, route, request.headers(), record.start);
     let (mut parts, body) = request.into_parts();
     set_upstream_headers(&mut parts.headers, caller.as_deref(), record, deadline);
@@ -563,6 +586,25 @@ fn authorize(access: Access, caller: Option<&Identity>) -> Result<(), Rejection>
         (Access::Admin, Some(caller)) if !caller.is_admin => Err(Rejection::AdminRequired),
         _ => Ok(()),
     }
+}
+
+/// Records an admin call before it is forwarded; one that cannot be
+/// recorded is refused (see `audit`).
+async fn write_ahead(
+    audit: &AuditTrail,
+    route: &MethodRoute,
+    caller: &Identity,
+    request_id: &HeaderValue,
+) -> Result<String, Rejection> {
+    let action = Action {
+        actor: caller.user_id,
+        path: route.path.clone(),
+        request_id: request_id.to_str().unwrap_or("").to_owned(),
+    };
+    audit.record(action).await.map_err(|error| {
+        tracing::error!(error = format!("{error:#}"), path = %route.path, "an admin call could not be recorded; refused");
+        Rejection::AuditUnavailable
+    })
 }
 
 /// The waiting room's join, limited on its own at the edge.
@@ -1406,6 +1448,7 @@ mod tests {
             },
             local: tonic::service::Routes::new(health).prepare(),
             process_metrics: std::sync::OnceLock::new(),
+            audit: None,
         })
     }
 

@@ -35,6 +35,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, ServiceExt as _};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use crate::audit::AuditTrail;
 use crate::auth::Authenticator;
 use crate::config::EdgeConfig;
 use crate::limits::RateLimiter;
@@ -310,6 +311,17 @@ impl Edge {
             Some(local) => Some(local.clone()),
             None => cluster_transport(&config, INVENTORY_SERVICE),
         };
+        // Admin calls are recorded by the audit service beside checkout:
+        // in this process, or over the network.
+        let audit_service = match &services {
+            Some(local) => Some(local.clone()),
+            None => cluster_transport(&config, crate::audit::AUDIT_SERVICE),
+        };
+        if audit_service.is_none() {
+            tracing::warn!("no audit service is routed: admin calls are not recorded");
+        }
+        let audit = audit_service
+            .map(|service| AuditTrail::start(service, metrics.audit_outcomes_lost.clone()));
         let mut auth = Authenticator::new(TokenVerifier::new(tokens));
         if revocation_feed.is_some() {
             auth = auth.with_revocations(Arc::new(Revocations::new()));
@@ -332,6 +344,7 @@ impl Edge {
             },
             local,
             process_metrics: std::sync::OnceLock::new(),
+            audit,
         });
         Ok(Self {
             listener,

@@ -45,6 +45,13 @@ pub const NOTIFY_MAX_REQUEST_BYTES: usize = 4 * 1024;
 /// Largest request of `boxoffice.notify.v1.SupportService`: a question or
 /// an answer of at most 5,000 characters (up to 4 bytes each) and a subject.
 pub const SUPPORT_MAX_REQUEST_BYTES: usize = 32 * 1024;
+/// Largest request of `boxoffice.webhooks.v1.WebhookService`: a URL of at
+/// most 2,048 characters, a description of at most 500 and a few dozen
+/// event types.
+pub const WEBHOOKS_MAX_REQUEST_BYTES: usize = 16 * 1024;
+/// Largest request of `boxoffice.audit.v1.AuditService`: filters, or the
+/// edge's batch of at most 256 admin actions and outcomes.
+pub const AUDIT_MAX_REQUEST_BYTES: usize = 256 * 1024;
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// Largest response any boxoffice service encodes.
 pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
@@ -63,6 +70,8 @@ pub fn max_request_bytes(service: &str) -> usize {
         "boxoffice.stats.v1.StatsService" => STATS_MAX_REQUEST_BYTES,
         "boxoffice.notify.v1.NotificationService" => NOTIFY_MAX_REQUEST_BYTES,
         "boxoffice.notify.v1.SupportService" => SUPPORT_MAX_REQUEST_BYTES,
+        "boxoffice.webhooks.v1.WebhookService" => WEBHOOKS_MAX_REQUEST_BYTES,
+        "boxoffice.audit.v1.AuditService" => AUDIT_MAX_REQUEST_BYTES,
         _ => DEFAULT_MAX_REQUEST_BYTES,
     }
 }

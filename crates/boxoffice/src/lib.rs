@@ -23,6 +23,8 @@ use boxoffice_notify::{NotifyComponent, NotifyConfig};
 use boxoffice_runtime::server::GrpcServer;
 use boxoffice_runtime::{Config, Shutdown};
 use boxoffice_stats::StatsComponent;
+use boxoffice_webhooks::WebhooksComponent;
+pub use boxoffice_webhooks::WebhooksConfig;
 use tokio::task::JoinHandle;
 
 /// What this process adds to a `/metrics` page beside its RPCs and pool:
@@ -74,6 +76,8 @@ pub struct SystemOptions {
     /// Send notifications (beside accounts) with these settings; `None`
     /// runs none (e.g. a test that runs them in a process of their own).
     pub notify: Option<NotifyConfig>,
+    /// Webhooks for integrators (beside checkout).
+    pub webhooks: WebhooksConfig,
 }
 
 /// A running system. Stop it with the [`Shutdown`] it was started with.
@@ -89,6 +93,7 @@ pub struct System {
     pub checkout: CheckoutComponent,
     pub stats: StatsComponent,
     pub notify: Option<NotifyComponent>,
+    pub webhooks: WebhooksComponent,
     internal: JoinHandle<anyhow::Result<()>>,
     edge: JoinHandle<anyhow::Result<()>>,
     relays: Vec<JoinHandle<()>>,
@@ -166,6 +171,15 @@ impl System {
             StatsComponent::start(config, pool.clone(), checkout.inventory(), shutdown.clone())
                 .await?;
         stats.register(&mut server);
+        // Webhooks read the same streams as the statistics, beside checkout;
+        // so does the audit log, which checkout's payments write to.
+        let webhooks =
+            WebhooksComponent::start(config, options.webhooks, pool.clone(), shutdown.clone())
+                .await?;
+        webhooks.register(&mut server);
+        boxoffice_audit::AuditComponent::start(pool.clone())
+            .await?
+            .register(&mut server);
         // Notifications run beside accounts (a user's mail and
         // preferences) and read ticket codes from checkout in this process.
         let notify = match options.notify {
@@ -262,6 +276,7 @@ impl System {
             checkout,
             stats,
             notify,
+            webhooks,
             internal,
             edge,
             relays,

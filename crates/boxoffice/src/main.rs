@@ -160,6 +160,16 @@ fn check_config(config: &Config, service: Service) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `up` is for development: webhook endpoints may be local unless
+/// `BOXOFFICE_WEBHOOKS_ALLOW_PRIVATE` says otherwise.
+fn up_webhooks_config() -> anyhow::Result<boxoffice::WebhooksConfig> {
+    let mut webhooks = boxoffice::WebhooksConfig::from_env().map_err(bad_config)?;
+    if std::env::var(boxoffice_webhooks::config::ENV_ALLOW_PRIVATE).is_err() {
+        webhooks.allow_private = true;
+    }
+    Ok(webhooks)
+}
+
 async fn database(config: &Config) -> anyhow::Result<deadpool_postgres::Pool> {
     boxoffice_runtime::postgres::ensure_database(&config.database_url)
         .await
@@ -175,6 +185,8 @@ struct Services {
     accounts: Option<AccountsComponent>,
     checkout: Option<CheckoutComponent>,
     stats: Option<boxoffice_stats::StatsComponent>,
+    /// Webhooks for integrators, beside checkout.
+    webhooks: Option<boxoffice_webhooks::WebhooksComponent>,
     /// Notifications, beside accounts.
     notify: Option<boxoffice_notify::NotifyComponent>,
     /// Relays of this process's outboxes to NATS (with `BOXOFFICE_NATS_URL`).
@@ -214,6 +226,7 @@ async fn start_services(
         accounts: None,
         checkout: None,
         stats: None,
+        webhooks: None,
         notify: None,
         relays: Vec::new(),
     };
@@ -276,6 +289,18 @@ async fn start_services(
         )
         .await?;
         stats.register(server);
+        // So do webhooks and the audit log (checkout's payments write it).
+        let webhooks = boxoffice_webhooks::WebhooksComponent::start(
+            config,
+            boxoffice_webhooks::WebhooksConfig::from_env().map_err(bad_config)?,
+            pool.clone(),
+            shutdown.clone(),
+        )
+        .await?;
+        webhooks.register(server);
+        boxoffice_audit::AuditComponent::start(pool.clone())
+            .await?
+            .register(server);
         if let Some(accounts) = &services.accounts {
             accounts.connect_checkout(server.in_process());
         }
@@ -304,6 +329,7 @@ async fn start_services(
         background.push(tokio::spawn(loyalty.join()));
         services.checkout = Some(checkout);
         services.stats = Some(stats);
+        services.webhooks = Some(webhooks);
         producers.push(boxoffice_checkout::store::SCHEMA);
     }
     if which.contains(&Service::Accounts) {
@@ -379,6 +405,7 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
             checkout,
             demo_data,
             notify: Some(notify),
+            webhooks: up_webhooks_config()?,
         },
         shutdown,
     )

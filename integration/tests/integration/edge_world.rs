@@ -64,6 +64,11 @@ pub async fn start_upstream(db: &TestDb, tokens: &TokenConfig) -> Upstream {
     .await
     .expect("starting accounts");
     accounts.register(&mut server);
+    // The edge records admin calls here before forwarding them.
+    boxoffice_audit::AuditComponent::start(db.pool.clone())
+        .await
+        .expect("starting the audit log")
+        .register(&mut server);
     let addr = server.local_addr();
     let services = server.in_process();
     tokio::spawn(server.run_until_stopped(shutdown.clone(), Duration::from_secs(1)));

@@ -6,6 +6,7 @@
 #![allow(unreachable_pub)]
 
 mod accounts;
+mod audit;
 mod catalog;
 mod checkout;
 mod checkout_crash;
@@ -33,3 +34,4 @@ mod system_world;
 mod waiting_room;
 mod waiting_room_edge;
 mod web;
+mod webhooks;

@@ -205,6 +205,7 @@ impl World {
                 checkout,
                 demo_data: false,
                 notify: None,
+                webhooks: boxoffice::WebhooksConfig::development(),
             },
             accounts,
             shutdown.clone(),

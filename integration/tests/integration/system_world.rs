@@ -59,6 +59,26 @@ impl SystemWorld {
         checkout_vars: &[(&str, &str)],
         notify: Option<boxoffice_notify::NotifyConfig>,
     ) -> Self {
+        Self::start_with_all(
+            name,
+            checkout_vars,
+            notify,
+            boxoffice::WebhooksConfig::development(),
+        )
+        .await
+    }
+
+    /// As [`SystemWorld::start`], with webhooks delivered as `webhooks` says.
+    pub async fn start_with_webhooks(name: &str, webhooks: boxoffice::WebhooksConfig) -> Self {
+        Self::start_with_all(name, &[], None, webhooks).await
+    }
+
+    async fn start_with_all(
+        name: &str,
+        checkout_vars: &[(&str, &str)],
+        notify: Option<boxoffice_notify::NotifyConfig>,
+        webhooks: boxoffice::WebhooksConfig,
+    ) -> Self {
         let db = TestDb::new().await;
         let config = test_config(&db, &[]);
         let prefix = format!("{name}{}:", Uuid::new_v4().simple());
@@ -84,6 +104,7 @@ impl SystemWorld {
                 checkout,
                 demo_data: false,
                 notify,
+                webhooks,
             },
             shutdown.clone(),
         )

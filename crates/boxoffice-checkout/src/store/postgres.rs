@@ -169,6 +169,8 @@ struct PaidItem {
     /// if that is still its total (a promo code or points applied
     /// meanwhile change it).
     amount_minor: i64,
+    /// Who asked for it (for the audit log; the batch runs elsewhere).
+    origin: crate::audit::Origin,
 }
 
 /// The batch writers, started on first use (each holds an unbatched copy
@@ -325,10 +327,12 @@ impl CheckoutStore {
             .await
             .db_context(context)?;
         let events = publish(&rows)?;
+        let payments = crate::audit::records(&events);
         self.outbox
             .append(&transaction, events)
             .await
             .map_err(|error| DbError::from(error).context(context))?;
+        boxoffice_audit::append_payments(&transaction, &payments).await?;
         transaction.commit().await.db_context(context)?;
         Ok(rows)
     }
@@ -674,12 +678,21 @@ impl CheckoutStore {
             attempt: attempt.clone(),
             provider_ref: provider_ref.to_owned(),
             amount_minor,
+            origin: crate::audit::Origin::current(),
         })
         .await
         .map_err(DbError::from)
     }
 
     async fn paid_batch(&self, items: Vec<PaidItem>) -> Vec<anyhow::Result<bool>> {
+        let origins = items
+            .iter()
+            .map(|item| (item.attempt.booking_id.to_string(), item.origin.clone()))
+            .collect();
+        crate::audit::with_batch(origins, self.paid_batch_of(items)).await
+    }
+
+    async fn paid_batch_of(&self, items: Vec<PaidItem>) -> Vec<anyhow::Result<bool>> {
         together_or_one_at_a_time(
             &items,
             "paid attempts",
