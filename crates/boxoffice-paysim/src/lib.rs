@@ -11,6 +11,7 @@
 //! authorizes.
 
 mod api;
+mod paypal;
 pub mod config;
 pub mod ledger;
 mod webhooks;
