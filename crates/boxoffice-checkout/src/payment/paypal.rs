@@ -752,6 +752,154 @@ impl PaymentProvider for PaypalProvider {
 mod tests {
     use super::*;
 
+    async fn gateway() -> (PaypalProvider, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let paysim = boxoffice_paysim::Paysim::bind(boxoffice_paysim::PaysimConfig::for_ledger(
+            dir.path().join("ledger.jsonl"),
+        ))
+        .await
+        .unwrap();
+        let url = paysim.url();
+        tokio::spawn(paysim.run_until_stopped(boxoffice_runtime::Shutdown::new()));
+        (
+            PaypalProvider::new(PaypalConfig::development(url)).unwrap(),
+            dir,
+        )
+    }
+
+    fn request(key: &str) -> AuthorizeRequest {
+        AuthorizeRequest {
+            idempotency_key: key.to_owned(),
+            reference: format!("booking-of-{key}"),
+            client_key: format!("client-{key}"),
+            amount_minor: 4_650,
+            currency_code: "EUR".to_owned(),
+            payment_method: PAYPAL_METHOD.to_owned(),
+        }
+    }
+
+    /// The buyer at the approval page.
+    async fn buyer(url: &str, outcome: &str) {
+        let answer = reqwest::Client::new()
+            .post(url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(format!("outcome={outcome}"))
+            .send()
+            .await
+            .unwrap();
+        assert!(answer.status().is_success(), "{}", answer.status());
+    }
+
+    async fn approval(provider: &PaypalProvider, key: &str) -> (String, String) {
+        match provider.authorize(request(key)).await.unwrap() {
+            AuthorizeOutcome::ActionRequired { provider_ref, url } => (provider_ref, url),
+            other => panic!("expected the approval step, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_approved_order_is_authorized_captured_and_refunded_once() {
+        let (provider, _dir) = gateway().await;
+        let (order, url) = approval(&provider, "k1").await;
+        assert!(url.starts_with(provider.base_url()), "{url}");
+        // Before approval, asking again answers the same order and link.
+        assert_eq!(approval(&provider, "k1").await, (order.clone(), url.clone()));
+        assert!(provider.lookup("k1").await.unwrap().is_none(), "no money yet");
+        buyer(&url, "approve").await;
+        let authorized = provider.authorize(request("k1")).await.unwrap();
+        assert_eq!(
+            authorized,
+            AuthorizeOutcome::Authorized {
+                provider_ref: order.clone()
+            }
+        );
+        assert_eq!(provider.authorize(request("k1")).await.unwrap(), authorized);
+        provider.capture(&order, "c1").await.unwrap();
+        provider.capture(&order, "c1").await.unwrap();
+        provider.capture(&order, "c2").await.unwrap();
+        assert!(provider.void(&order, "v").await.is_err());
+        provider.refund(&order, 4_500, "r1").await.unwrap();
+        provider.refund(&order, 4_500, "r1").await.unwrap();
+        let payment = provider.lookup("k1").await.unwrap().unwrap();
+        assert_eq!(payment.status, ProviderStatus::Refunded);
+        assert_eq!(payment.refunded_minor, 4_500);
+        assert_eq!(payment.reference, "booking-of-k1");
+        assert_eq!(payment.client_key, "client-k1");
+        assert_eq!(payment.payment_method, PAYPAL_METHOD);
+        assert!(matches!(
+            provider.refund(&order, 500, "r2").await,
+            Err(ProviderError::Refused(_))
+        ));
+        assert_eq!(provider.search("booking-of-k1").await.unwrap().len(), 1);
+        assert!(provider.search("booking-of-nobody").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_or_declining_approval_takes_no_money() {
+        let (provider, _dir) = gateway().await;
+        let (_, url) = approval(&provider, "cancelled").await;
+        buyer(&url, "cancel").await;
+        assert!(matches!(
+            provider.authorize(request("cancelled")).await.unwrap(),
+            AuthorizeOutcome::ActionRequired { .. }
+        ));
+        let (_, url) = approval(&provider, "declining").await;
+        buyer(&url, "decline").await;
+        let declined = provider.authorize(request("declining")).await.unwrap();
+        assert!(matches!(declined, AuthorizeOutcome::Declined { .. }));
+        assert_eq!(provider.authorize(request("declining")).await.unwrap(), declined);
+        assert!(provider.payments().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_voided_authorization_cannot_be_captured_and_a_reused_key_is_refused() {
+        let (provider, _dir) = gateway().await;
+        let (order, url) = approval(&provider, "k3").await;
+        buyer(&url, "approve").await;
+        provider.authorize(request("k3")).await.unwrap();
+        provider.void(&order, "v").await.unwrap();
+        provider.void(&order, "v2").await.unwrap();
+        assert!(provider.capture(&order, "c").await.is_err());
+        assert_eq!(
+            provider.lookup("k3").await.unwrap().unwrap().status,
+            ProviderStatus::Voided
+        );
+        let more = AuthorizeRequest {
+            amount_minor: 9_999,
+            ..request("k3")
+        };
+        assert!(matches!(
+            provider.authorize(more).await,
+            Err(ProviderError::KeyReused)
+        ));
+        assert!(provider.order("../../v1").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn wrong_credentials_or_no_paypal_are_unavailable() {
+        let (provider, _dir) = gateway().await;
+        let wrong = PaypalProvider::new(PaypalConfig {
+            secret: Secret::new("not-the-paypal-secret"),
+            ..PaypalConfig::development(provider.base_url().to_owned())
+        })
+        .unwrap();
+        assert!(matches!(
+            wrong.authorize(request("k")).await,
+            Err(ProviderError::Unavailable(_))
+        ));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let closed = format!("http://{}", listener.local_addr().unwrap());
+        drop(listener);
+        let nobody = PaypalProvider::new(PaypalConfig::development(closed)).unwrap();
+        assert!(matches!(
+            nobody.lookup("k").await,
+            Err(ProviderError::Unavailable(_))
+        ));
+    }
+
     #[test]
     fn amounts_round_trip() {
         for (minor, currency, text) in [
