@@ -478,7 +478,7 @@ impl CheckoutProcess {
             .env("BOXOFFICE_REDIS_URL", &inner.redis_url)
             .env("BOXOFFICE_LISTEN", addr.to_string())
             .env("BOXOFFICE_ADMIN_LISTEN", admin.to_string())
-            .env("BOXOFFICE_LOG", "warn")
+            .env("BOXOFFICE_LOG", "error")
             .env("BOXOFFICE_INVENTORY_URL", &upstream)
             .env("BOXOFFICE_CATALOG_URL", &upstream)
             .env("BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN", "127.0.0.1:0")
