@@ -68,9 +68,10 @@ fn lazy_channel(url: &str) -> anyhow::Result<Transport> {
 async fn start_paypal(
     config: &crate::payment::paypal::PaypalConfig,
     webhook_server: &WebhookServer,
+    webhook_url: &str,
 ) -> anyhow::Result<Arc<PaypalProvider>> {
     let paypal = Arc::new(PaypalProvider::new(config.clone())?);
-    if let Err(error) = paypal.register_webhook(&webhook_server.paypal_url()).await {
+    if let Err(error) = paypal.register_webhook(webhook_url).await {
         tracing::warn!(
             error = format!("{:#}", anyhow::Error::from(error)),
             "registering the PayPal webhook failed"
@@ -170,8 +171,18 @@ impl CheckoutComponent {
                     )
                 }
             };
+        // PayPal posts beside the card gateway's path, on the address the
+        // providers reach the listener at.
+        let paypal_webhook_url = match &checkout_config.provider.webhook_url {
+            Some(url) => format!(
+                "{}{}",
+                url.trim_end_matches(crate::payment::webhook::WEBHOOK_PATH),
+                crate::payment::webhook::PAYPAL_WEBHOOK_PATH
+            ),
+            None => webhook_server.paypal_url(),
+        };
         let paypal = match &checkout_config.paypal {
-            Some(config) => Some(start_paypal(config, &webhook_server).await?),
+            Some(config) => Some(start_paypal(config, &webhook_server, &paypal_webhook_url).await?),
             None => None,
         };
         let provider: Arc<dyn PaymentProvider> = match &paypal {
