@@ -318,13 +318,8 @@ impl CheckoutConfig {
                 })
             }
         };
-        let timeout = Duration::from_millis(number(
-            &get,
-            ENV_PAYMENTS_TIMEOUT,
-            10_000,
-            100,
-            120_000,
-        )?);
+        let timeout =
+            Duration::from_millis(number(&get, ENV_PAYMENTS_TIMEOUT, 10_000, 100, 120_000)?);
         let paypal = match get(ENV_PAYPAL_URL) {
             None => None,
             Some(base_url) => Some(PaypalConfig {

@@ -17,9 +17,9 @@ use crate::domain::door::{self as door_domain, TicketRef};
 use crate::domain::promo::{self, PromoCode, PromoCodeUsage, PromoDiscount};
 use crate::domain::ticket_code::{TicketClaims, TicketSigner};
 use crate::domain::{self, BookingState, FieldError};
+use crate::payment::paypal::PAYPAL_METHOD;
 use crate::service::Checkout;
 use crate::store::BookingRecord;
-use crate::payment::paypal::PAYPAL_METHOD;
 use crate::store::door::{HeldTicket, TransferRecord, TransferState};
 use crate::store::loyalty::LoyaltySummary;
 

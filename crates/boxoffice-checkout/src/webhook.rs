@@ -30,8 +30,8 @@ use uuid::Uuid;
 use crate::payment::ProviderStatus;
 use crate::payment::paypal::PaypalProvider;
 use crate::payment::webhook::{
-    self, PAYPAL_TRANSMISSION_TIME, PAYPAL_WEBHOOK_PATH, SIGNATURE_HEADER,
-    STRIPE_SIGNATURE_HEADER, WEBHOOK_PATH, WebhookEvent, paypal_event, stripe_event,
+    self, PAYPAL_TRANSMISSION_TIME, PAYPAL_WEBHOOK_PATH, SIGNATURE_HEADER, STRIPE_SIGNATURE_HEADER,
+    WEBHOOK_PATH, WebhookEvent, paypal_event, stripe_event,
 };
 use crate::store::CheckoutStore;
 use crate::store::postgres::WebhookRecord;

@@ -82,8 +82,8 @@ impl Paysim {
             .await
             .with_context(|| format!("binding the payment simulator to {}", config.listen))?;
         let local = listener.local_addr()?;
-        let paypal_key = format!("paypal-webhook-signing|{}", config.paypal_secret.expose())
-            .into_bytes();
+        let paypal_key =
+            format!("paypal-webhook-signing|{}", config.paypal_secret.expose()).into_bytes();
         let deliveries = webhooks::start(DeliveryOptions {
             paypal_key: paypal_key.clone(),
             paypal_cert_url: format!("http://{local}/v1/notifications/certs/CERT-boxoffice-paysim"),
@@ -529,7 +529,13 @@ impl Inner {
                 .unwrap_or_default();
             return Some(self.paypal_approval(method, &token, body).await);
         }
-        let is_paypal = matches!(segments, ["v2", ..] | ["v1", "oauth2", ..] | ["v1", "reporting", ..] | ["v1", "notifications", ..]);
+        let is_paypal = matches!(
+            segments,
+            ["v2", ..]
+                | ["v1", "oauth2", ..]
+                | ["v1", "reporting", ..]
+                | ["v1", "notifications", ..]
+        );
         if !is_paypal {
             return None;
         }
@@ -573,7 +579,8 @@ impl Inner {
             self.paypal_read(segments, &query_pairs).await
         } else if *method == Method::POST {
             let request_id = header("paypal-request-id").map(|id| format!("paypal:{id}"));
-            self.paypal_write(segments, path, request_id, &request).await
+            self.paypal_write(segments, path, request_id, &request)
+                .await
         } else {
             paypal::unknown_route()
         };
@@ -612,25 +619,32 @@ impl Inner {
         }
         let fingerprint = format!("POST {path}\n{request}");
         let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
-        self.mutate(request_id, fingerprint, paypal::duplicate_request_id, |ledger| {
-            let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
-            match segments.as_slice() {
-                ["v2", "checkout", "orders"] => paypal::create_order(request, &base),
-                ["v2", "checkout", "orders", id, "authorize"] => {
-                    paypal::authorize_order(ledger, id, &base)
+        self.mutate(
+            request_id,
+            fingerprint,
+            paypal::duplicate_request_id,
+            |ledger| {
+                let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+                match segments.as_slice() {
+                    ["v2", "checkout", "orders"] => paypal::create_order(request, &base),
+                    ["v2", "checkout", "orders", id, "authorize"] => {
+                        paypal::authorize_order(ledger, id, &base)
+                    }
+                    ["v2", "payments", "authorizations", id, "capture"] => {
+                        paypal::capture(ledger, id, request, &base)
+                    }
+                    ["v2", "payments", "authorizations", id, "void"] => {
+                        paypal::void(ledger, id, &base)
+                    }
+                    ["v2", "payments", "captures", id, "refund"] => {
+                        paypal::refund(ledger, id, request, &base)
+                    }
+                    ["v1", "notifications", "webhooks"] => paypal::add_webhook(ledger, request),
+                    _ => paypal::Outcome::not_found(),
                 }
-                ["v2", "payments", "authorizations", id, "capture"] => {
-                    paypal::capture(ledger, id, request, &base)
-                }
-                ["v2", "payments", "authorizations", id, "void"] => paypal::void(ledger, id, &base),
-                ["v2", "payments", "captures", id, "refund"] => {
-                    paypal::refund(ledger, id, request, &base)
-                }
-                ["v1", "notifications", "webhooks"] => paypal::add_webhook(ledger, request),
-                _ => paypal::Outcome::not_found(),
-            }
-            .into()
-        })
+                .into()
+            },
+        )
         .await
     }
 
@@ -657,9 +671,12 @@ impl Inner {
         };
         let base = self.base_url.clone();
         let (status, answer) = self
-            .mutate(None, String::new(), paypal::duplicate_request_id, |ledger| {
-                paypal::buyer_answers(ledger, token, choice, &base).into()
-            })
+            .mutate(
+                None,
+                String::new(),
+                paypal::duplicate_request_id,
+                |ledger| paypal::buyer_answers(ledger, token, choice, &base).into(),
+            )
             .await;
         if !status.is_success() {
             return html_reply(status, answer.to_string());
@@ -670,7 +687,9 @@ impl Inner {
         };
         html_reply(
             StatusCode::OK,
-            format!("<!doctype html><title>PayPal</title><p>Payment {done}. Return to the merchant.</p>"),
+            format!(
+                "<!doctype html><title>PayPal</title><p>Payment {done}. Return to the merchant.</p>"
+            ),
         )
     }
 

@@ -11,9 +11,9 @@
 //! authorizes.
 
 mod api;
-mod paypal;
 pub mod config;
 pub mod ledger;
+mod paypal;
 mod webhooks;
 
 pub use api::Paysim;

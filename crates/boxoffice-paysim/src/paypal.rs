@@ -521,7 +521,8 @@ pub(crate) fn order_json(order: &PaypalOrder, base: &str) -> Value {
             "email_address": "buyer@example.com",
             "name": {"given_name": "Test", "surname": "Buyer"},
         });
-        body["payment_source"] = json!({"paypal": {"account_id": payer_id, "account_status": "VERIFIED"}});
+        body["payment_source"] =
+            json!({"paypal": {"account_id": payer_id, "account_status": "VERIFIED"}});
     }
     body
 }
@@ -701,7 +702,10 @@ pub(crate) fn transactions(ledger: &Ledger, query: &[(String, String)]) -> (Stat
             .find(|(key, _)| key == name)
             .map(|(_, value)| value.as_str())
     };
-    let (start, end) = match (query_time(query, "start_date"), query_time(query, "end_date")) {
+    let (start, end) = match (
+        query_time(query, "start_date"),
+        query_time(query, "end_date"),
+    ) {
         (Ok(start), Ok(end)) => (start, end),
         (Err(error), _) | (_, Err(error)) => return error,
     };
@@ -987,26 +991,21 @@ pub(crate) fn authorize_order(ledger: &Ledger, id: &str, base: &str) -> Outcome 
         "Payment authorization created",
         resource,
     )];
-    Outcome::changed(
-        StatusCode::CREATED,
-        order_json(&order, base),
-        order,
-        events,
-    )
+    Outcome::changed(StatusCode::CREATED, order_json(&order, base), order, events)
 }
 
 /// The order holding authorization `id`, with that authorization.
 fn with_authorization<'a>(
     ledger: &'a Ledger,
     id: &str,
-) -> Result<(&'a PaypalOrder, &'a PaypalAuthorization), Outcome> {
+) -> Result<(&'a PaypalOrder, &'a PaypalAuthorization), (StatusCode, Value)> {
     ledger
         .order_holding(id)
         .and_then(|order| {
             let auth = order.authorization.as_ref().filter(|auth| auth.id == id)?;
             Some((order, auth))
         })
-        .ok_or_else(|| Outcome::refused(missing("authorization_id")))
+        .ok_or_else(|| missing("authorization_id"))
 }
 
 /// `POST /v2/payments/authorizations/{id}/capture` (the whole amount,
@@ -1014,7 +1013,7 @@ fn with_authorization<'a>(
 pub(crate) fn capture(ledger: &Ledger, id: &str, request: &Value, base: &str) -> Outcome {
     let (order, auth) = match with_authorization(ledger, id) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refusal) => return Outcome::refused(refusal),
     };
     match auth.status.as_str() {
         "CREATED" => {}
@@ -1073,7 +1072,7 @@ pub(crate) fn capture(ledger: &Ledger, id: &str, request: &Value, base: &str) ->
 pub(crate) fn void(ledger: &Ledger, id: &str, base: &str) -> Outcome {
     let (order, auth) = match with_authorization(ledger, id) {
         Ok(found) => found,
-        Err(refused) => return refused,
+        Err(refusal) => return Outcome::refused(refusal),
     };
     match auth.status.as_str() {
         "CREATED" => {}
@@ -1252,12 +1251,7 @@ impl BuyerChoice {
 /// PayPal (the order stays created until it lapses; the buyer is sent to
 /// the cancel URL); approving makes it `APPROVED` and announces
 /// `CHECKOUT.ORDER.APPROVED`.
-pub(crate) fn buyer_answers(
-    ledger: &Ledger,
-    id: &str,
-    choice: BuyerChoice,
-    base: &str,
-) -> Outcome {
+pub(crate) fn buyer_answers(ledger: &Ledger, id: &str, choice: BuyerChoice, base: &str) -> Outcome {
     let Some(order) = ledger.orders.get(id) else {
         return Outcome::refused(missing("token"));
     };
@@ -1327,9 +1321,24 @@ mod tests {
         let (status, body) = issue_token("client", "secret-of-sixteen", Some(&basic), &form, 100);
         assert_eq!(status, StatusCode::OK);
         let bearer = format!("Bearer {}", body["access_token"].as_str().unwrap());
-        assert!(token_valid("client", "secret-of-sixteen", Some(&bearer), 100));
-        assert!(!token_valid("client", "another-secret!!", Some(&bearer), 100));
-        assert!(!token_valid("other", "secret-of-sixteen", Some(&bearer), 100));
+        assert!(token_valid(
+            "client",
+            "secret-of-sixteen",
+            Some(&bearer),
+            100
+        ));
+        assert!(!token_valid(
+            "client",
+            "another-secret!!",
+            Some(&bearer),
+            100
+        ));
+        assert!(!token_valid(
+            "other",
+            "secret-of-sixteen",
+            Some(&bearer),
+            100
+        ));
         assert!(!token_valid(
             "client",
             "secret-of-sixteen",

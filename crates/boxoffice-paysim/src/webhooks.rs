@@ -77,7 +77,11 @@ fn signed_headers(options: &DeliveryOptions, delivery: &Delivery) -> Vec<(&'stat
     match &delivery.paypal_webhook_id {
         None => vec![(
             SIGNATURE_HEADER,
-            sign(&options.secret, chrono::Utc::now().timestamp(), &delivery.body),
+            sign(
+                &options.secret,
+                chrono::Utc::now().timestamp(),
+                &delivery.body,
+            ),
         )],
         Some(webhook_id) => {
             let transmission_id = uuid::Uuid::new_v4().to_string();

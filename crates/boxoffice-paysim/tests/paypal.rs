@@ -82,7 +82,15 @@ impl Sim {
             .find(|link| link["rel"] == "approve")
             .expect("an approve link");
         let href = link["href"].as_str().unwrap();
-        assert!(self.http.get(href).send().await.unwrap().status().is_success());
+        assert!(
+            self.http
+                .get(href)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .is_success()
+        );
         self.http
             .post(href)
             .header("content-type", "application/x-www-form-urlencoded")
@@ -110,8 +118,14 @@ fn order_request(invoice: &str, value: &str) -> Value {
 /// PayPal's error object: name, message, debug_id, details[].issue.
 fn assert_paypal_error(body: &Value, name: &str, issue: &str) {
     assert_eq!(body["name"], name, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
-    assert!(body["debug_id"].as_str().is_some_and(|d| !d.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
+    assert!(
+        body["debug_id"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
     assert_eq!(body["details"][0]["issue"], issue, "{body}");
 }
 
@@ -119,7 +133,11 @@ fn assert_paypal_error(body: &Value, name: &str, issue: &str) {
 async fn calls_without_a_valid_token_get_paypals_401() {
     let dir = tempfile::tempdir().unwrap();
     let sim = start(&dir.path().join("ledger.jsonl")).await;
-    for token in [None, Some("A21AAnot-a-token"), Some("sk_test_boxoffice_development_only")] {
+    for token in [
+        None,
+        Some("A21AAnot-a-token"),
+        Some("sk_test_boxoffice_development_only"),
+    ] {
         let mut request = sim.http.get(format!("{}/v2/checkout/orders/X", sim.url));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -149,26 +167,42 @@ async fn an_order_is_approved_authorized_captured_and_refunded_once_per_request_
     let dir = tempfile::tempdir().unwrap();
     let sim = start(&dir.path().join("ledger.jsonl")).await;
     let (status, order) = sim
-        .post("/v2/checkout/orders", order_request("pay-1", "46.50"), Some("pay-1"))
+        .post(
+            "/v2/checkout/orders",
+            order_request("pay-1", "46.50"),
+            Some("pay-1"),
+        )
         .await;
     assert_eq!(status, 201, "{order}");
     assert_eq!(order["status"], "CREATED");
     let id = order["id"].as_str().unwrap().to_owned();
     // The same request id and request: the same order, nothing new.
     let (status, again) = sim
-        .post("/v2/checkout/orders", order_request("pay-1", "46.50"), Some("pay-1"))
+        .post(
+            "/v2/checkout/orders",
+            order_request("pay-1", "46.50"),
+            Some("pay-1"),
+        )
         .await;
     assert_eq!((status, again["id"].as_str()), (201, Some(id.as_str())));
     // The same id with another request: refused, nothing changed.
     let (status, refused) = sim
-        .post("/v2/checkout/orders", order_request("pay-1", "99.00"), Some("pay-1"))
+        .post(
+            "/v2/checkout/orders",
+            order_request("pay-1", "99.00"),
+            Some("pay-1"),
+        )
         .await;
     assert_eq!(status, 422);
     assert_paypal_error(&refused, "UNPROCESSABLE_ENTITY", "DUPLICATE_REQUEST_ID");
 
     // Not approved yet: the authorization is refused, PayPal's way.
     let (status, early) = sim
-        .post(&format!("/v2/checkout/orders/{id}/authorize"), json!({}), Some("auth-early"))
+        .post(
+            &format!("/v2/checkout/orders/{id}/authorize"),
+            json!({}),
+            Some("auth-early"),
+        )
         .await;
     assert_eq!(status, 422);
     assert_paypal_error(&early, "UNPROCESSABLE_ENTITY", "ORDER_NOT_APPROVED");
@@ -179,7 +213,11 @@ async fn an_order_is_approved_authorized_captured_and_refunded_once_per_request_
     assert!(approved["payer"]["payer_id"].is_string());
 
     let (status, completed) = sim
-        .post(&format!("/v2/checkout/orders/{id}/authorize"), json!({}), Some("auth-1"))
+        .post(
+            &format!("/v2/checkout/orders/{id}/authorize"),
+            json!({}),
+            Some("auth-1"),
+        )
         .await;
     assert_eq!(status, 201, "{completed}");
     assert_eq!(completed["status"], "COMPLETED");
@@ -189,31 +227,54 @@ async fn an_order_is_approved_authorized_captured_and_refunded_once_per_request_
     let auth_id = auth["id"].as_str().unwrap().to_owned();
     // Replayed: the same authorization; a second one is refused.
     let (_, replay) = sim
-        .post(&format!("/v2/checkout/orders/{id}/authorize"), json!({}), Some("auth-1"))
+        .post(
+            &format!("/v2/checkout/orders/{id}/authorize"),
+            json!({}),
+            Some("auth-1"),
+        )
         .await;
     assert_eq!(
         replay["purchase_units"][0]["payments"]["authorizations"][0]["id"],
         auth_id.as_str()
     );
     let (status, twice) = sim
-        .post(&format!("/v2/checkout/orders/{id}/authorize"), json!({}), Some("auth-2"))
+        .post(
+            &format!("/v2/checkout/orders/{id}/authorize"),
+            json!({}),
+            Some("auth-2"),
+        )
         .await;
     assert_eq!(status, 422);
     assert_paypal_error(&twice, "UNPROCESSABLE_ENTITY", "ORDER_ALREADY_AUTHORIZED");
 
     let capture_path = format!("/v2/payments/authorizations/{auth_id}/capture");
-    let (status, capture) = sim.post(&capture_path, json!({"final_capture": true}), Some("cap-1")).await;
+    let (status, capture) = sim
+        .post(&capture_path, json!({"final_capture": true}), Some("cap-1"))
+        .await;
     assert_eq!(status, 201, "{capture}");
     assert_eq!(capture["status"], "COMPLETED");
-    assert_eq!(capture["supplementary_data"]["related_ids"]["order_id"], id.as_str());
+    assert_eq!(
+        capture["supplementary_data"]["related_ids"]["order_id"],
+        id.as_str()
+    );
     let capture_id = capture["id"].as_str().unwrap().to_owned();
-    let (_, replay) = sim.post(&capture_path, json!({"final_capture": true}), Some("cap-1")).await;
+    let (_, replay) = sim
+        .post(&capture_path, json!({"final_capture": true}), Some("cap-1"))
+        .await;
     assert_eq!(replay["id"], capture_id.as_str());
     let (status, again) = sim.post(&capture_path, json!({}), Some("cap-2")).await;
     assert_eq!(status, 422);
-    assert_paypal_error(&again, "UNPROCESSABLE_ENTITY", "AUTHORIZATION_ALREADY_CAPTURED");
+    assert_paypal_error(
+        &again,
+        "UNPROCESSABLE_ENTITY",
+        "AUTHORIZATION_ALREADY_CAPTURED",
+    );
     let (status, void) = sim
-        .post(&format!("/v2/payments/authorizations/{auth_id}/void"), json!({}), None)
+        .post(
+            &format!("/v2/payments/authorizations/{auth_id}/void"),
+            json!({}),
+            None,
+        )
         .await;
     assert_eq!(status, 422);
     assert_paypal_error(&void, "UNPROCESSABLE_ENTITY", "PREVIOUSLY_CAPTURED");
@@ -229,7 +290,11 @@ async fn an_order_is_approved_authorized_captured_and_refunded_once_per_request_
     assert_paypal_error(&over, "UNPROCESSABLE_ENTITY", "REFUND_AMOUNT_EXCEEDED");
     let (_, order) = sim.get(&format!("/v2/checkout/orders/{id}")).await;
     let payments = &order["purchase_units"][0]["payments"];
-    assert_eq!(payments["refunds"].as_array().unwrap().len(), 1, "one refund");
+    assert_eq!(
+        payments["refunds"].as_array().unwrap().len(),
+        1,
+        "one refund"
+    );
     assert_eq!(payments["captures"][0]["status"], "PARTIALLY_REFUNDED");
     sim.shutdown.trigger();
 }
@@ -239,7 +304,11 @@ async fn bad_requests_and_unknown_ids_have_paypals_error_shape_and_change_nothin
     let dir = tempfile::tempdir().unwrap();
     let sim = start(&dir.path().join("ledger.jsonl")).await;
     let (status, body) = sim
-        .post("/v2/checkout/orders", order_request("p", "1.234"), Some("bad-1"))
+        .post(
+            "/v2/checkout/orders",
+            order_request("p", "1.234"),
+            Some("bad-1"),
+        )
         .await;
     assert_eq!(status, 400);
     assert_paypal_error(&body, "INVALID_REQUEST", "DECIMAL_PRECISION");
@@ -250,7 +319,11 @@ async fn bad_requests_and_unknown_ids_have_paypals_error_shape_and_change_nothin
     assert_paypal_error(&body, "INVALID_REQUEST", "MISSING_REQUIRED_PARAMETER");
     // Refused before running: the request id is not spent.
     let (status, _) = sim
-        .post("/v2/checkout/orders", order_request("p", "1.00"), Some("bad-1"))
+        .post(
+            "/v2/checkout/orders",
+            order_request("p", "1.00"),
+            Some("bad-1"),
+        )
         .await;
     assert_eq!(status, 201);
     for path in [
@@ -263,7 +336,11 @@ async fn bad_requests_and_unknown_ids_have_paypals_error_shape_and_change_nothin
         assert_paypal_error(&body, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID");
     }
     let (status, body) = sim
-        .post("/v2/checkout/orders/NOSUCHORDER00000/authorize", json!({}), None)
+        .post(
+            "/v2/checkout/orders/NOSUCHORDER00000/authorize",
+            json!({}),
+            None,
+        )
         .await;
     assert_eq!(status, 404);
     assert_paypal_error(&body, "RESOURCE_NOT_FOUND", "INVALID_RESOURCE_ID");
@@ -287,16 +364,28 @@ async fn transaction_search_finds_authorizations_by_invoice_and_custom_id_after_
     let ledger = dir.path().join("ledger.jsonl");
     let sim = start(&ledger).await;
     let (_, order) = sim
-        .post("/v2/checkout/orders", order_request("pay-9", "10.00"), Some("pay-9"))
+        .post(
+            "/v2/checkout/orders",
+            order_request("pay-9", "10.00"),
+            Some("pay-9"),
+        )
         .await;
     let id = order["id"].as_str().unwrap().to_owned();
     sim.buyer(&order, "approve").await;
-    sim.post(&format!("/v2/checkout/orders/{id}/authorize"), json!({}), Some("a"))
-        .await;
+    sim.post(
+        &format!("/v2/checkout/orders/{id}/authorize"),
+        json!({}),
+        Some("a"),
+    )
+    .await;
     // Another order the buyer cancelled at PayPal: it stays created, and
     // no transaction exists for it.
     let (_, cancelled) = sim
-        .post("/v2/checkout/orders", order_request("pay-10", "10.00"), Some("pay-10"))
+        .post(
+            "/v2/checkout/orders",
+            order_request("pay-10", "10.00"),
+            Some("pay-10"),
+        )
         .await;
     assert_eq!(sim.buyer(&cancelled, "cancel").await, 200);
     sim.shutdown.trigger();
@@ -311,7 +400,10 @@ async fn transaction_search_finds_authorizations_by_invoice_and_custom_id_after_
         )
     };
     let (status, all) = sim
-        .get(&format!("/v1/reporting/transactions?{}&balance_affecting_records_only=N", range(1)))
+        .get(&format!(
+            "/v1/reporting/transactions?{}&balance_affecting_records_only=N",
+            range(1)
+        ))
         .await;
     assert_eq!(status, 200, "{all}");
     let details = all["transaction_details"].as_array().unwrap();
@@ -322,13 +414,20 @@ async fn transaction_search_finds_authorizations_by_invoice_and_custom_id_after_
     assert_eq!(info["paypal_reference_id"], id.as_str());
     assert_eq!(info["transaction_event_code"], "T1300");
     // By default only balance-affecting records: no capture yet.
-    let (_, balance) = sim.get(&format!("/v1/reporting/transactions?{}", range(1))).await;
+    let (_, balance) = sim
+        .get(&format!("/v1/reporting/transactions?{}", range(1)))
+        .await;
     assert_eq!(balance["transaction_details"].as_array().unwrap().len(), 0);
-    let (status, wide) = sim.get(&format!("/v1/reporting/transactions?{}", range(40))).await;
+    let (status, wide) = sim
+        .get(&format!("/v1/reporting/transactions?{}", range(40)))
+        .await;
     assert_eq!(status, 400);
     assert_paypal_error(&wide, "INVALID_REQUEST", "INVALID_DATE_RANGE");
     let (_, cancelled) = sim
-        .get(&format!("/v2/checkout/orders/{}", cancelled["id"].as_str().unwrap()))
+        .get(&format!(
+            "/v2/checkout/orders/{}",
+            cancelled["id"].as_str().unwrap()
+        ))
         .await;
     assert_eq!(cancelled["status"], "CREATED");
     sim.shutdown.trigger();
@@ -370,7 +469,11 @@ async fn webhooks_verify_only_as_sent() {
     assert_eq!(status, 200);
     assert_eq!(answer["verification_status"], "FAILURE");
     let (status, answer) = sim
-        .post("/v1/notifications/verify-webhook-signature", json!({"auth_algo": "x"}), None)
+        .post(
+            "/v1/notifications/verify-webhook-signature",
+            json!({"auth_algo": "x"}),
+            None,
+        )
         .await;
     assert_eq!(status, 400);
     assert_paypal_error(&answer, "INVALID_REQUEST", "MISSING_REQUIRED_PARAMETER");

@@ -100,7 +100,10 @@ async fn paying_with_paypal_waits_for_the_buyers_approval_then_captures_once() {
         .await
         .expect("an answer that sends the buyer to PayPal");
     let url = approval_url(&waiting);
-    assert!(url.starts_with(&format!("{}/checkoutnow?token=", gateway.paysim.url)), "{url}");
+    assert!(
+        url.starts_with(&format!("{}/checkoutnow?token=", gateway.paysim.url)),
+        "{url}"
+    );
     assert!(waiting.expire_time.is_some());
     // Asking again before approving answers the same page; nothing is
     // sold or paid meanwhile.
@@ -147,7 +150,11 @@ async fn paying_with_paypal_waits_for_the_buyers_approval_then_captures_once() {
     let waiting = pay_with_paypal(&mut client, &bob, &declined.name, "pp-2")
         .await
         .unwrap();
-    assert!(at_paypal(&approval_url(&waiting), "decline").await.is_success());
+    assert!(
+        at_paypal(&approval_url(&waiting), "decline")
+            .await
+            .is_success()
+    );
     for _ in 0..2 {
         assert_reason(
             pay_with_paypal(&mut client, &bob, &declined.name, "pp-2").await,
@@ -176,11 +183,19 @@ async fn a_buyer_who_cancels_at_paypal_keeps_a_payable_booking_that_expires_clea
     let waiting = pay_with_paypal(&mut client, &alice, &switched.name, "pp")
         .await
         .unwrap();
-    assert!(at_paypal(&approval_url(&waiting), "cancel").await.is_success());
+    assert!(
+        at_paypal(&approval_url(&waiting), "cancel")
+            .await
+            .is_success()
+    );
     let still = pay_with_paypal(&mut client, &alice, &switched.name, "pp")
         .await
         .unwrap();
-    assert_eq!(state(&still), pb::BookingState::Pending, "still waiting for the buyer");
+    assert_eq!(
+        state(&still),
+        pb::BookingState::Pending,
+        "still waiting for the buyer"
+    );
     let paid = confirm(&mut client, &alice, &switched.name, "tok_visa", "card")
         .await
         .expect("paying by card instead");
@@ -290,7 +305,9 @@ async fn a_forged_paypal_webhook_is_refused_and_changes_nothing() {
     let paid = pay_with_paypal(&mut client, &alice, &booking.name, "k")
         .await
         .unwrap();
-    let payment = paypal_payments(&gateway.paysim.paypal(), &booking).await.remove(0);
+    let payment = paypal_payments(&gateway.paysim.paypal(), &booking)
+        .await
+        .remove(0);
     let before = webhook_rows(&gateway).await;
 
     // A refund "from PayPal" for the real payment, signed by nobody.
@@ -326,11 +343,17 @@ async fn a_forged_paypal_webhook_is_refused_and_changes_nothing() {
         vec![
             ("paypal-transmission-id", uuid::Uuid::new_v4().to_string()),
             ("paypal-transmission-time", time.to_owned()),
-            ("paypal-transmission-sig", "Zm9yZ2VkIHNpZ25hdHVyZQ==".to_owned()),
+            (
+                "paypal-transmission-sig",
+                "Zm9yZ2VkIHNpZ25hdHVyZQ==".to_owned(),
+            ),
             ("paypal-auth-algo", "HMACSHA256".to_owned()),
             (
                 "paypal-cert-url",
-                format!("{}/v1/notifications/certs/CERT-boxoffice-paysim", gateway.paysim.url),
+                format!(
+                    "{}/v1/notifications/certs/CERT-boxoffice-paysim",
+                    gateway.paysim.url
+                ),
             ),
         ]
     };
@@ -393,9 +416,12 @@ async fn another_users_booking_cannot_be_paid_or_approved_and_bad_methods_are_re
         Code::NotFound,
         "NOT_FOUND",
     );
-    let missing = reqwest::get(format!("{}/checkoutnow?token=NOSUCHORDER000000", gateway.paysim.url))
-        .await
-        .unwrap();
+    let missing = reqwest::get(format!(
+        "{}/checkoutnow?token=NOSUCHORDER000000",
+        gateway.paysim.url
+    ))
+    .await
+    .unwrap();
     assert_eq!(missing.status(), reqwest::StatusCode::NOT_FOUND);
     let (_, other) = world.booking_for(&alice, &[4]).await;
     for method in [
@@ -540,8 +566,7 @@ impl CheckoutProcess {
 #[tokio::test]
 async fn a_checkout_process_killed_mid_paypal_payment_is_settled_from_paypals_records() {
     const BUYERS: u32 = 8;
-    let paysim =
-        PaysimProcess::start_with(&[(boxoffice_paysim::config::ENV_LATENCY, "300")]).await;
+    let paysim = PaysimProcess::start_with(&[(boxoffice_paysim::config::ENV_LATENCY, "300")]).await;
     let gateway = GatewayWorld::over(
         paysim,
         &[
@@ -577,7 +602,11 @@ async fn a_checkout_process_killed_mid_paypal_payment_is_settled_from_paypals_re
                 let waiting = pay_with_paypal(&mut client, &buyer, &booking.name, "pay")
                     .await
                     .expect("sent to PayPal");
-                assert!(at_paypal(&approval_url(&waiting), "approve").await.is_success());
+                assert!(
+                    at_paypal(&approval_url(&waiting), "approve")
+                        .await
+                        .is_success()
+                );
                 (seat, buyer, booking)
             }
         }))
@@ -652,7 +681,12 @@ async fn a_checkout_process_killed_mid_paypal_payment_is_settled_from_paypals_re
     );
     let captured: i64 = payments
         .iter()
-        .filter(|p| matches!(p.status, ProviderStatus::Captured | ProviderStatus::Refunded))
+        .filter(|p| {
+            matches!(
+                p.status,
+                ProviderStatus::Captured | ProviderStatus::Refunded
+            )
+        })
         .map(|p| p.amount_minor)
         .sum();
     let refunded: i64 = payments.iter().map(|p| p.refunded_minor).sum();
@@ -685,7 +719,10 @@ async fn a_checkout_process_killed_mid_paypal_payment_is_settled_from_paypals_re
         .filter(|(_, booking)| state(booking) == pb::BookingState::Confirmed)
         .map(|(seat, _)| *seat)
         .collect();
-    assert_eq!(sold, confirmed_seats, "seats sold only to confirmed bookings");
+    assert_eq!(
+        sold, confirmed_seats,
+        "seats sold only to confirmed bookings"
+    );
     // A buyer's retry after the restart answers what was settled.
     for (_, buyer, booking) in &buyers {
         let settled = states
@@ -695,7 +732,10 @@ async fn a_checkout_process_killed_mid_paypal_payment_is_settled_from_paypals_re
         let retry = pay_with_paypal(&mut client, buyer, &booking.name, "pay").await;
         match settled {
             Some(pb::BookingState::Confirmed) => {
-                assert_eq!(state(&retry.expect("the confirmed booking")), pb::BookingState::Confirmed)
+                assert_eq!(
+                    state(&retry.expect("the confirmed booking")),
+                    pb::BookingState::Confirmed
+                )
             }
             _ => assert!(retry.is_err(), "an expired booking is not paid again"),
         }

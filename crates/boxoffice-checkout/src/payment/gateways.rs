@@ -59,7 +59,9 @@ impl PaymentProvider for Gateways {
             return self.card.authorize(request).await;
         }
         let Some(paypal) = &self.paypal else {
-            return Err(ProviderError::Refused("PayPal is not configured".to_owned()));
+            return Err(ProviderError::Refused(
+                "PayPal is not configured".to_owned(),
+            ));
         };
         Ok(match paypal.authorize(request).await? {
             AuthorizeOutcome::Authorized { provider_ref } => AuthorizeOutcome::Authorized {

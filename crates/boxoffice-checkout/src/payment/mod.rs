@@ -14,6 +14,10 @@ pub mod webhook;
 
 pub use simulated::SimulatedProvider;
 
+/// What a PayPal payment carries as its payment method (no card token may
+/// spell it; see `grpc.rs`).
+pub const PAYPAL_METHOD: &str = "paypal";
+
 /// What an authorization request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuthorizeRequest {
@@ -30,7 +34,7 @@ pub struct AuthorizeRequest {
     pub amount_minor: i64,
     pub currency_code: String,
     /// A token from the provider's client library, e.g. `tok_visa`, or
-    /// [`paypal::PAYPAL_METHOD`].
+    /// [`PAYPAL_METHOD`].
     pub payment_method: String,
 }
 
@@ -131,7 +135,7 @@ pub trait PaymentProvider: Send + Sync + 'static {
     /// Whether payments with this method can be made here (PayPal needs
     /// its gateway configured).
     fn supports(&self, payment_method: &str) -> bool {
-        payment_method != paypal::PAYPAL_METHOD
+        payment_method != PAYPAL_METHOD
     }
     async fn authorize(&self, request: AuthorizeRequest)
     -> Result<AuthorizeOutcome, ProviderError>;

@@ -37,8 +37,7 @@ use super::{
     ProviderStatus,
 };
 
-/// What checkout's PayPal payments carry as their payment method.
-pub const PAYPAL_METHOD: &str = "paypal";
+pub use super::PAYPAL_METHOD;
 
 /// The events checkout's PayPal webhook subscribes to: like the card
 /// gateway's, the ends of payments that took no money or gave it back.
@@ -283,20 +282,27 @@ impl PaypalProvider {
             .body("grant_type=client_credentials")
             .send()
             .await
-            .map_err(|error| unavailable(anyhow::Error::new(error).context("signing in to PayPal")))?;
+            .map_err(|error| {
+                unavailable(anyhow::Error::new(error).context("signing in to PayPal"))
+            })?;
         let status = response.status();
         let body: Value = match response.bytes().await {
             Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
             Err(_) => Value::Null,
         };
-        let token = body["access_token"].as_str().filter(|_| status.is_success());
+        let token = body["access_token"]
+            .as_str()
+            .filter(|_| status.is_success());
         let Some(token) = token else {
             // Wrong credentials are a configuration fault; nothing moved.
             return Err(unavailable(anyhow::anyhow!(
                 "PayPal refused the client credentials ({status})"
             )));
         };
-        let lifetime = body["expires_in"].as_u64().unwrap_or(300).saturating_sub(60);
+        let lifetime = body["expires_in"]
+            .as_u64()
+            .unwrap_or(300)
+            .saturating_sub(60);
         *cached = Some((
             token.to_owned(),
             Instant::now() + Duration::from_secs(lifetime),
@@ -444,7 +450,8 @@ impl PaypalProvider {
     async fn transactions(&self) -> Result<Vec<Value>, ProviderError> {
         let end = chrono::Utc::now() + chrono::Duration::minutes(1);
         let start = end
-            - chrono::Duration::from_std(SEARCH_WINDOW).unwrap_or_else(|_| chrono::Duration::days(3));
+            - chrono::Duration::from_std(SEARCH_WINDOW)
+                .unwrap_or_else(|_| chrono::Duration::days(3));
         let format = |at: chrono::DateTime<chrono::Utc>| {
             at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         };
@@ -513,7 +520,12 @@ impl PaypalProvider {
             return Ok(id);
         }
         let (_, known) = self
-            .call(reqwest::Method::GET, "/v1/notifications/webhooks", None, None)
+            .call(
+                reqwest::Method::GET,
+                "/v1/notifications/webhooks",
+                None,
+                None,
+            )
             .await?;
         let existing = known["webhooks"].as_array().and_then(|webhooks| {
             webhooks
@@ -561,10 +573,9 @@ impl PaypalProvider {
         body: &[u8],
     ) -> Result<bool, ProviderError> {
         let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
-        let (Some(webhook_id), Ok(event)) = (
-            self.webhook_id(),
-            serde_json::from_slice::<Value>(body),
-        ) else {
+        let (Some(webhook_id), Ok(event)) =
+            (self.webhook_id(), serde_json::from_slice::<Value>(body))
+        else {
             return Ok(false);
         };
         let names = [
@@ -806,8 +817,14 @@ mod tests {
         let (order, url) = approval(&provider, "k1").await;
         assert!(url.starts_with(provider.base_url()), "{url}");
         // Before approval, asking again answers the same order and link.
-        assert_eq!(approval(&provider, "k1").await, (order.clone(), url.clone()));
-        assert!(provider.lookup("k1").await.unwrap().is_none(), "no money yet");
+        assert_eq!(
+            approval(&provider, "k1").await,
+            (order.clone(), url.clone())
+        );
+        assert!(
+            provider.lookup("k1").await.unwrap().is_none(),
+            "no money yet"
+        );
         buyer(&url, "approve").await;
         let authorized = provider.authorize(request("k1")).await.unwrap();
         assert_eq!(
@@ -834,7 +851,13 @@ mod tests {
             Err(ProviderError::Refused(_))
         ));
         assert_eq!(provider.search("booking-of-k1").await.unwrap().len(), 1);
-        assert!(provider.search("booking-of-nobody").await.unwrap().is_empty());
+        assert!(
+            provider
+                .search("booking-of-nobody")
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -850,7 +873,10 @@ mod tests {
         buyer(&url, "decline").await;
         let declined = provider.authorize(request("declining")).await.unwrap();
         assert!(matches!(declined, AuthorizeOutcome::Declined { .. }));
-        assert_eq!(provider.authorize(request("declining")).await.unwrap(), declined);
+        assert_eq!(
+            provider.authorize(request("declining")).await.unwrap(),
+            declined
+        );
         assert!(provider.payments().await.unwrap().is_empty());
     }
 

@@ -91,7 +91,9 @@ pub fn paypal_event(body: &[u8]) -> Option<WebhookEvent> {
         "PAYMENT.CAPTURE.REFUNDED" => "refunded",
         _ => "",
     };
-    let currency = resource["amount"]["currency_code"].as_str().unwrap_or_default();
+    let currency = resource["amount"]["currency_code"]
+        .as_str()
+        .unwrap_or_default();
     let amount = resource["amount"]["value"]
         .as_str()
         .and_then(|value| super::paypal::parse_value(value, currency))
@@ -149,7 +151,8 @@ mod tests {
         assert_eq!(event.data.idempotency_key, "p1");
         assert_eq!(event.data.status, "refunded");
         assert_eq!(event.data.refunded_minor, 4500);
-        let approved = br#"{"id":"WH-2","event_type":"CHECKOUT.ORDER.APPROVED","resource":{"id":"O2"}}"#;
+        let approved =
+            br#"{"id":"WH-2","event_type":"CHECKOUT.ORDER.APPROVED","resource":{"id":"O2"}}"#;
         assert_eq!(paypal_event(approved).unwrap().data.status, "");
         assert!(paypal_event(b"{}").is_none());
     }
