@@ -13,6 +13,8 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use boxoffice_checkout::FailPoint;
+use boxoffice_checkout::payment::gateways::Gateways;
 use boxoffice_checkout::payment::paypal::PaypalProvider;
 use boxoffice_checkout::payment::{PaymentProvider as _, ProviderPayment, ProviderStatus};
 use boxoffice_contracts::checkout::v1 as pb;
@@ -222,7 +224,11 @@ async fn a_buyer_who_cancels_at_paypal_keeps_a_payable_booking_that_expires_clea
     })
     .await;
     assert!(!world.sold_seats().await.contains(&2));
-    assert!(!world.held_seats().await.contains(&2));
+    // Its hold ran out: the sweeper frees the seat within a second.
+    eventually(WAIT, "the seat back on sale", || async {
+        (!world.held_seats().await.contains(&2)).then_some(())
+    })
+    .await;
     assert!(at_paypal(&url, "approve").await.is_success());
     assert_reason(
         pay_with_paypal(&mut client, &bob, &abandoned.name, "pp").await,
@@ -470,6 +476,88 @@ async fn paypal_without_its_gateway_is_a_clear_refusal() {
     );
 }
 
+/// Checkout stops after each step of a PayPal payment (as if it died
+/// there); a process started afterwards, with nothing in memory and its
+/// own gateway clients, settles every booking from PayPal's records
+/// (Transaction Search, then the orders) and inventory's once the holds
+/// run out: the authorization without a sale is voided and its booking
+/// expired; sold ones are captured if need be and confirmed.
+#[tokio::test]
+async fn a_paypal_payment_stopped_at_any_step_is_settled_from_paypals_records() {
+    let gateway = GatewayWorld::with(&[
+        (boxoffice_inventory::config::ENV_HOLD_TTL, "4"),
+        (boxoffice_inventory::config::ENV_HOLD_COMMIT_MARGIN, "500"),
+        (boxoffice_inventory::config::ENV_MAX_HOLDS_PER_USER, "10"),
+    ])
+    .await;
+    let world = &gateway.world;
+    let mut client = world.client.clone();
+    let mut stopped = Vec::new();
+    for (index, point) in [
+        FailPoint::AfterAuthorize,
+        FailPoint::AfterCommit,
+        FailPoint::AfterCapture,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let buyer = customer();
+        let seat = 20 + index as u32;
+        let (_, booking) = world.booking_for(&buyer, &[seat]).await;
+        let waiting = pay_with_paypal(&mut client, &buyer, &booking.name, "pay")
+            .await
+            .unwrap();
+        at_paypal(&approval_url(&waiting), "approve").await;
+        world.fail_points.arm(point);
+        let answer = pay_with_paypal(&mut client, &buyer, &booking.name, "pay").await;
+        world.fail_points.disarm(point);
+        assert_reason(answer, Code::Unavailable, "SIMULATED_CRASH");
+        stopped.push((point, seat, buyer, booking));
+    }
+    let card = std::sync::Arc::new(gateway.paysim.client());
+    let paypal = std::sync::Arc::new(gateway.paysim.paypal());
+    let restarted = world.restarted(std::sync::Arc::new(Gateways::new(card, Some(paypal))));
+    let restarted = &restarted;
+    eventually(WAIT, "every stopped booking settled", || {
+        let mut client = client.clone();
+        let stopped = &stopped;
+        async move {
+            boxoffice_checkout::reconciler::reconcile_once(restarted, Duration::ZERO)
+                .await
+                .ok()?;
+            for (_, _, buyer, booking) in stopped {
+                let now = get(&mut client, buyer, &booking.name).await.ok()?;
+                if state(&now) == pb::BookingState::Pending {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    let sold = world.sold_seats().await;
+    let paypal = gateway.paysim.paypal();
+    for (point, seat, buyer, booking) in &stopped {
+        let settled = get(&mut client, buyer, &booking.name).await.unwrap();
+        let found = paypal_payments(&paypal, booking).await;
+        assert_eq!(found.len(), 1, "{point:?}");
+        if *point == FailPoint::AfterAuthorize {
+            assert_eq!(state(&settled), pb::BookingState::Expired, "{point:?}");
+            assert_eq!(found[0].status, ProviderStatus::Voided, "{point:?}");
+            assert!(!sold.contains(seat), "{point:?}");
+        } else {
+            assert_eq!(state(&settled), pb::BookingState::Confirmed, "{point:?}");
+            assert_eq!(found[0].status, ProviderStatus::Captured, "{point:?}");
+            assert!(sold.contains(seat), "{point:?}");
+            // The buyer's retry answers the booking the reconciler confirmed.
+            let retry = pay_with_paypal(&mut client, buyer, &booking.name, "pay")
+                .await
+                .expect("the confirmed booking");
+            assert_eq!(retry.tickets, settled.tickets, "{point:?}");
+        }
+    }
+}
+
 // ---- a real checkout process, killed in the middle of PayPal payments ----
 
 fn free_addr() -> SocketAddr {
@@ -612,25 +700,42 @@ async fn a_checkout_process_killed_mid_paypal_payment_is_settled_from_paypals_re
         }))
         .await;
     let ledger = gateway.paysim.ledger().to_owned();
-    let authorizations = move || {
+    // PayPal's ledger, written before PayPal answers: how many orders it
+    // has recorded with an authorization, and with a capture.
+    let recorded = move |what: &str| {
         std::fs::read_to_string(&ledger)
             .unwrap_or_default()
-            .matches("\"authorization\":{")
+            .lines()
+            .filter(|line| line.contains(what))
             .count()
     };
-    assert_eq!(authorizations(), 0);
-    let confirmations: Vec<_> = buyers
-        .iter()
-        .map(|(_, buyer, booking)| {
-            let (mut client, buyer, name) = (client.clone(), buyer.clone(), booking.name.clone());
-            tokio::spawn(async move { pay_with_paypal(&mut client, &buyer, &name, "pay").await })
-        })
-        .collect();
-    // The ledger is PayPal's record, written before PayPal answers: the
-    // first authorization there means payments are under way.
-    eventually(WAIT, "PayPal holds an authorization", || {
-        let authorizations = authorizations.clone();
-        async move { (authorizations() > 0).then_some(()) }
+    assert_eq!(recorded("\"authorization\":{"), 0);
+    let confirm_all = |wave: &[(u32, Caller, pb::Booking)]| {
+        wave.iter()
+            .map(|(_, buyer, booking)| {
+                let (mut client, buyer, name) =
+                    (client.clone(), buyer.clone(), booking.name.clone());
+                tokio::spawn(
+                    async move { pay_with_paypal(&mut client, &buyer, &name, "pay").await },
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    // Two waves, the second a step behind the first: it starts when the
+    // first authorization is on PayPal's ledger.
+    let (first_wave, second_wave) = buyers.split_at(buyers.len() / 2);
+    let mut confirmations = confirm_all(first_wave);
+    eventually(WAIT, "PayPal authorized a payment", || {
+        let recorded = recorded.clone();
+        async move { (recorded("\"authorization\":{") > 0).then_some(()) }
+    })
+    .await;
+    confirmations.extend(confirm_all(second_wave));
+    // Killed at PayPal's first capture: the first wave is being sold and
+    // captured, the second is on its way to an authorization.
+    eventually(WAIT, "PayPal captured a payment", || {
+        let recorded = recorded.clone();
+        async move { (recorded("\"capture\":{") > 0).then_some(()) }
     })
     .await;
     first.kill9().await;
@@ -703,6 +808,10 @@ async fn a_checkout_process_killed_mid_paypal_payment_is_settled_from_paypals_re
         captured - refunded,
         confirmed_total,
         "captured money = confirmed bookings - refunds"
+    );
+    assert!(
+        !confirmed.is_empty(),
+        "the payment captured before the kill ends confirmed"
     );
     for (_, booking) in &states {
         let at_paypal = paypal_payments(&paypal, booking).await;
