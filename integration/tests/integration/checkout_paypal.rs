@@ -850,3 +850,141 @@ async fn a_checkout_process_killed_mid_paypal_payment_is_settled_from_paypals_re
         }
     }
 }
+
+/// A registered buyer of the whole system, through the edge.
+async fn edge_buyer(
+    accounts: &mut boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient<Channel>,
+) -> String {
+    let email = format!("paypal-{}@example.com", uuid::Uuid::new_v4().simple());
+    accounts
+        .register(boxoffice_contracts::accounts::v1::RegisterRequest {
+            email: email.clone(),
+            password: "correct horse battery".into(),
+            display_name: "Buyer".into(),
+        })
+        .await
+        .expect("registering through the edge");
+    crate::edge_world::login(accounts, &email, "correct horse battery").await
+}
+
+/// The whole system as `boxoffice up` runs it, PayPal through the
+/// simulator process: hold → book → ConfirmBooking with PayPal through the
+/// edge → approve at PayPal → ConfirmBooking again → confirmed; another
+/// user naming the booking is refused; cancelling refunds at PayPal.
+#[tokio::test]
+async fn paying_with_paypal_through_the_edge_of_the_whole_system() {
+    use crate::edge_world::with_token;
+    use boxoffice_contracts::inventory::v1 as inventory_pb;
+
+    let paysim = PaysimProcess::start().await;
+    let world = crate::system_world::SystemWorld::start(
+        "paypal",
+        &[
+            ("BOXOFFICE_PAYMENTS_URL", paysim.url.as_str()),
+            ("BOXOFFICE_PAYPAL_URL", paysim.url.as_str()),
+        ],
+    )
+    .await;
+    let edge = world.edge().await;
+    let mut accounts =
+        boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient::new(
+            edge.clone(),
+        );
+    let admin = crate::edge_world::login(
+        &mut accounts,
+        boxoffice_accounts::server::DEMO_ADMIN_EMAIL,
+        boxoffice_accounts::server::DEMO_PASSWORD,
+    )
+    .await;
+    let event =
+        crate::system_world::standing_event_on_sale(&edge, &admin, "Brudenell", "PayPal Night", 10)
+            .await;
+    let (alice, mallory) = (
+        edge_buyer(&mut accounts).await,
+        edge_buyer(&mut accounts).await,
+    );
+    let hold =
+        boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient::new(
+            edge.clone(),
+        )
+        .hold_seats(with_token(
+            &alice,
+            inventory_pb::HoldSeatsRequest {
+                event_id: event.id.clone(),
+                selection: Some(inventory_pb::hold_seats_request::Selection::BestAvailable(
+                    inventory_pb::BestAvailable {
+                        quantity: 2,
+                        ..Default::default()
+                    },
+                )),
+                admission_token: String::new(),
+            },
+        ))
+        .await
+        .expect("holding two places")
+        .into_inner();
+    let mut checkout = CheckoutServiceClient::new(edge.clone());
+    let booking = checkout
+        .create_booking(with_token(
+            &alice,
+            pb::CreateBookingRequest {
+                hold: hold.name.clone(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("booking")
+        .into_inner();
+    let paypal_request = |name: &str| pb::ConfirmBookingRequest {
+        name: name.to_owned(),
+        payment_method: Some(pb::PaymentMethod {
+            token: String::new(),
+            r#type: pb::PaymentMethodType::Paypal as i32,
+        }),
+        idempotency_key: "edge-pay".into(),
+    };
+    let waiting = checkout
+        .confirm_booking(with_token(&alice, paypal_request(&booking.name)))
+        .await
+        .expect("sent to PayPal")
+        .into_inner();
+    let url = approval_url(&waiting);
+    assert!(url.starts_with(&paysim.url), "{url}");
+    // Mallory names Alice's booking through the edge: not found.
+    let refused = checkout
+        .confirm_booking(with_token(&mallory, paypal_request(&booking.name)))
+        .await
+        .expect_err("someone else's booking");
+    assert_eq!(refused.code(), Code::NotFound);
+    assert!(at_paypal(&url, "approve").await.is_success());
+    let paid = checkout
+        .confirm_booking(with_token(&alice, paypal_request(&booking.name)))
+        .await
+        .expect("confirming after the approval")
+        .into_inner();
+    assert_eq!(state(&paid), pb::BookingState::Confirmed);
+    assert_eq!(paid.tickets.len(), 2);
+    let paypal = paysim.paypal();
+    let payments = paypal_payments(&paypal, &booking).await;
+    assert_eq!(payments.len(), 1);
+    assert_eq!(payments[0].status, ProviderStatus::Captured);
+    let cancelled = checkout
+        .cancel_booking(with_token(
+            &alice,
+            pb::CancelBookingRequest {
+                name: booking.name.clone(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("cancelling")
+        .into_inner();
+    assert_eq!(state(&cancelled), pb::BookingState::Cancelled);
+    let payments = paypal_payments(&paypal, &booking).await;
+    assert_eq!(payments[0].status, ProviderStatus::Refunded);
+    assert_eq!(
+        payments[0].refunded_minor,
+        cancelled.refunded.as_ref().map_or(0, |m| m.amount_minor),
+        "PayPal refunded what the booking says"
+    );
+}
