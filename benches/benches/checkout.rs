@@ -267,6 +267,7 @@ fn confirm_request(
             name,
             payment_method: Some(pb::PaymentMethod {
                 token: "tok_visa".into(),
+                ..Default::default()
             }),
             idempotency_key: Uuid::new_v4().to_string(),
         },

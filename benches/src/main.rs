@@ -668,6 +668,7 @@ async fn suite(settings: &Settings, out: &std::path::Path) -> anyhow::Result<()>
                                     name: booking,
                                     payment_method: Some(checkout_pb::PaymentMethod {
                                         token: "tok_visa".into(),
+                                        ..Default::default()
                                     }),
                                     idempotency_key: format!("confirm-{n}"),
                                 },
@@ -968,6 +969,7 @@ async fn purchase(channel: Channel, token: &Bearer, event_id: String, n: u64) ->
                     name: booking.name,
                     payment_method: Some(checkout_pb::PaymentMethod {
                         token: "tok_visa".into(),
+                        ..Default::default()
                     }),
                     idempotency_key: format!("pay-{n}"),
                 },

@@ -309,6 +309,7 @@ impl Workload {
                         name: booking.to_owned(),
                         payment_method: Some(checkout_pb::PaymentMethod {
                             token: payment_token.to_owned(),
+                            ..Default::default()
                         }),
                         idempotency_key: key.clone(),
                     },

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::payment::ProviderStatus;
+use crate::payment::paypal::{DEV_CLIENT_ID, DEV_SECRET, PaypalConfig};
 use crate::payment::stripe::{DEV_PAYMENTS_KEY, HttpProviderConfig};
 use boxoffice_runtime::ConfigError;
 use boxoffice_runtime::config::Secret;
@@ -40,6 +41,17 @@ pub const ENV_PAYMENTS_KEY: &str = "BOXOFFICE_PAYMENTS_KEY";
 /// Where the buyer's browser returns after 3-D Secure.
 pub const ENV_PAYMENTS_RETURN_URL: &str = "BOXOFFICE_PAYMENTS_RETURN_URL";
 pub const ENV_PAYMENTS_TIMEOUT: &str = "BOXOFFICE_PAYMENTS_TIMEOUT_MS";
+/// PayPal's REST API base URL (`boxoffice-paysim`, or
+/// `https://api-m.paypal.com`). Unset: no PayPal.
+pub const ENV_PAYPAL_URL: &str = "BOXOFFICE_PAYPAL_URL";
+pub const ENV_PAYPAL_CLIENT_ID: &str = "BOXOFFICE_PAYPAL_CLIENT_ID";
+pub const ENV_PAYPAL_SECRET: &str = "BOXOFFICE_PAYPAL_SECRET";
+/// The PayPal webhook deliveries are verified against; unset: checkout
+/// registers its endpoint at start and uses the id PayPal answers.
+pub const ENV_PAYPAL_WEBHOOK_ID: &str = "BOXOFFICE_PAYPAL_WEBHOOK_ID";
+/// Where the buyer's browser goes after approving or cancelling at PayPal.
+pub const ENV_PAYPAL_RETURN_URL: &str = "BOXOFFICE_PAYPAL_RETURN_URL";
+pub const ENV_PAYPAL_CANCEL_URL: &str = "BOXOFFICE_PAYPAL_CANCEL_URL";
 
 /// Development-only secrets: `up` works without configuration, and a log
 /// line warns when they are in use.
@@ -190,6 +202,9 @@ pub struct CheckoutConfig {
     /// The card gateway over HTTP (`BOXOFFICE_PAYMENTS_URL`), in its own
     /// process; `None`: the in-process simulated provider.
     pub payments: Option<HttpProviderConfig>,
+    /// PayPal (`BOXOFFICE_PAYPAL_URL`), in its own process; `None`: buyers
+    /// cannot pay with PayPal here.
+    pub paypal: Option<PaypalConfig>,
     pub fail_points: Arc<FailPoints>,
 }
 
@@ -210,6 +225,7 @@ impl Default for CheckoutConfig {
             reconcile_after: Duration::from_secs(60),
             provider: SimulatedProviderConfig::default(),
             payments: None,
+            paypal: None,
             fail_points: Arc::new(FailPoints::default()),
         }
     }
@@ -302,6 +318,22 @@ impl CheckoutConfig {
                 })
             }
         };
+        let timeout =
+            Duration::from_millis(number(&get, ENV_PAYMENTS_TIMEOUT, 10_000, 100, 120_000)?);
+        let paypal = match get(ENV_PAYPAL_URL) {
+            None => None,
+            Some(base_url) => Some(PaypalConfig {
+                base_url: url(ENV_PAYPAL_URL, base_url)?
+                    .trim_end_matches('/')
+                    .to_owned(),
+                client_id: get(ENV_PAYPAL_CLIENT_ID).unwrap_or_else(|| DEV_CLIENT_ID.to_owned()),
+                secret: secret(ENV_PAYPAL_SECRET, Secret::new(DEV_SECRET))?,
+                webhook_id: get(ENV_PAYPAL_WEBHOOK_ID),
+                return_url: get(ENV_PAYPAL_RETURN_URL),
+                cancel_url: get(ENV_PAYPAL_CANCEL_URL),
+                timeout,
+            }),
+        };
         Ok(Self {
             inventory_url,
             catalog_url,
@@ -338,6 +370,7 @@ impl CheckoutConfig {
                 subscribed_events: defaults.provider.subscribed_events,
             },
             payments,
+            paypal,
             fail_points: Arc::new(FailPoints::default()),
         })
     }
@@ -405,6 +438,32 @@ mod tests {
         assert_eq!(payments.base_url, "http://127.0.0.1:8082");
         assert_eq!(payments.secret_key.expose(), "sk_test_0123456789abcdef");
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn paypal_is_a_url_and_credentials_away() {
+        let config = CheckoutConfig::from_vars(&BTreeMap::new()).unwrap();
+        assert!(config.paypal.is_none());
+        let config = CheckoutConfig::from_vars(&vars(&[
+            (ENV_PAYPAL_URL, "http://127.0.0.1:8082/"),
+            (ENV_PAYPAL_CLIENT_ID, "client-1"),
+            (ENV_PAYPAL_SECRET, "paypal-secret-0123456789"),
+            (ENV_PAYPAL_WEBHOOK_ID, "WH123"),
+        ]))
+        .unwrap();
+        let paypal = config.paypal.clone().unwrap();
+        assert_eq!(paypal.base_url, "http://127.0.0.1:8082");
+        assert_eq!(paypal.client_id, "client-1");
+        assert_eq!(paypal.webhook_id.as_deref(), Some("WH123"));
+        assert!(!format!("{config:?}").contains("0123456789"));
+        let err = CheckoutConfig::from_vars(&vars(&[(ENV_PAYPAL_URL, "paypal.com")])).unwrap_err();
+        assert_eq!(err.variable, ENV_PAYPAL_URL);
+        let err = CheckoutConfig::from_vars(&vars(&[
+            (ENV_PAYPAL_URL, "http://127.0.0.1:1"),
+            (ENV_PAYPAL_SECRET, "short"),
+        ]))
+        .unwrap_err();
+        assert_eq!(err.variable, ENV_PAYPAL_SECRET);
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod reason {
     pub const CONFIRMATION_INTERRUPTED: &str = "CONFIRMATION_INTERRUPTED";
     pub const PAYMENT_DECLINED: &str = "PAYMENT_DECLINED";
     pub const PAYMENT_ACTION_REQUIRED: &str = "PAYMENT_ACTION_REQUIRED";
+    pub const PAYMENT_METHOD_UNAVAILABLE: &str = "PAYMENT_METHOD_UNAVAILABLE";
     pub const IDEMPOTENCY_KEY_REUSED: &str = "IDEMPOTENCY_KEY_REUSED";
     pub const REFUND_WINDOW_CLOSED: &str = "REFUND_WINDOW_CLOSED";
     pub const BOOKING_NOT_CANCELLABLE: &str = "BOOKING_NOT_CANCELLABLE";
@@ -79,6 +80,10 @@ pub enum CheckoutError {
     /// as the pending booking with its `payment_action`.
     #[error("the payment waits for the buyer")]
     PaymentActionRequired(String),
+    /// The payment method's gateway is not configured here (PayPal
+    /// without `BOXOFFICE_PAYPAL_URL`).
+    #[error("payment method unavailable")]
+    PaymentMethodUnavailable(&'static str),
     /// The seats could not be sold (taken, hold expired); the payment was
     /// voided.
     #[error("seats gone: {reason}")]
@@ -215,6 +220,12 @@ impl From<CheckoutError> for Status {
                 reason::PAYMENT_ACTION_REQUIRED,
                 "the buyer must authenticate the payment first",
                 HashMap::from([("url".to_owned(), url)]),
+            ),
+            PaymentMethodUnavailable(method) => status::with_reason_and_metadata(
+                Code::FailedPrecondition,
+                reason::PAYMENT_METHOD_UNAVAILABLE,
+                format!("{method} is not available here; pay with another method"),
+                HashMap::from([("payment_method".to_owned(), method.to_owned())]),
             ),
             SeatsGone { reason, message } => status::with_reason(Code::Aborted, &reason, message),
             IdempotencyKeyReused(what) => status::with_reason_and_metadata(

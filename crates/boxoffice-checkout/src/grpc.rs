@@ -17,6 +17,7 @@ use crate::domain::door::{self as door_domain, TicketRef};
 use crate::domain::promo::{self, PromoCode, PromoCodeUsage, PromoDiscount};
 use crate::domain::ticket_code::{TicketClaims, TicketSigner};
 use crate::domain::{self, BookingState, FieldError};
+use crate::payment::paypal::PAYPAL_METHOD;
 use crate::service::Checkout;
 use crate::store::BookingRecord;
 use crate::store::door::{HeldTicket, TransferRecord, TransferState};
@@ -604,16 +605,7 @@ impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
         let caller = Caller::of(&request);
         let request = request.into_inner();
         let booking_id = domain::parse_booking_name("name", &request.name).map_err(Status::from)?;
-        let token = request
-            .payment_method
-            .map(|method| method.token)
-            .unwrap_or_default();
-        if token.is_empty() || token.len() > 255 {
-            return Err(Status::from(FieldError::new(
-                "payment_method.token",
-                "must be a payment method token",
-            )));
-        }
+        let token = payment_method(request.payment_method).map_err(Status::from)?;
         let key = domain::parse_idempotency_key("idempotency_key", &request.idempotency_key, true)
             .map_err(Status::from)?
             .unwrap_or_default();
@@ -623,7 +615,8 @@ impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
             .await
         {
             Ok(booking) => booking,
-            // 3-D Secure: the pending booking, with where the buyer goes.
+            // 3-D Secure or PayPal approval: the pending booking, with
+            // where the buyer goes.
             Err(crate::error::CheckoutError::PaymentActionRequired(url)) => {
                 let booking = self.checkout.get_booking(&caller, booking_id).await?;
                 let mut answer = booking_to_pb(&booking, &self.signer);
@@ -697,6 +690,29 @@ impl pb::checkout_service_server::CheckoutService for CheckoutGrpc {
             .map_err(Status::from)?;
         let booking = self.checkout.cancel_booking(&caller, booking_id).await?;
         Ok(Response::new(booking_to_pb(&booking, &self.signer)))
+    }
+}
+
+/// What a ConfirmBooking pays with, as checkout records it: a card's
+/// token, or [`PAYPAL_METHOD`] (which no card token may spell).
+fn payment_method(method: Option<pb::PaymentMethod>) -> Result<String, FieldError> {
+    let method = method.unwrap_or_default();
+    match pb::PaymentMethodType::try_from(method.r#type) {
+        Ok(pb::PaymentMethodType::Paypal) => Ok(PAYPAL_METHOD.to_owned()),
+        Ok(pb::PaymentMethodType::Unspecified | pb::PaymentMethodType::Card) => {
+            let token = method.token;
+            if token.is_empty() || token.len() > 255 || token == PAYPAL_METHOD {
+                return Err(FieldError::new(
+                    "payment_method.token",
+                    "must be a payment method token",
+                ));
+            }
+            Ok(token)
+        }
+        Err(_) => Err(FieldError::new(
+            "payment_method.type",
+            "must be PAYMENT_METHOD_TYPE_CARD or PAYMENT_METHOD_TYPE_PAYPAL",
+        )),
     }
 }
 

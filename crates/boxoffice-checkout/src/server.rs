@@ -19,6 +19,8 @@ use crate::config::CheckoutConfig;
 use crate::domain::ticket_code::TicketSigner;
 use crate::door_grpc::DoorGrpc;
 use crate::grpc::CheckoutGrpc;
+use crate::payment::gateways::Gateways;
+use crate::payment::paypal::PaypalProvider;
 use crate::payment::stripe::StripeProvider;
 use crate::payment::{PaymentProvider, ProviderError, ProviderPayment, SimulatedProvider};
 use crate::reconciler::{self, ReconcileReport};
@@ -40,6 +42,8 @@ pub struct CheckoutComponent {
     pub simulated: Option<Arc<SimulatedProvider>>,
     /// The card gateway over HTTP (`BOXOFFICE_PAYMENTS_URL`).
     pub gateway: Option<Arc<StripeProvider>>,
+    /// PayPal (`BOXOFFICE_PAYPAL_URL`).
+    pub paypal: Option<Arc<PaypalProvider>>,
     pub webhook_addr: SocketAddr,
     pub webhook: JoinHandle<()>,
     pub reconciler: JoinHandle<()>,
@@ -55,6 +59,27 @@ fn lazy_channel(url: &str) -> anyhow::Result<Transport> {
             .tcp_nodelay(true)
             .connect_lazy(),
     ))
+}
+
+/// The PayPal gateway, its webhook registered (or the configured one
+/// used) and its deliveries taken by the webhook listener. Not fatal when
+/// PayPal is down: webhooks are advisory, and a delivery that cannot be
+/// verified is answered 503 until it can.
+async fn start_paypal(
+    config: &crate::payment::paypal::PaypalConfig,
+    webhook_server: &WebhookServer,
+    webhook_url: &str,
+) -> anyhow::Result<Arc<PaypalProvider>> {
+    let paypal = Arc::new(PaypalProvider::new(config.clone())?);
+    if let Err(error) = paypal.register_webhook(webhook_url).await {
+        tracing::warn!(
+            error = format!("{:#}", anyhow::Error::from(error)),
+            "registering the PayPal webhook failed"
+        );
+    }
+    webhook_server.serve_paypal(paypal.clone());
+    tracing::info!(gateway = paypal.base_url(), "PayPal payments available");
+    Ok(paypal)
 }
 
 impl CheckoutComponent {
@@ -151,6 +176,24 @@ impl CheckoutComponent {
                     )
                 }
             };
+        // PayPal posts beside the card gateway's path, on the address the
+        // providers reach the listener at.
+        let paypal_webhook_url = match &checkout_config.provider.webhook_url {
+            Some(url) => format!(
+                "{}{}",
+                url.trim_end_matches(crate::payment::webhook::WEBHOOK_PATH),
+                crate::payment::webhook::PAYPAL_WEBHOOK_PATH
+            ),
+            None => webhook_server.paypal_url(),
+        };
+        let paypal = match &checkout_config.paypal {
+            Some(config) => Some(start_paypal(config, &webhook_server, &paypal_webhook_url).await?),
+            None => None,
+        };
+        let provider: Arc<dyn PaymentProvider> = match &paypal {
+            Some(paypal) => Arc::new(Gateways::new(provider, Some(paypal.clone()))),
+            None => provider,
+        };
         let signer = TicketSigner::new(checkout_config.ticket_key.expose().as_bytes());
         let interval = checkout_config.reconcile_interval;
         let checkout = Arc::new(Checkout::new(
@@ -166,6 +209,7 @@ impl CheckoutComponent {
             checkout,
             simulated,
             gateway,
+            paypal,
             webhook_addr,
             webhook,
             reconciler,
@@ -216,6 +260,15 @@ impl CheckoutComponent {
     /// Verifies ticket codes (what a scanner at the door does).
     pub fn ticket_signer(&self) -> &TicketSigner {
         &self.signer
+    }
+
+    /// PayPal's webhook endpoint's URL.
+    pub fn paypal_webhook_url(&self) -> String {
+        format!(
+            "http://{}{}",
+            self.webhook_addr,
+            crate::payment::webhook::PAYPAL_WEBHOOK_PATH
+        )
     }
 
     /// The webhook endpoint's URL.

@@ -1,6 +1,8 @@
-//! The HTTP endpoint the payment provider posts webhooks to, on its own
+//! The HTTP endpoint the payment providers post webhooks to, on its own
 //! address. A body is accepted only with a valid signature made within the
-//! tolerance window; each event is recorded once by its id, and it can
+//! tolerance window (the card gateway's checked here with the shared
+//! secret; PayPal's, on its own path, checked by asking PayPal: a forged
+//! delivery is refused and recorded nowhere); each event is recorded once by its id, and it can
 //! only raise what checkout knows of a payment's provider state, so
 //! duplicates and late deliveries change nothing.
 //!
@@ -26,8 +28,10 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::payment::ProviderStatus;
+use crate::payment::paypal::PaypalProvider;
 use crate::payment::webhook::{
-    self, SIGNATURE_HEADER, STRIPE_SIGNATURE_HEADER, WEBHOOK_PATH, WebhookEvent, stripe_event,
+    self, PAYPAL_TRANSMISSION_TIME, PAYPAL_WEBHOOK_PATH, SIGNATURE_HEADER, STRIPE_SIGNATURE_HEADER,
+    WEBHOOK_PATH, WebhookEvent, paypal_event, stripe_event,
 };
 use crate::store::CheckoutStore;
 use crate::store::postgres::WebhookRecord;
@@ -48,6 +52,8 @@ struct Receiver {
     recorder: Arc<Batcher<WebhookRecord, bool>>,
     secret: Arc<Vec<u8>>,
     tolerance_secs: i64,
+    /// Verifies PayPal's deliveries, once PayPal is configured.
+    paypal: Arc<std::sync::OnceLock<Arc<PaypalProvider>>>,
 }
 
 /// Writes a batch of events in one statement, answering whether each was new.
@@ -93,6 +99,7 @@ impl WebhookServer {
                 })),
                 secret: Arc::new(secret.to_vec()),
                 tolerance_secs: tolerance.as_secs() as i64,
+                paypal: Arc::new(std::sync::OnceLock::new()),
             },
         })
     }
@@ -104,6 +111,16 @@ impl WebhookServer {
     /// The URL the provider should post to.
     pub(crate) fn url(&self) -> String {
         format!("http://{}{WEBHOOK_PATH}", self.local_addr)
+    }
+
+    /// The URL PayPal should post to.
+    pub(crate) fn paypal_url(&self) -> String {
+        format!("http://{}{PAYPAL_WEBHOOK_PATH}", self.local_addr)
+    }
+
+    /// Takes PayPal's deliveries from now on, verified through `paypal`.
+    pub(crate) fn serve_paypal(&self, paypal: Arc<PaypalProvider>) {
+        let _ = self.receiver.paypal.set(paypal);
     }
 
     pub(crate) async fn run_until_stopped(self, shutdown: Shutdown) {
@@ -154,6 +171,9 @@ fn reply(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
 
 impl Receiver {
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        if request.uri().path() == PAYPAL_WEBHOOK_PATH && request.method() == Method::POST {
+            return self.handle_paypal(request).await;
+        }
         if request.uri().path() != WEBHOOK_PATH {
             return reply(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#);
         }
@@ -210,6 +230,64 @@ impl Receiver {
         let Some(event) = parsed else {
             return reply(StatusCode::BAD_REQUEST, r#"{"error":"malformed event"}"#);
         };
+        self.record(event).await
+    }
+
+    /// A PayPal delivery: verified by PayPal (its transmission headers and
+    /// the event as received), its transmission time within the tolerance.
+    async fn handle_paypal(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
+        let Some(paypal) = self.paypal.get().cloned() else {
+            return reply(StatusCode::NOT_FOUND, r#"{"error":"not found"}"#);
+        };
+        let headers = request.headers().clone();
+        let body = match Limited::new(request.into_body(), MAX_BODY_BYTES)
+            .collect()
+            .await
+        {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return reply(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    r#"{"error":"body too large"}"#,
+                );
+            }
+        };
+        let sent_at = headers
+            .get(PAYPAL_TRANSMISSION_TIME)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| chrono::DateTime::parse_from_rfc3339(value).ok());
+        let now = chrono::Utc::now().timestamp();
+        match sent_at {
+            Some(at) if (now - at.timestamp()).abs() <= self.tolerance_secs => {}
+            Some(_) => {
+                tracing::warn!("paypal webhook refused: stale transmission time");
+                return reply(StatusCode::BAD_REQUEST, r#"{"error":"stale timestamp"}"#);
+            }
+            None => return reply(StatusCode::BAD_REQUEST, r#"{"error":"missing signature"}"#),
+        }
+        match paypal.verify_webhook(&headers, &body).await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("paypal webhook refused: PayPal did not verify it");
+                return reply(StatusCode::BAD_REQUEST, r#"{"error":"bad signature"}"#);
+            }
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{:#}", anyhow::Error::from(error)),
+                    "paypal webhook not verified: PayPal unreachable"
+                );
+                // PayPal retries later.
+                return reply(StatusCode::SERVICE_UNAVAILABLE, r#"{"error":"try again"}"#);
+            }
+        }
+        let Some(event) = paypal_event(&body) else {
+            return reply(StatusCode::BAD_REQUEST, r#"{"error":"malformed event"}"#);
+        };
+        self.record(event).await
+    }
+
+    /// Records a verified event once by its id.
+    async fn record(&self, event: WebhookEvent) -> Response<Full<Bytes>> {
         let Some(status) = ProviderStatus::parse(&event.data.status) else {
             // A signed event of a kind we do not know: acknowledge, ignore.
             return reply(StatusCode::OK, r#"{"received":true}"#);

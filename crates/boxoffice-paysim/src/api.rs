@@ -1,5 +1,7 @@
 //! The HTTP API: the part of Stripe's that a manual-capture card
-//! integration uses.
+//! integration uses, and beside it PayPal's (see `paypal.rs`, which this
+//! file routes to: `/v1/oauth2/token`, `/v2/…`, `/v1/reporting/…`,
+//! `/v1/notifications/…` and the approval page `/checkoutnow`).
 //!
 //! - `POST /v1/payment_intents` (`amount`, `currency`, `payment_method`,
 //!   `capture_method=manual`, `confirm=true`, `return_url`, `metadata[…]`)
@@ -37,6 +39,7 @@ use uuid::Uuid;
 
 use crate::config::{AUTHENTICATION_TOKENS, DECLINES, PaysimConfig};
 use crate::ledger::{Charge, Endpoint, Entry, Intent, Journal, Ledger, Refund, Saved};
+use crate::paypal::{self, BuyerChoice};
 use crate::webhooks::{self, Delivery, DeliveryOptions};
 
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -57,6 +60,9 @@ struct Inner {
     deliveries: mpsc::UnboundedSender<Delivery>,
     /// `http://{bound address}`, for the authentication pages' URLs.
     base_url: String,
+    /// Signs PayPal webhook transmissions (derived from the PayPal secret;
+    /// never sent anywhere).
+    paypal_key: Vec<u8>,
 }
 
 /// A bound simulator.
@@ -76,7 +82,11 @@ impl Paysim {
             .await
             .with_context(|| format!("binding the payment simulator to {}", config.listen))?;
         let local = listener.local_addr()?;
+        let paypal_key =
+            format!("paypal-webhook-signing|{}", config.paypal_secret.expose()).into_bytes();
         let deliveries = webhooks::start(DeliveryOptions {
+            paypal_key: paypal_key.clone(),
+            paypal_cert_url: format!("http://{local}/v1/notifications/certs/CERT-boxoffice-paysim"),
             secret: config.webhook_secret.expose().as_bytes().to_vec(),
             duplicate_percent: config.duplicate_percent,
             max_delay: config.max_delivery_delay,
@@ -88,6 +98,7 @@ impl Paysim {
                 state: Mutex::new(State { ledger, journal }),
                 deliveries,
                 base_url: format!("http://{local}"),
+                paypal_key,
             }),
         })
     }
@@ -406,6 +417,7 @@ impl Inner {
         let method = request.method().clone();
         let path = request.uri().path().to_owned();
         let query = request.uri().query().unwrap_or("").to_owned();
+        let headers = request.headers().clone();
         let idempotency_key = request
             .headers()
             .get("idempotency-key")
@@ -430,6 +442,12 @@ impl Inner {
         let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
         if let ["authenticate", id] = segments.as_slice() {
             return self.authenticate(&method, id, &body).await;
+        }
+        if let Some(reply) = self
+            .paypal(&method, &path, &query, &segments, &headers, &body)
+            .await
+        {
+            return reply;
         }
         if path == "/healthz" {
             return json_reply(StatusCode::OK, r#"{"status":"ok"}"#.into());
@@ -471,7 +489,7 @@ impl Inner {
             (&Method::POST, _) => {
                 let fingerprint = form.fingerprint(&method, &path);
                 let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
-                self.mutate(idempotency_key, fingerprint, |ledger| {
+                self.mutate(idempotency_key, fingerprint, stripe_key_reused, |ledger| {
                     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
                     match segments.as_slice() {
                         ["v1", "payment_intents"] => self.create(ledger, &form),
@@ -487,6 +505,192 @@ impl Inner {
             _ => not_found(),
         };
         json_reply(status, body.to_string())
+    }
+
+    /// PayPal's part of the API, when `path` is one of its routes.
+    async fn paypal(
+        &self,
+        method: &Method,
+        path: &str,
+        query: &str,
+        segments: &[&str],
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> Option<Reply> {
+        let header = |name: &str| headers.get(name).and_then(|value| value.to_str().ok());
+        let query_pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        if path == "/checkoutnow" {
+            let token = query_pairs
+                .iter()
+                .find(|(key, _)| key == "token")
+                .map(|(_, value)| value.clone())
+                .unwrap_or_default();
+            return Some(self.paypal_approval(method, &token, body).await);
+        }
+        let is_paypal = matches!(
+            segments,
+            ["v2", ..]
+                | ["v1", "oauth2", ..]
+                | ["v1", "reporting", ..]
+                | ["v1", "notifications", ..]
+        );
+        if !is_paypal {
+            return None;
+        }
+        let config = &self.config;
+        let now = chrono::Utc::now().timestamp();
+        if segments == ["v1", "oauth2", "token"] && *method == Method::POST {
+            let form: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+            let (status, answer) = paypal::issue_token(
+                &config.paypal_client_id,
+                config.paypal_secret.expose(),
+                header("authorization"),
+                &form,
+                now,
+            );
+            return Some(json_reply(status, answer.to_string()));
+        }
+        if !paypal::token_valid(
+            &config.paypal_client_id,
+            config.paypal_secret.expose(),
+            header("authorization"),
+            now,
+        ) {
+            let (status, answer) = paypal::authentication_failure();
+            return Some(json_reply(status, answer.to_string()));
+        }
+        if !config.latency.is_zero() {
+            tokio::time::sleep(config.latency).await;
+        }
+        let request: Value = if body.is_empty() {
+            json!({})
+        } else {
+            match serde_json::from_slice(body) {
+                Ok(value) => value,
+                Err(_) => {
+                    let (status, answer) = paypal::malformed_json();
+                    return Some(json_reply(status, answer.to_string()));
+                }
+            }
+        };
+        let (status, answer) = if *method == Method::GET {
+            self.paypal_read(segments, &query_pairs).await
+        } else if *method == Method::POST {
+            let request_id = header("paypal-request-id").map(|id| format!("paypal:{id}"));
+            self.paypal_write(segments, path, request_id, &request)
+                .await
+        } else {
+            paypal::unknown_route()
+        };
+        Some(json_reply(status, answer.to_string()))
+    }
+
+    async fn paypal_read(
+        &self,
+        segments: &[&str],
+        query: &[(String, String)],
+    ) -> (StatusCode, Value) {
+        let state = self.state.lock().await;
+        let ledger = &state.ledger;
+        let base = &self.base_url;
+        match segments {
+            ["v2", "checkout", "orders", id] => paypal::get_order(ledger, id, base),
+            ["v2", "payments", "authorizations", id] => paypal::get_authorization(ledger, id, base),
+            ["v2", "payments", "captures", id] => paypal::get_capture(ledger, id, base),
+            ["v1", "reporting", "transactions"] => paypal::transactions(ledger, query),
+            ["v1", "notifications", "webhooks"] => paypal::list_webhooks(ledger),
+            _ => paypal::unknown_route(),
+        }
+    }
+
+    async fn paypal_write(
+        &self,
+        segments: &[&str],
+        path: &str,
+        request_id: Option<String>,
+        request: &Value,
+    ) -> (StatusCode, Value) {
+        let base = self.base_url.clone();
+        if segments == ["v1", "notifications", "verify-webhook-signature"] {
+            let state = self.state.lock().await;
+            return paypal::verify_webhook_signature(&state.ledger, &self.paypal_key, request);
+        }
+        let fingerprint = format!("POST {path}\n{request}");
+        let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
+        self.mutate(
+            request_id,
+            fingerprint,
+            paypal::duplicate_request_id,
+            |ledger| {
+                let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+                match segments.as_slice() {
+                    ["v2", "checkout", "orders"] => paypal::create_order(request, &base),
+                    ["v2", "checkout", "orders", id, "authorize"] => {
+                        paypal::authorize_order(ledger, id, &base)
+                    }
+                    ["v2", "payments", "authorizations", id, "capture"] => {
+                        paypal::capture(ledger, id, request, &base)
+                    }
+                    ["v2", "payments", "authorizations", id, "void"] => {
+                        paypal::void(ledger, id, &base)
+                    }
+                    ["v2", "payments", "captures", id, "refund"] => {
+                        paypal::refund(ledger, id, request, &base)
+                    }
+                    ["v1", "notifications", "webhooks"] => paypal::add_webhook(ledger, request),
+                    _ => paypal::Outcome::not_found(),
+                }
+                .into()
+            },
+        )
+        .await
+    }
+
+    /// The page the buyer approves a PayPal order on: GET shows it, POST
+    /// `outcome=approve|decline|cancel` answers it (and sends the browser
+    /// to the order's return or cancel URL, when it has one).
+    async fn paypal_approval(&self, method: &Method, token: &str, body: &[u8]) -> Reply {
+        if *method == Method::GET {
+            let state = self.state.lock().await;
+            return match state.ledger.orders.get(token) {
+                Some(order) => html_reply(StatusCode::OK, paypal::approval_page(order)),
+                None => html_reply(StatusCode::NOT_FOUND, "no such order".into()),
+            };
+        }
+        if *method != Method::POST {
+            return html_reply(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST".into());
+        }
+        let form = Form::parse(body);
+        let Some(choice) = form.get("outcome").and_then(BuyerChoice::parse) else {
+            return html_reply(
+                StatusCode::BAD_REQUEST,
+                "outcome: approve, decline or cancel".into(),
+            );
+        };
+        let base = self.base_url.clone();
+        let (status, answer) = self
+            .mutate(
+                None,
+                String::new(),
+                paypal::duplicate_request_id,
+                |ledger| paypal::buyer_answers(ledger, token, choice, &base).into(),
+            )
+            .await;
+        if !status.is_success() {
+            return html_reply(status, answer.to_string());
+        }
+        let done = match choice {
+            BuyerChoice::Cancel => "cancelled",
+            _ => "approved",
+        };
+        html_reply(
+            StatusCode::OK,
+            format!(
+                "<!doctype html><title>PayPal</title><p>Payment {done}. Return to the merchant.</p>"
+            ),
+        )
     }
 
     fn endpoint_json(&self, endpoint: &Endpoint) -> Value {
@@ -508,6 +712,7 @@ impl Inner {
         &self,
         idempotency_key: Option<String>,
         fingerprint: String,
+        key_reused: fn() -> (StatusCode, Value),
         change: impl FnOnce(&Ledger) -> Change,
     ) -> (StatusCode, Value) {
         let mut state = self.state.lock().await;
@@ -515,12 +720,7 @@ impl Inner {
             && let Some(saved) = state.ledger.saved.get(key)
         {
             if saved.fingerprint != fingerprint {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "idempotency_error",
-                    "idempotency_key_in_use",
-                    "Keys for idempotent requests can only be used with the same parameters they were first used with.",
-                );
+                return key_reused();
             }
             let body = serde_json::from_str(&saved.body).unwrap_or(Value::Null);
             return (
@@ -559,11 +759,29 @@ impl Inner {
         (status, body)
     }
 
-    /// Queues an event for every endpoint subscribed to its type.
+    /// Queues an event for every endpoint subscribed to its type (PayPal's
+    /// events, which have an `event_type`, for PayPal's webhooks).
     fn announce(&self, ledger: &Ledger, event: Value) {
-        let kind = event["type"].as_str().unwrap_or_default();
         let event_id = event["id"].as_str().unwrap_or_default().to_owned();
         let body = event.to_string().into_bytes();
+        if let Some(kind) = event["event_type"].as_str() {
+            for webhook in &ledger.paypal_webhooks {
+                if webhook
+                    .event_types
+                    .iter()
+                    .any(|enabled| enabled == "*" || enabled == kind)
+                {
+                    let _ = self.deliveries.send(Delivery {
+                        url: webhook.url.clone(),
+                        body: body.clone(),
+                        event_id: event_id.clone(),
+                        paypal_webhook_id: Some(webhook.id.clone()),
+                    });
+                }
+            }
+            return;
+        }
+        let kind = event["type"].as_str().unwrap_or_default();
         for endpoint in &ledger.endpoints {
             if endpoint
                 .enabled_events
@@ -574,6 +792,7 @@ impl Inner {
                     url: endpoint.url.clone(),
                     body: body.clone(),
                     event_id: event_id.clone(),
+                    paypal_webhook_id: None,
                 });
             }
         }
@@ -846,7 +1065,7 @@ impl Inner {
         };
         let id = id.to_owned();
         let (status, answer) = self
-            .mutate(None, String::new(), |ledger| {
+            .mutate(None, String::new(), stripe_key_reused, |ledger| {
                 let Some(intent) = ledger.intents.get(&id) else {
                     return Change::refused(missing(&id));
                 };
@@ -886,6 +1105,27 @@ impl Inner {
                 if approve { "complete" } else { "failed" }
             ),
         )
+    }
+}
+
+fn stripe_key_reused() -> (StatusCode, Value) {
+    error(
+        StatusCode::BAD_REQUEST,
+        "idempotency_error",
+        "idempotency_key_in_use",
+        "Keys for idempotent requests can only be used with the same parameters they were first used with.",
+    )
+}
+
+impl From<paypal::Outcome> for Change {
+    fn from(outcome: paypal::Outcome) -> Self {
+        Self {
+            status: outcome.status,
+            body: outcome.body,
+            entry: outcome.entry,
+            events: outcome.events,
+            keep: outcome.keep,
+        }
     }
 }
 

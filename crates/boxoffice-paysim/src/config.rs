@@ -15,6 +15,9 @@ pub const ENV_LISTEN: &str = "BOXOFFICE_PAYSIM_LISTEN";
 pub const ENV_LEDGER: &str = "BOXOFFICE_PAYSIM_LEDGER";
 pub const ENV_API_KEY: &str = "BOXOFFICE_PAYSIM_API_KEY";
 pub const ENV_WEBHOOK_SECRET: &str = "BOXOFFICE_PAYSIM_WEBHOOK_SECRET";
+/// The PayPal REST app's client id and secret (`POST /v1/oauth2/token`).
+pub const ENV_PAYPAL_CLIENT_ID: &str = "BOXOFFICE_PAYSIM_PAYPAL_CLIENT_ID";
+pub const ENV_PAYPAL_SECRET: &str = "BOXOFFICE_PAYSIM_PAYPAL_SECRET";
 /// Set by a parent that starts the simulator as its child (`boxoffice
 /// up`): the simulator stops when that process dies.
 pub const ENV_PARENT_PID: &str = "BOXOFFICE_PAYSIM_PARENT_PID";
@@ -25,6 +28,8 @@ pub const ENV_DUPLICATE_PERCENT: &str = "BOXOFFICE_PAYMENT_WEBHOOK_DUPLICATE_PER
 /// Development-only credentials, the same ones checkout uses by default.
 pub const DEV_API_KEY: &str = "sk_test_boxoffice_development_only";
 pub const DEV_WEBHOOK_SECRET: &str = "whsec_boxoffice_development_only";
+pub const DEV_PAYPAL_CLIENT_ID: &str = "boxoffice-paypal-client-development-only";
+pub const DEV_PAYPAL_SECRET: &str = "boxoffice-paypal-secret-development-only";
 
 /// Stripe's test tokens that decline, and their decline codes.
 pub const DECLINES: &[(&str, &str)] = &[
@@ -47,6 +52,8 @@ pub struct PaysimConfig {
     pub ledger: PathBuf,
     pub api_key: Secret,
     pub webhook_secret: Secret,
+    pub paypal_client_id: String,
+    pub paypal_secret: Secret,
     pub latency: Duration,
     pub decline_tokens: Vec<String>,
     pub duplicate_percent: u8,
@@ -64,6 +71,8 @@ impl PaysimConfig {
             ledger,
             api_key: Secret::new(DEV_API_KEY),
             webhook_secret: Secret::new(DEV_WEBHOOK_SECRET),
+            paypal_client_id: DEV_PAYPAL_CLIENT_ID.to_owned(),
+            paypal_secret: Secret::new(DEV_PAYPAL_SECRET),
             latency: Duration::ZERO,
             decline_tokens: DECLINES.iter().map(|(t, _)| (*t).to_owned()).collect(),
             duplicate_percent: 20,
@@ -106,6 +115,10 @@ impl PaysimConfig {
         };
         config.api_key = secret(ENV_API_KEY, DEV_API_KEY)?;
         config.webhook_secret = secret(ENV_WEBHOOK_SECRET, DEV_WEBHOOK_SECRET)?;
+        config.paypal_secret = secret(ENV_PAYPAL_SECRET, DEV_PAYPAL_SECRET)?;
+        if let Some(client_id) = get(ENV_PAYPAL_CLIENT_ID) {
+            config.paypal_client_id = client_id;
+        }
         config.latency = Duration::from_millis(number(&get, ENV_LATENCY, 0, 0, 60_000)?);
         if let Some(list) = get(ENV_DECLINE_TOKENS) {
             config.decline_tokens = list

@@ -1,5 +1,6 @@
 //! The simulator's ledger: payment intents, refunds, saved idempotent
-//! responses and webhook endpoints, kept in memory and made durable by an
+//! responses and webhook endpoints (Stripe's part), PayPal orders with
+//! their authorization, capture and refunds and PayPal webhooks, kept in memory and made durable by an
 //! append-only journal of JSON lines, each written and fsynced before the
 //! request that caused it is answered. A restart replays the journal; a
 //! line torn by a crash mid-write (the last one) is dropped, and its
@@ -73,6 +74,66 @@ pub struct Endpoint {
     pub enabled_events: Vec<String>,
 }
 
+/// A PayPal capture of an authorization.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaypalCapture {
+    pub id: String,
+    /// `COMPLETED`, `PARTIALLY_REFUNDED`, `REFUNDED`.
+    pub status: String,
+    pub amount_minor: i64,
+    pub created: i64,
+}
+
+/// A PayPal authorization: an order's one payment.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaypalAuthorization {
+    pub id: String,
+    /// `CREATED`, `CAPTURED`, `VOIDED`, `DENIED`.
+    pub status: String,
+    pub created: i64,
+    pub capture: Option<PaypalCapture>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaypalRefund {
+    pub id: String,
+    pub amount_minor: i64,
+    pub created: i64,
+}
+
+/// A PayPal order (Orders v2, intent AUTHORIZE, one purchase unit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaypalOrder {
+    pub id: String,
+    /// `CREATED` (or `PAYER_ACTION_REQUIRED`), `APPROVED`, `COMPLETED`.
+    pub status: String,
+    /// Uppercase ISO code, as PayPal writes it.
+    pub currency: String,
+    pub amount_minor: i64,
+    pub reference_id: String,
+    pub custom_id: Option<String>,
+    pub invoice_id: Option<String>,
+    pub description: Option<String>,
+    pub return_url: Option<String>,
+    pub cancel_url: Option<String>,
+    /// Created with `payment_source.paypal`: the link is `payer-action`.
+    pub payer_action: bool,
+    pub payer_id: Option<String>,
+    /// The buyer approved with a funding source that declines.
+    pub funding_declined: bool,
+    pub created: i64,
+    pub authorization: Option<PaypalAuthorization>,
+    pub refunds: Vec<PaypalRefund>,
+}
+
+/// A PayPal webhook (`/v1/notifications/webhooks`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaypalWebhook {
+    pub id: String,
+    pub url: String,
+    pub event_types: Vec<String>,
+}
+
 /// One journal line: everything one request changed, written at once.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -84,6 +145,10 @@ pub struct Entry {
     pub saved: Option<Saved>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<Endpoint>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<PaypalOrder>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paypal_webhook: Option<PaypalWebhook>,
 }
 
 impl Entry {
@@ -92,6 +157,8 @@ impl Entry {
             && self.refund.is_none()
             && self.saved.is_none()
             && self.endpoint.is_none()
+            && self.order.is_none()
+            && self.paypal_webhook.is_none()
     }
 }
 
@@ -107,6 +174,12 @@ pub struct Ledger {
     pub refunds: HashMap<String, Refund>,
     pub saved: HashMap<String, Saved>,
     pub endpoints: Vec<Endpoint>,
+    pub orders: HashMap<String, PaypalOrder>,
+    /// Order ids, oldest first (Transaction Search walks them).
+    pub order_list: Vec<String>,
+    /// Authorization, capture and refund ids → their order's id.
+    pub order_of: HashMap<String, String>,
+    pub paypal_webhooks: Vec<PaypalWebhook>,
 }
 
 pub fn metadata_index_key(key: &str, value: &str) -> String {
@@ -135,6 +208,19 @@ impl Ledger {
         if let Some(saved) = entry.saved {
             self.saved.insert(saved.key.clone(), saved);
         }
+        if let Some(order) = entry.order {
+            self.apply_order(order);
+        }
+        if let Some(webhook) = entry.paypal_webhook {
+            match self
+                .paypal_webhooks
+                .iter_mut()
+                .find(|known| known.id == webhook.id)
+            {
+                Some(known) => *known = webhook,
+                None => self.paypal_webhooks.push(webhook),
+            }
+        }
         if let Some(endpoint) = entry.endpoint {
             match self
                 .endpoints
@@ -145,6 +231,30 @@ impl Ledger {
                 None => self.endpoints.push(endpoint),
             }
         }
+    }
+}
+
+impl Ledger {
+    fn apply_order(&mut self, order: PaypalOrder) {
+        if !self.orders.contains_key(&order.id) {
+            self.order_list.push(order.id.clone());
+        }
+        if let Some(authorization) = &order.authorization {
+            self.order_of
+                .insert(authorization.id.clone(), order.id.clone());
+            if let Some(capture) = &authorization.capture {
+                self.order_of.insert(capture.id.clone(), order.id.clone());
+            }
+        }
+        for refund in &order.refunds {
+            self.order_of.insert(refund.id.clone(), order.id.clone());
+        }
+        self.orders.insert(order.id.clone(), order);
+    }
+
+    /// The order an authorization, capture or refund id belongs to.
+    pub fn order_holding(&self, payment_id: &str) -> Option<&PaypalOrder> {
+        self.orders.get(self.order_of.get(payment_id)?)
     }
 }
 

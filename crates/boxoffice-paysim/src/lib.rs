@@ -5,6 +5,12 @@
 //! keeps its ledger in an fsynced append-only journal, so killing it (or
 //! the process that pays through it) loses no payment.
 //!
+//! Beside it, the part of PayPal's REST API a merchant integration uses
+//! (OAuth2 client credentials, Orders v2 with intent `AUTHORIZE` and the
+//! buyer's approval page `/checkoutnow`, Payments v2 capture / void /
+//! refund, Transaction Search, webhooks verified through
+//! `verify-webhook-signature`), on the same ledger: see `paypal.rs`.
+//!
 //! Test payment methods behave like Stripe's: `tok_chargeDeclined…`
 //! decline, `tok_threeDSecure2Required` answers `requires_action` with a
 //! page the buyer authenticates on (`/authenticate/{id}`), anything else
@@ -13,6 +19,7 @@
 mod api;
 pub mod config;
 pub mod ledger;
+mod paypal;
 mod webhooks;
 
 pub use api::Paysim;

@@ -384,12 +384,23 @@ async fn up(config: &Config, demo_data: bool) -> anyhow::Result<()> {
     // The card gateway runs as its own process, as a real provider would:
     // the simulator, unless BOXOFFICE_PAYMENTS_URL names another. It lives
     // as long as this process (and dies with it).
-    let _paysim = match checkout.payments {
-        Some(_) => None,
-        None => {
+    // The same simulator speaks PayPal's API: PayPal pays through it too,
+    // unless BOXOFFICE_PAYPAL_URL names another.
+    let _paysim = match (&checkout.payments, &checkout.paypal) {
+        (Some(_), Some(_)) => None,
+        _ => {
             let (child, url) = start_paysim(&checkout).await?;
-            checkout.payments =
-                Some(boxoffice_checkout::payment::stripe::HttpProviderConfig::development(url));
+            if checkout.payments.is_none() {
+                checkout.payments = Some(
+                    boxoffice_checkout::payment::stripe::HttpProviderConfig::development(
+                        url.clone(),
+                    ),
+                );
+            }
+            if checkout.paypal.is_none() {
+                checkout.paypal =
+                    Some(boxoffice_checkout::payment::paypal::PaypalConfig::development(url));
+            }
             Some(child)
         }
     };

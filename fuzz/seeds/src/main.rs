@@ -364,6 +364,7 @@ fn requests() -> Vec<(u8, u8, Vec<u8>)> {
             name: format!("bookings/{BOOKING}"),
             payment_method: Some(checkout::PaymentMethod {
                 token: "pm_card_visa".into(),
+                ..Default::default()
             }),
             idempotency_key: "confirm-1".into(),
         }

@@ -272,6 +272,7 @@ pub async fn confirm(
                 name: booking.to_owned(),
                 payment_method: Some(pb::PaymentMethod {
                     token: token.to_owned(),
+                    ..Default::default()
                 }),
                 idempotency_key: key.to_owned(),
             },

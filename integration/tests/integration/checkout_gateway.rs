@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use boxoffice_checkout::FailPoint;
+use boxoffice_checkout::payment::paypal::{PaypalConfig, PaypalProvider};
 use boxoffice_checkout::payment::stripe::{HttpProviderConfig, StripeProvider};
 use boxoffice_checkout::payment::{PaymentProvider, ProviderPayment, ProviderStatus};
 use boxoffice_contracts::checkout::v1 as pb;
@@ -28,24 +29,41 @@ pub struct PaysimProcess {
     pub url: String,
     ledger: std::path::PathBuf,
     _dir: tempfile::TempDir,
+    /// Settings of every start (latency, say).
+    settings: Vec<(String, String)>,
 }
 
 impl PaysimProcess {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Started with these `BOXOFFICE_*` settings (kept across restarts).
+    pub async fn start_with(settings: &[(&str, &str)]) -> Self {
         let dir = tempfile::tempdir().expect("a directory for the ledger");
         let ledger = dir.path().join("ledger.jsonl");
-        let (child, url) = Self::spawn(&ledger, "127.0.0.1:0").await;
+        let settings: Vec<(String, String)> = settings
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
+        let (child, url) = Self::spawn(&ledger, "127.0.0.1:0", &settings).await;
         Self {
             child,
             url,
             ledger,
             _dir: dir,
+            settings,
         }
     }
 
-    async fn spawn(ledger: &std::path::Path, listen: &str) -> (tokio::process::Child, String) {
+    async fn spawn(
+        ledger: &std::path::Path,
+        listen: &str,
+        settings: &[(String, String)],
+    ) -> (tokio::process::Child, String) {
         let mut child =
             tokio::process::Command::new(env!("CARGO_BIN_EXE_boxoffice-integration-paysim"))
+                .envs(settings.iter().map(|(name, value)| (name, value)))
                 .env(boxoffice_paysim::config::ENV_LISTEN, listen)
                 .env(boxoffice_paysim::config::ENV_LEDGER, ledger)
                 .env("BOXOFFICE_LOG", "warn")
@@ -80,7 +98,7 @@ impl PaysimProcess {
     /// A new process on the same ledger and address.
     pub async fn restart(&mut self) {
         let listen = self.url.trim_start_matches("http://").to_owned();
-        let (child, url) = Self::spawn(&self.ledger, &listen).await;
+        let (child, url) = Self::spawn(&self.ledger, &listen, &self.settings).await;
         assert_eq!(url, self.url);
         self.child = child;
     }
@@ -89,9 +107,20 @@ impl PaysimProcess {
         StripeProvider::new(HttpProviderConfig::development(self.url.clone()))
             .expect("a gateway client")
     }
+
+    /// The simulator's ledger file.
+    pub fn ledger(&self) -> &std::path::Path {
+        &self.ledger
+    }
+
+    /// A PayPal client of the same simulator.
+    pub fn paypal(&self) -> PaypalProvider {
+        PaypalProvider::new(PaypalConfig::development(self.url.clone())).expect("a PayPal client")
+    }
 }
 
-/// A checkout world paying through a gateway process.
+/// A checkout world paying through a gateway process (cards, and PayPal
+/// through the same simulator).
 pub struct GatewayWorld {
     pub world: CheckoutWorld,
     pub paysim: PaysimProcess,
@@ -100,9 +129,15 @@ pub struct GatewayWorld {
 impl GatewayWorld {
     pub async fn with(inventory_settings: &[(&str, &str)]) -> Self {
         let paysim = PaysimProcess::start().await;
+        Self::over(paysim, inventory_settings).await
+    }
+
+    /// A world paying through `paysim`.
+    pub async fn over(paysim: PaysimProcess, inventory_settings: &[(&str, &str)]) -> Self {
         let url = paysim.url.clone();
         let world = CheckoutWorld::with(inventory_settings, move |config| {
-            config.payments = Some(HttpProviderConfig::development(url));
+            config.payments = Some(HttpProviderConfig::development(url.clone()));
+            config.paypal = Some(PaypalConfig::development(url));
         })
         .await;
         assert!(world.component.simulated.is_none());

@@ -392,6 +392,7 @@ async fn a_summary_names_seats_and_a_promo_code_reprices_what_is_charged_and_com
                 name: booking.name.clone(),
                 payment_method: Some(pb::PaymentMethod {
                     token: "tok_visa".into(),
+                    ..Default::default()
                 }),
                 idempotency_key: "commerce-pay-1".into(),
             },
@@ -869,6 +870,7 @@ async fn pay(checkout: &mut Checkout, token: &str, booking: &str, key: &str) -> 
                 name: booking.into(),
                 payment_method: Some(pb::PaymentMethod {
                     token: "tok_visa".into(),
+                    ..Default::default()
                 }),
                 idempotency_key: key.into(),
             },
@@ -1216,6 +1218,7 @@ async fn a_code_applied_on_another_instance_while_paying_refunds_and_ends_the_bo
                 name: booking.name.clone(),
                 payment_method: Some(pb::PaymentMethod {
                     token: "tok_visa".into(),
+                    ..Default::default()
                 }),
                 idempotency_key: "stale-price".into(),
             },
@@ -1295,6 +1298,7 @@ async fn a_crashed_payment_of_a_total_changed_since_is_refunded_by_the_reconcile
                 name: booking.name.clone(),
                 payment_method: Some(pb::PaymentMethod {
                     token: "tok_visa".into(),
+                    ..Default::default()
                 }),
                 idempotency_key: "crash-then-code".into(),
             },

@@ -11,6 +11,7 @@ mod catalog;
 mod checkout;
 mod checkout_crash;
 mod checkout_gateway;
+mod checkout_paypal;
 mod checkout_webhooks;
 mod commerce;
 mod discovery;

@@ -486,6 +486,7 @@ async fn purchase(
                     name: booking.name.clone(),
                     payment_method: Some(checkout_pb::PaymentMethod {
                         token: "tok_visa".into(),
+                        ..Default::default()
                     }),
                     idempotency_key: payment_key.clone(),
                 },

@@ -75,6 +75,7 @@ async fn buy(edge: &Channel, token: &str, event_id: &str) {
                 name: booking.name,
                 payment_method: Some(checkout_pb::PaymentMethod {
                     token: "tok_visa".into(),
+                    ..Default::default()
                 }),
                 idempotency_key: Uuid::new_v4().to_string(),
             },

@@ -539,6 +539,7 @@ pub async fn buy(
                 name: booking.name,
                 payment_method: Some(checkout_pb::PaymentMethod {
                     token: "tok_visa".into(),
+                    ..Default::default()
                 }),
                 idempotency_key: key.to_owned(),
             },

@@ -151,6 +151,7 @@ async fn a_new_customer_buys_and_cancels_through_the_edge_of_a_whole_system() {
                 name: booking.name.clone(),
                 payment_method: Some(checkout_pb::PaymentMethod {
                     token: "tok_visa".into(),
+                    ..Default::default()
                 }),
                 idempotency_key: "whole-system-1".into(),
             },

@@ -6,11 +6,17 @@
 //! The provider reports changes asynchronously through signed webhooks
 //! (see [`webhook`]).
 
+pub mod gateways;
+pub mod paypal;
 pub mod simulated;
 pub mod stripe;
 pub mod webhook;
 
 pub use simulated::SimulatedProvider;
+
+/// What a PayPal payment carries as its payment method (no card token may
+/// spell it; see `grpc.rs`).
+pub const PAYPAL_METHOD: &str = "paypal";
 
 /// What an authorization request asks for.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -27,7 +33,8 @@ pub struct AuthorizeRequest {
     pub client_key: String,
     pub amount_minor: i64,
     pub currency_code: String,
-    /// A token from the provider's client library, e.g. `tok_visa`.
+    /// A token from the provider's client library, e.g. `tok_visa`, or
+    /// [`PAYPAL_METHOD`].
     pub payment_method: String,
 }
 
@@ -39,8 +46,7 @@ pub enum AuthorizeOutcome {
     Declined {
         decline_code: String,
     },
-    /// The card asks the buyer to authenticate (3-D Secure) at `url`
-    /// first; the same authorization called again afterwards answers how
+    /// The buyer must act at `url` first (3-D Secure, PayPal approval); the same authorization called again afterwards answers how
     /// it ended.
     ActionRequired {
         provider_ref: String,
@@ -126,6 +132,11 @@ pub enum ProviderError {
 
 #[async_trait::async_trait]
 pub trait PaymentProvider: Send + Sync + 'static {
+    /// Whether payments with this method can be made here (PayPal needs
+    /// its gateway configured).
+    fn supports(&self, payment_method: &str) -> bool {
+        payment_method != PAYPAL_METHOD
+    }
     async fn authorize(&self, request: AuthorizeRequest)
     -> Result<AuthorizeOutcome, ProviderError>;
     async fn capture(&self, provider_ref: &str, idempotency_key: &str)

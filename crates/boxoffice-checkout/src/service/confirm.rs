@@ -61,6 +61,9 @@ impl Checkout {
         key: String,
     ) -> Result<BookingRecord> {
         let user = Self::user(caller)?;
+        if !self.provider.supports(&payment_method) {
+            return Err(CheckoutError::PaymentMethodUnavailable("paypal"));
+        }
         let attempt = Attempt {
             payment_id: attempt_id(user, &key),
             booking_id,
@@ -199,8 +202,8 @@ impl Checkout {
         match authorized {
             Ok(AuthorizeOutcome::Authorized { provider_ref }) => Ok(Some(provider_ref)),
             Ok(AuthorizeOutcome::Declined { .. }) if optimistic => Ok(None),
-            // Nothing recorded: the buyer authenticates, then confirms
-            // again with the same key.
+            // Nothing recorded: the buyer authenticates (3-D Secure) or
+            // approves (PayPal), then confirms again with the same key.
             Ok(AuthorizeOutcome::ActionRequired { url, .. }) => {
                 Err(CheckoutError::PaymentActionRequired(url))
             }
