@@ -284,6 +284,7 @@ async fn book_and_pay(edge: &Channel, token: &str, hold: &inventory_pb::Hold) ->
                 name: booking.name.clone(),
                 payment_method: Some(pb::PaymentMethod {
                     token: "tok_visa".into(),
+                    ..Default::default()
                 }),
                 idempotency_key: format!("pay-{}", Uuid::new_v4()),
             },

@@ -221,6 +221,7 @@ pub async fn buy_one(edge: &Channel, token: &str, event_id: &str, request_id: &s
             name: booking.name.clone(),
             payment_method: Some(checkout_pb::PaymentMethod {
                 token: "tok_visa".into(),
+                ..Default::default()
             }),
             idempotency_key: Uuid::new_v4().to_string(),
         },
