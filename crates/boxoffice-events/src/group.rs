@@ -42,6 +42,27 @@ pub struct ConsumerConfig {
     pub ephemeral: bool,
 }
 
+/// `BOXOFFICE_EVENTS_LINGER_MS`: how long a caught-up consumer (and the
+/// NATS relay) waits after a notification before reading, in every group
+/// of the process; unset or unreadable, [`DEFAULT_LINGER`]. Longer makes
+/// fewer, larger batches (less work per event on the cores the
+/// confirmations run on) for more lag.
+pub const ENV_LINGER_MS: &str = "BOXOFFICE_EVENTS_LINGER_MS";
+pub const DEFAULT_LINGER: Duration = Duration::from_millis(10);
+/// The most [`ENV_LINGER_MS`] may ask for.
+const MAX_LINGER: Duration = Duration::from_secs(1);
+
+pub(crate) fn default_linger() -> Duration {
+    static LINGER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *LINGER.get_or_init(|| {
+        std::env::var(ENV_LINGER_MS)
+            .ok()
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map_or(DEFAULT_LINGER, Duration::from_millis)
+            .min(MAX_LINGER)
+    })
+}
+
 impl ConsumerConfig {
     pub fn new(group: &str, schema: &str, streams: &[&str]) -> Self {
         Self {
@@ -50,7 +71,7 @@ impl ConsumerConfig {
             streams: streams.iter().map(|s| (*s).to_owned()).collect(),
             batch_size: 500,
             idle_poll: Duration::from_secs(1),
-            linger: Duration::from_millis(10),
+            linger: default_linger(),
             max_attempts: 5,
             first_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(10),

@@ -184,7 +184,7 @@ impl Relay {
             transport,
             batch_size: 1_000,
             idle_poll: Duration::from_secs(1),
-            linger: Duration::from_millis(10),
+            linger: crate::group::default_linger(),
         })
     }
 
