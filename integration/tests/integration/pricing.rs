@@ -932,3 +932,79 @@ async fn admins_setting_rules_at_once_leave_the_last_committed_rule_in_force() {
     );
     world.stop().await;
 }
+
+/// The hold script exactly as HoldSeats runs it, on Redis: a dynamic tier
+/// sold up to 44.00 and a hold of one of its seats with a maximum price.
+#[tokio::test]
+async fn the_hold_script_refuses_a_locked_price_above_the_maximum_and_changes_nothing() {
+    use boxoffice_inventory::store::redis::baseline::{HOLD_SCRIPT, event_keys};
+    use fred::prelude::{ClientLike as _, HashesInterface as _, KeysInterface as _};
+    use fred::prelude::{LuaInterface as _, Value};
+    let config = fred::prelude::Config::from_url(&crate::harness::redis_url()).expect("redis url");
+    let client = fred::prelude::Builder::from_config(config)
+        .build()
+        .expect("redis client");
+    client.init().await.expect("connecting to redis");
+    let prefix = format!("test-{}:", Uuid::new_v4().simple());
+    let keys = event_keys(&prefix, Uuid::new_v4());
+    let tier = Uuid::new_v4();
+    // 20 seats, +10% every 10% sold between 30.00 and 50.00; 2 sold: 44.00.
+    let pricing = format!(
+        r#"{{"{tier}":{{"b":4000,"d":1000,"y":1000,"f":3000,"c":5000,"n":20,"r":[0,19]}}}}"#
+    );
+    let _: () = client
+        .hset(
+            &keys[0],
+            vec![
+                ("status", "open"),
+                ("on_sale_ms", "0"),
+                ("seat_count", "20"),
+                ("epoch", "1"),
+                ("pricing", pricing.as_str()),
+            ],
+        )
+        .await
+        .expect("the event's meta");
+    let _: () = client
+        .set(&keys[2], Value::Bytes(vec![0b1100_0000, 0, 0].into()), None, None, false)
+        .await
+        .expect("seats 0 and 1 sold");
+    let hold = |max_price: &'static str| {
+        let (client, keys) = (client.clone(), keys.clone());
+        let groups = format!("{tier}:1:4000");
+        async move {
+            let args: Vec<String> = vec![
+                Uuid::new_v4().to_string(),
+                Uuid::new_v4().to_string(),
+                "600000".into(),
+                "10".into(),
+                "1000".into(),
+                "60000".into(),
+                "4000".into(),
+                "GBP".into(),
+                groups,
+                max_price.into(),
+                "5".into(),
+            ];
+            let reply: Vec<Value> = client
+                .eval(HOLD_SCRIPT, keys, args)
+                .await
+                .expect("running the hold script");
+            reply
+        }
+    };
+    let refused = hold("4399").await;
+    assert_eq!(refused[0].as_string().as_deref(), Some("PRICE_ABOVE"));
+    assert_eq!(refused[1].as_string(), Some(tier.to_string()));
+    assert_eq!(refused[2].as_i64(), Some(4_400));
+    let held_bits: i64 = client.exists(&keys[1]).await.expect("held bits");
+    let holds: i64 = client.hlen(&keys[3]).await.expect("holds");
+    assert_eq!((held_bits, holds), (0, 0), "a refused hold changes nothing");
+    let held = hold("4400").await;
+    assert_eq!(held[0].as_string().as_deref(), Some("OK"));
+    let record = held[1].as_string().expect("the hold record");
+    assert!(record.contains(r#""t":4400"#), "{record}");
+    assert!(record.contains(&format!(r#""{tier}":[4400,2,20]"#)), "{record}");
+    crate::harness::delete_redis_keys(&crate::harness::redis_url(), &prefix).await;
+    let _ = client.quit().await;
+}
