@@ -549,8 +549,10 @@ impl Inventory {
                 expires_ms: 0,
                 booking_id: Some(booking_id),
                 sale_id: sold_as.or(sale_id),
-                // Redis forgot the hold and with it the locked prices:
-                // checkout priced the booking from them long before.
+                // Redis forgot the hold and with it the locked prices,
+                // which PostgreSQL never stored (ARCHITECTURE.md, "Dynamic
+                // pricing"): base prices, no locks. Checkout charges the
+                // booking's own lines, priced from the hold long before.
                 price_locks: Vec::new(),
             },
             newly_committed: false,
