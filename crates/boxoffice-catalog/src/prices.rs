@@ -79,7 +79,10 @@ impl CurrentPriceHandler {
         let column = |f: fn(&PriceRow) -> i64| -> Vec<i64> { rows.iter().map(f).collect() };
         let events: Vec<Uuid> = rows.iter().map(|row| row.event_id).collect();
         let tiers: Vec<Uuid> = rows.iter().map(|row| row.tier_id).collect();
-        let currencies: Vec<&str> = rows.iter().map(|row| row.price.currency_code.as_str()).collect();
+        let currencies: Vec<&str> = rows
+            .iter()
+            .map(|row| row.price.currency_code.as_str())
+            .collect();
         let dynamic: Vec<bool> = rows.iter().map(|row| row.price.dynamic).collect();
         let sequences = column(|row| row.sequence);
         let prices = column(|row| row.price.price_minor);
@@ -114,8 +117,18 @@ impl CurrentPriceHandler {
             .execute(
                 &statement,
                 &[
-                    &events, &tiers, &sequences, &currencies, &prices, &dynamic, &floors,
-                    &ceilings, &changes, &steps, &sold, &seats,
+                    &events,
+                    &tiers,
+                    &sequences,
+                    &currencies,
+                    &prices,
+                    &dynamic,
+                    &floors,
+                    &ceilings,
+                    &changes,
+                    &steps,
+                    &sold,
+                    &seats,
                 ],
             )
             .await?;

@@ -115,8 +115,11 @@ impl CatalogComponent {
         .context("starting the review attendance consumer")?;
         let review_attendance = tokio::spawn(attendance.join());
         // Inventory may start after the catalog too.
-        let mut prices_config =
-            boxoffice_events::ConsumerConfig::new(crate::prices::GROUP, SCHEMA, crate::prices::STREAMS);
+        let mut prices_config = boxoffice_events::ConsumerConfig::new(
+            crate::prices::GROUP,
+            SCHEMA,
+            crate::prices::STREAMS,
+        );
         prices_config.idle_poll = std::time::Duration::from_millis(500);
         prices_config.max_backoff = std::time::Duration::from_secs(2);
         let prices = boxoffice_events::ConsumerGroup::start(

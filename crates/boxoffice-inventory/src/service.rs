@@ -18,8 +18,8 @@ use crate::config::InventoryConfig;
 use crate::domain::admission::{AdmissionClaim, AdmissionSigner};
 use crate::domain::pricing::tier_groups;
 use crate::domain::{
-    self, BestAvailableQuery, ChangesOutcome, CurrentPrices, EventTruth, Hold, HoldRef, HoldState, PricingRule,
-    PricingTable, SaleLayout, TierRule, best_available_ranked, total_price,
+    self, BestAvailableQuery, ChangesOutcome, CurrentPrices, EventTruth, Hold, HoldRef, HoldState,
+    PricingRule, PricingTable, SaleLayout, TierRule, best_available_ranked, total_price,
 };
 use crate::error::InventoryError;
 use crate::snapshots::{Fetched, HOLD_VIEW_MAX_AGE, SnapshotCache, View};

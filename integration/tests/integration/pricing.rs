@@ -725,10 +725,17 @@ async fn the_event_page_shows_each_tiers_current_price_as_sales_move_it() {
     assert_eq!(page_amount(&dynamic.floor_price), 3_000);
     assert_eq!(page_amount(&dynamic.ceiling_price), 5_000);
     assert_eq!(
-        (dynamic.step_change_basis_points, dynamic.step_sold_basis_points),
+        (
+            dynamic.step_change_basis_points,
+            dynamic.step_sold_basis_points
+        ),
         (1_000, 1_000)
     );
-    assert_eq!(page_amount(&shown.price), STANDARD_PRICE, "the base price stays");
+    assert_eq!(
+        page_amount(&shown.price),
+        STANDARD_PRICE,
+        "the base price stays"
+    );
     let premium = page_tier(&edge, &event.id, &event.premium).await;
     assert_eq!(page_amount(&premium.current_price), PREMIUM_PRICE);
     assert_eq!(premium.dynamic_pricing, None);
@@ -909,7 +916,10 @@ async fn admins_setting_rules_at_once_leave_the_last_committed_rule_in_force() {
     // the tier), one step of it.
     let shown = tier_price(&edge, &event.id, &event.standard).await;
     assert_eq!(
-        shown.rule.as_ref().map(|rule| rule.step_change_basis_points),
+        shown
+            .rule
+            .as_ref()
+            .map(|rule| rule.step_change_basis_points),
         Some(last_change),
         "availability shows the last committed rule"
     );
@@ -925,9 +935,18 @@ async fn admins_setting_rules_at_once_leave_the_last_committed_rule_in_force() {
         STANDARD_PRICE + step
     );
     // And the event page shows that rule too.
-    let shown = page_shows(&edge, &event.id, &event.standard, STANDARD_PRICE + step, true).await;
+    let shown = page_shows(
+        &edge,
+        &event.id,
+        &event.standard,
+        STANDARD_PRICE + step,
+        true,
+    )
+    .await;
     assert_eq!(
-        shown.dynamic_pricing.map(|rule| rule.step_change_basis_points),
+        shown
+            .dynamic_pricing
+            .map(|rule| rule.step_change_basis_points),
         Some(last_change)
     );
     world.stop().await;
@@ -966,7 +985,13 @@ async fn the_hold_script_refuses_a_locked_price_above_the_maximum_and_changes_no
         .await
         .expect("the event's meta");
     let _: () = client
-        .set(&keys[2], Value::Bytes(vec![0b1100_0000, 0, 0].into()), None, None, false)
+        .set(
+            &keys[2],
+            Value::Bytes(vec![0b1100_0000, 0, 0].into()),
+            None,
+            None,
+            false,
+        )
         .await
         .expect("seats 0 and 1 sold");
     let hold = |max_price: &'static str| {
@@ -1004,7 +1029,10 @@ async fn the_hold_script_refuses_a_locked_price_above_the_maximum_and_changes_no
     assert_eq!(held[0].as_string().as_deref(), Some("OK"));
     let record = held[1].as_string().expect("the hold record");
     assert!(record.contains(r#""t":4400"#), "{record}");
-    assert!(record.contains(&format!(r#""{tier}":[4400,2,20]"#)), "{record}");
+    assert!(
+        record.contains(&format!(r#""{tier}":[4400,2,20]"#)),
+        "{record}"
+    );
     crate::harness::delete_redis_keys(&crate::harness::redis_url(), &prefix).await;
     let _ = client.quit().await;
 }

@@ -14,11 +14,10 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::domain::{
-    Address, Category, Event, EventPatch, EventStatus, EventVenue, FieldError, LatLng, Money,
-    DynamicPrice, NewEvent, NewPerformer, NewPriceTier, NewVenue, Performer, PriceTier, RowLayout,
-    SeatLayout,
-    SeatPosition, SectionKind, SectionLayout, SectionSummary, Venue, check_cancel, check_patch,
-    check_publish,
+    Address, Category, DynamicPrice, Event, EventPatch, EventStatus, EventVenue, FieldError,
+    LatLng, Money, NewEvent, NewPerformer, NewPriceTier, NewVenue, Performer, PriceTier, RowLayout,
+    SeatLayout, SeatPosition, SectionKind, SectionLayout, SectionSummary, Venue, check_cancel,
+    check_patch, check_publish,
 };
 use crate::error::CatalogError;
 use crate::events::{EventChange, event_changed, performer_created, venue_created};

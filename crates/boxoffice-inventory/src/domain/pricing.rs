@@ -569,7 +569,10 @@ mod tests {
         assert_eq!(counted(5, 3).new_step().map(|p| p.price_minor), Some(4_800));
         // Past the ceiling nothing moves; a release back below a step does.
         assert_eq!(counted(9, 1).new_step(), None);
-        assert_eq!(counted(3, -2).new_step().map(|p| p.price_minor), Some(4_400));
+        assert_eq!(
+            counted(3, -2).new_step().map(|p| p.price_minor),
+            Some(4_400)
+        );
         assert_eq!(counted(0, -1).new_step(), None);
     }
 
@@ -584,7 +587,10 @@ mod tests {
             }],
         )
         .unwrap();
-        let prices = rule.prices(&layout, |tier| if tier == Uuid::from_u128(100) { 4 } else { 1 });
+        let prices = rule.prices(
+            &layout,
+            |tier| if tier == Uuid::from_u128(100) { 4 } else { 1 },
+        );
         assert_eq!(prices.len(), 2);
         assert_eq!((prices[0].price_minor, prices[0].seat_count), (4_800, 10));
         assert!(prices[0].rule.is_some());

@@ -29,8 +29,7 @@ use uuid::Uuid;
 
 use crate::domain::{
     CatalogStatus, CountedTier, CurrentPrice, DrawSeed, EventForSale, EventTruth, HoldRef,
-    PricingRule, PricingTable,
-    RoomSettings, SaleLayout, SeatBitmap, TierRule, VenueLayout,
+    PricingRule, PricingTable, RoomSettings, SaleLayout, SeatBitmap, TierRule, VenueLayout,
 };
 use crate::error::InventoryError;
 use boxoffice_runtime::postgres::DbError;
@@ -75,9 +74,8 @@ async fn save_counted_tiers(
     if dynamic.is_empty() {
         return Ok(());
     }
-    let column = |f: fn(&(&CurrentPrice, &TierRule)) -> i64| -> Vec<i64> {
-        dynamic.iter().map(f).collect()
-    };
+    let column =
+        |f: fn(&(&CurrentPrice, &TierRule)) -> i64| -> Vec<i64> { dynamic.iter().map(f).collect() };
     let tiers: Vec<Uuid> = dynamic.iter().map(|(price, _)| price.tier_id).collect();
     let bases = column(|(price, _)| price.base_minor);
     let changes = column(|(_, rule)| i64::from(rule.step_change_bp));
@@ -94,8 +92,16 @@ async fn save_counted_tiers(
              FROM unnest($3::uuid[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[],
                          $9::int8[], $10::int8[]) AS t",
             &[
-                &event_id, &currency_code, &tiers, &bases, &changes, &steps, &floors, &ceilings,
-                &seats, &sold,
+                &event_id,
+                &currency_code,
+                &tiers,
+                &bases,
+                &changes,
+                &steps,
+                &floors,
+                &ceilings,
+                &seats,
+                &sold,
             ],
         )
         .await?;
@@ -642,14 +648,23 @@ impl TicketStore {
         // Still under the lock: the released seats counted out of the
         // event's dynamic tiers.
         let count = transaction
-            .prepare_cached(concat!("WITH ", count_tiers_cte!(), " SELECT * FROM counted"))
+            .prepare_cached(concat!(
+                "WITH ",
+                count_tiers_cte!(),
+                " SELECT * FROM counted"
+            ))
             .await?;
         let events_of_seats = vec![event_id; released.len()];
         let steps = published_steps(
             transaction
                 .query(
                     &count,
-                    &[&vec![event_id], &events_of_seats, &seat_array(&released), &-1i32],
+                    &[
+                        &vec![event_id],
+                        &events_of_seats,
+                        &seat_array(&released),
+                        &-1i32,
+                    ],
                 )
                 .await?
                 .iter()

@@ -94,7 +94,10 @@ pub enum HoldOutcome {
     NeedsRebuild,
     /// A dynamic tier of the seats costs more now than the buyer's
     /// maximum price (nothing was held).
-    PriceAbove { tier_id: Uuid, price_minor: i64 },
+    PriceAbove {
+        tier_id: Uuid,
+        price_minor: i64,
+    },
 }
 
 /// What setting a pricing table in Redis did.
