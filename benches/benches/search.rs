@@ -287,6 +287,7 @@ fn generate(count: usize, seed: u64) -> (Vec<Event>, Vec<String>) {
                             amount_minor: low * (tier as i64 + 1),
                         },
                         section_ids: vec![Uuid::new_v4()],
+                        dynamic: None,
                     })
                     .collect(),
                 version: 2,

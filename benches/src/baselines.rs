@@ -109,7 +109,8 @@ pub fn redis_hold_script(
             "60000",
             "0",
             "EUR",
-            // No tier groups: a fixed-price hold.
+            // No tier groups: a fixed-price hold; no maximum price.
+            "",
             "",
         ])
         .args([

@@ -263,6 +263,7 @@ pub(crate) fn event_from_snapshot(snapshot: &ev::EventSnapshot) -> anyhow::Resul
                         .iter()
                         .map(|id| uuid("tier.section_ids", id))
                         .collect::<anyhow::Result<_>>()?,
+                    dynamic: None,
                 })
             })
             .collect::<anyhow::Result<_>>()?,
@@ -315,6 +316,7 @@ mod tests {
                     amount_minor: 5_000,
                 },
                 section_ids: vec![Uuid::now_v7()],
+                dynamic: None,
             }],
             version: 3,
             created_at: now,

@@ -869,6 +869,22 @@ fn price_tier_to_pb(tier: &PriceTier) -> pb::PriceTier {
             amount_minor: tier.price.amount_minor,
         }),
         section_ids: tier.section_ids.iter().map(Uuid::to_string).collect(),
+        current_price: Some(money_to_pb(tier.current_price())),
+        dynamic_pricing: tier.dynamic.as_ref().map(|dynamic| pb::DynamicPricing {
+            floor_price: Some(money_to_pb(&dynamic.floor)),
+            ceiling_price: Some(money_to_pb(&dynamic.ceiling)),
+            step_change_basis_points: dynamic.step_change_bp,
+            step_sold_basis_points: dynamic.step_sold_bp,
+            sold_count: dynamic.sold_count,
+            seat_count: dynamic.seat_count,
+        }),
+    }
+}
+
+fn money_to_pb(money: &Money) -> pb::Money {
+    pb::Money {
+        currency_code: money.currency_code.clone(),
+        amount_minor: money.amount_minor,
     }
 }
 
@@ -906,7 +922,7 @@ fn search_page_to_pb(parsed: &ParsedSearch, page: SearchPage) -> pb::SearchEvent
             .hits
             .into_iter()
             .map(|hit| pb::SearchHit {
-                event: Some(event_to_pb(&hit.event)),
+                event: Some(search_hit_event(&hit.event)),
                 highlighted_title: highlight_to_html(&hit.highlighted_title),
                 distance_km: hit.distance_km.unwrap_or_default(),
                 highlighted_performers: hit
@@ -921,6 +937,17 @@ fn search_page_to_pb(parsed: &ParsedSearch, page: SearchPage) -> pb::SearchEvent
         category_facets: facets(page.category_facets),
         city_facets: facets(page.city_facets),
     }
+}
+
+/// A search hit's event: search indexes the catalog's prices, not
+/// inventory's moving ones, so a hit names no current price (GetEvent does).
+fn search_hit_event(event: &Event) -> pb::Event {
+    let mut event = event_to_pb(event);
+    for tier in &mut event.price_tiers {
+        tier.current_price = None;
+        tier.dynamic_pricing = None;
+    }
+    event
 }
 
 pub fn event_to_pb(event: &Event) -> pb::Event {

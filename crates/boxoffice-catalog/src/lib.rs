@@ -9,6 +9,7 @@ pub mod domain;
 mod error;
 mod events;
 pub mod grpc;
+mod prices;
 pub mod reviews;
 pub mod search;
 mod search_request;

@@ -30,6 +30,9 @@ pub struct CatalogComponent {
     pub relay: Option<JoinHandle<()>>,
     /// Keeps who may review which event from checkout's events.
     pub review_attendance: JoinHandle<()>,
+    /// Keeps dynamically priced tiers' current prices from inventory's
+    /// events.
+    pub current_prices: JoinHandle<()>,
 }
 
 impl CatalogComponent {
@@ -111,6 +114,24 @@ impl CatalogComponent {
         .await
         .context("starting the review attendance consumer")?;
         let review_attendance = tokio::spawn(attendance.join());
+        // Inventory may start after the catalog too.
+        let mut prices_config = boxoffice_events::ConsumerConfig::new(
+            crate::prices::GROUP,
+            SCHEMA,
+            crate::prices::STREAMS,
+        );
+        prices_config.idle_poll = std::time::Duration::from_millis(500);
+        prices_config.max_backoff = std::time::Duration::from_secs(2);
+        let prices = boxoffice_events::ConsumerGroup::start(
+            &transport,
+            pool.clone(),
+            prices_config,
+            Arc::new(crate::prices::CurrentPriceHandler::new(pool.clone())),
+            shutdown.clone(),
+        )
+        .await
+        .context("starting the current price consumer")?;
+        let current_prices = tokio::spawn(prices.join());
         let indexer = Indexer::new(pool, transport, index, IndexerSettings::default());
         let indexer = tokio::spawn(indexer.run(shutdown));
         Ok(Self {
@@ -120,6 +141,7 @@ impl CatalogComponent {
             indexer,
             relay,
             review_attendance,
+            current_prices,
         })
     }
 

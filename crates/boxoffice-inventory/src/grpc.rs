@@ -263,15 +263,14 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         let layout = self.inventory.layout(event_id).await?;
         let tiers =
             tier_rules_from_pb(request.tiers, &layout.currency_code).map_err(Status::from)?;
-        let rule = self
+        let (rule, version) = self
             .inventory
             .set_pricing_rule(&caller, event_id, tiers)
             .await?;
-        Ok(Response::new(pricing_rule_to_pb(
-            event_id,
-            &rule,
-            &layout.currency_code,
-        )))
+        Ok(Response::new(pb::PricingRule {
+            version,
+            ..pricing_rule_to_pb(event_id, &rule, &layout.currency_code)
+        }))
     }
 
     type WatchSoldOutStream = SoldOutStream;
@@ -579,6 +578,7 @@ fn pricing_rule_to_pb(event_id: Uuid, rule: &PricingRule, currency_code: &str) -
             .iter()
             .map(|tier| tier_rule_to_pb(tier, currency_code))
             .collect(),
+        version: 0,
     }
 }
 

@@ -18,13 +18,15 @@ use crate::config::InventoryConfig;
 use crate::domain::admission::{AdmissionClaim, AdmissionSigner};
 use crate::domain::pricing::tier_groups;
 use crate::domain::{
-    self, BestAvailableQuery, ChangesOutcome, EventTruth, Hold, HoldRef, HoldState, PricingRule,
-    PricingTable, SaleLayout, TierRule, best_available_ranked, total_price,
+    self, BestAvailableQuery, ChangesOutcome, CurrentPrices, EventTruth, Hold, HoldRef, HoldState,
+    PricingRule, PricingTable, SaleLayout, TierRule, best_available_ranked, total_price,
 };
 use crate::error::InventoryError;
 use crate::snapshots::{Fetched, HOLD_VIEW_MAX_AGE, SnapshotCache, View};
 use crate::store::postgres::{CommitOutcome, StoredEvent, TicketStore};
-use crate::store::redis::{HoldOutcome, HoldStore, RebuildMode, ReleaseOutcome, Snapshot};
+use crate::store::redis::{
+    HoldOutcome, HoldStore, PricingSet, RebuildMode, ReleaseOutcome, Snapshot,
+};
 use crate::waiting_room::SaleEvents;
 use crate::watch_hub::ChangeSource;
 
@@ -231,7 +233,7 @@ impl Inventory {
                     return Err(InventoryError::SeatUnavailable(taken));
                 }
                 match self
-                    .try_hold(event_id, owner, &layout, &seats, admission)
+                    .try_hold(event_id, owner, &layout, &seats, None, admission)
                     .await?
                 {
                     HoldOutcome::Held(hold) => Ok(hold),
@@ -253,7 +255,9 @@ impl Inventory {
                         return Err(InventoryError::NoSeatsMatch);
                     }
                     let spread = 4usize.pow(attempt).min(MAX_SPREAD);
-                    let mut choices = best_available_ranked(&layout, &view.taken, &query, spread);
+                    let prices = current_prices(&view, &layout, &query);
+                    let mut choices =
+                        best_available_ranked(&layout, &view.taken, &query, &prices, spread);
                     if choices.is_empty() {
                         self.snapshots.remember_no_match(event_id, &view, &query);
                         return Err(InventoryError::NoSeatsMatch);
@@ -269,12 +273,27 @@ impl Inventory {
                         continue;
                     };
                     match self
-                        .try_hold(event_id, owner, &layout, &seats, admission)
+                        .try_hold(
+                            event_id,
+                            owner,
+                            &layout,
+                            &seats,
+                            query.max_price_minor,
+                            admission,
+                        )
                         .await
                     {
                         Ok(HoldOutcome::Held(hold)) => {
                             claim.kept();
                             return Ok(hold);
+                        }
+                        Ok(HoldOutcome::PriceAbove { .. }) => {
+                            // Sales since our view moved a tier above the
+                            // buyer's maximum: choose again from a read
+                            // that shows them (and so the price now).
+                            claim.dropped();
+                            since = Some(Instant::now());
+                            attempt += 1;
                         }
                         Ok(HoldOutcome::Taken(_)) => {
                             // Lost the race to another process: look again
@@ -305,6 +324,7 @@ impl Inventory {
         owner: Uuid,
         layout: &SaleLayout,
         seats: &[u32],
+        max_price_minor: Option<i64>,
         admission: AdmissionClaim,
     ) -> Result<HoldOutcome> {
         // Base prices here; `hold.lua` reprices dynamic tiers from the sold
@@ -323,6 +343,7 @@ impl Inventory {
                     total,
                     &layout.currency_code,
                     groups.clone(),
+                    max_price_minor,
                     admission,
                 )
                 .await
@@ -355,6 +376,7 @@ impl Inventory {
                 })
             }
             HoldOutcome::Taken(seats) => InventoryError::SeatUnavailable(seats),
+            HoldOutcome::PriceAbove { .. } => InventoryError::NoSeatsMatch,
             HoldOutcome::NotAdmitted(refusal) => refusal.into(),
             HoldOutcome::Held(_) | HoldOutcome::NeedsRebuild => {
                 InventoryError::Internal(anyhow::anyhow!("unexpected hold outcome"))
@@ -527,8 +549,10 @@ impl Inventory {
                 expires_ms: 0,
                 booking_id: Some(booking_id),
                 sale_id: sold_as.or(sale_id),
-                // Redis forgot the hold and with it the locked prices:
-                // checkout priced the booking from them long before.
+                // Redis forgot the hold and with it the locked prices,
+                // which PostgreSQL never stored (ARCHITECTURE.md, "Dynamic
+                // pricing"): base prices, no locks. Checkout charges the
+                // booking's own lines, priced from the hold long before.
                 price_locks: Vec::new(),
             },
             newly_committed: false,
@@ -536,47 +560,54 @@ impl Inventory {
     }
 
     /// Sets (replaces, or with no tiers removes) an event's dynamic pricing
-    /// rule (admins only). PostgreSQL first, so what Redis is told is what a
-    /// rebuild would restore; holds from then on lock prices from it.
+    /// rule (admins only); answers it with its version. PostgreSQL first,
+    /// so what Redis is told is what a rebuild would restore; holds from
+    /// then on lock prices from it. Rules of one event are serialized by
+    /// their version: Redis keeps the highest it was given, so of two
+    /// rules set at once the last PostgreSQL committed is the one in force.
     pub async fn set_pricing_rule(
         &self,
         caller: &Caller,
         event_id: Uuid,
         tiers: Vec<TierRule>,
-    ) -> Result<PricingRule> {
+    ) -> Result<(PricingRule, i64)> {
         if !caller.is_admin() {
             return Err(InventoryError::AdminRequired);
         }
         let layout = self.layout(event_id).await?;
         let rule = PricingRule::new(&layout, tiers)?;
-        self.tickets.save_pricing_rule(event_id, &rule).await?;
+        let version = self
+            .tickets
+            .save_pricing_rule(event_id, &rule, &layout)
+            .await?;
         let table = PricingTable::build(&rule, &layout);
         let table = if table.is_empty() {
             String::new()
         } else {
             table.to_json()
         };
-        let mut set = false;
+        let mut outcome = PricingSet::NeedsRebuild;
         for _ in 0..2 {
-            if self
+            outcome = self
                 .holds
-                .set_pricing(event_id, table.clone())
+                .set_pricing(event_id, table.clone(), version)
                 .await
-                .map_err(redis_error)?
-            {
-                set = true;
+                .map_err(redis_error)?;
+            if outcome != PricingSet::NeedsRebuild {
                 break;
             }
+            // The rebuild restores the newest rule from PostgreSQL, this
+            // one or a later one.
             self.rebuild_if_missing(event_id).await?;
         }
-        if !set {
+        if outcome == PricingSet::NeedsRebuild {
             return Err(InventoryError::Internal(anyhow::anyhow!(
                 "event {event_id} state vanished right after a rebuild"
             )));
         }
         self.snapshots.invalidate(event_id);
-        tracing::info!(%event_id, tiers = rule.tiers().len(), "pricing rule set");
-        Ok(rule)
+        tracing::info!(%event_id, tiers = rule.tiers().len(), version, ?outcome, "pricing rule set");
+        Ok((rule, version))
     }
 
     /// Puts a booking's seats back on sale (idempotent).
@@ -634,6 +665,23 @@ impl SaleEvents for Inventory {
     fn state_changed(&self, event_id: Uuid) {
         self.snapshots.invalidate(event_id);
     }
+}
+
+/// The prices `max_price` compares: dynamic tiers' prices at the view's
+/// sold seats (the price a hold would lock if nothing sells meanwhile;
+/// `hold.lua` checks again against its own count).
+fn current_prices(view: &View, layout: &SaleLayout, query: &BestAvailableQuery) -> CurrentPrices {
+    let pricing = &view.base.snapshot.pricing;
+    if query.max_price_minor.is_none() || pricing.is_empty() {
+        return CurrentPrices::default();
+    }
+    CurrentPrices::new(
+        pricing
+            .current_prices(layout, &view.base.snapshot.sold)
+            .into_iter()
+            .filter(|price| price.rule.is_some())
+            .map(|price| (price.tier_id, price.price_minor)),
+    )
 }
 
 /// What a view can refuse on its own, in the order `hold.lua` refuses: the

@@ -657,3 +657,383 @@ async fn bad_rules_and_non_admins_are_refused_and_change_nothing() {
     assert_eq!(amount(&buyer_hold.total_price), STANDARD_PRICE);
     world.stop().await;
 }
+
+/// A tier as the event page (GetEvent, through the edge, signed out) shows
+/// it.
+async fn page_tier(edge: &Channel, event_id: &str, tier: &str) -> catalog_pb::PriceTier {
+    let event = CatalogServiceClient::new(edge.clone())
+        .get_event(catalog_pb::GetEventRequest {
+            id: event_id.into(),
+        })
+        .await
+        .expect("the event page")
+        .into_inner();
+    event
+        .price_tiers
+        .into_iter()
+        .find(|shown| shown.id == tier)
+        .expect("the tier on the event page")
+}
+
+fn page_amount(money: &Option<catalog_pb::Money>) -> i64 {
+    money.as_ref().map_or(-1, |money| money.amount_minor)
+}
+
+/// Waits until the event page shows `price` for the tier (dynamic or not);
+/// answers the tier as shown.
+async fn page_shows(
+    edge: &Channel,
+    event_id: &str,
+    tier: &str,
+    price: i64,
+    dynamic: bool,
+) -> catalog_pb::PriceTier {
+    eventually(WAIT, &format!("the event page to show {price}"), || {
+        let (edge, event_id, tier) = (edge.clone(), event_id.to_owned(), tier.to_owned());
+        async move {
+            let shown = page_tier(&edge, &event_id, &tier).await;
+            (page_amount(&shown.current_price) == price
+                && shown.dynamic_pricing.is_some() == dynamic)
+                .then_some(shown)
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_event_page_shows_each_tiers_current_price_as_sales_move_it() {
+    let world = SystemWorld::start("pricing", &[]).await;
+    let edge = world.edge().await;
+    let admin = admin(&edge).await;
+    let event = event_on_sale(&edge, &admin).await;
+    // Before any rule the page shows the catalog's prices.
+    let fixed = page_tier(&edge, &event.id, &event.standard).await;
+    assert_eq!(page_amount(&fixed.current_price), STANDARD_PRICE);
+    assert_eq!(fixed.dynamic_pricing, None);
+
+    set_rule(
+        &edge,
+        &admin,
+        &event.id,
+        vec![rule(&event.standard, 1_000, 1_000, 3_000, 5_000)],
+    )
+    .await
+    .expect("setting the rule");
+    // The page says Standard is dynamically priced, with its floor and
+    // ceiling; Premium stays fixed.
+    let shown = page_shows(&edge, &event.id, &event.standard, STANDARD_PRICE, true).await;
+    let dynamic = shown.dynamic_pricing.expect("dynamic pricing");
+    assert_eq!(page_amount(&dynamic.floor_price), 3_000);
+    assert_eq!(page_amount(&dynamic.ceiling_price), 5_000);
+    assert_eq!(
+        (
+            dynamic.step_change_basis_points,
+            dynamic.step_sold_basis_points
+        ),
+        (1_000, 1_000)
+    );
+    assert_eq!(
+        page_amount(&shown.price),
+        STANDARD_PRICE,
+        "the base price stays"
+    );
+    let premium = page_tier(&edge, &event.id, &event.premium).await;
+    assert_eq!(page_amount(&premium.current_price), PREMIUM_PRICE);
+    assert_eq!(premium.dynamic_pricing, None);
+
+    // Sales move the page's price with the rule's steps: 44.00 after two,
+    // 48.00 after four; and it is the price the next hold locks.
+    let buyer = customer(&edge).await;
+    let mut bookings = Vec::new();
+    for seat in 0..4u32 {
+        let held = hold(&edge, &buyer, &event.id, &[seat]).await;
+        bookings.push(book_and_pay(&edge, &buyer, &held).await);
+        if seat == 1 {
+            page_shows(&edge, &event.id, &event.standard, 4_400, true).await;
+        }
+    }
+    let shown = page_shows(&edge, &event.id, &event.standard, 4_800, true).await;
+    let dynamic = shown.dynamic_pricing.expect("dynamic pricing");
+    assert_eq!((dynamic.sold_count, dynamic.seat_count), (4, FLOOR_SEATS));
+    let next = hold(&edge, &buyer, &event.id, &[10]).await;
+    assert_eq!(amount(&standard_lock(&next, &event.standard).price), 4_800);
+    // The seat map the web app draws prices from shows it too.
+    let map = CatalogServiceClient::new(edge.clone())
+        .get_seat_map(catalog_pb::GetSeatMapRequest {
+            event_id: event.id.clone(),
+        })
+        .await
+        .expect("the seat map")
+        .into_inner();
+    let on_map = map
+        .price_tiers
+        .iter()
+        .find(|tier| tier.id == event.standard)
+        .expect("the tier on the seat map");
+    assert_eq!(page_amount(&on_map.current_price), 4_800);
+
+    // A cancelled sale lowers it again (3 sold: 44.00).
+    CheckoutServiceClient::new(edge.clone())
+        .cancel_booking(with_token(
+            &buyer,
+            pb::CancelBookingRequest {
+                name: bookings[0].name.clone(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("cancelling");
+    page_shows(&edge, &event.id, &event.standard, 4_400, true).await;
+
+    // Removing the rule puts the catalog's price back on the page.
+    set_rule(&edge, &admin, &event.id, vec![])
+        .await
+        .expect("removing the rule");
+    page_shows(&edge, &event.id, &event.standard, STANDARD_PRICE, false).await;
+    world.stop().await;
+}
+
+async fn best_available(
+    edge: &Channel,
+    token: &str,
+    event_id: &str,
+    max_price: i64,
+) -> Result<inventory_pb::Hold, Status> {
+    InventoryServiceClient::new(edge.clone())
+        .hold_seats(with_token(
+            token,
+            inventory_pb::HoldSeatsRequest {
+                event_id: event_id.into(),
+                selection: Some(inventory_pb::hold_seats_request::Selection::BestAvailable(
+                    inventory_pb::BestAvailable {
+                        quantity: 1,
+                        max_price: gbp(max_price),
+                        ..Default::default()
+                    },
+                )),
+                admission_token: String::new(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+#[tokio::test]
+async fn best_available_with_a_maximum_price_compares_the_price_the_hold_locks() {
+    let world = SystemWorld::start("pricing", &[]).await;
+    let edge = world.edge().await;
+    let admin = admin(&edge).await;
+    let event = event_on_sale(&edge, &admin).await;
+    // Standard: 40.00 rising 10% every 2 of its 20 seats, up to 50.00;
+    // Premium: fixed at 60.00.
+    set_rule(
+        &edge,
+        &admin,
+        &event.id,
+        vec![rule(&event.standard, 1_000, 1_000, 3_000, 5_000)],
+    )
+    .await
+    .expect("setting the rule");
+    let buyer = customer(&edge).await;
+    for seat in 0..2u32 {
+        let held = hold(&edge, &buyer, &event.id, &[seat]).await;
+        book_and_pay(&edge, &buyer, &held).await;
+    }
+    let risen = tier_price(&edge, &event.id, &event.standard).await;
+    assert_eq!(amount(&risen.current_price), 4_400);
+
+    // At most 43.00: Standard's base price (40.00) would pass, but a hold
+    // would lock 44.00 and Premium costs 60.00: no seat.
+    let shopper = customer(&edge).await;
+    let refused = best_available(&edge, &shopper, &event.id, 4_300)
+        .await
+        .expect_err("nothing at 43.00 or less");
+    assert_eq!(refused.code(), Code::FailedPrecondition, "{refused:?}");
+    assert_eq!(reason_of(&refused).as_deref(), Some("NO_SEATS_MATCH"));
+    // At most 44.00: a Standard seat, locked at 44.00.
+    let held = best_available(&edge, &shopper, &event.id, 4_400)
+        .await
+        .expect("a seat at 44.00");
+    let lock = standard_lock(&held, &event.standard);
+    assert_eq!(amount(&lock.price), 4_400);
+    assert_eq!(amount(&held.total_price), 4_400);
+    assert!(held.seats.iter().all(|seat| seat.seat_index < FLOOR_SEATS));
+    // Two more sales take Standard to 48.00: 45.00 finds nothing again,
+    // 60.00 gets a seat no dearer than 60.00.
+    for seat in 2..4u32 {
+        let held = hold(&edge, &buyer, &event.id, &[seat]).await;
+        book_and_pay(&edge, &buyer, &held).await;
+    }
+    let other = customer(&edge).await;
+    let refused = best_available(&edge, &other, &event.id, 4_500)
+        .await
+        .expect_err("nothing at 45.00 or less");
+    assert_eq!(reason_of(&refused).as_deref(), Some("NO_SEATS_MATCH"));
+    let held = best_available(&edge, &other, &event.id, 6_000)
+        .await
+        .expect("a seat at 60.00 or less");
+    assert!(amount(&held.total_price) <= 6_000);
+    world.stop().await;
+}
+
+#[tokio::test]
+async fn admins_setting_rules_at_once_leave_the_last_committed_rule_in_force() {
+    let world = SystemWorld::start("pricing", &[]).await;
+    let edge = world.edge().await;
+    let admin = admin(&edge).await;
+    let event = event_on_sale(&edge, &admin).await;
+    // Sixteen rules at once, each with its own step (+1% .. +16%).
+    const RULES: i32 = 16;
+    let mut tasks = Vec::new();
+    for change in 1..=RULES {
+        let (edge, admin, event_id, tier) = (
+            edge.clone(),
+            admin.clone(),
+            event.id.clone(),
+            event.standard.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let rule = rule(&tier, change * 100, 1_000, 0, 100_000);
+            set_rule(&edge, &admin, &event_id, vec![rule])
+                .await
+                .expect("setting a rule")
+        }));
+    }
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.expect("an admin"));
+    }
+    // Each took its own version, one after the other.
+    let mut versions: Vec<i64> = answers.iter().map(|answer| answer.version).collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=i64::from(RULES)).collect::<Vec<_>>());
+    let last = answers
+        .iter()
+        .max_by_key(|answer| answer.version)
+        .expect("a last rule");
+    let last_change = last.tiers[0].step_change_basis_points;
+
+    // Holds price from the last committed rule: after two sales (10% of
+    // the tier), one step of it.
+    let shown = tier_price(&edge, &event.id, &event.standard).await;
+    assert_eq!(
+        shown
+            .rule
+            .as_ref()
+            .map(|rule| rule.step_change_basis_points),
+        Some(last_change),
+        "availability shows the last committed rule"
+    );
+    let buyer = customer(&edge).await;
+    for seat in 0..2u32 {
+        let held = hold(&edge, &buyer, &event.id, &[seat]).await;
+        book_and_pay(&edge, &buyer, &held).await;
+    }
+    let held = hold(&edge, &buyer, &event.id, &[2]).await;
+    let step = STANDARD_PRICE * i64::from(last_change) / 10_000;
+    assert_eq!(
+        amount(&standard_lock(&held, &event.standard).price),
+        STANDARD_PRICE + step
+    );
+    // And the event page shows that rule too.
+    let shown = page_shows(
+        &edge,
+        &event.id,
+        &event.standard,
+        STANDARD_PRICE + step,
+        true,
+    )
+    .await;
+    assert_eq!(
+        shown
+            .dynamic_pricing
+            .map(|rule| rule.step_change_basis_points),
+        Some(last_change)
+    );
+    world.stop().await;
+}
+
+/// The hold script exactly as HoldSeats runs it, on Redis: a dynamic tier
+/// sold up to 44.00 and a hold of one of its seats with a maximum price.
+#[tokio::test]
+async fn the_hold_script_refuses_a_locked_price_above_the_maximum_and_changes_nothing() {
+    use boxoffice_inventory::store::redis::baseline::{HOLD_SCRIPT, event_keys};
+    use fred::prelude::{ClientLike as _, HashesInterface as _, KeysInterface as _};
+    use fred::prelude::{LuaInterface as _, Value};
+    let config = fred::prelude::Config::from_url(&crate::harness::redis_url()).expect("redis url");
+    let client = fred::prelude::Builder::from_config(config)
+        .build()
+        .expect("redis client");
+    client.init().await.expect("connecting to redis");
+    let prefix = format!("test-{}:", Uuid::new_v4().simple());
+    let keys = event_keys(&prefix, Uuid::new_v4());
+    let tier = Uuid::new_v4();
+    // 20 seats, +10% every 10% sold between 30.00 and 50.00; 2 sold: 44.00.
+    let pricing = format!(
+        r#"{{"{tier}":{{"b":4000,"d":1000,"y":1000,"f":3000,"c":5000,"n":20,"r":[0,19]}}}}"#
+    );
+    let _: () = client
+        .hset(
+            &keys[0],
+            vec![
+                ("status", "open"),
+                ("on_sale_ms", "0"),
+                ("seat_count", "20"),
+                ("epoch", "1"),
+                ("pricing", pricing.as_str()),
+            ],
+        )
+        .await
+        .expect("the event's meta");
+    let _: () = client
+        .set(
+            &keys[2],
+            Value::Bytes(vec![0b1100_0000, 0, 0].into()),
+            None,
+            None,
+            false,
+        )
+        .await
+        .expect("seats 0 and 1 sold");
+    let hold = |max_price: &'static str| {
+        let (client, keys) = (client.clone(), keys.clone());
+        let groups = format!("{tier}:1:4000");
+        async move {
+            let args: Vec<String> = vec![
+                Uuid::new_v4().to_string(),
+                Uuid::new_v4().to_string(),
+                "600000".into(),
+                "10".into(),
+                "1000".into(),
+                "60000".into(),
+                "4000".into(),
+                "GBP".into(),
+                groups,
+                max_price.into(),
+                "5".into(),
+            ];
+            let reply: Vec<Value> = client
+                .eval(HOLD_SCRIPT, keys, args)
+                .await
+                .expect("running the hold script");
+            reply
+        }
+    };
+    let refused = hold("4399").await;
+    assert_eq!(refused[0].as_string().as_deref(), Some("PRICE_ABOVE"));
+    assert_eq!(refused[1].as_string(), Some(tier.to_string()));
+    assert_eq!(refused[2].as_i64(), Some(4_400));
+    let held_bits: i64 = client.exists(&keys[1]).await.expect("held bits");
+    let holds: i64 = client.hlen(&keys[3]).await.expect("holds");
+    assert_eq!((held_bits, holds), (0, 0), "a refused hold changes nothing");
+    let held = hold("4400").await;
+    assert_eq!(held[0].as_string().as_deref(), Some("OK"));
+    let record = held[1].as_string().expect("the hold record");
+    assert!(record.contains(r#""t":4400"#), "{record}");
+    assert!(
+        record.contains(&format!(r#""{tier}":[4400,2,20]"#)),
+        "{record}"
+    );
+    crate::harness::delete_redis_keys(&crate::harness::redis_url(), &prefix).await;
+    let _ = client.quit().await;
+}

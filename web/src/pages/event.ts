@@ -34,6 +34,12 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
 
   const tierIndex = new Map(map.priceTiers.map((tier, i) => [tier.id, i]));
   const tierOf = new Map(map.priceTiers.map((tier) => [tier.id, tier]));
+  // What a seat costs now: a dynamically priced tier moves with its sales
+  // (a hold locks the price of the moment it is taken).
+  const priceOf = (tierId: string | undefined) => {
+    const tier = tierOf.get(tierId ?? "");
+    return tier?.currentPrice ?? tier?.price;
+  };
   const tierClass = (id: string) => `tier-${Math.min(tierIndex.get(id) ?? 0, 5)}`;
 
   const picked = new Set<number>();
@@ -56,18 +62,17 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
     pickedList.replaceChildren(
       ...[...picked].map((index) => {
         const seat = view.seats.get(index);
-        const tier = seat ? tierOf.get(seat.tierId) : undefined;
         return h(
           "li",
           {},
           seat ? `${seat.section} · Row ${seat.row} · Seat ${seat.number}` : `Seat ${index}`,
-          h("span", { class: "price" }, money(tier?.price)),
+          h("span", { class: "price" }, money(priceOf(seat?.tierId))),
           h("button", { type: "button", class: "link", "aria-label": "Remove this seat", onclick: () => seat && toggle(seat) }, "Remove"),
         );
       }),
     );
     if (picked.size === 0) pickedList.append(h("li", { class: "empty" }, "Click seats on the map to pick them."));
-    const tiers = [...picked].map((i) => tierOf.get(view.seats.get(i)?.tierId ?? "")?.price);
+    const tiers = [...picked].map((i) => priceOf(view.seats.get(i)?.tierId));
     const currency = tiers.find(Boolean)?.currencyCode ?? "";
     const sum = tiers.reduce((acc, price) => acc + (price?.amountMinor ?? 0n), 0n);
     total.textContent = picked.size ? `${picked.size} seat${picked.size > 1 ? "s" : ""}: ${money({ currencyCode: currency, amountMinor: sum })}` : "";
@@ -153,7 +158,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
         h(
           "option",
           { value: section.id },
-          `${section.name}${section.kind === SectionKind.GENERAL_ADMISSION ? " (standing)" : ""} — ${money(tierOf.get(section.priceTierId)?.price)}`,
+          `${section.name}${section.kind === SectionKind.GENERAL_ADMISSION ? " (standing)" : ""} — ${money(priceOf(section.priceTierId))}`,
         ),
       ),
   );
@@ -188,7 +193,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
     "ul",
     { class: "legend", "aria-label": "Prices" },
     ...map.priceTiers.map((tier) =>
-      h("li", {}, h("span", { class: `swatch ${tierClass(tier.id)}`, "aria-hidden": "true" }), `${tier.name} ${money(tier.price)}`),
+      h("li", {}, h("span", { class: `swatch ${tierClass(tier.id)}`, "aria-hidden": "true" }), `${tier.name} ${money(tier.currentPrice ?? tier.price)}${tier.dynamicPricing ? " (price moves with demand)" : ""}`),
     ),
     h("li", {}, h("span", { class: "swatch held", "aria-hidden": "true" }), "Taken"),
     h("li", {}, h("span", { class: "swatch picked", "aria-hidden": "true" }), "Your pick"),
@@ -226,7 +231,7 @@ export async function eventPage(root: HTMLElement, signal: AbortSignal, eventId:
           ...map.sections
             .filter((section) => section.kind === SectionKind.GENERAL_ADMISSION && section.priceTierId)
             .map((section) =>
-              h("p", { class: "standing" }, `${section.name}: standing, ${section.capacity.toLocaleString()} places at ${money(tierOf.get(section.priceTierId)?.price)}. Choose it under “Or let us choose”.`),
+              h("p", { class: "standing" }, `${section.name}: standing, ${section.capacity.toLocaleString()} places at ${money(priceOf(section.priceTierId))}. Choose it under “Or let us choose”.`),
             ),
         ),
         h(

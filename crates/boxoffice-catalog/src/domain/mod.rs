@@ -334,6 +334,31 @@ pub struct PriceTier {
     pub name: String,
     pub price: Money,
     pub section_ids: Vec<Uuid>,
+    /// Set while inventory prices the tier dynamically: its price now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dynamic: Option<DynamicPrice>,
+}
+
+impl PriceTier {
+    /// What a seat of the tier costs now.
+    pub fn current_price(&self) -> &Money {
+        self.dynamic
+            .as_ref()
+            .map_or(&self.price, |dynamic| &dynamic.current)
+    }
+}
+
+/// A dynamically priced tier's price now and its rule, as inventory last
+/// published them (`TierPricesChanged`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DynamicPrice {
+    pub current: Money,
+    pub floor: Money,
+    pub ceiling: Money,
+    pub step_change_bp: i32,
+    pub step_sold_bp: u32,
+    pub sold_count: u32,
+    pub seat_count: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -563,6 +588,7 @@ mod tests {
                     name: "a".into(),
                     price: Money::parse("p", "EUR", 1).unwrap(),
                     section_ids: vec![Uuid::new_v4()],
+                    dynamic: None,
                 })
                 .collect(),
             version: 1,

@@ -28,6 +28,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "reviews",
         sql: include_str!("migrations/0004_reviews.sql"),
     },
+    Migration {
+        version: 5,
+        name: "current_prices",
+        sql: include_str!("migrations/0005_current_prices.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "catalog";

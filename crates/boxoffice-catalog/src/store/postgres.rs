@@ -14,10 +14,10 @@ use tokio_postgres::Row;
 use uuid::Uuid;
 
 use crate::domain::{
-    Address, Category, Event, EventPatch, EventStatus, EventVenue, FieldError, LatLng, Money,
-    NewEvent, NewPerformer, NewPriceTier, NewVenue, Performer, PriceTier, RowLayout, SeatLayout,
-    SeatPosition, SectionKind, SectionLayout, SectionSummary, Venue, check_cancel, check_patch,
-    check_publish,
+    Address, Category, DynamicPrice, Event, EventPatch, EventStatus, EventVenue, FieldError,
+    LatLng, Money, NewEvent, NewPerformer, NewPriceTier, NewVenue, Performer, PriceTier, RowLayout,
+    SeatLayout, SeatPosition, SectionKind, SectionLayout, SectionSummary, Venue, check_cancel,
+    check_patch, check_publish,
 };
 use crate::error::CatalogError;
 use crate::events::{EventChange, event_changed, performer_created, venue_created};
@@ -77,8 +77,15 @@ SELECT e.id, e.title, e.description, e.category, e.status, e.start_time, e.end_t
                  WHERE ep.event_id = e.id), '[]'::json) AS performers,
        COALESCE((SELECT json_agg(json_build_object(
                     'id', t.id, 'name', t.name, 'currency_code', t.currency_code,
-                    'amount_minor', t.amount_minor, 'section_ids', t.section_ids) ORDER BY t.position)
-                 FROM catalog.price_tiers t WHERE t.event_id = e.id), '[]'::json) AS price_tiers
+                    'amount_minor', t.amount_minor, 'section_ids', t.section_ids,
+                    'dynamic', CASE WHEN cp.dynamic THEN json_build_object(
+                        'price_minor', cp.price_minor, 'floor_minor', cp.floor_minor,
+                        'ceiling_minor', cp.ceiling_minor, 'step_change_bp', cp.step_change_bp,
+                        'step_sold_bp', cp.step_sold_bp, 'sold_count', cp.sold_count,
+                        'seat_count', cp.seat_count) END) ORDER BY t.position)
+                 FROM catalog.price_tiers t
+                 LEFT JOIN catalog.current_prices cp ON cp.event_id = t.event_id AND cp.tier_id = t.id
+                 WHERE t.event_id = e.id), '[]'::json) AS price_tiers
 FROM catalog.events e JOIN catalog.venues v ON v.id = e.venue_id";
 
 #[derive(Deserialize)]
@@ -88,6 +95,37 @@ struct TierJson {
     currency_code: String,
     amount_minor: i64,
     section_ids: Vec<Uuid>,
+    dynamic: Option<DynamicJson>,
+}
+
+/// A dynamically priced tier's row of `catalog.current_prices`.
+#[derive(Deserialize)]
+struct DynamicJson {
+    price_minor: i64,
+    floor_minor: i64,
+    ceiling_minor: i64,
+    step_change_bp: i32,
+    step_sold_bp: u32,
+    sold_count: u32,
+    seat_count: u32,
+}
+
+impl DynamicJson {
+    fn into_domain(self, currency_code: &str) -> DynamicPrice {
+        let money = |amount_minor| Money {
+            currency_code: currency_code.to_owned(),
+            amount_minor,
+        };
+        DynamicPrice {
+            current: money(self.price_minor),
+            floor: money(self.floor_minor),
+            ceiling: money(self.ceiling_minor),
+            step_change_bp: self.step_change_bp,
+            step_sold_bp: self.step_sold_bp,
+            sold_count: self.sold_count,
+            seat_count: self.seat_count,
+        }
+    }
 }
 
 fn event_from_row(row: &Row) -> anyhow::Result<Event> {
@@ -119,6 +157,9 @@ fn event_from_row(row: &Row) -> anyhow::Result<Event> {
             .map(|tier| PriceTier {
                 id: tier.id,
                 name: tier.name,
+                dynamic: tier
+                    .dynamic
+                    .map(|dynamic| dynamic.into_domain(&tier.currency_code)),
                 price: Money {
                     currency_code: tier.currency_code,
                     amount_minor: tier.amount_minor,

@@ -32,7 +32,26 @@ impl Score {
     }
 }
 
-fn eligible(section: &SaleSection, query: &BestAvailableQuery) -> bool {
+/// The current prices of dynamically priced tiers, which `max_price`
+/// compares instead of their base prices (any other tier costs its base
+/// price): the price a hold taken now would lock.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CurrentPrices(Vec<(Uuid, i64)>);
+
+impl CurrentPrices {
+    pub fn new(prices: impl IntoIterator<Item = (Uuid, i64)>) -> Self {
+        Self(prices.into_iter().collect())
+    }
+
+    fn of(&self, tier_id: Uuid, base_minor: i64) -> i64 {
+        self.0
+            .iter()
+            .find(|(tier, _)| *tier == tier_id)
+            .map_or(base_minor, |(_, price)| *price)
+    }
+}
+
+fn eligible(section: &SaleSection, query: &BestAvailableQuery, prices: &CurrentPrices) -> bool {
     let Some(price) = &section.price else {
         return false;
     };
@@ -40,7 +59,7 @@ fn eligible(section: &SaleSection, query: &BestAvailableQuery) -> bool {
         && query.price_tier_id.is_none_or(|id| id == price.tier_id)
         && query
             .max_price_minor
-            .is_none_or(|max| price.amount_minor <= max)
+            .is_none_or(|max| prices.of(price.tier_id, price.amount_minor) <= max)
 }
 
 /// The best seats for `query`, or `None` when no section that matches has
@@ -51,7 +70,7 @@ pub fn best_available(
     taken: &SeatBitmap,
     query: &BestAvailableQuery,
 ) -> Option<Vec<u32>> {
-    best_available_ranked(layout, taken, query, 1)
+    best_available_ranked(layout, taken, query, &CurrentPrices::default(), 1)
         .into_iter()
         .next()
 }
@@ -59,11 +78,13 @@ pub fn best_available(
 /// Up to `limit` choices for `query`, best first, no two overlapping (the
 /// best block of each row, ranked). Under a rush every buyer sees the same
 /// snapshot: a caller that lost the race for the best block picks among
-/// the next ones instead of fighting for it again.
+/// the next ones instead of fighting for it again. `max_price` compares
+/// `prices` (dynamic tiers' prices now) where they name the tier.
 pub fn best_available_ranked(
     layout: &SaleLayout,
     taken: &SeatBitmap,
     query: &BestAvailableQuery,
+    prices: &CurrentPrices,
     limit: usize,
 ) -> Vec<Vec<u32>> {
     let quantity = query.quantity as usize;
@@ -74,7 +95,7 @@ pub fn best_available_ranked(
     for section in layout
         .sections
         .iter()
-        .filter(|s| !s.general_admission && eligible(s, query))
+        .filter(|s| !s.general_admission && eligible(s, query, prices))
     {
         for row in &section.rows {
             let mut best = None;
@@ -105,7 +126,7 @@ pub fn best_available_ranked(
     layout
         .sections
         .iter()
-        .filter(|section| section.general_admission && eligible(section, query))
+        .filter(|section| section.general_admission && eligible(section, query, prices))
         .find_map(|section| {
             let end = section.first_seat_index + section.capacity;
             let free: Vec<u32> = (section.first_seat_index..end)
@@ -205,7 +226,13 @@ mod tests {
     #[test]
     fn ranked_choices_are_best_first_and_never_overlap() {
         let layout = grid_layout(&[(3, 9, 100)], None);
-        let ranked = best_available_ranked(&layout, &SeatBitmap::default(), &query(3), 10);
+        let ranked = best_available_ranked(
+            &layout,
+            &SeatBitmap::default(),
+            &query(3),
+            &CurrentPrices::default(),
+            10,
+        );
         assert_eq!(ranked.len(), 3, "one block per row");
         assert_eq!(ranked[0], vec![3, 4, 5], "the best block comes first");
         let mut all: Vec<u32> = ranked.iter().flatten().copied().collect();
@@ -263,6 +290,30 @@ mod tests {
             best_available(&layout, &SeatBitmap::default(), &too_cheap),
             None
         );
+    }
+
+    #[test]
+    fn max_price_compares_a_dynamic_tiers_price_now() {
+        // Tier 100 (seats 0..10) is based at 100 but costs 120 now; tier
+        // 101 (10..20) is fixed at 110.
+        let layout = grid_layout(&[(2, 5, 100), (2, 5, 110)], None);
+        let risen = CurrentPrices::new([(Uuid::from_u128(100), 120)]);
+        let at_most = |max| BestAvailableQuery {
+            quantity: 2,
+            max_price_minor: Some(max),
+            ..BestAvailableQuery::default()
+        };
+        let pick = |max, prices: &CurrentPrices| {
+            best_available_ranked(&layout, &SeatBitmap::default(), &at_most(max), prices, 1)
+                .into_iter()
+                .next()
+        };
+        // At base prices 105 buys the first tier; risen, nothing is left.
+        assert!(pick(105, &CurrentPrices::default()).is_some_and(|s| s.iter().all(|s| *s < 10)));
+        assert_eq!(pick(105, &risen), None);
+        // 115 buys the fixed tier instead; 120 the risen one again.
+        assert!(pick(115, &risen).is_some_and(|s| s.iter().all(|s| *s >= 10)));
+        assert!(pick(120, &risen).is_some_and(|s| s.iter().all(|s| *s < 10)));
     }
 
     #[test]

@@ -15,7 +15,9 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 pub use admission::RoomSettings;
-pub use best_available::{BestAvailableQuery, best_available, best_available_ranked};
+pub use best_available::{
+    BestAvailableQuery, CurrentPrices, best_available, best_available_ranked,
+};
 pub use bitmap::SeatBitmap;
 pub use changes::{Change, ChangeKind, ChangesOutcome};
 pub use draw::{DrawSeed, draw_order};
@@ -23,7 +25,7 @@ pub use layout::{
     CatalogStatus, EventForSale, SaleLayout, SaleRow, SaleSection, Tier, TierPrice, VenueLayout,
     VenueSection,
 };
-pub use pricing::{CurrentPrice, PricingRule, PricingTable, TierRule};
+pub use pricing::{CountedTier, CurrentPrice, PricingRule, PricingTable, TierRule};
 
 pub use boxoffice_runtime::field::FieldError;
 
@@ -44,6 +46,9 @@ pub struct EventTruth {
     /// The dynamic pricing table as Redis keeps it (JSON of
     /// [`PricingTable`]); empty when every price is fixed.
     pub pricing: String,
+    /// The stored rule's version (0: never set); Redis keeps the table of
+    /// the highest version it was given.
+    pub pricing_version: i64,
 }
 
 /// Milliseconds since the epoch (Redis server time) as a time; out of

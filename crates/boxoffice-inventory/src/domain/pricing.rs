@@ -285,6 +285,69 @@ impl PricingTable {
     }
 }
 
+impl PricingRule {
+    /// Every tier of the layout with its price when `sold_of` of its seats
+    /// are sold: dynamic tiers by this rule, the others at their base
+    /// price (what a rule change publishes).
+    pub fn prices(&self, layout: &SaleLayout, sold_of: impl Fn(Uuid) -> u32) -> Vec<CurrentPrice> {
+        let mut tier_ids: Vec<Uuid> = Vec::new();
+        for price in layout.sections.iter().filter_map(|s| s.price.as_ref()) {
+            if !tier_ids.contains(&price.tier_id) {
+                tier_ids.push(price.tier_id);
+            }
+        }
+        tier_ids
+            .into_iter()
+            .map(|tier_id| {
+                let base = base_price(layout, tier_id).unwrap_or_default();
+                let (seat_count, _) = tier_seats(layout, tier_id);
+                let sold = sold_of(tier_id);
+                let rule = self.tier(tier_id).cloned();
+                CurrentPrice {
+                    tier_id,
+                    base_minor: base,
+                    price_minor: rule
+                        .as_ref()
+                        .map_or(base, |rule| tier_price(base, rule, sold, seat_count)),
+                    sold,
+                    seat_count,
+                    rule,
+                }
+            })
+            .collect()
+    }
+}
+
+/// A dynamically priced tier as inventory counts its sales in PostgreSQL
+/// (`inventory.tier_prices`), right after `moved` seats were sold
+/// (negative: put back on sale).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CountedTier {
+    pub base_minor: i64,
+    pub rule: TierRule,
+    pub seat_count: u32,
+    /// Sold now, `moved` included.
+    pub sold: u32,
+    pub moved: i32,
+}
+
+impl CountedTier {
+    /// The tier's price now, when `moved` changed it: a step to publish.
+    pub fn new_step(&self) -> Option<CurrentPrice> {
+        let before = u32::try_from(i64::from(self.sold) - i64::from(self.moved)).unwrap_or(0);
+        let price_then = tier_price(self.base_minor, &self.rule, before, self.seat_count);
+        let price_now = tier_price(self.base_minor, &self.rule, self.sold, self.seat_count);
+        (price_then != price_now).then(|| CurrentPrice {
+            tier_id: self.rule.tier_id,
+            base_minor: self.base_minor,
+            price_minor: price_now,
+            sold: self.sold,
+            seat_count: self.seat_count,
+            rule: Some(self.rule.clone()),
+        })
+    }
+}
+
 /// How many seats a tier sells and the inclusive seat ranges of its
 /// sections.
 fn tier_seats(layout: &SaleLayout, tier_id: Uuid) -> (u32, Vec<u32>) {
@@ -488,6 +551,54 @@ mod tests {
             (2, 4, 6_000)
         );
         assert_eq!(prices[1].rule, None);
+    }
+
+    #[test]
+    fn a_sale_or_release_is_a_new_step_only_when_it_crosses_one() {
+        // +10% of 4000 for every 20% of 10 seats: a step at 2, 4, ...
+        let counted = |sold, moved| CountedTier {
+            base_minor: 4_000,
+            rule: rule(1_000, 2_000, 4_000, 5_000),
+            seat_count: 10,
+            sold,
+            moved,
+        };
+        assert_eq!(counted(1, 1).new_step(), None);
+        let step = counted(2, 1).new_step().expect("crossed 2 sold");
+        assert_eq!((step.price_minor, step.sold), (4_400, 2));
+        assert_eq!(counted(5, 3).new_step().map(|p| p.price_minor), Some(4_800));
+        // Past the ceiling nothing moves; a release back below a step does.
+        assert_eq!(counted(9, 1).new_step(), None);
+        assert_eq!(
+            counted(3, -2).new_step().map(|p| p.price_minor),
+            Some(4_400)
+        );
+        assert_eq!(counted(0, -1).new_step(), None);
+    }
+
+    #[test]
+    fn a_rule_prices_every_tier_of_the_event() {
+        let layout = grid_layout(&[(2, 5, 4_000), (1, 4, 6_000)], None);
+        let rule = PricingRule::new(
+            &layout,
+            vec![TierRule {
+                tier_id: Uuid::from_u128(100),
+                ..rule(1_000, 2_000, 4_000, 5_000)
+            }],
+        )
+        .unwrap();
+        let prices = rule.prices(
+            &layout,
+            |tier| if tier == Uuid::from_u128(100) { 4 } else { 1 },
+        );
+        assert_eq!(prices.len(), 2);
+        assert_eq!((prices[0].price_minor, prices[0].seat_count), (4_800, 10));
+        assert!(prices[0].rule.is_some());
+        assert_eq!((prices[1].price_minor, prices[1].sold), (6_000, 1));
+        assert_eq!(prices[1].rule, None);
+        // No rule: every tier at its base price.
+        let fixed = PricingRule::default().prices(&layout, |_| 3);
+        assert_eq!(fixed[0].price_minor, 4_000);
     }
 
     #[test]

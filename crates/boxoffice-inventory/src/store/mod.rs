@@ -54,6 +54,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "pricing_rules",
         sql: include_str!("migrations/0008_pricing_rules.sql"),
     },
+    Migration {
+        version: 9,
+        name: "tier_prices",
+        sql: include_str!("migrations/0009_tier_prices.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "inventory";

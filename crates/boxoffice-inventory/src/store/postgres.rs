@@ -14,7 +14,7 @@
 //! every sale and release takes until its commit: so the last of two
 //! concurrent sales sees the other's, and exactly one `SoldOut` is written.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -28,8 +28,8 @@ use tokio_postgres::types::Json;
 use uuid::Uuid;
 
 use crate::domain::{
-    CatalogStatus, DrawSeed, EventForSale, EventTruth, HoldRef, PricingRule, PricingTable,
-    RoomSettings, SaleLayout, SeatBitmap, TierRule, VenueLayout,
+    CatalogStatus, CountedTier, CurrentPrice, DrawSeed, EventForSale, EventTruth, HoldRef,
+    PricingRule, PricingTable, RoomSettings, SaleLayout, SeatBitmap, TierRule, VenueLayout,
 };
 use crate::error::InventoryError;
 use boxoffice_runtime::postgres::DbError;
@@ -51,6 +51,152 @@ fn pricing_table(row: &tokio_postgres::Row) -> Result<String> {
     } else {
         table.to_json()
     })
+}
+
+/// Puts the event's dynamic tiers, with their sold counts, in
+/// `inventory.tier_prices` (replacing what was there).
+async fn save_counted_tiers(
+    transaction: &Transaction<'_>,
+    event_id: Uuid,
+    currency_code: &str,
+    prices: &[CurrentPrice],
+) -> Result<()> {
+    transaction
+        .execute(
+            "DELETE FROM inventory.tier_prices WHERE event_id = $1",
+            &[&event_id],
+        )
+        .await?;
+    let dynamic: Vec<(&CurrentPrice, &TierRule)> = prices
+        .iter()
+        .filter_map(|price| price.rule.as_ref().map(|rule| (price, rule)))
+        .collect();
+    if dynamic.is_empty() {
+        return Ok(());
+    }
+    let column =
+        |f: fn(&(&CurrentPrice, &TierRule)) -> i64| -> Vec<i64> { dynamic.iter().map(f).collect() };
+    let tiers: Vec<Uuid> = dynamic.iter().map(|(price, _)| price.tier_id).collect();
+    let bases = column(|(price, _)| price.base_minor);
+    let changes = column(|(_, rule)| i64::from(rule.step_change_bp));
+    let steps = column(|(_, rule)| i64::from(rule.step_sold_bp));
+    let floors = column(|(_, rule)| rule.floor_minor);
+    let ceilings = column(|(_, rule)| rule.ceiling_minor);
+    let seats = column(|(price, _)| i64::from(price.seat_count));
+    let sold = column(|(price, _)| i64::from(price.sold));
+    transaction
+        .execute(
+            "INSERT INTO inventory.tier_prices (event_id, currency_code, tier_id, base_minor,
+                 step_change_bp, step_sold_bp, floor_minor, ceiling_minor, seat_count, sold)
+             SELECT $1, $2, t.*
+             FROM unnest($3::uuid[], $4::int8[], $5::int8[], $6::int8[], $7::int8[], $8::int8[],
+                         $9::int8[], $10::int8[]) AS t",
+            &[
+                &event_id,
+                &currency_code,
+                &tiers,
+                &bases,
+                &changes,
+                &steps,
+                &floors,
+                &ceilings,
+                &seats,
+                &sold,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The event that publishes tiers' prices now.
+fn tier_prices_changed(event_id: Uuid, currency_code: &str, prices: &[CurrentPrice]) -> NewEvent {
+    let tiers = prices
+        .iter()
+        .map(|price| {
+            let rule = price.rule.as_ref();
+            events::CurrentTierPrice {
+                price_tier_id: price.tier_id.to_string(),
+                currency_code: currency_code.to_owned(),
+                price_minor: price.price_minor,
+                base_minor: price.base_minor,
+                dynamic: rule.is_some(),
+                floor_minor: rule.map_or(0, |rule| rule.floor_minor),
+                ceiling_minor: rule.map_or(0, |rule| rule.ceiling_minor),
+                step_change_basis_points: rule.map_or(0, |rule| rule.step_change_bp),
+                step_sold_basis_points: rule.map_or(0, |rule| rule.step_sold_bp),
+                sold_count: price.sold,
+                seat_count: price.seat_count,
+            }
+        })
+        .collect();
+    NewEvent::new(
+        EVENT,
+        event_id,
+        Payload::TierPricesChanged(events::TierPricesChanged {
+            event_id: event_id.to_string(),
+            tiers,
+        }),
+    )
+}
+
+/// Counts sold (or, with `$4` = -1, released) seats into their events'
+/// dynamic tiers: `$1` the events, `$2`/`$3` every seat's event and index.
+/// Answers the counted tiers (`counted_step` reads them). Events without a
+/// rule cost one probe of the empty primary key range.
+macro_rules! count_tiers_cte {
+    () => {
+        "moved AS (
+             SELECT t.event_id, t.price_tier_id AS tier_id, count(*)::int4 AS n
+             FROM unnest($2::uuid[], $3::int4[]) AS s(event_id, seat_index)
+             JOIN inventory.tickets t ON t.event_id = s.event_id AND t.seat_index = s.seat_index
+             WHERE s.event_id IN (SELECT p.event_id FROM inventory.tier_prices p
+                                  WHERE p.event_id = ANY($1::uuid[]))
+             GROUP BY 1, 2
+         ),
+         counted AS (
+             UPDATE inventory.tier_prices p SET sold = p.sold + $4::int4 * m.n
+             FROM moved m WHERE p.event_id = m.event_id AND p.tier_id = m.tier_id
+             RETURNING p.event_id, p.currency_code, p.tier_id, p.base_minor, p.step_change_bp,
+                       p.step_sold_bp, p.floor_minor, p.ceiling_minor, p.seat_count, p.sold,
+                       $4::int4 * m.n AS moved
+         )"
+    };
+}
+
+/// A tier a sale or release counted (a row of `count_tiers_cte!`'s
+/// `counted`), as its new price if it moved a step.
+fn counted_step(row: &tokio_postgres::Row) -> Option<(Uuid, String, CurrentPrice)> {
+    let tier_id: Uuid = row.get::<_, Option<Uuid>>("tier_id")?;
+    let counted = CountedTier {
+        base_minor: row.get("base_minor"),
+        rule: TierRule {
+            tier_id,
+            step_change_bp: row.get::<_, i64>("step_change_bp") as i32,
+            step_sold_bp: row.get::<_, i64>("step_sold_bp").max(0) as u32,
+            floor_minor: row.get("floor_minor"),
+            ceiling_minor: row.get("ceiling_minor"),
+        },
+        seat_count: row.get::<_, i64>("seat_count").max(0) as u32,
+        sold: row.get::<_, i32>("sold").max(0) as u32,
+        moved: row.get("moved"),
+    };
+    let price = counted.new_step()?;
+    Some((row.get("event_id"), row.get("currency_code"), price))
+}
+
+/// One `TierPricesChanged` per event among the steps.
+fn published_steps(steps: Vec<(Uuid, String, CurrentPrice)>) -> Vec<NewEvent> {
+    let mut by_event: Vec<(Uuid, String, Vec<CurrentPrice>)> = Vec::new();
+    for (event_id, currency, price) in steps {
+        match by_event.iter_mut().find(|(id, _, _)| *id == event_id) {
+            Some((_, _, prices)) => prices.push(price),
+            None => by_event.push((event_id, currency, vec![price])),
+        }
+    }
+    by_event
+        .into_iter()
+        .map(|(event_id, currency, prices)| tier_prices_changed(event_id, &currency, &prices))
+        .collect()
 }
 
 /// An event inventory sells, as stored.
@@ -183,6 +329,7 @@ impl TicketStore {
         let Some(event) = client
             .query_opt(
                 "SELECT e.status, e.on_sale_time, e.seat_count, e.ends_at, p.tiers,
+                        coalesce(p.version, 0) AS pricing_version,
                         CASE WHEN p.tiers IS NULL THEN NULL ELSE e.layout END AS layout
                  FROM inventory.events e
                  LEFT JOIN inventory.pricing_rules p ON p.event_id = e.event_id
@@ -210,30 +357,63 @@ impl TicketStore {
             room,
             room_expires_ms: room_expiry(event.get("ends_at")),
             pricing,
+            pricing_version: event.get("pricing_version"),
         }))
     }
 
-    /// Records an event's pricing rule (an empty one removes it): the
-    /// truth Redis's pricing table is rebuilt from.
-    pub async fn save_pricing_rule(&self, event_id: Uuid, rule: &PricingRule) -> Result<()> {
-        let client = self.pool.get().await?;
-        if rule.is_empty() {
-            client
-                .execute(
-                    "DELETE FROM inventory.pricing_rules WHERE event_id = $1",
-                    &[&event_id],
-                )
-                .await?;
-        } else {
-            client
-                .execute(
-                    "INSERT INTO inventory.pricing_rules (event_id, tiers) VALUES ($1, $2)
-                     ON CONFLICT (event_id) DO UPDATE SET tiers = EXCLUDED.tiers, updated_at = now()",
-                    &[&event_id, &Json(rule.tiers())],
-                )
-                .await?;
-        }
-        Ok(())
+    /// Records an event's pricing rule (an empty one removes it) as the
+    /// event's next rule version, which it answers: the truth Redis's
+    /// pricing table is rebuilt from. In the same transaction, under the
+    /// outbox's append lock (so no sale or release of the event counts in
+    /// between): the dynamic tiers' sold counts start over from the
+    /// tickets, and every tier's price now is published
+    /// (`TierPricesChanged`).
+    pub async fn save_pricing_rule(
+        &self,
+        event_id: Uuid,
+        rule: &PricingRule,
+        layout: &SaleLayout,
+    ) -> Result<i64> {
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        self.outbox
+            .lock(&transaction)
+            .await
+            .map_err(DbError::from)?;
+        let version: i64 = transaction
+            .query_one(
+                "INSERT INTO inventory.pricing_rules (event_id, tiers) VALUES ($1, $2)
+                 ON CONFLICT (event_id) DO UPDATE
+                 SET tiers = EXCLUDED.tiers, version = inventory.pricing_rules.version + 1,
+                     updated_at = now()
+                 RETURNING version",
+                &[&event_id, &Json(rule.tiers())],
+            )
+            .await?
+            .get(0);
+        let sold: HashMap<Uuid, i64> = transaction
+            .query(
+                "SELECT price_tier_id, count(*) FROM inventory.tickets
+                 WHERE event_id = $1 AND status = 'sold' AND price_tier_id IS NOT NULL
+                 GROUP BY price_tier_id",
+                &[&event_id],
+            )
+            .await?
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        let prices = rule.prices(layout, |tier| {
+            sold.get(&tier)
+                .map_or(0, |count| u32::try_from(*count).unwrap_or(u32::MAX))
+        });
+        save_counted_tiers(&transaction, event_id, &layout.currency_code, &prices).await?;
+        let changed = tier_prices_changed(event_id, &layout.currency_code, &prices);
+        self.outbox
+            .append(&transaction, vec![changed])
+            .await
+            .map_err(DbError::from)?;
+        transaction.commit().await?;
+        Ok(version)
     }
 
     /// An event's waiting-room settings, if an admin ever set any.
@@ -465,6 +645,32 @@ impl TicketStore {
             .first()
             .map(|row| row.get(0))
             .unwrap_or(0);
+        // Still under the lock: the released seats counted out of the
+        // event's dynamic tiers.
+        let count = transaction
+            .prepare_cached(concat!(
+                "WITH ",
+                count_tiers_cte!(),
+                " SELECT * FROM counted"
+            ))
+            .await?;
+        let events_of_seats = vec![event_id; released.len()];
+        let steps = published_steps(
+            transaction
+                .query(
+                    &count,
+                    &[
+                        &vec![event_id],
+                        &events_of_seats,
+                        &seat_array(&released),
+                        &-1i32,
+                    ],
+                )
+                .await?
+                .iter()
+                .filter_map(counted_step)
+                .collect(),
+        );
         let mut published = vec![NewEvent::new(
             EVENT,
             event_id,
@@ -484,6 +690,7 @@ impl TicketStore {
                 }),
             ));
         }
+        published.extend(steps);
         self.outbox
             .append(&transaction, published)
             .await
@@ -736,18 +943,40 @@ async fn publish_sales(
     let mut touched: Vec<Uuid> = sold.iter().map(|sale| sale.hold.event_id).collect();
     touched.sort_unstable();
     touched.dedup();
-    let sold_out: Vec<Uuid> = outbox
+    let (seat_events, seat_indexes): (Vec<Uuid>, Vec<i32>) = sold
+        .iter()
+        .flat_map(|sale| sale.seats.iter().map(|seat| (sale.hold.event_id, *seat)))
+        .unzip();
+    // One statement: which events sold out, and the sales counted into
+    // their dynamic tiers (a step of a price is published with its sale).
+    let rows = outbox
         .query_locked(
             transaction,
-            "SELECT e.id FROM unnest($1::uuid[]) AS e(id)
-             WHERE NOT EXISTS (SELECT 1 FROM inventory.tickets t WHERE t.event_id = e.id AND t.status = 'available')",
-            &[&touched],
+            concat!(
+                "WITH ",
+                count_tiers_cte!(),
+                "
+                 SELECT e.id AS event_id, NULL::text AS currency_code, NULL::uuid AS tier_id,
+                        NULL::int8 AS base_minor, NULL::int8 AS step_change_bp,
+                        NULL::int8 AS step_sold_bp, NULL::int8 AS floor_minor,
+                        NULL::int8 AS ceiling_minor, NULL::int8 AS seat_count,
+                        NULL::int4 AS sold, NULL::int4 AS moved
+                 FROM unnest($1::uuid[]) AS e(id)
+                 WHERE NOT EXISTS (SELECT 1 FROM inventory.tickets t
+                                   WHERE t.event_id = e.id AND t.status = 'available')
+                 UNION ALL
+                 SELECT * FROM counted"
+            ),
+            &[&touched, &seat_events, &seat_indexes, &1i32],
         )
         .await
-        .map_err(DbError::from)?
+        .map_err(DbError::from)?;
+    let sold_out: Vec<Uuid> = rows
         .iter()
-        .map(|row| row.get(0))
+        .filter(|row| row.get::<_, Option<Uuid>>("tier_id").is_none())
+        .map(|row| row.get("event_id"))
         .collect();
+    let steps = published_steps(rows.iter().filter_map(counted_step).collect());
     let mut published: Vec<NewEvent> = sold
         .iter()
         .map(|sale| {
@@ -765,6 +994,7 @@ async fn publish_sales(
             )
         })
         .collect();
+    published.extend(steps);
     published.extend(sold_out.into_iter().map(|event_id| {
         NewEvent::new(
             EVENT,

@@ -92,6 +92,22 @@ pub enum HoldOutcome {
     NotAdmitted(AdmissionRefusal),
     /// The event's Redis state is gone; rebuild and retry.
     NeedsRebuild,
+    /// A dynamic tier of the seats costs more now than the buyer's
+    /// maximum price (nothing was held).
+    PriceAbove {
+        tier_id: Uuid,
+        price_minor: i64,
+    },
+}
+
+/// What setting a pricing table in Redis did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PricingSet {
+    Set,
+    /// Redis already has this rule version or a newer one.
+    Superseded,
+    /// The event's Redis state is gone; rebuild (which restores the rule).
+    NeedsRebuild,
 }
 
 #[derive(Debug)]
@@ -274,6 +290,7 @@ impl HoldStore {
         total_minor: i64,
         currency_code: &str,
         tier_groups: String,
+        max_price_minor: Option<i64>,
         admission: AdmissionClaim,
     ) -> anyhow::Result<HoldOutcome> {
         let mut args: Vec<Value> = vec![
@@ -286,6 +303,7 @@ impl HoldStore {
             total_minor.into(),
             currency_code.to_owned().into(),
             tier_groups.into(),
+            max_price_minor.map_or(Value::from_static_str(""), Value::from),
         ];
         args.extend(seats.iter().map(|seat| Value::from(i64::from(*seat))));
         args.push(match admission {
@@ -316,6 +334,10 @@ impl HoldStore {
                     .collect(),
             ),
             "OUT_OF_RANGE" => HoldOutcome::OutOfRange(integer(&reply, 1)? as u32),
+            "PRICE_ABOVE" => HoldOutcome::PriceAbove {
+                tier_id: Uuid::parse_str(&text(&reply, 1)?).context("tier of a price refusal")?,
+                price_minor: integer(&reply, 2)?,
+            },
             "CLOSED" => HoldOutcome::Closed,
             "TOO_MANY_HOLDS" => HoldOutcome::TooManyHolds,
             "ADMISSION_REQUIRED" => HoldOutcome::NotAdmitted(AdmissionRefusal::Missing),
@@ -546,6 +568,7 @@ impl HoldStore {
             i64::from(truth.room.map_or(0, |room| room.max_active)).into(),
             truth.room_expires_ms.into(),
             truth.pricing.clone().into(),
+            truth.pricing_version.into(),
         ];
         let reply = self
             .run(
@@ -594,18 +617,32 @@ impl HoldStore {
         }))
     }
 
-    /// Puts an event's pricing table (JSON; empty removes it) into its
-    /// Redis state; `false` when the state is gone (a rebuild brings the
-    /// rule back from PostgreSQL).
-    pub async fn set_pricing(&self, event_id: Uuid, table: String) -> anyhow::Result<bool> {
+    /// Puts an event's pricing table (JSON; empty removes it) of rule
+    /// `version` into its Redis state, unless Redis already has that
+    /// version or a newer one.
+    pub async fn set_pricing(
+        &self,
+        event_id: Uuid,
+        table: String,
+        version: i64,
+    ) -> anyhow::Result<PricingSet> {
         let reply = self
             .run(
                 &self.scripts.pricing,
                 self.event_keys(event_id),
-                vec![table.into(), self.stream_length.clone().into()],
+                vec![
+                    table.into(),
+                    self.stream_length.clone().into(),
+                    version.into(),
+                ],
             )
             .await?;
-        Ok(text(&reply, 0)? == "OK")
+        match text(&reply, 0)?.as_str() {
+            "OK" => Ok(PricingSet::Set),
+            "STALE" => Ok(PricingSet::Superseded),
+            "NOMETA" => Ok(PricingSet::NeedsRebuild),
+            other => bail!("pricing script answered {other}"),
+        }
     }
 
     pub async fn changes(

@@ -10,9 +10,13 @@
 -- domain/pricing.rs) is priced here from the sold bits of its seats at
 -- this very moment, and the price is locked into the hold's record
 -- (`p`: tier -> {price, sold, seats}); the total follows it.
+-- A best-available hold with a maximum price is refused ('PRICE_ABOVE',
+-- before anything changes) when a dynamic tier's price here is above it:
+-- the filter compares the very price the hold would lock.
 -- ARGV: hold id, owner, ttl ms, max holds per owner, stream maxlen,
 --       tombstone ms, total price minor at base prices, currency, the
---       hold's seats by tier ('tier:count:base;...', may be empty),
+--       hold's seats by tier ('tier:count:base;...', may be empty), the
+--       maximum price per seat in minor units ('' for none),
 --       seat..., and last, when
 --       the room keys (KEYS[9], KEYS[10]) are given, the admission token as
 --       Rust found it: 'none', 'invalid' or its expiry in ms (the signature
@@ -106,7 +110,7 @@ if tonumber(redis.call('HGET', OWNERS, owner) or '0') >= max_holds then
   return {'TOO_MANY_HOLDS'}
 end
 local seats, taken = {}, {}
-for i = 10, last_seat do
+for i = 11, last_seat do
   local seat = tonumber(ARGV[i])
   if seat >= seat_count then
     return {'OUT_OF_RANGE', seat}
@@ -119,6 +123,18 @@ end
 if #taken > 0 then
   return {'TAKEN', unpack(taken)}
 end
+local locks, total = nil, tonumber(ARGV[7])
+if meta[4] and ARGV[9] ~= '' then
+  locks, total = price_locks(cjson.decode(meta[4]), ARGV[9], total)
+end
+local max_price = tonumber(ARGV[10])
+if locks and max_price then
+  for tier, lock in pairs(locks) do
+    if lock[1] > max_price then
+      return {'PRICE_ABOVE', tier, lock[1]}
+    end
+  end
+end
 for _, seat in ipairs(seats) do
   redis.call('SETBIT', HELD, seat, 1)
 end
@@ -128,13 +144,7 @@ local first = 0
 if not head[2] or expires < tonumber(head[2]) then
   first = 1
 end
-local record = {o = owner, s = seats, e = expires, c = now, t = tonumber(ARGV[7]), cur = ARGV[8], st = 'active'}
-if meta[4] and ARGV[9] ~= '' then
-  local locks, total = price_locks(cjson.decode(meta[4]), ARGV[9], record.t)
-  if locks then
-    record.p, record.t = locks, total
-  end
-end
+local record = {o = owner, s = seats, e = expires, c = now, t = total, cur = ARGV[8], st = 'active', p = locks}
 local encoded = cjson.encode(record)
 redis.call('HSET', HOLDS, id, encoded)
 redis.call('ZADD', EXPIRY, expires, id)

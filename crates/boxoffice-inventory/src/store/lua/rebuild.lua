@@ -8,7 +8,8 @@
 --       seat_count, epoch, stream maxlen, tombstone ms, sold bitmap bytes,
 --       room enabled (0/1), room rate per second, room opens_ms, room cap
 --       on active shoppers, when the room's state expires (ms; 0: never),
---       the dynamic pricing table (JSON; '' when every price is fixed)
+--       the dynamic pricing table (JSON; '' when every price is fixed),
+--       the stored rule's version
 -- KEYS: the event's, then (optional) its room
 local mode, status, on_sale_ms, seat_count = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local epoch, maxlen, grave_ms, sold = ARGV[5], ARGV[6], tonumber(ARGV[7]), ARGV[8]
@@ -16,6 +17,7 @@ local room_on, room_rate, room_opens = ARGV[9] == '1', ARGV[10], ARGV[11]
 local room_cap = ARGV[12] or '0'
 local room_expires = tonumber(ARGV[13] or '0') or 0
 local pricing = ARGV[14] or ''
+local pricing_version = ARGV[15] or '0'
 local exists = redis.call('EXISTS', META) == 1
 if mode == 'if_missing' and exists then
   return {'EXISTS'}
@@ -62,4 +64,5 @@ if pricing == '' then
 else
   redis.call('HSET', META, 'pricing', pricing)
 end
+redis.call('HSET', META, 'pricing_version', pricing_version)
 return {'OK', append_change('z', {}, maxlen)}
