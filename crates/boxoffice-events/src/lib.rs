@@ -34,6 +34,7 @@ pub use consumer::{
     ConsumerConfig, ConsumerGroup, ConsumerStats, HandleError, Handler, Received, StatsSnapshot,
 };
 pub use envelope::{Envelope, NewEvent, Payload};
+pub use group::{DEFAULT_LINGER, ENV_LINGER_MS};
 pub use nats::{NatsTransport, Relay};
 pub use outbox::Outbox;
 
