@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use boxoffice_accounts::server::{DEMO_ADMIN_EMAIL, DEMO_PASSWORD};
+use boxoffice_checkout::payment::PaymentProvider as _;
 use boxoffice_contracts::accounts::v1 as accounts_pb;
 use boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient;
 use boxoffice_contracts::checkout::v1 as pb;
