@@ -495,7 +495,10 @@ impl Upstream {
         &self,
         event_id: Uuid,
     ) -> Result<Option<DateTime<Utc>>, UpstreamError> {
-        Ok(self.event_facts(event_id).await?.and_then(|facts| facts.start))
+        Ok(self
+            .event_facts(event_id)
+            .await?
+            .and_then(|facts| facts.start))
     }
 
     /// The venue of the event (a venue-scoped promo code applies to every
@@ -567,7 +570,11 @@ impl Upstream {
     }
 
     /// Whether the catalog has this venue.
-    pub async fn venue_exists(&self, caller: &Caller, venue_id: Uuid) -> Result<bool, UpstreamError> {
+    pub async fn venue_exists(
+        &self,
+        caller: &Caller,
+        venue_id: Uuid,
+    ) -> Result<bool, UpstreamError> {
         let mut request = tonic::Request::new(catalog_pb::GetVenueRequest {
             id: venue_id.to_string(),
         });

@@ -240,8 +240,7 @@ mod tests {
         );
         let config = InventoryConfig::from_vars(&vars(&[(ENV_HOLD_TTL, "4")])).unwrap();
         assert_eq!(config.max_hold_extension, Duration::from_secs(2));
-        let config =
-            InventoryConfig::from_vars(&vars(&[(ENV_HOLD_MAX_EXTENSION, "0")])).unwrap();
+        let config = InventoryConfig::from_vars(&vars(&[(ENV_HOLD_MAX_EXTENSION, "0")])).unwrap();
         assert_eq!(config.max_hold_extension, Duration::ZERO);
         let err =
             InventoryConfig::from_vars(&vars(&[(ENV_HOLD_MAX_EXTENSION, "3601")])).unwrap_err();

@@ -694,4 +694,3 @@ mod tests {
         assert_eq!(parse_cursor("ab:1-x"), None);
     }
 }
-

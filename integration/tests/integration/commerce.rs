@@ -1581,7 +1581,9 @@ async fn an_organisers_code_covers_every_event_at_its_venue_and_bad_scopes_creat
     // Listing an event's codes shows its venue's; another venue's do not.
     let listed = |codes: Vec<pb::PromoCode>| codes.iter().any(|code| code.code == "HOUSE25");
     assert!(listed(all_codes(&mut checkout, &admin, &later.id).await));
-    assert!(!listed(all_codes(&mut checkout, &admin, &elsewhere.id).await));
+    assert!(!listed(
+        all_codes(&mut checkout, &admin, &elsewhere.id).await
+    ));
 
     // Bad scopes: refused with the field, nothing created.
     let tier_elsewhere = elsewhere.price_tiers[0].id.clone();
@@ -1628,8 +1630,16 @@ async fn an_organisers_code_covers_every_event_at_its_venue_and_bad_scopes_creat
             .await
             .expect_err("a bad scope");
         assert_eq!(status.code(), Code::InvalidArgument, "{text}: {status:?}");
-        assert_eq!(reason_of(&status).as_deref(), Some("INVALID_FIELD"), "{text}");
-        assert!(status.message().contains(field), "{text}: {}", status.message());
+        assert_eq!(
+            reason_of(&status).as_deref(),
+            Some("INVALID_FIELD"),
+            "{text}"
+        );
+        assert!(
+            status.message().contains(field),
+            "{text}: {}",
+            status.message()
+        );
         assert!(
             !all_codes(&mut checkout, &admin, "")
                 .await
@@ -1666,7 +1676,10 @@ async fn cancelling_a_discounted_card_booking_refunds_the_discounted_amount_and_
         &[("BOXOFFICE_PAYMENTS_URL", paysim.url.as_str())],
     )
     .await;
-    assert!(world.system.checkout.simulated.is_none(), "paid at the gateway");
+    assert!(
+        world.system.checkout.simulated.is_none(),
+        "paid at the gateway"
+    );
     let edge = world.edge().await;
     let admin = login(
         &mut AccountsServiceClient::new(edge.clone()),
@@ -1716,7 +1729,11 @@ async fn cancelling_a_discounted_card_booking_refunds_the_discounted_amount_and_
         assert_eq!(found.len(), 1, "{found:?}");
         found[0].clone()
     };
-    assert_eq!(at_gateway().await.amount_minor, amount(&paid.total), "charged what was shown");
+    assert_eq!(
+        at_gateway().await.amount_minor,
+        amount(&paid.total),
+        "charged what was shown"
+    );
     let paid_points = amount(&paid.total) / 100;
     loyalty_once(&checkout, &buyer, "points for the second booking", |l| {
         l.points_balance == earned - 30 + paid_points
@@ -1741,9 +1758,12 @@ async fn cancelling_a_discounted_card_booking_refunds_the_discounted_amount_and_
     let refunded = at_gateway().await;
     assert_eq!(refunded.refunded_minor, discounted_tickets);
     // Points: the 30 spent come back, the ones earned are taken back.
-    let settled = loyalty_once(&checkout, &buyer, "the second booking's points undone", |l| {
-        l.points_balance == earned
-    })
+    let settled = loyalty_once(
+        &checkout,
+        &buyer,
+        "the second booking's points undone",
+        |l| l.points_balance == earned,
+    )
     .await;
     let mine: Vec<(&str, i64)> = settled
         .history
@@ -1751,7 +1771,12 @@ async fn cancelling_a_discounted_card_booking_refunds_the_discounted_amount_and_
         .filter(|entry| entry.booking == second.name)
         .map(|entry| (entry.kind.as_str(), entry.points))
         .collect();
-    for expected in [("spend", -30), ("release", 30), ("earn", paid_points), ("reverse", -paid_points)] {
+    for expected in [
+        ("spend", -30),
+        ("release", 30),
+        ("earn", paid_points),
+        ("reverse", -paid_points),
+    ] {
         assert!(mine.contains(&expected), "{expected:?} in {mine:?}");
     }
     // The code's only use is back: another buyer gets it.

@@ -61,7 +61,11 @@ fn hold_request(event_id: &str) -> inventory_pb::HoldSeatsRequest {
 }
 
 /// One place held by the token's user through the edge, and a booking of it.
-async fn hold_and_book(edge: &Channel, token: &str, event_id: &str) -> (inventory_pb::Hold, pb::Booking) {
+async fn hold_and_book(
+    edge: &Channel,
+    token: &str,
+    event_id: &str,
+) -> (inventory_pb::Hold, pb::Booking) {
     let hold = Inventory::new(edge.clone())
         .hold_seats(with_token(token, hold_request(event_id)))
         .await
@@ -229,7 +233,10 @@ async fn a_payment_approved_after_the_hold_lifetime_but_within_the_extension_con
     until_free(&edge, &event.id, seat(&bob_hold), "Bob's hold ran out").await;
     let now = availability(&edge, &event.id).await;
     for hold in [&alice_hold, &dave_hold, &carol_hold] {
-        assert!(bit(&now.held, seat(hold)), "an extended hold keeps its place");
+        assert!(
+            bit(&now.held, seat(hold)),
+            "an extended hold keeps its place"
+        );
     }
 
     // Alice and Dave approve now, after the original lifetime.
@@ -237,7 +244,10 @@ async fn a_payment_approved_after_the_hold_lifetime_but_within_the_extension_con
         (&alice, &alice_booking, card, &waiting[0]),
         (&dave, &dave_booking, paypal, &waiting[1]),
     ] {
-        assert!(approve_at_provider(url).await, "the provider took the approval");
+        assert!(
+            approve_at_provider(url).await,
+            "the provider took the approval"
+        );
         let paid = confirm(&edge, token, booking, kind)
             .await
             .expect("confirming within the extension");
@@ -248,7 +258,13 @@ async fn a_payment_approved_after_the_hold_lifetime_but_within_the_extension_con
 
     // Carol is too late: her extended hold runs out, her place goes back
     // on sale, and approving then buys nothing.
-    until_free(&edge, &event.id, seat(&carol_hold), "Carol's extended hold ran out").await;
+    until_free(
+        &edge,
+        &event.id,
+        seat(&carol_hold),
+        "Carol's extended hold ran out",
+    )
+    .await;
     let (url, extended) = &waiting[2];
     assert!(chrono::Utc::now().timestamp_millis() >= *extended);
     let _ = approve_at_provider(url).await;
@@ -259,9 +275,16 @@ async fn a_payment_approved_after_the_hold_lifetime_but_within_the_extension_con
         matches!(late.code(), Code::Aborted | Code::FailedPrecondition),
         "{late:?}"
     );
-    assert_eq!(reason_of(&late).as_deref(), Some("HOLD_EXPIRED"), "{late:?}");
+    assert_eq!(
+        reason_of(&late).as_deref(),
+        Some("HOLD_EXPIRED"),
+        "{late:?}"
+    );
     let now = availability(&edge, &event.id).await;
-    assert!(!bit(&now.sold, seat(&carol_hold)), "nothing was sold to Carol");
+    assert!(
+        !bit(&now.sold, seat(&carol_hold)),
+        "nothing was sold to Carol"
+    );
     let carol_now = Checkout::new(edge.clone())
         .get_booking(with_token(
             &carol,
@@ -406,7 +429,9 @@ async fn extend_hold_is_bounded_and_for_checkout_only() {
         .await
         .unwrap();
     assert_eq!(millis(&hour.expire_time), original + 30_000);
-    let again = extend(&mut inventory, &checkout, &hold, None).await.unwrap();
+    let again = extend(&mut inventory, &checkout, &hold, None)
+        .await
+        .unwrap();
     assert_eq!(millis(&again.expire_time), original + 30_000);
     let shown = inventory
         .get_hold(as_caller(

@@ -16,11 +16,7 @@ impl Checkout {
     /// after it then answers HOLD_EXPIRED, as for any late buyer).
     pub(super) async fn extend_for_action(&self, booking: &BookingRecord) {
         let hold_name = domain::hold_name(booking.event_id, booking.hold_id);
-        let expire_time = match self
-            .upstream
-            .extend_hold(booking.user_id, &hold_name)
-            .await
-        {
+        let expire_time = match self.upstream.extend_hold(booking.user_id, &hold_name).await {
             Ok(Some(expire_time)) => expire_time,
             Ok(None) => return,
             Err(UpstreamError::Refused { refusal, .. }) => {
