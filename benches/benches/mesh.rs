@@ -118,6 +118,13 @@ impl inventory_pb::inventory_service_server::InventoryService for InventoryStub 
         unimplemented()
     }
 
+    async fn extend_hold(
+        &self,
+        _: Request<inventory_pb::ExtendHoldRequest>,
+    ) -> Result<Response<inventory_pb::Hold>, Status> {
+        unimplemented()
+    }
+
     type WatchSoldOutStream =
         Pin<Box<dyn Stream<Item = Result<inventory_pb::SoldOutEvents, Status>> + Send>>;
 

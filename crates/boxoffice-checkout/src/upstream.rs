@@ -35,7 +35,23 @@ const EVENT_START_TTL: Duration = Duration::from_secs(30);
 /// Events remembered at most; past that the cache starts over.
 const EVENT_START_ENTRIES: usize = 10_000;
 
-type EventStarts = HashMap<Uuid, (Instant, Option<DateTime<Utc>>)>;
+/// What checkout reuses of an event: its start and its venue (`None` for
+/// an event the catalog does not know).
+type EventStarts = HashMap<Uuid, (Instant, Option<EventFacts>)>;
+
+#[derive(Clone, Copy, Debug)]
+struct EventFacts {
+    start: Option<DateTime<Utc>>,
+    venue_id: Option<Uuid>,
+}
+
+/// An event as a promo code's scope needs it, read as the admin creating
+/// the code (drafts included).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventScope {
+    pub venue_id: Option<Uuid>,
+    pub price_tier_ids: Vec<Uuid>,
+}
 
 /// How a venue's seats read on a ticket, by seat index.
 pub type SeatLabels = HashMap<u32, SeatLabel>;
@@ -385,6 +401,30 @@ impl Upstream {
         CommittedHold::try_from(response).map_err(UpstreamError::Malformed)
     }
 
+    /// Gives the hold more time while its buyer completes a payment step
+    /// (as much as inventory's bound allows); answers its new expiry.
+    pub async fn extend_hold(
+        &self,
+        owner: Uuid,
+        hold_name: &str,
+    ) -> Result<Option<DateTime<Utc>>, UpstreamError> {
+        let request = acting_for(
+            owner,
+            inventory_pb::ExtendHoldRequest {
+                name: hold_name.to_owned(),
+                user_id: owner.to_string(),
+                extension: None,
+            },
+        );
+        let hold = self
+            .inventory
+            .clone()
+            .extend_hold(request)
+            .await?
+            .into_inner();
+        Ok(hold.expire_time.and_then(timestamp))
+    }
+
     pub async fn release_seats(
         &self,
         owner: Uuid,
@@ -455,17 +495,40 @@ impl Upstream {
         &self,
         event_id: Uuid,
     ) -> Result<Option<DateTime<Utc>>, UpstreamError> {
-        if let Some((fetched, start)) = self.starts().get(&event_id)
+        Ok(self
+            .event_facts(event_id)
+            .await?
+            .and_then(|facts| facts.start))
+    }
+
+    /// The venue of the event (a venue-scoped promo code applies to every
+    /// event there); `None` when the catalog does not know the event.
+    /// Cached like [`Self::event_start`].
+    pub async fn event_venue(&self, event_id: Uuid) -> Result<Option<Uuid>, UpstreamError> {
+        Ok(self
+            .event_facts(event_id)
+            .await?
+            .and_then(|facts| facts.venue_id))
+    }
+
+    async fn event_facts(&self, event_id: Uuid) -> Result<Option<EventFacts>, UpstreamError> {
+        if let Some((fetched, facts)) = self.starts().get(&event_id)
             && fetched.elapsed() < EVENT_START_TTL
         {
-            return Ok(*start);
+            return Ok(*facts);
         }
         let request = tonic::Request::new(catalog_pb::GetEventRequest {
             id: event_id.to_string(),
         });
         let fetched = Instant::now();
-        let start = match self.catalog.clone().get_event(request).await {
-            Ok(event) => event.into_inner().start_time.and_then(timestamp),
+        let facts = match self.catalog.clone().get_event(request).await {
+            Ok(event) => {
+                let event = event.into_inner();
+                Some(EventFacts {
+                    start: event.start_time.and_then(timestamp),
+                    venue_id: Uuid::parse_str(&event.venue_id).ok(),
+                })
+            }
             Err(status) if status.code() == Code::NotFound => None,
             Err(status) => return Err(status.into()),
         };
@@ -473,8 +536,55 @@ impl Upstream {
         if starts.len() >= EVENT_START_ENTRIES {
             starts.clear();
         }
-        starts.insert(event_id, (fetched, start));
-        Ok(start)
+        starts.insert(event_id, (fetched, facts));
+        Ok(facts)
+    }
+
+    /// The event's venue and price tiers as `caller` (an admin) sees them,
+    /// uncached; `None` when there is no such event.
+    pub async fn event_scope(
+        &self,
+        caller: &Caller,
+        event_id: Uuid,
+    ) -> Result<Option<EventScope>, UpstreamError> {
+        let mut request = tonic::Request::new(catalog_pb::GetEventRequest {
+            id: event_id.to_string(),
+        });
+        caller.write_to(request.metadata_mut());
+        request.set_timeout(std::time::Duration::from_secs(10));
+        match self.catalog.clone().get_event(request).await {
+            Ok(event) => {
+                let event = event.into_inner();
+                Ok(Some(EventScope {
+                    venue_id: Uuid::parse_str(&event.venue_id).ok(),
+                    price_tier_ids: event
+                        .price_tiers
+                        .iter()
+                        .filter_map(|tier| Uuid::parse_str(&tier.id).ok())
+                        .collect(),
+                }))
+            }
+            Err(status) if status.code() == Code::NotFound => Ok(None),
+            Err(status) => Err(status.into()),
+        }
+    }
+
+    /// Whether the catalog has this venue.
+    pub async fn venue_exists(
+        &self,
+        caller: &Caller,
+        venue_id: Uuid,
+    ) -> Result<bool, UpstreamError> {
+        let mut request = tonic::Request::new(catalog_pb::GetVenueRequest {
+            id: venue_id.to_string(),
+        });
+        caller.write_to(request.metadata_mut());
+        request.set_timeout(std::time::Duration::from_secs(10));
+        match self.catalog.clone().get_venue(request).await {
+            Ok(_) => Ok(true),
+            Err(status) if status.code() == Code::NotFound => Ok(false),
+            Err(status) => Err(status.into()),
+        }
     }
 
     /// How the event's seats read on a ticket (section, row, number, tier),

@@ -107,6 +107,9 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("ReleaseHold", User),
                 ("CommitHold", Internal),
                 ("ReleaseSeats", Internal),
+                // Checkout, while a buyer completes 3-D Secure or a PayPal
+                // approval: never a buyer's own call.
+                ("ExtendHold", Internal),
                 ("WatchSoldOut", Internal),
                 ("SetPricingRule", Admin),
             ],

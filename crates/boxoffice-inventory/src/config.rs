@@ -10,6 +10,7 @@ use boxoffice_runtime::config::parse_number as number;
 
 pub const ENV_HOLD_TTL: &str = "BOXOFFICE_HOLD_TTL_SECS";
 pub const ENV_HOLD_COMMIT_MARGIN: &str = "BOXOFFICE_HOLD_COMMIT_MARGIN_MS";
+pub const ENV_HOLD_MAX_EXTENSION: &str = "BOXOFFICE_HOLD_MAX_EXTENSION_SECS";
 pub const ENV_MAX_SEATS_PER_HOLD: &str = "BOXOFFICE_MAX_SEATS_PER_HOLD";
 pub const ENV_MAX_HOLDS_PER_USER: &str = "BOXOFFICE_MAX_HOLDS_PER_USER";
 pub const ENV_REDIS_KEY_PREFIX: &str = "BOXOFFICE_REDIS_KEY_PREFIX";
@@ -33,6 +34,9 @@ pub struct InventoryConfig {
     /// PostgreSQL's clock: it must exceed the clock skew between Redis and
     /// PostgreSQL plus the time a commit takes.
     pub commit_margin: Duration,
+    /// How far past its original expiry ExtendHold may push a hold (while
+    /// its buyer completes 3-D Secure or a PayPal approval); zero: never.
+    pub max_hold_extension: Duration,
     pub max_seats_per_hold: u32,
     /// Active holds one user may have on one event.
     pub max_holds_per_user: u32,
@@ -61,6 +65,7 @@ impl Default for InventoryConfig {
         Self {
             hold_ttl: Duration::from_secs(600),
             commit_margin: Duration::from_millis(5_000),
+            max_hold_extension: Duration::from_secs(300),
             max_seats_per_hold: 10,
             max_holds_per_user: 3,
             key_prefix: "boxoffice:".to_owned(),
@@ -116,6 +121,12 @@ impl InventoryConfig {
                 ),
             });
         }
+        // Half the hold's lifetime unless set (10 min holds: at most 15
+        // min in all), so short test holds still run out soon.
+        let max_hold_extension = match get(ENV_HOLD_MAX_EXTENSION) {
+            None => hold_ttl / 2,
+            Some(_) => Duration::from_secs(number(&get, ENV_HOLD_MAX_EXTENSION, 0, 0, 3_600)?),
+        };
         let key_prefix = get(ENV_REDIS_KEY_PREFIX).unwrap_or(defaults.key_prefix);
         if key_prefix.contains(['{', '}']) || key_prefix.len() > 100 {
             return Err(ConfigError {
@@ -144,6 +155,7 @@ impl InventoryConfig {
             )?),
             hold_ttl,
             commit_margin,
+            max_hold_extension,
             max_seats_per_hold: number(&get, ENV_MAX_SEATS_PER_HOLD, 10, 1, 100)? as u32,
             max_holds_per_user: number(&get, ENV_MAX_HOLDS_PER_USER, 3, 1, 1_000)? as u32,
             key_prefix,
@@ -218,6 +230,21 @@ mod tests {
                 .unwrap();
         assert!(!config.uses_development_waiting_room_key());
         assert!(!format!("{config:?}").contains("0123456789abcdef"));
+    }
+
+    #[test]
+    fn a_hold_may_be_extended_by_half_its_lifetime_unless_set() {
+        assert_eq!(
+            InventoryConfig::default().max_hold_extension,
+            Duration::from_secs(300)
+        );
+        let config = InventoryConfig::from_vars(&vars(&[(ENV_HOLD_TTL, "4")])).unwrap();
+        assert_eq!(config.max_hold_extension, Duration::from_secs(2));
+        let config = InventoryConfig::from_vars(&vars(&[(ENV_HOLD_MAX_EXTENSION, "0")])).unwrap();
+        assert_eq!(config.max_hold_extension, Duration::ZERO);
+        let err =
+            InventoryConfig::from_vars(&vars(&[(ENV_HOLD_MAX_EXTENSION, "3601")])).unwrap_err();
+        assert_eq!(err.variable, ENV_HOLD_MAX_EXTENSION);
     }
 
     #[test]

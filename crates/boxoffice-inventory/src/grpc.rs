@@ -233,6 +233,28 @@ impl pb::inventory_service_server::InventoryService for InventoryGrpc {
         }))
     }
 
+    #[instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn extend_hold(
+        &self,
+        request: Request<pb::ExtendHoldRequest>,
+    ) -> Result<Response<pb::Hold>, Status> {
+        let caller = Caller::of(&request);
+        let request = request.into_inner();
+        let hold = HoldRef::parse("name", &request.name).map_err(Status::from)?;
+        let user_id = parse_id("user_id", &request.user_id).map_err(Status::from)?;
+        let wanted = extension_from_pb(request.extension).map_err(Status::from)?;
+        let layout = self
+            .inventory
+            .layout(hold.event_id)
+            .await
+            .map_err(|_| InventoryError::HoldNotFound)?;
+        let extended = self
+            .inventory
+            .extend_hold(&caller, hold, user_id, wanted)
+            .await?;
+        Ok(Response::new(hold_to_pb(&extended, &layout)))
+    }
+
     #[instrument(skip_all, fields(event_id = %request.get_ref().event_id, booking_id = %request.get_ref().booking_id))]
     async fn release_seats(
         &self,
@@ -634,6 +656,26 @@ pub fn hold_to_pb(hold: &Hold, layout: &SaleLayout) -> pb::Hold {
             })
             .collect(),
     }
+}
+
+/// ExtendHold's `extension`: unset or zero for "as long as allowed",
+/// otherwise 1 s..1 h.
+fn extension_from_pb(
+    extension: Option<prost_types::Duration>,
+) -> Result<Option<std::time::Duration>, FieldError> {
+    let Some(extension) = extension else {
+        return Ok(None);
+    };
+    if extension.seconds == 0 && extension.nanos == 0 {
+        return Ok(None);
+    }
+    if !(1..=3_600).contains(&extension.seconds) || !(0..1_000_000_000).contains(&extension.nanos) {
+        return Err(FieldError::new("extension", "must be from 1 s to 1 h"));
+    }
+    Ok(Some(std::time::Duration::new(
+        extension.seconds as u64,
+        extension.nanos as u32,
+    )))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ mod commit;
 pub mod config;
 pub mod domain;
 mod error;
+mod extend;
 mod feed;
 pub mod grpc;
 pub mod server;

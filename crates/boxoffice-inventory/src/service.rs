@@ -699,7 +699,7 @@ fn refuse_from_view(view: &View, admission: AdmissionClaim) -> Result<()> {
     Ok(())
 }
 
-fn require_service(caller: &Caller) -> Result<()> {
+pub(crate) fn require_service(caller: &Caller) -> Result<()> {
     if caller.has_role(Caller::SERVICE) || caller.is_admin() {
         Ok(())
     } else {

@@ -496,10 +496,12 @@ async fn bad_codes_are_refused_with_reasons_and_guessing_is_throttled() {
     let mut early = percent_code("NEXTWEEK", &event.id, 10);
     early.valid_from = Some(at(now + chrono::Duration::days(7)));
     create_code(&mut checkout, &admin, early).await;
+    // A code must name an event that exists: another one.
+    let elsewhere = seated_event_on_sale(&edge, &admin).await;
     create_code(
         &mut checkout,
         &admin,
-        percent_code("ELSEWHERE", &Uuid::new_v4().to_string(), 10),
+        percent_code("ELSEWHERE", &elsewhere.id, 10),
     )
     .await;
     let mut once = percent_code("ONCE", &event.id, 10);
@@ -733,8 +735,11 @@ async fn a_thousand_buyers_applying_a_hundred_use_code_get_exactly_a_hundred() {
     let world = SystemWorld::start("commerce", &[]).await;
     let checkout = CheckoutServiceClient::new(connect(world.system.internal_addr).await);
     let admin = Caller::user(Uuid::new_v4(), &[boxoffice_contracts::role::ADMIN]);
+    // The bookings are written straight into checkout's tables for an
+    // event the catalog does not have, so the code is for every event (a
+    // code naming an event must name one that exists).
     let event_id = Uuid::new_v4();
-    let mut hundred = percent_code("HUNDRED", &event_id.to_string(), 20);
+    let mut hundred = percent_code("HUNDRED", "", 20);
     hundred.max_redemptions = 100;
     checkout
         .clone()
@@ -786,7 +791,7 @@ async fn a_thousand_buyers_applying_a_hundred_use_code_get_exactly_a_hundred() {
     assert_eq!(row.get::<_, i32>("redeemed"), 100);
 
     // One user, twenty bookings, a once-per-user code, all at once: one.
-    let mut once_each = percent_code("ONCEEACH", &event_id.to_string(), 10);
+    let mut once_each = percent_code("ONCEEACH", "", 10);
     once_each.max_redemptions_per_user = 1;
     checkout
         .clone()
@@ -1440,5 +1445,350 @@ async fn a_silver_member_gets_the_tier_discount_on_a_new_booking() {
             && amount(&line.amount) == -tier_discount
     }));
     assert_adds_up(&booking);
+    world.stop().await;
+}
+
+/// Another event at `event`'s venue, on sale: one tier ("Any", 30.00 GBP)
+/// over every section.
+async fn another_event_at_the_venue(
+    edge: &Channel,
+    admin: &str,
+    event: &catalog_pb::Event,
+) -> catalog_pb::Event {
+    let mut catalog = CatalogServiceClient::new(edge.clone());
+    let venue = catalog
+        .get_venue(catalog_pb::GetVenueRequest {
+            id: event.venue_id.clone(),
+        })
+        .await
+        .expect("reading the venue")
+        .into_inner();
+    let next = catalog
+        .create_event(with_token(
+            admin,
+            catalog_pb::CreateEventRequest {
+                event: Some(catalog_pb::Event {
+                    title: "Second Night".into(),
+                    category: catalog_pb::Category::Theater as i32,
+                    venue_id: venue.id.clone(),
+                    start_time: Some(timestamp(40)),
+                    end_time: Some(timestamp(41)),
+                    price_tiers: vec![catalog_pb::PriceTier {
+                        name: "Any".into(),
+                        price: Some(catalog_pb::Money {
+                            currency_code: "GBP".into(),
+                            amount_minor: 3_000,
+                        }),
+                        section_ids: venue.sections.iter().map(|s| s.id.clone()).collect(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("creating a second event at the venue")
+        .into_inner();
+    catalog
+        .publish_event(with_token(
+            admin,
+            catalog_pb::PublishEventRequest {
+                id: next.id.clone(),
+            },
+        ))
+        .await
+        .expect("publishing it");
+    let inventory = InventoryServiceClient::new(edge.clone());
+    eventually(Duration::from_secs(30), "the second event on sale", || {
+        let mut inventory = inventory.clone();
+        let event_id = next.id.clone();
+        async move {
+            inventory
+                .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
+                .await
+                .ok()
+                .filter(|availability| availability.get_ref().on_sale)
+        }
+    })
+    .await;
+    next
+}
+
+async fn all_codes(checkout: &mut Checkout, admin: &str, event_id: &str) -> Vec<pb::PromoCode> {
+    checkout
+        .list_promo_codes(with_token(
+            admin,
+            pb::ListPromoCodesRequest {
+                event_id: event_id.into(),
+            },
+        ))
+        .await
+        .expect("listing codes")
+        .into_inner()
+        .promo_codes
+}
+
+/// An organiser's code (the catalog's closest notion of an organiser is
+/// the venue: events carry none) discounts every event at its venue, also
+/// one published after it, and no event elsewhere. A code naming an event
+/// that does not exist, a tier of another event, or a venue that does not
+/// exist is refused with the field it got wrong, and nothing is created.
+#[tokio::test]
+async fn an_organisers_code_covers_every_event_at_its_venue_and_bad_scopes_create_nothing() {
+    let world = SystemWorld::start("commerce", &[]).await;
+    let edge = world.edge().await;
+    let admin = login(
+        &mut AccountsServiceClient::new(edge.clone()),
+        DEMO_ADMIN_EMAIL,
+        DEMO_PASSWORD,
+    )
+    .await;
+    let mut checkout = CheckoutServiceClient::new(edge.clone());
+    let here = seated_event_on_sale(&edge, &admin).await;
+    let elsewhere = seated_event_on_sale(&edge, &admin).await;
+    assert_ne!(here.venue_id, elsewhere.venue_id);
+    let house = create_code(
+        &mut checkout,
+        &admin,
+        pb::PromoCode {
+            code: "HOUSE25".into(),
+            venue_id: here.venue_id.clone(),
+            kind: pb::PromoDiscountKind::PercentOff as i32,
+            percent_off: 25,
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(house.venue_id, here.venue_id);
+    assert!(house.event_id.is_empty());
+    let later = another_event_at_the_venue(&edge, &admin, &here).await;
+
+    let buyer = customer(&edge).await;
+    for (event, seat, price) in [(&here, 0, STALLS_PRICE), (&later, 1, 3_000)] {
+        let booking = book(&edge, &buyer, &event.id, &[seat]).await;
+        let applied = apply(&mut checkout, &buyer, &booking.name, "house25")
+            .await
+            .expect("the venue's code on an event there");
+        assert_eq!(amount(&applied.discount), price / 4);
+        assert_adds_up(&applied);
+    }
+    let away = book(&edge, &buyer, &elsewhere.id, &[0]).await;
+    refused(
+        apply(&mut checkout, &buyer, &away.name, "HOUSE25").await,
+        Code::FailedPrecondition,
+        "PROMO_CODE_WRONG_EVENT",
+    );
+    // Listing an event's codes shows its venue's; another venue's do not.
+    let listed = |codes: Vec<pb::PromoCode>| codes.iter().any(|code| code.code == "HOUSE25");
+    assert!(listed(all_codes(&mut checkout, &admin, &later.id).await));
+    assert!(!listed(
+        all_codes(&mut checkout, &admin, &elsewhere.id).await
+    ));
+
+    // Bad scopes: refused with the field, nothing created.
+    let tier_elsewhere = elsewhere.price_tiers[0].id.clone();
+    let unknown = Uuid::new_v4().to_string();
+    let bad = [
+        (
+            pb::PromoCode {
+                event_id: unknown.clone(),
+                ..percent_code("NOSUCHEVENT", "", 10)
+            },
+            "promo_code.event_id",
+        ),
+        (
+            pb::PromoCode {
+                price_tier_ids: vec![here.price_tiers[0].id.clone(), tier_elsewhere],
+                ..percent_code("STRAYTIER", &here.id, 10)
+            },
+            "promo_code.price_tier_ids",
+        ),
+        (
+            pb::PromoCode {
+                venue_id: unknown.clone(),
+                ..percent_code("NOSUCHVENUE", "", 10)
+            },
+            "promo_code.venue_id",
+        ),
+        (
+            pb::PromoCode {
+                venue_id: here.venue_id.clone(),
+                ..percent_code("BOTHSCOPES", &here.id, 10)
+            },
+            "promo_code.venue_id",
+        ),
+    ];
+    for (code, field) in bad {
+        let text = code.code.clone();
+        let status = checkout
+            .create_promo_code(with_token(
+                &admin,
+                pb::CreatePromoCodeRequest {
+                    promo_code: Some(code),
+                },
+            ))
+            .await
+            .expect_err("a bad scope");
+        assert_eq!(status.code(), Code::InvalidArgument, "{text}: {status:?}");
+        assert_eq!(
+            reason_of(&status).as_deref(),
+            Some("INVALID_FIELD"),
+            "{text}"
+        );
+        assert!(
+            status.message().contains(field),
+            "{text}: {}",
+            status.message()
+        );
+        assert!(
+            !all_codes(&mut checkout, &admin, "")
+                .await
+                .iter()
+                .any(|listed| listed.code == text),
+            "{text} was not created"
+        );
+    }
+    // A tier of the event itself is fine.
+    let tiered = create_code(
+        &mut checkout,
+        &admin,
+        pb::PromoCode {
+            price_tier_ids: vec![here.price_tiers[1].id.clone()],
+            ..percent_code("STRAYTIER", &here.id, 10)
+        },
+    )
+    .await;
+    assert_eq!(tiered.price_tier_ids, vec![here.price_tiers[1].id.clone()]);
+    world.stop().await;
+}
+
+/// Hold → book → apply a code → spend points → pay by card through the
+/// card gateway process → cancel: the gateway refunds exactly the
+/// discounted ticket amount that was charged (the fees stay, as for any
+/// cancellation), the spent points come back and the earned ones are
+/// reversed, and the code's only redemption is free for another buyer.
+#[tokio::test]
+async fn cancelling_a_discounted_card_booking_refunds_the_discounted_amount_and_returns_points_and_code()
+ {
+    let paysim = crate::checkout_gateway::PaysimProcess::start().await;
+    let world = SystemWorld::start(
+        "commerce",
+        &[("BOXOFFICE_PAYMENTS_URL", paysim.url.as_str())],
+    )
+    .await;
+    assert!(
+        world.system.checkout.simulated.is_none(),
+        "paid at the gateway"
+    );
+    let edge = world.edge().await;
+    let admin = login(
+        &mut AccountsServiceClient::new(edge.clone()),
+        DEMO_ADMIN_EMAIL,
+        DEMO_PASSWORD,
+    )
+    .await;
+    let event = seated_event_on_sale(&edge, &admin).await;
+    let buyer = customer(&edge).await;
+    let mut checkout = CheckoutServiceClient::new(edge.clone());
+
+    // Points to spend: a first booking (one Stalls seat) earns 41.
+    let first = book(&edge, &buyer, &event.id, &[0]).await;
+    pay(&mut checkout, &buyer, &first.name, "first").await;
+    let earned = (STALLS_PRICE + FEE) / 100;
+    loyalty_once(&checkout, &buyer, "points for the first booking", |l| {
+        l.points_balance == earned
+    })
+    .await;
+
+    let mut once = percent_code("ONCE20", &event.id, 20);
+    once.max_redemptions = 1;
+    create_code(&mut checkout, &admin, once).await;
+    // Two Circle seats, 20% off, 30 points spent.
+    let second = book(&edge, &buyer, &event.id, &[8, 9]).await;
+    apply(&mut checkout, &buyer, &second.name, "ONCE20")
+        .await
+        .expect("the code");
+    let spent = spend(&mut checkout, &buyer, &second.name, 30)
+        .await
+        .expect("spending points");
+    let tickets = 2 * CIRCLE_PRICE;
+    let discounted_tickets = tickets - tickets / 5 - 30;
+    assert_eq!(amount(&spent.total), discounted_tickets + 2 * FEE);
+    assert_adds_up(&spent);
+    let paid = pay(&mut checkout, &buyer, &second.name, "second").await;
+    assert_eq!(paid.state, pb::BookingState::Confirmed as i32);
+    assert_eq!(amount(&paid.total), discounted_tickets + 2 * FEE);
+    let booking_id = second.name.trim_start_matches("bookings/");
+    let at_gateway = || async {
+        use boxoffice_checkout::payment::PaymentProvider as _;
+        let found = paysim
+            .client()
+            .search(booking_id)
+            .await
+            .expect("searching the gateway");
+        assert_eq!(found.len(), 1, "{found:?}");
+        found[0].clone()
+    };
+    assert_eq!(
+        at_gateway().await.amount_minor,
+        amount(&paid.total),
+        "charged what was shown"
+    );
+    let paid_points = amount(&paid.total) / 100;
+    loyalty_once(&checkout, &buyer, "points for the second booking", |l| {
+        l.points_balance == earned - 30 + paid_points
+    })
+    .await;
+    let code_usage = |codes: Vec<pb::PromoCode>| {
+        codes
+            .into_iter()
+            .find(|code| code.code == "ONCE20")
+            .map(|code| (code.times_redeemed, code.times_returned))
+    };
+    assert_eq!(
+        code_usage(all_codes(&mut checkout, &admin, &event.id).await),
+        Some((1, 0))
+    );
+
+    let cancelled = cancel(&mut checkout, &buyer, &second.name).await;
+    assert_eq!(cancelled.state, pb::BookingState::Cancelled as i32);
+    // The refund is the discounted ticket amount (what was charged for the
+    // tickets), at the gateway as in the booking.
+    assert_eq!(amount(&cancelled.refunded), discounted_tickets);
+    let refunded = at_gateway().await;
+    assert_eq!(refunded.refunded_minor, discounted_tickets);
+    // Points: the 30 spent come back, the ones earned are taken back.
+    let settled = loyalty_once(
+        &checkout,
+        &buyer,
+        "the second booking's points undone",
+        |l| l.points_balance == earned,
+    )
+    .await;
+    let mine: Vec<(&str, i64)> = settled
+        .history
+        .iter()
+        .filter(|entry| entry.booking == second.name)
+        .map(|entry| (entry.kind.as_str(), entry.points))
+        .collect();
+    for expected in [
+        ("spend", -30),
+        ("release", 30),
+        ("earn", paid_points),
+        ("reverse", -paid_points),
+    ] {
+        assert!(mine.contains(&expected), "{expected:?} in {mine:?}");
+    }
+    // The code's only use is back: another buyer gets it.
+    assert_eq!(
+        code_usage(all_codes(&mut checkout, &admin, &event.id).await),
+        Some((0, 1))
+    );
+    let other = customer(&edge).await;
+    let third = book(&edge, &other, &event.id, &[8]).await;
+    let reused = apply(&mut checkout, &other, &third.name, "ONCE20")
+        .await
+        .expect("the returned redemption");
+    assert_eq!(amount(&reused.discount), CIRCLE_PRICE / 5);
     world.stop().await;
 }

@@ -1004,6 +1004,13 @@ impl inventory_pb::inventory_service_server::InventoryService for WatchStub {
         not_in_stub()
     }
 
+    async fn extend_hold(
+        &self,
+        _: tonic::Request<inventory_pb::ExtendHoldRequest>,
+    ) -> Result<tonic::Response<inventory_pb::Hold>, tonic::Status> {
+        not_in_stub()
+    }
+
     type WatchSoldOutStream = std::pin::Pin<
         Box<dyn futures::Stream<Item = Result<inventory_pb::SoldOutEvents, tonic::Status>> + Send>,
     >;

@@ -20,6 +20,7 @@ mod edge;
 mod edge_world;
 mod events;
 mod harness;
+mod hold_extension;
 mod inventory;
 mod inventory_cluster;
 mod mesh;

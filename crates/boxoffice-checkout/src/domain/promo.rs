@@ -45,8 +45,11 @@ pub struct PromoCode {
     pub id: Uuid,
     /// Upper-case.
     pub code: String,
-    /// `None`: every event.
+    /// `None`: every event (or every event at `venue_id`).
     pub event_id: Option<Uuid>,
+    /// Every event at this venue: an organiser's code (never with
+    /// `event_id`).
+    pub venue_id: Option<Uuid>,
     /// Empty: every tier.
     pub price_tier_ids: Vec<Uuid>,
     pub discount: PromoDiscount,
@@ -109,6 +112,12 @@ pub fn validate_new_code(code: &PromoCode) -> Result<(), FieldError> {
         return Err(FieldError::new(
             "promo_code.price_tier_ids",
             "need promo_code.event_id",
+        ));
+    }
+    if code.venue_id.is_some() && code.event_id.is_some() {
+        return Err(FieldError::new(
+            "promo_code.venue_id",
+            "give either event_id or venue_id",
         ));
     }
     if code.price_tier_ids.len() > MAX_TIERS {
@@ -179,6 +188,8 @@ pub struct DiscountedTicket {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BookingForPromo {
     pub event_id: Uuid,
+    /// The venue of its event, as the catalog says (`None`: unknown).
+    pub venue_id: Option<Uuid>,
     pub currency_code: String,
     pub fees_minor: i64,
     pub tickets: Vec<DiscountedTicket>,
@@ -210,6 +221,12 @@ pub fn discount_for(
         return Err(PromoRefusal::Expired);
     }
     if code.event_id.is_some_and(|event| event != booking.event_id) {
+        return Err(PromoRefusal::WrongEvent);
+    }
+    if code
+        .venue_id
+        .is_some_and(|venue| Some(venue) != booking.venue_id)
+    {
         return Err(PromoRefusal::WrongEvent);
     }
     let eligible: Vec<i64> = booking
@@ -298,6 +315,7 @@ mod tests {
             id: Uuid::now_v7(),
             code: "SPRING".into(),
             event_id: None,
+            venue_id: None,
             price_tier_ids: vec![],
             discount,
             valid_from: None,
@@ -311,6 +329,7 @@ mod tests {
     fn booking(prices: &[(Option<Uuid>, i64)]) -> BookingForPromo {
         BookingForPromo {
             event_id: Uuid::now_v7(),
+            venue_id: Some(Uuid::now_v7()),
             currency_code: "GBP".into(),
             fees_minor: 150 * prices.len() as i64,
             tickets: prices
@@ -440,6 +459,24 @@ mod tests {
             discount_for(&c, &b, FREE, now),
             Err(PromoRefusal::WrongEvent)
         );
+        // An organiser's code: every event at its venue, no other.
+        c.event_id = None;
+        c.venue_id = Some(Uuid::now_v7());
+        assert_eq!(
+            discount_for(&c, &b, FREE, now),
+            Err(PromoRefusal::WrongEvent)
+        );
+        c.venue_id = b.venue_id;
+        assert_eq!(discount_for(&c, &b, FREE, now), Ok(4_500 + 2_250));
+        let unknown_venue = BookingForPromo {
+            venue_id: None,
+            ..b.clone()
+        };
+        assert_eq!(
+            discount_for(&c, &unknown_venue, FREE, now),
+            Err(PromoRefusal::WrongEvent)
+        );
+        c.venue_id = None;
         c.event_id = Some(b.event_id);
         c.price_tier_ids = vec![vip];
         assert_eq!(
@@ -493,6 +530,12 @@ mod tests {
         c.price_tier_ids = vec![Uuid::now_v7()];
         assert!(validate_new_code(&c).is_err(), "tiers need an event");
         c.price_tier_ids.clear();
+        c.event_id = Some(Uuid::now_v7());
+        c.venue_id = Some(Uuid::now_v7());
+        assert!(validate_new_code(&c).is_err(), "an event or a venue");
+        c.event_id = None;
+        assert!(validate_new_code(&c).is_ok(), "a venue's code");
+        c.venue_id = None;
         c.discount = PromoDiscount::AmountOff {
             currency_code: "GBP".into(),
             minor: -5,

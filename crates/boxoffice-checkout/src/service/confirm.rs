@@ -204,7 +204,9 @@ impl Checkout {
             Ok(AuthorizeOutcome::Declined { .. }) if optimistic => Ok(None),
             // Nothing recorded: the buyer authenticates (3-D Secure) or
             // approves (PayPal), then confirms again with the same key.
+            // The booking's hold is extended meanwhile (within a bound).
             Ok(AuthorizeOutcome::ActionRequired { url, .. }) => {
+                self.extend_for_action(booking).await;
                 Err(CheckoutError::PaymentActionRequired(url))
             }
             Ok(AuthorizeOutcome::Declined { decline_code }) => {

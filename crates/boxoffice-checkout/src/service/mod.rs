@@ -20,6 +20,7 @@ mod cancel;
 mod confirm;
 mod create;
 pub mod door;
+mod extend;
 mod loyalty;
 mod promo;
 mod settle;

@@ -7,7 +7,8 @@ use boxoffice_runtime::Caller;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{Checkout, Result};
+use super::{Checkout, Result, upstream_error};
+use crate::domain::FieldError;
 use crate::domain::promo::{self, PromoCode, PromoCodeUsage, PromoRefusal};
 use crate::error::CheckoutError;
 use crate::store::BookingRecord;
@@ -24,6 +25,7 @@ impl Checkout {
             return Err(CheckoutError::PromoAdminRequired);
         }
         promo::validate_new_code(&code)?;
+        self.check_code_scope(caller, &code).await?;
         let created = self
             .store
             .create_promo_code(&code, admin)
@@ -42,7 +44,51 @@ impl Checkout {
         if !caller.is_admin() {
             return Err(CheckoutError::PromoAdminRequired);
         }
-        Ok(self.store.promo_codes(event_id).await?)
+        let venue_id = match event_id {
+            Some(event_id) => self
+                .upstream
+                .event_venue(event_id)
+                .await
+                .map_err(upstream_error)?,
+            None => None,
+        };
+        Ok(self.store.promo_codes(event_id, venue_id).await?)
+    }
+
+    /// A new code's event exists (and its tiers are that event's), or its
+    /// venue does: asked of the catalog as the admin creating it.
+    async fn check_code_scope(&self, caller: &Caller, code: &PromoCode) -> Result<()> {
+        if let Some(event_id) = code.event_id {
+            let Some(event) = self
+                .upstream
+                .event_scope(caller, event_id)
+                .await
+                .map_err(upstream_error)?
+            else {
+                return Err(FieldError::new("promo_code.event_id", "names no event").into());
+            };
+            if let Some(stranger) = code
+                .price_tier_ids
+                .iter()
+                .find(|tier| !event.price_tier_ids.contains(tier))
+            {
+                return Err(FieldError::new(
+                    "promo_code.price_tier_ids",
+                    format!("{stranger} is not a price tier of the event"),
+                )
+                .into());
+            }
+        }
+        if let Some(venue_id) = code.venue_id
+            && !self
+                .upstream
+                .venue_exists(caller, venue_id)
+                .await
+                .map_err(upstream_error)?
+        {
+            return Err(FieldError::new("promo_code.venue_id", "names no venue").into());
+        }
+        Ok(())
     }
 
     /// Applies `text` to the caller's pending booking. Waits for a
@@ -65,11 +111,22 @@ impl Checkout {
             self.store.record_failed_guess(user).await?;
             return Err(CheckoutError::PromoRefused(PromoRefusal::Unknown));
         };
+        // An organiser's (venue's) code needs the booking's venue; the
+        // catalog's answer is cached, so a rush of applies asks once.
+        let venue_id = match self.store.booking(booking_id).await? {
+            Some(booking) if booking.user_id == user => self
+                .upstream
+                .event_venue(booking.event_id)
+                .await
+                .map_err(upstream_error)?,
+            _ => return Err(CheckoutError::BookingNotFound(booking_id)),
+        };
         let change = self
             .confirmations
             .run(
                 booking_id,
-                self.store.apply_promo_code(booking_id, user, &code, now),
+                self.store
+                    .apply_promo_code(booking_id, user, &code, venue_id, now),
             )
             .await?;
         if let PromoChange::Refused(refusal) = &change {

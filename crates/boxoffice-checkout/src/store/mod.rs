@@ -3,6 +3,7 @@
 //! ticket transfers).
 
 pub(crate) mod door;
+mod extend;
 pub(crate) mod loyalty;
 pub(crate) mod postgres;
 pub(crate) mod promo;
@@ -50,6 +51,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 7,
         name: "commerce",
         sql: include_str!("migrations/0007_commerce.sql"),
+    },
+    Migration {
+        version: 8,
+        name: "promo_venues",
+        sql: include_str!("migrations/0008_promo_venues.sql"),
     },
 ];
 

@@ -35,7 +35,7 @@ pub enum PromoChange {
 const CODE_COLUMNS: &str =
     "c.id, c.code, c.event_id, c.price_tier_ids, c.kind, c.percent_off, c.amount_minor,
     c.currency_code, c.valid_from, c.valid_until, c.max_redemptions, c.max_per_user, c.min_tickets,
-    c.redeemed, c.returned, c.created_at";
+    c.redeemed, c.returned, c.created_at, c.venue_id";
 
 fn unsigned(row: &Row, column: &str) -> DbResult<u32> {
     let value: i32 = row.try_get(column)?;
@@ -71,6 +71,7 @@ fn code_from_row(row: &Row) -> DbResult<PromoCodeUsage> {
             id: row.try_get("id")?,
             code: row.try_get("code")?,
             event_id: row.try_get("event_id")?,
+            venue_id: row.try_get("venue_id")?,
             price_tier_ids: row.try_get("price_tier_ids")?,
             discount,
             valid_from: row.try_get("valid_from")?,
@@ -115,8 +116,8 @@ impl CheckoutStore {
                     "WITH c AS (
                          INSERT INTO checkout.promo_codes (id, code, event_id, price_tier_ids, kind, percent_off,
                              amount_minor, currency_code, valid_from, valid_until, max_redemptions, max_per_user,
-                             min_tickets, created_by)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+                             min_tickets, created_by, venue_id)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
                          ON CONFLICT (code) DO NOTHING
                          RETURNING *
                      )
@@ -137,6 +138,7 @@ impl CheckoutStore {
                     &capped(code.max_per_user),
                     &capped(code.min_tickets),
                     &created_by,
+                    &code.venue_id,
                 ],
             )
             .await
@@ -144,19 +146,25 @@ impl CheckoutStore {
         row.as_ref().map(code_from_row).transpose()
     }
 
-    /// Codes, newest first: one event's and the every-event ones, or all.
+    /// Codes, newest first: those usable on one event (its own, its
+    /// venue's and the every-event ones), or all.
     #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.list_promo_codes", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
-    pub async fn promo_codes(&self, event_id: Option<Uuid>) -> DbResult<Vec<PromoCodeUsage>> {
+    pub async fn promo_codes(
+        &self,
+        event_id: Option<Uuid>,
+        venue_id: Option<Uuid>,
+    ) -> DbResult<Vec<PromoCodeUsage>> {
         let client = self.client().await?;
         let rows = client
             .query(
                 &format!(
                     "SELECT {CODE_COLUMNS} FROM checkout.promo_codes c
-                     WHERE $1::uuid IS NULL OR c.event_id = $1 OR c.event_id IS NULL
+                     WHERE $1::uuid IS NULL OR c.event_id = $1
+                        OR (c.event_id IS NULL AND (c.venue_id IS NULL OR c.venue_id = $2::uuid))
                      ORDER BY c.created_at DESC, c.id DESC
                      LIMIT 1000"
                 ),
-                &[&event_id],
+                &[&event_id, &venue_id],
             )
             .await
             .db_context("listing promo codes")?;
@@ -224,6 +232,7 @@ impl CheckoutStore {
         booking_id: Uuid,
         user: Uuid,
         code_text: &str,
+        venue_id: Option<Uuid>,
         now: DateTime<Utc>,
     ) -> DbResult<PromoChange> {
         self.forget_recent(booking_id);
@@ -275,6 +284,7 @@ impl CheckoutStore {
         };
         let for_promo = BookingForPromo {
             event_id: booking.event_id,
+            venue_id,
             currency_code: booking.currency_code.clone(),
             fees_minor: booking.fees_minor,
             tickets: booking

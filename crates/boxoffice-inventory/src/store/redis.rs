@@ -26,6 +26,9 @@ use crate::domain::{
 };
 use crate::store::waiting_room::{active_key, room_key};
 
+mod extend;
+pub use extend::ExtendOutcome;
+
 /// How long an ended hold's record stays readable (GetHold, idempotent commits).
 const TOMBSTONE_MS: i64 = 60 * 60 * 1000;
 /// Holds one sweep call ends at most.
