@@ -5,6 +5,8 @@ pub(crate) mod postgres;
 pub mod redis;
 pub(crate) mod redis_calls;
 pub(crate) mod waiting_room;
+pub(crate) mod waitlist;
+pub(crate) mod waitlist_redis;
 
 pub use postgres::{CommitOutcome, TicketStore};
 pub use redis::HoldStore;
@@ -53,6 +55,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 8,
         name: "pricing_rules",
         sql: include_str!("migrations/0008_pricing_rules.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "waitlist",
+        sql: include_str!("migrations/0011_waitlist.sql"),
     },
 ];
 
