@@ -79,14 +79,27 @@ impl SystemWorld {
         notify: Option<boxoffice_notify::NotifyConfig>,
         webhooks: boxoffice::WebhooksConfig,
     ) -> Self {
+        Self::start_with_inventory(name, &[], checkout_vars, notify, webhooks).await
+    }
+
+    /// As [`SystemWorld::start_with_notify`], with `inventory_vars` added to
+    /// inventory's configuration.
+    pub async fn start_with_inventory(
+        name: &str,
+        inventory_vars: &[(&str, &str)],
+        checkout_vars: &[(&str, &str)],
+        notify: Option<boxoffice_notify::NotifyConfig>,
+        webhooks: boxoffice::WebhooksConfig,
+    ) -> Self {
         let db = TestDb::new().await;
         let config = test_config(&db, &[]);
         let prefix = format!("{name}{}:", Uuid::new_v4().simple());
         let tokens = TokenConfig::from_vars(&BTreeMap::new(), MissingSecret::GenerateEphemeral)
             .expect("token configuration");
+        let mut inventory_pairs = vec![("BOXOFFICE_REDIS_KEY_PREFIX", prefix.as_str())];
+        inventory_pairs.extend_from_slice(inventory_vars);
         let inventory =
-            InventoryConfig::from_vars(&vars(&[("BOXOFFICE_REDIS_KEY_PREFIX", &prefix)]))
-                .expect("inventory configuration");
+            InventoryConfig::from_vars(&vars(&inventory_pairs)).expect("inventory configuration");
         let mut checkout_pairs = vec![("BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN", "127.0.0.1:0")];
         checkout_pairs.extend_from_slice(checkout_vars);
         let checkout =
