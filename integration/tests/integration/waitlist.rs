@@ -21,6 +21,7 @@ use tonic::transport::Channel;
 use tonic::{Code, Status};
 use uuid::Uuid;
 
+use crate::checkout::booking_id as booking_id_of;
 use crate::edge_world::{login, with_token};
 use crate::harness::eventually;
 use crate::notify::{SmtpServer, buy, register, wait_for_mails};
@@ -361,7 +362,7 @@ async fn a_returned_seat_is_offered_to_the_first_in_line_who_alone_can_buy_it() 
     let tickets = sold(&world, &event.id).await;
     assert_eq!(tickets.len(), 2);
     assert!(tickets.iter().any(|(seat, booking_id)| {
-        *seat as u32 == offer.seat_indexes[0] && booking_id.to_string() == booking.id
+        *seat as u32 == offer.seat_indexes[0] && *booking_id == booking_id_of(&booking)
     }));
     let bob_entry = entry(&edge, &bob, &event.id).await.expect("Bob's entry");
     assert_eq!((bob_entry.state, bob_entry.position), (State::Waiting as i32, 1));
@@ -462,10 +463,10 @@ async fn waitlist_race_two_offers_and_a_seat_released_twice_over_sell_each_seat_
         tickets
             .iter()
             .find(|(sold, _)| *sold as u32 == seat)
-            .map(|(_, booking)| booking.to_string())
+            .map(|(_, booking)| *booking)
     };
-    assert_eq!(owner(first_offer.seat_indexes[0]), Some(a.id.clone()));
-    assert_eq!(owner(second_offer.seat_indexes[0]), Some(b.id.clone()));
+    assert_eq!(owner(first_offer.seat_indexes[0]), Some(booking_id_of(&a)));
+    assert_eq!(owner(second_offer.seat_indexes[0]), Some(booking_id_of(&b)));
     entry_in_state(&edge, &line[0], &event.id, State::Fulfilled).await;
     entry_in_state(&edge, &line[1], &event.id, State::Fulfilled).await;
     let third = entry(&edge, &line[2], &event.id).await.expect("the third");
