@@ -101,7 +101,8 @@ impl InventoryComponent {
                 .await
                 .context("starting the waitlist")?,
         );
-        let waitlist_offers = tokio::spawn(crate::waitlist::run(waitlist.clone(), shutdown.clone()));
+        let waitlist_offers =
+            tokio::spawn(crate::waitlist::run(waitlist.clone(), shutdown.clone()));
         let feed = boxoffice_events::ConsumerGroup::start(
             &transport,
             pool.clone(),

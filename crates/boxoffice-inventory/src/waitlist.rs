@@ -68,7 +68,12 @@ impl Waitlist {
 
     /// Puts the caller in line for `quantity` places while nothing is left
     /// to hold; answers their entry (the one they have, if in line).
-    pub(crate) async fn join(&self, caller: &Caller, event_id: Uuid, quantity: u32) -> Result<EntryRow> {
+    pub(crate) async fn join(
+        &self,
+        caller: &Caller,
+        event_id: Uuid,
+        quantity: u32,
+    ) -> Result<EntryRow> {
         let user_id = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
         let max = self.inventory.config().max_seats_per_hold;
         if !(1..=max).contains(&quantity) {
@@ -105,11 +110,22 @@ impl Waitlist {
     }
 
     /// Tells Redis how many users wait, rebuilding its state once if lost.
-    async fn record_waiting(&self, event_id: Uuid, waiting: u32, layout: &SaleLayout) -> Result<()> {
+    async fn record_waiting(
+        &self,
+        event_id: Uuid,
+        waiting: u32,
+        layout: &SaleLayout,
+    ) -> Result<()> {
         for _ in 0..2 {
             match self
                 .redis
-                .offer(event_id, waiting, self.offer_ttl_ms(), &layout.currency_code, &[])
+                .offer(
+                    event_id,
+                    waiting,
+                    self.offer_ttl_ms(),
+                    &layout.currency_code,
+                    &[],
+                )
                 .await
                 .map_err(unavailable)?
             {
@@ -195,7 +211,12 @@ impl Waitlist {
             .iter()
             .filter_map(|entry| entry.offer.as_ref().map(|offer| offer.hold_id))
             .collect();
-        let Some(peek) = self.redis.peek(event_id, &open).await.map_err(unavailable)? else {
+        let Some(peek) = self
+            .redis
+            .peek(event_id, &open)
+            .await
+            .map_err(unavailable)?
+        else {
             return self.inventory.rebuild_if_missing(event_id).await;
         };
         let mut plan = plan(&line, &peek);
@@ -230,7 +251,8 @@ impl Waitlist {
             OfferOutcome::Stale | OfferOutcome::Closed => return Ok(()),
             OfferOutcome::NeedsRebuild => return self.inventory.rebuild_if_missing(event_id).await,
         };
-        let expires_at = DateTime::<Utc>::from_timestamp_millis(expires_ms).unwrap_or_else(Utc::now);
+        let expires_at =
+            DateTime::<Utc>::from_timestamp_millis(expires_ms).unwrap_or_else(Utc::now);
         for offer in &offers {
             plan.updates.push(EntryUpdate {
                 user_id: offer.owner,
@@ -264,7 +286,10 @@ impl Waitlist {
         }
         if !offers.is_empty() {
             if first {
-                self.inventory.holds().schedule_sweep(event_id, expires_ms).await;
+                self.inventory
+                    .holds()
+                    .schedule_sweep(event_id, expires_ms)
+                    .await;
             }
             tracing::info!(%event_id, offers = offers.len(), "waitlist offers made");
         }
@@ -320,7 +345,9 @@ fn for_sale(layout: &SaleLayout, seat: u32) -> bool {
 }
 
 fn waiting_in(line: &[EntryRow]) -> u32 {
-    line.iter().filter(|entry| entry.status == "waiting").count() as u32
+    line.iter()
+        .filter(|entry| entry.status == "waiting")
+        .count() as u32
 }
 
 /// What a pass decided: entries whose state changed, the offers to make
@@ -389,7 +416,8 @@ fn plan(line: &[EntryRow], peek: &Peek) -> Plan {
             let take = (quantity as usize).min(parked_left);
             let seats: Vec<u32> = parked.by_ref().take(take).collect();
             parked_left -= take;
-            plan.updates.retain(|update| update.user_id != entry.user_id);
+            plan.updates
+                .retain(|update| update.user_id != entry.user_id);
             plan.quantities.push((entry.user_id, quantity));
             plan.offers.push((entry.user_id, seats));
         } else if status == "waiting" {
@@ -478,7 +506,11 @@ mod tests {
     #[test]
     fn parked_seats_go_to_the_first_waiting_in_order_up_to_their_quantity() {
         let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
-        let line = [entry(a, "waiting", 2, None), entry(b, "waiting", 2, None), entry(c, "waiting", 1, None)];
+        let line = [
+            entry(a, "waiting", 2, None),
+            entry(b, "waiting", 2, None),
+            entry(c, "waiting", 1, None),
+        ];
         let peek = Peek {
             parked: vec![7, 3, 9],
             waiting: 3,
@@ -493,7 +525,10 @@ mod tests {
     #[test]
     fn an_offer_that_ran_out_leaves_the_line_and_its_seats_go_to_the_next() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let line = [entry(a, "offered", 1, Some(Uuid::new_v4())), entry(b, "waiting", 1, None)];
+        let line = [
+            entry(a, "offered", 1, Some(Uuid::new_v4())),
+            entry(b, "waiting", 1, None),
+        ];
         let peek = Peek {
             parked: vec![1],
             waiting: 1,
@@ -510,14 +545,21 @@ mod tests {
     #[test]
     fn a_partly_served_entry_keeps_its_place_for_the_rest() {
         let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
-        let line = [entry(a, "offered", 3, Some(Uuid::new_v4())), entry(b, "waiting", 1, None)];
+        let line = [
+            entry(a, "offered", 3, Some(Uuid::new_v4())),
+            entry(b, "waiting", 1, None),
+        ];
         let peek = Peek {
             parked: vec![4],
             waiting: 1,
             offers: vec![Some(hold(a, HoldState::Committed, vec![1]))],
         };
         let plan = plan(&line, &peek);
-        assert_eq!(plan.offers, vec![(a, vec![4])], "a is first again, for 2 more");
+        assert_eq!(
+            plan.offers,
+            vec![(a, vec![4])],
+            "a is first again, for 2 more"
+        );
         assert_eq!(plan.quantity_of(a), 2);
         assert_eq!(plan.waiting, 1);
     }

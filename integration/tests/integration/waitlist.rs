@@ -88,15 +88,19 @@ async fn entry_in_state(
     event_id: &str,
     state: State,
 ) -> inventory_pb::WaitlistEntry {
-    eventually(Duration::from_secs(30), "the waitlist entry's state", || {
-        let (edge, token, event_id) = (edge.clone(), token.to_owned(), event_id.to_owned());
-        async move {
-            entry(&edge, &token, &event_id)
-                .await
-                .ok()
-                .filter(|entry| entry.state == state as i32)
-        }
-    })
+    eventually(
+        Duration::from_secs(30),
+        "the waitlist entry's state",
+        || {
+            let (edge, token, event_id) = (edge.clone(), token.to_owned(), event_id.to_owned());
+            async move {
+                entry(&edge, &token, &event_id)
+                    .await
+                    .ok()
+                    .filter(|entry| entry.state == state as i32)
+            }
+        },
+    )
     .await
 }
 
@@ -269,7 +273,9 @@ async fn a_returned_seat_is_offered_to_the_first_in_line_who_alone_can_buy_it() 
     assert_eq!(ada_entry.position, 1);
     let bob_entry = join(&edge, &bob, &event.id, 2).await.expect("Bob joins");
     assert_eq!(bob_entry.position, 2);
-    let again = join(&edge, &ada, &event.id, 2).await.expect("joining again");
+    let again = join(&edge, &ada, &event.id, 2)
+        .await
+        .expect("joining again");
     assert_eq!(
         (again.position, again.quantity),
         (1, 1),
@@ -301,7 +307,10 @@ async fn a_returned_seat_is_offered_to_the_first_in_line_who_alone_can_buy_it() 
         .expect("the admin's list")
         .into_inner();
     let users: Vec<&str> = line.entries.iter().map(|e| e.user_id.as_str()).collect();
-    assert_eq!(users, [ada_entry.user_id.as_str(), bob_entry.user_id.as_str()]);
+    assert_eq!(
+        users,
+        [ada_entry.user_id.as_str(), bob_entry.user_id.as_str()]
+    );
 
     // Someone not in line can neither see nor leave an entry.
     assert_reason(
@@ -337,7 +346,10 @@ async fn a_returned_seat_is_offered_to_the_first_in_line_who_alone_can_buy_it() 
         .find(|mail| mail["subject"] == "Seats for you: Full <House>")
         .expect("the offer's mail");
     let text = mail["text"].as_str().expect("a text body");
-    assert!(text.contains(&offer.hold), "the mail names the hold: {text}");
+    assert!(
+        text.contains(&offer.hold),
+        "the mail names the hold: {text}"
+    );
     assert!(text.contains("1 seat(s)"), "{text}");
     assert!(
         mail["html"]
@@ -350,7 +362,9 @@ async fn a_returned_seat_is_offered_to_the_first_in_line_who_alone_can_buy_it() 
     // Nobody else holds or books the offered seat.
     assert_refused_hold(hold_best(&edge, &outsider, &event.id, 1).await);
     assert_refused_hold(hold_seats(&edge, &outsider, &event.id, offer.seat_indexes.clone()).await);
-    let stolen = book_and_pay(&edge, &outsider, &offer.hold).await.unwrap_err();
+    let stolen = book_and_pay(&edge, &outsider, &offer.hold)
+        .await
+        .unwrap_err();
     assert_eq!(stolen.code(), Code::NotFound, "{stolen:?}");
 
     // Ada books and pays it; her entry is served, Bob still waits.
@@ -365,7 +379,10 @@ async fn a_returned_seat_is_offered_to_the_first_in_line_who_alone_can_buy_it() 
         *seat as u32 == offer.seat_indexes[0] && *booking_id == booking_id_of(&booking)
     }));
     let bob_entry = entry(&edge, &bob, &event.id).await.expect("Bob's entry");
-    assert_eq!((bob_entry.state, bob_entry.position), (State::Waiting as i32, 1));
+    assert_eq!(
+        (bob_entry.state, bob_entry.position),
+        (State::Waiting as i32, 1)
+    );
 
     // Bob leaves: out of line.
     let left = WaitlistServiceClient::new(edge.clone())
@@ -443,7 +460,11 @@ async fn waitlist_race_two_offers_and_a_seat_released_twice_over_sell_each_seat_
     offered.sort_unstable();
     assert_eq!(offered, [0, 1], "each seat offered once");
     let third = entry(&edge, &line[2], &event.id).await.expect("the third");
-    assert_eq!(third.state, State::Waiting as i32, "no seat left for the third");
+    assert_eq!(
+        third.state,
+        State::Waiting as i32,
+        "no seat left for the third"
+    );
     assert_refused_hold(hold_best(&edge, &buyer, &event.id, 1).await);
     // The holder's old hold stays released: it cannot be booked.
     assert!(
@@ -489,7 +510,9 @@ async fn an_offer_not_taken_in_time_passes_to_the_next_in_line() {
     join(&edge, &first, &event.id, 1).await.expect("joining");
     join(&edge, &second, &event.id, 1).await.expect("joining");
 
-    cancel(&edge, &buyer, &booking.name).await.expect("cancelling");
+    cancel(&edge, &buyer, &booking.name)
+        .await
+        .expect("cancelling");
     let offered = entry_in_state(&edge, &first, &event.id, State::Offered).await;
     let seat = offered.offer.expect("an offer").seat_indexes;
     wait_for_mails(&smtp, &first_email, 1).await;

@@ -76,7 +76,9 @@ fn entry_of(row: &tokio_postgres::Row) -> EntryRow {
 /// Takes the event's line lock until the transaction ends.
 pub(crate) async fn lock_line(transaction: &Transaction<'_>, event_id: Uuid) -> Result<()> {
     let statement = transaction
-        .prepare_cached("SELECT pg_advisory_xact_lock(hashtextextended('waitlist:' || $1::uuid::text, 0))")
+        .prepare_cached(
+            "SELECT pg_advisory_xact_lock(hashtextextended('waitlist:' || $1::uuid::text, 0))",
+        )
         .await?;
     transaction.execute(&statement, &[&event_id]).await?;
     Ok(())
@@ -240,7 +242,15 @@ pub(crate) async fn apply(
     transaction
         .execute(
             &statement,
-            &[&event_id, &users, &statuses, &quantities, &holds, &seats, &expiries],
+            &[
+                &event_id,
+                &users,
+                &statuses,
+                &quantities,
+                &holds,
+                &seats,
+                &expiries,
+            ],
         )
         .await?;
     Ok(())

@@ -48,7 +48,10 @@ pub(crate) struct NewOffer {
 pub(crate) enum OfferOutcome {
     /// Offers made (if any) until this expiry; `first`: the event must go
     /// on the sweep index.
-    Made { expires_ms: i64, first: bool },
+    Made {
+        expires_ms: i64,
+        first: bool,
+    },
     /// A parked seat named is no longer parked: decide again.
     Stale,
     Closed,
@@ -65,7 +68,11 @@ pub(crate) struct WaitlistRedis {
 
 impl WaitlistRedis {
     /// Loads the scripts on the hold store's connections.
-    pub(crate) async fn new(holds: &HoldStore, prefix: &str, stream_length: u32) -> anyhow::Result<Self> {
+    pub(crate) async fn new(
+        holds: &HoldStore,
+        prefix: &str,
+        stream_length: u32,
+    ) -> anyhow::Result<Self> {
         let redis = Self {
             pool: holds.pool().clone(),
             prefix: prefix.to_owned(),
@@ -92,7 +99,12 @@ impl WaitlistRedis {
         .collect()
     }
 
-    async fn run(&self, script: &Script, event_id: Uuid, args: Vec<Value>) -> anyhow::Result<Vec<Value>> {
+    async fn run(
+        &self,
+        script: &Script,
+        event_id: Uuid,
+        args: Vec<Value>,
+    ) -> anyhow::Result<Vec<Value>> {
         let started = std::time::Instant::now();
         let value = script
             .evalsha_with_reload::<Value, _, _>(self.pool.next(), self.keys(event_id), args)
@@ -105,7 +117,11 @@ impl WaitlistRedis {
     }
 
     /// `None` when the event's state is gone (rebuild first).
-    pub(crate) async fn peek(&self, event_id: Uuid, offers: &[Uuid]) -> anyhow::Result<Option<Peek>> {
+    pub(crate) async fn peek(
+        &self,
+        event_id: Uuid,
+        offers: &[Uuid],
+    ) -> anyhow::Result<Option<Peek>> {
         let reply = self
             .run(
                 &self.peek,
@@ -203,10 +219,15 @@ mod tests {
     fn the_keys_are_the_events() {
         let event = uuid::Uuid::new_v4();
         let prefix = "p:";
-        let keys: Vec<String> = ["meta", "held", "sold", "holds", "expiry", "owners", "changes", "graves"]
-            .iter()
-            .map(|name| format!("{prefix}inv:{{{event}}}:{name}"))
-            .collect();
-        assert_eq!(keys, crate::store::redis::baseline::event_keys(prefix, event));
+        let keys: Vec<String> = [
+            "meta", "held", "sold", "holds", "expiry", "owners", "changes", "graves",
+        ]
+        .iter()
+        .map(|name| format!("{prefix}inv:{{{event}}}:{name}"))
+        .collect();
+        assert_eq!(
+            keys,
+            crate::store::redis::baseline::event_keys(prefix, event)
+        );
     }
 }
