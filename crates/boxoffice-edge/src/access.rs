@@ -126,6 +126,19 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
             ],
         ),
         route(
+            "boxoffice.inventory.v1.WaitlistService",
+            "inventory",
+            Internal,
+            &[
+                // Each acts on the caller's own entry only.
+                ("JoinWaitlist", User),
+                ("GetWaitlistEntry", User),
+                ("ListMyWaitlistEntries", User),
+                ("LeaveWaitlist", User),
+                ("ListWaitlist", Admin),
+            ],
+        ),
+        route(
             "boxoffice.checkout.v1.CheckoutService",
             "checkout",
             Internal,

@@ -56,6 +56,7 @@ pub(crate) fn event_type(payload: &Payload) -> &'static str {
         Payload::SoldOut(_) => "boxoffice.events.v1.SoldOut",
         Payload::BackOnSale(_) => "boxoffice.events.v1.BackOnSale",
         Payload::TierPricesChanged(_) => "boxoffice.events.v1.TierPricesChanged",
+        Payload::WaitlistOfferMade(_) => "boxoffice.events.v1.WaitlistOfferMade",
         Payload::BookingConfirmed(_) => "boxoffice.events.v1.BookingConfirmed",
         Payload::BookingCancelled(_) => "boxoffice.events.v1.BookingCancelled",
         Payload::RefundIssued(_) => "boxoffice.events.v1.RefundIssued",

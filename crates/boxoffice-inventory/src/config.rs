@@ -57,6 +57,7 @@ pub struct InventoryConfig {
     pub waiting_room_key: Secret,
     /// How long an admission token lets its holder start holding seats.
     pub admission_token_ttl: Duration,
+    pub waitlist: WaitlistConfig,
 }
 
 impl Default for InventoryConfig {
@@ -76,6 +77,7 @@ impl Default for InventoryConfig {
             change_stream_length: 10_000,
             waiting_room_key: Secret::new(DEV_WAITING_ROOM_KEY),
             admission_token_ttl: Duration::from_secs(300),
+            waitlist: WaitlistConfig::default(),
         }
     }
 }
@@ -144,7 +146,9 @@ impl InventoryConfig {
                 });
             }
         };
+        let waitlist = WaitlistConfig::from_vars(&get, commit_margin)?;
         Ok(Self {
+            waitlist,
             waiting_room_key,
             admission_token_ttl: Duration::from_secs(number(
                 &get,
@@ -179,6 +183,53 @@ impl InventoryConfig {
     /// True while admission tokens are signed with the development key.
     pub fn uses_development_waiting_room_key(&self) -> bool {
         self.waiting_room_key.expose() == DEV_WAITING_ROOM_KEY
+    }
+}
+
+// The waitlist ---------------------------------------------------------
+
+/// How long a waitlist offer (a hold in the offered user's name) lasts.
+pub const ENV_WAITLIST_OFFER: &str = "BOXOFFICE_WAITLIST_OFFER_SECS";
+/// How often each instance looks for seats to offer and offers to settle.
+pub const ENV_WAITLIST_POLL: &str = "BOXOFFICE_WAITLIST_POLL_MS";
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WaitlistConfig {
+    /// How long an offer keeps its seats for the offered user; longer than
+    /// the commit margin, or it could never be bought.
+    pub offer_ttl: Duration,
+    /// How often the offer pass runs over the events with a line.
+    pub poll: Duration,
+}
+
+impl Default for WaitlistConfig {
+    fn default() -> Self {
+        Self {
+            offer_ttl: Duration::from_secs(1_800),
+            poll: Duration::from_millis(500),
+        }
+    }
+}
+
+impl WaitlistConfig {
+    fn from_vars(
+        get: &impl Fn(&str) -> Option<String>,
+        commit_margin: Duration,
+    ) -> Result<Self, ConfigError> {
+        let offer_ttl = Duration::from_secs(number(get, ENV_WAITLIST_OFFER, 1_800, 1, 7 * 86_400)?);
+        if offer_ttl <= commit_margin {
+            return Err(ConfigError {
+                variable: ENV_WAITLIST_OFFER,
+                problem: format!(
+                    "must be longer than the hold commit margin ({} ms)",
+                    commit_margin.as_millis()
+                ),
+            });
+        }
+        Ok(Self {
+            offer_ttl,
+            poll: Duration::from_millis(number(get, ENV_WAITLIST_POLL, 500, 10, 60_000)?),
+        })
     }
 }
 
@@ -245,6 +296,18 @@ mod tests {
         let err =
             InventoryConfig::from_vars(&vars(&[(ENV_HOLD_MAX_EXTENSION, "3601")])).unwrap_err();
         assert_eq!(err.variable, ENV_HOLD_MAX_EXTENSION);
+    }
+
+    #[test]
+    fn a_waitlist_offer_must_outlast_the_commit_margin() {
+        let err = InventoryConfig::from_vars(&vars(&[(ENV_WAITLIST_OFFER, "1")])).unwrap_err();
+        assert_eq!(err.variable, ENV_WAITLIST_OFFER);
+        let config = InventoryConfig::from_vars(&vars(&[
+            (ENV_WAITLIST_OFFER, "2"),
+            (ENV_HOLD_COMMIT_MARGIN, "500"),
+        ]))
+        .unwrap();
+        assert_eq!(config.waitlist.offer_ttl, Duration::from_secs(2));
     }
 
     #[test]

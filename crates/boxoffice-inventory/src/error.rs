@@ -34,6 +34,8 @@ pub(crate) mod reason {
     pub(crate) const ADMISSION_USED: &str = "ADMISSION_USED";
     pub(crate) const WAITING_ROOM_OFF: &str = "WAITING_ROOM_OFF";
     pub(crate) const NOT_IN_QUEUE: &str = "NOT_IN_QUEUE";
+    pub(crate) const EVENT_NOT_SOLD_OUT: &str = "EVENT_NOT_SOLD_OUT";
+    pub(crate) const WAITLIST_ENTRY_NOT_FOUND: &str = "WAITLIST_ENTRY_NOT_FOUND";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -78,6 +80,10 @@ pub enum InventoryError {
     WaitingRoomOff,
     #[error("not in queue")]
     NotInQueue,
+    #[error("event not sold out")]
+    NotSoldOut { available: u32 },
+    #[error("waitlist entry not found")]
+    WaitlistEntryNotFound,
     #[error("dependency unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -271,6 +277,17 @@ impl From<InventoryError> for Status {
                 Code::FailedPrecondition,
                 reason::NOT_IN_QUEUE,
                 "join the queue first",
+            ),
+            E::NotSoldOut { available } => status::with_reason_and_metadata(
+                Code::FailedPrecondition,
+                reason::EVENT_NOT_SOLD_OUT,
+                "seats are still available: hold them instead of joining the waitlist",
+                HashMap::from([("available_seats".to_owned(), available.to_string())]),
+            ),
+            E::WaitlistEntryNotFound => status::with_reason(
+                Code::NotFound,
+                reason::WAITLIST_ENTRY_NOT_FOUND,
+                "you are not on this event's waitlist",
             ),
             E::Unavailable(error) => status::unavailable(&error),
             E::Internal(error) => status::internal(&error),

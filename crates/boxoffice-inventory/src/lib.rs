@@ -4,7 +4,9 @@
 //! `store/lua`. A consumer of the catalog's events (`feed.rs`) creates
 //! tickets when an event is published and stops sales when it is
 //! cancelled; a sweeper frees expired holds on time. The waiting room lines buyers up for hot events
-//! and admits them at a set rate with signed admission tokens.
+//! and admits them at a set rate with signed admission tokens. The
+//! waitlist of a sold-out event offers seats that come back to the users in
+//! its line, in order, as holds in their names.
 
 mod commit;
 pub mod config;
@@ -21,6 +23,8 @@ pub mod store;
 mod sweeper;
 mod waiting_room;
 pub mod waiting_room_grpc;
+mod waitlist;
+mod waitlist_grpc;
 mod watch_hub;
 
 pub use config::InventoryConfig;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use boxoffice_contracts::inventory::v1::inventory_service_server::InventoryServiceServer;
 use boxoffice_contracts::inventory::v1::waiting_room_service_server::WaitingRoomServiceServer;
+use boxoffice_contracts::inventory::v1::waitlist_service_server::WaitlistServiceServer;
 use boxoffice_runtime::server::{GrpcServer, MAX_ENCODING_MESSAGE_SIZE};
 use boxoffice_runtime::{Config, Shutdown};
 use deadpool_postgres::Pool;
@@ -20,6 +21,8 @@ use crate::sold_out::SoldOutFeed;
 use crate::store::{HoldStore, MIGRATIONS, SCHEMA, TicketStore, WaitingRoomStore};
 use crate::waiting_room::WaitingRoom;
 use crate::waiting_room_grpc::WaitingRoomGrpc;
+use crate::waitlist::Waitlist;
+use crate::waitlist_grpc::WaitlistGrpc;
 use crate::watch_hub::WatchHub;
 
 /// Largest inventory request (see [`boxoffice_runtime::limits`], where the
@@ -34,6 +37,9 @@ pub struct InventoryComponent {
     sold_out: Arc<SoldOutFeed>,
     pub feed: JoinHandle<()>,
     pub sweeper: JoinHandle<()>,
+    waitlist: Arc<Waitlist>,
+    /// The waitlist's offer passes.
+    pub waitlist_offers: JoinHandle<()>,
     shutdown: Shutdown,
 }
 
@@ -90,6 +96,13 @@ impl InventoryComponent {
         let mut feed_config = boxoffice_events::ConsumerConfig::new(GROUP, SCHEMA, &[CATALOG]);
         feed_config.idle_poll = feed_interval;
         feed_config.batch_size = 100;
+        let waitlist = Arc::new(
+            Waitlist::new(inventory.clone(), pool.clone())
+                .await
+                .context("starting the waitlist")?,
+        );
+        let waitlist_offers =
+            tokio::spawn(crate::waitlist::run(waitlist.clone(), shutdown.clone()));
         let feed = boxoffice_events::ConsumerGroup::start(
             &transport,
             pool.clone(),
@@ -112,6 +125,8 @@ impl InventoryComponent {
             sold_out,
             feed,
             sweeper,
+            waitlist,
+            waitlist_offers,
             shutdown,
         })
     }
@@ -136,6 +151,11 @@ impl InventoryComponent {
             ))
             .max_decoding_message_size(MAX_REQUEST_BYTES)
             .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
+        );
+        server.add_service(
+            WaitlistServiceServer::new(WaitlistGrpc::new(self.waitlist.clone()))
+                .max_decoding_message_size(MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
         );
     }
 }

@@ -1,5 +1,5 @@
-//! The `notify` consumer group: turns the catalog's, checkout's and
-//! accounts' events into messages to send. A batch is applied in one
+//! The `notify` consumer group: turns the catalog's, checkout's,
+//! accounts' and inventory's (waitlist offers) events into messages to send. A batch is applied in one
 //! transaction that also records its event ids as processed
 //! (`first_times`), so each domain event makes its messages once, however
 //! often it is delivered; the sender only ever sends recorded messages
@@ -25,7 +25,7 @@ use crate::message::{Facts, MoneyFacts, TicketFacts};
 use crate::store::{self, EventRow, SCHEMA};
 
 pub(crate) const GROUP: &str = "notify";
-pub(crate) const STREAMS: &[&str] = &["catalog", "checkout", "accounts"];
+pub(crate) const STREAMS: &[&str] = &["catalog", "checkout", "accounts", "inventory"];
 
 /// Ticket codes read from checkout at once, per batch.
 const FETCH_CONCURRENCY: usize = 32;
@@ -59,6 +59,13 @@ enum Change {
     Refunded {
         booking_id: Uuid,
         amount: MoneyFacts,
+    },
+    WaitlistOffer {
+        user_id: Uuid,
+        event_id: Uuid,
+        hold: String,
+        seats: u32,
+        expires_at: Option<DateTime<Utc>>,
     },
     Nothing,
 }
@@ -152,6 +159,13 @@ fn change_of(received: &Received) -> Result<Change, String> {
         Some(Payload::RefundIssued(e)) => Change::Refunded {
             booking_id: uuid("booking id", &e.booking_id)?,
             amount: money(e.amount.as_ref()),
+        },
+        Some(Payload::WaitlistOfferMade(e)) => Change::WaitlistOffer {
+            user_id: uuid("user id", &e.user_id)?,
+            event_id: uuid("event id", &e.event_id)?,
+            hold: e.hold.clone(),
+            seats: e.seat_indexes.len() as u32,
+            expires_at: time(e.expire_time.as_ref()),
         },
         _ => Change::Nothing,
     })
@@ -367,6 +381,29 @@ async fn apply(
                 store::insert_message(transaction, source, user_id, &facts).await?;
             }
         }
+        Change::WaitlistOffer {
+            user_id,
+            event_id,
+            hold,
+            seats,
+            expires_at,
+        } => {
+            let event = match store::event(transaction, *event_id).await? {
+                Some(row) => row.facts(),
+                None => crate::message::EventFacts {
+                    event_id: *event_id,
+                    ..Default::default()
+                },
+            };
+            let facts = Facts::WaitlistOffer {
+                event,
+                hold: hold.clone(),
+                seats: *seats,
+                expires_at: *expires_at,
+                link: String::new(),
+            };
+            store::insert_message(transaction, source, *user_id, &facts).await?;
+        }
         Change::Nothing => {}
     }
     Ok(())
@@ -375,6 +412,7 @@ async fn apply(
 impl Handler for NotifyHandler {
     async fn handle(&self, events: &[Received]) -> Result<(), HandleError> {
         let mut changes = Vec::with_capacity(events.len());
+        let mut positions = Vec::with_capacity(events.len());
         for (index, received) in events.iter().enumerate() {
             let Some(event_id) = received.event_id() else {
                 return Err(HandleError::Poison {
@@ -383,7 +421,14 @@ impl Handler for NotifyHandler {
                 });
             };
             match change_of(received) {
-                Ok(change) => changes.push((event_id, change)),
+                // Only events that change something here are recorded as
+                // processed: inventory's stream is mostly sales, which mail
+                // nobody. `positions` keeps each change's place in the batch.
+                Ok(Change::Nothing) => {}
+                Ok(change) => {
+                    changes.push((event_id, change));
+                    positions.push(index);
+                }
                 Err(reason) => return Err(HandleError::Poison { index, reason }),
             }
         }
@@ -422,7 +467,12 @@ impl Handler for NotifyHandler {
             match result {
                 Ok(found) => tickets[index] = found,
                 Err(FetchError::Unavailable(error)) => return Err(HandleError::Unavailable(error)),
-                Err(FetchError::Failed(error)) => return Err(HandleError::Failed { index, error }),
+                Err(FetchError::Failed(error)) => {
+                    return Err(HandleError::Failed {
+                        index: positions[index],
+                        error,
+                    });
+                }
             }
         }
         let recorded = async {

@@ -111,6 +111,18 @@ pub enum Facts {
         subject: String,
         answer: String,
     },
+    /// Seats offered from the event's waitlist, held for the user until
+    /// `expires_at`.
+    WaitlistOffer {
+        event: EventFacts,
+        /// The hold to book: "events/{event_id}/holds/{hold_id}".
+        hold: String,
+        seats: u32,
+        expires_at: Option<DateTime<Utc>>,
+        /// Where to book it; set by the sender from the public URL.
+        #[serde(default)]
+        link: String,
+    },
 }
 
 impl Facts {
@@ -124,7 +136,20 @@ impl Facts {
             Self::EventCancelled { .. } => "event_cancelled",
             Self::EventAnnounced { .. } => "event_announced",
             Self::QuestionAnswered { .. } => "question_answered",
+            Self::WaitlistOffer { .. } => "waitlist_offer",
         }
+    }
+
+    /// Fills in what depends on where users reach the web app.
+    pub fn with_public_url(mut self, public_url: &str) -> Self {
+        if let Self::WaitlistOffer { event, link, .. } = &mut self {
+            *link = format!(
+                "{}/events/{}/waitlist",
+                public_url.trim_end_matches('/'),
+                event.event_id
+            );
+        }
+        self
     }
 
     /// Marketing mail may be opted out of; ticket mail never.
@@ -259,6 +284,31 @@ pub fn render(facts: &Facts, name: &str, unsubscribe: Option<&str>) -> Rendered 
                 event.title(),
                 event.when_and_where()
             )],
+            &[],
+        ),
+        Facts::WaitlistOffer {
+            event,
+            hold,
+            seats,
+            expires_at,
+            link,
+        } => (
+            format!("Seats for you: {}", event.title()),
+            vec![
+                format!(
+                    "{seats} seat(s) for {} ({}) came back and are held for you from the waitlist.",
+                    event.title(),
+                    event.when_and_where()
+                ),
+                match expires_at {
+                    Some(time) => format!(
+                        "They are yours to book until {}; after that they go to the next in line.",
+                        time.format("%A %-d %B %Y, %H:%M:%S UTC")
+                    ),
+                    None => "They are yours to book for a short while; after that they go to the next in line.".to_owned(),
+                },
+                format!("Book them at {link} (hold {hold})."),
+            ],
             &[],
         ),
         Facts::QuestionAnswered {

@@ -207,7 +207,9 @@ impl Sender {
         // async threads.
         let from = self.config.from.clone();
         let name = recipient.display_name.clone();
+        let public_url = self.config.public_url.clone();
         let built = tokio::task::spawn_blocking(move || {
+            let facts = facts.with_public_url(&public_url);
             let rendered = render(&facts, &name, unsubscribe.as_deref());
             let tickets = match &facts {
                 Facts::BookingConfirmed { tickets, .. } => tickets.as_slice(),

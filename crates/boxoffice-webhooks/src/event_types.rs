@@ -64,7 +64,10 @@ pub(crate) fn type_of(payload: &Payload) -> Option<&'static str> {
         Payload::BookingCancelled(_) => "booking.cancelled",
         Payload::RefundIssued(_) => "refund.issued",
         Payload::PaymentFailed(_) => "payment.failed",
-        Payload::UserRegistered(_) | Payload::UserErased(_) => return None,
+        // Personal (who is offered what): not for integrators.
+        Payload::UserRegistered(_) | Payload::UserErased(_) | Payload::WaitlistOfferMade(_) => {
+            return None;
+        }
     })
 }
 

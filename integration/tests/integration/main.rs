@@ -35,5 +35,6 @@ mod system;
 mod system_world;
 mod waiting_room;
 mod waiting_room_edge;
+mod waitlist;
 mod web;
 mod webhooks;

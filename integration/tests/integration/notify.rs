@@ -41,14 +41,14 @@ use crate::system_world::{SystemWorld, standing_event_on_sale, vars};
 
 /// A running SMTP server storing what it receives in its own folder;
 /// killed when dropped.
-struct SmtpServer {
+pub struct SmtpServer {
     addr: SocketAddr,
     dir: tempfile::TempDir,
     _process: tokio::process::Child,
 }
 
 impl SmtpServer {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         Self::start_on("127.0.0.1:0").await
     }
 
@@ -96,7 +96,7 @@ impl SmtpServer {
         }
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("smtp://{}", self.addr)
     }
 
@@ -105,7 +105,7 @@ impl SmtpServer {
         mails_in(self.dir.path())
     }
 
-    fn mails_to(&self, address: &str) -> Vec<Value> {
+    pub fn mails_to(&self, address: &str) -> Vec<Value> {
         self.mails()
             .into_iter()
             .filter(|mail| {
@@ -149,7 +149,7 @@ fn mails_in(dir: &Path) -> Vec<Value> {
 }
 
 /// `count` mails to `address` (within 30 s), and no more.
-async fn wait_for_mails(smtp: &SmtpServer, address: &str, count: usize) -> Vec<Value> {
+pub async fn wait_for_mails(smtp: &SmtpServer, address: &str, count: usize) -> Vec<Value> {
     eventually(Duration::from_secs(30), "mail at the SMTP server", || {
         let mails = smtp.mails_to(address);
         async move { (mails.len() >= count).then_some(mails) }
@@ -157,7 +157,10 @@ async fn wait_for_mails(smtp: &SmtpServer, address: &str, count: usize) -> Vec<V
     .await
 }
 
-async fn register(accounts: &mut AccountsServiceClient<Channel>, name: &str) -> (String, String) {
+pub async fn register(
+    accounts: &mut AccountsServiceClient<Channel>,
+    name: &str,
+) -> (String, String) {
     let email = format!("{name}-{}@example.com", Uuid::new_v4().simple());
     accounts
         .register(accounts_pb::RegisterRequest {
@@ -172,7 +175,12 @@ async fn register(accounts: &mut AccountsServiceClient<Channel>, name: &str) -> 
 }
 
 /// Holds `quantity` places and pays for them, through the edge.
-async fn buy(edge: &Channel, token: &str, event_id: &str, quantity: u32) -> checkout_pb::Booking {
+pub async fn buy(
+    edge: &Channel,
+    token: &str,
+    event_id: &str,
+    quantity: u32,
+) -> checkout_pb::Booking {
     let hold = InventoryServiceClient::new(edge.clone())
         .hold_seats(with_token(
             token,

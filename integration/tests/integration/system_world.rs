@@ -91,7 +91,8 @@ impl SystemWorld {
         .await
     }
 
-    async fn start_with_all(
+    /// As [`SystemWorld::start`], with every part configurable.
+    pub async fn start_with_all(
         name: &str,
         checkout_vars: &[(&str, &str)],
         notify: Option<boxoffice_notify::NotifyConfig>,

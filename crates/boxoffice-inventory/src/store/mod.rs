@@ -5,6 +5,8 @@ pub(crate) mod postgres;
 pub mod redis;
 pub(crate) mod redis_calls;
 pub(crate) mod waiting_room;
+pub(crate) mod waitlist;
+pub(crate) mod waitlist_redis;
 
 pub use postgres::{CommitOutcome, TicketStore};
 pub use redis::HoldStore;
@@ -58,6 +60,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 9,
         name: "tier_prices",
         sql: include_str!("migrations/0009_tier_prices.sql"),
+    },
+    Migration {
+        version: 11,
+        name: "waitlist",
+        sql: include_str!("migrations/0011_waitlist.sql"),
     },
 ];
 

@@ -738,7 +738,7 @@ fn take_bytes(reply: &mut [Value], index: usize) -> anyhow::Result<Vec<u8>> {
     }
 }
 
-fn decode_hold(hold: HoldRef, raw: &str) -> anyhow::Result<Hold> {
+pub(crate) fn decode_hold(hold: HoldRef, raw: &str) -> anyhow::Result<Hold> {
     let record: HoldRecord = serde_json::from_str(raw).context("decoding a hold record")?;
     let state = match record.st.as_str() {
         "active" => HoldState::Active,

@@ -26,11 +26,40 @@ local function room_enabled()
   return ROOM ~= nil and redis.call('HGET', ROOM, 'enabled') == '1'
 end
 
--- Ends a live hold: frees its held bits (sold bits are the caller's job),
+-- waitlist (see waitlist.rs and waitlist_offer.lua) -------------------
+-- While anyone waits on the event's waitlist (meta `wl` > 0, kept by
+-- waitlist_offer.lua), seats that come back stay held, parked in meta `wp`
+-- for the next offer, so nobody outside the line can take them. Answers
+-- whether it parked them.
+local function park_for_waitlist(seats)
+  if tonumber(redis.call('HGET', META, 'wl') or '0') <= 0 then
+    return false
+  end
+  local list = {}
+  local parked = redis.call('HGET', META, 'wp') or ''
+  if parked ~= '' then
+    list[1] = parked
+  end
+  for _, seat in ipairs(seats) do
+    redis.call('SETBIT', HELD, seat, 1)
+    list[#list + 1] = tostring(seat)
+  end
+  redis.call('HSET', META, 'wp', table.concat(list, ','))
+  return true
+end
+-- end waitlist --------------------------------------------------------
+
+-- Ends a live hold: frees its held bits (sold bits are the caller's job;
+-- seats that come back while people wait are parked for the waitlist),
 -- keeps the record as a tombstone until `now + grave_ms`, appends `kind`.
 local function end_hold(id, record, state, kind, now, grave_ms, maxlen)
-  for _, seat in ipairs(record.s) do
-    redis.call('SETBIT', HELD, seat, 0)
+  local parked = (kind == 'x' or kind == 'r') and park_for_waitlist(record.s)
+  if parked then
+    kind = 'h'
+  else
+    for _, seat in ipairs(record.s) do
+      redis.call('SETBIT', HELD, seat, 0)
+    end
   end
   record.st = state
   local encoded = cjson.encode(record)

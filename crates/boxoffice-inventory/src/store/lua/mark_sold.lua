@@ -20,7 +20,12 @@ if mode ~= 'holds' then
   for _, seat in ipairs(seats) do
     redis.call('SETBIT', SOLD, seat, bit)
   end
-  return {'OK', append_change(mode == 'unsell' and 'u' or 's', seats, maxlen)}
+  local cursor = append_change(mode == 'unsell' and 'u' or 's', seats, maxlen)
+  -- waitlist: seats back on sale while people wait are parked for it.
+  if mode == 'unsell' and park_for_waitlist(seats) then
+    cursor = append_change('h', seats, maxlen)
+  end
+  return {'OK', cursor}
 end
 local now = nil
 local i = 4

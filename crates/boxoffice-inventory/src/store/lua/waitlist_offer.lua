@@ -1,0 +1,77 @@
+-- waitlist_offer: hands parked seats to users of the waitlist as holds in
+-- their names (marked `w`), all or nothing: refused ('STALE') when any
+-- seat named is no longer parked, so a seat is never offered twice. Then
+-- records how many users still wait (meta `wl`, which makes released seats
+-- park, see common.lua); with nobody waiting, every seat still parked goes
+-- back on sale. Offers are made only while the event is open.
+-- ARGV: users still waiting, offer ttl ms, stream maxlen, tombstone ms,
+--       currency, then per offer: hold id, owner, total price minor, seat
+--       count, that many seats
+-- Returns: 'OK', expiry ms, 1 when an offer expires first among the live
+-- holds (the caller puts the event on the sweep index); or 'NOMETA',
+-- 'STALE', 'CLOSED'.
+local waiting, ttl, maxlen = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local currency = ARGV[5]
+if redis.call('EXISTS', META) == 0 then
+  return {'NOMETA'}
+end
+local now = now_ms()
+local parked = {}
+local raw = redis.call('HGET', META, 'wp') or ''
+for seat in string.gmatch(raw, '%d+') do
+  parked[tonumber(seat)] = true
+end
+local offers = {}
+local i = 6
+while i <= #ARGV do
+  local count = tonumber(ARGV[i + 3])
+  local seats = {}
+  for j = i + 4, i + 3 + count do
+    local seat = tonumber(ARGV[j])
+    if not parked[seat] then
+      return {'STALE'}
+    end
+    parked[seat] = nil
+    seats[#seats + 1] = seat
+  end
+  offers[#offers + 1] = {id = ARGV[i], owner = ARGV[i + 1], total = tonumber(ARGV[i + 2]), seats = seats}
+  i = i + 4 + count
+end
+if #offers > 0 and redis.call('HGET', META, 'status') ~= 'open' then
+  return {'CLOSED'}
+end
+local expires = now + ttl
+local first = 0
+if #offers > 0 then
+  local head = redis.call('ZRANGE', EXPIRY, 0, 0, 'WITHSCORES')
+  if not head[2] or expires < tonumber(head[2]) then
+    first = 1
+  end
+end
+for _, offer in ipairs(offers) do
+  -- The held bits are set already (parked).
+  local record = {o = offer.owner, s = offer.seats, e = expires, c = now, t = offer.total,
+    cur = currency, st = 'active', w = 1}
+  redis.call('HSET', HOLDS, offer.id, cjson.encode(record))
+  redis.call('ZADD', EXPIRY, expires, offer.id)
+  redis.call('HINCRBY', OWNERS, offer.owner, 1)
+  append_change('h', offer.seats, maxlen)
+end
+local left = {}
+for seat in pairs(parked) do
+  left[#left + 1] = seat
+end
+table.sort(left)
+if waiting <= 0 and #left > 0 then
+  for _, seat in ipairs(left) do
+    redis.call('SETBIT', HELD, seat, 0)
+  end
+  append_change('r', left, maxlen)
+  left = {}
+end
+local kept = {}
+for k, seat in ipairs(left) do
+  kept[k] = tostring(seat)
+end
+redis.call('HSET', META, 'wl', waiting, 'wp', table.concat(kept, ','))
+return {'OK', expires, first}
