@@ -61,9 +61,9 @@ pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 pub fn max_request_bytes(service: &str) -> usize {
     match service {
         "boxoffice.catalog.v1.CatalogService" => CATALOG_MAX_REQUEST_BYTES,
-        "boxoffice.inventory.v1.InventoryService" | "boxoffice.inventory.v1.WaitingRoomService" => {
-            INVENTORY_MAX_REQUEST_BYTES
-        }
+        "boxoffice.inventory.v1.InventoryService"
+        | "boxoffice.inventory.v1.WaitingRoomService"
+        | "boxoffice.inventory.v1.WaitlistService" => INVENTORY_MAX_REQUEST_BYTES,
         "boxoffice.checkout.v1.CheckoutService" => CHECKOUT_MAX_REQUEST_BYTES,
         "boxoffice.checkout.v1.DoorService" => DOOR_MAX_REQUEST_BYTES,
         "boxoffice.accounts.v1.AccountsService" => ACCOUNTS_MAX_REQUEST_BYTES,
