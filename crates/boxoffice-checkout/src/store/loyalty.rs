@@ -208,14 +208,7 @@ impl CheckoutStore {
         // Derived from checkout's stream: a crash that loses this commit
         // loses the consumer's checkpoint after it too, and the events are
         // applied again (see `boxoffice_events::postgres::projection_transaction`).
-        let transaction = client
-            .transaction()
-            .await
-            .db_context("starting to apply loyalty points")?;
-        transaction
-            .batch_execute("SET LOCAL synchronous_commit = off")
-            .await
-            .db_context("starting to apply loyalty points")?;
+        let transaction = boxoffice_events::postgres::projection_transaction(&mut client).await?;
         let mut changed = 0;
         if !earned.is_empty() {
             let ids: Vec<Uuid> = earned.iter().map(|_| Uuid::now_v7()).collect();
