@@ -381,8 +381,12 @@ async fn sale_checks(world: &World, event_id: &str, crowd: &Crowd) -> anyhow::Re
     ])
 }
 
-/// The pre-queue's places recomputed from the published seed and the list
-/// of those who joined before opening.
+/// The pre-queue draw audited from what the server publishes: the seed
+/// (`GetWaitingRoom`) and the recorded entrants (`ListDrawEntrants`). The
+/// entrants' order must be the seed's order; every fan told "pre-queue"
+/// must be among them at the place they were shown; every other fan's place
+/// must be behind them. A fan whose join timed out at this end may still be
+/// an entrant (the join landed): only the server's list can say.
 async fn audit(world: &World, event_id: &str, crowd: &Crowd) -> anyhow::Result<Vec<Check>> {
     let mut room = WaitingRoomServiceClient::new(world.edge[0].clone());
     let report = room
@@ -402,44 +406,73 @@ async fn audit(world: &World, event_id: &str, crowd: &Crowd) -> anyhow::Result<V
             ok: false,
         }]);
     };
-    let early: Vec<Uuid> = crowd
-        .fans
+    let (mut entrants, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let page = room
+            .list_draw_entrants(authed(
+                &world.admin_token,
+                inventory_pb::ListDrawEntrantsRequest {
+                    event_id: event_id.to_owned(),
+                    page_size: 10_000,
+                    page_token,
+                },
+            ))
+            .await
+            .context("listing the draw's entrants")?
+            .into_inner();
+        for entrant in page.entrants {
+            entrants.push((entrant.place, Uuid::parse_str(&entrant.user_id)?));
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        page_token = page.next_page_token;
+    }
+    let users: Vec<Uuid> = entrants.iter().map(|(_, user)| *user).collect();
+    let in_order = entrants
         .iter()
-        .zip(&crowd.ids)
-        .filter(|(fan, _)| fan.early.load(Ordering::Relaxed))
-        .map(|(_, id)| *id)
-        .collect();
-    let order = draw_order(&seed, &early);
-    let mut checked = 0u64;
-    let mut wrong = 0u64;
-    let mut late_inside = 0u64;
+        .zip(1u64..)
+        .all(|((place, _), expected)| *place == expected)
+        && draw_order(&seed, &users) == users;
+    let drawn: std::collections::HashMap<Uuid, u64> =
+        entrants.iter().map(|(place, user)| (*user, *place)).collect();
+    let total = entrants.len() as u64;
+    let (mut told_early, mut missing, mut wrong, mut late_inside, mut timed_out_in) =
+        (0u64, 0u64, 0u64, 0u64, 0u64);
     for (fan, id) in crowd.fans.iter().zip(&crowd.ids) {
         let place = fan.place.load(Ordering::Relaxed);
-        if place == 0 {
-            continue;
-        }
-        if fan.early.load(Ordering::Relaxed) {
-            checked += 1;
-            let expected = order
-                .iter()
-                .position(|drawn| drawn == id)
-                .map(|i| i as u64 + 1);
-            if expected != Some(place) {
-                wrong += 1;
+        let early = fan.early.load(Ordering::Relaxed);
+        match drawn.get(id) {
+            Some(drawn_place) => {
+                if early {
+                    told_early += 1;
+                } else {
+                    timed_out_in += 1;
+                }
+                if place != 0 && place != *drawn_place {
+                    wrong += 1;
+                }
             }
-        } else if place <= early.len() as u64 {
-            late_inside += 1;
+            None if early => missing += 1,
+            None if place != 0 && place <= total => late_inside += 1,
+            None => {}
         }
     }
     Ok(vec![
         Check {
-            name: "on-sale: pre-queue places recomputed from the published seed".into(),
+            name: "on-sale: the recorded draw is the published seed's order".into(),
             value: format!(
-                "{wrong} of {checked} checked places differ ({} joined early, {} in the room's count)",
-                early.len(),
+                "{total} entrants ({} in the room's count), in order: {in_order}",
                 report.pre_queue_count
             ),
-            ok: wrong == 0 && early.len() as u64 == report.pre_queue_count,
+            ok: in_order && total == report.pre_queue_count,
+        },
+        Check {
+            name: "on-sale: every fan told \"pre-queue\" drawn at the place shown".into(),
+            value: format!(
+                "{told_early} told and drawn, {missing} told but not drawn, {wrong} shown another place, {timed_out_in} drawn whose join timed out here"
+            ),
+            ok: missing == 0 && wrong == 0,
         },
         Check {
             name: "on-sale: later arrivals all behind the pre-queue".into(),

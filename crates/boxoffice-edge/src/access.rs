@@ -123,6 +123,7 @@ pub(crate) fn default_routes() -> Vec<RouteConfig> {
                 ("WatchQueue", User),
                 ("ConfigureWaitingRoom", Admin),
                 ("GetWaitingRoom", Admin),
+                ("ListDrawEntrants", Admin),
             ],
         ),
         route(

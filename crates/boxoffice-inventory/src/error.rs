@@ -36,6 +36,7 @@ pub(crate) mod reason {
     pub(crate) const NOT_IN_QUEUE: &str = "NOT_IN_QUEUE";
     pub(crate) const EVENT_NOT_SOLD_OUT: &str = "EVENT_NOT_SOLD_OUT";
     pub(crate) const WAITLIST_ENTRY_NOT_FOUND: &str = "WAITLIST_ENTRY_NOT_FOUND";
+    pub(crate) const DRAW_NOT_RECORDED: &str = "DRAW_NOT_RECORDED";
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +85,8 @@ pub enum InventoryError {
     NotSoldOut { available: u32 },
     #[error("waitlist entry not found")]
     WaitlistEntryNotFound,
+    #[error("draw not recorded")]
+    DrawNotRecorded,
     #[error("dependency unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error(transparent)]
@@ -288,6 +291,11 @@ impl From<InventoryError> for Status {
                 Code::NotFound,
                 reason::WAITLIST_ENTRY_NOT_FOUND,
                 "you are not on this event's waitlist",
+            ),
+            E::DrawNotRecorded => status::with_reason(
+                Code::FailedPrecondition,
+                reason::DRAW_NOT_RECORDED,
+                "the pre-queue has not been drawn yet: the draw is recorded when the room opens",
             ),
             E::Unavailable(error) => status::unavailable(&error),
             E::Internal(error) => status::internal(&error),

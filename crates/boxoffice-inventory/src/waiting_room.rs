@@ -47,6 +47,14 @@ pub trait SaleEvents: Send + Sync + 'static {
     fn state_changed(&self, event_id: Uuid);
 }
 
+/// A page of a recorded draw: (place, user id) in place order, and the
+/// number of entrants in all.
+#[derive(Debug)]
+pub struct DrawEntrants {
+    pub entrants: Vec<(u64, Uuid)>,
+    pub total: u64,
+}
+
 /// A room as an admin sees it: its settings, counters and, once drawn, the
 /// pre-queue draw's seed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -349,6 +357,26 @@ impl WaitingRoom {
         })
     }
 
+    /// A page of the recorded pre-queue draw, places after `after` (admins
+    /// only): with the published seed, the whole audit of the draw.
+    pub async fn draw_entrants(
+        &self,
+        caller: &Caller,
+        event_id: Uuid,
+        after: u64,
+        limit: u32,
+    ) -> Result<DrawEntrants> {
+        Self::require_admin(caller)?;
+        self.events.ensure_sold_here(event_id).await?;
+        let after = i64::try_from(after).unwrap_or(i64::MAX);
+        let (entrants, total) = self
+            .tickets
+            .draw_entrants(event_id, after, i64::from(limit))
+            .await?;
+        let total = total.ok_or(InventoryError::DrawNotRecorded)?;
+        Ok(DrawEntrants { entrants, total })
+    }
+
     /// The caller's place in line (the first one they got, if they joined
     /// before), or their spot in the pre-queue before opening.
     pub async fn join_queue(&self, caller: &Caller, event_id: Uuid) -> Result<QueueView> {
@@ -420,6 +448,9 @@ impl WaitingRoom {
                 }
             }
             LineStanding::InLine(line) => {
+                if line.draw_due {
+                    self.start_draw(event_id);
+                }
                 let standing = standing(&line);
                 if !standing.admitted() {
                     return QueueView::Waiting(standing);
@@ -467,6 +498,24 @@ fn early_wait(early: &Early) -> i64 {
 }
 
 impl Draws {
+    /// Everyone in the event's pre-queue (frozen: nobody joins it once the
+    /// room's opening time has passed, and a draw starts only then).
+    async fn pre_queue(&self, event_id: Uuid) -> Result<Vec<Uuid>> {
+        let mut joiners = Vec::new();
+        loop {
+            let page = self
+                .rooms
+                .pre_queue_page(event_id, joiners.len() as i64, DRAW_READ_PAGE)
+                .await
+                .map_err(redis_error)?;
+            let last = (page.len() as i64) < DRAW_READ_PAGE;
+            joiners.extend(page);
+            if last {
+                return Ok(joiners);
+            }
+        }
+    }
+
     /// The draw: a seed generated now (or the one an earlier draw stored),
     /// the frozen pre-queue read from Redis, places from `draw_order`, and
     /// the places written back in batches, the last of which opens
@@ -479,24 +528,20 @@ impl Draws {
         else {
             return Ok(());
         };
-        let mut joiners = Vec::new();
-        loop {
-            let page = self
-                .rooms
-                .pre_queue_page(event_id, joiners.len() as i64, DRAW_READ_PAGE)
+        // A draw recorded before (by another instance, or before Redis
+        // lost the line) is the draw: its places are written again as they
+        // were. Otherwise the frozen pre-queue is drawn and recorded in
+        // PostgreSQL before any place reaches Redis.
+        let mut order = self.tickets.drawn_order(event_id).await?;
+        if order.is_empty() {
+            let joiners = self.pre_queue(event_id).await?;
+            // Hashing a large pre-queue is CPU work: off the async threads.
+            order = tokio::task::spawn_blocking(move || draw_order(&seed, &joiners))
                 .await
-                .map_err(redis_error)?;
-            let last = (page.len() as i64) < DRAW_READ_PAGE;
-            joiners.extend(page);
-            if last {
-                break;
-            }
+                .map_err(|error| InventoryError::Internal(anyhow::Error::new(error)))?;
+            self.tickets.record_draw(event_id, &order).await?;
         }
-        let pre_queue = joiners.len();
-        // Hashing a large pre-queue is CPU work: off the async threads.
-        let order = tokio::task::spawn_blocking(move || draw_order(&seed, &joiners))
-            .await
-            .map_err(|error| InventoryError::Internal(anyhow::Error::new(error)))?;
+        let pre_queue = order.len();
         let places: Vec<(Uuid, u64)> = order.into_iter().zip(1u64..).collect();
         let batches: Vec<&[(Uuid, u64)]> = if places.is_empty() {
             vec![&[]]

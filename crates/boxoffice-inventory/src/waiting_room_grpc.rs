@@ -9,6 +9,8 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use boxoffice_contracts::inventory::v1 as pb;
 use boxoffice_runtime::{Caller, Shutdown};
 use futures::Stream;
@@ -25,6 +27,9 @@ use crate::waiting_room::{QueueView, RoomReport, WaitingRoom};
 
 /// Updates buffered per watcher; a watcher only needs the latest.
 const WATCH_BUFFER: usize = 8;
+/// Draw entrants per page: the default and the most one page may ask for.
+const DRAW_PAGE_DEFAULT: u32 = 1_000;
+const DRAW_PAGE_MAX: i32 = 10_000;
 /// Even with an unchanged position a watcher hears something this often,
 /// so proxies do not close an idle stream.
 const KEEPALIVE: Duration = Duration::from_secs(10);
@@ -232,6 +237,68 @@ impl pb::waiting_room_service_server::WaitingRoomService for WaitingRoomGrpc {
         let room = self.room.room_report(&caller, event_id).await?;
         Ok(Response::new(room_to_pb(event_id, &room)))
     }
+
+    #[instrument(skip_all, fields(event_id = %request.get_ref().event_id))]
+    async fn list_draw_entrants(
+        &self,
+        request: Request<pb::ListDrawEntrantsRequest>,
+    ) -> Result<Response<pb::ListDrawEntrantsResponse>, Status> {
+        let caller = Caller::from_metadata(request.metadata());
+        let request = request.into_inner();
+        let event_id = parse_id("event_id", &request.event_id).map_err(Status::from)?;
+        let limit = draw_page_size(request.page_size).map_err(Status::from)?;
+        let after = decode_draw_page_token(&request.page_token).map_err(Status::from)?;
+        let page = self
+            .room
+            .draw_entrants(&caller, event_id, after, limit)
+            .await?;
+        let next_page_token = match page.entrants.last() {
+            Some((place, _)) if *place < page.total => draw_page_token(*place),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::ListDrawEntrantsResponse {
+            entrants: page
+                .entrants
+                .iter()
+                .map(|(place, user_id)| pb::DrawEntrant {
+                    place: *place,
+                    user_id: user_id.to_string(),
+                })
+                .collect(),
+            next_page_token,
+            total_count: page.total,
+        }))
+    }
+}
+
+/// The page size asked for: 0 means the default.
+fn draw_page_size(page_size: i32) -> Result<u32, FieldError> {
+    match page_size {
+        0 => Ok(DRAW_PAGE_DEFAULT),
+        1..=DRAW_PAGE_MAX => Ok(page_size as u32),
+        _ => Err(FieldError::new(
+            "page_size",
+            format!("must be from 1 to {DRAW_PAGE_MAX} (0 for {DRAW_PAGE_DEFAULT})"),
+        )),
+    }
+}
+
+/// A page token names the last place of the page before; opaque to
+/// clients.
+fn draw_page_token(last_place: u64) -> String {
+    URL_SAFE_NO_PAD.encode(format!("d:{last_place}"))
+}
+
+fn decode_draw_page_token(token: &str) -> Result<u64, FieldError> {
+    if token.is_empty() {
+        return Ok(0);
+    }
+    let bad = || FieldError::new("page_token", "is not a token this service issued");
+    let raw = URL_SAFE_NO_PAD.decode(token).map_err(|_| bad())?;
+    String::from_utf8(raw)
+        .ok()
+        .and_then(|raw| raw.strip_prefix("d:").and_then(|place| place.parse().ok()))
+        .ok_or_else(bad)
 }
 
 /// What a watcher is told again only when it changes.
@@ -309,6 +376,23 @@ async fn watch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn draw_page_tokens_round_trip_and_junk_is_refused() {
+        for place in [1, 1_000, u64::MAX] {
+            assert_eq!(decode_draw_page_token(&draw_page_token(place)), Ok(place));
+        }
+        assert_eq!(decode_draw_page_token(""), Ok(0));
+        for junk in ["x", "ZDo", "ZDp4", "YzoxMA", "%%%"] {
+            let error = decode_draw_page_token(junk).expect_err(junk);
+            assert_eq!(error.field, "page_token");
+        }
+        assert_eq!(draw_page_size(0), Ok(DRAW_PAGE_DEFAULT));
+        assert_eq!(draw_page_size(10_000), Ok(10_000));
+        for bad in [-1, 10_001, i32::MAX] {
+            assert!(draw_page_size(bad).is_err());
+        }
+    }
 
     #[test]
     fn open_times_must_be_real_timestamps() {

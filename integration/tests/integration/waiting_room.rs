@@ -98,6 +98,55 @@ pub(crate) async fn room_report(room: &mut WaitingRoom, event_id: &str) -> pb::W
     .into_inner()
 }
 
+/// Every entrant of the recorded draw, paging as an auditor would: (place,
+/// user) in place order, and the total the server gave.
+pub(crate) async fn draw_entrants(
+    room: &mut WaitingRoom,
+    event_id: &str,
+    page_size: i32,
+) -> Result<(Vec<(u64, Uuid)>, u64), Status> {
+    let (mut entrants, mut page_token) = (Vec::new(), String::new());
+    loop {
+        let page = room
+            .list_draw_entrants(as_caller(
+                &admin(),
+                pb::ListDrawEntrantsRequest {
+                    event_id: event_id.to_owned(),
+                    page_size,
+                    page_token,
+                },
+            ))
+            .await?
+            .into_inner();
+        assert!(page.entrants.len() <= page_size.max(1) as usize);
+        let total = page.total_count;
+        entrants.extend(page.entrants.iter().map(|entrant| {
+            let user = Uuid::parse_str(&entrant.user_id).expect("a user id");
+            (entrant.place, user)
+        }));
+        if page.next_page_token.is_empty() {
+            return Ok((entrants, total));
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// The audit from what the server publishes alone: the entrants in place
+/// order are exactly `draw_order(seed, entrants)`, at places 1..=n.
+pub(crate) fn audit_draw(seed: &DrawSeed, entrants: &[(u64, Uuid)]) {
+    let users: Vec<Uuid> = entrants.iter().map(|(_, user)| *user).collect();
+    let places: Vec<u64> = entrants.iter().map(|(place, _)| *place).collect();
+    assert_eq!(
+        places,
+        (1..=entrants.len() as u64).collect::<Vec<u64>>(),
+        "places 1..n, each once"
+    );
+    assert!(
+        draw_order(seed, &users) == users,
+        "the recorded order is the seed's order"
+    );
+}
+
 pub(crate) async fn join(
     room: &mut WaitingRoom,
     caller: &Caller,
@@ -224,6 +273,10 @@ async fn the_pre_queue_is_drawn_at_opening_reproducibly_from_the_published_seed(
     assert_eq!((before.joined_count, before.pre_queue_count), (200, 200));
     assert!(before.draw_seed.is_empty(), "no seed before opening");
     assert_eq!(before.draw_time, None);
+    let not_yet = draw_entrants(&mut room, &sale.event_id, 0)
+        .await
+        .expect_err("no draw before opening");
+    assert_reason(&not_yet, Code::FailedPrecondition, "DRAW_NOT_RECORDED");
 
     // The admin opens the room now: the draw follows the first look at it.
     configure(&mut room, &sale.event_id, true, 1, Some(at_ms(now_ms())))
@@ -281,6 +334,14 @@ async fn the_pre_queue_is_drawn_at_opening_reproducibly_from_the_published_seed(
     // (200 users in arrival order by chance: about 1 in 10^374).
     let arrival_places: Vec<u64> = statuses.iter().map(|s| s.join_number).collect();
     assert_ne!(arrival_places, (1..=200).collect::<Vec<u64>>());
+    // The server's own record says the same, page by page.
+    let (entrants, total) = draw_entrants(&mut room, &sale.event_id, 7)
+        .await
+        .expect("listing the draw");
+    assert_eq!(total, 200);
+    audit_draw(&seed, &entrants);
+    let listed: HashMap<Uuid, u64> = entrants.iter().map(|(p, u)| (*u, *p)).collect();
+    assert_eq!(listed, expected, "the record is the draw the users were told");
     // Joining again keeps the drawn place.
     for (user, status) in early.iter().zip(&statuses).take(10) {
         let again = join(&mut room, user, &sale.event_id)
@@ -288,6 +349,145 @@ async fn the_pre_queue_is_drawn_at_opening_reproducibly_from_the_published_seed(
             .expect("joining again");
         assert_eq!(again.join_number, status.join_number);
     }
+}
+
+/// 12,000 early joiners: more than one page of the draw's read and a dozen
+/// of its write batches. A tenth of them give up on their join (a client
+/// deadline far below what it takes) the way a crowd's phones do; their
+/// joins may still land, so only the server's record can be audited, and it
+/// must be whole: everyone the server told "pre-queue" is in it, at the
+/// place the seed gives, and those who arrive while the draw runs queue
+/// behind all of it.
+#[tokio::test]
+async fn twelve_thousand_early_joiners_are_drawn_and_recorded_whole() {
+    const EARLY: usize = 12_000;
+    let (world, mut room) = world().await;
+    let sale = event_on_sale(&world).await;
+    configure(&mut room, &sale.event_id, true, 1, Some(at_ms(now_ms() + 3_600_000)))
+        .await
+        .expect("turning the room on");
+
+    let users: Vec<Caller> = (0..EARLY).map(|_| customer()).collect();
+    let told_early = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let gave_up = Arc::new(std::sync::Mutex::new(BTreeSet::new()));
+    let next = Arc::new(AtomicU64::new(0));
+    let users = Arc::new(users);
+    let mut tasks = Vec::new();
+    for _ in 0..64 {
+        let (room, users, next) = (room.clone(), users.clone(), next.clone());
+        let (told_early, gave_up, event_id) =
+            (told_early.clone(), gave_up.clone(), sale.event_id.clone());
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed) as usize;
+                let Some(user) = users.get(index) else { return };
+                let mut request = as_caller(
+                    user,
+                    pb::JoinQueueRequest {
+                        event_id: event_id.clone(),
+                    },
+                );
+                if index % 10 == 0 {
+                    request.set_timeout(Duration::from_micros(50));
+                }
+                match room.clone().join_queue(request).await {
+                    Ok(status) => {
+                        let status = status.into_inner();
+                        assert_eq!(status.state, pb::WaitingRoomState::PreQueue as i32);
+                        told_early.lock().expect("list").push(user.user_id.expect("a user"));
+                    }
+                    Err(status) => {
+                        assert!(index % 10 == 0, "only the impatient fail: {status:?}");
+                        gave_up.lock().expect("set").insert(user.user_id.expect("a user"));
+                    }
+                }
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.expect("joiner task");
+    }
+    let before = room_report(&mut room, &sale.event_id).await;
+    let told_early: BTreeSet<Uuid> = told_early.lock().expect("list").iter().copied().collect();
+    assert!(before.pre_queue_count >= told_early.len() as u64);
+    assert!(before.pre_queue_count <= EARLY as u64);
+
+    // Open now; a crowd keeps arriving while the draw runs.
+    configure(&mut room, &sale.event_id, true, 1, Some(at_ms(now_ms())))
+        .await
+        .expect("opening now");
+    let drawn = Arc::new(AtomicBool::new(false));
+    let mut late = Vec::new();
+    for _ in 0..8 {
+        let (room, drawn, event_id) = (room.clone(), drawn.clone(), sale.event_id.clone());
+        late.push(tokio::spawn(async move {
+            let mut places = Vec::new();
+            while !drawn.load(Ordering::Relaxed) || places.len() < 5 {
+                let status = join(&mut room.clone(), &customer(), &event_id)
+                    .await
+                    .expect("joining after opening");
+                assert_ne!(status.state, pb::WaitingRoomState::PreQueue as i32);
+                places.push(status.join_number);
+            }
+            places
+        }));
+    }
+    let entrants = eventually(Duration::from_secs(60), "the recorded draw", || {
+        let mut room = room.clone();
+        let event_id = sale.event_id.clone();
+        async move { draw_entrants(&mut room, &event_id, 10_000).await.ok() }
+    })
+    .await;
+    // Someone told "pre-queue" is told their drawn place now.
+    eventually(Duration::from_secs(60), "places after the draw", || {
+        let mut room = room.clone();
+        let (user, event_id) = (users[1].clone(), sale.event_id.clone());
+        async move {
+            let status = join(&mut room, &user, &event_id).await.expect("looking");
+            (status.state != pb::WaitingRoomState::PreQueue as i32).then_some(())
+        }
+    })
+    .await;
+    drawn.store(true, Ordering::Relaxed);
+
+    let after = room_report(&mut room, &sale.event_id).await;
+    let seed = DrawSeed::from_hex(&after.draw_seed).expect("a published seed");
+    let (entrants, total) = entrants;
+    assert_eq!(total, after.pre_queue_count);
+    assert_eq!(entrants.len() as u64, total);
+    audit_draw(&seed, &entrants);
+    let listed: HashMap<Uuid, u64> = entrants.iter().map(|(p, u)| (*u, *p)).collect();
+    let gave_up = gave_up.lock().expect("set").clone();
+    for user in &told_early {
+        assert!(listed.contains_key(user), "{user} was told pre-queue but is not in the draw");
+    }
+    for user in listed.keys() {
+        assert!(
+            gave_up.contains(user) || told_early.contains(user),
+            "{user} is in the draw without having joined"
+        );
+    }
+    // Those who gave up are told their drawn place if their join landed,
+    // else a place behind the draw.
+    for user in users.iter().step_by(10) {
+        let status = join(&mut room, user, &sale.event_id)
+            .await
+            .expect("looking again");
+        match listed.get(&user.user_id.expect("a user")) {
+            Some(place) => assert_eq!(status.join_number, *place),
+            None => assert!(status.join_number > total, "a late join is behind the draw"),
+        }
+    }
+    let mut late_places = Vec::new();
+    for task in late {
+        late_places.extend(task.await.expect("late joiners"));
+    }
+    assert!(
+        late_places.iter().all(|place| *place > total),
+        "every arrival after opening queues behind the {total} drawn"
+    );
+    let unique: BTreeSet<u64> = late_places.iter().copied().collect();
+    assert_eq!(unique.len(), late_places.len(), "one place each");
 }
 
 #[tokio::test]
@@ -639,9 +839,17 @@ async fn the_active_shopper_cap_is_never_exceeded_under_a_thousand_concurrent_ad
                 release(&mut inventory, &user, &held).await;
             }
             if place % 10 == 3 {
-                let refused = hold(&mut inventory, &user, &event_id, &[seat], &token)
-                    .await
-                    .expect_err("a second sequence on one admission");
+                // The seat just released may be someone else's by now: a
+                // seat taken answers before the admission is looked at.
+                let refused = loop {
+                    let refused = hold(&mut inventory, &user, &event_id, &[seat], &token)
+                        .await
+                        .expect_err("a second sequence on one admission");
+                    if reason_of(&refused).as_deref() != Some("SEAT_UNAVAILABLE") {
+                        break refused;
+                    }
+                    seat = (seat + 1) % SEATS;
+                };
                 assert_reason(&refused, Code::FailedPrecondition, "ADMISSION_USED");
             }
         }));
@@ -900,6 +1108,29 @@ async fn bad_input_unknown_events_and_non_admins_are_refused() {
         .await
         .expect_err("a customer reading the room");
     assert_eq!(refused.code(), Code::PermissionDenied);
+    // And so is the draw's list of entrants, whatever the paging.
+    for (page_size, page_token) in [(0, ""), (10_001, ""), (-1, ""), (0, "junk")] {
+        let request = || pb::ListDrawEntrantsRequest {
+            event_id: sale.event_id.clone(),
+            page_size,
+            page_token: page_token.to_owned(),
+        };
+        if (page_size, page_token) == (0, "") {
+            let refused = room
+                .list_draw_entrants(as_caller(&customer(), request()))
+                .await
+                .expect_err("a customer listing the draw");
+            assert_eq!(refused.code(), Code::PermissionDenied);
+        } else {
+            let bad = room
+                .list_draw_entrants(as_caller(&admin(), request()))
+                .await
+                .expect_err("bad paging");
+            assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
+            let field = if page_token.is_empty() { "page_size" } else { "page_token" };
+            assert_eq!(field_of(&bad).as_deref(), Some(field), "{bad:?}");
+        }
+    }
 
     let mut over_cap = request(&sale.event_id, true, 10, None);
     over_cap.max_active_shoppers = 1_000_001;

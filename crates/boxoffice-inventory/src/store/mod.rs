@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "waitlist",
         sql: include_str!("migrations/0011_waitlist.sql"),
     },
+    Migration {
+        version: 12,
+        name: "draw_entrants",
+        sql: include_str!("migrations/0012_draw_entrants.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "inventory";

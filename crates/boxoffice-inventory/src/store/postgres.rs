@@ -529,6 +529,84 @@ impl TicketStore {
         .map_err(InventoryError::from)
     }
 
+    /// The drawn pre-queue as recorded, in place order (place 1 first);
+    /// empty before the draw was recorded.
+    pub async fn drawn_order(&self, event_id: Uuid) -> Result<Vec<Uuid>> {
+        let rows = self
+            .pool
+            .get()
+            .await?
+            .query(
+                "SELECT user_id FROM inventory.draw_entrants WHERE event_id = $1 ORDER BY place",
+                &[&event_id],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
+    /// Records the drawn pre-queue (`order[0]` at place 1) in one
+    /// transaction, in chunks; a second recorder (another instance drawing
+    /// the same frozen pre-queue from the same seed) changes nothing.
+    pub async fn record_draw(&self, event_id: Uuid, order: &[Uuid]) -> Result<()> {
+        const CHUNK: usize = 50_000;
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let insert = transaction
+            .prepare_cached(
+                "INSERT INTO inventory.draw_entrants (event_id, place, user_id)
+                 SELECT $1, $2::int8 + s.n, s.user_id
+                 FROM unnest($3::uuid[]) WITH ORDINALITY AS s(user_id, n)
+                 ON CONFLICT (event_id, place) DO NOTHING",
+            )
+            .await?;
+        for (index, chunk) in order.chunks(CHUNK).enumerate() {
+            let offset = (index * CHUNK) as i64;
+            transaction
+                .execute(&insert, &[&event_id, &offset, &chunk])
+                .await?;
+        }
+        transaction
+            .execute(
+                "UPDATE inventory.waiting_rooms SET draw_entrants = $2
+                 WHERE event_id = $1 AND draw_entrants IS NULL",
+                &[&event_id, &(order.len() as i64)],
+            )
+            .await?;
+        transaction.commit().await?;
+        Ok(())
+    }
+
+    /// A page of the recorded draw: (place, user) from place `after + 1`,
+    /// at most `limit`, and how many entrants there are in all (`None`
+    /// before the draw was recorded).
+    pub async fn draw_entrants(
+        &self,
+        event_id: Uuid,
+        after: i64,
+        limit: i64,
+    ) -> Result<(Vec<(u64, Uuid)>, Option<u64>)> {
+        let client = self.pool.get().await?;
+        let total: Option<i64> = client
+            .query_opt(
+                "SELECT draw_entrants FROM inventory.waiting_rooms WHERE event_id = $1",
+                &[&event_id],
+            )
+            .await?
+            .and_then(|row| row.get(0));
+        let rows = client
+            .query(
+                "SELECT place, user_id FROM inventory.draw_entrants
+                 WHERE event_id = $1 AND place > $2 ORDER BY place LIMIT $3",
+                &[&event_id, &after, &limit],
+            )
+            .await?;
+        let page = rows
+            .iter()
+            .map(|row| (row.get::<_, i64>(0).max(0) as u64, row.get(1)))
+            .collect();
+        Ok((page, total.map(|total| total.max(0) as u64)))
+    }
+
     pub async fn on_sale_events(&self) -> Result<Vec<Uuid>> {
         let client = self.pool.get().await?;
         let rows = client

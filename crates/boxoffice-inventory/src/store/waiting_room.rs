@@ -71,6 +71,9 @@ pub struct InLine {
     /// Once admitted: when the admission ends (Redis time), `None` when it
     /// is over (bought, released or run out).
     pub admission_until: Option<i64>,
+    /// The pre-queue's draw is due (the room opened, nobody drew yet): this
+    /// caller arrived after opening, and the look should start it.
+    pub draw_due: bool,
 }
 
 /// The room's counters right after a change of settings.
@@ -373,6 +376,7 @@ fn in_line(reply: &[Value]) -> anyhow::Result<InLine> {
         now_ms: integer(reply, 5)?,
         pace: count(reply, 6)?,
         admission_until: (until > 0).then_some(until),
+        draw_due: integer(reply, 8)? == 1,
     })
 }
 

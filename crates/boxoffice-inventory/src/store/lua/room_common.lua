@@ -140,7 +140,10 @@ local function in_line(user, place, s, now)
   if place <= s.admitted then
     until_ms = tonumber(redis.call('ZSCORE', ACTIVE, user) or '-1')
   end
-  return {'IN', place, s.admitted, s.rate, s.opens, now, s.pace, until_ms}
+  -- Last: whether the pre-queue's draw is due, so any look (a late
+  -- arrival's too) gets it started.
+  return {'IN', place, s.admitted, s.rate, s.opens, now, s.pace, until_ms,
+    s.draw_due and 1 or 0}
 end
 
 -- The reply for someone in the pre-queue whose place is not drawn yet.

@@ -6,7 +6,7 @@
 -- ARGV: admission ttl ms, user id...
 -- Returns one reply per user: {'OFF'}, {'EARLY', opens_ms, now, draw due
 -- 0/1, rate} or {'IN', join number, admitted, rate, opens_ms, now, pace,
--- admission end}.
+-- admission end, draw due 0/1}.
 local ttl = tonumber(ARGV[1])
 local now = now_ms()
 local s = advance(now, ttl)

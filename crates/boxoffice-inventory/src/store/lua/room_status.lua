@@ -2,7 +2,7 @@
 -- ARGV: user id, admission ttl ms
 -- Returns {'OFF', now}, {'OUT', now} (not in line), the pre-queue's
 -- {'EARLY', opens_ms, now, draw due 0/1, rate} or
--- {'IN', join number, admitted, rate, opens_ms, now, pace, admission end}.
+-- {'IN', join number, admitted, rate, opens_ms, now, pace, admission end, draw due 0/1}.
 local user, ttl = ARGV[1], tonumber(ARGV[2])
 local now = now_ms()
 local s = advance(now, ttl)
