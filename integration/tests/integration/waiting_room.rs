@@ -841,7 +841,10 @@ async fn the_active_shopper_cap_is_never_exceeded_under_a_thousand_concurrent_ad
             if place % 10 == 3 {
                 // The seat just released may be someone else's by now: a
                 // seat taken answers before the admission is looked at.
+                let mut tries = 0;
                 let refused = loop {
+                    tries += 1;
+                    assert!(tries <= SEATS, "every seat taken: nothing to try with");
                     let refused = hold(&mut inventory, &user, &event_id, &[seat], &token)
                         .await
                         .expect_err("a second sequence on one admission");
