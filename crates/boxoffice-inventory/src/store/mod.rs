@@ -67,9 +67,9 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0011_waitlist.sql"),
     },
     Migration {
-        version: 12,
+        version: 13,
         name: "draw_entrants",
-        sql: include_str!("migrations/0012_draw_entrants.sql"),
+        sql: include_str!("migrations/0013_draw_entrants.sql"),
     },
 ];
 
