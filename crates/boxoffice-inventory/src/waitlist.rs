@@ -226,11 +226,15 @@ impl Waitlist {
         let offers: Vec<NewOffer> = plan
             .offers
             .iter()
-            .map(|(owner, seats)| NewOffer {
-                hold_id: Uuid::now_v7(),
-                owner: *owner,
-                total_minor: tier_groups(&layout, seats).1,
-                seats: seats.clone(),
+            .map(|(owner, seats)| {
+                let (tier_groups, total_minor) = tier_groups(&layout, seats);
+                NewOffer {
+                    hold_id: Uuid::now_v7(),
+                    owner: *owner,
+                    total_minor,
+                    tier_groups,
+                    seats: seats.clone(),
+                }
             })
             .collect();
         let outcome = self

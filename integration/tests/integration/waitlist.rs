@@ -4,7 +4,9 @@
 //! with a mail, and nobody else can hold it while the offered user books
 //! and pays it; the race (two offers outstanding, a seat released twice
 //! over) sells each seat once in line order; an offer not taken in time
-//! passes to the next; entries and offers are their owners' alone.
+//! passes to the next; entries and offers are their owners' alone; an
+//! offer on a dynamically priced tier locks, and is charged, the tier's
+//! current price as any hold would.
 
 use std::time::Duration;
 
@@ -25,6 +27,7 @@ use crate::checkout::booking_id as booking_id_of;
 use crate::edge_world::{login, with_token};
 use crate::harness::eventually;
 use crate::notify::{SmtpServer, buy, register, wait_for_mails};
+use crate::pricing::{rule, set_rule};
 use crate::system_world::{SystemWorld, standing_event_on_sale};
 
 use inventory_pb::WaitlistEntryState as State;
@@ -530,5 +533,77 @@ async fn an_offer_not_taken_in_time_passes_to_the_next_in_line() {
             .iter()
             .any(|mail| mail["subject"] == "Seats for you: One Seat")
     );
+    world.stop().await;
+}
+
+/// Checkout's default fee per ticket.
+const FEE: i64 = 150;
+
+#[tokio::test]
+async fn an_offer_on_a_dynamically_priced_tier_is_charged_the_current_price_its_hold_shows() {
+    let smtp = SmtpServer::start().await;
+    let world = world(&smtp, "600").await;
+    let edge = world.edge().await;
+    let mut accounts = AccountsServiceClient::new(edge.clone());
+    let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let event = standing_event_on_sale(&edge, &admin, "Demand Hall", "Rising Night", 2).await;
+    let tier = event.price_tiers[0].id.clone();
+    // 25.00 GBP, +50% of it for every half of the two places sold.
+    set_rule(
+        &edge,
+        &admin,
+        &event.id,
+        vec![rule(&tier, 5_000, 5_000, 2_500, 10_000)],
+    )
+    .await
+    .expect("setting the rule");
+    let (_, first_buyer) = register(&mut accounts, "First").await;
+    let (_, second_buyer) = register(&mut accounts, "Second").await;
+    let (_, ada) = register(&mut accounts, "Ada").await;
+
+    let first = buy(&edge, &first_buyer, &event.id, 1).await;
+    let second = buy(&edge, &second_buyer, &event.id, 1).await;
+    let total = |booking: &checkout_pb::Booking| booking.total.as_ref().map(|m| m.amount_minor);
+    assert_eq!(total(&first), Some(2_500 + FEE));
+    assert_eq!(
+        total(&second),
+        Some(3_750 + FEE),
+        "the price rose after one sale"
+    );
+    join(&edge, &ada, &event.id, 1).await.expect("Ada joins");
+
+    // One place comes back: one of two sold, so the current price is 37.50
+    // (the base is 25.00, and 50.00 before the cancellation).
+    cancel(&edge, &first_buyer, &first.name)
+        .await
+        .expect("cancelling");
+    let offered = entry_in_state(&edge, &ada, &event.id, State::Offered).await;
+    let offer = offered.offer.expect("an open offer");
+    let hold = InventoryServiceClient::new(edge.clone())
+        .get_hold(with_token(
+            &ada,
+            inventory_pb::GetHoldRequest {
+                name: offer.hold.clone(),
+            },
+        ))
+        .await
+        .expect("Ada reads her offer's hold")
+        .into_inner();
+    let amount = |money: &Option<inventory_pb::Money>| money.as_ref().map(|m| m.amount_minor);
+    assert_eq!(amount(&hold.total_price), Some(3_750), "{hold:?}");
+    assert_eq!(hold.seats.len(), 1);
+    assert_eq!(amount(&hold.seats[0].price), Some(3_750));
+    assert_eq!(hold.price_locks.len(), 1, "{hold:?}");
+    let lock = &hold.price_locks[0];
+    assert_eq!(lock.price_tier_id, tier);
+    assert_eq!((amount(&lock.price), lock.sold_count), (Some(3_750), 1));
+
+    // Ada pays exactly what her offer shows (plus the fee).
+    let booking = book_and_pay(&edge, &ada, &offer.hold)
+        .await
+        .expect("Ada buys her offer");
+    assert_eq!(booking.state, checkout_pb::BookingState::Confirmed as i32);
+    assert_eq!(total(&booking), Some(3_750 + FEE));
+    entry_in_state(&edge, &ada, &event.id, State::Fulfilled).await;
     world.stop().await;
 }

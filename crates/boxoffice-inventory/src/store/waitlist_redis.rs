@@ -41,7 +41,11 @@ pub(crate) struct NewOffer {
     pub(crate) hold_id: Uuid,
     pub(crate) owner: Uuid,
     pub(crate) seats: Vec<u32>,
+    /// The total at the tiers' base prices; the script moves it by the
+    /// dynamic tiers' locks.
     pub(crate) total_minor: i64,
+    /// The seats by tier, as `hold.lua` takes them (`tier:count:base;…`).
+    pub(crate) tier_groups: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -78,7 +82,14 @@ impl WaitlistRedis {
             prefix: prefix.to_owned(),
             stream_length: stream_length.to_string(),
             peek: event_script!("lua/waitlist_peek.lua"),
-            offer: event_script!("lua/waitlist_offer.lua"),
+            // Offers lock dynamic prices as holds do (`price_lock.lua`).
+            offer: Script::from_lua(concat!(
+                include_str!("lua/common.lua"),
+                "\n",
+                include_str!("lua/price_lock.lua"),
+                "\n",
+                include_str!("lua/waitlist_offer.lua")
+            )),
         };
         for script in [&redis.peek, &redis.offer] {
             script
@@ -181,6 +192,7 @@ impl WaitlistRedis {
             args.push(offer.hold_id.to_string().into());
             args.push(offer.owner.to_string().into());
             args.push(offer.total_minor.into());
+            args.push(offer.tier_groups.clone().into());
             args.push((offer.seats.len() as i64).into());
             args.extend(offer.seats.iter().map(|seat| Value::from(i64::from(*seat))));
         }
