@@ -33,7 +33,9 @@ use uuid::Uuid;
 
 use crate::edge_world::{login, run_grpcurl, with_token};
 use crate::harness::eventually;
+use crate::notify::{SmtpServer, wait_for_mails};
 use crate::system_world::{SystemWorld, standing_event_on_sale, vars};
+use boxoffice_notify::NotifyConfig;
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
@@ -637,12 +639,16 @@ async fn bad_filters_and_urls_are_refused_and_customers_are_denied_at_the_edge()
 
 #[tokio::test]
 async fn an_endpoint_that_keeps_failing_is_disabled_and_its_admin_notified() {
-    let world = SystemWorld::start_with_webhooks(
+    let smtp = SmtpServer::start().await;
+    let world = SystemWorld::start_with_all(
         "hookdead",
+        &[],
+        Some(NotifyConfig::development(&smtp.url()).expect("notify configuration")),
         fast_webhooks(&[
             ("BOXOFFICE_WEBHOOKS_DISABLE_AFTER_FAILURES", "3"),
             ("BOXOFFICE_WEBHOOKS_DISABLE_AFTER_S", "0"),
         ]),
+        &[],
     )
     .await;
     let edge = world.edge().await;
@@ -692,6 +698,19 @@ async fn an_endpoint_that_keeps_failing_is_disabled_and_its_admin_notified() {
     assert_eq!(notifications[0].endpoint_id, endpoint.id);
     assert_eq!(notifications[0].kind, "endpoint_disabled");
     assert_eq!(notifications[0].admin_user_id, admin_id);
+    // The admin who registered it is mailed, once, through the notify
+    // consumer and the SMTP server.
+    let mails = wait_for_mails(&smtp, DEMO_ADMIN_EMAIL, 1).await;
+    let disabled_mails: Vec<_> = mails
+        .iter()
+        .filter(|mail| mail["subject"] == "A webhook endpoint was disabled")
+        .collect();
+    assert_eq!(disabled_mails.len(), 1, "{mails:?}");
+    let mail = disabled_mails[0];
+    let text = mail["text"].as_str().expect("a text body");
+    assert!(text.contains(&receiver.url()), "{text}");
+    assert!(text.contains(&endpoint.id), "{text}");
+    assert!(text.contains("3 attempts"), "{text}");
     // Exactly the three failed attempts reached it; a disabled endpoint
     // takes no redelivery either.
     assert_eq!(receiver.requests().len(), 3);
