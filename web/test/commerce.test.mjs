@@ -5,10 +5,14 @@
 // total; an unknown code is refused in words a buyer understands and
 // changes nothing; the code is removed and the total is back; the buyer's
 // loyalty points are shown and spending more than they have is refused.
+// The waitlist offer page (where the offer mail links): two buyers join a
+// sold-out event's waitlist there; a cancellation brings the place back;
+// the first sees the offer (event, seat, price, time left) and declines it,
+// the second then sees it, continues into checkout and pays.
 import { after, before, describe, it } from "node:test";
 import assert from "node:assert/strict";
-import { BinaryWriter } from "@bufbuild/protobuf/wire";
-import { System, accessibilityProblems, shot, suffix } from "./harness.mjs";
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { System, accessibilityProblems, shot, suffix, waitFor } from "./harness.mjs";
 
 const system = new System("commerce-");
 before(() => system.start());
@@ -51,6 +55,78 @@ async function grpcWeb(path, token, message) {
     at += 5 + length;
   }
   return { status: status === null ? -1 : Number(status), data };
+}
+
+/** Every length-delimited field (strings, messages) of a message, by
+ * field number, as bytes. */
+function fields(bytes) {
+  const reader = new BinaryReader(bytes);
+  const found = new Map();
+  while (reader.pos < reader.len) {
+    const [number, type] = reader.tag();
+    if (type === 2) {
+      const value = reader.bytes();
+      found.set(number, [...(found.get(number) ?? []), value]);
+    } else reader.skip(type);
+  }
+  return found;
+}
+
+const text = (bytes) => new TextDecoder().decode(bytes);
+
+function timestamp(secondsFromNow) {
+  return new BinaryWriter().uint32(8).int64(BigInt(Math.floor(Date.now() / 1000) + secondsFromNow)).finish();
+}
+
+/** An admin creates a one-place standing venue and an event there in 30
+ * days at 25.00 GBP, and publishes it; answers the event's id. */
+async function oneSeatEvent(token, title) {
+  const address = new BinaryWriter().uint32(10).string("1 Quay Street").uint32(18).string("Leeds").uint32(34).string("LS1 4DL").uint32(42).string("GB").finish();
+  const section = new BinaryWriter().uint32(10).string("Floor").uint32(16).uint32(2).uint32(24).uint32(1).finish();
+  const venueRequest = new BinaryWriter().uint32(10).string(`Tiny Room ${suffix}`).uint32(18).bytes(address).uint32(34).string("Europe/London").uint32(42).bytes(section).finish();
+  const venue = await grpcWeb("/boxoffice.catalog.v1.CatalogService/CreateVenue", token, venueRequest);
+  assert.equal(venue.status, 0, "the venue is created");
+  const venueFields = fields(venue.data);
+  const venueId = text(venueFields.get(1)[0]);
+  const sectionId = text(fields(venueFields.get(7)[0]).get(1)[0]);
+  const price = new BinaryWriter().uint32(10).string("GBP").uint32(16).int64(2500n).finish();
+  const tier = new BinaryWriter().uint32(18).string("Floor").uint32(26).bytes(price).uint32(34).string(sectionId).finish();
+  const event = new BinaryWriter()
+    .uint32(18).string(title)
+    .uint32(32).uint32(1)
+    .uint32(50).string(venueId)
+    .uint32(82).bytes(timestamp(30 * 86_400))
+    .uint32(90).bytes(timestamp(30 * 86_400 + 3 * 3_600))
+    .uint32(114).bytes(tier)
+    .finish();
+  const created = await grpcWeb("/boxoffice.catalog.v1.CatalogService/CreateEvent", token, new BinaryWriter().uint32(10).bytes(event).finish());
+  assert.equal(created.status, 0, "the event is created");
+  const eventId = text(fields(created.data).get(1)[0]);
+  const published = await grpcWeb("/boxoffice.catalog.v1.CatalogService/PublishEvent", token, new BinaryWriter().uint32(10).string(eventId).finish());
+  assert.equal(published.status, 0, "the event is published");
+  // On sale once inventory has built its tickets from the published event
+  // (behind the demo catalogue's hundreds of events on a fresh start).
+  await waitFor("the event on sale", 180_000, async () => {
+    const availability = await grpcWeb("/boxoffice.inventory.v1.InventoryService/GetAvailability", token, new BinaryWriter().uint32(10).string(eventId).finish());
+    if (availability.status !== 0) throw new Error(`GetAvailability answered status ${availability.status}`);
+    const reader = new BinaryReader(availability.data);
+    while (reader.pos < reader.len) {
+      const [number, type] = reader.tag();
+      if (number === 6 && type === 0) return reader.bool();
+      reader.skip(type);
+    }
+    throw new Error(`not on sale yet (${availability.data.length} bytes)`);
+  });
+  return eventId;
+}
+
+async function register(page, name, next) {
+  await page.goto(`${system.base}/register?next=${encodeURIComponent(next)}`);
+  await page.getByLabel("Your name").fill(name);
+  await page.getByLabel("Email").fill(`${name.toLowerCase().replaceAll(" ", "-")}-${suffix}@example.com`);
+  await page.getByLabel("Password").fill("correct horse battery");
+  await page.getByRole("button", { name: "Create account" }).click();
+  await page.waitForURL(`${system.base}${next}`);
 }
 
 /** "£12.34"-style text to minor units. */
@@ -148,6 +224,63 @@ describe("discounts on the checkout page", () => {
     await buyer.locator("#pay").click();
     await buyer.locator("#confirmed").waitFor();
     assert.equal(minor(await buyer.locator("#total").textContent()), fullTotal, "charged the full price");
+  });
+});
+
+describe("the waitlist offer page", () => {
+  it("shows the offer; the first declines, the next continues into checkout and pays", async () => {
+    const eventId = await oneSeatEvent(await organiserToken(), `Tiny Gig ${suffix}`);
+    const eventPath = `/events/${eventId}`;
+    const waitlistPath = `${eventPath}/waitlist`;
+    // The one place is bought.
+    const holder = await system.page("holder");
+    await register(holder, "Place Holder", eventPath);
+    await holder.locator(".live[data-state=live]").waitFor();
+    await holder.getByLabel("Tickets").fill("1");
+    await holder.getByRole("button", { name: "Find best seats" }).click();
+    await holder.waitForURL(/\/checkout\/[0-9a-f-]{36}$/);
+    await holder.locator("#pay").click();
+    await holder.locator("#confirmed").waitFor();
+
+    // Two buyers join the waitlist on its page, in order.
+    const first = await system.page("first in line");
+    await register(first, "First Inline", waitlistPath);
+    await first.locator("#waitlist-state", { hasText: "not on this event's waitlist" }).waitFor();
+    await first.getByLabel("Places").fill("1");
+    await first.getByRole("button", { name: "Join the waitlist" }).click();
+    await first.locator("#waitlist-state", { hasText: "You are number 1 in line for 1 place." }).waitFor();
+    await check(first, "commerce-04-waitlist-waiting");
+    const second = await system.page("second in line");
+    await register(second, "Second Inline", waitlistPath);
+    await second.getByRole("button", { name: "Join the waitlist" }).click();
+    await second.locator("#waitlist-state", { hasText: "You are number 2 in line" }).waitFor();
+
+    // The holder cancels: the place is offered to the first in line, whose
+    // page shows it (as the mail's link opens it).
+    await holder.getByRole("link", { name: "My tickets", exact: true }).click();
+    const booking = holder.locator(".booking").first();
+    await booking.getByRole("button", { name: "Cancel booking" }).click();
+    await holder.getByRole("dialog").getByRole("button", { name: /^Cancel and refund/ }).click();
+    await booking.locator(".state", { hasText: "Cancelled" }).waitFor();
+    await first.locator("#waitlist-state", { hasText: "held for you" }).waitFor({ timeout: 30_000 });
+    assert.equal(await first.locator("#waitlist-event").textContent().then((t) => t.startsWith(`Tiny Gig ${suffix} — `)), true);
+    assert.equal(await first.locator("#offer-seats tbody tr").count(), 1, "one seat offered");
+    assert.equal(minor(await first.locator("#offer-total").textContent()), 2500, "the price the offer's hold shows");
+    assert.match(await first.locator("#offer-time-left").textContent(), /^This offer is yours for \d+:\d\d more\.$/);
+    await check(first, "commerce-05-waitlist-offer");
+    await first.getByRole("button", { name: "Decline the offer" }).click();
+    await first.locator(".status", { hasText: "You declined the offer" }).waitFor();
+
+    // The next in line gets it, continues into the normal checkout and pays.
+    await second.locator("#waitlist-state", { hasText: "held for you" }).waitFor({ timeout: 30_000 });
+    assert.equal(minor(await second.locator("#offer-total").textContent()), 2500);
+    await second.getByRole("button", { name: "Continue to payment" }).click();
+    await second.waitForURL(/\/checkout\/[0-9a-f-]{36}$/);
+    assert.equal(minor(await second.locator("#total").textContent()), 2500 + 150, "the offer's price plus the fee");
+    await second.locator("#pay").click();
+    await second.locator("#confirmed").waitFor();
+    await second.goto(`${system.base}${waitlistPath}`);
+    await second.locator("#waitlist-state", { hasText: "You bought the seats offered to you." }).waitFor({ timeout: 30_000 });
     assert.deepEqual(system.consoleErrors, []);
   });
 });
