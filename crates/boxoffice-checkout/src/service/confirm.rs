@@ -292,12 +292,18 @@ impl Checkout {
                 Err(CheckoutError::ConfirmationInProgress)
             }
             // The seats are gone (hold released or run out): the money
-            // goes back and the attempt is recorded as voided with its
-            // answer, optimistic or not. The record is conditional (the
-            // booking expires only if still pending; an attempt recorded
-            // before stays as it was), so it needs no fresh read; and
-            // deciding again would ask the gateway to authorize a voided
-            // authorization, which PayPal refuses.
+            // goes back. An optimistic attempt first reads whether the
+            // booking is still pending: if another instance paid or
+            // cancelled it, that is decided again (the void recorded
+            // alone); otherwise the attempt is recorded as voided with its
+            // answer now, since deciding again would ask the gateway to
+            // authorize a voided authorization, which PayPal refuses.
+            Err(UpstreamError::Refused { .. })
+                if optimistic && !self.still_pending(booking.id).await? =>
+            {
+                void_alone().await?;
+                Ok(false)
+            }
             Err(UpstreamError::Refused { refusal, message }) => {
                 void().await?;
                 Err(self
@@ -309,6 +315,15 @@ impl Checkout {
             Err(UpstreamError::Unavailable(cause)) => Err(CheckoutError::Unavailable(cause)),
             Err(UpstreamError::Malformed(cause)) => Err(CheckoutError::Internal(cause)),
         }
+    }
+
+    /// Whether the booking is pending as the database has it now.
+    async fn still_pending(&self, booking_id: Uuid) -> Result<bool> {
+        Ok(self
+            .store
+            .booking(booking_id)
+            .await?
+            .is_some_and(|booking| booking.state == BookingState::Pending))
     }
 
     /// Records an attempt whose seats inventory would not sell (its
