@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "waitlist",
         sql: include_str!("migrations/0011_waitlist.sql"),
     },
+    Migration {
+        version: 12,
+        name: "waitlist_tiers",
+        sql: include_str!("migrations/0012_waitlist_tiers.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "inventory";

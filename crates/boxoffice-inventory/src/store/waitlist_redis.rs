@@ -171,14 +171,16 @@ impl WaitlistRedis {
         }))
     }
 
-    /// Makes `offers` from parked seats and records that `waiting` users
-    /// still wait (zero frees what stays parked).
+    /// Puts the parked seats `free` (nobody in line wants their tier) back
+    /// on sale, makes `offers` from parked seats and records that `waiting`
+    /// users still wait (zero frees what stays parked).
     pub(crate) async fn offer(
         &self,
         event_id: Uuid,
         waiting: u32,
         ttl_ms: i64,
         currency_code: &str,
+        free: &[u32],
         offers: &[NewOffer],
     ) -> anyhow::Result<OfferOutcome> {
         let mut args: Vec<Value> = vec![
@@ -187,7 +189,9 @@ impl WaitlistRedis {
             self.stream_length.clone().into(),
             TOMBSTONE_MS.into(),
             currency_code.to_owned().into(),
+            (free.len() as i64).into(),
         ];
+        args.extend(free.iter().map(|seat| Value::from(i64::from(*seat))));
         for offer in offers {
             args.push(offer.hold_id.to_string().into());
             args.push(offer.owner.to_string().into());

@@ -8,10 +8,13 @@
 -- (`price_locks`, price_lock.lua, in this same atomic step): the offer's
 -- record carries the locks (`p`) and the total they give, so the offered
 -- user pays the current price, not the tier's base.
+-- Parked seats nobody in line waits for (a tier no entry wants) are named
+-- to be freed: they go back on sale (all or nothing with the offers).
 -- ARGV: users still waiting, offer ttl ms, stream maxlen, tombstone ms,
---       currency, then per offer: hold id, owner, total price minor at base
---       prices, its seats by tier ('tier:count:base;...', may be empty),
---       seat count, that many seats
+--       currency, the count of seats to free and those seats, then per
+--       offer: hold id, owner, total price minor at base prices, its seats
+--       by tier ('tier:count:base;...', may be empty), seat count, that
+--       many seats
 -- Returns: 'OK', expiry ms, 1 when an offer expires first among the live
 -- holds (the caller puts the event on the sweep index); or 'NOMETA',
 -- 'STALE', 'CLOSED'.
@@ -26,8 +29,18 @@ local raw = redis.call('HGET', META, 'wp') or ''
 for seat in string.gmatch(raw, '%d+') do
   parked[tonumber(seat)] = true
 end
+local freed = {}
+local free_count = tonumber(ARGV[6])
+for k = 7, 6 + free_count do
+  local seat = tonumber(ARGV[k])
+  if not parked[seat] then
+    return {'STALE'}
+  end
+  parked[seat] = nil
+  freed[#freed + 1] = seat
+end
 local offers = {}
-local i = 6
+local i = 7 + free_count
 while i <= #ARGV do
   local count = tonumber(ARGV[i + 4])
   local seats = {}
@@ -73,6 +86,12 @@ for _, offer in ipairs(offers) do
   redis.call('ZADD', EXPIRY, expires, offer.id)
   redis.call('HINCRBY', OWNERS, offer.owner, 1)
   append_change('h', offer.seats, maxlen)
+end
+if #freed > 0 then
+  for _, seat in ipairs(freed) do
+    redis.call('SETBIT', HELD, seat, 0)
+  end
+  append_change('r', freed, maxlen)
 end
 local left = {}
 for seat in pairs(parked) do
