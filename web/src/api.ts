@@ -6,6 +6,7 @@ import { timestampDate, type Timestamp } from "@bufbuild/protobuf/wkt";
 import { CatalogService } from "./gen/boxoffice/catalog/v1/catalog_pb";
 import { InventoryService, WaitingRoomService } from "./gen/boxoffice/inventory/v1/inventory_pb";
 import { CheckoutService } from "./gen/boxoffice/checkout/v1/checkout_pb";
+import { WaitlistService } from "./gen/boxoffice/inventory/v1/waitlist_pb";
 import { AccountsService } from "./gen/boxoffice/accounts/v1/accounts_pb";
 import { StatsService } from "./gen/boxoffice/stats/v1/stats_pb";
 import { BadRequestSchema, ErrorInfoSchema } from "./gen/google/rpc/error_details_pb";
@@ -75,6 +76,7 @@ export const checkout = createClient(CheckoutService, transport);
 export const accounts = createClient(AccountsService, transport);
 export const waitingRoom = createClient(WaitingRoomService, transport);
 export const stats = createClient(StatsService, transport);
+export const waitlist = createClient(WaitlistService, transport);
 
 /** The admission token WatchQueue gave this browser for an event, while it is valid. */
 export function admission(eventId: string): string {
@@ -142,6 +144,8 @@ const REASONS: Record<string, string> = {
   INSUFFICIENT_POINTS: "You do not have that many loyalty points.",
   BOOKING_EXPIRED: "This booking ran out before it was paid.",
   BOOKING_NOT_FOUND: "There is no such booking.",
+  EVENT_NOT_SOLD_OUT: "Seats are still on sale for this event: pick yours instead of joining the waitlist.",
+  WAITLIST_ENTRY_NOT_FOUND: "You are not on this event's waitlist.",
   WAITING_ROOM_OFF: "This event has no waiting room right now: pick your seats directly.",
   NOT_IN_QUEUE: "You are not in this event's queue yet.",
   IDEMPOTENCY_KEY_REUSED: "That request was already sent with other details. Reload the page and try again.",

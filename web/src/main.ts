@@ -10,6 +10,7 @@ import { loginPage, registerPage } from "./pages/login";
 import { checkoutPage } from "./pages/checkout";
 import { ticketsPage } from "./pages/bookings";
 import { queuePage } from "./pages/queue";
+import { waitlistPage } from "./pages/waitlist";
 import { adminPage, eventEditorPage, venueEditorPage } from "./pages/admin";
 import { salesByDatePage, salesPage } from "./pages/sales";
 
@@ -20,6 +21,7 @@ const routes: [RegExp, (match: RegExpMatchArray) => Page][] = [
   [/^\/$/, () => homePage],
   [new RegExp(`^/events/${UUID}$`), (m) => (root, signal) => eventPage(root, signal, m[1])],
   [new RegExp(`^/events/${UUID}/queue$`), (m) => (root, signal) => queuePage(root, signal, m[1])],
+  [new RegExp(`^/events/${UUID}/waitlist$`), (m) => (root, signal) => waitlistPage(root, signal, m[1])],
   [/^\/login$/, () => loginPage],
   [/^\/register$/, () => registerPage],
   [new RegExp(`^/checkout/${UUID}$`), (m) => (root, signal) => checkoutPage(root, signal, m[1])],

@@ -4,8 +4,12 @@
 //! the change committed. Each record is made from the event that the change
 //! publishes: a `BookingConfirmed` is an authorization and its capture, a
 //! `PaymentFailed` a declined authorization, a `RefundIssued` a refund.
-//! (A void — an authorization given back because the seats were gone or the
-//! attempt was interrupted — publishes nothing and is not recorded.)
+//! A void (an authorization given back because the seats were gone, the
+//! attempt was interrupted, or another attempt paid) publishes nothing:
+//! the store writes its records ([`voided_authorization`]: the
+//! authorization, which nothing else records, and its void) from the rows of the change that
+//! follows it (the attempt ended as voided, the booking expired), or alone
+//! when no change follows.
 //!
 //! Who and which request: [`Scoped`] wraps checkout's gRPC services and
 //! keeps the caller's user id and the edge's `x-request-id` for the
@@ -82,6 +86,28 @@ fn origin_of(booking_id: &str) -> Origin {
         .ok()
         .flatten()
         .unwrap_or_else(Origin::current)
+}
+
+/// The records of an authorization of `booking_id` for `amount_minor` that
+/// was voided: the authorization (recorded with nothing else, since it paid
+/// for nothing) and its void.
+pub(crate) fn voided_authorization(
+    booking_id: uuid::Uuid,
+    amount_minor: i64,
+    currency_code: &str,
+) -> [PaymentRecord; 2] {
+    let booking = booking_id.to_string();
+    let origin = origin_of(&booking);
+    let record = |action: &'static str| PaymentRecord {
+        actor: origin.actor.clone(),
+        action,
+        request_id: origin.request_id.clone(),
+        target: format!("booking/{booking}"),
+        outcome: "succeeded".to_owned(),
+        amount_minor,
+        currency_code: currency_code.to_owned(),
+    };
+    [record("payment.authorize"), record("payment.void")]
 }
 
 /// The payment operations `events` stand for.

@@ -63,6 +63,7 @@ pub(crate) fn event_type(payload: &Payload) -> &'static str {
         Payload::PaymentFailed(_) => "boxoffice.events.v1.PaymentFailed",
         Payload::UserRegistered(_) => "boxoffice.events.v1.UserRegistered",
         Payload::UserErased(_) => "boxoffice.events.v1.UserErased",
+        Payload::WebhookEndpointDisabled(_) => "boxoffice.events.v1.WebhookEndpointDisabled",
     }
 }
 

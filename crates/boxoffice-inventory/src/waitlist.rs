@@ -67,12 +67,14 @@ impl Waitlist {
     }
 
     /// Puts the caller in line for `quantity` places while nothing is left
-    /// to hold; answers their entry (the one they have, if in line).
+    /// to hold (of `price_tier_id`, when given: a tier sold out while
+    /// others are not); answers their entry (the one they have, if in line).
     pub(crate) async fn join(
         &self,
         caller: &Caller,
         event_id: Uuid,
         quantity: u32,
+        price_tier_id: Option<Uuid>,
     ) -> Result<EntryRow> {
         let user_id = caller.user_id.ok_or(InventoryError::Unauthenticated)?;
         let max = self.inventory.config().max_seats_per_hold;
@@ -80,6 +82,18 @@ impl Waitlist {
             return Err(FieldError::new("quantity", format!("must be from 1 to {max}")).into());
         }
         let layout = self.inventory.layout(event_id).await?;
+        if let Some(tier) = price_tier_id
+            && !layout.sections.iter().any(|section| {
+                section
+                    .price
+                    .as_ref()
+                    .is_some_and(|price| price.tier_id == tier)
+            })
+        {
+            return Err(
+                FieldError::new("price_tier_id", "is not a price tier of this event").into(),
+            );
+        }
         if let Some(entry) = store::entry(&self.pool, event_id, user_id).await?
             && in_line(&entry)
         {
@@ -90,7 +104,11 @@ impl Waitlist {
             return Err(InventoryError::EventNotOnSale);
         }
         let available = (0..layout.seat_count)
-            .filter(|&seat| for_sale(&layout, seat) && !fetched.taken.contains(seat))
+            .filter(|&seat| {
+                price_tier_id.is_none_or(|tier| tier_of(&layout, seat) == Some(tier))
+                    && for_sale(&layout, seat)
+                    && !fetched.taken.contains(seat)
+            })
             .count() as u32;
         if available > 0 {
             return Err(InventoryError::NotSoldOut { available });
@@ -98,14 +116,14 @@ impl Waitlist {
         let mut client = self.pool.get().await?;
         let transaction = client.transaction().await?;
         store::lock_line(&transaction, event_id).await?;
-        let entry = store::join(&transaction, event_id, user_id, quantity).await?;
+        let entry = store::join(&transaction, event_id, user_id, quantity, price_tier_id).await?;
         let line = store::line(&transaction, event_id).await?;
         // Seats coming back park from now on (before the commit: a join
         // that fails to commit only parks seats the next pass frees).
         self.record_waiting(event_id, waiting_in(&line), &layout)
             .await?;
         transaction.commit().await?;
-        tracing::info!(%event_id, quantity, "joined a waitlist");
+        tracing::info!(%event_id, quantity, tier = ?price_tier_id, "joined a waitlist");
         Ok(entry)
     }
 
@@ -124,6 +142,7 @@ impl Waitlist {
                     waiting,
                     self.offer_ttl_ms(),
                     &layout.currency_code,
+                    &[],
                     &[],
                 )
                 .await
@@ -219,18 +238,22 @@ impl Waitlist {
         else {
             return self.inventory.rebuild_if_missing(event_id).await;
         };
-        let mut plan = plan(&line, &peek);
+        let mut plan = plan(&line, &peek, &|seat| tier_of(&layout, seat));
         if plan.updates.is_empty() && peek.parked.is_empty() && peek.waiting == plan.waiting {
             return Ok(());
         }
         let offers: Vec<NewOffer> = plan
             .offers
             .iter()
-            .map(|(owner, seats)| NewOffer {
-                hold_id: Uuid::now_v7(),
-                owner: *owner,
-                total_minor: tier_groups(&layout, seats).1,
-                seats: seats.clone(),
+            .map(|(owner, seats)| {
+                let (tier_groups, total_minor) = tier_groups(&layout, seats);
+                NewOffer {
+                    hold_id: Uuid::now_v7(),
+                    owner: *owner,
+                    total_minor,
+                    tier_groups,
+                    seats: seats.clone(),
+                }
             })
             .collect();
         let outcome = self
@@ -240,6 +263,7 @@ impl Waitlist {
                 plan.waiting,
                 self.offer_ttl_ms(),
                 &layout.currency_code,
+                &plan.free,
                 &offers,
             )
             .await
@@ -338,6 +362,13 @@ impl Waitlist {
     }
 }
 
+fn tier_of(layout: &SaleLayout, seat: u32) -> Option<Uuid> {
+    layout
+        .section_of(seat)
+        .and_then(|section| section.price.as_ref())
+        .map(|price| price.tier_id)
+}
+
 fn for_sale(layout: &SaleLayout, seat: u32) -> bool {
     layout
         .section_of(seat)
@@ -351,13 +382,16 @@ fn waiting_in(line: &[EntryRow]) -> u32 {
 }
 
 /// What a pass decided: entries whose state changed, the offers to make
-/// (user, seats) in line order, and how many users still wait after them.
+/// (user, seats) in line order, how many users still wait after them, and
+/// the parked seats nobody left in line wants (their tier is not waited
+/// for), which go back on sale.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Plan {
     updates: Vec<EntryUpdate>,
     offers: Vec<(Uuid, Vec<u32>)>,
     quantities: Vec<(Uuid, u32)>,
     waiting: u32,
+    free: Vec<u32>,
 }
 
 impl Plan {
@@ -382,12 +416,14 @@ impl Eq for EntryUpdate {}
 
 /// Settles the open offers by their holds' states, then gives the parked
 /// seats, in the order they came back, to the waiting entries in line
-/// order, each up to its quantity. Pure: the pass does the I/O.
-fn plan(line: &[EntryRow], peek: &Peek) -> Plan {
+/// order, each up to its quantity and only of its tier (`tier_of` a seat)
+/// if it waits for one. Pure: the pass does the I/O.
+fn plan(line: &[EntryRow], peek: &Peek, tier_of: &dyn Fn(u32) -> Option<Uuid>) -> Plan {
     let mut plan = Plan::default();
     let mut holds = peek.offers.iter();
-    let mut parked = peek.parked.iter().copied();
-    let mut parked_left = peek.parked.len();
+    let mut parked = peek.parked.clone();
+    // The tiers still waited for after this pass (`None`: any seat).
+    let mut still_wanted: Vec<Option<Uuid>> = Vec::new();
     for entry in line {
         let (mut status, mut quantity) = (entry.status.as_str(), entry.quantity);
         if entry.offer.is_some() {
@@ -412,18 +448,40 @@ fn plan(line: &[EntryRow], peek: &Peek) -> Plan {
                 });
             }
         }
-        if status == "waiting" && parked_left > 0 {
-            let take = (quantity as usize).min(parked_left);
-            let seats: Vec<u32> = parked.by_ref().take(take).collect();
-            parked_left -= take;
+        if status != "waiting" {
+            continue;
+        }
+        let wants = |seat: u32| {
+            entry
+                .price_tier_id
+                .is_none_or(|tier| tier_of(seat) == Some(tier))
+        };
+        let mut seats = Vec::new();
+        parked.retain(|&seat| {
+            let take = seats.len() < quantity as usize && wants(seat);
+            if take {
+                seats.push(seat);
+            }
+            !take
+        });
+        if seats.is_empty() {
+            plan.waiting += 1;
+            still_wanted.push(entry.price_tier_id);
+        } else {
             plan.updates
                 .retain(|update| update.user_id != entry.user_id);
             plan.quantities.push((entry.user_id, quantity));
             plan.offers.push((entry.user_id, seats));
-        } else if status == "waiting" {
-            plan.waiting += 1;
         }
     }
+    plan.free = parked
+        .into_iter()
+        .filter(|&seat| {
+            !still_wanted
+                .iter()
+                .any(|wanted| wanted.is_none_or(|tier| tier_of(seat) == Some(tier)))
+        })
+        .collect();
     plan
 }
 
@@ -481,6 +539,7 @@ mod tests {
                 expires_at: Utc::now(),
             }),
             position: 0,
+            price_tier_id: None,
         }
     }
 
@@ -516,7 +575,7 @@ mod tests {
             waiting: 3,
             offers: vec![],
         };
-        let plan = plan(&line, &peek);
+        let plan = plan(&line, &peek, &|_| None);
         assert_eq!(plan.offers, vec![(a, vec![7, 3]), (b, vec![9])]);
         assert_eq!(plan.waiting, 1, "c still waits");
         assert!(plan.updates.is_empty());
@@ -534,7 +593,7 @@ mod tests {
             waiting: 1,
             offers: vec![Some(hold(a, HoldState::Expired, vec![1]))],
         };
-        let plan = plan(&line, &peek);
+        let plan = plan(&line, &peek, &|_| None);
         assert_eq!(plan.offers, vec![(b, vec![1])]);
         assert_eq!(plan.updates.len(), 1);
         assert_eq!(plan.updates[0].user_id, a);
@@ -554,7 +613,7 @@ mod tests {
             waiting: 1,
             offers: vec![Some(hold(a, HoldState::Committed, vec![1]))],
         };
-        let plan = plan(&line, &peek);
+        let plan = plan(&line, &peek, &|_| None);
         assert_eq!(
             plan.offers,
             vec![(a, vec![4])],
@@ -573,6 +632,41 @@ mod tests {
             waiting: 0,
             offers: vec![Some(hold(a, HoldState::Active, vec![1]))],
         };
-        assert_eq!(plan(&line, &peek), Plan::default());
+        assert_eq!(plan(&line, &peek, &|_| None), Plan::default());
+    }
+
+    #[test]
+    fn entries_for_a_tier_get_only_its_seats_and_seats_nobody_waits_for_go_back() {
+        let (a, b, c) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        let (stalls, circle, box_tier) = (Uuid::new_v4(), Uuid::new_v4(), Uuid::new_v4());
+        // Seats 0-9 are stalls, 10-19 circle, 20-29 boxes.
+        let tier_of = |seat: u32| {
+            Some(match seat {
+                0..=9 => stalls,
+                10..=19 => circle,
+                _ => box_tier,
+            })
+        };
+        let for_tier = |user, quantity, tier| EntryRow {
+            price_tier_id: Some(tier),
+            ..entry(user, "waiting", quantity, None)
+        };
+        let line = [
+            for_tier(a, 2, circle),
+            entry(b, "waiting", 1, None),
+            for_tier(c, 1, circle),
+        ];
+        let peek = Peek {
+            parked: vec![3, 21, 12, 4],
+            waiting: 3,
+            offers: vec![],
+        };
+        let plan = plan(&line, &peek, &tier_of);
+        // a takes the one circle seat; b (any tier) the first seat back;
+        // c waits for the circle; 21 (a box) and 4 are wanted by nobody
+        // left waiting for them (c wants the circle only).
+        assert_eq!(plan.offers, vec![(a, vec![12]), (b, vec![3])]);
+        assert_eq!(plan.waiting, 1);
+        assert_eq!(plan.free, vec![21, 4]);
     }
 }

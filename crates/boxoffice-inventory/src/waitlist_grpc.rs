@@ -51,6 +51,10 @@ fn entry_to_pb(entry: &EntryRow) -> pb::WaitlistEntry {
         state: state(&entry.status) as i32,
         position: entry.position,
         join_time: Some(timestamp(entry.joined_at)),
+        price_tier_id: entry
+            .price_tier_id
+            .map(|tier| tier.to_string())
+            .unwrap_or_default(),
         offer: entry
             .offer
             .as_ref()
@@ -83,9 +87,13 @@ impl pb::waitlist_service_server::WaitlistService for WaitlistGrpc {
         let caller = Caller::from_metadata(request.metadata());
         let request = request.into_inner();
         let event_id = parse_id("event_id", &request.event_id).map_err(Status::from)?;
+        let price_tier_id = match request.price_tier_id.as_str() {
+            "" => None,
+            tier => Some(parse_id("price_tier_id", tier).map_err(Status::from)?),
+        };
         let entry = self
             .waitlist
-            .join(&caller, event_id, request.quantity)
+            .join(&caller, event_id, request.quantity, price_tier_id)
             .await?;
         Ok(Response::new(entry_to_pb(&entry)))
     }

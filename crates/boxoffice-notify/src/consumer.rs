@@ -1,5 +1,6 @@
 //! The `notify` consumer group: turns the catalog's, checkout's,
-//! accounts' and inventory's (waitlist offers) events into messages to send. A batch is applied in one
+//! accounts', inventory's (waitlist offers) and webhooks' (a disabled
+//! endpoint, to its admin) events into messages to send. A batch is applied in one
 //! transaction that also records its event ids as processed
 //! (`first_times`), so each domain event makes its messages once, however
 //! often it is delivered; the sender only ever sends recorded messages
@@ -25,7 +26,7 @@ use crate::message::{Facts, MoneyFacts, TicketFacts};
 use crate::store::{self, EventRow, SCHEMA};
 
 pub(crate) const GROUP: &str = "notify";
-pub(crate) const STREAMS: &[&str] = &["catalog", "checkout", "accounts", "inventory"];
+pub(crate) const STREAMS: &[&str] = &["catalog", "checkout", "accounts", "inventory", "webhooks"];
 
 /// Ticket codes read from checkout at once, per batch.
 const FETCH_CONCURRENCY: usize = 32;
@@ -66,6 +67,13 @@ enum Change {
         hold: String,
         seats: u32,
         expires_at: Option<DateTime<Utc>>,
+    },
+    EndpointDisabled {
+        admin_user_id: Uuid,
+        endpoint_id: Uuid,
+        url: String,
+        reason: String,
+        disabled_at: Option<DateTime<Utc>>,
     },
     Nothing,
 }
@@ -167,6 +175,16 @@ fn change_of(received: &Received) -> Result<Change, String> {
             seats: e.seat_indexes.len() as u32,
             expires_at: time(e.expire_time.as_ref()),
         },
+        // An endpoint registered without a known admin mails nobody.
+        Some(Payload::WebhookEndpointDisabled(e)) if !e.admin_user_id.is_empty() => {
+            Change::EndpointDisabled {
+                admin_user_id: uuid("admin user id", &e.admin_user_id)?,
+                endpoint_id: uuid("endpoint id", &e.endpoint_id)?,
+                url: e.url.clone(),
+                reason: e.reason.clone(),
+                disabled_at: time(e.disabled_time.as_ref()),
+            }
+        }
         _ => Change::Nothing,
     })
 }
@@ -403,6 +421,21 @@ async fn apply(
                 link: String::new(),
             };
             store::insert_message(transaction, source, *user_id, &facts).await?;
+        }
+        Change::EndpointDisabled {
+            admin_user_id,
+            endpoint_id,
+            url,
+            reason,
+            disabled_at,
+        } => {
+            let facts = Facts::WebhookEndpointDisabled {
+                endpoint_id: *endpoint_id,
+                url: url.clone(),
+                reason: reason.clone(),
+                disabled_at: *disabled_at,
+            };
+            store::insert_message(transaction, source, *admin_user_id, &facts).await?;
         }
         Change::Nothing => {}
     }

@@ -123,6 +123,14 @@ pub enum Facts {
         #[serde(default)]
         link: String,
     },
+    /// To the admin who registered an integrator webhook endpoint: it kept
+    /// failing and is disabled.
+    WebhookEndpointDisabled {
+        endpoint_id: Uuid,
+        url: String,
+        reason: String,
+        disabled_at: Option<DateTime<Utc>>,
+    },
 }
 
 impl Facts {
@@ -137,6 +145,7 @@ impl Facts {
             Self::EventAnnounced { .. } => "event_announced",
             Self::QuestionAnswered { .. } => "question_answered",
             Self::WaitlistOffer { .. } => "waitlist_offer",
+            Self::WebhookEndpointDisabled { .. } => "webhook_endpoint_disabled",
         }
     }
 
@@ -308,6 +317,25 @@ pub fn render(facts: &Facts, name: &str, unsubscribe: Option<&str>) -> Rendered 
                     None => "They are yours to book for a short while; after that they go to the next in line.".to_owned(),
                 },
                 format!("Book them at {link} (hold {hold})."),
+            ],
+            &[],
+        ),
+        Facts::WebhookEndpointDisabled {
+            endpoint_id,
+            url,
+            reason,
+            disabled_at,
+        } => (
+            "A webhook endpoint was disabled".to_owned(),
+            vec![
+                format!(
+                    "Your webhook endpoint {url} (webhook_endpoints/{endpoint_id}) kept failing and was disabled{}: {reason}.",
+                    match disabled_at {
+                        Some(time) => format!(" at {}", time.format("%A %-d %B %Y, %H:%M:%S UTC")),
+                        None => String::new(),
+                    }
+                ),
+                "Nothing more is sent to it. Fix the receiver, then enable the endpoint again (UpdateWebhookEndpoint) and redeliver what it missed.".to_owned(),
             ],
             &[],
         ),

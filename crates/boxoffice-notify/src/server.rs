@@ -58,6 +58,12 @@ impl NotifyComponent {
             boxoffice_runtime::postgres::parse_url(&config.database_url)?,
         )
         .await?;
+        // The webhooks' stream is the newest producer: a notify upgraded
+        // before the checkout process that runs webhooks (which migrates
+        // it) still finds its outbox, empty until then (idempotent DDL).
+        boxoffice_events::outbox::install(&pool, "webhooks")
+            .await
+            .context("installing the webhooks outbox")?;
         let wake = Arc::new(tokio::sync::Notify::new());
         let mut consumer_config = ConsumerConfig::new(GROUP, SCHEMA, STREAMS);
         consumer_config.idle_poll = std::time::Duration::from_millis(500);

@@ -64,8 +64,12 @@ pub(crate) fn type_of(payload: &Payload) -> Option<&'static str> {
         Payload::BookingCancelled(_) => "booking.cancelled",
         Payload::RefundIssued(_) => "refund.issued",
         Payload::PaymentFailed(_) => "payment.failed",
-        // Personal (who is offered what): not for integrators.
-        Payload::UserRegistered(_) | Payload::UserErased(_) | Payload::WaitlistOfferMade(_) => {
+        // Personal (who is offered what), or about the webhooks
+        // themselves (mailed to their admin): not for integrators.
+        Payload::UserRegistered(_)
+        | Payload::UserErased(_)
+        | Payload::WaitlistOfferMade(_)
+        | Payload::WebhookEndpointDisabled(_) => {
             return None;
         }
     })

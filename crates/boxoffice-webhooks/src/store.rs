@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use boxoffice_runtime::postgres::{DbContext as _, DbResult, Migration};
+use boxoffice_contracts::events::v1 as events;
+use boxoffice_events::{NewEvent, Outbox, Payload};
+use boxoffice_runtime::postgres::{DbContext as _, DbError, DbResult, Migration};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use tokio_postgres::Row;
@@ -12,11 +14,45 @@ use uuid::Uuid;
 
 pub(crate) const SCHEMA: &str = "webhooks";
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "webhooks",
-    sql: include_str!("migrations/0001_webhooks.sql"),
-}];
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "webhooks",
+        sql: include_str!("migrations/0001_webhooks.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "event_outbox",
+        sql: include_str!("migrations/0002_event_outbox.sql"),
+    },
+];
+
+/// The aggregate of the events webhooks publish.
+const ENDPOINT_AGGREGATE: &str = "webhook_endpoint";
+
+/// A `WebhookEndpointDisabled` from a row of the disabling statement.
+fn endpoint_disabled(row: &Row) -> Result<(Uuid, NewEvent), tokio_postgres::Error> {
+    let id: Uuid = row.try_get("id")?;
+    let created_by: Option<Uuid> = row.try_get("created_by")?;
+    let disabled_at: Option<DateTime<Utc>> = row.try_get("disabled_at")?;
+    let event = NewEvent::new(
+        ENDPOINT_AGGREGATE,
+        id,
+        Payload::WebhookEndpointDisabled(events::WebhookEndpointDisabled {
+            endpoint_id: id.to_string(),
+            admin_user_id: created_by
+                .map(|admin| admin.to_string())
+                .unwrap_or_default(),
+            url: row.try_get("url")?,
+            reason: row.try_get("disabled_reason")?,
+            disabled_time: disabled_at.map(|at| prost_types::Timestamp {
+                seconds: at.timestamp(),
+                nanos: at.timestamp_subsec_nanos() as i32,
+            }),
+        }),
+    );
+    Ok((id, event))
+}
 
 /// Most attempts listed per delivery.
 const ATTEMPTS_LISTED: i64 = 20;
@@ -474,22 +510,39 @@ impl WebhookStore {
                              THEN format('failed %s attempts in a row since %s', c.failures, c.since)
                              ELSE p.disabled_reason END
                      FROM c WHERE p.id = c.id
-                     RETURNING p.id, p.created_by, p.disabled_reason, c.disable
+                     RETURNING p.id, p.created_by, p.url, p.disabled_reason, p.disabled_at, c.disable
+                 ),
+                 noted AS (
+                     INSERT INTO webhooks.notifications (id, endpoint_id, kind, message, admin_user_id)
+                     SELECT gen_random_uuid(), id, 'endpoint_disabled',
+                         'webhook endpoint ' || id || ' was disabled: ' || disabled_reason, created_by
+                     FROM disabled WHERE disable
                  )
-                 INSERT INTO webhooks.notifications (id, endpoint_id, kind, message, admin_user_id)
-                 SELECT gen_random_uuid(), id, 'endpoint_disabled',
-                     'webhook endpoint ' || id || ' was disabled: ' || disabled_reason, created_by
-                 FROM disabled WHERE disable
-                 RETURNING endpoint_id",
+                 SELECT id, created_by, url, disabled_reason, disabled_at FROM disabled WHERE disable",
                 &[&endpoints, &accepted, &policy.failures, &millis(policy.after)],
             )
             .await
             .db_context("recording endpoint streaks")?;
+        // The admin is mailed (notify reads this from the outbox), in the
+        // transaction that disables: no disabling without its mail.
+        let disabled = rows
+            .iter()
+            .map(endpoint_disabled)
+            .collect::<Result<Vec<_>, _>>()
+            .db_context("reading disabled endpoints")?;
+        let ids = disabled.iter().map(|(id, _)| *id).collect();
+        Outbox::new(SCHEMA)
+            .append(
+                &transaction,
+                disabled.into_iter().map(|(_, event)| event).collect(),
+            )
+            .await
+            .map_err(|error| DbError::Internal(error.context("publishing disabled endpoints")))?;
         transaction
             .commit()
             .await
             .db_context("committing attempts")?;
-        Ok(rows.iter().map(|row| row.get(0)).collect())
+        Ok(ids)
     }
 
     /// An endpoint's deliveries, newest first, before `before`.
@@ -643,4 +696,16 @@ fn delivery(row: &Row) -> Result<Delivery, tokio_postgres::Error> {
         delivered_at: row.try_get("delivered_at")?,
         attempts: Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// The migration creates exactly the events library's producer tables.
+    #[test]
+    fn the_outbox_migration_matches_the_events_library() {
+        assert!(boxoffice_events::outbox::migration_creates_outbox(
+            include_str!("migrations/0002_event_outbox.sql"),
+            super::SCHEMA,
+        ));
+    }
 }

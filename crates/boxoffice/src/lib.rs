@@ -228,6 +228,7 @@ impl System {
                 boxoffice_inventory::store::SCHEMA,
                 boxoffice_accounts::store::SCHEMA,
                 boxoffice_checkout::store::SCHEMA,
+                boxoffice_webhooks::PRODUCER,
             ],
             &shutdown,
         )

@@ -331,6 +331,7 @@ async fn start_services(
         services.stats = Some(stats);
         services.webhooks = Some(webhooks);
         producers.push(boxoffice_checkout::store::SCHEMA);
+        producers.push(boxoffice_webhooks::PRODUCER);
     }
     if which.contains(&Service::Accounts) {
         // Notifications run beside accounts; they read ticket codes from

@@ -1,7 +1,9 @@
 //! The audit log through the edge of a whole system: an admin action (and
 //! its answer) and a payment's authorization and capture are listed with
 //! actor and request id; filters by actor, action and time; reads are not
-//! recorded; PostgreSQL refuses to change or delete a record.
+//! recorded; PostgreSQL refuses to change or delete a record; an
+//! authorization voided because the seats were gone is recorded (its
+//! authorization and its void), once, for the card and the PayPal gateway.
 
 use std::time::Duration;
 
@@ -14,6 +16,14 @@ use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClie
 use tonic::Code;
 use tonic::transport::Channel;
 
+use boxoffice_checkout::payment::{PaymentProvider as _, ProviderStatus};
+use boxoffice_contracts::checkout::v1 as checkout_pb;
+use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
+use boxoffice_contracts::inventory::v1 as inventory_pb;
+use boxoffice_contracts::inventory::v1::inventory_service_client::InventoryServiceClient;
+
+use crate::checkout_gateway::PaysimProcess;
+use crate::checkout_paypal::{approval_url, at_paypal};
 use crate::edge_world::with_token;
 use crate::harness::eventually;
 use crate::system_world::{SystemWorld, standing_event_on_sale};
@@ -265,5 +275,198 @@ async fn admin_actions_and_payments_are_listed_with_actor_and_request_id() {
     assert!(after.len() >= everything.len());
     assert!(after.iter().all(|record| record.actor != "someone else"));
     drop(client);
+    world.stop().await;
+}
+
+/// Holds one place as `token` and books it; answers the hold's and the
+/// booking's names.
+async fn hold_and_book(edge: &Channel, token: &str, event_id: &str) -> (String, String) {
+    let hold = InventoryServiceClient::new(edge.clone())
+        .hold_seats(with_token(
+            token,
+            inventory_pb::HoldSeatsRequest {
+                event_id: event_id.to_owned(),
+                selection: Some(inventory_pb::hold_seats_request::Selection::BestAvailable(
+                    inventory_pb::BestAvailable {
+                        quantity: 1,
+                        ..Default::default()
+                    },
+                )),
+                admission_token: String::new(),
+            },
+        ))
+        .await
+        .expect("holding")
+        .into_inner();
+    let booking = CheckoutServiceClient::new(edge.clone())
+        .create_booking(with_token(
+            token,
+            checkout_pb::CreateBookingRequest {
+                hold: hold.name.clone(),
+                idempotency_key: String::new(),
+            },
+        ))
+        .await
+        .expect("booking")
+        .into_inner();
+    (hold.name, booking.name)
+}
+
+async fn release(edge: &Channel, token: &str, hold: &str) {
+    InventoryServiceClient::new(edge.clone())
+        .release_hold(with_token(
+            token,
+            inventory_pb::ReleaseHoldRequest {
+                name: hold.to_owned(),
+            },
+        ))
+        .await
+        .expect("releasing the hold");
+}
+
+/// ConfirmBooking with `method` under `request_id` and the key `key`.
+async fn confirm(
+    edge: &Channel,
+    token: &str,
+    booking: &str,
+    method: checkout_pb::PaymentMethod,
+    key: &str,
+    request_id: &str,
+) -> Result<checkout_pb::Booking, tonic::Status> {
+    CheckoutServiceClient::new(edge.clone())
+        .confirm_booking(with_request_id(
+            token,
+            request_id,
+            checkout_pb::ConfirmBookingRequest {
+                name: booking.to_owned(),
+                payment_method: Some(method),
+                idempotency_key: key.to_owned(),
+            },
+        ))
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// The booking's payment operations in the log, oldest first.
+async fn operations(edge: &Channel, admin: &str, buyer_id: &str, booking: &str) -> Vec<String> {
+    let mut records = list(
+        edge,
+        admin,
+        pb::ListAuditRecordsRequest {
+            actor: buyer_id.to_owned(),
+            action: "payment.*".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    records.reverse();
+    let booking_id = booking.rsplit('/').next().expect("a booking id");
+    records
+        .into_iter()
+        .filter(|record| record.target == format!("booking/{booking_id}"))
+        .map(|record| {
+            assert_eq!(record.kind, "payment");
+            assert_eq!(record.outcome, "succeeded");
+            assert_eq!(
+                (record.amount_minor, record.currency_code.as_str()),
+                (2_650, "GBP"),
+                "the amount authorized and given back"
+            );
+            format!("{} {}", record.action, record.request_id)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn voided_authorizations_are_recorded_once_for_both_gateways() {
+    let paysim = PaysimProcess::start().await;
+    let world = SystemWorld::start(
+        "audit-void",
+        &[
+            ("BOXOFFICE_PAYMENTS_URL", paysim.url.as_str()),
+            ("BOXOFFICE_PAYPAL_URL", paysim.url.as_str()),
+        ],
+    )
+    .await;
+    let edge = world.edge().await;
+    let admin = admin_token(&edge).await;
+    let event = standing_event_on_sale(&edge, &admin, "Void Hall", "Void Night", 10).await;
+    let (buyer, buyer_id) = customer(&edge, "voider").await;
+    let card = || checkout_pb::PaymentMethod {
+        token: "tok_visa".into(),
+        ..Default::default()
+    };
+    let paypal = || checkout_pb::PaymentMethod {
+        token: String::new(),
+        r#type: checkout_pb::PaymentMethodType::Paypal as i32,
+    };
+
+    // Card: the hold is gone before payment; the authorization is voided.
+    let (hold, booking) = hold_and_book(&edge, &buyer, &event.id).await;
+    release(&edge, &buyer, &hold).await;
+    let gone = confirm(&edge, &buyer, &booking, card(), "card", "void-card")
+        .await
+        .expect_err("the seats are gone");
+    assert_eq!(gone.code(), Code::Aborted, "{gone:?}");
+    let card_payments = paysim
+        .client()
+        .search(booking.rsplit('/').next().expect("an id"))
+        .await
+        .expect("asking the card gateway");
+    assert_eq!(card_payments.len(), 1);
+    assert_eq!(card_payments[0].status, ProviderStatus::Voided);
+    assert_eq!(
+        operations(&edge, &admin, &buyer_id, &booking).await,
+        ["payment.authorize void-card", "payment.void void-card"]
+    );
+    // A retry with the same key answers the same and records nothing more.
+    let again = confirm(&edge, &buyer, &booking, card(), "card", "void-card-again")
+        .await
+        .expect_err("the same answer");
+    assert_eq!(again.code(), Code::Aborted, "{again:?}");
+    assert_eq!(
+        operations(&edge, &admin, &buyer_id, &booking).await.len(),
+        2
+    );
+
+    // PayPal: approved at PayPal, then the hold is gone before the
+    // confirmation that would capture; the authorization is voided.
+    let (hold, booking) = hold_and_book(&edge, &buyer, &event.id).await;
+    let waiting = confirm(&edge, &buyer, &booking, paypal(), "pp", "void-pp-1")
+        .await
+        .expect("sent to PayPal");
+    assert!(
+        at_paypal(&approval_url(&waiting), "approve")
+            .await
+            .is_success()
+    );
+    release(&edge, &buyer, &hold).await;
+    let gone = confirm(&edge, &buyer, &booking, paypal(), "pp", "void-pp-2")
+        .await
+        .expect_err("the seats are gone");
+    assert_eq!(gone.code(), Code::Aborted, "{gone:?}");
+    let paypal_payments = paysim
+        .paypal()
+        .search(booking.rsplit('/').next().expect("an id"))
+        .await
+        .expect("asking PayPal");
+    assert_eq!(paypal_payments.len(), 1);
+    assert_eq!(paypal_payments[0].status, ProviderStatus::Voided);
+    assert_eq!(
+        operations(&edge, &admin, &buyer_id, &booking).await,
+        ["payment.authorize void-pp-2", "payment.void void-pp-2"],
+        "nothing for the approval round trip; the authorization and its void"
+    );
+    // Nothing else of the buyer's was recorded (no capture, no refund).
+    let everything = list(
+        &edge,
+        &admin,
+        pb::ListAuditRecordsRequest {
+            actor: buyer_id.clone(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(everything.len(), 4, "{everything:?}");
     world.stop().await;
 }

@@ -57,7 +57,7 @@ async fn pay_with_paypal(
 
 /// The buyer's browser at PayPal's approval page: it loads, then the buyer
 /// chooses (`approve`, `decline` or `cancel`).
-async fn at_paypal(url: &str, outcome: &str) -> reqwest::StatusCode {
+pub async fn at_paypal(url: &str, outcome: &str) -> reqwest::StatusCode {
     let http = reqwest::Client::new();
     let page = http.get(url).send().await.expect("loading PayPal's page");
     assert!(page.status().is_success(), "{:?}", page.status());
@@ -74,7 +74,7 @@ async fn at_paypal(url: &str, outcome: &str) -> reqwest::StatusCode {
 }
 
 /// The approval URL of a ConfirmBooking answer that waits for the buyer.
-fn approval_url(answer: &pb::Booking) -> String {
+pub fn approval_url(answer: &pb::Booking) -> String {
     assert_eq!(state(answer), pb::BookingState::Pending);
     let action = answer.payment_action.clone().expect("a payment action");
     assert_eq!(action.r#type, "redirect_to_url");

@@ -174,14 +174,14 @@ async fn admin(edge: &Channel) -> String {
     .await
 }
 
-fn gbp(amount_minor: i64) -> Option<inventory_pb::Money> {
+pub fn gbp(amount_minor: i64) -> Option<inventory_pb::Money> {
     Some(inventory_pb::Money {
         currency_code: "GBP".into(),
         amount_minor,
     })
 }
 
-fn rule(
+pub fn rule(
     tier: &str,
     change_bp: i32,
     sold_bp: u32,
@@ -197,7 +197,7 @@ fn rule(
     }
 }
 
-async fn set_rule(
+pub async fn set_rule(
     edge: &Channel,
     token: &str,
     event_id: &str,

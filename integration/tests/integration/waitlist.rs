@@ -4,7 +4,10 @@
 //! with a mail, and nobody else can hold it while the offered user books
 //! and pays it; the race (two offers outstanding, a seat released twice
 //! over) sells each seat once in line order; an offer not taken in time
-//! passes to the next; entries and offers are their owners' alone.
+//! passes to the next; entries and offers are their owners' alone; an
+//! offer on a dynamically priced tier locks, and is charged, the tier's
+//! current price as any hold would; a waitlist for one price tier is joined
+//! when that tier is sold out and offered only its seats.
 
 use std::time::Duration;
 
@@ -25,6 +28,7 @@ use crate::checkout::booking_id as booking_id_of;
 use crate::edge_world::{login, with_token};
 use crate::harness::eventually;
 use crate::notify::{SmtpServer, buy, register, wait_for_mails};
+use crate::pricing::{rule, set_rule};
 use crate::system_world::{SystemWorld, standing_event_on_sale};
 
 use inventory_pb::WaitlistEntryState as State;
@@ -53,12 +57,24 @@ async fn join(
     event_id: &str,
     quantity: u32,
 ) -> Result<inventory_pb::WaitlistEntry, Status> {
+    join_for(edge, token, event_id, quantity, "").await
+}
+
+/// Joins for `quantity` places of the tier `price_tier_id` ("": any).
+async fn join_for(
+    edge: &Channel,
+    token: &str,
+    event_id: &str,
+    quantity: u32,
+    price_tier_id: &str,
+) -> Result<inventory_pb::WaitlistEntry, Status> {
     WaitlistServiceClient::new(edge.clone())
         .join_waitlist(with_token(
             token,
             inventory_pb::JoinWaitlistRequest {
                 event_id: event_id.to_owned(),
                 quantity,
+                price_tier_id: price_tier_id.to_owned(),
             },
         ))
         .await
@@ -530,5 +546,253 @@ async fn an_offer_not_taken_in_time_passes_to_the_next_in_line() {
             .iter()
             .any(|mail| mail["subject"] == "Seats for you: One Seat")
     );
+    world.stop().await;
+}
+
+/// Checkout's default fee per ticket.
+const FEE: i64 = 150;
+
+#[tokio::test]
+async fn an_offer_on_a_dynamically_priced_tier_is_charged_the_current_price_its_hold_shows() {
+    let smtp = SmtpServer::start().await;
+    let world = world(&smtp, "600").await;
+    let edge = world.edge().await;
+    let mut accounts = AccountsServiceClient::new(edge.clone());
+    let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let event = standing_event_on_sale(&edge, &admin, "Demand Hall", "Rising Night", 2).await;
+    let tier = event.price_tiers[0].id.clone();
+    // 25.00 GBP, +50% of it for every half of the two places sold.
+    set_rule(
+        &edge,
+        &admin,
+        &event.id,
+        vec![rule(&tier, 5_000, 5_000, 2_500, 10_000)],
+    )
+    .await
+    .expect("setting the rule");
+    let (_, first_buyer) = register(&mut accounts, "First").await;
+    let (_, second_buyer) = register(&mut accounts, "Second").await;
+    let (_, ada) = register(&mut accounts, "Ada").await;
+
+    let first = buy(&edge, &first_buyer, &event.id, 1).await;
+    let second = buy(&edge, &second_buyer, &event.id, 1).await;
+    let total = |booking: &checkout_pb::Booking| booking.total.as_ref().map(|m| m.amount_minor);
+    assert_eq!(total(&first), Some(2_500 + FEE));
+    assert_eq!(
+        total(&second),
+        Some(3_750 + FEE),
+        "the price rose after one sale"
+    );
+    join(&edge, &ada, &event.id, 1).await.expect("Ada joins");
+
+    // One place comes back: one of two sold, so the current price is 37.50
+    // (the base is 25.00, and 50.00 before the cancellation).
+    cancel(&edge, &first_buyer, &first.name)
+        .await
+        .expect("cancelling");
+    let offered = entry_in_state(&edge, &ada, &event.id, State::Offered).await;
+    let offer = offered.offer.expect("an open offer");
+    let hold = InventoryServiceClient::new(edge.clone())
+        .get_hold(with_token(
+            &ada,
+            inventory_pb::GetHoldRequest {
+                name: offer.hold.clone(),
+            },
+        ))
+        .await
+        .expect("Ada reads her offer's hold")
+        .into_inner();
+    let amount = |money: &Option<inventory_pb::Money>| money.as_ref().map(|m| m.amount_minor);
+    assert_eq!(amount(&hold.total_price), Some(3_750), "{hold:?}");
+    assert_eq!(hold.seats.len(), 1);
+    assert_eq!(amount(&hold.seats[0].price), Some(3_750));
+    assert_eq!(hold.price_locks.len(), 1, "{hold:?}");
+    let lock = &hold.price_locks[0];
+    assert_eq!(lock.price_tier_id, tier);
+    assert_eq!((amount(&lock.price), lock.sold_count), (Some(3_750), 1));
+
+    // Ada pays exactly what her offer shows (plus the fee).
+    let booking = book_and_pay(&edge, &ada, &offer.hold)
+        .await
+        .expect("Ada buys her offer");
+    assert_eq!(booking.state, checkout_pb::BookingState::Confirmed as i32);
+    assert_eq!(total(&booking), Some(3_750 + FEE));
+    entry_in_state(&edge, &ada, &event.id, State::Fulfilled).await;
+    world.stop().await;
+}
+
+/// An admin's event with two standing areas of one place each, "Stalls"
+/// and "Circle", each its own price tier; on sale. Answers the event and
+/// the tiers' ids (stalls, circle).
+async fn two_tier_event(edge: &Channel, admin: &str) -> (String, String, String) {
+    use boxoffice_contracts::catalog::v1 as catalog_pb;
+    use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
+    let mut catalog = CatalogServiceClient::new(edge.clone());
+    let area = |name: &str| catalog_pb::SectionSpec {
+        name: name.into(),
+        kind: catalog_pb::SectionKind::GeneralAdmission as i32,
+        capacity: 1,
+        rows: vec![],
+    };
+    let venue = catalog
+        .create_venue(with_token(
+            admin,
+            catalog_pb::CreateVenueRequest {
+                name: "Two Rooms".into(),
+                address: Some(catalog_pb::PostalAddress {
+                    street: "2 Call Lane".into(),
+                    city: "Leeds".into(),
+                    region: String::new(),
+                    postal_code: "LS1 6DT".into(),
+                    country_code: "GB".into(),
+                }),
+                location: None,
+                time_zone: "Europe/London".into(),
+                sections: vec![area("Stalls"), area("Circle")],
+            },
+        ))
+        .await
+        .expect("creating a venue")
+        .into_inner();
+    let tier = |name: &str, section: usize| catalog_pb::PriceTier {
+        name: name.into(),
+        price: Some(catalog_pb::Money {
+            currency_code: "GBP".into(),
+            amount_minor: 2_500,
+        }),
+        section_ids: vec![venue.sections[section].id.clone()],
+        ..Default::default()
+    };
+    let event = catalog
+        .create_event(with_token(
+            admin,
+            catalog_pb::CreateEventRequest {
+                event: Some(catalog_pb::Event {
+                    title: "Two Tiers".into(),
+                    category: catalog_pb::Category::Concert as i32,
+                    venue_id: venue.id.clone(),
+                    start_time: Some(crate::inventory::timestamp(30)),
+                    end_time: Some(crate::inventory::timestamp(31)),
+                    price_tiers: vec![tier("Stalls", 0), tier("Circle", 1)],
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("creating an event")
+        .into_inner();
+    catalog
+        .publish_event(with_token(
+            admin,
+            catalog_pb::PublishEventRequest {
+                id: event.id.clone(),
+            },
+        ))
+        .await
+        .expect("publishing");
+    let inventory = InventoryServiceClient::new(edge.clone());
+    crate::harness::eventually(Duration::from_secs(30), "the event on sale", || {
+        let mut inventory = inventory.clone();
+        let event_id = event.id.clone();
+        async move {
+            inventory
+                .get_availability(inventory_pb::GetAvailabilityRequest { event_id })
+                .await
+                .ok()
+                .filter(|availability| availability.get_ref().on_sale)
+        }
+    })
+    .await;
+    let id_of = |name: &str| {
+        event
+            .price_tiers
+            .iter()
+            .find(|tier| tier.name == name)
+            .map(|tier| tier.id.clone())
+            .expect("the tier")
+    };
+    (event.id.clone(), id_of("Stalls"), id_of("Circle"))
+}
+
+#[tokio::test]
+async fn a_waitlist_for_one_tier_is_joined_when_it_is_sold_out_and_offered_only_its_seats() {
+    let smtp = SmtpServer::start().await;
+    let world = world(&smtp, "600").await;
+    let edge = world.edge().await;
+    let mut accounts = AccountsServiceClient::new(edge.clone());
+    let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let (event_id, stalls, circle) = two_tier_event(&edge, &admin).await;
+    // Seat 0 is the stalls' place, seat 1 the circle's.
+    let (_, stalls_buyer) = register(&mut accounts, "StallsBuyer").await;
+    let (_, circle_buyer) = register(&mut accounts, "CircleBuyer").await;
+    let (_, wants_stalls) = register(&mut accounts, "WantsStalls").await;
+    let (_, wants_circle) = register(&mut accounts, "WantsCircle").await;
+    let stalls_hold = hold_seats(&edge, &stalls_buyer, &event_id, vec![0])
+        .await
+        .expect("holding the stalls");
+    let stalls_booking = book_and_pay(&edge, &stalls_buyer, &stalls_hold.name)
+        .await
+        .expect("buying the stalls");
+
+    // The stalls are sold out, the circle is not: the event's waitlist and
+    // the circle's refuse, the stalls' takes the user.
+    let whole = join(&edge, &wants_circle, &event_id, 1).await.unwrap_err();
+    assert_reason(&whole, Code::FailedPrecondition, "EVENT_NOT_SOLD_OUT");
+    let free_tier = join_for(&edge, &wants_circle, &event_id, 1, &circle)
+        .await
+        .unwrap_err();
+    assert_reason(&free_tier, Code::FailedPrecondition, "EVENT_NOT_SOLD_OUT");
+    let unknown = join_for(
+        &edge,
+        &wants_stalls,
+        &event_id,
+        1,
+        &Uuid::new_v4().to_string(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(unknown.code(), Code::InvalidArgument, "{unknown:?}");
+    let malformed = join_for(&edge, &wants_stalls, &event_id, 1, "stalls")
+        .await
+        .unwrap_err();
+    assert_eq!(malformed.code(), Code::InvalidArgument, "{malformed:?}");
+    let entry_for_stalls = join_for(&edge, &wants_stalls, &event_id, 1, &stalls)
+        .await
+        .expect("joining the stalls' waitlist");
+    assert_eq!(entry_for_stalls.price_tier_id, stalls);
+    assert_eq!(entry_for_stalls.state, State::Waiting as i32);
+
+    // Now the circle sells out too; its waitlist takes the other user.
+    let circle_hold = hold_seats(&edge, &circle_buyer, &event_id, vec![1])
+        .await
+        .expect("holding the circle");
+    let circle_booking = book_and_pay(&edge, &circle_buyer, &circle_hold.name)
+        .await
+        .expect("buying the circle");
+    join_for(&edge, &wants_circle, &event_id, 1, &circle)
+        .await
+        .expect("joining the circle's waitlist");
+
+    // The circle's place comes back: it goes to the circle's waitlist,
+    // though the stalls' entry is first in line.
+    cancel(&edge, &circle_buyer, &circle_booking.name)
+        .await
+        .expect("cancelling the circle");
+    let offered = entry_in_state(&edge, &wants_circle, &event_id, State::Offered).await;
+    assert_eq!(offered.offer.expect("an offer").seat_indexes, [1]);
+    let first = entry(&edge, &wants_stalls, &event_id)
+        .await
+        .expect("the stalls' entry");
+    assert_eq!(
+        (first.state, first.position),
+        (State::Waiting as i32, 1),
+        "a circle seat is not offered to the stalls' line"
+    );
+    // The stalls' place comes back: to the stalls' entry.
+    cancel(&edge, &stalls_buyer, &stalls_booking.name)
+        .await
+        .expect("cancelling the stalls");
+    let offered = entry_in_state(&edge, &wants_stalls, &event_id, State::Offered).await;
+    assert_eq!(offered.offer.expect("an offer").seat_indexes, [0]);
     world.stop().await;
 }

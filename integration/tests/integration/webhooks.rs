@@ -4,8 +4,11 @@
 //! then succeeds gets the event exactly once accepted, signed; a forged
 //! signature fails its check; the filter is respected; a delivery is sent
 //! again by hand; unknown event types and bad URLs are refused; an endpoint
-//! that keeps failing is disabled and its admin notified; customers are
-//! refused at the edge.
+//! that keeps failing is disabled and its admin notified (listed, and
+//! mailed through notify to the SMTP server); customers are
+//! refused at the edge; a `serve checkout` process killed (SIGKILL) in the
+//! middle of deliveries loses none: a new one sends every recorded
+//! delivery, signed, at least once.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -17,6 +20,8 @@ use boxoffice_contracts::accounts::v1 as accounts_pb;
 use boxoffice_contracts::accounts::v1::accounts_service_client::AccountsServiceClient;
 use boxoffice_contracts::audit::v1 as audit_pb;
 use boxoffice_contracts::audit::v1::audit_service_client::AuditServiceClient;
+use boxoffice_contracts::catalog::v1 as catalog_pb;
+use boxoffice_contracts::catalog::v1::catalog_service_client::CatalogServiceClient;
 use boxoffice_contracts::checkout::v1 as checkout_pb;
 use boxoffice_contracts::checkout::v1::checkout_service_client::CheckoutServiceClient;
 use boxoffice_contracts::inventory::v1 as inventory_pb;
@@ -33,7 +38,9 @@ use uuid::Uuid;
 
 use crate::edge_world::{login, run_grpcurl, with_token};
 use crate::harness::eventually;
+use crate::notify::{SmtpServer, wait_for_mails};
 use crate::system_world::{SystemWorld, standing_event_on_sale, vars};
+use boxoffice_notify::NotifyConfig;
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
@@ -41,7 +48,8 @@ pub struct Received {
     pub webhook_id: String,
     pub signature: String,
     pub body: Vec<u8>,
-    /// The status the receiver answered.
+    /// The status the receiver answered (or would have: a held answer
+    /// never reaches a sender killed meanwhile).
     pub answered: u16,
 }
 
@@ -54,6 +62,9 @@ pub struct Receiver {
     script: Arc<Mutex<VecDeque<u16>>>,
     last: u16,
     pub received: Arc<Mutex<Vec<Received>>>,
+    /// Answers wait while someone holds this for writing ([`Self::hold`]):
+    /// a request is kept on arrival, its answer held back.
+    gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl Receiver {
@@ -66,6 +77,7 @@ impl Receiver {
             script: Arc::new(Mutex::new(script.iter().copied().collect())),
             last: *script.last().expect("a script"),
             received: Arc::default(),
+            gate: Arc::default(),
         };
         let serving = receiver.clone();
         tokio::spawn(async move {
@@ -114,6 +126,8 @@ impl Receiver {
             body,
             answered,
         });
+        // Held: the sender waits for an answer that comes only on release.
+        let _open = self.gate.read().await;
         http::Response::builder()
             .status(answered)
             .body(Full::new(Bytes::from_static(b"thanks")))
@@ -126,6 +140,11 @@ impl Receiver {
 
     pub fn requests(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
+    }
+
+    /// Holds every answer back until the guard is dropped.
+    pub async fn hold(&self) -> tokio::sync::OwnedRwLockWriteGuard<()> {
+        self.gate.clone().write_owned().await
     }
 }
 
@@ -637,12 +656,16 @@ async fn bad_filters_and_urls_are_refused_and_customers_are_denied_at_the_edge()
 
 #[tokio::test]
 async fn an_endpoint_that_keeps_failing_is_disabled_and_its_admin_notified() {
-    let world = SystemWorld::start_with_webhooks(
+    let smtp = SmtpServer::start().await;
+    let world = SystemWorld::start_with_all(
         "hookdead",
+        &[],
+        Some(NotifyConfig::development(&smtp.url()).expect("notify configuration")),
         fast_webhooks(&[
             ("BOXOFFICE_WEBHOOKS_DISABLE_AFTER_FAILURES", "3"),
             ("BOXOFFICE_WEBHOOKS_DISABLE_AFTER_S", "0"),
         ]),
+        &[],
     )
     .await;
     let edge = world.edge().await;
@@ -692,6 +715,19 @@ async fn an_endpoint_that_keeps_failing_is_disabled_and_its_admin_notified() {
     assert_eq!(notifications[0].endpoint_id, endpoint.id);
     assert_eq!(notifications[0].kind, "endpoint_disabled");
     assert_eq!(notifications[0].admin_user_id, admin_id);
+    // The admin who registered it is mailed, once, through the notify
+    // consumer and the SMTP server.
+    let mails = wait_for_mails(&smtp, DEMO_ADMIN_EMAIL, 1).await;
+    let disabled_mails: Vec<_> = mails
+        .iter()
+        .filter(|mail| mail["subject"] == "A webhook endpoint was disabled")
+        .collect();
+    assert_eq!(disabled_mails.len(), 1, "{mails:?}");
+    let mail = disabled_mails[0];
+    let text = mail["text"].as_str().expect("a text body");
+    assert!(text.contains(&receiver.url()), "{text}");
+    assert!(text.contains(&endpoint.id), "{text}");
+    assert!(text.contains("3 attempts"), "{text}");
     // Exactly the three failed attempts reached it; a disabled endpoint
     // takes no redelivery either.
     assert_eq!(receiver.requests().len(), 3);
@@ -707,5 +743,218 @@ async fn an_endpoint_that_keeps_failing_is_disabled_and_its_admin_notified() {
         .expect_err("disabled");
     assert_eq!(refused.code(), Code::FailedPrecondition);
     assert_eq!(reason_of(&refused).as_deref(), Some("ENDPOINT_DISABLED"));
+    world.stop().await;
+}
+
+/// `boxoffice serve checkout` (which runs the webhooks' consumer and
+/// sender) as a process of its own over the world's database, reaching
+/// inventory and the catalog in the world; ready once its admin listener
+/// says so.
+async fn serve_checkout(world: &SystemWorld) -> tokio::process::Child {
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+    };
+    let (listen, admin) = (free(), free());
+    let upstream = format!("http://{}", world.system.internal_addr);
+    let mut command =
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_boxoffice-integration-system"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("BOXOFFICE_") {
+            command.env_remove(&name);
+        }
+    }
+    command
+        .args(["serve", "checkout"])
+        .env("BOXOFFICE_DATABASE_URL", world.db.url.expose())
+        .env("BOXOFFICE_REDIS_URL", crate::harness::redis_url())
+        .env("BOXOFFICE_LISTEN", listen.to_string())
+        .env("BOXOFFICE_ADMIN_LISTEN", admin.to_string())
+        .env(
+            "BOXOFFICE_JWT_SECRET",
+            "a-test-secret-of-at-least-32-bytes!!",
+        )
+        .env("BOXOFFICE_LOG", "error")
+        .env("BOXOFFICE_INVENTORY_URL", &upstream)
+        .env("BOXOFFICE_CATALOG_URL", &upstream)
+        .env("BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN", "127.0.0.1:0")
+        .env("BOXOFFICE_WEBHOOKS_ALLOW_PRIVATE", "true")
+        .env("BOXOFFICE_WEBHOOKS_FIRST_BACKOFF_MS", "50")
+        .env("BOXOFFICE_WEBHOOKS_MAX_BACKOFF_MS", "400")
+        // A post waits up to 5 s for its answer (the held receiver's posts
+        // are still waiting when the process is killed); a claim lasts
+        // three timeouts, so a dead sender's deliveries are taken up again
+        // 15 s after it claimed them.
+        .env("BOXOFFICE_WEBHOOKS_TIMEOUT_MS", "5000")
+        .env("BOXOFFICE_WEBHOOKS_CONCURRENCY", "2")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true);
+    let mut child = command.spawn().expect("starting boxoffice serve checkout");
+    eventually(Duration::from_secs(60), "serve checkout is ready", || {
+        let exited = child.try_wait().ok().flatten();
+        async move {
+            assert!(exited.is_none(), "serve checkout exited: {exited:?}");
+            let answer = reqwest::get(format!("http://{admin}/ready")).await.ok()?;
+            answer.status().is_success().then_some(())
+        }
+    })
+    .await;
+    child
+}
+
+/// The endpoint's deliveries as PostgreSQL has them: (id, status, attempts).
+async fn delivery_rows(world: &SystemWorld, endpoint_id: &str) -> Vec<(Uuid, String, i32)> {
+    let endpoint_id = Uuid::parse_str(endpoint_id).expect("an endpoint id");
+    world
+        .system
+        .pool
+        .get()
+        .await
+        .expect("a connection")
+        .query(
+            "SELECT id, status, attempts FROM webhooks.deliveries WHERE endpoint_id = $1 ORDER BY id",
+            &[&endpoint_id],
+        )
+        .await
+        .expect("reading deliveries")
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_sender_killed_mid_delivery_loses_nothing_and_resends_signed() {
+    // The guarantee: at least once. A sender killed (SIGKILL) while a
+    // receiver holds its answers leaves those deliveries claimed, not
+    // delivered; once the claims run out a new sender posts them again
+    // (same Boxoffice-Webhook-Id, signed anew) and every recorded delivery
+    // ends delivered. Only deliveries that were in flight at the kill may
+    // arrive twice.
+    const VENUES: usize = 6;
+    let world = SystemWorld::start_with_webhooks("hookkill", fast_webhooks(&[])).await;
+    // The world's own sender stops: the process under test alone sends.
+    world.system.webhooks.sender.abort();
+    let edge = world.edge().await;
+    let admin = admin_token(&edge).await;
+    let receiver = Receiver::start(&[200]).await;
+    let held = receiver.hold().await;
+    let created = create_endpoint(
+        &mut WebhookServiceClient::new(edge.clone()),
+        &admin,
+        &receiver.url(),
+        &["venue.created"],
+    )
+    .await;
+    let (endpoint, secret) = (created.endpoint.expect("the endpoint"), created.secret);
+    let mut sender = serve_checkout(&world).await;
+    let mut catalog = CatalogServiceClient::new(edge.clone());
+    for index in 0..VENUES {
+        catalog
+            .create_venue(with_token(
+                &admin,
+                catalog_pb::CreateVenueRequest {
+                    name: format!("Kill Hall {index}"),
+                    address: Some(catalog_pb::PostalAddress {
+                        street: "1 Briggate".into(),
+                        city: "Leeds".into(),
+                        region: String::new(),
+                        postal_code: "LS1 6HD".into(),
+                        country_code: "GB".into(),
+                    }),
+                    location: None,
+                    time_zone: "Europe/London".into(),
+                    sections: vec![catalog_pb::SectionSpec {
+                        name: "Floor".into(),
+                        kind: catalog_pb::SectionKind::GeneralAdmission as i32,
+                        capacity: 10,
+                        rows: vec![],
+                    }],
+                },
+            ))
+            .await
+            .expect("creating a venue");
+    }
+
+    // Mid-delivery: posts have reached the receiver, whose answers are
+    // held; then the sender process dies without a word.
+    eventually(Duration::from_secs(30), "posts in flight", || {
+        let count = receiver.requests().len();
+        async move { (count >= 2).then_some(()) }
+    })
+    .await;
+    sender.start_kill().expect("SIGKILL to serve checkout");
+    sender.wait().await.expect("waiting for it to die");
+    let in_flight: std::collections::HashSet<String> = receiver
+        .requests()
+        .iter()
+        .map(|request| request.webhook_id.clone())
+        .collect();
+    drop(held);
+    let rows = eventually(Duration::from_secs(30), "every delivery recorded", || {
+        let world = &world;
+        let id = endpoint.id.clone();
+        async move {
+            let rows = delivery_rows(world, &id).await;
+            (rows.len() == VENUES).then_some(rows)
+        }
+    })
+    .await;
+    assert!(
+        rows.iter().all(|(_, status, _)| status == "pending"),
+        "nothing counts as delivered without an answer: {rows:?}"
+    );
+    for (id, _, attempts) in &rows {
+        if in_flight.contains(&id.to_string()) {
+            assert!(*attempts >= 1, "claimed and posted before the kill");
+        }
+    }
+
+    // A new sender takes up what the dead one had claimed, once its claims
+    // run out, and the rest.
+    let mut replacement = serve_checkout(&world).await;
+    let rows = eventually(Duration::from_secs(90), "every delivery delivered", || {
+        let world = &world;
+        let id = endpoint.id.clone();
+        async move {
+            let rows = delivery_rows(world, &id).await;
+            rows.iter()
+                .all(|(_, status, _)| status == "delivered")
+                .then_some(rows)
+        }
+    })
+    .await;
+    assert_eq!(rows.len(), VENUES, "nothing lost");
+    let requests = receiver.requests();
+    for (id, _, _) in &rows {
+        let posts: Vec<&Received> = requests
+            .iter()
+            .filter(|request| request.webhook_id == id.to_string())
+            .collect();
+        assert!(!posts.is_empty(), "delivery {id} reached the receiver");
+        for post in &posts {
+            receiver_check(&secret, post).expect("every post is signed with the endpoint's secret");
+        }
+        if posts.len() > 1 {
+            assert!(
+                in_flight.contains(&id.to_string()),
+                "only a delivery in flight at the kill is sent twice: {id}"
+            );
+            assert_eq!(
+                posts[0].body, posts[1].body,
+                "the copy carries the same event"
+            );
+        }
+    }
+    assert!(
+        in_flight.len() >= 2 && requests.len() > rows.len(),
+        "the deliveries in flight at the kill were sent again ({} posts for {} deliveries)",
+        requests.len(),
+        rows.len()
+    );
+    replacement.start_kill().expect("stopping serve checkout");
+    replacement.wait().await.expect("waiting for it to stop");
     world.stop().await;
 }

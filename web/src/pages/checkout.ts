@@ -1,8 +1,11 @@
-// The booking summary (GetBooking) with the hold's countdown, payment with a
-// test card (ConfirmBooking), and the confirmation with the tickets.
+// The booking summary (GetBooking) with the hold's countdown, a promo code
+// and loyalty points to take off it (ApplyPromoCode / RemovePromoCode /
+// ApplyLoyaltyPoints: the server reprices and the summary shows its lines),
+// payment with a test card (ConfirmBooking), and the confirmation with the
+// tickets.
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { catalog, checkout, describe, isUnauthenticated, money, when } from "../api";
-import { h, link, navigate, statusLine, uuid } from "../dom";
+import { field, h, link, navigate, statusLine, uuid } from "../dom";
 import { seatLabel } from "../seatmap";
 import { qrCode } from "./bookings";
 import { BookingState, LineItemKind, type Booking } from "../gen/boxoffice/checkout/v1/checkout_pb";
@@ -104,11 +107,22 @@ export async function checkoutPage(root: HTMLElement, signal: AbortSignal, id: s
   );
   const pay = h("button", { type: "submit", class: "primary", id: "pay" }, `Pay ${money(booking.total)}`);
   const idempotencyKey = uuid();
+  let summary = renderSummary(booking);
+  // The server's repriced booking replaces the summary and the amount to pay.
+  const repriced = (current: Booking) => {
+    booking = current;
+    const next = renderSummary(current);
+    summary.replaceWith(next);
+    summary = next;
+    pay.textContent = `Pay ${money(current.total)}`;
+  };
+  const discounts = discountForms(name, booking, signal, repriced);
   body.replaceChildren(
     h("h1", {}, "Checkout"),
     h("p", {}, event ? `${event.title} — ${when(event.startTime, event.timeZone)}` : ""),
     countdown,
-    renderSummary(booking),
+    summary,
+    discounts,
     h(
       "form",
       {
@@ -147,5 +161,92 @@ export async function checkoutPage(root: HTMLElement, signal: AbortSignal, id: s
       card,
       pay,
     ),
+  );
+}
+
+/** The promo code and loyalty points forms of a pending booking: each call
+ * answers the booking repriced by the server (handed to `repriced`); a
+ * refusal is shown in the buyer's words and changes nothing. */
+function discountForms(name: string, initial: Booking, signal: AbortSignal, repriced: (booking: Booking) => void): HTMLElement {
+  const status = statusLine();
+  status.element.id = "discount-status";
+  const codeInput = h("input", { id: "promo-code", name: "promo-code", autocomplete: "off", maxlength: 64, required: true });
+  const apply = h("button", { type: "submit", id: "apply-promo" }, "Apply");
+  const applied = h("p", { id: "promo-applied" });
+  const remove = h("button", { type: "button", id: "remove-promo", class: "link" }, "Remove code");
+  const pointsInput = h("input", { id: "points", name: "points", type: "number", min: 0, step: 1, value: String(initial.loyaltyPointsSpent) });
+  const usePoints = h("button", { type: "submit", id: "apply-points" }, "Use points");
+  const balance = h("small", { id: "points-balance", class: "hint" });
+
+  const show = (current: Booking) => {
+    applied.textContent = current.promoCode ? `Code ${current.promoCode} applied.` : "";
+    remove.hidden = !current.promoCode;
+    pointsInput.value = String(current.loyaltyPointsSpent);
+  };
+  const call = async (button: HTMLButtonElement, work: () => Promise<Booking>, done: string) => {
+    button.disabled = true;
+    status.info("Updating your order…");
+    try {
+      const current = await work();
+      repriced(current);
+      show(current);
+      status.info(done);
+    } catch (error) {
+      if (signal.aborted) return;
+      status.error(describe(error));
+    } finally {
+      button.disabled = false;
+    }
+  };
+  remove.addEventListener("click", () =>
+    void call(remove, () => checkout.removePromoCode({ name }, { signal }), "The promo code was removed."),
+  );
+  show(initial);
+  void checkout
+    .getLoyalty({}, { signal })
+    .then((loyalty) => {
+      balance.textContent = `You have ${loyalty.pointsBalance} points.`;
+    })
+    .catch(() => undefined);
+
+  return h(
+    "section",
+    { class: "discounts", "aria-labelledby": "discounts-title" },
+    h("h2", { id: "discounts-title" }, "Discounts"),
+    h(
+      "form",
+      {
+        id: "promo-form",
+        onsubmit: (e: globalThis.Event) => {
+          e.preventDefault();
+          const code = codeInput.value.trim();
+          if (!code) return;
+          void call(apply, () => checkout.applyPromoCode({ name, code }, { signal }), "The promo code was applied.");
+        },
+      },
+      field("Promo code", codeInput),
+      apply,
+    ),
+    applied,
+    remove,
+    h(
+      "form",
+      {
+        id: "points-form",
+        onsubmit: (e: globalThis.Event) => {
+          e.preventDefault();
+          const points = Number(pointsInput.value || "0");
+          if (!Number.isInteger(points) || points < 0) {
+            status.error("Enter a whole number of points, 0 or more.");
+            return;
+          }
+          void call(usePoints, () => checkout.applyLoyaltyPoints({ name, points: BigInt(points) }, { signal }), points ? "Your points were applied." : "No points are spent on this order.");
+        },
+      },
+      field("Loyalty points to spend", pointsInput),
+      balance,
+      usePoints,
+    ),
+    status.element,
   );
 }

@@ -225,8 +225,8 @@ impl Checkout {
     }
 
     /// Sells the hold's seats to the attempt through inventory. `false`
-    /// when an optimistic attempt left the happy path: its authorization is
-    /// voided and the booking is to be decided again.
+    /// when an optimistic attempt found the seats sold to another attempt:
+    /// its authorization is voided and the booking is to be decided again.
     async fn sell(
         &self,
         booking: &BookingRecord,
@@ -251,6 +251,18 @@ impl Checkout {
                 .await
                 .map_err(provider_error)
         };
+        // A void no change of ours follows (another attempt paid, or the
+        // booking is not pending): recorded in the audit log alone.
+        let void_alone = || async {
+            void().await?;
+            self.store
+                .record_voids(
+                    booking.id,
+                    &[(booking.total_minor, booking.currency_code.clone())],
+                )
+                .await?;
+            Ok::<(), CheckoutError>(())
+        };
         match committed {
             // Sold by this call, or by this very attempt before (a retry).
             Ok(sold) if sold.sold_to(attempt.payment_id) => Ok(true),
@@ -258,14 +270,15 @@ impl Checkout {
             // earlier version made without a sale id, which any commit
             // matches): the booking may not be pending at all.
             Ok(_) if optimistic => {
-                void().await?;
+                void_alone().await?;
                 Ok(false)
             }
             Ok(_) => Ok(true),
-            // Not what a pending booking's hold answers: give the money
-            // back and find out from the database what happened.
-            Err(UpstreamError::Refused { .. }) if optimistic => {
-                void().await?;
+            Err(UpstreamError::Refused {
+                refusal: InventoryRefusal::HoldAlreadyCommitted,
+                ..
+            }) if optimistic => {
+                void_alone().await?;
                 Ok(false)
             }
             Err(UpstreamError::Refused {
@@ -274,9 +287,22 @@ impl Checkout {
             }) => {
                 // Another attempt (another key) sold this booking's seats
                 // and pays for them; this one takes nothing.
-                void().await?;
+                void_alone().await?;
                 tracing::info!(booking_id = %booking.id, payment_id = %attempt.payment_id, "another attempt sold the seats; payment voided");
                 Err(CheckoutError::ConfirmationInProgress)
+            }
+            // The seats are gone (hold released or run out): the money
+            // goes back. An optimistic attempt first reads whether the
+            // booking is still pending: if another instance paid or
+            // cancelled it, that is decided again (the void recorded
+            // alone); otherwise the attempt is recorded as voided with its
+            // answer now, since deciding again would ask the gateway to
+            // authorize a voided authorization, which PayPal refuses.
+            Err(UpstreamError::Refused { .. })
+                if optimistic && !self.still_pending(booking.id).await? =>
+            {
+                void_alone().await?;
+                Ok(false)
             }
             Err(UpstreamError::Refused { refusal, message }) => {
                 void().await?;
@@ -289,6 +315,15 @@ impl Checkout {
             Err(UpstreamError::Unavailable(cause)) => Err(CheckoutError::Unavailable(cause)),
             Err(UpstreamError::Malformed(cause)) => Err(CheckoutError::Internal(cause)),
         }
+    }
+
+    /// Whether the booking is pending as the database has it now.
+    async fn still_pending(&self, booking_id: Uuid) -> Result<bool> {
+        Ok(self
+            .store
+            .booking(booking_id)
+            .await?
+            .is_some_and(|booking| booking.state == BookingState::Pending))
     }
 
     /// Records an attempt whose seats inventory would not sell (its

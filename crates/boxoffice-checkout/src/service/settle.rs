@@ -29,6 +29,8 @@ impl Checkout {
             .map_err(provider_error)?;
         let hold_name = domain::hold_name(booking.event_id, booking.hold_id);
         let mut paid = None;
+        // Authorizations voided here (amount, currency), for the audit log.
+        let mut voids = Vec::new();
         for payment in &payments {
             let Ok(payment_id) = Uuid::parse_str(&payment.idempotency_key) else {
                 continue;
@@ -60,6 +62,7 @@ impl Checkout {
                         .void(&payment.provider_ref, &void_key(payment_id))
                         .await
                         .map_err(provider_error)?;
+                    voids.push((payment.amount_minor, payment.currency_code.clone()));
                 }
                 (false, ProviderStatus::Captured) => {
                     // Captures follow sales, so this is never expected;
@@ -79,8 +82,12 @@ impl Checkout {
         }
         let Some((payment_id, payment)) = paid else {
             let statuses: Vec<_> = payments.iter().map(|payment| payment.status).collect();
-            return self.expire_unpaid(booking, &statuses).await;
+            return self.expire_unpaid(booking, &statuses, &voids).await;
         };
+        if !voids.is_empty() {
+            // Another attempt paid: the voids change nothing of ours.
+            self.store.record_voids(booking.id, &voids).await?;
+        }
         if payment.amount_minor != booking.total_minor {
             // A promo code or points changed the total after this attempt
             // was authorized: it paid a price the booking no longer has.
@@ -129,13 +136,19 @@ impl Checkout {
     /// back: an attempt whose payment the provider has no record of may
     /// still have sold the seats. The booking owes the release until
     /// inventory confirms it, so a crash in between is finished by the next
-    /// pass.
+    /// pass. The authorizations voided before it (`voids`) are recorded in
+    /// the audit log with the expiry.
     async fn expire_unpaid(
         &self,
         booking: &BookingRecord,
         statuses: &[ProviderStatus],
+        voids: &[(i64, String)],
     ) -> Result<Settled> {
-        if !self.store.expire_booking(booking.id).await? {
+        if !self
+            .store
+            .expire_booking_after_voids(booking.id, voids)
+            .await?
+        {
             return Ok(Settled::AlreadySettled);
         }
         let released = self.release_expired(booking).await?;
@@ -194,7 +207,7 @@ impl Checkout {
                     .to_owned(),
         };
         let Some(found) = found else {
-            self.store_interrupted(payment.id, PaymentState::Voided, None, &interrupted)
+            self.store_interrupted(payment.id, None, false, &interrupted)
                 .await?;
             return Ok("never authorized");
         };
@@ -206,13 +219,8 @@ impl Checkout {
                 Ok("marked confirmed")
             }
             ProviderStatus::Declined | ProviderStatus::Voided => {
-                self.store_interrupted(
-                    payment.id,
-                    PaymentState::Voided,
-                    Some(&found.provider_ref),
-                    &interrupted,
-                )
-                .await?;
+                self.store_interrupted(payment.id, Some(&found.provider_ref), false, &interrupted)
+                    .await?;
                 Ok("ended")
             }
             ProviderStatus::Authorized => {
@@ -238,8 +246,8 @@ impl Checkout {
                         .map_err(provider_error)?;
                     self.store_interrupted(
                         payment.id,
-                        PaymentState::Voided,
                         Some(&found.provider_ref),
+                        true,
                         &interrupted,
                     )
                     .await?;
@@ -249,11 +257,14 @@ impl Checkout {
         }
     }
 
+    /// Ends an interrupted attempt as voided; `voided_here`: after this
+    /// settlement's own void of its authorization (recorded in the audit
+    /// log with it).
     async fn store_interrupted(
         &self,
         payment_id: Uuid,
-        state: PaymentState,
         provider_ref: Option<&str>,
+        voided_here: bool,
         answer: &CheckoutError,
     ) -> Result<()> {
         let CheckoutError::Stored {
@@ -267,9 +278,10 @@ impl Checkout {
         self.store
             .fail_attempt(
                 payment_id,
-                state,
+                PaymentState::Voided,
                 provider_ref,
                 false,
+                voided_here,
                 &Outcome {
                     code: *code,
                     reason: reason.clone(),

@@ -271,6 +271,23 @@ fn attempt_ended(rows: &[Row]) -> DbResult<Vec<NewEvent>> {
     Ok(events)
 }
 
+/// The voids an ended attempt's rows stand for (when `voided`: the call
+/// followed checkout's own void of the authorization).
+fn voids_of(rows: &[Row], voided: bool) -> DbResult<Vec<boxoffice_audit::PaymentRecord>> {
+    if !voided {
+        return Ok(Vec::new());
+    }
+    let mut records = Vec::new();
+    for row in rows {
+        records.extend(crate::audit::voided_authorization(
+            row.try_get("booking_id")?,
+            row.try_get("payment_amount")?,
+            row.try_get::<_, &str>("payment_currency")?,
+        ));
+    }
+    Ok(records)
+}
+
 fn refund_issued(row: &Row) -> DbResult<NewEvent> {
     let id: Uuid = row.try_get("id")?;
     Ok(NewEvent::new(
@@ -319,6 +336,21 @@ impl CheckoutStore {
         context: &'static str,
         publish: impl FnOnce(&[Row]) -> DbResult<Vec<NewEvent>>,
     ) -> DbResult<Vec<Row>> {
+        self.publishing_audited(sql, params, context, publish, |_| Ok(Vec::new()))
+            .await
+    }
+
+    /// As [`Self::publishing`], with payment operations that publish no
+    /// event (voids) recorded in the audit log from the statement's rows,
+    /// in the same transaction.
+    async fn publishing_audited(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+        context: &'static str,
+        publish: impl FnOnce(&[Row]) -> DbResult<Vec<NewEvent>>,
+        audit: impl FnOnce(&[Row]) -> DbResult<Vec<boxoffice_audit::PaymentRecord>>,
+    ) -> DbResult<Vec<Row>> {
         let mut client = self.client().await?;
         let statement = prepared(&client, sql).await?;
         let transaction = client.transaction().await.db_context(context)?;
@@ -327,7 +359,8 @@ impl CheckoutStore {
             .await
             .db_context(context)?;
         let events = publish(&rows)?;
-        let payments = crate::audit::records(&events);
+        let mut payments = crate::audit::records(&events);
+        payments.extend(audit(&rows)?);
         self.outbox
             .append(&transaction, events)
             .await
@@ -801,7 +834,7 @@ impl CheckoutStore {
             self.recent.forget(attempt.booking_id);
         }
         let rows = self
-            .publishing(
+            .publishing_audited(
                 "WITH p AS (
                      INSERT INTO checkout.payments (id, booking_id, user_id, idempotency_key, payment_method,
                          amount_minor, currency_code, state, provider_ref, outcome_code, outcome_reason,
@@ -809,7 +842,7 @@ impl CheckoutStore {
                      SELECT $1, b.id, b.user_id, $4, $5, b.total_minor, b.currency_code, $6, $7, $8, $9, $10
                      FROM checkout.bookings b WHERE b.id = $2 AND b.user_id = $3
                      ON CONFLICT DO NOTHING
-                     RETURNING id, booking_id, state, outcome_reason
+                     RETURNING id, booking_id, state, outcome_reason, amount_minor, currency_code
                  ),
                  b AS (
                      UPDATE checkout.bookings b SET state = 'expired', failure_reason = $9,
@@ -818,6 +851,7 @@ impl CheckoutStore {
                      RETURNING b.id, b.user_id, b.event_id
                  )
                  SELECT p.id AS payment_id, p.booking_id, p.state AS payment_state, p.outcome_reason AS reason,
+                     p.amount_minor AS payment_amount, p.currency_code AS payment_currency,
                      b.id, b.user_id, b.event_id
                  FROM p LEFT JOIN b ON b.id = p.booking_id",
                 &[
@@ -835,6 +869,9 @@ impl CheckoutStore {
                 ],
                 "recording an unpaid attempt",
                 attempt_ended,
+                // A voided attempt here always follows the void of its
+                // authorization (the seats could not be sold).
+                |rows| voids_of(rows, state == PaymentState::Voided),
             )
             .await?;
         Ok(rows.len() == 1)
@@ -906,12 +943,16 @@ impl CheckoutStore {
     /// authorized) with its stored answer; the booking is payable again, or
     /// expired when its hold ran out or its seats are gone.
     #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.fail_attempt", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    /// `voided`: this call follows checkout's own void of the attempt's
+    /// authorization, which the audit log records with it.
+    #[allow(clippy::too_many_arguments)]
     pub async fn fail_attempt(
         &self,
         payment_id: Uuid,
         state: PaymentState,
         provider_ref: Option<&str>,
         booking_expires: bool,
+        voided: bool,
         outcome: &Outcome,
     ) -> DbResult<bool> {
         debug_assert!(matches!(
@@ -919,12 +960,12 @@ impl CheckoutStore {
             PaymentState::Declined | PaymentState::Voided
         ));
         let rows = self
-            .publishing(
+            .publishing_audited(
                 "WITH p AS (
                      UPDATE checkout.payments SET state = $2, provider_ref = coalesce($3, provider_ref),
                          outcome_code = $4, outcome_reason = $5, outcome_message = $6, updated_at = now()
                      WHERE id = $1 AND state IN ('authorizing', 'authorized')
-                     RETURNING id, booking_id, state, outcome_reason
+                     RETURNING id, booking_id, state, outcome_reason, amount_minor, currency_code
                  ),
                  b AS (
                      UPDATE checkout.bookings b
@@ -935,6 +976,7 @@ impl CheckoutStore {
                      RETURNING b.id, b.user_id, b.event_id, b.state
                  )
                  SELECT p.id AS payment_id, p.booking_id, p.state AS payment_state, p.outcome_reason AS reason,
+                     p.amount_minor AS payment_amount, p.currency_code AS payment_currency,
                      e.id, e.user_id, e.event_id
                  FROM p LEFT JOIN (SELECT * FROM b WHERE b.state = 'expired') e ON e.id = p.booking_id",
                 &[
@@ -948,6 +990,7 @@ impl CheckoutStore {
                 ],
                 "failing a payment attempt",
                 attempt_ended,
+                |rows| voids_of(rows, voided),
             )
             .await?;
         Ok(rows.len() == 1)
@@ -1016,11 +1059,22 @@ impl CheckoutStore {
     /// the release of whatever seats inventory may have sold to it; the
     /// flag stays until [`Self::seats_released`]. False when it was no
     /// longer pending.
-    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.expire_booking", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
     pub async fn expire_booking(&self, booking_id: Uuid) -> DbResult<bool> {
+        self.expire_booking_after_voids(booking_id, &[]).await
+    }
+
+    /// As [`Self::expire_booking`], recording in the audit log, in the same
+    /// transaction, the voids of authorizations no attempt row knew of
+    /// (`voids`: amount and currency of each) that settling it made.
+    #[tracing::instrument(level = "trace", target = "boxoffice::db", name = "checkout.expire_booking", skip_all, fields(otel.kind = "client", db.system = "postgresql"))]
+    pub async fn expire_booking_after_voids(
+        &self,
+        booking_id: Uuid,
+        voids: &[(i64, String)],
+    ) -> DbResult<bool> {
         self.recent.forget(booking_id);
         let rows = self
-            .publishing(
+            .publishing_audited(
                 "UPDATE checkout.bookings SET state = 'expired', failure_reason = 'HOLD_EXPIRED',
                      seats_release_owed = true, updated_at = now()
                  WHERE id = $1 AND state = 'pending'
@@ -1032,9 +1086,37 @@ impl CheckoutStore {
                         .map(|row| cancelled(row, cancel_reason::EXPIRED))
                         .collect()
                 },
+                |rows| {
+                    Ok(if rows.is_empty() {
+                        Vec::new()
+                    } else {
+                        voids
+                            .iter()
+                            .flat_map(|(amount, currency)| {
+                                crate::audit::voided_authorization(booking_id, *amount, currency)
+                            })
+                            .collect()
+                    })
+                },
             )
             .await?;
         Ok(rows.len() == 1)
+    }
+
+    /// Records voids that no change of checkout's follows (another attempt
+    /// sold the booking's seats, so this one took nothing and wrote
+    /// nothing): their own transaction, in the audit log alone.
+    pub async fn record_voids(&self, booking_id: Uuid, voids: &[(i64, String)]) -> DbResult<()> {
+        let records: Vec<_> = voids
+            .iter()
+            .flat_map(|(amount, currency)| {
+                crate::audit::voided_authorization(booking_id, *amount, currency)
+            })
+            .collect();
+        let mut client = self.client().await?;
+        let transaction = client.transaction().await.db_context("recording voids")?;
+        boxoffice_audit::append_payments(&transaction, &records).await?;
+        transaction.commit().await.db_context("recording voids")
     }
 
     /// Inventory has put an expired booking's seats back on sale.

@@ -67,6 +67,11 @@ pub const MIGRATIONS: &[Migration] = &[
         sql: include_str!("migrations/0011_waitlist.sql"),
     },
     Migration {
+        version: 12,
+        name: "waitlist_tiers",
+        sql: include_str!("migrations/0012_waitlist_tiers.sql"),
+    },
+    Migration {
         version: 13,
         name: "draw_entrants",
         sql: include_str!("migrations/0013_draw_entrants.sql"),

@@ -44,6 +44,16 @@ macro_rules! event_script {
     };
 }
 
+/// The hold script: `common.lua`, the price locks it shares with the
+/// waitlist's offers (`price_lock.lua`), then `hold.lua`.
+const HOLD_LUA: &str = concat!(
+    include_str!("lua/common.lua"),
+    "\n",
+    include_str!("lua/price_lock.lua"),
+    "\n",
+    include_str!("lua/hold.lua")
+);
+
 struct Scripts {
     hold: Script,
     release: Script,
@@ -60,7 +70,7 @@ struct Scripts {
 impl Scripts {
     fn new() -> Self {
         Self {
-            hold: event_script!("lua/hold.lua"),
+            hold: Script::from_lua(HOLD_LUA),
             release: event_script!("lua/release.lua"),
             get_hold: event_script!("lua/get_hold.lua"),
             sweep: event_script!("lua/sweep.lua"),
@@ -848,11 +858,7 @@ mod tests {
 /// so a baseline (`redis-benchmark` running the same script by `EVALSHA`)
 /// measures the very code HoldSeats runs.
 pub mod baseline {
-    pub const HOLD_SCRIPT: &str = concat!(
-        include_str!("lua/common.lua"),
-        "\n",
-        include_str!("lua/hold.lua")
-    );
+    pub const HOLD_SCRIPT: &str = super::HOLD_LUA;
 
     pub fn event_keys(prefix: &str, event_id: uuid::Uuid) -> Vec<String> {
         super::event_keys(prefix, event_id)

@@ -24,6 +24,8 @@ pub(crate) struct EntryRow {
     /// 1-based place among the event's waiting and offered entries; 0 out
     /// of line.
     pub(crate) position: u32,
+    /// The price tier it waits for (`None`: any seat of the event).
+    pub(crate) price_tier_id: Option<Uuid>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,7 +47,8 @@ pub(crate) struct EntryUpdate {
 const COLUMNS: &str = "e.event_id, e.user_id, e.quantity, e.status, e.joined_at, e.offer_hold_id, \
      e.offer_seats, e.offer_expires_at, \
      CASE WHEN e.status IN ('waiting', 'offered') THEN (SELECT count(*) FROM inventory.waitlist_entries l \
-       WHERE l.event_id = e.event_id AND l.status IN ('waiting', 'offered') AND l.seq <= e.seq) ELSE 0 END";
+       WHERE l.event_id = e.event_id AND l.status IN ('waiting', 'offered') AND l.seq <= e.seq) ELSE 0 END, \
+     e.price_tier_id";
 
 fn entry_of(row: &tokio_postgres::Row) -> EntryRow {
     let hold_id: Option<Uuid> = row.get(5);
@@ -70,6 +73,7 @@ fn entry_of(row: &tokio_postgres::Row) -> EntryRow {
             _ => None,
         },
         position: row.get::<_, i64>(8).max(0) as u32,
+        price_tier_id: row.get(9),
     }
 }
 
@@ -97,27 +101,33 @@ pub(crate) async fn line(transaction: &Transaction<'_>, event_id: Uuid) -> Resul
     Ok(rows.iter().map(entry_of).collect())
 }
 
-/// Puts the user in line (a new place at the end), unless they are in it
-/// already; answers their entry either way.
+/// Puts the user in line (a new place at the end) for `quantity` places of
+/// `price_tier_id` (`None`: any), unless they are in it already; answers
+/// their entry either way.
 pub(crate) async fn join(
     transaction: &Transaction<'_>,
     event_id: Uuid,
     user_id: Uuid,
     quantity: u32,
+    price_tier_id: Option<Uuid>,
 ) -> Result<EntryRow> {
     let upsert = transaction
         .prepare_cached(
-            "INSERT INTO inventory.waitlist_entries (event_id, user_id, quantity, status)
-             VALUES ($1, $2, $3, 'waiting')
+            "INSERT INTO inventory.waitlist_entries (event_id, user_id, quantity, status, price_tier_id)
+             VALUES ($1, $2, $3, 'waiting', $4)
              ON CONFLICT (event_id, user_id) DO UPDATE
              SET seq = nextval('inventory.waitlist_seq'), quantity = EXCLUDED.quantity,
                  status = 'waiting', joined_at = now(), updated_at = now(),
-                 offer_hold_id = NULL, offer_seats = NULL, offer_expires_at = NULL
+                 offer_hold_id = NULL, offer_seats = NULL, offer_expires_at = NULL,
+                 price_tier_id = EXCLUDED.price_tier_id
              WHERE inventory.waitlist_entries.status NOT IN ('waiting', 'offered')",
         )
         .await?;
     transaction
-        .execute(&upsert, &[&event_id, &user_id, &(quantity as i32)])
+        .execute(
+            &upsert,
+            &[&event_id, &user_id, &(quantity as i32), &price_tier_id],
+        )
         .await?;
     entry_in(transaction, event_id, user_id)
         .await?

@@ -41,7 +41,11 @@ pub(crate) struct NewOffer {
     pub(crate) hold_id: Uuid,
     pub(crate) owner: Uuid,
     pub(crate) seats: Vec<u32>,
+    /// The total at the tiers' base prices; the script moves it by the
+    /// dynamic tiers' locks.
     pub(crate) total_minor: i64,
+    /// The seats by tier, as `hold.lua` takes them (`tier:count:base;…`).
+    pub(crate) tier_groups: String,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -78,7 +82,14 @@ impl WaitlistRedis {
             prefix: prefix.to_owned(),
             stream_length: stream_length.to_string(),
             peek: event_script!("lua/waitlist_peek.lua"),
-            offer: event_script!("lua/waitlist_offer.lua"),
+            // Offers lock dynamic prices as holds do (`price_lock.lua`).
+            offer: Script::from_lua(concat!(
+                include_str!("lua/common.lua"),
+                "\n",
+                include_str!("lua/price_lock.lua"),
+                "\n",
+                include_str!("lua/waitlist_offer.lua")
+            )),
         };
         for script in [&redis.peek, &redis.offer] {
             script
@@ -160,14 +171,16 @@ impl WaitlistRedis {
         }))
     }
 
-    /// Makes `offers` from parked seats and records that `waiting` users
-    /// still wait (zero frees what stays parked).
+    /// Puts the parked seats `free` (nobody in line wants their tier) back
+    /// on sale, makes `offers` from parked seats and records that `waiting`
+    /// users still wait (zero frees what stays parked).
     pub(crate) async fn offer(
         &self,
         event_id: Uuid,
         waiting: u32,
         ttl_ms: i64,
         currency_code: &str,
+        free: &[u32],
         offers: &[NewOffer],
     ) -> anyhow::Result<OfferOutcome> {
         let mut args: Vec<Value> = vec![
@@ -176,11 +189,14 @@ impl WaitlistRedis {
             self.stream_length.clone().into(),
             TOMBSTONE_MS.into(),
             currency_code.to_owned().into(),
+            (free.len() as i64).into(),
         ];
+        args.extend(free.iter().map(|seat| Value::from(i64::from(*seat))));
         for offer in offers {
             args.push(offer.hold_id.to_string().into());
             args.push(offer.owner.to_string().into());
             args.push(offer.total_minor.into());
+            args.push(offer.tier_groups.clone().into());
             args.push((offer.seats.len() as i64).into());
             args.extend(offer.seats.iter().map(|seat| Value::from(i64::from(*seat))));
         }
