@@ -41,15 +41,24 @@ export async function waitlistPage(root: HTMLElement, signal: AbortSignal, event
 
   let timer = 0;
   signal.addEventListener("abort", () => window.clearTimeout(timer));
+  // What is shown, so that polling re-renders only when the entry changed
+  // (an offer bought or run out, a place moved up).
+  let shown = "";
   const refresh = async () => {
     window.clearTimeout(timer);
     try {
       const entry = await waitlist.getWaitlistEntry({ eventId }, { signal });
+      const key = `${entry.state}:${entry.position}:${entry.offer?.hold ?? ""}`;
+      if (key === shown) return poll();
+      shown = key;
       await show(entry);
     } catch (error) {
       if (signal.aborted) return;
       if (isUnauthenticated(error)) return navigate(`/login?next=${encodeURIComponent(here)}`);
-      if (reasonOf(error) === "WAITLIST_ENTRY_NOT_FOUND") return showJoin();
+      if (reasonOf(error) === "WAITLIST_ENTRY_NOT_FOUND") {
+        shown = "";
+        return showJoin();
+      }
       status.error(describe(error));
     }
   };
@@ -162,6 +171,8 @@ export async function waitlistPage(root: HTMLElement, signal: AbortSignal, event
       countdown,
       h("div", { class: "actions" }, proceed, leaveButton("Decline the offer", "decline-offer", "You declined the offer; the seats go to the next in line.")),
     );
+    // Bought (here or in another tab) or run out: the page follows.
+    poll();
   };
 
   await refresh();
