@@ -15,8 +15,9 @@
 //! (one size or a comma-separated list; 100,000 by default). With
 //! `BOXOFFICE_BENCH_KEEP=1` the index directories are kept (their paths are
 //! printed), so a later build's serving side can be timed on the very same
-//! index: `BOXOFFICE_BENCH_SEARCH_SERVE_DIR=<dir> <bench binary> --bench`.
-//! The last table
+//! index: `BOXOFFICE_BENCH_SEARCH_SERVE_DIR=<dir> <bench binary> --bench`
+//! (with `BOXOFFICE_BENCH_SLOWEST=5`, the five slowest queries of each kind
+//! are printed with their match counts). The last table
 //! gives every query kind's p50/p99 per size and the p99 growth from the
 //! smallest size to the largest.
 //!
@@ -65,6 +66,9 @@ const ENV_CHILD_DIR: &str = "BOXOFFICE_BENCH_SEARCH_SERVE_DIR";
 const ENV_KEEP: &str = "BOXOFFICE_BENCH_KEEP";
 /// How the child's report line starts on its stdout.
 const CHILD_RESULT: &str = "search-bench-result ";
+/// Set to a number to print that many of the slowest queries of each kind
+/// (with their hit count), to see what a tail is made of.
+const ENV_SLOWEST: &str = "BOXOFFICE_BENCH_SLOWEST";
 
 const CITIES: &[(&str, &str, f64, f64)] = &[
     ("London", "GB", 51.5074, -0.1278),
@@ -461,17 +465,39 @@ async fn measure(
         .iter()
         .map(|kind| Ok((*kind, Histogram::new(3)?, 0)))
         .collect::<anyhow::Result<_>>()?;
+    let slowest: usize = std::env::var(ENV_SLOWEST)
+        .ok()
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0);
+    let mut timed: Vec<(u64, Kind, String, u64)> = Vec::new();
     for (kind, request) in queries.iter().skip(WARM_UP_QUERIES) {
         let started = Instant::now();
         let response = search_events(search, request)
             .await
             .map_err(|status| anyhow::anyhow!("{status:?}"))?;
         let micros = started.elapsed().as_micros() as u64;
+        if slowest > 0 {
+            let asked = format!(
+                "{:?} city {:?} radius {} sort {}",
+                request.query, request.city, request.radius_km, request.sort
+            );
+            timed.push((micros, *kind, asked, response.estimated_total_hits));
+        }
         overall.record(micros.max(1))?;
         overall_hits += response.hits.len() as u64;
         if let Some((_, histogram, hits)) = by_kind.iter_mut().find(|(k, ..)| k == kind) {
             histogram.record(micros.max(1))?;
             *hits += response.hits.len() as u64;
+        }
+    }
+    timed.sort_by(|a, b| b.0.cmp(&a.0));
+    for kind in KINDS {
+        for (micros, _, asked, total) in timed.iter().filter(|(_, k, ..)| *k == kind).take(slowest)
+        {
+            println!(
+                "  slow {kind:?}: {:.2} ms, {total} matches: {asked}",
+                *micros as f64 / 1_000.0
+            );
         }
     }
     let mut rows: Vec<KindRow> = by_kind
