@@ -11,21 +11,24 @@
 //! Matching follows the shared rules (see [`crate::text`]): every query word
 //! must match some field, exactly, within its typo budget, or (the last word)
 //! as a prefix. Exact matches score above typos, titles and performers above
-//! venues and places, those above descriptions. Geo radius takes the events
-//! of the grid cells covering the circle's bounding box (a term per cell, so
-//! a posting list each), checks the box from the segment's table and the
-//! real distance (haversine) in the collector.
+//! venues and places, those above descriptions. Geo radius keeps the events
+//! within the real distance (haversine) of the centre.
 //!
 //! What keeps a search's cost from growing with the catalogue: browsing
 //! (no words, by start time) reads per-segment timelines (see [`timeline`])
-//! instead of every match; every filter but the performer and the venue is
-//! checked from a per-segment table of plain arrays (see [`table`]) rather
-//! than intersected as posting lists, while the most selective posting list
-//! among the city's, the category's and a radius's grid cells drives the
-//! search, so word queries only seek to events that pass every filter; a
-//! typo or prefix automaton is built once per word, not once per field;
-//! numbers are columns only, never terms (no term dictionary of timestamps
-//! to build and merge).
+//! instead of every match; a radius search without words reads per-segment
+//! geo maps (see [`geo`]): cells wholly inside the circle are counted from
+//! their per-group counts and the nearest events come from the nearest
+//! cells, so only the cells across the circle's edge are visited event by
+//! event; every filter but the performer and the venue is checked from a
+//! per-segment table of plain arrays (see [`table`]) rather than intersected
+//! as posting lists, while the cheapest source of candidates (the city's or
+//! the category's posting list, the wanted groups' events in the start
+//! window, or the geo map's events in the circle) drives the search, so word
+//! queries only seek to events that pass every filter; a typo or prefix
+//! automaton is built once per word, not once per field, and a search not
+//! ordered by relevance reads each word as one bit set; numbers are columns
+//! only, never terms (no term dictionary of timestamps to build and merge).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};

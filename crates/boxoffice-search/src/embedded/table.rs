@@ -11,10 +11,12 @@
 //!
 //! The table also turns the city and category filters into a check of one
 //! number per document (its (category, city) group), and [`FilterQuery`]
-//! uses that to drive a search from the most selective posting list (a
-//! city's, a category's, or the grid cells around a radius) while every
-//! other filter is checked from the arrays, so the word queries only seek
-//! to documents that pass every filter.
+//! uses that to drive a search from its cheapest source of candidates (a
+//! city's or a category's posting list, the wanted groups' published events
+//! in the start window from [`GroupLists`], or the events within a radius
+//! from the segment's [`GeoMap`]) while every other filter is checked from
+//! the arrays, so the word queries only seek to documents that pass every
+//! filter.
 
 use std::collections::HashMap;
 use std::fmt;
