@@ -56,7 +56,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{
     BitSet, DocAddress, DocId, DocSet as _, Index, IndexReader, IndexWriter, ReloadPolicy, Score,
-    Searcher, SegmentReader, TantivyDocument, TantivyError, Term,
+    Searcher, SegmentReader, TERMINATED, TantivyDocument, TantivyError, Term,
 };
 
 use crate::document::{GeoPoint, SearchDocument, haversine_km};
@@ -1053,10 +1053,103 @@ impl std::fmt::Debug for SharedAutomatonQuery {
 
 impl Query for SharedAutomatonQuery {
     fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(AutomatonWeight::<DfaWrapper>::new(
+        Ok(Box::new(SharedAutomatonWeight(
+            AutomatonWeight::<DfaWrapper>::new(self.field, self.automaton.clone()),
             self.field,
-            self.automaton.clone(),
         )))
+    }
+}
+
+/// Most expanded terms walked as posting lists; more are read into a bit set.
+const MAX_TERMS_WALKED: usize = 8;
+
+/// tantivy's automaton weight reads every expanded term's postings into a
+/// bit set of the segment, whatever the search then visits. A search that
+/// only seeks to a few candidates (a filtered one) pays for all of them: an
+/// expansion of a few terms is walked as their posting lists instead, which
+/// skip to the candidates. Same documents, same score (the boost).
+struct SharedAutomatonWeight(AutomatonWeight<DfaWrapper>, Field);
+
+impl Weight for SharedAutomatonWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let term_infos = self.0.get_match_term_infos(reader)?;
+        if term_infos.len() > MAX_TERMS_WALKED {
+            return self.0.scorer(reader, boost);
+        }
+        let inverted_index = reader.inverted_index(self.1)?;
+        let postings = term_infos
+            .iter()
+            .map(|term_info| {
+                inverted_index.read_postings_from_terminfo(term_info, IndexRecordOption::Basic)
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Box::new(ConstScorer::new(TermUnion::new(postings), boost)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        self.0.explain(reader, doc)
+    }
+}
+
+/// The documents of a few posting lists.
+struct TermUnion {
+    postings: Vec<tantivy::postings::SegmentPostings>,
+    doc: DocId,
+}
+
+impl TermUnion {
+    fn new(postings: Vec<tantivy::postings::SegmentPostings>) -> Self {
+        let mut union = Self {
+            postings,
+            doc: TERMINATED,
+        };
+        union.doc = union.lowest();
+        union
+    }
+
+    fn lowest(&self) -> DocId {
+        self.postings
+            .iter()
+            .map(|postings| postings.doc())
+            .min()
+            .unwrap_or(TERMINATED)
+    }
+}
+
+impl tantivy::DocSet for TermUnion {
+    fn advance(&mut self) -> DocId {
+        let current = self.doc;
+        for postings in &mut self.postings {
+            if postings.doc() == current {
+                postings.advance();
+            }
+        }
+        self.doc = self.lowest();
+        self.doc
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        if self.doc >= target {
+            return self.doc;
+        }
+        for postings in &mut self.postings {
+            if postings.doc() < target {
+                postings.seek(target);
+            }
+        }
+        self.doc = self.lowest();
+        self.doc
+    }
+
+    fn doc(&self) -> DocId {
+        self.doc
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.postings
+            .iter()
+            .map(|postings| postings.size_hint())
+            .fold(0u32, u32::saturating_add)
     }
 }
 
