@@ -15,8 +15,12 @@
 //! (one size or a comma-separated list; 100,000 by default). With
 //! `BOXOFFICE_BENCH_KEEP=1` the index directories are kept (their paths are
 //! printed), so a later build's serving side can be timed on the very same
-//! index: `BOXOFFICE_BENCH_SEARCH_SERVE_DIR=<dir> <bench binary> --bench`.
-//! The last table
+//! index: `BOXOFFICE_BENCH_SEARCH_SERVE_DIR=<dir> <bench binary> --bench`
+//! (with `BOXOFFICE_BENCH_SLOWEST=5`, the five slowest queries of each kind
+//! are printed with their match counts). `BOXOFFICE_BENCH_REBUILD_EVENTS=200000`
+//! instead writes that many events through the catalog's store into a
+//! database of its own and times the rebuild of the index from PostgreSQL
+//! (a start without `BOXOFFICE_SEARCH_DIR`). The last table
 //! gives every query kind's p50/p99 per size and the p99 growth from the
 //! smallest size to the largest.
 //!
@@ -65,6 +69,15 @@ const ENV_CHILD_DIR: &str = "BOXOFFICE_BENCH_SEARCH_SERVE_DIR";
 const ENV_KEEP: &str = "BOXOFFICE_BENCH_KEEP";
 /// How the child's report line starts on its stdout.
 const CHILD_RESULT: &str = "search-bench-result ";
+/// Set to a number of events to time a rebuild of the index from
+/// PostgreSQL (the catalog's read of its outbox, then the indexing), as a
+/// catalog without `BOXOFFICE_SEARCH_DIR` does at every start; the events
+/// are written first through the catalog's store, as the demo seed writes
+/// them (8 writers at once).
+const ENV_REBUILD: &str = "BOXOFFICE_BENCH_REBUILD_EVENTS";
+/// Set to a number to print that many of the slowest queries of each kind
+/// (with their hit count), to see what a tail is made of.
+const ENV_SLOWEST: &str = "BOXOFFICE_BENCH_SLOWEST";
 
 const CITIES: &[(&str, &str, f64, f64)] = &[
     ("London", "GB", 51.5074, -0.1278),
@@ -461,17 +474,39 @@ async fn measure(
         .iter()
         .map(|kind| Ok((*kind, Histogram::new(3)?, 0)))
         .collect::<anyhow::Result<_>>()?;
+    let slowest: usize = std::env::var(ENV_SLOWEST)
+        .ok()
+        .and_then(|count| count.trim().parse().ok())
+        .unwrap_or(0);
+    let mut timed: Vec<(u64, Kind, String, u64)> = Vec::new();
     for (kind, request) in queries.iter().skip(WARM_UP_QUERIES) {
         let started = Instant::now();
         let response = search_events(search, request)
             .await
             .map_err(|status| anyhow::anyhow!("{status:?}"))?;
         let micros = started.elapsed().as_micros() as u64;
+        if slowest > 0 {
+            let asked = format!(
+                "{:?} city {:?} radius {} sort {}",
+                request.query, request.city, request.radius_km, request.sort
+            );
+            timed.push((micros, *kind, asked, response.estimated_total_hits));
+        }
         overall.record(micros.max(1))?;
         overall_hits += response.hits.len() as u64;
         if let Some((_, histogram, hits)) = by_kind.iter_mut().find(|(k, ..)| k == kind) {
             histogram.record(micros.max(1))?;
             *hits += response.hits.len() as u64;
+        }
+    }
+    timed.sort_by(|a, b| b.0.cmp(&a.0));
+    for kind in KINDS {
+        for (micros, _, asked, total) in timed.iter().filter(|(_, k, ..)| *k == kind).take(slowest)
+        {
+            println!(
+                "  slow {kind:?}: {:.2} ms, {total} matches: {asked}",
+                *micros as f64 / 1_000.0
+            );
         }
     }
     let mut rows: Vec<KindRow> = by_kind
@@ -711,6 +746,68 @@ async fn bench_meilisearch(
     result
 }
 
+/// Writes `count` events into a database of its own through the catalog's
+/// store, then times `boxoffice_catalog::search::rebuild` into an index in
+/// memory: the start-up of a catalog without `BOXOFFICE_SEARCH_DIR`.
+async fn bench_rebuild(count: usize) -> anyhow::Result<()> {
+    const WRITERS: usize = 8;
+    println!("\n== rebuild from PostgreSQL: {count} events");
+    let server_url = std::env::var("BOXOFFICE_BENCH_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let database = format!("boxoffice_search_bench_{}", std::process::id());
+    let (admin, connection) = tokio_postgres::connect(&server_url, tokio_postgres::NoTls)
+        .await
+        .context("connecting to PostgreSQL")?;
+    tokio::spawn(connection);
+    admin
+        .batch_execute(&format!("CREATE DATABASE {database}"))
+        .await?;
+    let result = async {
+        let url = boxoffice_runtime::postgres::url_with_database(&server_url, &database);
+        let pool = boxoffice_runtime::postgres::pool(
+            &boxoffice_runtime::config::Secret::new(url),
+            WRITERS * 2,
+        )?;
+        boxoffice_runtime::postgres::migrate(
+            &pool,
+            "catalog",
+            boxoffice_catalog::store::MIGRATIONS,
+        )
+        .await?;
+        let store = boxoffice_catalog::store::CatalogStore::new(pool.clone());
+        let started = Instant::now();
+        let mut writers = tokio::task::JoinSet::new();
+        for writer in 0..WRITERS {
+            let store = store.clone();
+            let share = count / WRITERS + usize::from(writer < count % WRITERS);
+            writers.spawn(async move { boxoffice_catalog::seed::seed(&store, share).await });
+        }
+        while let Some(written) = writers.join_next().await {
+            written??;
+        }
+        println!(
+            "  wrote {count} events through the catalog's store in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        let index = EmbeddedIndex::in_memory()?;
+        let started = Instant::now();
+        let report = boxoffice_catalog::search::rebuild(&pool, &index, false).await?;
+        let took = started.elapsed().as_secs_f64();
+        println!(
+            "  rebuilt the index in memory from PostgreSQL: {} events in {took:.1} s ({:.0} events/s), {} segments",
+            report.events,
+            report.events as f64 / took,
+            index.segment_count(),
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    admin
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
+        .await?;
+    result
+}
+
 /// The sizes to run, from `BOXOFFICE_BENCH_EVENTS` (e.g. `100000,1000000`).
 fn sizes() -> anyhow::Result<Vec<usize>> {
     match std::env::var("BOXOFFICE_BENCH_EVENTS") {
@@ -866,6 +963,12 @@ fn main() -> anyhow::Result<()> {
             .ok()
             .map(|url| url.trim().to_owned())
             .filter(|url| !url.is_empty());
+        if let Some(count) = std::env::var(ENV_REBUILD)
+            .ok()
+            .and_then(|count| count.trim().replace('_', "").parse::<usize>().ok())
+        {
+            return bench_rebuild(count).await;
+        }
         let mut reports = Vec::new();
         for count in sizes {
             let generated = Instant::now();

@@ -11,21 +11,24 @@
 //! Matching follows the shared rules (see [`crate::text`]): every query word
 //! must match some field, exactly, within its typo budget, or (the last word)
 //! as a prefix. Exact matches score above typos, titles and performers above
-//! venues and places, those above descriptions. Geo radius takes the events
-//! of the grid cells covering the circle's bounding box (a term per cell, so
-//! a posting list each), checks the box from the segment's table and the
-//! real distance (haversine) in the collector.
+//! venues and places, those above descriptions. Geo radius keeps the events
+//! within the real distance (haversine) of the centre.
 //!
 //! What keeps a search's cost from growing with the catalogue: browsing
 //! (no words, by start time) reads per-segment timelines (see [`timeline`])
-//! instead of every match; every filter but the performer and the venue is
-//! checked from a per-segment table of plain arrays (see [`table`]) rather
-//! than intersected as posting lists, while the most selective posting list
-//! among the city's, the category's and a radius's grid cells drives the
-//! search, so word queries only seek to events that pass every filter; a
-//! typo or prefix automaton is built once per word, not once per field;
-//! numbers are columns only, never terms (no term dictionary of timestamps
-//! to build and merge).
+//! instead of every match; a radius search without words reads per-segment
+//! geo maps (see [`geo`]): cells wholly inside the circle are counted from
+//! their per-group counts and the nearest events come from the nearest
+//! cells, so only the cells across the circle's edge are visited event by
+//! event; every filter but the performer and the venue is checked from a
+//! per-segment table of plain arrays (see [`table`]) rather than intersected
+//! as posting lists, while the cheapest source of candidates (the city's or
+//! the category's posting list, the wanted groups' events in the start
+//! window, or the geo map's events in the circle) drives the search, so word
+//! queries only seek to events that pass every filter; a typo or prefix
+//! automaton is built once per word, not once per field, and a search not
+//! ordered by relevance reads each word as one bit set; numbers are columns
+//! only, never terms (no term dictionary of timestamps to build and merge).
 
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, HashMap};
@@ -40,8 +43,9 @@ use tantivy::directory::MmapDirectory;
 use tantivy::index::SegmentId;
 use tantivy::indexer::LogMergePolicy;
 use tantivy::query::{
-    AllQuery, AutomatonWeight, BooleanQuery, BoostQuery, ConstScoreQuery, DfaWrapper,
-    EnableScoring, FuzzyTermQuery, Occur, Query, RangeQuery, TermQuery, Weight,
+    AllQuery, AutomatonWeight, BitSetDocSet, BooleanQuery, BoostQuery, ConstScoreQuery,
+    ConstScorer, DfaWrapper, EnableScoring, Explanation, FuzzyTermQuery, Occur, Query, RangeQuery,
+    Scorer, TermQuery, Weight,
 };
 use tantivy::schema::{
     FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing,
@@ -51,8 +55,8 @@ use tantivy::tokenizer::{
     AsciiFoldingFilter, LowerCaser, RawTokenizer, RemoveLongFilter, SimpleTokenizer, TextAnalyzer,
 };
 use tantivy::{
-    DocAddress, DocId, Index, IndexReader, IndexWriter, ReloadPolicy, Score, Searcher,
-    SegmentReader, TantivyDocument, Term,
+    BitSet, DocAddress, DocId, DocSet as _, Index, IndexReader, IndexWriter, ReloadPolicy, Score,
+    Searcher, SegmentReader, TERMINATED, TantivyDocument, TantivyError, Term,
 };
 
 use crate::document::{GeoPoint, SearchDocument, haversine_km};
@@ -64,9 +68,11 @@ use crate::text::{
 };
 use crate::{Checkpoint, Result, SearchError, SearchIndex};
 
+mod geo;
 mod table;
 mod timeline;
 
+use geo::Circle;
 use table::{EventTable, FilterQuery, GroupFilter, Predicate, SegmentPredicate, Tables};
 use timeline::Timeline;
 
@@ -107,7 +113,6 @@ struct Fields {
     end_time: Field,
     latitude: Field,
     longitude: Field,
-    geo_cell: Field,
     tiebreak: Field,
     document: Field,
 }
@@ -144,7 +149,6 @@ fn schema() -> (Schema, Fields) {
     let end_time = builder.add_i64_field("end_time", FAST);
     let latitude = builder.add_f64_field("latitude", FAST);
     let longitude = builder.add_f64_field("longitude", FAST);
-    let geo_cell = builder.add_u64_field("geo_cell", INDEXED);
     let tiebreak = builder.add_u64_field("tiebreak", FAST);
     let document = builder.add_text_field("document", STORED);
     let fields = Fields {
@@ -162,7 +166,6 @@ fn schema() -> (Schema, Fields) {
         end_time,
         latitude,
         longitude,
-        geo_cell,
         tiebreak,
         document,
     };
@@ -418,12 +421,6 @@ impl EmbeddedIndex {
         if let Some(location) = document.location {
             doc.add_f64(fields.latitude, location.latitude);
             doc.add_f64(fields.longitude, location.longitude);
-            for level in 0..GEO_CELL_DEGREES.len() {
-                doc.add_u64(
-                    fields.geo_cell,
-                    geo_cell(level, location.latitude, location.longitude),
-                );
-            }
         }
         doc.add_u64(fields.tiebreak, tiebreak(&document.id));
         let stored = serde_json::to_string(document).context("encoding a search document")?;
@@ -431,19 +428,46 @@ impl EmbeddedIndex {
         Ok(doc)
     }
 
+    /// The documents as tantivy's, with their ids and versions. A large
+    /// batch is converted on two threads: the writer's threads wait for it
+    /// (a rebuild hands over thousands at a time).
+    fn convert(&self, documents: &[SearchDocument]) -> Result<Vec<(String, i64, TantivyDocument)>> {
+        const SPLIT_FROM: usize = 1_000;
+        let convert =
+            |documents: &[SearchDocument]| -> Result<Vec<(String, i64, TantivyDocument)>> {
+                documents
+                    .iter()
+                    .map(|document| {
+                        Ok((
+                            document.id.clone(),
+                            document.version,
+                            self.to_tantivy(document)?,
+                        ))
+                    })
+                    .collect()
+            };
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        if documents.len() < SPLIT_FROM || threads < 2 {
+            return convert(documents);
+        }
+        let (first, second) = documents.split_at(documents.len() / 2);
+        std::thread::scope(|scope| {
+            let other = scope.spawn(|| convert(second));
+            let mut converted = convert(first)?;
+            let rest = other
+                .join()
+                .map_err(|_| internal(anyhow!("converting search documents panicked")))??;
+            converted.extend(rest);
+            Ok(converted)
+        })
+    }
+
     fn upsert_blocking(
         &self,
         documents: Vec<SearchDocument>,
         checkpoint: Option<Checkpoint>,
     ) -> Result<()> {
-        let mut converted = Vec::with_capacity(documents.len());
-        for document in &documents {
-            converted.push((
-                document.id.clone(),
-                document.version,
-                self.to_tantivy(document)?,
-            ));
-        }
+        let converted = self.convert(&documents)?;
         let mut writer = self.lock_writer()?;
         let mut changed = false;
         for (id, version, doc) in converted {
@@ -548,8 +572,24 @@ impl EmbeddedIndex {
             && query.filters.within.is_none()
             && query.filters.performer_id.is_none()
             && query.filters.venue_id.is_none();
+        let nearby = query
+            .filters
+            .within
+            .and_then(|radius| Some((radius, RadiusBox::around(radius).bounds()?)))
+            .filter(|_| {
+                use_timelines
+                    && query_words.is_empty()
+                    && query.filters.performer_id.is_none()
+                    && query.filters.venue_id.is_none()
+            });
         let collected = if browse {
             self.browse(query, &searcher, keep)?
+        } else if let Some((radius, bounds)) = nearby {
+            let circle = Circle {
+                center: radius.center,
+                radius_km: radius.radius_km,
+            };
+            self.browse_nearby(&collector, circle, bounds, &searcher)?
         } else {
             let tantivy_query = self.build_query(query, &query_words)?;
             let collected = searcher
@@ -643,6 +683,68 @@ impl EmbeddedIndex {
         Ok(collected)
     }
 
+    /// A query without words within a radius, answered from the segments'
+    /// geo maps (see [`geo`]): the same hits, total and facets as the query
+    /// through the collector, without visiting every event in the circle.
+    fn browse_nearby(
+        &self,
+        collector: &EventCollector,
+        circle: Circle,
+        bounds: (f64, f64, f64, f64),
+        searcher: &Searcher,
+    ) -> Result<Collected> {
+        let mut collected = Collected {
+            top: Vec::new(),
+            total: 0,
+            categories: HashMap::new(),
+            cities: HashMap::new(),
+        };
+        let segments = searcher.segment_readers();
+        for (segment_ord, segment) in segments.iter().enumerate() {
+            let segment_ord = segment_ord as u32;
+            let table = self.inner.tables.get(segment).map_err(internal)?;
+            let predicate = SegmentPredicate::new(table.clone(), &collector.predicate);
+            let geo = table.geo_map();
+            let around = geo::Around {
+                circle,
+                bounds,
+                predicate: &predicate,
+            };
+            let mut per_group = vec![0u64; table.groups.len()];
+            collected.total += geo.count(segment, &around, &mut per_group);
+            let keep = collector.keep;
+            let top = match collector.sort {
+                SortBy::Distance(from) if from == circle.center => {
+                    geo.nearest(segment, segment_ord, &around, keep)
+                }
+                sort => geo.top_by(segment, segment_ord, &around, keep, |doc, _| SortKey {
+                    primary: match sort {
+                        SortBy::Distance(from) => table.point(doc).map_or(f64::INFINITY, |at| {
+                            haversine_km(
+                                from,
+                                GeoPoint {
+                                    latitude: at.0,
+                                    longitude: at.1,
+                                },
+                            )
+                        }),
+                        SortBy::Relevance | SortBy::StartTime => 0.0,
+                    },
+                    start_time: table.start_time(doc),
+                    tiebreak: table.tiebreak(doc),
+                }),
+            };
+            collected.top.extend(top);
+            if collector.facets {
+                add_group_counts(&table, &per_group, &mut collected);
+            }
+        }
+        collected.top.sort_unstable();
+        collected.top.truncate(collector.keep);
+        self.inner.tables.retain(segments);
+        Ok(collected)
+    }
+
     fn lock_timelines(&self) -> std::sync::MutexGuard<'_, HashMap<SegmentId, Arc<Timeline>>> {
         // The map only ever holds complete timelines: one left by a panic
         // elsewhere is still right.
@@ -675,9 +777,12 @@ impl EmbeddedIndex {
             TermQuery::new(Term::from_field_text(field, text), IndexRecordOption::Basic)
         };
         let mut clauses: Vec<(Occur, Box<dyn Query>)> = Vec::new();
+        // Only the relevance order reads scores: in any other, a word is
+        // the set of events it matches in any field, one bit set per segment.
+        let scored = query.effective_sort() == SearchSort::Relevance;
         for (position, word) in query_words.iter().enumerate() {
             let is_last = position + 1 == query_words.len();
-            clauses.push((Occur::Must, Box::new(word_query(&fields, word, is_last)?)));
+            clauses.push((Occur::Must, word_query(&fields, word, is_last, scored)?));
         }
         // Status, end and start times hold for most events, city and
         // category for many: they are checked from the segment's table (see
@@ -699,66 +804,43 @@ impl EmbeddedIndex {
         if let Some(venue_id) = &filters.venue_id {
             clauses.push(filter(Box::new(term(fields.venue_id, venue_id))));
         }
-        let mut bounds = None;
+        let mut circle = None;
         if let Some(radius) = filters.within {
             // A box around the circle narrows the candidates; the collector
-            // then checks the real distance. The grid cells that cover the
-            // box find them through their posting lists, without reading
-            // the location of every event in the box's latitude band.
-            let center = radius.center;
-            let lat_delta = radius.radius_km / 111.0 * 1.01;
-            let (south, north) = (center.latitude - lat_delta, center.latitude + lat_delta);
-            let latitude_range = || -> (Occur, Box<dyn Query>) {
-                filter(Box::new(RangeQuery::new(
-                    Bound::Included(Term::from_field_f64(fields.latitude, south)),
-                    Bound::Included(Term::from_field_f64(fields.latitude, north)),
-                )))
-            };
-            let widest = south.abs().max(north.abs());
-            if widest < 89.0 {
-                let lng_delta = radius.radius_km / (111.32 * widest.to_radians().cos()) * 1.01;
-                let (west, east) = (center.longitude - lng_delta, center.longitude + lng_delta);
-                if west >= -180.0 && east <= 180.0 {
-                    match covering_cells(south, north, west, east) {
-                        Some(cells) => {
-                            let cells = cells
-                                .into_iter()
-                                .map(|cell| {
-                                    let term = Term::from_field_u64(fields.geo_cell, cell);
-                                    let query: Box<dyn Query> =
-                                        Box::new(TermQuery::new(term, IndexRecordOption::Basic));
-                                    (Occur::Should, query)
-                                })
-                                .collect();
-                            drivers.push(Arc::new(BooleanQuery::new(cells)));
-                            bounds = Some((south, north, west, east));
-                        }
-                        None => {
-                            clauses.push(latitude_range());
-                            clauses.push(filter(Box::new(RangeQuery::new(
-                                Bound::Included(Term::from_field_f64(fields.longitude, west)),
-                                Bound::Included(Term::from_field_f64(fields.longitude, east)),
-                            ))));
-                        }
-                    }
-                } else {
-                    clauses.push(latitude_range());
+            // then checks the real distance. Within a box of longitudes the
+            // segment's geo map finds them (see `geo`), or the city's or the
+            // category's posting list when it is shorter.
+            let area = RadiusBox::around(radius);
+            match area.bounds() {
+                Some(bounds) => {
+                    circle = Some((
+                        Circle {
+                            center: radius.center,
+                            radius_km: radius.radius_km,
+                        },
+                        bounds,
+                    ));
                 }
-            } else {
-                clauses.push(latitude_range());
+                None => {
+                    clauses.push(filter(Box::new(RangeQuery::new(
+                        Bound::Included(Term::from_field_f64(fields.latitude, area.south)),
+                        Bound::Included(Term::from_field_f64(fields.latitude, area.north)),
+                    ))));
+                }
             }
         }
-        if !drivers.is_empty() {
+        if !drivers.is_empty() || circle.is_some() {
             clauses.push((
                 Occur::Must,
                 Box::new(FilterQuery {
                     drivers,
+                    circle,
                     predicate: Predicate {
                         now: filters.now,
                         start_after: filters.start_after,
                         start_before: filters.start_before,
                         groups,
-                        bounds,
+                        bounds: circle.map(|(_, bounds)| bounds),
                     },
                     tables: self.inner.tables.clone(),
                 }),
@@ -779,48 +861,68 @@ fn group_filter(query: &SearchQuery) -> GroupFilter {
     }
 }
 
-/// Grid cell sizes (degrees), finest first: every located event is indexed
-/// in one cell of each.
-const GEO_CELL_DEGREES: [f64; 4] = [0.25, 1.0, 4.0, 16.0];
-/// Most cells a radius filter ORs together; a wider box uses coarser cells.
-const MAX_COVERING_CELLS: usize = 48;
-
-/// The cell of `level` holding a point, as one term: level, row, column.
-fn geo_cell(level: usize, latitude: f64, longitude: f64) -> u64 {
-    let size = GEO_CELL_DEGREES[level];
-    let row = ((latitude + 90.0) / size).floor().max(0.0) as u64;
-    let column = ((longitude + 180.0) / size).floor().max(0.0) as u64;
-    ((level as u64) << 56) | (row << 28) | column
+/// Adds a segment's counts per (category, city) group to the facets.
+fn add_group_counts(table: &EventTable, per_group: &[u64], collected: &mut Collected) {
+    for (group, count) in per_group.iter().enumerate() {
+        if *count == 0 {
+            continue;
+        }
+        let Some(group) = table.groups.get(group) else {
+            continue;
+        };
+        if !group.category.is_empty() {
+            *collected
+                .categories
+                .entry(group.category.clone())
+                .or_default() += count;
+        }
+        if !group.city.is_empty() {
+            *collected.cities.entry(group.city.clone()).or_default() += count;
+        }
+    }
 }
 
-/// The cells of the finest level that cover a box (within the ±180°
-/// meridian) in at most [`MAX_COVERING_CELLS`]; `None` when even the
-/// coarsest needs more.
-fn covering_cells(south: f64, north: f64, west: f64, east: f64) -> Option<Vec<u64>> {
-    let (south, north) = (south.max(-90.0), north.min(90.0));
-    (0..GEO_CELL_DEGREES.len()).find_map(|level| {
-        let (first_row, first_column) = split_cell(geo_cell(level, south, west));
-        let (last_row, last_column) = split_cell(geo_cell(level, north, east));
-        let count = (last_row - first_row + 1) * (last_column - first_column + 1);
-        (count as usize <= MAX_COVERING_CELLS).then(|| {
-            (first_row..=last_row)
-                .flat_map(|row| {
-                    (first_column..=last_column)
-                        .map(move |column| ((level as u64) << 56) | (row << 28) | column)
-                })
-                .collect()
-        })
-    })
+/// The box around a radius filter: `(south, north)` and, unless it crosses
+/// the ±180° meridian or comes near a pole, `(west, east)`. It holds the
+/// whole circle (a margin of 1% over the degrees a kilometre spans).
+struct RadiusBox {
+    south: f64,
+    north: f64,
+    longitudes: Option<(f64, f64)>,
 }
 
-fn split_cell(cell: u64) -> (u64, u64) {
-    ((cell >> 28) & 0x0fff_ffff, cell & 0x0fff_ffff)
+impl RadiusBox {
+    fn around(radius: crate::GeoRadius) -> Self {
+        let center = radius.center;
+        let lat_delta = radius.radius_km / 111.0 * 1.01;
+        let (south, north) = (center.latitude - lat_delta, center.latitude + lat_delta);
+        let widest = south.abs().max(north.abs());
+        let longitudes = (widest < 89.0)
+            .then(|| {
+                let lng_delta = radius.radius_km / (111.32 * widest.to_radians().cos()) * 1.01;
+                (center.longitude - lng_delta, center.longitude + lng_delta)
+            })
+            .filter(|(west, east)| *west >= -180.0 && *east <= 180.0);
+        Self {
+            south,
+            north,
+            longitudes,
+        }
+    }
+
+    /// `(south, north, west, east)`, when the box has longitudes.
+    fn bounds(&self) -> Option<(f64, f64, f64, f64)> {
+        let (west, east) = self.longitudes?;
+        Some((self.south, self.north, west, east))
+    }
 }
 
 /// One query word against every searchable field: exact (best), as a prefix
 /// when it is the last word, or within its typo budget. The typo (or
-/// prefix) automaton is built once and shared by the six fields.
-fn word_query(fields: &Fields, word: &str, is_last: bool) -> Result<BooleanQuery> {
+/// prefix) automaton is built once and shared by the six fields. Unscored,
+/// it is the set of events where any field holds a word the automaton
+/// accepts (the exact word is among them) or, without one, the word itself.
+fn word_query(fields: &Fields, word: &str, is_last: bool, scored: bool) -> Result<Box<dyn Query>> {
     let budget = typo_budget(word.chars().count());
     let automaton = if is_last || budget > 0 {
         let term = Term::from_field_text(fields.text[0], word);
@@ -833,6 +935,13 @@ fn word_query(fields: &Fields, word: &str, is_last: bool) -> Result<BooleanQuery
     } else {
         None
     };
+    if !scored {
+        return Ok(Box::new(WordSetQuery {
+            fields: fields.text,
+            word: word.to_owned(),
+            automaton,
+        }));
+    }
     let mut alternatives: Vec<(Occur, Box<dyn Query>)> = Vec::new();
     for (field, (_, weight)) in fields.text.iter().zip(TEXT_FIELDS) {
         let term = Term::from_field_text(*field, word);
@@ -856,7 +965,74 @@ fn word_query(fields: &Fields, word: &str, is_last: bool) -> Result<BooleanQuery
             ));
         }
     }
-    Ok(BooleanQuery::new(alternatives))
+    Ok(Box::new(BooleanQuery::new(alternatives)))
+}
+
+/// The events where any of `fields` holds `word` or, with an automaton, a
+/// word it accepts: one bit set per segment, filled from the postings of
+/// every such term, scored 0 (for searches that do not order by relevance).
+#[derive(Clone)]
+struct WordSetQuery {
+    fields: [Field; 6],
+    word: String,
+    automaton: Option<Arc<DfaWrapper>>,
+}
+
+impl std::fmt::Debug for WordSetQuery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WordSetQuery")
+            .field("word", &self.word)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Query for WordSetQuery {
+    fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        Ok(Box::new(self.clone()))
+    }
+}
+
+impl Weight for WordSetQuery {
+    fn scorer(&self, reader: &SegmentReader, _boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let mut docs = BitSet::with_max_value(reader.max_doc());
+        for field in self.fields {
+            let inverted_index = reader.inverted_index(field)?;
+            let term_infos = match &self.automaton {
+                Some(automaton) => AutomatonWeight::<DfaWrapper>::new(field, automaton.clone())
+                    .get_match_term_infos(reader)?,
+                None => inverted_index
+                    .get_term_info(&Term::from_field_text(field, &self.word))?
+                    .into_iter()
+                    .collect(),
+            };
+            for term_info in term_infos {
+                let mut postings = inverted_index
+                    .read_block_postings_from_terminfo(&term_info, IndexRecordOption::Basic)?;
+                loop {
+                    let block = postings.docs();
+                    if block.is_empty() {
+                        break;
+                    }
+                    for doc in block {
+                        docs.insert(*doc);
+                    }
+                    postings.advance();
+                }
+            }
+        }
+        Ok(Box::new(ConstScorer::new(BitSetDocSet::from(docs), 0.0)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let mut scorer = self.scorer(reader, 1.0)?;
+        if scorer.seek(doc) == doc {
+            Ok(Explanation::new("WordSetQuery", 0.0))
+        } else {
+            Err(TantivyError::InvalidArgument(format!(
+                "document {doc} does not hold the word"
+            )))
+        }
+    }
 }
 
 /// A typo or prefix automaton over one field (what [`FuzzyTermQuery`] is,
@@ -877,10 +1053,103 @@ impl std::fmt::Debug for SharedAutomatonQuery {
 
 impl Query for SharedAutomatonQuery {
     fn weight(&self, _scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
-        Ok(Box::new(AutomatonWeight::<DfaWrapper>::new(
+        Ok(Box::new(SharedAutomatonWeight(
+            AutomatonWeight::<DfaWrapper>::new(self.field, self.automaton.clone()),
             self.field,
-            self.automaton.clone(),
         )))
+    }
+}
+
+/// Most expanded terms walked as posting lists; more are read into a bit set.
+const MAX_TERMS_WALKED: usize = 8;
+
+/// tantivy's automaton weight reads every expanded term's postings into a
+/// bit set of the segment, whatever the search then visits. A search that
+/// only seeks to a few candidates (a filtered one) pays for all of them: an
+/// expansion of a few terms is walked as their posting lists instead, which
+/// skip to the candidates. Same documents, same score (the boost).
+struct SharedAutomatonWeight(AutomatonWeight<DfaWrapper>, Field);
+
+impl Weight for SharedAutomatonWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let term_infos = self.0.get_match_term_infos(reader)?;
+        if term_infos.len() > MAX_TERMS_WALKED {
+            return self.0.scorer(reader, boost);
+        }
+        let inverted_index = reader.inverted_index(self.1)?;
+        let postings = term_infos
+            .iter()
+            .map(|term_info| {
+                inverted_index.read_postings_from_terminfo(term_info, IndexRecordOption::Basic)
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        Ok(Box::new(ConstScorer::new(TermUnion::new(postings), boost)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        self.0.explain(reader, doc)
+    }
+}
+
+/// The documents of a few posting lists.
+struct TermUnion {
+    postings: Vec<tantivy::postings::SegmentPostings>,
+    doc: DocId,
+}
+
+impl TermUnion {
+    fn new(postings: Vec<tantivy::postings::SegmentPostings>) -> Self {
+        let mut union = Self {
+            postings,
+            doc: TERMINATED,
+        };
+        union.doc = union.lowest();
+        union
+    }
+
+    fn lowest(&self) -> DocId {
+        self.postings
+            .iter()
+            .map(|postings| postings.doc())
+            .min()
+            .unwrap_or(TERMINATED)
+    }
+}
+
+impl tantivy::DocSet for TermUnion {
+    fn advance(&mut self) -> DocId {
+        let current = self.doc;
+        for postings in &mut self.postings {
+            if postings.doc() == current {
+                postings.advance();
+            }
+        }
+        self.doc = self.lowest();
+        self.doc
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        if self.doc >= target {
+            return self.doc;
+        }
+        for postings in &mut self.postings {
+            if postings.doc() < target {
+                postings.seek(target);
+            }
+        }
+        self.doc = self.lowest();
+        self.doc
+    }
+
+    fn doc(&self) -> DocId {
+        self.doc
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.postings
+            .iter()
+            .map(|postings| postings.size_hint())
+            .fold(0u32, u32::saturating_add)
     }
 }
 
@@ -1548,10 +1817,13 @@ mod tests {
                     .is_none_or(|category| category.to_lowercase() == doc.category)
             })
             .filter_map(|doc| {
-                let km = query
-                    .point
-                    .zip(doc.location)
-                    .map_or(f64::INFINITY, |(point, at)| haversine_km(point, at));
+                let km = match query.effective_sort() {
+                    SearchSort::Distance => query
+                        .point
+                        .zip(doc.location)
+                        .map_or(f64::INFINITY, |(point, at)| haversine_km(point, at)),
+                    _ => 0.0,
+                };
                 let inside = match filters.within {
                     Some(radius) => {
                         let at = doc.location?;
@@ -1602,9 +1874,22 @@ mod tests {
             if random.below(10) > 0 {
                 let (city, latitude, longitude) = PLACES[random.below(4) as usize];
                 doc.city = city.into();
+                // Half at one of 25 venues per place (many events to a grid
+                // cell), half anywhere near it.
+                let (north, east) = if random.below(2) == 0 {
+                    (
+                        (random.below(5) as f64 - 2.0) / 10.0,
+                        (random.below(5) as f64 - 2.0) / 10.0,
+                    )
+                } else {
+                    (
+                        (random.below(1_000) as f64 - 500.0) / 1_000.0,
+                        (random.below(1_000) as f64 - 500.0) / 1_000.0,
+                    )
+                };
                 doc.location = Some(GeoPoint {
-                    latitude: latitude + (random.below(1_000) as f64 - 500.0) / 1_000.0,
-                    longitude: longitude + (random.below(1_000) as f64 - 500.0) / 1_000.0,
+                    latitude: latitude + north,
+                    longitude: longitude + east,
                 });
             }
             doc
@@ -1637,9 +1922,28 @@ mod tests {
             latitude: 51.5074,
             longitude: -0.1278,
         };
+        let paris = GeoPoint {
+            latitude: 48.8566,
+            longitude: 2.3522,
+        };
         let hours = |hours: i64| Some(NOW + hours * 3_600);
+        // Nearest to the centre, nearest to another point, soonest first,
+        // by relevance (every title holds "event" once, so relevance ties
+        // and the order is by start time); with pages at the front,
+        // further in, and none.
+        let orders = [
+            (SearchSort::Distance, london, 3, 25),
+            (SearchSort::Distance, paris, 0, 40),
+            (SearchSort::StartTime, london, 30, 10),
+            (SearchSort::Relevance, london, 5, 20),
+            (SearchSort::Distance, london, 0, 0),
+        ];
         for text in ["", "event"] {
-            for within in [None, Some(30.0), Some(80.0), Some(3_000.0)] {
+            for (within, (sort, point, offset, limit)) in
+                [None, Some(0.5), Some(30.0), Some(80.0), Some(3_000.0)]
+                    .into_iter()
+                    .flat_map(|within| orders.map(|order| (within, order)))
+            {
                 for (city, category) in [
                     (None, None),
                     (Some("LONDON"), None),
@@ -1661,39 +1965,23 @@ mod tests {
                                 }),
                                 ..Default::default()
                             },
-                            point: Some(london),
-                            sort: SearchSort::Distance,
-                            offset: 3,
-                            limit: 25,
+                            point: Some(point),
+                            sort,
+                            offset,
+                            limit,
                             facets: true,
                         };
+                        let wanted = expected(&held, &query);
                         let results = index.search_blocking(&query).expect("a search");
-                        assert_eq!(summary(&results), expected(&held, &query), "{query:?}");
+                        assert_eq!(summary(&results), wanted, "{query:?}");
+                        let results = index
+                            .search_with(&query, false)
+                            .expect("a collected search");
+                        assert_eq!(summary(&results), wanted, "{query:?}, collected");
                     }
                 }
             }
         }
-    }
-
-    #[test]
-    fn covering_cells_hold_every_point_of_the_box() {
-        let (south, north, west, east) = (51.0, 52.0, -0.9, 0.7);
-        let cells = covering_cells(south, north, west, east).expect("a small box");
-        assert!(cells.len() <= MAX_COVERING_CELLS);
-        let level = (cells[0] >> 56) as usize;
-        for step in 0..=20 {
-            let latitude = south + (north - south) * f64::from(step) / 20.0;
-            for step in 0..=20 {
-                let longitude = west + (east - west) * f64::from(step) / 20.0;
-                assert!(cells.contains(&geo_cell(level, latitude, longitude)));
-            }
-        }
-        assert_eq!(
-            covering_cells(30.0, 60.0, -10.0, 40.0).map(|cells| cells.len()),
-            Some(12),
-            "a box this wide uses the coarsest cells"
-        );
-        assert_eq!(covering_cells(-80.0, 80.0, -170.0, 170.0), None);
     }
 
     #[test]

@@ -11,20 +11,25 @@
 //!
 //! The table also turns the city and category filters into a check of one
 //! number per document (its (category, city) group), and [`FilterQuery`]
-//! uses that to drive a search from the most selective posting list (a
-//! city's, a category's, or the grid cells around a radius) while every
-//! other filter is checked from the arrays, so the word queries only seek
-//! to documents that pass every filter.
+//! uses that to drive a search from its cheapest source of candidates (a
+//! city's or a category's posting list, the wanted groups' published events
+//! in the start window from [`GroupLists`], or the events within a radius
+//! from the segment's [`GeoMap`]) while every other filter is checked from
+//! the arrays, so the word queries only seek to documents that pass every
+//! filter.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use tantivy::columnar::{Column, StrColumn};
 use tantivy::index::SegmentId;
-use tantivy::query::{EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight};
+use tantivy::query::{
+    BitSetDocSet, ConstScorer, EmptyScorer, EnableScoring, Explanation, Query, Scorer, Weight,
+};
 use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError};
 
+use super::geo::{Around, Circle, GeoMap, Located};
 use super::{keyword_analyzer, words};
 use crate::document::STATUS_PUBLISHED;
 
@@ -54,6 +59,12 @@ struct Row {
 pub(super) struct EventTable {
     rows: Vec<Row>,
     pub(super) groups: Vec<Group>,
+    /// The published, located events by grid cell, built by the first
+    /// radius search that reads the segment.
+    geo: OnceLock<GeoMap>,
+    /// Per group, its published events by start time, built by the first
+    /// search with a city or category filter that reads the segment.
+    by_group: OnceLock<GroupLists>,
 }
 
 fn str_value(column: Option<&StrColumn>, ord: u64) -> String {
@@ -94,6 +105,8 @@ impl EventTable {
         let mut table = Self {
             rows: Vec::with_capacity(max_doc),
             groups: Vec::new(),
+            geo: OnceLock::new(),
+            by_group: OnceLock::new(),
         };
         let mut group_by_ords: HashMap<(u64, u64), u32> = HashMap::new();
         let mut analyzer = keyword_analyzer();
@@ -167,6 +180,28 @@ impl EventTable {
         (!row.latitude.is_nan()).then_some((row.latitude, row.longitude))
     }
 
+    /// The segment's published, located events by grid cell (see [`GeoMap`]).
+    pub(super) fn geo_map(&self) -> &GeoMap {
+        self.geo.get_or_init(|| {
+            GeoMap::build(self.rows.iter().enumerate().filter_map(|(doc, row)| {
+                (row.published_end != i64::MIN && !row.latitude.is_nan()).then_some(Located {
+                    doc: doc as DocId,
+                    latitude: row.latitude,
+                    longitude: row.longitude,
+                    start_time: row.start_time,
+                    end_time: row.published_end,
+                    group: row.group,
+                })
+            }))
+        })
+    }
+
+    /// Per group, its published events by start time.
+    pub(super) fn group_lists(&self) -> &GroupLists {
+        self.by_group
+            .get_or_init(|| GroupLists::build(&self.rows, self.groups.len()))
+    }
+
     /// Per group, whether it passes the city and category filters.
     pub(super) fn wanted_groups(&self, filter: &GroupFilter) -> Vec<bool> {
         self.groups
@@ -192,6 +227,130 @@ pub(super) struct GroupFilter {
     pub(super) city_key: Option<String>,
     /// Lowercase.
     pub(super) category: Option<String>,
+}
+
+impl GroupFilter {
+    /// Whether it leaves out any group.
+    pub(super) fn is_narrowed(&self) -> bool {
+        self.city_key.is_some() || self.category.is_some()
+    }
+}
+
+/// Per (category, city) group, its published events by start time.
+pub(super) struct GroupLists {
+    starts: Vec<Vec<i64>>,
+    docs: Vec<Vec<DocId>>,
+}
+
+/// The events of the wanted groups in a search's window: a range of each
+/// group's list.
+pub(super) struct InWindow<'a> {
+    lists: &'a GroupLists,
+    ranges: Vec<(usize, std::ops::Range<usize>)>,
+}
+
+impl GroupLists {
+    fn build(rows: &[Row], groups: usize) -> Self {
+        let mut by_group: Vec<Vec<(i64, DocId)>> = vec![Vec::new(); groups];
+        for (doc, row) in rows.iter().enumerate() {
+            if row.published_end != i64::MIN {
+                by_group[row.group as usize].push((row.start_time, doc as DocId));
+            }
+        }
+        let mut lists = Self {
+            starts: Vec::with_capacity(groups),
+            docs: Vec::with_capacity(groups),
+        };
+        for mut events in by_group {
+            events.sort_unstable();
+            lists
+                .starts
+                .push(events.iter().map(|(start, _)| *start).collect());
+            lists
+                .docs
+                .push(events.into_iter().map(|(_, doc)| doc).collect());
+        }
+        lists
+    }
+
+    pub(super) fn in_window(&self, predicate: &SegmentPredicate) -> InWindow<'_> {
+        let (after, before) = predicate.window();
+        let ranges = self
+            .starts
+            .iter()
+            .enumerate()
+            .filter(|(group, _)| predicate.wants_group(*group as u32))
+            .map(|(group, starts)| {
+                let from = after.map_or(0, |after| starts.partition_point(|start| *start < after));
+                let to = before
+                    .map_or(starts.len(), |before| {
+                        starts.partition_point(|start| *start < before)
+                    })
+                    .max(from);
+                (group, from..to)
+            })
+            .collect();
+        InWindow {
+            lists: self,
+            ranges,
+        }
+    }
+}
+
+impl InWindow<'_> {
+    /// How many events the ranges hold.
+    pub(super) fn len(&self) -> u64 {
+        self.ranges
+            .iter()
+            .map(|(_, range)| range.len() as u64)
+            .sum()
+    }
+
+    /// Those that pass the predicate, in document order.
+    pub(super) fn docs(&self, predicate: &SegmentPredicate) -> Vec<DocId> {
+        let mut docs: Vec<DocId> = self
+            .ranges
+            .iter()
+            .flat_map(|(group, range)| self.lists.docs[*group][range.clone()].iter().copied())
+            .filter(|doc| predicate.accepts(*doc))
+            .collect();
+        docs.sort_unstable();
+        docs
+    }
+}
+
+/// Documents from a sorted list.
+pub(super) struct SortedDocs {
+    docs: Vec<DocId>,
+    at: usize,
+}
+
+impl SortedDocs {
+    pub(super) fn new(docs: Vec<DocId>) -> Self {
+        Self { docs, at: 0 }
+    }
+}
+
+impl DocSet for SortedDocs {
+    fn advance(&mut self) -> DocId {
+        self.at = (self.at + 1).min(self.docs.len());
+        self.doc()
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        if self.doc() < target {
+            self.at += self.docs[self.at..].partition_point(|doc| *doc < target);
+        }
+        self.doc()
+    }
+
+    fn doc(&self) -> DocId {
+        self.docs.get(self.at).copied().unwrap_or(TERMINATED)
+    }
+
+    fn size_hint(&self) -> u32 {
+        (self.docs.len() - self.at) as u32
+    }
 }
 
 /// Every segment's table, built by the first query that needs it.
@@ -257,6 +416,26 @@ impl SegmentPredicate {
     }
 
     #[inline]
+    pub(super) fn now(&self) -> i64 {
+        self.predicate.now
+    }
+
+    /// `(start_after, start_before)`.
+    #[inline]
+    pub(super) fn window(&self) -> (Option<i64>, Option<i64>) {
+        (self.predicate.start_after, self.predicate.start_before)
+    }
+
+    #[inline]
+    pub(super) fn wants_group(&self, group: u32) -> bool {
+        self.wanted[group as usize]
+    }
+
+    pub(super) fn table(&self) -> &Arc<EventTable> {
+        &self.table
+    }
+
+    #[inline]
     pub(super) fn accepts(&self, doc: DocId) -> bool {
         let row = self.table.row(doc);
         let predicate = &self.predicate;
@@ -283,10 +462,13 @@ impl SegmentPredicate {
 }
 
 /// A filter: the documents of the cheapest of `drivers` (posting lists)
-/// that pass `predicate`. Scores nothing (0), like the other filters.
+/// that pass `predicate`, or, when it is cheaper, those the segment's geo
+/// map finds within `circle` (with its bounding box). Scores nothing (0),
+/// like the other filters.
 #[derive(Clone)]
 pub(super) struct FilterQuery {
     pub(super) drivers: Vec<Arc<dyn Query>>,
+    pub(super) circle: Option<(Circle, (f64, f64, f64, f64))>,
     pub(super) predicate: Predicate,
     pub(super) tables: Arc<Tables>,
 }
@@ -310,6 +492,7 @@ impl Query for FilterQuery {
             .collect::<tantivy::Result<Vec<_>>>()?;
         Ok(Box::new(FilterWeight {
             drivers: weights,
+            circle: self.circle,
             predicate: self.predicate.clone(),
             tables: self.tables.clone(),
         }))
@@ -318,6 +501,7 @@ impl Query for FilterQuery {
 
 struct FilterWeight {
     drivers: Vec<Box<dyn Weight>>,
+    circle: Option<(Circle, (f64, f64, f64, f64))>,
     predicate: Predicate,
     tables: Arc<Tables>,
 }
@@ -334,10 +518,41 @@ impl Weight for FilterWeight {
                 cheapest = Some(scorer);
             }
         }
+        let predicate = SegmentPredicate::new(self.tables.get(reader)?, &self.predicate);
+        let mut cost = cheapest.as_ref().map_or(u64::MAX, |best| best.cost());
+        // The geo map walks only the cells near the circle.
+        let geo = self
+            .circle
+            .map(|(circle, bounds)| (circle, bounds, predicate.table().geo_map()))
+            .map(|(circle, bounds, geo)| (geo.cost(circle, bounds), circle, bounds, geo))
+            .filter(|(geo_cost, ..)| *geo_cost < cost);
+        if let Some((geo_cost, ..)) = geo {
+            cost = geo_cost;
+        }
+        // The start-time lists of the wanted groups walk only the events of
+        // the city and category in the window.
+        let in_window = self
+            .predicate
+            .groups
+            .is_narrowed()
+            .then(|| predicate.table().group_lists().in_window(&predicate))
+            .filter(|ranges| ranges.len() < cost);
+        if let Some(ranges) = in_window {
+            let docs = ranges.docs(&predicate);
+            return Ok(Box::new(ConstScorer::new(SortedDocs::new(docs), 0.0)));
+        }
+        if let Some((_, circle, bounds, geo)) = geo {
+            let around = Around {
+                circle,
+                bounds,
+                predicate: &predicate,
+            };
+            let docs = geo.matching_docs(reader.max_doc(), &around);
+            return Ok(Box::new(ConstScorer::new(BitSetDocSet::from(docs), 0.0)));
+        }
         let Some(driver) = cheapest else {
             return Ok(Box::new(EmptyScorer));
         };
-        let predicate = SegmentPredicate::new(self.tables.get(reader)?, &self.predicate);
         let mut scorer = FilterScorer { driver, predicate };
         let first = scorer.driver.doc();
         if first != TERMINATED && !scorer.predicate.accepts(first) {
