@@ -66,6 +66,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "waitlist",
         sql: include_str!("migrations/0011_waitlist.sql"),
     },
+    Migration {
+        version: 12,
+        name: "sold_out_notify",
+        sql: include_str!("migrations/0012_sold_out_notify.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "inventory";
