@@ -16,7 +16,7 @@ use tokio_postgres::NoTls;
 
 pub(crate) struct Lease {
     // Kept: dropping the client closes the connection and frees the lock.
-    _client: tokio_postgres::Client,
+    client: tokio_postgres::Client,
     _wakeups: crate::listen::Subscription,
     alive: Arc<AtomicBool>,
 }
@@ -54,11 +54,28 @@ impl Lease {
             .await
             .context("taking the lease")?
             .get(0);
-        Ok(taken.then_some(Self {
-            _client: client,
+        if !taken {
+            return Ok(None);
+        }
+        // What the holder writes on this session (a consumer's
+        // checkpoint) commits without waiting for its WAL flush: a
+        // checkpoint lost in a crash replays events, which handlers are
+        // idempotent for (at least once).
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .context("configuring the lease session")?;
+        Ok(Some(Self {
+            client,
             _wakeups: wakeups,
             alive,
         }))
+    }
+
+    /// The lease's own session: a write through it fails once the lease
+    /// is lost, so an instance that lost it cannot move the checkpoint.
+    pub(crate) fn client(&self) -> &tokio_postgres::Client {
+        &self.client
     }
 
     pub(crate) fn is_alive(&self) -> bool {
