@@ -45,7 +45,11 @@ pub struct SoldOutFeed {
 }
 
 impl SoldOutFeed {
-    pub fn new(tickets: TicketStore, poll: Duration, listen: Option<tokio_postgres::Config>) -> Self {
+    pub fn new(
+        tickets: TicketStore,
+        poll: Duration,
+        listen: Option<tokio_postgres::Config>,
+    ) -> Self {
         Self {
             tickets,
             poll,
@@ -77,8 +81,10 @@ impl SoldOutFeed {
                 match boxoffice_events::listen::subscribe(config, CHANNEL, &changed).await {
                     Ok(subscription) => listening = Some(subscription),
                     Err(error) => {
-                        tracing::warn!(error = format!("{error:#}"),
-                            "cannot LISTEN for sold-out changes; polling")
+                        tracing::warn!(
+                            error = format!("{error:#}"),
+                            "cannot LISTEN for sold-out changes; polling"
+                        )
                     }
                 }
             }

@@ -58,9 +58,12 @@ async fn the_edge_answers_sold_out_itself_and_reopens_when_a_cancellation_frees_
 /// windows, one right after the other).
 #[tokio::test]
 async fn the_sold_out_set_follows_sales_and_cancellations_as_they_commit() {
-    let world =
-        SystemWorld::start_with_inventory("soldoutnotify", &[], &[("BOXOFFICE_WATCH_POLL_MS", "10000")])
-            .await;
+    let world = SystemWorld::start_with_inventory(
+        "soldoutnotify",
+        &[],
+        &[("BOXOFFICE_WATCH_POLL_MS", "10000")],
+    )
+    .await;
     sold_out_then_back_on_sale(world, Duration::from_secs(3)).await;
 }
 
@@ -148,17 +151,13 @@ async fn sold_out_then_back_on_sale(world: SystemWorld, within: Duration) {
         .expect("cancelling")
         .into_inner();
     assert_eq!(released.seat_indexes.len(), 2);
-    let held = eventually(
-        within,
-        "the edge reopens the event",
-        || {
-            let (mut inventory, request) = (
-                inventory.clone(),
-                with_token(&late, hold_request(&event.id, &[1])),
-            );
-            async move { inventory.hold_seats(request).await.ok() }
-        },
-    )
+    let held = eventually(within, "the edge reopens the event", || {
+        let (mut inventory, request) = (
+            inventory.clone(),
+            with_token(&late, hold_request(&event.id, &[1])),
+        );
+        async move { inventory.hold_seats(request).await.ok() }
+    })
     .await
     .into_inner();
     assert_eq!(held.seats.len(), 1);
