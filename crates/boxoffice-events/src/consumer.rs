@@ -240,8 +240,25 @@ impl<H: Handler> Runner<H> {
         let shutdown = shutdown.clone();
         let mut backoff = self.config.first_backoff;
         let group = self.config.group.as_str();
+        let mut switch = crate::switch::Switch::follow();
         while !shutdown.is_triggered() {
-            let batch = match source.next_batch(&shutdown).await {
+            if switch.is_paused(group) {
+                // Lets go of the streams (lease, LISTEN) until resumed.
+                source.reset();
+                tokio::select! {
+                    () = switch.until(group, false) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                continue;
+            }
+            // A pause while waiting for events takes effect at once: the
+            // read is abandoned before anything was handled or committed.
+            let next = tokio::select! {
+                biased;
+                () = switch.until(group, true) => continue,
+                next = source.next_batch(&shutdown) => next,
+            };
+            let batch = match next {
                 Ok(batch) => batch,
                 Err(error) => {
                     tracing::warn!(group, stream = %self.stream, error = format!("{error:#}"),

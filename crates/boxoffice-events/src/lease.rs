@@ -1,8 +1,10 @@
-//! A dedicated PostgreSQL connection that LISTENs for a producer's appends
-//! and holds a session advisory lock: the lease that makes one instance of
-//! a consumer group (or of a relay) the active one per stream. When the
-//! process dies the connection drops and PostgreSQL frees the lock, so
-//! another instance takes over.
+//! A dedicated PostgreSQL connection that holds a session advisory lock:
+//! the lease that makes one instance of a consumer group (or of a relay)
+//! the active one per stream. When the process dies the connection drops
+//! and PostgreSQL frees the lock, so another instance takes over. The
+//! holder is woken by the producer's appends through the process's shared
+//! LISTEN connection ([`crate::listen`]), subscribed for as long as the
+//! lease is held.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,23 +12,25 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Context as _;
 use futures::StreamExt as _;
 use tokio::sync::Notify;
-use tokio_postgres::{AsyncMessage, NoTls};
+use tokio_postgres::NoTls;
 
 pub(crate) struct Lease {
     // Kept: dropping the client closes the connection and frees the lock.
-    _client: tokio_postgres::Client,
+    client: tokio_postgres::Client,
+    _wakeups: crate::listen::Subscription,
     alive: Arc<AtomicBool>,
 }
 
 impl Lease {
-    /// Connects, LISTENs on `channel` (each notification wakes `wake`) and
-    /// tries to take `key`. `None` when another session holds it.
+    /// Subscribes `wake` to `channel` (each notification wakes it), connects
+    /// and tries to take `key`. `None` when another session holds it.
     pub(crate) async fn try_acquire(
         config: &tokio_postgres::Config,
         channel: &str,
         key: &str,
         wake: Arc<Notify>,
     ) -> anyhow::Result<Option<Self>> {
+        let wakeups = crate::listen::subscribe(config, channel, &wake).await?;
         let (client, mut connection) = config
             .connect(NoTls)
             .await
@@ -36,32 +40,42 @@ impl Lease {
         tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
-                match message {
-                    Ok(AsyncMessage::Notification(_)) => wake.notify_one(),
-                    Ok(_) => {}
-                    Err(error) => {
-                        tracing::debug!(%error, "event lease connection failed");
-                        break;
-                    }
+                if let Err(error) = message {
+                    tracing::debug!(%error, "event lease connection failed");
+                    break;
                 }
             }
             driver_alive.store(false, Ordering::Release);
             // Whoever waits for work must notice the loss at once.
             wake.notify_one();
         });
-        client
-            .batch_execute(&format!("LISTEN {channel}"))
-            .await
-            .context("LISTEN")?;
         let taken: bool = client
             .query_one("SELECT pg_try_advisory_lock(hashtext($1))", &[&key])
             .await
             .context("taking the lease")?
             .get(0);
-        Ok(taken.then_some(Self {
-            _client: client,
+        if !taken {
+            return Ok(None);
+        }
+        // What the holder writes on this session (a consumer's
+        // checkpoint) commits without waiting for its WAL flush: a
+        // checkpoint lost in a crash replays events, which handlers are
+        // idempotent for (at least once).
+        client
+            .batch_execute("SET synchronous_commit = off")
+            .await
+            .context("configuring the lease session")?;
+        Ok(Some(Self {
+            client,
+            _wakeups: wakeups,
             alive,
         }))
+    }
+
+    /// The lease's own session: a write through it fails once the lease
+    /// is lost, so an instance that lost it cannot move the checkpoint.
+    pub(crate) fn client(&self) -> &tokio_postgres::Client {
+        &self.client
     }
 
     pub(crate) fn is_alive(&self) -> bool {

@@ -18,6 +18,10 @@
 //!   duplicate) and groups are durable pull consumers.
 //!
 //! - [`metrics`]: every group of this process as Prometheus metrics.
+//! - [`listen`]: one LISTEN connection per process, database and channel,
+//!   shared by whoever waits on it.
+//! - [`pause_group`] / [`resume_group`]: a group of this process stops
+//!   reading (and lets go of its streams) until resumed.
 //!
 //! No service-specific code lives here.
 
@@ -25,10 +29,12 @@ mod consumer;
 mod envelope;
 mod group;
 mod lease;
+pub mod listen;
 pub mod metrics;
 mod nats;
 pub mod outbox;
 pub mod postgres;
+mod switch;
 
 pub use consumer::{
     ConsumerConfig, ConsumerGroup, ConsumerStats, HandleError, Handler, Received, StatsSnapshot,
@@ -37,6 +43,7 @@ pub use envelope::{Envelope, NewEvent, Payload};
 pub use group::{DEFAULT_LINGER, ENV_LINGER_MS};
 pub use nats::{NatsTransport, Relay};
 pub use outbox::Outbox;
+pub use switch::{pause_group, paused_groups, resume_group};
 
 /// Selects the scale transport: the URL of a NATS server with JetStream.
 /// Unset or empty: consumers read the PostgreSQL outboxes directly.

@@ -6,7 +6,8 @@
 //! wakes it, or `idle_poll` passes (a lost notification only delays). One
 //! instance per group and stream reads at a time: it holds a session
 //! advisory lock on a dedicated connection (the lease), which PostgreSQL
-//! frees when that instance dies.
+//! frees when that instance dies, and through which it writes its
+//! checkpoint.
 //!
 //! Consumer tables, in the consumer's own schema: `event_checkpoints` (one
 //! position per group and stream), `event_dead_letters` (what was set
@@ -235,6 +236,8 @@ pub(crate) struct PostgresSource {
     checkpoint_sql: String,
     wake: Arc<Notify>,
     lease: Option<Lease>,
+    /// `checkpoint_sql` prepared on the lease's session.
+    checkpoint_statement: Option<tokio_postgres::Statement>,
     position: i64,
     /// The last read found less than a batch: wait before the next one.
     caught_up: bool,
@@ -281,6 +284,7 @@ impl PostgresSource {
             ),
             wake: Arc::new(Notify::new()),
             lease: None,
+            checkpoint_statement: None,
             position: 0,
             caught_up: false,
             checkpoint_read_at: std::time::Instant::now(),
@@ -310,7 +314,7 @@ impl PostgresSource {
 
     pub(crate) async fn next_batch(&mut self, shutdown: &Shutdown) -> anyhow::Result<Vec<Raw>> {
         if !self.lease.as_ref().is_some_and(Lease::is_alive) {
-            self.lease = None;
+            self.reset();
             let Some(lease) = Lease::try_acquire(
                 &self.listen,
                 &self.channel,
@@ -392,14 +396,27 @@ impl PostgresSource {
             .collect())
     }
 
+    /// Saves the checkpoint through the lease's own session: one round
+    /// trip with a statement prepared once per lease, committed without
+    /// waiting for its flush (see [`Lease`]), and refused once the lease
+    /// is lost.
     pub(crate) async fn commit(&mut self, last: &Raw) -> anyhow::Result<()> {
         let position = i64::try_from(last.position).context("position")?;
-        let client = self.pool.get().await.context("connecting")?;
-        let checkpoint = client
-            .prepare_cached(&self.checkpoint_sql)
-            .await
-            .context("preparing the checkpoint")?;
-        client
+        let lease = self.lease.as_ref().context("the stream's lease was lost")?;
+        let checkpoint = match &self.checkpoint_statement {
+            Some(statement) => statement.clone(),
+            None => {
+                let statement = lease
+                    .client()
+                    .prepare(&self.checkpoint_sql)
+                    .await
+                    .context("preparing the checkpoint")?;
+                self.checkpoint_statement = Some(statement.clone());
+                statement
+            }
+        };
+        lease
+            .client()
             .execute(&checkpoint, &[&self.group, &self.stream, &position])
             .await
             .context("saving the checkpoint")?;
@@ -409,5 +426,6 @@ impl PostgresSource {
 
     pub(crate) fn reset(&mut self) {
         self.lease = None;
+        self.checkpoint_statement = None;
     }
 }

@@ -591,6 +591,83 @@ async fn two_groups_progress_independently() {
     }
 }
 
+/// PostgreSQL: the groups of a process share one LISTEN connection per
+/// stream, and a commit's notification wakes every one of them (they would
+/// not poll within the test's deadline).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_notification_wakes_every_group_of_the_process() {
+    let world = World::postgres().await;
+    let shutdown = Shutdown::new();
+    let recorders: Vec<Arc<Recorder>> = (0..3).map(|_| Arc::new(Recorder::default())).collect();
+    let mut groups = Vec::new();
+    for (n, recorder) in recorders.iter().enumerate() {
+        let mut config = world.config(&format!("woken-{n}"));
+        config.idle_poll = Duration::from_secs(120);
+        groups.push(world.start(config, recorder.clone(), &shutdown).await);
+    }
+    for round in 1..=3 {
+        world.publish_many(10, &[Uuid::new_v4()], 10).await;
+        wait_until("every group, woken", Duration::from_secs(10), || {
+            recorders.iter().all(|r| r.count() >= 10 * round)
+        })
+        .await;
+    }
+    shutdown.trigger();
+    for group in groups {
+        group.join().await;
+    }
+    world.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_paused_group_reads_nothing_until_resumed_and_then_everything() {
+    for world in World::both().await {
+        let shutdown = Shutdown::new();
+        // Pausing is by name in the whole process: a name of this test's own.
+        let paused_name = format!("paused-{}", Uuid::new_v4().simple());
+        let (paused, control) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
+        let paused_group = world
+            .start(world.config(&paused_name), paused.clone(), &shutdown)
+            .await;
+        let control_group = world
+            .start(world.config("control"), control.clone(), &shutdown)
+            .await;
+        let aggregates = [Uuid::new_v4(), Uuid::new_v4()];
+        world.publish_many(100, &aggregates, 10).await;
+        wait_until("both groups", Duration::from_secs(30), || {
+            paused.count() >= 100 && control.count() >= 100
+        })
+        .await;
+
+        boxoffice_events::pause_group(&paused_name);
+        assert!(boxoffice_events::paused_groups().contains(&paused_name));
+        world.publish_many(100, &aggregates, 10).await;
+        // The running group is the clock: once it has everything, the
+        // paused one has had every chance to read.
+        wait_until("the running group", Duration::from_secs(30), || {
+            control.count() >= 200
+        })
+        .await;
+        assert_eq!(
+            paused.ids().len(),
+            100,
+            "{}: a paused group reads nothing",
+            world.name()
+        );
+
+        boxoffice_events::resume_group(&paused_name);
+        wait_until("the resumed group", Duration::from_secs(30), || {
+            paused.count() >= 200
+        })
+        .await;
+        shutdown.trigger();
+        paused_group.join().await;
+        control_group.join().await;
+        assert_in_order_per_aggregate(world.name(), &paused.seen.lock().expect("paused"), 200);
+        world.cleanup().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn poison_unreadable_and_newer_events_are_set_aside_and_the_stream_goes_on() {
     for world in World::both().await {

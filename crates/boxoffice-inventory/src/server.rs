@@ -77,6 +77,9 @@ impl InventoryComponent {
         let sold_out = Arc::new(SoldOutFeed::new(
             tickets.clone(),
             inventory_config.watch_poll,
+            Some(boxoffice_runtime::postgres::parse_url(
+                &config.database_url,
+            )?),
         ));
         let inventory = Arc::new(Inventory::new(tickets.clone(), holds, inventory_config));
         let waiting_room = Arc::new(WaitingRoom::new(

@@ -49,6 +49,28 @@ async fn customer_token(edge: &Channel) -> String {
 #[tokio::test]
 async fn the_edge_answers_sold_out_itself_and_reopens_when_a_cancellation_frees_seats() {
     let world = SystemWorld::start("soldout", &[]).await;
+    sold_out_then_back_on_sale(world, Duration::from_secs(20)).await;
+}
+
+/// Inventory's watchers poll every 10 s here, but the sold-out set follows
+/// the sale and the cancellation within 3 s each: it is pushed when they
+/// commit, not found by a poll (looks 10 s apart cannot fall into both
+/// windows, one right after the other).
+#[tokio::test]
+async fn the_sold_out_set_follows_sales_and_cancellations_as_they_commit() {
+    let world = SystemWorld::start_with_inventory(
+        "soldoutnotify",
+        &[],
+        &[("BOXOFFICE_WATCH_POLL_MS", "10000")],
+    )
+    .await;
+    sold_out_then_back_on_sale(world, Duration::from_secs(3)).await;
+}
+
+/// Sells an event out through the mesh, expects the edge to refuse its rush
+/// within `within`, cancels, and expects the edge to let buyers through
+/// again within `within`.
+async fn sold_out_then_back_on_sale(world: SystemWorld, within: Duration) {
     let edge = world.edge().await;
     let admin = login(
         &mut AccountsServiceClient::new(edge.clone()),
@@ -83,7 +105,7 @@ async fn the_edge_answers_sold_out_itself_and_reopens_when_a_cancellation_frees_
     .expect("selling both places");
 
     // The edge learns it from inventory and answers the rush itself.
-    let refused = eventually(Duration::from_secs(20), "the edge says sold out", || {
+    let refused = eventually(within, "the edge says sold out", || {
         let (mut inventory, request) = (
             inventory.clone(),
             with_token(&late, hold_request(&event.id, &[0])),
@@ -129,17 +151,13 @@ async fn the_edge_answers_sold_out_itself_and_reopens_when_a_cancellation_frees_
         .expect("cancelling")
         .into_inner();
     assert_eq!(released.seat_indexes.len(), 2);
-    let held = eventually(
-        Duration::from_secs(20),
-        "the edge reopens the event",
-        || {
-            let (mut inventory, request) = (
-                inventory.clone(),
-                with_token(&late, hold_request(&event.id, &[1])),
-            );
-            async move { inventory.hold_seats(request).await.ok() }
-        },
-    )
+    let held = eventually(within, "the edge reopens the event", || {
+        let (mut inventory, request) = (
+            inventory.clone(),
+            with_token(&late, hold_request(&event.id, &[1])),
+        );
+        async move { inventory.hold_seats(request).await.ok() }
+    })
     .await
     .into_inner();
     assert_eq!(held.seats.len(), 1);

@@ -361,11 +361,18 @@ impl CheckoutStore {
         let events = publish(&rows)?;
         let mut payments = crate::audit::records(&events);
         payments.extend(audit(&rows)?);
-        self.outbox
-            .append(&transaction, events)
-            .await
-            .map_err(|error| DbError::from(error).context(context))?;
-        boxoffice_audit::append_payments(&transaction, &payments).await?;
+        // One round trip for both (pipelined): the outbox's append lock,
+        // which serializes the producer's transactions until they commit,
+        // is held for the append and the commit only.
+        futures::try_join!(
+            async {
+                self.outbox
+                    .append(&transaction, events)
+                    .await
+                    .map_err(|error| DbError::from(error).context(context))
+            },
+            boxoffice_audit::append_payments(&transaction, &payments),
+        )?;
         transaction.commit().await.db_context(context)?;
         Ok(rows)
     }

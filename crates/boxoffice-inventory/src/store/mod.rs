@@ -76,6 +76,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "draw_entrants",
         sql: include_str!("migrations/0013_draw_entrants.sql"),
     },
+    Migration {
+        version: 14,
+        name: "sold_out_notify",
+        sql: include_str!("migrations/0014_sold_out_notify.sql"),
+    },
 ];
 
 pub const SCHEMA: &str = "inventory";
