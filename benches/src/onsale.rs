@@ -434,8 +434,10 @@ async fn audit(world: &World, event_id: &str, crowd: &Crowd) -> anyhow::Result<V
         .zip(1u64..)
         .all(|((place, _), expected)| *place == expected)
         && draw_order(&seed, &users) == users;
-    let drawn: std::collections::HashMap<Uuid, u64> =
-        entrants.iter().map(|(place, user)| (*user, *place)).collect();
+    let drawn: std::collections::HashMap<Uuid, u64> = entrants
+        .iter()
+        .map(|(place, user)| (*user, *place))
+        .collect();
     let total = entrants.len() as u64;
     let (mut told_early, mut missing, mut wrong, mut late_inside, mut timed_out_in) =
         (0u64, 0u64, 0u64, 0u64, 0u64);

@@ -341,7 +341,10 @@ async fn the_pre_queue_is_drawn_at_opening_reproducibly_from_the_published_seed(
     assert_eq!(total, 200);
     audit_draw(&seed, &entrants);
     let listed: HashMap<Uuid, u64> = entrants.iter().map(|(p, u)| (*u, *p)).collect();
-    assert_eq!(listed, expected, "the record is the draw the users were told");
+    assert_eq!(
+        listed, expected,
+        "the record is the draw the users were told"
+    );
     // Joining again keeps the drawn place.
     for (user, status) in early.iter().zip(&statuses).take(10) {
         let again = join(&mut room, user, &sale.event_id)
@@ -363,9 +366,15 @@ async fn twelve_thousand_early_joiners_are_drawn_and_recorded_whole() {
     const EARLY: usize = 12_000;
     let (world, mut room) = world().await;
     let sale = event_on_sale(&world).await;
-    configure(&mut room, &sale.event_id, true, 1, Some(at_ms(now_ms() + 3_600_000)))
-        .await
-        .expect("turning the room on");
+    configure(
+        &mut room,
+        &sale.event_id,
+        true,
+        1,
+        Some(at_ms(now_ms() + 3_600_000)),
+    )
+    .await
+    .expect("turning the room on");
 
     let users: Vec<Caller> = (0..EARLY).map(|_| customer()).collect();
     let told_early = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -394,11 +403,17 @@ async fn twelve_thousand_early_joiners_are_drawn_and_recorded_whole() {
                     Ok(status) => {
                         let status = status.into_inner();
                         assert_eq!(status.state, pb::WaitingRoomState::PreQueue as i32);
-                        told_early.lock().expect("list").push(user.user_id.expect("a user"));
+                        told_early
+                            .lock()
+                            .expect("list")
+                            .push(user.user_id.expect("a user"));
                     }
                     Err(status) => {
                         assert!(index % 10 == 0, "only the impatient fail: {status:?}");
-                        gave_up.lock().expect("set").insert(user.user_id.expect("a user"));
+                        gave_up
+                            .lock()
+                            .expect("set")
+                            .insert(user.user_id.expect("a user"));
                     }
                 }
             }
@@ -459,7 +474,10 @@ async fn twelve_thousand_early_joiners_are_drawn_and_recorded_whole() {
     let listed: HashMap<Uuid, u64> = entrants.iter().map(|(p, u)| (*u, *p)).collect();
     let gave_up = gave_up.lock().expect("set").clone();
     for user in &told_early {
-        assert!(listed.contains_key(user), "{user} was told pre-queue but is not in the draw");
+        assert!(
+            listed.contains_key(user),
+            "{user} was told pre-queue but is not in the draw"
+        );
     }
     for user in listed.keys() {
         assert!(
@@ -1130,7 +1148,11 @@ async fn bad_input_unknown_events_and_non_admins_are_refused() {
                 .await
                 .expect_err("bad paging");
             assert_eq!(bad.code(), Code::InvalidArgument, "{bad:?}");
-            let field = if page_token.is_empty() { "page_size" } else { "page_token" };
+            let field = if page_token.is_empty() {
+                "page_size"
+            } else {
+                "page_token"
+            };
             assert_eq!(field_of(&bad).as_deref(), Some(field), "{bad:?}");
         }
     }
