@@ -499,7 +499,7 @@ async fn measure(
             *hits += response.hits.len() as u64;
         }
     }
-    timed.sort_by(|a, b| b.0.cmp(&a.0));
+    timed.sort_by_key(|(micros, ..)| std::cmp::Reverse(*micros));
     for kind in KINDS {
         for (micros, _, asked, total) in timed.iter().filter(|(_, k, ..)| *k == kind).take(slowest)
         {

@@ -396,7 +396,7 @@ async fn twelve_thousand_early_joiners_are_drawn_and_recorded_whole() {
                         event_id: event_id.clone(),
                     },
                 );
-                if index % 10 == 0 {
+                if index.is_multiple_of(10) {
                     request.set_timeout(Duration::from_micros(50));
                 }
                 match room.clone().join_queue(request).await {
@@ -409,7 +409,10 @@ async fn twelve_thousand_early_joiners_are_drawn_and_recorded_whole() {
                             .push(user.user_id.expect("a user"));
                     }
                     Err(status) => {
-                        assert!(index % 10 == 0, "only the impatient fail: {status:?}");
+                        assert!(
+                            index.is_multiple_of(10),
+                            "only the impatient fail: {status:?}"
+                        );
                         gave_up
                             .lock()
                             .expect("set")
