@@ -708,7 +708,7 @@ impl EmbeddedIndex {
             let around = geo::Around {
                 circle,
                 bounds,
-                predicate: &predicate,
+                predicate: predicate.filters(),
             };
             let mut per_group = vec![0u64; table.groups.len()];
             collected.total += geo.count(segment, &around, &mut per_group);
@@ -1005,20 +1005,7 @@ impl Weight for WordSetQuery {
                     .into_iter()
                     .collect(),
             };
-            for term_info in term_infos {
-                let mut postings = inverted_index
-                    .read_block_postings_from_terminfo(&term_info, IndexRecordOption::Basic)?;
-                loop {
-                    let block = postings.docs();
-                    if block.is_empty() {
-                        break;
-                    }
-                    for doc in block {
-                        docs.insert(*doc);
-                    }
-                    postings.advance();
-                }
-            }
+            insert_postings(&inverted_index, &term_infos, &mut docs)?;
         }
         Ok(Box::new(ConstScorer::new(BitSetDocSet::from(docs), 0.0)))
     }
@@ -1073,10 +1060,14 @@ struct SharedAutomatonWeight(AutomatonWeight<DfaWrapper>, Field);
 impl Weight for SharedAutomatonWeight {
     fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
         let term_infos = self.0.get_match_term_infos(reader)?;
-        if term_infos.len() > MAX_TERMS_WALKED {
-            return self.0.scorer(reader, boost);
-        }
         let inverted_index = reader.inverted_index(self.1)?;
+        if term_infos.len() > MAX_TERMS_WALKED {
+            // Read into a bit set from the terms just found (tantivy's own
+            // scorer would walk the automaton over the dictionary again).
+            let mut docs = BitSet::with_max_value(reader.max_doc());
+            insert_postings(&inverted_index, &term_infos, &mut docs)?;
+            return Ok(Box::new(ConstScorer::new(BitSetDocSet::from(docs), boost)));
+        }
         let postings = term_infos
             .iter()
             .map(|term_info| {
@@ -1089,6 +1080,30 @@ impl Weight for SharedAutomatonWeight {
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
         self.0.explain(reader, doc)
     }
+}
+
+/// Adds the documents of every term in `term_infos` to `docs`, a block of
+/// postings at a time.
+fn insert_postings(
+    inverted_index: &tantivy::InvertedIndexReader,
+    term_infos: &[tantivy::postings::TermInfo],
+    docs: &mut BitSet,
+) -> tantivy::Result<()> {
+    for term_info in term_infos {
+        let mut postings = inverted_index
+            .read_block_postings_from_terminfo(term_info, IndexRecordOption::Basic)?;
+        loop {
+            let block = postings.docs();
+            if block.is_empty() {
+                break;
+            }
+            for doc in block {
+                docs.insert(*doc);
+            }
+            postings.advance();
+        }
+    }
+    Ok(())
 }
 
 /// The documents of a few posting lists.

@@ -9,11 +9,7 @@ use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use boxoffice_contracts::accounts::v1 as pb;
-
-fn server_url() -> String {
-    std::env::var("BOXOFFICE_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
+use boxoffice_runtime::test_util::TestDb;
 
 fn free_port() -> SocketAddr {
     let held = TcpListener::bind("127.0.0.1:0").expect("a free port");
@@ -44,27 +40,6 @@ impl Drop for Process {
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
-}
-
-/// A database name and its URL on the test server.
-fn test_database() -> (String, String) {
-    let database = format!("boxoffice_admin_{}", uuid::Uuid::new_v4().simple());
-    let url = match server_url().rsplit_once('/') {
-        Some((base, _)) => format!("{base}/{database}"),
-        None => panic!("the test server url names no database"),
-    };
-    (database, url)
-}
-
-async fn drop_database(database: &str) {
-    let (client, connection) = tokio_postgres::connect(&server_url(), tokio_postgres::NoTls)
-        .await
-        .expect("connecting to drop the database");
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {database} WITH (FORCE)"))
-        .await
-        .expect("dropping the test database");
 }
 
 /// `boxoffice serve <service>` on free ports, once its `/ready` answers 200:
@@ -108,8 +83,9 @@ async fn serve(
 
 #[tokio::test]
 async fn a_service_on_its_own_serves_ready_and_metrics() {
-    let (database, url) = test_database();
-    let (process, listen, admin) = serve("accounts", &url, &[]).await;
+    let db = TestDb::new().await;
+    let database = db.name.clone();
+    let (process, listen, admin) = serve("accounts", db.url.expose(), &[]).await;
 
     let mut client =
         pb::accounts_service_client::AccountsServiceClient::connect(format!("http://{listen}"))
@@ -146,16 +122,15 @@ async fn a_service_on_its_own_serves_ready_and_metrics() {
     // No sweeper runs here, so none of its lines.
     assert!(!metrics.contains("boxoffice_inventory_sweep"), "{metrics}");
     drop(process);
-    drop_database(&database).await;
 }
 
 #[tokio::test]
 async fn inventory_on_its_own_shows_its_hold_sweeper_keeping_up() {
-    let (database, url) = test_database();
-    let prefix = format!("{database}:");
+    let db = TestDb::new().await;
+    let prefix = format!("{}:", db.name);
     let (process, _, admin) = serve(
         "inventory",
-        &url,
+        db.url.expose(),
         &[
             ("BOXOFFICE_REDIS_KEY_PREFIX", &prefix),
             ("BOXOFFICE_HOLD_SWEEP_INTERVAL_MS", "50"),
@@ -199,5 +174,4 @@ async fn inventory_on_its_own_shows_its_hold_sweeper_keeping_up() {
         "{metrics}"
     );
     drop(process);
-    drop_database(&database).await;
 }

@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex};
 
 use tantivy::{BitSet, DocAddress, DocId, SegmentReader};
 
-use super::table::{EventTable, SegmentPredicate};
 use super::{Candidate, SortKey};
 use crate::document::{GeoPoint, haversine_km};
 
@@ -43,6 +42,8 @@ struct Entry {
     end_time: i64,
     doc: DocId,
     group: u32,
+    /// The document's sort tiebreak (see [`SortKey`]).
+    tiebreak: u64,
 }
 
 struct Cell {
@@ -83,7 +84,37 @@ pub(super) struct Circle {
 pub(super) struct Around<'a> {
     pub(super) circle: Circle,
     pub(super) bounds: (f64, f64, f64, f64),
-    pub(super) predicate: &'a SegmentPredicate,
+    pub(super) predicate: Filters<'a>,
+}
+
+/// A search's filters other than the circle and the words, as the map
+/// reads them (the segment's predicate hands them over; the map knows
+/// nothing of the table they came from).
+#[derive(Clone, Copy)]
+pub(super) struct Filters<'a> {
+    /// Events that have ended by then are left out.
+    pub(super) now: i64,
+    pub(super) start_after: Option<i64>,
+    pub(super) start_before: Option<i64>,
+    /// Per (category, city) group of the segment: whether it is wanted.
+    pub(super) wanted: &'a [bool],
+}
+
+impl Filters<'_> {
+    #[inline]
+    fn now(&self) -> i64 {
+        self.now
+    }
+
+    #[inline]
+    fn window(&self) -> (Option<i64>, Option<i64>) {
+        (self.start_after, self.start_before)
+    }
+
+    #[inline]
+    fn wants_group(&self, group: u32) -> bool {
+        self.wanted[group as usize]
+    }
 }
 
 /// One event of the table that [`GeoMap::build`] takes.
@@ -94,6 +125,7 @@ pub(super) struct Located {
     pub(super) start_time: i64,
     pub(super) end_time: i64,
     pub(super) group: u32,
+    pub(super) tiebreak: u64,
 }
 
 fn cell_of(latitude: f64, longitude: f64) -> (u32, u32) {
@@ -133,6 +165,7 @@ impl GeoMap {
                         end_time: event.end_time,
                         doc: event.doc,
                         group: event.group,
+                        tiebreak: event.tiebreak,
                     },
                 )
             })
@@ -270,7 +303,7 @@ impl GeoMap {
             .sum()
     }
 
-    fn window(&self, cell: usize, predicate: &SegmentPredicate) -> Window {
+    fn window(&self, cell: usize, predicate: &Filters<'_>) -> Window {
         let (after, before) = predicate.window();
         let cell = &self.cells[cell];
         let starts_after = |time: i64| after.is_none_or(|after| time >= after);
@@ -284,7 +317,7 @@ impl GeoMap {
         }
     }
 
-    fn in_window(entry: &Entry, predicate: &SegmentPredicate) -> bool {
+    fn in_window(entry: &Entry, predicate: &Filters<'_>) -> bool {
         let (after, before) = predicate.window();
         after.is_none_or(|after| entry.start_time >= after)
             && before.is_none_or(|before| entry.start_time < before)
@@ -312,7 +345,7 @@ impl GeoMap {
         let Around {
             circle,
             bounds,
-            predicate,
+            ref predicate,
         } = *around;
         let now = predicate.now();
         let mut total = 0u64;
@@ -377,7 +410,7 @@ impl GeoMap {
         let Around {
             circle,
             bounds,
-            predicate,
+            ref predicate,
         } = *around;
         for near in self.cells_near(circle, bounds) {
             let window = self.window(near.cell, predicate);
@@ -454,9 +487,8 @@ impl GeoMap {
         let Around {
             circle,
             bounds,
-            predicate,
+            ref predicate,
         } = *around;
-        let table: &EventTable = predicate.table();
         let mut near = self.cells_near(circle, bounds);
         near.sort_unstable_by(|a, b| a.nearest_km.total_cmp(&b.nearest_km));
         let mut heap: BinaryHeap<Candidate> = BinaryHeap::with_capacity(keep.min(4_096) + 1);
@@ -494,7 +526,7 @@ impl GeoMap {
                         key: SortKey {
                             primary: km,
                             start_time: entry.start_time,
-                            tiebreak: table.tiebreak(entry.doc),
+                            tiebreak: entry.tiebreak,
                         },
                         address: DocAddress::new(segment_ord, entry.doc),
                     },

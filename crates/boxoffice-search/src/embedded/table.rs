@@ -29,7 +29,7 @@ use tantivy::query::{
 };
 use tantivy::{DocId, DocSet, Score, SegmentReader, TERMINATED, TantivyError};
 
-use super::geo::{Around, Circle, GeoMap, Located};
+use super::geo::{Around, Circle, Filters, GeoMap, Located};
 use super::{keyword_analyzer, words};
 use crate::document::STATUS_PUBLISHED;
 
@@ -191,6 +191,7 @@ impl EventTable {
                     start_time: row.start_time,
                     end_time: row.published_end,
                     group: row.group,
+                    tiebreak: row.tiebreak,
                 })
             }))
         })
@@ -415,11 +416,6 @@ impl SegmentPredicate {
         }
     }
 
-    #[inline]
-    pub(super) fn now(&self) -> i64 {
-        self.predicate.now
-    }
-
     /// `(start_after, start_before)`.
     #[inline]
     pub(super) fn window(&self) -> (Option<i64>, Option<i64>) {
@@ -429,6 +425,16 @@ impl SegmentPredicate {
     #[inline]
     pub(super) fn wants_group(&self, group: u32) -> bool {
         self.wanted[group as usize]
+    }
+
+    /// What the geo map reads of this predicate.
+    pub(super) fn filters(&self) -> Filters<'_> {
+        Filters {
+            now: self.predicate.now,
+            start_after: self.predicate.start_after,
+            start_before: self.predicate.start_before,
+            wanted: &self.wanted,
+        }
     }
 
     pub(super) fn table(&self) -> &Arc<EventTable> {
@@ -545,7 +551,7 @@ impl Weight for FilterWeight {
             let around = Around {
                 circle,
                 bounds,
-                predicate: &predicate,
+                predicate: predicate.filters(),
             };
             let docs = geo.matching_docs(reader.max_doc(), &around);
             return Ok(Box::new(ConstScorer::new(BitSetDocSet::from(docs), 0.0)));
