@@ -14,8 +14,12 @@
 //! on 127.0.0.1). Knobs: `BOXOFFICE_BENCH_CONCURRENCY` (comma-separated
 //! levels, default `16,32,64,96,128`), `BOXOFFICE_BENCH_BOOKINGS` (measured
 //! confirmations per level, default 20000, about three seconds' worth), `BOXOFFICE_BENCH_VIA` (`edge`,
-//! the default, or `internal` to skip the gateway), and
-//! `BOXOFFICE_BENCH_PGBENCH_SECS` (default 10).
+//! the default, or `internal` to skip the gateway),
+//! `BOXOFFICE_BENCH_PGBENCH_SECS` (default 10), and
+//! `BOXOFFICE_BENCH_GROUPS_OFF` (comma-separated consumer groups paused
+//! while confirmations are measured, e.g. `stats,webhooks`, or `all`: what
+//! the groups cost beside the confirmations; they catch up before the next
+//! level).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -43,6 +47,16 @@ const SEATS_PER_BOOKING: u32 = 2;
 const WARMUP_CONFIRMATIONS: usize = 300;
 /// Users the bookings are spread over (each may hold many times).
 const USERS: usize = 500;
+/// The consumer groups that follow confirmations (checkout's and
+/// inventory's streams): `BOXOFFICE_BENCH_GROUPS_OFF=all` pauses these.
+const CONFIRMATION_GROUPS: [&str; 6] = [
+    "stats",
+    "webhooks",
+    "checkout-loyalty",
+    "checkout-erasure",
+    "catalog-reviews",
+    "catalog-prices",
+];
 
 fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -286,10 +300,23 @@ async fn main() -> anyhow::Result<()> {
     let pgbench_secs = env_number("BOXOFFICE_BENCH_PGBENCH_SECS", 10) as u64;
     let via_edge = std::env::var("BOXOFFICE_BENCH_VIA").map_or(true, |via| via != "internal");
 
+    let groups_off: Vec<String> = std::env::var("BOXOFFICE_BENCH_GROUPS_OFF")
+        .unwrap_or_default()
+        .split(',')
+        .map(|group| group.trim().to_owned())
+        .filter(|group| !group.is_empty())
+        .flat_map(|group| {
+            if group == "all" {
+                CONFIRMATION_GROUPS.iter().map(|g| (*g).to_owned()).collect()
+            } else {
+                vec![group]
+            }
+        })
+        .collect();
     let bench = BenchSystem::start().await?;
     eprintln!("waiting for start-up work (the demo data's tickets) to finish ...");
     bench.settle(Duration::from_secs(600)).await?;
-    let result = run(&bench, &levels, per_level, pgbench_secs, via_edge).await;
+    let result = run(&bench, &levels, per_level, pgbench_secs, via_edge, &groups_off).await;
     bench.stop().await?;
     result
 }
@@ -300,6 +327,7 @@ async fn run(
     per_level: usize,
     pgbench_secs: u64,
     via_edge: bool,
+    groups_off: &[String],
 ) -> anyhow::Result<()> {
     let edge = channels(bench.system.edge_addr, 4).await?;
     let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::new_v4()).collect();
@@ -411,6 +439,9 @@ async fn run(
         } else {
             None
         };
+        for group in groups_off {
+            boxoffice_events::pause_group(group);
+        }
         let busy_before = cpu::busy();
         let recording = load::run(&spec, move |n| {
             let booking = queue.get(n as usize).cloned();
@@ -429,9 +460,20 @@ async fn run(
         })
         .await;
         // The window's events are handled (statistics) before its CPU is
-        // counted: that work is part of what a confirmation costs.
-        let drained = bench.drain_consumers(Duration::from_secs(300)).await?;
+        // counted: that work is part of what a confirmation costs. Paused
+        // groups catch up after it is counted.
+        let drained = if groups_off.is_empty() {
+            bench.drain_consumers(Duration::from_secs(300)).await?
+        } else {
+            Duration::ZERO
+        };
         let busy_after = cpu::busy();
+        if !groups_off.is_empty() {
+            for group in groups_off {
+                boxoffice_events::resume_group(group);
+            }
+            bench.drain_consumers(Duration::from_secs(300)).await?;
+        }
         let summary = recording.summary();
         let cpu_ms = cpu::ms_per_operation(busy_before, busy_after, summary.ok);
         eprintln!(

@@ -269,23 +269,35 @@ async fn grpc_web_binary_and_text_get_the_same_answer_as_grpc() {
         }
 
         // grpc-web-text that is not base64 is the caller's malformed
-        // request, not a broken connection (found by fuzz/grpc_web).
-        for body in ["%%% not base64 %%%", "AAAAAA=A"] {
-            let answer = grpc_web_body(
-                world.edge.addr,
-                "/boxoffice.catalog.v1.CatalogService/GetEvent",
-                Bytes::from_static(body.as_bytes()),
-                true,
-                &[("origin", "http://localhost:3000")],
-            )
-            .await;
-            assert!(
-                answer
-                    .trailers
-                    .contains(&format!("grpc-status:{}", Code::InvalidArgument as i32)),
-                "{body:?}: {}",
-                answer.trailers
-            );
+        // request, not a broken connection (found by fuzz/grpc_web), for a
+        // proxied call and for the edge's own services alike.
+        for path in [
+            "/boxoffice.catalog.v1.CatalogService/GetEvent",
+            "/grpc.health.v1.Health/Check",
+        ] {
+            for body in ["%%% not base64 %%%", "AAAAAA=A"] {
+                let answer = grpc_web_body(
+                    world.edge.addr,
+                    path,
+                    Bytes::from_static(body.as_bytes()),
+                    true,
+                    &[("origin", "http://localhost:3000")],
+                )
+                .await;
+                assert!(
+                    answer
+                        .trailers
+                        .contains(&format!("grpc-status:{}", Code::InvalidArgument as i32)),
+                    "{path} {body:?}: {}",
+                    answer.trailers
+                );
+                // "... could not be decoded", percent-encoded.
+                assert!(
+                    answer.trailers.contains("could%20not%20be%20decoded"),
+                    "{path} {body:?}: {}",
+                    answer.trailers
+                );
+            }
         }
 
         // Errors reach browsers too, with the status readable.
