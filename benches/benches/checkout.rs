@@ -307,7 +307,10 @@ async fn main() -> anyhow::Result<()> {
         .filter(|group| !group.is_empty())
         .flat_map(|group| {
             if group == "all" {
-                CONFIRMATION_GROUPS.iter().map(|g| (*g).to_owned()).collect()
+                CONFIRMATION_GROUPS
+                    .iter()
+                    .map(|g| (*g).to_owned())
+                    .collect()
             } else {
                 vec![group]
             }
@@ -316,7 +319,15 @@ async fn main() -> anyhow::Result<()> {
     let bench = BenchSystem::start().await?;
     eprintln!("waiting for start-up work (the demo data's tickets) to finish ...");
     bench.settle(Duration::from_secs(600)).await?;
-    let result = run(&bench, &levels, per_level, pgbench_secs, via_edge, &groups_off).await;
+    let result = run(
+        &bench,
+        &levels,
+        per_level,
+        pgbench_secs,
+        via_edge,
+        &groups_off,
+    )
+    .await;
     bench.stop().await?;
     result
 }

@@ -1476,7 +1476,17 @@ struct EventSegmentCollector {
     /// Max-heap of the best `keep` so far: the worst is on top.
     heap: BinaryHeap<Candidate>,
     total: u64,
+    /// Matches not looked at yet (see [`COLLECT_BATCH`]).
+    pending: Vec<(DocId, Score)>,
 }
+
+/// Matches collected a batch at a time. Reading a match's row of the
+/// segment's table is a cache miss when matches are spread over a large
+/// segment, and one match at a time those misses wait one after the
+/// other (a prefix matching a seventh of a million events spent most of
+/// its time there). The rows of a batch are read first, in a loop whose
+/// loads do not depend on each other, so the memory serves them together.
+const COLLECT_BATCH: usize = 64;
 
 impl Collector for EventCollector {
     type Fruit = Collected;
@@ -1498,6 +1508,7 @@ impl Collector for EventCollector {
             table,
             heap: BinaryHeap::with_capacity(self.keep.min(4_096) + 1),
             total: 0,
+            pending: Vec::with_capacity(COLLECT_BATCH),
         })
     }
 
@@ -1539,6 +1550,35 @@ impl SegmentCollector for EventSegmentCollector {
     type Fruit = SegmentFruit;
 
     fn collect(&mut self, doc: DocId, score: Score) {
+        self.pending.push((doc, score));
+        if self.pending.len() == COLLECT_BATCH {
+            self.collect_pending();
+        }
+    }
+
+    fn harvest(mut self) -> SegmentFruit {
+        self.collect_pending();
+        self.harvest_collected()
+    }
+}
+
+impl EventSegmentCollector {
+    /// Collects the pending matches, their rows read first (see
+    /// [`COLLECT_BATCH`]).
+    fn collect_pending(&mut self) {
+        let mut pending = std::mem::take(&mut self.pending);
+        let mut touched = 0u64;
+        for (doc, _) in &pending {
+            touched ^= self.table.touch(*doc);
+        }
+        std::hint::black_box(touched);
+        for (doc, score) in pending.drain(..) {
+            self.collect_one(doc, score);
+        }
+        self.pending = pending;
+    }
+
+    fn collect_one(&mut self, doc: DocId, score: Score) {
         if !self.predicate.accepts(doc) {
             return;
         }
@@ -1589,7 +1629,7 @@ impl SegmentCollector for EventSegmentCollector {
         }
     }
 
-    fn harvest(self) -> SegmentFruit {
+    fn harvest_collected(self) -> SegmentFruit {
         let mut categories = HashMap::new();
         let mut cities = HashMap::new();
         for (group, count) in self.per_group.into_iter().flatten().enumerate() {
