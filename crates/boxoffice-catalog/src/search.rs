@@ -360,6 +360,15 @@ fn jitter(backoff: Duration) -> Duration {
     backoff + backoff.mul_f64(rand::random::<f64>() / 4.0)
 }
 
+/// The event the catalog publishes when `event` is published, as its
+/// outbox holds it (what the indexer and [`rebuild`] read). Public for
+/// tools that fill an outbox in bulk: the search benchmark times a rebuild
+/// at a million events, which the store's writes (one transaction per
+/// catalog change) could not reach in a sitting.
+pub fn published_event(event: &Event) -> boxoffice_events::NewEvent {
+    crate::events::event_changed(event, crate::events::EventChange::Published)
+}
+
 /// Fills the index from the catalog's own outbox: the newest event of every
 /// catalog event, then the outbox's high-water mark as the checkpoint. With
 /// `clear`, the index is emptied first. A running indexer goes on from its

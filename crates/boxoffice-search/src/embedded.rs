@@ -780,9 +780,21 @@ impl EmbeddedIndex {
         // Only the relevance order reads scores: in any other, a word is
         // the set of events it matches in any field, one bit set per segment.
         let scored = query.effective_sort() == SearchSort::Relevance;
+        // Under a filter (the city's or the category's list, a radius, a
+        // performer or a venue), a word is asked about the filter's few
+        // candidates one at a time: its fields are joined so as to seek to
+        // each (see [`SeekingUnion`]).
+        let seeking = filters.city.is_some()
+            || filters.category.is_some()
+            || filters.within.is_some()
+            || filters.performer_id.is_some()
+            || filters.venue_id.is_some();
         for (position, word) in query_words.iter().enumerate() {
             let is_last = position + 1 == query_words.len();
-            clauses.push((Occur::Must, word_query(&fields, word, is_last, scored)?));
+            clauses.push((
+                Occur::Must,
+                word_query(&fields, word, is_last, scored, seeking)?,
+            ));
         }
         // Status, end and start times hold for most events, city and
         // category for many: they are checked from the segment's table (see
@@ -922,7 +934,13 @@ impl RadiusBox {
 /// prefix) automaton is built once and shared by the six fields. Unscored,
 /// it is the set of events where any field holds a word the automaton
 /// accepts (the exact word is among them) or, without one, the word itself.
-fn word_query(fields: &Fields, word: &str, is_last: bool, scored: bool) -> Result<Box<dyn Query>> {
+fn word_query(
+    fields: &Fields,
+    word: &str,
+    is_last: bool,
+    scored: bool,
+    seeking: bool,
+) -> Result<Box<dyn Query>> {
     let budget = typo_budget(word.chars().count());
     let automaton = if is_last || budget > 0 {
         let term = Term::from_field_text(fields.text[0], word);
@@ -965,7 +983,136 @@ fn word_query(fields: &Fields, word: &str, is_last: bool, scored: bool) -> Resul
             ));
         }
     }
+    if seeking {
+        return Ok(Box::new(SeekingUnionQuery(
+            alternatives.into_iter().map(|(_, query)| query).collect(),
+        )));
+    }
     Ok(Box::new(BooleanQuery::new(alternatives)))
+}
+
+/// Any of several queries, scored as the sum of those that match, as a
+/// boolean query of `Should` clauses is. tantivy's union of them scores
+/// every document of a 4,096-document window at each seek beyond it: under
+/// a filter that seeks to a few hundred candidates across a large segment,
+/// that scored most of the word's matches, not the candidates. This union
+/// seeks each part to the target and scores only the document it lands on.
+#[derive(Debug)]
+struct SeekingUnionQuery(Vec<Box<dyn Query>>);
+
+impl Clone for SeekingUnionQuery {
+    fn clone(&self) -> Self {
+        Self(self.0.iter().map(|query| query.box_clone()).collect())
+    }
+}
+
+impl Query for SeekingUnionQuery {
+    fn weight(&self, scoring: EnableScoring<'_>) -> tantivy::Result<Box<dyn Weight>> {
+        let weights = self
+            .0
+            .iter()
+            .map(|query| query.weight(scoring))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        Ok(Box::new(SeekingUnionWeight(weights)))
+    }
+}
+
+struct SeekingUnionWeight(Vec<Box<dyn Weight>>);
+
+impl Weight for SeekingUnionWeight {
+    fn scorer(&self, reader: &SegmentReader, boost: Score) -> tantivy::Result<Box<dyn Scorer>> {
+        let parts = self
+            .0
+            .iter()
+            .map(|weight| weight.scorer(reader, boost))
+            .collect::<tantivy::Result<Vec<_>>>()?;
+        Ok(Box::new(SeekingUnion::new(parts)))
+    }
+
+    fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
+        let mut scorer = self.scorer(reader, 1.0)?;
+        if scorer.seek(doc) == doc {
+            Ok(Explanation::new("SeekingUnion", scorer.score()))
+        } else {
+            Err(TantivyError::InvalidArgument(format!(
+                "document {doc} does not match"
+            )))
+        }
+    }
+}
+
+/// The union of scorers that seeks them all and sums the scores of those
+/// on the current document (see [`SeekingUnionQuery`]).
+struct SeekingUnion {
+    parts: Vec<Box<dyn Scorer>>,
+    doc: DocId,
+}
+
+impl SeekingUnion {
+    fn new(parts: Vec<Box<dyn Scorer>>) -> Self {
+        let mut union = Self {
+            parts,
+            doc: TERMINATED,
+        };
+        union.doc = union.lowest();
+        union
+    }
+
+    fn lowest(&self) -> DocId {
+        self.parts
+            .iter()
+            .map(|part| part.doc())
+            .min()
+            .unwrap_or(TERMINATED)
+    }
+}
+
+impl tantivy::DocSet for SeekingUnion {
+    fn advance(&mut self) -> DocId {
+        let current = self.doc;
+        for part in &mut self.parts {
+            if part.doc() == current {
+                part.advance();
+            }
+        }
+        self.doc = self.lowest();
+        self.doc
+    }
+
+    fn seek(&mut self, target: DocId) -> DocId {
+        if self.doc >= target {
+            return self.doc;
+        }
+        for part in &mut self.parts {
+            if part.doc() < target {
+                part.seek(target);
+            }
+        }
+        self.doc = self.lowest();
+        self.doc
+    }
+
+    fn doc(&self) -> DocId {
+        self.doc
+    }
+
+    fn size_hint(&self) -> u32 {
+        self.parts
+            .iter()
+            .map(|part| part.size_hint())
+            .fold(0u32, u32::saturating_add)
+    }
+}
+
+impl Scorer for SeekingUnion {
+    fn score(&mut self) -> Score {
+        let doc = self.doc;
+        self.parts
+            .iter_mut()
+            .filter(|part| part.doc() == doc)
+            .map(|part| part.score())
+            .sum()
+    }
 }
 
 /// The events where any of `fields` holds `word` or, with an automaton, a
@@ -2033,6 +2180,90 @@ mod tests {
                             .search_with(&query, false)
                             .expect("a collected search");
                         assert_eq!(summary(&results), wanted, "{query:?}, collected");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_seeking_union_matches_and_scores_as_the_boolean_union_does() {
+        const WORDS: [&str; 8] = [
+            "metal",
+            "metallica",
+            "meta",
+            "live",
+            "lively",
+            "tour",
+            "stadium",
+            "legends",
+        ];
+        let index = EmbeddedIndex::in_memory().expect("an index in memory");
+        let mut random = Lcg(5);
+        let documents: Vec<SearchDocument> = (0..3_000)
+            .map(|n| {
+                let mut doc = random_event(n, 1, &mut random);
+                let mut phrase = |count: u64, random: &mut Lcg| {
+                    (0..count)
+                        .map(|_| WORDS[random.below(WORDS.len() as u64) as usize])
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                };
+                doc.title = format!("{} {n}", phrase(1 + random.below(3), &mut random));
+                doc.description = phrase(random.below(6), &mut random);
+                doc.performers = vec![phrase(1 + random.below(2), &mut random)];
+                doc
+            })
+            .collect();
+        index.upsert_blocking(documents, None).expect("an upsert");
+        let searcher = index.inner.reader.searcher();
+        let fields = index.inner.fields;
+        for (word, is_last) in [
+            ("metal", true),
+            ("metalica", false),
+            ("liv", true),
+            ("tour", false),
+        ] {
+            let weight = |seeking: bool| {
+                word_query(&fields, word, is_last, true, seeking)
+                    .and_then(|query| {
+                        query
+                            .weight(EnableScoring::enabled_from_searcher(&searcher))
+                            .map_err(internal)
+                    })
+                    .expect("a weight")
+            };
+            let (boolean, seeking) = (weight(false), weight(true));
+            for reader in searcher.segment_readers() {
+                let walk = |weight: &dyn Weight, step: Option<DocId>| {
+                    let mut scorer = weight.scorer(reader, 1.0).expect("a scorer");
+                    let mut found = Vec::new();
+                    let mut target = 0;
+                    loop {
+                        let doc = match step {
+                            None if target == 0 => scorer.doc(),
+                            None => scorer.advance(),
+                            Some(step) => scorer.seek(target * step),
+                        };
+                        target += 1;
+                        if doc == TERMINATED {
+                            return found;
+                        }
+                        if found.last().is_none_or(|(last, _)| *last != doc) {
+                            found.push((doc, scorer.score()));
+                        }
+                    }
+                };
+                for step in [None, Some(1), Some(7), Some(300)] {
+                    let (wanted, got) = (walk(&*boolean, step), walk(&*seeking, step));
+                    assert!(!wanted.is_empty(), "{word}: nothing matched");
+                    assert_eq!(wanted.len(), got.len(), "{word} {step:?}");
+                    for ((doc, score), (got_doc, got_score)) in wanted.iter().zip(&got) {
+                        assert_eq!(doc, got_doc, "{word} {step:?}");
+                        assert!(
+                            (score - got_score).abs() <= 1e-4 * score.abs().max(1.0),
+                            "{word} {step:?} doc {doc}: {score} vs {got_score}"
+                        );
                     }
                 }
             }
