@@ -2203,7 +2203,7 @@ mod tests {
         let documents: Vec<SearchDocument> = (0..3_000)
             .map(|n| {
                 let mut doc = random_event(n, 1, &mut random);
-                let mut phrase = |count: u64, random: &mut Lcg| {
+                let phrase = |count: u64, random: &mut Lcg| {
                     (0..count)
                         .map(|_| WORDS[random.below(WORDS.len() as u64) as usize])
                         .collect::<Vec<_>>()
