@@ -1041,70 +1041,7 @@ impl Weight for SeekingUnionWeight {
     }
 }
 
-/// The union of scorers that seeks them all and sums the scores of those
-/// on the current document (see [`SeekingUnionQuery`]).
-struct SeekingUnion {
-    parts: Vec<Box<dyn Scorer>>,
-    doc: DocId,
-}
-
-impl SeekingUnion {
-    fn new(parts: Vec<Box<dyn Scorer>>) -> Self {
-        let mut union = Self {
-            parts,
-            doc: TERMINATED,
-        };
-        union.doc = union.lowest();
-        union
-    }
-
-    fn lowest(&self) -> DocId {
-        self.parts
-            .iter()
-            .map(|part| part.doc())
-            .min()
-            .unwrap_or(TERMINATED)
-    }
-}
-
-impl tantivy::DocSet for SeekingUnion {
-    fn advance(&mut self) -> DocId {
-        let current = self.doc;
-        for part in &mut self.parts {
-            if part.doc() == current {
-                part.advance();
-            }
-        }
-        self.doc = self.lowest();
-        self.doc
-    }
-
-    fn seek(&mut self, target: DocId) -> DocId {
-        if self.doc >= target {
-            return self.doc;
-        }
-        for part in &mut self.parts {
-            if part.doc() < target {
-                part.seek(target);
-            }
-        }
-        self.doc = self.lowest();
-        self.doc
-    }
-
-    fn doc(&self) -> DocId {
-        self.doc
-    }
-
-    fn size_hint(&self) -> u32 {
-        self.parts
-            .iter()
-            .map(|part| part.size_hint())
-            .fold(0u32, u32::saturating_add)
-    }
-}
-
-impl Scorer for SeekingUnion {
+impl Scorer for SeekingUnion<Box<dyn Scorer>> {
     fn score(&mut self) -> Score {
         let doc = self.doc;
         self.parts
@@ -1221,7 +1158,10 @@ impl Weight for SharedAutomatonWeight {
                 inverted_index.read_postings_from_terminfo(term_info, IndexRecordOption::Basic)
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(Box::new(ConstScorer::new(TermUnion::new(postings), boost)))
+        Ok(Box::new(ConstScorer::new(
+            SeekingUnion::new(postings),
+            boost,
+        )))
     }
 
     fn explain(&self, reader: &SegmentReader, doc: DocId) -> tantivy::Result<Explanation> {
@@ -1253,16 +1193,19 @@ fn insert_postings(
     Ok(())
 }
 
-/// The documents of a few posting lists.
-struct TermUnion {
-    postings: Vec<tantivy::postings::SegmentPostings>,
+/// The union of a few doc sets that seeks each part to the target (and
+/// stands on the lowest): the documents of a few posting lists, or a word's
+/// fields under a filter, where its score is the sum of the parts on the
+/// current document (see [`SeekingUnionQuery`]).
+struct SeekingUnion<T> {
+    parts: Vec<T>,
     doc: DocId,
 }
 
-impl TermUnion {
-    fn new(postings: Vec<tantivy::postings::SegmentPostings>) -> Self {
+impl<T: tantivy::DocSet> SeekingUnion<T> {
+    fn new(parts: Vec<T>) -> Self {
         let mut union = Self {
-            postings,
+            parts,
             doc: TERMINATED,
         };
         union.doc = union.lowest();
@@ -1270,20 +1213,20 @@ impl TermUnion {
     }
 
     fn lowest(&self) -> DocId {
-        self.postings
+        self.parts
             .iter()
-            .map(|postings| postings.doc())
+            .map(|part| part.doc())
             .min()
             .unwrap_or(TERMINATED)
     }
 }
 
-impl tantivy::DocSet for TermUnion {
+impl<T: tantivy::DocSet> tantivy::DocSet for SeekingUnion<T> {
     fn advance(&mut self) -> DocId {
         let current = self.doc;
-        for postings in &mut self.postings {
-            if postings.doc() == current {
-                postings.advance();
+        for part in &mut self.parts {
+            if part.doc() == current {
+                part.advance();
             }
         }
         self.doc = self.lowest();
@@ -1294,9 +1237,9 @@ impl tantivy::DocSet for TermUnion {
         if self.doc >= target {
             return self.doc;
         }
-        for postings in &mut self.postings {
-            if postings.doc() < target {
-                postings.seek(target);
+        for part in &mut self.parts {
+            if part.doc() < target {
+                part.seek(target);
             }
         }
         self.doc = self.lowest();
@@ -1308,9 +1251,9 @@ impl tantivy::DocSet for TermUnion {
     }
 
     fn size_hint(&self) -> u32 {
-        self.postings
+        self.parts
             .iter()
-            .map(|postings| postings.size_hint())
+            .map(|part| part.size_hint())
             .fold(0u32, u32::saturating_add)
     }
 }
