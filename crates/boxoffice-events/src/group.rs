@@ -27,6 +27,14 @@ pub struct ConsumerConfig {
     /// rather than one read (and one handler transaction) per commit. Adds
     /// at most this much to the lag.
     pub linger: Duration,
+    /// The least time between two reads of a stream by a caught-up
+    /// consumer: under a steady flow of commits, a notification that comes
+    /// sooner than this after the last read waits until it has passed, so
+    /// the consumer reads (and runs its handler transaction and checkpoint)
+    /// at most about `1 / pace` times a second per stream however many
+    /// commits wake it. A consumer woken after a quiet spell reads after
+    /// `linger` alone. Adds at most this much to the lag under load.
+    pub pace: Duration,
     /// Attempts at an event the handler reports as failed before it is
     /// dead-lettered.
     pub max_attempts: u32,
@@ -52,6 +60,28 @@ pub const DEFAULT_LINGER: Duration = Duration::from_millis(10);
 /// The most [`ENV_LINGER_MS`] may ask for.
 const MAX_LINGER: Duration = Duration::from_secs(1);
 
+/// `BOXOFFICE_EVENTS_PACE_MS`: [`ConsumerConfig::pace`] for every group of
+/// the process; unset or unreadable, [`DEFAULT_PACE`] (never below the
+/// linger).
+pub const ENV_PACE_MS: &str = "BOXOFFICE_EVENTS_PACE_MS";
+/// Measured (benches/HISTORY.md, 2026-12-07): at 10 ms, the consumers
+/// following confirmations cost a third of ConfirmBooking's throughput on
+/// 2 cores; at 50 ms nearly nothing, with the lag at 1,000 events/s still
+/// within issue 18's 100 ms.
+pub const DEFAULT_PACE: Duration = Duration::from_millis(50);
+
+pub(crate) fn default_pace() -> Duration {
+    static PACE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *PACE.get_or_init(|| {
+        std::env::var(ENV_PACE_MS)
+            .ok()
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map_or(DEFAULT_PACE, Duration::from_millis)
+            .min(MAX_LINGER)
+            .max(default_linger())
+    })
+}
+
 pub(crate) fn default_linger() -> Duration {
     static LINGER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
     *LINGER.get_or_init(|| {
@@ -72,6 +102,7 @@ impl ConsumerConfig {
             batch_size: 500,
             idle_poll: Duration::from_secs(1),
             linger: default_linger(),
+            pace: default_pace(),
             max_attempts: 5,
             first_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(10),

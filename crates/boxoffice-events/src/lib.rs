@@ -40,7 +40,7 @@ pub use consumer::{
     ConsumerConfig, ConsumerGroup, ConsumerStats, HandleError, Handler, Received, StatsSnapshot,
 };
 pub use envelope::{Envelope, NewEvent, Payload};
-pub use group::{DEFAULT_LINGER, ENV_LINGER_MS};
+pub use group::{DEFAULT_LINGER, DEFAULT_PACE, ENV_LINGER_MS, ENV_PACE_MS};
 pub use nats::{NatsTransport, Relay};
 pub use outbox::Outbox;
 pub use switch::{pause_group, paused_groups, resume_group};

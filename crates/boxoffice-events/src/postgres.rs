@@ -230,6 +230,9 @@ pub(crate) struct PostgresSource {
     batch_size: i64,
     idle_poll: std::time::Duration,
     linger: std::time::Duration,
+    pace: std::time::Duration,
+    /// When the outbox was last read (see [`ConsumerConfig::pace`]).
+    last_read: Option<std::time::Instant>,
     read_sql: String,
     checkpoint_insert_sql: String,
     checkpoint_read_sql: String,
@@ -267,6 +270,8 @@ impl PostgresSource {
             batch_size: i64::try_from(config.batch_size).unwrap_or(i64::MAX),
             idle_poll: config.idle_poll,
             linger: config.linger,
+            pace: config.pace,
+            last_read: None,
             read_sql: format!(
                 "SELECT id, envelope, (SELECT max(id) FROM {stream}.event_outbox) AS high
                  FROM {stream}.event_outbox WHERE id > $1 ORDER BY id LIMIT $2"
@@ -298,12 +303,17 @@ impl PostgresSource {
     }
 
     /// Waits for a notification (then lingers, so that the commits of
-    /// that moment are read together), the poll interval or shutdown.
+    /// that moment are read together, and keeps its pace: never sooner
+    /// than `pace` after the last read), the poll interval or shutdown.
     async fn idle(&self, shutdown: &Shutdown) {
         tokio::select! {
             () = self.wake.notified() => {
+                let lingered = tokio::time::Instant::now() + self.linger;
+                let paced = self
+                    .last_read
+                    .map_or(lingered, |at| tokio::time::Instant::from_std(at + self.pace));
                 tokio::select! {
-                    () = tokio::time::sleep(self.linger) => {}
+                    () = tokio::time::sleep_until(lingered.max(paced)) => {}
                     () = shutdown.cancelled() => {}
                 }
             }
@@ -351,6 +361,7 @@ impl PostgresSource {
                 return Ok(Vec::new());
             }
         }
+        self.last_read = Some(std::time::Instant::now());
         let rows = {
             let client = self.pool.get().await.context("connecting")?;
             // Prepared once per connection: the read runs for every batch.

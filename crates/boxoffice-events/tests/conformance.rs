@@ -619,6 +619,67 @@ async fn one_notification_wakes_every_group_of_the_process() {
     world.cleanup().await;
 }
 
+/// PostgreSQL: a group keeps its pace. Commits that wake it sooner than
+/// `pace` after its last read wait for it and are then read together (one
+/// handler call, one checkpoint), instead of one read per commit; and a
+/// group woken after a quiet spell reads after the linger alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn commits_arriving_faster_than_the_pace_are_read_together() {
+    let world = World::postgres().await;
+    let shutdown = Shutdown::new();
+    let recorder = Arc::new(Recorder::default());
+    let pace = Duration::from_millis(600);
+    let mut config = world.config("paced");
+    config.idle_poll = Duration::from_secs(120);
+    config.linger = Duration::ZERO;
+    config.pace = pace;
+    let group = world.start(config, recorder.clone(), &shutdown).await;
+    let aggregate = Uuid::new_v4();
+    // A quiet spell (the group's first reads found nothing), then one
+    // commit: read at once, not a pace later.
+    tokio::time::sleep(pace).await;
+    let quiet = tokio::time::Instant::now();
+    world.publish(vec![sale(aggregate, "first")]).await;
+    wait_until("the first event", Duration::from_secs(10), || {
+        recorder.count() >= 1
+    })
+    .await;
+    let first_at = tokio::time::Instant::now();
+    assert!(
+        first_at - quiet < pace,
+        "after a quiet spell the group read after {:?}, not within its pace",
+        first_at - quiet
+    );
+    let calls_before = recorder.calls.load(Ordering::Relaxed);
+    // Five commits right after that read: each notifies, none is read
+    // before the pace has passed since the last read, and then all at once.
+    for n in 0..5 {
+        world
+            .publish(vec![sale(aggregate, &format!("next-{n}"))])
+            .await;
+    }
+    wait_until("the next five", Duration::from_secs(10), || {
+        recorder.count() >= 6
+    })
+    .await;
+    let elapsed = tokio::time::Instant::now() - first_at;
+    assert!(
+        // (The test sees the first read up to a poll late; without the
+        // pace, with no linger, it would come within milliseconds.)
+        elapsed >= pace / 2,
+        "the group read again {elapsed:?} after its last read, sooner than its pace"
+    );
+    let calls = recorder.calls.load(Ordering::Relaxed) - calls_before;
+    assert_eq!(
+        calls, 1,
+        "five commits within the pace were handled in {calls} calls, not one"
+    );
+    shutdown.trigger();
+    group.join().await;
+    assert_in_order_per_aggregate(world.name(), &recorder.seen.lock().expect("recorder"), 6);
+    world.cleanup().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_paused_group_reads_nothing_until_resumed_and_then_everything() {
     for world in World::both().await {

@@ -29,3 +29,4 @@ pub mod token;
 pub use config::NotifyConfig;
 pub use error::reason;
 pub use server::NotifyComponent;
+pub use store::migrate;

@@ -29,6 +29,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Creates or upgrades the notifications schema (idempotent; concurrent starters
+/// wait for each other): `boxoffice migrate` runs it with every other
+/// service's, and the component runs it before it starts.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    boxoffice_runtime::postgres::migrate(pool, SCHEMA, MIGRATIONS).await
+}
+
 /// An event as the catalog last described it.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct EventRow {

@@ -11,3 +11,4 @@ mod server;
 mod store;
 
 pub use server::StatsComponent;
+pub use store::migrate;

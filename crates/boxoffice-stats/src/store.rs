@@ -21,6 +21,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
     sql: include_str!("migrations/0001_stats.sql"),
 }];
 
+/// Creates or upgrades the statistics schema (idempotent; concurrent starters
+/// wait for each other): `boxoffice migrate` runs it with every other
+/// service's, and the component runs it before it starts.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    boxoffice_runtime::postgres::migrate(pool, SCHEMA, MIGRATIONS).await
+}
+
 /// A venue section: seats `first .. first + capacity`.
 #[derive(Clone, Debug, Deserialize, PartialEq, Eq)]
 pub struct Section {

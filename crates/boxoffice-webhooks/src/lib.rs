@@ -23,6 +23,7 @@ mod store;
 pub use config::WebhooksConfig;
 pub use error::reason;
 pub use server::WebhooksComponent;
+pub use store::migrate;
 
 /// The producer name (and schema) of the events webhooks publish, for the
 /// relays of the process that runs them.

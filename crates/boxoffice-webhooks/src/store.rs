@@ -27,6 +27,13 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// Creates or upgrades the webhooks schema (idempotent; concurrent starters
+/// wait for each other): `boxoffice migrate` runs it with every other
+/// service's, and the component runs it before it starts.
+pub async fn migrate(pool: &Pool) -> anyhow::Result<()> {
+    boxoffice_runtime::postgres::migrate(pool, SCHEMA, MIGRATIONS).await
+}
+
 /// The aggregate of the events webhooks publish.
 const ENDPOINT_AGGREGATE: &str = "webhook_endpoint";
 

@@ -38,6 +38,45 @@ pub fn process_metrics() -> String {
     page
 }
 
+/// Creates or upgrades every service's schema, producers before the
+/// services that consume their streams: what `boxoffice migrate` runs
+/// before a deployment, and what [`System`] runs before it starts anything,
+/// so no consumer group starts reading an outbox whose table is not there
+/// yet. Each component still migrates its own schema when it starts alone
+/// (`serve <service>`); a schema already current is one read.
+pub async fn migrate_all(pool: &deadpool_postgres::Pool) -> anyhow::Result<()> {
+    use boxoffice_runtime::postgres::migrate;
+    migrate(
+        pool,
+        boxoffice_catalog::store::SCHEMA,
+        boxoffice_catalog::store::MIGRATIONS,
+    )
+    .await?;
+    migrate(
+        pool,
+        boxoffice_inventory::store::SCHEMA,
+        boxoffice_inventory::store::MIGRATIONS,
+    )
+    .await?;
+    migrate(
+        pool,
+        boxoffice_accounts::store::SCHEMA,
+        boxoffice_accounts::store::MIGRATIONS,
+    )
+    .await?;
+    migrate(
+        pool,
+        boxoffice_checkout::store::SCHEMA,
+        boxoffice_checkout::store::MIGRATIONS,
+    )
+    .await?;
+    boxoffice_audit::migrate(pool).await?;
+    boxoffice_webhooks::migrate(pool).await?;
+    boxoffice_stats::migrate(pool).await?;
+    boxoffice_notify::migrate(pool).await?;
+    Ok(())
+}
+
 /// When `BOXOFFICE_NATS_URL` is set, relays the outboxes of `producers`
 /// (service schemas) to NATS JetStream until shutdown; with the default
 /// transport consumers read the outboxes themselves and nothing runs.
@@ -131,6 +170,7 @@ impl System {
         shutdown: Shutdown,
     ) -> anyhow::Result<Self> {
         let pool = boxoffice_runtime::postgres::pool(&config.database_url, config.db_pool_size)?;
+        migrate_all(&pool).await?;
         let mut server = GrpcServer::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let internal_addr = server.local_addr();
         let catalog = CatalogComponent::start(config, pool.clone(), shutdown.clone()).await?;

@@ -560,30 +560,7 @@ fn admin_address() -> anyhow::Result<Option<std::net::SocketAddr>> {
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
     let pool = database(config).await?;
-    boxoffice_runtime::postgres::migrate(
-        &pool,
-        boxoffice_catalog::store::SCHEMA,
-        boxoffice_catalog::store::MIGRATIONS,
-    )
-    .await?;
-    boxoffice_runtime::postgres::migrate(
-        &pool,
-        boxoffice_inventory::store::SCHEMA,
-        boxoffice_inventory::store::MIGRATIONS,
-    )
-    .await?;
-    boxoffice_runtime::postgres::migrate(
-        &pool,
-        boxoffice_accounts::store::SCHEMA,
-        boxoffice_accounts::store::MIGRATIONS,
-    )
-    .await?;
-    boxoffice_runtime::postgres::migrate(
-        &pool,
-        boxoffice_checkout::store::SCHEMA,
-        boxoffice_checkout::store::MIGRATIONS,
-    )
-    .await?;
+    boxoffice::migrate_all(&pool).await?;
     println!("migrations applied");
     Ok(())
 }
