@@ -79,7 +79,7 @@ fn world() -> &'static World {
             .unwrap();
             let mut server = GrpcServer::bind(([127, 0, 0, 1], 0).into()).await.unwrap();
 
-            use boxoffice_catalog::search::{EventSearch, WithSearch};
+            use boxoffice_catalog::search::EventSearch;
             use boxoffice_contracts::catalog::v1::catalog_service_server::CatalogServiceServer;
             let catalog = Arc::new(boxoffice_catalog::service::Catalog::new(
                 boxoffice_catalog::store::CatalogStore::new(pool.clone()),
@@ -87,14 +87,13 @@ fn world() -> &'static World {
             ));
             let index = boxoffice_search::embedded::EmbeddedIndex::in_memory().unwrap();
             let search = Arc::new(EventSearch::new(Arc::new(index)));
-            server.add_service(WithSearch::new(
-                CatalogServiceServer::new(boxoffice_catalog::grpc::CatalogGrpc::new(catalog))
-                    .max_decoding_message_size(
-                        boxoffice_runtime::limits::CATALOG_MAX_REQUEST_BYTES,
-                    )
-                    .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
-                search,
-            ));
+            server.add_service(
+                CatalogServiceServer::new(boxoffice_catalog::grpc::CatalogGrpc::new(
+                    catalog, search,
+                ))
+                .max_decoding_message_size(boxoffice_runtime::limits::CATALOG_MAX_REQUEST_BYTES)
+                .max_encoding_message_size(MAX_ENCODING_MESSAGE_SIZE),
+            );
 
             use boxoffice_contracts::inventory::v1::inventory_service_server::InventoryServiceServer;
             use boxoffice_contracts::inventory::v1::waiting_room_service_server::WaitingRoomServiceServer;
@@ -112,15 +111,31 @@ fn world() -> &'static World {
             .await;
             let inventory = match holds {
                 Ok(Ok(holds)) => {
+                    let rooms = boxoffice_inventory::store::WaitingRoomStore::new(
+                        holds.pool().clone(),
+                        &config.key_prefix,
+                    );
+                    let tickets = boxoffice_inventory::store::TicketStore::new(pool.clone());
                     let inventory = Arc::new(boxoffice_inventory::service::Inventory::new(
-                        boxoffice_inventory::store::TicketStore::new(pool.clone()),
+                        tickets.clone(),
                         holds,
                         config,
+                    ));
+                    let room = Arc::new(boxoffice_inventory::WaitingRoom::new(
+                        inventory.clone(),
+                        tickets,
+                        rooms,
+                        inventory.config(),
+                    ));
+                    let watch_hub = Arc::new(boxoffice_inventory::WatchHub::new(
+                        inventory.clone(),
+                        inventory.config().watch_poll,
                     ));
                     let shutdown = Shutdown::new();
                     server.add_service(
                         InventoryServiceServer::new(boxoffice_inventory::grpc::InventoryGrpc::new(
                             inventory.clone(),
+                            watch_hub,
                             shutdown.clone(),
                         ))
                         .max_decoding_message_size(boxoffice_inventory::server::MAX_REQUEST_BYTES)
@@ -129,7 +144,7 @@ fn world() -> &'static World {
                     server.add_service(
                         WaitingRoomServiceServer::new(
                             boxoffice_inventory::waiting_room_grpc::WaitingRoomGrpc::new(
-                                inventory, shutdown,
+                                room, shutdown,
                             ),
                         )
                         .max_decoding_message_size(boxoffice_inventory::server::MAX_REQUEST_BYTES)
@@ -176,12 +191,18 @@ fn world() -> &'static World {
                 boxoffice_accounts::config::MissingSecret::GenerateEphemeral,
             )
             .unwrap();
+            let store = boxoffice_accounts::store::AccountsStore::new(pool);
+            let revocations = boxoffice_accounts::RevocationHub::new(store.clone(), Shutdown::new());
             let accounts = Arc::new(boxoffice_accounts::service::Accounts::new(
-                boxoffice_accounts::store::AccountsStore::new(pool),
+                store,
                 boxoffice_accounts::token::TokenIssuer::new(&tokens),
+                boxoffice_accounts::AccountsConfig::development(),
             ));
             server.add_service(
-                AccountsServiceServer::new(boxoffice_accounts::grpc::AccountsGrpc::new(accounts))
+                AccountsServiceServer::new(boxoffice_accounts::grpc::AccountsGrpc::new(
+                    accounts,
+                    revocations,
+                ))
                     .max_decoding_message_size(
                         boxoffice_runtime::limits::ACCOUNTS_MAX_REQUEST_BYTES,
                     )

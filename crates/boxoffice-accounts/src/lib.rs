@@ -21,4 +21,5 @@ mod throttle;
 pub mod token;
 
 pub use config::{AccountsConfig, TokenConfig};
+pub use revocations::RevocationHub;
 pub use server::AccountsComponent;

@@ -29,6 +29,10 @@ mod watch_hub;
 
 pub use config::InventoryConfig;
 pub use server::InventoryComponent;
+// What a caller assembling the services in-process (the fuzz targets)
+// needs beside the service itself.
+pub use waiting_room::WaitingRoom;
+pub use watch_hub::WatchHub;
 
 /// Inventory's own lines of a `/metrics` page: the hold sweeper's progress
 /// and the latency of its Redis calls (nothing of either before they run).
