@@ -109,13 +109,7 @@ pub async fn install(pool: &deadpool_postgres::Pool, producer: &str) -> anyhow::
         .await
         .context("connecting to install the outbox")?;
     let transaction = client.transaction().await?;
-    transaction
-        .execute(
-            "SELECT pg_advisory_xact_lock(hashtext('boxoffice.events.install'))",
-            &[],
-        )
-        .await
-        .context("taking the install lock")?;
+    crate::postgres::lock_schema(&transaction, producer).await?;
     transaction
         .batch_execute(&ddl)
         .await
