@@ -72,25 +72,22 @@ pub const DEFAULT_PACE: Duration = Duration::from_millis(50);
 
 pub(crate) fn default_pace() -> Duration {
     static PACE: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *PACE.get_or_init(|| {
-        std::env::var(ENV_PACE_MS)
-            .ok()
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_PACE, Duration::from_millis)
-            .min(MAX_LINGER)
-            .max(default_linger())
-    })
+    *PACE.get_or_init(|| millis_from_env(ENV_PACE_MS, DEFAULT_PACE).max(default_linger()))
 }
 
 pub(crate) fn default_linger() -> Duration {
     static LINGER: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
-    *LINGER.get_or_init(|| {
-        std::env::var(ENV_LINGER_MS)
-            .ok()
-            .and_then(|value| value.trim().parse::<u64>().ok())
-            .map_or(DEFAULT_LINGER, Duration::from_millis)
-            .min(MAX_LINGER)
-    })
+    *LINGER.get_or_init(|| millis_from_env(ENV_LINGER_MS, DEFAULT_LINGER))
+}
+
+/// Milliseconds from `variable`, at most [`MAX_LINGER`]; `default` when
+/// unset or unreadable.
+fn millis_from_env(variable: &str, default: Duration) -> Duration {
+    std::env::var(variable)
+        .ok()
+        .and_then(|value| value.trim().parse::<u64>().ok())
+        .map_or(default, Duration::from_millis)
+        .min(MAX_LINGER)
 }
 
 impl ConsumerConfig {

@@ -100,6 +100,35 @@ pub fn migration_creates_outbox(sql: &str, producer: &str) -> bool {
     created.len() >= expected.len() && created[..expected.len()] == expected[..]
 }
 
+/// Takes, until `transaction` ends, the install lock every outbox and
+/// consumer-table install shares, then the migration lock of `schema`
+/// (`boxoffice_runtime::postgres::migrate` takes it too): `CREATE SCHEMA IF
+/// NOT EXISTS` is not safe against a concurrent creation of the same
+/// schema, and a service's migration and another process's install of the
+/// same schema (notify installs the webhooks' outbox) can start together.
+/// Always in this order, and no migration takes the install lock, so they
+/// cannot deadlock.
+pub(crate) async fn lock_schema(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    schema: &str,
+) -> anyhow::Result<()> {
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('boxoffice.events.install'))",
+            &[],
+        )
+        .await
+        .context("taking the install lock")?;
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('boxoffice.migrate.' || $1::text))",
+            &[&schema],
+        )
+        .await
+        .context("taking the schema's migration lock")?;
+    Ok(())
+}
+
 /// Creates the producer's outbox tables when missing (idempotent; safe for
 /// replicas starting together).
 pub async fn install(pool: &deadpool_postgres::Pool, producer: &str) -> anyhow::Result<()> {
@@ -109,7 +138,7 @@ pub async fn install(pool: &deadpool_postgres::Pool, producer: &str) -> anyhow::
         .await
         .context("connecting to install the outbox")?;
     let transaction = client.transaction().await?;
-    crate::postgres::lock_schema(&transaction, producer).await?;
+    lock_schema(&transaction, producer).await?;
     transaction
         .batch_execute(&ddl)
         .await

@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::group::{ConsumerConfig, Raw};
 use crate::lease::Lease;
-use crate::outbox::{channel, check_identifier};
+use crate::outbox::{channel, check_identifier, lock_schema};
 
 pub fn consumer_ddl(schema: &str) -> anyhow::Result<String> {
     check_identifier(schema)?;
@@ -57,35 +57,6 @@ pub fn consumer_ddl(schema: &str) -> anyhow::Result<String> {
              PRIMARY KEY (consumer_group, event_id)
          );"
     ))
-}
-
-/// Takes, until `transaction` ends, the install lock every outbox and
-/// consumer-table install shares, then the migration lock of `schema`
-/// (`boxoffice_runtime::postgres::migrate` takes it too): `CREATE SCHEMA IF
-/// NOT EXISTS` is not safe against a concurrent creation of the same
-/// schema, and a service's migration and another process's install of the
-/// same schema (notify installs the webhooks' outbox) can start together.
-/// Always in this order, and no migration takes the install lock, so they
-/// cannot deadlock.
-pub(crate) async fn lock_schema(
-    transaction: &deadpool_postgres::Transaction<'_>,
-    schema: &str,
-) -> anyhow::Result<()> {
-    transaction
-        .execute(
-            "SELECT pg_advisory_xact_lock(hashtext('boxoffice.events.install'))",
-            &[],
-        )
-        .await
-        .context("taking the install lock")?;
-    transaction
-        .execute(
-            "SELECT pg_advisory_xact_lock(hashtext('boxoffice.migrate.' || $1::text))",
-            &[&schema],
-        )
-        .await
-        .context("taking the schema's migration lock")?;
-    Ok(())
 }
 
 /// Creates the consumer tables of `schema` when missing.
