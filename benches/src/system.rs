@@ -75,6 +75,15 @@ impl BenchSystem {
     /// `demo_data`: load the demo catalogue (minutes of start-up work) or
     /// start empty (a scenario that makes its own events).
     pub async fn start_with(demo_data: bool) -> anyhow::Result<Self> {
+        Self::start_paying_through(demo_data, &[]).await
+    }
+
+    /// As [`start_with`](Self::start_with), with checkout configured by
+    /// `checkout_vars` too (say, pointed at a payment gateway).
+    pub async fn start_paying_through(
+        demo_data: bool,
+        checkout_vars: &[(&str, String)],
+    ) -> anyhow::Result<Self> {
         let server_url = postgres_server_url();
         let database = format!("boxoffice_bench_{}", std::process::id());
         let (client, connection) = tokio_postgres::connect(&server_url, tokio_postgres::NoTls)
@@ -108,11 +117,13 @@ impl BenchSystem {
             ("BOXOFFICE_REDIS_POOL_SIZE", "8".to_owned()),
         ]))
         .map_err(|error| anyhow::anyhow!("inventory configuration: {error}"))?;
-        let checkout = CheckoutConfig::from_vars(&vars(&[(
+        let mut checkout_vars = checkout_vars.to_vec();
+        checkout_vars.push((
             "BOXOFFICE_CHECKOUT_WEBHOOK_LISTEN",
             "127.0.0.1:0".to_owned(),
-        )]))
-        .map_err(|error| anyhow::anyhow!("checkout configuration: {error}"))?;
+        ));
+        let checkout = CheckoutConfig::from_vars(&vars(&checkout_vars))
+            .map_err(|error| anyhow::anyhow!("checkout configuration: {error}"))?;
         let mut edge = EdgeConfig::defaults(SocketAddr::from(([127, 0, 0, 1], 0)));
         // Measure the gateway's work, not its protections: limits off (their
         // own tests prove them), no access log on the terminal.
@@ -352,4 +363,116 @@ pub async fn channels(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<Chan
         );
     }
     Ok(channels)
+}
+
+/// Set in the environment of a benchmark binary started again to be the
+/// payment gateway simulator (see [`PaysimProcess`]).
+pub const ENV_BENCH_ROLE: &str = "BOXOFFICE_BENCH_ROLE";
+
+/// Runs the payment gateway simulator instead of the benchmark when this
+/// binary was started as one by [`PaysimProcess::start`]; call it first
+/// thing in `main`.
+pub fn serve_paysim_if_asked() -> Option<std::process::ExitCode> {
+    (std::env::var(ENV_BENCH_ROLE).as_deref() == Ok("paysim")).then(boxoffice_paysim::main_with_env)
+}
+
+/// The webhook secret the simulator signs with and checkout checks.
+const PAYSIM_WEBHOOK_SECRET: &str = "whsec_boxoffice_benchmark_only";
+
+/// The payment gateway simulator (Stripe's and PayPal's HTTP APIs, as
+/// `boxoffice up` runs it) in a process of its own: this benchmark binary
+/// started again with [`ENV_BENCH_ROLE`], its journal in a file of its own
+/// (fsynced per write, as in `up`), killed with the handle.
+pub struct PaysimProcess {
+    child: tokio::process::Child,
+    pub url: String,
+    ledger: std::path::PathBuf,
+}
+
+impl PaysimProcess {
+    pub async fn start() -> anyhow::Result<Self> {
+        use tokio::io::AsyncBufReadExt as _;
+        let ledger = std::env::temp_dir().join(format!(
+            "boxoffice-bench-paysim-{}-{}.jsonl",
+            std::process::id(),
+            Uuid::new_v4().simple()
+        ));
+        let mut child = tokio::process::Command::new(
+            std::env::current_exe().context("finding the benchmark binary")?,
+        )
+        .env(ENV_BENCH_ROLE, "paysim")
+        .env(boxoffice_paysim::config::ENV_LISTEN, "127.0.0.1:0")
+        .env(boxoffice_paysim::config::ENV_LEDGER, &ledger)
+        .env(
+            boxoffice_paysim::config::ENV_WEBHOOK_SECRET,
+            PAYSIM_WEBHOOK_SECRET,
+        )
+        .env(
+            boxoffice_paysim::config::ENV_PARENT_PID,
+            std::process::id().to_string(),
+        )
+        .env(ENV_LOG, "warn")
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the payment simulator")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("the payment simulator has no stdout")?;
+        let mut lines = tokio::io::BufReader::new(stdout).lines();
+        let url = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+            while let Some(line) = lines.next_line().await? {
+                if let Some(url) = line.strip_prefix(boxoffice_paysim::LISTENING_ON) {
+                    return Ok(url.trim().to_owned());
+                }
+            }
+            anyhow::bail!("the payment simulator stopped before listening")
+        })
+        .await
+        .context("the payment simulator did not start within 20 s")??;
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Ok(Self { child, url, ledger })
+    }
+
+    /// Checkout's configuration for paying by card through this simulator.
+    pub fn card_gateway_vars(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (
+                boxoffice_checkout::config::ENV_PAYMENTS_URL,
+                self.url.clone(),
+            ),
+            (
+                boxoffice_checkout::config::ENV_PAYMENTS_KEY,
+                boxoffice_paysim::config::DEV_API_KEY.to_owned(),
+            ),
+            (
+                boxoffice_checkout::config::ENV_WEBHOOK_SECRET,
+                PAYSIM_WEBHOOK_SECRET.to_owned(),
+            ),
+        ]
+    }
+
+    /// Card payments the simulator's journal holds as captured (each
+    /// journal line carries an intent's whole state; the last one counts).
+    pub fn captured(&self) -> anyhow::Result<usize> {
+        let journal = std::fs::read_to_string(&self.ledger).context("reading the journal")?;
+        let mut status: std::collections::HashMap<String, String> = Default::default();
+        for line in journal.lines() {
+            let entry: serde_json::Value =
+                serde_json::from_str(line).context("reading a journal line")?;
+            if let (Some(id), Some(state)) = (
+                entry.pointer("/intent/id").and_then(|id| id.as_str()),
+                entry.pointer("/intent/status").and_then(|s| s.as_str()),
+            ) {
+                status.insert(id.to_owned(), state.to_owned());
+            }
+        }
+        Ok(status.values().filter(|s| *s == "succeeded").count())
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+        let _ = std::fs::remove_file(&self.ledger);
+    }
 }

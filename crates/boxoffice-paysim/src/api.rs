@@ -49,7 +49,6 @@ type Reply = Response<Full<Bytes>>;
 
 struct State {
     ledger: Ledger,
-    journal: Journal,
 }
 
 struct Inner {
@@ -57,6 +56,8 @@ struct Inner {
     /// One writer at a time: a change is journaled (and fsynced) before it
     /// is applied and answered, in the order it was made.
     state: Mutex<State>,
+    /// Where changes go, in the order they are applied (under `state`).
+    journal: Journal,
     deliveries: mpsc::UnboundedSender<Delivery>,
     /// `http://{bound address}`, for the authentication pages' URLs.
     base_url: String,
@@ -95,7 +96,8 @@ impl Paysim {
             listener,
             inner: Arc::new(Inner {
                 config,
-                state: Mutex::new(State { ledger, journal }),
+                state: Mutex::new(State { ledger }),
+                journal,
                 deliveries,
                 base_url: format!("http://{local}"),
                 paypal_key,
@@ -380,6 +382,14 @@ impl Form {
     }
 }
 
+/// The answer when the journal cannot take a change: the client retries.
+fn try_again() -> (StatusCode, Value) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        json!({"error": {"type": "api_error", "message": "try again"}}),
+    )
+}
+
 /// What a change produced: its answer, what to journal, what to announce.
 struct Change {
     status: StatusCode,
@@ -473,19 +483,20 @@ impl Inner {
             (&Method::GET, ["v1", "payment_intents", "search"]) => self.search(&form).await,
             (&Method::GET, ["v1", "payment_intents"]) => self.list(&form).await,
             (&Method::GET, ["v1", "payment_intents", id]) => self.retrieve(id, &form).await,
-            (&Method::GET, ["v1", "webhook_endpoints"]) => {
-                let state = self.state.lock().await;
-                let data: Vec<Value> = state
-                    .ledger
-                    .endpoints
-                    .iter()
-                    .map(|endpoint| self.endpoint_json(endpoint))
-                    .collect();
-                (
-                    StatusCode::OK,
-                    json!({"object": "list", "data": data, "has_more": false}),
-                )
-            }
+            (&Method::GET, ["v1", "webhook_endpoints"]) => self
+                .read(|ledger| {
+                    let data: Vec<Value> = ledger
+                        .endpoints
+                        .iter()
+                        .map(|endpoint| self.endpoint_json(endpoint))
+                        .collect();
+                    (
+                        StatusCode::OK,
+                        json!({"object": "list", "data": data, "has_more": false}),
+                    )
+                })
+                .await
+                .unwrap_or_else(try_again),
             (&Method::POST, _) => {
                 let fingerprint = form.fingerprint(&method, &path);
                 let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
@@ -592,17 +603,21 @@ impl Inner {
         segments: &[&str],
         query: &[(String, String)],
     ) -> (StatusCode, Value) {
-        let state = self.state.lock().await;
-        let ledger = &state.ledger;
-        let base = &self.base_url;
-        match segments {
-            ["v2", "checkout", "orders", id] => paypal::get_order(ledger, id, base),
-            ["v2", "payments", "authorizations", id] => paypal::get_authorization(ledger, id, base),
-            ["v2", "payments", "captures", id] => paypal::get_capture(ledger, id, base),
-            ["v1", "reporting", "transactions"] => paypal::transactions(ledger, query),
-            ["v1", "notifications", "webhooks"] => paypal::list_webhooks(ledger),
-            _ => paypal::unknown_route(),
-        }
+        self.read(|ledger| {
+            let base = &self.base_url;
+            match segments {
+                ["v2", "checkout", "orders", id] => paypal::get_order(ledger, id, base),
+                ["v2", "payments", "authorizations", id] => {
+                    paypal::get_authorization(ledger, id, base)
+                }
+                ["v2", "payments", "captures", id] => paypal::get_capture(ledger, id, base),
+                ["v1", "reporting", "transactions"] => paypal::transactions(ledger, query),
+                ["v1", "notifications", "webhooks"] => paypal::list_webhooks(ledger),
+                _ => paypal::unknown_route(),
+            }
+        })
+        .await
+        .unwrap_or_else(try_again)
     }
 
     async fn paypal_write(
@@ -614,8 +629,10 @@ impl Inner {
     ) -> (StatusCode, Value) {
         let base = self.base_url.clone();
         if segments == ["v1", "notifications", "verify-webhook-signature"] {
-            let state = self.state.lock().await;
-            return paypal::verify_webhook_signature(&state.ledger, &self.paypal_key, request);
+            return self
+                .read(|ledger| paypal::verify_webhook_signature(ledger, &self.paypal_key, request))
+                .await
+                .unwrap_or_else(try_again);
         }
         let fingerprint = format!("POST {path}\n{request}");
         let segments: Vec<String> = segments.iter().map(|s| (*s).to_owned()).collect();
@@ -653,11 +670,15 @@ impl Inner {
     /// to the order's return or cancel URL, when it has one).
     async fn paypal_approval(&self, method: &Method, token: &str, body: &[u8]) -> Reply {
         if *method == Method::GET {
-            let state = self.state.lock().await;
-            return match state.ledger.orders.get(token) {
-                Some(order) => html_reply(StatusCode::OK, paypal::approval_page(order)),
-                None => html_reply(StatusCode::NOT_FOUND, "no such order".into()),
-            };
+            return self
+                .read(|ledger| match ledger.orders.get(token) {
+                    Some(order) => html_reply(StatusCode::OK, paypal::approval_page(order)),
+                    None => html_reply(StatusCode::NOT_FOUND, "no such order".into()),
+                })
+                .await
+                .unwrap_or_else(|| {
+                    html_reply(StatusCode::INTERNAL_SERVER_ERROR, "try again".into())
+                });
         }
         if *method != Method::POST {
             return html_reply(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST".into());
@@ -704,10 +725,13 @@ impl Inner {
         })
     }
 
-    /// Runs one change under the writer lock: replays a kept answer for a
-    /// known idempotency key, refuses the key with other parameters, or
-    /// journals the change (fsynced), applies it, announces its events and
-    /// answers.
+    /// Runs one change under the ledger's lock: replays a kept answer for
+    /// a known idempotency key, refuses the key with other parameters, or
+    /// hands the change to the journal and applies it, so the next change
+    /// sees it. The lock is let go before the change is on disk; the answer
+    /// and the change's webhooks wait for that (group commit: changes made
+    /// meanwhile share the flush). An answer never shows a change that is
+    /// not on disk, a replayed one included.
     async fn mutate(
         &self,
         idempotency_key: Option<String>,
@@ -723,10 +747,13 @@ impl Inner {
                 return key_reused();
             }
             let body = serde_json::from_str(&saved.body).unwrap_or(Value::Null);
-            return (
-                StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK),
-                body,
-            );
+            let status = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
+            let seen = self.journal.appended();
+            drop(state);
+            return match self.on_disk(seen).await {
+                Ok(()) => (status, body),
+                Err(failed) => failed,
+            };
         }
         let Change {
             status,
@@ -744,24 +771,51 @@ impl Inner {
             });
         }
         if !entry.is_empty() {
-            if let Err(error) = state.journal.append(&entry).await {
-                tracing::error!(error = format!("{error:#}"), path = %state.journal.path().display(), "journal write failed");
-                return (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    json!({"error": {"type": "api_error", "message": "try again"}}),
-                );
+            if let Err(error) = self.journal.enqueue(&entry) {
+                tracing::error!(error = format!("{error:#}"), "journal entry refused");
+                return try_again();
             }
             state.ledger.apply(entry);
         }
-        for event in events {
-            self.announce(&state.ledger, event);
+        let deliveries: Vec<Delivery> = events
+            .into_iter()
+            .flat_map(|event| Self::deliveries_of(&state.ledger, event))
+            .collect();
+        let seen = self.journal.appended();
+        drop(state);
+        if let Err(failed) = self.on_disk(seen).await {
+            return failed;
+        }
+        for delivery in deliveries {
+            let _ = self.deliveries.send(delivery);
         }
         (status, body)
     }
 
-    /// Queues an event for every endpoint subscribed to its type (PayPal's
-    /// events, which have an `event_type`, for PayPal's webhooks).
-    fn announce(&self, ledger: &Ledger, event: Value) {
+    /// Waits until journal line `line` is on disk; the answer to give when
+    /// it never will be.
+    async fn on_disk(&self, line: u64) -> Result<(), (StatusCode, Value)> {
+        self.journal.wait_durable(line).await.map_err(|error| {
+            tracing::error!(error = format!("{error:#}"), path = %self.journal.path().display(), "journal write failed");
+            try_again()
+        })
+    }
+
+    /// Runs `read` on the ledger and answers what it made once every change
+    /// it could have seen is on disk (so no answer shows a change a crash
+    /// could still take back); `None` when that will never be.
+    async fn read<T>(&self, read: impl FnOnce(&Ledger) -> T) -> Option<T> {
+        let (answer, seen) = {
+            let state = self.state.lock().await;
+            (read(&state.ledger), self.journal.appended())
+        };
+        self.on_disk(seen).await.ok().map(|()| answer)
+    }
+
+    /// The deliveries of an event to every endpoint subscribed to its type
+    /// (PayPal's events, which have an `event_type`, to PayPal's webhooks).
+    fn deliveries_of(ledger: &Ledger, event: Value) -> Vec<Delivery> {
+        let mut deliveries = Vec::new();
         let event_id = event["id"].as_str().unwrap_or_default().to_owned();
         let body = event.to_string().into_bytes();
         if let Some(kind) = event["event_type"].as_str() {
@@ -771,7 +825,7 @@ impl Inner {
                     .iter()
                     .any(|enabled| enabled == "*" || enabled == kind)
                 {
-                    let _ = self.deliveries.send(Delivery {
+                    deliveries.push(Delivery {
                         url: webhook.url.clone(),
                         body: body.clone(),
                         event_id: event_id.clone(),
@@ -779,7 +833,7 @@ impl Inner {
                     });
                 }
             }
-            return;
+            return deliveries;
         }
         let kind = event["type"].as_str().unwrap_or_default();
         for endpoint in &ledger.endpoints {
@@ -788,7 +842,7 @@ impl Inner {
                 .iter()
                 .any(|enabled| enabled == "*" || enabled == kind)
             {
-                let _ = self.deliveries.send(Delivery {
+                deliveries.push(Delivery {
                     url: endpoint.url.clone(),
                     body: body.clone(),
                     event_id: event_id.clone(),
@@ -796,6 +850,7 @@ impl Inner {
                 });
             }
         }
+        deliveries
     }
 
     fn create(&self, ledger: &Ledger, form: &Form) -> Change {
@@ -941,38 +996,41 @@ impl Inner {
     }
 
     async fn retrieve(&self, id: &str, form: &Form) -> (StatusCode, Value) {
-        let state = self.state.lock().await;
-        match state.ledger.intents.get(id) {
+        self.read(|ledger| match ledger.intents.get(id) {
             Some(intent) => (
                 StatusCode::OK,
                 intent_json(intent, form.expands("latest_charge")),
             ),
             None => missing(id),
-        }
+        })
+        .await
+        .unwrap_or_else(try_again)
     }
 
     /// Newest first, `limit` (≤ 100) at a time from `starting_after`.
     async fn list(&self, form: &Form) -> (StatusCode, Value) {
-        let state = self.state.lock().await;
-        let ledger = &state.ledger;
-        let limit = page_size(form);
-        let newest_first = ledger.order.iter().rev();
-        let mut ids: Vec<&String> = match form.get("starting_after") {
-            Some(after) => newest_first.skip_while(|id| *id != after).skip(1).collect(),
-            None => newest_first.collect(),
-        };
-        let has_more = ids.len() > limit;
-        ids.truncate(limit);
-        let expand = form.expands("data.latest_charge");
-        let data: Vec<Value> = ids
-            .into_iter()
-            .filter_map(|id| ledger.intents.get(id))
-            .map(|intent| intent_json(intent, expand))
-            .collect();
-        (
-            StatusCode::OK,
-            json!({"object": "list", "url": "/v1/payment_intents", "data": data, "has_more": has_more}),
-        )
+        self.read(|ledger| {
+            let limit = page_size(form);
+            let newest_first = ledger.order.iter().rev();
+            let mut ids: Vec<&String> = match form.get("starting_after") {
+                Some(after) => newest_first.skip_while(|id| *id != after).skip(1).collect(),
+                None => newest_first.collect(),
+            };
+            let has_more = ids.len() > limit;
+            ids.truncate(limit);
+            let expand = form.expands("data.latest_charge");
+            let data: Vec<Value> = ids
+                .into_iter()
+                .filter_map(|id| ledger.intents.get(id))
+                .map(|intent| intent_json(intent, expand))
+                .collect();
+            (
+                StatusCode::OK,
+                json!({"object": "list", "url": "/v1/payment_intents", "data": data, "has_more": has_more}),
+            )
+        })
+        .await
+        .unwrap_or_else(try_again)
     }
 
     /// `query=metadata['k']:'v' AND status:'succeeded'`, newest first, a
@@ -981,64 +1039,66 @@ impl Inner {
         let Some(clauses) = form.get("query").and_then(parse_query) else {
             return invalid("query: clauses like metadata['key']:'value' joined by AND");
         };
-        let state = self.state.lock().await;
-        let ledger = &state.ledger;
-        let mut candidates: Option<Vec<&String>> = None;
-        for (field, value) in &clauses {
-            if let Some(key) = field.strip_prefix("metadata:") {
-                let ids: Vec<&String> = ledger
-                    .by_metadata
-                    .get(&crate::ledger::metadata_index_key(key, value))
-                    .map(|ids| ids.iter().collect())
-                    .unwrap_or_default();
-                candidates = Some(match candidates {
-                    None => ids,
-                    Some(known) => known.into_iter().filter(|id| ids.contains(id)).collect(),
-                });
+        self.read(|ledger| {
+            let mut candidates: Option<Vec<&String>> = None;
+            for (field, value) in &clauses {
+                if let Some(key) = field.strip_prefix("metadata:") {
+                    let ids: Vec<&String> = ledger
+                        .by_metadata
+                        .get(&crate::ledger::metadata_index_key(key, value))
+                        .map(|ids| ids.iter().collect())
+                        .unwrap_or_default();
+                    candidates = Some(match candidates {
+                        None => ids,
+                        Some(known) => known.into_iter().filter(|id| ids.contains(id)).collect(),
+                    });
+                }
             }
-        }
-        let candidates = candidates.unwrap_or_else(|| ledger.order.iter().collect());
-        let matching: Vec<&Intent> = candidates
-            .into_iter()
-            .rev()
-            .filter_map(|id| ledger.intents.get(id))
-            .filter(|intent| {
-                clauses.iter().all(|(field, value)| match field.as_str() {
-                    "status" => intent.status == *value,
-                    "currency" => intent.currency == *value,
-                    _ => true,
+            let candidates = candidates.unwrap_or_else(|| ledger.order.iter().collect());
+            let matching: Vec<&Intent> = candidates
+                .into_iter()
+                .rev()
+                .filter_map(|id| ledger.intents.get(id))
+                .filter(|intent| {
+                    clauses.iter().all(|(field, value)| match field.as_str() {
+                        "status" => intent.status == *value,
+                        "currency" => intent.currency == *value,
+                        _ => true,
+                    })
                 })
-            })
-            .collect();
-        let start: usize = form.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
-        let limit = page_size(form);
-        let expand = form.expands("data.latest_charge");
-        let data: Vec<Value> = matching
-            .iter()
-            .skip(start)
-            .take(limit)
-            .map(|intent| intent_json(intent, expand))
-            .collect();
-        let has_more = matching.len() > start + limit;
-        (
-            StatusCode::OK,
-            json!({
-                "object": "search_result",
-                "url": "/v1/payment_intents/search",
-                "data": data,
-                "has_more": has_more,
-                "next_page": if has_more { Value::String((start + limit).to_string()) } else { Value::Null },
-                "total_count": matching.len(),
-            }),
-        )
+                .collect();
+            let start: usize = form.get("page").and_then(|p| p.parse().ok()).unwrap_or(0);
+            let limit = page_size(form);
+            let expand = form.expands("data.latest_charge");
+            let data: Vec<Value> = matching
+                .iter()
+                .skip(start)
+                .take(limit)
+                .map(|intent| intent_json(intent, expand))
+                .collect();
+            let has_more = matching.len() > start + limit;
+            (
+                StatusCode::OK,
+                json!({
+                    "object": "search_result",
+                    "url": "/v1/payment_intents/search",
+                    "data": data,
+                    "has_more": has_more,
+                    "next_page": if has_more { Value::String((start + limit).to_string()) } else { Value::Null },
+                    "total_count": matching.len(),
+                }),
+            )
+        })
+        .await
+        .unwrap_or_else(try_again)
     }
 
     /// The page a buyer's browser is sent to for 3-D Secure: GET shows it,
     /// POST `outcome=approve|fail` answers it.
     async fn authenticate(&self, method: &Method, id: &str, body: &[u8]) -> Reply {
         if *method == Method::GET {
-            let state = self.state.lock().await;
-            return match state.ledger.intents.get(id) {
+            return self
+                .read(|ledger| match ledger.intents.get(id) {
                 Some(intent) => html_reply(
                     StatusCode::OK,
                     format!(
@@ -1052,7 +1112,9 @@ impl Inner {
                     ),
                 ),
                 None => html_reply(StatusCode::NOT_FOUND, "no such payment".into()),
-            };
+            })
+            .await
+            .unwrap_or_else(|| html_reply(StatusCode::INTERNAL_SERVER_ERROR, "try again".into()));
         }
         if *method != Method::POST {
             return html_reply(StatusCode::METHOD_NOT_ALLOWED, "use GET or POST".into());

@@ -286,6 +286,95 @@ async fn the_gateway_killed_with_sigkill_keeps_its_ledger() {
     assert_eq!(gateway.payments().await.len(), 4);
 }
 
+/// The gateway group-commits its journal: concurrent requests share one
+/// flush and are answered once it is on disk. Killed with SIGKILL while
+/// 64 authorizations and captures are in flight, a restarted gateway has
+/// every one that was answered, in the state it was answered with.
+#[tokio::test]
+async fn answers_given_while_requests_share_a_flush_survive_sigkill() {
+    let mut paysim = PaysimProcess::start().await;
+    let provider = Arc::new(paysim.client());
+    let answered = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let (first_answers, mut enough) = tokio::sync::mpsc::channel::<()>(64);
+    let mut payers = tokio::task::JoinSet::new();
+    for payer in 0..64 {
+        let (provider, answered, first_answers) =
+            (provider.clone(), answered.clone(), first_answers.clone());
+        payers.spawn(async move {
+            for n in 0.. {
+                let key = format!("group-{payer}-{n}");
+                let Ok(boxoffice_checkout::payment::AuthorizeOutcome::Authorized { provider_ref }) =
+                    provider
+                        .authorize(boxoffice_checkout::payment::AuthorizeRequest {
+                            idempotency_key: key.clone(),
+                            reference: uuid::Uuid::new_v4().to_string(),
+                            client_key: key.clone(),
+                            amount_minor: 1_000,
+                            currency_code: "EUR".into(),
+                            payment_method: "tok_visa".into(),
+                        })
+                        .await
+                else {
+                    return;
+                };
+                answered
+                    .lock()
+                    .unwrap()
+                    .push((key.clone(), ProviderStatus::Authorized));
+                if provider
+                    .capture(&provider_ref, &format!("{key}-capture"))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                answered
+                    .lock()
+                    .unwrap()
+                    .push((key, ProviderStatus::Captured));
+                let _ = first_answers.try_send(());
+            }
+        });
+    }
+    drop(first_answers);
+    // Kill it with requests in flight, once a few hundred were answered.
+    for _ in 0..200 {
+        enough
+            .recv()
+            .await
+            .expect("payments go through before the kill");
+    }
+    paysim.kill9().await;
+    while payers.join_next().await.is_some() {}
+    let answered = answered.lock().unwrap().clone();
+    assert!(answered.len() >= 400, "{} answers", answered.len());
+
+    paysim.restart().await;
+    let provider = paysim.client();
+    let mut latest = std::collections::HashMap::new();
+    for (key, status) in answered {
+        // Captured is answered after authorized, so it is the later state.
+        let kept = latest.entry(key).or_insert(status);
+        if status == ProviderStatus::Captured {
+            *kept = status;
+        }
+    }
+    for (key, status) in latest {
+        let found = provider
+            .lookup(&key)
+            .await
+            .expect("asking the restarted gateway")
+            .unwrap_or_else(|| panic!("{key} was answered but is gone after SIGKILL"));
+        assert!(
+            found.status == status
+                || (status == ProviderStatus::Authorized
+                    && found.status == ProviderStatus::Captured),
+            "{key}: answered {status:?}, kept {:?}",
+            found.status
+        );
+    }
+}
+
 /// Checkout dies after each step of a payment; a new process (its own
 /// gateway client, nothing in memory) settles every booking from what the
 /// gateway and inventory say, once the holds have run out: sold and paid
