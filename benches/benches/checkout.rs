@@ -18,9 +18,12 @@
 //! `BOXOFFICE_BENCH_PGBENCH_SECS` (default 10), and
 //! `BOXOFFICE_BENCH_PAYMENTS` (comma-separated payment paths, each on a
 //! system of its own, all in the one run and against the same pgbench:
-//! `in-process`, the simulated provider inside checkout, and `card`, the
-//! card gateway over Stripe's HTTP API to the simulator running as its own
-//! process with its fsynced journal, as `boxoffice up` pays; default both),
+//! `in-process`, the simulated provider inside checkout; `card`, the card
+//! gateway over Stripe's HTTP API to the simulator running as its own
+//! process with its fsynced journal, as `boxoffice up` pays; `paypal`,
+//! PayPal's HTTP API on the same simulator, where one payment is
+//! ConfirmBooking, the buyer's approval on PayPal's page and ConfirmBooking
+//! again; default all three),
 //! `BOXOFFICE_BENCH_GROUPS_OFF` (comma-separated consumer groups paused
 //! while confirmations are measured, e.g. `stats,webhooks`, or `all`: what
 //! the groups cost beside the confirmations; they catch up before the next
@@ -94,6 +97,9 @@ enum PaymentPath {
     /// The card gateway: Stripe's HTTP API, served by the simulator in a
     /// process of its own.
     Card,
+    /// PayPal's HTTP API on the same simulator: ConfirmBooking, the
+    /// buyer's approval on PayPal's page, ConfirmBooking again.
+    Paypal,
 }
 
 impl PaymentPath {
@@ -101,21 +107,23 @@ impl PaymentPath {
         match self {
             Self::InProcess => "in-process provider",
             Self::Card => "card gateway over HTTP",
+            Self::Paypal => "PayPal over HTTP (with the buyer's approval)",
         }
     }
 }
 
 fn payment_paths() -> anyhow::Result<Vec<PaymentPath>> {
-    let raw =
-        std::env::var("BOXOFFICE_BENCH_PAYMENTS").unwrap_or_else(|_| "in-process,card".to_owned());
+    let raw = std::env::var("BOXOFFICE_BENCH_PAYMENTS")
+        .unwrap_or_else(|_| "in-process,card,paypal".to_owned());
     raw.split(',')
         .map(str::trim)
         .filter(|path| !path.is_empty())
         .map(|path| match path {
             "in-process" => Ok(PaymentPath::InProcess),
             "card" => Ok(PaymentPath::Card),
+            "paypal" => Ok(PaymentPath::Paypal),
             other => anyhow::bail!(
-                "BOXOFFICE_BENCH_PAYMENTS: {other:?} is not a payment path (in-process, card)"
+                "BOXOFFICE_BENCH_PAYMENTS: {other:?} is not a payment path (in-process, card, paypal)"
             ),
         })
         .collect()
@@ -321,20 +329,83 @@ async fn prepare_bookings(
 
 fn confirm_request(
     route: &Route,
+    path: PaymentPath,
     user: usize,
     name: String,
+    key: String,
 ) -> tonic::Request<pb::ConfirmBookingRequest> {
+    let payment_method = match path {
+        PaymentPath::InProcess | PaymentPath::Card => pb::PaymentMethod {
+            token: "tok_visa".into(),
+            ..Default::default()
+        },
+        PaymentPath::Paypal => pb::PaymentMethod {
+            token: String::new(),
+            r#type: pb::PaymentMethodType::Paypal as i32,
+        },
+    };
     route.request(
         user,
         pb::ConfirmBookingRequest {
             name,
-            payment_method: Some(pb::PaymentMethod {
-                token: "tok_visa".into(),
-                ..Default::default()
-            }),
-            idempotency_key: Uuid::new_v4().to_string(),
+            payment_method: Some(payment_method),
+            idempotency_key: key,
         },
     )
+}
+
+/// Pays for one booking the way its path does: one ConfirmBooking, or for
+/// PayPal ConfirmBooking, the buyer's approval on the page it names (what
+/// the buyer's browser posts), and ConfirmBooking again with the same key.
+async fn pay(
+    client: &mut CheckoutServiceClient<Channel>,
+    http: &reqwest::Client,
+    route: &Route,
+    path: PaymentPath,
+    user: usize,
+    name: String,
+) -> Result<(), tonic::Code> {
+    let key = Uuid::new_v4().to_string();
+    let answer = client
+        .confirm_booking(confirm_request(
+            route,
+            path,
+            user,
+            name.clone(),
+            key.clone(),
+        ))
+        .await
+        .map_err(|status| status.code())?
+        .into_inner();
+    if path != PaymentPath::Paypal {
+        return Ok(());
+    }
+    let Some(action) = answer.payment_action else {
+        return Err(tonic::Code::FailedPrecondition);
+    };
+    let approved = http
+        .post(&action.url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body("outcome=approve")
+        .send()
+        .await
+        .map_err(|_| tonic::Code::Unavailable)?;
+    if !(approved.status().is_success() || approved.status().is_redirection()) {
+        return Err(tonic::Code::Aborted);
+    }
+    let paid = client
+        .confirm_booking(confirm_request(route, path, user, name, key))
+        .await
+        .map_err(|status| status.code())?
+        .into_inner();
+    if paid.state == pb::BookingState::Confirmed as i32 {
+        Ok(())
+    } else {
+        Err(tonic::Code::FailedPrecondition)
+    }
 }
 
 fn main() -> std::process::ExitCode {
@@ -413,11 +484,11 @@ async fn bench() -> anyhow::Result<()> {
     for (place, &path) in paths.iter().enumerate() {
         let paysim = match path {
             PaymentPath::InProcess => None,
-            PaymentPath::Card => Some(PaysimProcess::start().await?),
+            PaymentPath::Card | PaymentPath::Paypal => Some(PaysimProcess::start().await?),
         };
         let checkout_vars = paysim
             .as_ref()
-            .map(PaysimProcess::card_gateway_vars)
+            .map(PaysimProcess::gateway_vars)
             .unwrap_or_default();
         let bench = BenchSystem::start_paying_through(true, &checkout_vars).await?;
         eprintln!(
@@ -497,6 +568,12 @@ async fn run(
     groups_off: &[String],
 ) -> anyhow::Result<Vec<Measured>> {
     let edge = channels(bench.system.edge_addr, 4).await?;
+    // The buyers' browsers at PayPal's approval page.
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_max_idle_per_host(256)
+        .build()
+        .context("an HTTP client for PayPal's page")?;
     let users: Vec<Uuid> = (0..USERS).map(|_| Uuid::new_v4()).collect();
     let tokens: Vec<String> = users
         .iter()
@@ -546,7 +623,8 @@ async fn run(
         let next = Arc::new(AtomicUsize::new(0));
         let mut warmers = tokio::task::JoinSet::new();
         for worker in 0..concurrency {
-            let (warm, next, route) = (warm.clone(), next.clone(), route.clone());
+            let (warm, next, route, http) =
+                (warm.clone(), next.clone(), route.clone(), http.clone());
             let mut client = CheckoutServiceClient::new(targets[worker % targets.len()].clone());
             warmers.spawn(async move {
                 loop {
@@ -554,9 +632,7 @@ async fn run(
                     let Some((user, name)) = warm.get(n).cloned() else {
                         return;
                     };
-                    let _ = client
-                        .confirm_booking(confirm_request(&route, user, name))
-                        .await;
+                    let _ = pay(&mut client, &http, &route, path, user, name).await;
                 }
             });
         }
@@ -581,7 +657,7 @@ async fn run(
             duration: Duration::from_secs(300),
             max_requests: Some(per_level as u64),
         };
-        let route_for_run = route.clone();
+        let (route_for_run, http_for_run) = (route.clone(), http.clone());
         let statements = if profile_statements {
             Some(StatementProfile::start(&bench.system.pool).await?)
         } else {
@@ -594,16 +670,12 @@ async fn run(
         let recording = load::run(&spec, move |n| {
             let booking = queue.get(n as usize).cloned();
             let mut client = clients[n as usize % clients.len()].clone();
-            let route = route_for_run.clone();
+            let (route, http) = (route_for_run.clone(), http_for_run.clone());
             async move {
                 let Some((user, name)) = booking else {
                     return Outcome::Err(tonic::Code::ResourceExhausted);
                 };
-                client
-                    .confirm_booking(confirm_request(&route, user, name))
-                    .await
-                    .map(|_| ())
-                    .map_err(|status| status.code())
+                pay(&mut client, &http, &route, path, user, name).await
             }
         })
         .await;
@@ -695,6 +767,7 @@ fn report(
             match path {
                 PaymentPath::InProcess => format!("ConfirmBooking, {concurrency} in flight"),
                 PaymentPath::Card => format!("  card gateway, {concurrency} in flight"),
+                PaymentPath::Paypal => format!("  PayPal + approval, {concurrency} in flight"),
             },
             summary.requests_per_sec,
             summary.p50_ms,
@@ -721,7 +794,11 @@ fn report(
             cpu_cell(run.cpu_ms_per_op)
         );
     }
-    for path in [PaymentPath::InProcess, PaymentPath::Card] {
+    for path in [
+        PaymentPath::InProcess,
+        PaymentPath::Card,
+        PaymentPath::Paypal,
+    ] {
         let rows: Vec<&Measured> = results.iter().filter(|row| row.path == path).collect();
         if rows.is_empty() {
             continue;
@@ -730,7 +807,7 @@ fn report(
         // step (issue 19: ≥ 0.4x).
         let target = match path {
             PaymentPath::InProcess => 0.5,
-            PaymentPath::Card => 0.4,
+            PaymentPath::Card | PaymentPath::Paypal => 0.4,
         };
         println!("  {}:", path.label());
         // CPU per operation drifts less than throughput on a shared
@@ -776,8 +853,11 @@ fn report(
             None => println!("    no level kept p99 within 25 ms"),
         }
     }
-    // What the gateway's hop costs, level by level.
-    for card in results.iter().filter(|row| row.path == PaymentPath::Card) {
+    // What each gateway's hop costs, level by level.
+    for card in results
+        .iter()
+        .filter(|row| matches!(row.path, PaymentPath::Card | PaymentPath::Paypal))
+    {
         let Some(local) = results
             .iter()
             .find(|row| row.path == PaymentPath::InProcess && row.concurrency == card.concurrency)
@@ -785,7 +865,8 @@ fn report(
             continue;
         };
         println!(
-            "  the card gateway's hop at {} in flight: {:.2}x the in-process throughput, p50 +{:.1} ms, {}",
+            "  the {}'s hop at {} in flight: {:.2}x the in-process throughput, p50 +{:.1} ms, {}",
+            card.path.label(),
             card.concurrency,
             card.summary.requests_per_sec / local.summary.requests_per_sec,
             card.summary.p50_ms - local.summary.p50_ms,

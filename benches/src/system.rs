@@ -453,22 +453,36 @@ impl PaysimProcess {
         ]
     }
 
-    /// Card payments the simulator's journal holds as captured (each
-    /// journal line carries an intent's whole state; the last one counts).
+    /// Checkout's configuration for paying by card and with PayPal
+    /// through this simulator.
+    pub fn gateway_vars(&self) -> Vec<(&'static str, String)> {
+        let mut vars = self.card_gateway_vars();
+        vars.push((boxoffice_checkout::config::ENV_PAYPAL_URL, self.url.clone()));
+        vars
+    }
+
+    /// Payments the simulator's journal holds as captured: card intents
+    /// that succeeded and PayPal orders whose authorization was captured
+    /// (each journal line carries an intent's or order's whole state; the
+    /// last one counts).
     pub fn captured(&self) -> anyhow::Result<usize> {
         let journal = std::fs::read_to_string(&self.ledger).context("reading the journal")?;
-        let mut status: std::collections::HashMap<String, String> = Default::default();
+        let mut captured: std::collections::HashMap<String, bool> = Default::default();
         for line in journal.lines() {
             let entry: serde_json::Value =
                 serde_json::from_str(line).context("reading a journal line")?;
-            if let (Some(id), Some(state)) = (
-                entry.pointer("/intent/id").and_then(|id| id.as_str()),
-                entry.pointer("/intent/status").and_then(|s| s.as_str()),
-            ) {
-                status.insert(id.to_owned(), state.to_owned());
+            if let Some(id) = entry.pointer("/intent/id").and_then(|id| id.as_str()) {
+                let status = entry.pointer("/intent/status").and_then(|s| s.as_str());
+                captured.insert(format!("pi {id}"), status == Some("succeeded"));
+            }
+            if let Some(id) = entry.pointer("/order/id").and_then(|id| id.as_str()) {
+                let capture = entry
+                    .pointer("/order/authorization/capture/status")
+                    .and_then(|s| s.as_str());
+                captured.insert(format!("order {id}"), capture == Some("COMPLETED"));
             }
         }
-        Ok(status.values().filter(|s| *s == "succeeded").count())
+        Ok(captured.values().filter(|captured| **captured).count())
     }
 
     pub async fn stop(mut self) {
