@@ -743,11 +743,16 @@ impl Inner {
         if let Some(key) = &idempotency_key
             && let Some(saved) = state.ledger.saved.get(key)
         {
-            if saved.fingerprint != fingerprint {
-                return key_reused();
-            }
-            let body = serde_json::from_str(&saved.body).unwrap_or(Value::Null);
-            let status = StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK);
+            // Either answer tells of the kept one, which may still be on
+            // its way to disk.
+            let (status, body) = if saved.fingerprint != fingerprint {
+                key_reused()
+            } else {
+                (
+                    StatusCode::from_u16(saved.status).unwrap_or(StatusCode::OK),
+                    serde_json::from_str(&saved.body).unwrap_or(Value::Null),
+                )
+            };
             let seen = self.journal.appended();
             drop(state);
             return match self.on_disk(seen).await {
