@@ -391,47 +391,28 @@ pub struct PaysimProcess {
 
 impl PaysimProcess {
     pub async fn start() -> anyhow::Result<Self> {
-        use tokio::io::AsyncBufReadExt as _;
         let ledger = std::env::temp_dir().join(format!(
             "boxoffice-bench-paysim-{}-{}.jsonl",
             std::process::id(),
             Uuid::new_v4().simple()
         ));
-        let mut child = tokio::process::Command::new(
+        let mut command = tokio::process::Command::new(
             std::env::current_exe().context("finding the benchmark binary")?,
-        )
-        .env(ENV_BENCH_ROLE, "paysim")
-        .env(boxoffice_paysim::config::ENV_LISTEN, "127.0.0.1:0")
-        .env(boxoffice_paysim::config::ENV_LEDGER, &ledger)
-        .env(
-            boxoffice_paysim::config::ENV_WEBHOOK_SECRET,
-            PAYSIM_WEBHOOK_SECRET,
-        )
-        .env(
-            boxoffice_paysim::config::ENV_PARENT_PID,
-            std::process::id().to_string(),
-        )
-        .env(ENV_LOG, "warn")
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .context("starting the payment simulator")?;
-        let stdout = child
-            .stdout
-            .take()
-            .context("the payment simulator has no stdout")?;
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let url = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await? {
-                if let Some(url) = line.strip_prefix(boxoffice_paysim::LISTENING_ON) {
-                    return Ok(url.trim().to_owned());
-                }
-            }
-            anyhow::bail!("the payment simulator stopped before listening")
-        })
-        .await
-        .context("the payment simulator did not start within 20 s")??;
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        );
+        command
+            .env(ENV_BENCH_ROLE, "paysim")
+            .env(boxoffice_paysim::config::ENV_LISTEN, "127.0.0.1:0")
+            .env(boxoffice_paysim::config::ENV_LEDGER, &ledger)
+            .env(
+                boxoffice_paysim::config::ENV_WEBHOOK_SECRET,
+                PAYSIM_WEBHOOK_SECRET,
+            )
+            .env(
+                boxoffice_paysim::config::ENV_PARENT_PID,
+                std::process::id().to_string(),
+            )
+            .env(ENV_LOG, "warn");
+        let (child, url) = boxoffice_paysim::start_process(command).await?;
         Ok(Self { child, url, ledger })
     }
 

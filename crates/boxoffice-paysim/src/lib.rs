@@ -73,6 +73,41 @@ pub fn main_with_env() -> std::process::ExitCode {
 /// What the simulator prints, followed by its URL, once it listens.
 pub const LISTENING_ON: &str = "boxoffice-paysim listening on ";
 
+/// Starts a simulator process from `command` (a binary that runs
+/// [`main_with_env`], with its settings in the environment) and answers it
+/// with its URL once it listens: what `boxoffice up`, the integration tests
+/// and the benchmarks start their gateway with. Its stdout is read to the
+/// end in the background, so it never blocks on a full pipe; it is killed
+/// when the child handle is dropped.
+pub async fn start_process(
+    mut command: tokio::process::Command,
+) -> anyhow::Result<(tokio::process::Child, String)> {
+    use anyhow::Context as _;
+    use tokio::io::AsyncBufReadExt as _;
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .context("starting the payment simulator")?;
+    let stdout = child
+        .stdout
+        .take()
+        .context("the payment simulator has no stdout")?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let url = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        while let Some(line) = lines.next_line().await? {
+            if let Some(url) = line.strip_prefix(LISTENING_ON) {
+                return Ok(url.trim().to_owned());
+            }
+        }
+        anyhow::bail!("the payment simulator stopped before listening (see its log above)")
+    })
+    .await
+    .context("the payment simulator did not start within 20 s")??;
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, url))
+}
+
 /// Binds, prints the address it listens on ([`LISTENING_ON`], for
 /// whoever started it with port 0) and serves until SIGTERM/SIGINT.
 pub async fn serve(config: PaysimConfig) -> anyhow::Result<()> {

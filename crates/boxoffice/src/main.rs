@@ -451,7 +451,6 @@ async fn paysim() -> anyhow::Result<()> {
 async fn start_paysim(
     checkout: &boxoffice_checkout::config::CheckoutConfig,
 ) -> anyhow::Result<(tokio::process::Child, String)> {
-    use tokio::io::AsyncBufReadExt as _;
     let exe = std::env::current_exe().context("finding this executable")?;
     let mut command = tokio::process::Command::new(exe);
     command
@@ -463,9 +462,7 @@ async fn start_paysim(
         .env(
             boxoffice_paysim::config::ENV_PARENT_PID,
             std::process::id().to_string(),
-        )
-        .stdout(std::process::Stdio::piped())
-        .kill_on_drop(true);
+        );
     if std::env::var_os(boxoffice_paysim::config::ENV_LISTEN).is_none() {
         command.env(boxoffice_paysim::config::ENV_LISTEN, "127.0.0.1:0");
     }
@@ -475,24 +472,7 @@ async fn start_paysim(
             ".boxoffice/paysim-ledger.jsonl",
         );
     }
-    let mut child = command.spawn().context("starting the payment simulator")?;
-    let stdout = child
-        .stdout
-        .take()
-        .context("the payment simulator has no stdout")?;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
-    let url = tokio::time::timeout(std::time::Duration::from_secs(20), async {
-        while let Some(line) = lines.next_line().await? {
-            if let Some(url) = line.strip_prefix(boxoffice_paysim::LISTENING_ON) {
-                return Ok(url.trim().to_owned());
-            }
-        }
-        anyhow::bail!("the payment simulator stopped before listening (see its log above)")
-    })
-    .await
-    .context("the payment simulator did not start within 20 s")??;
-    // Keep draining its stdout so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let (child, url) = boxoffice_paysim::start_process(command).await?;
     tracing::info!(%url, "payment simulator started as its own process");
     Ok((child, url))
 }

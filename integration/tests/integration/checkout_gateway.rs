@@ -6,7 +6,6 @@
 //! middle of a payment is settled by a new process from the gateway's own
 //! records, where the in-process provider would have forgotten them.
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +14,6 @@ use boxoffice_checkout::payment::paypal::{PaypalConfig, PaypalProvider};
 use boxoffice_checkout::payment::stripe::{HttpProviderConfig, StripeProvider};
 use boxoffice_checkout::payment::{PaymentProvider, ProviderPayment, ProviderStatus};
 use boxoffice_contracts::checkout::v1 as pb;
-use tokio::io::AsyncBufReadExt as _;
 use tonic::Code;
 
 use crate::checkout::{
@@ -61,30 +59,16 @@ impl PaysimProcess {
         listen: &str,
         settings: &[(String, String)],
     ) -> (tokio::process::Child, String) {
-        let mut child =
-            tokio::process::Command::new(env!("CARGO_BIN_EXE_boxoffice-integration-paysim"))
-                .envs(settings.iter().map(|(name, value)| (name, value)))
-                .env(boxoffice_paysim::config::ENV_LISTEN, listen)
-                .env(boxoffice_paysim::config::ENV_LEDGER, ledger)
-                .env("BOXOFFICE_LOG", "warn")
-                .stdout(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("starting boxoffice-paysim");
-        let stdout = child.stdout.take().expect("its stdout");
-        let mut lines = tokio::io::BufReader::new(stdout).lines();
-        let url = tokio::time::timeout(Duration::from_secs(20), async {
-            while let Some(line) = lines.next_line().await.expect("reading its stdout") {
-                if let Some(url) = line.strip_prefix(boxoffice_paysim::LISTENING_ON) {
-                    return url.trim().to_owned();
-                }
-            }
-            panic!("boxoffice-paysim stopped before listening")
-        })
-        .await
-        .expect("boxoffice-paysim listening within 20 s");
-        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-        (child, url)
+        let mut command =
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_boxoffice-integration-paysim"));
+        command
+            .envs(settings.iter().map(|(name, value)| (name, value)))
+            .env(boxoffice_paysim::config::ENV_LISTEN, listen)
+            .env(boxoffice_paysim::config::ENV_LEDGER, ledger)
+            .env("BOXOFFICE_LOG", "warn");
+        boxoffice_paysim::start_process(command)
+            .await
+            .expect("boxoffice-paysim listening")
     }
 
     /// SIGKILL: no chance to flush or say goodbye.
