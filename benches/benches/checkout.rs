@@ -865,7 +865,7 @@ fn report(
             continue;
         };
         println!(
-            "  the {}'s hop at {} in flight: {:.2}x the in-process throughput, p50 +{:.1} ms, {}",
+            "  hop of the {} at {} in flight: {:.2}x the in-process throughput, p50 +{:.1} ms, {}",
             card.path.label(),
             card.concurrency,
             card.summary.requests_per_sec / local.summary.requests_per_sec,

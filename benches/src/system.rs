@@ -416,30 +416,22 @@ impl PaysimProcess {
         Ok(Self { child, url, ledger })
     }
 
-    /// Checkout's configuration for paying by card through this simulator.
-    pub fn card_gateway_vars(&self) -> Vec<(&'static str, String)> {
-        vec![
-            (
-                boxoffice_checkout::config::ENV_PAYMENTS_URL,
-                self.url.clone(),
-            ),
-            (
-                boxoffice_checkout::config::ENV_PAYMENTS_KEY,
-                boxoffice_paysim::config::DEV_API_KEY.to_owned(),
-            ),
-            (
-                boxoffice_checkout::config::ENV_WEBHOOK_SECRET,
-                PAYSIM_WEBHOOK_SECRET.to_owned(),
-            ),
-        ]
-    }
-
     /// Checkout's configuration for paying by card and with PayPal
     /// through this simulator.
     pub fn gateway_vars(&self) -> Vec<(&'static str, String)> {
-        let mut vars = self.card_gateway_vars();
-        vars.push((boxoffice_checkout::config::ENV_PAYPAL_URL, self.url.clone()));
-        vars
+        use boxoffice_checkout::config as checkout;
+        vec![
+            (checkout::ENV_PAYMENTS_URL, self.url.clone()),
+            (
+                checkout::ENV_PAYMENTS_KEY,
+                boxoffice_paysim::config::DEV_API_KEY.to_owned(),
+            ),
+            (
+                checkout::ENV_WEBHOOK_SECRET,
+                PAYSIM_WEBHOOK_SECRET.to_owned(),
+            ),
+            (checkout::ENV_PAYPAL_URL, self.url.clone()),
+        ]
     }
 
     /// Payments the simulator's journal holds as captured: card intents
