@@ -170,6 +170,21 @@ describe("a buyer", () => {
     await settled();
     assert.equal(await buyer.locator("#results-heading").textContent(), "Upcoming events");
 
+    // Rated 4 and up, best rated first: the demo's past shows have reviews,
+    // and an event to come is rated by its performers' record.
+    await buyer.getByLabel("Rating").selectOption({ label: "★ 4 and up" });
+    await buyer.getByLabel("Order").selectOption({ label: "Best rated" });
+    await settled();
+    const ratings = (await buyer.locator(".cards .card .rating").allTextContents()).map((text) => Number(text.match(/★ ([\d.]+)/)?.[1]));
+    assert.equal(ratings.length, await buyer.locator(".cards .card").count(), "every card found shows its rating");
+    assert.ok(ratings.length > 0 && ratings.every((r) => r >= 4), `rated 4 and up: ${ratings}`);
+    assert.deepEqual(ratings, [...ratings].sort((a, b) => b - a), "best rated first");
+    assert.match(buyer.url(), /rating=4&order=rating/, "both are in the address");
+    await check(buyer, "03-best-rated");
+    await buyer.getByRole("button", { name: "Clear filters" }).click();
+    await settled();
+    assert.equal(await buyer.locator("#results-heading").textContent(), "Upcoming events");
+
     // Near me: a browser in Paris.
     const parisian = await system.page("near-me", { geolocation: { latitude: 48.8566, longitude: 2.3522 }, permissions: ["geolocation"] });
     await parisian.goto(`${system.base}/`);

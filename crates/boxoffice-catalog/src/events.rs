@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::{
-    Category, Event, EventStatus, EventVenue, LatLng, Money, Performer, PriceTier, SeatLayout,
-    SectionKind, Venue,
+    Category, Event, EventStatus, EventVenue, LatLng, Money, Performer, PriceTier, RatingSummary,
+    SeatLayout, SectionKind, Venue,
 };
 
 /// The catalog's stream: its schema, where its outbox lives.
@@ -108,7 +108,9 @@ pub(crate) fn performer_snapshot(performer: &Performer) -> ev::PerformerSnapshot
     }
 }
 
-pub(crate) fn event_snapshot(event: &Event) -> ev::EventSnapshot {
+/// `event` as consumers read it, with its performers' `rating` as of the
+/// same transaction.
+pub(crate) fn event_snapshot(event: &Event, rating: &RatingSummary) -> ev::EventSnapshot {
     ev::EventSnapshot {
         id: event.id.to_string(),
         title: event.title.clone(),
@@ -148,6 +150,10 @@ pub(crate) fn event_snapshot(event: &Event) -> ev::EventSnapshot {
         created_at: Some(timestamp(event.created_at)),
         updated_at: Some(timestamp(event.updated_at)),
         cancel_reason: event.cancel_reason.clone().unwrap_or_default(),
+        performers_rating: Some(ev::PerformersRating {
+            count: rating.count(),
+            average: rating.average(),
+        }),
     }
 }
 
@@ -178,15 +184,24 @@ pub(crate) enum EventChange {
     Changed,
     Published,
     Cancelled,
+    /// Only its performers' rating changed.
+    Rated,
 }
 
-pub(crate) fn event_changed(event: &Event, change: EventChange) -> NewEvent {
-    let snapshot = Some(event_snapshot(event));
+/// The event published for `change`, whose result is `event` with its
+/// performers rated `rating`.
+pub(crate) fn event_changed(
+    event: &Event,
+    change: EventChange,
+    rating: &RatingSummary,
+) -> NewEvent {
+    let snapshot = Some(event_snapshot(event, rating));
     let payload = match change {
         EventChange::Created => Payload::EventCreated(ev::EventCreated { event: snapshot }),
         EventChange::Changed => Payload::EventChanged(ev::EventChanged { event: snapshot }),
         EventChange::Published => Payload::EventPublished(ev::EventPublished { event: snapshot }),
         EventChange::Cancelled => Payload::EventCancelled(ev::EventCancelled { event: snapshot }),
+        EventChange::Rated => Payload::EventRated(ev::EventRated { event: snapshot }),
     };
     NewEvent::new("event", event.id, payload)
 }
@@ -197,7 +212,8 @@ pub(crate) fn snapshot_of(payload: &Payload) -> Option<&ev::EventSnapshot> {
         Payload::EventCreated(ev::EventCreated { event })
         | Payload::EventChanged(ev::EventChanged { event })
         | Payload::EventPublished(ev::EventPublished { event })
-        | Payload::EventCancelled(ev::EventCancelled { event }) => event.as_ref(),
+        | Payload::EventCancelled(ev::EventCancelled { event })
+        | Payload::EventRated(ev::EventRated { event }) => event.as_ref(),
         _ => None,
     }
 }
@@ -323,6 +339,17 @@ mod tests {
             updated_at: now,
             cancel_reason: None,
         };
-        assert_eq!(event_from_snapshot(&event_snapshot(&event)).unwrap(), event);
+        let rating = RatingSummary {
+            histogram: [0, 0, 1, 0, 1],
+        };
+        let snapshot = event_snapshot(&event, &rating);
+        assert_eq!(event_from_snapshot(&snapshot).unwrap(), event);
+        assert_eq!(
+            snapshot.performers_rating,
+            Some(ev::PerformersRating {
+                count: 2,
+                average: 4.0
+            })
+        );
     }
 }

@@ -36,7 +36,10 @@ pub struct CatalogGrpc {
 
 impl CatalogGrpc {
     pub fn new(catalog: Arc<Catalog>, search: Arc<EventSearch>) -> Self {
-        let reviews = Arc::new(Reviews::new(catalog.store().pool().clone()));
+        let reviews = Arc::new(Reviews::new(
+            catalog.store().pool().clone(),
+            catalog.store().outbox().clone(),
+        ));
         Self {
             catalog,
             search,
@@ -930,6 +933,8 @@ fn search_page_to_pb(parsed: &ParsedSearch, page: SearchPage) -> pb::SearchEvent
                     .iter()
                     .map(|name| highlight_to_html(name))
                     .collect(),
+                performers_rating: hit.performers_rating,
+                performers_rating_count: hit.performers_rating_count,
             })
             .collect(),
         next_page_token,

@@ -18,7 +18,9 @@ use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use uuid::Uuid;
 
+pub use crate::domain::RatingSummary;
 use crate::error::{CatalogError, ReviewRefusal};
+use crate::store::postgres as store;
 
 /// The consumer group that keeps attendance.
 pub(crate) const GROUP: &str = "catalog-reviews";
@@ -43,32 +45,6 @@ pub struct ReviewRecord {
     pub updated_at: DateTime<Utc>,
     pub hidden: bool,
     pub hidden_reason: String,
-}
-
-/// Stars of the visible reviews: `histogram[0]` counts 1-star reviews.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct RatingSummary {
-    pub histogram: [u32; 5],
-}
-
-impl RatingSummary {
-    pub fn count(&self) -> u32 {
-        self.histogram.iter().sum()
-    }
-
-    pub fn average(&self) -> f64 {
-        let count = self.count();
-        if count == 0 {
-            return 0.0;
-        }
-        let stars: u64 = self
-            .histogram
-            .iter()
-            .enumerate()
-            .map(|(index, n)| (index as u64 + 1) * u64::from(*n))
-            .sum();
-        stars as f64 / f64::from(count)
-    }
 }
 
 /// A validated rating and text.
@@ -113,21 +89,6 @@ fn record(row: &tokio_postgres::Row) -> ReviewRecord {
     }
 }
 
-fn summary(rows: &[tokio_postgres::Row]) -> RatingSummary {
-    let mut summary = RatingSummary::default();
-    for row in rows {
-        let rating: i16 = row.get(0);
-        let count: i64 = row.get(1);
-        if let Some(slot) = usize::try_from(rating - 1)
-            .ok()
-            .and_then(|index| summary.histogram.get_mut(index))
-        {
-            *slot = u32::try_from(count).unwrap_or(u32::MAX);
-        }
-    }
-    summary
-}
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum SummaryOf {
     Event(Uuid),
@@ -136,13 +97,17 @@ enum SummaryOf {
 
 pub struct Reviews {
     pool: Pool,
+    /// The catalog's outbox: a change to a rating re-publishes the events
+    /// still to come of the reviewed event's performers.
+    outbox: boxoffice_events::Outbox,
     summaries: Mutex<HashMap<SummaryOf, (Instant, RatingSummary)>>,
 }
 
 impl Reviews {
-    pub fn new(pool: Pool) -> Self {
+    pub fn new(pool: Pool, outbox: boxoffice_events::Outbox) -> Self {
         Self {
             pool,
+            outbox,
             summaries: Mutex::new(HashMap::new()),
         }
     }
@@ -165,8 +130,9 @@ impl Reviews {
         if ended_at > Utc::now() {
             return Err(CatalogError::Review(ReviewRefusal::NotEnded));
         }
-        let client = self.pool.get().await?;
-        let attended = client
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let attended = transaction
             .query_opt(
                 "SELECT 1 FROM catalog.review_attendance
                   WHERE user_id = $1 AND event_id = $2 AND confirmed LIMIT 1",
@@ -177,7 +143,8 @@ impl Reviews {
         if !attended {
             return Err(CatalogError::Review(ReviewRefusal::NotAnAttendee));
         }
-        let row = client
+        let performers = store::lock_performers_of(&transaction, event_id).await?;
+        let row = transaction
             .query_opt(
                 "INSERT INTO catalog.reviews (id, event_id, user_id, rating, body)
                  VALUES ($1, $2, $3, $4, $5)
@@ -192,10 +159,46 @@ impl Reviews {
                 ],
             )
             .await?;
+        let Some(review) = row.as_ref().map(record) else {
+            return Err(CatalogError::Review(ReviewRefusal::AlreadyReviewed));
+        };
+        self.rerate(transaction, &performers).await?;
+        Ok(review)
+    }
+
+    /// Re-publishes the events to come of `performers` with their new
+    /// rating, then commits the review's transaction.
+    async fn rerate(
+        &self,
+        transaction: deadpool_postgres::Transaction<'_>,
+        performers: &[Uuid],
+    ) -> Result<(), CatalogError> {
+        let rerated = store::rerate_events_of(&self.outbox, &transaction, performers).await?;
+        transaction.commit().await?;
         self.forget_summaries();
-        row.as_ref()
-            .map(record)
-            .ok_or(CatalogError::Review(ReviewRefusal::AlreadyReviewed))
+        tracing::debug!(rerated, "events re-rated after a review");
+        Ok(())
+    }
+
+    /// The stars and visibility of a review, locked for the rest of the
+    /// transaction, after its event's performers.
+    async fn lock_review(
+        transaction: &deadpool_postgres::Transaction<'_>,
+        event_id: Uuid,
+        review_id: Uuid,
+    ) -> Result<(Vec<Uuid>, Option<(i16, bool, Uuid)>), CatalogError> {
+        let performers = store::lock_performers_of(transaction, event_id).await?;
+        let row = transaction
+            .query_opt(
+                "SELECT rating, hidden, user_id FROM catalog.reviews
+                  WHERE id = $1 AND event_id = $2 FOR UPDATE",
+                &[&review_id, &event_id],
+            )
+            .await?;
+        Ok((
+            performers,
+            row.map(|row| (row.get(0), row.get(1), row.get(2))),
+        ))
     }
 
     /// Edits `user`'s own review; anyone else's is not found.
@@ -206,8 +209,13 @@ impl Reviews {
         review_id: Uuid,
         content: &ReviewContent,
     ) -> Result<ReviewRecord, CatalogError> {
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let (performers, before) = Self::lock_review(&transaction, event_id, review_id).await?;
+        let Some((stars, hidden, _)) = before.filter(|(_, _, author)| *author == user) else {
+            return Err(not_found(event_id, review_id));
+        };
+        let row = transaction
             .query_opt(
                 "UPDATE catalog.reviews SET rating = $4, body = $5, updated_at = now()
                   WHERE id = $1 AND event_id = $2 AND user_id = $3
@@ -221,10 +229,17 @@ impl Reviews {
                 ],
             )
             .await?;
-        self.forget_summaries();
-        row.as_ref()
+        let review = row
+            .as_ref()
             .map(record)
-            .ok_or_else(|| not_found(event_id, review_id))
+            .ok_or_else(|| not_found(event_id, review_id))?;
+        if hidden || stars == i16::from(content.rating) {
+            // The text alone changed: no rating did.
+            transaction.commit().await?;
+            return Ok(review);
+        }
+        self.rerate(transaction, &performers).await?;
+        Ok(review)
     }
 
     pub async fn hide(
@@ -233,8 +248,13 @@ impl Reviews {
         review_id: Uuid,
         reason: &str,
     ) -> Result<ReviewRecord, CatalogError> {
-        let client = self.pool.get().await?;
-        let row = client
+        let mut client = self.pool.get().await?;
+        let transaction = client.transaction().await?;
+        let (performers, before) = Self::lock_review(&transaction, event_id, review_id).await?;
+        let Some((_, was_hidden, _)) = before else {
+            return Err(not_found(event_id, review_id));
+        };
+        let row = transaction
             .query_opt(
                 "UPDATE catalog.reviews SET hidden = true, hidden_reason = $3
                   WHERE id = $1 AND event_id = $2
@@ -242,10 +262,16 @@ impl Reviews {
                 &[&review_id, &event_id, &reason],
             )
             .await?;
-        self.forget_summaries();
-        row.as_ref()
+        let review = row
+            .as_ref()
             .map(record)
-            .ok_or_else(|| not_found(event_id, review_id))
+            .ok_or_else(|| not_found(event_id, review_id))?;
+        if was_hidden {
+            transaction.commit().await?;
+            return Ok(review);
+        }
+        self.rerate(transaction, &performers).await?;
+        Ok(review)
     }
 
     /// A page of `event_id`'s reviews, newest first, after `after`
@@ -307,7 +333,7 @@ impl Reviews {
                     .await?
             }
         };
-        let summary = summary(&rows);
+        let summary = RatingSummary::from_counts(rows.iter().map(|row| (row.get(0), row.get(1))));
         let mut summaries = self
             .summaries
             .lock()

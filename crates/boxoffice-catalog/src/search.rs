@@ -41,6 +41,9 @@ use crate::error::CatalogError;
 #[derive(Debug, Clone)]
 pub struct FoundEvent {
     pub event: Event,
+    /// Mean stars of the performers' reviews (0 = none) and their count.
+    pub performers_rating: f64,
+    pub performers_rating_count: u32,
     /// Marked up as the engine returns it (see `highlight_to_html`).
     pub highlighted_title: String,
     pub highlighted_performers: Vec<String>,
@@ -100,6 +103,8 @@ impl EventSearch {
             };
             hits.push(FoundEvent {
                 event,
+                performers_rating: hit.document.rating,
+                performers_rating_count: hit.document.rating_count,
                 highlighted_title: hit.highlighted_title,
                 highlighted_performers: hit.highlighted_performers,
                 distance_km: hit.distance_km,
@@ -117,7 +122,7 @@ impl EventSearch {
 
 // ------------------------------------------------------------ documents
 
-/// The search document of an event.
+/// The search document of an event, unrated.
 pub fn document_from_event(event: &Event) -> anyhow::Result<SearchDocument> {
     let prices = event.price_tiers.iter().map(|tier| tier.price.amount_minor);
     Ok(SearchDocument {
@@ -146,8 +151,25 @@ pub fn document_from_event(event: &Event) -> anyhow::Result<SearchDocument> {
             .first()
             .map(|tier| tier.price.currency_code.clone())
             .unwrap_or_default(),
+        // The rating travels beside the event (see `document_from_snapshot`).
+        rating: 0.0,
+        rating_count: 0,
         payload: serde_json::to_string(event).context("encoding an event for search")?,
     })
+}
+
+/// The search document of an event snapshot from the catalog's stream,
+/// with its performers' rating.
+pub(crate) fn document_from_snapshot(
+    snapshot: &boxoffice_contracts::events::v1::EventSnapshot,
+) -> anyhow::Result<(Uuid, SearchDocument)> {
+    let event = crate::events::event_from_snapshot(snapshot)?;
+    let mut document = document_from_event(&event)?;
+    if let Some(rating) = &snapshot.performers_rating {
+        document.rating = rating.average;
+        document.rating_count = rating.count;
+    }
+    Ok((event.id, document))
 }
 
 // ------------------------------------------------------------ indexing
@@ -234,10 +256,7 @@ impl Handler for IndexHandler {
             let Some(snapshot) = received.payload().and_then(crate::events::snapshot_of) else {
                 continue;
             };
-            match crate::events::event_from_snapshot(snapshot).and_then(|e| {
-                let document = document_from_event(&e)?;
-                Ok((e.id, document))
-            }) {
+            match document_from_snapshot(snapshot) {
                 Ok((id, document)) => {
                     if newest
                         .get(&id)
@@ -366,7 +385,11 @@ fn jitter(backoff: Duration) -> Duration {
 /// at a million events, which the store's writes (one transaction per
 /// catalog change) could not reach in a sitting.
 pub fn published_event(event: &Event) -> boxoffice_events::NewEvent {
-    crate::events::event_changed(event, crate::events::EventChange::Published)
+    crate::events::event_changed(
+        event,
+        crate::events::EventChange::Published,
+        &crate::domain::RatingSummary::default(),
+    )
 }
 
 /// Fills the index from the catalog's own outbox: the newest event of every
@@ -410,7 +433,7 @@ pub async fn rebuild(
                 let payload = envelope.payload.context("no payload")?;
                 let snapshot =
                     crate::events::snapshot_of(&payload).context("not an event snapshot")?;
-                document_from_event(&crate::events::event_from_snapshot(snapshot)?)
+                document_from_snapshot(snapshot).map(|(_, document)| document)
             });
         match document {
             Ok(document) => batch.push(document),

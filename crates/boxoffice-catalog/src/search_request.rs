@@ -16,6 +16,8 @@ pub(crate) const DEFAULT_PAGE_SIZE: usize = 20;
 pub(crate) const MAX_PAGE_SIZE: usize = 100;
 /// Largest radius accepted: half the Earth's circumference.
 pub(crate) const MAX_RADIUS_KM: f64 = 20_000.0;
+/// Ratings are 1 to 5 stars.
+pub(crate) const RATING_RANGE: std::ops::RangeInclusive<f64> = 1.0..=5.0;
 
 /// A `SearchEventsRequest` after parsing: every field valid.
 #[derive(Debug, Clone, PartialEq)]
@@ -175,6 +177,17 @@ pub(crate) fn parse_search_request(
             return Err(FieldError::new("near", "is required to sort by distance"));
         }
         pb::SearchSort::Distance => SearchSort::Distance,
+        pb::SearchSort::Rating => SearchSort::Rating,
+    };
+    let min_rating = if request.min_rating == 0.0 {
+        None
+    } else if RATING_RANGE.contains(&request.min_rating) {
+        Some(request.min_rating)
+    } else {
+        return Err(FieldError::new(
+            "min_rating",
+            "must be 1 to 5 stars (0 for no rating filter)",
+        ));
     };
     let within = near
         .filter(|_| radius_km > 0.0)
@@ -188,10 +201,11 @@ pub(crate) fn parse_search_request(
         performer_id,
         venue_id,
         within,
+        min_rating,
     };
     // Everything that shapes the result list except the page itself.
     let fingerprint = fnv1a(&format!(
-        "{text}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{}",
+        "{text}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{:?}\u{0}{}\u{0}{:?}",
         filters.start_after,
         filters.start_before,
         filters.city,
@@ -201,6 +215,7 @@ pub(crate) fn parse_search_request(
         near.map(|p| (p.latitude.to_bits(), p.longitude.to_bits())),
         sort,
         radius_km.to_bits(),
+        filters.min_rating.map(f64::to_bits),
     ));
     let offset = match request.page_token.as_str() {
         "" => 0,
@@ -258,6 +273,11 @@ mod tests {
         let mut r = request();
         r.query = "a".repeat(QUERY_MAX_CHARS + 1);
         assert_eq!(field(r), "query");
+        for rating in [0.5, 5.01, -1.0, f64::NAN, f64::INFINITY] {
+            let mut r = request();
+            r.min_rating = rating;
+            assert_eq!(field(r), "min_rating", "{rating}");
+        }
         let mut r = request();
         r.sort = pb::SearchSort::Distance as i32;
         assert_eq!(field(r), "near");

@@ -24,6 +24,8 @@ pub struct SeedReport {
     pub performers: usize,
     pub events: usize,
     pub seats: u64,
+    /// Reviews of past shows (what ratings are made of).
+    pub reviews: usize,
 }
 
 /// Seeds only an empty catalog; returns `None` when data already exists.
@@ -78,6 +80,9 @@ pub async fn seed(store: &CatalogStore, event_count: usize) -> anyhow::Result<Se
     let now = Utc::now()
         .duration_trunc(Duration::hours(1))
         .unwrap_or_else(|_| Utc::now());
+    // Before the events to come, so each is published with its performers'
+    // rating.
+    report.reviews = past_shows_with_reviews(store, &venues, &performers, now).await?;
     for index in 0..event_count {
         let venue = &venues[index % venues.len()];
         let categories = venue_categories(&venue.name);
@@ -140,6 +145,101 @@ pub async fn seed(store: &CatalogStore, event_count: usize) -> anyhow::Result<Se
         report.events += 1;
     }
     Ok(report)
+}
+
+/// What reviewers of the demo's past shows wrote, by stars (1 to 5).
+const REVIEW_TEXTS: [&[&str]; 5] = [
+    &["Left after three songs.", "Sound was a mess all night."],
+    &["Not their best night.", "Too short for the price."],
+    &["Fine, nothing special.", "Good band, bad sound."],
+    &[
+        "Great set, long queue at the bar.",
+        "Really good night out.",
+    ],
+    &[
+        "Best show I have seen this year!",
+        "Worth every penny.",
+        "Incredible from start to finish.",
+    ],
+];
+
+/// A past show for two performers in three, each with a few reviews, so
+/// that the demo has ratings to show (on performers, and in search's rating
+/// filter and sort). Reviewers are demo attendees (no accounts); their own
+/// random numbers, so the events to come stay as they were.
+async fn past_shows_with_reviews(
+    store: &CatalogStore,
+    venues: &[Venue],
+    performers: &[(Uuid, Category, &str)],
+    now: DateTime<Utc>,
+) -> anyhow::Result<usize> {
+    let mut rng = StdRng::seed_from_u64(0x0b0c_5eed_0005);
+    let mut reviews = 0;
+    for (n, (performer_id, category, name)) in performers.iter().enumerate() {
+        if n % 3 == 2 {
+            continue;
+        }
+        // The smaller halls: a past show's tickets are created too.
+        let venue = match category {
+            Category::Theater | Category::Comedy => &venues[1],
+            Category::Film => &venues[3],
+            _ => &venues[4],
+        };
+        let start_time = now - Duration::days(20 + n as i64 * 3);
+        let event = store
+            .create_event(&NewEvent {
+                title: format!("{name} — Last Season"),
+                description: format!("{name} at {}, {}.", venue.name, venue.address.city),
+                category: *category,
+                venue_id: venue.id,
+                performer_ids: vec![*performer_id],
+                schedule: Schedule {
+                    start_time,
+                    end_time: start_time + Duration::hours(3),
+                    on_sale_time: Some(start_time - Duration::days(60)),
+                },
+                price_tiers: price_tiers(venue, &mut rng),
+            })
+            .await
+            .map_err(anyhow_from)?;
+        store.publish_event(event.id).await.map_err(anyhow_from)?;
+        // Each act has a level; its reviewers scatter around it.
+        let level: f64 = rng.random_range(2.5..4.9);
+        let client = store.pool().get().await.context("connecting")?;
+        for _ in 0..rng.random_range(3..12) {
+            let stars = (level + rng.random_range(-1.2..1.2))
+                .round()
+                .clamp(1.0, 5.0) as i16;
+            let texts = REVIEW_TEXTS[stars as usize - 1];
+            let text = texts.choose(&mut rng).copied().unwrap_or_default();
+            let (booking, user) = (Uuid::new_v4(), Uuid::new_v4());
+            client
+                .execute(
+                    "INSERT INTO catalog.review_attendance (booking_id, user_id, event_id, confirmed)
+                     VALUES ($1, $2, $3, true)",
+                    &[&booking, &user, &event.id],
+                )
+                .await
+                .context("seeding attendance")?;
+            client
+                .execute(
+                    "INSERT INTO catalog.reviews (id, event_id, user_id, rating, body, created_at, updated_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $6)",
+                    &[
+                        &Uuid::now_v7(),
+                        &event.id,
+                        &user,
+                        &stars,
+                        &text,
+                        &(start_time + Duration::hours(rng.random_range(4..72))),
+                    ],
+                )
+                .await
+                .context("seeding a review")?;
+            reviews += 1;
+        }
+    }
+    Ok(reviews)
 }
 
 fn anyhow_from(error: CatalogError) -> anyhow::Error {

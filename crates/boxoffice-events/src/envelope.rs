@@ -51,6 +51,7 @@ pub(crate) fn event_type(payload: &Payload) -> &'static str {
         Payload::EventChanged(_) => "boxoffice.events.v1.EventChanged",
         Payload::EventPublished(_) => "boxoffice.events.v1.EventPublished",
         Payload::EventCancelled(_) => "boxoffice.events.v1.EventCancelled",
+        Payload::EventRated(_) => "boxoffice.events.v1.EventRated",
         Payload::SeatsSold(_) => "boxoffice.events.v1.SeatsSold",
         Payload::SeatsReleased(_) => "boxoffice.events.v1.SeatsReleased",
         Payload::SoldOut(_) => "boxoffice.events.v1.SoldOut",

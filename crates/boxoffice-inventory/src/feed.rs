@@ -89,7 +89,8 @@ impl CatalogFeed {
             Some(Payload::EventCreated(ev::EventCreated { event }))
             | Some(Payload::EventChanged(ev::EventChanged { event }))
             | Some(Payload::EventPublished(ev::EventPublished { event }))
-            | Some(Payload::EventCancelled(ev::EventCancelled { event })) => {
+            | Some(Payload::EventCancelled(ev::EventCancelled { event }))
+            | Some(Payload::EventRated(ev::EventRated { event })) => {
                 let event = event
                     .as_ref()
                     .ok_or_else(|| FeedError::Poison("event payload without a snapshot".into()))

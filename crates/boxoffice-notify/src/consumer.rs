@@ -84,6 +84,8 @@ enum EventChange {
     Changed,
     Published,
     Cancelled,
+    /// Only its performers' rating changed: kept, nobody is told.
+    Rated,
 }
 
 fn uuid(field: &str, text: &str) -> Result<Uuid, String> {
@@ -153,6 +155,7 @@ fn change_of(received: &Received) -> Result<Change, String> {
         Some(Payload::EventChanged(e)) => event_change(e.event.as_ref(), EventChange::Changed)?,
         Some(Payload::EventPublished(e)) => event_change(e.event.as_ref(), EventChange::Published)?,
         Some(Payload::EventCancelled(e)) => event_change(e.event.as_ref(), EventChange::Cancelled)?,
+        Some(Payload::EventRated(e)) => event_change(e.event.as_ref(), EventChange::Rated)?,
         Some(Payload::BookingConfirmed(e)) => Change::Confirmed {
             booking_id: uuid("booking id", &e.booking_id)?,
             user_id: uuid("user id", &e.user_id)?,
@@ -305,7 +308,7 @@ async fn apply(
                 return Ok(());
             }
             match what {
-                EventChange::Created => {}
+                EventChange::Created | EventChange::Rated => {}
                 EventChange::Changed => {
                     let moved = before.as_ref().is_some_and(|old| {
                         old.start_time != row.start_time

@@ -53,6 +53,13 @@ pub struct SearchDocument {
     pub price_min_minor: Option<i64>,
     pub price_max_minor: Option<i64>,
     pub currency_code: String,
+    /// Mean stars of the reviews of the performers' events (1 to 5), 0
+    /// while there are none; what the rating filter and sort read.
+    #[serde(default)]
+    pub rating: f64,
+    /// How many reviews `rating` averages.
+    #[serde(default)]
+    pub rating_count: u32,
     /// Returned untouched with every hit.
     pub payload: String,
 }

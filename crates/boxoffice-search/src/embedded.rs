@@ -114,6 +114,7 @@ struct Fields {
     latitude: Field,
     longitude: Field,
     tiebreak: Field,
+    rating: Field,
     document: Field,
 }
 
@@ -150,6 +151,7 @@ fn schema() -> (Schema, Fields) {
     let latitude = builder.add_f64_field("latitude", FAST);
     let longitude = builder.add_f64_field("longitude", FAST);
     let tiebreak = builder.add_u64_field("tiebreak", FAST);
+    let rating = builder.add_f64_field("rating", FAST);
     let document = builder.add_text_field("document", STORED);
     let fields = Fields {
         id,
@@ -167,6 +169,7 @@ fn schema() -> (Schema, Fields) {
         latitude,
         longitude,
         tiebreak,
+        rating,
         document,
     };
     (builder.build(), fields)
@@ -423,6 +426,7 @@ impl EmbeddedIndex {
             doc.add_f64(fields.longitude, location.longitude);
         }
         doc.add_u64(fields.tiebreak, tiebreak(&document.id));
+        doc.add_f64(fields.rating, document.rating);
         let stored = serde_json::to_string(document).context("encoding a search document")?;
         doc.add_text(fields.document, stored);
         Ok(doc)
@@ -551,6 +555,7 @@ impl EmbeddedIndex {
                     Some(point) => SortBy::Distance(point),
                     None => SortBy::StartTime,
                 },
+                SearchSort::Rating => SortBy::Rating,
             },
             within: query
                 .filters
@@ -563,12 +568,17 @@ impl EmbeddedIndex {
                 start_before: query.filters.start_before,
                 groups: group_filter(query),
                 bounds: None,
+                min_rating: query.filters.min_rating,
             },
         };
         let searcher = self.inner.reader.searcher();
+        // The fast paths know nothing of ratings: a rating filter or sort
+        // goes through the collector, which checks every filter.
+        let by_rating = sort == SearchSort::Rating || query.filters.min_rating.is_some();
         let browse = use_timelines
             && query_words.is_empty()
             && sort == SearchSort::StartTime
+            && !by_rating
             && query.filters.within.is_none()
             && query.filters.performer_id.is_none()
             && query.filters.venue_id.is_none();
@@ -579,6 +589,7 @@ impl EmbeddedIndex {
             .filter(|_| {
                 use_timelines
                     && query_words.is_empty()
+                    && !by_rating
                     && query.filters.performer_id.is_none()
                     && query.filters.venue_id.is_none()
             });
@@ -728,6 +739,7 @@ impl EmbeddedIndex {
                                 },
                             )
                         }),
+                        SortBy::Rating => -table.rating(doc),
                         SortBy::Relevance | SortBy::StartTime => 0.0,
                     },
                     start_time: table.start_time(doc),
@@ -853,6 +865,7 @@ impl EmbeddedIndex {
                         start_before: filters.start_before,
                         groups,
                         bounds: circle.map(|(_, bounds)| bounds),
+                        min_rating: filters.min_rating,
                     },
                     tables: self.inner.tables.clone(),
                 }),
@@ -1495,6 +1508,8 @@ enum SortBy {
     Relevance,
     StartTime,
     Distance(GeoPoint),
+    /// Highest rating first.
+    Rating,
 }
 
 /// Where a document falls in the requested order; smaller comes first.
@@ -1695,6 +1710,7 @@ impl EventSegmentCollector {
         let primary = match self.sort {
             SortBy::Relevance => -f64::from(score),
             SortBy::StartTime => 0.0,
+            SortBy::Rating => -self.table.rating(doc),
             SortBy::Distance(from) => match distance {
                 Some(km) if self.within.is_some_and(|(center, _)| center == from) => km,
                 _ => self
@@ -1847,6 +1863,8 @@ mod tests {
             price_min_minor: None,
             price_max_minor: None,
             currency_code: "EUR".into(),
+            rating: 0.0,
+            rating_count: 0,
             payload: String::new(),
         }
     }

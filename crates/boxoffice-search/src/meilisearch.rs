@@ -40,8 +40,9 @@
 //!   operator's choice stays.
 //! - Meilisearch 1.14 or later: the filterable attributes are sent with
 //!   their features (equality only for ids, status, city and category,
-//!   comparison for the two times, no facet search), so it builds no number
-//!   levels or facet-search dictionaries that no search reads.
+//!   comparison for the two times and the rating, no facet search), so it
+//!   builds no number levels or facet-search dictionaries that no search
+//!   reads.
 //! - Leave `prefixSearch` (`indexingTime`: the last query word is a prefix)
 //!   and `proximityPrecision` (`byWord`: relevance weighs word proximity) at
 //!   their defaults; both are part of the matching rules.
@@ -291,6 +292,9 @@ impl MeilisearchIndex {
         if let Some(venue_id) = &filters.venue_id {
             parts.push(format!("venue_id = {}", quoted(venue_id)));
         }
+        if let Some(min_rating) = filters.min_rating {
+            parts.push(format!("rating >= {min_rating}"));
+        }
         if let Some(radius) = filters.within {
             parts.push(format!(
                 "_geoRadius({}, {}, {})",
@@ -304,7 +308,7 @@ impl MeilisearchIndex {
 }
 
 /// The index settings. `sort` comes first: a search that asks for an order
-/// (start time, distance) gets every match in that order, whatever the text
+/// (start time, distance, rating) gets every match in that order, whatever the text
 /// rules would say; a search without one skips the rule (Meilisearch ignores
 /// `sort` when the request has no `sort` parameter), so relevance orders it
 /// by the text rules, then by start time.
@@ -321,9 +325,9 @@ fn settings() -> Settings {
         ])
         // Only the filter features the searches use: equality for ids,
         // status, city and category (the facets need no more), comparison
-        // for the two times, and no facet search (never asked for), so
-        // Meilisearch builds no number levels or facet-search dictionaries
-        // it would never read.
+        // for the two times and the rating, and no facet search (never
+        // asked for), so Meilisearch builds no number levels or
+        // facet-search dictionaries it would never read.
         .with_filterable_attributes_advanced([
             filterable(
                 &[
@@ -336,10 +340,10 @@ fn settings() -> Settings {
                 ],
                 false,
             ),
-            filterable(&["start_time", "end_time"], true),
+            filterable(&["start_time", "end_time", "rating"], true),
             FilterableAttribute::Attribute("_geo".to_owned()),
         ])
-        .with_sortable_attributes(["start_time", "id", "_geo"])
+        .with_sortable_attributes(["start_time", "id", "_geo", "rating"])
         .with_ranking_rules([
             "sort",
             "words",
@@ -536,6 +540,7 @@ impl SearchIndex for MeilisearchIndex {
                 Some(by_distance) => vec![by_distance.as_str(), "start_time:asc", "id:asc"],
                 None => vec!["start_time:asc", "id:asc"],
             },
+            SearchSort::Rating => vec!["rating:desc", "start_time:asc", "id:asc"],
         };
         let highlight_start = HIGHLIGHT_START.to_string();
         let highlight_end = HIGHLIGHT_END.to_string();
@@ -617,6 +622,7 @@ mod tests {
                     },
                     radius_km: 2.5,
                 }),
+                min_rating: Some(4.5),
                 ..SearchFilters::default()
             },
             ..SearchQuery::default()
@@ -624,12 +630,12 @@ mod tests {
         assert_eq!(
             MeilisearchIndex::filter(&query),
             "status = \"published\" AND end_time > 1700000000 AND city = \"Say \\\"hi\\\"\" \
-             AND _geoRadius(51.5, -0.12, 2500)"
+             AND rating >= 4.5 AND _geoRadius(51.5, -0.12, 2500)"
         );
     }
 
     #[test]
-    fn only_the_times_filter_by_comparison_and_nothing_by_facet_search() {
+    fn only_the_times_and_the_rating_filter_by_comparison_and_nothing_by_facet_search() {
         let settings = serde_json::to_value(settings()).expect("settings as json");
         let filterable = settings["filterableAttributes"]
             .as_array()
@@ -662,12 +668,13 @@ mod tests {
                 "end_time",
                 "id",
                 "performer_ids",
+                "rating",
                 "start_time",
                 "status",
                 "venue_id"
             ]
         );
-        assert_eq!(comparing, ["start_time", "end_time"]);
+        assert_eq!(comparing, ["start_time", "end_time", "rating"]);
     }
 
     #[test]
@@ -706,6 +713,8 @@ mod tests {
             price_min_minor: None,
             price_max_minor: None,
             currency_code: "GBP".into(),
+            rating: 4.5,
+            rating_count: 2,
             payload: "p".into(),
         };
         let batch = [

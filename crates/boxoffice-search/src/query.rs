@@ -23,6 +23,8 @@ pub enum SearchSort {
     StartTime,
     /// Nearest to [`SearchQuery::point`] first.
     Distance,
+    /// Highest [`SearchDocument::rating`] first (unrated last), then soonest.
+    Rating,
 }
 
 /// Filters; all given ones must hold. Text values compare ignoring case.
@@ -40,6 +42,9 @@ pub struct SearchFilters {
     pub performer_id: Option<String>,
     pub venue_id: Option<String>,
     pub within: Option<GeoRadius>,
+    /// Only events with a [`SearchDocument::rating`] at least this (so no
+    /// unrated one).
+    pub min_rating: Option<f64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -141,6 +141,8 @@ fn event(n: u32, title: &str) -> SearchDocument {
         price_min_minor: Some(2_500),
         price_max_minor: Some(9_000),
         currency_code: "GBP".into(),
+        rating: 0.0,
+        rating_count: 0,
         payload: format!("payload-{n}"),
     }
 }
@@ -776,6 +778,98 @@ async fn an_explicit_sort_orders_every_match_even_with_text() {
             ids(&search(&engine, &relevant).await),
             vec![new_york, hamburg, berlin],
             "{name}: 'live' by relevance"
+        );
+        engine.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn ratings_filter_and_sort_with_or_without_text() {
+    for engine in engines("ratings_filter_and_sort_with_or_without_text").await {
+        let name = engine.index.engine();
+        // swift (1) 4.2, metallica (2) 4.9, beyonce (3) 4.9, hamlet (4)
+        // unrated, derby (5) 3.0.
+        let rated: Vec<SearchDocument> = catalogue()
+            .into_iter()
+            .map(|mut document| {
+                (document.rating, document.rating_count) = match document.id.as_str() {
+                    id if id == self::id(1) => (4.2, 5),
+                    id if id == self::id(2) || id == self::id(3) => (4.9, 40),
+                    id if id == self::id(5) => (3.0, 1),
+                    _ => (0.0, 0),
+                };
+                document
+            })
+            .collect();
+        engine.index.upsert(rated, Some(1)).await.expect("indexing");
+
+        let mut best = query("");
+        best.sort = SearchSort::Rating;
+        let results = search(&engine, &best).await;
+        assert_eq!(
+            ids(&results),
+            vec![id(2), id(3), id(1), id(5), id(4)],
+            "{name}: best rated first, ties soonest first, unrated last"
+        );
+        assert_eq!(
+            (
+                results.hits[0].document.rating,
+                results.hits[0].document.rating_count
+            ),
+            (4.9, 40),
+            "{name}: a hit carries its rating"
+        );
+
+        // With text, the asked order still rules: "tour" matches Eras (4.2)
+        // and M72 (4.9), and Eras starts first.
+        let mut tours = query("tour");
+        tours.sort = SearchSort::Rating;
+        assert_eq!(
+            ids(&search(&engine, &tours).await),
+            vec![id(2), id(1)],
+            "{name}: 'tour' best rated first"
+        );
+
+        let mut good = query("");
+        good.filters.min_rating = Some(4.2);
+        let results = search(&engine, &good).await;
+        assert_eq!(
+            ids(&results),
+            vec![id(1), id(2), id(3)],
+            "{name}: at least 4.2 (the bound included), soonest first"
+        );
+        assert_eq!(results.estimated_total_hits, 3, "{name}");
+
+        let mut any = query("");
+        any.filters.min_rating = Some(1.0);
+        assert_eq!(
+            set(&ids(&search(&engine, &any).await)),
+            set(&[id(1), id(2), id(3), id(5)]),
+            "{name}: an unrated event passes no rating filter"
+        );
+
+        let mut paris = query("tour");
+        paris.filters.min_rating = Some(4.5);
+        paris.filters.city = Some("paris".into());
+        assert_eq!(
+            ids(&search(&engine, &paris).await),
+            vec![id(2)],
+            "{name}: with text and another filter"
+        );
+
+        let mut near = query("");
+        near.filters.min_rating = Some(4.0);
+        near.filters.within = Some(GeoRadius {
+            center: PARIS,
+            radius_km: 2_000.0,
+        });
+        near.point = Some(PARIS);
+        near.sort = SearchSort::Distance;
+        let near_ids = ids(&search(&engine, &near).await);
+        assert_eq!(
+            near_ids,
+            vec![id(2), id(1), id(3)],
+            "{name}: within a radius, nearest first, rating at least 4"
         );
         engine.cleanup().await;
     }

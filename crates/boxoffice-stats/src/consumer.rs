@@ -147,6 +147,7 @@ fn change_of(received: &Received) -> Result<Change, String> {
         Some(Payload::EventChanged(e)) => event(e.event.as_ref())?,
         Some(Payload::EventPublished(e)) => event(e.event.as_ref())?,
         Some(Payload::EventCancelled(e)) => event(e.event.as_ref())?,
+        Some(Payload::EventRated(e)) => event(e.event.as_ref())?,
         Some(Payload::SeatsSold(e)) => Change::Sold {
             event_id: uuid("event id", &e.event_id)?,
             booking_id: uuid("booking id", &e.booking_id)?,

@@ -287,6 +287,7 @@ impl System {
                     performers = report.performers,
                     events = report.events,
                     seats = report.seats,
+                    reviews = report.reviews,
                     "loaded demo data"
                 );
             }

@@ -555,8 +555,8 @@ async fn seed(config: &Config) -> anyhow::Result<()> {
     .await?;
     match boxoffice_catalog::seed::seed_if_empty(&CatalogStore::new(pool), DEMO_EVENTS).await? {
         Some(report) => println!(
-            "seeded {} venues ({} places), {} performers, {} events",
-            report.venues, report.seats, report.performers, report.events
+            "seeded {} venues ({} places), {} performers, {} events, {} reviews of past shows",
+            report.venues, report.seats, report.performers, report.events, report.reviews
         ),
         None => println!("the catalog already has data; nothing seeded"),
     }

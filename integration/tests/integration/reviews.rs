@@ -347,3 +347,411 @@ async fn only_attendees_of_an_ended_event_review_it_once_and_admins_hide_reviews
     assert_eq!(for_admin.reviews.len(), 2);
     world.stop().await;
 }
+
+/// The events found for `query`, as `(title, performers_rating,
+/// performers_rating_count)`, in the order search answers.
+async fn rated_hits(
+    catalog: &mut CatalogServiceClient<Channel>,
+    query: &str,
+    sort: pb::SearchSort,
+    min_rating: f64,
+) -> Vec<(String, f64, u32)> {
+    catalog
+        .search_events(pb::SearchEventsRequest {
+            query: query.to_owned(),
+            sort: sort as i32,
+            min_rating,
+            ..Default::default()
+        })
+        .await
+        .expect("searching")
+        .into_inner()
+        .hits
+        .into_iter()
+        .map(|hit| {
+            (
+                hit.event.expect("an event").title,
+                hit.performers_rating,
+                hit.performers_rating_count,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn search_rates_events_to_come_by_their_performers_reviews() {
+    let world = SystemWorld::start("reviews_search", &[]).await;
+    let edge = world.edge().await;
+    let mut accounts = AccountsServiceClient::new(edge.clone());
+    let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let mut catalog = CatalogServiceClient::new(edge.clone());
+    let performer = |name: &'static str| {
+        let mut catalog = catalog.clone();
+        let admin = admin.clone();
+        async move {
+            catalog
+                .create_performer(with_token(
+                    &admin,
+                    pb::CreatePerformerRequest {
+                        performer: Some(pb::Performer {
+                            name: name.into(),
+                            ..Default::default()
+                        }),
+                    },
+                ))
+                .await
+                .expect("a performer")
+                .into_inner()
+                .id
+        }
+    };
+    let (loved, unknown) = (
+        performer("Loved Band").await,
+        performer("Unknown Band").await,
+    );
+    let mask = |paths: &[&str]| prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    };
+    let name_performers = |event_id: &str, performers: Vec<String>| pb::UpdateEventRequest {
+        event: Some(pb::Event {
+            id: event_id.to_owned(),
+            performer_ids: performers,
+            ..Default::default()
+        }),
+        update_mask: Some(mask(&["performer_ids"])),
+    };
+    // A past show of the loved band, two coming ones (one announced only
+    // after the first review) and one of a band nobody reviewed.
+    let past = standing_event_on_sale(&edge, &admin, "Hall A", "Zephyr Past Show", 10).await;
+    catalog
+        .update_event(with_token(
+            &admin,
+            name_performers(&past.id, vec![loved.clone()]),
+        ))
+        .await
+        .expect("naming the performer");
+    let early = standing_event_on_sale(&edge, &admin, "Hall B", "Zephyr Early Show", 10).await;
+    catalog
+        .update_event(with_token(
+            &admin,
+            name_performers(&early.id, vec![loved.clone()]),
+        ))
+        .await
+        .expect("naming the performer");
+    let other = standing_event_on_sale(&edge, &admin, "Hall C", "Zephyr Other Show", 10).await;
+    catalog
+        .update_event(with_token(
+            &admin,
+            name_performers(&other.id, vec![unknown.clone()]),
+        ))
+        .await
+        .expect("naming the performer");
+    let ann = register(&mut accounts, "Ann").await;
+    let bob = register(&mut accounts, "Bob").await;
+    buy(&edge, &ann, &past.id).await;
+    buy(&edge, &bob, &past.id).await;
+    catalog
+        .update_event(with_token(
+            &admin,
+            pb::UpdateEventRequest {
+                event: Some(pb::Event {
+                    id: past.id.clone(),
+                    start_time: Some(timestamp(-2)),
+                    end_time: Some(timestamp(-1)),
+                    ..Default::default()
+                }),
+                update_mask: Some(mask(&["start_time", "end_time"])),
+            },
+        ))
+        .await
+        .expect("the show is over");
+
+    // Nothing rated yet: a rating filter finds nothing, the sort keeps all.
+    let by_rating = pb::SearchSort::Rating;
+    let all = eventually(Duration::from_secs(10), "both shows to come found", || {
+        let mut catalog = catalog.clone();
+        async move {
+            let hits = rated_hits(&mut catalog, "zephyr", by_rating, 0.0).await;
+            (hits.len() == 2).then_some(hits)
+        }
+    })
+    .await;
+    assert!(
+        all.iter()
+            .all(|(_, rating, count)| (*rating, *count) == (0.0, 0)),
+        "{all:?}"
+    );
+    assert!(
+        rated_hits(&mut catalog, "zephyr", by_rating, 1.0)
+            .await
+            .is_empty()
+    );
+
+    // Ann gives the past show 5 stars: the loved band's show to come is
+    // rated 5 by it, before the other.
+    let ann_review = eventually(Duration::from_secs(30), "ann may review", || {
+        let mut catalog = catalog.clone();
+        let request = with_token(&ann, review(&past.id, 5, "superb"));
+        async move {
+            catalog
+                .create_review(request)
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        }
+    })
+    .await;
+    let rated = eventually(Duration::from_secs(10), "the show to come rated 5", || {
+        let mut catalog = catalog.clone();
+        async move {
+            let hits = rated_hits(&mut catalog, "zephyr", by_rating, 0.0).await;
+            (hits.first().is_some_and(|hit| hit.2 == 1)).then_some(hits)
+        }
+    })
+    .await;
+    assert_eq!(
+        rated,
+        vec![
+            ("Zephyr Early Show".to_owned(), 5.0, 1),
+            ("Zephyr Other Show".to_owned(), 0.0, 0)
+        ]
+    );
+
+    // A show announced after the review starts out rated.
+    let late = standing_event_on_sale(&edge, &admin, "Hall D", "Zephyr Late Show", 10).await;
+    catalog
+        .update_event(with_token(
+            &admin,
+            name_performers(&late.id, vec![loved.clone()]),
+        ))
+        .await
+        .expect("naming the performer");
+    let good = eventually(Duration::from_secs(10), "both loved shows rated", || {
+        let mut catalog = catalog.clone();
+        async move {
+            let hits = rated_hits(&mut catalog, "zephyr", pb::SearchSort::StartTime, 4.5).await;
+            (hits.len() == 2).then_some(hits)
+        }
+    })
+    .await;
+    let mut titles: Vec<&str> = good.iter().map(|hit| hit.0.as_str()).collect();
+    titles.sort_unstable();
+    assert_eq!(titles, ["Zephyr Early Show", "Zephyr Late Show"]);
+    assert!(
+        good.iter().all(|hit| (hit.1, hit.2) == (5.0, 1)),
+        "{good:?}"
+    );
+
+    // Bob's 1 star brings the band to 3: below 4.5, above 2.5.
+    let bob_review = eventually(Duration::from_secs(30), "bob may review", || {
+        let mut catalog = catalog.clone();
+        let request = with_token(&bob, review(&past.id, 1, "too loud"));
+        async move {
+            catalog
+                .create_review(request)
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        }
+    })
+    .await;
+    eventually(Duration::from_secs(10), "the band rated 3", || {
+        let mut catalog = catalog.clone();
+        async move {
+            let hits = rated_hits(&mut catalog, "zephyr", by_rating, 2.5).await;
+            (hits.len() == 2 && hits.iter().all(|hit| (hit.1, hit.2) == (3.0, 2))).then_some(())
+        }
+    })
+    .await;
+    assert!(
+        rated_hits(&mut catalog, "zephyr", by_rating, 4.5)
+            .await
+            .is_empty()
+    );
+
+    // Editing only the text changes no rating; hiding Bob's review does.
+    catalog
+        .update_review(with_token(
+            &ann,
+            pb::UpdateReviewRequest {
+                name: ann_review.name.clone(),
+                rating: 5,
+                text: "still superb".into(),
+            },
+        ))
+        .await
+        .expect("ann edits her text");
+    catalog
+        .hide_review(with_token(
+            &admin,
+            pb::HideReviewRequest {
+                name: bob_review.name.clone(),
+                reason: "off topic".into(),
+            },
+        ))
+        .await
+        .expect("the admin hides bob's review");
+    eventually(Duration::from_secs(10), "the band back at 5", || {
+        let mut catalog = catalog.clone();
+        async move {
+            let hits = rated_hits(&mut catalog, "zephyr", by_rating, 4.5).await;
+            (hits.len() == 2 && hits.iter().all(|hit| (hit.1, hit.2) == (5.0, 1))).then_some(())
+        }
+    })
+    .await;
+
+    // A rating out of range is refused, naming the field.
+    for bad in [0.5, 5.5, -1.0] {
+        let refused = catalog
+            .search_events(pb::SearchEventsRequest {
+                query: "zephyr".into(),
+                min_rating: bad,
+                ..Default::default()
+            })
+            .await
+            .expect_err("a rating out of range");
+        assert_eq!(refused.code(), Code::InvalidArgument, "{refused:?}");
+        assert_eq!(
+            field_of(&refused).as_deref(),
+            Some("min_rating"),
+            "{refused:?}"
+        );
+    }
+    world.stop().await;
+}
+
+/// A review racing an event write that has already read the band's rating:
+/// the event write is held after its read (a trigger sleeps in its outbox
+/// insert), the review is written meanwhile. The review waits for the event
+/// write's performer lock and then re-rates the show, so the show ends rated
+/// by the review; without the lock it would keep the rating read before.
+#[tokio::test]
+async fn a_review_racing_an_event_write_still_rates_the_show() {
+    let world = SystemWorld::start("reviews_race", &[]).await;
+    let edge = world.edge().await;
+    let mut accounts = AccountsServiceClient::new(edge.clone());
+    let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
+    let mut catalog = CatalogServiceClient::new(edge.clone());
+    let band = catalog
+        .create_performer(with_token(
+            &admin,
+            pb::CreatePerformerRequest {
+                performer: Some(pb::Performer {
+                    name: "Racing Band".into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("a performer")
+        .into_inner()
+        .id;
+    let mask = |paths: &[&str]| prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    };
+    let name_band = |event_id: &str| pb::UpdateEventRequest {
+        event: Some(pb::Event {
+            id: event_id.to_owned(),
+            performer_ids: vec![band.clone()],
+            ..Default::default()
+        }),
+        update_mask: Some(mask(&["performer_ids"])),
+    };
+    let past = standing_event_on_sale(&edge, &admin, "Hall P", "Quokka Past Show", 20).await;
+    catalog
+        .update_event(with_token(&admin, name_band(&past.id)))
+        .await
+        .expect("naming the performer");
+    let fan = register(&mut accounts, "Fan").await;
+    buy(&edge, &fan, &past.id).await;
+    catalog
+        .update_event(with_token(
+            &admin,
+            pb::UpdateEventRequest {
+                event: Some(pb::Event {
+                    id: past.id.clone(),
+                    start_time: Some(timestamp(-2)),
+                    end_time: Some(timestamp(-1)),
+                    ..Default::default()
+                }),
+                update_mask: Some(mask(&["start_time", "end_time"])),
+            },
+        ))
+        .await
+        .expect("the show is over");
+    let db = world.db.client().await;
+    let past_id = Uuid::parse_str(&past.id).expect("an id");
+    eventually(Duration::from_secs(30), "the fan known as an attendee", || {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one(
+                    "SELECT count(*) FROM catalog.review_attendance WHERE event_id = $1 AND confirmed",
+                    &[&past_id],
+                )
+                .await
+                .ok()?;
+            (row.get::<_, i64>(0) == 1).then_some(())
+        }
+    })
+    .await;
+    let show = standing_event_on_sale(&edge, &admin, "Hall S", "Quokka Show", 10).await;
+
+    // Hold the next catalog write after it has read the rating.
+    db.batch_execute(
+        "CREATE FUNCTION public.hold_outbox_insert() RETURNS trigger LANGUAGE plpgsql AS
+           $$ BEGIN PERFORM pg_sleep(0.5); RETURN NULL; END $$;
+         CREATE TRIGGER hold_outbox_insert BEFORE INSERT ON catalog.event_outbox
+           FOR EACH STATEMENT EXECUTE FUNCTION public.hold_outbox_insert();",
+    )
+    .await
+    .expect("a slow trigger");
+    let naming = {
+        let mut catalog = catalog.clone();
+        let request = with_token(&admin, name_band(&show.id));
+        tokio::spawn(async move { catalog.update_event(request).await })
+    };
+    eventually(Duration::from_secs(10), "the event write held", || {
+        let db = &db;
+        async move {
+            let row = db
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity
+                      WHERE datname = current_database() AND wait_event = 'PgSleep'",
+                    &[],
+                )
+                .await
+                .ok()?;
+            (row.get::<_, i64>(0) == 1).then_some(())
+        }
+    })
+    .await;
+    catalog
+        .create_review(with_token(&fan, review(&past.id, 5, "superb")))
+        .await
+        .expect("the review");
+    naming
+        .await
+        .expect("the event write's task")
+        .expect("naming the band");
+    db.batch_execute(
+        "DROP TRIGGER hold_outbox_insert ON catalog.event_outbox;
+         DROP FUNCTION public.hold_outbox_insert();",
+    )
+    .await
+    .expect("dropping the trigger");
+
+    eventually(
+        Duration::from_secs(15),
+        "the show rated by the review",
+        || {
+            let mut catalog = catalog.clone();
+            async move {
+                let hits = rated_hits(&mut catalog, "quokka", pb::SearchSort::Rating, 0.0).await;
+                (hits == [("Quokka Show".to_owned(), 5.0, 1)]).then_some(())
+            }
+        },
+    )
+    .await;
+    world.stop().await;
+}

@@ -6,7 +6,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { catalog, describe, when } from "../api";
 import { h, link, navigate, statusLine } from "../dom";
-import { Category, SearchSort, type Event, type SearchEventsRequestSchema } from "../gen/boxoffice/catalog/v1/catalog_pb";
+import { Category, SearchSort, type Event, type SearchEventsRequestSchema, type SearchHit } from "../gen/boxoffice/catalog/v1/catalog_pb";
 
 export const CATEGORY_NAMES: Record<number, string> = {
   [Category.CONCERT]: "Concert",
@@ -42,7 +42,14 @@ function plain(html: string): string {
   return highlighted(html).textContent ?? "";
 }
 
-function card(event: Event, title?: string, performers?: string[], distanceKm?: number): HTMLElement {
+/** "★ 4.3 (12 reviews)": how the event's performers are rated, if at all. */
+function stars(average: number, count: number): HTMLElement | null {
+  if (count === 0) return null;
+  const label = `Rated ${average.toFixed(1)} out of 5 from ${count} review${count === 1 ? "" : "s"} of the performers' shows`;
+  return h("p", { class: "rating", "aria-label": label, title: label }, `★ ${average.toFixed(1)} (${count})`);
+}
+
+function card(event: Event, title?: string, performers?: string[], distanceKm?: number, rating?: HTMLElement | null): HTMLElement {
   return h(
     "li",
     { class: "card" },
@@ -52,6 +59,23 @@ function card(event: Event, title?: string, performers?: string[], distanceKm?: 
     h("p", { class: "where" }, event.venue ? `${event.venue.name}, ${event.venue.city}` : ""),
     distanceKm !== undefined ? h("p", { class: "distance" }, `${distanceKm < 10 ? distanceKm.toFixed(1) : Math.round(distanceKm)} km away`) : null,
     performers?.length ? h("p", { class: "with" }, "With ", ...performers.flatMap((p, i) => [i ? ", " : "", highlighted(p)])) : null,
+    rating ?? null,
+  );
+}
+
+function hitCards(hits: SearchHit[], withDistance: boolean): HTMLElement[] {
+  return hits.flatMap((hit) =>
+    hit.event
+      ? [
+          card(
+            hit.event,
+            hit.highlightedTitle,
+            hit.highlightedPerformers,
+            withDistance ? hit.distanceKm : undefined,
+            stars(hit.performersRating, hit.performersRatingCount),
+          ),
+        ]
+      : [],
   );
 }
 
@@ -95,6 +119,20 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
     ...[10, 50, 200, 1000].map((km) => h("option", { value: km }, `within ${km} km`)),
   );
   radius.value = "50";
+  const rating = h(
+    "select",
+    { id: "rating", name: "rating" },
+    h("option", { value: "" }, "Any rating"),
+    ...["3", "4", "4.5"].map((stars) => h("option", { value: stars }, `★ ${stars} and up`)),
+  );
+  rating.value = params.get("rating") ?? "";
+  const order = h(
+    "select",
+    { id: "order", name: "order" },
+    h("option", { value: "" }, "Best match"),
+    h("option", { value: "rating" }, "Best rated"),
+  );
+  order.value = params.get("order") ?? "";
   const nearButton = h("button", { type: "button", id: "near-me", "aria-pressed": "false" }, "Near me");
   const clear = h("button", { type: "button", class: "link", id: "clear-filters" }, "Clear filters");
   let near: { latitude: number; longitude: number } | null = null;
@@ -121,6 +159,8 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
           h("div", { class: "field" }, h("label", { for: "city" }, "City"), city),
           h("div", { class: "field" }, h("label", { for: "category" }, "Category"), category),
           h("div", { class: "field near" }, h("label", { for: "radius" }, "Distance"), h("div", { class: "row" }, nearButton, radius)),
+          h("div", { class: "field" }, h("label", { for: "rating" }, "Rating"), rating),
+          h("div", { class: "field" }, h("label", { for: "order" }, "Order"), order),
           clear,
         ),
       ),
@@ -141,7 +181,7 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
     })
     .catch(() => undefined);
 
-  const filtered = () => Boolean(from.value || until.value || city.value || category.value || near);
+  const filtered = () => Boolean(from.value || until.value || city.value || category.value || rating.value || order.value || near);
 
   const request = (pageSize: number): MessageInitShape<typeof SearchEventsRequestSchema> => ({
     query: input.value.trim(),
@@ -152,7 +192,15 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
     category: category.value ? (Number(category.value) as Category) : Category.UNSPECIFIED,
     near: near ?? undefined,
     radiusKm: near ? Number(radius.value) : 0,
-    sort: near ? SearchSort.DISTANCE : input.value.trim() ? SearchSort.RELEVANCE : SearchSort.START_TIME,
+    minRating: rating.value ? Number(rating.value) : 0,
+    sort:
+      order.value === "rating"
+        ? SearchSort.RATING
+        : near
+          ? SearchSort.DISTANCE
+          : input.value.trim()
+            ? SearchSort.RELEVANCE
+            : SearchSort.START_TIME,
   });
 
   const remember = () => {
@@ -162,6 +210,8 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
     if (until.value) query.set("until", until.value);
     if (city.value) query.set("city", city.value);
     if (category.value) query.set("category", category.value);
+    if (rating.value) query.set("rating", rating.value);
+    if (order.value) query.set("order", order.value);
     const search = query.toString();
     history.replaceState(null, "", search ? `/?${search}` : "/");
   };
@@ -256,22 +306,14 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
           ? async (signal) => {
               const page = await catalog.searchEvents({ ...asked, pageToken: token }, { signal });
               if (mine !== generation) return;
-              list.append(
-                ...page.hits.flatMap((hit) =>
-                  hit.event ? [card(hit.event, hit.highlightedTitle, hit.highlightedPerformers, near ? hit.distanceKm : undefined)] : [],
-                ),
-              );
+              list.append(...hitCards(page.hits, Boolean(near)));
               token = page.hits.length === asked.pageSize ? page.nextPageToken : "";
               if (!token) nextPage = null;
             }
           : null;
         const count = `${answer.estimatedTotalHits} event${answer.estimatedTotalHits === 1n ? "" : "s"}`;
         heading.textContent = query ? `${count} for “${query}”` : `${count}${near ? " near you" : ""}`;
-        list.replaceChildren(
-          ...answer.hits.flatMap((hit) =>
-            hit.event ? [card(hit.event, hit.highlightedTitle, hit.highlightedPerformers, near ? hit.distanceKm : undefined)] : [],
-          ),
-        );
+        list.replaceChildren(...hitCards(answer.hits, Boolean(near)));
         // Suggestions: the performers the words matched, then the best events.
         const performers = new Map<string, string>();
         for (const hit of answer.hits) {
@@ -321,9 +363,9 @@ export async function homePage(root: HTMLElement, signal: AbortSignal, params: U
     if (!input.value.trim()) closeSuggestions();
     timer = window.setTimeout(() => void show(true), 150);
   });
-  for (const control of [from, until, city, category, radius]) control.addEventListener("change", () => void show());
+  for (const control of [from, until, city, category, radius, rating, order]) control.addEventListener("change", () => void show());
   clear.addEventListener("click", () => {
-    from.value = until.value = city.value = category.value = "";
+    from.value = until.value = city.value = category.value = rating.value = order.value = "";
     near = null;
     nearButton.setAttribute("aria-pressed", "false");
     void show();

@@ -442,6 +442,49 @@ impl Event {
     }
 }
 
+/// Stars of the visible reviews: `histogram[0]` counts 1-star reviews.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RatingSummary {
+    pub histogram: [u32; 5],
+}
+
+impl RatingSummary {
+    pub fn count(&self) -> u32 {
+        self.histogram.iter().sum()
+    }
+
+    pub fn average(&self) -> f64 {
+        let count = self.count();
+        if count == 0 {
+            return 0.0;
+        }
+        let stars: u64 = self
+            .histogram
+            .iter()
+            .enumerate()
+            .map(|(index, n)| (index as u64 + 1) * u64::from(*n))
+            .sum();
+        stars as f64 / f64::from(count)
+    }
+}
+
+impl RatingSummary {
+    /// From `(stars, how many reviews gave them)` pairs; stars outside 1
+    /// to 5 are left out.
+    pub fn from_counts(counts: impl IntoIterator<Item = (i16, i64)>) -> Self {
+        let mut summary = Self::default();
+        for (rating, count) in counts {
+            if let Some(slot) = usize::try_from(rating - 1)
+                .ok()
+                .and_then(|index| summary.histogram.get_mut(index))
+            {
+                *slot = u32::try_from(count).unwrap_or(u32::MAX);
+            }
+        }
+        summary
+    }
+}
+
 /// When an event happens and goes on sale; checked together because each
 /// bound constrains the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

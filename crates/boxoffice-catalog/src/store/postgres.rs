@@ -15,9 +15,9 @@ use uuid::Uuid;
 
 use crate::domain::{
     Address, Category, DynamicPrice, Event, EventPatch, EventStatus, EventVenue, FieldError,
-    LatLng, Money, NewEvent, NewPerformer, NewPriceTier, NewVenue, Performer, PriceTier, RowLayout,
-    SeatLayout, SeatPosition, SectionKind, SectionLayout, SectionSummary, Venue, check_cancel,
-    check_patch, check_publish,
+    LatLng, Money, NewEvent, NewPerformer, NewPriceTier, NewVenue, Performer, PriceTier,
+    RatingSummary, RowLayout, SeatLayout, SeatPosition, SectionKind, SectionLayout, SectionSummary,
+    Venue, check_cancel, check_patch, check_publish,
 };
 use crate::error::CatalogError;
 use crate::events::{EventChange, event_changed, performer_created, venue_created};
@@ -349,6 +349,8 @@ impl CatalogStore {
             return Ok(0);
         }
         let mut events = Vec::new();
+        // Written before the outbox, so before any review.
+        let unrated = RatingSummary::default();
         for row in tx
             .query("SELECT id FROM catalog.venues ORDER BY created_at, id", &[])
             .await?
@@ -375,14 +377,14 @@ impl CatalogStore {
             let event = load_event(&tx, row.get(0))
                 .await?
                 .context("event vanished inside its transaction")?;
-            events.push(event_changed(&event, EventChange::Created));
+            events.push(event_changed(&event, EventChange::Created, &unrated));
             match event.status {
                 EventStatus::Draft => {}
                 EventStatus::Published => {
-                    events.push(event_changed(&event, EventChange::Published))
+                    events.push(event_changed(&event, EventChange::Published, &unrated))
                 }
                 EventStatus::Cancelled => {
-                    events.push(event_changed(&event, EventChange::Cancelled))
+                    events.push(event_changed(&event, EventChange::Cancelled, &unrated))
                 }
             }
         }
@@ -467,10 +469,11 @@ impl CatalogStore {
         let created = load_event(&tx, event_id)
             .await?
             .context("event vanished inside its transaction")?;
+        let rating = performers_rating(&tx, event_id).await?;
         publish(
             &self.outbox,
             &tx,
-            event_changed(&created, EventChange::Created),
+            event_changed(&created, EventChange::Created, &rating),
         )
         .await?;
         tx.commit().await?;
@@ -485,12 +488,16 @@ impl CatalogStore {
     pub async fn update_event(&self, id: Uuid, patch: &EventPatch) -> Result<Event> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
+        // The new performers before the event: a review's transaction locks
+        // performers, then their events (see `rerate_events_of`).
+        if let Some(performer_ids) = &patch.performer_ids {
+            check_performers_exist(&tx, performer_ids).await?;
+        }
         let current = lock_event(&tx, id).await?;
         check_patch(&current, patch)?;
         let schedule = patch.schedule_over(&current);
         schedule.validate()?;
         if let Some(performer_ids) = &patch.performer_ids {
-            check_performers_exist(&tx, performer_ids).await?;
             tx.execute(
                 "DELETE FROM catalog.event_performers WHERE event_id = $1",
                 &[&id],
@@ -526,10 +533,11 @@ impl CatalogStore {
         let updated = load_event(&tx, id)
             .await?
             .context("event vanished inside its transaction")?;
+        let rating = performers_rating(&tx, id).await?;
         publish(
             &self.outbox,
             &tx,
-            event_changed(&updated, EventChange::Changed),
+            event_changed(&updated, EventChange::Changed, &rating),
         )
         .await?;
         tx.commit().await?;
@@ -551,10 +559,11 @@ impl CatalogStore {
         let published = load_event(&tx, id)
             .await?
             .context("event vanished inside its transaction")?;
+        let rating = performers_rating(&tx, id).await?;
         publish(
             &self.outbox,
             &tx,
-            event_changed(&published, EventChange::Published),
+            event_changed(&published, EventChange::Published, &rating),
         )
         .await?;
         tx.commit().await?;
@@ -578,10 +587,11 @@ impl CatalogStore {
         let cancelled = load_event(&tx, id)
             .await?
             .context("event vanished inside its transaction")?;
+        let rating = performers_rating(&tx, id).await?;
         publish(
             &self.outbox,
             &tx,
-            event_changed(&cancelled, EventChange::Cancelled),
+            event_changed(&cancelled, EventChange::Cancelled, &rating),
         )
         .await?;
         tx.commit().await?;
@@ -758,13 +768,17 @@ async fn load_venue(client: &impl GenericClient, id: Uuid) -> Result<Option<Venu
     }))
 }
 
+/// Checks that the performers exist and locks them (`FOR SHARE`, in id
+/// order) until commit: a review of one of their events waits for this
+/// event write, or this write waits for the review, so the rating this
+/// transaction publishes is never older than a review committed before it.
 async fn check_performers_exist(client: &impl GenericClient, performer_ids: &[Uuid]) -> Result<()> {
     if performer_ids.is_empty() {
         return Ok(());
     }
     let found: HashSet<Uuid> = client
         .query(
-            "SELECT id FROM catalog.performers WHERE id = ANY($1)",
+            "SELECT id FROM catalog.performers WHERE id = ANY($1) ORDER BY id FOR SHARE",
             &[&performer_ids],
         )
         .await?
@@ -849,6 +863,105 @@ async fn write_price_tiers(
             .await?;
     }
     Ok(())
+}
+
+/// How the performers of `event_id` are rated: the visible reviews of every
+/// event one of them played, each review counted once.
+pub(crate) async fn performers_rating(
+    client: &impl GenericClient,
+    event_id: Uuid,
+) -> Result<RatingSummary> {
+    let rows = client
+        .query(
+            "SELECT r.rating, count(*) FROM catalog.reviews r
+              WHERE NOT r.hidden AND r.event_id IN (
+                    SELECT played.event_id FROM catalog.event_performers this
+                      JOIN catalog.event_performers played ON played.performer_id = this.performer_id
+                     WHERE this.event_id = $1)
+              GROUP BY r.rating",
+            &[&event_id],
+        )
+        .await?;
+    Ok(RatingSummary::from_counts(
+        rows.iter().map(|row| (row.get(0), row.get(1))),
+    ))
+}
+
+/// Locks the performers of `event_id` (`FOR NO KEY UPDATE`, in id order)
+/// until commit, for a transaction that changes their rating, and returns
+/// them. Event writes lock the performers they publish a rating of
+/// `FOR SHARE` (see [`check_performers_exist`]), so the two wait for each
+/// other instead of each publishing a rating without the other's change.
+pub(crate) async fn lock_performers_of(
+    client: &impl GenericClient,
+    event_id: Uuid,
+) -> Result<Vec<Uuid>> {
+    Ok(client
+        .query(
+            "SELECT id FROM catalog.performers
+              WHERE id IN (SELECT performer_id FROM catalog.event_performers WHERE event_id = $1)
+              ORDER BY id FOR NO KEY UPDATE",
+            &[&event_id],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect())
+}
+
+/// After a review of one of `performers`' events was written, edited or
+/// hidden, inside that transaction (which holds them locked, see
+/// [`lock_performers_of`]): every event of theirs still to come and not
+/// cancelled gets a new version carrying its performers' new rating,
+/// published as `EventRated`. Each event row is locked in id order, so an
+/// event write in progress finishes first and is then published again with
+/// the rating. Returns how many events were re-rated.
+pub(crate) async fn rerate_events_of(
+    outbox: &boxoffice_events::Outbox,
+    transaction: &deadpool_postgres::Transaction<'_>,
+    performers: &[Uuid],
+) -> Result<usize> {
+    if performers.is_empty() {
+        return Ok(0);
+    }
+    let ids: Vec<Uuid> = transaction
+        .query(
+            "SELECT DISTINCT p.event_id FROM catalog.event_performers p
+               JOIN catalog.events e ON e.id = p.event_id
+              WHERE p.performer_id = ANY($1) AND e.end_time > now() AND e.status <> 'cancelled'
+              ORDER BY 1",
+            &[&performers],
+        )
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let mut rated = Vec::with_capacity(ids.len());
+    for id in ids {
+        let bumped = transaction
+            .execute(
+                "UPDATE catalog.events SET version = version + 1
+                  WHERE id = $1 AND status <> 'cancelled'",
+                &[&id],
+            )
+            .await?;
+        if bumped == 0 {
+            continue;
+        }
+        let event = load_event(transaction, id)
+            .await?
+            .context("event vanished inside its transaction")?;
+        let rating = performers_rating(transaction, id).await?;
+        rated.push(event_changed(&event, EventChange::Rated, &rating));
+    }
+    let count = rated.len();
+    if count > 0 {
+        outbox
+            .append(transaction, rated)
+            .await
+            .context("publishing re-rated events")?;
+    }
+    Ok(count)
 }
 
 #[cfg(test)]

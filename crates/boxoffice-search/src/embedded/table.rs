@@ -62,6 +62,9 @@ pub(super) struct EventTable {
     rows: Vec<Row>,
     /// Per document, `(latitude, longitude)`; NaN without a location.
     points: Vec<(f64, f64)>,
+    /// Per document, its rating (0 when unrated); only the rating filter and
+    /// sort read it, so it is kept apart like the location.
+    ratings: Vec<f64>,
     pub(super) groups: Vec<Group>,
     /// The published, located events by grid cell, built by the first
     /// radius search that reads the segment.
@@ -91,6 +94,7 @@ impl EventTable {
         let tiebreak: Column<u64> = fast.u64("tiebreak")?;
         let latitude = fast.column_opt::<f64>("latitude")?;
         let longitude = fast.column_opt::<f64>("longitude")?;
+        let rating = fast.column_opt::<f64>("rating")?;
         let categories = fast.str("category")?;
         let cities = fast.str("city_facet")?;
         let published = match fast.str("status")? {
@@ -109,6 +113,7 @@ impl EventTable {
         let mut table = Self {
             rows: Vec::with_capacity(max_doc),
             points: Vec::with_capacity(max_doc),
+            ratings: Vec::with_capacity(max_doc),
             groups: Vec::new(),
             geo: OnceLock::new(),
             by_group: OnceLock::new(),
@@ -153,6 +158,12 @@ impl EventTable {
                 group,
             });
             table.points.push((lat, lng));
+            table.ratings.push(
+                rating
+                    .as_ref()
+                    .and_then(|rating| rating.first(doc))
+                    .unwrap_or(0.0),
+            );
         }
         Ok(table)
     }
@@ -190,6 +201,12 @@ impl EventTable {
     pub(super) fn point(&self, doc: DocId) -> Option<(f64, f64)> {
         let (latitude, longitude) = self.points[doc as usize];
         (!latitude.is_nan()).then_some((latitude, longitude))
+    }
+
+    /// The event's rating, 0 when unrated.
+    #[inline]
+    pub(super) fn rating(&self, doc: DocId) -> f64 {
+        self.ratings[doc as usize]
     }
 
     /// The segment's published, located events by grid cell (see [`GeoMap`]).
@@ -412,6 +429,8 @@ pub(super) struct Predicate {
     /// `(south, north, west, east)`: a box the document's location must be
     /// in (a radius's bounding box; the collector checks the distance).
     pub(super) bounds: Option<(f64, f64, f64, f64)>,
+    /// The lowest rating accepted (unrated events are 0).
+    pub(super) min_rating: Option<f64>,
 }
 
 /// The predicate bound to one segment's table.
@@ -465,6 +484,12 @@ impl SegmentPredicate {
         let start = row.start_time;
         if predicate.start_after.is_some_and(|after| start < after)
             || predicate.start_before.is_some_and(|before| start >= before)
+        {
+            return false;
+        }
+        if predicate
+            .min_rating
+            .is_some_and(|min| self.table.rating(doc) < min)
         {
             return false;
         }
