@@ -42,11 +42,15 @@ function plain(html: string): string {
   return highlighted(html).textContent ?? "";
 }
 
-/** "★ 4.3 (12 reviews)": how the event's performers are rated, if at all. */
+/** "★ 4.3/5 (12 reviews)": how the event's performers are rated, if at all. */
 function stars(average: number, count: number): HTMLElement | null {
   if (count === 0) return null;
-  const label = `Rated ${average.toFixed(1)} out of 5 from ${count} review${count === 1 ? "" : "s"} of the performers' shows`;
-  return h("p", { class: "rating", "aria-label": label, title: label }, `★ ${average.toFixed(1)} (${count})`);
+  return h(
+    "p",
+    { class: "rating", title: "Reviews of the performers' shows" },
+    h("span", { "aria-hidden": "true" }, "★ "),
+    `${average.toFixed(1)}/5 (${count} review${count === 1 ? "" : "s"})`,
+  );
 }
 
 function card(event: Event, title?: string, performers?: string[], distanceKm?: number, rating?: HTMLElement | null): HTMLElement {
