@@ -73,13 +73,14 @@ impl NotifyConfig {
                 problem: "must start with smtp:// or smtps://".into(),
             });
         }
-        // Checked now, so a bad URL stops the process before it binds.
-        lettre::AsyncSmtpTransport::<lettre::Tokio1Executor>::from_url(&smtp_url).map_err(
-            |_| ConfigError {
+        // Checked now, by the reader the sender uses, so a bad URL stops
+        // the process before it binds.
+        crate::smtp::SmtpPool::from_url(&smtp_url, 0, Duration::from_secs(1)).map_err(|_| {
+            ConfigError {
                 variable: ENV_SMTP_URL,
                 problem: "is not an SMTP URL like smtp://host:25".into(),
-            },
-        )?;
+            }
+        })?;
         let from_text = get(ENV_MAIL_FROM).unwrap_or_else(|| DEFAULT_MAIL_FROM.to_owned());
         let from = from_text.parse().map_err(|_| ConfigError {
             variable: ENV_MAIL_FROM,

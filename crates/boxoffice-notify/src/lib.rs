@@ -22,6 +22,7 @@ pub mod qr;
 mod questions;
 mod sender;
 mod server;
+mod smtp;
 pub mod store;
 mod support_grpc;
 pub mod token;

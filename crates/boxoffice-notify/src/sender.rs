@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use boxoffice_runtime::Shutdown;
 use futures::StreamExt as _;
-use lettre::{AsyncSmtpTransport, AsyncTransport as _, Tokio1Executor};
 use uuid::Uuid;
 
 use crate::config::NotifyConfig;
 use crate::message::{Facts, render};
 use crate::metrics::SenderStats;
+use crate::smtp::{SendError, SmtpPool};
 use crate::store::{Claimed, NotifyStore, Recipient};
 use crate::token::UnsubscribeTokens;
 
@@ -48,7 +48,7 @@ enum Outcome {
 
 pub(crate) struct Sender {
     store: NotifyStore,
-    mailer: AsyncSmtpTransport<Tokio1Executor>,
+    mailer: SmtpPool,
     config: NotifyConfig,
     tokens: UnsubscribeTokens,
     stats: Arc<SenderStats>,
@@ -62,15 +62,11 @@ impl Sender {
         stats: Arc<SenderStats>,
         wake: Arc<tokio::sync::Notify>,
     ) -> anyhow::Result<Self> {
-        let pool = lettre::transport::smtp::PoolConfig::new()
-            .max_size(u32::try_from(config.concurrency).unwrap_or(u32::MAX))
-            .min_idle(0)
-            .idle_timeout(Duration::from_secs(30));
-        let mailer = AsyncSmtpTransport::<Tokio1Executor>::from_url(config.smtp_url.expose())
-            .map_err(|_| anyhow::anyhow!("the SMTP URL is not usable"))?
-            .timeout(Some(Duration::from_secs(30)))
-            .pool_config(pool)
-            .build();
+        let mailer = SmtpPool::from_url(
+            config.smtp_url.expose(),
+            config.concurrency,
+            Duration::from_secs(30),
+        )?;
         Ok(Self {
             store,
             mailer,
@@ -215,15 +211,17 @@ impl Sender {
                 Facts::BookingConfirmed { tickets, .. } => tickets.as_slice(),
                 _ => &[],
             };
-            crate::mail::build(&from, to, id, &rendered, tickets, unsubscribe.as_deref())
+            let email =
+                crate::mail::build(&from, to, id, &rendered, tickets, unsubscribe.as_deref())?;
+            anyhow::Ok((email.envelope().clone(), email.formatted()))
         })
         .await;
-        let email = match built {
-            Ok(Ok(email)) => email,
+        let (envelope, email) = match built {
+            Ok(Ok(built)) => built,
             Ok(Err(error)) => return self.give_up(id, "failed", format!("{error:#}")),
             Err(error) => return self.give_up(id, "failed", format!("rendering: {error}")),
         };
-        match self.mailer.send(email).await {
+        match self.mailer.send(&envelope, &email).await {
             Ok(_) => {
                 self.stats.sent.fetch_add(1, Ordering::Relaxed);
                 Outcome::Sent {
@@ -233,9 +231,9 @@ impl Sender {
             }
             Err(error) => {
                 self.stats.failed_attempts.fetch_add(1, Ordering::Relaxed);
-                if error.is_permanent() {
+                if let SendError::Permanent(_) = error {
                     tracing::warn!(message_id = %id, error = %error, "the SMTP server refused a message");
-                    self.give_up(id, "failed", format!("refused: {error}"))
+                    self.give_up(id, "failed", error.to_string())
                 } else {
                     let after = self.backoff(message.attempts);
                     tracing::warn!(message_id = %id, attempts = message.attempts,
