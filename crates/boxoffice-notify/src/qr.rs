@@ -1,23 +1,204 @@
 //! QR images of ticket codes as PNG: the `qrcode` encoder's module matrix,
 //! scaled up with a quiet zone, written as an 8-bit greyscale PNG (zlib
 //! from `flate2`, chunk CRCs from `crc32fast`).
+//!
+//! The mask is chosen here, by the standard's penalty rules exactly as
+//! `qrcode` scores them (the same mask, so the same image, as
+//! `QrCode::with_error_correction_level`; a test holds the two together),
+//! over a plain array of modules: the crate's own scoring reads every
+//! module through bounds-checked, coordinate-wrapping lookups and took
+//! about 2 ms of CPU a code, most of a confirmation mail's cost.
 
 use std::io::Write as _;
 
 use anyhow::Context as _;
-use qrcode::{Color, EcLevel, QrCode};
+use qrcode::canvas::{Canvas, MaskPattern};
+use qrcode::{Color, EcLevel, Version};
 
 /// Pixels per module: a phone camera reads 4 px modules from a screen.
 const SCALE: usize = 4;
 /// The blank border the QR standard asks for, in modules.
 const QUIET_ZONE: usize = 4;
 
+/// The masks in the order `qrcode` tries them (the first of equal scores
+/// wins, as there).
+const MASKS: [MaskPattern; 8] = [
+    MaskPattern::Checkerboard,
+    MaskPattern::HorizontalLines,
+    MaskPattern::VerticalLines,
+    MaskPattern::DiagonalLines,
+    MaskPattern::LargeCheckerboard,
+    MaskPattern::Fields,
+    MaskPattern::Diamonds,
+    MaskPattern::Meadow,
+];
+
+/// The modules of `text` as a QR code at error correction level M, row by
+/// row, and the side's length in modules.
+fn modules(text: &str) -> anyhow::Result<(Vec<Color>, usize)> {
+    let level = EcLevel::M;
+    let bits = qrcode::bits::encode_auto(text.as_bytes(), level).context("encoding a QR code")?;
+    let version = bits.version();
+    let Version::Normal(_) = version else {
+        anyhow::bail!("a micro QR code where a normal one was asked for");
+    };
+    let (data, ec) = qrcode::ec::construct_codewords(&bits.into_bytes(), version, level)
+        .context("encoding a QR code")?;
+    let mut canvas = Canvas::new(version, level);
+    canvas.draw_all_functional_patterns();
+    canvas.draw_data(&data, &ec);
+    let side = usize::try_from(version.width()).context("a QR code this large")?;
+    let mut best: Option<(u32, Vec<Color>)> = None;
+    for mask in MASKS {
+        let mut masked = canvas.clone();
+        masked.apply_mask(mask);
+        let colors = masked.into_colors();
+        let score = penalty(&colors, side);
+        if best.as_ref().is_none_or(|(lowest, _)| score < *lowest) {
+            best = Some((score, colors));
+        }
+    }
+    let (_, colors) = best.context("no mask")?;
+    Ok((colors, side))
+}
+
+/// The standard's mask penalty (rules N1 to N4) as `qrcode` computes it,
+/// less its constant offsets, on rows and columns as bits (a ticket code's
+/// side is 60 to 70 modules): runs of five or more, finder-like 1:1:3:1:1
+/// runs without four light modules on one side, 2x2 blocks, and the
+/// distance of the dark share from half.
+fn penalty(colors: &[Color], side: usize) -> u32 {
+    if !(8..=128).contains(&side) {
+        return penalty_by_module(colors, side);
+    }
+    let mut rows = vec![0u128; side];
+    let mut columns = vec![0u128; side];
+    for (index, color) in colors.iter().enumerate() {
+        if *color == Color::Dark {
+            let (x, y) = (index % side, index / side);
+            rows[y] |= 1 << x;
+            columns[x] |= 1 << y;
+        }
+    }
+    let width = |n: usize| {
+        if n >= 128 {
+            u128::MAX
+        } else {
+            (1u128 << n) - 1
+        }
+    };
+    let mut score = 0u32;
+    for line in rows.iter().chain(&columns) {
+        let line = *line;
+        // N1: a run of n >= 5 costs n - 2. Bit j of `changes` is set where
+        // module j + 1 differs from module j (and at the end of the line).
+        let changes = ((line ^ (line >> 1)) & width(side - 1)) | (1 << (side - 1));
+        let mut start = 0u32;
+        let mut rest = changes;
+        while rest != 0 {
+            let end = rest.trailing_zeros();
+            let run = end + 1 - start;
+            if run >= 5 {
+                score += run - 2;
+            }
+            start = end + 1;
+            rest &= rest - 1;
+        }
+        // N3: dark, light, dark x3, light, dark starting at j, with no dark
+        // module within four on one side (or the edge there).
+        let mut finders = line
+            & !(line >> 1)
+            & (line >> 2)
+            & (line >> 3)
+            & (line >> 4)
+            & !(line >> 5)
+            & (line >> 6)
+            & width(side - 6);
+        while finders != 0 {
+            let j = finders.trailing_zeros() as usize;
+            let from = j.saturating_sub(4);
+            let before = (line >> from) & width(j - from) != 0;
+            let after = j + 7 < side && (line >> (j + 7)) & width((side - j - 7).min(4)) != 0;
+            if !before || !after {
+                score += 40;
+            }
+            finders &= finders - 1;
+        }
+    }
+    // N2: 3 for every 2x2 block of one colour.
+    for pair in rows.windows(2) {
+        let same_below = !(pair[0] ^ pair[1]);
+        let same_right = !(pair[0] ^ (pair[0] >> 1));
+        score += 3 * (same_below & (same_below >> 1) & same_right & width(side - 1)).count_ones();
+    }
+    // N4: how far the dark share is from half, in half-percent steps.
+    let dark: usize = rows.iter().map(|row| row.count_ones() as usize).sum();
+    let ratio = dark * 200 / (side * side);
+    score + ratio.abs_diff(100) as u32
+}
+
+/// [`penalty`] module by module, for codes too wide for a `u128` a row
+/// (versions above 27, which no ticket code needs): the standard's mask
+/// penalty (rules N1 to N4) as `qrcode` computes it,
+/// less its constant offsets: runs of five or more in a row or column,
+/// 2x2 blocks, finder-like 1:1:3:1:1 runs without four light modules on
+/// one side, and the distance of the dark share from half.
+fn penalty_by_module(colors: &[Color], side: usize) -> u32 {
+    let dark: Vec<bool> = colors.iter().map(|color| *color == Color::Dark).collect();
+    let at = |x: usize, y: usize| dark[y * side + x];
+    let mut score = 0u32;
+    let mut line = vec![false; side];
+    for horizontal in [true, false] {
+        for i in 0..side {
+            for (j, module) in line.iter_mut().enumerate() {
+                *module = if horizontal { at(j, i) } else { at(i, j) };
+            }
+            // N1: a run of n >= 5 costs n - 2.
+            let mut run = 1u32;
+            for j in 1..=side {
+                if j < side && line[j] == line[j - 1] {
+                    run += 1;
+                } else {
+                    if run >= 5 {
+                        score += run - 2;
+                    }
+                    run = 1;
+                }
+            }
+            // N3: dark, light, dark x3, light, dark, with no dark module
+            // within four on one side (or the edge there).
+            const FINDER: [bool; 7] = [true, false, true, true, true, false, true];
+            for j in 0..side.saturating_sub(6) {
+                if line[j..j + 7] != FINDER {
+                    continue;
+                }
+                let before = line[j.saturating_sub(4)..j].iter().any(|d| *d);
+                let after = line[(j + 7).min(side)..(j + 11).min(side)]
+                    .iter()
+                    .any(|d| *d);
+                if !before || !after {
+                    score += 40;
+                }
+            }
+        }
+    }
+    // N2: 3 for every 2x2 block of one colour.
+    for y in 0..side - 1 {
+        for x in 0..side - 1 {
+            let this = at(x, y);
+            if this == at(x + 1, y) && this == at(x, y + 1) && this == at(x + 1, y + 1) {
+                score += 3;
+            }
+        }
+    }
+    // N4: how far the dark share is from half, in half-percent steps.
+    let ratio = dark.iter().filter(|d| **d).count() * 200 / dark.len();
+    score + ratio.abs_diff(100) as u32
+}
+
 /// A PNG image of `text` as a QR code (error correction level M).
 pub fn png(text: &str) -> anyhow::Result<Vec<u8>> {
-    let code = QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)
-        .context("encoding a QR code")?;
-    let modules = code.width();
-    let colors = code.to_colors();
+    let (colors, modules) = self::modules(text)?;
     let side = (modules + 2 * QUIET_ZONE) * SCALE;
     // Every pixel row of a module row is the same: draw it once, repeat it.
     let mut raw = Vec::with_capacity(side * (side + 1));
@@ -108,5 +289,58 @@ mod tests {
         assert_eq!(pixel(corner - 1, corner), 255);
         // The same code always draws the same image.
         assert_eq!(png(&code).expect("encodes"), image);
+    }
+
+    #[test]
+    fn bits_and_modules_score_alike() {
+        for text in ["a", "bt2.0123456789", &"x".repeat(200), &"Zz9-".repeat(60)] {
+            let bits = qrcode::bits::encode_auto(text.as_bytes(), EcLevel::M).expect("bits");
+            let version = bits.version();
+            let (data, ec) =
+                qrcode::ec::construct_codewords(&bits.into_bytes(), version, EcLevel::M)
+                    .expect("codewords");
+            let mut canvas = Canvas::new(version, EcLevel::M);
+            canvas.draw_all_functional_patterns();
+            canvas.draw_data(&data, &ec);
+            let side = usize::try_from(version.width()).expect("a width");
+            for mask in MASKS {
+                let mut masked = canvas.clone();
+                masked.apply_mask(mask);
+                let colors = masked.into_colors();
+                assert_eq!(
+                    penalty(&colors, side),
+                    penalty_by_module(&colors, side),
+                    "{mask:?} of {text:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_mask_is_the_one_qrcode_chooses() {
+        // Codes of every length a ticket code takes, and short ones.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for length in (1..40).chain((150..260).step_by(7)) {
+            let text: String = (0..length)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    char::from(
+                        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
+                            [(seed % 65) as usize],
+                    )
+                })
+                .collect();
+            let expected = qrcode::QrCode::with_error_correction_level(text.as_bytes(), EcLevel::M)
+                .expect("qrcode encodes it");
+            let (colors, side) = modules(&text).expect("encodes");
+            assert_eq!(side, expected.width(), "{text}");
+            assert_eq!(
+                colors,
+                expected.to_colors(),
+                "the same modules for {text:?}"
+            );
+        }
     }
 }
