@@ -560,12 +560,6 @@ async fn a_paypal_payment_stopped_at_any_step_is_settled_from_paypals_records() 
 
 // ---- a real checkout process, killed in the middle of PayPal payments ----
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-}
-
 /// `boxoffice serve checkout` as its own process, over the world's
 /// database, inventory and catalog, paying through the simulator.
 struct CheckoutProcess {
@@ -575,8 +569,8 @@ struct CheckoutProcess {
 
 impl CheckoutProcess {
     async fn start(world: &GatewayWorld, settings: &[(&str, &str)]) -> Self {
-        let addr = free_addr();
-        let admin = free_addr();
+        let addr = crate::harness::spare_addr();
+        let admin = crate::harness::spare_addr();
         let inner = &world.world.world;
         let mut command =
             tokio::process::Command::new(env!("CARGO_BIN_EXE_boxoffice-integration-system"));

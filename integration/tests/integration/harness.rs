@@ -274,10 +274,40 @@ pub struct RedisCluster {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("finding a free port")
+    spare_port(&[std::net::Ipv4Addr::LOCALHOST])
+}
+
+/// A spare port on 127.0.0.1 (see [`spare_port`]), as an address.
+pub fn spare_addr() -> SocketAddr {
+    SocketAddr::from((
+        std::net::Ipv4Addr::LOCALHOST,
+        spare_port(&[std::net::Ipv4Addr::LOCALHOST]),
+    ))
+}
+
+/// A port free now on every one of `addresses`, for a child process to
+/// bind, picked below the kernel's ephemeral range. `bind(0)` and every
+/// outgoing connection (all the tests' PostgreSQL and Redis clients) take
+/// their ports from that range, so a port picked from it can be gone before
+/// the child binds it; below it, only another pick like this one can take
+/// it, and picks are random.
+pub fn spare_port(addresses: &[std::net::Ipv4Addr]) -> u16 {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (low, high) = (10_000u16, ephemeral_low.max(10_100));
+    for _ in 0..200 {
+        let port = low + (Uuid::new_v4().as_u128() % u128::from(high - low)) as u16;
+        let held: Vec<std::net::TcpListener> = addresses
+            .iter()
+            .filter_map(|address| std::net::TcpListener::bind((*address, port)).ok())
+            .collect();
+        if held.len() == addresses.len() {
+            return port;
+        }
+    }
+    panic!("no spare port below {high}");
 }
 
 impl RedisCluster {

@@ -64,27 +64,10 @@ fn loopback(host: u8) -> Ipv4Addr {
     Ipv4Addr::new(127, 0, 0, host)
 }
 
-fn free_addr() -> SocketAddr {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-}
-
 /// A port free on 127.0.0.1, .2 and .3 alike (one DNS name, one port, an
 /// address per instance, as a headless Service names its pods).
 fn port_free_on_three_addresses() -> u16 {
-    for _ in 0..50 {
-        let first = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        let port = first.local_addr().expect("its address").port();
-        let others: Vec<_> = [2, 3]
-            .into_iter()
-            .filter_map(|host| std::net::TcpListener::bind((loopback(host), port)).ok())
-            .collect();
-        if others.len() == 2 {
-            return port;
-        }
-    }
-    panic!("no port free on 127.0.0.1, 127.0.0.2 and 127.0.0.3");
+    crate::harness::spare_port(&[loopback(1), loopback(2), loopback(3)])
 }
 
 /// `GET path` over HTTP/1.1: the status code and the body.
@@ -117,7 +100,7 @@ struct MeshEnv {
 
 impl MeshEnv {
     fn spawn(&self, service: &str, label: &str, env: &[(&str, String)]) -> ServiceProcess {
-        let admin = free_addr();
+        let admin = crate::harness::spare_addr();
         let log = std::fs::File::create(self.logs.path().join(format!("{label}.log")))
             .expect("creating a process log");
         let mut command =
@@ -610,8 +593,13 @@ async fn purchases_go_on_while_an_inventory_instance_is_killed_and_replaced() {
     let instance = |host: u8| SocketAddr::from((loopback(host), port));
     dns.set(INVENTORY_NAME, &[loopback(1), loopback(2)]);
     let (inventory_service, checkout_connections) = cluster_ip(&dns, INVENTORY_NAME, port).await;
-    let (catalog_addr, accounts_addr) = (free_addr(), free_addr());
-    let (checkout_1, checkout_2, edge_addr) = (free_addr(), free_addr(), free_addr());
+    let (catalog_addr, accounts_addr) =
+        (crate::harness::spare_addr(), crate::harness::spare_addr());
+    let (checkout_1, checkout_2, edge_addr) = (
+        crate::harness::spare_addr(),
+        crate::harness::spare_addr(),
+        crate::harness::spare_addr(),
+    );
 
     let inventory_env = |host: u8| {
         vec![

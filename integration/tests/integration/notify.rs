@@ -397,10 +397,7 @@ async fn a_cancellation_mails_the_cancellation_and_the_refund() {
 #[tokio::test]
 async fn mail_waits_while_the_smtp_server_is_down_and_goes_once_it_is_back() {
     // A port nobody listens on, yet.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
+    let port = crate::harness::spare_addr().port();
     let notify = NotifyConfig::from_vars(&vars(&[
         ("BOXOFFICE_SMTP_URL", &format!("smtp://127.0.0.1:{port}")),
         ("BOXOFFICE_NOTIFY_MAX_BACKOFF_MS", "300"),

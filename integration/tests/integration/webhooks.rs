@@ -751,12 +751,7 @@ async fn an_endpoint_that_keeps_failing_is_disabled_and_its_admin_notified() {
 /// inventory and the catalog in the world; ready once its admin listener
 /// says so.
 async fn serve_checkout(world: &SystemWorld) -> tokio::process::Child {
-    let free = || {
-        std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|listener| listener.local_addr())
-            .expect("a free port")
-    };
-    let (listen, admin) = (free(), free());
+    let (listen, admin) = (crate::harness::spare_addr(), crate::harness::spare_addr());
     let upstream = format!("http://{}", world.system.internal_addr);
     let mut command =
         tokio::process::Command::new(env!("CARGO_BIN_EXE_boxoffice-integration-system"));
