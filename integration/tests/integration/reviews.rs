@@ -84,12 +84,95 @@ async fn buy(edge: &Channel, token: &str, event_id: &str) {
         .expect("paying");
 }
 
+async fn create_performer(
+    catalog: &CatalogServiceClient<Channel>,
+    admin: &str,
+    name: &str,
+) -> String {
+    catalog
+        .clone()
+        .create_performer(with_token(
+            admin,
+            pb::CreatePerformerRequest {
+                performer: Some(pb::Performer {
+                    name: name.into(),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("a performer")
+        .into_inner()
+        .id
+}
+
+fn mask(paths: &[&str]) -> prost_types::FieldMask {
+    prost_types::FieldMask {
+        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
+    }
+}
+
+/// The event's performers become `performers`.
+fn name_performers(event_id: &str, performers: &[&str]) -> pb::UpdateEventRequest {
+    pb::UpdateEventRequest {
+        event: Some(pb::Event {
+            id: event_id.to_owned(),
+            performer_ids: performers.iter().map(|id| (*id).to_owned()).collect(),
+            ..Default::default()
+        }),
+        update_mask: Some(mask(&["performer_ids"])),
+    }
+}
+
+/// The event takes place: moved into the past, so it has ended.
+async fn move_into_the_past(catalog: &CatalogServiceClient<Channel>, admin: &str, event_id: &str) {
+    catalog
+        .clone()
+        .update_event(with_token(
+            admin,
+            pb::UpdateEventRequest {
+                event: Some(pb::Event {
+                    id: event_id.to_owned(),
+                    start_time: Some(timestamp(-2)),
+                    end_time: Some(timestamp(-1)),
+                    ..Default::default()
+                }),
+                update_mask: Some(mask(&["start_time", "end_time"])),
+            },
+        ))
+        .await
+        .expect("the event is over");
+}
+
 fn review(event_id: &str, rating: u32, text: &str) -> pb::CreateReviewRequest {
     pb::CreateReviewRequest {
         event_id: event_id.to_owned(),
         rating,
         text: text.to_owned(),
     }
+}
+
+/// `token`'s review of `event_id`, written once the catalog knows them as an
+/// attendee (their booking reaches it through checkout's events).
+async fn review_as_attendee(
+    catalog: &CatalogServiceClient<Channel>,
+    token: &str,
+    event_id: &str,
+    rating: u32,
+    text: &str,
+) -> pb::Review {
+    eventually(Duration::from_secs(30), "the attendee may review", || {
+        let mut catalog = catalog.clone();
+        let request = with_token(token, review(event_id, rating, text));
+        async move {
+            catalog
+                .create_review(request)
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        }
+    })
+    .await
 }
 
 fn assert_refused(status: &tonic::Status, code: Code, reason: &str) {
@@ -104,34 +187,12 @@ async fn only_attendees_of_an_ended_event_review_it_once_and_admins_hide_reviews
     let mut accounts = AccountsServiceClient::new(edge.clone());
     let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
     let mut catalog = CatalogServiceClient::new(edge.clone());
-    let performer = catalog
-        .create_performer(with_token(
-            &admin,
-            pb::CreatePerformerRequest {
-                performer: Some(pb::Performer {
-                    name: "Reviewed Band".into(),
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .expect("a performer")
-        .into_inner();
+    let performer = create_performer(&catalog, &admin, "Reviewed Band").await;
     let event = standing_event_on_sale(&edge, &admin, "Brudenell", "Review Night", 10).await;
-    let mask = |paths: &[&str]| prost_types::FieldMask {
-        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
-    };
     catalog
         .update_event(with_token(
             &admin,
-            pb::UpdateEventRequest {
-                event: Some(pb::Event {
-                    id: event.id.clone(),
-                    performer_ids: vec![performer.id.clone()],
-                    ..Default::default()
-                }),
-                update_mask: Some(mask(&["performer_ids"])),
-            },
+            name_performers(&event.id, &[&performer]),
         ))
         .await
         .expect("naming the performer");
@@ -149,21 +210,7 @@ async fn only_attendees_of_an_ended_event_review_it_once_and_admins_hide_reviews
     assert_refused(&early, Code::FailedPrecondition, "EVENT_NOT_ENDED");
 
     // The event takes place (moved into the past).
-    catalog
-        .update_event(with_token(
-            &admin,
-            pb::UpdateEventRequest {
-                event: Some(pb::Event {
-                    id: event.id.clone(),
-                    start_time: Some(timestamp(-2)),
-                    end_time: Some(timestamp(-1)),
-                    ..Default::default()
-                }),
-                update_mask: Some(mask(&["start_time", "end_time"])),
-            },
-        ))
-        .await
-        .expect("the event is over");
+    move_into_the_past(&catalog, &admin, &event.id).await;
 
     // Without a token, without a booking, with bad stars or too much text.
     let anonymous = catalog
@@ -192,18 +239,7 @@ async fn only_attendees_of_an_ended_event_review_it_once_and_admins_hide_reviews
 
     // Ann reviews (her booking reaches the catalog through checkout's events).
     let text = "<script>alert('hi')</script> loud & great";
-    let ann_review = eventually(Duration::from_secs(30), "ann may review", || {
-        let mut catalog = catalog.clone();
-        let request = with_token(&ann, review(&event.id, 5, text));
-        async move {
-            catalog
-                .create_review(request)
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        }
-    })
-    .await;
+    let ann_review = review_as_attendee(&catalog, &ann, &event.id, 5, text).await;
     assert_eq!(ann_review.text, text, "stored as written");
     assert_eq!(ann_review.rating, 5);
     let twice = catalog
@@ -212,18 +248,7 @@ async fn only_attendees_of_an_ended_event_review_it_once_and_admins_hide_reviews
         .expect_err("a second review");
     assert_refused(&twice, Code::FailedPrecondition, "ALREADY_REVIEWED");
     // Bob's booking may reach the catalog in a later batch than Ann's.
-    let bob_review = eventually(Duration::from_secs(30), "bob may review", || {
-        let mut catalog = catalog.clone();
-        let request = with_token(&bob, review(&event.id, 2, "too loud"));
-        async move {
-            catalog
-                .create_review(request)
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        }
-    })
-    .await;
+    let bob_review = review_as_attendee(&catalog, &bob, &event.id, 2, "too loud").await;
 
     // Bob cannot touch Ann's review; Ann edits hers.
     let update = |name: &str, rating: u32| pb::UpdateReviewRequest {
@@ -263,7 +288,7 @@ async fn only_attendees_of_an_ended_event_review_it_once_and_admins_hide_reviews
     assert!((summary.average - 3.0).abs() < 1e-9);
     let performer_rating = catalog
         .get_performer(pb::GetPerformerRequest {
-            id: performer.id.clone(),
+            id: performer.clone(),
         })
         .await
         .expect("the performer")
@@ -385,86 +410,24 @@ async fn search_rates_events_to_come_by_their_performers_reviews() {
     let mut accounts = AccountsServiceClient::new(edge.clone());
     let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
     let mut catalog = CatalogServiceClient::new(edge.clone());
-    let performer = |name: &'static str| {
-        let mut catalog = catalog.clone();
-        let admin = admin.clone();
-        async move {
-            catalog
-                .create_performer(with_token(
-                    &admin,
-                    pb::CreatePerformerRequest {
-                        performer: Some(pb::Performer {
-                            name: name.into(),
-                            ..Default::default()
-                        }),
-                    },
-                ))
-                .await
-                .expect("a performer")
-                .into_inner()
-                .id
-        }
-    };
-    let (loved, unknown) = (
-        performer("Loved Band").await,
-        performer("Unknown Band").await,
-    );
-    let mask = |paths: &[&str]| prost_types::FieldMask {
-        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
-    };
-    let name_performers = |event_id: &str, performers: Vec<String>| pb::UpdateEventRequest {
-        event: Some(pb::Event {
-            id: event_id.to_owned(),
-            performer_ids: performers,
-            ..Default::default()
-        }),
-        update_mask: Some(mask(&["performer_ids"])),
-    };
+    let loved = create_performer(&catalog, &admin, "Loved Band").await;
+    let unknown = create_performer(&catalog, &admin, "Unknown Band").await;
     // A past show of the loved band, two coming ones (one announced only
     // after the first review) and one of a band nobody reviewed.
     let past = standing_event_on_sale(&edge, &admin, "Hall A", "Zephyr Past Show", 10).await;
-    catalog
-        .update_event(with_token(
-            &admin,
-            name_performers(&past.id, vec![loved.clone()]),
-        ))
-        .await
-        .expect("naming the performer");
     let early = standing_event_on_sale(&edge, &admin, "Hall B", "Zephyr Early Show", 10).await;
-    catalog
-        .update_event(with_token(
-            &admin,
-            name_performers(&early.id, vec![loved.clone()]),
-        ))
-        .await
-        .expect("naming the performer");
     let other = standing_event_on_sale(&edge, &admin, "Hall C", "Zephyr Other Show", 10).await;
-    catalog
-        .update_event(with_token(
-            &admin,
-            name_performers(&other.id, vec![unknown.clone()]),
-        ))
-        .await
-        .expect("naming the performer");
+    for (event, band) in [(&past, &loved), (&early, &loved), (&other, &unknown)] {
+        catalog
+            .update_event(with_token(&admin, name_performers(&event.id, &[band])))
+            .await
+            .expect("naming the performer");
+    }
     let ann = register(&mut accounts, "Ann").await;
     let bob = register(&mut accounts, "Bob").await;
     buy(&edge, &ann, &past.id).await;
     buy(&edge, &bob, &past.id).await;
-    catalog
-        .update_event(with_token(
-            &admin,
-            pb::UpdateEventRequest {
-                event: Some(pb::Event {
-                    id: past.id.clone(),
-                    start_time: Some(timestamp(-2)),
-                    end_time: Some(timestamp(-1)),
-                    ..Default::default()
-                }),
-                update_mask: Some(mask(&["start_time", "end_time"])),
-            },
-        ))
-        .await
-        .expect("the show is over");
+    move_into_the_past(&catalog, &admin, &past.id).await;
 
     // Nothing rated yet: a rating filter finds nothing, the sort keeps all.
     let by_rating = pb::SearchSort::Rating;
@@ -489,18 +452,7 @@ async fn search_rates_events_to_come_by_their_performers_reviews() {
 
     // Ann gives the past show 5 stars: the loved band's show to come is
     // rated 5 by it, before the other.
-    let ann_review = eventually(Duration::from_secs(30), "ann may review", || {
-        let mut catalog = catalog.clone();
-        let request = with_token(&ann, review(&past.id, 5, "superb"));
-        async move {
-            catalog
-                .create_review(request)
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        }
-    })
-    .await;
+    let ann_review = review_as_attendee(&catalog, &ann, &past.id, 5, "superb").await;
     let rated = eventually(Duration::from_secs(10), "the show to come rated 5", || {
         let mut catalog = catalog.clone();
         async move {
@@ -520,10 +472,7 @@ async fn search_rates_events_to_come_by_their_performers_reviews() {
     // A show announced after the review starts out rated.
     let late = standing_event_on_sale(&edge, &admin, "Hall D", "Zephyr Late Show", 10).await;
     catalog
-        .update_event(with_token(
-            &admin,
-            name_performers(&late.id, vec![loved.clone()]),
-        ))
+        .update_event(with_token(&admin, name_performers(&late.id, &[&loved])))
         .await
         .expect("naming the performer");
     let good = eventually(Duration::from_secs(10), "both loved shows rated", || {
@@ -543,18 +492,7 @@ async fn search_rates_events_to_come_by_their_performers_reviews() {
     );
 
     // Bob's 1 star brings the band to 3: below 4.5, above 2.5.
-    let bob_review = eventually(Duration::from_secs(30), "bob may review", || {
-        let mut catalog = catalog.clone();
-        let request = with_token(&bob, review(&past.id, 1, "too loud"));
-        async move {
-            catalog
-                .create_review(request)
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        }
-    })
-    .await;
+    let bob_review = review_as_attendee(&catalog, &bob, &past.id, 1, "too loud").await;
     eventually(Duration::from_secs(10), "the band rated 3", || {
         let mut catalog = catalog.clone();
         async move {
@@ -632,53 +570,15 @@ async fn a_review_racing_an_event_write_still_rates_the_show() {
     let mut accounts = AccountsServiceClient::new(edge.clone());
     let admin = login(&mut accounts, DEMO_ADMIN_EMAIL, DEMO_PASSWORD).await;
     let mut catalog = CatalogServiceClient::new(edge.clone());
-    let band = catalog
-        .create_performer(with_token(
-            &admin,
-            pb::CreatePerformerRequest {
-                performer: Some(pb::Performer {
-                    name: "Racing Band".into(),
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .expect("a performer")
-        .into_inner()
-        .id;
-    let mask = |paths: &[&str]| prost_types::FieldMask {
-        paths: paths.iter().map(|path| (*path).to_owned()).collect(),
-    };
-    let name_band = |event_id: &str| pb::UpdateEventRequest {
-        event: Some(pb::Event {
-            id: event_id.to_owned(),
-            performer_ids: vec![band.clone()],
-            ..Default::default()
-        }),
-        update_mask: Some(mask(&["performer_ids"])),
-    };
+    let band = create_performer(&catalog, &admin, "Racing Band").await;
     let past = standing_event_on_sale(&edge, &admin, "Hall P", "Quokka Past Show", 20).await;
     catalog
-        .update_event(with_token(&admin, name_band(&past.id)))
+        .update_event(with_token(&admin, name_performers(&past.id, &[&band])))
         .await
         .expect("naming the performer");
     let fan = register(&mut accounts, "Fan").await;
     buy(&edge, &fan, &past.id).await;
-    catalog
-        .update_event(with_token(
-            &admin,
-            pb::UpdateEventRequest {
-                event: Some(pb::Event {
-                    id: past.id.clone(),
-                    start_time: Some(timestamp(-2)),
-                    end_time: Some(timestamp(-1)),
-                    ..Default::default()
-                }),
-                update_mask: Some(mask(&["start_time", "end_time"])),
-            },
-        ))
-        .await
-        .expect("the show is over");
+    move_into_the_past(&catalog, &admin, &past.id).await;
     let db = world.db.client().await;
     let past_id = Uuid::parse_str(&past.id).expect("an id");
     eventually(Duration::from_secs(30), "the fan known as an attendee", || {
@@ -708,7 +608,7 @@ async fn a_review_racing_an_event_write_still_rates_the_show() {
     .expect("a slow trigger");
     let naming = {
         let mut catalog = catalog.clone();
-        let request = with_token(&admin, name_band(&show.id));
+        let request = with_token(&admin, name_performers(&show.id, &[&band]));
         tokio::spawn(async move { catalog.update_event(request).await })
     };
     eventually(Duration::from_secs(10), "the event write held", || {
