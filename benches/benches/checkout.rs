@@ -383,14 +383,7 @@ async fn pay(
     let Some(action) = answer.payment_action else {
         return Err(tonic::Code::FailedPrecondition);
     };
-    let approved = http
-        .post(&action.url)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body("outcome=approve")
-        .send()
+    let approved = boxoffice_paysim::answer_buyer_page(http, &action.url, "approve")
         .await
         .map_err(|_| tonic::Code::Unavailable)?;
     if !(approved.status().is_success() || approved.status().is_redirection()) {

@@ -108,6 +108,26 @@ pub async fn start_process(
     Ok((child, url))
 }
 
+/// What the buyer's browser sends from one of the simulator's pages for the
+/// buyer (PayPal's approval page, a card's 3-D Secure page): the form with
+/// the buyer's choice, `outcome` (`approve`, `decline` or `cancel` at
+/// PayPal; `approve` or `fail` for 3-D Secure). For the tests and benchmarks
+/// that play the buyer.
+pub async fn answer_buyer_page(
+    http: &reqwest::Client,
+    url: &str,
+    outcome: &str,
+) -> reqwest::Result<reqwest::Response> {
+    http.post(url)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(format!("outcome={outcome}"))
+        .send()
+        .await
+}
+
 /// Binds, prints the address it listens on ([`LISTENING_ON`], for
 /// whoever started it with port 0) and serves until SIGTERM/SIGINT.
 pub async fn serve(config: PaysimConfig) -> anyhow::Result<()> {

@@ -91,11 +91,7 @@ impl Sim {
                 .status()
                 .is_success()
         );
-        self.http
-            .post(href)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(format!("outcome={outcome}"))
-            .send()
+        boxoffice_paysim::answer_buyer_page(&self.http, href, outcome)
             .await
             .unwrap()
             .status()

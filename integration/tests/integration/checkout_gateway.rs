@@ -459,14 +459,7 @@ async fn authenticate(url: &str, outcome: &str) {
         .await
         .expect("loading the 3-D Secure page");
     assert!(page.status().is_success());
-    let answered = http
-        .post(url)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(format!("outcome={outcome}"))
-        .send()
+    let answered = boxoffice_paysim::answer_buyer_page(&http, url, outcome)
         .await
         .expect("answering the 3-D Secure page");
     assert!(answered.status().is_success(), "{:?}", answered.status());
@@ -557,14 +550,7 @@ async fn three_d_secure_keeps_the_booking_pending_until_the_buyer_has_authentica
         .unwrap();
     assert_eq!(found.len(), 1);
     assert_eq!(found[0].status, ProviderStatus::Voided);
-    let late = reqwest::Client::new()
-        .post(&late_url)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body("outcome=approve")
-        .send()
+    let late = boxoffice_paysim::answer_buyer_page(&reqwest::Client::new(), &late_url, "approve")
         .await
         .unwrap();
     assert!(

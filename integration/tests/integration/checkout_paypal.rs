@@ -61,13 +61,7 @@ pub async fn at_paypal(url: &str, outcome: &str) -> reqwest::StatusCode {
     let http = reqwest::Client::new();
     let page = http.get(url).send().await.expect("loading PayPal's page");
     assert!(page.status().is_success(), "{:?}", page.status());
-    http.post(url)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body(format!("outcome={outcome}"))
-        .send()
+    boxoffice_paysim::answer_buyer_page(&http, url, outcome)
         .await
         .expect("answering PayPal's page")
         .status()

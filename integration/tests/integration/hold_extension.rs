@@ -126,13 +126,7 @@ async fn approve_at_provider(url: &str) -> bool {
     if !page.status().is_success() {
         return false;
     }
-    http.post(url)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            "application/x-www-form-urlencoded",
-        )
-        .body("outcome=approve")
-        .send()
+    boxoffice_paysim::answer_buyer_page(&http, url, "approve")
         .await
         .expect("answering the page")
         .status()

@@ -791,14 +791,7 @@ mod tests {
 
     /// The buyer at the approval page.
     async fn buyer(url: &str, outcome: &str) {
-        let answer = reqwest::Client::new()
-            .post(url)
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/x-www-form-urlencoded",
-            )
-            .body(format!("outcome={outcome}"))
-            .send()
+        let answer = boxoffice_paysim::answer_buyer_page(&reqwest::Client::new(), url, outcome)
             .await
             .unwrap();
         assert!(answer.status().is_success(), "{}", answer.status());
