@@ -1,5 +1,5 @@
 //! QR images of ticket codes as PNG: the `qrcode` encoder's module matrix,
-//! scaled up with a quiet zone, written as an 8-bit greyscale PNG (zlib
+//! scaled up with a quiet zone, written as a 1-bit greyscale PNG (zlib
 //! from `flate2`, chunk CRCs from `crc32fast`).
 //!
 //! The mask is chosen here, by the standard's penalty rules exactly as
@@ -196,26 +196,34 @@ fn penalty_by_module(colors: &[Color], side: usize) -> u32 {
     score + ratio.abs_diff(100) as u32
 }
 
-/// A PNG image of `text` as a QR code (error correction level M).
+/// A PNG image of `text` as a QR code (error correction level M): one bit
+/// a pixel (a QR code is black and white), each module row drawn once and
+/// its repeats written with the "Up" filter as rows of zeros, so there is
+/// little to compress and the mail carries ~1 KB per ticket, not ~6 KB.
 pub fn png(text: &str) -> anyhow::Result<Vec<u8>> {
     let (colors, modules) = self::modules(text)?;
     let side = (modules + 2 * QUIET_ZONE) * SCALE;
-    // Every pixel row of a module row is the same: draw it once, repeat it.
-    let mut raw = Vec::with_capacity(side * (side + 1));
-    let mut row = vec![255u8; side + 1];
-    row[0] = 0; // filter: none
+    let stride = side.div_ceil(8);
+    let mut raw = Vec::with_capacity((stride + 1) * side);
+    // A white pixel is a 1 bit (greyscale, bit depth 1); padding bits too.
+    let mut row = vec![0xffu8; stride];
     for module_y in 0..modules + 2 * QUIET_ZONE {
-        row[1..].fill(255);
+        row.fill(0xff);
         if let Some(y) = module_y.checked_sub(QUIET_ZONE).filter(|y| *y < modules) {
             for x in 0..modules {
                 if colors[y * modules + x] == Color::Dark {
-                    let start = 1 + (x + QUIET_ZONE) * SCALE;
-                    row[start..start + SCALE].fill(0);
+                    let start = (x + QUIET_ZONE) * SCALE;
+                    for pixel in start..start + SCALE {
+                        row[pixel / 8] &= !(0x80 >> (pixel % 8));
+                    }
                 }
             }
         }
-        for _ in 0..SCALE {
-            raw.extend_from_slice(&row);
+        raw.push(0); // filter: none
+        raw.extend_from_slice(&row);
+        for _ in 1..SCALE {
+            raw.push(2); // filter: up (the same as the row above)
+            raw.resize(raw.len() + stride, 0);
         }
     }
     let mut encoder = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
@@ -225,8 +233,8 @@ pub fn png(text: &str) -> anyhow::Result<Vec<u8>> {
     let mut header = Vec::with_capacity(13);
     header.extend_from_slice(&side.to_be_bytes());
     header.extend_from_slice(&side.to_be_bytes());
-    // Bit depth 8, greyscale, deflate, adaptive filtering, no interlace.
-    header.extend_from_slice(&[8, 0, 0, 0, 0]);
+    // Bit depth 1, greyscale, deflate, adaptive filtering, no interlace.
+    header.extend_from_slice(&[1, 0, 0, 0, 0]);
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     chunk(&mut png, b"IHDR", &header)?;
     chunk(&mut png, b"IDAT", &compressed)?;
@@ -269,24 +277,36 @@ mod tests {
             image.ends_with(&[0xae, 0x42, 0x60, 0x82]),
             "IEND's CRC closes the file"
         );
-        // The pixels: the quiet zone is white, the finder pattern's corner
-        // (module 0,0) black, scaled SCALE times.
-        let data_length = u32::from_be_bytes(image[33..37].try_into().expect("4 bytes")) as usize;
-        assert_eq!(&image[37..41], b"IDAT");
-        let mut pixels = Vec::new();
-        std::io::Read::read_to_end(
-            &mut flate2::read::ZlibDecoder::new(&image[41..41 + data_length]),
-            &mut pixels,
-        )
-        .expect("inflates");
-        let stride = width as usize + 1;
-        assert_eq!(pixels.len(), stride * height as usize);
-        let pixel = |x: usize, y: usize| pixels[y * stride + 1 + x];
+        // The pixels, as an independent decoder reads them: the quiet zone
+        // is white, the finder pattern's corner (module 0,0) black, scaled
+        // SCALE times.
+        let mut decoder = ::png::Decoder::new(std::io::Cursor::new(&image));
+        decoder.set_transformations(::png::Transformations::EXPAND);
+        let mut reader = decoder.read_info().expect("a PNG");
+        let mut pixels = vec![0; reader.output_buffer_size()];
+        let frame = reader.next_frame(&mut pixels).expect("its pixels");
+        assert_eq!((frame.width, frame.height), (width, height));
+        assert_eq!(frame.color_type, ::png::ColorType::Grayscale);
+        let stride = frame.line_size;
+        let pixel = |x: usize, y: usize| pixels[y * stride + x];
         assert_eq!(pixel(0, 0), 255);
         let corner = QUIET_ZONE * SCALE;
         assert_eq!(pixel(corner, corner), 0);
         assert_eq!(pixel(corner + SCALE - 1, corner + SCALE - 1), 0);
         assert_eq!(pixel(corner - 1, corner), 255);
+        assert_eq!(pixel(corner, corner + SCALE * 7), 255, "below the finder");
+        // Every pixel is the module it scales.
+        let (colors, modules) = self::modules(&code).expect("encodes");
+        for y in 0..height as usize {
+            for x in 0..width as usize {
+                let (mx, my) = (x / SCALE, y / SCALE);
+                let dark = (QUIET_ZONE..QUIET_ZONE + modules).contains(&mx)
+                    && (QUIET_ZONE..QUIET_ZONE + modules).contains(&my)
+                    && colors[(my - QUIET_ZONE) * modules + mx - QUIET_ZONE] == Color::Dark;
+                assert_eq!(pixel(x, y), if dark { 0 } else { 255 }, "pixel {x},{y}");
+            }
+        }
+        assert!(image.len() < 2_000, "{} bytes", image.len());
         // The same code always draws the same image.
         assert_eq!(png(&code).expect("encodes"), image);
     }

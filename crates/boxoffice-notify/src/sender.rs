@@ -89,10 +89,20 @@ impl Sender {
         base + base.mul_f64(rand::random::<f64>() / 4.0)
     }
 
+    /// Sends until shut down, in two lanes of half the concurrency each: a
+    /// round ends with its slowest message and its records, and while one
+    /// lane does that the other is sending (a lane that found work wakes
+    /// the other), so the connections are never idle behind that barrier.
     pub(crate) async fn run(self, shutdown: Shutdown) {
+        let lanes = self.config.concurrency.clamp(1, 2);
+        let per_lane = self.config.concurrency.div_ceil(lanes);
+        futures::future::join_all((0..lanes).map(|_| self.lane(per_lane, &shutdown))).await;
+    }
+
+    async fn lane(&self, concurrency: usize, shutdown: &Shutdown) {
         let mut pause = self.config.first_backoff;
         while !shutdown.is_triggered() {
-            match self.round().await {
+            match self.round(concurrency).await {
                 Ok(0) => {
                     pause = self.config.first_backoff;
                     tokio::select! {
@@ -119,7 +129,7 @@ impl Sender {
     }
 
     /// Sends what is due; answers how many messages it claimed.
-    async fn round(&self) -> anyhow::Result<usize> {
+    async fn round(&self, concurrency: usize) -> anyhow::Result<usize> {
         if let Ok(waiting) = self.store.waiting().await {
             self.stats
                 .waiting
@@ -135,13 +145,15 @@ impl Sender {
         if claimed.is_empty() {
             return Ok(0);
         }
+        // More may be due: the other lane claims the next batch meanwhile.
+        self.wake.notify_one();
         let users: Vec<Uuid> = claimed.iter().map(|message| message.user_id).collect();
         let recipients = self.store.recipients(&users).await?;
         let count = claimed.len();
         let recipients = &recipients;
         let outcomes: Vec<Outcome> = futures::stream::iter(claimed)
             .map(|message| async move { self.send(&message, recipients).await })
-            .buffer_unordered(self.config.concurrency)
+            .buffer_unordered(concurrency)
             .collect()
             .await;
         let mut sent = Vec::new();
