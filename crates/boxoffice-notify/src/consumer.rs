@@ -287,8 +287,32 @@ impl NotifyHandler {
     }
 }
 
+/// A booking confirmation as the store records it; `None` for any other
+/// change.
+fn confirmation<'a>(
+    source: Uuid,
+    change: &Change,
+    tickets: Option<&'a Tickets>,
+) -> Option<store::Confirmation<'a>> {
+    let Change::Confirmed {
+        booking_id,
+        user_id,
+        event_id,
+    } = change
+    else {
+        return None;
+    };
+    Some(store::Confirmation {
+        source_event_id: source,
+        booking_id: *booking_id,
+        user_id: *user_id,
+        event_id: *event_id,
+        mail: tickets.map(|tickets| (tickets.tickets.as_slice(), &tickets.total)),
+    })
+}
+
 async fn apply(
-    transaction: &tokio_postgres::Transaction<'_>,
+    transaction: &deadpool_postgres::Transaction<'_>,
     source: Uuid,
     change: &Change,
     tickets: Option<&Tickets>,
@@ -344,28 +368,9 @@ async fn apply(
                 }
             }
         }
-        Change::Confirmed {
-            booking_id,
-            user_id,
-            event_id,
-        } => {
-            store::upsert_attendee(transaction, *booking_id, *user_id, *event_id, true).await?;
-            if let Some(tickets) = tickets {
-                let event = match store::event(transaction, *event_id).await? {
-                    Some(row) => row.facts(),
-                    None => crate::message::EventFacts {
-                        event_id: *event_id,
-                        ..Default::default()
-                    },
-                };
-                let facts = Facts::BookingConfirmed {
-                    booking_id: *booking_id,
-                    event,
-                    tickets: tickets.tickets.clone(),
-                    total: tickets.total.clone(),
-                };
-                store::insert_message(transaction, source, *user_id, &facts).await?;
-            }
+        Change::Confirmed { .. } => {
+            let confirmed: Vec<_> = confirmation(source, change, tickets).into_iter().collect();
+            store::record_confirmations(transaction, &confirmed).await?;
         }
         Change::Cancelled {
             booking_id,
@@ -516,11 +521,22 @@ impl Handler for NotifyHandler {
             let transaction = client.transaction().await?;
             let new =
                 boxoffice_events::postgres::first_times(&transaction, SCHEMA, GROUP, &ids).await?;
+            // Runs of confirmations (most of the stream) are recorded a run
+            // at a time; anything else in between, in order, one by one.
+            let mut run = Vec::new();
             for ((event_id, change), tickets) in changes.iter().zip(&tickets) {
-                if new.contains(event_id) {
-                    apply(&transaction, *event_id, change, tickets.as_ref()).await?;
+                if !new.contains(event_id) {
+                    continue;
                 }
+                if let Some(confirmed) = confirmation(*event_id, change, tickets.as_ref()) {
+                    run.push(confirmed);
+                    continue;
+                }
+                store::record_confirmations(&transaction, &run).await?;
+                run.clear();
+                apply(&transaction, *event_id, change, tickets.as_ref()).await?;
             }
+            store::record_confirmations(&transaction, &run).await?;
             transaction.commit().await?;
             anyhow::Ok(())
         }

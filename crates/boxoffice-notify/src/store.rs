@@ -9,10 +9,19 @@ use std::time::Duration;
 use boxoffice_runtime::postgres::{DbContext as _, DbResult, Migration};
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
-use tokio_postgres::Transaction;
+use deadpool_postgres::Transaction;
 use uuid::Uuid;
 
 use crate::message::{EventFacts, Facts};
+
+/// `sql` prepared once per connection: the consumer runs these for every
+/// event, and an unprepared statement costs a parse and a round trip more.
+async fn prepared(transaction: &Transaction<'_>, sql: &str) -> DbResult<tokio_postgres::Statement> {
+    transaction
+        .prepare_cached(sql)
+        .await
+        .db_context("preparing a statement")
+}
 
 pub(crate) const SCHEMA: &str = "notify";
 
@@ -84,9 +93,9 @@ pub(crate) async fn upsert_recipient(
 ) -> DbResult<()> {
     transaction
         .execute(
-            "INSERT INTO notify.recipients (user_id, email, display_name) VALUES ($1, $2, $3)
+            &prepared(transaction, "INSERT INTO notify.recipients (user_id, email, display_name) VALUES ($1, $2, $3)
              ON CONFLICT (user_id) DO UPDATE
-                 SET email = excluded.email, display_name = excluded.display_name, updated_at = now()",
+                 SET email = excluded.email, display_name = excluded.display_name, updated_at = now()").await?,
             &[&user_id, &email, &display_name],
         )
         .await
@@ -99,18 +108,22 @@ pub(crate) async fn upsert_recipient(
 pub(crate) async fn erase_recipient(transaction: &Transaction<'_>, user_id: Uuid) -> DbResult<()> {
     transaction
         .execute(
-            "DELETE FROM notify.recipients WHERE user_id = $1",
+            &prepared(
+                transaction,
+                "DELETE FROM notify.recipients WHERE user_id = $1",
+            )
+            .await?,
             &[&user_id],
         )
         .await
         .db_context("erasing a recipient")?;
     transaction
         .execute(
-            "UPDATE notify.messages
+            &prepared(transaction, "UPDATE notify.messages
                 SET status = CASE WHEN status = 'pending' THEN 'failed' ELSE status END,
                     last_error = CASE WHEN status = 'pending' THEN 'user erased' ELSE last_error END,
                     to_address = NULL, facts = '{}'::jsonb
-              WHERE user_id = $1",
+              WHERE user_id = $1").await?,
             &[&user_id],
         )
         .await
@@ -120,7 +133,10 @@ pub(crate) async fn erase_recipient(transaction: &Transaction<'_>, user_id: Uuid
 
 pub(crate) async fn event(transaction: &Transaction<'_>, id: Uuid) -> DbResult<Option<EventRow>> {
     let row = transaction
-        .query_opt("SELECT * FROM notify.events WHERE id = $1", &[&id])
+        .query_opt(
+            &prepared(transaction, "SELECT * FROM notify.events WHERE id = $1").await?,
+            &[&id],
+        )
         .await
         .db_context("reading an event")?;
     Ok(row.as_ref().map(event_row))
@@ -130,7 +146,9 @@ pub(crate) async fn event(transaction: &Transaction<'_>, id: Uuid) -> DbResult<O
 pub(crate) async fn upsert_event(transaction: &Transaction<'_>, event: &EventRow) -> DbResult<()> {
     transaction
         .execute(
-            "INSERT INTO notify.events
+            &prepared(
+                transaction,
+                "INSERT INTO notify.events
                  (id, title, start_time, venue, city, performer_ids, performers, status, version)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
              ON CONFLICT (id) DO UPDATE
@@ -139,6 +157,8 @@ pub(crate) async fn upsert_event(transaction: &Transaction<'_>, event: &EventRow
                      performer_ids = excluded.performer_ids, performers = excluded.performers,
                      status = excluded.status, version = excluded.version
                WHERE notify.events.version < excluded.version",
+            )
+            .await?,
             &[
                 &event.id,
                 &event.title,
@@ -165,9 +185,13 @@ pub(crate) async fn upsert_attendee(
 ) -> DbResult<()> {
     transaction
         .execute(
-            "INSERT INTO notify.attendees (booking_id, user_id, event_id, confirmed)
+            &prepared(
+                transaction,
+                "INSERT INTO notify.attendees (booking_id, user_id, event_id, confirmed)
              VALUES ($1, $2, $3, $4)
              ON CONFLICT (booking_id) DO UPDATE SET confirmed = excluded.confirmed",
+            )
+            .await?,
             &[&booking_id, &user_id, &event_id, &confirmed],
         )
         .await
@@ -182,7 +206,11 @@ pub(crate) async fn attendee(
 ) -> DbResult<Option<(Uuid, Uuid)>> {
     let row = transaction
         .query_opt(
-            "SELECT user_id, event_id FROM notify.attendees WHERE booking_id = $1",
+            &prepared(
+                transaction,
+                "SELECT user_id, event_id FROM notify.attendees WHERE booking_id = $1",
+            )
+            .await?,
             &[&booking_id],
         )
         .await
@@ -197,7 +225,11 @@ pub(crate) async fn attendees_of(
 ) -> DbResult<Vec<Uuid>> {
     let rows = transaction
         .query(
-            "SELECT DISTINCT user_id FROM notify.attendees WHERE event_id = $1 AND confirmed",
+            &prepared(
+                transaction,
+                "SELECT DISTINCT user_id FROM notify.attendees WHERE event_id = $1 AND confirmed",
+            )
+            .await?,
             &[&event_id],
         )
         .await
@@ -214,12 +246,16 @@ pub(crate) async fn fans_of(
 ) -> DbResult<Vec<Uuid>> {
     let rows = transaction
         .query(
-            "SELECT DISTINCT a.user_id
+            &prepared(
+                transaction,
+                "SELECT DISTINCT a.user_id
                FROM notify.attendees a
                JOIN notify.events e ON e.id = a.event_id
               WHERE a.confirmed AND a.event_id <> $1 AND e.performer_ids && $2
                 AND NOT EXISTS (SELECT 1 FROM notify.preferences p
                                  WHERE p.user_id = a.user_id AND NOT p.marketing)",
+            )
+            .await?,
             &[&event_id, &performer_ids],
         )
         .await
@@ -238,9 +274,13 @@ pub(crate) async fn insert_message(
         .map_err(|error| boxoffice_runtime::postgres::DbError::Internal(error.into()))?;
     transaction
         .execute(
-            "INSERT INTO notify.messages (id, source_event_id, user_id, kind, marketing, facts)
+            &prepared(
+                transaction,
+                "INSERT INTO notify.messages (id, source_event_id, user_id, kind, marketing, facts)
              VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (source_event_id, user_id, kind) DO NOTHING",
+            )
+            .await?,
             &[
                 &Uuid::now_v7(),
                 &source_event_id,
@@ -252,6 +292,130 @@ pub(crate) async fn insert_message(
         )
         .await
         .db_context("recording a message")?;
+    Ok(())
+}
+
+/// One booking confirmation as the consumer records it.
+pub(crate) struct Confirmation<'a> {
+    pub(crate) source_event_id: Uuid,
+    pub(crate) booking_id: Uuid,
+    pub(crate) user_id: Uuid,
+    pub(crate) event_id: Uuid,
+    /// The mail's facts but the event's (`None`: checkout no longer has
+    /// the booking, so there is nothing to mail).
+    pub(crate) mail: Option<(
+        &'a [crate::message::TicketFacts],
+        &'a crate::message::MoneyFacts,
+    )>,
+}
+
+/// Records consecutive confirmations of a batch in three statements, not
+/// three per confirmation: the attendees, one read of their events, and
+/// the mails (each once per domain event, user and kind).
+pub(crate) async fn record_confirmations(
+    transaction: &Transaction<'_>,
+    confirmations: &[Confirmation<'_>],
+) -> DbResult<()> {
+    if confirmations.is_empty() {
+        return Ok(());
+    }
+    // One row per booking (the last word on it), or the upsert would touch
+    // a row twice.
+    let mut attendees: HashMap<Uuid, (Uuid, Uuid)> = HashMap::new();
+    for confirmation in confirmations {
+        attendees.insert(
+            confirmation.booking_id,
+            (confirmation.user_id, confirmation.event_id),
+        );
+    }
+    let (bookings, (users, events)): (Vec<Uuid>, (Vec<Uuid>, Vec<Uuid>)) =
+        attendees.into_iter().unzip();
+    transaction
+        .execute(
+            &prepared(
+                transaction,
+                "INSERT INTO notify.attendees (booking_id, user_id, event_id, confirmed)
+                 SELECT booking_id, user_id, event_id, true
+                   FROM unnest($1::uuid[], $2::uuid[], $3::uuid[]) AS a(booking_id, user_id, event_id)
+                 ON CONFLICT (booking_id) DO UPDATE SET confirmed = true",
+            )
+            .await?,
+            &[&bookings, &users, &events],
+        )
+        .await
+        .db_context("recording attendees")?;
+    let mailed: Vec<&Confirmation<'_>> = confirmations
+        .iter()
+        .filter(|confirmation| confirmation.mail.is_some())
+        .collect();
+    if mailed.is_empty() {
+        return Ok(());
+    }
+    let wanted: Vec<Uuid> = mailed.iter().map(|c| c.event_id).collect();
+    let known: HashMap<Uuid, EventRow> = transaction
+        .query(
+            &prepared(
+                transaction,
+                "SELECT * FROM notify.events WHERE id = ANY($1::uuid[])",
+            )
+            .await?,
+            &[&wanted],
+        )
+        .await
+        .db_context("reading events")?
+        .iter()
+        .map(|row| {
+            let event = event_row(row);
+            (event.id, event)
+        })
+        .collect();
+    let mut columns = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    for confirmation in mailed {
+        let Some((tickets, total)) = confirmation.mail else {
+            continue;
+        };
+        let event = match known.get(&confirmation.event_id) {
+            Some(row) => row.facts(),
+            None => EventFacts {
+                event_id: confirmation.event_id,
+                ..Default::default()
+            },
+        };
+        let facts = Facts::BookingConfirmed {
+            booking_id: confirmation.booking_id,
+            event,
+            tickets: tickets.to_vec(),
+            total: total.clone(),
+        };
+        let json = serde_json::to_value(&facts)
+            .map_err(|error| boxoffice_runtime::postgres::DbError::Internal(error.into()))?;
+        columns.0.push(Uuid::now_v7());
+        columns.1.push(confirmation.source_event_id);
+        columns.2.push(confirmation.user_id);
+        columns.3.push(facts.kind());
+        columns.4.push(facts.is_marketing());
+        columns.5.push(json);
+    }
+    transaction
+        .execute(
+            &prepared(
+                transaction,
+                "INSERT INTO notify.messages (id, source_event_id, user_id, kind, marketing, facts)
+                 SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::bool[], $6::jsonb[])
+                 ON CONFLICT (source_event_id, user_id, kind) DO NOTHING",
+            )
+            .await?,
+            &[&columns.0, &columns.1, &columns.2, &columns.3, &columns.4, &columns.5],
+        )
+        .await
+        .db_context("recording messages")?;
     Ok(())
 }
 
