@@ -2,7 +2,7 @@
 //! outboxes → the `notify` consumer group records the mail (reading each
 //! booking's ticket codes over gRPC) → the sender renders it (text, HTML,
 //! a QR PNG per ticket) and a real SMTP server (`integration/smtp`, Node.js)
-//! accepts it. Target: ≥ 1,000 notifications/s.
+//! accepts it, appending it to one file. Target: ≥ 1,000 notifications/s.
 //!
 //! `cargo bench -p boxoffice-benches --bench notify` (PostgreSQL on
 //! 127.0.0.1, Node.js with `npm ci` done in `integration/smtp`). Knobs:
@@ -187,7 +187,7 @@ async fn start_smtp(dir: &std::path::Path) -> anyhow::Result<(tokio::process::Ch
         .current_dir(&code)
         .env("SMTP_LISTEN", "127.0.0.1:0")
         .env("MAIL_DIR", dir)
-        .env("SMTP_PARSE", "off")
+        .env("SMTP_STORE", "log")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)
@@ -204,6 +204,26 @@ async fn start_smtp(dir: &std::path::Path) -> anyhow::Result<(tokio::process::Ch
         .parse()?;
     tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
     Ok((process, addr))
+}
+
+/// The messages the test server appended to its log (`SMTP_STORE=log`):
+/// each one its length, a newline, its bytes and a newline.
+fn received(log: &std::path::Path) -> anyhow::Result<Vec<Vec<u8>>> {
+    let bytes = std::fs::read(log).context("reading the SMTP server's log")?;
+    let mut messages = Vec::new();
+    let mut rest = bytes.as_slice();
+    while !rest.is_empty() {
+        let newline = rest
+            .iter()
+            .position(|byte| *byte == b'\n')
+            .context("a length without its line")?;
+        let length: usize = std::str::from_utf8(&rest[..newline])?.parse()?;
+        let start = newline + 1;
+        anyhow::ensure!(rest.len() > start + length, "a message cut short");
+        messages.push(rest[start..start + length].to_vec());
+        rest = &rest[start + length + 1..];
+    }
+    Ok(messages)
 }
 
 /// Reads one SMTP reply (its last line when it has several).
@@ -398,15 +418,11 @@ async fn run() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let elapsed = started.elapsed();
-    let stored: Vec<std::path::PathBuf> = std::fs::read_dir(mail.path())?
-        .filter_map(Result::ok)
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|ext| ext == "eml"))
-        .collect();
+    let stored = received(&mail.path().join("received.log"))?;
     let rate = messages as f64 / elapsed.as_secs_f64();
     shutdown.trigger();
     // The same server taking the same mail from a bare client, right after.
-    let sample = std::fs::read(stored.first().context("no mail stored")?)?;
+    let sample = stored.first().context("no mail stored")?.clone();
     let alone = smtp_alone(smtp_addr, &sample, messages, concurrency).await?;
     let alone_rate = messages as f64 / alone.as_secs_f64();
     println!();

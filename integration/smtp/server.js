@@ -4,7 +4,10 @@
 // headers, subject, text, html, attachments in base64).
 //
 // Environment: SMTP_LISTEN ("127.0.0.1:2525"; port 0 picks one), MAIL_DIR
-// (required), SMTP_PARSE=off to keep only the .eml files. Prints "listening on 127.0.0.1:PORT" once it accepts
+// (required), SMTP_PARSE=off to keep only the .eml files, SMTP_STORE=log
+// (benchmarks; implies SMTP_PARSE=off) to append every message to one file,
+// MAIL_DIR/received.log, as its length in bytes, a newline, the bytes and a
+// newline. Prints "listening on 127.0.0.1:PORT" once it accepts
 // connections.
 //
 // Fault injection for the crash tests: while the file MAIL_DIR/.hold
@@ -29,11 +32,20 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // SMTP_PARSE=off (benchmarks): keep only the .eml, so the server's own
 // parsing is not what is measured.
-const parse = process.env.SMTP_PARSE !== 'off';
+const appendToLog = process.env.SMTP_STORE === 'log';
+const parse = process.env.SMTP_PARSE !== 'off' && !appendToLog;
+// One file opened once: creating a file per message costs the kernel more
+// than the rest of the server's work on it, and a benchmark would measure
+// that.
+const log = appendToLog ? fs.openSync(path.join(mailDir, 'received.log'), 'a') : null;
 
 async function store(raw, session) {
   counter += 1;
   const name = String(counter).padStart(6, '0');
+  if (log !== null) {
+    fs.writeSync(log, Buffer.concat([Buffer.from(`${raw.length}\n`), raw, Buffer.from('\n')]));
+    return { message_id: '', to: session.envelope.rcptTo.map((rcpt) => rcpt.address), subject: '' };
+  }
   if (!parse) {
     fs.writeFileSync(path.join(mailDir, `${name}.eml`), raw);
     return { message_id: '', to: session.envelope.rcptTo.map((rcpt) => rcpt.address), subject: '' };
