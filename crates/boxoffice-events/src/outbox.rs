@@ -13,7 +13,8 @@
 //! their commit, so the append should be the last statement before commit
 //! (and batch writers append once per batch). An append is one round trip:
 //! the lock and the numbered insert go to PostgreSQL together, as prepared
-//! statements (see [`Outbox::append`]).
+//! statements, after `boxoffice_runtime::postgres::GENERIC_PLANS` (see
+//! [`Outbox::append`]).
 
 use anyhow::Context as _;
 use chrono::Utc;
@@ -313,7 +314,8 @@ impl Outbox {
         let key: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.lock_key];
         let columns: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
             [&event_ids, &types, &ids, &event_types, &bytes];
-        let (_, rows) = futures::try_join!(
+        let (_, _, rows) = futures::try_join!(
+            transaction.batch_execute(boxoffice_runtime::postgres::GENERIC_PLANS),
             transaction.execute(&lock, &key),
             transaction.query(&insert, &columns)
         )

@@ -51,6 +51,19 @@ impl DbError {
     }
 }
 
+/// Sent first in a transaction (pipelined with its statement, so it costs
+/// no round trip) whose statements are batches over `unnest` of arrays:
+/// their prepared plans are kept instead of being made again for every
+/// call. PostgreSQL plans a prepared statement anew for each of its first
+/// five calls and then only if the generic plan looks costlier than those;
+/// with arrays of another length on every call it kept choosing to plan
+/// again, and planning checkout's confirmation record and an outbox append
+/// cost PostgreSQL more than running them (`pg_stat_statements` with
+/// `track_planning`: 2.5 and 2.1 s of planning against 3.1 and 1.1 s of
+/// execution over 5,578 batches each). `SET LOCAL` ends with the
+/// transaction.
+pub const GENERIC_PLANS: &str = "SET LOCAL plan_cache_mode = force_generic_plan";
+
 /// Whether a PostgreSQL client error means the database is out of reach
 /// (or going away, or out of room) rather than that a statement is wrong.
 pub fn is_unavailable(error: &tokio_postgres::Error) -> bool {

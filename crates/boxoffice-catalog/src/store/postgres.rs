@@ -652,9 +652,12 @@ impl CatalogStore {
 }
 
 async fn load_event(client: &impl GenericClient, id: Uuid) -> Result<Option<Event>> {
-    let row = client
-        .query_opt(&format!("{EVENT_SELECT} WHERE e.id = $1"), &[&id])
+    // Prepared once per connection: it runs for every event snapshot
+    // published (each price change of a selling event among them).
+    let statement = client
+        .prepare_cached(&format!("{EVENT_SELECT} WHERE e.id = $1"))
         .await?;
+    let row = client.query_opt(&statement, &[&id]).await?;
     Ok(row.as_ref().map(event_from_row).transpose()?)
 }
 
@@ -871,17 +874,17 @@ pub(crate) async fn performers_rating(
     client: &impl GenericClient,
     event_id: Uuid,
 ) -> Result<RatingSummary> {
-    let rows = client
-        .query(
+    let statement = client
+        .prepare_cached(
             "SELECT r.rating, count(*) FROM catalog.reviews r
               WHERE NOT r.hidden AND r.event_id IN (
                     SELECT played.event_id FROM catalog.event_performers this
                       JOIN catalog.event_performers played ON played.performer_id = this.performer_id
                      WHERE this.event_id = $1)
               GROUP BY r.rating",
-            &[&event_id],
         )
         .await?;
+    let rows = client.query(&statement, &[&event_id]).await?;
     Ok(RatingSummary::from_counts(
         rows.iter().map(|row| (row.get(0), row.get(1))),
     ))

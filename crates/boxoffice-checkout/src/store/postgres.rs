@@ -354,10 +354,11 @@ impl CheckoutStore {
         let mut client = self.client().await?;
         let statement = prepared(&client, sql).await?;
         let transaction = client.transaction().await.db_context(context)?;
-        let rows = transaction
-            .query(&statement, params)
-            .await
-            .db_context(context)?;
+        let (_, rows) = futures::try_join!(
+            transaction.batch_execute(boxoffice_runtime::postgres::GENERIC_PLANS),
+            transaction.query(&statement, params)
+        )
+        .db_context(context)?;
         let events = publish(&rows)?;
         let mut payments = crate::audit::records(&events);
         payments.extend(audit(&rows)?);
