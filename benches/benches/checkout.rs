@@ -681,13 +681,21 @@ async fn run(
             Duration::ZERO
         };
         let busy_after = cpu::busy();
+        let summary = recording.summary();
         if !groups_off.is_empty() {
             for group in groups_off {
                 boxoffice_events::resume_group(group);
             }
-            bench.drain_consumers(Duration::from_secs(300)).await?;
+            // What the paused groups cost when they catch up in full
+            // batches: their CPU per confirmation of the window.
+            let caught_up = bench.drain_consumers(Duration::from_secs(300)).await?;
+            let busy_caught_up = cpu::busy();
+            eprintln!(
+                "  paused groups caught up in {:.2} s: {:.3} ms of machine CPU per confirmation",
+                caught_up.as_secs_f64(),
+                cpu::ms_per_operation(busy_after, busy_caught_up, summary.ok).unwrap_or(f64::NAN)
+            );
         }
-        let summary = recording.summary();
         let cpu_ms = cpu::ms_per_operation(busy_before, busy_after, summary.ok);
         eprintln!(
             "  event consumers finished {:.2} s after the window",

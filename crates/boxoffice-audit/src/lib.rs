@@ -19,4 +19,6 @@ mod server;
 pub mod store;
 
 pub use server::AuditComponent;
-pub use store::{PaymentRecord, SCHEMA, append_payments, migrate};
+pub use store::{
+    PaymentRecord, PreparedPayments, SCHEMA, append_payments, migrate, prepare_payments,
+};

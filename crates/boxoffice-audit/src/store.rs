@@ -4,7 +4,7 @@
 
 use boxoffice_runtime::postgres::{DbContext as _, DbResult, Migration};
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 
 /// The schema the audit log lives in.
 pub const SCHEMA: &str = "audit";
@@ -40,47 +40,94 @@ pub struct PaymentRecord {
 
 /// Appends `records` in the caller's transaction (one prepared statement),
 /// so they commit exactly when the change they describe does.
-pub async fn append_payments(
-    transaction: &deadpool_postgres::Transaction<'_>,
+/// `transaction` is a [`deadpool_postgres::Transaction`] or the client of a
+/// `boxoffice_runtime::postgres::PipelinedTransaction`.
+pub async fn append_payments<C: GenericClient>(
+    transaction: &C,
     records: &[PaymentRecord],
 ) -> DbResult<()> {
+    prepare_payments(transaction, records)
+        .await?
+        .send(transaction)
+        .await
+}
+
+const PAYMENTS_SQL: &str =
+    "INSERT INTO audit.records (kind, actor, action, request_id, target, outcome, amount_minor,
+         currency_code)
+     SELECT 'payment', * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+         $6::int8[], $7::text[])";
+
+/// [`append_payments`] in two steps: this one prepares the statement (a
+/// round trip only the first time on a connection);
+/// [`PreparedPayments::send`] sends it on its first poll, so it can
+/// travel with a pipelined `COMMIT`.
+pub async fn prepare_payments<C: GenericClient>(
+    transaction: &C,
+    records: &[PaymentRecord],
+) -> DbResult<PreparedPayments> {
     if records.is_empty() {
-        return Ok(());
+        return Ok(PreparedPayments::default());
     }
-    let column =
-        |field: fn(&PaymentRecord) -> &str| -> Vec<&str> { records.iter().map(field).collect() };
-    let actors = column(|record| &record.actor);
-    let actions = column(|record| record.action);
-    let requests = column(|record| &record.request_id);
-    let targets = column(|record| &record.target);
-    let outcomes = column(|record| &record.outcome);
-    let currencies = column(|record| &record.currency_code);
-    let amounts: Vec<i64> = records.iter().map(|record| record.amount_minor).collect();
+    let column = |field: fn(&PaymentRecord) -> &str| -> Vec<String> {
+        records
+            .iter()
+            .map(|record| field(record).to_owned())
+            .collect()
+    };
     let statement = transaction
-        .prepare_cached(
-            "INSERT INTO audit.records (kind, actor, action, request_id, target, outcome, amount_minor,
-                 currency_code)
-             SELECT 'payment', * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
-                 $6::int8[], $7::text[])",
-        )
+        .prepare_cached(PAYMENTS_SQL)
         .await
         .db_context("preparing the payment audit")?;
-    transaction
-        .execute(
-            &statement,
-            &[
-                &actors,
-                &actions,
-                &requests,
-                &targets,
-                &outcomes,
-                &amounts,
-                &currencies,
-            ],
-        )
-        .await
-        .db_context("recording payment operations")?;
-    Ok(())
+    Ok(PreparedPayments {
+        statement: Some(statement),
+        actors: column(|record| &record.actor),
+        actions: column(|record| record.action),
+        requests: column(|record| &record.request_id),
+        targets: column(|record| &record.target),
+        outcomes: column(|record| &record.outcome),
+        currencies: column(|record| &record.currency_code),
+        amounts: records.iter().map(|record| record.amount_minor).collect(),
+    })
+}
+
+/// Payment records with their statement prepared ([`prepare_payments`]).
+#[derive(Default)]
+pub struct PreparedPayments {
+    /// `None` when there is nothing to record.
+    statement: Option<tokio_postgres::Statement>,
+    actors: Vec<String>,
+    actions: Vec<String>,
+    requests: Vec<String>,
+    targets: Vec<String>,
+    outcomes: Vec<String>,
+    currencies: Vec<String>,
+    amounts: Vec<i64>,
+}
+
+impl PreparedPayments {
+    /// Sends the insert on the first poll; with nothing to record, nothing.
+    pub async fn send<C: GenericClient>(self, transaction: &C) -> DbResult<()> {
+        let Some(statement) = &self.statement else {
+            return Ok(());
+        };
+        transaction
+            .execute(
+                statement,
+                &[
+                    &self.actors,
+                    &self.actions,
+                    &self.requests,
+                    &self.targets,
+                    &self.outcomes,
+                    &self.amounts,
+                    &self.currencies,
+                ],
+            )
+            .await
+            .db_context("recording payment operations")?;
+        Ok(())
+    }
 }
 
 /// An admin call the edge is about to forward.

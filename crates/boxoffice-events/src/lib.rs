@@ -42,7 +42,7 @@ pub use consumer::{
 pub use envelope::{Envelope, NewEvent, Payload};
 pub use group::{DEFAULT_LINGER, DEFAULT_PACE, ENV_LINGER_MS, ENV_PACE_MS};
 pub use nats::{NatsTransport, Relay};
-pub use outbox::Outbox;
+pub use outbox::{Outbox, PreparedAppend};
 pub use switch::{pause_group, paused_groups, resume_group};
 
 /// Selects the scale transport: the URL of a NATS server with JetStream.

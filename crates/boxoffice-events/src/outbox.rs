@@ -18,6 +18,7 @@
 
 use anyhow::Context as _;
 use chrono::Utc;
+use deadpool_postgres::GenericClient;
 use prost::Message as _;
 use uuid::Uuid;
 
@@ -235,10 +236,12 @@ impl Outbox {
     /// round trip: for a producer whose events depend on what other
     /// transactions of the producer committed (whether its sale left an
     /// event sold out). The statement's snapshot is taken once the lock is
-    /// held, so it sees every earlier holder's commit.
-    pub async fn query_locked(
+    /// held, so it sees every earlier holder's commit. `transaction` is a
+    /// [`deadpool_postgres::Transaction`] or the client of a
+    /// `boxoffice_runtime::postgres::PipelinedTransaction`.
+    pub async fn query_locked<C: GenericClient>(
         &self,
-        transaction: &deadpool_postgres::Transaction<'_>,
+        transaction: &C,
         sql: &str,
         params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
     ) -> anyhow::Result<Vec<tokio_postgres::Row>> {
@@ -266,23 +269,40 @@ impl Outbox {
     /// the other, and the insert's snapshot (read committed: one per
     /// statement) is taken once the lock is held, so its numbering sees the
     /// previous holder's rows.
-    pub async fn append(
+    pub async fn append<C: GenericClient>(
         &self,
-        transaction: &deadpool_postgres::Transaction<'_>,
+        transaction: &C,
         events: Vec<NewEvent>,
     ) -> anyhow::Result<Vec<Envelope>> {
+        self.prepare_append(transaction, events)
+            .await?
+            .send(transaction)
+            .await
+    }
+
+    /// [`Self::append`] in two steps: this one builds the envelopes and
+    /// prepares the statements (a round trip only the first time on a
+    /// connection); [`PreparedAppend::send`] sends them, all on its first
+    /// poll, so it can travel with a pipelined `COMMIT`
+    /// (`boxoffice_runtime::postgres::PipelinedTransaction::commit_with`).
+    pub async fn prepare_append<C: GenericClient>(
+        &self,
+        transaction: &C,
+        events: Vec<NewEvent>,
+    ) -> anyhow::Result<PreparedAppend> {
         check_identifier(&self.producer)?;
         if events.is_empty() {
-            return Ok(Vec::new());
+            return Ok(PreparedAppend::default());
         }
         let now = Utc::now();
         let occurred_at = prost_types::Timestamp {
             seconds: now.timestamp(),
             nanos: now.timestamp_subsec_nanos() as i32,
         };
-        let mut envelopes = Vec::with_capacity(events.len());
-        let (mut event_ids, mut types, mut ids, mut event_types, mut bytes) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let mut append = PreparedAppend {
+            lock_key: self.lock_key.clone(),
+            ..PreparedAppend::default()
+        };
         for event in events {
             let event_id = Uuid::now_v7();
             let kind = event_type(&event.payload);
@@ -299,34 +319,68 @@ impl Outbox {
                 contract_version: crate::envelope::KNOWN_CONTRACT_VERSION,
                 payload: Some(event.payload),
             };
-            event_ids.push(event_id);
-            types.push(envelope.aggregate_type.clone());
-            ids.push(envelope.aggregate_id.clone());
-            event_types.push(kind);
-            bytes.push(envelope.encode_to_vec());
-            envelopes.push(envelope);
+            append.event_ids.push(event_id);
+            append.types.push(envelope.aggregate_type.clone());
+            append.ids.push(envelope.aggregate_id.clone());
+            append.event_types.push(kind);
+            append.bytes.push(envelope.encode_to_vec());
+            append.envelopes.push(envelope);
         }
         let (lock, insert) = futures::try_join!(
             transaction.prepare_cached(LOCK_SQL),
             transaction.prepare_cached(&self.insert_sql)
         )
         .context("preparing the outbox append")?;
+        append.statements = Some((lock, insert));
+        Ok(append)
+    }
+}
+
+/// An append whose envelopes are built and whose statements are prepared
+/// ([`Outbox::prepare_append`]); nothing is sent yet.
+#[derive(Default)]
+pub struct PreparedAppend {
+    /// The lock and the insert; `None` when there is nothing to append.
+    statements: Option<(tokio_postgres::Statement, tokio_postgres::Statement)>,
+    lock_key: String,
+    envelopes: Vec<Envelope>,
+    event_ids: Vec<Uuid>,
+    types: Vec<String>,
+    ids: Vec<String>,
+    event_types: Vec<&'static str>,
+    bytes: Vec<Vec<u8>>,
+}
+
+impl PreparedAppend {
+    /// Sends the append (plan setting, lock, insert) on the first poll and
+    /// answers the envelopes as numbered; with nothing to append, sends
+    /// nothing.
+    pub async fn send<C: GenericClient>(self, transaction: &C) -> anyhow::Result<Vec<Envelope>> {
+        let Some((lock, insert)) = &self.statements else {
+            return Ok(Vec::new());
+        };
         let key: [&(dyn tokio_postgres::types::ToSql + Sync); 1] = [&self.lock_key];
-        let columns: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
-            [&event_ids, &types, &ids, &event_types, &bytes];
+        let columns: [&(dyn tokio_postgres::types::ToSql + Sync); 5] = [
+            &self.event_ids,
+            &self.types,
+            &self.ids,
+            &self.event_types,
+            &self.bytes,
+        ];
         let (_, _, rows) = futures::try_join!(
             transaction.batch_execute(boxoffice_runtime::postgres::GENERIC_PLANS),
-            transaction.execute(&lock, &key),
-            transaction.query(&insert, &columns)
+            transaction.execute(lock, &key),
+            transaction.query(insert, &columns)
         )
         .context("appending to the outbox")?;
+        let mut envelopes = self.envelopes;
         anyhow::ensure!(rows.len() == envelopes.len(), "outbox append lost rows");
         let numbered: std::collections::HashMap<Uuid, i64> = rows
             .iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect::<Result<_, tokio_postgres::Error>>()
             .context("reading the outbox numbering")?;
-        for (envelope, event_id) in envelopes.iter_mut().zip(&event_ids) {
+        for (envelope, event_id) in envelopes.iter_mut().zip(&self.event_ids) {
             let sequence = numbered
                 .get(event_id)
                 .context("outbox append lost an event")?;

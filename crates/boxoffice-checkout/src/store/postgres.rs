@@ -30,7 +30,7 @@ use crate::domain::{BookingState, PaymentState, PricedSeat, SeatLabel};
 use boxoffice_contracts::events::v1 as events;
 use boxoffice_events::{NewEvent, Outbox, Payload};
 use boxoffice_runtime::batch::{Batcher, together_or_one_at_a_time};
-use boxoffice_runtime::postgres::{DbContext as _, DbError, DbResult};
+use boxoffice_runtime::postgres::{DbContext as _, DbError, DbResult, PipelinedTransaction};
 use tokio_postgres::types::ToSql;
 
 /// A new pending booking.
@@ -351,30 +351,46 @@ impl CheckoutStore {
         publish: impl FnOnce(&[Row]) -> DbResult<Vec<NewEvent>>,
         audit: impl FnOnce(&[Row]) -> DbResult<Vec<boxoffice_audit::PaymentRecord>>,
     ) -> DbResult<Vec<Row>> {
-        let mut client = self.client().await?;
+        let client = self.client().await?;
         let statement = prepared(&client, sql).await?;
-        let transaction = client.transaction().await.db_context(context)?;
-        let (_, rows) = futures::try_join!(
-            transaction.batch_execute(boxoffice_runtime::postgres::GENERIC_PLANS),
-            transaction.query(&statement, params)
-        )
-        .db_context(context)?;
+        // Two round trips in all: BEGIN travels with the statement, and
+        // COMMIT with the outbox append and the audit records (each a
+        // prepared statement, sent at once; see `PipelinedTransaction`).
+        let transaction = PipelinedTransaction::new(client);
+        let rows = transaction
+            .begin_with(boxoffice_runtime::postgres::GENERIC_PLANS, async {
+                transaction.client().query(&statement, params).await
+            })
+            .await
+            .db_context(context)?;
         let events = publish(&rows)?;
         let mut payments = crate::audit::records(&events);
         payments.extend(audit(&rows)?);
-        // One round trip for both (pipelined): the outbox's append lock,
-        // which serializes the producer's transactions until they commit,
-        // is held for the append and the commit only.
-        futures::try_join!(
+        // The outbox's append lock, which serializes the producer's
+        // transactions until they commit, is held for the append and the
+        // commit only.
+        let (append, payments) = futures::try_join!(
             async {
                 self.outbox
-                    .append(&transaction, events)
+                    .prepare_append(transaction.client(), events)
                     .await
                     .map_err(|error| DbError::from(error).context(context))
             },
-            boxoffice_audit::append_payments(&transaction, &payments),
+            boxoffice_audit::prepare_payments(transaction.client(), &payments),
         )?;
-        transaction.commit().await.db_context(context)?;
+        transaction
+            .commit_with(async {
+                futures::try_join!(
+                    async {
+                        append
+                            .send(transaction.client())
+                            .await
+                            .map_err(|error| DbError::from(error).context(context))
+                    },
+                    payments.send(transaction.client()),
+                )
+            })
+            .await?;
         Ok(rows)
     }
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use boxoffice_contracts::events::v1 as events;
-use boxoffice_events::{NewEvent, Outbox, Payload};
+use boxoffice_events::{NewEvent, Outbox, Payload, PreparedAppend};
 use boxoffice_runtime::batch::Batcher;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Pool, Transaction};
@@ -32,7 +32,7 @@ use crate::domain::{
     PricingRule, PricingTable, RoomSettings, SaleLayout, SeatBitmap, TierRule, VenueLayout,
 };
 use crate::error::InventoryError;
-use boxoffice_runtime::postgres::DbError;
+use boxoffice_runtime::postgres::{DbError, PipelinedTransaction};
 
 type Result<T> = std::result::Result<T, InventoryError>;
 
@@ -917,7 +917,7 @@ async fn sell_together(
         .zip(1..)
         .flat_map(|(sale, item)| sale.seats.iter().map(move |seat| (item, *seat)))
         .unzip();
-    let mut client = pool.get().await?;
+    let client = pool.get().await?;
     // Prepared once per connection, its arrays read through sub-selects so
     // the plan is made once, not per call: planning it costs more than
     // running it.
@@ -978,14 +978,22 @@ async fn sell_together(
              ORDER BY c.item",
         )
         .await?;
-    let transaction = client.transaction().await?;
+    // BEGIN travels with the sale and COMMIT with the outbox append (see
+    // `PipelinedTransaction`): three round trips for the batch, with the
+    // locked sold-out check between them.
+    let transaction = PipelinedTransaction::new(client);
     let rows = transaction
-        .query(
-            &statement,
-            &[
-                &events, &holds, &bookings, &sale_ids, &deadlines, &items, &seats,
-            ],
-        )
+        .begin_with("", async {
+            transaction
+                .client()
+                .query(
+                    &statement,
+                    &[
+                        &events, &holds, &bookings, &sale_ids, &deadlines, &items, &seats,
+                    ],
+                )
+                .await
+        })
         .await?;
     if rows.len() != sales.len() {
         return Err(InventoryError::Internal(anyhow::anyhow!(
@@ -995,20 +1003,28 @@ async fn sell_together(
         )));
     }
     let outcomes: Vec<CommitOutcome> = rows.iter().map(outcome_of).collect();
-    publish_sales(&transaction, outbox, sales, &outcomes).await?;
-    transaction.commit().await?;
+    let append = publish_sales(transaction.client(), outbox, sales, &outcomes).await?;
+    transaction
+        .commit_with(async {
+            append
+                .send(transaction.client())
+                .await
+                .map_err(DbError::from)
+        })
+        .await?;
     Ok(outcomes)
 }
 
-/// Appends a `SeatsSold` per sale this statement made, and a `SoldOut` per
-/// event left with no available ticket (decided under the append lock, see
-/// the module docs).
+/// Prepares the append of a `SeatsSold` per sale this statement made, and
+/// a `SoldOut` per event left with no available ticket (decided under the
+/// append lock, see the module docs), for the caller to send with its
+/// commit.
 async fn publish_sales(
-    transaction: &Transaction<'_>,
+    transaction: &deadpool_postgres::Client,
     outbox: &Outbox,
     sales: &[&Sale],
     outcomes: &[CommitOutcome],
-) -> Result<()> {
+) -> Result<PreparedAppend> {
     let sold: Vec<&Sale> = sales
         .iter()
         .zip(outcomes)
@@ -1016,7 +1032,7 @@ async fn publish_sales(
         .map(|(sale, _)| *sale)
         .collect();
     if sold.is_empty() {
-        return Ok(());
+        return Ok(PreparedAppend::default());
     }
     let mut touched: Vec<Uuid> = sold.iter().map(|sale| sale.hold.event_id).collect();
     touched.sort_unstable();
@@ -1082,11 +1098,10 @@ async fn publish_sales(
             }),
         )
     }));
-    outbox
-        .append(transaction, published)
+    Ok(outbox
+        .prepare_append(transaction, published)
         .await
-        .map_err(DbError::from)?;
-    Ok(())
+        .map_err(DbError::from)?)
 }
 
 /// What the sale statement's row for one sale means.
