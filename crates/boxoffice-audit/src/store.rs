@@ -62,19 +62,15 @@ const PAYMENTS_SQL: &str =
 /// round trip only the first time on a connection);
 /// [`PreparedPayments::send`] sends it on its first poll, so it can
 /// travel with a pipelined `COMMIT`.
-pub async fn prepare_payments<C: GenericClient>(
+pub async fn prepare_payments<'a, C: GenericClient>(
     transaction: &C,
-    records: &[PaymentRecord],
-) -> DbResult<PreparedPayments> {
+    records: &'a [PaymentRecord],
+) -> DbResult<PreparedPayments<'a>> {
     if records.is_empty() {
         return Ok(PreparedPayments::default());
     }
-    let column = |field: fn(&PaymentRecord) -> &str| -> Vec<String> {
-        records
-            .iter()
-            .map(|record| field(record).to_owned())
-            .collect()
-    };
+    let column =
+        |field: fn(&PaymentRecord) -> &str| -> Vec<&'a str> { records.iter().map(field).collect() };
     let statement = transaction
         .prepare_cached(PAYMENTS_SQL)
         .await
@@ -93,19 +89,19 @@ pub async fn prepare_payments<C: GenericClient>(
 
 /// Payment records with their statement prepared ([`prepare_payments`]).
 #[derive(Default)]
-pub struct PreparedPayments {
+pub struct PreparedPayments<'a> {
     /// `None` when there is nothing to record.
     statement: Option<tokio_postgres::Statement>,
-    actors: Vec<String>,
-    actions: Vec<String>,
-    requests: Vec<String>,
-    targets: Vec<String>,
-    outcomes: Vec<String>,
-    currencies: Vec<String>,
+    actors: Vec<&'a str>,
+    actions: Vec<&'a str>,
+    requests: Vec<&'a str>,
+    targets: Vec<&'a str>,
+    outcomes: Vec<&'a str>,
+    currencies: Vec<&'a str>,
     amounts: Vec<i64>,
 }
 
-impl PreparedPayments {
+impl PreparedPayments<'_> {
     /// Sends the insert on the first poll; with nothing to record, nothing.
     pub async fn send<C: GenericClient>(self, transaction: &C) -> DbResult<()> {
         let Some(statement) = &self.statement else {
